@@ -1,0 +1,1 @@
+"""apikey-bot: govern a team's Binance API keys from Slack."""

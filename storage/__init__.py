@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, encryption of secrets, engine and migrations."""
