@@ -1,0 +1,130 @@
+"""Entry point: ``python -m bot`` / ``apikey-bot``.
+
+apikey-bot [run]                 run the Slack bot (Socket Mode or HTTP)
+apikey-bot migrate               bring the database schema up to date
+apikey-bot check                 prove the master keys open the stored secrets
+apikey-bot keys generate ID      print a new master key line ``ID:base64``
+apikey-bot keys reencrypt        re-seal every row under the active master key
+apikey-bot keys retire ID        forget a master key no row uses any more
+apikey-bot simulator             run the local Binance simulator
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from bot.bootstrap import configure_logging, open_storage
+from bot.config import ConfigError, Settings, load_settings
+from storage.crypto import CryptoError, KeyRing, generate_master_key
+from storage.db import make_engine, migrate
+from storage.vault import VaultError, reencrypt_all, retire_key
+
+log = logging.getLogger("bot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="apikey-bot", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="run the Slack bot (the default)")
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    sub.add_parser("check", help="prove the configured master keys open the stored secrets")
+    keys = sub.add_parser("keys", help="manage the master keys").add_subparsers(dest="keys_command")
+    generate = keys.add_parser("generate", help="print a new master key line to add to MASTER_KEYS")
+    generate.add_argument("key_id")
+    reencrypt = keys.add_parser("reencrypt", help="re-seal every row under the active key")
+    reencrypt.add_argument("--batch-size", type=int, default=200)
+    reencrypt.add_argument("--max-batches", type=int, default=None)
+    retire = keys.add_parser("retire", help="forget a master key that no row uses")
+    retire.add_argument("key_id")
+    sub.add_parser("simulator", help="run the local Binance simulator (see --help there)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulator"]:
+        from bot.sandbox.binance_simulator import main as simulator_main
+
+        return simulator_main(argv[1:]) or 0
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        return _dispatch(args, settings)
+    except (ConfigError, VaultError, CryptoError) as exc:
+        print(f"apikey-bot: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    command = args.command or "run"
+    if command == "migrate":
+        migrate(make_engine(settings.database_url))
+        print("database schema is up to date")
+        return 0
+    if command == "check":
+        storage = open_storage(settings)
+        print(
+            f"master keys OK: {', '.join(storage.key_ring.key_ids)} "
+            f"(active: {storage.key_ring.active.key_id})"
+        )
+        return 0
+    if command == "keys":
+        return _keys(args, settings)
+    from bot.runner import run_bot
+
+    return run_bot(settings)
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    if args.keys_command == "generate":
+        print(generate_master_key(args.key_id).encoded())
+        print(
+            "Append this line to MASTER_KEYS (or the key file) so that it is the last entry, "
+            "restart, then run `apikey-bot keys reencrypt`.",
+            file=sys.stderr,
+        )
+        return 0
+    storage = open_storage(settings)
+    if args.keys_command == "reencrypt":
+        report = reencrypt_all(
+            storage.engine,
+            storage.key_ring,
+            batch_size=args.batch_size,
+            max_batches=args.max_batches,
+        )
+        print(
+            f"re-sealed {report.rows_resealed} row(s) under {report.active_key_id}; "
+            f"{report.rows_remaining} still to do"
+        )
+        return 0 if report.rows_remaining == 0 else 3
+    if args.keys_command == "retire":
+        smaller = retire_key(storage.engine, storage.key_ring, args.key_id)
+        if settings.master_keys is None and settings.master_keys_file.exists():
+            _rewrite_key_file(settings, smaller)
+            print(f"master key {args.key_id} retired and removed from {settings.master_keys_file}")
+        else:
+            print(f"master key {args.key_id} is no longer used: remove it from MASTER_KEYS")
+        return 0
+    _parser().parse_args(["keys", "--help"])
+    return 2
+
+
+def _rewrite_key_file(settings: Settings, ring: KeyRing) -> None:
+    path = settings.master_keys_file
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("# apikey-bot master keys: id:base64, one per line; the last one is active.\n")
+        others = [kid for kid in ring.key_ids if kid != ring.active.key_id]
+        for kid in [*others, ring.active.key_id]:
+            handle.write(ring.export_line(kid) + "\n")
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

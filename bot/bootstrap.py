@@ -1,0 +1,42 @@
+"""Start-up steps shared by the bot and its admin commands: storage, migrations, key ring."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from bot.config import Settings
+from storage.crypto import KeyRing
+from storage.db import make_engine, migrate
+from storage.vault import load_key_ring, verify_key_ring
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Storage:
+    engine: Engine
+    key_ring: KeyRing
+
+
+def open_storage(settings: Settings, *, run_migrations: bool = True) -> Storage:
+    """Engine + migrations + a key ring proven to open what is stored (else VaultError)."""
+    engine = make_engine(settings.database_url)
+    if run_migrations:
+        migrate(engine)
+    keys_text = settings.master_keys.get_secret_value() if settings.master_keys else None
+    ring = load_key_ring(
+        engine=engine,
+        keys_text=keys_text,
+        active_id=settings.master_key_active,
+        key_file=settings.master_keys_file,
+    )
+    verify_key_ring(engine, ring)
+    log.info("storage ready: %s, master keys %s", engine.url.render_as_string(), ring)
+    return Storage(engine=engine, key_ring=ring)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

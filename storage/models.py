@@ -1,0 +1,160 @@
+"""SQLModel tables. Tables are created by the Alembic migrations, never by ``create_all``.
+
+Secrets live only in ``*_sealed`` columns (see storage.crypto); the API key itself is sealed
+too and is findable through a keyed fingerprint, never stored in clear.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc_column(*, nullable: bool, index: bool = False) -> Any:
+    return sa.Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class KeyPurpose(StrEnum):
+    """What the owner declares the key is for; Binance's answer is compared against it."""
+
+    READ_ONLY = "read_only"
+    TRADING = "trading"
+    WITHDRAWALS = "withdrawals"
+
+
+class KeyType(StrEnum):
+    HMAC = "HMAC"
+    ED25519 = "ED25519"
+    RSA = "RSA"
+
+
+class KeyStatus(StrEnum):
+    ACTIVE = "active"
+    ROTATING = "rotating"
+    COMPROMISED = "compromised"
+    REVOKED = "revoked"
+    REMOVED = "removed"
+
+
+# Statuses whose label is free to be used again by a new registration.
+RETIRED_STATUSES = (KeyStatus.REVOKED.value, KeyStatus.REMOVED.value)
+
+
+class BinanceAccount(SQLModel, table=True):
+    __tablename__ = "binance_accounts"
+    __table_args__ = (
+        sa.UniqueConstraint("team_id", "alias", name="uq_binance_accounts_team_alias"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    team_id: str = Field(index=True, max_length=32)
+    alias: str = Field(max_length=80)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        sa.Index(
+            "uq_api_keys_team_label_live",
+            "team_id",
+            "label",
+            unique=True,
+            sqlite_where=sa.text("status NOT IN ('revoked', 'removed')"),
+            postgresql_where=sa.text("status NOT IN ('revoked', 'removed')"),
+        ),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    team_id: str = Field(index=True, max_length=32)
+    label: str = Field(max_length=80)
+    account_id: str = Field(foreign_key="binance_accounts.id", index=True, max_length=32)
+    owner_user_id: str | None = Field(default=None, index=True, max_length=32)
+    purpose: str = Field(max_length=16)
+    key_type: str = Field(max_length=8)
+    status: str = Field(default=KeyStatus.ACTIVE.value, index=True, max_length=16)
+
+    # Sealed material: both sealed under the same master key, named by seal_key_id.
+    api_key_sealed: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    secret_sealed: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    seal_key_id: str | None = Field(default=None, index=True, max_length=64)
+    api_key_masked: str = Field(max_length=16)
+    api_key_fingerprint: str | None = Field(default=None, index=True, max_length=64)
+    secret_fingerprint: str | None = Field(default=None, index=True, max_length=64)
+
+    # The last answer Binance gave about this key (KeyPermissions.to_dict()) and when.
+    permissions_json: dict | None = Field(default=None, sa_column=sa.Column(sa.JSON))
+    permissions_checked_at: datetime | None = Field(
+        default=None, sa_column=_utc_column(nullable=True)
+    )
+
+    created_by: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+    last_rotated_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+    def secret_context(self) -> str:
+        return f"api_key:{self.id}:secret"
+
+    def api_key_context(self) -> str:
+        return f"api_key:{self.id}:api_key"
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what to which key, when and from where. Never holds a secret."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(index=True, max_length=32)
+    at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False, index=True))
+    actor: str = Field(max_length=64)
+    action: str = Field(index=True, max_length=64)
+    target: str | None = Field(default=None, max_length=200)
+    target_key_id: str | None = Field(default=None, index=True, max_length=32)
+    source: str | None = Field(default=None, max_length=200)
+    detail: dict = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+
+
+class CryptoCanary(SQLModel, table=True):
+    """A known plaintext sealed under each master key: proves at start-up the keys still open."""
+
+    __tablename__ = "crypto_canaries"
+
+    key_id: str = Field(primary_key=True, max_length=64)
+    sealed: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))

@@ -1,0 +1,250 @@
+"""The master-key ring in use: loading it, proving it at start-up, re-encrypting, retiring.
+
+Rules:
+- A wrong or missing master key stops start-up with a clear message and changes nothing.
+- A new key file is created only on a fresh install (no sealed data at all).
+- Re-encryption works in small committed batches, so it can be interrupted and re-run.
+- A master key is retired only when no row uses it any more.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, func, select
+
+from storage.audit import record_event
+from storage.crypto import CryptoError, KeyRing, KeyRingError, generate_master_key
+from storage.db import session_scope
+from storage.models import ApiKey, CryptoCanary
+
+log = logging.getLogger(__name__)
+
+CANARY_PLAINTEXT = b"apikey-bot canary: the master keys open what is stored"
+SYSTEM_TEAM = "-"
+
+
+class VaultError(Exception):
+    """The key ring and the database do not fit together. The message is safe to print."""
+
+
+def _canary_context(key_id: str) -> str:
+    return f"canary:{key_id}"
+
+
+def holds_sealed_data(session: Session) -> bool:
+    canaries = session.exec(select(func.count()).select_from(CryptoCanary)).one()
+    sealed = session.exec(
+        select(func.count()).select_from(ApiKey).where(ApiKey.seal_key_id.is_not(None))
+    ).one()
+    return bool(canaries or sealed)
+
+
+def key_ids_in_use(session: Session) -> dict[str, int]:
+    """Master key id -> number of api_keys rows sealed under it."""
+    rows = session.exec(
+        select(ApiKey.seal_key_id, func.count())
+        .where(ApiKey.seal_key_id.is_not(None))
+        .group_by(ApiKey.seal_key_id)
+    ).all()
+    return {kid: count for kid, count in rows}
+
+
+def load_key_ring(
+    *,
+    engine: Engine,
+    keys_text: str | None,
+    active_id: str | None,
+    key_file: Path,
+    allow_create: bool = True,
+) -> KeyRing:
+    """The configured key ring: from MASTER_KEYS, else from the key file, else (fresh install
+    only) a newly generated key file with owner-only permissions."""
+    try:
+        if keys_text:
+            return KeyRing.parse(keys_text, active_id)
+        if key_file.exists():
+            _warn_if_readable_by_others(key_file)
+            return KeyRing.parse(key_file.read_text(encoding="utf-8"), active_id)
+    except KeyRingError as exc:
+        raise VaultError(f"MASTER_KEYS: {exc}") from None
+    with Session(engine) as session:
+        if holds_sealed_data(session):
+            raise VaultError(
+                "no master key is configured but the database holds sealed secrets: set "
+                f"MASTER_KEYS or MASTER_KEYS_FILE (looked for {key_file}). Refusing to create a "
+                "new key, which could never open them."
+            )
+    if not allow_create:
+        raise VaultError("no master key is configured: set MASTER_KEYS or MASTER_KEYS_FILE")
+    return _create_key_file(key_file)
+
+
+def _create_key_file(key_file: Path) -> KeyRing:
+    key = generate_master_key("k1")
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("# apikey-bot master keys: id:base64, one per line; the last one is active.\n")
+        handle.write(key.encoded() + "\n")
+    log.warning(
+        "NO MASTER KEY WAS CONFIGURED: created a new one in %s (owner-only permissions). "
+        "Back it up: without it the stored secrets cannot be opened. In production supply "
+        "the key yourself through MASTER_KEYS or MASTER_KEYS_FILE from your secret manager.",
+        key_file.resolve(),
+    )
+    return KeyRing([key])
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning("master key file %s is readable by others (mode %o): chmod 600 it", path, mode)
+
+
+def verify_key_ring(engine: Engine, ring: KeyRing) -> None:
+    """Prove the ring opens what is stored (canaries and one row per key id), then make sure
+    the active key has a canary. Raises VaultError and changes nothing when it does not fit."""
+    with Session(engine) as session:
+        in_use = key_ids_in_use(session)
+        canaries = {c.key_id: c for c in session.exec(select(CryptoCanary)).all()}
+        # A canary of a key no row uses any more is stale, not a reason to refuse start-up.
+        missing = sorted(set(in_use) - set(ring.key_ids))
+        if missing:
+            raise VaultError(
+                "the database holds secrets sealed with master key(s) "
+                f"{', '.join(missing)}, which are not configured: add them to MASTER_KEYS"
+            )
+        for key_id, canary in canaries.items():
+            if not ring.has(key_id):
+                continue
+            _open_or_fail(ring, canary.sealed, _canary_context(key_id), key_id)
+        for key_id in in_use:
+            sample = session.exec(
+                select(ApiKey).where(ApiKey.seal_key_id == key_id).limit(1)
+            ).first()
+            if sample is not None and sample.secret_sealed is not None:
+                _open_or_fail(ring, sample.secret_sealed, sample.secret_context(), key_id)
+    if ring.active.key_id not in canaries:
+        with session_scope(engine) as session:
+            sealed = ring.seal(CANARY_PLAINTEXT, context=_canary_context(ring.active.key_id))
+            session.merge(CryptoCanary(key_id=ring.active.key_id, sealed=sealed.blob))
+
+
+def _open_or_fail(ring: KeyRing, blob: bytes, context: str, key_id: str) -> None:
+    try:
+        ring.open(blob, context=context)
+    except CryptoError:
+        raise VaultError(
+            f"master key {key_id!r} does not open the stored data: the configured key is wrong. "
+            "Nothing was changed."
+        ) from None
+
+
+@dataclass(frozen=True)
+class ReencryptReport:
+    rows_resealed: int
+    rows_remaining: int
+    active_key_id: str
+
+
+def reencrypt_all(
+    engine: Engine,
+    ring: KeyRing,
+    *,
+    batch_size: int = 200,
+    max_batches: int | None = None,
+    actor: str = "cli",
+) -> ReencryptReport:
+    """Re-seal every row under the active key, one committed batch at a time.
+
+    Each row is resealed (and re-fingerprinted) in full inside its batch's transaction, so an
+    interruption leaves every row either wholly old or wholly new: re-running finishes the job.
+    """
+    active = ring.active.key_id
+    done = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        with session_scope(engine) as session:
+            query = (
+                select(ApiKey)
+                .where(ApiKey.seal_key_id.is_not(None), ApiKey.seal_key_id != active)
+                .order_by(ApiKey.id)
+                .limit(batch_size)
+            )
+            if engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = session.exec(query).all()
+            if not rows:
+                break
+            for row in rows:
+                reseal_row(ring, row)
+            from_keys = sorted({r for r in (row.seal_key_id for row in rows) if r})
+            record_event(
+                session,
+                team_id=SYSTEM_TEAM,
+                actor=actor,
+                action="master_key.reencrypt_batch",
+                detail={"rows": len(rows), "to_key": active, "from_keys": from_keys},
+            )
+            done += len(rows)
+            batches += 1
+    with Session(engine) as session:
+        remaining = session.exec(
+            select(func.count())
+            .select_from(ApiKey)
+            .where(ApiKey.seal_key_id.is_not(None), ApiKey.seal_key_id != active)
+        ).one()
+    return ReencryptReport(rows_resealed=done, rows_remaining=remaining, active_key_id=active)
+
+
+def reseal_row(ring: KeyRing, row: ApiKey) -> None:
+    """Open both sealed fields of a row and seal them again under the active key."""
+    api_key = ring.open_text(row.api_key_sealed, context=row.api_key_context())
+    secret = ring.open_text(row.secret_sealed, context=row.secret_context())
+    seal_api_key_row(ring, row, api_key=api_key, secret=secret)
+
+
+def seal_api_key_row(ring: KeyRing, row: ApiKey, *, api_key: str, secret: str) -> None:
+    """Seal an API key and its secret into ``row`` under the active key, with fingerprints."""
+    row.api_key_sealed = ring.seal(api_key, context=row.api_key_context()).blob
+    row.secret_sealed = ring.seal(secret, context=row.secret_context()).blob
+    row.seal_key_id = ring.active.key_id
+    row.api_key_fingerprint = ring.fingerprint(api_key)
+    row.secret_fingerprint = ring.fingerprint(secret)
+
+
+def shred_api_key_row(row: ApiKey) -> None:
+    """Crypto-shred: drop the sealed material; only the masked form and metadata remain."""
+    row.api_key_sealed = None
+    row.secret_sealed = None
+    row.seal_key_id = None
+    row.secret_fingerprint = None
+
+
+def retire_key(engine: Engine, ring: KeyRing, key_id: str, *, actor: str = "cli") -> KeyRing:
+    """Forget a master key: refused while any row still uses it. Returns the smaller ring."""
+    if not ring.has(key_id):
+        raise VaultError(f"master key {key_id!r} is not configured")
+    if key_id == ring.active.key_id:
+        raise VaultError(f"master key {key_id!r} is the active key: make another key active first")
+    with session_scope(engine) as session:
+        in_use = key_ids_in_use(session).get(key_id, 0)
+        if in_use:
+            raise VaultError(
+                f"master key {key_id!r} still seals {in_use} row(s): run the re-encryption first"
+            )
+        session.exec(sa.delete(CryptoCanary).where(CryptoCanary.key_id == key_id))
+        record_event(
+            session,
+            team_id=SYSTEM_TEAM,
+            actor=actor,
+            action="master_key.retire",
+            detail={"key": key_id},
+        )
+    return ring.without(key_id)

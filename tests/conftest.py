@@ -1,0 +1,96 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when reachable), key rings."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from storage.crypto import KeyRing, generate_master_key
+from storage.db import make_engine, migrate
+
+# The server CI provides. Tests marked `postgres` skip (with this reason) when it is not
+# reachable; .ci/run sets APIKEY_BOT_REQUIRE_POSTGRES=1, which turns the skip into a failure.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "APIKEY_BOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("APIKEY_BOT_REQUIRE_POSTGRES") == "1"
+
+
+def _postgres_unreachable_reason() -> str | None:
+    try:
+        engine = sa.create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure to connect means "not reachable"
+        return f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}"
+
+
+_PG_REASON: list[str | None] = []
+
+
+def postgres_unreachable_reason() -> str | None:
+    if not _PG_REASON:
+        _PG_REASON.append(_postgres_unreachable_reason())
+    return _PG_REASON[0]
+
+
+def require_postgres() -> None:
+    reason = postgres_unreachable_reason()
+    if reason is None:
+        return
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"{reason} (APIKEY_BOT_REQUIRE_POSTGRES=1: PostgreSQL tests are required)")
+    pytest.skip(reason)
+
+
+def create_postgres_database() -> str:
+    """A fresh, empty database on the local server; returns its SQLAlchemy URL."""
+    name = f"apikey_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """An empty database of each kind: a SQLite file, and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'apikey-bot.db'}"
+        return
+    require_postgres()
+    url = create_postgres_database()
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
+
+
+@pytest.fixture
+def engine(database_url) -> Iterator[Engine]:
+    """A migrated database of each kind."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def key_ring() -> KeyRing:
+    return KeyRing([generate_master_key("k1")])

@@ -1,0 +1,266 @@
+"""Storage on SQLite and PostgreSQL: migrations, sealed rows, canary, re-encryption, retirement."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from storage.crypto import KeyRing, OpenFailed, generate_master_key
+from storage.db import current_revision, make_engine, migrate, session_scope
+from storage.models import ApiKey, AuditEvent, CryptoCanary, KeyStatus
+from storage.vault import (
+    VaultError,
+    load_key_ring,
+    reencrypt_all,
+    retire_key,
+    shred_api_key_row,
+    verify_key_ring,
+)
+from tests.factories import random_api_key, stored_key
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _dump(engine) -> bytes:
+    """Everything the database holds, as bytes: the raw files for SQLite, pg_dump for PostgreSQL."""
+    if engine.dialect.name == "sqlite":
+        engine.dispose()
+        path = Path(engine.url.database)
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    if shutil.which("pg_dump"):
+        return subprocess.run(["pg_dump", url], check=True, capture_output=True).stdout
+    chunks = []
+    with engine.connect() as connection:
+        for table in sa.inspect(connection).get_table_names():
+            chunks.extend(
+                repr(r).encode() for r in connection.execute(sa.text(f"SELECT * FROM {table}"))
+            )
+    return b"\n".join(chunks)
+
+
+def _forms(value: str) -> list[bytes]:
+    raw = value.encode()
+    return [raw, base64.b64encode(raw), base64.urlsafe_b64encode(raw), raw.hex().encode()]
+
+
+def test_migrations_create_the_schema_and_are_idempotent(engine):
+    assert current_revision(engine) is not None
+    migrate(engine)  # a second run (another replica starting) changes nothing
+    tables = set(sa.inspect(engine).get_table_names())
+    assert {"api_keys", "binance_accounts", "audit_events", "crypto_canaries"} <= tables
+
+
+def test_database_holds_no_plaintext_secret_or_api_key(engine, key_ring):
+    api_key, secret = random_api_key(), random_api_key()
+    with session_scope(engine) as session:
+        stored_key(session, key_ring, label="bot", api_key=api_key, secret=secret)
+    dump = _dump(engine)
+    assert b"bot" in dump  # the dump really holds the row
+    for value in (api_key, secret):
+        for form in _forms(value):
+            assert form not in dump
+
+
+def test_sealed_row_opens_and_a_copied_ciphertext_does_not(engine, key_ring):
+    with session_scope(engine) as session:
+        a = stored_key(session, key_ring, label="a", secret="secret-of-a")
+        b = stored_key(session, key_ring, label="b", secret="secret-of-b")
+        a_id, b_id = a.id, b.id
+    with session_scope(engine) as session:
+        a = session.get(ApiKey, a_id)
+        b = session.get(ApiKey, b_id)
+        assert key_ring.open_text(a.secret_sealed, context=a.secret_context()) == "secret-of-a"
+        b.secret_sealed = a.secret_sealed  # an attacker with write access swaps ciphertexts
+    with Session(engine) as session:
+        b = session.get(ApiKey, b_id)
+        with pytest.raises(OpenFailed, match="another row"):
+            key_ring.open(b.secret_sealed, context=b.secret_context())
+
+
+def test_flipped_byte_in_the_database_fails_to_open(engine, key_ring):
+    with session_scope(engine) as session:
+        row_id = stored_key(session, key_ring, label="a").id
+    with session_scope(engine) as session:
+        row = session.get(ApiKey, row_id)
+        blob = bytearray(row.secret_sealed)
+        blob[-3] ^= 0x80
+        row.secret_sealed = bytes(blob)
+    with Session(engine) as session:
+        row = session.get(ApiKey, row_id)
+        with pytest.raises(OpenFailed):
+            key_ring.open(row.secret_sealed, context=row.secret_context())
+
+
+def test_label_is_unique_per_workspace_among_live_keys(engine, key_ring):
+    with session_scope(engine) as session:
+        stored_key(session, key_ring, label="bot", team_id="T1")
+        stored_key(session, key_ring, label="bot", team_id="T2")
+    with pytest.raises(IntegrityError), session_scope(engine) as session:
+        stored_key(session, key_ring, label="bot", team_id="T1")
+    with session_scope(engine) as session:
+        old = session.exec(select(ApiKey).where(ApiKey.team_id == "T1")).one()
+        shred_api_key_row(old)
+        old.status = KeyStatus.REMOVED.value
+    with session_scope(engine) as session:  # a removed key's label is free again
+        stored_key(session, key_ring, label="bot", team_id="T1")
+
+
+def test_timestamps_come_back_timezone_aware(engine, key_ring):
+    with session_scope(engine) as session:
+        row_id = stored_key(session, key_ring, label="a").id
+    with Session(engine) as session:
+        assert session.get(ApiKey, row_id).created_at.tzinfo is not None
+
+
+def test_verify_writes_a_canary_and_accepts_the_right_key(engine, key_ring):
+    verify_key_ring(engine, key_ring)
+    verify_key_ring(engine, key_ring)
+    with Session(engine) as session:
+        assert [c.key_id for c in session.exec(select(CryptoCanary)).all()] == ["k1"]
+
+
+def test_wrong_master_key_is_refused_and_changes_nothing(engine, key_ring):
+    with session_scope(engine) as session:
+        stored_key(session, key_ring, label="a")
+    verify_key_ring(engine, key_ring)
+    before = _table_counts(engine)
+    with pytest.raises(VaultError, match="does not open"):
+        verify_key_ring(engine, KeyRing([generate_master_key("k1")]))
+    with pytest.raises(VaultError, match="not configured"):
+        verify_key_ring(engine, KeyRing([generate_master_key("k2")]))
+    assert _table_counts(engine) == before
+
+
+def _table_counts(engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return {
+            t: connection.execute(sa.text(f"SELECT COUNT(*) FROM {t}")).scalar()
+            for t in ("api_keys", "crypto_canaries", "audit_events")
+        }
+
+
+def test_missing_key_with_sealed_data_never_creates_a_new_key(engine, key_ring, tmp_path):
+    with session_scope(engine) as session:
+        stored_key(session, key_ring, label="a")
+    key_file = tmp_path / "master.key"
+    with pytest.raises(VaultError, match="Refusing to create"):
+        load_key_ring(engine=engine, keys_text=None, active_id=None, key_file=key_file)
+    assert not key_file.exists()
+
+
+def test_fresh_install_creates_an_owner_only_key_file_once(engine, tmp_path, caplog):
+    key_file = tmp_path / "master.key"
+    ring = load_key_ring(engine=engine, keys_text=None, active_id=None, key_file=key_file)
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert "Back it up" in caplog.text and str(key_file) in caplog.text
+    again = load_key_ring(engine=engine, keys_text=None, active_id=None, key_file=key_file)
+    assert again.export_line("k1") == ring.export_line("k1")
+
+
+def test_reencryption_interrupted_half_way_and_rerun_leaves_every_row_readable(engine):
+    k1 = generate_master_key("k1")
+    old_ring = KeyRing([k1])
+    secrets_by_id = {}
+    with session_scope(engine) as session:
+        for i in range(25):
+            row = stored_key(session, old_ring, label=f"key-{i}", secret=f"secret-{i}")
+            secrets_by_id[row.id] = f"secret-{i}"
+    new_ring = KeyRing([k1, generate_master_key("k2")])
+
+    first = reencrypt_all(engine, new_ring, batch_size=10, max_batches=1)
+    assert (first.rows_resealed, first.rows_remaining) == (10, 15)
+    _assert_all_open(engine, new_ring, secrets_by_id)  # half old, half new: all readable
+
+    rest = reencrypt_all(engine, new_ring, batch_size=10)
+    assert (rest.rows_resealed, rest.rows_remaining) == (15, 0)
+    _assert_all_open(engine, new_ring, secrets_by_id)
+    with Session(engine) as session:
+        assert {r.seal_key_id for r in session.exec(select(ApiKey)).all()} == {"k2"}
+        assert session.exec(
+            select(AuditEvent).where(AuditEvent.action == "master_key.reencrypt_batch")
+        ).all()
+    # fingerprints follow the active key, so duplicates are still found after rotation
+    only_new = KeyRing([new_ring.active])
+    _assert_all_open(engine, only_new, secrets_by_id)
+
+
+def _assert_all_open(engine, ring, secrets_by_id):
+    with Session(engine) as session:
+        for row in session.exec(select(ApiKey)).all():
+            assert (
+                ring.open_text(row.secret_sealed, context=row.secret_context())
+                == secrets_by_id[row.id]
+            )
+            assert row.secret_fingerprint in ring.fingerprints(secrets_by_id[row.id])
+
+
+def test_retiring_a_key_is_refused_while_rows_use_it(engine):
+    k1, k2 = generate_master_key("k1"), generate_master_key("k2")
+    with session_scope(engine) as session:
+        stored_key(session, KeyRing([k1]), label="a")
+    ring = KeyRing([k1, k2])
+    verify_key_ring(engine, ring)
+    with pytest.raises(VaultError, match="still seals 1 row"):
+        retire_key(engine, ring, "k1")
+    with pytest.raises(VaultError, match="active key"):
+        retire_key(engine, ring, "k2")
+    reencrypt_all(engine, ring)
+    smaller = retire_key(engine, ring, "k1")
+    assert smaller.key_ids == ("k2",)
+    verify_key_ring(engine, smaller)  # start-up with the retired key gone works
+
+
+def test_reencryption_killed_mid_run_then_rerun_from_the_cli(database_url, tmp_path):
+    """A real interruption: the CLI process is SIGKILLed while re-sealing, then run again."""
+    k1, k2 = generate_master_key("k1"), generate_master_key("k2")
+    engine = make_engine(database_url)
+    migrate(engine)
+    secrets_by_id = {}
+    with session_scope(engine) as session:
+        for i in range(400):
+            row = stored_key(session, KeyRing([k1]), label=f"key-{i}", secret=f"secret-{i}")
+            secrets_by_id[row.id] = f"secret-{i}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MASTER_KEYS": f"{k1.encoded()},{k2.encoded()}",
+        "LOG_LEVEL": "WARNING",
+    }
+    cmd = [sys.executable, "-m", "bot", "keys", "reencrypt", "--batch-size", "5"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env)
+    _wait_until_some_rows_move(engine, "k2", proc)
+    proc.kill()
+    proc.wait()
+    ring = KeyRing([k1, k2])
+    _assert_all_open(engine, ring, secrets_by_id)
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "0 still to do" in done.stdout
+    _assert_all_open(engine, KeyRing([k2]), secrets_by_id)
+    engine.dispose()
+
+
+def _wait_until_some_rows_move(engine, key_id, proc, timeout=60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            moved = connection.execute(
+                sa.text("SELECT COUNT(*) FROM api_keys WHERE seal_key_id = :k"), {"k": key_id}
+            ).scalar()
+        if moved:
+            return
+        assert proc.poll() is None, "re-encryption finished before it could be interrupted"
+        time.sleep(0.01)
+    raise AssertionError("re-encryption never started")
