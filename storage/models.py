@@ -158,3 +158,20 @@ class CryptoCanary(SQLModel, table=True):
     key_id: str = Field(primary_key=True, max_length=64)
     sealed: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+
+
+class StatusReportRecord(SQLModel, table=True):
+    """A rendered-once status report, kept briefly so its pages can be browsed with buttons.
+
+    Holds what Binance said about the keys (permissions, findings), never key material.
+    """
+
+    __tablename__ = "status_reports"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    team_id: str = Field(index=True, max_length=32)
+    requested_by: str = Field(max_length=32)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=_utc_column(nullable=False, index=True)
+    )
+    payload: dict = Field(sa_column=sa.Column(sa.JSON, nullable=False))

@@ -264,3 +264,15 @@ def _wait_until_some_rows_move(engine, key_id, proc, timeout=60.0):
         assert proc.poll() is None, "re-encryption finished before it could be interrupted"
         time.sleep(0.01)
     raise AssertionError("re-encryption never started")
+
+
+def test_migrations_match_the_models(engine):
+    """Every table and column the models declare exists as the migrations made it."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": False})
+        diff = compare_metadata(context, SQLModel.metadata)
+    assert diff == []

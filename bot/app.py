@@ -1,0 +1,56 @@
+"""build_app(): the Slack app, with the services handed to listeners through Bolt's context."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.config import Settings
+from bot.listeners import register_listeners
+from bot.services.context import Services
+
+
+def make_web_client(settings: Settings) -> WebClient:
+    """Slack Web API client: honours Retry-After on 429 and retries 5xx / connection errors."""
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    client = WebClient(token=token, base_url=settings.slack_api_url, timeout=15)
+    client.retry_handlers.extend(
+        [
+            RateLimitErrorRetryHandler(max_retry_count=3),
+            ServerErrorRetryHandler(max_retry_count=2),
+            ConnectionErrorRetryHandler(max_retry_count=2),
+        ]
+    )
+    return client
+
+
+def build_app(settings: Settings, services: Services, *, client: WebClient | None = None) -> App:
+    signing_secret = (
+        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    )
+    app = App(
+        client=client or make_web_client(settings),
+        signing_secret=signing_secret,
+        # Socket Mode connections are authenticated by the app token instead.
+        request_verification_enabled=not settings.socket_mode,
+        process_before_response=False,
+        # Acks run here; slow work goes to services.background, so this pool stays free.
+        listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="listener"),
+        logger=logging.getLogger("bot.slack"),
+    )
+
+    @app.middleware
+    def provide_services(context, next):
+        context["services"] = services
+        next()
+
+    register_listeners(app)
+    return app

@@ -1,0 +1,161 @@
+"""Parsing of ``/apikey`` text into typed commands (pure; no Slack, no database).
+
+The parser never returns or keeps text that looks like a secret: such input becomes
+``SecretInText`` carrying only what kind of secret it looked like.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+
+MAX_LABEL_LENGTH = 80
+
+# Binance API keys and HMAC secrets are 64 alphanumeric characters.
+_KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{64}(?![A-Za-z0-9])")
+_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|-----BEGIN [A-Z ]*KEY-----")
+# Long unbroken base64 runs (a private key pasted without its PEM armour).
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{100,}={0,2}")
+_USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+_RESERVED_LABELS = {"all", "mine", "help"}
+
+
+class SecretKind(StrEnum):
+    KEY_OR_SECRET = "an API key or secret"  # noqa: S105 - a description
+    PRIVATE_KEY = "a private key"
+
+
+def find_secret_shape(text: str) -> SecretKind | None:
+    """What kind of secret ``text`` seems to contain, if any."""
+    if _PEM.search(text) or _BASE64_RUN.search(text):
+        return SecretKind.PRIVATE_KEY
+    if _KEY_SHAPED.search(text):
+        return SecretKind.KEY_OR_SECRET
+    return None
+
+
+def secret_shaped_tokens(text: str) -> list[str]:
+    """The key-shaped tokens in ``text`` (to fingerprint a leak; never to store or log)."""
+    return _KEY_SHAPED.findall(text)
+
+
+def label_problem(label: str) -> str | None:
+    """Why ``label`` cannot name a key, or None when it can."""
+    if not label:
+        return "A label cannot be empty."
+    if len(label) > MAX_LABEL_LENGTH:
+        return f"A label can have at most {MAX_LABEL_LENGTH} characters."
+    if label != label.strip():
+        return "A label cannot start or end with a space."
+    if any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in label):
+        return "A label cannot contain control, zero-width or text-direction characters."
+    if label.startswith(("<", "@", "#")):
+        return "A label cannot start with <, @ or #."
+    if label.lower() in _RESERVED_LABELS:
+        return f"“{label}” is reserved; please choose another label."
+    if find_secret_shape(label):
+        return "That label looks like an API key or secret; please choose a plain name."
+    return None
+
+
+class TargetKind(StrEnum):
+    ALL = "all"
+    MINE = "mine"
+    LABEL = "label"
+    USER = "user"
+
+
+@dataclass(frozen=True)
+class StatusTarget:
+    kind: TargetKind
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class Help:
+    reason: str | None = None  # set when the user typed something we did not understand
+
+
+@dataclass(frozen=True)
+class Register:
+    pass
+
+
+@dataclass(frozen=True)
+class Status:
+    target: StatusTarget
+
+
+@dataclass(frozen=True)
+class ListKeys:
+    pass
+
+
+@dataclass(frozen=True)
+class Remove:
+    label: str
+
+
+@dataclass(frozen=True)
+class SecretInText:
+    kind: SecretKind
+
+
+Command = Help | Register | Status | ListKeys | Remove | SecretInText
+
+
+def parse_command(text: str) -> Command:
+    text = (text or "").strip()
+    secret = find_secret_shape(text)
+    if secret is not None:
+        return SecretInText(secret)
+    verb, _, rest = text.partition(" ")
+    verb = verb.lower()
+    rest = _unquote(rest.strip())
+    if verb in {"", "help", "?"}:
+        return Help()
+    if verb == "register":
+        if rest:
+            return Help(
+                "`/apikey register` takes no arguments: the key goes into a private form, "
+                "never into the command text."
+            )
+        return Register()
+    if verb == "status":
+        return _status(rest)
+    if verb in {"list", "ls"}:
+        return ListKeys() if not rest else Help("`/apikey list` takes no arguments.")
+    if verb in {"remove", "rm", "delete"}:
+        if not rest:
+            return Help("Which key? Try `/apikey remove <label>`.")
+        return Remove(rest)
+    return Help(f"I don't know the subcommand “{_shorten(verb)}”.")
+
+
+def _status(rest: str) -> Command:
+    if not rest or rest.lower() == "all":
+        return Status(StatusTarget(TargetKind.ALL))
+    if rest.lower() == "mine":
+        return Status(StatusTarget(TargetKind.MINE))
+    mention = _USER_MENTION.match(rest)
+    if mention:
+        return Status(StatusTarget(TargetKind.USER, mention.group(1)))
+    if rest.startswith("@"):
+        return Help(
+            "Please pick the person from Slack's mention list so the name becomes a real "
+            "mention, e.g. `/apikey status @alice`."
+        )
+    return Status(StatusTarget(TargetKind.LABEL, rest))
+
+
+def _unquote(text: str) -> str:
+    for left, right in (('"', '"'), ("'", "'"), ("“", "”"), ("`", "`")):
+        if len(text) >= 2 and text[0] == left and text[-1] == right:
+            return text[1:-1].strip()
+    return text
+
+
+def _shorten(text: str, limit: int = 30) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

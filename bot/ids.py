@@ -1,0 +1,49 @@
+"""Every Slack identifier the bot uses: the command, callback ids, action ids, block ids.
+
+The manifest test checks manifest.yml against COMMAND and the events handled here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+COMMAND = "/apikey"
+
+
+class Callback(StrEnum):
+    """callback_id of the modals."""
+
+    REGISTER = "apikey_register"
+
+
+class Action(StrEnum):
+    """action_id of buttons and inputs."""
+
+    REMOVE_CONFIRM = "apikey_remove_confirm"
+    REMOVE_CANCEL = "apikey_remove_cancel"
+    STATUS_PAGE = "apikey_status_page"
+    REGISTER_OPEN = "apikey_register_open"
+    # inputs of the register modal
+    LABEL = "label"
+    ACCOUNT = "account"
+    OWNER = "owner"
+    PURPOSE = "purpose"
+    KEY_TYPE = "key_type"
+    API_KEY = "api_key"
+    SECRET = "secret"  # noqa: S105 - an action id, not a secret
+
+
+class Block(StrEnum):
+    """block_id of the register modal's inputs (errors are reported against these)."""
+
+    LABEL = "register_label"
+    ACCOUNT = "register_account"
+    OWNER = "register_owner"
+    PURPOSE = "register_purpose"
+    KEY_TYPE = "register_key_type"
+    API_KEY = "register_api_key"
+    SECRET = "register_secret"  # noqa: S105 - a block id, not a secret
+
+
+# Events the app subscribes to (kept in step with manifest.yml by a test).
+EVENTS = ("app_home_opened",)

@@ -1,0 +1,72 @@
+"""Buttons: status report pages, remove confirm/cancel, open the register modal."""
+
+from __future__ import annotations
+
+import json
+
+from sqlmodel import Session
+
+from bot.blocks.register import register_modal
+from bot.blocks.remove import remove_cancelled, removed_message
+from bot.blocks.status_report import status_page
+from bot.services.context import Services
+from bot.services.errors import InvalidInput
+from bot.services.keys import account_aliases, get_summary, remove_key
+from bot.services.status import load_report
+
+
+def _action(body: dict) -> dict:
+    return body["actions"][0]
+
+
+def _team_id(body: dict) -> str:
+    return (body.get("team") or {}).get("id") or body["user"].get("team_id")
+
+
+def _source(body: dict) -> str:
+    return f"slack:{(body.get('channel') or {}).get('id', 'home')}"
+
+
+def handle_status_page(ack, body: dict, respond, services: Services) -> None:
+    ack()
+    report_id, _, page = _action(body)["value"].partition(":")
+    if not page.isdigit():
+        raise InvalidInput("That button is out of date. Run `/apikey status` again.")
+    report = load_report(services.engine, team_id=_team_id(body), report_id=report_id)
+    respond(
+        **status_page(report, int(page), now=services.clock()).as_kwargs(), replace_original=True
+    )
+
+
+def handle_remove_confirm(ack, body: dict, respond, services: Services) -> None:
+    ack()
+    actor = body["user"]["id"]
+    removed = remove_key(
+        engine=services.engine,
+        team_id=_team_id(body),
+        key_id=_action(body)["value"],
+        actor=actor,
+        source=_source(body),
+    )
+    respond(**removed_message(removed, actor).as_kwargs(), replace_original=True)
+
+
+def handle_remove_cancel(ack, body: dict, respond, services: Services) -> None:
+    ack()
+    with Session(services.engine) as session:
+        key = get_summary(session, _team_id(body), _action(body)["value"])
+    respond(**remove_cancelled(key.label).as_kwargs(), replace_original=True)
+
+
+def handle_register_open(ack, body: dict, client, services: Services) -> None:
+    ack()
+    user_id = body["user"]["id"]
+    with Session(services.engine) as session:
+        accounts = account_aliases(session, _team_id(body))
+    channel = (body.get("channel") or {}).get("id")
+    view = register_modal(
+        owner_user_id=user_id,
+        known_accounts=accounts,
+        private_metadata=json.dumps({"channel": channel}),
+    )
+    client.views_open(trigger_id=body["trigger_id"], view=view)

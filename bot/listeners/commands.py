@@ -1,0 +1,90 @@
+"""`/apikey …`: one command, parsed into a typed subcommand, answered ephemerally."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from sqlmodel import Session
+
+from bot.blocks.help import help_message
+from bot.blocks.key_list import key_list
+from bot.blocks.notices import error_message, secret_in_text_warning, working_message
+from bot.blocks.register import register_modal
+from bot.blocks.remove import remove_confirmation
+from bot.blocks.status_report import status_page
+from bot.commands import (
+    Help,
+    ListKeys,
+    Register,
+    Remove,
+    SecretInText,
+    Status,
+    parse_command,
+)
+from bot.listeners.background import in_background
+from bot.services.context import Services
+from bot.services.errors import DomainError
+from bot.services.keys import account_aliases, find_live_key, list_keys, summarise
+from bot.services.leaks import record_secret_in_command
+from bot.services.status import run_status
+
+log = logging.getLogger(__name__)
+
+
+def handle_apikey(ack, command: dict, respond, client, services: Services) -> None:
+    parsed = parse_command(command.get("text", ""))
+    team_id, user_id = command["team_id"], command["user_id"]
+    source = f"slack:{command.get('channel_id', '?')}"
+    match parsed:
+        case SecretInText(kind=kind):
+            matched = record_secret_in_command(
+                engine=services.engine,
+                ring=services.ring,
+                team_id=team_id,
+                actor=user_id,
+                text=command.get("text", ""),
+                source=source,
+            )
+            ack(**secret_in_text_warning(kind, matched).as_kwargs())
+        case Help(reason=reason):
+            ack(**help_message(reason).as_kwargs())
+        case Register():
+            ack()
+            with Session(services.engine) as session:
+                accounts = account_aliases(session, team_id)
+            metadata = json.dumps({"channel": command.get("channel_id")})
+            view = register_modal(
+                owner_user_id=user_id, known_accounts=accounts, private_metadata=metadata
+            )
+            client.views_open(trigger_id=command["trigger_id"], view=view)
+        case ListKeys():
+            with Session(services.engine) as session:
+                keys = list_keys(session, team_id)
+            ack(**key_list(keys, services.clock()).as_kwargs())
+        case Remove(label=label):
+            try:
+                with Session(services.engine) as session:
+                    summary = summarise(*find_live_key(session, team_id, label))
+            except DomainError as exc:
+                ack(**error_message(exc.user_message).as_kwargs())
+                return
+            ack(**remove_confirmation(summary).as_kwargs())
+        case Status(target=target):
+            ack(**working_message("Asking Binance about the keys…").as_kwargs())
+
+            def work() -> None:
+                report = run_status(
+                    engine=services.engine,
+                    ring=services.ring,
+                    gateway=services.gateway,
+                    team_id=team_id,
+                    target=target,
+                    actor=user_id,
+                    source=source,
+                    now=services.clock(),
+                )
+                page = status_page(report, 0, now=services.clock())
+                respond(**page.as_kwargs(), replace_original=True)
+
+            in_background(services, respond, work)

@@ -1,0 +1,92 @@
+"""Running the bot for real: Socket Mode when an app token is set, else HTTP mode.
+
+The production entry point never falls back to the sandbox: without Slack credentials it
+says what to set and how to start the sandbox instead, and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+import sqlalchemy as sa
+
+from bot.app import build_app
+from bot.binance import BinanceGateway
+from bot.bootstrap import Storage, open_storage
+from bot.config import Settings
+from bot.http_server import make_server
+from bot.services.context import Services
+
+log = logging.getLogger(__name__)
+
+MISSING_SLACK = """\
+apikey-bot: Slack credentials are missing: {missing}.
+  To connect to your workspace, create the app from manifest.yml (api.slack.com/apps ->
+  Create New App -> From a manifest), install it, then set in the environment or in .env:
+    SLACK_BOT_TOKEN=xoxb-...        (OAuth & Permissions -> Bot User OAuth Token)
+    SLACK_SIGNING_SECRET=...        (Basic Information -> Signing Secret; HTTP mode)
+    SLACK_APP_TOKEN=xapp-...        (optional: Basic Information -> App-Level Tokens,
+                                     scope connections:write; turns on Socket Mode)
+  To try the bot without Slack or Binance, start the offline sandbox instead:
+    .venv/bin/apikey-bot sandbox
+"""
+
+
+def build_services(settings: Settings, storage: Storage) -> Services:
+    gateway = BinanceGateway(
+        base_url=settings.binance_api_url,
+        timeout=settings.binance_timeout_seconds,
+        max_workers=settings.binance_max_workers,
+    )
+    return Services(
+        settings=settings, engine=storage.engine, ring=storage.key_ring, gateway=gateway
+    )
+
+
+def run_bot(settings: Settings) -> int:
+    missing = settings.missing_slack_settings()
+    if missing:
+        print(MISSING_SLACK.format(missing=", ".join(missing)), file=sys.stderr, end="")
+        return 2
+    storage = open_storage(settings)
+    services = build_services(settings, storage)
+    app = build_app(settings, services)
+    if settings.socket_mode:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        log.info("connecting to Slack in Socket Mode")
+        SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
+        return 0
+    serve_http(app, services, host=settings.host, port=settings.port)
+    return 0
+
+
+def database_is_up(services: Services) -> bool:
+    with services.engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+    return True
+
+
+def serve_http(app, services: Services, *, host: str, port: int) -> None:
+    server = make_server(app, host=host, port=port, health_check=lambda: database_is_up(services))
+    stop = threading.Event()
+
+    def shutdown(*_args) -> None:
+        if not stop.is_set():
+            stop.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    log.info(
+        "serving Slack on http://%s:%d/slack/events (health: /healthz)", host, server.server_port
+    )
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        services.close()
+        log.info("stopped")

@@ -1,0 +1,1 @@
+"""Governance logic. Imports nothing from slack_bolt: services are tested directly."""

@@ -1,0 +1,31 @@
+"""What listeners need, bundled once at start-up and handed to them through Bolt's context."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+
+from bot.binance import BinanceGateway
+from bot.config import Settings
+from storage.crypto import KeyRing
+from storage.models import utcnow
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    ring: KeyRing
+    gateway: BinanceGateway
+    # Slow work (Binance calls) runs here, after the ack, so acks never wait for Binance.
+    background: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=16, thread_name_prefix="work")
+    )
+    clock: Callable[[], datetime] = utcnow
+
+    def close(self) -> None:
+        self.background.shutdown(wait=True, cancel_futures=False)

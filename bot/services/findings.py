@@ -1,0 +1,206 @@
+"""Least-privilege findings for one key (pure): what Binance says vs. what the key is for.
+
+Order matters to users: the worst problems first. Within a severity, findings keep the order
+of ``FindingKind`` (withdrawals, transfers, IP whitelist, expiry, purpose, changes, rejected,
+unreachable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import IntEnum, StrEnum
+
+from bot.binance import (
+    BinanceError,
+    KeyPermissions,
+    KeyRejected,
+    Tier,
+)
+from storage.models import KeyPurpose
+
+TRADING_EXPIRY_WARNING = timedelta(days=14)
+
+PURPOSE_MAX_TIER = {
+    KeyPurpose.READ_ONLY: Tier.READ,
+    KeyPurpose.TRADING: Tier.TRADE,
+    KeyPurpose.WITHDRAWALS: Tier.WITHDRAW,
+}
+
+PURPOSE_NAMES = {
+    KeyPurpose.READ_ONLY: "read-only analysis",
+    KeyPurpose.TRADING: "trading bot",
+    KeyPurpose.WITHDRAWALS: "withdrawals",
+}
+
+# Human names of Binance's permission flags, in the order people read them.
+PERMISSION_NAMES = {
+    "enableReading": "Read",
+    "enableSpotAndMarginTrading": "Spot & margin trading",
+    "enableMargin": "Margin",
+    "enableFutures": "Futures",
+    "enableVanillaOptions": "Options",
+    "enablePortfolioMarginTrading": "Portfolio margin",
+    "enableFixApiTrade": "FIX trading",
+    "enableFixReadOnly": "FIX read-only",
+    "enableWithdrawals": "Withdrawals",
+    "enableInternalTransfer": "Internal transfer",
+    "permitsUniversalTransfer": "Universal transfer",
+}
+
+
+class Severity(IntEnum):
+    """Higher is worse. UNKNOWN sits above OK: a key we could not check is never "fine"."""
+
+    OK = 0
+    INFO = 1
+    UNKNOWN = 2
+    WARNING = 3
+    CRITICAL = 4
+
+
+class FindingKind(StrEnum):
+    WITHDRAWALS_ENABLED = "withdrawals_enabled"
+    TRANSFER_RIGHTS = "transfer_rights"
+    NO_IP_WHITELIST = "no_ip_whitelist"
+    TRADING_EXPIRING = "trading_expiring"
+    BEYOND_PURPOSE = "beyond_purpose"
+    PERMISSIONS_CHANGED = "permissions_changed"
+    KEY_REJECTED = "key_rejected"
+    UNREACHABLE = "binance_unreachable"
+
+
+_KIND_ORDER = {kind: i for i, kind in enumerate(FindingKind)}
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: FindingKind
+    severity: Severity
+    text: str
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind.value, "severity": int(self.severity), "text": self.text}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Finding:
+        return cls(FindingKind(data["kind"]), Severity(data["severity"]), data["text"])
+
+
+def assess(
+    *,
+    purpose: KeyPurpose,
+    now: datetime,
+    permissions: KeyPermissions | None = None,
+    error: BinanceError | None = None,
+    previous: dict | None = None,
+) -> list[Finding]:
+    """Every least-privilege finding for a key, worst first."""
+    if error is not None:
+        findings = [_error_finding(error)]
+    elif permissions is None:
+        findings = [Finding(FindingKind.UNREACHABLE, Severity.UNKNOWN, "Not checked yet.")]
+    else:
+        findings = _permission_findings(permissions, purpose, now, previous)
+    return sorted(findings, key=lambda f: (-f.severity, _KIND_ORDER[f.kind]))
+
+
+def worst(findings: list[Finding]) -> Severity:
+    return max((f.severity for f in findings), default=Severity.OK)
+
+
+def _error_finding(error: BinanceError) -> Finding:
+    if isinstance(error, KeyRejected):
+        return Finding(
+            FindingKind.KEY_REJECTED,
+            Severity.CRITICAL,
+            "Binance rejected this key. Either it was deleted, or this bot's IP address is not "
+            "on the key's IP whitelist, or it lacks the permission: Binance does not say which.",
+        )
+    return Finding(
+        FindingKind.UNREACHABLE,
+        Severity.UNKNOWN,
+        f"Could not check with Binance: {error.user_message} Its permissions are unknown.",
+    )
+
+
+def _permission_findings(
+    perms: KeyPermissions, purpose: KeyPurpose, now: datetime, previous: dict | None
+) -> list[Finding]:
+    findings: list[Finding] = []
+    beyond = perms.tier > PURPOSE_MAX_TIER[purpose]
+    if perms.tier >= Tier.WITHDRAW:
+        findings.append(
+            Finding(
+                FindingKind.WITHDRAWALS_ENABLED,
+                Severity.CRITICAL if purpose != KeyPurpose.WITHDRAWALS else Severity.WARNING,
+                "Withdrawals are enabled: a leak of this key can move funds off Binance.",
+            )
+        )
+    if perms.transfer_rights:
+        names = ", ".join(PERMISSION_NAMES.get(n, n) for n in perms.transfer_rights)
+        findings.append(
+            Finding(
+                FindingKind.TRANSFER_RIGHTS,
+                Severity.CRITICAL if purpose != KeyPurpose.WITHDRAWALS else Severity.WARNING,
+                f"Transfer rights are enabled ({names}): they move funds between accounts.",
+            )
+        )
+    if perms.ip_restrict is False:
+        text = "No IP whitelist: anyone holding the key can use it from anywhere."
+        if perms.tier >= Tier.TRADE:
+            text += " Binance also removes spot & margin trading from such keys after 30 days."
+        findings.append(Finding(FindingKind.NO_IP_WHITELIST, Severity.WARNING, text))
+    elif perms.ip_restrict is None:
+        findings.append(
+            Finding(
+                FindingKind.NO_IP_WHITELIST,
+                Severity.UNKNOWN,
+                "Binance did not say whether the key has an IP whitelist.",
+            )
+        )
+    expires = perms.trading_expires_at
+    if expires is not None and perms.tier >= Tier.TRADE:
+        if expires <= now:
+            text = f"Trading permission expired on {expires:%Y-%m-%d} (no IP whitelist)."
+            findings.append(Finding(FindingKind.TRADING_EXPIRING, Severity.WARNING, text))
+        elif expires - now <= TRADING_EXPIRY_WARNING:
+            days = max(1, (expires - now).days)
+            text = (
+                f"Trading permission expires in {days} day{'s' if days != 1 else ''} "
+                f"({expires:%Y-%m-%d}): add an IP whitelist to keep it."
+            )
+            findings.append(Finding(FindingKind.TRADING_EXPIRING, Severity.WARNING, text))
+    if beyond:
+        findings.append(
+            Finding(
+                FindingKind.BEYOND_PURPOSE,
+                Severity.CRITICAL if perms.tier >= Tier.WITHDRAW else Severity.WARNING,
+                f"Permissions go beyond the declared purpose ({PURPOSE_NAMES[purpose]}): "
+                f"Binance reports the {perms.tier.name.title()} tier.",
+            )
+        )
+    changes = permission_changes(previous, perms.to_dict()) if previous else []
+    if changes:
+        findings.append(
+            Finding(
+                FindingKind.PERMISSIONS_CHANGED,
+                Severity.WARNING,
+                "Permissions changed since the last check: " + "; ".join(changes) + ".",
+            )
+        )
+    return findings
+
+
+def permission_changes(before: dict, after: dict) -> list[str]:
+    """Human descriptions of the flags that changed between two stored observations."""
+    changes = []
+    for flag, name in PERMISSION_NAMES.items():
+        old, new = before.get(flag), after.get(flag)
+        if old is None or new is None or old == new:
+            continue
+        changes.append(f"{name} {'enabled' if new else 'disabled'}")
+    old_ip, new_ip = before.get("ipRestrict"), after.get("ipRestrict")
+    if old_ip is not None and new_ip is not None and old_ip != new_ip:
+        changes.append("IP whitelist " + ("added" if new_ip else "removed"))
+    return changes

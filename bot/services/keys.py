@@ -1,0 +1,379 @@
+"""Registering, listing, finding and removing keys."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from bot import binance
+from bot.commands import find_secret_shape, label_problem
+from bot.ids import Block
+from bot.services.errors import (
+    InvalidInput,
+    KeyAlreadyRegistered,
+    KeyNotFound,
+    KeyNotUsable,
+    LabelTaken,
+)
+from bot.services.findings import Finding, assess
+from storage.audit import record_event
+from storage.crypto import KeyRing, mask_api_key
+from storage.db import session_scope
+from storage.models import (
+    RETIRED_STATUSES,
+    ApiKey,
+    BinanceAccount,
+    KeyPurpose,
+    KeyStatus,
+    KeyType,
+    utcnow,
+)
+from storage.vault import seal_api_key_row, shred_api_key_row
+
+_API_KEY_SHAPE = re.compile(r"^[A-Za-z0-9]{64}$")
+_PEM_PRIVATE = re.compile(
+    r"^-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\sA-Za-z0-9+/=]+-----END (?:[A-Z]+ )?PRIVATE KEY-----$"
+)
+MAX_ALIAS_LENGTH = 80
+
+
+@dataclass(frozen=True)
+class RegistrationForm:
+    """What the register modal collected. The two secret fields never show in repr."""
+
+    team_id: str
+    actor: str
+    label: str
+    account_alias: str
+    owner_user_id: str
+    purpose: KeyPurpose
+    key_type: KeyType
+    api_key: str = field(repr=False)
+    secret: str = field(repr=False)
+    source: str | None = None
+
+    def credentials(self) -> binance.Credentials:
+        return binance.Credentials(
+            api_key=self.api_key,
+            secret=self.secret,
+            key_type=binance.KeyType(self.key_type.value),
+        )
+
+
+@dataclass(frozen=True)
+class RegisteredKey:
+    key_id: str
+    label: str
+    masked: str
+    account_alias: str
+    owner_user_id: str
+    purpose: KeyPurpose
+    key_type: KeyType
+    permissions: binance.KeyPermissions
+    findings: list[Finding]
+
+
+@dataclass(frozen=True)
+class KeySummary:
+    """What `list` shows: no Binance call, last known facts only."""
+
+    key_id: str
+    label: str
+    owner_user_id: str | None
+    purpose: KeyPurpose
+    key_type: KeyType
+    status: KeyStatus
+    masked: str
+    account_alias: str
+    created_at: datetime
+    last_tier: binance.Tier | None
+    checked_at: datetime | None
+
+
+def validate_registration(form: RegistrationForm) -> dict[str, str]:
+    """Problems with the form, by modal block id (empty when it can go to Binance)."""
+    problems: dict[str, str] = {}
+    if (why := label_problem(form.label)) is not None:
+        problems[Block.LABEL] = why
+    if (why := _alias_problem(form.account_alias)) is not None:
+        problems[Block.ACCOUNT] = why
+    if not _API_KEY_SHAPE.match(form.api_key):
+        problems[Block.API_KEY] = "A Binance API key is 64 letters and digits."
+    if form.key_type == KeyType.HMAC:
+        if not _API_KEY_SHAPE.match(form.secret):
+            problems[Block.SECRET] = "An HMAC secret key is 64 letters and digits."
+    elif not _PEM_PRIVATE.match(form.secret.replace("\r", "")):
+        problems[Block.SECRET] = (
+            f"For an {form.key_type.value} key, paste your PEM private key "
+            "(-----BEGIN PRIVATE KEY----- …), not the public key."
+        )
+    if form.api_key and form.api_key == form.secret:
+        problems[Block.SECRET] = "The secret cannot be the API key itself."
+    return problems
+
+
+def _alias_problem(alias: str) -> str | None:
+    if not alias or len(alias) > MAX_ALIAS_LENGTH:
+        return f"Give the Binance account a short name (1-{MAX_ALIAS_LENGTH} characters)."
+    if any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in alias):
+        return "An account name cannot contain control, zero-width or text-direction characters."
+    if find_secret_shape(alias):
+        return "That account name looks like a key or secret; please choose a plain name."
+    return None
+
+
+def normalise_form(form: RegistrationForm) -> RegistrationForm:
+    """Trim what people paste (spaces, CRLF) before validating."""
+    secret = form.secret.strip().replace("\r\n", "\n")
+    return replace(
+        form,
+        label=form.label.strip(),
+        account_alias=form.account_alias.strip(),
+        api_key=form.api_key.strip(),
+        secret=secret,
+    )
+
+
+def ensure_unique(session: Session, ring: KeyRing, form: RegistrationForm) -> None:
+    live = ApiKey.status.not_in(RETIRED_STATUSES)
+    taken = session.exec(
+        select(ApiKey.id).where(ApiKey.team_id == form.team_id, ApiKey.label == form.label, live)
+    ).first()
+    if taken:
+        raise LabelTaken(
+            f"A key labelled “{form.label}” is already registered. Choose another label, "
+            "or remove the old key first.",
+            field=Block.LABEL,
+        )
+    duplicate = session.exec(
+        select(ApiKey.label).where(
+            ApiKey.team_id == form.team_id,
+            ApiKey.api_key_fingerprint.in_(ring.fingerprints(form.api_key)),
+            live,
+        )
+    ).first()
+    if duplicate:
+        raise KeyAlreadyRegistered(
+            f"This API key is already registered as “{duplicate}”.", field=Block.API_KEY
+        )
+
+
+def refusal_for(error: binance.BinanceError) -> KeyNotUsable:
+    """Why Binance would not accept the key, attached to the modal field to fix."""
+    if isinstance(error, binance.BadSignature):
+        return KeyNotUsable(
+            "Binance says the signature is wrong: this secret (or private key) does not belong "
+            "to this API key. Nothing was stored.",
+            field=Block.SECRET,
+        )
+    if isinstance(error, binance.BadKeyFormat | binance.KeyRejected):
+        return KeyNotUsable(error.user_message + " Nothing was stored.", field=Block.API_KEY)
+    return KeyNotUsable(error.user_message + " Nothing was stored.", field=Block.API_KEY)
+
+
+def register_key(
+    *,
+    engine: Engine,
+    ring: KeyRing,
+    gateway: binance.BinanceGateway,
+    form: RegistrationForm,
+    now: datetime | None = None,
+) -> RegisteredKey:
+    """Check the key with Binance, then store it sealed with an audit event.
+
+    Nothing is stored unless Binance accepts the key. Raises InvalidInput, LabelTaken,
+    KeyAlreadyRegistered or KeyNotUsable (each naming the modal field to fix).
+    """
+    now = now or utcnow()
+    form = normalise_form(form)
+    problems = validate_registration(form)
+    if problems:
+        block, message = next(iter(problems.items()))
+        raise InvalidInput(message, field=block)
+    with Session(engine) as session:
+        ensure_unique(session, ring, form)
+    try:
+        permissions = gateway.api_restrictions(form.credentials())
+    except binance.BinanceError as error:
+        raise refusal_for(error) from None
+    try:
+        with session_scope(engine) as session:
+            ensure_unique(session, ring, form)  # again: someone may have been faster
+            account = _account(session, form.team_id, form.account_alias)
+            row = ApiKey(
+                team_id=form.team_id,
+                label=form.label,
+                account_id=account.id,
+                owner_user_id=form.owner_user_id,
+                purpose=form.purpose.value,
+                key_type=form.key_type.value,
+                api_key_masked=mask_api_key(form.api_key),
+                permissions_json=permissions.to_dict(),
+                permissions_checked_at=now,
+                created_by=form.actor,
+                created_at=now,
+                updated_at=now,
+                last_rotated_at=now,
+            )
+            seal_api_key_row(ring, row, api_key=form.api_key, secret=form.secret)
+            session.add(row)
+            session.flush()
+            record_event(
+                session,
+                team_id=form.team_id,
+                actor=form.actor,
+                action="key.register",
+                target=form.label,
+                target_key_id=row.id,
+                source=form.source,
+                detail={
+                    "owner": form.owner_user_id,
+                    "purpose": form.purpose.value,
+                    "key_type": form.key_type.value,
+                    "account": form.account_alias,
+                    "masked": row.api_key_masked,
+                    "tier": permissions.tier.name,
+                },
+            )
+            key_id, masked = row.id, row.api_key_masked
+    except IntegrityError:
+        raise LabelTaken(
+            f"A key labelled “{form.label}” was registered a moment ago. Choose another label.",
+            field=Block.LABEL,
+        ) from None
+    return RegisteredKey(
+        key_id=key_id,
+        label=form.label,
+        masked=masked,
+        account_alias=form.account_alias,
+        owner_user_id=form.owner_user_id,
+        purpose=form.purpose,
+        key_type=form.key_type,
+        permissions=permissions,
+        findings=assess(purpose=form.purpose, now=now, permissions=permissions),
+    )
+
+
+def _account(session: Session, team_id: str, alias: str) -> BinanceAccount:
+    existing = session.exec(
+        select(BinanceAccount).where(
+            BinanceAccount.team_id == team_id, BinanceAccount.alias == alias
+        )
+    ).first()
+    if existing is not None:
+        return existing
+    account = BinanceAccount(team_id=team_id, alias=alias)
+    session.add(account)
+    session.flush()
+    return account
+
+
+def account_aliases(session: Session, team_id: str) -> list[str]:
+    return list(
+        session.exec(
+            select(BinanceAccount.alias)
+            .where(BinanceAccount.team_id == team_id)
+            .order_by(BinanceAccount.alias)
+        ).all()
+    )
+
+
+def live_keys(session: Session, team_id: str) -> list[tuple[ApiKey, BinanceAccount]]:
+    rows = session.exec(
+        select(ApiKey, BinanceAccount)
+        .join(BinanceAccount, BinanceAccount.id == ApiKey.account_id)
+        .where(ApiKey.team_id == team_id, ApiKey.status.not_in(RETIRED_STATUSES))
+        .order_by(ApiKey.label)
+    ).all()
+    return list(rows)
+
+
+def list_keys(session: Session, team_id: str) -> list[KeySummary]:
+    return [summarise(key, account) for key, account in live_keys(session, team_id)]
+
+
+def summarise(key: ApiKey, account: BinanceAccount) -> KeySummary:
+    last_tier = None
+    if key.permissions_json:
+        last_tier = binance.KeyPermissions.from_dict(key.permissions_json).tier
+    return KeySummary(
+        key_id=key.id,
+        label=key.label,
+        owner_user_id=key.owner_user_id,
+        purpose=KeyPurpose(key.purpose),
+        key_type=KeyType(key.key_type),
+        status=KeyStatus(key.status),
+        masked=key.api_key_masked,
+        account_alias=account.alias,
+        created_at=key.created_at,
+        last_tier=last_tier,
+        checked_at=key.permissions_checked_at,
+    )
+
+
+def find_live_key(session: Session, team_id: str, label: str) -> tuple[ApiKey, BinanceAccount]:
+    row = session.exec(
+        select(ApiKey, BinanceAccount)
+        .join(BinanceAccount, BinanceAccount.id == ApiKey.account_id)
+        .where(
+            ApiKey.team_id == team_id,
+            ApiKey.label == label,
+            ApiKey.status.not_in(RETIRED_STATUSES),
+        )
+    ).first()
+    if row is None:
+        raise KeyNotFound(
+            f"No registered key is labelled “{label}”. `/apikey list` shows the labels."
+        )
+    return row
+
+
+def remove_key(
+    *, engine: Engine, team_id: str, key_id: str, actor: str, source: str | None = None
+) -> KeySummary:
+    """Crypto-shred the key's sealed material and mark it removed; the audit trail stays."""
+    with session_scope(engine) as session:
+        key = session.get(ApiKey, key_id, with_for_update=True)
+        if key is None or key.team_id != team_id:
+            raise KeyNotFound("That key does not exist (any more).")
+        if key.status in RETIRED_STATUSES:
+            raise KeyNotFound(f"“{key.label}” was already removed; nothing changed.")
+        shred_api_key_row(key)
+        key.status = KeyStatus.REMOVED.value
+        key.updated_at = utcnow()
+        record_event(
+            session,
+            team_id=team_id,
+            actor=actor,
+            action="key.remove",
+            target=key.label,
+            target_key_id=key.id,
+            source=source,
+            detail={"masked": key.api_key_masked},
+        )
+        account = session.get(BinanceAccount, key.account_id)
+        return summarise(key, account)
+
+
+def open_credentials(ring: KeyRing, key: ApiKey) -> binance.Credentials:
+    """The key's credentials, opened for one Binance call. Never log or keep the result."""
+    if key.api_key_sealed is None or key.secret_sealed is None:
+        raise KeyNotFound(f"“{key.label}” has no stored secret any more.")
+    return binance.Credentials(
+        api_key=ring.open_text(key.api_key_sealed, context=key.api_key_context()),
+        secret=ring.open_text(key.secret_sealed, context=key.secret_context()),
+        key_type=binance.KeyType(key.key_type),
+    )
+
+
+def get_summary(session: Session, team_id: str, key_id: str) -> KeySummary:
+    key = session.get(ApiKey, key_id)
+    if key is None or key.team_id != team_id:
+        raise KeyNotFound("That key does not exist (any more).")
+    return summarise(key, session.get(BinanceAccount, key.account_id))

@@ -1,0 +1,283 @@
+"""`/apikey status`: ask Binance about the chosen keys and judge them (least privilege).
+
+The report is a plain data object: rendering is bot/blocks' job. It is stored briefly so
+that its pages can be browsed with buttons without asking Binance again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from bot import binance
+from bot.commands import StatusTarget, TargetKind
+from bot.services.errors import KeyNotFound
+from bot.services.findings import Finding, FindingKind, Severity, assess, worst
+from bot.services.keys import live_keys, open_credentials
+from storage.audit import record_event
+from storage.crypto import CryptoError, KeyRing
+from storage.db import session_scope
+from storage.models import ApiKey, KeyPurpose, StatusReportRecord, utcnow
+
+REPORT_RETENTION = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    key_id: str
+    label: str
+    account_alias: str
+    owner_user_id: str | None
+    purpose: KeyPurpose
+    key_type: str
+    masked: str
+    created_at: datetime
+    checked: bool  # Binance answered
+    permissions: dict | None  # KeyPermissions.to_dict() when checked
+    findings: list[Finding]
+
+    @property
+    def severity(self) -> Severity:
+        return worst(self.findings)
+
+    @property
+    def tier(self) -> binance.Tier | None:
+        if self.permissions is None:
+            return None
+        return binance.KeyPermissions.from_dict(self.permissions).tier
+
+    def to_dict(self) -> dict:
+        return {
+            "key_id": self.key_id,
+            "label": self.label,
+            "account_alias": self.account_alias,
+            "owner_user_id": self.owner_user_id,
+            "purpose": self.purpose.value,
+            "key_type": self.key_type,
+            "masked": self.masked,
+            "created_at": self.created_at.isoformat(),
+            "checked": self.checked,
+            "permissions": self.permissions,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> KeyReport:
+        return cls(
+            key_id=data["key_id"],
+            label=data["label"],
+            account_alias=data["account_alias"],
+            owner_user_id=data["owner_user_id"],
+            purpose=KeyPurpose(data["purpose"]),
+            key_type=data["key_type"],
+            masked=data["masked"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            checked=data["checked"],
+            permissions=data["permissions"],
+            findings=[Finding.from_dict(f) for f in data["findings"]],
+        )
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    report_id: str
+    scope: str  # what was asked for, for the header: "all keys", "keys of <@U1>", "“bot”"
+    created_at: datetime
+    keys: list[KeyReport] = field(default_factory=list)
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for k in self.keys if k.severity == severity)
+
+    @property
+    def summary(self) -> str:
+        n = len(self.keys)
+        parts = [f"{n} key{'s' if n != 1 else ''}"]
+        details = []
+        for severity, singular, plural in (
+            (Severity.CRITICAL, "critical", "critical"),
+            (Severity.WARNING, "warning", "warnings"),
+            (Severity.UNKNOWN, "unknown", "unknown"),
+        ):
+            count = self.count(severity)
+            if count:
+                details.append(f"{count} {singular if count == 1 else plural}")
+        if not details:
+            details.append("all fine" if n else "nothing to check")
+        return parts[0] + ": " + ", ".join(details)
+
+    def to_dict(self) -> dict:
+        return {
+            "report_id": self.report_id,
+            "scope": self.scope,
+            "created_at": self.created_at.isoformat(),
+            "keys": [k.to_dict() for k in self.keys],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StatusReport:
+        return cls(
+            report_id=data["report_id"],
+            scope=data["scope"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            keys=[KeyReport.from_dict(k) for k in data["keys"]],
+        )
+
+
+def describe_target(target: StatusTarget, actor: str) -> str:
+    if target.kind == TargetKind.ALL:
+        return "all keys"
+    if target.kind == TargetKind.MINE:
+        return f"keys of <@{actor}>"
+    if target.kind == TargetKind.USER:
+        return f"keys of <@{target.value}>"
+    return f"“{target.value}”"
+
+
+def _select(session: Session, team_id: str, target: StatusTarget, actor: str) -> list:
+    rows = live_keys(session, team_id)
+    if target.kind == TargetKind.LABEL:
+        rows = [(k, a) for k, a in rows if k.label == target.value]
+        if not rows:
+            raise KeyNotFound(
+                f"No registered key is labelled “{target.value}”. `/apikey list` shows the labels."
+            )
+    elif target.kind in (TargetKind.USER, TargetKind.MINE):
+        owner = target.value if target.kind == TargetKind.USER else actor
+        rows = [(k, a) for k, a in rows if k.owner_user_id == owner]
+    return rows
+
+
+def run_status(
+    *,
+    engine: Engine,
+    ring: KeyRing,
+    gateway: binance.BinanceGateway,
+    team_id: str,
+    target: StatusTarget,
+    actor: str,
+    source: str | None = None,
+    now: datetime | None = None,
+) -> StatusReport:
+    """Ask Binance about every selected key at once, judge each, remember what it said."""
+    now = now or utcnow()
+    with Session(engine) as session:
+        rows = _select(session, team_id, target, actor)
+    credentials: list[binance.Credentials | None] = []
+    for key, _account in rows:
+        try:
+            credentials.append(open_credentials(ring, key))
+        except (CryptoError, KeyNotFound):
+            credentials.append(None)
+    to_check = [c for c in credentials if c is not None]
+    results = iter(gateway.check_many(to_check))
+    reports = []
+    observed: dict[str, dict] = {}
+    for (key, account), creds in zip(rows, credentials, strict=True):
+        if creds is None:
+            findings = [
+                Finding(
+                    kind=FindingKind.UNREACHABLE,
+                    severity=Severity.UNKNOWN,
+                    text="The stored secret could not be opened, so the key was not checked.",
+                )
+            ]
+            reports.append(_report(key, account.alias, None, findings))
+            continue
+        result = next(results)
+        permissions = result.permissions
+        findings = assess(
+            purpose=KeyPurpose(key.purpose),
+            now=now,
+            permissions=permissions,
+            error=result.error,
+            previous=key.permissions_json,
+        )
+        as_dict = permissions.to_dict() if permissions is not None else None
+        if as_dict is not None:
+            observed[key.id] = as_dict
+        reports.append(_report(key, account.alias, as_dict, findings))
+    reports.sort(key=lambda r: (-r.severity, r.label.lower()))
+    report = StatusReport(
+        report_id=StatusReportRecord().id,
+        scope=describe_target(target, actor),
+        created_at=now,
+        keys=reports,
+    )
+    _remember(engine, report, team_id=team_id, actor=actor, source=source, observed=observed)
+    return report
+
+
+def _report(key: ApiKey, alias: str, permissions: dict | None, findings: list) -> KeyReport:
+    return KeyReport(
+        key_id=key.id,
+        label=key.label,
+        account_alias=alias,
+        owner_user_id=key.owner_user_id,
+        purpose=KeyPurpose(key.purpose),
+        key_type=key.key_type,
+        masked=key.api_key_masked,
+        created_at=key.created_at,
+        checked=permissions is not None,
+        permissions=permissions,
+        findings=findings,
+    )
+
+
+def _remember(
+    engine: Engine,
+    report: StatusReport,
+    *,
+    team_id: str,
+    actor: str,
+    source: str | None,
+    observed: dict[str, dict],
+) -> None:
+    """Store the observations, the report (for paging) and one audit event, together."""
+    with session_scope(engine) as session:
+        for key_id, permissions in observed.items():
+            key = session.get(ApiKey, key_id)
+            if key is not None:
+                key.permissions_json = permissions
+                key.permissions_checked_at = report.created_at
+        session.add(
+            StatusReportRecord(
+                id=report.report_id,
+                team_id=team_id,
+                requested_by=actor,
+                created_at=report.created_at,
+                payload=report.to_dict(),
+            )
+        )
+        session.exec(
+            sa.delete(StatusReportRecord).where(
+                StatusReportRecord.created_at < report.created_at - REPORT_RETENTION
+            )
+        )
+        record_event(
+            session,
+            team_id=team_id,
+            actor=actor,
+            action="key.status",
+            target=report.scope,
+            source=source,
+            detail={
+                "keys": len(report.keys),
+                "critical": report.count(Severity.CRITICAL),
+                "warnings": report.count(Severity.WARNING),
+                "unknown": report.count(Severity.UNKNOWN),
+            },
+        )
+
+
+def load_report(engine: Engine, *, team_id: str, report_id: str) -> StatusReport:
+    with Session(engine) as session:
+        record = session.get(StatusReportRecord, report_id)
+        if record is None or record.team_id != team_id:
+            raise KeyNotFound(
+                "That status report has expired. Run `/apikey status` again for a fresh one."
+            )
+        return StatusReport.from_dict(record.payload)

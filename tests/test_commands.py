@@ -1,0 +1,121 @@
+"""bot.commands: the /apikey parser (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.commands import (
+    Help,
+    ListKeys,
+    Register,
+    Remove,
+    SecretInText,
+    SecretKind,
+    Status,
+    StatusTarget,
+    TargetKind,
+    label_problem,
+    parse_command,
+)
+
+API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+PEM = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFIs\n-----END PRIVATE KEY-----"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", Help()),
+        ("help", Help()),
+        ("  HELP ", Help()),
+        ("register", Register()),
+        ("status", Status(StatusTarget(TargetKind.ALL))),
+        ("status all", Status(StatusTarget(TargetKind.ALL))),
+        ("status mine", Status(StatusTarget(TargetKind.MINE))),
+        ("status trading-bot", Status(StatusTarget(TargetKind.LABEL, "trading-bot"))),
+        ('status "market dashboard"', Status(StatusTarget(TargetKind.LABEL, "market dashboard"))),
+        ("status <@U012AB3CD|alice>", Status(StatusTarget(TargetKind.USER, "U012AB3CD"))),
+        ("status <@U012AB3CD>", Status(StatusTarget(TargetKind.USER, "U012AB3CD"))),
+        ("list", ListKeys()),
+        ("remove trading-bot", Remove("trading-bot")),
+        ("remove  spaced label ", Remove("spaced label")),
+    ],
+)
+def test_known_subcommands(text, expected):
+    assert parse_command(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("frobnicate", "don't know the subcommand"),
+        ("remove", "Which key?"),
+        ("list everything", "takes no arguments"),
+        ("register mykey", "private form"),
+        ("status @alice", "mention list"),
+    ],
+)
+def test_malformed_input_answers_with_help_and_a_reason(text, fragment):
+    parsed = parse_command(text)
+    assert isinstance(parsed, Help)
+    assert fragment in parsed.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        (f"register {API_KEY}", SecretKind.KEY_OR_SECRET),
+        (API_KEY, SecretKind.KEY_OR_SECRET),
+        (f"status {API_KEY.lower()}", SecretKind.KEY_OR_SECRET),
+        (PEM, SecretKind.PRIVATE_KEY),
+        ("remove " + "A" * 120, SecretKind.PRIVATE_KEY),
+    ],
+)
+def test_secret_shaped_text_is_refused_and_not_kept(text, kind):
+    parsed = parse_command(text)
+    assert parsed == SecretInText(kind)
+    assert all(API_KEY not in str(v) for v in dataclasses.asdict(parsed).values())
+
+
+def test_a_long_word_that_is_not_64_characters_is_not_a_secret():
+    assert parse_command("status " + "a" * 63) == Status(StatusTarget(TargetKind.LABEL, "a" * 63))
+
+
+@pytest.mark.parametrize(
+    ("label", "ok"),
+    [
+        ("trading-bot", True),
+        ("Market dashboard (prod)", True),
+        ("x" * 80, True),
+        ("x" * 81, False),
+        ("", False),
+        (" padded", False),
+        ("zero\u200bwidth", False),
+        ("rtl\u202eoverride", False),
+        ("<!channel>", False),
+        ("@here", False),
+        ("all", False),
+        ("Robert'); DROP TABLE api_keys;--", True),
+        (API_KEY, False),
+    ],
+)
+def test_label_rules(label, ok):
+    assert (label_problem(label) is None) is ok
+
+
+@given(st.text(max_size=300))
+def test_parser_never_raises_and_never_returns_a_secret(text):
+    parsed = parse_command(text)
+    if API_KEY in text:
+        assert isinstance(parsed, SecretInText)
+
+
+@given(st.text(alphabet=st.characters(categories=["L", "N"]), min_size=1, max_size=60))
+def test_any_plain_label_round_trips_through_remove(label):
+    parsed = parse_command(f"remove {label}")
+    if isinstance(parsed, Remove):
+        assert parsed.label == label
