@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apikey-bot", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the Slack bot (the default)")
+    sub.add_parser("scheduler", help="run only the reminder / probe loop (an extra replica)")
     sub.add_parser("migrate", help="bring the database schema up to date")
     sub.add_parser("check", help="prove the configured master keys open the stored secrets")
     keys = sub.add_parser("keys", help="manage the master keys").add_subparsers(dest="keys_command")
@@ -75,6 +76,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if command == "keys":
         return _keys(args, settings)
+    if command == "scheduler":
+        from bot.runner import run_scheduler_only
+
+        return run_scheduler_only(settings)
     from bot.runner import run_bot
 
     return run_bot(settings)

@@ -99,11 +99,39 @@ class Remove:
 
 
 @dataclass(frozen=True)
+class Rotate:
+    label: str
+
+
+@dataclass(frozen=True)
+class SetRotationPolicy:
+    label: str
+    period_days: int
+
+
+@dataclass(frozen=True)
+class RotationOverview:
+    pass
+
+
+@dataclass(frozen=True)
 class SecretInText:
     kind: SecretKind
 
 
-Command = Help | Register | Status | ListKeys | Remove | SecretInText
+Command = (
+    Help
+    | Register
+    | Status
+    | ListKeys
+    | Remove
+    | Rotate
+    | SetRotationPolicy
+    | RotationOverview
+    | SecretInText
+)
+
+_EVERY = re.compile(r"^(?P<label>.+?)\s+every\s+(?P<n>\d{1,5})\s*(?:d|days?)?$", re.IGNORECASE)
 
 
 def parse_command(text: str) -> Command:
@@ -131,7 +159,24 @@ def parse_command(text: str) -> Command:
         if not rest:
             return Help("Which key? Try `/apikey remove <label>`.")
         return Remove(rest)
+    if verb == "rotate":
+        return _rotate(rest)
+    if verb == "rotation":
+        return RotationOverview() if not rest else Help("`/apikey rotation` takes no arguments.")
     return Help(f"I don't know the subcommand “{_shorten(verb)}”.")
+
+
+def _rotate(rest: str) -> Command:
+    if not rest:
+        return Help(
+            "Which key? Try `/apikey rotate <label>` or `/apikey rotate <label> every 90d`."
+        )
+    every = _EVERY.match(rest)
+    if every:
+        return SetRotationPolicy(_unquote(every.group("label").strip()), int(every.group("n")))
+    if re.search(r"\bevery\b", rest, re.IGNORECASE):
+        return Help("Write the period in days, e.g. `/apikey rotate trading-bot every 90d`.")
+    return Rotate(rest)
 
 
 def _status(rest: str) -> Command:

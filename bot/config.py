@@ -17,6 +17,7 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_BINANCE_API_URL = "https://api.binance.com"
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+IntList = Annotated[tuple[int, ...], NoDecode]
 
 
 class ConfigError(Exception):
@@ -51,18 +52,35 @@ class Settings(BaseSettings):
     admin_user_ids: CommaList = ()
     alert_channel: str | None = None
     default_rotation_days: int = Field(default=90, ge=1, le=3650)
+    # Days before the due date on which the owner gets a direct message.
+    rotation_reminder_lead_days: IntList = (14, 7, 1)
+    # Days after the due date on which the reminder escalates to the admins, then the channel.
+    rotation_escalate_admins_after_days: int = Field(default=3, ge=0, le=365)
+    rotation_escalate_channel_after_days: int = Field(default=7, ge=0, le=365)
+    rotation_grace_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    rotation_probe_minutes: float = Field(default=10.0, gt=0, le=24 * 60)
+    scheduler_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
+    scheduler_lease_seconds: float = Field(default=300.0, gt=0, le=86400)
+    scheduler_enabled: bool = True
 
     # Serving
     host: str = "0.0.0.0"  # noqa: S104 - the HTTP mode serves Slack, behind a load balancer
     port: int = Field(default=3000, ge=1, le=65535)
     log_level: str = "INFO"
 
-    @field_validator("admin_user_ids", mode="before")
+    @field_validator("admin_user_ids", "rotation_reminder_lead_days", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("rotation_reminder_lead_days")
+    @classmethod
+    def _positive_leads(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(day < 1 or day > 365 for day in value):
+            raise ValueError("each lead must be a number of days from 1 to 365")
+        return tuple(sorted(set(value), reverse=True))
 
     @field_validator("slack_api_url", "binance_api_url")
     @classmethod

@@ -14,6 +14,7 @@ class Callback(StrEnum):
     """callback_id of the modals."""
 
     REGISTER = "apikey_register"
+    ROTATE = "apikey_rotate"
 
 
 class Action(StrEnum):
@@ -23,6 +24,10 @@ class Action(StrEnum):
     REMOVE_CANCEL = "apikey_remove_cancel"
     STATUS_PAGE = "apikey_status_page"
     REGISTER_OPEN = "apikey_register_open"
+    ROTATE_NOW = "apikey_rotate_now"
+    SNOOZE = "apikey_snooze"
+    # input of the rotate modal (with API_KEY, SECRET and KEY_TYPE below)
+    ROTATE_CONFIRM = "rotate_confirm"
     # inputs of the register modal
     LABEL = "label"
     ACCOUNT = "account"
@@ -43,6 +48,7 @@ class Block(StrEnum):
     KEY_TYPE = "register_key_type"
     API_KEY = "register_api_key"
     SECRET = "register_secret"  # noqa: S105 - a block id, not a secret
+    ROTATE_CONFIRM = "rotate_confirm"
 
 
 # Events the app subscribes to (kept in step with manifest.yml by a test).

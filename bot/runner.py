@@ -10,14 +10,17 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from datetime import timedelta
 
 import sqlalchemy as sa
 
-from bot.app import build_app
+from bot.app import build_app, make_web_client
 from bot.binance import BinanceGateway
 from bot.bootstrap import Storage, open_storage
 from bot.config import Settings
 from bot.http_server import make_server
+from bot.jobs import build_scheduler
 from bot.services.context import Services
 
 log = logging.getLogger(__name__)
@@ -54,13 +57,61 @@ def run_bot(settings: Settings) -> int:
     storage = open_storage(settings)
     services = build_services(settings, storage)
     app = build_app(settings, services)
-    if settings.socket_mode:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+    stop_scheduler = start_scheduler(services, app.client)
+    try:
+        if settings.socket_mode:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-        log.info("connecting to Slack in Socket Mode")
-        SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
-        return 0
-    serve_http(app, services, host=settings.host, port=settings.port)
+            log.info("connecting to Slack in Socket Mode")
+            SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
+        else:
+            serve_http(app, services, host=settings.host, port=settings.port)
+    finally:
+        stop_scheduler()
+    return 0
+
+
+def start_scheduler(services: Services, client) -> Callable[[], None]:
+    """Run the reminder / probe loop in a thread of this replica; returns its stop function."""
+    if not services.settings.scheduler_enabled:
+        return lambda: None
+    scheduler = build_scheduler(
+        services, client, lease=timedelta(seconds=services.settings.scheduler_lease_seconds)
+    )
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=scheduler.run_forever, args=(stop,), name="scheduler", daemon=True
+    )
+    thread.start()
+
+    def stop_it() -> None:
+        stop.set()
+        thread.join(timeout=30)
+        scheduler.close()
+
+    return stop_it
+
+
+def run_scheduler_only(settings: Settings) -> int:
+    """`apikey-bot scheduler`: a replica that only sends reminders and runs probes."""
+    if settings.slack_bot_token is None:
+        print("apikey-bot: SLACK_BOT_TOKEN is needed to post reminders", file=sys.stderr)
+        return 2
+    storage = open_storage(settings)
+    services = build_services(settings, storage)
+    scheduler = build_scheduler(
+        services,
+        make_web_client(settings),
+        lease=timedelta(seconds=settings.scheduler_lease_seconds),
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        scheduler.run_forever(stop)
+    finally:
+        scheduler.close()
+        services.close()
     return 0
 
 

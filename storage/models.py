@@ -126,6 +126,9 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
     last_rotated_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    # Rotation policy: the key is due `rotation_period_days` after `last_rotated_at`.
+    rotation_period_days: int = Field(default=90, sa_column_kwargs={"server_default": "90"})
+    snoozed_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
 
     def secret_context(self) -> str:
         return f"api_key:{self.id}:secret"
@@ -175,3 +178,74 @@ class StatusReportRecord(SQLModel, table=True):
         default_factory=utcnow, sa_column=_utc_column(nullable=False, index=True)
     )
     payload: dict = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class ScheduledJob(SQLModel, table=True):
+    """A unit of scheduled work (a reminder, a probe) with a due time.
+
+    Every replica runs the same loop and claims due rows with a lease; ``dedupe_key`` makes
+    "at most one reminder per key per step" a database guarantee.
+    """
+
+    __tablename__ = "scheduled_jobs"
+    __table_args__ = (
+        sa.UniqueConstraint("dedupe_key", name="uq_scheduled_jobs_dedupe_key"),
+        sa.Index("ix_scheduled_jobs_state_due", "state", "due_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    team_id: str = Field(max_length=32)
+    kind: str = Field(max_length=32)
+    key_id: str | None = Field(default=None, index=True, max_length=32)
+    dedupe_key: str = Field(max_length=200)
+    due_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    state: str = Field(default=JobState.PENDING.value, max_length=16)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    attempts: int = Field(default=0)
+    late: bool = Field(default=False)
+    done_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    payload: dict = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+class RotationState(StrEnum):
+    PROBING = "probing"  # new key stored; waiting for Binance to reject the old one
+    COMPLETE = "complete"
+    ABANDONED = "abandoned"
+
+
+class Rotation(SQLModel, table=True):
+    """One rotation of a key: the old credentials, sealed, kept only until Binance rejects
+    them (proof the old key was deleted), then shredded."""
+
+    __tablename__ = "rotations"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    team_id: str = Field(index=True, max_length=32)
+    key_id: str = Field(foreign_key="api_keys.id", index=True, max_length=32)
+    state: str = Field(default=RotationState.PROBING.value, index=True, max_length=16)
+    started_by: str = Field(max_length=32)
+    started_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    grace_until: datetime = Field(sa_column=_utc_column(nullable=False))
+    completed_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    old_masked: str = Field(max_length=16)
+    old_key_type: str = Field(max_length=8)
+    old_api_key_sealed: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    old_secret_sealed: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    seal_key_id: str | None = Field(default=None, index=True, max_length=64)
+    last_probe_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    last_probe_result: str | None = Field(default=None, max_length=200)
+    stale_alerted_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+    def secret_context(self) -> str:
+        return f"rotation:{self.id}:secret"
+
+    def api_key_context(self) -> str:
+        return f"rotation:{self.id}:api_key"

@@ -21,7 +21,7 @@ from sqlmodel import Session, func, select
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing, KeyRingError, generate_master_key
 from storage.db import session_scope
-from storage.models import ApiKey, CryptoCanary
+from storage.models import ApiKey, CryptoCanary, Rotation
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +37,43 @@ def _canary_context(key_id: str) -> str:
     return f"canary:{key_id}"
 
 
+# Every table holding sealed material, with its (blob column, context) pairs. Each row's
+# sealed columns share one master key, named by its seal_key_id column.
+SEALED_TABLES = (ApiKey, Rotation)
+
+
+def _sealed_fields(row: ApiKey | Rotation) -> list[tuple[str, str]]:
+    if isinstance(row, ApiKey):
+        return [("api_key_sealed", row.api_key_context()), ("secret_sealed", row.secret_context())]
+    return [
+        ("old_api_key_sealed", row.api_key_context()),
+        ("old_secret_sealed", row.secret_context()),
+    ]
+
+
 def holds_sealed_data(session: Session) -> bool:
-    canaries = session.exec(select(func.count()).select_from(CryptoCanary)).one()
-    sealed = session.exec(
-        select(func.count()).select_from(ApiKey).where(ApiKey.seal_key_id.is_not(None))
-    ).one()
-    return bool(canaries or sealed)
+    if session.exec(select(func.count()).select_from(CryptoCanary)).one():
+        return True
+    return any(
+        session.exec(
+            select(func.count()).select_from(table).where(table.seal_key_id.is_not(None))
+        ).one()
+        for table in SEALED_TABLES
+    )
 
 
 def key_ids_in_use(session: Session) -> dict[str, int]:
-    """Master key id -> number of api_keys rows sealed under it."""
-    rows = session.exec(
-        select(ApiKey.seal_key_id, func.count())
-        .where(ApiKey.seal_key_id.is_not(None))
-        .group_by(ApiKey.seal_key_id)
-    ).all()
-    return {kid: count for kid, count in rows}
+    """Master key id -> number of rows (in every sealed table) sealed under it."""
+    counts: dict[str, int] = {}
+    for table in SEALED_TABLES:
+        rows = session.exec(
+            select(table.seal_key_id, func.count())
+            .where(table.seal_key_id.is_not(None))
+            .group_by(table.seal_key_id)
+        ).all()
+        for kid, count in rows:
+            counts[kid] = counts.get(kid, 0) + count
+    return counts
 
 
 def load_key_ring(
@@ -125,11 +146,13 @@ def verify_key_ring(engine: Engine, ring: KeyRing) -> None:
                 continue
             _open_or_fail(ring, canary.sealed, _canary_context(key_id), key_id)
         for key_id in in_use:
-            sample = session.exec(
-                select(ApiKey).where(ApiKey.seal_key_id == key_id).limit(1)
-            ).first()
-            if sample is not None and sample.secret_sealed is not None:
-                _open_or_fail(ring, sample.secret_sealed, sample.secret_context(), key_id)
+            for table in SEALED_TABLES:
+                sample = session.exec(
+                    select(table).where(table.seal_key_id == key_id).limit(1)
+                ).first()
+                if sample is not None:
+                    column, context = _sealed_fields(sample)[-1]
+                    _open_or_fail(ring, getattr(sample, column), context, key_id)
     if ring.active.key_id not in canaries:
         with session_scope(engine) as session:
             sealed = ring.seal(CANARY_PLAINTEXT, context=_canary_context(ring.active.key_id))
@@ -169,45 +192,61 @@ def reencrypt_all(
     active = ring.active.key_id
     done = 0
     batches = 0
-    while max_batches is None or batches < max_batches:
-        with session_scope(engine) as session:
-            query = (
-                select(ApiKey)
-                .where(ApiKey.seal_key_id.is_not(None), ApiKey.seal_key_id != active)
-                .order_by(ApiKey.id)
-                .limit(batch_size)
-            )
-            if engine.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = session.exec(query).all()
-            if not rows:
+    for table in SEALED_TABLES:
+        while max_batches is None or batches < max_batches:
+            resealed = _reencrypt_batch(engine, ring, table, batch_size, actor)
+            if not resealed:
                 break
-            for row in rows:
-                reseal_row(ring, row)
-            from_keys = sorted({r for r in (row.seal_key_id for row in rows) if r})
-            record_event(
-                session,
-                team_id=SYSTEM_TEAM,
-                actor=actor,
-                action="master_key.reencrypt_batch",
-                detail={"rows": len(rows), "to_key": active, "from_keys": from_keys},
-            )
-            done += len(rows)
+            done += resealed
             batches += 1
     with Session(engine) as session:
-        remaining = session.exec(
-            select(func.count())
-            .select_from(ApiKey)
-            .where(ApiKey.seal_key_id.is_not(None), ApiKey.seal_key_id != active)
-        ).one()
+        remaining = sum(n for kid, n in key_ids_in_use(session).items() if kid != active)
     return ReencryptReport(rows_resealed=done, rows_remaining=remaining, active_key_id=active)
 
 
-def reseal_row(ring: KeyRing, row: ApiKey) -> None:
-    """Open both sealed fields of a row and seal them again under the active key."""
-    api_key = ring.open_text(row.api_key_sealed, context=row.api_key_context())
-    secret = ring.open_text(row.secret_sealed, context=row.secret_context())
-    seal_api_key_row(ring, row, api_key=api_key, secret=secret)
+def _reencrypt_batch(engine: Engine, ring: KeyRing, table, batch_size: int, actor: str) -> int:
+    active = ring.active.key_id
+    with session_scope(engine) as session:
+        query = (
+            select(table)
+            .where(table.seal_key_id.is_not(None), table.seal_key_id != active)
+            .order_by(table.id)
+            .limit(batch_size)
+        )
+        if engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = session.exec(query).all()
+        if not rows:
+            return 0
+        from_keys = sorted({row.seal_key_id for row in rows if row.seal_key_id})
+        for row in rows:
+            reseal_row(ring, row)
+        record_event(
+            session,
+            team_id=SYSTEM_TEAM,
+            actor=actor,
+            action="master_key.reencrypt_batch",
+            detail={
+                "table": table.__tablename__,
+                "rows": len(rows),
+                "to_key": active,
+                "from_keys": from_keys,
+            },
+        )
+        return len(rows)
+
+
+def reseal_row(ring: KeyRing, row: ApiKey | Rotation) -> None:
+    """Open every sealed field of a row and seal it again under the active key."""
+    if isinstance(row, ApiKey):
+        api_key = ring.open_text(row.api_key_sealed, context=row.api_key_context())
+        secret = ring.open_text(row.secret_sealed, context=row.secret_context())
+        seal_api_key_row(ring, row, api_key=api_key, secret=secret)
+        return
+    for column, context in _sealed_fields(row):
+        blob = getattr(row, column)
+        setattr(row, column, ring.seal(ring.open(blob, context=context), context=context).blob)
+    row.seal_key_id = ring.active.key_id
 
 
 def seal_api_key_row(ring: KeyRing, row: ApiKey, *, api_key: str, secret: str) -> None:

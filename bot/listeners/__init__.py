@@ -5,15 +5,31 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.ids import COMMAND, Action, Callback
-from bot.listeners import actions, commands, errors, home, views
+from bot.listeners import actions, commands, errors, home, rotation, views
+
+COMMAND_LISTENERS = {COMMAND: commands.handle_apikey}
+EVENT_LISTENERS = {"app_home_opened": home.handle_app_home_opened}
+VIEW_LISTENERS = {
+    Callback.REGISTER: views.handle_register_submission,
+    Callback.ROTATE: rotation.handle_rotate_submission,
+}
+ACTION_LISTENERS = {
+    Action.STATUS_PAGE: actions.handle_status_page,
+    Action.REMOVE_CONFIRM: actions.handle_remove_confirm,
+    Action.REMOVE_CANCEL: actions.handle_remove_cancel,
+    Action.REGISTER_OPEN: actions.handle_register_open,
+    Action.ROTATE_NOW: rotation.handle_rotate_now,
+    Action.SNOOZE: rotation.handle_snooze,
+}
 
 
 def register_listeners(app: App) -> None:
-    app.command(COMMAND)(commands.handle_apikey)
-    app.view_submission(Callback.REGISTER.value)(views.handle_register_submission)
-    app.action(Action.STATUS_PAGE.value)(actions.handle_status_page)
-    app.action(Action.REMOVE_CONFIRM.value)(actions.handle_remove_confirm)
-    app.action(Action.REMOVE_CANCEL.value)(actions.handle_remove_cancel)
-    app.action(Action.REGISTER_OPEN.value)(actions.handle_register_open)
-    app.event("app_home_opened")(home.handle_app_home_opened)
+    for command, listener in COMMAND_LISTENERS.items():
+        app.command(command)(listener)
+    for event, listener in EVENT_LISTENERS.items():
+        app.event(event)(listener)
+    for callback_id, listener in VIEW_LISTENERS.items():
+        app.view_submission(callback_id.value)(listener)
+    for action_id, listener in ACTION_LISTENERS.items():
+        app.action(action_id.value)(listener)
     app.error(errors.handle_error)

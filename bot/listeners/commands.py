@@ -12,13 +12,17 @@ from bot.blocks.key_list import key_list
 from bot.blocks.notices import error_message, secret_in_text_warning, working_message
 from bot.blocks.register import register_modal
 from bot.blocks.remove import remove_confirmation
+from bot.blocks.rotation import policy_set_message, rotate_modal, rotation_overview
 from bot.blocks.status_report import status_page
 from bot.commands import (
     Help,
     ListKeys,
     Register,
     Remove,
+    Rotate,
+    RotationOverview,
     SecretInText,
+    SetRotationPolicy,
     Status,
     parse_command,
 )
@@ -27,6 +31,8 @@ from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.keys import account_aliases, find_live_key, list_keys, summarise
 from bot.services.leaks import record_secret_in_command
+from bot.services.rotation import rotation_overview as overview_rows
+from bot.services.rotation import set_policy
 from bot.services.status import run_status
 
 log = logging.getLogger(__name__)
@@ -70,6 +76,37 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
                 ack(**error_message(exc.user_message).as_kwargs())
                 return
             ack(**remove_confirmation(summary).as_kwargs())
+        case RotationOverview():
+            with Session(services.engine) as session:
+                rows = overview_rows(session, team_id, services.clock())
+            ack(**rotation_overview(rows, services.clock()).as_kwargs())
+        case SetRotationPolicy(label=label, period_days=days):
+            try:
+                row = set_policy(
+                    engine=services.engine,
+                    settings=services.settings,
+                    team_id=team_id,
+                    label=label,
+                    period_days=days,
+                    actor=user_id,
+                    now=services.clock(),
+                    source=source,
+                )
+            except DomainError as exc:
+                ack(**error_message(exc.user_message).as_kwargs())
+                return
+            ack(**policy_set_message(row, services.clock()).as_kwargs())
+        case Rotate(label=label):
+            try:
+                with Session(services.engine) as session:
+                    key, _account = find_live_key(session, team_id, label)
+            except DomainError as exc:
+                ack(**error_message(exc.user_message).as_kwargs())
+                return
+            ack()
+            open_rotate_modal(
+                client, key, trigger_id=command["trigger_id"], channel=command.get("channel_id")
+            )
         case Status(target=target):
             ack(**working_message("Asking Binance about the keys…").as_kwargs())
 
@@ -88,3 +125,11 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
                 respond(**page.as_kwargs(), replace_original=True)
 
             in_background(services, respond, work)
+
+
+def open_rotate_modal(client, key, *, trigger_id: str, channel: str | None) -> None:
+    metadata = json.dumps({"key_id": key.id, "channel": channel})
+    view = rotate_modal(
+        key_id=key.id, label=key.label, key_type=key.key_type, private_metadata=metadata
+    )
+    client.views_open(trigger_id=trigger_id, view=view)

@@ -1,27 +1,19 @@
-"""The register modal's submission: validate, ask Binance, store sealed, summarise.
-
-Slack wants an answer to a submission within 3 s. A Binance check that answers in time is
-reported inside the modal (field errors, or success); a slower one switches the modal to a
-"checking" view and updates it when Binance answers.
-"""
+"""The register modal's submission: validate, ask Binance, store sealed, summarise."""
 
 from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import TimeoutError as FutureTimeout
 
 from sqlmodel import Session
 
 from bot.blocks.register import (
-    checking_view,
     registered_view,
-    registration_failed_view,
     registration_summary,
 )
 from bot.ids import Action, Block
-from bot.listeners.background import unexpected_error_text
 from bot.listeners.delivery import send_private
+from bot.listeners.modal_work import answer_submission
 from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.keys import (
@@ -35,9 +27,6 @@ from bot.services.keys import (
 from storage.models import KeyPurpose, KeyType
 
 log = logging.getLogger(__name__)
-
-# How long the submission may wait for Binance before switching to the "checking" view.
-INLINE_CHECK_SECONDS = 2.0
 
 
 def form_from_view(view: dict, body: dict) -> RegistrationForm:
@@ -87,48 +76,24 @@ def handle_register_submission(ack, body: dict, view: dict, client, services: Se
         ack(response_action="errors", errors={exc.field or Block.LABEL: exc.user_message})
         return
 
-    future = services.background.submit(
-        register_key,
-        engine=services.engine,
-        ring=services.ring,
-        gateway=services.gateway,
-        form=form,
-        now=services.clock(),
-    )
     channel = _channel_from(view)
-    try:
-        registered = future.result(timeout=INLINE_CHECK_SECONDS)
-    except FutureTimeout:
-        ack(response_action="update", view=checking_view())
-        _finish_slowly(
-            future, client, services, view_id=view["id"], user_id=form.actor, channel=channel
-        )
-        return
-    except DomainError as exc:
-        ack(response_action="errors", errors={exc.field or Block.API_KEY: exc.user_message})
-        return
-    except Exception:
-        ref, text = unexpected_error_text()
-        log.exception("registration failed (reference %s)", ref)
-        ack(response_action="errors", errors={Block.API_KEY: text})
-        return
-    ack(response_action="update", view=registered_view(registered))
-    _summarise(client, services, registered, user_id=form.actor, channel=channel)
-
-
-def _finish_slowly(future, client, services: Services, *, view_id: str, user_id: str, channel):
-    try:
-        registered = future.result()
-    except DomainError as exc:
-        client.views_update(view_id=view_id, view=registration_failed_view(exc.user_message))
-        return
-    except Exception:
-        ref, text = unexpected_error_text()
-        log.exception("registration failed (reference %s)", ref)
-        client.views_update(view_id=view_id, view=registration_failed_view(text))
-        return
-    client.views_update(view_id=view_id, view=registered_view(registered))
-    _summarise(client, services, registered, user_id=user_id, channel=channel)
+    answer_submission(
+        ack,
+        client,
+        services,
+        view_id=view["id"],
+        work=lambda: register_key(
+            engine=services.engine,
+            ring=services.ring,
+            gateway=services.gateway,
+            form=form,
+            settings=services.settings,
+            now=services.clock(),
+        ),
+        success_view=registered_view,
+        after=lambda key: _summarise(client, services, key, user_id=form.actor, channel=channel),
+        default_field=Block.API_KEY,
+    )
 
 
 def _summarise(client, services: Services, key: RegisteredKey, *, user_id: str, channel) -> None:

@@ -13,7 +13,9 @@ from sqlmodel import Session, select
 
 from bot import binance
 from bot.commands import find_secret_shape, label_problem
+from bot.config import Settings
 from bot.ids import Block
+from bot.scheduler import cancel_jobs
 from bot.services.errors import (
     InvalidInput,
     KeyAlreadyRegistered,
@@ -22,6 +24,7 @@ from bot.services.errors import (
     LabelTaken,
 )
 from bot.services.findings import Finding, assess
+from bot.services.reminder_plan import ALL_KEY_JOBS, plan_reminders
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
 from storage.db import session_scope
@@ -103,17 +106,24 @@ def validate_registration(form: RegistrationForm) -> dict[str, str]:
         problems[Block.LABEL] = why
     if (why := _alias_problem(form.account_alias)) is not None:
         problems[Block.ACCOUNT] = why
-    if not _API_KEY_SHAPE.match(form.api_key):
+    problems.update(credential_problems(form.api_key, form.secret, form.key_type))
+    return problems
+
+
+def credential_problems(api_key: str, secret: str, key_type: KeyType) -> dict[str, str]:
+    """Shape problems of an API key and its secret / private key, by modal block id."""
+    problems: dict[str, str] = {}
+    if not _API_KEY_SHAPE.match(api_key):
         problems[Block.API_KEY] = "A Binance API key is 64 letters and digits."
-    if form.key_type == KeyType.HMAC:
-        if not _API_KEY_SHAPE.match(form.secret):
+    if key_type == KeyType.HMAC:
+        if not _API_KEY_SHAPE.match(secret):
             problems[Block.SECRET] = "An HMAC secret key is 64 letters and digits."
-    elif not _PEM_PRIVATE.match(form.secret.replace("\r", "")):
+    elif not _PEM_PRIVATE.match(secret.replace("\r", "")):
         problems[Block.SECRET] = (
-            f"For an {form.key_type.value} key, paste your PEM private key "
+            f"For an {key_type.value} key, paste your PEM private key "
             "(-----BEGIN PRIVATE KEY----- …), not the public key."
         )
-    if form.api_key and form.api_key == form.secret:
+    if api_key and api_key == secret:
         problems[Block.SECRET] = "The secret cannot be the API key itself."
     return problems
 
@@ -183,6 +193,7 @@ def register_key(
     ring: KeyRing,
     gateway: binance.BinanceGateway,
     form: RegistrationForm,
+    settings: Settings,
     now: datetime | None = None,
 ) -> RegisteredKey:
     """Check the key with Binance, then store it sealed with an audit event.
@@ -220,10 +231,12 @@ def register_key(
                 created_at=now,
                 updated_at=now,
                 last_rotated_at=now,
+                rotation_period_days=settings.default_rotation_days,
             )
             seal_api_key_row(ring, row, api_key=form.api_key, secret=form.secret)
             session.add(row)
             session.flush()
+            plan_reminders(session, row, settings)
             record_event(
                 session,
                 team_id=form.team_id,
@@ -347,6 +360,7 @@ def remove_key(
         shred_api_key_row(key)
         key.status = KeyStatus.REMOVED.value
         key.updated_at = utcnow()
+        cancel_jobs(session, key_id=key.id, kinds=ALL_KEY_JOBS)
         record_event(
             session,
             team_id=team_id,

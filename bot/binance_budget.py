@@ -1,0 +1,189 @@
+"""One request-weight budget per process: Binance limits weight per IP, shared by every key.
+
+The budget is a sliding one-minute log of the weight this process has sent. A sliding window
+is stricter than Binance's per-minute counter (any 60 s holds at most ``capacity``), so it needs
+no agreement with Binance's clock about where a minute starts. It also learns from the
+``X-MBX-USED-WEIGHT-1M`` header: weight Binance counts that this process did not send (another
+process on the same IP) is booked as well.
+
+- ``acquire`` books weight before a request is sent, waiting a bounded time when the budget is
+  spent; past that bound it raises ``RateLimited`` without sending.
+- ``pause`` (after HTTP 429) makes every caller wait until ``Retry-After`` has passed.
+- ``ban`` (after HTTP 418) makes every caller fail fast with ``IpBanned`` until the ban ends.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.binance_errors import IpBanned, RateLimited
+
+DEFAULT_WEIGHT_LIMIT = 6000  # Binance's REQUEST_WEIGHT per minute per IP (spot / sapi)
+DEFAULT_SAFETY = 0.8  # never plan to use more than this fraction of the limit
+DEFAULT_MAX_WAIT = 10.0  # seconds a caller may block waiting for weight
+
+
+@dataclass(frozen=True)
+class BudgetStats:
+    capacity: int
+    used: int  # weight booked in the last window (own requests and learned foreign weight)
+    sent: int  # requests booked since start
+    refused: int  # requests refused without sending (budget spent, paused or banned)
+    waited_seconds: float  # total time callers spent blocked
+
+
+class WeightBudget:
+    """Thread-safe; share one instance between every gateway of the process."""
+
+    def __init__(
+        self,
+        limit: int = DEFAULT_WEIGHT_LIMIT,
+        *,
+        safety: float = DEFAULT_SAFETY,
+        window_seconds: float = 60.0,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if limit < 1 or not 0 < safety <= 1:
+            raise ValueError("limit must be >= 1 and 0 < safety <= 1")
+        self.limit = limit
+        self.capacity = max(1, math.floor(limit * safety))
+        self.window_seconds = window_seconds
+        self.max_wait = max_wait
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._cond = threading.Condition()
+        self._log: deque[tuple[float, int]] = deque()  # (booked at, weight)
+        self._used = 0
+        self._paused_until = 0.0
+        self._banned_until = 0.0
+        self._banned_until_wall = 0.0
+        self._sent = 0
+        self._refused = 0
+        self._waited = 0.0
+
+    # --- before sending ---------------------------------------------------------------
+
+    def acquire(self, weight: int = 1, *, max_wait: float | None = None) -> None:
+        """Book ``weight`` now, or wait for it up to ``max_wait`` s; else raise, sending nothing."""
+        max_wait = self.max_wait if max_wait is None else max_wait
+        start = self._clock()
+        deadline = start + max_wait
+        with self._cond:
+            while True:
+                now = self._clock()
+                if self._banned_until > now:
+                    self._refused += 1
+                    raise IpBanned(datetime.fromtimestamp(self._banned_until_wall, UTC))
+                self._prune(now)
+                if self._paused_until > now:
+                    wait = self._paused_until - now
+                elif weight > self.capacity:
+                    self._refused += 1
+                    raise RateLimited(self.window_seconds)
+                elif self._used + weight <= self.capacity:
+                    self._book(now, weight)
+                    self._sent += 1
+                    self._waited += now - start
+                    return
+                else:
+                    wait = self._time_until_free(now, weight)
+                if now + wait > deadline:
+                    # Waiting would not help within the bound: fail now rather than later.
+                    self._refused += 1
+                    self._waited += now - start
+                    raise RateLimited(wait)
+                self._cond.wait(wait)
+
+    def wait_for_pause(self, max_wait: float) -> bool:
+        """Block until a 429 pause is over (at most ``max_wait`` s). True if it is over."""
+        deadline = self._clock() + max_wait
+        with self._cond:
+            while True:
+                now = self._clock()
+                if self._paused_until <= now:
+                    return True
+                if now >= deadline:
+                    return False
+                self._cond.wait(min(self._paused_until, deadline) - now)
+
+    # --- after a response -------------------------------------------------------------
+
+    def observe(self, used_weight_header: str | int | None) -> None:
+        """Learn from ``X-MBX-USED-WEIGHT-1M``: book weight Binance counts that we did not send."""
+        try:
+            server_used = int(used_weight_header)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return
+        with self._cond:
+            now = self._clock()
+            self._prune(now)
+            if server_used > self._used:
+                self._book(now, server_used - self._used)
+
+    def pause(self, seconds: float) -> None:
+        """HTTP 429: nobody sends until ``seconds`` have passed."""
+        with self._cond:
+            self._paused_until = max(self._paused_until, self._clock() + max(0.0, seconds))
+            self._cond.notify_all()
+
+    def ban(self, seconds: float) -> None:
+        """HTTP 418: every call fails fast until ``seconds`` have passed."""
+        with self._cond:
+            until = self._clock() + max(0.0, seconds)
+            if until > self._banned_until:
+                self._banned_until = until
+                self._banned_until_wall = self._wall_clock() + max(0.0, seconds)
+            self._cond.notify_all()
+
+    # --- inspection -------------------------------------------------------------------
+
+    @property
+    def banned_until(self) -> datetime | None:
+        with self._cond:
+            if self._banned_until <= self._clock():
+                return None
+            return datetime.fromtimestamp(self._banned_until_wall, UTC)
+
+    def stats(self) -> BudgetStats:
+        with self._cond:
+            self._prune(self._clock())
+            return BudgetStats(
+                capacity=self.capacity,
+                used=self._used,
+                sent=self._sent,
+                refused=self._refused,
+                waited_seconds=self._waited,
+            )
+
+    # --- internals (call with the lock held) --------------------------------------------
+
+    def _book(self, now: float, weight: int) -> None:
+        self._log.append((now, weight))
+        self._used += weight
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.window_seconds
+        while self._log and self._log[0][0] <= horizon:
+            self._used -= self._log.popleft()[1]
+
+    def _time_until_free(self, now: float, weight: int) -> float:
+        """Seconds until enough booked weight leaves the window for ``weight`` to fit."""
+        excess = self._used + weight - self.capacity
+        freed = 0
+        for booked_at, booked in self._log:
+            freed += booked
+            if freed >= excess:
+                return max(0.0, booked_at + self.window_seconds - now) + 0.001
+        return self.window_seconds
+
+
+DEFAULT_BUDGET = WeightBudget()
+"""The process-wide budget every gateway shares unless a test injects its own."""

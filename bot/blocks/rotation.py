@@ -1,0 +1,257 @@
+"""Rotation screens: the overview, reminders, the rotate modal, announcements (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.blocks.message import Message
+from bot.blocks.text import escape, mention
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    CheckboxesElement,
+    ContextBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.ids import Action, Block, Callback
+from bot.services.reminder_plan import Audience
+from bot.services.rotate import RotationStarted
+from bot.services.rotation import RotationRow, RotationState
+
+MAX_OVERVIEW_LINES = 120
+_STATE_ICON = {
+    RotationState.OVERDUE: "🔴",
+    RotationState.DUE_SOON: "🟠",
+    RotationState.ROTATING: "🔁",
+    RotationState.OK: "🟢",
+}
+
+
+def _when(row: RotationRow, now: datetime) -> str:
+    days = row.days_left(now)
+    if row.state == RotationState.ROTATING:
+        return "rotation in progress (waiting for Binance to reject the old key)"
+    if days < 0:
+        return f"*{-days} day{'s' if days != -1 else ''} overdue* (due {row.due_at:%Y-%m-%d})"
+    if days == 0:
+        return f"due *today* ({row.due_at:%Y-%m-%d})"
+    return f"due in {days} day{'s' if days != 1 else ''} ({row.due_at:%Y-%m-%d})"
+
+
+def rotation_overview(rows: list[RotationRow], now: datetime) -> Message:
+    if not rows:
+        return Message(
+            text="No keys are registered yet.",
+            blocks=[
+                SectionBlock(text="No keys are registered yet. Start with `/apikey register`.")
+            ],
+        )
+    overdue = sum(1 for r in rows if r.state == RotationState.OVERDUE)
+    soon = sum(1 for r in rows if r.state == RotationState.DUE_SOON)
+    summary = f"{len(rows)} keys: {overdue} overdue, {soon} due soon"
+    lines = [
+        f"{_STATE_ICON[r.state]} *{escape(r.label)}* · {mention(r.owner_user_id)} · every "
+        f"{r.period_days}d · last rotated {r.last_rotated_at:%Y-%m-%d} · {_when(r, now)}"
+        for r in rows[:MAX_OVERVIEW_LINES]
+    ]
+    blocks = [HeaderBlock(text="Key rotation"), SectionBlock(text=MarkdownTextObject(text=summary))]
+    chunk: list[str] = []
+    for line in lines:
+        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
+    if len(rows) > MAX_OVERVIEW_LINES:
+        blocks.append(
+            ContextBlock(
+                elements=[MarkdownTextObject(text=f"…and {len(rows) - MAX_OVERVIEW_LINES} more.")]
+            )
+        )
+    blocks.append(
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text="Change a period with `/apikey rotate <label> every 90d`; rotate with "
+                    "`/apikey rotate <label>`."
+                )
+            ]
+        )
+    )
+    return Message(text=summary, blocks=blocks[:50])
+
+
+def policy_set_message(row: RotationRow, now: datetime) -> Message:
+    text = (
+        f"“{escape(row.label)}” will now be rotated every {row.period_days} days: "
+        f"{_when(row, now)}."
+    )
+    return Message(text=text, blocks=[SectionBlock(text=MarkdownTextObject(text=f"🔁 {text}"))])
+
+
+def reminder_message(
+    *,
+    row: RotationRow,
+    audience: Audience,
+    now: datetime,
+    late: bool,
+    admins: tuple[str, ...],
+    owner_gone: bool,
+) -> Message:
+    owner = mention(row.owner_user_id) if row.owner_user_id and not owner_gone else None
+    who = []
+    if audience == Audience.CHANNEL_ALL:
+        who.append("<!channel>")
+    if owner:
+        who.append(owner)
+    if audience in (Audience.CHANNEL_ADMINS, Audience.CHANNEL_ALL) or owner is None:
+        who.extend(mention(a) for a in admins)
+    headline = f"🔁 Rotation reminder: *{escape(row.label)}* is {_when(row, now)}."
+    lines = [headline]
+    if owner is None:
+        lines.append(
+            "This key has no owner in the workspace any more"
+            if owner_gone
+            else "This key has no owner"
+        )
+        lines[-1] += ": an admin should rotate it or give it a new owner."
+    if who:
+        lines.append("For: " + " ".join(dict.fromkeys(who)))
+    if late:
+        lines.append("_Sent late: the bot was not running when this reminder was due._")
+    actions = ActionsBlock(
+        elements=[
+            ButtonElement(
+                text="Rotate now", action_id=Action.ROTATE_NOW, value=row.key_id, style="primary"
+            ),
+            ButtonElement(text="Snooze 1 day", action_id=Action.SNOOZE, value=row.key_id),
+        ]
+    )
+    return Message(
+        text=f"Rotation reminder: {row.label} is {_when(row, now)}".replace("*", ""),
+        blocks=[SectionBlock(text=MarkdownTextObject(text="\n".join(lines))), actions],
+    )
+
+
+def snoozed_message(row: RotationRow) -> Message:
+    text = f"Snoozed: the reminders for “{escape(row.label)}” pause until {row.snoozed_until:%Y-%m-%d %H:%M} UTC."
+    return Message(text=text, blocks=[SectionBlock(text=MarkdownTextObject(text="😴 " + text))])
+
+
+def rotate_modal(*, key_id: str, label: str, key_type: str, private_metadata: str) -> View:
+    types = [Option(value=t, text=t) for t in ("HMAC", "ED25519", "RSA")]
+    initial = next(o for o in types if o.value == key_type)
+    return View(
+        type="modal",
+        callback_id=Callback.ROTATE,
+        private_metadata=private_metadata,
+        title=PlainTextObject(text="Rotate a key"),
+        submit=PlainTextObject(text="Check & rotate"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=[
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"Rotating *{escape(label)}*. Create a new key in Binance API Management, "
+                    "paste it below, then delete the old key in Binance: the bot completes the "
+                    "rotation once Binance rejects the old key."
+                )
+            ),
+            InputBlock(
+                block_id=Block.KEY_TYPE,
+                label="Key type",
+                element=StaticSelectElement(
+                    action_id=Action.KEY_TYPE, options=types, initial_option=initial
+                ),
+            ),
+            InputBlock(
+                block_id=Block.API_KEY,
+                label="New API key",
+                element=PlainTextInputElement(action_id=Action.API_KEY, max_length=200),
+            ),
+            InputBlock(
+                block_id=Block.SECRET,
+                label="New secret key or private key",
+                element=PlainTextInputElement(
+                    action_id=Action.SECRET, multiline=True, max_length=3000
+                ),
+                hint="Encrypted at rest and never shown again.",
+            ),
+            InputBlock(
+                block_id=Block.ROTATE_CONFIRM,
+                label="If the new key can do more than the old one",
+                optional=True,
+                element=CheckboxesElement(
+                    action_id=Action.ROTATE_CONFIRM,
+                    options=[
+                        Option(
+                            value="confirm",
+                            text="I am the owner and accept the extra permissions",
+                        )
+                    ],
+                ),
+            ),
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=f"Key id `{key_id[:8]}`. Nothing changes unless Binance accepts the new key."
+                    )
+                ]
+            ),
+        ],
+    )
+
+
+def rotation_started_message(started: RotationStarted) -> Message:
+    text = (
+        f"🔁 New key for *{escape(started.label)}* stored ({started.new_masked}). "
+        f"Now delete the old key {started.old_masked} in Binance API Management: the bot checks "
+        f"it and completes the rotation as soon as Binance rejects it. If it still works after "
+        f"{started.grace_until:%Y-%m-%d %H:%M} UTC, the channel is told."
+    )
+    return Message(
+        text=text.replace("*", ""), blocks=[SectionBlock(text=MarkdownTextObject(text=text))]
+    )
+
+
+def rotation_started_view(started: RotationStarted) -> View:
+    return View(
+        type="modal",
+        title=PlainTextObject(text="Rotation started"),
+        close=PlainTextObject(text="Done"),
+        blocks=rotation_started_message(started).blocks,
+    )
+
+
+def rotation_complete_message(*, label: str, old_masked: str, owner: str | None) -> Message:
+    text = (
+        f"✅ Rotation of *{escape(label)}* complete: Binance now rejects the old key "
+        f"{old_masked}. Its stored secret was destroyed. {mention(owner) if owner else ''}"
+    ).strip()
+    return Message(
+        text=text.replace("*", ""), blocks=[SectionBlock(text=MarkdownTextObject(text=text))]
+    )
+
+
+def old_key_alive_message(
+    *, label: str, old_masked: str, owner: str | None, since: datetime, admins: tuple[str, ...]
+) -> Message:
+    people = ([mention(owner)] if owner else []) + [mention(a) for a in admins]
+    who = " ".join(dict.fromkeys(people))
+    text = (
+        f"⚠️ *{escape(label)}* was rotated on {since:%Y-%m-%d %H:%M} UTC but the OLD key "
+        f"{old_masked} still works on Binance. It must be deleted in Binance API Management "
+        f"(there is no API for it). {who}"
+    ).strip()
+    return Message(
+        text=text.replace("*", ""), blocks=[SectionBlock(text=MarkdownTextObject(text=text))]
+    )

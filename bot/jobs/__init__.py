@@ -1,0 +1,30 @@
+"""Scheduled-job handlers: thin adapters like the listeners (load -> service -> render -> post)."""
+
+from __future__ import annotations
+
+from slack_sdk import WebClient
+
+from bot.jobs.announcements import make_announce_handler
+from bot.jobs.probes import make_probe_handler
+from bot.jobs.reminders import make_reminder_handler
+from bot.scheduler import Handler, Scheduler
+from bot.services.context import Services
+from bot.services.reminder_plan import PROBE_JOB, REMINDER_JOB
+from bot.services.rotate import ANNOUNCE_JOB
+
+
+def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
+    return {
+        REMINDER_JOB: make_reminder_handler(services, client),
+        PROBE_JOB: make_probe_handler(services),
+        ANNOUNCE_JOB: make_announce_handler(services, client),
+    }
+
+
+def build_scheduler(services: Services, client: WebClient, **kwargs) -> Scheduler:
+    return Scheduler(
+        services.engine,
+        job_handlers(services, client),
+        interval_seconds=services.settings.scheduler_interval_seconds,
+        **kwargs,
+    )

@@ -1,0 +1,42 @@
+"""Announcements decided in a transaction elsewhere (rotation complete, old key alive)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from slack_sdk import WebClient
+from sqlmodel import Session
+
+from bot.blocks.rotation import old_key_alive_message, rotation_complete_message
+from bot.jobs.delivery import to_channel
+from bot.scheduler import ClaimedJob, Handler, JobOutcome
+from bot.services.context import Services
+from storage.models import ApiKey, Rotation
+
+
+def make_announce_handler(services: Services, client: WebClient) -> Handler:
+    settings = services.settings
+
+    def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
+        with Session(services.engine) as session:
+            rotation = session.get(Rotation, job.payload["rotation_id"])
+            key = session.get(ApiKey, job.key_id) if job.key_id else None
+        if rotation is None or key is None:
+            return JobOutcome()
+        owner = key.owner_user_id
+        if job.payload["what"] == "complete":
+            message = rotation_complete_message(
+                label=key.label, old_masked=rotation.old_masked, owner=owner
+            )
+        else:
+            message = old_key_alive_message(
+                label=key.label,
+                old_masked=rotation.old_masked,
+                owner=owner,
+                since=rotation.started_at,
+                admins=settings.admin_user_ids,
+            )
+        to_channel(client, settings, message, fallback_users=[owner, *settings.admin_user_ids])
+        return JobOutcome()
+
+    return handle

@@ -1,0 +1,73 @@
+"""Rotation reminders: one step of one key's cycle, sent once to the right people."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from slack_sdk import WebClient
+from sqlmodel import Session
+
+from bot.blocks.rotation import reminder_message
+from bot.jobs.delivery import direct_message, to_channel, user_is_gone
+from bot.scheduler import ClaimedJob, Handler, JobOutcome
+from bot.services.context import Services
+from bot.services.reminder_plan import Audience, cycle_id, due_date, reminder_steps
+from bot.services.rotation import rotation_row
+from storage.audit import record_event
+from storage.db import session_scope
+from storage.models import RETIRED_STATUSES, ApiKey, KeyStatus
+
+# A reminder delivered later than this after its time is marked late.
+LATE_AFTER = timedelta(minutes=30)
+
+
+def make_reminder_handler(services: Services, client: WebClient) -> Handler:
+    settings = services.settings
+    steps = {step.name: step for step in reminder_steps(settings)}
+
+    def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
+        with Session(services.engine) as session:
+            key = session.get(ApiKey, job.key_id)
+        if key is None or key.status in RETIRED_STATUSES or key.status == KeyStatus.ROTATING:
+            return JobOutcome()  # nothing to remind about any more
+        step = steps.get(job.payload.get("step"))
+        if step is None or job.payload.get("cycle") != cycle_id(key):
+            return JobOutcome()  # planned for another policy or due date
+        if key.snoozed_until is not None and key.snoozed_until > now:
+            return JobOutcome.retry(key.snoozed_until, "snoozed")
+        due = due_date(key)
+        if any(s.offset > step.offset and due + s.offset <= now for s in steps.values()):
+            return JobOutcome()  # superseded: a later step is due and is sent instead
+        late = now - (due + step.offset) > LATE_AFTER
+        owner_gone = user_is_gone(client, key.owner_user_id)
+        message = reminder_message(
+            row=rotation_row(key, now),
+            audience=step.audience,
+            now=now,
+            late=late,
+            admins=settings.admin_user_ids,
+            owner_gone=owner_gone,
+        )
+        if step.audience == Audience.OWNER and not owner_gone:
+            direct_message(client, key.owner_user_id, message)
+        elif step.audience == Audience.OWNER:
+            for admin in settings.admin_user_ids:
+                direct_message(client, admin, message)
+        else:
+            fallback = [] if owner_gone else [key.owner_user_id]
+            to_channel(
+                client, settings, message, fallback_users=fallback + list(settings.admin_user_ids)
+            )
+        with session_scope(services.engine) as session:
+            record_event(
+                session,
+                team_id=key.team_id,
+                actor="bot",
+                action="rotation.reminder",
+                target=key.label,
+                target_key_id=key.id,
+                detail={"step": step.name, "late": late, "owner_gone": owner_gone},
+            )
+        return JobOutcome(late=late)
+
+    return handle

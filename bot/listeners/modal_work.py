@@ -1,0 +1,69 @@
+"""Answering a modal submission whose work asks Binance (Slack wants an answer within 3 s).
+
+Work that finishes in time is answered inside the modal (field errors, or the success view);
+slower work switches the modal to a "checking" view and updates it when the work is done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
+
+from slack_sdk.models.views import View
+
+from bot.blocks.register import checking_view, registration_failed_view
+from bot.listeners.background import unexpected_error_text
+from bot.services.context import Services
+from bot.services.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+INLINE_SECONDS = 2.0
+T = TypeVar("T")
+
+
+def answer_submission(
+    ack,
+    client,
+    services: Services,
+    *,
+    view_id: str,
+    work: Callable[[], T],
+    success_view: Callable[[T], View],
+    after: Callable[[T], None],
+    default_field: str,
+) -> None:
+    future = services.background.submit(work)
+    try:
+        result = future.result(timeout=INLINE_SECONDS)
+    except FutureTimeout:
+        ack(response_action="update", view=checking_view())
+        _finish_slowly(future, client, view_id=view_id, success_view=success_view, after=after)
+        return
+    except DomainError as exc:
+        ack(response_action="errors", errors={exc.field or default_field: exc.user_message})
+        return
+    except Exception:
+        ref, text = unexpected_error_text()
+        log.exception("modal work failed (reference %s)", ref)
+        ack(response_action="errors", errors={default_field: text})
+        return
+    ack(response_action="update", view=success_view(result))
+    after(result)
+
+
+def _finish_slowly(future, client, *, view_id: str, success_view, after) -> None:
+    try:
+        result = future.result()
+    except DomainError as exc:
+        client.views_update(view_id=view_id, view=registration_failed_view(exc.user_message))
+        return
+    except Exception:
+        ref, text = unexpected_error_text()
+        log.exception("modal work failed (reference %s)", ref)
+        client.views_update(view_id=view_id, view=registration_failed_view(text))
+        return
+    client.views_update(view_id=view_id, view=success_view(result))
+    after(result)

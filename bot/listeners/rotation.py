@@ -1,0 +1,115 @@
+"""Rotation: the rotate modal's submission and the reminder buttons (Rotate now, Snooze)."""
+
+from __future__ import annotations
+
+import json
+
+from sqlmodel import Session
+
+from bot.blocks.rotation import (
+    rotation_started_message,
+    rotation_started_view,
+    snoozed_message,
+)
+from bot.ids import Action, Block
+from bot.listeners.commands import open_rotate_modal
+from bot.listeners.delivery import send_private
+from bot.listeners.modal_work import answer_submission
+from bot.services.context import Services
+from bot.services.errors import DomainError
+from bot.services.keys import get_summary
+from bot.services.rotate import RotationForm, check_new_key, normalise, start_rotation
+from bot.services.rotation import snooze
+from storage.models import ApiKey, KeyType
+
+
+def _team_id(body: dict) -> str:
+    return (body.get("team") or {}).get("id") or body["user"].get("team_id")
+
+
+def rotation_form(view: dict, body: dict) -> RotationForm:
+    values = view["state"]["values"]
+    metadata = json.loads(view.get("private_metadata") or "{}")
+
+    def text(block: Block, action: Action) -> str:
+        return (values.get(block, {}).get(action, {}) or {}).get("value") or ""
+
+    key_type = (values.get(Block.KEY_TYPE, {}).get(Action.KEY_TYPE, {}) or {}).get(
+        "selected_option"
+    ) or {}
+    confirmed = (values.get(Block.ROTATE_CONFIRM, {}).get(Action.ROTATE_CONFIRM, {}) or {}).get(
+        "selected_options"
+    ) or []
+    return RotationForm(
+        team_id=_team_id(body),
+        actor=body["user"]["id"],
+        key_id=metadata["key_id"],
+        key_type=KeyType(key_type.get("value") or KeyType.HMAC.value),
+        api_key=text(Block.API_KEY, Action.API_KEY),
+        secret=text(Block.SECRET, Action.SECRET),
+        confirm_more_permissions=bool(confirmed),
+        source="slack:modal",
+    )
+
+
+def handle_rotate_submission(ack, body: dict, view: dict, client, services: Services) -> None:
+    try:
+        form = normalise(rotation_form(view, body))
+        with Session(services.engine) as session:
+            check_new_key(session, services.ring, form)
+    except (ValueError, KeyError):
+        ack(response_action="errors", errors={Block.KEY_TYPE: "Please choose from the list."})
+        return
+    except DomainError as exc:
+        ack(response_action="errors", errors={exc.field or Block.API_KEY: exc.user_message})
+        return
+    channel = json.loads(view.get("private_metadata") or "{}").get("channel")
+    answer_submission(
+        ack,
+        client,
+        services,
+        view_id=view["id"],
+        work=lambda: start_rotation(
+            engine=services.engine,
+            ring=services.ring,
+            gateway=services.gateway,
+            settings=services.settings,
+            form=form,
+            now=services.clock(),
+        ),
+        success_view=rotation_started_view,
+        after=lambda started: send_private(
+            client,
+            channel=channel,
+            user_id=form.actor,
+            message=rotation_started_message(started),
+        ),
+        default_field=Block.API_KEY,
+    )
+
+
+def handle_rotate_now(ack, body: dict, client, services: Services) -> None:
+    ack()
+    key_id = body["actions"][0]["value"]
+    with Session(services.engine) as session:
+        get_summary(session, _team_id(body), key_id)  # refuses unknown or removed keys
+        key = session.get(ApiKey, key_id)
+    channel = (body.get("channel") or {}).get("id")
+    open_rotate_modal(client, key, trigger_id=body["trigger_id"], channel=channel)
+
+
+def handle_snooze(ack, body: dict, respond, services: Services) -> None:
+    ack()
+    actor = body["user"]["id"]
+    key_id = body["actions"][0]["value"]
+    team_id = _team_id(body)
+    with Session(services.engine) as session:
+        summary = get_summary(session, team_id, key_id)
+    if actor != summary.owner_user_id and actor not in services.settings.admin_user_ids:
+        raise DomainError(
+            f"Only the key's owner or an admin can snooze the reminders for “{summary.label}”."
+        )
+    row = snooze(
+        engine=services.engine, team_id=team_id, key_id=key_id, actor=actor, now=services.clock()
+    )
+    respond(**snoozed_message(row).as_kwargs(), replace_original=False)

@@ -1,0 +1,106 @@
+"""A whole bot on this machine: the Binance simulator, the Slack stand-in and the bot itself
+serving HTTP on 127.0.0.1. Used by the end-to-end tests, the benchmarks and the sandbox.
+
+Nothing here reaches the internet: Binance and Slack are the local stand-ins.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.app import build_app
+from bot.bootstrap import open_storage
+from bot.config import Settings, load_settings
+from bot.http_server import make_server
+from bot.runner import build_services, database_is_up
+from bot.sandbox.binance_simulator import BinanceSimulator
+from bot.sandbox.slack_standin import SlackStandIn
+from bot.services.context import Services
+from storage.crypto import generate_master_key
+
+SANDBOX_SIGNING_SECRET = "sandbox-signing-secret-not-a-real-one"  # noqa: S105 - local only
+SANDBOX_BOT_TOKEN = "xoxb-sandbox"  # noqa: S105 - local only
+
+
+@dataclass
+class LocalStack:
+    simulator: BinanceSimulator
+    slack: SlackStandIn
+    settings: Settings
+    services: Services
+    url: str  # the bot's base URL, e.g. http://127.0.0.1:54321
+    _server: object
+    _thread: threading.Thread
+    _owns_simulator: bool
+    _owns_slack: bool
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self.services.close()
+        self.services.engine.dispose()
+        if self._owns_slack:
+            self.slack.stop()
+        if self._owns_simulator:
+            self.simulator.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_local_stack(
+    *,
+    workdir: Path,
+    database_url: str | None = None,
+    simulator: BinanceSimulator | None = None,
+    slack: SlackStandIn | None = None,
+    signing_secret: str = SANDBOX_SIGNING_SECRET,
+    master_keys: str | None = None,
+    binance_timeout_seconds: float = 3.0,
+    port: int = 0,
+    **settings_overrides: object,
+) -> LocalStack:
+    """Start whatever is not given (simulator, Slack stand-in) and the bot, all on 127.0.0.1."""
+    owns_simulator = simulator is None
+    owns_slack = slack is None
+    simulator = simulator or BinanceSimulator().start()
+    slack = slack or SlackStandIn(bot_token=SANDBOX_BOT_TOKEN).start()
+    settings = load_settings(
+        _env_file=None,
+        slack_bot_token=slack.bot_token if hasattr(slack, "bot_token") else SANDBOX_BOT_TOKEN,
+        slack_signing_secret=signing_secret,
+        slack_api_url=slack.url,
+        database_url=database_url or f"sqlite:///{workdir / 'apikey-bot.db'}",
+        binance_api_url=simulator.url,
+        binance_timeout_seconds=binance_timeout_seconds,
+        master_keys=master_keys or generate_master_key("k1").encoded(),
+        master_keys_file=workdir / "apikey-bot-master.key",
+        host="127.0.0.1",
+        port=port or 3000,
+        **settings_overrides,
+    )
+    storage = open_storage(settings)
+    services = build_services(settings, storage)
+    app = build_app(settings, services)
+    server = make_server(
+        app, host="127.0.0.1", port=port, health_check=lambda: database_is_up(services)
+    )
+    thread = threading.Thread(target=server.serve_forever, name="bot-http", daemon=True)
+    thread.start()
+    return LocalStack(
+        simulator=simulator,
+        slack=slack,
+        settings=settings,
+        services=services,
+        url=f"http://127.0.0.1:{server.server_port}",
+        _server=server,
+        _thread=thread,
+        _owns_simulator=owns_simulator,
+        _owns_slack=owns_slack,
+    )

@@ -1,0 +1,297 @@
+"""The scheduler loop every replica runs: claim due jobs from the database, run, mark done.
+
+- Claims are leases: a replica killed mid-work loses nothing, its claims expire and another
+  replica picks the jobs up. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``; on SQLite a
+  single UPDATE … RETURNING is atomic (one writer at a time).
+- The database clock is the one clock (``DatabaseClock``); tests inject a fixed one.
+- A handler returns a ``JobOutcome``: done (optionally scheduling follow-up jobs in the same
+  transaction that marks it done), or retry at a later time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from storage.db import session_scope
+from storage.models import JobState, ScheduledJob
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = timedelta(minutes=5)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class DatabaseClock:
+    """The database server's time (PostgreSQL), so every replica agrees on "now"."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def now(self) -> datetime:
+        if self._engine.dialect.name == "postgresql":
+            with self._engine.connect() as connection:
+                value = connection.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+            return value.astimezone(UTC)
+        return datetime.now(UTC)  # SQLite is embedded: its clock is this machine's
+
+
+@dataclass
+class FixedClock:
+    """A clock that moves only when told to (tests)."""
+
+    current: datetime
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, delta: timedelta) -> None:
+        self.current += delta
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: str
+    team_id: str
+    kind: str
+    key_id: str | None
+    dedupe_key: str
+    due_at: datetime
+    attempts: int
+    payload: dict
+
+
+@dataclass(frozen=True)
+class NewJob:
+    team_id: str
+    kind: str
+    dedupe_key: str
+    due_at: datetime
+    key_id: str | None = None
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a handler decided. ``retry_at`` set: not done, try again then."""
+
+    late: bool = False
+    follow_up: tuple[NewJob, ...] = ()
+    retry_at: datetime | None = None
+    error: str | None = None
+
+    @classmethod
+    def retry(cls, at: datetime, error: str) -> JobOutcome:
+        return cls(retry_at=at, error=error[:500])
+
+
+Handler = Callable[[ClaimedJob, datetime], JobOutcome]
+
+
+def schedule_jobs(session: Session, jobs: Iterable[NewJob]) -> None:
+    """Insert jobs, ignoring any whose dedupe_key already exists (at most one per step)."""
+    rows = [
+        {
+            "id": uuid.uuid4().hex,
+            "team_id": j.team_id,
+            "kind": j.kind,
+            "key_id": j.key_id,
+            "dedupe_key": j.dedupe_key,
+            "due_at": j.due_at,
+            "state": JobState.PENDING.value,
+            "attempts": 0,
+            "late": False,
+            "payload": j.payload,
+        }
+        for j in jobs
+    ]
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(ScheduledJob).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    session.exec(statement, params=rows)
+
+
+def cancel_jobs(session: Session, *, key_id: str, kinds: Iterable[str]) -> int:
+    result = session.exec(
+        sa.update(ScheduledJob)
+        .where(
+            col(ScheduledJob.key_id) == key_id,
+            col(ScheduledJob.kind).in_(list(kinds)),
+            col(ScheduledJob.state) == JobState.PENDING.value,
+        )
+        .values(state=JobState.CANCELLED.value)
+    )
+    return result.rowcount
+
+
+def claim_due_jobs(
+    engine: Engine,
+    *,
+    worker_id: str,
+    now: datetime,
+    limit: int = 200,
+    lease: timedelta = DEFAULT_LEASE,
+    kinds: Iterable[str] | None = None,
+) -> list[ClaimedJob]:
+    """Lease up to ``limit`` due jobs to this worker (skipping rows others hold)."""
+    due = select(ScheduledJob.id).where(
+        col(ScheduledJob.state) == JobState.PENDING.value,
+        col(ScheduledJob.due_at) <= now,
+        sa.or_(col(ScheduledJob.lease_until).is_(None), col(ScheduledJob.lease_until) < now),
+    )
+    if kinds is not None:
+        due = due.where(col(ScheduledJob.kind).in_(list(kinds)))
+    due = due.order_by(col(ScheduledJob.due_at)).limit(limit)
+    if engine.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    statement = (
+        sa.update(ScheduledJob)
+        .where(col(ScheduledJob.id).in_(due.scalar_subquery()))
+        .values(
+            claimed_by=worker_id,
+            lease_until=now + lease,
+            attempts=ScheduledJob.attempts + 1,
+        )
+        .returning(
+            ScheduledJob.id,
+            ScheduledJob.team_id,
+            ScheduledJob.kind,
+            ScheduledJob.key_id,
+            ScheduledJob.dedupe_key,
+            ScheduledJob.due_at,
+            ScheduledJob.attempts,
+            ScheduledJob.payload,
+        )
+    )
+    with session_scope(engine) as session:
+        rows = session.exec(statement).all()
+    jobs = [ClaimedJob(*row) for row in rows]
+    jobs.sort(key=lambda j: j.due_at)
+    return jobs
+
+
+def finish_job(
+    engine: Engine, job: ClaimedJob, outcome: JobOutcome, *, worker_id: str, now: datetime
+) -> bool:
+    """Record the outcome, if this worker still holds the lease. Returns False otherwise."""
+    mine = sa.and_(
+        col(ScheduledJob.id) == job.id,
+        col(ScheduledJob.claimed_by) == worker_id,
+        col(ScheduledJob.state) == JobState.PENDING.value,
+    )
+    with session_scope(engine) as session:
+        if outcome.retry_at is not None:
+            values = {"due_at": outcome.retry_at, "lease_until": None, "last_error": outcome.error}
+        else:
+            values = {"state": JobState.DONE.value, "done_at": now, "late": outcome.late}
+        updated = session.exec(sa.update(ScheduledJob).where(mine).values(**values)).rowcount
+        if updated and outcome.follow_up:
+            schedule_jobs(session, outcome.follow_up)
+    return bool(updated)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class TickReport:
+    claimed: int = 0
+    done: int = 0
+    retried: int = 0
+    lost: int = 0  # lease expired and someone else finished it
+
+
+class Scheduler:
+    """Claims due jobs and runs their handlers, a bounded number at a time."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        handlers: dict[str, Handler],
+        *,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+        batch_size: int = 200,
+        lease: timedelta = DEFAULT_LEASE,
+        interval_seconds: float = 15.0,
+        concurrency: int = 8,
+    ) -> None:
+        self.engine = engine
+        self.handlers = handlers
+        self.clock = clock or DatabaseClock(engine)
+        self.worker_id = worker_id or default_worker_id()
+        self.batch_size = batch_size
+        self.lease = lease
+        self.interval_seconds = interval_seconds
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job")
+
+    def tick(self) -> TickReport:
+        """Claim what is due now and run it; returns what happened."""
+        now = self.clock.now()
+        jobs = claim_due_jobs(
+            self.engine,
+            worker_id=self.worker_id,
+            now=now,
+            limit=self.batch_size,
+            lease=self.lease,
+            kinds=self.handlers.keys(),
+        )
+        report = TickReport(claimed=len(jobs))
+        for outcome in self._pool.map(lambda job: self._run(job, now), jobs):
+            if outcome == "done":
+                report.done += 1
+            elif outcome == "retry":
+                report.retried += 1
+            else:
+                report.lost += 1
+        return report
+
+    def _run(self, job: ClaimedJob, now: datetime) -> str:
+        handler = self.handlers[job.kind]
+        try:
+            outcome = handler(job, now)
+        except Exception as exc:
+            log.exception("job %s (%s) failed; will retry", job.id, job.kind)
+            backoff = timedelta(minutes=min(60, 2 ** min(job.attempts, 6)))
+            outcome = JobOutcome.retry(now + backoff, type(exc).__name__)
+        finished = finish_job(self.engine, job, outcome, worker_id=self.worker_id, now=now)
+        if not finished:
+            log.warning("job %s: lease lost before it finished", job.id)
+            return "lost"
+        return "retry" if outcome.retry_at is not None else "done"
+
+    def run_forever(self, stop: threading.Event) -> None:
+        log.info("scheduler %s running every %.0fs", self.worker_id, self.interval_seconds)
+        while not stop.is_set():
+            backlog = False
+            try:
+                report = self.tick()
+                backlog = report.claimed >= self.batch_size
+                if report.claimed:
+                    log.info("scheduler tick: %s", report)
+            except Exception:
+                log.exception("scheduler tick failed; trying again next interval")
+            # Keep going at once while there is a backlog, else wait for the next interval.
+            stop.wait(0 if backlog else self.interval_seconds)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

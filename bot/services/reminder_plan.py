@@ -1,0 +1,88 @@
+"""The reminder plan: which rotation reminder goes to whom, and when.
+
+A key is due ``rotation_period_days`` after its last rotation. Each due date (a "cycle")
+has a fixed list of reminder steps; every step is one scheduled job whose dedupe key names
+the key, the cycle and the step, so the database itself guarantees at most one reminder per
+key per step. A step that finds a later step of its cycle already due is superseded (after
+downtime only the latest reminder is sent, once, marked late).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlmodel import Session
+
+from bot.config import Settings
+from bot.scheduler import NewJob, cancel_jobs, schedule_jobs
+from storage.models import RETIRED_STATUSES, ApiKey
+
+REMINDER_JOB = "rotation_reminder"
+PROBE_JOB = "rotation_probe"
+# Jobs that die with their key (removal, revocation).
+ALL_KEY_JOBS = (REMINDER_JOB, PROBE_JOB)
+
+
+class Audience(StrEnum):
+    OWNER = "owner"  # a direct message to the owner
+    CHANNEL_OWNER = "channel_owner"  # the alert channel, mentioning the owner
+    CHANNEL_ADMINS = "channel_admins"  # … and the admins
+    CHANNEL_ALL = "channel_all"  # … and the whole channel
+
+
+@dataclass(frozen=True)
+class ReminderStep:
+    name: str
+    offset: timedelta  # from the due date (negative: before it)
+    audience: Audience
+
+
+def reminder_steps(settings: Settings) -> list[ReminderStep]:
+    """The steps of one cycle, in time order."""
+    steps = [
+        ReminderStep(f"lead_{days}d", -timedelta(days=days), Audience.OWNER)
+        for days in sorted(settings.rotation_reminder_lead_days, reverse=True)
+    ]
+    steps.append(ReminderStep("due", timedelta(0), Audience.CHANNEL_OWNER))
+    admins_after = settings.rotation_escalate_admins_after_days
+    channel_after = max(settings.rotation_escalate_channel_after_days, admins_after)
+    steps.append(
+        ReminderStep("overdue_admins", timedelta(days=admins_after), Audience.CHANNEL_ADMINS)
+    )
+    steps.append(
+        ReminderStep("overdue_channel", timedelta(days=channel_after), Audience.CHANNEL_ALL)
+    )
+    return steps
+
+
+def due_date(key: ApiKey) -> datetime:
+    return (key.last_rotated_at or key.created_at) + timedelta(days=key.rotation_period_days)
+
+
+def cycle_id(key: ApiKey) -> str:
+    return due_date(key).strftime("%Y%m%dT%H%M%S")
+
+
+def plan_reminders(session: Session, key: ApiKey, settings: Settings) -> None:
+    """(Re)plan this key's reminders for its current due date; older plans are cancelled."""
+    cancel_jobs(session, key_id=key.id, kinds=[REMINDER_JOB])
+    if key.status in RETIRED_STATUSES:
+        return
+    due = due_date(key)
+    cycle = cycle_id(key)
+    schedule_jobs(
+        session,
+        [
+            NewJob(
+                team_id=key.team_id,
+                kind=REMINDER_JOB,
+                key_id=key.id,
+                dedupe_key=f"reminder:{key.id}:{cycle}:{step.name}",
+                due_at=due + step.offset,
+                payload={"cycle": cycle, "step": step.name},
+            )
+            for step in reminder_steps(settings)
+        ],
+    )

@@ -1,0 +1,344 @@
+"""Rotating a key, proven on Binance.
+
+1. The new key is checked on Binance: it must work, and its permissions must not exceed the
+   old key's (as last observed) or the declared purpose, unless the owner confirms.
+2. It is stored sealed; the old credentials move, sealed, into a Rotation row and the key is
+   "rotating".
+3. Probes try the old key until Binance rejects it: only then is the rotation complete and
+   announced. Past the grace period the channel is told the old key is still alive.
+Announcements are scheduled jobs written in the same transaction as the state change, so
+they are posted (at least once) even if this process dies right after committing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from bot import binance
+from bot.config import Settings
+from bot.ids import Block
+from bot.scheduler import NewJob, cancel_jobs, schedule_jobs
+from bot.services.errors import DomainError, InvalidInput, KeyAlreadyRegistered, KeyNotFound
+from bot.services.findings import PURPOSE_MAX_TIER, Finding, assess
+from bot.services.keys import credential_problems, open_credentials, refusal_for
+from bot.services.reminder_plan import PROBE_JOB, REMINDER_JOB, plan_reminders
+from storage.audit import record_event
+from storage.crypto import KeyRing, mask_api_key
+from storage.db import session_scope
+from storage.models import (
+    RETIRED_STATUSES,
+    ApiKey,
+    KeyPurpose,
+    KeyStatus,
+    KeyType,
+    Rotation,
+    RotationState,
+)
+from storage.vault import seal_api_key_row
+
+ANNOUNCE_JOB = "announce"
+# After the grace period, probe less often: the channel has been told already.
+STALE_PROBE_FACTOR = 6
+
+
+class NeedsConfirmation(DomainError):
+    """The new key can do more than the old one: only the owner may accept that."""
+
+
+@dataclass(frozen=True)
+class RotationForm:
+    team_id: str
+    actor: str
+    key_id: str
+    key_type: KeyType
+    api_key: str = field(repr=False)
+    secret: str = field(repr=False)
+    confirm_more_permissions: bool = False
+    source: str | None = None
+
+    def credentials(self) -> binance.Credentials:
+        return binance.Credentials(
+            api_key=self.api_key, secret=self.secret, key_type=binance.KeyType(self.key_type.value)
+        )
+
+
+@dataclass(frozen=True)
+class RotationStarted:
+    rotation_id: str
+    label: str
+    old_masked: str
+    new_masked: str
+    permissions: binance.KeyPermissions
+    findings: list[Finding]
+    grace_until: datetime
+
+
+def normalise(form: RotationForm) -> RotationForm:
+    return replace(
+        form, api_key=form.api_key.strip(), secret=form.secret.strip().replace("\r\n", "\n")
+    )
+
+
+def _live_key(session: Session, team_id: str, key_id: str, *, lock: bool = False) -> ApiKey:
+    key = session.get(ApiKey, key_id, with_for_update=lock)
+    if key is None or key.team_id != team_id or key.status in RETIRED_STATUSES:
+        raise KeyNotFound("That key is no longer registered.")
+    if key.status == KeyStatus.ROTATING.value:
+        raise InvalidInput(
+            f"“{key.label}” is already being rotated: delete its old key in Binance and the "
+            "bot will complete the rotation."
+        )
+    if key.status == KeyStatus.COMPROMISED.value:
+        raise InvalidInput(
+            f"“{key.label}” is marked compromised: follow the emergency checklist instead."
+        )
+    return key
+
+
+def check_new_key(session: Session, ring: KeyRing, form: RotationForm) -> ApiKey:
+    """Everything that can be refused before asking Binance."""
+    problems = credential_problems(form.api_key, form.secret, form.key_type)
+    if problems:
+        block, message = next(iter(problems.items()))
+        raise InvalidInput(message, field=block)
+    key = _live_key(session, form.team_id, form.key_id)
+    fingerprints = ring.fingerprints(form.api_key)
+    if key.api_key_fingerprint in fingerprints:
+        raise InvalidInput(
+            "This is the key already registered: a rotation must replace it with a new key "
+            "created in Binance.",
+            field=Block.API_KEY,
+        )
+    other = session.exec(
+        select(ApiKey.label).where(
+            ApiKey.team_id == form.team_id,
+            ApiKey.api_key_fingerprint.in_(fingerprints),
+            ApiKey.status.not_in(RETIRED_STATUSES),
+        )
+    ).first()
+    if other:
+        raise KeyAlreadyRegistered(
+            f"This API key is already registered as “{other}”.", field=Block.API_KEY
+        )
+    return key
+
+
+def excess_permissions(
+    new: binance.KeyPermissions, old: dict | None, purpose: KeyPurpose
+) -> list[str]:
+    """How the new key exceeds the old key or the declared purpose (empty: it does not)."""
+    reasons = []
+    if old is not None:
+        old_perms = binance.KeyPermissions.from_dict(old)
+        if new.tier > old_perms.tier:
+            reasons.append(
+                f"it has the {new.tier.name.title()} tier, the old key had "
+                f"{old_perms.tier.name.title()}"
+            )
+        gained = sorted(set(new.transfer_rights) - set(old_perms.transfer_rights))
+        if gained:
+            reasons.append("it gains transfer rights (" + ", ".join(gained) + ")")
+    if new.tier > PURPOSE_MAX_TIER[purpose]:
+        reasons.append(f"its {new.tier.name.title()} tier exceeds the declared purpose")
+    return reasons
+
+
+def start_rotation(
+    *,
+    engine: Engine,
+    ring: KeyRing,
+    gateway: binance.BinanceGateway,
+    settings: Settings,
+    form: RotationForm,
+    now: datetime,
+) -> RotationStarted:
+    form = normalise(form)
+    with Session(engine) as session:
+        key = check_new_key(session, ring, form)
+        owner, purpose, old_permissions = (
+            key.owner_user_id,
+            KeyPurpose(key.purpose),
+            key.permissions_json,
+        )
+    try:
+        permissions = gateway.api_restrictions(form.credentials())
+    except binance.BinanceError as error:
+        raise refusal_for(error) from None
+    excess = excess_permissions(permissions, old_permissions, purpose)
+    if excess and (not form.confirm_more_permissions or (owner and form.actor != owner)):
+        who = "you" if not owner or owner == form.actor else f"the owner <@{owner}>"
+        raise NeedsConfirmation(
+            "The new key can do more than it should: "
+            + "; ".join(excess)
+            + f". Reduce its permissions in Binance, or {who} must tick the confirmation.",
+            field=Block.ROTATE_CONFIRM,
+        )
+    with session_scope(engine) as session:
+        key = check_new_key(session, ring, form)  # again, under the transaction
+        key = session.get(ApiKey, key.id, with_for_update=True)
+        old = open_credentials(ring, key)
+        rotation = Rotation(
+            team_id=key.team_id,
+            key_id=key.id,
+            started_by=form.actor,
+            started_at=now,
+            grace_until=now + timedelta(hours=settings.rotation_grace_hours),
+            old_masked=key.api_key_masked,
+            old_key_type=key.key_type,
+        )
+        rotation.old_api_key_sealed = ring.seal(
+            old.api_key, context=rotation.api_key_context()
+        ).blob
+        rotation.old_secret_sealed = ring.seal(old.secret, context=rotation.secret_context()).blob
+        rotation.seal_key_id = ring.active.key_id
+        session.add(rotation)
+        seal_api_key_row(ring, key, api_key=form.api_key, secret=form.secret)
+        key.key_type = form.key_type.value
+        key.api_key_masked = mask_api_key(form.api_key)
+        key.status = KeyStatus.ROTATING.value
+        key.permissions_json = permissions.to_dict()
+        key.permissions_checked_at = now
+        key.updated_at = now
+        session.flush()
+        cancel_jobs(session, key_id=key.id, kinds=[REMINDER_JOB])
+        schedule_jobs(session, [_probe_job(key, rotation, now, attempt=0)])
+        record_event(
+            session,
+            team_id=key.team_id,
+            actor=form.actor,
+            action="key.rotate_start",
+            target=key.label,
+            target_key_id=key.id,
+            source=form.source,
+            detail={
+                "old": rotation.old_masked,
+                "new": key.api_key_masked,
+                "tier": permissions.tier.name,
+                "confirmed_more_permissions": bool(excess),
+            },
+        )
+        return RotationStarted(
+            rotation_id=rotation.id,
+            label=key.label,
+            old_masked=rotation.old_masked,
+            new_masked=key.api_key_masked,
+            permissions=permissions,
+            findings=assess(purpose=purpose, now=now, permissions=permissions),
+            grace_until=rotation.grace_until,
+        )
+
+
+def _probe_job(key: ApiKey, rotation: Rotation, due: datetime, *, attempt: int) -> NewJob:
+    return NewJob(
+        team_id=key.team_id,
+        kind=PROBE_JOB,
+        key_id=key.id,
+        dedupe_key=f"probe:{rotation.id}:{attempt}",
+        due_at=due,
+        payload={"rotation_id": rotation.id, "attempt": attempt},
+    )
+
+
+def _announce_job(rotation: Rotation, kind: str, now: datetime) -> NewJob:
+    return NewJob(
+        team_id=rotation.team_id,
+        kind=ANNOUNCE_JOB,
+        key_id=rotation.key_id,
+        dedupe_key=f"announce:{rotation.id}:{kind}",
+        due_at=now,
+        payload={"rotation_id": rotation.id, "what": kind},
+    )
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    finished: bool  # no more probes needed
+    next_probe: NewJob | None
+    result: str
+
+
+def probe_old_key(
+    *,
+    engine: Engine,
+    ring: KeyRing,
+    gateway: binance.BinanceGateway,
+    settings: Settings,
+    rotation_id: str,
+    attempt: int,
+    now: datetime,
+) -> ProbeOutcome:
+    """Try the old key once. Rejected: the rotation completes. Alive past grace: alert."""
+    with Session(engine) as session:
+        rotation = session.get(Rotation, rotation_id)
+        if rotation is None or rotation.state != RotationState.PROBING.value:
+            return ProbeOutcome(finished=True, next_probe=None, result="not probing")
+        old = binance.Credentials(
+            api_key=ring.open_text(rotation.old_api_key_sealed, context=rotation.api_key_context()),
+            secret=ring.open_text(rotation.old_secret_sealed, context=rotation.secret_context()),
+            key_type=binance.KeyType(rotation.old_key_type),
+        )
+    try:
+        gateway.api_restrictions(old)
+        result = "alive"
+    except binance.KeyRejected:
+        result = "rejected"
+    except binance.BinanceError as error:
+        result = f"unknown: {type(error).__name__}"
+    interval = timedelta(minutes=settings.rotation_probe_minutes)
+    with session_scope(engine) as session:
+        rotation = session.get(Rotation, rotation_id, with_for_update=True)
+        if rotation is None or rotation.state != RotationState.PROBING.value:
+            return ProbeOutcome(finished=True, next_probe=None, result="not probing")
+        key = session.get(ApiKey, rotation.key_id, with_for_update=True)
+        rotation.last_probe_at = now
+        rotation.last_probe_result = result
+        if result == "rejected":
+            _complete(session, rotation, key, settings, now)
+            return ProbeOutcome(finished=True, next_probe=None, result=result)
+        if result == "alive" and now >= rotation.grace_until and rotation.stale_alerted_at is None:
+            rotation.stale_alerted_at = now
+            schedule_jobs(session, [_announce_job(rotation, "old_key_alive", now)])
+            record_event(
+                session,
+                team_id=rotation.team_id,
+                actor="bot",
+                action="key.rotate_old_key_alive",
+                target=key.label if key else None,
+                target_key_id=rotation.key_id,
+                detail={"old": rotation.old_masked},
+            )
+        if now >= rotation.grace_until:
+            interval *= STALE_PROBE_FACTOR
+        next_probe = _probe_job(key, rotation, now + interval, attempt=attempt + 1)
+        return ProbeOutcome(finished=False, next_probe=next_probe, result=result)
+
+
+def _complete(
+    session: Session, rotation: Rotation, key: ApiKey | None, settings: Settings, now: datetime
+) -> None:
+    rotation.state = RotationState.COMPLETE.value
+    rotation.completed_at = now
+    rotation.old_api_key_sealed = None  # crypto-shred the old credentials
+    rotation.old_secret_sealed = None
+    rotation.seal_key_id = None
+    if key is not None and key.status == KeyStatus.ROTATING.value:
+        key.status = KeyStatus.ACTIVE.value
+        key.last_rotated_at = rotation.started_at
+        key.snoozed_until = None
+        key.updated_at = now
+        session.flush()
+        plan_reminders(session, key, settings)
+    schedule_jobs(session, [_announce_job(rotation, "complete", now)])
+    record_event(
+        session,
+        team_id=rotation.team_id,
+        actor="bot",
+        action="key.rotate_complete",
+        target=key.label if key else None,
+        target_key_id=rotation.key_id,
+        detail={"old": rotation.old_masked, "proof": "Binance rejects the old key"},
+    )

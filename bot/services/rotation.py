@@ -1,0 +1,135 @@
+"""Rotation policies: `/apikey rotate <label> every <N>d`, `/apikey rotation`, snooze."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from bot.config import Settings
+from bot.services.errors import InvalidInput
+from bot.services.keys import find_live_key
+from bot.services.reminder_plan import due_date, plan_reminders
+from storage.audit import record_event
+from storage.db import session_scope
+from storage.models import RETIRED_STATUSES, ApiKey, KeyStatus
+
+DUE_SOON = timedelta(days=14)
+MAX_PERIOD_DAYS = 3650
+
+
+class RotationState(StrEnum):
+    OK = "ok"
+    DUE_SOON = "due soon"
+    OVERDUE = "overdue"
+    ROTATING = "rotating"
+
+
+@dataclass(frozen=True)
+class RotationRow:
+    key_id: str
+    label: str
+    owner_user_id: str | None
+    period_days: int
+    last_rotated_at: datetime
+    due_at: datetime
+    state: RotationState
+    snoozed_until: datetime | None
+
+    def days_left(self, now: datetime) -> int:
+        """Whole days until due (negative: days overdue)."""
+        return (self.due_at - now).days if self.due_at >= now else -((now - self.due_at).days)
+
+
+def rotation_row(key: ApiKey, now: datetime) -> RotationRow:
+    due = due_date(key)
+    if key.status == KeyStatus.ROTATING.value:
+        state = RotationState.ROTATING
+    elif due <= now:
+        state = RotationState.OVERDUE
+    elif due - now <= DUE_SOON:
+        state = RotationState.DUE_SOON
+    else:
+        state = RotationState.OK
+    return RotationRow(
+        key_id=key.id,
+        label=key.label,
+        owner_user_id=key.owner_user_id,
+        period_days=key.rotation_period_days,
+        last_rotated_at=key.last_rotated_at or key.created_at,
+        due_at=due,
+        state=state,
+        snoozed_until=key.snoozed_until,
+    )
+
+
+_URGENCY = {
+    RotationState.OVERDUE: 0,
+    RotationState.DUE_SOON: 1,
+    RotationState.ROTATING: 2,
+    RotationState.OK: 3,
+}
+
+
+def rotation_overview(session: Session, team_id: str, now: datetime) -> list[RotationRow]:
+    """Every live key with its rotation state, most urgent first."""
+    keys = session.exec(
+        select(ApiKey).where(ApiKey.team_id == team_id, ApiKey.status.not_in(RETIRED_STATUSES))
+    ).all()
+    rows = [rotation_row(k, now) for k in keys]
+    return sorted(rows, key=lambda r: (_URGENCY[r.state], r.due_at, r.label.lower()))
+
+
+def set_policy(
+    *,
+    engine: Engine,
+    settings: Settings,
+    team_id: str,
+    label: str,
+    period_days: int,
+    actor: str,
+    now: datetime,
+    source: str | None = None,
+) -> RotationRow:
+    if not 1 <= period_days <= MAX_PERIOD_DAYS:
+        raise InvalidInput(f"The rotation period must be from 1 to {MAX_PERIOD_DAYS} days.")
+    with session_scope(engine) as session:
+        key, _account = find_live_key(session, team_id, label)
+        before = key.rotation_period_days
+        key.rotation_period_days = period_days
+        key.updated_at = now
+        plan_reminders(session, key, settings)
+        record_event(
+            session,
+            team_id=team_id,
+            actor=actor,
+            action="rotation.policy",
+            target=key.label,
+            target_key_id=key.id,
+            source=source,
+            detail={"period_days": period_days, "previous_period_days": before},
+        )
+        return rotation_row(key, now)
+
+
+def snooze(
+    *, engine: Engine, team_id: str, key_id: str, actor: str, now: datetime, days: int = 1
+) -> RotationRow:
+    with session_scope(engine) as session:
+        key = session.get(ApiKey, key_id)
+        if key is None or key.team_id != team_id or key.status in RETIRED_STATUSES:
+            raise InvalidInput("That key is no longer registered; nothing to snooze.")
+        key.snoozed_until = now + timedelta(days=days)
+        record_event(
+            session,
+            team_id=team_id,
+            actor=actor,
+            action="rotation.snooze",
+            target=key.label,
+            target_key_id=key.id,
+            detail={"until": key.snoozed_until.isoformat()},
+        )
+        return rotation_row(key, now)

@@ -1,0 +1,84 @@
+"""Helpers for end-to-end tests: a running local stack and register-modal submissions."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from bot.ids import Action, Block, Callback
+from bot.sandbox.stack import LocalStack
+from tests.slack_requests import SIGNING_SECRET, BotClient, view_submission
+
+TEAM = "T0TEST"
+ALICE = "U0ALICE"
+BOB = "U0BOB"
+
+
+def register_values(
+    *,
+    label: str,
+    api_key: str,
+    secret: str,
+    account: str = "main",
+    key_type: str = "HMAC",
+    purpose: str = "read_only",
+    owner: str = ALICE,
+) -> dict:
+    def text(value: str) -> dict:
+        return {"type": "plain_text_input", "value": value}
+
+    def option(value: str) -> dict:
+        return {"type": "static_select", "selected_option": {"value": value}}
+
+    return {
+        Block.LABEL: {Action.LABEL: text(label)},
+        Block.ACCOUNT: {Action.ACCOUNT: text(account)},
+        Block.OWNER: {Action.OWNER: {"type": "users_select", "selected_user": owner}},
+        Block.PURPOSE: {Action.PURPOSE: option(purpose)},
+        Block.KEY_TYPE: {Action.KEY_TYPE: option(key_type)},
+        Block.API_KEY: {Action.API_KEY: text(api_key)},
+        Block.SECRET: {Action.SECRET: text(secret)},
+    }
+
+
+def submit_registration(
+    client: BotClient, *, user_id: str = ALICE, channel: str = "C0GENERAL", **values
+):
+    body = view_submission(
+        Callback.REGISTER.value,
+        register_values(**values),
+        user_id=user_id,
+        private_metadata=json.dumps({"channel": channel}),
+    )
+    return client.post(body)
+
+
+def register_sim_key(stack: LocalStack, client: BotClient, sim_key, *, label: str, **kw):
+    """Register a simulator key through the real modal path; returns the HTTP response."""
+    return submit_registration(
+        client,
+        label=label,
+        api_key=sim_key.api_key,
+        secret=sim_key.secret,
+        key_type=sim_key.key_type,
+        **kw,
+    )
+
+
+def bot_client(stack: LocalStack) -> BotClient:
+    return BotClient(stack.url, secret=SIGNING_SECRET)
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def all_text(payload) -> str:
+    """Every string in a Slack payload, joined (to search rendered messages)."""
+    return json.dumps(payload, ensure_ascii=False)

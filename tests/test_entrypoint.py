@@ -1,0 +1,129 @@
+"""`python -m bot` as an operator runs it: start-up checks, HTTP mode, shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from bot.sandbox.binance_simulator import BinanceSimulator
+from bot.sandbox.slack_standin import SlackStandIn
+
+from storage.crypto import generate_master_key
+from tests.slack_requests import SIGNING_SECRET, BotClient, slash_command
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env(tmp_path, **extra) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "MASTER_", "DATABASE_", "BINANCE_"))
+    }
+    env.update({"DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}", **extra})
+    return env
+
+
+def _run(args, tmp_path, env, timeout=60):
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_without_slack_credentials_it_says_what_to_set_and_how_to_try_the_sandbox(tmp_path):
+    done = _run([], tmp_path, _env(tmp_path))
+    assert done.returncode == 2
+    assert "SLACK_BOT_TOKEN" in done.stderr and "SLACK_SIGNING_SECRET" in done.stderr
+    assert "apikey-bot sandbox" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "bot.db").exists()  # it did not start anything
+
+
+def test_malformed_setting_stops_start_up_with_one_line(tmp_path):
+    done = _run([], tmp_path, _env(tmp_path, PORT="eighty", SLACK_SIGNING_SECRET="s3cr3t-value"))
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "PORT" in done.stderr and "s3cr3t-value" not in done.stderr
+
+
+def test_wrong_master_key_stops_start_up_and_changes_nothing(tmp_path):
+    k1 = generate_master_key("k1")
+    env = _env(tmp_path, MASTER_KEYS=k1.encoded())
+    assert _run(["check"], tmp_path, env).returncode == 0
+    before = (tmp_path / "bot.db").read_bytes()
+    wrong = _env(tmp_path, MASTER_KEYS=generate_master_key("k1").encoded())
+    done = _run(["check"], tmp_path, wrong)
+    assert done.returncode == 2
+    assert "does not open" in done.stderr and "Traceback" not in done.stderr
+    missing = _run(["check"], tmp_path, _env(tmp_path))
+    assert missing.returncode == 2 and "Refusing to create" in missing.stderr
+    assert not (tmp_path / "apikey-bot-master.key").exists()
+    assert (tmp_path / "bot.db").read_bytes() == before
+
+
+def test_http_mode_serves_slack_and_health_then_stops_on_sigterm(tmp_path):
+    port = _free_port()
+    with BinanceSimulator() as sim, SlackStandIn() as slack:
+        env = _env(
+            tmp_path,
+            SLACK_BOT_TOKEN="xoxb-test",
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SLACK_API_URL=slack.url,
+            BINANCE_API_URL=sim.url,
+            PORT=str(port),
+            HOST="127.0.0.1",
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_healthy(base, proc)
+            client = BotClient(base, secret=SIGNING_SECRET)
+            reply = client.post(slash_command("help", response_url=slack.response_url()))
+            assert reply.status_code == 200 and "/apikey register" in reply.text
+            forged = client.post(
+                slash_command("help", response_url=slack.response_url()), signature="v0=00"
+            )
+            assert forged.status_code == 401
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "Back it up" in output  # fresh install: the new key file was announced loudly
+    assert (tmp_path / "apikey-bot-master.key").stat().st_mode & 0o777 == 0o600
+    assert "Traceback" not in output
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"bot exited early: {proc.stdout.read()}")
+        try:
+            if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    pytest.fail("bot did not become healthy")

@@ -1,0 +1,123 @@
+"""bot.scheduler against SQLite and PostgreSQL: claims, leases, dedupe, retries."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import Session, select
+
+from bot.scheduler import (
+    FixedClock,
+    JobOutcome,
+    NewJob,
+    Scheduler,
+    claim_due_jobs,
+    finish_job,
+    schedule_jobs,
+)
+from storage.db import session_scope
+from storage.models import JobState, ScheduledJob
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def _jobs(n: int, due: datetime, kind: str = "ping", prefix: str = "j") -> list[NewJob]:
+    return [
+        NewJob(team_id="T", kind=kind, dedupe_key=f"{prefix}:{i}", due_at=due) for i in range(n)
+    ]
+
+
+def _states(engine) -> dict[str, int]:
+    with Session(engine) as session:
+        rows = session.exec(select(ScheduledJob)).all()
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+    return counts
+
+
+def test_only_due_jobs_are_claimed_and_a_lease_keeps_others_off(engine):
+    with session_scope(engine) as session:
+        schedule_jobs(session, _jobs(3, T0))
+        schedule_jobs(session, _jobs(2, T0 + timedelta(hours=1), prefix="later"))
+    first = claim_due_jobs(engine, worker_id="a", now=T0, lease=timedelta(minutes=5))
+    assert len(first) == 3
+    assert claim_due_jobs(engine, worker_id="b", now=T0 + timedelta(minutes=1)) == []
+    # the lease expires: another worker takes over (the first one died)
+    taken_over = claim_due_jobs(engine, worker_id="b", now=T0 + timedelta(minutes=6))
+    assert {j.id for j in taken_over} == {j.id for j in first}
+    assert all(j.attempts == 2 for j in taken_over)
+    # the first worker can no longer finish what it lost
+    assert not finish_job(engine, first[0], JobOutcome(), worker_id="a", now=T0)
+    assert finish_job(engine, taken_over[0], JobOutcome(), worker_id="b", now=T0)
+
+
+def test_dedupe_key_means_at_most_one_job_per_step(engine):
+    with session_scope(engine) as session:
+        schedule_jobs(session, _jobs(3, T0))
+    with session_scope(engine) as session:
+        schedule_jobs(session, _jobs(3, T0))  # planned again: ignored
+    assert _states(engine) == {JobState.PENDING.value: 3}
+
+
+def test_retry_moves_the_job_and_follow_ups_are_scheduled_with_done(engine):
+    with session_scope(engine) as session:
+        schedule_jobs(session, _jobs(2, T0))
+    a, b = claim_due_jobs(engine, worker_id="w", now=T0)
+    finish_job(engine, a, JobOutcome.retry(T0 + timedelta(hours=1), "later"), worker_id="w", now=T0)
+    follow = NewJob(team_id="T", kind="ping", dedupe_key="follow", due_at=T0 + timedelta(days=1))
+    finish_job(engine, b, JobOutcome(follow_up=(follow,), late=True), worker_id="w", now=T0)
+    with Session(engine) as session:
+        rows = {r.dedupe_key: r for r in session.exec(select(ScheduledJob)).all()}
+    assert rows[a.dedupe_key].state == "pending" and rows[a.dedupe_key].last_error == "later"
+    assert rows[b.dedupe_key].state == "done" and rows[b.dedupe_key].late is True
+    assert rows["follow"].state == "pending"
+    assert claim_due_jobs(engine, worker_id="w", now=T0 + timedelta(minutes=59)) == []
+    assert len(claim_due_jobs(engine, worker_id="w", now=T0 + timedelta(hours=1))) == 1
+
+
+def test_concurrent_claimers_never_share_a_job(engine):
+    with session_scope(engine) as session:
+        schedule_jobs(session, _jobs(300, T0))
+    claimed: dict[str, list[str]] = {}
+
+    def worker(name: str) -> None:
+        mine = claimed.setdefault(name, [])
+        while True:
+            jobs = claim_due_jobs(engine, worker_id=name, now=T0, limit=7)
+            if not jobs:
+                return
+            mine.extend(j.id for j in jobs)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [job for jobs in claimed.values() for job in jobs]
+    assert len(every) == len(set(every)) == 300
+
+
+def test_scheduler_tick_runs_handlers_and_retries_failures(engine):
+    with session_scope(engine) as session:
+        schedule_jobs(session, _jobs(5, T0))
+        schedule_jobs(session, _jobs(1, T0, kind="boom", prefix="boom"))
+    ran = []
+
+    def ping(job, now):
+        ran.append(job.dedupe_key)
+        return JobOutcome()
+
+    def boom(job, now):
+        raise RuntimeError("handler bug")
+
+    clock = FixedClock(T0)
+    scheduler = Scheduler(engine, {"ping": ping, "boom": boom}, clock=clock, worker_id="w")
+    report = scheduler.tick()
+    scheduler.close()
+    assert (report.claimed, report.done, report.retried) == (6, 5, 1)
+    assert sorted(ran) == [f"j:{i}" for i in range(5)]
+    with Session(engine) as session:
+        failed = session.exec(select(ScheduledJob).where(ScheduledJob.kind == "boom")).one()
+    assert failed.state == "pending" and failed.due_at > T0 and failed.last_error == "RuntimeError"
