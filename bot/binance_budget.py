@@ -185,5 +185,17 @@ class WeightBudget:
         return self.window_seconds
 
 
-DEFAULT_BUDGET = WeightBudget()
-"""The process-wide budget every gateway shares unless a test injects its own."""
+_SHARED: dict[int, WeightBudget] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_budget(limit: int = DEFAULT_WEIGHT_LIMIT) -> WeightBudget:
+    """The process-wide budget for this limit: every gateway built with it shares it."""
+    with _SHARED_LOCK:
+        if limit not in _SHARED:
+            _SHARED[limit] = WeightBudget(limit)
+        return _SHARED[limit]
+
+
+DEFAULT_BUDGET = shared_budget()
+"""The process-wide budget every gateway shares unless given another one (tests inject theirs)."""

@@ -127,7 +127,7 @@ class KeyPermissions:
     create_time_ms: int | None = None
     trading_authority_expiration_time_ms: int | None = None
     # Fields this code does not know (or known fields with values it cannot read), verbatim.
-    extra: Mapping[str, Any] = field(default=_EMPTY, hash=False)
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
 
     # --- parsing and storage ------------------------------------------------------------
 

@@ -38,5 +38,11 @@ def open_storage(settings: Settings, *, run_migrations: bool = True) -> Storage:
     return Storage(engine=engine, key_ring=ring)
 
 
+# Libraries whose DEBUG output carries request bodies or signed URLs: never below INFO.
+_CHATTY_LOGGERS = ("slack_bolt", "slack_sdk", "urllib3", "binance", "requests")
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # Binance
     binance_api_url: str = DEFAULT_BINANCE_API_URL
     binance_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-    binance_max_workers: int = Field(default=16, ge=1, le=64)
+    binance_max_workers: int = Field(default=32, ge=1, le=64)
     binance_weight_limit: int = Field(default=6000, ge=10)
 
     # Team governance

@@ -43,6 +43,7 @@ def build_services(settings: Settings, storage: Storage) -> Services:
         base_url=settings.binance_api_url,
         timeout=settings.binance_timeout_seconds,
         max_workers=settings.binance_max_workers,
+        weight_limit=settings.binance_weight_limit,
     )
     return Services(
         settings=settings, engine=storage.engine, ring=storage.key_ring, gateway=gateway

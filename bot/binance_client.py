@@ -1,0 +1,300 @@
+"""The transport under the gateway: python-binance's Client narrowed to allow-listed GETs.
+
+Read-only by construction: ``ReadOnlyClient._request`` (python-binance's single choke point) and
+the ``ReadOnlySession`` underneath both refuse anything but a GET to ``READ_ENDPOINTS`` before a
+byte is sent. Keys are loaded by their declared type. Non-2xx answers become ``ApiFailure``
+(status, code, Retry-After), which the gateway classifies; network failures are already
+classified here, without their raw text (requests' exceptions carry the signed URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from binance import Client
+from Crypto.PublicKey import ECC, RSA
+from requests.adapters import HTTPAdapter
+
+from bot.binance_budget import WeightBudget
+from bot.binance_errors import BadKeyFormat, BinanceUnavailable, ForbiddenEndpoint
+
+DEFAULT_BASE_URL = "https://api.binance.com"
+
+# The only requests the gateway can make: GET to these paths, with their request weight.
+READ_ENDPOINTS: Mapping[str, int] = MappingProxyType(
+    {
+        "/api/v3/time": 1,
+        "/api/v3/ping": 1,
+        "/sapi/v1/account/apiRestrictions": 1,
+        "/sapi/v1/account/apiTradingStatus": 1,
+        "/sapi/v1/account/status": 1,
+        "/sapi/v1/capital/withdraw/history": 1,
+        "/sapi/v1/capital/deposit/hisrec": 1,
+    }
+)
+
+USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+DEFAULT_429_PAUSE = 60.0  # seconds, when a 429 comes without Retry-After
+DEFAULT_418_BAN = 120.0  # seconds, when a 418 comes without Retry-After
+API_KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII: anything else cannot be a header
+_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+
+
+class KeyType(StrEnum):
+    HMAC = "HMAC"
+    ED25519 = "ED25519"
+    RSA = "RSA"
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+def normalise_pem(text: str) -> tuple[str, str]:
+    """(label, PEM) with canonical line breaks, whatever Slack or a clipboard did to them.
+
+    CRLF, spaces instead of newlines, indentation, a missing header (bare base64) are all fine.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    match = _PEM.search(text)
+    label, body = (match.group(1), match.group(2)) if match else ("PRIVATE KEY", text)
+    body = "".join(body.split())
+    if not body or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", body):
+        raise BadKeyFormat(_PRIVATE_KEY_HELP, part="secret")
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    return label, f"-----BEGIN {label}-----\n{lines}\n-----END {label}-----\n"
+
+
+_PRIVATE_KEY_HELP = (
+    "The private key could not be read. Paste the whole unencrypted private key in PEM form "
+    "(from -----BEGIN PRIVATE KEY----- to -----END PRIVATE KEY-----) that belongs to this API key."
+)
+
+
+def load_private_key(key_type: KeyType, pem_text: str) -> Any:
+    """The pycryptodome key python-binance signs with, chosen by the declared type.
+
+    python-binance would guess RSA from the text's length (> 120 chars); the declared type is
+    what counts here. Anything unreadable is a classified ``BadKeyFormat``.
+    """
+    label, pem = normalise_pem(pem_text)
+    if "PUBLIC" in label:
+        raise BadKeyFormat(
+            "This is the public key. Paste the private key instead: the public key is the one "
+            "registered with Binance, the private key stays with you.",
+            part="secret",
+        )
+    if "ENCRYPTED" in label:
+        raise BadKeyFormat(
+            "This private key is protected by a passphrase; paste an unencrypted one.",
+            part="secret",
+        )
+    try:
+        if key_type is KeyType.RSA:
+            key = RSA.import_key(pem)
+            usable = key.has_private()
+        else:
+            key = ECC.import_key(pem)
+            usable = key.has_private() and key.curve == "Ed25519"
+    except Exception:  # pycryptodome raises ValueError, IndexError, TypeError...: all "unreadable"
+        usable = False
+    if not usable:
+        raise BadKeyFormat(
+            f"{_PRIVATE_KEY_HELP} It must be an {key_type.value} private key.", part="secret"
+        ) from None
+    return key
+
+
+@contextlib.contextmanager
+def _borrowed_event_loop() -> Iterator[None]:
+    """python-binance's constructor builds websocket helpers (never used here) that fetch the
+    thread's event loop, creating one per worker thread otherwise, and keep it alive for as long
+    as the client lives. Lend worker threads one idle loop for the duration instead."""
+    if threading.current_thread() is threading.main_thread():
+        yield
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.get_event_loop()
+        yield  # this thread already has a loop
+        return
+    except RuntimeError:
+        pass
+    asyncio.set_event_loop(_idle_loop())
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+
+
+_IDLE_LOOP: list[asyncio.AbstractEventLoop] = []
+_IDLE_LOOP_LOCK = threading.Lock()
+
+
+def _idle_loop() -> asyncio.AbstractEventLoop:
+    with _IDLE_LOOP_LOCK:
+        if not _IDLE_LOOP:
+            _IDLE_LOOP.append(asyncio.new_event_loop())
+        return _IDLE_LOOP[0]
+
+
+# --- transport: the read-only choke point ----------------------------------------------------
+
+
+class ApiFailure(Exception):
+    """A non-2xx answer, parsed safely; the gateway classifies it (some need recovery)."""
+
+    def __init__(self, status: int, code: int | None, retry_after: float | None) -> None:
+        super().__init__(status, code)
+        self.status, self.code, self.retry_after = status, code, retry_after
+
+
+def _url_key(url: str) -> tuple[str, str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower(), parts.path
+
+
+class ReadOnlySession(requests.Session):
+    """Defence in depth below python-binance: even a direct session call cannot write."""
+
+    def __init__(self, gate: Callable[[str, str], str]) -> None:
+        super().__init__()
+        self._gate = gate
+        self.max_redirects = 0
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+        self._gate(str(method), str(url))
+        return super().request(method, url, *args, **kwargs)
+
+    def send(self, request, **kwargs):  # type: ignore[override]
+        self._gate(str(request.method), str(request.url))
+        return super().send(request, **kwargs)
+
+
+class Transport:
+    """What every client of one gateway shares: base URL, session, clock offset, budget."""
+
+    def __init__(
+        self, base_url: str, timeout: float, recv_window_ms: int, budget: WeightBudget, pool: int
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("the Binance base URL must look like https://api.binance.com")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.recv_window_ms = recv_window_ms
+        self.budget = budget
+        self.clock_offset_ms = 0  # Binance's clock minus ours, learned on -1021
+        self._allowed = {_url_key(self.base_url + path): path for path in READ_ENDPOINTS}
+        self.session = ReadOnlySession(self.gate)
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def gate(self, method: str, url: str) -> str:
+        """The allow-listed path of a GET, or ``ForbiddenEndpoint``."""
+        path = self._allowed.get(_url_key(url))
+        if method.upper() != "GET" or path is None:
+            raise ForbiddenEndpoint(method, url)
+        return path
+
+    def get(self, path: str, url: str, params: Any, headers: Mapping[str, str]) -> Any:
+        self.budget.acquire(READ_ENDPOINTS[path])
+        try:
+            response = self.session.get(
+                url, params=params, headers=headers, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.Timeout:
+            raise BinanceUnavailable(
+                "Binance did not answer in time. Try again later.", reason="timeout"
+            ) from None
+        except requests.RequestException:
+            raise BinanceUnavailable(
+                "Binance could not be reached. Try again later.", reason="connection"
+            ) from None
+        self.budget.observe(response.headers.get(USED_WEIGHT_HEADER))
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                return response.json() if response.content else {}
+            except ValueError:
+                raise BinanceUnavailable(
+                    "Binance answered with something that is not JSON. Try again later.",
+                    reason="bad_response",
+                    http_status=status,
+                ) from None
+        retry_after = _retry_after(response)
+        if status == 418:
+            self.budget.ban(DEFAULT_418_BAN if retry_after is None else retry_after)
+        elif status == 429:
+            self.budget.pause(DEFAULT_429_PAUSE if retry_after is None else retry_after)
+        raise ApiFailure(status, _error_code(response), retry_after)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers["Retry-After"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _error_code(response: requests.Response) -> int | None:
+    try:
+        code = response.json().get("code")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+class ReadOnlyClient(Client):
+    """python-binance's sync Client, narrowed to allow-listed GETs.
+
+    The key object and ``_is_rsa`` come from the declared key type; requests go through the
+    gateway's shared session, clock offset and weight budget.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        private_key: Any = None,
+        is_rsa: bool = False,
+    ) -> None:
+        self._transport = transport
+        self._declared_key = private_key
+        self._declared_is_rsa = is_rsa
+        with _borrowed_event_loop():
+            super().__init__(api_key, api_secret, ping=False)
+        self.API_URL = transport.base_url + "/api"
+        self.MARGIN_API_URL = transport.base_url + "/sapi"
+        self.REQUEST_TIMEOUT = transport.timeout
+        self.REQUEST_RECVWINDOW = transport.recv_window_ms
+
+    def _init_private_key(self, private_key=None, private_key_pass=None):  # type: ignore[override]
+        self._is_rsa = self._declared_is_rsa
+        return self._declared_key
+
+    def _init_session(self) -> requests.Session:
+        return self._transport.session  # no per-key session headers: the key goes per request
+
+    def _get_request_kwargs(self, method, signed, force_params=False, **kwargs):
+        self.timestamp_offset = self._transport.clock_offset_ms
+        return super()._get_request_kwargs(method, signed, force_params, **kwargs)
+
+    def _request(self, method, uri: str, signed: bool, force_params: bool = False, **kwargs):
+        path = self._transport.gate(method, uri)  # before anything is signed or sent
+        kwargs = self._get_request_kwargs(method, signed, force_params, **kwargs)
+        if kwargs.get("data"):
+            raise ForbiddenEndpoint(method, uri)  # a read carries no body
+        return self._transport.get(path, uri, kwargs.get("params"), self._get_headers())

@@ -1,0 +1,722 @@
+"""A local Binance REST API that python-binance talks to unchanged.
+
+A real HTTP/1.1 server on 127.0.0.1 (keep-alive, one daemon thread per connection) holding accounts
+and API keys with permissions. Like Binance it verifies ``X-MBX-APIKEY``, ``timestamp`` /
+``recvWindow`` and the signature of the raw query string (HMAC-SHA256 hex, Ed25519 and RSA
+PKCS#1 v1.5 SHA-256 base64), answers Binance's error bodies, counts request weight per minute
+(``X-MBX-USED-WEIGHT-1M``, 429 + ``Retry-After``) and can add latency and inject faults. Every
+request, including ones to unknown paths, lands in ``request_log``.
+
+Used by the tests, the benchmarks and the offline sandbox::
+
+    with BinanceSimulator() as sim:
+        key = sim.add_key(key_type="ED25519", permissions={"enableSpotAndMarginTrading": True})
+        client = Client(key.api_key, private_key=key.secret, ping=False)
+        client.API_URL, client.MARGIN_API_URL = sim.url + "/api", sim.url + "/sapi"
+        client.get_account_api_permissions()
+
+Run it alone with ``python -m bot.sandbox.binance_simulator --demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import math
+import secrets
+import socket
+import string
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+KEY_TYPES = ("HMAC", "ED25519", "RSA")
+PERMISSION_FIELDS = (
+    "enableReading",
+    "enableSpotAndMarginTrading",
+    "enableWithdrawals",
+    "enableInternalTransfer",
+    "permitsUniversalTransfer",
+    "enableMargin",
+    "enableFutures",
+    "enableVanillaOptions",
+    "enablePortfolioMarginTrading",
+    "enableFixApiTrade",
+    "enableFixReadOnly",
+)
+FAULT_KINDS = ("timeout", "500", "502", "503", "429", "418", "-1021", "-1003")
+TIME_PATH = "/api/v3/time"
+DEFAULT_RECV_WINDOW_MS = 5000
+MAX_RECV_WINDOW_MS = 60000
+WINDOW_MS = 60_000
+
+# Binance's own error bodies.
+MSG_BAD_FORMAT = "API-key format invalid."
+MSG_INVALID_ID = "Invalid Api-Key ID."
+MSG_REJECTED = "Invalid API-key, IP, or permissions for action."
+MSG_NO_TIMESTAMP = "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
+MSG_RECV_WINDOW = "Timestamp for this request is outside of the recvWindow."
+MSG_BAD_RECV_WINDOW = "recvWindow must be less than 60000."
+MSG_SIGNATURE = "Signature for this request is not valid."
+MSG_ILLEGAL = "Illegal characters found in a parameter."
+MSG_UNKNOWN_PATH = "An unknown error occurred while processing the request."
+MSG_TOO_MUCH = (
+    "Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
+    "Please use WebSocket Streams for live updates to avoid polling the API."
+)
+MSG_BANNED = (
+    "Way too much request weight used; IP banned until {until}. "
+    "Please use WebSocket Streams for live updates to avoid bans."
+)
+MSG_QUEUED = "Too many requests queued."
+GATEWAY_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def _random_alnum(n: int = 64) -> str:
+    return "".join(secrets.choice(_ALNUM) for _ in range(n))
+
+
+def _is_api_key_format(value: str) -> bool:
+    return len(value) == 64 and all(ch in _ALNUM for ch in value)
+
+
+def _utc_string(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass
+class SimKey:
+    """One API key as the simulator holds it. ``secret`` is what a user would paste into the bot:
+    the HMAC secret, or for Ed25519/RSA the private key (PKCS8 PEM, unencrypted)."""
+
+    api_key: str
+    secret: str = field(repr=False)
+    key_type: str
+    account: str
+    permissions: dict[str, bool]
+    ip_restrict: bool
+    create_time: int
+    trading_authority_expiration_time: int | None
+    deleted: bool = False
+    ip_allowed: bool = True
+    _public_key: Any = field(default=None, repr=False, compare=False)
+
+    def restrictions(self) -> dict[str, Any]:
+        """The body of ``GET /sapi/v1/account/apiRestrictions`` for this key."""
+        body: dict[str, Any] = {"ipRestrict": self.ip_restrict, "createTime": self.create_time}
+        body.update(self.permissions)
+        if self.trading_authority_expiration_time is not None:
+            body["tradingAuthorityExpirationTime"] = self.trading_authority_expiration_time
+        return body
+
+    def verify(self, payload: str, signature: str) -> bool:
+        """Does ``signature`` (URL-decoded query value) sign ``payload`` with this key?"""
+        if self.key_type == "HMAC":
+            expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+            return hmac.compare_digest(expected.encode(), signature.lower().encode())
+        try:
+            raw = base64.b64decode(signature.replace(" ", "+"), validate=True)
+            if self.key_type == "ED25519":
+                self._public_key.verify(raw, payload.encode())
+            else:
+                self._public_key.verify(raw, payload.encode(), padding.PKCS1v15(), hashes.SHA256())
+        except (InvalidSignature, binascii.Error, ValueError):
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class SimRequest:
+    method: str
+    path: str
+    params: dict[str, str]  # the query parameters, without ``signature``
+    api_key: str | None  # the X-MBX-APIKEY header as received
+    status: int  # HTTP status answered; 0 when an injected "timeout" never answered
+    code: int | None  # Binance error code of the body, if any
+    at: float  # time.time() when the request arrived
+
+
+@dataclass
+class _Fault:
+    kind: str
+    remaining: int
+    path: str | None
+
+    def matches(self, path: str) -> bool:
+        if self.path is not None:
+            return path.endswith(self.path)
+        return path != TIME_PATH
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: Any  # JSON-able, or str for a plain (gateway) body
+    code: int | None = None
+    retry_after: int | None = None
+    hang: bool = False  # injected "timeout": never answer
+
+    @classmethod
+    def error(cls, status: int, code: int, msg: str, retry_after: int | None = None) -> _Reply:
+        return cls(status, {"code": code, "msg": msg}, code, retry_after)
+
+
+def _generate_key_material(key_type: str) -> tuple[str, Any]:
+    """(secret as the user holds it, public key object for verification)."""
+    if key_type == "HMAC":
+        return _random_alnum(64), None
+    if key_type == "ED25519":
+        private: Any = ed25519.Ed25519PrivateKey.generate()
+    elif key_type == "RSA":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        raise ValueError(f"key_type must be one of {KEY_TYPES}, not {key_type!r}")
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return pem, private.public_key()
+
+
+class BinanceSimulator:
+    """See the module docstring. All public methods are thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        weight_limit: int = 6000,
+        latency: float = 0.0,
+        clock_skew_ms: int = 0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.weight_limit = weight_limit
+        self.latency = latency
+        self.clock_skew_ms = clock_skew_ms
+        self.hang_seconds: float = 30.0
+        self.retry_after_seconds: int = 2
+        self.request_log: list[SimRequest] = []
+        self.count_429 = 0
+        self._lock = threading.RLock()
+        self._keys: dict[str, SimKey] = {}
+        self._withdrawals: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._deposits: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._faults: list[_Fault] = []
+        self._window = -1  # index of the current 1-minute weight window
+        self._weight = 0
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> BinanceSimulator:
+        if self._server is not None:
+            raise RuntimeError("the simulator is already running")
+        self._stopping.clear()
+        self._server = _Server((self.host, self.port), _Handler, self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="binance-simulator",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # wakes requests sleeping in latency or hanging in a "timeout"
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> BinanceSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the simulator is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def server_time_ms(self) -> int:
+        return int(time.time() * 1000) + self.clock_skew_ms
+
+    # ------------------------------------------------------------------ keys
+    def add_key(
+        self,
+        *,
+        account: str = "main",
+        key_type: str = "HMAC",
+        permissions: Mapping[str, bool] | None = None,
+        ip_restrict: bool = False,
+        create_time: int | None = None,
+        trading_authority_expiration_time: int | None = None,
+    ) -> SimKey:
+        flags = dict.fromkeys(PERMISSION_FIELDS, False)
+        flags["enableReading"] = True
+        flags.update(_checked_flags(permissions or {}))
+        key_type = key_type.upper()
+        secret, public_key = _generate_key_material(key_type)
+        key = SimKey(
+            api_key=_random_alnum(64),
+            secret=secret,
+            key_type=key_type,
+            account=account,
+            permissions=flags,
+            ip_restrict=ip_restrict,
+            create_time=self.server_time_ms() if create_time is None else create_time,
+            trading_authority_expiration_time=trading_authority_expiration_time,
+            _public_key=public_key,
+        )
+        with self._lock:
+            self._keys[key.api_key] = key
+        return key
+
+    def get_key(self, api_key: str) -> SimKey:
+        with self._lock:
+            try:
+                return self._keys[api_key]
+            except KeyError:
+                raise KeyError(f"no such simulator key: {api_key[:8]}...") from None
+
+    def delete_key(self, api_key: str) -> None:
+        with self._lock:
+            self.get_key(api_key).deleted = True
+
+    def set_permissions(self, api_key: str, **flags: bool) -> None:
+        checked = _checked_flags(flags)
+        with self._lock:
+            self.get_key(api_key).permissions.update(checked)
+
+    def set_ip_restrict(self, api_key: str, value: bool) -> None:
+        with self._lock:
+            self.get_key(api_key).ip_restrict = bool(value)
+
+    def set_ip_allowed(self, api_key: str, value: bool) -> None:
+        with self._lock:
+            self.get_key(api_key).ip_allowed = bool(value)
+
+    # ------------------------------------------------------------------ history
+    def add_withdrawal(
+        self,
+        account: str,
+        *,
+        coin: str,
+        amount: str,
+        address: str,
+        network: str = "BSC",
+        status: int = 6,
+        apply_time_ms: int,
+        tx_id: str | None = None,
+        id: str | None = None,
+    ) -> dict:
+        record = {
+            "id": id or secrets.token_hex(16),
+            "amount": amount,
+            "transactionFee": "0",
+            "coin": coin,
+            "status": status,
+            "address": address,
+            "txId": tx_id if tx_id is not None else "0x" + secrets.token_hex(32),
+            "applyTime": _utc_string(apply_time_ms),
+            "network": network,
+            "transferType": 0,
+            "info": "",
+            "confirmNo": 12,
+            "walletType": 0,
+            "txKey": "",
+            "completeTime": _utc_string(apply_time_ms + 60_000),
+        }
+        with self._lock:
+            self._withdrawals.setdefault(account, []).append((apply_time_ms, record))
+        return dict(record)
+
+    def add_deposit(
+        self,
+        account: str,
+        *,
+        coin: str,
+        amount: str,
+        address: str,
+        network: str = "BSC",
+        status: int = 1,
+        insert_time_ms: int,
+        tx_id: str | None = None,
+    ) -> dict:
+        record = {
+            "id": str(secrets.randbelow(10**18)),
+            "amount": amount,
+            "coin": coin,
+            "network": network,
+            "status": status,
+            "address": address,
+            "addressTag": "",
+            "txId": tx_id if tx_id is not None else "0x" + secrets.token_hex(32),
+            "insertTime": insert_time_ms,
+            "transferType": 0,
+            "confirmTimes": "12/12",
+            "unlockConfirm": 0,
+            "walletType": 0,
+        }
+        with self._lock:
+            self._deposits.setdefault(account, []).append((insert_time_ms, record))
+        return dict(record)
+
+    # ------------------------------------------------------------------ faults, weight, log
+    def inject_fault(self, kind: str, *, count: int = 1, path: str | None = None) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {FAULT_KINDS}, not {kind!r}")
+        with self._lock:
+            self._faults.append(_Fault(kind, count, path))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def used_weight(self) -> int:
+        with self._lock:
+            return self._weight if self._window == self.server_time_ms() // WINDOW_MS else 0
+
+    def reset(self) -> None:
+        with self._lock:
+            self.request_log.clear()
+            self._faults.clear()
+            self._weight = 0
+            self._window = -1
+            self.count_429 = 0
+
+    # ------------------------------------------------------------------ request handling
+    def _add_weight(self, weight: int) -> tuple[int, int]:
+        """Count ``weight`` in the current window; (used weight, seconds until the reset)."""
+        now = self.server_time_ms()
+        window = now // WINDOW_MS
+        with self._lock:
+            if window != self._window:
+                self._window, self._weight = window, 0
+            self._weight += weight
+            used = self._weight
+        return used, max(1, math.ceil(((window + 1) * WINDOW_MS - now) / 1000))
+
+    def _take_fault(self, path: str) -> str | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.remaining > 0 and fault.matches(path):
+                    fault.remaining -= 1
+                    return fault.kind
+        return None
+
+    def _fault_reply(self, kind: str) -> _Reply:
+        if kind == "timeout":
+            return _Reply(0, None, hang=True)
+        if kind in ("500", "502", "503"):
+            status = int(kind)
+            reason = GATEWAY_REASONS[status]
+            html = (
+                f"<html><head><title>{status} {reason}</title></head><body>"
+                f"<center><h1>{status} {reason}</h1></center></body></html>"
+            )
+            return _Reply(status, html)
+        if kind == "-1021":
+            return _Reply.error(400, -1021, MSG_RECV_WINDOW)
+        retry = self.retry_after_seconds
+        if kind == "418":
+            until = self.server_time_ms() + retry * 1000
+            return _Reply.error(418, -1003, MSG_BANNED.format(until=until), retry)
+        if kind == "429":
+            return _Reply.error(429, -1003, MSG_TOO_MUCH.format(limit=self.weight_limit), retry)
+        return _Reply.error(429, -1003, MSG_QUEUED)  # "-1003": a 429 without Retry-After
+
+    def _answer(
+        self, method: str, path: str, raw_query: str, headers: Mapping[str, str]
+    ) -> tuple[_Reply, dict[str, str], int]:
+        """Decide the reply to one request: (reply, params without signature, used weight)."""
+        params = {k: v for k, v in parse_qsl(raw_query, keep_blank_values=True) if k != "signature"}
+        route = _ROUTES.get(path) if method == "GET" else None
+        used, reset_in = self._add_weight(route[1] if route else 1)
+        kind = self._take_fault(path)
+        if kind is not None:
+            return self._fault_reply(kind), params, used
+        if used > self.weight_limit:
+            msg = MSG_TOO_MUCH.format(limit=self.weight_limit)
+            return _Reply.error(429, -1003, msg, reset_in), params, used
+        if route is None:
+            return _Reply.error(404, -1000, MSG_UNKNOWN_PATH), params, used
+        handler, _weight, signed = route
+        key: SimKey | None = None
+        if signed:
+            key_or_error = self._authenticate(raw_query, headers)
+            if isinstance(key_or_error, _Reply):
+                return key_or_error, params, used
+            key = key_or_error
+        try:
+            with self._lock:  # a consistent view while tests change keys from other threads
+                body = handler(self, key, params)
+            return _Reply(200, body), params, used
+        except ValueError:
+            return _Reply.error(400, -1100, MSG_ILLEGAL), params, used
+
+    def _authenticate(self, raw_query: str, headers: Mapping[str, str]) -> SimKey | _Reply:
+        """Binance's checks for a signed endpoint, in Binance's order."""
+        api_key = headers.get("X-MBX-APIKEY")
+        if api_key is None or not _is_api_key_format(api_key):
+            return _Reply.error(401, -2014, MSG_BAD_FORMAT)
+        with self._lock:
+            key = self._keys.get(api_key)
+            if key is None:
+                return _Reply.error(401, -2008, MSG_INVALID_ID)
+            if key.deleted or not key.ip_allowed:
+                return _Reply.error(401, -2015, MSG_REJECTED)
+        parts = raw_query.split("&") if raw_query else []
+        signatures = [p[len("signature=") :] for p in parts if p.startswith("signature=")]
+        payload = "&".join(p for p in parts if not p.startswith("signature="))
+        params = dict(parse_qsl(payload, keep_blank_values=True))
+        try:
+            timestamp = int(params["timestamp"])
+        except (KeyError, ValueError):
+            return _Reply.error(400, -1102, MSG_NO_TIMESTAMP)
+        try:
+            recv_window = int(params.get("recvWindow", DEFAULT_RECV_WINDOW_MS))
+        except ValueError:
+            return _Reply.error(400, -1100, MSG_ILLEGAL)
+        if recv_window > MAX_RECV_WINDOW_MS:
+            return _Reply.error(400, -1131, MSG_BAD_RECV_WINDOW)
+        now = self.server_time_ms()
+        if not (now - recv_window <= timestamp <= now + 1000):
+            return _Reply.error(400, -1021, MSG_RECV_WINDOW)
+        if not signatures or not key.verify(payload, unquote(signatures[-1])):
+            return _Reply.error(400, -1022, MSG_SIGNATURE)
+        return key
+
+    def _history(
+        self, store: dict[str, list[tuple[int, dict[str, Any]]]], account: str, params: dict
+    ) -> list[dict[str, Any]]:
+        start = int(params.get("startTime", 0))
+        end = int(params.get("endTime", 2**62))
+        offset = int(params.get("offset", 0))
+        limit = int(params.get("limit", 1000))
+        with self._lock:
+            rows = [
+                (at, dict(rec))
+                for at, rec in store.get(account, [])
+                if start <= at <= end
+                and params.get("coin", rec["coin"]) == rec["coin"]
+                and int(params.get("status", rec["status"])) == rec["status"]
+            ]
+        rows.sort(key=lambda row: row[0], reverse=True)
+        return [rec for _, rec in rows][offset : offset + limit]
+
+
+def _checked_flags(flags: Mapping[str, bool]) -> dict[str, bool]:
+    unknown = sorted(set(flags) - set(PERMISSION_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown permission flag(s) {unknown}; known: {PERMISSION_FIELDS}")
+    return {name: bool(value) for name, value in flags.items()}
+
+
+# ---------------------------------------------------------------------- endpoints
+_Endpoint = Callable[[BinanceSimulator, Any, dict[str, str]], Any]  # (sim, SimKey, params)
+_TRADING_STATUS = {
+    "data": {
+        "isLocked": False,
+        "plannedRecoverTime": 0,
+        "triggerCondition": {"GCR": 150, "IFER": 150, "UFR": 300},
+        "updateTime": 0,
+    }
+}
+
+# GET path -> (endpoint, request weight, signed)
+_ROUTES: dict[str, tuple[_Endpoint, int, bool]] = {
+    "/api/v3/ping": (lambda sim, key, params: {}, 1, False),
+    TIME_PATH: (lambda sim, key, params: {"serverTime": sim.server_time_ms()}, 1, False),
+    "/sapi/v1/account/apiRestrictions": (lambda sim, key, params: key.restrictions(), 1, True),
+    "/sapi/v1/account/apiTradingStatus": (lambda sim, key, params: _TRADING_STATUS, 1, True),
+    "/sapi/v1/account/status": (lambda sim, key, params: {"data": "Normal"}, 1, True),
+    "/sapi/v1/capital/withdraw/history": (
+        lambda sim, key, params: sim._history(sim._withdrawals, key.account, params),
+        1,
+        True,
+    ),
+    "/sapi/v1/capital/deposit/hisrec": (
+        lambda sim, key, params: sim._history(sim._deposits, key.account, params),
+        1,
+        True,
+    ),
+}
+
+
+# ---------------------------------------------------------------------- HTTP plumbing
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # stop() never waits for a request that hangs on purpose
+    request_queue_size = 128  # bursts of concurrent connections must not see dropped SYNs
+
+    def __init__(self, address: tuple[str, int], handler: type, sim: BinanceSimulator) -> None:
+        self.sim = sim
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def close_connections(self) -> None:
+        """Shut open keep-alive connections, so nothing is answered after stop()."""
+        with self.connections_lock:
+            connections = list(self.connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "BinanceSimulator/1.0"
+    # Headers and body go out as two writes; without this, Nagle + delayed ACK add ~40 ms.
+    disable_nagle_algorithm = True
+    timeout = 300  # idle keep-alive connections are closed after this many seconds
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # request_log is the record; keep test and CLI output quiet
+
+    def _handle(self) -> None:
+        sim = self.server.sim
+        arrived = time.time()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        split = urlsplit(self.path)
+        reply, params, used = sim._answer(self.command, split.path, split.query, self.headers)
+        api_key = self.headers.get("X-MBX-APIKEY")
+        with sim._lock:
+            if reply.status == 429:
+                sim.count_429 += 1
+            sim.request_log.append(
+                SimRequest(
+                    self.command, split.path, params, api_key, reply.status, reply.code, arrived
+                )
+            )
+        if reply.hang:
+            sim._stopping.wait(sim.hang_seconds)
+            self.close_connection = True  # drop the connection without an answer
+            return
+        if sim.latency > 0:
+            sim._stopping.wait(sim.latency)
+        if isinstance(reply.body, str):
+            body, content_type = reply.body.encode(), "text/html"
+        else:
+            body, content_type = json.dumps(reply.body).encode(), "application/json;charset=UTF-8"
+        self.send_response(reply.status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-MBX-USED-WEIGHT-1M", str(used))
+        if reply.retry_after is not None:
+            self.send_header("Retry-After", str(reply.retry_after))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+
+# ---------------------------------------------------------------------- demo and CLI
+def seed_demo(sim: BinanceSimulator) -> dict[str, SimKey]:
+    """Demo keys on account "demo", one per situation the bot should explain."""
+    day_ms = 86_400_000
+    keys = {
+        "healthy-reader": sim.add_key(account="demo", key_type="ED25519", ip_restrict=True),
+        "withdrawer": sim.add_key(
+            account="demo",
+            key_type="HMAC",
+            permissions={"enableSpotAndMarginTrading": True, "enableWithdrawals": True},
+            ip_restrict=True,
+        ),
+        "no-whitelist": sim.add_key(
+            account="demo",
+            key_type="HMAC",
+            permissions={"enableSpotAndMarginTrading": True},
+            ip_restrict=False,
+            create_time=sim.server_time_ms() - 20 * day_ms,
+            trading_authority_expiration_time=sim.server_time_ms() + 10 * day_ms,
+        ),
+        "deleted": sim.add_key(account="demo", key_type="ED25519"),
+    }
+    sim.delete_key(keys["deleted"].api_key)
+    return keys
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.sandbox.binance_simulator",
+        description="Run a local Binance REST API simulator until Ctrl-C.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8900, help="0 picks a free port")
+    parser.add_argument("--demo", action="store_true", help='add the demo keys (account "demo")')
+    parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--weight-limit", type=int, default=6000)
+    args = parser.parse_args(argv)
+
+    sim = BinanceSimulator(
+        host=args.host,
+        port=args.port,
+        weight_limit=args.weight_limit,
+        latency=args.latency_ms / 1000,
+    ).start()
+    try:
+        print(f"Binance simulator listening on {sim.url}  (BINANCE_API_URL={sim.url})", flush=True)
+        if args.demo:
+            # These keys are fake and exist only inside this process. Printing their secrets is
+            # acceptable here, in the simulator's own CLI, so that a sandbox user can paste them
+            # into the bot; nothing else in the project may ever print a secret.
+            for label, key in seed_demo(sim).items():
+                state = " (deleted)" if key.deleted else ""
+                print(f"\n{label}{state}: {key.key_type}\n  api key: {key.api_key}")
+                print("  secret:  " + key.secret.strip().replace("\n", "\n           "))
+            sys.stdout.flush()
+        threading.Event().wait()  # until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
