@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.blocks.message import Message
-from bot.blocks.text import escape, mention
 from slack_sdk.models.blocks import (
     ActionsBlock,
     ButtonElement,
@@ -22,6 +20,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.blocks.message import Message
+from bot.blocks.text import escape, mention
 from bot.ids import Action, Block, Callback
 from bot.services.reminder_plan import Audience
 from bot.services.rotate import RotationStarted

@@ -1,0 +1,60 @@
+"""`/apikey help`: every subcommand with an example."""
+
+from __future__ import annotations
+
+from bot.blocks.message import Message, context, section
+from bot.blocks.text import safe_mrkdwn
+from bot.ids import COMMAND
+
+_SUBCOMMANDS = (
+    ("help", "show this help", "help"),
+    (
+        "register",
+        "open a private form for a new key; the bot asks Binance what it can do before storing it",
+        "register",
+    ),
+    (
+        "status [label | @user | mine | all]",
+        "ask Binance what keys can really do, and flag more than they need",
+        "status trading-bot",
+    ),
+    ("list", "the registered keys with their last known tier (no Binance call)", "list"),
+    (
+        "remove <label>",
+        "destroy a key's stored secret (delete the key itself in Binance)",
+        "remove old-dashboard",
+    ),
+    (
+        "rotate <label> [every <days>d]",
+        "rotate a key now, or set how often it must be rotated",
+        "rotate trading-bot every 90d",
+    ),
+    ("rotation", "when each key is due for rotation", "rotation"),
+)
+
+
+def _line(usage: str, what: str, example: str) -> str:
+    shown = usage.replace("<", "&lt;").replace(">", "&gt;")
+    line = f"• `{COMMAND} {shown}`: {what}."
+    if example != usage:
+        line += f" _e.g._ `{COMMAND} {example}`"
+    return line
+
+
+def help_message(reason: str | None = None) -> Message:
+    lines = [_line(usage, what, example) for usage, what, example in _SUBCOMMANDS]
+    blocks = []
+    if reason:
+        blocks.append(section(f"🤔 {safe_mrkdwn(reason)}"))
+    blocks += [
+        section(
+            f"*`{COMMAND}` keeps the team's Binance API keys least-privileged.*\n"
+            + "\n".join(lines)
+        ),
+        context(
+            "Never paste a key or secret into a command: "
+            f"`{COMMAND} register` takes them in a private form, encrypted at rest."
+        ),
+    ]
+    text = safe_mrkdwn(reason) if reason else f"How to use {COMMAND}"
+    return Message(text=text, blocks=blocks)

@@ -1,0 +1,43 @@
+"""Short notices: a secret pasted into a command, errors, "working on it"."""
+
+from __future__ import annotations
+
+from bot.blocks.message import Message, section
+from bot.blocks.text import name, safe_mrkdwn
+from bot.commands import SecretKind
+from bot.ids import COMMAND
+
+COMPROMISED_COMMAND = f"{COMMAND} compromised"
+
+
+def secret_in_text_warning(kind: SecretKind, matched_label: str | None) -> Message:
+    """The command was refused: say the value is exposed and what to do about it."""
+    lines = [
+        f"🚨 *I did not run that command: it contains {kind.value}.*",
+        "That value has now been sent to Slack, so treat it as leaked: rotate the key in "
+        "Binance (create a new one, then delete the old one in API Management).",
+    ]
+    if matched_label:
+        label = name(matched_label)
+        lines.append(
+            f"It matches the registered key *{label}*. Run `{COMPROMISED_COMMAND} {label}` "
+            "to start the emergency playbook."
+        )
+    lines.append(
+        f"To register a key, use `{COMMAND} register`: it opens a private form, and the secret "
+        "is encrypted at rest and never shown again."
+    )
+    return Message(
+        text=f"I did not run that command: it contains {kind.value}. Treat it as leaked.",
+        blocks=[section("\n".join(lines))],
+    )
+
+
+def error_message(text: str) -> Message:
+    body = f":warning: {safe_mrkdwn(text)}"
+    return Message(text=body, blocks=[section(body)])
+
+
+def working_message(text: str) -> Message:
+    body = f"⏳ {safe_mrkdwn(text)}"
+    return Message(text=body, blocks=[section(body)])

@@ -1,0 +1,245 @@
+"""Registering a key: the modal, its progress / outcome views, and the private summary."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from slack_sdk.models.blocks import (
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    RadioButtonsElement,
+    SectionBlock,
+    StaticSelectElement,
+    UserSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.blocks.message import Message, context, fit_lines, section
+from bot.blocks.text import (
+    MAX_FIELD_TEXT,
+    MAX_MESSAGE_BLOCKS,
+    MAX_MESSAGE_TEXT,
+    ago,
+    day,
+    escape,
+    ip_whitelist_answer,
+    mention,
+    name,
+    permission_marks,
+    plural,
+    safe_mrkdwn,
+    severity_icon,
+    tier_name,
+    truncate,
+)
+from bot.commands import MAX_LABEL_LENGTH
+from bot.ids import COMMAND, Action, Block, Callback
+from bot.services.findings import PURPOSE_NAMES, worst
+from bot.services.keys import MAX_ALIAS_LENGTH, RegisteredKey
+from storage.models import KeyPurpose, KeyType
+
+MAX_HINT = 2000
+MAX_API_KEY_INPUT = 200  # a Binance API key is 64 characters; leave room for stray spaces
+MAX_SECRET_INPUT = 3000  # Slack's maximum; an RSA-4096 PEM private key is about 3,300 bytes
+
+PURPOSE_NEEDS = {
+    KeyPurpose.READ_ONLY: "Dashboards, reports, accounting: needs Read only",
+    KeyPurpose.TRADING: "Places orders: needs Read + Trade, never Withdraw",
+    KeyPurpose.WITHDRAWALS: "Moves funds off Binance: needs Withdraw (rarely justified)",
+}
+KEY_TYPE_NAMES = {KeyType.HMAC: "HMAC", KeyType.ED25519: "Ed25519", KeyType.RSA: "RSA"}
+KEY_MATERIAL_HINT = (
+    "HMAC: the secret key. Ed25519/RSA: your PEM private key. "
+    "It is encrypted at rest and never shown again."
+)
+
+
+def _purpose_label(purpose: KeyPurpose) -> str:
+    text = PURPOSE_NAMES[purpose]
+    return text[:1].upper() + text[1:]
+
+
+def _account_input(known_accounts: list[str]) -> InputBlock:
+    if known_accounts:
+        hint = truncate("Known accounts: " + ", ".join(known_accounts), MAX_HINT)
+    else:
+        hint = "A short name for the Binance account or sub-account, e.g. main."
+    only = known_accounts[0] if len(known_accounts) == 1 else None
+    return InputBlock(
+        block_id=Block.ACCOUNT,
+        label="Binance account",
+        hint=hint,
+        element=PlainTextInputElement(
+            action_id=Action.ACCOUNT,
+            max_length=MAX_ALIAS_LENGTH,
+            initial_value=only if only and len(only) <= MAX_ALIAS_LENGTH else None,
+            placeholder="e.g. main",
+        ),
+    )
+
+
+def register_modal(*, owner_user_id: str, known_accounts: list[str], private_metadata: str) -> View:
+    purposes = [
+        Option(value=p.value, text=_purpose_label(p), description=PURPOSE_NEEDS[p])
+        for p in KeyPurpose
+    ]
+    key_types = [Option(value=t.value, text=KEY_TYPE_NAMES[t]) for t in KeyType]
+    return View(
+        type="modal",
+        callback_id=Callback.REGISTER,
+        private_metadata=private_metadata,
+        title="Register a key",
+        submit="Check & save",
+        close="Cancel",
+        blocks=[
+            context(
+                "🔐 Before storing anything, the bot asks Binance what this key can do. "
+                "If Binance refuses the key, nothing is stored."
+            ),
+            InputBlock(
+                block_id=Block.LABEL,
+                label="Label",
+                hint=f"A short unique name, used in commands like {COMMAND} status <label>.",
+                element=PlainTextInputElement(
+                    action_id=Action.LABEL,
+                    max_length=MAX_LABEL_LENGTH,
+                    placeholder="e.g. trading-bot",
+                ),
+            ),
+            _account_input(known_accounts),
+            InputBlock(
+                block_id=Block.OWNER,
+                label="Owner",
+                hint="Who answers for this key: reminders and alerts go to them.",
+                element=UserSelectElement(action_id=Action.OWNER, initial_user=owner_user_id),
+            ),
+            InputBlock(
+                block_id=Block.PURPOSE,
+                label="What is the key for?",
+                hint="The bot flags every permission beyond what this purpose needs.",
+                element=RadioButtonsElement(action_id=Action.PURPOSE, options=purposes),
+            ),
+            InputBlock(
+                block_id=Block.KEY_TYPE,
+                label="Key type",
+                hint="Binance recommends Ed25519.",
+                element=StaticSelectElement(
+                    action_id=Action.KEY_TYPE, options=key_types, initial_option=key_types[0]
+                ),
+            ),
+            InputBlock(
+                block_id=Block.API_KEY,
+                label="API key",
+                element=PlainTextInputElement(
+                    action_id=Action.API_KEY, max_length=MAX_API_KEY_INPUT
+                ),
+            ),
+            InputBlock(
+                block_id=Block.SECRET,
+                label="Secret key or private key",
+                hint=KEY_MATERIAL_HINT,
+                element=PlainTextInputElement(
+                    action_id=Action.SECRET, multiline=True, max_length=MAX_SECRET_INPUT
+                ),
+            ),
+        ],
+    )
+
+
+def checking_view() -> View:
+    return View(
+        type="modal",
+        title="Checking the key",
+        close="Close",
+        blocks=[
+            section(
+                "⏳ Asking Binance what this key can do… This can take a few seconds.\n"
+                "Nothing is stored unless Binance accepts the key. Please keep this window "
+                "open: it shows the outcome as soon as Binance answers."
+            )
+        ],
+    )
+
+
+def registration_failed_view(message: str) -> View:
+    return View(
+        type="modal",
+        title="Key not saved",
+        close="Close",
+        blocks=[
+            section("❌ *Nothing was stored.*\n" + safe_mrkdwn(message)),
+            context("Fix the problem, then try again."),
+        ],
+    )
+
+
+def registered_view(key: RegisteredKey) -> View:
+    found = plural(len(key.findings), "finding")
+    return View(
+        type="modal",
+        title="Key registered",
+        close="Done",
+        blocks=[
+            section(
+                f"✅ *{name(key.label)}* (`{escape(key.masked)}`) is registered. Binance reports "
+                f"the *{tier_name(key.permissions.tier)}* tier; "
+                f"{severity_icon(worst(key.findings))} {found}.\n"
+                "A private message with every permission and finding is on its way."
+            )
+        ],
+    )
+
+
+def _summary_fields(key: RegisteredKey, now: datetime) -> list[MarkdownTextObject]:
+    perms = key.permissions
+    facts = [
+        ("Account", name(key.account_alias)),
+        ("Owner", mention(key.owner_user_id)),
+        ("Purpose", PURPOSE_NAMES[key.purpose]),
+        ("Key type", KEY_TYPE_NAMES.get(key.key_type, escape(str(key.key_type)))),
+        ("Tier (as Binance reports it)", tier_name(perms.tier)),
+        ("IP whitelist", ip_whitelist_answer(perms.to_dict())),
+    ]
+    if perms.created_at is not None:
+        facts.append(
+            ("Created in Binance", f"{day(perms.created_at)} ({ago(perms.created_at, now)})")
+        )
+    if perms.trading_expires_at is not None:
+        facts.append(("Spot & margin trading expires", day(perms.trading_expires_at)))
+    return [
+        MarkdownTextObject(text=truncate(f"*{label}*\n{value}", MAX_FIELD_TEXT))
+        for label, value in facts
+    ]
+
+
+def registration_summary(key: RegisteredKey, now: datetime) -> Message:
+    """What Binance reports about the new key, every finding included. Never the secret."""
+    findings = sorted(key.findings, key=lambda f: -f.severity)
+    head = [
+        section(f"✅ Registered *{name(key.label)}* `{escape(key.masked)}`"),
+        SectionBlock(fields=_summary_fields(key, now)),
+        section("*Permissions Binance reports*\n" + permission_marks(key.permissions.to_dict())),
+    ]
+    tail = context(
+        "The secret is encrypted at rest and will never be shown. Check again any time with "
+        f"`{COMMAND} status {name(key.label)}`."
+    )
+    if findings:
+        lines = ["*Least-privilege findings (worst first)*"] + [
+            f"{severity_icon(f.severity)} {safe_mrkdwn(f.text)}" for f in findings
+        ]
+    else:
+        lines = ["🟢 No least-privilege findings."]
+    budget = MAX_MESSAGE_TEXT - 2000  # the head and tail use far less than this
+    body, shown = fit_lines(lines, max_blocks=MAX_MESSAGE_BLOCKS - 6, max_chars=budget)
+    blocks = head + body
+    if shown < len(lines):
+        blocks.append(context(f"…and {plural(len(lines) - shown, 'more finding')} not shown."))
+    blocks.append(tail)
+    text = (
+        f"Registered {name(key.label)} ({escape(key.masked)}): "
+        f"{tier_name(key.permissions.tier)} tier, {plural(len(findings), 'finding')}"
+    )
+    return Message(text=text, blocks=blocks)

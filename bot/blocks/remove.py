@@ -1,0 +1,63 @@
+"""`/apikey remove <label>`: confirm, then say what happened (and what Binance still needs)."""
+
+from __future__ import annotations
+
+from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ConfirmObject
+
+from bot.blocks.message import Message, section
+from bot.blocks.text import escape, mention, name
+from bot.ids import Action
+from bot.services.keys import KeySummary
+
+MAX_CONFIRM_NAME = 120  # the confirm dialog's text is limited to 300 characters
+
+_BINANCE_STILL = (
+    "This does *not* delete the key in Binance (there is no API for that): delete it yourself "
+    "in Binance → API Management if nothing uses it any more."
+)
+
+
+def remove_confirmation(key: KeySummary) -> Message:
+    label = name(key.label)
+    text = (
+        f"🗑️ Remove *{label}* (`{escape(key.masked)}`, account *{name(key.account_alias)}*, "
+        f"owner {mention(key.owner_user_id)})?\n"
+        "• Its stored secret is destroyed for good: the bot can no longer check or rotate it.\n"
+        f"• {_BINANCE_STILL}"
+    )
+    confirm = ConfirmObject(
+        title="Remove this key?",
+        text=(
+            f"The stored secret of *{name(key.label, MAX_CONFIRM_NAME)}* will be destroyed. "
+            "The key keeps working in Binance until you delete it there."
+        ),
+        confirm="Remove",
+        deny="Keep it",
+        style="danger",
+    )
+    buttons = ActionsBlock(
+        elements=[
+            ButtonElement(
+                text="Remove",
+                action_id=Action.REMOVE_CONFIRM,
+                value=key.key_id,
+                style="danger",
+                confirm=confirm,
+            ),
+            ButtonElement(text="Cancel", action_id=Action.REMOVE_CANCEL, value=key.key_id),
+        ]
+    )
+    return Message(text=f"Remove {label}?", blocks=[section(text), buttons])
+
+
+def removed_message(key: KeySummary, actor: str) -> Message:
+    text = (
+        f"🗑️ {mention(actor)} removed *{name(key.label)}* (`{escape(key.masked)}`). "
+        f"Its stored secret was destroyed.\n{_BINANCE_STILL}"
+    )
+    return Message(text=f"Removed {name(key.label)}", blocks=[section(text)])
+
+
+def remove_cancelled(label: str) -> Message:
+    text = f"Cancelled: *{name(label)}* was not removed."
+    return Message(text=text, blocks=[section(text)])

@@ -1,0 +1,167 @@
+"""`/apikey status`: one page of a status report (what Binance says each key can do).
+
+A page always fits Slack: at most 50 blocks, every text within its limit, and the blocks'
+text well under Slack's total. Each key on the page gets an equal share of that room; what
+does not fit is cut and the message says so.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerBlock
+
+from bot.blocks.message import Message, context, fit_lines, section
+from bot.blocks.text import (
+    MAX_MESSAGE_BLOCKS,
+    MAX_MESSAGE_TEXT,
+    MAX_SECTION_TEXT,
+    ago,
+    escape,
+    ip_whitelist,
+    mention,
+    minute,
+    name,
+    permission_marks,
+    plural,
+    safe_mrkdwn,
+    severity_icon,
+    tier_name,
+    truncate,
+)
+from bot.ids import COMMAND, Action
+from bot.services.findings import PURPOSE_NAMES, Severity
+from bot.services.status import KeyReport, StatusReport
+
+DEFAULT_PAGE_SIZE = 8
+MAX_PAGE_SIZE = 10  # keeps at least ~1,100 characters and 4 blocks for every key
+MAX_FINDING_TEXT = 600
+_NOTE_ROOM = 200  # characters kept for "…and N more findings" under a key
+
+
+def page_count(report: StatusReport, page_size: int = DEFAULT_PAGE_SIZE) -> int:
+    size = _clamp_size(page_size)
+    return max(1, -(-len(report.keys) // size))
+
+
+def status_page(
+    report: StatusReport, page: int = 0, *, page_size: int = DEFAULT_PAGE_SIZE, now: datetime
+) -> Message:
+    if not report.keys:
+        return _empty(report)
+    size = _clamp_size(page_size)
+    pages = page_count(report, size)
+    page = min(max(page, 0), pages - 1)
+    first = page * size
+    keys = report.keys[first : first + size]
+
+    scope = safe_mrkdwn(report.scope)
+    head: list[Block] = [
+        section(
+            f"*{safe_mrkdwn(report.summary)}* · {scope}\n_Checked at {minute(report.created_at)}._"
+        )
+    ]
+    foot: list[Block] = []
+    if pages > 1:
+        foot = [
+            context(
+                f"Page {page + 1} of {pages} · keys {first + 1} to {first + len(keys)} "
+                f"of {len(report.keys)}"
+            ),
+            *_navigation(report.report_id, page, pages),
+        ]
+    blocks_left = MAX_MESSAGE_BLOCKS - len(head) - len(foot)
+    chars_left = MAX_MESSAGE_TEXT - 1000  # head and foot use less than this
+    body: list[Block] = []
+    for i, key in enumerate(keys):
+        share = len(keys) - i
+        blocks, used = _key_blocks(
+            key, now, max_blocks=blocks_left // share, max_chars=chars_left // share
+        )
+        body += blocks
+        blocks_left -= len(blocks)
+        chars_left -= used
+    text = f"{safe_mrkdwn(report.summary)} ({scope})"
+    if pages > 1:
+        text += f", page {page + 1} of {pages}"
+    return Message(text=text, blocks=head + body + foot)
+
+
+def _clamp_size(page_size: int) -> int:
+    return max(1, min(page_size, MAX_PAGE_SIZE))
+
+
+def _empty(report: StatusReport) -> Message:
+    text = (
+        f"📭 Nothing to check: no registered keys for {safe_mrkdwn(report.scope)}.\n"
+        f"Register one with `{COMMAND} register`: the bot asks Binance what it can do."
+    )
+    return Message(text=text.partition("\n")[0], blocks=[section(text)])
+
+
+def _key_text(key: KeyReport, now: datetime) -> str:
+    permissions = key.permissions if key.checked else None
+    tier = tier_name(key.tier if key.checked else None)
+    first = f"{severity_icon(key.severity)} *{name(key.label)}* · {tier} tier"
+    if not key.checked:
+        first += " · _permissions unknown_"
+    details = " · ".join(
+        [
+            f"`{escape(key.masked)}`",
+            f"account *{name(key.account_alias)}*",
+            f"owner {mention(key.owner_user_id)}",
+            PURPOSE_NAMES[key.purpose],
+            escape(key.key_type),
+            f"registered {ago(key.created_at, now)}",
+        ]
+    )
+    return "\n".join([first, details, ip_whitelist(permissions), permission_marks(permissions)])
+
+
+def _key_blocks(
+    key: KeyReport, now: datetime, *, max_blocks: int, max_chars: int
+) -> tuple[list[Block], int]:
+    """A divider, the key, then as many of its findings as fit; and the characters used."""
+    main = _key_text(key, now)
+    findings = [
+        f"{severity_icon(f.severity)} {truncate(safe_mrkdwn(f.text), MAX_FINDING_TEXT)}"
+        for f in key.findings
+    ] or [f"{severity_icon(Severity.OK)} No least-privilege findings."]
+    sections, shown = fit_lines(
+        [main, *findings],
+        max_blocks=max(1, max_blocks - 2),  # the divider, the note
+        max_chars=max(len(main), max_chars - _NOTE_ROOM),
+        line_limit=MAX_SECTION_TEXT,
+    )
+    if not sections:  # cannot happen with MAX_PAGE_SIZE keys a page; never drop a key anyway
+        sections = [section(main)]
+    blocks: list[Block] = [DividerBlock(), *sections]
+    used = sum(len(b.text.text) for b in sections)
+    hidden = max(0, len(key.findings) - max(0, shown - 1))
+    if hidden:
+        note = (
+            f"…and {plural(hidden, 'more finding')} not shown: too much for one message. "
+            f"`{COMMAND} status {name(key.label)}` shows this key alone."
+        )
+        blocks.append(context(note))
+        used += len(note)
+    return blocks, used
+
+
+def _navigation(report_id: str, page: int, pages: int) -> list[Block]:
+    """One actions block per button: Slack wants action ids unique within a block."""
+    targets = []
+    if page > 0:
+        targets.append(("◀ Previous", page - 1))
+    if page < pages - 1:
+        targets.append(("Next ▶", page + 1))
+    return [
+        ActionsBlock(
+            elements=[
+                ButtonElement(
+                    text=label, action_id=Action.STATUS_PAGE, value=f"{report_id}:{target}"
+                )
+            ]
+        )
+        for label, target in targets
+    ]

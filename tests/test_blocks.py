@@ -1,0 +1,740 @@
+"""Rendering (bot/blocks): golden to_dict() snapshots, and Slack's limits for any data.
+
+Golden files live in tests/golden/. After an intended change, regenerate them with
+``UPDATE_GOLDEN=1 pytest tests/test_blocks.py`` and read the diff before committing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.binance import KeyPermissions, Tier
+from bot.blocks.help import help_message
+from bot.blocks.home import home_view
+from bot.blocks.key_list import key_list
+from bot.blocks.message import Message
+from bot.blocks.notices import error_message, secret_in_text_warning, working_message
+from bot.blocks.register import (
+    checking_view,
+    register_modal,
+    registered_view,
+    registration_failed_view,
+    registration_summary,
+)
+from bot.blocks.remove import remove_cancelled, remove_confirmation, removed_message
+from bot.blocks.status_report import page_count, status_page
+from bot.blocks.text import (
+    age,
+    escape,
+    mention,
+    pack_lines,
+    safe_mrkdwn,
+    tier_name,
+    truncate,
+)
+from bot.commands import SecretKind, find_secret_shape
+from bot.ids import Action, Block, Callback
+from bot.listeners.views import form_from_view
+from bot.services.findings import PERMISSION_NAMES, Finding, FindingKind, Severity, assess
+from bot.services.keys import KeySummary, RegisteredKey
+from bot.services.status import KeyReport, StatusReport
+from storage.models import KeyPurpose, KeyStatus, KeyType
+
+GOLDEN = Path(__file__).parent / "golden"
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+CREATED_MS = int(datetime(2026, 6, 1, tzinfo=UTC).timestamp() * 1000)
+
+READ_ONLY = {
+    "ipRestrict": True,
+    "createTime": CREATED_MS,
+    "enableReading": True,
+    "enableSpotAndMarginTrading": False,
+    "enableWithdrawals": False,
+    "enableInternalTransfer": False,
+    "permitsUniversalTransfer": False,
+    "enableMargin": False,
+    "enableFutures": False,
+    "enableVanillaOptions": False,
+    "enablePortfolioMarginTrading": False,
+    "enableFixApiTrade": False,
+    "enableFixReadOnly": False,
+}
+TRADE_NO_WHITELIST = {
+    **READ_ONLY,
+    "ipRestrict": False,
+    "enableSpotAndMarginTrading": True,
+    "tradingAuthorityExpirationTime": int((NOW + timedelta(days=5)).timestamp() * 1000),
+}
+WITHDRAW = {**READ_ONLY, "enableSpotAndMarginTrading": True, "enableWithdrawals": True}
+
+HOSTILE_LABELS = [
+    "<!channel>",
+    "*bold* _it_ ~s~ `code`",
+    "L" * 80,
+    "invoice\u202egpj.exe",
+    "<@U0ADMIN> & <https://evil.example|click me> <!here> <!subteam^S123>",
+    "&lt;already&gt;" * 5,
+]
+SAMPLE_API_KEY = "A1b2C3d4" * 8  # 64 characters: what a pasted key or secret looks like
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def assert_golden(name: str, payload: dict) -> None:
+    """Compare ``payload`` with tests/golden/<name>.json (rewrite it when UPDATE_GOLDEN=1)."""
+    path = GOLDEN / f"{name}.json"
+    rendered = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(rendered, encoding="utf-8")
+        return
+    assert path.exists(), f"{path} is missing: run with UPDATE_GOLDEN=1 and review it"
+    assert json.loads(path.read_text(encoding="utf-8")) == json.loads(rendered), (
+        f"{name} changed: if intended, rerun with UPDATE_GOLDEN=1 and review the diff"
+    )
+
+
+def as_payload(rendered: Message | object) -> dict:
+    if isinstance(rendered, Message):
+        return json.loads(json.dumps(rendered.as_kwargs()))
+    return json.loads(json.dumps(rendered.to_dict()))
+
+
+def strings(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in strings(value)]
+    return [node] if isinstance(node, str) else []
+
+
+def block_text_size(node: object) -> int:
+    if isinstance(node, dict):
+        own = len(node["text"]) if isinstance(node.get("text"), str) else 0
+        return own + sum(block_text_size(v) for k, v in node.items() if k != "text")
+    if isinstance(node, list):
+        return sum(block_text_size(v) for v in node)
+    return 0
+
+
+def check_element(node: dict) -> None:
+    kind = node.get("type")
+    if kind == "section":
+        if "text" in node:
+            assert len(node["text"]["text"]) <= 3000
+        assert len(node.get("fields", [])) <= 10
+        assert all(len(f["text"]) <= 2000 for f in node.get("fields", []))
+    if kind == "header":
+        assert len(node["text"]["text"]) <= 150
+    if kind == "context":
+        assert len(node["elements"]) <= 10
+    if kind == "button":
+        assert len(node["text"]["text"]) <= 75
+        assert len(node.get("value", "")) <= 2000
+        if "confirm" in node:
+            assert len(node["confirm"]["text"]["text"]) <= 300
+    if kind == "actions":
+        ids = [el.get("action_id") for el in node["elements"]]
+        assert len(ids) == len(set(ids)), "action ids must be unique within a block"
+    if kind == "plain_text_input" and "max_length" in node:
+        assert node["max_length"] <= 3000
+    for value in node.values():
+        for child in value if isinstance(value, list) else [value]:
+            if isinstance(child, dict):
+                check_element(child)
+
+
+def check_limits(payload: dict, *, max_blocks: int = 50) -> None:
+    """Slack's limits, and no live mention / link / bidi override from user-provided text."""
+    blocks = payload["blocks"]
+    assert 0 < len(blocks) <= max_blocks
+    for block in blocks:
+        check_element(block)
+    if "text" in payload:  # a message, not a view
+        assert len(payload["text"]) <= 3000
+        assert block_text_size(blocks) <= 12_000
+    for text in strings(payload):
+        assert "<!" not in text  # <!channel>, <!here>, <!subteam^…>
+        assert "<http" not in text
+        assert "\u202e" not in text
+        assert "<@U0ADMIN>" not in text  # only mentions the bot itself wrote survive
+
+
+def all_text(payload: dict) -> str:
+    return "\n".join(strings(payload))
+
+
+def perms(data: dict) -> KeyPermissions:
+    return KeyPermissions.from_dict(data)
+
+
+def registered(
+    data: dict, *, purpose: KeyPurpose = KeyPurpose.TRADING, label: str = "trading-bot"
+) -> RegisteredKey:
+    permissions = perms(data)
+    return RegisteredKey(
+        key_id="k" * 32,
+        label=label,
+        masked="vmPU…A31m",
+        account_alias="main",
+        owner_user_id="U0ALICE",
+        purpose=purpose,
+        key_type=KeyType.ED25519,
+        permissions=permissions,
+        findings=assess(purpose=purpose, now=NOW, permissions=permissions),
+    )
+
+
+def key_report(
+    i: int,
+    *,
+    label: str | None = None,
+    data: dict | None = None,
+    purpose: KeyPurpose = KeyPurpose.READ_ONLY,
+    findings: list[Finding] | None = None,
+) -> KeyReport:
+    checked = data is not None
+    if findings is None:
+        permissions = perms(data) if checked else None
+        findings = assess(purpose=purpose, now=NOW, permissions=permissions)
+    return KeyReport(
+        key_id=f"key{i:04d}",
+        label=label or f"key-{i:02d}",
+        account_alias="main",
+        owner_user_id="U0ALICE" if i % 2 else "U0BOB",
+        purpose=purpose,
+        key_type="HMAC",
+        masked=f"m{i:04d}…x{i:04d}",
+        created_at=NOW - timedelta(days=3 * i),
+        checked=checked,
+        permissions=data,
+        findings=findings,
+    )
+
+
+def summary(
+    i: int,
+    *,
+    label: str | None = None,
+    tier: Tier | None = Tier.READ,
+    status: KeyStatus = KeyStatus.ACTIVE,
+    checked: bool = True,
+    alias: str = "main",
+) -> KeySummary:
+    return KeySummary(
+        key_id=f"key{i:04d}",
+        label=label or f"key-{i:02d}",
+        owner_user_id="U0ALICE" if i % 2 else None,
+        purpose=list(KeyPurpose)[i % 3],
+        key_type=KeyType.HMAC,
+        status=status,
+        masked=f"m{i:04d}…x{i:04d}",
+        account_alias=alias,
+        created_at=NOW - timedelta(days=40 * i),
+        last_tier=tier if checked else None,
+        checked_at=NOW - timedelta(hours=1) if checked else None,
+    )
+
+
+def long_findings(n: int) -> list[Finding]:
+    severities = [Severity.CRITICAL, Severity.WARNING, Severity.UNKNOWN]
+    return [
+        Finding(
+            FindingKind.BEYOND_PURPOSE,
+            severities[j % 3],
+            f"Finding {j}: <!channel> " + "a very long explanation " * 40,
+        )
+        for j in range(n)
+    ]
+
+
+def hostile_report(n: int) -> StatusReport:
+    keys = [
+        key_report(
+            i,
+            label=f"{HOSTILE_LABELS[i % len(HOSTILE_LABELS)]}"[:76] + f"#{i:03d}",
+            data=WITHDRAW if i % 3 else None,
+            findings=long_findings(10),
+        )
+        for i in range(n)
+    ]
+    return StatusReport(
+        report_id="r" * 32, scope="“<!channel>” of <@U0ALICE>", created_at=NOW, keys=keys
+    )
+
+
+def report(keys: list[KeyReport], scope: str = "all keys") -> StatusReport:
+    return StatusReport(report_id="rep0001", scope=scope, created_at=NOW, keys=keys)
+
+
+def nine_key_report() -> StatusReport:
+    keys = [
+        key_report(1, label="withdrawer", data=WITHDRAW, purpose=KeyPurpose.TRADING),
+        key_report(2, label="trader", data=TRADE_NO_WHITELIST, purpose=KeyPurpose.TRADING),
+        key_report(
+            3,
+            label="gone",
+            findings=[
+                Finding(
+                    FindingKind.KEY_REJECTED,
+                    Severity.CRITICAL,
+                    "Binance rejected this key: deleted, IP not whitelisted, or no permission.",
+                )
+            ],
+        ),
+        key_report(4, label="unchecked"),
+    ] + [key_report(i, label=f"reader-{i}", data=READ_ONLY) for i in range(5, 10)]
+    return report(keys)
+
+
+# --- golden snapshots --------------------------------------------------------------------
+
+
+GOLDEN_CASES = {
+    "help": lambda: help_message(),
+    "help_with_reason": lambda: help_message("I don't know the subcommand “frobnicate”."),
+    "register_modal_no_accounts": lambda: register_modal(
+        owner_user_id="U0ALICE", known_accounts=[], private_metadata='{"channel": "C0GENERAL"}'
+    ),
+    "register_modal_one_account": lambda: register_modal(
+        owner_user_id="U0ALICE", known_accounts=["main"], private_metadata="{}"
+    ),
+    "register_modal_accounts": lambda: register_modal(
+        owner_user_id="U0BOB", known_accounts=["main", "sub-1", "treasury"], private_metadata=""
+    ),
+    "checking_view": checking_view,
+    "registration_failed_view": lambda: registration_failed_view(
+        "Binance says the signature is wrong: this secret does not belong to this API key."
+    ),
+    "registered_view": lambda: registered_view(registered(TRADE_NO_WHITELIST)),
+    "registration_summary_findings": lambda: registration_summary(
+        registered(TRADE_NO_WHITELIST), NOW
+    ),
+    "registration_summary_clean": lambda: registration_summary(
+        registered(READ_ONLY, purpose=KeyPurpose.READ_ONLY, label="dashboard"), NOW
+    ),
+    "status_page_1_of_2": lambda: status_page(nine_key_report(), 0, now=NOW),
+    "status_page_2_of_2": lambda: status_page(nine_key_report(), 1, now=NOW),
+    "status_single_unchecked": lambda: status_page(
+        report([key_report(4, label="unchecked")], scope="“unchecked”"), now=NOW
+    ),
+    "status_empty": lambda: status_page(report([], scope="keys of <@U0BOB>"), now=NOW),
+    "key_list": lambda: key_list(
+        [
+            summary(1, label="dashboard"),
+            summary(2, label="trader", tier=Tier.TRADE, status=KeyStatus.ROTATING),
+            summary(3, label="leaked", tier=Tier.WITHDRAW, status=KeyStatus.COMPROMISED),
+            summary(4, label="new", checked=False),
+        ],
+        NOW,
+    ),
+    "key_list_empty": lambda: key_list([], NOW),
+    "remove_confirmation": lambda: remove_confirmation(summary(1, label="old-dashboard")),
+    "removed_message": lambda: removed_message(summary(1, label="old-dashboard"), "U0BOB"),
+    "remove_cancelled": lambda: remove_cancelled("old-dashboard"),
+    "secret_warning_matched": lambda: secret_in_text_warning(SecretKind.KEY_OR_SECRET, "bot"),
+    "secret_warning_private_key": lambda: secret_in_text_warning(SecretKind.PRIVATE_KEY, None),
+    "error_message": lambda: error_message("No registered key is labelled “ghost”."),
+    "working_message": lambda: working_message("Asking Binance about 12 keys…"),
+    "home": lambda: home_view(
+        user_id="U0ALICE",
+        own_keys=[summary(1, label="dashboard"), summary(3, label="trader", tier=Tier.TRADE)],
+        team_keys_count=7,
+        now=NOW,
+    ),
+    "home_empty": lambda: home_view(user_id="U0BOB", own_keys=[], team_keys_count=0, now=NOW),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
+def test_golden(name):
+    rendered = GOLDEN_CASES[name]()
+    payload = as_payload(rendered)
+    check_limits(payload, max_blocks=50 if isinstance(rendered, Message) else 100)
+    assert_golden(name, payload)
+
+
+def test_no_stale_golden_files():
+    assert {p.stem for p in GOLDEN.glob("*.json")} == set(GOLDEN_CASES)
+
+
+# --- text helpers ------------------------------------------------------------------------
+
+
+def test_escape_makes_user_text_inert():
+    assert escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+    assert escape("a\u202eb\nc") == "a\ufffdb\ufffdc"
+    assert escape("plain-label_1") == "plain-label_1"
+
+
+def test_safe_mrkdwn_keeps_only_plain_mentions():
+    text = safe_mrkdwn("keys of <@U0ALICE> in <#C0GEN>: <!here> <https://x.y|z> & more\nok")
+    assert text == (
+        "keys of <@U0ALICE> in <#C0GEN>: &lt;!here&gt; &lt;https://x.y|z&gt; &amp; more\nok"
+    )
+    assert safe_mrkdwn("<@U0ALICE|alice>") == "&lt;@U0ALICE|alice&gt;"
+
+
+def test_mention():
+    assert mention("U0ALICE") == "<@U0ALICE>"
+    assert mention(None) == "_nobody_"
+    assert mention("<!channel>") == "&lt;!channel&gt;"
+
+
+@pytest.mark.parametrize(
+    ("days", "expected"),
+    [
+        (0, "today"),
+        (1, "1 day"),
+        (3, "3 days"),
+        (59, "59 days"),
+        (150, "5 months"),
+        (800, "2 years"),
+    ],
+)
+def test_age(days, expected):
+    assert age(NOW - timedelta(days=days, hours=1), NOW) == expected
+
+
+def test_age_of_the_future_is_today():
+    assert age(NOW + timedelta(days=2), NOW) == "today"
+
+
+def test_tier_name():
+    assert [tier_name(t) for t in (Tier.READ, Tier.TRADE, Tier.WITHDRAW, None)] == [
+        "Read",
+        "Trade",
+        "Withdraw",
+        "unknown",
+    ]
+
+
+def test_truncate_never_cuts_an_entity_or_a_mention():
+    assert truncate("short", 10) == "short"
+    assert truncate("abcdefghij", 5) == "abcd…"
+    assert truncate("ab &lt; cd", 6) == "ab…"
+    assert truncate("hi <@U0ALICE> there", 10) == "hi…"
+
+
+@given(st.text(), st.integers(min_value=1, max_value=300))
+def test_escaped_and_truncated_text_is_bounded_and_inert(text, limit):
+    out = truncate(escape(text), limit)
+    assert len(out) <= limit
+    assert "<" not in out and ">" not in out and "\u202e" not in out
+
+
+def test_pack_lines_respects_the_limit():
+    chunks = pack_lines(["x" * 1000] * 7 + ["y" * 5000], limit=3000)
+    assert all(len(c) <= 3000 for c in chunks)
+    assert sum(c.count("x") for c in chunks) == 7000
+
+
+# --- register ----------------------------------------------------------------------------
+
+
+def modal_inputs(view) -> dict[str, dict]:
+    return {b["block_id"]: b for b in view.to_dict()["blocks"] if b["type"] == "input"}
+
+
+def test_register_modal_uses_the_shared_ids_and_limits():
+    view = register_modal(owner_user_id="U0ALICE", known_accounts=[], private_metadata="{}")
+    payload = view.to_dict()
+    assert payload["callback_id"] == Callback.REGISTER
+    assert payload["submit"]["text"] == "Check & save" and payload["close"]["text"] == "Cancel"
+    inputs = modal_inputs(view)
+    assert list(inputs) == [
+        Block.LABEL,
+        Block.ACCOUNT,
+        Block.OWNER,
+        Block.PURPOSE,
+        Block.KEY_TYPE,
+        Block.API_KEY,
+        Block.SECRET,
+    ]
+    assert [b["element"]["action_id"] for b in inputs.values()] == [
+        Action.LABEL,
+        Action.ACCOUNT,
+        Action.OWNER,
+        Action.PURPOSE,
+        Action.KEY_TYPE,
+        Action.API_KEY,
+        Action.SECRET,
+    ]
+    assert inputs[Block.LABEL]["element"]["max_length"] == 80
+    assert inputs[Block.ACCOUNT]["element"]["max_length"] == 80
+    assert "initial_value" not in inputs[Block.ACCOUNT]["element"]
+    assert inputs[Block.OWNER]["element"]["initial_user"] == "U0ALICE"
+    purposes = inputs[Block.PURPOSE]["element"]["options"]
+    assert [o["value"] for o in purposes] == [p.value for p in KeyPurpose]
+    key_type = inputs[Block.KEY_TYPE]["element"]
+    assert [o["value"] for o in key_type["options"]] == ["HMAC", "ED25519", "RSA"]
+    assert key_type["initial_option"]["value"] == "HMAC"
+    assert "Ed25519" in inputs[Block.KEY_TYPE]["hint"]["text"]
+    secret = inputs[Block.SECRET]["element"]
+    assert secret["multiline"] is True and secret["max_length"] == 3000
+    assert "never shown again" in inputs[Block.SECRET]["hint"]["text"]
+    assert "nothing is stored" in all_text(payload)
+
+
+def test_register_modal_prefills_the_only_known_account_and_lists_several():
+    one = modal_inputs(
+        register_modal(owner_user_id="U1", known_accounts=["main"], private_metadata="")
+    )
+    assert one[Block.ACCOUNT]["element"]["initial_value"] == "main"
+    many = modal_inputs(
+        register_modal(owner_user_id="U1", known_accounts=["a", "b"], private_metadata="")
+    )
+    assert "initial_value" not in many[Block.ACCOUNT]["element"]
+    assert "a, b" in many[Block.ACCOUNT]["hint"]["text"]
+    lots = register_modal(owner_user_id="U1", known_accounts=["x" * 80] * 500, private_metadata="")
+    check_limits(as_payload(lots), max_blocks=100)
+
+
+def test_register_modal_state_reads_back_through_the_listener():
+    """The ids the modal uses are the ids the submission handler reads."""
+    inputs = modal_inputs(
+        register_modal(owner_user_id="U0ALICE", known_accounts=[], private_metadata="{}")
+    )
+    answers = {
+        Block.LABEL: {"value": "bot"},
+        Block.ACCOUNT: {"value": "main"},
+        Block.OWNER: {"selected_user": "U0BOB"},
+        Block.PURPOSE: {"selected_option": {"value": "trading"}},
+        Block.KEY_TYPE: {"selected_option": {"value": "ED25519"}},
+        Block.API_KEY: {"value": "k" * 64},
+        Block.SECRET: {"value": "s" * 64},
+    }
+    values = {
+        block_id: {block["element"]["action_id"]: answers[block_id]}
+        for block_id, block in inputs.items()
+    }
+    form = form_from_view(
+        {"state": {"values": values}}, {"user": {"id": "U0ALICE"}, "team": {"id": "T1"}}
+    )
+    assert (form.label, form.account_alias, form.owner_user_id) == ("bot", "main", "U0BOB")
+    assert (form.purpose, form.key_type) == (KeyPurpose.TRADING, KeyType.ED25519)
+
+
+def test_registration_summary_lists_every_finding_and_never_a_secret():
+    key = registered(
+        {**WITHDRAW, "ipRestrict": False, "enableInternalTransfer": True},
+        purpose=KeyPurpose.READ_ONLY,
+    )
+    assert len(key.findings) >= 4
+    payload = as_payload(registration_summary(key, NOW))
+    check_limits(payload)
+    text = all_text(payload)
+    for finding in key.findings:
+        assert escape(finding.text) in text
+    worst_first = [text.index(escape(f.text)) for f in key.findings]
+    assert worst_first == sorted(worst_first)
+    for permission in PERMISSION_NAMES.values():
+        assert permission in text
+    assert "vmPU…A31m" in text
+    assert find_secret_shape(text) is None
+
+
+def test_registration_summary_without_findings_says_so():
+    key = registered(READ_ONLY, purpose=KeyPurpose.READ_ONLY)
+    assert key.findings == []
+    assert "No least-privilege findings" in all_text(as_payload(registration_summary(key, NOW)))
+
+
+def test_registration_outcome_views_fit_and_escape():
+    hostile = registered(WITHDRAW, label=HOSTILE_LABELS[4])
+    for view in (
+        registered_view(hostile),
+        registration_failed_view("<!channel> " + "x" * 5000),
+        checking_view(),
+    ):
+        payload = as_payload(view)
+        check_limits(payload, max_blocks=100)
+        assert "submit" not in payload
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 8, 9, 60, 500])
+def test_every_status_page_fits_slack_and_pages_cover_every_key_once(n):
+    hostile = hostile_report(n)
+    pages = page_count(hostile)
+    assert pages == -(-n // 8)
+    seen: list[str] = []
+    for page in range(pages):
+        payload = as_payload(status_page(hostile, page, now=NOW))
+        check_limits(payload)
+        text = all_text(payload)
+        seen += [k.masked for k in hostile.keys if k.masked in text]
+        nav = [
+            el
+            for block in payload["blocks"]
+            if block["type"] == "actions"
+            for el in block["elements"]
+        ]
+        assert {el["action_id"] for el in nav} <= {Action.STATUS_PAGE}
+        assert (pages > 1) == bool(nav)
+        if pages > 1:
+            assert f"Page {page + 1} of {pages}" in text
+        on_page = sum(k.masked in text for k in hostile.keys)
+        if on_page == 8:  # ten long findings for each of 8 keys cannot all fit: it says so
+            assert "more finding" in text
+        elif on_page == 1:  # a key alone has room for all of them
+            assert "Finding 9:" in text and "more finding" not in text
+    assert seen == [k.masked for k in hostile.keys]
+
+
+def test_status_page_lists_findings_in_order_and_unchecked_keys_as_unknown():
+    payload = as_payload(status_page(nine_key_report(), 0, now=NOW))
+    text = all_text(payload)
+    assert "9 keys: 2 critical, 1 warning, 1 unknown" in text
+    assert text.index("withdrawer") < text.index("trader") < text.index("gone")
+    unchecked = next(
+        b["text"]["text"]
+        for b in payload["blocks"]
+        if b["type"] == "section" and "*unchecked*" in b["text"]["text"]
+    )
+    assert "✅" not in unchecked and "❌" not in unchecked
+    assert "unknown tier" in unchecked or "unknown" in unchecked
+    withdrawer = assess(purpose=KeyPurpose.TRADING, now=NOW, permissions=perms(WITHDRAW))
+    positions = [text.index(escape(f.text)) for f in withdrawer]
+    assert positions == sorted(positions)
+
+
+def test_status_navigation_values_and_out_of_range_pages():
+    nine = nine_key_report()
+    first = as_payload(status_page(nine, 0, now=NOW))
+    values = [
+        el["value"] for b in first["blocks"] if b["type"] == "actions" for el in b["elements"]
+    ]
+    assert values == ["rep0001:1"]
+    last = as_payload(status_page(nine, 7, now=NOW))  # a stale button: clamp to the last page
+    assert "Page 2 of 2" in all_text(last)
+    values = [el["value"] for b in last["blocks"] if b["type"] == "actions" for el in b["elements"]]
+    assert values == ["rep0001:0"]
+    assert as_payload(status_page(nine, -3, now=NOW)) == first
+
+
+def test_status_page_size_is_clamped_consistently():
+    sixty = hostile_report(60)
+    assert page_count(sixty, 50) == 6  # at most 10 keys a page
+    for page in range(6):
+        payload = as_payload(status_page(sixty, page, page_size=50, now=NOW))
+        check_limits(payload)
+        assert f"Page {page + 1} of 6" in all_text(payload)
+    assert page_count(sixty, 0) == 60
+
+
+def test_empty_status_points_to_register():
+    assert "/apikey register" in all_text(as_payload(status_page(report([]), now=NOW)))
+
+
+# --- list, home --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 60, 500])
+def test_key_list_fits_slack_and_counts_what_it_leaves_out(n):
+    keys = [
+        summary(i, label=HOSTILE_LABELS[i % len(HOSTILE_LABELS)][:76] + f"#{i:03d}", alias="a" * 80)
+        for i in range(n)
+    ]
+    payload = as_payload(key_list(keys, NOW))
+    check_limits(payload)
+    text = all_text(payload)
+    shown = sum(
+        block["text"]["text"].count("\n• ") + 1
+        for block in payload["blocks"][1:-1]
+        if block["type"] == "section"
+    )
+    more = re.search(r"…and (\d+) more", text)
+    assert shown + (int(more.group(1)) if more else 0) == n
+    if n == 1:
+        assert more is None
+    if n == 500:
+        assert more is not None
+
+
+def test_key_list_of_sixty_ordinary_keys_shows_them_all():
+    keys = [summary(i, label=f"trading-bot-{i:02d}") for i in range(60)]
+    text = all_text(as_payload(key_list(keys, NOW)))
+    assert all(f"trading-bot-{i:02d}" in text for i in range(60))
+    assert "more" not in text
+
+
+def test_key_list_shows_status_and_never_checked():
+    text = all_text(as_payload(GOLDEN_CASES["key_list"]()))
+    assert "rotating" in text and "compromised" in text and "never checked" in text
+    assert "active" not in text
+
+
+def test_home_view_fits_with_many_keys():
+    keys = [summary(i, label=HOSTILE_LABELS[i % 6][:76] + f"#{i:03d}") for i in range(500)]
+    view = home_view(user_id="U0ALICE", own_keys=keys, team_keys_count=900, now=NOW)
+    payload = as_payload(view)
+    assert payload["type"] == "home"
+    check_limits(payload, max_blocks=100)
+    buttons = [el for b in payload["blocks"] if b["type"] == "actions" for el in b["elements"]]
+    assert [b["action_id"] for b in buttons] == [Action.REGISTER_OPEN]
+    assert "…and" in all_text(payload)
+
+
+# --- remove, notices ---------------------------------------------------------------------
+
+
+def test_remove_confirmation_buttons_and_honesty_about_binance():
+    payload = as_payload(remove_confirmation(summary(1, label=HOSTILE_LABELS[2])))
+    check_limits(payload)
+    (actions,) = [b for b in payload["blocks"] if b["type"] == "actions"]
+    remove, cancel = actions["elements"]
+    assert (remove["action_id"], remove["value"], remove["style"]) == (
+        Action.REMOVE_CONFIRM,
+        "key0001",
+        "danger",
+    )
+    assert "confirm" in remove
+    assert (cancel["action_id"], cancel["value"]) == (Action.REMOVE_CANCEL, "key0001")
+    text = all_text(payload)
+    assert "does *not* delete the key in Binance" in text and "API Management" in text
+
+
+def test_removed_and_cancelled_messages_escape_labels():
+    for message in (
+        removed_message(summary(1, label="<!channel>"), "U0BOB"),
+        remove_cancelled("<!channel>"),
+    ):
+        payload = as_payload(message)
+        check_limits(payload)
+        assert "&lt;!channel&gt;" in all_text(payload)
+
+
+def test_secret_warning_names_the_matched_key_and_the_way_out():
+    matched = all_text(as_payload(secret_in_text_warning(SecretKind.KEY_OR_SECRET, "bot")))
+    assert "leaked" in matched and "rotate" in matched
+    assert "`/apikey compromised bot`" in matched and "/apikey register" in matched
+    unmatched = all_text(as_payload(secret_in_text_warning(SecretKind.PRIVATE_KEY, None)))
+    assert "compromised" not in unmatched and "a private key" in unmatched
+    hostile = as_payload(secret_in_text_warning(SecretKind.KEY_OR_SECRET, "<!channel>"))
+    check_limits(hostile)
+
+
+def test_error_and_working_messages_are_escaped_and_bounded():
+    for message in (
+        error_message("No key “<!channel>” " + "x" * 5000),
+        working_message("Asking Binance about <!here> keys…"),
+    ):
+        payload = as_payload(message)
+        check_limits(payload)
+    assert all_text(as_payload(error_message("oops"))).startswith(":warning:")
+
+
+def test_message_fallback_text_is_bounded():
+    assert len(Message(text="x" * 5000, blocks=[]).as_kwargs()["text"]) <= 3000
