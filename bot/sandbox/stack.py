@@ -10,13 +10,17 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from slack_bolt import App
+
 from bot.app import build_app
 from bot.bootstrap import open_storage
 from bot.config import Settings, load_settings
 from bot.http_server import make_server
+from bot.jobs import build_scheduler
 from bot.runner import build_services, database_is_up
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
+from bot.scheduler import Clock, Scheduler
 from bot.services.context import Services
 from storage.crypto import generate_master_key
 
@@ -30,11 +34,16 @@ class LocalStack:
     slack: SlackStandIn
     settings: Settings
     services: Services
+    app: App
     url: str  # the bot's base URL, e.g. http://127.0.0.1:54321
     _server: object
     _thread: threading.Thread
     _owns_simulator: bool
     _owns_slack: bool
+
+    def scheduler(self, clock: Clock, **kwargs) -> Scheduler:
+        """A scheduler for this bot, ticked by hand (tests, sandbox) with the given clock."""
+        return build_scheduler(self.services, self.app.client, clock=clock, **kwargs)
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -98,6 +107,7 @@ def start_local_stack(
         slack=slack,
         settings=settings,
         services=services,
+        app=app,
         url=f"http://127.0.0.1:{server.server_port}",
         _server=server,
         _thread=thread,

@@ -1,0 +1,911 @@
+"""A local Slack Web API, and the ``response_url`` endpoint, that slack_sdk and Bolt talk to unchanged.
+
+A real HTTP/1.1 server on 127.0.0.1 (port 0 by default, keep-alive, one daemon thread per
+connection). ``WebClient(base_url=standin.url, token=...)`` posts to ``<url><method>`` exactly as it
+would to https://slack.com/api/; the stand-in checks the bearer token, answers the methods the bot
+uses with the fields slack_sdk and Bolt read (``ok``, ``ts``, ``channel``, ``view.id`` ...) and
+records every call, decoded, in ``calls``. ``response_url()`` hands out URLs to put in signed
+command and action payloads; what the bot posts there is recorded as method ``"response_url"``.
+
+Like Slack it refuses what Slack refuses, so that end-to-end tests catch it: a missing or wrong
+token, more than 50 blocks in a message (100 in a view), a modal title over 24 characters, an
+unknown user in ``users.info``. Faults (429 with ``Retry-After``, 5xx, ``ok: false``) can be
+injected per method, and ``latency`` slows every answer down.
+
+Used by the end-to-end tests, the benchmarks and the offline sandbox::
+
+    with SlackStandIn(users={"U0ALICE": {"name": "alice"}}) as slack:
+        client = WebClient(base_url=slack.url, token=slack.bot_token)
+        client.chat_postMessage(channel="C0GENERAL", text="hi")
+        (call,) = slack.wait_for("chat.postMessage")
+
+Run it alone with ``python -m bot.sandbox.slack_standin --port 8901``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import secrets
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+RESPONSE_URL = "response_url"  # the method name under which response_url posts are recorded
+API_PREFIX = "/api/"
+RESPONSE_PREFIX = "/response/"
+# Form-encoded Web API calls carry these as JSON strings; they are recorded decoded.
+JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
+APP_ID = "A0APP"
+DEFAULT_BOT_TOKEN = "xoxb-test"  # noqa: S105 - fake, accepted only by this stand-in
+MAX_MESSAGE_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_VIEW_TITLE = 24
+FIRST_TS_MICROS = 1_700_000_000_000_100
+TS_STEP_MICROS = 100
+DEFAULT_FAULT_ERRORS = {429: "ratelimited"}
+
+
+@dataclass(frozen=True)
+class SlackCall:
+    """One request that reached the stand-in, and how it was answered."""
+
+    method: str  # Web API method, e.g. "chat.postMessage"; "response_url" for response_url posts
+    params: dict  # the decoded body (and query string); response_url posts: the JSON body
+    token: str | None  # the bearer token (or ``token`` form field); never in params
+    at: float  # time.time() on arrival
+    status: int = 200  # the HTTP status answered
+    error: str | None = None  # the ``error`` answered (None when Slack would say ok)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and self.error is None
+
+    def summary(self) -> str:
+        """One line: the method, the parameters that identify the call, and the outcome."""
+        parts = [self.method]
+        for name in ("channel", "user", "users", "usergroup", "ts", "view_id", "user_id"):
+            value = self.params.get(name)
+            if value:
+                parts.append(f"{name}={value}")
+        view = self.params.get("view")
+        if isinstance(view, dict) and view.get("callback_id"):
+            parts.append(f"view={view['callback_id']}")
+        if self.method == RESPONSE_URL:
+            parts.append(str(self.params.get("_response_url", "")).rsplit("/", 1)[-1])
+        text = self.params.get("text")
+        if isinstance(text, str) and text:
+            short = text if len(text) <= 60 else text[:59] + "…"
+            parts.append(json.dumps(short, ensure_ascii=False))
+        blocks = self.params.get("blocks")
+        if isinstance(blocks, list):
+            parts.append(f"blocks={len(blocks)}")
+        outcome = "ok" if self.ok else f"{self.error or 'error'} ({self.status})"
+        return " ".join(parts) + f" -> {outcome}"
+
+
+@dataclass
+class _Fault:
+    method: str
+    status: int
+    remaining: int
+    retry_after: int
+    error: str | None
+
+
+@dataclass
+class _Answer:
+    status: int
+    body: dict[str, Any] | str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def error(self) -> str | None:
+        if isinstance(self.body, dict):
+            return None if self.body.get("ok") else str(self.body.get("error", "error"))
+        return None if self.status == 200 else self.body
+
+
+def _fail(error: str, *messages: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"ok": False, "error": error}
+    if messages:
+        body["response_metadata"] = {"messages": list(messages)}
+    return body
+
+
+def _tz_offset(tz: str) -> int:
+    try:
+        offset = datetime.now(ZoneInfo(tz)).utcoffset()
+    except (ZoneInfoNotFoundError, ValueError):
+        return 0
+    return int(offset.total_seconds()) if offset else 0
+
+
+def _blocks_error(blocks: Any, limit: int, pointer: str) -> dict[str, Any] | None:
+    """Slack's answer to blocks it refuses, or None when they are acceptable."""
+    if blocks is None:
+        return None
+    if not isinstance(blocks, list):
+        return _fail("invalid_blocks_format", f"[ERROR] expected an array [json-pointer:{pointer}]")
+    if len(blocks) > limit:
+        return _fail(
+            "invalid_blocks", f"[ERROR] no more than {limit} items allowed [json-pointer:{pointer}]"
+        )
+    for i, block in enumerate(blocks):
+        if not isinstance(block, dict) or not block.get("type"):
+            return _fail(
+                "invalid_blocks",
+                f"[ERROR] missing required field: type [json-pointer:{pointer}/{i}]",
+            )
+        text = block.get("text")
+        if (
+            block["type"] == "section"
+            and isinstance(text, dict)
+            and len(text.get("text", "")) > 3000
+        ):
+            return _fail(
+                "invalid_blocks",
+                f"[ERROR] must be less than 3001 characters [json-pointer:{pointer}/{i}/text/text]",
+            )
+    return None
+
+
+class SlackStandIn:
+    """See the module docstring. All public methods are thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        bot_token: str = DEFAULT_BOT_TOKEN,
+        team_id: str = "T0TEST",
+        bot_user_id: str = "U0BOT",
+        users: Mapping[str, Mapping[str, Any]] | None = None,
+        record_auth_test: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.bot_token = bot_token
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.bot_id = "B" + bot_user_id[1:]
+        self.team_domain = team_id.lower().removeprefix("t0") or "test"
+        # auth.test is what every client calls once at start-up (Bolt's App does on construction);
+        # it is answered but left out of `calls` by default, so `calls == []` means the bot
+        # did nothing in Slack.
+        self.record_auth_test = record_auth_test
+        self.latency: float = 0.0  # seconds added before every answer
+        self.on_call: Callable[[SlackCall], None] | None = None  # called as each call is recorded
+        self._lock = threading.RLock()
+        self._arrived = threading.Condition(self._lock)
+        self._calls: list[SlackCall] = []
+        self._faults: list[_Fault] = []
+        self._users: dict[str, dict[str, Any]] = {}
+        self._usergroups: dict[str, list[str]] = {}
+        self._views: dict[str, dict[str, Any]] = {}
+        self._ts_count = 0
+        self._view_count = 0
+        self._response_count = 0
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.add_user(bot_user_id, name="apikey-bot", is_bot=True)
+        for user_id, fields in (users or {}).items():
+            extra = dict(fields)
+            self.add_user(user_id, name=str(extra.pop("name", user_id.lower())), **extra)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> SlackStandIn:
+        if self._server is not None:
+            raise RuntimeError("the Slack stand-in is already running")
+        self._stopping.clear()
+        self._server = _Server((self.host, self.port), _Handler, self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="slack-standin",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # wakes requests sleeping in `latency`
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> SlackStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the Slack stand-in is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        """The Web API base URL, for ``WebClient(base_url=...)`` and ``SLACK_API_URL``."""
+        return self.base + API_PREFIX
+
+    def response_url(self, key: str = "") -> str:
+        """A fresh ``response_url`` for a signed command or action payload."""
+        with self._lock:
+            self._response_count += 1
+            number = self._response_count
+        label = quote(key, safe="") + "-" if key else ""
+        return f"{self.base}{RESPONSE_PREFIX}{label}{number}-{secrets.token_hex(3)}"
+
+    # ------------------------------------------------------------------ recorded calls
+    @property
+    def calls(self) -> list[SlackCall]:
+        """A snapshot of every recorded call, oldest first."""
+        with self._lock:
+            return list(self._calls)
+
+    def calls_to(self, method: str) -> list[SlackCall]:
+        with self._lock:
+            return [call for call in self._calls if call.method == method]
+
+    def wait_for(
+        self,
+        method: str,
+        *,
+        count: int = 1,
+        timeout: float = 5.0,
+        predicate: Callable[[SlackCall], bool] | None = None,
+    ) -> list[SlackCall]:
+        """The first ``count`` calls to ``method`` (matching ``predicate``), waiting for them."""
+        deadline = time.monotonic() + timeout
+
+        def matching() -> list[SlackCall]:
+            return [
+                c for c in self._calls if c.method == method and (predicate is None or predicate(c))
+            ]
+
+        with self._arrived:
+            found = matching()
+            while len(found) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(self._wait_failure(method, count, timeout, found))
+                self._arrived.wait(remaining)
+                found = matching()
+            return found[:count]
+
+    def _wait_failure(self, method: str, count: int, timeout: float, found: list) -> str:
+        lines = [
+            f"expected {count} call(s) to {method} within {timeout}s, got {len(found)} matching;"
+            f" {len(self._calls)} call(s) arrived:"
+        ]
+        shown = self._calls[-30:]
+        if len(self._calls) > len(shown):
+            lines.append(f"  ... {len(self._calls) - len(shown)} earlier call(s)")
+        lines += [f"  {call.summary()}" for call in shown] or ["  (none)"]
+        return "\n".join(lines)
+
+    def clear(self) -> None:
+        """Forget the recorded calls (users, views and faults stay)."""
+        with self._lock:
+            self._calls.clear()
+
+    def _record(self, call: SlackCall) -> None:
+        with self._arrived:
+            self._calls.append(call)
+            self._arrived.notify_all()
+        hook = self.on_call
+        if hook is not None:
+            hook(call)
+
+    # ------------------------------------------------------------------ workspace
+    def add_user(
+        self,
+        user_id: str,
+        *,
+        name: str,
+        deleted: bool = False,
+        is_admin: bool = False,
+        tz: str = "UTC",
+        **fields: Any,
+    ) -> None:
+        """Add or replace a workspace member, as ``users.info`` returns it."""
+        user: dict[str, Any] = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": name,
+            "deleted": deleted,
+            "real_name": name,
+            "tz": tz,
+            "tz_label": tz,
+            "tz_offset": _tz_offset(tz),
+            "profile": {
+                "real_name": name,
+                "real_name_normalized": name,
+                "display_name": name,
+                "display_name_normalized": name,
+                "team": self.team_id,
+            },
+            "is_admin": is_admin,
+            "is_owner": False,
+            "is_primary_owner": False,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
+            "is_bot": False,
+            "is_app_user": False,
+            "updated": int(time.time()),
+        }
+        user.update(fields)
+        if user["is_bot"]:
+            user["profile"]["bot_id"] = self.bot_id
+        with self._lock:
+            self._users[user_id] = user
+
+    @property
+    def users(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {uid: dict(user) for uid, user in self._users.items()}
+
+    def add_usergroup(self, usergroup_id: str, user_ids: Sequence[str]) -> None:
+        """A user group (``S...``), as ``usergroups.users.list`` returns it."""
+        with self._lock:
+            self._usergroups[usergroup_id] = list(user_ids)
+
+    # ------------------------------------------------------------------ faults
+    def inject_fault(
+        self,
+        method: str,
+        *,
+        status: int = 429,
+        count: int = 1,
+        retry_after: int = 1,
+        error: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` calls to ``method`` (or ``"response_url"``) with a failure.
+
+        429: ``Retry-After`` and ``ratelimited``; 5xx: that status; 200 with ``error``:
+        ``{"ok": false, "error": error}`` (e.g. ``channel_not_found``).
+        """
+        if status == 200 and not error:
+            raise ValueError("a fault with status 200 needs an error, e.g. 'channel_not_found'")
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        with self._lock:
+            self._faults.append(_Fault(method, status, count, retry_after, error))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.method == method and fault.remaining > 0:
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    # ------------------------------------------------------------------ answers
+    def _next_ts(self) -> str:
+        with self._lock:
+            micros = FIRST_TS_MICROS + self._ts_count * TS_STEP_MICROS
+            self._ts_count += 1
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _new_view_id(self) -> str:
+        with self._lock:
+            self._view_count += 1
+            return f"V0{self._view_count:08d}"
+
+    def _web_api(self, method: str, params: dict[str, Any], token: str | None) -> _Answer:
+        fault = self._take_fault(method)
+        if fault is not None:
+            return self._fault_answer(fault)
+        if not token:
+            return _Answer(200, _fail("not_authed"))
+        if token != self.bot_token:
+            return _Answer(200, _fail("invalid_auth"))
+        if "_raw" in params:
+            return _Answer(200, _fail("invalid_json"))
+        handler = _METHODS.get(method)
+        if handler is None:
+            return _Answer(200, {**_fail("unknown_method"), "req_method": method})
+        return _Answer(200, handler(self, params))
+
+    def _response_url_post(self, params: dict[str, Any]) -> _Answer:
+        fault = self._take_fault(RESPONSE_URL)
+        if fault is not None:
+            answer = self._fault_answer(fault)
+            return _Answer(answer.status, fault.error or answer.error or "error", answer.headers)
+        if "_raw" in params:
+            return _Answer(400, "invalid_payload")
+        if _blocks_error(params.get("blocks"), MAX_MESSAGE_BLOCKS, "/blocks"):
+            return _Answer(400, "invalid_blocks")
+        if not any(params.get(k) for k in ("text", "blocks", "attachments")) and not params.get(
+            "delete_original"
+        ):
+            return _Answer(400, "no_text")
+        return _Answer(200, "ok")
+
+    def _fault_answer(self, fault: _Fault) -> _Answer:
+        error = fault.error or DEFAULT_FAULT_ERRORS.get(fault.status) or "internal_error"
+        headers = {"Retry-After": str(fault.retry_after)} if fault.status == 429 else {}
+        return _Answer(fault.status, _fail(error), headers)
+
+    # auth / users -----------------------------------------------------------------------
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": f"https://{self.team_domain}.slack.com/",
+            "team": f"{self.team_domain.title()} Workspace",
+            "user": "apikey-bot",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            user = self._users.get(str(params.get("user", "")))
+        if user is None:
+            return _fail("user_not_found")
+        return {"ok": True, "user": user}
+
+    def _users_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            members = list(self._users.values())
+        return {
+            "ok": True,
+            "members": members,
+            "cache_ts": int(time.time()),
+            "response_metadata": {"next_cursor": ""},
+        }
+
+    def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            members = self._usergroups.get(str(params.get("usergroup", "")))
+        if members is None:
+            return _fail("no_such_subteam")
+        return {"ok": True, "users": list(members)}
+
+    # conversations -------------------------------------------------------------------------
+    def _dm_channel(self, users: list[str]) -> str:
+        if len(users) == 1:
+            return "D" + users[0][1:]
+        digest = hashlib.sha256(",".join(sorted(users)).encode()).hexdigest()
+        return "G0" + digest[:9].upper()
+
+    def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("channel"):
+            return {
+                "ok": True,
+                "no_op": True,
+                "already_open": True,
+                "channel": {"id": params["channel"]},
+            }
+        users = [u for u in str(params.get("users", "")).split(",") if u]
+        if not users:
+            return _fail("users_list_not_supplied")
+        channel: dict[str, Any] = {"id": self._dm_channel(users)}
+        if params.get("return_im") in ("1", "true", True):
+            channel.update(
+                {"is_im": len(users) == 1, "user": users[0], "created": int(time.time())}
+            )
+        return {"ok": True, "no_op": False, "already_open": False, "channel": channel}
+
+    def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = str(params.get("channel", ""))
+        if not channel:
+            return _fail("channel_not_found")
+        info: dict[str, Any] = {
+            "id": channel,
+            "is_channel": channel.startswith("C"),
+            "is_group": False,
+            "is_im": channel.startswith("D"),
+            "is_mpim": channel.startswith("G"),
+            "is_private": not channel.startswith("C"),
+            "is_archived": False,
+            "is_member": True,
+            "created": 1_600_000_000,
+            "context_team_id": self.team_id,
+        }
+        if channel.startswith("C"):
+            info["name"] = channel[2:].lower() if channel.startswith("C0") else channel.lower()
+        if channel.startswith("D"):
+            info["user"] = "U" + channel[1:]
+        return {"ok": True, "channel": info}
+
+    # chat -------------------------------------------------------------------------------------
+    def _message(self, params: dict[str, Any], ts: str) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "type": "message",
+            "text": params.get("text", ""),
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "app_id": APP_ID,
+            "team": self.team_id,
+            "ts": ts,
+        }
+        for name in ("blocks", "attachments", "thread_ts", "metadata"):
+            if params.get(name):
+                message[name] = params[name]
+        return message
+
+    def _message_error(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        if not params.get("channel"):
+            return _fail("channel_not_found")
+        if not any(params.get(k) for k in ("text", "blocks", "attachments")):
+            return _fail("no_text")
+        if len(str(params.get("text", ""))) > 40_000:
+            return _fail("msg_too_long")
+        return _blocks_error(params.get("blocks"), MAX_MESSAGE_BLOCKS, "/blocks")
+
+    def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        error = self._message_error(params)
+        if error:
+            return error
+        channel = str(params["channel"])
+        if channel[:1] in ("U", "W"):  # posting to a user ID lands in the DM with them
+            channel = self._dm_channel([channel])
+        ts = self._next_ts()
+        return {"ok": True, "channel": channel, "ts": ts, "message": self._message(params, ts)}
+
+    def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        error = self._message_error(params)
+        if error:
+            return error
+        with self._lock:
+            user = self._users.get(str(params.get("user", "")))
+        if not params.get("user") or (user is not None and user["deleted"]):
+            return _fail("user_not_in_channel")
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        error = self._message_error(params)
+        if error:
+            return error
+        if not params.get("ts"):
+            return _fail("message_not_found")
+        ts = str(params["ts"])
+        return {
+            "ok": True,
+            "channel": params["channel"],
+            "ts": ts,
+            "text": params.get("text", ""),
+            "message": self._message(params, ts),
+        }
+
+    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("channel"):
+            return _fail("channel_not_found")
+        if not params.get("ts"):
+            return _fail("message_not_found")
+        return {"ok": True, "channel": params["channel"], "ts": params["ts"]}
+
+    def _chat_get_permalink(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = params.get("channel"), params.get("message_ts")
+        if not channel:
+            return _fail("channel_not_found")
+        if not ts:
+            return _fail("message_not_found")
+        permalink = (
+            f"https://{self.team_domain}.slack.com/archives/{channel}/p{str(ts).replace('.', '')}"
+        )
+        return {"ok": True, "channel": channel, "permalink": permalink}
+
+    def _reactions_add(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("channel"):
+            return _fail("channel_not_found")
+        if not params.get("timestamp"):
+            return _fail("message_not_found")
+        if not params.get("name"):
+            return _fail("invalid_name")
+        return {"ok": True}
+
+    # views --------------------------------------------------------------------------------------
+    def _view_error(self, view: Any, *, home: bool = False) -> dict[str, Any] | None:
+        if not isinstance(view, dict) or not view.get("type"):
+            return _fail("invalid_arguments", "[ERROR] missing required field: view")
+        title = (view.get("title") or {}).get("text", "")
+        if not home and not title:
+            return _fail(
+                "invalid_arguments",
+                "[ERROR] missing required field: title [json-pointer:/view/title]",
+            )
+        if len(title) > MAX_VIEW_TITLE:
+            return _fail(
+                "invalid_arguments",
+                f"[ERROR] must be less than {MAX_VIEW_TITLE + 1} characters [json-pointer:/view/title/text]",
+            )
+        return _blocks_error(view.get("blocks", []), MAX_VIEW_BLOCKS, "/view/blocks")
+
+    def _store_view(
+        self, view: dict[str, Any], view_id: str, *, root_view_id: str, previous: str | None
+    ) -> dict[str, Any]:
+        stored = {
+            **view,
+            "id": view_id,
+            "team_id": self.team_id,
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "external_id": view.get("external_id", ""),
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
+            "clear_on_close": view.get("clear_on_close", False),
+            "notify_on_close": view.get("notify_on_close", False),
+            "root_view_id": root_view_id,
+            "previous_view_id": previous,
+            "app_id": APP_ID,
+            "app_installed_team_id": self.team_id,
+            "bot_id": self.bot_id,
+        }
+        with self._lock:
+            self._views[view_id] = stored
+        return {"ok": True, "view": stored}
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("trigger_id"):
+            return _fail("invalid_arguments", "[ERROR] missing required field: trigger_id")
+        view = params.get("view")
+        error = self._view_error(view)
+        if error:
+            return error
+        view_id = self._new_view_id()
+        return self._store_view(view, view_id, root_view_id=view_id, previous=None)
+
+    def _views_push(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not params.get("trigger_id"):
+            return _fail("invalid_arguments", "[ERROR] missing required field: trigger_id")
+        view = params.get("view")
+        error = self._view_error(view)
+        if error:
+            return error
+        view_id = self._new_view_id()
+        return self._store_view(view, view_id, root_view_id=view_id, previous=None)
+
+    def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        view = params.get("view")
+        error = self._view_error(view)
+        if error:
+            return error
+        view_id = params.get("view_id")
+        external_id = params.get("external_id")
+        with self._lock:
+            if not view_id and external_id:
+                view_id = next(
+                    (v["id"] for v in self._views.values() if v["external_id"] == external_id), None
+                )
+                if view_id is None:
+                    return _fail("not_found")
+            if not view_id:
+                return _fail("invalid_arguments", "[ERROR] view_id or external_id is required")
+            known = self._views.get(str(view_id))
+        # Views opened by real Slack (ids from signed payloads) are unknown here: accept them.
+        if known is not None and params.get("hash") and params["hash"] != known["hash"]:
+            return _fail("hash_conflict")
+        root = known["root_view_id"] if known else str(view_id)
+        previous = known["previous_view_id"] if known else None
+        return self._store_view(view, str(view_id), root_view_id=root, previous=previous)
+
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        user_id = params.get("user_id")
+        if not user_id:
+            return _fail("invalid_arguments", "[ERROR] missing required field: user_id")
+        view = params.get("view")
+        error = self._view_error(view, home=True)
+        if error:
+            return error
+        view_id = "V0HOME" + str(user_id)[1:]
+        return self._store_view(view, view_id, root_view_id=view_id, previous=None)
+
+
+_METHODS: dict[str, Callable[[SlackStandIn, dict[str, Any]], dict[str, Any]]] = {
+    "auth.test": SlackStandIn._auth_test,
+    "users.info": SlackStandIn._users_info,
+    "users.list": SlackStandIn._users_list,
+    "usergroups.users.list": SlackStandIn._usergroups_users_list,
+    "conversations.open": SlackStandIn._conversations_open,
+    "conversations.info": SlackStandIn._conversations_info,
+    "chat.postMessage": SlackStandIn._chat_post_message,
+    "chat.postEphemeral": SlackStandIn._chat_post_ephemeral,
+    "chat.update": SlackStandIn._chat_update,
+    "chat.delete": SlackStandIn._chat_delete,
+    "chat.getPermalink": SlackStandIn._chat_get_permalink,
+    "reactions.add": SlackStandIn._reactions_add,
+    "views.open": SlackStandIn._views_open,
+    "views.push": SlackStandIn._views_push,
+    "views.update": SlackStandIn._views_update,
+    "views.publish": SlackStandIn._views_publish,
+}
+
+
+# ---------------------------------------------------------------------- request decoding
+def _decode_json_fields(params: dict[str, Any]) -> dict[str, Any]:
+    for name in JSON_FIELDS:
+        value = params.get(name)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                params[name] = json.loads(value)
+    return params
+
+
+def _decode_form(text: str) -> dict[str, Any]:
+    return _decode_json_fields(dict(parse_qsl(text, keep_blank_values=True)))
+
+
+def _decode_web_api(query: str, content_type: str, raw: bytes) -> dict[str, Any]:
+    params = _decode_form(query)
+    text = raw.decode("utf-8", errors="replace")
+    if "application/json" in content_type:
+        try:
+            body = json.loads(text) if text.strip() else {}
+        except ValueError:
+            body = {"_raw": text}
+        params.update(_decode_json_fields(body) if isinstance(body, dict) else {"_raw": text})
+    elif text and "multipart/" not in content_type:
+        params.update(_decode_form(text))
+    return params
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip() or None
+    return None
+
+
+# ---------------------------------------------------------------------- HTTP plumbing
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128  # bursts of concurrent connections must not see dropped SYNs
+
+    def __init__(self, address: tuple[str, int], handler: type, standin: SlackStandIn) -> None:
+        self.standin = standin
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def close_connections(self) -> None:
+        """Shut open keep-alive connections, so nothing is answered after stop()."""
+        with self.connections_lock:
+            connections = list(self.connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "SlackStandIn/1.0"
+    disable_nagle_algorithm = True  # headers and body are two writes; avoid Nagle's 40 ms
+    timeout = 300
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # `calls` is the record; keep test and CLI output quiet
+
+    def _handle(self) -> None:
+        standin = self.server.standin
+        arrived = time.time()
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        split = urlsplit(self.path)
+        if split.path.startswith(API_PREFIX) and len(split.path) > len(API_PREFIX):
+            method = split.path[len(API_PREFIX) :]
+            params = _decode_web_api(split.query, self.headers.get("Content-Type", ""), raw)
+            form_token = params.pop("token", None)  # a credential: kept out of params
+            token = _bearer(self.headers.get("Authorization")) or form_token
+            answer = standin._web_api(method, params, token)
+            record = method != "auth.test" or standin.record_auth_test
+        elif split.path.startswith(RESPONSE_PREFIX) and self.command == "POST":
+            method, token, record = RESPONSE_URL, None, True
+            text = raw.decode("utf-8", errors="replace")
+            try:
+                body = json.loads(text)
+            except ValueError:
+                body = None
+            params = body if isinstance(body, dict) else {"_raw": text}
+            params["_response_url"] = standin.base + split.path
+            answer = standin._response_url_post(params)
+        else:
+            self._send(_Answer(404, _fail("not_found")))
+            return
+        if record:
+            call = SlackCall(method, params, token, arrived, answer.status, answer.error)
+            standin._record(call)
+        if standin.latency > 0:
+            standin._stopping.wait(standin.latency)
+        self._send(answer)
+
+    def _send(self, answer: _Answer) -> None:
+        if isinstance(answer.body, str):
+            body, content_type = answer.body.encode(), "text/html"
+        else:
+            body, content_type = json.dumps(answer.body).encode(), "application/json; charset=utf-8"
+        self.send_response(answer.status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
+
+
+# ---------------------------------------------------------------------- CLI
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.sandbox.slack_standin",
+        description="Run a local Slack Web API stand-in until Ctrl-C, printing each call.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8901, help="0 picks a free port")
+    parser.add_argument("--bot-token", default=DEFAULT_BOT_TOKEN)
+    parser.add_argument("--team-id", default="T0TEST")
+    args = parser.parse_args(argv)
+
+    standin = SlackStandIn(
+        host=args.host,
+        port=args.port,
+        bot_token=args.bot_token,
+        team_id=args.team_id,
+        record_auth_test=True,
+    )
+
+    def show(call: SlackCall) -> None:
+        print(f"{time.strftime('%H:%M:%S', time.localtime(call.at))} {call.summary()}", flush=True)
+
+    standin.on_call = show
+    standin.start()
+    try:
+        print(
+            f"Slack stand-in listening on {standin.url}  (SLACK_API_URL={standin.url}, "
+            f"SLACK_BOT_TOKEN={standin.bot_token}); response URLs under "
+            f"{standin.base}{RESPONSE_PREFIX}",
+            flush=True,
+        )
+        threading.Event().wait()  # until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        standin.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""Signed Slack requests to the bot, built in one place and shaped like the ones Slack sends.
+
+Slash commands are form-encoded; interactivity (button clicks, modal submissions) is form-encoded
+with one ``payload`` field holding JSON; Events API callbacks are JSON. Every request carries
+``X-Slack-Request-Timestamp`` and ``X-Slack-Signature`` (``v0=`` HMAC-SHA256 of
+``v0:{timestamp}:{body}`` under the signing secret).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+from slack_sdk.signature import SignatureVerifier
+
+SIGNING_SECRET = "test-signing-secret-0123456789abcdef"  # fake, tests only
+VERIFICATION_TOKEN = "legacy-verification-token"  # Slack still sends it; Bolt ignores it
+API_APP_ID = "A0APP"
+TEAM_ID = "T0TEST"
+USER_ID = "U0ALICE"
+CHANNEL_ID = "C0GENERAL"
+BOT_USER_ID = "U0BOT"
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+_event_ids = itertools.count(1)
+
+
+def sign(
+    body: str,
+    *,
+    secret: str = SIGNING_SECRET,
+    timestamp: int | None = None,
+    content_type: str | None = None,
+) -> dict[str, str]:
+    """The headers Slack sends with this body (content type guessed from the body)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    return {
+        "Content-Type": content_type or _content_type(body),
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature or "",
+    }
+
+
+def _content_type(body: str) -> str:
+    return JSON if body.lstrip().startswith("{") else FORM
+
+
+def _name_of(user_id: str) -> str:
+    """A readable user name from a test id: U0ALICE -> alice."""
+    return user_id.removeprefix("U0").lower() or user_id
+
+
+def _channel_name(channel_id: str) -> str:
+    if channel_id.startswith("D"):
+        return "directmessage"
+    return channel_id.removeprefix("C0").lower() or channel_id
+
+
+def _team_domain(team_id: str) -> str:
+    return team_id.removeprefix("T0").lower() or team_id
+
+
+def _user(user_id: str, team_id: str) -> dict[str, str]:
+    name = _name_of(user_id)
+    return {"id": user_id, "username": name, "name": name, "team_id": team_id}
+
+
+def _team(team_id: str) -> dict[str, str]:
+    return {"id": team_id, "domain": _team_domain(team_id)}
+
+
+def _interactive(payload: dict[str, Any]) -> str:
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def slash_command(
+    text: str,
+    *,
+    response_url: str,
+    user_id: str = USER_ID,
+    user_name: str | None = None,
+    team_id: str = TEAM_ID,
+    channel_id: str = CHANNEL_ID,
+    command: str = "/apikey",
+    trigger_id: str = "trig.1",
+) -> str:
+    """The form body of ``<command> <text>`` typed by ``user_id`` in ``channel_id``."""
+    return urlencode(
+        {
+            "token": VERIFICATION_TOKEN,
+            "team_id": team_id,
+            "team_domain": _team_domain(team_id),
+            "channel_id": channel_id,
+            "channel_name": _channel_name(channel_id),
+            "user_id": user_id,
+            "user_name": user_name or _name_of(user_id),
+            "command": command,
+            "text": text,
+            "api_app_id": API_APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": trigger_id,
+        }
+    )
+
+
+def block_action(
+    action_id: str,
+    value: str | None,
+    *,
+    response_url: str | None,
+    user_id: str = USER_ID,
+    team_id: str = TEAM_ID,
+    channel_id: str = CHANNEL_ID,
+    message_ts: str | None = None,
+    block_id: str = "b",
+    view: dict[str, Any] | None = None,
+    container: dict[str, Any] | None = None,
+    trigger_id: str = "trig.2",
+) -> str:
+    """The ``block_actions`` payload of a button click.
+
+    In a modal when ``view`` is given; else in a channel message: a regular one (with its
+    ``message``) when ``message_ts`` is given, else an ephemeral one (Slack sends no ``message``
+    for those, only the ``container``). ``response_url`` is None for clicks in modals.
+    """
+    action_ts = f"{time.time():.6f}"
+    action: dict[str, Any] = {
+        "action_id": action_id,
+        "block_id": block_id,
+        "text": {"type": "plain_text", "text": action_id, "emoji": True},
+        "type": "button",
+        "action_ts": action_ts,
+    }
+    if value is not None:
+        action["value"] = value
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": _user(user_id, team_id),
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "container": None,
+        "trigger_id": trigger_id,
+        "team": _team(team_id),
+        "enterprise": None,
+        "is_enterprise_install": False,
+    }
+    if view is not None:
+        view = {"id": "V0VIEW", "type": "modal", "state": {"values": {}}, **view}
+        payload["container"] = {"type": "view", "view_id": view["id"]}
+        payload["view"] = view
+    else:
+        payload["container"] = {
+            "type": "message",
+            "message_ts": message_ts or action_ts,
+            "channel_id": channel_id,
+            "is_ephemeral": message_ts is None,
+        }
+        payload["channel"] = {"id": channel_id, "name": _channel_name(channel_id)}
+        if message_ts is not None:
+            payload["message"] = {
+                "type": "message",
+                "user": BOT_USER_ID,
+                "bot_id": "B" + BOT_USER_ID[1:],
+                "app_id": API_APP_ID,
+                "team": team_id,
+                "ts": message_ts,
+                "text": "",
+                "blocks": [],
+            }
+    if container is not None:
+        payload["container"] = container
+    payload["state"] = {"values": {}}
+    if response_url is not None:
+        payload["response_url"] = response_url
+    payload["actions"] = [action]
+    return _interactive(payload)
+
+
+def view_submission(
+    callback_id: str,
+    values: dict[str, dict[str, Any]],
+    *,
+    user_id: str = USER_ID,
+    team_id: str = TEAM_ID,
+    private_metadata: str = "",
+    view_id: str = "V0VIEW",
+    trigger_id: str = "trig.3",
+) -> str:
+    """The ``view_submission`` payload of a modal submitted with ``values`` as its state.
+
+    ``values`` is keyed like Slack's: ``{block_id: {action_id: {"type": ..., "value": ...}}}``.
+    """
+    payload = {
+        "type": "view_submission",
+        "team": _team(team_id),
+        "user": _user(user_id, team_id),
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": trigger_id,
+        "view": {
+            "id": view_id,
+            "team_id": team_id,
+            "type": "modal",
+            "blocks": [],
+            "private_metadata": private_metadata,
+            "callback_id": callback_id,
+            "state": {"values": values},
+            "hash": "1700000000.abcdef01",
+            "title": {"type": "plain_text", "text": "Modal", "emoji": True},
+            "clear_on_close": False,
+            "notify_on_close": False,
+            "close": None,
+            "submit": {"type": "plain_text", "text": "Submit", "emoji": True},
+            "previous_view_id": None,
+            "root_view_id": view_id,
+            "app_id": API_APP_ID,
+            "external_id": "",
+            "app_installed_team_id": team_id,
+            "bot_id": "B" + BOT_USER_ID[1:],
+        },
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+    return _interactive(payload)
+
+
+def event_callback(
+    event: dict[str, Any],
+    *,
+    team_id: str = TEAM_ID,
+    event_id: str | None = None,
+    api_app_id: str = API_APP_ID,
+) -> str:
+    """The JSON body of an Events API ``event_callback`` carrying ``event``."""
+    now = time.time()
+    event = {"event_ts": f"{now:.6f}", **event}
+    return json.dumps(
+        {
+            "token": VERIFICATION_TOKEN,
+            "team_id": team_id,
+            "context_team_id": team_id,
+            "api_app_id": api_app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev0{next(_event_ids):08d}",
+            "event_time": int(now),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": team_id,
+                    "user_id": BOT_USER_ID,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+    )
+
+
+def url_verification(challenge: str) -> str:
+    """The JSON body Slack sends once to check the Request URL."""
+    return json.dumps(
+        {"token": VERIFICATION_TOKEN, "challenge": challenge, "type": "url_verification"}
+    )
+
+
+class BotClient:
+    """Posts signed requests to a running bot's ``POST /slack/events``.
+
+    Give it ``slack`` (a ``SlackStandIn``) and ``command`` / ``action`` mint a fresh
+    ``response_url`` when none is passed.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        secret: str = SIGNING_SECRET,
+        slack: Any = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/slack/events"
+        self.secret = secret
+        self.slack = slack
+        self.timeout = timeout
+
+    def post(
+        self,
+        body: str,
+        *,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+        signature: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str = "http_timeout",
+    ) -> requests.Response:
+        """Sign ``body`` and post it; ``signature`` replaces the real one (to forge a request)."""
+        sent = sign(body, secret=self.secret, timestamp=timestamp, content_type=content_type)
+        if signature is not None:
+            sent["X-Slack-Signature"] = signature
+        if retry_num is not None:
+            sent["X-Slack-Retry-Num"] = str(retry_num)
+            sent["X-Slack-Retry-Reason"] = retry_reason
+        sent.update(headers or {})
+        return requests.post(self.url, data=body.encode(), headers=sent, timeout=self.timeout)
+
+    def _response_url(self, kw: dict[str, Any]) -> None:
+        if "response_url" not in kw:
+            if self.slack is None:
+                raise TypeError("response_url is required when the BotClient has no slack stand-in")
+            kw["response_url"] = self.slack.response_url()
+
+    def command(self, text: str, **kw: Any) -> requests.Response:
+        self._response_url(kw)
+        return self.post(slash_command(text, **kw))
+
+    def action(self, action_id: str, value: str | None, **kw: Any) -> requests.Response:
+        if kw.get("view") is None:
+            self._response_url(kw)
+        kw.setdefault("response_url", None)
+        return self.post(block_action(action_id, value, **kw))
+
+    def submit(
+        self, callback_id: str, values: dict[str, dict[str, Any]], **kw: Any
+    ) -> requests.Response:
+        return self.post(view_submission(callback_id, values, **kw))
+
+    def event(self, event: dict[str, Any], **kw: Any) -> requests.Response:
+        return self.post(event_callback(event, **kw))
