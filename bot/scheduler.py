@@ -16,7 +16,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -26,12 +26,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from storage.audit import record_event
 from storage.db import session_scope
 from storage.models import JobState, ScheduledJob
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(minutes=5)
+# Outcomes are recorded in batches of this many: fewer commits, small duplicate window.
+FINISH_BATCH = 50
 
 
 class Clock(Protocol):
@@ -95,6 +98,9 @@ class JobOutcome:
     follow_up: tuple[NewJob, ...] = ()
     retry_at: datetime | None = None
     error: str | None = None
+    # Audit events (keyword arguments of storage.audit.record_event) written in the same
+    # transaction that marks the job done.
+    audit: tuple[dict, ...] = ()
 
     @classmethod
     def retry(cls, at: datetime, error: str) -> JobOutcome:
@@ -191,21 +197,45 @@ def claim_due_jobs(
 def finish_job(
     engine: Engine, job: ClaimedJob, outcome: JobOutcome, *, worker_id: str, now: datetime
 ) -> bool:
-    """Record the outcome, if this worker still holds the lease. Returns False otherwise."""
-    mine = sa.and_(
-        col(ScheduledJob.id) == job.id,
-        col(ScheduledJob.claimed_by) == worker_id,
-        col(ScheduledJob.state) == JobState.PENDING.value,
-    )
+    """Record one outcome, if this worker still holds the lease. Returns False otherwise."""
+    return finish_jobs(engine, [(job, outcome)], worker_id=worker_id, now=now)[0]
+
+
+def finish_jobs(
+    engine: Engine,
+    results: list[tuple[ClaimedJob, JobOutcome]],
+    *,
+    worker_id: str,
+    now: datetime,
+) -> list[bool]:
+    """Record several outcomes in one transaction (with their follow-ups and audit events).
+
+    A job whose lease this worker lost (another replica took it over) is left alone.
+    """
+    finished = []
     with session_scope(engine) as session:
-        if outcome.retry_at is not None:
-            values = {"due_at": outcome.retry_at, "lease_until": None, "last_error": outcome.error}
-        else:
-            values = {"state": JobState.DONE.value, "done_at": now, "late": outcome.late}
-        updated = session.exec(sa.update(ScheduledJob).where(mine).values(**values)).rowcount
-        if updated and outcome.follow_up:
-            schedule_jobs(session, outcome.follow_up)
-    return bool(updated)
+        for job, outcome in results:
+            mine = sa.and_(
+                col(ScheduledJob.id) == job.id,
+                col(ScheduledJob.claimed_by) == worker_id,
+                col(ScheduledJob.state) == JobState.PENDING.value,
+            )
+            if outcome.retry_at is not None:
+                values = {
+                    "due_at": outcome.retry_at,
+                    "lease_until": None,
+                    "last_error": outcome.error,
+                }
+            else:
+                values = {"state": JobState.DONE.value, "done_at": now, "late": outcome.late}
+            updated = session.exec(sa.update(ScheduledJob).where(mine).values(**values)).rowcount
+            finished.append(bool(updated))
+            if updated:
+                if outcome.follow_up:
+                    schedule_jobs(session, outcome.follow_up)
+                for event in outcome.audit:
+                    record_event(session, **event)
+    return finished
 
 
 def default_worker_id() -> str:
@@ -245,7 +275,7 @@ class Scheduler:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job")
 
     def tick(self) -> TickReport:
-        """Claim what is due now and run it; returns what happened."""
+        """Claim what is due now, run it, and record the outcomes in small batches."""
         now = self.clock.now()
         jobs = claim_due_jobs(
             self.engine,
@@ -256,28 +286,38 @@ class Scheduler:
             kinds=self.handlers.keys(),
         )
         report = TickReport(claimed=len(jobs))
-        for outcome in self._pool.map(lambda job: self._run(job, now), jobs):
-            if outcome == "done":
-                report.done += 1
-            elif outcome == "retry":
-                report.retried += 1
-            else:
-                report.lost += 1
+        pending: list[tuple[ClaimedJob, JobOutcome]] = []
+        futures = [self._pool.submit(self._run, job, now) for job in jobs]
+        for future in as_completed(futures):
+            pending.append(future.result())
+            if len(pending) >= FINISH_BATCH:
+                self._finish(pending, now, report)
+                pending = []
+        self._finish(pending, now, report)
         return report
 
-    def _run(self, job: ClaimedJob, now: datetime) -> str:
-        handler = self.handlers[job.kind]
+    def _run(self, job: ClaimedJob, now: datetime) -> tuple[ClaimedJob, JobOutcome]:
         try:
-            outcome = handler(job, now)
+            return job, self.handlers[job.kind](job, now)
         except Exception as exc:
             log.exception("job %s (%s) failed; will retry", job.id, job.kind)
             backoff = timedelta(minutes=min(60, 2 ** min(job.attempts, 6)))
-            outcome = JobOutcome.retry(now + backoff, type(exc).__name__)
-        finished = finish_job(self.engine, job, outcome, worker_id=self.worker_id, now=now)
-        if not finished:
-            log.warning("job %s: lease lost before it finished", job.id)
-            return "lost"
-        return "retry" if outcome.retry_at is not None else "done"
+            return job, JobOutcome.retry(now + backoff, type(exc).__name__)
+
+    def _finish(
+        self, results: list[tuple[ClaimedJob, JobOutcome]], now: datetime, report: TickReport
+    ) -> None:
+        if not results:
+            return
+        flags = finish_jobs(self.engine, results, worker_id=self.worker_id, now=now)
+        for (job, outcome), finished in zip(results, flags, strict=True):
+            if not finished:
+                log.warning("job %s: lease lost before it finished", job.id)
+                report.lost += 1
+            elif outcome.retry_at is not None:
+                report.retried += 1
+            else:
+                report.done += 1
 
     def run_forever(self, stop: threading.Event) -> None:
         log.info("scheduler %s running every %.0fs", self.worker_id, self.interval_seconds)

@@ -11,9 +11,9 @@ import time
 
 import pytest
 import requests
+
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
-
 from storage.crypto import generate_master_key
 from tests.slack_requests import SIGNING_SECRET, BotClient, slash_command
 

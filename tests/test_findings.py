@@ -57,7 +57,7 @@ def test_findings_come_worst_first_in_the_documented_order():
         FindingKind.BEYOND_PURPOSE,
         FindingKind.PERMISSIONS_CHANGED,
     ]
-    assert [f.severity for f in found][0] == Severity.CRITICAL
+    assert found[0].severity == Severity.CRITICAL
     text = " ".join(f.text for f in found)
     assert "expires in 5 days" in text and "IP whitelist removed" in text
     assert "30 days" in text  # Binance's rule for keys without a whitelist
@@ -68,7 +68,9 @@ def test_expired_trading_permission_is_reported():
     found = assess(
         purpose=KeyPurpose.TRADING,
         now=NOW,
-        permissions=perms(ipRestrict=False, enableSpotAndMarginTrading=True, tradingAuthorityExpirationTime=ms),
+        permissions=perms(
+            ipRestrict=False, enableSpotAndMarginTrading=True, tradingAuthorityExpirationTime=ms
+        ),
     )
     assert any("expired" in f.text for f in found)
 
@@ -76,7 +78,9 @@ def test_expired_trading_permission_is_reported():
 def test_a_rejected_key_spells_out_the_ambiguity():
     (finding,) = assess(purpose=KeyPurpose.READ_ONLY, now=NOW, error=KeyRejected())
     assert finding.severity == Severity.CRITICAL
-    assert "deleted" in finding.text and "IP" in finding.text and "does not say which" in finding.text
+    assert (
+        "deleted" in finding.text and "IP" in finding.text and "does not say which" in finding.text
+    )
 
 
 def test_unreachable_binance_is_unknown_never_fine():

@@ -23,7 +23,12 @@ def test_manifest_subscribes_to_exactly_the_events_the_code_handles():
 
 
 def test_manifest_asks_for_the_scopes_it_needs_and_no_more():
-    assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "im:write", "users:read"}
+    assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == {
+        "commands",
+        "chat:write",
+        "im:write",
+        "users:read",
+    }
 
 
 def test_manifest_turns_on_interactivity_the_home_tab_and_socket_mode():

@@ -121,7 +121,10 @@ def test_valid_key_is_checked_sealed_stored_and_summarised(stack, client):
     assert stored.label == "trading-bot" and stored.status == KeyStatus.ACTIVE.value
     assert stored.permissions_json["enableSpotAndMarginTrading"] is True
     ring = stack.services.ring
-    assert ring.open_text(stored.secret_sealed, context=stored.secret_context()) == sim_key.secret.strip()
+    assert (
+        ring.open_text(stored.secret_sealed, context=stored.secret_context())
+        == sim_key.secret.strip()
+    )
     (summary,) = stack.slack.wait_for("chat.postEphemeral")
     text = all_text(summary.params)
     assert "trading-bot" in text and "IP whitelist" in text

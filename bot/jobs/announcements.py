@@ -8,7 +8,7 @@ from slack_sdk import WebClient
 from sqlmodel import Session
 
 from bot.blocks.rotation import old_key_alive_message, rotation_complete_message
-from bot.jobs.delivery import to_channel
+from bot.jobs.delivery import SlackDirectory
 from bot.scheduler import ClaimedJob, Handler, JobOutcome
 from bot.services.context import Services
 from storage.models import ApiKey, Rotation
@@ -16,6 +16,7 @@ from storage.models import ApiKey, Rotation
 
 def make_announce_handler(services: Services, client: WebClient) -> Handler:
     settings = services.settings
+    directory = SlackDirectory(client)
 
     def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
         with Session(services.engine) as session:
@@ -36,7 +37,7 @@ def make_announce_handler(services: Services, client: WebClient) -> Handler:
                 since=rotation.started_at,
                 admins=settings.admin_user_ids,
             )
-        to_channel(client, settings, message, fallback_users=[owner, *settings.admin_user_ids])
+        directory.to_channel(settings, message, fallback_users=[owner, *settings.admin_user_ids])
         return JobOutcome()
 
     return handle

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -13,33 +15,54 @@ from bot.config import Settings
 log = logging.getLogger(__name__)
 
 
-def user_is_gone(client: WebClient, user_id: str | None) -> bool:
-    """True when the user left the workspace (deactivated or unknown)."""
-    if not user_id:
-        return True
-    try:
-        user = client.users_info(user=user_id)["user"]
-    except SlackApiError as exc:
-        if exc.response.get("error") in ("user_not_found", "account_inactive"):
+class SlackDirectory:
+    """Who is still in the workspace, and the DM channel of each user: looked up once and
+    remembered for a while, so a tick of a thousand reminders is a thousand posts, not
+    three thousand calls."""
+
+    def __init__(self, client: WebClient, *, ttl_seconds: float = 600.0) -> None:
+        self._client = client
+        self._ttl = ttl_seconds
+        self._gone: dict[str, tuple[float, bool]] = {}
+        self._dm: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def user_is_gone(self, user_id: str | None) -> bool:
+        """True when the user left the workspace (deactivated or unknown)."""
+        if not user_id:
             return True
-        raise
-    return bool(user.get("deleted"))
+        with self._lock:
+            cached = self._gone.get(user_id)
+        if cached and time.monotonic() - cached[0] < self._ttl:
+            return cached[1]
+        try:
+            gone = bool(self._client.users_info(user=user_id)["user"].get("deleted"))
+        except SlackApiError as exc:
+            if exc.response.get("error") not in ("user_not_found", "account_inactive"):
+                raise
+            gone = True
+        with self._lock:
+            self._gone[user_id] = (time.monotonic(), gone)
+        return gone
 
+    def direct_message(self, user_id: str, message: Message) -> None:
+        with self._lock:
+            channel = self._dm.get(user_id)
+        if channel is None:
+            channel = self._client.conversations_open(users=user_id)["channel"]["id"]
+            with self._lock:
+                self._dm[user_id] = channel
+        self._client.chat_postMessage(channel=channel, **message.as_kwargs())
 
-def direct_message(client: WebClient, user_id: str, message: Message) -> None:
-    opened = client.conversations_open(users=user_id)
-    client.chat_postMessage(channel=opened["channel"]["id"], **message.as_kwargs())
-
-
-def to_channel(
-    client: WebClient, settings: Settings, message: Message, *, fallback_users: list[str]
-) -> None:
-    """Post in the alert channel; without one, DM each fallback user (owner, admins)."""
-    if settings.alert_channel:
-        client.chat_postMessage(channel=settings.alert_channel, **message.as_kwargs())
-        return
-    recipients = list(dict.fromkeys(u for u in fallback_users if u))
-    if not recipients:
-        log.warning("no alert channel, owner or admin to tell: %s", message.text[:80])
-    for user_id in recipients:
-        direct_message(client, user_id, message)
+    def to_channel(
+        self, settings: Settings, message: Message, *, fallback_users: list[str | None]
+    ) -> None:
+        """Post in the alert channel; without one, DM each fallback user (owner, admins)."""
+        if settings.alert_channel:
+            self._client.chat_postMessage(channel=settings.alert_channel, **message.as_kwargs())
+            return
+        recipients = list(dict.fromkeys(u for u in fallback_users if u))
+        if not recipients:
+            log.warning("no alert channel, owner or admin to tell: %s", message.text[:80])
+        for user_id in recipients:
+            self.direct_message(user_id, message)

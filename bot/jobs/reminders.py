@@ -8,13 +8,11 @@ from slack_sdk import WebClient
 from sqlmodel import Session
 
 from bot.blocks.rotation import reminder_message
-from bot.jobs.delivery import direct_message, to_channel, user_is_gone
+from bot.jobs.delivery import SlackDirectory
 from bot.scheduler import ClaimedJob, Handler, JobOutcome
 from bot.services.context import Services
 from bot.services.reminder_plan import Audience, cycle_id, due_date, reminder_steps
 from bot.services.rotation import rotation_row
-from storage.audit import record_event
-from storage.db import session_scope
 from storage.models import RETIRED_STATUSES, ApiKey, KeyStatus
 
 # A reminder delivered later than this after its time is marked late.
@@ -24,6 +22,7 @@ LATE_AFTER = timedelta(minutes=30)
 def make_reminder_handler(services: Services, client: WebClient) -> Handler:
     settings = services.settings
     steps = {step.name: step for step in reminder_steps(settings)}
+    directory = SlackDirectory(client)
 
     def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
         with Session(services.engine) as session:
@@ -39,7 +38,7 @@ def make_reminder_handler(services: Services, client: WebClient) -> Handler:
         if any(s.offset > step.offset and due + s.offset <= now for s in steps.values()):
             return JobOutcome()  # superseded: a later step is due and is sent instead
         late = now - (due + step.offset) > LATE_AFTER
-        owner_gone = user_is_gone(client, key.owner_user_id)
+        owner_gone = directory.user_is_gone(key.owner_user_id)
         message = reminder_message(
             row=rotation_row(key, now),
             audience=step.audience,
@@ -49,25 +48,23 @@ def make_reminder_handler(services: Services, client: WebClient) -> Handler:
             owner_gone=owner_gone,
         )
         if step.audience == Audience.OWNER and not owner_gone:
-            direct_message(client, key.owner_user_id, message)
+            directory.direct_message(key.owner_user_id, message)
         elif step.audience == Audience.OWNER:
             for admin in settings.admin_user_ids:
-                direct_message(client, admin, message)
+                directory.direct_message(admin, message)
         else:
             fallback = [] if owner_gone else [key.owner_user_id]
-            to_channel(
-                client, settings, message, fallback_users=fallback + list(settings.admin_user_ids)
+            directory.to_channel(
+                settings, message, fallback_users=fallback + list(settings.admin_user_ids)
             )
-        with session_scope(services.engine) as session:
-            record_event(
-                session,
-                team_id=key.team_id,
-                actor="bot",
-                action="rotation.reminder",
-                target=key.label,
-                target_key_id=key.id,
-                detail={"step": step.name, "late": late, "owner_gone": owner_gone},
-            )
-        return JobOutcome(late=late)
+        audit = {
+            "team_id": key.team_id,
+            "actor": "bot",
+            "action": "rotation.reminder",
+            "target": key.label,
+            "target_key_id": key.id,
+            "detail": {"step": step.name, "late": late, "owner_gone": owner_gone},
+        }
+        return JobOutcome(late=late, audit=(audit,))
 
     return handle

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -40,8 +41,11 @@ class RotationRow:
     snoozed_until: datetime | None
 
     def days_left(self, now: datetime) -> int:
-        """Whole days until due (negative: days overdue)."""
-        return (self.due_at - now).days if self.due_at >= now else -((now - self.due_at).days)
+        """Days until due, rounded up (negative: whole days overdue; 0: due today)."""
+        seconds = (self.due_at - now).total_seconds()
+        if seconds > 0:
+            return math.ceil(seconds / 86400)
+        return -math.floor(-seconds / 86400)
 
 
 def rotation_row(key: ApiKey, now: datetime) -> RotationRow:
