@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     retire = keys.add_parser("retire", help="forget a master key that no row uses")
     retire.add_argument("key_id")
     sub.add_parser("simulator", help="run the local Binance simulator (see --help there)")
+    sub.add_parser("sandbox", help="try every command offline (see --help there)")
     return parser
 
 
@@ -51,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.sandbox.binance_simulator import main as simulator_main
 
         return simulator_main(argv[1:]) or 0
+    if argv[:1] == ["sandbox"]:
+        from bot.sandbox.console import main as sandbox_main
+
+        return sandbox_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()

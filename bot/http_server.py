@@ -70,9 +70,14 @@ def make_server(
             # Request lines only (never bodies: they can hold a modal's secret).
             log.debug("%s %s", self.address_string(), format % args)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    server = _Server((host, port), Handler)
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Slack can send bursts; the default backlog of 5 drops connections under load.
+    request_queue_size = 256
 
 
 def _safe(check: Callable[[], bool]) -> bool:

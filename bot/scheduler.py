@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from storage.audit import record_event
+from storage.audit import record_events
 from storage.db import session_scope
 from storage.models import JobState, ScheduledJob
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(minutes=5)
 # Outcomes are recorded in batches of this many: fewer commits, small duplicate window.
-FINISH_BATCH = 50
+FINISH_BATCH = 250
 
 
 class Clock(Protocol):
@@ -208,34 +208,38 @@ def finish_jobs(
     worker_id: str,
     now: datetime,
 ) -> list[bool]:
-    """Record several outcomes in one transaction (with their follow-ups and audit events).
-
-    A job whose lease this worker lost (another replica took it over) is left alone.
-    """
-    finished = []
+    """Record several outcomes in one transaction (with their follow-ups and audit events),
+    in bulk statements. A job whose lease this worker lost is left alone (False)."""
+    finished: set[str] = set()
+    mine = sa.and_(
+        col(ScheduledJob.claimed_by) == worker_id,
+        col(ScheduledJob.state) == JobState.PENDING.value,
+    )
     with session_scope(engine) as session:
+        for late in (False, True):
+            ids = [j.id for j, o in results if o.retry_at is None and o.late is late]
+            if ids:
+                done = session.exec(
+                    sa.update(ScheduledJob)
+                    .where(col(ScheduledJob.id).in_(ids), mine)
+                    .values(state=JobState.DONE.value, done_at=now, late=late)
+                    .returning(ScheduledJob.id)
+                )
+                finished.update(row[0] for row in done)
         for job, outcome in results:
-            mine = sa.and_(
-                col(ScheduledJob.id) == job.id,
-                col(ScheduledJob.claimed_by) == worker_id,
-                col(ScheduledJob.state) == JobState.PENDING.value,
-            )
-            if outcome.retry_at is not None:
-                values = {
-                    "due_at": outcome.retry_at,
-                    "lease_until": None,
-                    "last_error": outcome.error,
-                }
-            else:
-                values = {"state": JobState.DONE.value, "done_at": now, "late": outcome.late}
-            updated = session.exec(sa.update(ScheduledJob).where(mine).values(**values)).rowcount
-            finished.append(bool(updated))
+            if outcome.retry_at is None:
+                continue
+            updated = session.exec(
+                sa.update(ScheduledJob)
+                .where(col(ScheduledJob.id) == job.id, mine)
+                .values(due_at=outcome.retry_at, lease_until=None, last_error=outcome.error)
+            ).rowcount
             if updated:
-                if outcome.follow_up:
-                    schedule_jobs(session, outcome.follow_up)
-                for event in outcome.audit:
-                    record_event(session, **event)
-    return finished
+                finished.add(job.id)
+        kept = [(j, o) for j, o in results if j.id in finished]
+        schedule_jobs(session, [new for _, o in kept for new in o.follow_up])
+        record_events(session, [event for _, o in kept for event in o.audit])
+    return [job.id in finished for job, _ in results]
 
 
 def default_worker_id() -> str:
@@ -263,7 +267,7 @@ class Scheduler:
         batch_size: int = 200,
         lease: timedelta = DEFAULT_LEASE,
         interval_seconds: float = 15.0,
-        concurrency: int = 8,
+        concurrency: int = 16,
     ) -> None:
         self.engine = engine
         self.handlers = handlers
@@ -286,6 +290,7 @@ class Scheduler:
             kinds=self.handlers.keys(),
         )
         report = TickReport(claimed=len(jobs))
+        self._prefetch(jobs)
         pending: list[tuple[ClaimedJob, JobOutcome]] = []
         futures = [self._pool.submit(self._run, job, now) for job in jobs]
         for future in as_completed(futures):
@@ -295,6 +300,19 @@ class Scheduler:
                 pending = []
         self._finish(pending, now, report)
         return report
+
+    def _prefetch(self, jobs: list[ClaimedJob]) -> None:
+        """Let handlers load what a whole batch needs in one query (``handler.prefetch``)."""
+        by_kind: dict[str, list[ClaimedJob]] = {}
+        for job in jobs:
+            by_kind.setdefault(job.kind, []).append(job)
+        for kind, batch in by_kind.items():
+            prefetch = getattr(self.handlers[kind], "prefetch", None)
+            if prefetch is not None:
+                try:
+                    prefetch(batch)
+                except Exception:
+                    log.exception("prefetch for %s failed; handlers load one by one", kind)
 
     def _run(self, job: ClaimedJob, now: datetime) -> tuple[ClaimedJob, JobOutcome]:
         try:

@@ -82,8 +82,8 @@ def rotation_overview(rows: list[RotationRow], now: datetime) -> Message:
         ContextBlock(
             elements=[
                 MarkdownTextObject(
-                    text="Change a period with `/apikey rotate <label> every 90d`; rotate with "
-                    "`/apikey rotate <label>`."
+                    text="Change a period with `/apikey rotate &lt;label&gt; every 90d`; rotate with "
+                    "`/apikey rotate &lt;label&gt;`."
                 )
             ]
         )

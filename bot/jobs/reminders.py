@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from slack_sdk import WebClient
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bot.blocks.rotation import reminder_message
 from bot.jobs.delivery import SlackDirectory
@@ -20,13 +20,36 @@ LATE_AFTER = timedelta(minutes=30)
 
 
 def make_reminder_handler(services: Services, client: WebClient) -> Handler:
-    settings = services.settings
-    steps = {step.name: step for step in reminder_steps(settings)}
-    directory = SlackDirectory(client)
+    return ReminderHandler(services, client)
 
-    def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
-        with Session(services.engine) as session:
-            key = session.get(ApiKey, job.key_id)
+
+class ReminderHandler:
+    """Sends one reminder step; ``prefetch`` loads a tick's keys in one query."""
+
+    def __init__(self, services: Services, client: WebClient) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.steps = {step.name: step for step in reminder_steps(self.settings)}
+        self.directory = SlackDirectory(client)
+        self._keys: dict[str, ApiKey] = {}
+
+    def prefetch(self, jobs: list[ClaimedJob]) -> None:
+        ids = [j.key_id for j in jobs if j.key_id]
+        with Session(self.services.engine, expire_on_commit=False) as session:
+            keys = session.exec(select(ApiKey).where(col(ApiKey.id).in_(ids))).all()
+            session.expunge_all()
+        self._keys = {key.id: key for key in keys}
+
+    def _key(self, key_id: str | None) -> ApiKey | None:
+        key = self._keys.pop(key_id, None) if key_id else None
+        if key is not None or key_id is None:
+            return key
+        with Session(self.services.engine) as session:
+            return session.get(ApiKey, key_id)
+
+    def __call__(self, job: ClaimedJob, now: datetime) -> JobOutcome:
+        settings, steps, directory = self.settings, self.steps, self.directory
+        key = self._key(job.key_id)
         if key is None or key.status in RETIRED_STATUSES or key.status == KeyStatus.ROTATING:
             return JobOutcome()  # nothing to remind about any more
         step = steps.get(job.payload.get("step"))
@@ -66,5 +89,3 @@ def make_reminder_handler(services: Services, client: WebClient) -> Handler:
             "detail": {"step": step.name, "late": late, "owner_gone": owner_gone},
         }
         return JobOutcome(late=late, audit=(audit,))
-
-    return handle

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 
 from bot.blocks.register import checking_view, registration_failed_view
@@ -34,13 +35,21 @@ def answer_submission(
     success_view: Callable[[T], View],
     after: Callable[[T], None],
     default_field: str,
+    on_late_failure: Callable[[str], None] | None = None,
 ) -> None:
     future = services.background.submit(work)
     try:
         result = future.result(timeout=INLINE_SECONDS)
     except FutureTimeout:
         ack(response_action="update", view=checking_view())
-        _finish_slowly(future, client, view_id=view_id, success_view=success_view, after=after)
+        _finish_slowly(
+            future,
+            client,
+            view_id=view_id,
+            success_view=success_view,
+            after=after,
+            on_late_failure=on_late_failure,
+        )
         return
     except DomainError as exc:
         ack(response_action="errors", errors={exc.field or default_field: exc.user_message})
@@ -54,16 +63,33 @@ def answer_submission(
     after(result)
 
 
-def _finish_slowly(future, client, *, view_id: str, success_view, after) -> None:
+def _finish_slowly(future, client, *, view_id, success_view, after, on_late_failure) -> None:
     try:
         result = future.result()
     except DomainError as exc:
-        client.views_update(view_id=view_id, view=registration_failed_view(exc.user_message))
+        _show(
+            client,
+            view_id,
+            registration_failed_view(exc.user_message),
+            on_late_failure,
+            exc.user_message,
+        )
         return
     except Exception:
         ref, text = unexpected_error_text()
         log.exception("modal work failed (reference %s)", ref)
-        client.views_update(view_id=view_id, view=registration_failed_view(text))
+        _show(client, view_id, registration_failed_view(text), on_late_failure, text)
         return
-    client.views_update(view_id=view_id, view=success_view(result))
+    _show(client, view_id, success_view(result), None, None)
     after(result)
+
+
+def _show(client, view_id: str, view: View, on_failure, failure_text: str | None) -> None:
+    """Update the modal; if the person closed it meanwhile, tell them another way."""
+    try:
+        client.views_update(view_id=view_id, view=view)
+        return
+    except SlackApiError as exc:
+        log.info("modal %s could not be updated (%s)", view_id, exc.response.get("error"))
+    if on_failure is not None and failure_text is not None:
+        on_failure(failure_text)

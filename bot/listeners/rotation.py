@@ -6,6 +6,7 @@ import json
 
 from sqlmodel import Session
 
+from bot.blocks.notices import error_message
 from bot.blocks.rotation import (
     rotation_started_message,
     rotation_started_view,
@@ -85,6 +86,9 @@ def handle_rotate_submission(ack, body: dict, view: dict, client, services: Serv
             message=rotation_started_message(started),
         ),
         default_field=Block.API_KEY,
+        on_late_failure=lambda text: send_private(
+            client, channel=channel, user_id=form.actor, message=error_message(text)
+        ),
     )
 
 

@@ -7,6 +7,7 @@ import logging
 
 from sqlmodel import Session
 
+from bot.blocks.notices import error_message
 from bot.blocks.register import (
     registered_view,
     registration_summary,
@@ -93,6 +94,9 @@ def handle_register_submission(ack, body: dict, view: dict, client, services: Se
         success_view=registered_view,
         after=lambda key: _summarise(client, services, key, user_id=form.actor, channel=channel),
         default_field=Block.API_KEY,
+        on_late_failure=lambda text: send_private(
+            client, channel=channel, user_id=form.actor, message=error_message(text)
+        ),
     )
 
 
