@@ -115,6 +115,16 @@ class RotationOverview:
 
 
 @dataclass(frozen=True)
+class Compromised:
+    label: str
+
+
+@dataclass(frozen=True)
+class ListIncidents:
+    pass
+
+
+@dataclass(frozen=True)
 class SecretInText:
     kind: SecretKind
 
@@ -128,6 +138,8 @@ Command = (
     | Rotate
     | SetRotationPolicy
     | RotationOverview
+    | Compromised
+    | ListIncidents
     | SecretInText
 )
 
@@ -161,6 +173,12 @@ def parse_command(text: str) -> Command:
         return Remove(rest)
     if verb == "rotate":
         return _rotate(rest)
+    if verb in {"compromised", "leaked"}:
+        if not rest:
+            return Help("Which key? Try `/apikey compromised <label>`.")
+        return Compromised(rest)
+    if verb == "incidents":
+        return ListIncidents() if not rest else Help("`/apikey incidents` takes no arguments.")
     if verb == "rotation":
         return RotationOverview() if not rest else Help("`/apikey rotation` takes no arguments.")
     return Help(f"I don't know the subcommand “{_shorten(verb)}”.")

@@ -15,6 +15,7 @@ class Callback(StrEnum):
 
     REGISTER = "apikey_register"
     ROTATE = "apikey_rotate"
+    INCIDENT_CLOSE = "apikey_incident_close"
 
 
 class Action(StrEnum):
@@ -26,6 +27,10 @@ class Action(StrEnum):
     REGISTER_OPEN = "apikey_register_open"
     ROTATE_NOW = "apikey_rotate_now"
     SNOOZE = "apikey_snooze"
+    INCIDENT_RAISE = "apikey_incident_raise"
+    INCIDENT_TICK = "apikey_incident_tick"
+    INCIDENT_CLOSE = "apikey_incident_close"
+    CLOSE_NOTE = "close_note"
     # input of the rotate modal (with API_KEY, SECRET and KEY_TYPE below)
     ROTATE_CONFIRM = "rotate_confirm"
     # inputs of the register modal
@@ -49,6 +54,7 @@ class Block(StrEnum):
     API_KEY = "register_api_key"
     SECRET = "register_secret"  # noqa: S105 - a block id, not a secret
     ROTATE_CONFIRM = "rotate_confirm"
+    CLOSE_NOTE = "incident_close_note"
 
 
 # Events the app subscribes to (kept in step with manifest.yml by a test).

@@ -249,3 +249,59 @@ class Rotation(SQLModel, table=True):
 
     def api_key_context(self) -> str:
         return f"rotation:{self.id}:api_key"
+
+
+class IncidentState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Incident(SQLModel, table=True):
+    """A compromised key and the emergency checklist run for it in Slack."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        sa.Index(
+            "uq_incidents_open_key",
+            "key_id",
+            unique=True,
+            sqlite_where=sa.text("state = 'open'"),
+            postgresql_where=sa.text("state = 'open'"),
+        ),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    team_id: str = Field(index=True, max_length=32)
+    key_id: str = Field(foreign_key="api_keys.id", index=True, max_length=32)
+    label: str = Field(max_length=80)
+    account_alias: str = Field(max_length=80)
+    state: str = Field(default=IncidentState.OPEN.value, index=True, max_length=16)
+    raised_by: str = Field(max_length=32)
+    raised_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    raised_in: str | None = Field(default=None, max_length=32)
+    activity_since: datetime = Field(sa_column=_utc_column(nullable=False))
+    key_dead_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    last_probe_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    last_probe_result: str | None = Field(default=None, max_length=200)
+    # Where the live checklist is posted: [{"channel": ..., "ts": ...}]
+    messages: list = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    # The account's other keys at raise time: [{"label", "tier", "status"}]
+    other_keys: list = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    # The read-only activity review: {"source", "rows": [...], "error"}
+    activity: dict | None = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
+    closed_by: str | None = Field(default=None, max_length=32)
+    closed_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    close_note: str | None = Field(default=None, max_length=2000)
+
+
+class IncidentStep(SQLModel, table=True):
+    """One ticked step of an incident's checklist (a row per step: concurrent ticks of
+    different steps never overwrite each other)."""
+
+    __tablename__ = "incident_steps"
+
+    incident_id: str = Field(foreign_key="incidents.id", primary_key=True, max_length=32)
+    step: int = Field(primary_key=True)
+    ticked_by: str = Field(max_length=32)
+    ticked_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    automatic: bool = Field(default=False)

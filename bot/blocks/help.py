@@ -30,6 +30,12 @@ _SUBCOMMANDS = (
         "rotate trading-bot every 90d",
     ),
     ("rotation", "when each key is due for rotation", "rotation"),
+    (
+        "compromised <label>",
+        "a key leaked: mark it compromised and run the emergency checklist in the channel",
+        "compromised trading-bot",
+    ),
+    ("incidents", "open and recent incidents with their progress", "incidents"),
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerBlock
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject, DividerBlock
 
 from bot.blocks.message import Message, context, fit_lines, section
 from bot.blocks.text import (
@@ -135,6 +135,21 @@ def _key_blocks(
     )
     if not sections:  # cannot happen with MAX_PAGE_SIZE keys a page; never drop a key anyway
         sections = [section(main)]
+    if key.status not in ("compromised", "revoked"):
+        # Every report offers the emergency playbook for each key (no extra block).
+        sections[0].accessory = ButtonElement(
+            text="Compromised?",
+            action_id=Action.INCIDENT_RAISE,
+            value=key.key_id,
+            style="danger",
+            confirm=ConfirmObject(
+                title="Report a compromised key?",
+                text="The key is marked compromised at once and the emergency checklist is "
+                "posted in the team channel.",
+                confirm="Yes, it leaked",
+                deny="Cancel",
+            ),
+        )
     blocks: list[Block] = [DividerBlock(), *sections]
     used = sum(len(b.text.text) for b in sections)
     hidden = max(0, len(key.findings) - max(0, shown - 1))

@@ -5,9 +5,15 @@ from __future__ import annotations
 from slack_sdk import WebClient
 
 from bot.jobs.announcements import make_announce_handler
+from bot.jobs.incidents import (
+    make_activity_handler,
+    make_incident_probe_handler,
+    make_refresh_handler,
+)
 from bot.jobs.probes import make_probe_handler
 from bot.jobs.reminders import make_reminder_handler
 from bot.scheduler import Handler, Scheduler
+from bot.services import incidents
 from bot.services.context import Services
 from bot.services.reminder_plan import PROBE_JOB, REMINDER_JOB
 from bot.services.rotate import ANNOUNCE_JOB
@@ -18,6 +24,9 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         REMINDER_JOB: make_reminder_handler(services, client),
         PROBE_JOB: make_probe_handler(services),
         ANNOUNCE_JOB: make_announce_handler(services, client),
+        incidents.PROBE_JOB: make_incident_probe_handler(services),
+        incidents.ACTIVITY_JOB: make_activity_handler(services, client),
+        incidents.REFRESH_JOB: make_refresh_handler(services, client),
     }
 
 

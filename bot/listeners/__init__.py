@@ -5,13 +5,14 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.ids import COMMAND, Action, Callback
-from bot.listeners import actions, commands, errors, home, rotation, views
+from bot.listeners import actions, commands, errors, home, incidents, rotation, views
 
 COMMAND_LISTENERS = {COMMAND: commands.handle_apikey}
 EVENT_LISTENERS = {"app_home_opened": home.handle_app_home_opened}
 VIEW_LISTENERS = {
     Callback.REGISTER: views.handle_register_submission,
     Callback.ROTATE: rotation.handle_rotate_submission,
+    Callback.INCIDENT_CLOSE: incidents.handle_close_submission,
 }
 ACTION_LISTENERS = {
     Action.STATUS_PAGE: actions.handle_status_page,
@@ -20,6 +21,9 @@ ACTION_LISTENERS = {
     Action.REGISTER_OPEN: actions.handle_register_open,
     Action.ROTATE_NOW: rotation.handle_rotate_now,
     Action.SNOOZE: rotation.handle_snooze,
+    Action.INCIDENT_RAISE: incidents.handle_raise_button,
+    Action.INCIDENT_TICK: incidents.handle_tick,
+    Action.INCIDENT_CLOSE: incidents.handle_close_button,
 }
 
 

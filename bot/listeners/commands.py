@@ -15,7 +15,9 @@ from bot.blocks.remove import remove_confirmation
 from bot.blocks.rotation import policy_set_message, rotate_modal, rotation_overview
 from bot.blocks.status_report import status_page
 from bot.commands import (
+    Compromised,
     Help,
+    ListIncidents,
     ListKeys,
     Register,
     Remove,
@@ -27,6 +29,7 @@ from bot.commands import (
     parse_command,
 )
 from bot.listeners.background import in_background
+from bot.listeners.incidents import incidents_overview, raise_and_announce
 from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.keys import account_aliases, find_live_key, list_keys, summarise
@@ -76,6 +79,22 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
                 ack(**error_message(exc.user_message).as_kwargs())
                 return
             ack(**remove_confirmation(summary).as_kwargs())
+        case Compromised(label=label):
+            ack()
+            try:
+                raise_and_announce(
+                    services,
+                    client,
+                    respond,
+                    team_id=team_id,
+                    actor=user_id,
+                    channel=command.get("channel_id"),
+                    label=label,
+                )
+            except DomainError as exc:
+                respond(**error_message(exc.user_message).as_kwargs())
+        case ListIncidents():
+            ack(**incidents_overview(services, team_id).as_kwargs())
         case RotationOverview():
             with Session(services.engine) as session:
                 rows = overview_rows(session, team_id, services.clock())

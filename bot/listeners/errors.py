@@ -26,7 +26,12 @@ def handle_error(error: Exception, body: dict, respond, logger) -> BoltResponse 
         )
     if body.get("response_url") or body.get("type") == "block_actions":
         try:
-            respond(**error_message(text).as_kwargs())
+            # Ephemeral and next to the original: never replace a shared checklist or report.
+            respond(
+                **error_message(text).as_kwargs(),
+                response_type="ephemeral",
+                replace_original=False,
+            )
         except Exception:
             log.warning("could not deliver an error message to the user")
     return None

@@ -39,6 +39,7 @@ class KeyReport:
     checked: bool  # Binance answered
     permissions: dict | None  # KeyPermissions.to_dict() when checked
     findings: list[Finding]
+    status: str = "active"
 
     @property
     def severity(self) -> Severity:
@@ -63,6 +64,7 @@ class KeyReport:
             "checked": self.checked,
             "permissions": self.permissions,
             "findings": [f.to_dict() for f in self.findings],
+            "status": self.status,
         }
 
     @classmethod
@@ -79,6 +81,7 @@ class KeyReport:
             checked=data["checked"],
             permissions=data["permissions"],
             findings=[Finding.from_dict(f) for f in data["findings"]],
+            status=data.get("status", "active"),
         )
 
 
@@ -224,6 +227,7 @@ def _report(key: ApiKey, alias: str, permissions: dict | None, findings: list) -
         checked=permissions is not None,
         permissions=permissions,
         findings=findings,
+        status=key.status,
     )
 
 

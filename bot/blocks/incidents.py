@@ -1,0 +1,260 @@
+"""Emergency playbook screens: the live checklist, the activity table, the summary (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    ConfirmObject,
+    DividerBlock,
+    HeaderBlock,
+    InputBlock,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from bot.blocks.message import Message, context, section
+from bot.blocks.text import escape, mention, minute, truncate
+from bot.ids import Action, Block, Callback
+from bot.services.incidents import (
+    BINANCE_API_MANAGEMENT,
+    ClosedIncident,
+    IncidentView,
+)
+from storage.models import Incident, IncidentState
+
+MAX_ACTIVITY_ROWS = 40
+
+
+def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: datetime) -> Message:
+    incident = view.incident
+    closed = incident.state == IncidentState.CLOSED
+    label = escape(incident.label)
+    people = " ".join(dict.fromkeys([mention(view.owner_user_id)] + [mention(a) for a in admins]))
+    blocks = [
+        HeaderBlock(text=truncate(f"🚨 Compromised key: {incident.label}", 150)),
+        section(
+            f"Raised by {mention(incident.raised_by)} at {minute(incident.raised_at)} for *{label}* "
+            f"(account *{escape(incident.account_alias)}*). The key is marked compromised.\n"
+            f"Owner and admins: {people}"
+        ),
+        section(_verification(incident)),
+    ]
+    if incident.other_keys:
+        lines = [
+            f"• *{escape(k['label'])}* · {k['tier'] or 'tier unknown'} · {k['status']}"
+            for k in incident.other_keys[:15]
+        ]
+        more = len(incident.other_keys) - 15
+        if more > 0:
+            lines.append(f"…and {more} more")
+        blocks.append(
+            section(
+                "Other registered keys of this account (delete them too if the account may be "
+                "breached):\n" + "\n".join(lines)
+            )
+        )
+    blocks.append(DividerBlock())
+    for step in view.steps:
+        number, title = step.step.number, step.step.title
+        if step.ticked_by:
+            who = "the bot: Binance rejects the key" if step.automatic else mention(step.ticked_by)
+            text = f"✅ *{number}. {title}*\n_done by {who} at {minute(step.ticked_at)}_"
+            blocks.append(section(text))
+            continue
+        detail = step.step.detail
+        if number == 1:
+            detail += f" <{BINANCE_API_MANAGEMENT}|Open Binance API Management>"
+        text = f"⬜ *{number}. {title}*\n{detail}"
+        if closed:
+            blocks.append(section(text))
+        else:
+            blocks.append(
+                SectionBlock(
+                    text=text,
+                    accessory=ButtonElement(
+                        text="Mark done",
+                        action_id=Action.INCIDENT_TICK,
+                        value=f"{incident.id}:{number}",
+                    ),
+                )
+            )
+    blocks.append(DividerBlock())
+    if closed:
+        blocks.append(
+            context(
+                f"Closed by {mention(incident.closed_by)} at {minute(incident.closed_at)}: "
+                f"{escape(truncate(incident.close_note or '', 1500))}"
+            )
+        )
+    else:
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    ButtonElement(
+                        text="Close incident",
+                        action_id=Action.INCIDENT_CLOSE,
+                        value=incident.id,
+                        confirm=ConfirmObject(
+                            title="Close the incident?",
+                            text="Every step must be done. You will be asked for a short note.",
+                            confirm="Continue",
+                            deny="Not yet",
+                        ),
+                    )
+                ]
+            )
+        )
+        blocks.append(
+            context(f"{view.done} of {len(view.steps)} steps done · updated {minute(now)}")
+        )
+    text = f"Compromised key: {incident.label} ({view.done}/{len(view.steps)} steps done)"
+    return Message(text=text, blocks=blocks)
+
+
+def _verification(incident: Incident) -> str:
+    if incident.key_dead_at is not None:
+        return (
+            f"✅ *Verified:* Binance rejects the key since {minute(incident.key_dead_at)}. "
+            "Its stored secret was destroyed."
+        )
+    if incident.last_probe_result == "alive":
+        return (
+            f"⚠️ *Binance still accepts this key* (checked {minute(incident.last_probe_at)}). "
+            "Delete it in Binance now; the bot keeps checking."
+        )
+    return "🔎 Checking with Binance whether the key still works…"
+
+
+def premature_tick_warning(label: str) -> Message:
+    text = (
+        f"⚠️ Binance still accepts “{escape(label)}”: it has not been deleted yet (or not in "
+        "this account). The step is marked as you asked, but please delete the key in Binance "
+        "API Management; the bot will confirm when Binance rejects it."
+    )
+    return Message(text=text, blocks=[section(text)])
+
+
+def already_open_message(incident_id: str, label: str, link: str | None) -> Message:
+    where = f" <{link}|Open the checklist>" if link else ""
+    text = f"An incident for “{escape(label)}” is already open: follow its checklist.{where}"
+    return Message(text=text, blocks=[section(text)])
+
+
+def raised_message(label: str) -> Message:
+    text = (
+        f"🚨 “{escape(label)}” is marked compromised. The emergency checklist is posted in the "
+        "channel: delete the key in Binance API Management first."
+    )
+    return Message(text=text, blocks=[section(text)])
+
+
+def activity_message(incident: Incident) -> Message:
+    activity = incident.activity or {}
+    since = activity.get("since", "")[:16].replace("T", " ")
+    if activity.get("error"):
+        text = (
+            f"Step 3: the bot could not read the account's withdrawals and deposits since "
+            f"{since} UTC: {escape(activity['error'])}. Review them in Binance yourself."
+        )
+        return Message(text=text, blocks=[section(text)])
+    rows = activity.get("rows", [])
+    flagged = sum(1 for r in rows if r["new_address"])
+    head = (
+        f"Step 3: withdrawals and deposits of *{escape(incident.account_alias)}* since {since} UTC "
+        f"(read through “{escape(activity.get('source') or '?')}”): {len(rows)} rows"
+        + (f", *{flagged} withdrawal(s) to addresses never used before* 🚩" if flagged else "")
+    )
+    if not rows:
+        return Message(text=head, blocks=[section(head + "\nNothing moved in that period.")])
+    table = [
+        "kind        amount            coin   address                                  time              status"
+    ]
+    for r in rows[:MAX_ACTIVITY_ROWS]:
+        flag = " 🚩 new" if r["new_address"] else ""
+        when = (r["time"] or "")[:16].replace("T", " ")
+        table.append(
+            f"{r['kind'][:10]:<11} {r['amount'][:17]:>17} {r['coin'][:6]:<6} "
+            f"{r['address'][:40]:<40} {when:<17} {r['status']}{flag}"
+        )
+    if len(rows) > MAX_ACTIVITY_ROWS:
+        table.append(f"…and {len(rows) - MAX_ACTIVITY_ROWS} more")
+    body = "```" + escape(truncate("\n".join(table), 2800)) + "```"
+    return Message(text=head.replace("*", ""), blocks=[section(head), section(body)])
+
+
+def close_modal(incident_id: str, label: str) -> View:
+    return View(
+        type="modal",
+        callback_id=Callback.INCIDENT_CLOSE,
+        private_metadata=incident_id,
+        title=PlainTextObject(text="Close the incident"),
+        submit=PlainTextObject(text="Close"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=[
+            section(f"Closing the incident for *{escape(label)}*."),
+            InputBlock(
+                block_id=Block.CLOSE_NOTE,
+                label="What happened and what was done",
+                element=PlainTextInputElement(
+                    action_id=Action.CLOSE_NOTE, multiline=True, max_length=2000
+                ),
+            ),
+        ],
+    )
+
+
+def closed_summary(closed: ClosedIncident) -> Message:
+    incident = closed.view.incident
+    lines = [f"• {minute(at)} — {what}" for at, what in closed.timeline]
+    revoke = "not verified"
+    if closed.time_to_revoke is not None:
+        minutes = int(closed.time_to_revoke.total_seconds() // 60)
+        revoke = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+    questions = "\n".join(f"• {q}" for q in closed.open_questions) or "• none"
+    text = (
+        "*Timeline*\n" + "\n".join(lines) + f"\n\n*Time to revoke:* {revoke}\n"
+        f"*Open questions*\n{questions}\n\n*Note:* {escape(truncate(incident.close_note or '', 1500))}"
+    )
+    return Message(
+        text=f"Incident closed: {incident.label}",
+        blocks=[
+            HeaderBlock(text=truncate(f"✅ Incident closed: {incident.label}", 150)),
+            section(truncate(text, 2900)),
+        ],
+    )
+
+
+def incidents_list(incidents: list[Incident], done: dict[str, int], total_steps: int) -> Message:
+    if not incidents:
+        text = "No incidents in the last 30 days. 🎉"
+        return Message(text=text, blocks=[section(text)])
+    lines = []
+    for incident in incidents:
+        state = "🔴 open" if incident.state == IncidentState.OPEN else "✅ closed"
+        verified = (
+            " · key verified dead" if incident.key_dead_at else " · key not yet verified dead"
+        )
+        lines.append(
+            f"{state} · *{escape(incident.label)}* · raised {minute(incident.raised_at)} by "
+            f"{mention(incident.raised_by)} · {done.get(incident.id, 0)}/{total_steps} steps"
+            f"{verified}"
+        )
+    blocks = [HeaderBlock(text="Incidents"), *(section(chunk) for chunk in _chunks(lines))]
+    return Message(text=f"{len(incidents)} incidents", blocks=blocks[:50])
+
+
+def _chunks(lines: list[str], limit: int = 2900) -> list[str]:
+    chunks, current = [], ""
+    for line in lines:
+        if current and len(current) + len(line) + 1 > limit:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    if current:
+        chunks.append(current)
+    return chunks

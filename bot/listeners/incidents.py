@@ -1,0 +1,217 @@
+"""The emergency playbook in Slack: raise, tick, close, list."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.errors import SlackApiError
+from sqlmodel import Session
+
+from bot.blocks.incidents import (
+    already_open_message,
+    close_modal,
+    closed_summary,
+    incident_message,
+    incidents_list,
+    premature_tick_warning,
+    raised_message,
+)
+from bot.blocks.notices import error_message
+from bot.ids import Block
+from bot.services.context import Services
+from bot.services.errors import DomainError
+from bot.services.incidents import (
+    KEY_DELETED_STEP,
+    STEPS,
+    close_incident,
+    key_still_accepted,
+    list_incidents,
+    load_incident,
+    raise_incident,
+    remember_message,
+    steps_done,
+    tick_step,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _team_id(body: dict) -> str:
+    return (body.get("team") or {}).get("id") or body["user"].get("team_id")
+
+
+def raise_and_announce(
+    services: Services,
+    client,
+    respond,
+    *,
+    team_id: str,
+    actor: str,
+    channel: str | None,
+    label: str | None = None,
+    key_id: str | None = None,
+) -> None:
+    """Open (or find) the incident, then post its live checklist where people will see it."""
+    raised = raise_incident(
+        engine=services.engine,
+        team_id=team_id,
+        label=label,
+        key_id=key_id,
+        actor=actor,
+        channel=channel,
+        now=services.clock(),
+    )
+    view = load_incident(services.engine, raised.incident_id)
+    if not raised.created:
+        respond(
+            **already_open_message(
+                raised.incident_id, view.incident.label, _permalink(client, view)
+            ).as_kwargs()
+        )
+        return
+    message = incident_message(view, admins=services.settings.admin_user_ids, now=services.clock())
+    targets = [c for c in dict.fromkeys([services.settings.alert_channel, channel]) if c]
+    posted = False
+    for target in targets:
+        try:
+            reply = client.chat_postMessage(channel=target, **message.as_kwargs())
+        except SlackApiError as exc:
+            log.info("could not post the checklist in %s (%s)", target, exc.response.get("error"))
+            continue
+        remember_message(
+            services.engine, raised.incident_id, channel=reply["channel"], ts=reply["ts"]
+        )
+        posted = True
+    if not posted:  # the bot is in no channel: post where the command was typed
+        respond(**message.as_kwargs(), response_type="in_channel")
+    else:
+        respond(**raised_message(view.incident.label).as_kwargs())
+
+
+def _permalink(client, view) -> str | None:
+    if not view.incident.messages:
+        return None
+    first = view.incident.messages[0]
+    try:
+        return client.chat_getPermalink(channel=first["channel"], message_ts=first["ts"])[
+            "permalink"
+        ]
+    except SlackApiError:
+        return None
+
+
+def refresh_messages(services: Services, client, incident_id: str) -> None:
+    """Re-render the checklist everywhere it was posted."""
+    view = load_incident(services.engine, incident_id)
+    message = incident_message(view, admins=services.settings.admin_user_ids, now=services.clock())
+    for ref in view.incident.messages:
+        try:
+            client.chat_update(channel=ref["channel"], ts=ref["ts"], **message.as_kwargs())
+        except SlackApiError as exc:
+            log.info(
+                "could not update the checklist in %s (%s)",
+                ref["channel"],
+                exc.response.get("error"),
+            )
+
+
+def handle_raise_button(ack, body: dict, client, respond, services: Services) -> None:
+    ack()
+    raise_and_announce(
+        services,
+        client,
+        respond,
+        team_id=_team_id(body),
+        actor=body["user"]["id"],
+        channel=(body.get("channel") or {}).get("id"),
+        key_id=body["actions"][0]["value"],
+    )
+
+
+def handle_tick(ack, body: dict, client, respond, services: Services) -> None:
+    ack()
+    incident_id, _, step = body["actions"][0]["value"].partition(":")
+    if not step.isdigit():
+        raise DomainError("That button is out of date.")
+    result = tick_step(
+        engine=services.engine,
+        team_id=_team_id(body),
+        incident_id=incident_id,
+        step=int(step),
+        actor=body["user"]["id"],
+        now=services.clock(),
+    )
+    if int(step) == KEY_DELETED_STEP and result.view.incident.key_dead_at is None:
+        still = key_still_accepted(
+            engine=services.engine,
+            ring=services.ring,
+            gateway=services.gateway,
+            incident_id=incident_id,
+        )
+        if still:
+            respond(
+                **premature_tick_warning(result.view.incident.label).as_kwargs(),
+                response_type="ephemeral",
+                replace_original=False,
+            )
+    if result.changed:
+        refresh_messages(services, client, incident_id)
+
+
+def handle_close_button(ack, body: dict, client, services: Services) -> None:
+    ack()
+    incident_id = body["actions"][0]["value"]
+    view = load_incident(services.engine, incident_id, team_id=_team_id(body))
+    if view.incident.state != "open":
+        raise DomainError("This incident is already closed; nothing was changed.")
+    client.views_open(
+        trigger_id=body["trigger_id"], view=close_modal(incident_id, view.incident.label)
+    )
+
+
+def handle_close_submission(ack, body: dict, view: dict, client, services: Services) -> None:
+    incident_id = view.get("private_metadata") or ""
+    values = view["state"]["values"]
+    note = ((values.get(Block.CLOSE_NOTE) or {}).get("close_note") or {}).get("value") or ""
+    try:
+        closed = close_incident(
+            engine=services.engine,
+            team_id=_team_id(body),
+            incident_id=incident_id,
+            actor=body["user"]["id"],
+            note=note,
+            now=services.clock(),
+        )
+    except DomainError as exc:
+        ack(response_action="errors", errors={Block.CLOSE_NOTE: exc.user_message})
+        return
+    ack()
+    refresh_messages(services, client, incident_id)
+    summary = closed_summary(closed)
+    for ref in closed.view.incident.messages:
+        try:
+            client.chat_postMessage(
+                channel=ref["channel"],
+                thread_ts=ref["ts"],
+                reply_broadcast=True,
+                **summary.as_kwargs(),
+            )
+        except SlackApiError as exc:
+            log.info(
+                "could not post the summary in %s (%s)", ref["channel"], exc.response.get("error")
+            )
+
+
+def incidents_overview(services: Services, team_id: str):
+    with Session(services.engine) as session:
+        incidents = list_incidents(session, team_id, services.clock())
+        done = steps_done(session, [i.id for i in incidents])
+    return incidents_list(incidents, done, len(STEPS))
+
+
+def polite(respond, exc: DomainError) -> None:
+    respond(
+        **error_message(exc.user_message).as_kwargs(),
+        response_type="ephemeral",
+        replace_original=False,
+    )
