@@ -7,6 +7,8 @@ import time
 
 from bot.ids import Action, Block, Callback
 from bot.sandbox.stack import LocalStack
+from bot.services.keys import RegistrationForm, register_key
+from storage.models import KeyPurpose, KeyType, utcnow
 from tests.slack_requests import SIGNING_SECRET, BotClient, view_submission
 
 TEAM = "T0TEST"
@@ -82,3 +84,39 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
 def all_text(payload) -> str:
     """Every string in a Slack payload, joined (to search rendered messages)."""
     return json.dumps(payload, ensure_ascii=False)
+
+
+def register_directly(
+    stack: LocalStack,
+    label: str,
+    *,
+    owner: str = ALICE,
+    now=None,
+    permissions: dict | None = None,
+    key_type: str = "HMAC",
+    account: str = "main",
+    purpose: KeyPurpose = KeyPurpose.TRADING,
+):
+    """Register a new simulator key through the service (Binance is asked, as in the modal)."""
+    sim_key = stack.simulator.add_key(
+        account=account, key_type=key_type, permissions=permissions, ip_restrict=True
+    )
+    registered = register_key(
+        engine=stack.services.engine,
+        ring=stack.services.ring,
+        gateway=stack.services.gateway,
+        settings=stack.services.settings,
+        form=RegistrationForm(
+            team_id=TEAM,
+            actor=owner,
+            label=label,
+            account_alias=account,
+            owner_user_id=owner,
+            purpose=purpose,
+            key_type=KeyType(key_type),
+            api_key=sim_key.api_key,
+            secret=sim_key.secret,
+        ),
+        now=now or utcnow(),
+    )
+    return registered, sim_key

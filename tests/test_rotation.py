@@ -13,9 +13,8 @@ from sqlmodel import Session, select
 from bot.ids import Action, Block, Callback
 from bot.sandbox.stack import start_local_stack
 from bot.scheduler import FixedClock
-from bot.services.keys import RegistrationForm, register_key
-from storage.models import ApiKey, KeyPurpose, KeyStatus, KeyType, Rotation, ScheduledJob, utcnow
-from tests.e2e import ALICE, BOB, all_text, bot_client
+from storage.models import ApiKey, KeyStatus, Rotation, ScheduledJob, utcnow
+from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
 from tests.slack_requests import SIGNING_SECRET, block_action, slash_command, view_submission
 
 ADMIN = "U0ADMIN"
@@ -42,26 +41,9 @@ def client(stack):
 
 
 def _register(stack, label="bot", *, owner=ALICE, now=None, permissions=None, key_type="HMAC"):
-    sim_key = stack.simulator.add_key(key_type=key_type, permissions=permissions, ip_restrict=True)
-    registered = register_key(
-        engine=stack.services.engine,
-        ring=stack.services.ring,
-        gateway=stack.services.gateway,
-        settings=stack.services.settings,
-        form=RegistrationForm(
-            team_id="T0TEST",
-            actor=owner,
-            label=label,
-            account_alias="main",
-            owner_user_id=owner,
-            purpose=KeyPurpose.TRADING,
-            key_type=KeyType(key_type),
-            api_key=sim_key.api_key,
-            secret=sim_key.secret,
-        ),
-        now=now or utcnow(),
+    return register_directly(
+        stack, label, owner=owner, now=now, permissions=permissions, key_type=key_type
     )
-    return registered, sim_key
 
 
 def _posts(stack) -> list:

@@ -178,12 +178,15 @@ def activity_message(incident: Incident) -> Message:
         flag = " 🚩 new" if r["new_address"] else ""
         when = (r["time"] or "")[:16].replace("T", " ")
         table.append(
-            f"{r['kind'][:10]:<11} {r['amount'][:17]:>17} {r['coin'][:6]:<6} "
-            f"{r['address'][:40]:<40} {when:<17} {r['status']}{flag}"
+            escape(
+                f"{r['kind'][:10]:<11} {r['amount'][:17]:>17} {r['coin'][:6]:<6} "
+                f"{r['address'][:40]:<40} {when:<17} {r['status']}"
+            )
+            + flag
         )
     if len(rows) > MAX_ACTIVITY_ROWS:
         table.append(f"…and {len(rows) - MAX_ACTIVITY_ROWS} more")
-    body = "```" + escape(truncate("\n".join(table), 2800)) + "```"
+    body = "```" + truncate("\n".join(table), 2800) + "```"
     return Message(text=head.replace("*", ""), blocks=[section(head), section(body)])
 
 

@@ -29,11 +29,11 @@ ACTION_LISTENERS = {
 
 def register_listeners(app: App) -> None:
     for command, listener in COMMAND_LISTENERS.items():
-        app.command(command)(listener)
+        app.command(command)(errors.polite(listener))
     for event, listener in EVENT_LISTENERS.items():
-        app.event(event)(listener)
+        app.event(event)(errors.polite(listener))
     for callback_id, listener in VIEW_LISTENERS.items():
-        app.view_submission(callback_id.value)(listener)
+        app.view_submission(callback_id.value)(errors.polite(listener))
     for action_id, listener in ACTION_LISTENERS.items():
-        app.action(action_id.value)(listener)
+        app.action(action_id.value)(errors.polite(listener))
     app.error(errors.handle_error)

@@ -58,7 +58,7 @@ def handle_remove_cancel(ack, body: dict, respond, services: Services) -> None:
     respond(**remove_cancelled(key.label).as_kwargs(), replace_original=True)
 
 
-def handle_register_open(ack, body: dict, client, services: Services) -> None:
+def handle_register_open(ack, body: dict, client, respond, services: Services) -> None:
     ack()
     user_id = body["user"]["id"]
     with Session(services.engine) as session:

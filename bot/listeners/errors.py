@@ -1,10 +1,15 @@
-"""The one error handler: domain errors become polite messages, anything else is logged."""
+"""Error policy for every listener: domain errors become polite messages, anything else is
+logged (with a reference) and answered with a short apology. No stack trace reaches a user.
+
+``polite`` wraps each listener: an exception raised after ``ack()`` must not escape to Bolt,
+which would then answer Slack with an error (and Slack would show a failure or retry).
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
-
-from slack_bolt.response import BoltResponse
+from collections.abc import Callable
 
 from bot.blocks.notices import error_message
 from bot.listeners.background import unexpected_error_text
@@ -13,25 +18,57 @@ from bot.services.errors import DomainError
 log = logging.getLogger(__name__)
 
 
-def handle_error(error: Exception, body: dict, respond, logger) -> BoltResponse | None:
+def polite(listener: Callable) -> Callable:
+    @functools.wraps(listener)  # Bolt reads the wrapped signature to inject arguments
+    def wrapper(**kwargs):
+        try:
+            return listener(**kwargs)
+        except DomainError as exc:
+            _answer(kwargs, exc.user_message)
+        except Exception as exc:
+            ref, text = unexpected_error_text()
+            log.error(
+                "listener %s failed (reference %s): %s",
+                listener.__name__,
+                ref,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            _answer(kwargs, text)
+        return None
+
+    return wrapper
+
+
+def _answer(kwargs: dict, text: str) -> None:
+    message = error_message(text)
+    ack = kwargs.get("ack")
+    if ack is not None and getattr(ack, "response", None) is None:
+        if kwargs.get("command") is not None or (kwargs.get("body") or {}).get("command"):
+            ack(**message.as_kwargs())
+            return
+        ack()
+    respond = kwargs.get("respond")
+    if respond is None:
+        return
+    try:
+        # Ephemeral and next to the original: never replace a shared checklist or report.
+        respond(**message.as_kwargs(), response_type="ephemeral", replace_original=False)
+    except Exception:
+        log.warning("could not deliver an error message to the user")
+
+
+def handle_error(error: Exception, body: dict, respond) -> None:
+    """Bolt's global error handler: for failures outside the listeners (middleware)."""
     if isinstance(error, DomainError):
         text = error.user_message
     else:
         ref, text = unexpected_error_text()
-        log.error(
-            "unhandled error in a listener (reference %s): %s",
-            ref,
-            type(error).__name__,
-            exc_info=error,
-        )
+        log.error("unhandled error (reference %s): %s", ref, type(error).__name__, exc_info=error)
     if body.get("response_url") or body.get("type") == "block_actions":
         try:
-            # Ephemeral and next to the original: never replace a shared checklist or report.
             respond(
-                **error_message(text).as_kwargs(),
-                response_type="ephemeral",
-                replace_original=False,
+                **error_message(text).as_kwargs(), response_type="ephemeral", replace_original=False
             )
         except Exception:
             log.warning("could not deliver an error message to the user")
-    return None

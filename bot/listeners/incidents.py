@@ -158,7 +158,7 @@ def handle_tick(ack, body: dict, client, respond, services: Services) -> None:
         refresh_messages(services, client, incident_id)
 
 
-def handle_close_button(ack, body: dict, client, services: Services) -> None:
+def handle_close_button(ack, body: dict, client, respond, services: Services) -> None:
     ack()
     incident_id = body["actions"][0]["value"]
     view = load_incident(services.engine, incident_id, team_id=_team_id(body))

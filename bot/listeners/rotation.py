@@ -92,7 +92,7 @@ def handle_rotate_submission(ack, body: dict, view: dict, client, services: Serv
     )
 
 
-def handle_rotate_now(ack, body: dict, client, services: Services) -> None:
+def handle_rotate_now(ack, body: dict, client, respond, services: Services) -> None:
     ack()
     key_id = body["actions"][0]["value"]
     with Session(services.engine) as session:

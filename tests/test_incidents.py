@@ -1,0 +1,354 @@
+"""The emergency playbook end to end: signed requests, the Slack stand-in, the simulator."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from bot.ids import Action, Block, Callback
+from bot.sandbox.binance_simulator import BinanceSimulator
+from bot.sandbox.slack_standin import SlackStandIn
+from bot.sandbox.stack import start_local_stack
+from bot.scheduler import FixedClock
+from storage.crypto import generate_master_key
+from storage.models import ApiKey, Incident, IncidentStep, KeyPurpose, KeyStatus, utcnow
+from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly, wait_until
+from tests.slack_requests import SIGNING_SECRET, block_action, slash_command, view_submission
+
+ADMIN = "U0ADMIN"
+ALERTS = "C0ALERTS"
+RAISED_IN = "C0GENERAL"
+
+
+def _start(tmp_path: Path, sim, slack, master: str):
+    return start_local_stack(
+        workdir=tmp_path,
+        simulator=sim,
+        slack=slack,
+        master_keys=master,
+        signing_secret=SIGNING_SECRET,
+        alert_channel=ALERTS,
+        admin_user_ids=ADMIN,
+    )
+
+
+@pytest.fixture
+def world(tmp_path):
+    """Simulator and Slack outlive the bot, so a test can restart the bot in between."""
+    with BinanceSimulator() as sim, SlackStandIn() as slack:
+        for user, name in ((ALICE, "alice"), (BOB, "bob"), (ADMIN, "admin")):
+            slack.add_user(user, name=name)
+        yield tmp_path, sim, slack, generate_master_key("k1").encoded()
+
+
+@pytest.fixture
+def stack(world):
+    tmp_path, sim, slack, master = world
+    with _start(tmp_path, sim, slack, master) as stack:
+        yield stack
+
+
+def _raise(stack, label="bot", user=ALICE):
+    url = stack.slack.response_url()
+    reply = bot_client(stack).post(
+        slash_command(f"compromised {label}", user_id=user, response_url=url)
+    )
+    assert reply.status_code == 200
+    return url
+
+
+def _raised(stack) -> Incident:
+    """Wait until the checklist is posted in both channels and remembered."""
+    return wait_until(lambda: (i := _incident_or_none(stack)) and len(i.messages) == 2 and i)
+
+
+def _incident_or_none(stack) -> Incident | None:
+    with Session(stack.services.engine) as session:
+        return session.exec(select(Incident)).first()
+
+
+def _all_incidents(stack) -> list[Incident]:
+    with Session(stack.services.engine) as session:
+        return list(session.exec(select(Incident)).all())
+
+
+def _incident(stack) -> Incident:
+    with Session(stack.services.engine) as session:
+        return session.exec(select(Incident)).one()
+
+
+def _checklists(stack):
+    return [
+        c
+        for c in stack.slack.calls_to("chat.postMessage")
+        if "Compromised key" in c.params.get("text", "")
+    ]
+
+
+def _tick(stack, step: int, user: str, incident_id: str, *, wait: bool = True):
+    """Click "Mark done" on a step; by default wait until the tick is recorded."""
+    url = stack.slack.response_url()
+    body = block_action(
+        Action.INCIDENT_TICK,
+        f"{incident_id}:{step}",
+        user_id=user,
+        response_url=url,
+        message_ts="1.0",
+    )
+    assert bot_client(stack).post(body).status_code == 200
+    if wait:
+        wait_until(lambda: _ticked(stack, incident_id, step))
+    return url
+
+
+def _ticked(stack, incident_id: str, step: int) -> bool:
+    with Session(stack.services.engine) as session:
+        return session.get(IncidentStep, (incident_id, step)) is not None
+
+
+def _run_jobs(stack, clock: FixedClock, times: int = 3):
+    for _ in range(times):
+        scheduler = stack.scheduler(clock, worker_id="test")
+        try:
+            scheduler.tick()
+        finally:
+            scheduler.close()
+
+
+def _updates_after(stack, count: int, timeout: float = 10):
+    return stack.slack.wait_for("chat.update", count=count, timeout=timeout)
+
+
+def test_raise_marks_the_key_and_posts_the_checklist_in_both_channels(stack):
+    register_directly(stack, "bot")
+    register_directly(stack, "sibling", purpose=KeyPurpose.READ_ONLY)
+    _raise(stack)
+    posts = stack.slack.wait_for("chat.postMessage", count=2)
+    assert {p.params["channel"] for p in posts} == {ALERTS, RAISED_IN}
+    text = all_text(posts[0].params)
+    for title in (
+        "Delete the compromised key",
+        "Change the Binance account password",
+        "abnormal trades and withdrawals",
+        "Contact Binance support",
+        "leak source",
+    ):
+        assert title in text
+    assert f"<@{ALICE}>" in text and f"<@{ADMIN}>" in text
+    assert "sibling" in text and "Read" in text  # the account's other keys, with their tier
+    with Session(stack.services.engine) as session:
+        key = session.exec(select(ApiKey).where(ApiKey.label == "bot")).one()
+    assert key.status == KeyStatus.COMPROMISED.value
+    wait_until(lambda: len(_incident(stack).messages) == 2)
+
+
+def test_raising_the_same_key_again_links_to_the_open_incident(stack):
+    register_directly(stack, "bot")
+    _raise(stack)
+    _raised(stack)
+    url = _raise(stack, user=BOB)
+    (reply,) = stack.slack.wait_for(
+        "response_url", predicate=lambda c: c.params["_response_url"] == url
+    )
+    assert "already open" in all_text(reply.params)
+    with Session(stack.services.engine) as session:
+        assert len(session.exec(select(Incident)).all()) == 1
+    assert len(_checklists(stack)) == 2
+
+
+def test_steps_ticked_by_two_people_are_recorded_and_shown(stack):
+    register_directly(stack, "bot")
+    _raise(stack)
+    _raised(stack)
+    incident = _incident(stack)
+    _tick(stack, 2, ALICE, incident.id)
+    _tick(stack, 4, BOB, incident.id)
+    with Session(stack.services.engine) as session:
+        ticks = {t.step: t.ticked_by for t in session.exec(select(IncidentStep)).all()}
+    assert ticks == {2: ALICE, 4: BOB}
+    updates = _updates_after(stack, 4)  # two messages updated per tick
+    assert f"done by <@{BOB}>" in all_text(updates[-1].params)
+
+
+def test_a_premature_tick_of_step_one_warns_that_binance_still_accepts_the_key(stack):
+    register_directly(stack, "bot")
+    _raise(stack)
+    _raised(stack)
+    url = _tick(stack, 1, BOB, _incident(stack).id)
+    (warning,) = stack.slack.wait_for(
+        "response_url", predicate=lambda c: c.params["_response_url"] == url
+    )
+    assert "still accepts" in all_text(warning.params)
+    assert warning.params.get("replace_original") is False
+
+
+def test_the_bot_ticks_key_deleted_itself_once_binance_rejects_it_and_shreds_the_secret(stack):
+    _, sim_key = register_directly(stack, "bot")
+    _raise(stack)
+    _raised(stack)
+    clock = FixedClock(utcnow())
+    _run_jobs(stack, clock)
+    assert _incident(stack).last_probe_result == "alive"
+    stack.simulator.delete_key(sim_key.api_key)
+    clock.advance(timedelta(seconds=31))  # within the first probe interval
+    _run_jobs(stack, clock)
+    incident = _incident(stack)
+    assert incident.key_dead_at is not None
+    with Session(stack.services.engine) as session:
+        key = session.exec(select(ApiKey).where(ApiKey.label == "bot")).one()
+        tick = session.get(IncidentStep, (incident.id, 1))
+    assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
+    assert tick.ticked_by == "bot" and tick.automatic
+    last = stack.slack.calls_to("chat.update")[-1]
+    assert "Verified" in all_text(last.params) and "Binance rejects the key" in all_text(
+        last.params
+    )
+
+
+def test_activity_table_flags_withdrawals_to_new_addresses(stack):
+    register_directly(stack, "bot")
+    register_directly(stack, "reader")  # a still-working key of the same account reads the history
+    now_ms = int(utcnow().timestamp() * 1000)
+    day = 86_400_000
+    sim = stack.simulator
+    sim.add_withdrawal(
+        "main", coin="USDT", amount="100", address="0xKNOWNADDRESS", apply_time_ms=now_ms - 40 * day
+    )
+    sim.add_withdrawal(
+        "main", coin="USDT", amount="250", address="0xKNOWNADDRESS", apply_time_ms=now_ms - 2 * day
+    )
+    sim.add_withdrawal(
+        "main", coin="BTC", amount="1.5", address="bc1qATTACKER", apply_time_ms=now_ms - day
+    )
+    sim.add_deposit(
+        "main", coin="ETH", amount="3", address="0xDEPOSIT", insert_time_ms=now_ms - day
+    )
+    _raise(stack)
+    _raised(stack)
+    _run_jobs(stack, FixedClock(utcnow()))
+    tables = [
+        c for c in stack.slack.calls_to("chat.postMessage") if "Step 3" in c.params.get("text", "")
+    ]
+    assert tables and all(t.params.get("thread_ts") for t in tables)
+    text = all_text(tables[0].params)
+    assert "1 withdrawal(s) to addresses never used before" in text
+    attacker_line = next(line for line in text.split("\\n") if "bc1qATTACKER" in line)
+    assert "new" in attacker_line
+    known_line = next(line for line in text.split("\\n") if "0xKNOWNADDRESS" in line)
+    assert "new" not in known_line
+    assert "0xDEPOSIT" in text
+    assert _incident(stack).activity["source"] == "reader"
+
+
+def test_without_a_working_key_the_activity_review_says_so(stack):
+    _, sim_key = register_directly(stack, "bot")
+    stack.simulator.delete_key(sim_key.api_key)
+    _raise(stack)
+    _raised(stack)
+    _run_jobs(stack, FixedClock(utcnow()))
+    tables = [
+        c for c in stack.slack.calls_to("chat.postMessage") if "Step 3" in c.params.get("text", "")
+    ]
+    assert "could not read" in all_text(tables[0].params)
+
+
+def test_everything_survives_a_restart_mid_incident(world):
+    tmp_path, sim, slack, master = world
+    with _start(tmp_path, sim, slack, master) as first:
+        _, sim_key = register_directly(first, "bot")
+        _raise(first)
+        _raised(first)
+        incident_id = _incident(first).id
+        _tick(first, 2, ALICE, incident_id)
+    # a new process on the same database: old buttons work, probes continue
+    with _start(tmp_path, sim, slack, master) as second:
+        _tick(second, 5, BOB, incident_id)
+        sim.delete_key(sim_key.api_key)
+        _run_jobs(second, FixedClock(utcnow() + timedelta(minutes=1)))
+        incident = _incident(second)
+        with Session(second.services.engine) as session:
+            steps = {t.step for t in session.exec(select(IncidentStep)).all()}
+    assert steps == {1, 2, 5}
+    assert incident.key_dead_at is not None
+
+
+def test_close_needs_every_step_then_posts_a_summary_and_later_clicks_change_nothing(stack):
+    _, sim_key = register_directly(stack, "bot")
+    _raise(stack)
+    _raised(stack)
+    incident_id = _incident(stack).id
+    client = bot_client(stack)
+
+    def close(note: str):
+        return client.post(
+            view_submission(
+                Callback.INCIDENT_CLOSE.value,
+                {
+                    Block.CLOSE_NOTE: {
+                        Action.CLOSE_NOTE: {"type": "plain_text_input", "value": note}
+                    }
+                },
+                private_metadata=incident_id,
+            )
+        )
+
+    refused = close("done")
+    assert "Still open" in refused.json()["errors"][Block.CLOSE_NOTE]
+    client.post(
+        block_action(
+            Action.INCIDENT_CLOSE,
+            incident_id,
+            response_url=stack.slack.response_url(),
+            message_ts="1.0",
+        )
+    )
+    assert (
+        stack.slack.wait_for("views.open")[0].params["view"]["callback_id"]
+        == Callback.INCIDENT_CLOSE
+    )
+    stack.simulator.delete_key(sim_key.api_key)
+    _run_jobs(stack, FixedClock(utcnow()))  # the bot verifies step 1
+    assert _ticked(stack, incident_id, 1)
+    for step in (2, 3, 4, 5):
+        _tick(stack, step, ALICE, incident_id)
+    assert close("Key was in a public gist; rotated all keys.").status_code == 200
+    summary = stack.slack.wait_for(
+        "chat.postMessage", predicate=lambda c: "Incident closed" in c.params.get("text", "")
+    )
+    text = all_text(summary[0].params)
+    assert "Timeline" in text and "Time to revoke" in text and "public gist" in text
+    assert _incident(stack).state == "closed"
+    # a click on the closed incident's old buttons: polite, nothing changes
+    url = _tick(stack, 3, BOB, incident_id, wait=False)
+    (reply,) = stack.slack.wait_for(
+        "response_url", predicate=lambda c: c.params["_response_url"] == url
+    )
+    assert "closed" in all_text(reply.params)
+    with Session(stack.services.engine) as session:
+        assert session.get(IncidentStep, (incident_id, 3)).ticked_by == ALICE
+
+
+def test_incidents_command_lists_open_and_recent_incidents(stack):
+    register_directly(stack, "bot")
+    register_directly(stack, "other")
+    _raise(stack)
+    _raise(stack, "other")
+    wait_until(lambda: len(_all_incidents(stack)) == 2)
+    reply = bot_client(stack).post(
+        slash_command("incidents", response_url=stack.slack.response_url())
+    )
+    text = all_text(reply.json())
+    assert "bot" in text and "other" in text and "0/5 steps" in text and "open" in text
+
+
+def test_raising_an_unknown_label_is_polite_and_changes_nothing(stack):
+    url = _raise(stack, "ghost")
+    (reply,) = stack.slack.wait_for(
+        "response_url", predicate=lambda c: c.params["_response_url"] == url
+    )
+    assert "No registered key is labelled “ghost”" in all_text(reply.params)
+    with Session(stack.services.engine) as session:
+        assert session.exec(select(Incident)).all() == []
