@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 
 MAX_LABEL_LENGTH = 80
@@ -117,6 +118,8 @@ class RotationOverview:
 @dataclass(frozen=True)
 class Compromised:
     label: str
+    since: date | None = None  # review account activity from this day (default: 7 days back)
+    since_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -176,12 +179,32 @@ def parse_command(text: str) -> Command:
     if verb in {"compromised", "leaked"}:
         if not rest:
             return Help("Which key? Try `/apikey compromised <label>`.")
-        return Compromised(rest)
+        return _compromised(rest)
     if verb == "incidents":
         return ListIncidents() if not rest else Help("`/apikey incidents` takes no arguments.")
     if verb == "rotation":
         return RotationOverview() if not rest else Help("`/apikey rotation` takes no arguments.")
     return Help(f"I don't know the subcommand “{_shorten(verb)}”.")
+
+
+_SINCE = re.compile(r"^(?P<label>.+?)\s+since\s+(?P<when>\S+)$", re.IGNORECASE)
+
+
+def _compromised(rest: str) -> Command:
+    since = _SINCE.match(rest)
+    if not since:
+        return Compromised(rest)
+    label, when = _unquote(since.group("label").strip()), since.group("when").lower()
+    days = re.fullmatch(r"(\d{1,3})d(?:ays?)?", when)
+    if days:
+        return Compromised(label, since_days=int(days.group(1)))
+    try:
+        return Compromised(label, since=date.fromisoformat(when))
+    except ValueError:
+        return Help(
+            "Give the start of the activity review as a date or a number of days, e.g. "
+            "`/apikey compromised trading-bot since 2026-11-01` or `… since 14d`."
+        )
 
 
 def _rotate(rest: str) -> Command:

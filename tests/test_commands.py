@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.commands import (
+    Compromised,
     Help,
+    ListIncidents,
     ListKeys,
     Register,
     Remove,
+    Rotate,
+    RotationOverview,
     SecretInText,
     SecretKind,
+    SetRotationPolicy,
     Status,
     StatusTarget,
     TargetKind,
@@ -43,6 +49,16 @@ PEM = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFIs\n-----END PRIVATE K
         ("list", ListKeys()),
         ("remove trading-bot", Remove("trading-bot")),
         ("remove  spaced label ", Remove("spaced label")),
+        ("compromised trading-bot", Compromised("trading-bot")),
+        ("compromised trading-bot since 14d", Compromised("trading-bot", since_days=14)),
+        (
+            "compromised trading-bot since 2026-11-01",
+            Compromised("trading-bot", since=date(2026, 11, 1)),
+        ),
+        ("incidents", ListIncidents()),
+        ("rotation", RotationOverview()),
+        ("rotate trading-bot", Rotate("trading-bot")),
+        ("rotate trading-bot every 30d", SetRotationPolicy("trading-bot", 30)),
     ],
 )
 def test_known_subcommands(text, expected):
@@ -57,6 +73,9 @@ def test_known_subcommands(text, expected):
         ("list everything", "takes no arguments"),
         ("register mykey", "private form"),
         ("status @alice", "mention list"),
+        ("compromised", "Which key?"),
+        ("compromised bot since tuesday", "date or a number of days"),
+        ("rotate bot every month", "period in days"),
     ],
 )
 def test_malformed_input_answers_with_help_and_a_reason(text, fragment):

@@ -352,3 +352,18 @@ def test_raising_an_unknown_label_is_polite_and_changes_nothing(stack):
     assert "No registered key is labelled “ghost”" in all_text(reply.params)
     with Session(stack.services.engine) as session:
         assert session.exec(select(Incident)).all() == []
+
+
+def test_a_chosen_review_start_and_the_other_keys_current_tier(stack):
+    register_directly(stack, "bot")
+    _, sibling = register_directly(stack, "sibling", purpose=KeyPurpose.READ_ONLY)
+    # after registration the sibling gained withdrawals: the incident must show it as it is now
+    stack.simulator.set_permissions(sibling.api_key, enableWithdrawals=True)
+    url = stack.slack.response_url()
+    bot_client(stack).post(slash_command("compromised bot since 60d", response_url=url))
+    incident = _raised(stack)
+    assert (incident.raised_at - incident.activity_since).days == 60
+    _run_jobs(stack, FixedClock(utcnow()))
+    (other,) = _incident(stack).other_keys
+    assert other == {"label": "sibling", "tier": "Withdraw", "status": "active", "checked": True}
+    assert "sibling* · Withdraw" in all_text(stack.slack.calls_to("chat.update")[-1].params)

@@ -46,7 +46,8 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
     ]
     if incident.other_keys:
         lines = [
-            f"• *{escape(k['label'])}* · {k['tier'] or 'tier unknown'} · {k['status']}"
+            f"• *{escape(k['label'])}* · {k['tier'] or 'tier unknown'}"
+            f"{'' if k.get('checked') else ' (last known)'} · {k['status']}"
             for k in incident.other_keys[:15]
         ]
         more = len(incident.other_keys) - 15

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime, time, timedelta
 
 from sqlmodel import Session
 
@@ -79,8 +80,14 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
                 ack(**error_message(exc.user_message).as_kwargs())
                 return
             ack(**remove_confirmation(summary).as_kwargs())
-        case Compromised(label=label):
+        case Compromised(label=label, since=since, since_days=since_days):
             ack()
+            now = services.clock()
+            activity_since = None
+            if since is not None:
+                activity_since = datetime.combine(since, time.min, tzinfo=UTC)
+            elif since_days is not None:
+                activity_since = now - timedelta(days=since_days)
             try:
                 raise_and_announce(
                     services,
@@ -90,6 +97,7 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
                     actor=user_id,
                     channel=command.get("channel_id"),
                     label=label,
+                    activity_since=activity_since,
                 )
             except DomainError as exc:
                 respond(**error_message(exc.user_message).as_kwargs())

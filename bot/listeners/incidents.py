@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
@@ -50,6 +51,7 @@ def raise_and_announce(
     channel: str | None,
     label: str | None = None,
     key_id: str | None = None,
+    activity_since: datetime | None = None,
 ) -> None:
     """Open (or find) the incident, then post its live checklist where people will see it."""
     raised = raise_incident(
@@ -60,6 +62,7 @@ def raise_and_announce(
         actor=actor,
         channel=channel,
         now=services.clock(),
+        activity_since=activity_since,
     )
     view = load_incident(services.engine, raised.incident_id)
     if not raised.created:

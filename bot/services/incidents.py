@@ -99,6 +99,7 @@ def raise_incident(
     actor: str,
     channel: str | None,
     now: datetime,
+    activity_since: datetime | None = None,
 ) -> Raised:
     """Mark the key compromised at once and open its incident (or return the open one)."""
     with session_scope(engine) as session:
@@ -115,7 +116,7 @@ def raise_incident(
             raised_by=actor,
             raised_at=now,
             raised_in=channel,
-            activity_since=now - ACTIVITY_LOOKBACK,
+            activity_since=min(activity_since or now - ACTIVITY_LOOKBACK, now),
             other_keys=_other_keys(session, key),
         )
         session.add(incident)
@@ -402,6 +403,9 @@ def review_activity(
             )
         ).all()
         since = incident.activity_since
+    _refresh_other_keys(
+        engine, ring, gateway, incident_id, [k for k in candidates if k.id != compromised.id]
+    )
     # Prefer keys that are not compromised; the compromised key itself is the last resort.
     candidates = sorted(candidates, key=lambda k: k.id == compromised.id)
     last_error = "no other registered key of this account can read it"
@@ -445,6 +449,36 @@ def review_activity(
             },
         )
     return activity
+
+
+def _refresh_other_keys(
+    engine: Engine,
+    ring: KeyRing,
+    gateway: binance.BinanceGateway,
+    incident_id: str,
+    others: list[ApiKey],
+) -> None:
+    """Ask Binance what the account's other keys can do now (the team must delete them too if
+    the account is breached); a key Binance cannot be asked about keeps its last known tier."""
+    if not others:
+        return
+    results = gateway.check_many([open_credentials(ring, k) for k in others])
+    current = {}
+    for key, result in zip(others, results, strict=True):
+        if result.permissions is not None:
+            current[key.label] = result.permissions.tier.name.title()
+        elif isinstance(result.error, binance.KeyRejected):
+            current[key.label] = "rejected by Binance"
+    with session_scope(engine) as session:
+        incident = session.get(Incident, incident_id, with_for_update=True)
+        incident.other_keys = [
+            {
+                **row,
+                "tier": current.get(row["label"], row["tier"]),
+                "checked": row["label"] in current,
+            }
+            for row in incident.other_keys
+        ]
 
 
 def _row(row: binance.TransferRow, *, new_address: bool) -> dict:
