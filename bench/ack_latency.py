@@ -1,17 +1,23 @@
 """Ack latency of `/apikey status all`: 50 concurrent signed requests over HTTP against a
-running bot, with Binance answering in 0 ms and then in 2000 ms, in one run.
+running bot (`python -m bot`, its own process), with Binance answering in 0 ms and then in
+2000 ms, in one run.
 
     python bench/ack_latency.py [--requests 50] [--keys 5]
 
-The ack must never wait for Binance: the 2000 ms run should ack as fast as the 0 ms run.
-Prints a table and, last, one JSON line.
+The Binance simulator and the Slack stand-in run in a third process, as Binance and Slack are
+remote for a real bot; the load comes from this process. The ack must never wait for Binance:
+the 2000 ms run should ack as fast as the 0 ms run. Prints a table and, last, one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -20,29 +26,63 @@ from pathlib import Path
 
 import requests
 
+from bot.binance import BinanceGateway
+from bot.config import load_settings
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.requests import sign, slash_command
-from bot.sandbox.stack import SANDBOX_SIGNING_SECRET, start_local_stack
+from bot.sandbox.slack_standin import SlackStandIn
 from bot.services.keys import RegistrationForm, register_key
+from storage.crypto import KeyRing, generate_master_key
+from storage.db import make_engine, migrate
 from storage.models import KeyPurpose, KeyType
+from storage.vault import verify_key_ring
+
+SIGNING_SECRET = "bench-signing-secret"  # noqa: S105 - local only
+
+
+def _remote_services(conn, keys: int) -> None:
+    """Child process: the simulator (with `keys` keys) and the Slack stand-in."""
+    with BinanceSimulator() as sim, SlackStandIn() as slack:
+        created = [sim.add_key(ip_restrict=True) for _ in range(keys)]
+        conn.send(
+            {
+                "binance": sim.url,
+                "slack": slack.url,
+                "response_url": slack.response_url(),
+                "keys": [(k.api_key, k.secret) for k in created],
+            }
+        )
+        while (command := conn.recv()) != "stop":
+            kind, value = command
+            if kind == "latency":
+                sim.latency = value
+                conn.send("ok")
+            elif kind == "responses":
+                conn.send(len(slack.calls_to("response_url")))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
 
 
-def fire(url: str, slack_url: str, count: int) -> list[float]:
-    """`count` signed /apikey status all requests released at once; returns ack times (s)."""
+def fire(url: str, response_url: str, count: int) -> list[float]:
+    """`count` signed `/apikey status all` released together; returns each ack time (s)."""
     bodies = [
-        slash_command("status all", response_url=slack_url, team_id="T0TEST") for _ in range(count)
+        slash_command("status all", response_url=response_url, team_id="T0BENCH")
+        for _ in range(count)
     ]
-    times: list[float] = [0.0] * count
+    times = [0.0] * count
     barrier = threading.Barrier(count)
 
     def one(i: int) -> None:
-        headers = sign(bodies[i], secret=SANDBOX_SIGNING_SECRET)
+        headers = sign(bodies[i], secret=SIGNING_SECRET)
         barrier.wait()
         started = time.perf_counter()
         response = requests.post(url + "/slack/events", data=bodies[i], headers=headers, timeout=30)
@@ -58,39 +98,86 @@ def fire(url: str, slack_url: str, count: int) -> list[float]:
     return times
 
 
+def seed(database_url: str, master: str, binance_url: str, keys: list[tuple[str, str]]) -> None:
+    engine = make_engine(database_url)
+    migrate(engine)
+    ring = KeyRing.parse(master)
+    verify_key_ring(engine, ring)
+    settings = load_settings(_env_file=None)
+    gateway = BinanceGateway(binance_url)
+    for i, (api_key, secret) in enumerate(keys):
+        register_key(
+            engine=engine,
+            ring=ring,
+            gateway=gateway,
+            settings=settings,
+            form=RegistrationForm(
+                team_id="T0BENCH",
+                actor="U0BENCH",
+                label=f"key-{i}",
+                account_alias="main",
+                owner_user_id="U0BENCH",
+                purpose=KeyPurpose.READ_ONLY,
+                key_type=KeyType.HMAC,
+                api_key=api_key,
+                secret=secret,
+            ),
+        )
+    engine.dispose()
+
+
+def wait_healthy(url: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the bot exited during start-up")
+        try:
+            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the bot did not become healthy")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--keys", type=int, default=5)
     args = parser.parse_args()
+    conn, child = multiprocessing.Pipe()
+    remote = multiprocessing.Process(target=_remote_services, args=(child, args.keys), daemon=True)
+    remote.start()
+    info = conn.recv()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, BinanceSimulator() as sim:
-        stack = start_local_stack(workdir=Path(tmp), simulator=sim, binance_timeout_seconds=10)
+    with tempfile.TemporaryDirectory() as tmp:
+        database_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        master = generate_master_key("k1").encoded()
+        seed(database_url, master, info["binance"], info["keys"])
+        port = _free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MASTER_"))},
+            "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": info["slack"],
+            "BINANCE_API_URL": info["binance"],
+            "DATABASE_URL": database_url,
+            "MASTER_KEYS": master,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+            "SCHEDULER_ENABLED": "false",
+        }
+        bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=tmp, env=env)
+        url = f"http://127.0.0.1:{port}"
         try:
-            services = stack.services
-            for i in range(args.keys):
-                key = sim.add_key(ip_restrict=True)
-                register_key(
-                    engine=services.engine,
-                    ring=services.ring,
-                    gateway=services.gateway,
-                    settings=services.settings,
-                    form=RegistrationForm(
-                        team_id="T0TEST",
-                        actor="U0BENCH",
-                        label=f"key-{i}",
-                        account_alias="main",
-                        owner_user_id="U0BENCH",
-                        purpose=KeyPurpose.READ_ONLY,
-                        key_type=KeyType.HMAC,
-                        api_key=key.api_key,
-                        secret=key.secret,
-                    ),
-                )
-            fire(stack.url, stack.slack.response_url(), 5)  # warm up connections and caches
+            wait_healthy(url, bot)
+            fire(url, info["response_url"], 5)  # warm up
             for latency_ms in (0, 2000):
-                sim.latency = latency_ms / 1000
-                times = fire(stack.url, stack.slack.response_url(), args.requests)
+                conn.send(("latency", latency_ms / 1000))
+                conn.recv()
+                time.sleep(1.0)  # let earlier reports finish
+                times = fire(url, info["response_url"], args.requests)
                 rows.append(
                     {
                         "latency_ms": latency_ms,
@@ -99,10 +186,19 @@ def main() -> int:
                         "max_ms": max(times) * 1000,
                     }
                 )
-            sim.latency = 0
-            services.background.shutdown(wait=True)  # let the reports finish before stopping
+            expected = 5 + 2 * args.requests
+            deadline = time.monotonic() + 60
+            while True:  # the reports arrive after their acks: wait for every one
+                conn.send(("responses", None))
+                responses = conn.recv()
+                if responses >= expected or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
         finally:
-            stack.stop()
+            bot.terminate()
+            bot.wait(timeout=30)
+            conn.send("stop")
+            remote.join(timeout=10)
     print(
         f"{'Binance latency':>16} {'requests':>9} {'p50 ack ms':>11} {'p99 ack ms':>11} {'max ms':>8}"
     )
@@ -113,16 +209,21 @@ def main() -> int:
         )
     ratio = rows[1]["p99_ms"] / rows[0]["p99_ms"]
     print(f"p99 ratio (2000 ms / 0 ms): {ratio:.2f} (target <= 1.5; p99 target < 300 ms)")
-    figures = {
-        "bench": "ack_latency",
-        "requests": args.requests,
-        "p50_ms_0": round(rows[0]["p50_ms"], 1),
-        "p99_ms_0": round(rows[0]["p99_ms"], 1),
-        "p50_ms_2000": round(rows[1]["p50_ms"], 1),
-        "p99_ms_2000": round(rows[1]["p99_ms"], 1),
-        "p99_ratio": round(ratio, 2),
-    }
-    print(json.dumps(figures))
+    print(f"status reports delivered through response_url: {responses} of {5 + 2 * args.requests}")
+    print(
+        json.dumps(
+            {
+                "bench": "ack_latency",
+                "requests": args.requests,
+                "p50_ms_0": round(rows[0]["p50_ms"], 1),
+                "p99_ms_0": round(rows[0]["p99_ms"], 1),
+                "p50_ms_2000": round(rows[1]["p50_ms"], 1),
+                "p99_ms_2000": round(rows[1]["p99_ms"], 1),
+                "p99_ratio": round(ratio, 2),
+                "reports_delivered": responses,
+            }
+        )
+    )
     return 0
 
 

@@ -22,8 +22,10 @@ class Services:
     ring: KeyRing
     gateway: BinanceGateway
     # Slow work (Binance calls) runs here, after the ack, so acks never wait for Binance.
+    # Few workers: each status report already fans out over the gateway's own pool, and
+    # CPU-bound report work must not crowd out the acks (one interpreter lock).
     background: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=16, thread_name_prefix="work")
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
     )
     clock: Callable[[], datetime] = utcnow
 
