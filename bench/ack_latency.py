@@ -37,7 +37,7 @@ from storage.db import make_engine, migrate
 from storage.models import KeyPurpose, KeyType
 from storage.vault import verify_key_ring
 
-SIGNING_SECRET = "bench-signing-secret"  # noqa: S105 - local only
+SIGNING_SECRET = "bench-signing-secret"  # local only, like every key in the simulator
 
 
 def _remote_services(conn, keys: int) -> None:
