@@ -75,7 +75,7 @@ def percentile(values: list[float], p: float) -> float:
 def fire(url: str, response_url: str, count: int) -> list[float]:
     """`count` signed `/apikey status all` released together; returns each ack time (s)."""
     bodies = [
-        slash_command("status all", response_url=response_url, team_id="T0BENCH")
+        slash_command("status all", response_url=response_url, team_id="T0TEST")
         for _ in range(count)
     ]
     times = [0.0] * count
@@ -112,7 +112,7 @@ def seed(database_url: str, master: str, binance_url: str, keys: list[tuple[str,
             gateway=gateway,
             settings=settings,
             form=RegistrationForm(
-                team_id="T0BENCH",
+                team_id="T0TEST",
                 actor="U0BENCH",
                 label=f"key-{i}",
                 account_alias="main",

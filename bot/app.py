@@ -15,6 +15,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.config import Settings
 from bot.listeners import register_listeners
+from bot.listeners.access import AccessDirectory, make_guard
 from bot.services.context import Services
 
 
@@ -47,10 +48,14 @@ def build_app(settings: Settings, services: Services, *, client: WebClient | Non
         logger=logging.getLogger("bot.slack"),
     )
 
+    services.access = AccessDirectory(settings, app.client)
+
     @app.middleware
     def provide_services(context, next):
         context["services"] = services
         next()
+
+    app.middleware(make_guard(services))
 
     register_listeners(app)
     return app

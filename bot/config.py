@@ -50,6 +50,10 @@ class Settings(BaseSettings):
 
     # Team governance
     admin_user_ids: CommaList = ()
+    # A Slack user group whose members are admins too (needs the usergroups:read scope).
+    admin_usergroup_id: str | None = None
+    # Channels where /apikey may be used (DMs with the bot always work); empty: anywhere.
+    allowed_channel_ids: CommaList = ()
     alert_channel: str | None = None
     default_rotation_days: int = Field(default=90, ge=1, le=3650)
     # Days before the due date on which the owner gets a direct message.
@@ -68,7 +72,9 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     log_level: str = "INFO"
 
-    @field_validator("admin_user_ids", "rotation_reminder_lead_days", mode="before")
+    @field_validator(
+        "admin_user_ids", "allowed_channel_ids", "rotation_reminder_lead_days", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

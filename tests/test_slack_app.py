@@ -237,9 +237,9 @@ def test_status_of_one_label_and_of_an_unknown_label(stack, client):
 
 def test_status_of_a_user(stack, client):
     sim_key = stack.simulator.add_key(ip_restrict=True)
-    register_sim_key(stack, client, sim_key, label="bobs-key", owner=BOB)
+    register_sim_key(stack, client, sim_key, label="bobs-key", owner=BOB, user_id=BOB)
     register_sim_key(stack, client, stack.simulator.add_key(ip_restrict=True), label="alices-key")
-    _, url = _command(client, stack, f"status <@{BOB}|bob>")
+    _, url = _command(client, stack, f"status <@{BOB}|bob>", user_id=BOB)
     text = all_text(_responses(stack, url)[0].params)
     assert "bobs-key" in text and "alices-key" not in text
 

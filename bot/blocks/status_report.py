@@ -100,6 +100,12 @@ def _empty(report: StatusReport) -> Message:
 
 
 def _key_text(key: KeyReport, now: datetime) -> str:
+    if key.redacted:
+        return (
+            f"{severity_icon(key.severity)} *{name(key.label)}* · {tier_name(key.tier)} tier · "
+            f"owner {mention(key.owner_user_id)} · account *{name(key.account_alias)}*\n"
+            "_Details are visible to the key's owner and the admins._"
+        )
     permissions = key.permissions if key.checked else None
     tier = tier_name(key.tier if key.checked else None)
     first = f"{severity_icon(key.severity)} *{name(key.label)}* · {tier} tier"
@@ -135,7 +141,7 @@ def _key_blocks(
     )
     if not sections:  # cannot happen with MAX_PAGE_SIZE keys a page; never drop a key anyway
         sections = [section(main)]
-    if key.status not in ("compromised", "revoked"):
+    if key.status not in ("compromised", "revoked") and not key.redacted:
         # Every report offers the emergency playbook for each key (no extra block).
         sections[0].accessory = ButtonElement(
             text="Compromised?",

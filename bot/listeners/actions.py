@@ -9,6 +9,7 @@ from sqlmodel import Session
 from bot.blocks.register import register_modal
 from bot.blocks.remove import remove_cancelled, removed_message
 from bot.blocks.status_report import status_page
+from bot.listeners.access import actor_from
 from bot.services.context import Services
 from bot.services.errors import InvalidInput
 from bot.services.keys import account_aliases, get_summary, remove_key
@@ -32,7 +33,7 @@ def handle_status_page(ack, body: dict, respond, services: Services) -> None:
     report_id, _, page = _action(body)["value"].partition(":")
     if not page.isdigit():
         raise InvalidInput("That button is out of date. Run `/apikey status` again.")
-    report = load_report(services.engine, team_id=_team_id(body), report_id=report_id)
+    report = load_report(services.engine, actor=actor_from(services, body), report_id=report_id)
     respond(
         **status_page(report, int(page), now=services.clock()).as_kwargs(), replace_original=True
     )
@@ -40,15 +41,11 @@ def handle_status_page(ack, body: dict, respond, services: Services) -> None:
 
 def handle_remove_confirm(ack, body: dict, respond, services: Services) -> None:
     ack()
-    actor = body["user"]["id"]
+    actor = actor_from(services, body)
     removed = remove_key(
-        engine=services.engine,
-        team_id=_team_id(body),
-        key_id=_action(body)["value"],
-        actor=actor,
-        source=_source(body),
+        engine=services.engine, actor=actor, key_id=_action(body)["value"], source=_source(body)
     )
-    respond(**removed_message(removed, actor).as_kwargs(), replace_original=True)
+    respond(**removed_message(removed, actor.user_id).as_kwargs(), replace_original=True)
 
 
 def handle_remove_cancel(ack, body: dict, respond, services: Services) -> None:

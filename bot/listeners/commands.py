@@ -29,8 +29,10 @@ from bot.commands import (
     Status,
     parse_command,
 )
+from bot.listeners.access import actor_from
 from bot.listeners.background import in_background
 from bot.listeners.incidents import incidents_overview, raise_and_announce
+from bot.services.access import require_manage
 from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.keys import account_aliases, find_live_key, list_keys, summarise
@@ -76,6 +78,14 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
             try:
                 with Session(services.engine) as session:
                     summary = summarise(*find_live_key(session, team_id, label))
+                require_manage(
+                    services.engine,
+                    actor_from(services, command),
+                    action="remove",
+                    label=summary.label,
+                    owner_user_id=summary.owner_user_id,
+                    key_id=summary.key_id,
+                )
             except DomainError as exc:
                 ack(**error_message(exc.user_message).as_kwargs())
                 return
@@ -112,10 +122,9 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
                 row = set_policy(
                     engine=services.engine,
                     settings=services.settings,
-                    team_id=team_id,
+                    actor=actor_from(services, command),
                     label=label,
                     period_days=days,
-                    actor=user_id,
                     now=services.clock(),
                     source=source,
                 )
@@ -127,6 +136,14 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
             try:
                 with Session(services.engine) as session:
                     key, _account = find_live_key(session, team_id, label)
+                require_manage(
+                    services.engine,
+                    actor_from(services, command),
+                    action="rotate",
+                    label=key.label,
+                    owner_user_id=key.owner_user_id,
+                    key_id=key.id,
+                )
             except DomainError as exc:
                 ack(**error_message(exc.user_message).as_kwargs())
                 return
@@ -136,15 +153,15 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
             )
         case Status(target=target):
             ack(**working_message("Asking Binance about the keys…").as_kwargs())
+            viewer = actor_from(services, command)
 
             def work() -> None:
                 report = run_status(
                     engine=services.engine,
                     ring=services.ring,
                     gateway=services.gateway,
-                    team_id=team_id,
                     target=target,
-                    actor=user_id,
+                    viewer=viewer,
                     source=source,
                     now=services.clock(),
                 )

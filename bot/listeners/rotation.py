@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from sqlmodel import Session
 
@@ -13,9 +14,11 @@ from bot.blocks.rotation import (
     snoozed_message,
 )
 from bot.ids import Action, Block
+from bot.listeners.access import actor_from
 from bot.listeners.commands import open_rotate_modal
 from bot.listeners.delivery import send_private
 from bot.listeners.modal_work import answer_submission
+from bot.services.access import require_manage
 from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.keys import get_summary
@@ -53,9 +56,13 @@ def rotation_form(view: dict, body: dict) -> RotationForm:
     )
 
 
+def _with_role(form: RotationForm, services: Services) -> RotationForm:
+    return replace(form, actor_is_admin=services.access.is_admin(form.actor))
+
+
 def handle_rotate_submission(ack, body: dict, view: dict, client, services: Services) -> None:
     try:
-        form = normalise(rotation_form(view, body))
+        form = _with_role(normalise(rotation_form(view, body)), services)
         with Session(services.engine) as session:
             check_new_key(session, services.ring, form)
     except (ValueError, KeyError):
@@ -96,24 +103,26 @@ def handle_rotate_now(ack, body: dict, client, respond, services: Services) -> N
     ack()
     key_id = body["actions"][0]["value"]
     with Session(services.engine) as session:
-        get_summary(session, _team_id(body), key_id)  # refuses unknown or removed keys
+        summary = get_summary(session, _team_id(body), key_id)  # refuses unknown or removed keys
         key = session.get(ApiKey, key_id)
+    require_manage(
+        services.engine,
+        actor_from(services, body),
+        action="rotate",
+        label=summary.label,
+        owner_user_id=summary.owner_user_id,
+        key_id=key_id,
+    )
     channel = (body.get("channel") or {}).get("id")
     open_rotate_modal(client, key, trigger_id=body["trigger_id"], channel=channel)
 
 
 def handle_snooze(ack, body: dict, respond, services: Services) -> None:
     ack()
-    actor = body["user"]["id"]
-    key_id = body["actions"][0]["value"]
-    team_id = _team_id(body)
-    with Session(services.engine) as session:
-        summary = get_summary(session, team_id, key_id)
-    if actor != summary.owner_user_id and actor not in services.settings.admin_user_ids:
-        raise DomainError(
-            f"Only the key's owner or an admin can snooze the reminders for “{summary.label}”."
-        )
     row = snooze(
-        engine=services.engine, team_id=team_id, key_id=key_id, actor=actor, now=services.clock()
+        engine=services.engine,
+        actor=actor_from(services, body),
+        key_id=body["actions"][0]["value"],
+        now=services.clock(),
     )
     respond(**snoozed_message(row).as_kwargs(), replace_original=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 from sqlmodel import Session
 
@@ -20,6 +21,7 @@ from bot.services.errors import DomainError
 from bot.services.keys import (
     RegisteredKey,
     RegistrationForm,
+    check_owner_choice,
     ensure_unique,
     normalise_form,
     register_key,
@@ -63,6 +65,11 @@ def _team_id(body: dict) -> str:
 def handle_register_submission(ack, body: dict, view: dict, client, services: Services) -> None:
     try:
         form = normalise_form(form_from_view(view, body))
+        form = replace(form, actor_is_admin=services.access.is_admin(form.actor))
+        check_owner_choice(services.engine, form)
+    except DomainError as exc:
+        ack(response_action="errors", errors={exc.field or Block.OWNER: exc.user_message})
+        return
     except ValueError:
         ack(response_action="errors", errors={Block.PURPOSE: "Please choose from the list."})
         return

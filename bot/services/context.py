@@ -6,11 +6,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from bot.binance import BinanceGateway
 from bot.config import Settings
+
+if TYPE_CHECKING:
+    from bot.listeners.access import AccessDirectory
 from storage.crypto import KeyRing
 from storage.models import utcnow
 
@@ -28,6 +32,8 @@ class Services:
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
     )
     clock: Callable[[], datetime] = utcnow
+    # Set by build_app (it needs the Slack client): admins, user group, allowed channels.
+    access: AccessDirectory | None = None
 
     def close(self) -> None:
         self.background.shutdown(wait=True, cancel_futures=False)

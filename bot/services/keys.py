@@ -16,6 +16,7 @@ from bot.commands import find_secret_shape, label_problem
 from bot.config import Settings
 from bot.ids import Block
 from bot.scheduler import cancel_jobs
+from bot.services.access import Actor, deny, require_manage
 from bot.services.errors import (
     InvalidInput,
     KeyAlreadyRegistered,
@@ -60,6 +61,7 @@ class RegistrationForm:
     api_key: str = field(repr=False)
     secret: str = field(repr=False)
     source: str | None = None
+    actor_is_admin: bool = False
 
     def credentials(self) -> binance.Credentials:
         return binance.Credentials(
@@ -150,6 +152,23 @@ def normalise_form(form: RegistrationForm) -> RegistrationForm:
     )
 
 
+def check_owner_choice(engine: Engine, form: RegistrationForm) -> None:
+    """Only admins may register a key on someone else's behalf."""
+    if form.owner_user_id == form.actor or form.actor_is_admin:
+        return
+    actor = Actor(user_id=form.actor, team_id=form.team_id, is_admin=False)
+    error = deny(
+        engine,
+        actor,
+        action="register a key on someone else's behalf",
+        target=form.label,
+        message="Only admins can register a key on someone else's behalf: choose yourself as "
+        "the owner, or ask an admin. Nothing was stored.",
+    )
+    error.field = Block.OWNER
+    raise error
+
+
 def ensure_unique(session: Session, ring: KeyRing, form: RegistrationForm) -> None:
     live = ApiKey.status.not_in(RETIRED_STATUSES)
     taken = session.exec(
@@ -207,6 +226,7 @@ def register_key(
     if problems:
         block, message = next(iter(problems.items()))
         raise InvalidInput(message, field=block)
+    check_owner_choice(engine, form)
     with Session(engine) as session:
         ensure_unique(session, ring, form)
     try:
@@ -348,9 +368,22 @@ def find_live_key(session: Session, team_id: str, label: str) -> tuple[ApiKey, B
 
 
 def remove_key(
-    *, engine: Engine, team_id: str, key_id: str, actor: str, source: str | None = None
+    *, engine: Engine, actor: Actor, key_id: str, source: str | None = None
 ) -> KeySummary:
-    """Crypto-shred the key's sealed material and mark it removed; the audit trail stays."""
+    """Crypto-shred the key's sealed material and mark it removed; the audit trail stays.
+    Only its owner or an admin may."""
+    team_id = actor.team_id
+    with Session(engine) as session:
+        key = session.get(ApiKey, key_id)
+        if key is not None and key.team_id == team_id:
+            require_manage(
+                engine,
+                actor,
+                action="remove",
+                label=key.label,
+                owner_user_id=key.owner_user_id,
+                key_id=key.id,
+            )
     with session_scope(engine) as session:
         key = session.get(ApiKey, key_id, with_for_update=True)
         if key is None or key.team_id != team_id:
@@ -364,7 +397,7 @@ def remove_key(
         record_event(
             session,
             team_id=team_id,
-            actor=actor,
+            actor=actor.user_id,
             action="key.remove",
             target=key.label,
             target_key_id=key.id,

@@ -59,6 +59,7 @@ class RotationForm:
     secret: str = field(repr=False)
     confirm_more_permissions: bool = False
     source: str | None = None
+    actor_is_admin: bool = False
 
     def credentials(self) -> binance.Credentials:
         return binance.Credentials(

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.config import Settings
+from bot.services.access import Actor, require_manage
 from bot.services.errors import InvalidInput
 from bot.services.keys import find_live_key
 from bot.services.reminder_plan import due_date, plan_reminders
@@ -91,15 +92,25 @@ def set_policy(
     *,
     engine: Engine,
     settings: Settings,
-    team_id: str,
+    actor: Actor,
     label: str,
     period_days: int,
-    actor: str,
     now: datetime,
     source: str | None = None,
 ) -> RotationRow:
     if not 1 <= period_days <= MAX_PERIOD_DAYS:
         raise InvalidInput(f"The rotation period must be from 1 to {MAX_PERIOD_DAYS} days.")
+    team_id = actor.team_id
+    with Session(engine) as session:
+        key, _account = find_live_key(session, team_id, label)
+    require_manage(
+        engine,
+        actor,
+        action="change the rotation period of",
+        label=key.label,
+        owner_user_id=key.owner_user_id,
+        key_id=key.id,
+    )
     with session_scope(engine) as session:
         key, _account = find_live_key(session, team_id, label)
         before = key.rotation_period_days
@@ -109,7 +120,7 @@ def set_policy(
         record_event(
             session,
             team_id=team_id,
-            actor=actor,
+            actor=actor.user_id,
             action="rotation.policy",
             target=key.label,
             target_key_id=key.id,
@@ -120,17 +131,29 @@ def set_policy(
 
 
 def snooze(
-    *, engine: Engine, team_id: str, key_id: str, actor: str, now: datetime, days: int = 1
+    *, engine: Engine, actor: Actor, key_id: str, now: datetime, days: int = 1
 ) -> RotationRow:
-    with session_scope(engine) as session:
+    """Pause a key's reminders: its owner or an admin only."""
+    team_id = actor.team_id
+    with Session(engine) as session:
         key = session.get(ApiKey, key_id)
         if key is None or key.team_id != team_id or key.status in RETIRED_STATUSES:
             raise InvalidInput("That key is no longer registered; nothing to snooze.")
+    require_manage(
+        engine,
+        actor,
+        action="snooze the reminders for",
+        label=key.label,
+        owner_user_id=key.owner_user_id,
+        key_id=key.id,
+    )
+    with session_scope(engine) as session:
+        key = session.get(ApiKey, key_id)
         key.snoozed_until = now + timedelta(days=days)
         record_event(
             session,
             team_id=team_id,
-            actor=actor,
+            actor=actor.user_id,
             action="rotation.snooze",
             target=key.label,
             target_key_id=key.id,

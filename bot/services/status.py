@@ -6,7 +6,7 @@ that its pages can be browsed with buttons without asking Binance again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from bot import binance
 from bot.commands import StatusTarget, TargetKind
+from bot.services.access import Actor
 from bot.services.errors import KeyNotFound
 from bot.services.findings import Finding, FindingKind, Severity, assess, worst
 from bot.services.keys import live_keys, open_credentials
@@ -40,6 +41,9 @@ class KeyReport:
     permissions: dict | None  # KeyPermissions.to_dict() when checked
     findings: list[Finding]
     status: str = "active"
+    # The viewer is neither the owner nor an admin: show the summary, not the details.
+    redacted: bool = False
+    redacted_tier: str | None = None
 
     @property
     def severity(self) -> Severity:
@@ -47,6 +51,8 @@ class KeyReport:
 
     @property
     def tier(self) -> binance.Tier | None:
+        if self.redacted_tier is not None:
+            return binance.Tier[self.redacted_tier]
         if self.permissions is None:
             return None
         return binance.KeyPermissions.from_dict(self.permissions).tier
@@ -65,6 +71,8 @@ class KeyReport:
             "permissions": self.permissions,
             "findings": [f.to_dict() for f in self.findings],
             "status": self.status,
+            "redacted": self.redacted,
+            "redacted_tier": self.redacted_tier,
         }
 
     @classmethod
@@ -82,6 +90,8 @@ class KeyReport:
             permissions=data["permissions"],
             findings=[Finding.from_dict(f) for f in data["findings"]],
             status=data.get("status", "active"),
+            redacted=data.get("redacted", False),
+            redacted_tier=data.get("redacted_tier"),
         )
 
 
@@ -159,14 +169,17 @@ def run_status(
     engine: Engine,
     ring: KeyRing,
     gateway: binance.BinanceGateway,
-    team_id: str,
     target: StatusTarget,
-    actor: str,
+    viewer: Actor,
     source: str | None = None,
     now: datetime | None = None,
 ) -> StatusReport:
-    """Ask Binance about every selected key at once, judge each, remember what it said."""
+    """Ask Binance about every selected key at once, judge each, remember what it said.
+
+    Keys the viewer neither owns nor administers are reported as a summary (tier and how
+    serious), without their details."""
     now = now or utcnow()
+    team_id, actor = viewer.team_id, viewer.user_id
     with Session(engine) as session:
         rows = _select(session, team_id, target, actor)
     credentials: list[binance.Credentials | None] = []
@@ -203,6 +216,7 @@ def run_status(
         if as_dict is not None:
             observed[key.id] = as_dict
         reports.append(_report(key, account.alias, as_dict, findings))
+    reports = [r if viewer.may_see_details(r.owner_user_id) else redact(r) for r in reports]
     reports.sort(key=lambda r: (-r.severity, r.label.lower()))
     report = StatusReport(
         report_id=StatusReportRecord().id,
@@ -212,6 +226,30 @@ def run_status(
     )
     _remember(engine, report, team_id=team_id, actor=actor, source=source, observed=observed)
     return report
+
+
+def redact(report: KeyReport) -> KeyReport:
+    """The summary a non-owner may see: label, owner, tier and how serious, no details."""
+    tier = report.tier
+    worst_finding = max(report.findings, key=lambda f: f.severity, default=None)
+    summary = []
+    if worst_finding is not None:
+        summary = [
+            Finding(
+                kind=worst_finding.kind,
+                severity=worst_finding.severity,
+                text=f"{len(report.findings)} finding(s); the details are visible to the owner "
+                "and the admins.",
+            )
+        ]
+    return replace(
+        report,
+        masked="…",
+        permissions=None,
+        findings=summary,
+        redacted=True,
+        redacted_tier=tier.name if tier is not None else None,
+    )
 
 
 def _report(key: ApiKey, alias: str, permissions: dict | None, findings: list) -> KeyReport:
@@ -277,10 +315,13 @@ def _remember(
         )
 
 
-def load_report(engine: Engine, *, team_id: str, report_id: str) -> StatusReport:
+def load_report(engine: Engine, *, actor: Actor, report_id: str) -> StatusReport:
+    """A stored report, for the person who asked for it (or an admin)."""
     with Session(engine) as session:
         record = session.get(StatusReportRecord, report_id)
-        if record is None or record.team_id != team_id:
+        if record is not None and record.requested_by != actor.user_id and not actor.is_admin:
+            record = None
+        if record is None or record.team_id != actor.team_id:
             raise KeyNotFound(
                 "That status report has expired. Run `/apikey status` again for a fresh one."
             )
