@@ -58,4 +58,4 @@ class Block(StrEnum):
 
 
 # Events the app subscribes to (kept in step with manifest.yml by a test).
-EVENTS = ("app_home_opened",)
+EVENTS = ("app_home_opened", "message")

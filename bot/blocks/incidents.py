@@ -262,3 +262,32 @@ def _chunks(lines: list[str], limit: int = 2900) -> list[str]:
     if current:
         chunks.append(current)
     return chunks
+
+
+def leak_warning(kind, *, matched_label: str | None, key_id: str | None) -> Message:
+    """The thread reply to a message that seems to contain a key or secret."""
+    lines = [
+        f"⚠️ This message seems to contain {kind.value}. Anything posted in Slack must be "
+        "treated as leaked: delete the message, and delete or rotate the key in Binance."
+    ]
+    blocks = []
+    if matched_label:
+        lines.append(
+            f"It matches the registered key *{escape(matched_label)}*: start the emergency "
+            "playbook now."
+        )
+    blocks.append(section("\n".join(lines)))
+    if matched_label and key_id:
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    ButtonElement(
+                        text="Open the emergency playbook",
+                        action_id=Action.INCIDENT_RAISE,
+                        value=key_id,
+                        style="danger",
+                    )
+                ]
+            )
+        )
+    return Message(text=lines[0], blocks=blocks)

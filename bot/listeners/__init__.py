@@ -5,10 +5,13 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.ids import COMMAND, Action, Callback
-from bot.listeners import actions, commands, errors, home, incidents, rotation, views
+from bot.listeners import actions, commands, errors, home, incidents, leaks, rotation, views
 
 COMMAND_LISTENERS = {COMMAND: commands.handle_apikey}
-EVENT_LISTENERS = {"app_home_opened": home.handle_app_home_opened}
+EVENT_LISTENERS = {
+    "app_home_opened": home.handle_app_home_opened,
+    "message": leaks.handle_message,
+}
 VIEW_LISTENERS = {
     Callback.REGISTER: views.handle_register_submission,
     Callback.ROTATE: rotation.handle_rotate_submission,

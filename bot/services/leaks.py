@@ -46,3 +46,22 @@ def record_secret_in_command(
             detail={"matched_registered_key": key is not None},
         )
         return key.label if key else None
+
+
+def record_leak_in_channel(
+    *, engine: Engine, ring: KeyRing, team_id: str, actor: str, channel: str | None, text: str
+) -> tuple[str, str] | None:
+    """Audit a key-shaped value seen in a channel; return the matching key's (label, id)."""
+    with session_scope(engine) as session:
+        key = match_registered_key(session, ring, team_id, text)
+        record_event(
+            session,
+            team_id=team_id,
+            actor=actor,
+            action="leak.detected",
+            target=key.label if key else None,
+            target_key_id=key.id if key else None,
+            source=f"slack:{channel}" if channel else None,
+            detail={"matched_registered_key": key is not None},
+        )
+        return (key.label, key.id) if key else None
