@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from bot.bootstrap import configure_logging, open_storage
 from bot.config import ConfigError, Settings, load_settings
+from storage.audit import verify_chain
 from storage.crypto import CryptoError, KeyRing, generate_master_key
 from storage.db import make_engine, migrate
 from storage.vault import VaultError, reencrypt_all, retire_key
@@ -41,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     reencrypt.add_argument("--max-batches", type=int, default=None)
     retire = keys.add_parser("retire", help="forget a master key that no row uses")
     retire.add_argument("key_id")
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command")
+    audit.add_parser("verify", help="check the hash chain: an edited or deleted event shows")
     sub.add_parser("simulator", help="run the local Binance simulator (see --help there)")
     sub.add_parser("sandbox", help="try every command offline (see --help there)")
     return parser
@@ -81,6 +84,17 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if command == "keys":
         return _keys(args, settings)
+    if command == "audit":
+        report = verify_chain(make_engine(settings.database_url))
+        if report.ok:
+            print(f"audit trail intact: {report.events} events checked")
+            return 0
+        print(
+            f"audit trail TAMPERED: event #{report.broken_at} does not fit the chain "
+            f"({report.reason}); {report.events} events before it are intact",
+            file=sys.stderr,
+        )
+        return 1
     if command == "scheduler":
         from bot.runner import run_scheduler_only
 

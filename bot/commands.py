@@ -128,6 +128,13 @@ class ListIncidents:
 
 
 @dataclass(frozen=True)
+class AuditTrail:
+    label: str | None = None
+    days: int = 30
+    verify: bool = False
+
+
+@dataclass(frozen=True)
 class SecretInText:
     kind: SecretKind
 
@@ -143,6 +150,7 @@ Command = (
     | RotationOverview
     | Compromised
     | ListIncidents
+    | AuditTrail
     | SecretInText
 )
 
@@ -182,6 +190,8 @@ def parse_command(text: str) -> Command:
         return _compromised(rest)
     if verb == "incidents":
         return ListIncidents() if not rest else Help("`/apikey incidents` takes no arguments.")
+    if verb == "audit":
+        return _audit(rest)
     if verb == "rotation":
         return RotationOverview() if not rest else Help("`/apikey rotation` takes no arguments.")
     return Help(f"I don't know the subcommand “{_shorten(verb)}”.")
@@ -205,6 +215,24 @@ def _compromised(rest: str) -> Command:
             "Give the start of the activity review as a date or a number of days, e.g. "
             "`/apikey compromised trading-bot since 2026-11-01` or `… since 14d`."
         )
+
+
+_DAYS = re.compile(r"(?:^|\s)--days\s+(\S+)\s*$")
+
+
+def _audit(rest: str) -> Command:
+    if rest.lower() == "verify":
+        return AuditTrail(verify=True)
+    days = 30
+    found = _DAYS.search(rest)
+    if found:
+        if not found.group(1).isdigit() or not 1 <= int(found.group(1)) <= 3650:
+            return Help("Write the period as a number of days, e.g. `/apikey audit --days 7`.")
+        days = int(found.group(1))
+        rest = rest[: found.start()].strip()
+    elif "--days" in rest:
+        return Help("Write the period as a number of days, e.g. `/apikey audit --days 7`.")
+    return AuditTrail(label=_unquote(rest) or None, days=days)
 
 
 def _rotate(rest: str) -> Command:

@@ -151,6 +151,9 @@ class AuditEvent(SQLModel, table=True):
     target_key_id: str | None = Field(default=None, index=True, max_length=32)
     source: str | None = Field(default=None, max_length=200)
     detail: dict = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    # Hash chain: hash = SHA-256(prev_hash + this event), so an edited or deleted row shows.
+    prev_hash: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)
 
 
 class CryptoCanary(SQLModel, table=True):

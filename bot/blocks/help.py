@@ -36,6 +36,11 @@ _SUBCOMMANDS = (
         "compromised trading-bot",
     ),
     ("incidents", "open and recent incidents with their progress", "incidents"),
+    (
+        "audit [label] [--days N] | audit verify",
+        "admins: who did what, when; or check the trail's hash chain",
+        "audit trading-bot --days 7",
+    ),
 )
 
 

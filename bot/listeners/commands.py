@@ -8,6 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from sqlmodel import Session
 
+from bot.blocks.audit import audit_trail, chain_report
 from bot.blocks.help import help_message
 from bot.blocks.key_list import key_list
 from bot.blocks.notices import error_message, secret_in_text_warning, working_message
@@ -16,6 +17,7 @@ from bot.blocks.remove import remove_confirmation
 from bot.blocks.rotation import policy_set_message, rotate_modal, rotation_overview
 from bot.blocks.status_report import status_page
 from bot.commands import (
+    AuditTrail,
     Compromised,
     Help,
     ListIncidents,
@@ -33,6 +35,8 @@ from bot.listeners.access import actor_from
 from bot.listeners.background import in_background
 from bot.listeners.incidents import incidents_overview, raise_and_announce
 from bot.services.access import require_manage
+from bot.services.audit_trail import read_trail
+from bot.services.audit_trail import verify as audit_verify
 from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.keys import account_aliases, find_live_key, list_keys, summarise
@@ -111,6 +115,23 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
                 )
             except DomainError as exc:
                 respond(**error_message(exc.user_message).as_kwargs())
+        case AuditTrail(label=label, days=days, verify=verify):
+            actor = actor_from(services, command)
+            try:
+                if verify:
+                    message = chain_report(audit_verify(engine=services.engine, actor=actor))
+                else:
+                    events = read_trail(
+                        engine=services.engine,
+                        actor=actor,
+                        label=label,
+                        days=days,
+                        now=services.clock(),
+                    )
+                    message = audit_trail(events, label=label, days=days)
+            except DomainError as exc:
+                message = error_message(exc.user_message)
+            ack(**message.as_kwargs())
         case ListIncidents():
             ack(**incidents_overview(services, team_id).as_kwargs())
         case RotationOverview():

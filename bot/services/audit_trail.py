@@ -1,0 +1,33 @@
+"""Reading the audit trail (admins only) and verifying its hash chain."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from bot.services.access import Actor, require_admin
+from storage.audit import ChainReport, verify_chain
+from storage.models import AuditEvent
+
+MAX_EVENTS = 200
+
+
+def read_trail(
+    *, engine: Engine, actor: Actor, label: str | None, days: int, now: datetime
+) -> list[AuditEvent]:
+    """The newest events of the last ``days`` days (of one key's label, if given)."""
+    require_admin(engine, actor, action="read the audit trail")
+    with Session(engine) as session:
+        query = select(AuditEvent).where(
+            AuditEvent.team_id == actor.team_id, col(AuditEvent.at) >= now - timedelta(days=days)
+        )
+        if label:
+            query = query.where(AuditEvent.target == label)
+        return list(session.exec(query.order_by(col(AuditEvent.id).desc()).limit(MAX_EVENTS)).all())
+
+
+def verify(*, engine: Engine, actor: Actor) -> ChainReport:
+    require_admin(engine, actor, action="verify the audit trail")
+    return verify_chain(engine)
