@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
     scheduler_lease_seconds: float = Field(default=300.0, gt=0, le=86400)
     scheduler_enabled: bool = True
+    drift_check_hours: float = Field(default=24.0, gt=0, le=24 * 30)
 
     # Serving
     host: str = "0.0.0.0"  # noqa: S104 - the HTTP mode serves Slack, behind a load balancer

@@ -22,6 +22,7 @@ from bot.config import Settings
 from bot.http_server import make_server
 from bot.jobs import build_scheduler
 from bot.services.context import Services
+from bot.services.drift import ensure_drift_checks
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def start_scheduler(services: Services, client) -> Callable[[], None]:
     scheduler = build_scheduler(
         services, client, lease=timedelta(seconds=services.settings.scheduler_lease_seconds)
     )
+    plan_periodic_checks(services)
     stop = threading.Event()
     thread = threading.Thread(
         target=scheduler.run_forever, args=(stop,), name="scheduler", daemon=True
@@ -96,6 +98,15 @@ def start_scheduler(services: Services, client) -> Callable[[], None]:
     return stop_it
 
 
+def plan_periodic_checks(services: Services) -> None:
+    """The daily drift check of every team (idempotent: replicas share one plan)."""
+    ensure_drift_checks(
+        services.engine,
+        interval=timedelta(hours=services.settings.drift_check_hours),
+        now=services.clock(),
+    )
+
+
 def run_scheduler_only(settings: Settings) -> int:
     """`apikey-bot scheduler`: a replica that only sends reminders and runs probes."""
     if settings.slack_bot_token is None:
@@ -108,6 +119,7 @@ def run_scheduler_only(settings: Settings) -> int:
         make_web_client(settings),
         lease=timedelta(seconds=settings.scheduler_lease_seconds),
     )
+    plan_periodic_checks(services)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -121,6 +121,8 @@ class ApiKey(SQLModel, table=True):
     permissions_checked_at: datetime | None = Field(
         default=None, sa_column=_utc_column(nullable=True)
     )
+    # The outcome of the last check: "ok", "rejected" or "unknown" (Binance not reachable).
+    last_check_result: str | None = Field(default=None, max_length=16)
 
     created_by: str = Field(max_length=32)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))

@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.blocks.message import Message
-from bot.blocks.text import escape, mention
+from bot.blocks.text import escape, mention, severity_icon
 from bot.ids import Action, Block, Callback
 from bot.services.reminder_plan import Audience
 from bot.services.rotate import RotationStarted
@@ -255,3 +255,39 @@ def old_key_alive_message(
     return Message(
         text=text.replace("*", ""), blocks=[SectionBlock(text=MarkdownTextObject(text=text))]
     )
+
+
+def drift_digest(digest, *, now: datetime) -> Message:
+    """One message for one drift run: what changed, then what could not be checked."""
+    lines = [
+        f"{severity_icon(c.severity)} *{escape(c.label)}* ({mention(c.owner_user_id)}): {escape(c.text)}"
+        for c in digest.changes
+    ]
+    head = (
+        f"🔎 Daily key check: {len(digest.changes)} change(s) since the last observation, "
+        f"{digest.checked} key(s) checked"
+    )
+    blocks = [SectionBlock(text=MarkdownTextObject(text=f"*{head}*"))]
+    chunk: list[str] = []
+    for line in lines[:MAX_OVERVIEW_LINES]:
+        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
+    if digest.could_not_check:
+        failed = "; ".join(f"{escape(label)}" for label, _ in digest.could_not_check[:30])
+        reason = escape(digest.could_not_check[0][1])
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=f"Could not check (not a change; unknown, not fine): {failed}. {reason}"[
+                            :2900
+                        ]
+                    )
+                ]
+            )
+        )
+    return Message(text=head, blocks=blocks[:50])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from slack_sdk import WebClient
 
 from bot.jobs.announcements import make_announce_handler
+from bot.jobs.drift import make_drift_handler
 from bot.jobs.incidents import (
     make_activity_handler,
     make_incident_probe_handler,
@@ -15,6 +16,7 @@ from bot.jobs.reminders import make_reminder_handler
 from bot.scheduler import Handler, Scheduler
 from bot.services import incidents
 from bot.services.context import Services
+from bot.services.drift import DRIFT_JOB
 from bot.services.reminder_plan import PROBE_JOB, REMINDER_JOB
 from bot.services.rotate import ANNOUNCE_JOB
 
@@ -27,6 +29,7 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         incidents.PROBE_JOB: make_incident_probe_handler(services),
         incidents.ACTIVITY_JOB: make_activity_handler(services, client),
         incidents.REFRESH_JOB: make_refresh_handler(services, client),
+        DRIFT_JOB: make_drift_handler(services, client),
     }
 
 

@@ -1,0 +1,36 @@
+"""The scheduled drift check: one digest per team and run, nothing when nothing changed."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from slack_sdk import WebClient
+
+from bot.blocks.rotation import drift_digest
+from bot.jobs.delivery import SlackDirectory
+from bot.scheduler import ClaimedJob, Handler, JobOutcome
+from bot.services.context import Services
+from bot.services.drift import check_team, drift_job
+
+
+def make_drift_handler(services: Services, client: WebClient) -> Handler:
+    directory = SlackDirectory(client)
+    interval = timedelta(hours=services.settings.drift_check_hours)
+
+    def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
+        digest = check_team(
+            engine=services.engine,
+            ring=services.ring,
+            gateway=services.gateway,
+            team_id=job.team_id,
+            now=now,
+        )
+        if not digest.empty:
+            directory.to_channel(
+                services.settings,
+                drift_digest(digest, now=now),
+                fallback_users=list(services.settings.admin_user_ids),
+            )
+        return JobOutcome(follow_up=(drift_job(job.team_id, now + interval),))
+
+    return handle

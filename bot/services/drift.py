@@ -1,0 +1,206 @@
+"""The drift monitor: a scheduled check of every key against what Binance said last time.
+
+One digest per run and team, listing only what CHANGED since the last observation: a
+permission added (withdrawals and transfers first), a permission removed, the IP whitelist
+removed, trading permission about to expire or expired, a key newly rejected by Binance, a key
+newly beyond its declared purpose. Binance failures are "could not check", never changes.
+Nothing is posted when nothing changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from bot import binance
+from bot.scheduler import NewJob, schedule_jobs
+from bot.services.findings import PERMISSION_NAMES, PURPOSE_MAX_TIER, PURPOSE_NAMES, Severity
+from bot.services.keys import open_credentials
+from storage.audit import record_event
+from storage.crypto import CryptoError, KeyRing
+from storage.db import session_scope
+from storage.models import RETIRED_STATUSES, ApiKey, JobState, KeyPurpose, ScheduledJob
+
+DRIFT_JOB = "drift_check"
+EXPIRY_WINDOW = timedelta(days=14)
+_MONEY_FLAGS = ("enableWithdrawals", "enableInternalTransfer", "permitsUniversalTransfer")
+
+
+@dataclass(frozen=True)
+class Change:
+    label: str
+    owner_user_id: str | None
+    severity: Severity
+    text: str
+
+
+@dataclass
+class Digest:
+    team_id: str
+    checked: int = 0
+    changes: list[Change] = field(default_factory=list)
+    could_not_check: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes and not self.could_not_check
+
+
+def drift_job(team_id: str, due: datetime) -> NewJob:
+    return NewJob(
+        team_id=team_id,
+        kind=DRIFT_JOB,
+        dedupe_key=f"drift:{team_id}:{due:%Y%m%dT%H}",
+        due_at=due,
+        payload={},
+    )
+
+
+def ensure_drift_checks(engine: Engine, *, interval: timedelta, now: datetime) -> None:
+    """Every team with keys has its next drift check planned, once: a team that already has one
+    pending keeps it (replicas starting at different times share one plan)."""
+    with Session(engine) as session:
+        teams = set(
+            session.exec(
+                select(ApiKey.team_id).where(ApiKey.status.not_in(RETIRED_STATUSES)).distinct()
+            ).all()
+        )
+        planned = set(
+            session.exec(
+                select(ScheduledJob.team_id)
+                .where(
+                    ScheduledJob.kind == DRIFT_JOB,
+                    ScheduledJob.state == JobState.PENDING.value,
+                )
+                .distinct()
+            ).all()
+        )
+    if teams - planned:
+        with session_scope(engine) as session:
+            schedule_jobs(session, [drift_job(team, now + interval) for team in teams - planned])
+
+
+def check_team(
+    *, engine: Engine, ring: KeyRing, gateway: binance.BinanceGateway, team_id: str, now: datetime
+) -> Digest:
+    digest = Digest(team_id=team_id)
+    with Session(engine) as session:
+        keys = list(
+            session.exec(
+                select(ApiKey).where(
+                    ApiKey.team_id == team_id,
+                    ApiKey.status.not_in(RETIRED_STATUSES),
+                    col(ApiKey.secret_sealed).is_not(None),
+                )
+            ).all()
+        )
+    creds, checkable = [], []
+    for key in keys:
+        try:
+            creds.append(open_credentials(ring, key))
+            checkable.append(key)
+        except (CryptoError, Exception):
+            digest.could_not_check.append((key.label, "its stored secret could not be opened"))
+    results = gateway.check_many(creds)
+    updates: dict[str, tuple[dict | None, str]] = {}
+    for key, result in zip(checkable, results, strict=True):
+        digest.checked += 1
+        if result.permissions is not None:
+            new = result.permissions.to_dict()
+            digest.changes.extend(_changes(key, result.permissions, now))
+            updates[key.id] = (new, "ok")
+        elif isinstance(result.error, binance.KeyRejected):
+            if key.last_check_result != "rejected":
+                digest.changes.append(
+                    Change(
+                        key.label,
+                        key.owner_user_id,
+                        Severity.CRITICAL,
+                        "Binance now rejects this key: deleted, or this bot's IP is no longer on "
+                        "its whitelist, or a permission was removed (Binance does not say which).",
+                    )
+                )
+            updates[key.id] = (None, "rejected")
+        else:
+            digest.could_not_check.append((key.label, result.error.user_message))
+            updates[key.id] = (None, "unknown")
+    digest.changes.sort(key=lambda c: (-c.severity, c.label.lower()))
+    _remember(engine, digest, updates, now)
+    return digest
+
+
+def _changes(key: ApiKey, perms: binance.KeyPermissions, now: datetime) -> list[Change]:
+    found: list[Change] = []
+
+    def add(severity: Severity, text: str) -> None:
+        found.append(Change(key.label, key.owner_user_id, severity, text))
+
+    before = key.permissions_json
+    if before is not None:
+        old = binance.KeyPermissions.from_dict(before)
+        for name, label in PERMISSION_NAMES.items():
+            was, now_on = old.flag(name), perms.flag(name)
+            if was is None or now_on is None or was == now_on:
+                continue
+            if now_on:
+                money = name in _MONEY_FLAGS
+                add(Severity.CRITICAL if money else Severity.WARNING, f"{label} was enabled.")
+            else:
+                add(Severity.INFO, f"{label} was disabled.")
+        if old.ip_restrict is True and perms.ip_restrict is False:
+            add(Severity.WARNING, "The IP whitelist was removed.")
+        purpose = KeyPurpose(key.purpose)
+        limit = PURPOSE_MAX_TIER[purpose]
+        if perms.tier > limit >= old.tier:
+            add(
+                Severity.CRITICAL,
+                f"It now has the {perms.tier.name.title()} tier, beyond its declared purpose "
+                f"({PURPOSE_NAMES[purpose]}).",
+            )
+    if key.last_check_result == "rejected":
+        add(Severity.INFO, "Binance accepts this key again.")
+    expires = perms.trading_expires_at
+    if expires is not None and perms.tier >= binance.Tier.TRADE:
+        # Compared with what was observed last time, so each state is reported once.
+        last = key.permissions_checked_at
+        seen = binance.KeyPermissions.from_dict(before).trading_expires_at if before else None
+        same = seen == expires and last is not None
+        if expires <= now and not (same and expires <= last):
+            add(
+                Severity.WARNING,
+                f"Trading permission expired on {expires:%Y-%m-%d} (no IP whitelist).",
+            )
+        elif now < expires <= now + EXPIRY_WINDOW and not (
+            same and expires <= last + EXPIRY_WINDOW
+        ):
+            add(
+                Severity.WARNING,
+                f"Trading permission expires on {expires:%Y-%m-%d}: add an IP whitelist.",
+            )
+    return found
+
+
+def _remember(engine: Engine, digest: Digest, updates: dict, now: datetime) -> None:
+    with session_scope(engine) as session:
+        for key_id, (permissions, result) in updates.items():
+            key = session.get(ApiKey, key_id)
+            if key is None:
+                continue
+            if permissions is not None:
+                key.permissions_json = permissions
+                key.permissions_checked_at = now
+            key.last_check_result = result
+        record_event(
+            session,
+            team_id=digest.team_id,
+            actor="bot",
+            action="drift.check",
+            detail={
+                "checked": digest.checked,
+                "changes": len(digest.changes),
+                "could_not_check": len(digest.could_not_check),
+            },
+        )

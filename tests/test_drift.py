@@ -1,0 +1,123 @@
+"""The drift monitor: one digest per run for each kind of change, silence when nothing
+changed, Binance failures reported as "could not check"."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from bot.sandbox.stack import start_local_stack
+from bot.scheduler import FixedClock
+from bot.services.drift import DRIFT_JOB, ensure_drift_checks
+from storage.db import session_scope
+from storage.models import JobState, KeyPurpose, ScheduledJob, utcnow
+from tests.e2e import ALICE, all_text, register_directly
+from tests.slack_requests import SIGNING_SECRET
+
+ALERTS = "C0ALERTS"
+
+
+@pytest.fixture
+def stack(tmp_path):
+    with start_local_stack(
+        workdir=tmp_path, signing_secret=SIGNING_SECRET, alert_channel=ALERTS
+    ) as stack:
+        stack.slack.add_user(ALICE, name="alice")
+        yield stack
+
+
+def _run(stack, clock: FixedClock):
+    """Make this team's planned check due now and run the scheduler once."""
+    engine = stack.services.engine
+    ensure_drift_checks(engine, interval=timedelta(0), now=clock.now())
+    with session_scope(engine) as session:
+        session.exec(
+            sa.update(ScheduledJob)
+            .where(ScheduledJob.kind == DRIFT_JOB, ScheduledJob.state == JobState.PENDING.value)
+            .values(due_at=clock.now())
+        )
+    scheduler = stack.scheduler(clock, worker_id="test")
+    try:
+        scheduler.tick()
+    finally:
+        scheduler.close()
+    return [
+        c
+        for c in stack.slack.calls_to("chat.postMessage")
+        if "Daily key check" in c.params.get("text", "")
+    ]
+
+
+def test_nothing_changed_means_no_message(stack):
+    register_directly(stack, "bot")
+    clock = FixedClock(utcnow() + timedelta(hours=1))
+    assert _run(stack, clock) == []
+    clock.advance(timedelta(days=1))
+    assert _run(stack, clock) == []
+
+
+def test_each_kind_of_change_in_one_digest(stack):
+    sim = stack.simulator
+    _, reader = register_directly(stack, "reader", purpose=KeyPurpose.READ_ONLY)
+    _, trader = register_directly(stack, "trader", permissions={"enableSpotAndMarginTrading": True})
+    _, gone = register_directly(stack, "gone")
+    register_directly(stack, "quiet")
+    sim.set_permissions(reader.api_key, enableWithdrawals=True)
+    sim.set_ip_restrict(trader.api_key, False)
+    sim.set_permissions(trader.api_key, enableFutures=True)
+    sim.delete_key(gone.api_key)
+    digests = _run(stack, FixedClock(utcnow() + timedelta(hours=1)))
+    assert len(digests) == 1
+    text = all_text(digests[0].params)
+    assert digests[0].params["channel"] == ALERTS
+    assert (
+        "reader" in text
+        and "Withdrawals was enabled" in text
+        and "beyond its declared purpose" in text
+    )
+    assert (
+        "trader" in text
+        and "The IP whitelist was removed" in text
+        and "Futures was enabled" in text
+    )
+    assert "gone" in text and "Binance now rejects this key" in text
+    assert "quiet" not in text
+    # the next run: everything already reported, nothing new → silence
+    assert len(_run(stack, FixedClock(utcnow() + timedelta(days=1, hours=1)))) == 1
+
+
+def test_trading_permission_about_to_expire_then_expired_is_reported_once_each(stack):
+    _, key = register_directly(stack, "bot", permissions={"enableSpotAndMarginTrading": True})
+    in_ten_days = int((utcnow() + timedelta(days=10)).timestamp() * 1000)
+    stack.simulator.get_key(key.api_key).trading_authority_expiration_time = in_ten_days
+    clock = FixedClock(utcnow() + timedelta(hours=1))
+    first = _run(stack, clock)
+    assert len(first) == 1 and "Trading permission expires on" in all_text(first[0].params)
+    clock.advance(timedelta(days=1))
+    assert len(_run(stack, clock)) == 1  # not again
+    clock.advance(timedelta(days=10))  # past the expiry
+    expired = _run(stack, clock)
+    assert len(expired) == 2 and "Trading permission expired on" in all_text(expired[1].params)
+    clock.advance(timedelta(days=1))
+    assert len(_run(stack, clock)) == 2  # not again
+
+
+def test_binance_failures_are_could_not_check_never_changes(stack):
+    register_directly(stack, "bot")
+    stack.simulator.inject_fault("503", count=100)
+    digests = _run(stack, FixedClock(utcnow() + timedelta(hours=1)))
+    text = all_text(digests[0].params)
+    assert "0 change(s)" in text and "Could not check" in text and "not a change" in text
+
+
+def test_every_team_with_keys_gets_one_planned_check(stack):
+    register_directly(stack, "bot")
+    for _ in range(2):  # two replicas starting
+        ensure_drift_checks(stack.services.engine, interval=timedelta(hours=24), now=utcnow())
+    with stack.services.engine.connect() as connection:
+        count = connection.execute(
+            sa.text("SELECT COUNT(*) FROM scheduled_jobs WHERE kind = :k"), {"k": DRIFT_JOB}
+        ).scalar()
+    assert count == 1
