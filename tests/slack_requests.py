@@ -4,6 +4,10 @@ Slash commands are form-encoded; interactivity (button clicks, modal submissions
 with one ``payload`` field holding JSON; Events API callbacks are JSON. Every request carries
 ``X-Slack-Request-Timestamp`` and ``X-Slack-Signature`` (``v0=`` HMAC-SHA256 of
 ``v0:{timestamp}:{body}`` under the signing secret).
+
+Slash commands, button clicks, modal submissions and the signing come from
+``bot.sandbox.requests`` (the sandbox console sends the same shapes); the wrappers here fill in the
+test workspace: team T0TEST, user U0ALICE, channel C0GENERAL, fixed trigger ids.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ import itertools
 import json
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 import requests
-from slack_sdk.signature import SignatureVerifier
+
+from bot.sandbox import requests as payloads
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"  # fake, tests only
 VERIFICATION_TOKEN = "legacy-verification-token"  # Slack still sends it; Bolt ignores it
@@ -24,8 +28,9 @@ TEAM_ID = "T0TEST"
 USER_ID = "U0ALICE"
 CHANNEL_ID = "C0GENERAL"
 BOT_USER_ID = "U0BOT"
-FORM = "application/x-www-form-urlencoded"
-JSON = "application/json"
+BOT_ID = "B" + BOT_USER_ID[1:]
+FORM = payloads.FORM
+JSON = payloads.JSON
 
 _event_ids = itertools.count(1)
 
@@ -38,17 +43,7 @@ def sign(
     content_type: str | None = None,
 ) -> dict[str, str]:
     """The headers Slack sends with this body (content type guessed from the body)."""
-    ts = str(int(time.time()) if timestamp is None else timestamp)
-    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
-    return {
-        "Content-Type": content_type or _content_type(body),
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": signature or "",
-    }
-
-
-def _content_type(body: str) -> str:
-    return JSON if body.lstrip().startswith("{") else FORM
+    return payloads.sign(body, secret=secret, timestamp=timestamp, content_type=content_type)
 
 
 def _name_of(user_id: str) -> str:
@@ -66,17 +61,18 @@ def _team_domain(team_id: str) -> str:
     return team_id.removeprefix("T0").lower() or team_id
 
 
-def _user(user_id: str, team_id: str) -> dict[str, str]:
-    name = _name_of(user_id)
-    return {"id": user_id, "username": name, "name": name, "team_id": team_id}
-
-
-def _team(team_id: str) -> dict[str, str]:
-    return {"id": team_id, "domain": _team_domain(team_id)}
-
-
-def _interactive(payload: dict[str, Any]) -> str:
-    return urlencode({"payload": json.dumps(payload)})
+def _workspace(
+    user_id: str, team_id: str, channel_id: str, user_name: str | None = None
+) -> payloads.Workspace:
+    """The names and app that put a ``bot.sandbox.requests`` payload in the test workspace."""
+    return payloads.Workspace(
+        team_domain=_team_domain(team_id),
+        user_name=user_name or _name_of(user_id),
+        channel_name=_channel_name(channel_id),
+        api_app_id=API_APP_ID,
+        token=VERIFICATION_TOKEN,
+        bot_id=BOT_ID,
+    )
 
 
 def slash_command(
@@ -91,22 +87,15 @@ def slash_command(
     trigger_id: str = "trig.1",
 ) -> str:
     """The form body of ``<command> <text>`` typed by ``user_id`` in ``channel_id``."""
-    return urlencode(
-        {
-            "token": VERIFICATION_TOKEN,
-            "team_id": team_id,
-            "team_domain": _team_domain(team_id),
-            "channel_id": channel_id,
-            "channel_name": _channel_name(channel_id),
-            "user_id": user_id,
-            "user_name": user_name or _name_of(user_id),
-            "command": command,
-            "text": text,
-            "api_app_id": API_APP_ID,
-            "is_enterprise_install": "false",
-            "response_url": response_url,
-            "trigger_id": trigger_id,
-        }
+    return payloads.slash_command(
+        text,
+        response_url=response_url,
+        user_id=user_id,
+        team_id=team_id,
+        channel_id=channel_id,
+        command=command,
+        workspace=_workspace(user_id, team_id, channel_id, user_name),
+        trigger_id=trigger_id,
     )
 
 
@@ -130,57 +119,33 @@ def block_action(
     ``message``) when ``message_ts`` is given, else an ephemeral one (Slack sends no ``message``
     for those, only the ``container``). ``response_url`` is None for clicks in modals.
     """
-    action_ts = f"{time.time():.6f}"
-    action: dict[str, Any] = {
-        "action_id": action_id,
-        "block_id": block_id,
-        "text": {"type": "plain_text", "text": action_id, "emoji": True},
-        "type": "button",
-        "action_ts": action_ts,
-    }
-    if value is not None:
-        action["value"] = value
-    payload: dict[str, Any] = {
-        "type": "block_actions",
-        "user": _user(user_id, team_id),
-        "api_app_id": API_APP_ID,
-        "token": VERIFICATION_TOKEN,
-        "container": None,
-        "trigger_id": trigger_id,
-        "team": _team(team_id),
-        "enterprise": None,
-        "is_enterprise_install": False,
-    }
     if view is not None:
         view = {"id": "V0VIEW", "type": "modal", "state": {"values": {}}, **view}
-        payload["container"] = {"type": "view", "view_id": view["id"]}
-        payload["view"] = view
-    else:
-        payload["container"] = {
-            "type": "message",
-            "message_ts": message_ts or action_ts,
-            "channel_id": channel_id,
-            "is_ephemeral": message_ts is None,
+    message = None
+    if message_ts is not None:
+        message = {
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "app_id": API_APP_ID,
+            "team": team_id,
+            "ts": message_ts,
+            "text": "",
+            "blocks": [],
         }
-        payload["channel"] = {"id": channel_id, "name": _channel_name(channel_id)}
-        if message_ts is not None:
-            payload["message"] = {
-                "type": "message",
-                "user": BOT_USER_ID,
-                "bot_id": "B" + BOT_USER_ID[1:],
-                "app_id": API_APP_ID,
-                "team": team_id,
-                "ts": message_ts,
-                "text": "",
-                "blocks": [],
-            }
-    if container is not None:
-        payload["container"] = container
-    payload["state"] = {"values": {}}
-    if response_url is not None:
-        payload["response_url"] = response_url
-    payload["actions"] = [action]
-    return _interactive(payload)
+    return payloads.block_action(
+        action_id,
+        value,
+        response_url=response_url,
+        block_id=block_id,
+        message=message,
+        view=view,
+        user_id=user_id,
+        team_id=team_id,
+        channel_id=channel_id,
+        container=container,
+        workspace=_workspace(user_id, team_id, channel_id),
+        trigger_id=trigger_id,
+    )
 
 
 def view_submission(
@@ -197,39 +162,17 @@ def view_submission(
 
     ``values`` is keyed like Slack's: ``{block_id: {action_id: {"type": ..., "value": ...}}}``.
     """
-    payload = {
-        "type": "view_submission",
-        "team": _team(team_id),
-        "user": _user(user_id, team_id),
-        "api_app_id": API_APP_ID,
-        "token": VERIFICATION_TOKEN,
-        "trigger_id": trigger_id,
-        "view": {
-            "id": view_id,
-            "team_id": team_id,
-            "type": "modal",
-            "blocks": [],
-            "private_metadata": private_metadata,
-            "callback_id": callback_id,
-            "state": {"values": values},
-            "hash": "1700000000.abcdef01",
-            "title": {"type": "plain_text", "text": "Modal", "emoji": True},
-            "clear_on_close": False,
-            "notify_on_close": False,
-            "close": None,
-            "submit": {"type": "plain_text", "text": "Submit", "emoji": True},
-            "previous_view_id": None,
-            "root_view_id": view_id,
-            "app_id": API_APP_ID,
-            "external_id": "",
-            "app_installed_team_id": team_id,
-            "bot_id": "B" + BOT_USER_ID[1:],
-        },
-        "response_urls": [],
-        "is_enterprise_install": False,
-        "enterprise": None,
-    }
-    return _interactive(payload)
+    return payloads.view_submission(
+        callback_id,
+        values,
+        view_id=view_id,
+        private_metadata=private_metadata,
+        view_hash="1700000000.abcdef01",
+        user_id=user_id,
+        team_id=team_id,
+        workspace=_workspace(user_id, team_id, CHANNEL_ID),
+        trigger_id=trigger_id,
+    )
 
 
 def event_callback(

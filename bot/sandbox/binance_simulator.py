@@ -23,13 +23,10 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
-import json
 import math
 import secrets
-import socket
 import string
 import sys
 import threading
@@ -37,13 +34,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+from bot.sandbox.local_server import LocalServer, LocalService, TrackedHandler
 
 KEY_TYPES = ("HMAC", "ED25519", "RSA")
 PERMISSION_FIELDS = (
@@ -196,8 +194,11 @@ def _generate_key_material(key_type: str) -> tuple[str, Any]:
     return pem, private.public_key()
 
 
-class BinanceSimulator:
+class BinanceSimulator(LocalService):
     """See the module docstring. All public methods are thread-safe."""
+
+    thread_name = "binance-simulator"
+    service_name = "the simulator"
 
     def __init__(
         self,
@@ -208,8 +209,7 @@ class BinanceSimulator:
         latency: float = 0.0,
         clock_skew_ms: int = 0,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.weight_limit = weight_limit
         self.latency = latency
         self.clock_skew_ms = clock_skew_ms
@@ -224,48 +224,13 @@ class BinanceSimulator:
         self._faults: list[_Fault] = []
         self._window = -1  # index of the current 1-minute weight window
         self._weight = 0
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> BinanceSimulator:
-        if self._server is not None:
-            raise RuntimeError("the simulator is already running")
-        self._stopping.clear()
-        self._server = _Server((self.host, self.port), _Handler, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="binance-simulator",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()  # wakes requests sleeping in latency or hanging in a "timeout"
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> BinanceSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
+    # start() / stop() / with: LocalService; stop() also wakes requests sleeping in latency or
+    # hanging in a "timeout".
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the simulator is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._base_url()
 
     def server_time_ms(self) -> int:
         return int(time.time() * 1000) + self.clock_skew_ms
@@ -574,53 +539,15 @@ _ROUTES: dict[str, tuple[_Endpoint, int, bool]] = {
 
 
 # ---------------------------------------------------------------------- HTTP plumbing
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # stop() never waits for a request that hangs on purpose
-    request_queue_size = 128  # bursts of concurrent connections must not see dropped SYNs
-
-    def __init__(self, address: tuple[str, int], handler: type, sim: BinanceSimulator) -> None:
-        self.sim = sim
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def close_connections(self) -> None:
-        """Shut open keep-alive connections, so nothing is answered after stop()."""
-        with self.connections_lock:
-            connections = list(self.connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(TrackedHandler):
     server_version = "BinanceSimulator/1.0"
-    # Headers and body go out as two writes; without this, Nagle + delayed ACK add ~40 ms.
-    disable_nagle_algorithm = True
-    timeout = 300  # idle keep-alive connections are closed after this many seconds
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        super().finish()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # request_log is the record; keep test and CLI output quiet
+    json_content_type = "application/json;charset=UTF-8"
+    server: LocalServer[BinanceSimulator]
 
     def _handle(self) -> None:
-        sim = self.server.sim
+        sim = self.server.owner
         arrived = time.time()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        self.read_body()
         split = urlsplit(self.path)
         reply, params, used = sim._answer(self.command, split.path, split.query, self.headers)
         api_key = self.headers.get("X-MBX-APIKEY")
@@ -638,21 +565,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if sim.latency > 0:
             sim._stopping.wait(sim.latency)
-        if isinstance(reply.body, str):
-            body, content_type = reply.body.encode(), "text/html"
-        else:
-            body, content_type = json.dumps(reply.body).encode(), "application/json;charset=UTF-8"
-        self.send_response(reply.status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-MBX-USED-WEIGHT-1M", str(used))
+        headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         if reply.retry_after is not None:
-            self.send_header("Retry-After", str(reply.retry_after))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+            headers["Retry-After"] = str(reply.retry_after)
+        self.send_reply(reply.status, reply.body, headers)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+
+BinanceSimulator.handler_class = _Handler
 
 
 # ---------------------------------------------------------------------- demo and CLI
@@ -698,8 +619,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         weight_limit=args.weight_limit,
         latency=args.latency_ms / 1000,
-    ).start()
-    try:
+    )
+
+    def announce() -> None:
         print(f"Binance simulator listening on {sim.url}  (BINANCE_API_URL={sim.url})", flush=True)
         if args.demo:
             # These keys are fake and exist only inside this process. Printing their secrets is
@@ -710,11 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"\n{label}{state}: {key.key_type}\n  api key: {key.api_key}")
                 print("  secret:  " + key.secret.strip().replace("\n", "\n           "))
             sys.stdout.flush()
-        threading.Event().wait()  # until Ctrl-C
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+
+    sim.run_until_interrupted(announce)
     return 0
 
 

@@ -3,6 +3,9 @@
 Slash commands are form-encoded; interactivity (buttons, modal submissions) is form-encoded with
 one ``payload`` field holding JSON. Every request carries ``X-Slack-Request-Timestamp`` and
 ``X-Slack-Signature`` (``v0=`` HMAC-SHA256 of ``v0:{timestamp}:{body}`` under the signing secret).
+
+The defaults describe the sandbox's workspace. The tests (``tests/slack_requests.py``) build the
+same shapes for their own workspace by passing a ``Workspace`` and fixed trigger ids.
 """
 
 from __future__ import annotations
@@ -25,22 +28,48 @@ SANDBOX_CHANNEL = "C0SANDBOX"
 SANDBOX_CHANNEL_NAME = "sandbox"
 SANDBOX_APP_ID = "A0SANDBOX"
 DEFAULT_TEAM = "T0SANDBOX"
+VERIFICATION_TOKEN = "sandbox-verification-token"  # noqa: S105 - Slack's legacy token; Bolt ignores it
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
 
 
-def sign(body: str, *, secret: str, timestamp: int | None = None) -> dict[str, str]:
-    """The headers Slack adds to a request with this body (Events API bodies are JSON)."""
+@dataclass(frozen=True)
+class Workspace:
+    """What Slack sends beside the team, user and channel ids: their names, the app's id, the
+    legacy verification token and the bot's id. The defaults are the sandbox's."""
+
+    team_domain: str = "sandbox"
+    user_name: str = SANDBOX_USER_NAME
+    channel_name: str = SANDBOX_CHANNEL_NAME
+    api_app_id: str = SANDBOX_APP_ID
+    token: str = VERIFICATION_TOKEN
+    bot_id: str = "B0SANDBOX"
+
+
+SANDBOX_WORKSPACE = Workspace()
+
+
+def sign(
+    body: str, *, secret: str, timestamp: int | None = None, content_type: str | None = None
+) -> dict[str, str]:
+    """The headers Slack adds to a request with this body (content type guessed from the body:
+    Events API bodies are JSON, the others form-encoded)."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
     is_json = body.lstrip().startswith("{")
     return {
-        "Content-Type": "application/json" if is_json else "application/x-www-form-urlencoded",
+        "Content-Type": content_type or (JSON if is_json else FORM),
         "X-Slack-Request-Timestamp": ts,
         "X-Slack-Signature": signature or "",
     }
 
 
 def trigger_id() -> str:
+    """A fresh ``trigger_id``, shaped like Slack's."""
     return f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex[:32]}"
+
+
+_new_trigger_id = trigger_id  # the builders' ``trigger_id`` parameter hides the function
 
 
 def slash_command(
@@ -51,23 +80,26 @@ def slash_command(
     team_id: str = DEFAULT_TEAM,
     channel_id: str = SANDBOX_CHANNEL,
     command: str = COMMAND,
+    workspace: Workspace = SANDBOX_WORKSPACE,
+    trigger_id: str | None = None,
 ) -> str:
-    """The form body of ``/apikey <text>`` typed by ``user_id`` in ``channel_id``."""
+    """The form body of ``<command> <text>`` typed by ``user_id`` in ``channel_id``; a fresh
+    ``trigger_id`` unless one is given."""
     return urlencode(
         {
-            "token": "sandbox-verification-token",
+            "token": workspace.token,
             "team_id": team_id,
-            "team_domain": "sandbox",
+            "team_domain": workspace.team_domain,
             "channel_id": channel_id,
-            "channel_name": SANDBOX_CHANNEL_NAME,
+            "channel_name": workspace.channel_name,
             "user_id": user_id,
-            "user_name": SANDBOX_USER_NAME,
+            "user_name": workspace.user_name,
             "command": command,
             "text": text,
-            "api_app_id": SANDBOX_APP_ID,
+            "api_app_id": workspace.api_app_id,
             "is_enterprise_install": "false",
             "response_url": response_url,
-            "trigger_id": trigger_id(),
+            "trigger_id": trigger_id or _new_trigger_id(),
         }
     )
 
@@ -76,12 +108,24 @@ def _interactive(payload: dict[str, Any]) -> str:
     return urlencode({"payload": json.dumps(payload)})
 
 
-def _user(user_id: str, team_id: str) -> dict[str, str]:
+def _interaction(
+    kind: str, user_id: str, team_id: str, workspace: Workspace, trigger_id: str | None
+) -> dict[str, Any]:
+    """The fields every interactivity payload starts with."""
     return {
-        "id": user_id,
-        "username": SANDBOX_USER_NAME,
-        "name": SANDBOX_USER_NAME,
-        "team_id": team_id,
+        "type": kind,
+        "team": {"id": team_id, "domain": workspace.team_domain},
+        "user": {
+            "id": user_id,
+            "username": workspace.user_name,
+            "name": workspace.user_name,
+            "team_id": team_id,
+        },
+        "api_app_id": workspace.api_app_id,
+        "token": workspace.token,
+        "trigger_id": trigger_id or _new_trigger_id(),
+        "is_enterprise_install": False,
+        "enterprise": None,
     }
 
 
@@ -97,9 +141,13 @@ def block_action(
     user_id: str = SANDBOX_USER,
     team_id: str = DEFAULT_TEAM,
     channel_id: str = SANDBOX_CHANNEL,
+    container: dict[str, Any] | None = None,
+    workspace: Workspace = SANDBOX_WORKSPACE,
+    trigger_id: str | None = None,
 ) -> str:
     """The ``block_actions`` payload of a button click: in a modal when ``view`` is given, else in
-    a message: a regular one when ``message`` (its payload) is given, else an ephemeral one."""
+    a message: a regular one when ``message`` (its payload) is given, else an ephemeral one.
+    ``container`` replaces the one built from those; a fresh ``trigger_id`` unless one is given."""
     now = f"{time.time():.6f}"
     action: dict[str, Any] = {
         "type": "button",
@@ -110,18 +158,9 @@ def block_action(
     }
     if value is not None:
         action["value"] = value
-    payload: dict[str, Any] = {
-        "type": "block_actions",
-        "user": _user(user_id, team_id),
-        "api_app_id": SANDBOX_APP_ID,
-        "token": "sandbox-verification-token",
-        "trigger_id": trigger_id(),
-        "team": {"id": team_id, "domain": "sandbox"},
-        "enterprise": None,
-        "is_enterprise_install": False,
-        "state": {"values": {}},
-        "actions": [action],
-    }
+    payload = _interaction("block_actions", user_id, team_id, workspace, trigger_id)
+    payload["state"] = {"values": {}}
+    payload["actions"] = [action]
     if view is not None:
         payload["container"] = {"type": "view", "view_id": view.get("id", "")}
         payload["view"] = view
@@ -134,9 +173,11 @@ def block_action(
             "channel_id": channel_id,
             "is_ephemeral": message is None,
         }
-        payload["channel"] = {"id": channel_id, "name": SANDBOX_CHANNEL_NAME}
+        payload["channel"] = {"id": channel_id, "name": workspace.channel_name}
         if message is not None:
             payload["message"] = {"type": "message", **message, "ts": ts}
+    if container is not None:
+        payload["container"] = container
     if response_url:
         payload["response_url"] = response_url
     return _interactive(payload)
@@ -150,35 +191,41 @@ def view_submission(
     private_metadata: str = "",
     blocks: list[dict[str, Any]] | None = None,
     title: str = "Modal",
+    view_hash: str | None = None,
     user_id: str = SANDBOX_USER,
     team_id: str = DEFAULT_TEAM,
+    workspace: Workspace = SANDBOX_WORKSPACE,
+    trigger_id: str | None = None,
 ) -> str:
-    """The ``view_submission`` payload of a modal submitted with ``values`` as its state."""
+    """The ``view_submission`` payload of a modal submitted with ``values`` as its state.
+
+    ``values`` is keyed like Slack's: ``{block_id: {action_id: {"type": ..., "value": ...}}}``.
+    A fresh view id, ``hash`` and ``trigger_id`` unless given.
+    """
     view_id = view_id or "V0" + uuid.uuid4().hex[:10].upper()
-    payload = {
-        "type": "view_submission",
-        "team": {"id": team_id, "domain": "sandbox"},
-        "user": _user(user_id, team_id),
-        "api_app_id": SANDBOX_APP_ID,
-        "token": "sandbox-verification-token",
-        "trigger_id": trigger_id(),
-        "view": {
-            "id": view_id,
-            "team_id": team_id,
-            "type": "modal",
-            "callback_id": callback_id,
-            "private_metadata": private_metadata,
-            "title": {"type": "plain_text", "text": title},
-            "blocks": blocks or [],
-            "state": {"values": values},
-            "hash": uuid.uuid4().hex[:16],
-            "app_id": SANDBOX_APP_ID,
-            "bot_id": "B0SANDBOX",
-        },
-        "response_urls": [],
-        "is_enterprise_install": False,
-        "enterprise": None,
+    payload = _interaction("view_submission", user_id, team_id, workspace, trigger_id)
+    payload["view"] = {
+        "id": view_id,
+        "team_id": team_id,
+        "type": "modal",
+        "blocks": blocks or [],
+        "private_metadata": private_metadata,
+        "callback_id": callback_id,
+        "state": {"values": values},
+        "hash": view_hash or uuid.uuid4().hex[:16],
+        "title": {"type": "plain_text", "text": title, "emoji": True},
+        "clear_on_close": False,
+        "notify_on_close": False,
+        "close": None,
+        "submit": {"type": "plain_text", "text": "Submit", "emoji": True},
+        "previous_view_id": None,
+        "root_view_id": view_id,
+        "app_id": workspace.api_app_id,
+        "external_id": "",
+        "app_installed_team_id": team_id,
+        "bot_id": workspace.bot_id,
     }
+    payload["response_urls"] = []
     return _interactive(payload)
 
 
@@ -187,7 +234,7 @@ def app_home_opened(*, user_id: str = SANDBOX_USER, team_id: str = DEFAULT_TEAM)
     now = time.time()
     return json.dumps(
         {
-            "token": "sandbox-verification-token",
+            "token": VERIFICATION_TOKEN,
             "team_id": team_id,
             "api_app_id": SANDBOX_APP_ID,
             "type": "event_callback",

@@ -29,17 +29,17 @@ import contextlib
 import hashlib
 import json
 import secrets
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.sandbox.local_server import LocalServer, LocalService, TrackedHandler
 
 RESPONSE_URL = "response_url"  # the method name under which response_url posts are recorded
 API_PREFIX = "/api/"
@@ -160,8 +160,11 @@ def _blocks_error(blocks: Any, limit: int, pointer: str) -> dict[str, Any] | Non
     return None
 
 
-class SlackStandIn:
+class SlackStandIn(LocalService):
     """See the module docstring. All public methods are thread-safe."""
+
+    thread_name = "slack-standin"
+    service_name = "the Slack stand-in"
 
     def __init__(
         self,
@@ -174,8 +177,7 @@ class SlackStandIn:
         users: Mapping[str, Mapping[str, Any]] | None = None,
         record_auth_test: bool = False,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.bot_token = bot_token
         self.team_id = team_id
         self.bot_user_id = bot_user_id
@@ -197,52 +199,16 @@ class SlackStandIn:
         self._ts_count = 0
         self._view_count = 0
         self._response_count = 0
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.add_user(bot_user_id, name="apikey-bot", is_bot=True)
         for user_id, fields in (users or {}).items():
             extra = dict(fields)
             self.add_user(user_id, name=str(extra.pop("name", user_id.lower())), **extra)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> SlackStandIn:
-        if self._server is not None:
-            raise RuntimeError("the Slack stand-in is already running")
-        self._stopping.clear()
-        self._server = _Server((self.host, self.port), _Handler, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="slack-standin",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()  # wakes requests sleeping in `latency`
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> SlackStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
+    # start() / stop() / with: LocalService; stop() also wakes requests sleeping in `latency`.
     @property
     def base(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the Slack stand-in is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._base_url()
 
     @property
     def url(self) -> str:
@@ -777,51 +743,15 @@ def _bearer(authorization: str | None) -> str | None:
 
 
 # ---------------------------------------------------------------------- HTTP plumbing
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128  # bursts of concurrent connections must not see dropped SYNs
-
-    def __init__(self, address: tuple[str, int], handler: type, standin: SlackStandIn) -> None:
-        self.standin = standin
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def close_connections(self) -> None:
-        """Shut open keep-alive connections, so nothing is answered after stop()."""
-        with self.connections_lock:
-            connections = list(self.connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(TrackedHandler):
     server_version = "SlackStandIn/1.0"
-    disable_nagle_algorithm = True  # headers and body are two writes; avoid Nagle's 40 ms
-    timeout = 300
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.connections.discard(self.connection)
-        super().finish()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # `calls` is the record; keep test and CLI output quiet
+    json_content_type = "application/json; charset=utf-8"
+    server: LocalServer[SlackStandIn]
 
     def _handle(self) -> None:
-        standin = self.server.standin
+        standin = self.server.owner
         arrived = time.time()
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         split = urlsplit(self.path)
         if split.path.startswith(API_PREFIX) and len(split.path) > len(API_PREFIX):
             method = split.path[len(API_PREFIX) :]
@@ -851,20 +781,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(answer)
 
     def _send(self, answer: _Answer) -> None:
-        if isinstance(answer.body, str):
-            body, content_type = answer.body.encode(), "text/html"
-        else:
-            body, content_type = json.dumps(answer.body).encode(), "application/json; charset=utf-8"
-        self.send_response(answer.status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.send_reply(answer.status, answer.body, answer.headers)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
+
+
+SlackStandIn.handler_class = _Handler
 
 
 # ---------------------------------------------------------------------- CLI
@@ -890,20 +812,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     def show(call: SlackCall) -> None:
         print(f"{time.strftime('%H:%M:%S', time.localtime(call.at))} {call.summary()}", flush=True)
 
-    standin.on_call = show
-    standin.start()
-    try:
+    def announce() -> None:
         print(
             f"Slack stand-in listening on {standin.url}  (SLACK_API_URL={standin.url}, "
             f"SLACK_BOT_TOKEN={standin.bot_token}); response URLs under "
             f"{standin.base}{RESPONSE_PREFIX}",
             flush=True,
         )
-        threading.Event().wait()  # until Ctrl-C
-    except KeyboardInterrupt:
-        pass
-    finally:
-        standin.stop()
+
+    standin.on_call = show
+    standin.run_until_interrupted(announce)
     return 0
 
 
