@@ -25,6 +25,8 @@ class Action(StrEnum):
     REMOVE_CANCEL = "apikey_remove_cancel"
     STATUS_PAGE = "apikey_status_page"
     REGISTER_OPEN = "apikey_register_open"
+    HOME_CHECK = "apikey_home_check"  # the viewer's keys
+    HOME_CHECK_ALL = "apikey_home_check_all"  # admins: every key
     ROTATE_NOW = "apikey_rotate_now"
     SNOOZE = "apikey_snooze"
     INCIDENT_RAISE = "apikey_incident_raise"

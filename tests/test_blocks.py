@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.binance import KeyPermissions, Tier
+from bot.blocks.drift import drift_digest
 from bot.blocks.help import help_message
 from bot.blocks.home import home_view
 from bot.blocks.key_list import key_list
@@ -43,8 +44,11 @@ from bot.blocks.text import (
 from bot.commands import SecretKind, find_secret_shape
 from bot.ids import Action, Block, Callback
 from bot.listeners.views import form_from_view
+from bot.services.drift import Change, Digest
 from bot.services.findings import PERMISSION_NAMES, Finding, FindingKind, Severity, assess
+from bot.services.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
 from bot.services.keys import KeySummary, RegisteredKey
+from bot.services.rotation import RotationRow, RotationState
 from bot.services.status import KeyReport, StatusReport
 from storage.models import KeyPurpose, KeyStatus, KeyType
 
@@ -245,6 +249,69 @@ def summary(
     )
 
 
+def home_key(
+    i: int,
+    *,
+    label: str,
+    findings: list[Finding],
+    rotation: RotationState,
+    incident: str | None = None,
+    tier: Tier | None = Tier.READ,
+) -> HomeKey:
+    s = summary(i, label=label, tier=tier)
+    due = {RotationState.OVERDUE: -3, RotationState.DUE_SOON: 5}.get(rotation, 60)
+    return HomeKey(
+        summary=s,
+        findings=findings,
+        rotation=RotationRow(
+            key_id=s.key_id,
+            label=s.label,
+            owner_user_id=s.owner_user_id,
+            period_days=90,
+            last_rotated_at=NOW - timedelta(days=90 - due),
+            due_at=NOW + timedelta(days=due),
+            state=rotation,
+            snoozed_until=None,
+        ),
+        open_incident_id=incident,
+    )
+
+
+def home_picture_for(user_id: str, *, admin: bool) -> HomePicture:
+    withdraw = Finding(
+        FindingKind.WITHDRAWALS_ENABLED, Severity.CRITICAL, "Withdrawals are enabled."
+    )
+    no_ip = Finding(FindingKind.NO_IP_WHITELIST, Severity.WARNING, "No IP whitelist.")
+    keys = [
+        home_key(
+            1,
+            label="payout <!here>",
+            findings=[withdraw, no_ip],
+            rotation=RotationState.OVERDUE,
+            tier=Tier.WITHDRAW,
+        ),
+        home_key(3, label="trader", findings=[], rotation=RotationState.DUE_SOON, tier=Tier.TRADE),
+        home_key(5, label="leaked", findings=[], rotation=RotationState.OK, incident="inc1"),
+    ]
+    incident = OpenIncident("inc1", "leaked", "U0ALICE", NOW - timedelta(hours=2), False, 2)
+    team = TeamPicture(
+        key_count=7,
+        by_tier={"Withdraw": 1, "Trade": 3, "Read": 2, UNKNOWN_TIER: 1},
+        critical=[(keys[0], [withdraw])],
+        overdue=[keys[0].rotation],
+        open_incidents=[incident],
+    )
+    own = keys if user_id == "U0ALICE" else []
+    return HomePicture(
+        user_id=user_id,
+        is_admin=admin,
+        own_keys=own,
+        own_incidents=[incident] if own else [],
+        team_key_count=7,
+        team=team if admin else None,
+    )
+
+
 def long_findings(n: int) -> list[Finding]:
     severities = [Severity.CRITICAL, Severity.WARNING, Severity.UNKNOWN]
     return [
@@ -345,13 +412,24 @@ GOLDEN_CASES = {
     "secret_warning_private_key": lambda: secret_in_text_warning(SecretKind.PRIVATE_KEY, None),
     "error_message": lambda: error_message("No registered key is labelled “ghost”."),
     "working_message": lambda: working_message("Asking Binance about 12 keys…"),
-    "home": lambda: home_view(
-        user_id="U0ALICE",
-        own_keys=[summary(1, label="dashboard"), summary(3, label="trader", tier=Tier.TRADE)],
-        team_keys_count=7,
-        now=NOW,
+    "home_owner": lambda: home_view(home_picture_for("U0ALICE", admin=False), now=NOW),
+    "home_admin": lambda: home_view(home_picture_for("U0BOSS", admin=True), now=NOW),
+    "home_empty": lambda: home_view(
+        HomePicture("U0BOB", False, [], [], team_key_count=0, team=None), now=NOW
     ),
-    "home_empty": lambda: home_view(user_id="U0BOB", own_keys=[], team_keys_count=0, now=NOW),
+    "drift_digest": lambda: drift_digest(
+        Digest(
+            team_id="T0TEST",
+            checked=12,
+            changes=[
+                Change(
+                    "payout <!channel>", "U0ALICE", Severity.CRITICAL, "Withdrawals was enabled."
+                ),
+                Change("trader", None, Severity.WARNING, "The IP whitelist was removed."),
+            ],
+            could_not_check=[("dashboard", "Binance did not answer in time.")],
+        )
+    ),
 }
 
 
@@ -677,14 +755,46 @@ def test_key_list_shows_status_and_never_checked():
 
 
 def test_home_view_fits_with_many_keys():
-    keys = [summary(i, label=HOSTILE_LABELS[i % 6][:76] + f"#{i:03d}") for i in range(500)]
-    view = home_view(user_id="U0ALICE", own_keys=keys, team_keys_count=900, now=NOW)
-    payload = as_payload(view)
+    keys = [
+        home_key(
+            i,
+            label=HOSTILE_LABELS[i % 6][:76] + f"#{i:03d}",
+            findings=long_findings(5),
+            rotation=RotationState.OVERDUE,
+        )
+        for i in range(500)
+    ]
+    team = TeamPicture(
+        key_count=900,
+        by_tier={"Read": 900},
+        critical=[(k, k.findings[:2]) for k in keys],
+        overdue=[k.rotation for k in keys],
+        open_incidents=[
+            OpenIncident(f"i{i}", k.summary.label, None, NOW, False, 1) for i, k in enumerate(keys)
+        ],
+    )
+    picture = HomePicture("U0ALICE", True, keys, [], team_key_count=900, team=team)
+    payload = as_payload(home_view(picture, now=NOW))
     assert payload["type"] == "home"
     check_limits(payload, max_blocks=100)
+    text = all_text(payload)
+    assert "…and" in text and "The team" in text and "How it works" in text
+    assert "<!channel>" not in text and "<!here>" not in text
+
+
+def test_home_buttons_per_key_and_for_the_viewer():
+    payload = as_payload(home_view(home_picture_for("U0ALICE", admin=False), now=NOW))
     buttons = [el for b in payload["blocks"] if b["type"] == "actions" for el in b["elements"]]
-    assert [b["action_id"] for b in buttons] == [Action.REGISTER_OPEN]
-    assert "…and" in all_text(payload)
+    pairs = [(b["action_id"], b.get("value")) for b in buttons]
+    assert pairs[:2] == [(Action.REGISTER_OPEN, None), (Action.HOME_CHECK, None)]
+    assert (Action.ROTATE_NOW, "key0001") in pairs and (Action.INCIDENT_RAISE, "key0001") in pairs
+    # the key with an open incident offers the incident, not a rotation
+    assert (Action.ROTATE_NOW, "key0005") not in pairs and (
+        Action.INCIDENT_RAISE,
+        "key0005",
+    ) in pairs
+    assert (Action.HOME_CHECK_ALL, None) not in pairs  # not an admin
+    assert "admin view" not in all_text(payload)
 
 
 # --- remove, notices ---------------------------------------------------------------------

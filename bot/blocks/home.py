@@ -1,4 +1,6 @@
-"""The App Home tab: the viewer's keys at a glance, a short how-to, a register button."""
+"""The App Home tab (pure): the viewer's keys with tier, findings, rotation state and incidents,
+and for admins the team's picture (counts by tier, critical findings, overdue rotations, open
+incidents), with buttons for the common actions."""
 
 from __future__ import annotations
 
@@ -8,16 +10,35 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    ConfirmObject,
     DividerBlock,
     HeaderBlock,
 )
 from slack_sdk.models.views import View
 
-from bot.blocks.key_list import key_lines
-from bot.blocks.message import context, section
-from bot.blocks.text import MAX_MESSAGE_TEXT, MAX_VIEW_BLOCKS, mention, plural
+from bot.blocks.message import context, fit_lines, section
+from bot.blocks.rotation import rotation_when
+from bot.blocks.text import (
+    MAX_VIEW_BLOCKS,
+    ago,
+    mention,
+    name,
+    plural,
+    safe_mrkdwn,
+    severity_icon,
+    tier_name,
+    truncate,
+)
 from bot.ids import COMMAND, Action
-from bot.services.keys import KeySummary
+from bot.services.findings import PURPOSE_NAMES, Severity
+from bot.services.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
+from bot.services.incidents import STEPS
+from bot.services.rotation import RotationState
+
+MAX_DETAILED_KEYS = 15  # two blocks each; more keys are listed one per line
+MAX_FINDINGS_PER_KEY = 3
+MAX_FINDING_TEXT = 300
+_TIER_ORDER = ("Withdraw", "Trade", "Read", "None", UNKNOWN_TIER)
 
 _HOW_TO = (
     "*How it works*\n"
@@ -25,40 +46,204 @@ _HOW_TO = (
     "storing anything, and keeps the secret encrypted.\n"
     f"• `{COMMAND} status mine`: what Binance says your keys can do now, and what is more than "
     "they need.\n"
-    f"• `{COMMAND} list`: every key of the team.\n"
-    f"• `{COMMAND} remove <label>`: destroy a stored secret (then delete the key in Binance).\n"
+    f"• `{COMMAND} rotation`: when each key is due for rotation.\n"
+    f"• `{COMMAND} compromised <label>`: a key leaked? The emergency checklist, at once.\n"
     f"• `{COMMAND} help`: everything else."
 ).replace("<label>", "&lt;label&gt;")
 _LEAST_PRIVILEGE = (
     "Least privilege: a dashboard needs Read, a trading bot Read + Trade; almost nothing "
-    "needs Withdraw."
+    "needs Withdraw. This page shows what Binance said at the last check."
 )
 
 
-def _greeting(user_id: str, own: int, team: int) -> str:
-    if team == 0:
-        return f"Hi {mention(user_id)}: no keys are registered in this workspace yet."
-    return f"Hi {mention(user_id)}: you own {own} of the team's {plural(team, 'registered key')}."
-
-
-def home_view(
-    *, user_id: str, own_keys: list[KeySummary], team_keys_count: int, now: datetime
-) -> View:
+def home_view(picture: HomePicture, *, now: datetime) -> View:
     blocks: list[Block] = [
         HeaderBlock(text="Your Binance API keys"),
-        section(_greeting(user_id, len(own_keys), team_keys_count)),
-        ActionsBlock(
-            elements=[
-                ButtonElement(
-                    text="Register a key", action_id=Action.REGISTER_OPEN, style="primary"
-                )
-            ]
-        ),
+        section(_greeting(picture)),
+        _main_buttons(picture),
     ]
-    if own_keys:
-        room = MAX_VIEW_BLOCKS - len(blocks) - 4  # divider, how-to, divider, context
-        blocks += key_lines(own_keys, now, max_blocks=room, max_chars=MAX_MESSAGE_TEXT - 2000)
+    if picture.own_incidents:
+        blocks.append(
+            section(_incident_lines("🚨 *Open incidents on your keys*", picture.own_incidents, now))
+        )
+    if picture.own_keys:
+        blocks += _own_keys(picture.own_keys, now)
     else:
         blocks.append(section("You don't own any key yet. Register one with the button above."))
-    blocks += [DividerBlock(), section(_HOW_TO), DividerBlock(), context(_LEAST_PRIVILEGE)]
-    return View(type="home", blocks=blocks)
+    if picture.team is not None:
+        blocks += _team(picture.team, now)
+    blocks += [DividerBlock(), section(_HOW_TO), context(_LEAST_PRIVILEGE)]
+    return View(type="home", blocks=blocks[:MAX_VIEW_BLOCKS])
+
+
+def _greeting(picture: HomePicture) -> str:
+    who = mention(picture.user_id)
+    team = picture.team_key_count
+    if team == 0:
+        return f"Hi {who}: no keys are registered in this workspace yet."
+    role = " You are an admin of this bot." if picture.is_admin else ""
+    own = len(picture.own_keys)
+    return f"Hi {who}: you own {own} of the team's {plural(team, 'registered key')}.{role}"
+
+
+def _main_buttons(picture: HomePicture) -> ActionsBlock:
+    buttons = [
+        ButtonElement(text="Register a key", action_id=Action.REGISTER_OPEN, style="primary")
+    ]
+    if picture.own_keys:
+        buttons.append(ButtonElement(text="Check my keys now", action_id=Action.HOME_CHECK))
+    if picture.is_admin and picture.team_key_count:
+        buttons.append(ButtonElement(text="Check all keys now", action_id=Action.HOME_CHECK_ALL))
+    return ActionsBlock(elements=buttons)
+
+
+def _own_keys(keys: list[HomeKey], now: datetime) -> list[Block]:
+    blocks: list[Block] = [DividerBlock()]
+    for key in keys[:MAX_DETAILED_KEYS]:
+        blocks += [section(_key_text(key, now)), _key_buttons(key)]
+    rest = keys[MAX_DETAILED_KEYS:]
+    if rest:
+        sections, shown = fit_lines([_key_line(k, now) for k in rest], max_blocks=3, max_chars=8000)
+        blocks += sections
+        if shown < len(rest):
+            blocks.append(
+                context(f"…and {len(rest) - shown} more: `{COMMAND} list` shows every key.")
+            )
+    return blocks
+
+
+def _key_text(key: HomeKey, now: datetime) -> str:
+    s = key.summary
+    tier = tier_name(s.last_tier) if s.last_tier is not None else "not checked yet"
+    checked = f"checked {ago(s.checked_at, now)}" if s.checked_at else "never checked"
+    head = (
+        f"{severity_icon(key.worst)} *{name(s.label)}* · {tier} tier · "
+        f"{PURPOSE_NAMES[s.purpose]} · account *{name(s.account_alias)}* · {checked}"
+    )
+    lines = [head, f"🔁 Rotation: {rotation_when(key.rotation, now)}"]
+    if key.open_incident_id:
+        lines.append("🚨 *Compromised*: an incident is open for this key.")
+    shown = [f for f in key.findings if f.severity > Severity.OK][:MAX_FINDINGS_PER_KEY]
+    lines += [
+        f"{severity_icon(f.severity)} {truncate(safe_mrkdwn(f.text), MAX_FINDING_TEXT)}"
+        for f in shown
+    ]
+    hidden = sum(1 for f in key.findings if f.severity > Severity.OK) - len(shown)
+    if hidden > 0:
+        lines.append(f"…and {plural(hidden, 'more finding')}: `{COMMAND} status {name(s.label)}`")
+    return "\n".join(lines)
+
+
+def _key_line(key: HomeKey, now: datetime) -> str:
+    s = key.summary
+    tier = tier_name(s.last_tier) if s.last_tier is not None else "not checked yet"
+    return (
+        f"{severity_icon(key.worst)} *{name(s.label)}* · {tier} tier · "
+        f"rotation {rotation_when(key.rotation, now)}"
+    )
+
+
+def _key_buttons(key: HomeKey) -> ActionsBlock:
+    urgent = key.rotation.state in (RotationState.OVERDUE, RotationState.DUE_SOON)
+    buttons = []
+    if key.rotation.state != RotationState.ROTATING and not key.open_incident_id:
+        buttons.append(
+            ButtonElement(
+                text="Rotate now" if urgent else "Rotate",
+                action_id=Action.ROTATE_NOW,
+                value=key.summary.key_id,
+                style="primary" if urgent else None,
+            )
+        )
+    if not key.open_incident_id:
+        buttons.append(
+            ButtonElement(
+                text="Compromised?",
+                action_id=Action.INCIDENT_RAISE,
+                value=key.summary.key_id,
+                style="danger",
+                confirm=ConfirmObject(
+                    title="Report a compromised key?",
+                    text="The key is marked compromised at once and the emergency checklist is "
+                    "posted in the team channel.",
+                    confirm="Yes, it leaked",
+                    deny="Cancel",
+                ),
+            )
+        )
+    else:
+        buttons.append(
+            ButtonElement(
+                text="Show the incident",
+                action_id=Action.INCIDENT_RAISE,  # re-raising links to the open incident
+                value=key.summary.key_id,
+            )
+        )
+    return ActionsBlock(elements=buttons)
+
+
+def _team(team: TeamPicture, now: datetime) -> list[Block]:
+    tiers = " · ".join(
+        f"{tier} *{team.by_tier[tier]}*" for tier in _TIER_ORDER if team.by_tier.get(tier)
+    )
+    blocks: list[Block] = [
+        DividerBlock(),
+        HeaderBlock(text="The team's keys (admin view)"),
+        section(f"*{plural(team.key_count, 'key')}* by tier: {tiers or 'none yet'}"),
+    ]
+    blocks += _titled_lines(
+        f"🔴 *Keys with critical findings* ({len(team.critical)})",
+        [
+            f"• *{name(k.summary.label)}* ({mention(k.summary.owner_user_id)}): "
+            + " ".join(truncate(safe_mrkdwn(f.text), MAX_FINDING_TEXT) for f in found)
+            for k, found in team.critical
+        ],
+        none="No critical findings at the last check.",
+    )
+    blocks += _titled_lines(
+        f"⏰ *Overdue rotations* ({len(team.overdue)})",
+        [
+            f"• *{name(r.label)}* ({mention(r.owner_user_id)}): {rotation_when(r, now)}"
+            for r in team.overdue
+        ],
+        none="No rotation is overdue.",
+    )
+    if team.open_incidents:
+        blocks.append(
+            section(
+                _incident_lines(
+                    f"🚨 *Open incidents* ({len(team.open_incidents)})", team.open_incidents, now
+                )
+            )
+        )
+    else:
+        blocks.append(section("🚨 *Open incidents*: none."))
+    blocks.append(
+        context(
+            f"`{COMMAND} rotation`, `{COMMAND} incidents` and `{COMMAND} audit` show everything."
+        )
+    )
+    return blocks
+
+
+def _titled_lines(title: str, lines: list[str], *, none: str) -> list[Block]:
+    if not lines:
+        return [section(f"{title}\n{none}")]
+    sections, shown = fit_lines([title, *lines], max_blocks=2, max_chars=5000)
+    blocks: list[Block] = list(sections)
+    if shown < len(lines) + 1:
+        blocks.append(context(f"…and {len(lines) + 1 - shown} more."))
+    return blocks
+
+
+def _incident_lines(title: str, incidents: list[OpenIncident], now: datetime) -> str:
+    lines = [title]
+    for i in incidents[:20]:
+        state = "key confirmed dead" if i.key_dead else "*key still accepted by Binance*"
+        lines.append(
+            f"• *{name(i.label)}* ({mention(i.owner_user_id)}): raised {ago(i.raised_at, now)}, "
+            f"{i.steps_done}/{len(STEPS)} steps done, {state}"
+        )
+    if len(incidents) > 20:
+        lines.append(f"…and {len(incidents) - 20} more: `{COMMAND} incidents`")
+    return "\n".join(lines)

@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.blocks.message import Message
-from bot.blocks.text import escape, mention, severity_icon
+from bot.blocks.text import escape, mention
 from bot.ids import Action, Block, Callback
 from bot.services.reminder_plan import Audience
 from bot.services.rotate import RotationStarted
@@ -36,7 +36,7 @@ _STATE_ICON = {
 }
 
 
-def _when(row: RotationRow, now: datetime) -> str:
+def rotation_when(row: RotationRow, now: datetime) -> str:
     days = row.days_left(now)
     if row.state == RotationState.ROTATING:
         return "rotation in progress (waiting for Binance to reject the old key)"
@@ -60,7 +60,7 @@ def rotation_overview(rows: list[RotationRow], now: datetime) -> Message:
     summary = f"{len(rows)} keys: {overdue} overdue, {soon} due soon"
     lines = [
         f"{_STATE_ICON[r.state]} *{escape(r.label)}* · {mention(r.owner_user_id)} · every "
-        f"{r.period_days}d · last rotated {r.last_rotated_at:%Y-%m-%d} · {_when(r, now)}"
+        f"{r.period_days}d · last rotated {r.last_rotated_at:%Y-%m-%d} · {rotation_when(r, now)}"
         for r in rows[:MAX_OVERVIEW_LINES]
     ]
     blocks = [HeaderBlock(text="Key rotation"), SectionBlock(text=MarkdownTextObject(text=summary))]
@@ -94,7 +94,7 @@ def rotation_overview(rows: list[RotationRow], now: datetime) -> Message:
 def policy_set_message(row: RotationRow, now: datetime) -> Message:
     text = (
         f"“{escape(row.label)}” will now be rotated every {row.period_days} days: "
-        f"{_when(row, now)}."
+        f"{rotation_when(row, now)}."
     )
     return Message(text=text, blocks=[SectionBlock(text=MarkdownTextObject(text=f"🔁 {text}"))])
 
@@ -116,7 +116,7 @@ def reminder_message(
         who.append(owner)
     if audience in (Audience.CHANNEL_ADMINS, Audience.CHANNEL_ALL) or owner is None:
         who.extend(mention(a) for a in admins)
-    headline = f"🔁 Rotation reminder: *{escape(row.label)}* is {_when(row, now)}."
+    headline = f"🔁 Rotation reminder: *{escape(row.label)}* is {rotation_when(row, now)}."
     lines = [headline]
     if owner is None:
         lines.append(
@@ -138,7 +138,7 @@ def reminder_message(
         ]
     )
     return Message(
-        text=f"Rotation reminder: {row.label} is {_when(row, now)}".replace("*", ""),
+        text=f"Rotation reminder: {row.label} is {rotation_when(row, now)}".replace("*", ""),
         blocks=[SectionBlock(text=MarkdownTextObject(text="\n".join(lines))), actions],
     )
 
@@ -255,39 +255,3 @@ def old_key_alive_message(
     return Message(
         text=text.replace("*", ""), blocks=[SectionBlock(text=MarkdownTextObject(text=text))]
     )
-
-
-def drift_digest(digest, *, now: datetime) -> Message:
-    """One message for one drift run: what changed, then what could not be checked."""
-    lines = [
-        f"{severity_icon(c.severity)} *{escape(c.label)}* ({mention(c.owner_user_id)}): {escape(c.text)}"
-        for c in digest.changes
-    ]
-    head = (
-        f"🔎 Daily key check: {len(digest.changes)} change(s) since the last observation, "
-        f"{digest.checked} key(s) checked"
-    )
-    blocks = [SectionBlock(text=MarkdownTextObject(text=f"*{head}*"))]
-    chunk: list[str] = []
-    for line in lines[:MAX_OVERVIEW_LINES]:
-        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
-            blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
-            chunk = []
-        chunk.append(line)
-    if chunk:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
-    if digest.could_not_check:
-        failed = "; ".join(f"{escape(label)}" for label, _ in digest.could_not_check[:30])
-        reason = escape(digest.could_not_check[0][1])
-        blocks.append(
-            ContextBlock(
-                elements=[
-                    MarkdownTextObject(
-                        text=f"Could not check (not a change; unknown, not fine): {failed}. {reason}"[
-                            :2900
-                        ]
-                    )
-                ]
-            )
-        )
-    return Message(text=head, blocks=blocks[:50])

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from slack_sdk import WebClient
 
-from bot.blocks.rotation import drift_digest
+from bot.blocks.drift import drift_digest
 from bot.jobs.delivery import SlackDirectory
 from bot.scheduler import ClaimedJob, Handler, JobOutcome
 from bot.services.context import Services
@@ -28,7 +28,7 @@ def make_drift_handler(services: Services, client: WebClient) -> Handler:
         if not digest.empty:
             directory.to_channel(
                 services.settings,
-                drift_digest(digest, now=now),
+                drift_digest(digest),
                 fallback_users=list(services.settings.admin_user_ids),
             )
         return JobOutcome(follow_up=(drift_job(job.team_id, now + interval),))

@@ -22,6 +22,8 @@ ACTION_LISTENERS = {
     Action.REMOVE_CONFIRM: actions.handle_remove_confirm,
     Action.REMOVE_CANCEL: actions.handle_remove_cancel,
     Action.REGISTER_OPEN: actions.handle_register_open,
+    Action.HOME_CHECK: home.handle_home_check,
+    Action.HOME_CHECK_ALL: home.handle_home_check,
     Action.ROTATE_NOW: rotation.handle_rotate_now,
     Action.SNOOZE: rotation.handle_snooze,
     Action.INCIDENT_RAISE: incidents.handle_raise_button,

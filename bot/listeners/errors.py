@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from bot.blocks.notices import error_message
 from bot.listeners.background import unexpected_error_text
+from bot.listeners.delivery import responder
 from bot.services.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ def _answer(kwargs: dict, text: str) -> None:
     respond = kwargs.get("respond")
     if respond is None:
         return
+    if kwargs.get("client") is not None and kwargs.get("body") is not None:
+        respond = responder(kwargs["body"], kwargs["client"], respond)  # App Home: a DM
     try:
         # Ephemeral and next to the original: never replace a shared checklist or report.
         respond(**message.as_kwargs(), response_type="ephemeral", replace_original=False)

@@ -1,21 +1,69 @@
-"""The App Home tab: the viewer's keys at a glance."""
+"""The App Home tab: published when opened, and again after "Check … now" on the tab."""
 
 from __future__ import annotations
 
+import logging
+
+from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from bot.blocks.home import home_view
+from bot.blocks.notices import working_message
+from bot.blocks.status_report import status_page
+from bot.commands import StatusTarget, TargetKind
+from bot.ids import Action
+from bot.listeners.access import actor_from
+from bot.listeners.background import in_background
+from bot.listeners.delivery import responder
+from bot.services.access import Actor
 from bot.services.context import Services
-from bot.services.keys import list_keys
+from bot.services.home import home_picture
+from bot.services.status import run_status
+
+log = logging.getLogger(__name__)
 
 
 def handle_app_home_opened(event: dict, body: dict, client, services: Services) -> None:
     if event.get("tab") not in (None, "home"):
         return
-    user_id = event["user"]
     team_id = body.get("team_id") or event.get("view", {}).get("team_id")
+    viewer = services.access.actor(user_id=event["user"], team_id=team_id, channel=None)
+    publish_home(services, client, viewer)
+
+
+def publish_home(services: Services, client, viewer: Actor) -> None:
     with Session(services.engine) as session:
-        keys = list_keys(session, team_id)
-    own = [k for k in keys if k.owner_user_id == user_id]
-    view = home_view(user_id=user_id, own_keys=own, team_keys_count=len(keys), now=services.clock())
-    client.views_publish(user_id=user_id, view=view)
+        picture = home_picture(session, viewer, services.clock())
+    client.views_publish(user_id=viewer.user_id, view=home_view(picture, now=services.clock()))
+
+
+def handle_home_check(ack, body: dict, client, respond, services: Services) -> None:
+    """Ask Binance now about the viewer's keys (or, for "all", every key the viewer may see
+    in detail plus the others' summaries); the report goes to the viewer's direct messages,
+    then the tab is refreshed with what Binance said."""
+    ack()
+    every_key = body["actions"][0]["action_id"] == Action.HOME_CHECK_ALL
+    kind = TargetKind.ALL if every_key else TargetKind.MINE
+    viewer = actor_from(services, body)
+    reply = responder(body, client, respond)
+    reply(
+        **working_message("Asking Binance about the keys… the report will appear here.").as_kwargs()
+    )
+
+    def work() -> None:
+        report = run_status(
+            engine=services.engine,
+            ring=services.ring,
+            gateway=services.gateway,
+            target=StatusTarget(kind),
+            viewer=viewer,
+            source="slack:app-home",
+            now=services.clock(),
+        )
+        reply(**status_page(report, 0, now=services.clock()).as_kwargs())
+        try:
+            publish_home(services, client, viewer)
+        except SlackApiError as exc:
+            log.info("could not refresh the home tab (%s)", exc.response.get("error"))
+
+    in_background(services, reply, work)

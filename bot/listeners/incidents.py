@@ -19,6 +19,9 @@ from bot.blocks.incidents import (
 )
 from bot.blocks.notices import error_message
 from bot.ids import Block
+from bot.listeners.access import actor_from
+from bot.listeners.delivery import responder
+from bot.listeners.home import publish_home
 from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.incidents import (
@@ -123,12 +126,14 @@ def handle_raise_button(ack, body: dict, client, respond, services: Services) ->
     raise_and_announce(
         services,
         client,
-        respond,
+        responder(body, client, respond),  # from the App Home: a direct message
         team_id=_team_id(body),
         actor=body["user"]["id"],
         channel=(body.get("channel") or {}).get("id"),
         key_id=body["actions"][0]["value"],
     )
+    if (body.get("view") or {}).get("type") == "home":  # show the incident on the tab
+        publish_home(services, client, actor_from(services, body))
 
 
 def handle_tick(ack, body: dict, client, respond, services: Services) -> None:

@@ -1,0 +1,39 @@
+"""The drift monitor's digest (pure): one message per run, what changed first."""
+
+from __future__ import annotations
+
+from bot.blocks.message import Message, context, fit_lines, section
+from bot.blocks.text import MAX_MESSAGE_BLOCKS, MAX_MESSAGE_TEXT, escape, mention, severity_icon
+from bot.services.drift import Digest
+
+MAX_NOT_CHECKED_LABELS = 30
+
+
+def drift_digest(digest: Digest) -> Message:
+    head = (
+        f"🔎 Daily key check: {len(digest.changes)} change(s) since the last observation, "
+        f"{digest.checked} key(s) checked"
+    )
+    lines = [
+        f"{severity_icon(c.severity)} *{escape(c.label)}* ({mention(c.owner_user_id)}): "
+        f"{escape(c.text)}"
+        for c in digest.changes
+    ]
+    sections, shown = fit_lines(
+        lines, max_blocks=MAX_MESSAGE_BLOCKS - 4, max_chars=MAX_MESSAGE_TEXT - 3000
+    )
+    blocks = [section(f"*{head}*"), *sections]
+    if shown < len(lines):
+        blocks.append(context(f"…and {len(lines) - shown} more change(s)."))
+    if digest.could_not_check:
+        names = ", ".join(
+            escape(label) for label, _ in digest.could_not_check[:MAX_NOT_CHECKED_LABELS]
+        )
+        more = len(digest.could_not_check) - MAX_NOT_CHECKED_LABELS
+        if more > 0:
+            names += f" and {more} more"
+        reason = escape(digest.could_not_check[0][1])
+        blocks.append(
+            context(f"Could not check (not a change; unknown, not fine): {names}. {reason}")
+        )
+    return Message(text=head, blocks=blocks)

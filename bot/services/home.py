@@ -1,0 +1,159 @@
+"""What the App Home shows: the viewer's keys, and for admins the whole team's picture.
+
+Built from what the database already knows (the last observation of each key, rotation dates,
+open incidents): opening the tab never waits on Binance. "Check my keys now" on the tab asks
+Binance afresh through the status service.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from bot import binance
+from bot.services.access import Actor
+from bot.services.findings import Finding, FindingKind, Severity, assess
+from bot.services.incidents import steps_done
+from bot.services.keys import KeySummary, live_keys, summarise
+from bot.services.rotation import RotationRow, RotationState, rotation_row
+from storage.models import ApiKey, Incident, IncidentState, KeyPurpose
+
+UNKNOWN_TIER = "Not checked yet"
+
+
+@dataclass(frozen=True)
+class HomeKey:
+    summary: KeySummary
+    findings: list[Finding]
+    rotation: RotationRow
+    open_incident_id: str | None
+
+    @property
+    def worst(self) -> Severity:
+        return max((f.severity for f in self.findings), default=Severity.OK)
+
+
+@dataclass(frozen=True)
+class OpenIncident:
+    incident_id: str
+    label: str
+    owner_user_id: str | None
+    raised_at: datetime
+    key_dead: bool
+    steps_done: int
+
+
+@dataclass(frozen=True)
+class TeamPicture:
+    key_count: int
+    by_tier: dict[str, int]  # "Read" / "Trade" / "Withdraw" / UNKNOWN_TIER -> count
+    critical: list[tuple[HomeKey, list[Finding]]]  # keys with critical findings
+    overdue: list[RotationRow]
+    open_incidents: list[OpenIncident]
+
+
+@dataclass(frozen=True)
+class HomePicture:
+    user_id: str
+    is_admin: bool
+    own_keys: list[HomeKey]
+    own_incidents: list[OpenIncident]
+    team_key_count: int
+    team: TeamPicture | None  # admins only
+
+
+def home_picture(session: Session, viewer: Actor, now: datetime) -> HomePicture:
+    incidents = _open_incidents(session, viewer.team_id)
+    open_by_key = {i.key_id: i.id for i in incidents}
+    keys = [
+        _home_key(key, account, now, open_by_key.get(key.id))
+        for key, account in live_keys(session, viewer.team_id)
+    ]
+    owners = {k.summary.key_id: k.summary.owner_user_id for k in keys}
+    done = steps_done(session, [i.id for i in incidents])
+    open_incidents = [
+        OpenIncident(
+            incident_id=i.id,
+            label=i.label,
+            owner_user_id=owners.get(i.key_id) or _owner_of(session, i.key_id),
+            raised_at=i.raised_at,
+            key_dead=i.key_dead_at is not None,
+            steps_done=done.get(i.id, 0),
+        )
+        for i in incidents
+    ]
+    own = [k for k in keys if viewer.owns(k.summary.owner_user_id)]
+    own.sort(key=lambda k: (-k.worst, k.rotation.due_at, k.summary.label.lower()))
+    return HomePicture(
+        user_id=viewer.user_id,
+        is_admin=viewer.is_admin,
+        own_keys=own,
+        own_incidents=[i for i in open_incidents if viewer.owns(i.owner_user_id)],
+        team_key_count=len(keys),
+        team=_team_picture(keys, open_incidents) if viewer.is_admin else None,
+    )
+
+
+def _home_key(key: ApiKey, account, now: datetime, incident_id: str | None) -> HomeKey:
+    if key.last_check_result == "rejected":
+        findings = assess(
+            purpose=KeyPurpose(key.purpose), now=now, error=binance.KeyRejected(), previous=None
+        )
+    else:
+        permissions = (
+            binance.KeyPermissions.from_dict(key.permissions_json) if key.permissions_json else None
+        )
+        findings = assess(purpose=KeyPurpose(key.purpose), now=now, permissions=permissions)
+    return HomeKey(
+        summary=summarise(key, account),
+        findings=findings,
+        rotation=rotation_row(key, now),
+        open_incident_id=incident_id,
+    )
+
+
+def _team_picture(keys: list[HomeKey], incidents: list[OpenIncident]) -> TeamPicture:
+    tiers = Counter(
+        k.summary.last_tier.name.title() if k.summary.last_tier is not None else UNKNOWN_TIER
+        for k in keys
+    )
+    critical = [
+        (k, found)
+        for k in sorted(keys, key=lambda k: k.summary.label.lower())
+        if (
+            found := [
+                f
+                for f in k.findings
+                if f.severity == Severity.CRITICAL and f.kind != FindingKind.UNREACHABLE
+            ]
+        )
+    ]
+    overdue = sorted(
+        (k.rotation for k in keys if k.rotation.state == RotationState.OVERDUE),
+        key=lambda r: (r.due_at, r.label.lower()),
+    )
+    return TeamPicture(
+        key_count=len(keys),
+        by_tier=dict(tiers),
+        critical=critical,
+        overdue=overdue,
+        open_incidents=incidents,
+    )
+
+
+def _open_incidents(session: Session, team_id: str) -> list[Incident]:
+    return list(
+        session.exec(
+            select(Incident)
+            .where(Incident.team_id == team_id, Incident.state == IncidentState.OPEN.value)
+            .order_by(Incident.raised_at)
+        ).all()
+    )
+
+
+def _owner_of(session: Session, key_id: str) -> str | None:
+    key = session.get(ApiKey, key_id)
+    return key.owner_user_id if key is not None else None
