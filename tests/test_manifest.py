@@ -30,6 +30,7 @@ def test_manifest_asks_for_the_scopes_it_needs_and_no_more():
         "chat:write",
         "im:write",
         "users:read",
+        "usergroups:read",  # ADMIN_USERGROUP_ID (optional)
         "channels:history",  # leak detection (optional)
         "groups:history",
     }
