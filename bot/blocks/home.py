@@ -10,12 +10,12 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
-    ConfirmObject,
     DividerBlock,
     HeaderBlock,
 )
 from slack_sdk.models.views import View
 
+from bot.blocks.incidents import compromised_button
 from bot.blocks.message import context, fit_lines, section
 from bot.blocks.rotation import rotation_when
 from bot.blocks.text import (
@@ -156,21 +156,7 @@ def _key_buttons(key: HomeKey) -> ActionsBlock:
             )
         )
     if not key.open_incident_id:
-        buttons.append(
-            ButtonElement(
-                text="Compromised?",
-                action_id=Action.INCIDENT_RAISE,
-                value=key.summary.key_id,
-                style="danger",
-                confirm=ConfirmObject(
-                    title="Report a compromised key?",
-                    text="The key is marked compromised at once and the emergency checklist is "
-                    "posted in the team channel.",
-                    confirm="Yes, it leaked",
-                    deny="Cancel",
-                ),
-            )
-        )
+        buttons.append(compromised_button(key.summary.key_id))
     else:
         buttons.append(
             ButtonElement(

@@ -291,3 +291,20 @@ def leak_warning(kind, *, matched_label: str | None, key_id: str | None) -> Mess
             )
         )
     return Message(text=lines[0], blocks=blocks)
+
+
+def compromised_button(key_id: str) -> ButtonElement:
+    """The "Compromised?" button offered next to a key (status reports, App Home)."""
+    return ButtonElement(
+        text="Compromised?",
+        action_id=Action.INCIDENT_RAISE,
+        value=key_id,
+        style="danger",
+        confirm=ConfirmObject(
+            title="Report a compromised key?",
+            text="The key is marked compromised at once and the emergency checklist is "
+            "posted in the team channel.",
+            confirm="Yes, it leaked",
+            deny="Cancel",
+        ),
+    )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ConfirmObject, DividerBlock
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerBlock
 
+from bot.blocks.incidents import compromised_button
 from bot.blocks.message import Message, context, fit_lines, section
 from bot.blocks.text import (
     MAX_MESSAGE_BLOCKS,
@@ -143,19 +144,7 @@ def _key_blocks(
         sections = [section(main)]
     if key.status not in ("compromised", "revoked") and not key.redacted:
         # Every report offers the emergency playbook for each key (no extra block).
-        sections[0].accessory = ButtonElement(
-            text="Compromised?",
-            action_id=Action.INCIDENT_RAISE,
-            value=key.key_id,
-            style="danger",
-            confirm=ConfirmObject(
-                title="Report a compromised key?",
-                text="The key is marked compromised at once and the emergency checklist is "
-                "posted in the team channel.",
-                confirm="Yes, it leaked",
-                deny="Cancel",
-            ),
-        )
+        sections[0].accessory = compromised_button(key.key_id)
     blocks: list[Block] = [DividerBlock(), *sections]
     used = sum(len(b.text.text) for b in sections)
     hidden = max(0, len(key.findings) - max(0, shown - 1))
