@@ -16,6 +16,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.config import Settings
 from bot.listeners import register_listeners
 from bot.listeners.access import AccessDirectory, make_guard
+from bot.listeners.retries import make_once_only
 from bot.services.context import Services
 
 
@@ -55,6 +56,7 @@ def build_app(settings: Settings, services: Services, *, client: WebClient | Non
         context["services"] = services
         next()
 
+    app.middleware(make_once_only(services))
     app.middleware(make_guard(services))
 
     register_listeners(app)

@@ -310,3 +310,19 @@ class IncidentStep(SQLModel, table=True):
     ticked_by: str = Field(max_length=32)
     ticked_at: datetime = Field(sa_column=_utc_column(nullable=False))
     automatic: bool = Field(default=False)
+
+
+class SlackDelivery(SQLModel, table=True):
+    """A request Slack delivered (an event, a command, a click, a form), by its identity.
+
+    Slack delivers again (``X-Slack-Retry-Num``) when an answer was slow or lost; whichever
+    replica gets the second copy finds the first here and does nothing. Rows are pruned after
+    a day: Slack stops retrying within minutes.
+    """
+
+    __tablename__ = "slack_deliveries"
+
+    delivery_key: str = Field(primary_key=True, max_length=200)
+    received_at: datetime = Field(
+        default_factory=utcnow, sa_column=_utc_column(nullable=False, index=True)
+    )

@@ -84,7 +84,7 @@ def slash_command(
     team_id: str = TEAM_ID,
     channel_id: str = CHANNEL_ID,
     command: str = "/apikey",
-    trigger_id: str = "trig.1",
+    trigger_id: str | None = None,
 ) -> str:
     """The form body of ``<command> <text>`` typed by ``user_id`` in ``channel_id``."""
     return payloads.slash_command(
@@ -111,7 +111,7 @@ def block_action(
     block_id: str = "b",
     view: dict[str, Any] | None = None,
     container: dict[str, Any] | None = None,
-    trigger_id: str = "trig.2",
+    trigger_id: str | None = None,
 ) -> str:
     """The ``block_actions`` payload of a button click.
 
@@ -156,7 +156,7 @@ def view_submission(
     team_id: str = TEAM_ID,
     private_metadata: str = "",
     view_id: str = "V0VIEW",
-    trigger_id: str = "trig.3",
+    trigger_id: str | None = None,
 ) -> str:
     """The ``view_submission`` payload of a modal submitted with ``values`` as its state.
 

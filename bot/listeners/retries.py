@@ -1,0 +1,26 @@
+"""Global middleware: a request Slack delivers twice has one effect (see services/deliveries)."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import BoltResponse
+
+from bot.services.deliveries import DeliveryLog, delivery_key
+
+log = logging.getLogger(__name__)
+
+
+def make_once_only(services):
+    deliveries = DeliveryLog(services.engine)
+
+    def once_only(body: dict, req, next):
+        key = delivery_key(body)
+        if key is not None and not deliveries.first_time(key, services.clock()):
+            retry = (req.headers.get("x-slack-retry-num") or ["?"])[0]
+            log.info("dropped a repeated Slack delivery (retry %s)", retry)
+            return BoltResponse(status=200, body="")
+        next()
+        return None
+
+    return once_only
