@@ -97,6 +97,15 @@ class ApiKey(SQLModel, table=True):
             sqlite_where=sa.text("status NOT IN ('revoked', 'removed')"),
             postgresql_where=sa.text("status NOT IN ('revoked', 'removed')"),
         ),
+        # One live row per API key, even when replicas register it at the same moment.
+        sa.Index(
+            "uq_api_keys_team_fingerprint_live",
+            "team_id",
+            "api_key_fingerprint",
+            unique=True,
+            sqlite_where=sa.text("status NOT IN ('revoked', 'removed')"),
+            postgresql_where=sa.text("status NOT IN ('revoked', 'removed')"),
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)

@@ -11,7 +11,8 @@ from sqlmodel import Session, select
 
 from bot.ids import Action, Callback
 from bot.sandbox.stack import start_local_stack
-from storage.models import ApiKey, AuditEvent, Incident
+from bot.services.deliveries import DeliveryLog
+from storage.models import ApiKey, AuditEvent, Incident, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly, register_values
 from tests.slack_requests import (
     SIGNING_SECRET,
@@ -118,3 +119,11 @@ def test_a_new_request_with_the_same_shape_is_not_a_repeat(stack):
     for user in (ALICE, BOB):
         url = stack.slack.response_url()
         assert client.post(slash_command("list", user_id=user, response_url=url)).text != ""
+
+
+def test_the_delivery_log_tells_a_first_delivery_from_a_repeat_on_each_database(engine):
+    deliveries = DeliveryLog(engine)
+    now = utcnow()
+    assert deliveries.first_time("event:Ev1", now) is True
+    assert deliveries.first_time("event:Ev1", now) is False
+    assert deliveries.first_time("event:Ev2", now) is True

@@ -36,6 +36,7 @@ from bot.services.incidents import (
     steps_done,
     tick_step,
 )
+from storage.locks import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +108,23 @@ def _permalink(client, view) -> str | None:
 
 
 def refresh_messages(services: Services, client, incident_id: str) -> None:
-    """Re-render the checklist everywhere it was posted."""
-    view = load_incident(services.engine, incident_id)
-    message = incident_message(view, admins=services.settings.admin_user_ids, now=services.clock())
-    for ref in view.incident.messages:
-        try:
-            client.chat_update(channel=ref["channel"], ts=ref["ts"], **message.as_kwargs())
-        except SlackApiError as exc:
-            log.info(
-                "could not update the checklist in %s (%s)",
-                ref["channel"],
-                exc.response.get("error"),
-            )
+    """Re-render the checklist everywhere it was posted.
+
+    One refresh of an incident at a time across replicas: two people ticking steps at once on
+    two replicas must not have the older rendering land last and hide a tick."""
+    with exclusive(services.engine, f"incident-message:{incident_id}"):
+        view = load_incident(services.engine, incident_id)
+        admins = services.settings.admin_user_ids
+        message = incident_message(view, admins=admins, now=services.clock())
+        for ref in view.incident.messages:
+            try:
+                client.chat_update(channel=ref["channel"], ts=ref["ts"], **message.as_kwargs())
+            except SlackApiError as exc:
+                log.info(
+                    "could not update the checklist in %s (%s)",
+                    ref["channel"],
+                    exc.response.get("error"),
+                )
 
 
 def handle_raise_button(ack, body: dict, client, respond, services: Services) -> None:

@@ -52,9 +52,10 @@ class DeliveryLog:
             insert(SlackDelivery)
             .values(delivery_key=key[:200], received_at=now)
             .on_conflict_do_nothing(index_elements=["delivery_key"])
+            .returning(SlackDelivery.delivery_key)  # rowcount is not reliable on every driver
         )
         with Session(self._engine) as session:
-            inserted = session.exec(statement).rowcount == 1
+            inserted = session.exec(statement).first() is not None
             if self._due_for_pruning():
                 session.exec(
                     delete(SlackDelivery).where(col(SlackDelivery.received_at) < now - KEEP)

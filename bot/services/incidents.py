@@ -120,11 +120,8 @@ def raise_incident(
             other_keys=_other_keys(session, key),
         )
         session.add(incident)
-        key.status = KeyStatus.COMPROMISED.value
-        key.updated_at = now
-        cancel_jobs(session, key_id=key.id, kinds=ALL_KEY_JOBS)
         try:
-            session.flush()
+            session.flush()  # before anything else: another replica may have opened it
         except IntegrityError:  # someone raised it at the same moment
             session.rollback()
             with Session(engine) as fresh:
@@ -132,6 +129,9 @@ def raise_incident(
             if other is None:
                 raise
             return Raised(other.id, created=False)
+        key.status = KeyStatus.COMPROMISED.value
+        key.updated_at = now
+        cancel_jobs(session, key_id=key.id, kinds=ALL_KEY_JOBS)
         schedule_jobs(
             session,
             [

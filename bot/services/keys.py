@@ -276,6 +276,9 @@ def register_key(
             )
             key_id, masked = row.id, row.api_key_masked
     except IntegrityError:
+        # Another replica stored the same label or the same API key a moment ago: say which.
+        with Session(engine) as session:
+            ensure_unique(session, ring, form)
         raise LabelTaken(
             f"A key labelled “{form.label}” was registered a moment ago. Choose another label.",
             field=Block.LABEL,
