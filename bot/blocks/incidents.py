@@ -113,7 +113,7 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
         blocks.append(
             context(f"{view.done} of {len(view.steps)} steps done · updated {minute(now)}")
         )
-    text = f"Compromised key: {incident.label} ({view.done}/{len(view.steps)} steps done)"
+    text = f"Compromised key: {label} ({view.done}/{len(view.steps)} steps done)"
     return Message(text=text, blocks=blocks)
 
 
@@ -225,7 +225,7 @@ def closed_summary(closed: ClosedIncident) -> Message:
         f"*Open questions*\n{questions}\n\n*Note:* {escape(truncate(incident.close_note or '', 1500))}"
     )
     return Message(
-        text=f"Incident closed: {incident.label}",
+        text=f"Incident closed: {escape(incident.label)}",
         blocks=[
             HeaderBlock(text=truncate(f"✅ Incident closed: {incident.label}", 150)),
             section(truncate(text, 2900)),

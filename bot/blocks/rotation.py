@@ -138,7 +138,9 @@ def reminder_message(
         ]
     )
     return Message(
-        text=f"Rotation reminder: {row.label} is {rotation_when(row, now)}".replace("*", ""),
+        text=f"Rotation reminder: {escape(row.label)} is {rotation_when(row, now)}".replace(
+            "*", ""
+        ),
         blocks=[SectionBlock(text=MarkdownTextObject(text="\n".join(lines))), actions],
     )
 

@@ -49,6 +49,8 @@ _REPLACEMENT = "\ufffd"
 # Mentions a service may put in its own messages ("keys of <@U123>"); nothing else survives.
 _MENTION_TOKEN = re.compile(r"(<@[UW][A-Z0-9]{2,}>|<#C[A-Z0-9]{2,}>)")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+# What a service quotes from a person: from the first opening to the last closing quote.
+_QUOTED = re.compile("“.*”", re.DOTALL)
 
 
 def _escape_entities(text: str) -> str:
@@ -66,8 +68,23 @@ def escape(text: str) -> str:
 
 def safe_mrkdwn(text: str) -> str:
     """Text written by the bot that may quote user input: escaped, except plain user and
-    channel mentions the bot itself wrote (``<@U123>``, ``<#C123>``). Keeps line breaks."""
+    channel mentions the bot itself wrote (``<@U123>``, ``<#C123>``). Keeps line breaks.
+
+    The services quote whatever a person typed in “…” (a label, an unknown subcommand), so
+    everything from the first “ to the last ” is escaped whole: a label such as
+    ``cc <@U123>`` is shown as typed, never as a mention."""
     text = _UNSAFE_BLOCK.sub(_REPLACEMENT, text)
+    quoted = _QUOTED.search(text)
+    if quoted is None:
+        return _keep_mentions(text)
+    return (
+        _keep_mentions(text[: quoted.start()])
+        + _escape_entities(quoted.group(0))
+        + _keep_mentions(text[quoted.end() :])
+    )
+
+
+def _keep_mentions(text: str) -> str:
     parts = _MENTION_TOKEN.split(text)
     return "".join(part if i % 2 else _escape_entities(part) for i, part in enumerate(parts))
 
