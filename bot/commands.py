@@ -157,8 +157,14 @@ Command = (
 _EVERY = re.compile(r"^(?P<label>.+?)\s+every\s+(?P<n>\d{1,5})\s*(?:d|days?)?$", re.IGNORECASE)
 
 
+def _slack_unescape(text: str) -> str:
+    """Slack sends ``&``, ``<`` and ``>`` typed in a command as entities (mentions and links it
+    made itself stay ``<…>``); labels are stored as typed, so decode before matching them."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def parse_command(text: str) -> Command:
-    text = (text or "").strip()
+    text = _slack_unescape(text or "").strip()
     secret = find_secret_shape(text)
     if secret is not None:
         return SecretInText(secret)

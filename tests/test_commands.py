@@ -138,3 +138,9 @@ def test_any_plain_label_round_trips_through_remove(label):
     parsed = parse_command(f"remove {label}")
     if isinstance(parsed, Remove):
         assert parsed.label == label
+
+
+def test_entities_slack_puts_in_command_text_are_decoded_before_labels_are_matched():
+    # Slack sends "R&D <test>" typed in a command as "R&amp;D &lt;test&gt;".
+    assert parse_command("remove R&amp;D &lt;test&gt;") == parse_command("remove R&D <test>")
+    assert parse_command("status &lt;@U0ALICE&gt;") == parse_command("status <@U0ALICE>")
