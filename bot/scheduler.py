@@ -242,6 +242,11 @@ def finish_jobs(
     return [job.id in finished for job, _ in results]
 
 
+def backoff(attempts: int) -> timedelta:
+    """How long a failed job waits before its next attempt: 2, 4, 8 … minutes, at most an hour."""
+    return timedelta(minutes=min(60, 2 ** min(attempts, 6)))
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -319,8 +324,7 @@ class Scheduler:
             return job, self.handlers[job.kind](job, now)
         except Exception as exc:
             log.exception("job %s (%s) failed; will retry", job.id, job.kind)
-            backoff = timedelta(minutes=min(60, 2 ** min(job.attempts, 6)))
-            return job, JobOutcome.retry(now + backoff, type(exc).__name__)
+            return job, JobOutcome.retry(now + backoff(job.attempts), type(exc).__name__)
 
     def _finish(
         self, results: list[tuple[ClaimedJob, JobOutcome]], now: datetime, report: TickReport

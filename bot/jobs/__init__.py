@@ -7,7 +7,10 @@ from slack_sdk import WebClient
 from bot.jobs.announcements import make_announce_handler
 from bot.jobs.drift import make_drift_handler
 from bot.jobs.incidents import (
+    ACTIVITY_POST_JOB,
     make_activity_handler,
+    make_activity_post_handler,
+    make_checklist_handler,
     make_incident_probe_handler,
     make_refresh_handler,
 )
@@ -28,7 +31,9 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         ANNOUNCE_JOB: make_announce_handler(services, client),
         incidents.PROBE_JOB: make_incident_probe_handler(services),
         incidents.ACTIVITY_JOB: make_activity_handler(services, client),
+        ACTIVITY_POST_JOB: make_activity_post_handler(services, client),
         incidents.REFRESH_JOB: make_refresh_handler(services, client),
+        incidents.CHECKLIST_JOB: make_checklist_handler(services, client),
         DRIFT_JOB: make_drift_handler(services, client),
     }
 

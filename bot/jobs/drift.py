@@ -10,7 +10,7 @@ from bot.blocks.drift import drift_digest
 from bot.jobs.delivery import SlackDirectory
 from bot.scheduler import ClaimedJob, Handler, JobOutcome
 from bot.services.context import Services
-from bot.services.drift import check_team, drift_job
+from bot.services.drift import check_team, drift_job, remember_check
 
 
 def make_drift_handler(services: Services, client: WebClient) -> Handler:
@@ -31,6 +31,8 @@ def make_drift_handler(services: Services, client: WebClient) -> Handler:
                 drift_digest(digest),
                 fallback_users=list(services.settings.admin_user_ids),
             )
+        # Only once the digest is out: if Slack refused it, the retry finds the same changes.
+        remember_check(services.engine, digest, now)
         return JobOutcome(follow_up=(drift_job(job.team_id, now + interval),))
 
     return handle

@@ -8,14 +8,16 @@ from datetime import datetime, timedelta
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks.incidents import activity_message
+from bot.blocks.incidents import activity_message, incident_message
+from bot.listeners.delivery import passing_failure
 from bot.listeners.incidents import refresh_messages
-from bot.scheduler import ClaimedJob, Handler, JobOutcome, NewJob
+from bot.scheduler import ClaimedJob, Handler, JobOutcome, NewJob, backoff
 from bot.services.context import Services
 from bot.services.incidents import (
     REFRESH_JOB,
     load_incident,
     probe_compromised_key,
+    remember_message,
     review_activity,
 )
 
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # The activity table goes under the checklist: wait for the checklist to be posted.
 _SOON = timedelta(seconds=30)
+# The activity table in one thread whose first post Slack refused for a passing reason.
+ACTIVITY_POST_JOB = "incident_activity_post"
 
 
 def _refresh(job: ClaimedJob, now: datetime, reason: str) -> NewJob:
@@ -66,7 +70,10 @@ def make_activity_handler(services: Services, client: WebClient) -> Handler:
             now=now,
         )
         view = load_incident(services.engine, incident_id)
+        if not view.incident.messages:
+            return JobOutcome.retry(now.replace(microsecond=0) + _SOON, "checklist not posted yet")
         message = activity_message(view.incident)
+        later = []
         for ref in view.incident.messages:
             try:
                 client.chat_postMessage(
@@ -74,16 +81,100 @@ def make_activity_handler(services: Services, client: WebClient) -> Handler:
                 )
             except SlackApiError as exc:
                 log.info("could not post the activity table (%s)", exc.response.get("error"))
-        if not view.incident.messages:
-            return JobOutcome.retry(now.replace(microsecond=0) + _SOON, "checklist not posted yet")
+                if passing_failure(exc):
+                    # Retry this thread alone: the threads that got it must not get it twice.
+                    later.append(_activity_post(job, ref, now + backoff(1)))
+        return JobOutcome(follow_up=tuple(later))
+
+    return handle
+
+
+def _activity_post(job: ClaimedJob, ref: dict, due: datetime) -> NewJob:
+    incident_id = job.payload["incident_id"]
+    return NewJob(
+        team_id=job.team_id,
+        kind=ACTIVITY_POST_JOB,
+        key_id=job.key_id,
+        dedupe_key=f"{ACTIVITY_POST_JOB}:{incident_id}:{ref['channel']}:{ref['ts']}",
+        due_at=due,
+        payload={"incident_id": incident_id, "channel": ref["channel"], "ts": ref["ts"]},
+    )
+
+
+def make_checklist_handler(services: Services, client: WebClient) -> Handler:
+    """Posts a checklist Slack refused when the incident was raised (once per channel)."""
+
+    def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
+        channel = job.payload["channel"]
+        view = load_incident(services.engine, job.payload["incident_id"])
+        if any(ref.get("channel") == channel for ref in view.incident.messages):
+            return JobOutcome()  # it is there already
+        admins = services.settings.admin_user_ids
+        message = incident_message(view, admins=admins, now=services.clock())
+        try:
+            reply = client.chat_postMessage(channel=channel, **message.as_kwargs())
+        except SlackApiError as exc:
+            error = f"Slack: {exc.response.get('error')}"
+            if passing_failure(exc):
+                return JobOutcome.retry(now + backoff(job.attempts), error)
+            log.info("gave up posting the checklist in %s (%s)", channel, error)
+            return JobOutcome()
+        ref = {"channel": reply["channel"], "ts": reply["ts"]}
+        remember_message(services.engine, view.incident.id, **ref)
+        if view.incident.activity is not None:  # reviewed already: its table goes below too
+            return JobOutcome(follow_up=(_activity_post(job, ref, now),))
         return JobOutcome()
 
     return handle
 
 
+def make_activity_post_handler(services: Services, client: WebClient) -> Handler:
+    def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
+        view = load_incident(services.engine, job.payload["incident_id"])
+        try:
+            client.chat_postMessage(
+                channel=job.payload["channel"],
+                thread_ts=job.payload["ts"],
+                **activity_message(view.incident).as_kwargs(),
+            )
+        except SlackApiError as exc:
+            error = f"Slack: {exc.response.get('error')}"
+            if passing_failure(exc):
+                return JobOutcome.retry(now + backoff(job.attempts), error)
+            log.info("gave up posting the activity table (%s)", error)
+        return JobOutcome()
+
+    return handle
+
+
+class _NotingRefusals:
+    """The Slack client, noting the checklist updates Slack refused for a passing reason
+    (``refresh_messages`` logs failures and goes on with the other channels)."""
+
+    def __init__(self, client: WebClient) -> None:
+        self._client = client
+        self.refused: list[SlackApiError] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def chat_update(self, **kwargs):
+        try:
+            return self._client.chat_update(**kwargs)
+        except SlackApiError as exc:
+            if passing_failure(exc):
+                self.refused.append(exc)
+            raise
+
+
 def make_refresh_handler(services: Services, client: WebClient) -> Handler:
     def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
-        refresh_messages(services, client, job.payload["incident_id"])
+        noting = _NotingRefusals(client)
+        refresh_messages(services, noting, job.payload["incident_id"])
+        if noting.refused:
+            # Updating a message again is harmless: retry the whole refresh, later.
+            error = f"Slack: {noting.refused[0].response.get('error')}"
+            return JobOutcome.retry(now + backoff(job.attempts), error)
         return JobOutcome()
 
     return handle

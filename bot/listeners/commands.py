@@ -33,6 +33,7 @@ from bot.commands import (
 )
 from bot.listeners.access import actor_from
 from bot.listeners.background import in_background
+from bot.listeners.delivery import respond_reliably
 from bot.listeners.incidents import incidents_overview, raise_and_announce
 from bot.services.access import require_manage
 from bot.services.audit_trail import read_trail
@@ -187,7 +188,14 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
                     now=services.clock(),
                 )
                 page = status_page(report, 0, now=services.clock())
-                respond(**page.as_kwargs(), replace_original=True)
+                respond_reliably(
+                    respond,
+                    client,
+                    channel=command.get("channel_id"),
+                    user_id=user_id,
+                    message=page,
+                    replace_original=True,
+                )
 
             in_background(services, respond, work)
 

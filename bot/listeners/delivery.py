@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.message import Message
 
 log = logging.getLogger(__name__)
+
+RESPONSE_URL_ATTEMPTS = 3
+MAX_RETRY_AFTER = 5.0  # seconds worth waiting for a response_url; past that, go another way
+
+
+def passing_failure(exc: SlackApiError) -> bool:
+    """Slack refused for a reason that passes (rate limited, server error): try again later.
+    Anything else (channel gone, message deleted) would fail the same way every time."""
+    status = getattr(exc.response, "status_code", None) or 200
+    return status == 429 or status >= 500
 
 
 def send_private(client, *, channel: str | None, user_id: str, message: Message) -> None:
@@ -36,3 +47,42 @@ def responder(body: dict, client, respond):
         client.chat_postMessage(channel=opened["channel"]["id"], **kwargs)
 
     return direct_message
+
+
+def respond_reliably(
+    respond, client, *, channel: str | None, user_id: str, message: Message, **options
+) -> None:
+    """Answer through ``response_url``, again after a 429 (honouring Retry-After) or a 5xx.
+    If Slack still does not take it, the person gets the message privately through the Web
+    API instead (ephemeral in the channel, else a direct message): a finished answer is never
+    dropped silently."""
+    for attempt in range(RESPONSE_URL_ATTEMPTS):
+        try:
+            response = respond(**message.as_kwargs(), **options)
+        except Exception as exc:  # connection refused or reset: as passing as a 5xx
+            log.info("response_url not reachable (%s)", type(exc).__name__)
+            status, wait = None, 0.5 * 2**attempt
+        else:
+            status = getattr(response, "status_code", None)
+            if status is None or status < 300:
+                return
+            log.info("response_url refused the answer (HTTP %s)", status)
+            if status != 429 and status < 500:
+                break  # expired or already used: trying it again cannot help
+            wait = _retry_after(response) if status == 429 else 0.5 * 2**attempt
+        if attempt + 1 < RESPONSE_URL_ATTEMPTS:
+            if wait > MAX_RETRY_AFTER:
+                break
+            time.sleep(wait)
+    send_private(client, channel=channel, user_id=user_id, message=message)
+
+
+def _retry_after(response) -> float:
+    headers = getattr(response, "headers", None) or {}
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value[0] if isinstance(value, list) else value))
+            except (TypeError, ValueError):
+                break
+    return 1.0

@@ -20,7 +20,7 @@ from bot.blocks.incidents import (
 from bot.blocks.notices import error_message
 from bot.ids import Block
 from bot.listeners.access import actor_from
-from bot.listeners.delivery import responder
+from bot.listeners.delivery import passing_failure, responder
 from bot.listeners.home import publish_home
 from bot.services.context import Services
 from bot.services.errors import DomainError
@@ -31,6 +31,7 @@ from bot.services.incidents import (
     key_still_accepted,
     list_incidents,
     load_incident,
+    post_checklist_later,
     raise_incident,
     remember_message,
     steps_done,
@@ -79,16 +80,21 @@ def raise_and_announce(
     message = incident_message(view, admins=services.settings.admin_user_ids, now=services.clock())
     targets = [c for c in dict.fromkeys([services.settings.alert_channel, channel]) if c]
     posted = False
+    later = []
     for target in targets:
         try:
             reply = client.chat_postMessage(channel=target, **message.as_kwargs())
         except SlackApiError as exc:
             log.info("could not post the checklist in %s (%s)", target, exc.response.get("error"))
+            if passing_failure(exc):
+                later.append(target)  # rate limited or a Slack outage: not lost, posted later
             continue
         remember_message(
             services.engine, raised.incident_id, channel=reply["channel"], ts=reply["ts"]
         )
         posted = True
+    if later:
+        post_checklist_later(services.engine, raised.incident_id, later, now=services.clock())
     if not posted:  # the bot is in no channel: post where the command was typed
         respond(**message.as_kwargs(), response_type="in_channel")
     else:

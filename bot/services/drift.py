@@ -5,6 +5,10 @@ permission added (withdrawals and transfers first), a permission removed, the IP
 removed, trading permission about to expire or expired, a key newly rejected by Binance, a key
 newly beyond its declared purpose. Binance failures are "could not check", never changes.
 Nothing is posted when nothing changed.
+
+Checking and remembering are two steps: the job posts the digest first and only then records
+what Binance said, so a digest Slack refused is computed and posted again on the retry (a
+change recorded before its digest was delivered would never be reported).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class Digest:
     checked: int = 0
     changes: list[Change] = field(default_factory=list)
     could_not_check: list[tuple[str, str]] = field(default_factory=list)
+    # What to record once the digest is delivered: key id -> (permissions or None, result).
+    observed: dict[str, tuple[dict | None, str]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -86,6 +92,8 @@ def ensure_drift_checks(engine: Engine, *, interval: timedelta, now: datetime) -
 def check_team(
     *, engine: Engine, ring: KeyRing, gateway: binance.BinanceGateway, team_id: str, now: datetime
 ) -> Digest:
+    """Ask Binance about every key of the team and compare with the last observation.
+    Writes nothing: ``remember_check`` records the observations once the digest is out."""
     digest = Digest(team_id=team_id)
     with Session(engine) as session:
         keys = list(
@@ -105,7 +113,7 @@ def check_team(
         except (CryptoError, Exception):
             digest.could_not_check.append((key.label, "its stored secret could not be opened"))
     results = gateway.check_many(creds)
-    updates: dict[str, tuple[dict | None, str]] = {}
+    updates = digest.observed
     for key, result in zip(checkable, results, strict=True):
         digest.checked += 1
         if result.permissions is not None:
@@ -128,7 +136,6 @@ def check_team(
             digest.could_not_check.append((key.label, result.error.user_message))
             updates[key.id] = (None, "unknown")
     digest.changes.sort(key=lambda c: (-c.severity, c.label.lower()))
-    _remember(engine, digest, updates, now)
     return digest
 
 
@@ -183,9 +190,10 @@ def _changes(key: ApiKey, perms: binance.KeyPermissions, now: datetime) -> list[
     return found
 
 
-def _remember(engine: Engine, digest: Digest, updates: dict, now: datetime) -> None:
+def remember_check(engine: Engine, digest: Digest, now: datetime) -> None:
+    """Record what Binance said (the baseline of the next check) and the audit event."""
     with session_scope(engine) as session:
-        for key_id, (permissions, result) in updates.items():
+        for key_id, (permissions, result) in digest.observed.items():
             key = session.get(ApiKey, key_id)
             if key is None:
                 continue

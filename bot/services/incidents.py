@@ -37,6 +37,8 @@ from storage.vault import shred_api_key_row
 PROBE_JOB = "incident_probe"
 ACTIVITY_JOB = "incident_activity"
 REFRESH_JOB = "incident_refresh"
+CHECKLIST_JOB = "incident_checklist"  # a checklist Slack refused at first, posted again later
+CHECKLIST_RETRY = timedelta(seconds=30)
 ACTIVITY_LOOKBACK = timedelta(days=7)
 KNOWN_ADDRESS_LOOKBACK = timedelta(days=90)
 PROBE_DELAYS = (30, 60, 120, 300, 600)  # seconds: back off, then every 10 minutes
@@ -195,6 +197,29 @@ def _other_keys(session: Session, key: ApiKey) -> list[dict]:
             tier = binance.KeyPermissions.from_dict(other.permissions_json).tier.name.title()
         rows.append({"label": other.label, "tier": tier, "status": other.status})
     return rows
+
+
+def post_checklist_later(
+    engine: Engine, incident_id: str, channels: list[str], *, now: datetime
+) -> None:
+    """Slack refused the checklist in ``channels`` for a passing reason (rate limit, server
+    error): a job posts it there later, once (it skips a channel that already has it)."""
+    with session_scope(engine) as session:
+        incident = session.get(Incident, incident_id)
+        schedule_jobs(
+            session,
+            [
+                NewJob(
+                    team_id=incident.team_id,
+                    kind=CHECKLIST_JOB,
+                    key_id=incident.key_id,
+                    dedupe_key=f"{CHECKLIST_JOB}:{incident_id}:{channel}",
+                    due_at=now + CHECKLIST_RETRY,
+                    payload={"incident_id": incident_id, "channel": channel},
+                )
+                for channel in channels
+            ],
+        )
 
 
 def remember_message(engine: Engine, incident_id: str, *, channel: str, ts: str) -> None:

@@ -279,10 +279,9 @@ def register_key(
         # Another replica stored the same label or the same API key a moment ago: say which.
         with Session(engine) as session:
             ensure_unique(session, ring, form)
-        raise LabelTaken(
-            f"A key labelled “{form.label}” was registered a moment ago. Choose another label.",
-            field=Block.LABEL,
-        ) from None
+        # Neither: the database refused the write for another reason. That is not the
+        # person's label to change: the caller apologises (nothing was stored).
+        raise
     return RegisteredKey(
         key_id=key_id,
         label=form.label,
