@@ -139,14 +139,43 @@ def _shared_by_every_key() -> frozenset[str]:
     return frozenset(shared)
 
 
+@functools.cache
+def _sample_forms() -> tuple[dict[str, str], ...]:
+    sim = BinanceSimulator()  # used for its key generator only; never started
+    return tuple(
+        secret_encodings(sim.add_key(key_type=key_type).secret)
+        for key_type in ("ED25519", "RSA")
+        for _ in range(3)
+    )
+
+
+def _common_prefix(a: str, b: str) -> int:
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+
+
+def _fixed_head(form_name: str, form: str) -> str:
+    """The start of ``form`` that other keys of its type share (armour, DER header), plus the
+    next three characters: a gram inside it holds at most three random characters, so a
+    sibling key matching it would be chance, not a leak."""
+    common = max(
+        (_common_prefix(form, sample.get(form_name, "")) for sample in _sample_forms()),
+        default=0,
+    )
+    return form[: common + 3] if common >= GRAM else ""
+
+
 def find_leaks(canaries: Iterable[Canary], haystacks: dict[str, str]) -> list[str]:
     """Where any encoding of any canary (or any ``GRAM`` characters of one) appears, as
     "<canary>: <encoding> in <haystack>". The finding names the place, never the secret."""
     origin: dict[str, str] = {}
     for canary in canaries:
         for form_name, form in canary.encodings().items():
+            head = set(_grams(_fixed_head(form_name, form)))
             for gram in _grams(form):
-                origin.setdefault(gram, f"{canary.name}: {form_name}")
+                if gram not in head:
+                    origin.setdefault(gram, f"{canary.name}: {form_name}")
     for gram in _shared_by_every_key():
         origin.pop(gram, None)
     found = set()
