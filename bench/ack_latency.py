@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,46 +21,16 @@ import time
 from pathlib import Path
 
 import requests
+from _common import SIGNING_SECRET, RemoteKey, RemoteServices, start_bot
 
 from bot.binance import BinanceGateway
 from bot.config import load_settings
-from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.requests import sign, slash_command
-from bot.sandbox.slack_standin import SlackStandIn
 from bot.services.keys import RegistrationForm, register_key
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate
 from storage.models import KeyPurpose, KeyType
 from storage.vault import verify_key_ring
-
-SIGNING_SECRET = "bench-signing-secret"  # local only, like every key in the simulator
-
-
-def _remote_services(conn, keys: int) -> None:
-    """Child process: the simulator (with `keys` keys) and the Slack stand-in."""
-    with BinanceSimulator() as sim, SlackStandIn() as slack:
-        created = [sim.add_key(ip_restrict=True) for _ in range(keys)]
-        conn.send(
-            {
-                "binance": sim.url,
-                "slack": slack.url,
-                "response_url": slack.response_url(),
-                "keys": [(k.api_key, k.secret) for k in created],
-            }
-        )
-        while (command := conn.recv()) != "stop":
-            kind, value = command
-            if kind == "latency":
-                sim.latency = value
-                conn.send("ok")
-            elif kind == "responses":
-                conn.send(len(slack.calls_to("response_url")))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -98,14 +64,14 @@ def fire(url: str, response_url: str, count: int) -> list[float]:
     return times
 
 
-def seed(database_url: str, master: str, binance_url: str, keys: list[tuple[str, str]]) -> None:
+def seed(database_url: str, master: str, binance_url: str, keys: list[RemoteKey]) -> None:
     engine = make_engine(database_url)
     migrate(engine)
     ring = KeyRing.parse(master)
     verify_key_ring(engine, ring)
     settings = load_settings(_env_file=None)
     gateway = BinanceGateway(binance_url)
-    for i, (api_key, secret) in enumerate(keys):
+    for i, key in enumerate(keys):
         register_key(
             engine=engine,
             ring=ring,
@@ -119,25 +85,11 @@ def seed(database_url: str, master: str, binance_url: str, keys: list[tuple[str,
                 owner_user_id="U0BENCH",
                 purpose=KeyPurpose.READ_ONLY,
                 key_type=KeyType.HMAC,
-                api_key=api_key,
-                secret=secret,
+                api_key=key.api_key,
+                secret=key.secret,
             ),
         )
     engine.dispose()
-
-
-def wait_healthy(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the bot exited during start-up")
-        try:
-            if requests.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the bot did not become healthy")
 
 
 def main() -> int:
@@ -145,39 +97,26 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--keys", type=int, default=5)
     args = parser.parse_args()
-    conn, child = multiprocessing.Pipe()
-    remote = multiprocessing.Process(target=_remote_services, args=(child, args.keys), daemon=True)
-    remote.start()
-    info = conn.recv()
+    remote = RemoteServices(keys=args.keys)
+    response_url = remote.response_url()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         master = generate_master_key("k1").encoded()
-        seed(database_url, master, info["binance"], info["keys"])
-        port = _free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MASTER_"))},
-            "SLACK_BOT_TOKEN": "xoxb-test",
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": info["slack"],
-            "BINANCE_API_URL": info["binance"],
-            "DATABASE_URL": database_url,
-            "MASTER_KEYS": master,
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "LOG_LEVEL": "WARNING",
-            "SCHEDULER_ENABLED": "false",
-        }
-        bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=tmp, env=env)
-        url = f"http://127.0.0.1:{port}"
+        seed(database_url, master, remote.binance_url, remote.keys)
+        bot = start_bot(
+            Path(tmp),
+            remote=remote,
+            database_url=database_url,
+            master=master,
+            scheduler_enabled=False,
+        )
         try:
-            wait_healthy(url, bot)
-            fire(url, info["response_url"], 5)  # warm up
+            fire(bot.url, response_url, 5)  # warm up
             for latency_ms in (0, 2000):
-                conn.send(("latency", latency_ms / 1000))
-                conn.recv()
+                remote.set_latency(latency_ms / 1000)
                 time.sleep(1.0)  # let earlier reports finish
-                times = fire(url, info["response_url"], args.requests)
+                times = fire(bot.url, response_url, args.requests)
                 rows.append(
                     {
                         "latency_ms": latency_ms,
@@ -186,19 +125,11 @@ def main() -> int:
                         "max_ms": max(times) * 1000,
                     }
                 )
-            expected = 5 + 2 * args.requests
-            deadline = time.monotonic() + 60
-            while True:  # the reports arrive after their acks: wait for every one
-                conn.send(("responses", None))
-                responses = conn.recv()
-                if responses >= expected or time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
+            # The reports arrive after their acks: wait for every one.
+            responses = remote.wait_for("response_url", 5 + 2 * args.requests, timeout=60)
         finally:
-            bot.terminate()
-            bot.wait(timeout=30)
-            conn.send("stop")
-            remote.join(timeout=10)
+            bot.stop()
+            remote.stop()
     print(
         f"{'Binance latency':>16} {'requests':>9} {'p50 ack ms':>11} {'p99 ack ms':>11} {'max ms':>8}"
     )
