@@ -146,7 +146,7 @@ class BinanceGateway:
         weight_limit: int | None = None,
         recv_window_ms: int = 10_000,
         short_retry_after: float = 5.0,
-        client_cache_size: int = 1024,
+        client_cache_size: int = 64,
     ) -> None:
         self.max_workers = max(1, max_workers)
         # One budget per process (limits are per IP): ``weight_limit`` picks the shared budget
@@ -157,6 +157,8 @@ class BinanceGateway:
         pool = self.max_workers + 16
         self._transport = Transport(base_url, timeout, recv_window_ms, self.budget, pool)
         self._public = ReadOnlyClient(self._transport)
+        # Recently used clients (an RSA key import costs ~10 ms). Small on purpose: each holds an
+        # opened secret, and a team-wide check must not keep thousands of them in memory.
         self._clients: OrderedDict[Credentials, ReadOnlyClient] = OrderedDict()
         self._clients_lock = threading.Lock()
         self._cache_size = client_cache_size

@@ -6,6 +6,7 @@ says what to set and how to start the sandbox instead, and exits.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import sys
@@ -25,6 +26,7 @@ from bot.services.context import Services
 from bot.services.drift import ensure_drift_checks
 
 log = logging.getLogger(__name__)
+M_ARENA_MAX = -8  # glibc's mallopt parameter
 
 MISSING_SLACK = """\
 apikey-bot: Slack credentials are missing: {missing}.
@@ -59,6 +61,7 @@ def run_bot(settings: Settings) -> int:
     # Hand the interpreter lock over more often than every 5 ms: an ack waiting behind
     # report rendering gets its turn sooner (Slack wants every ack within 3 s).
     sys.setswitchinterval(0.001)
+    limit_malloc_arenas()
     storage = open_storage(settings)
     services = build_services(settings, storage)
     app = build_app(settings, services)
@@ -74,6 +77,22 @@ def run_bot(settings: Settings) -> int:
     finally:
         stop_scheduler()
     return 0
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas (as MALLOC_ARENA_MAX would) before the worker threads start.
+
+    With one arena per thread, memory freed after a team-wide check stays spread over dozens
+    of arenas and is never handed back: measured with 10,000 keys (bench/memory.py) the peak
+    drops by about 20 MB and stops creeping up from one check to the next. No effect elsewhere.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        log.debug("malloc arenas not capped (not glibc)")
 
 
 def start_scheduler(services: Services, client) -> Callable[[], None]:
@@ -112,6 +131,7 @@ def run_scheduler_only(settings: Settings) -> int:
     if settings.slack_bot_token is None:
         print("apikey-bot: SLACK_BOT_TOKEN is needed to post reminders", file=sys.stderr)
         return 2
+    limit_malloc_arenas()
     storage = open_storage(settings)
     services = build_services(settings, storage)
     scheduler = build_scheduler(
