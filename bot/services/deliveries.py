@@ -2,8 +2,9 @@
 
 Slack delivers an event again (with ``X-Slack-Retry-Num``) when the first answer was slow or
 lost, and a retried command, click or form must not run twice either. Every delivery's identity
-is recorded on arrival, in the database every replica shares; a copy whose identity is already
-there is acknowledged and dropped. The trade: a replica that dies after recording and before
+is recorded on arrival, in the PostgreSQL database every replica shares (with SQLite, the single
+bot process remembers them itself); a copy whose identity is already there is acknowledged and
+dropped. The trade: a replica that dies after recording and before
 acting loses that one request (Slack's retry is dropped too), where the alternative would be
 acting twice.
 """
@@ -11,6 +12,7 @@ acting twice.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from datetime import datetime, timedelta
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,6 +23,7 @@ from storage.models import SlackDelivery
 
 KEEP = timedelta(days=1)
 PRUNE_EVERY = 1000  # deliveries between two clean-ups (per process)
+MAX_REMEMBERED = 100_000  # SQLite: delivery ids kept in memory
 
 
 def delivery_key(body: dict) -> str | None:
@@ -43,9 +46,28 @@ class DeliveryLog:
         self._engine = engine
         self._count = 0
         self._lock = threading.Lock()
+        self._seen: OrderedDict[str, datetime] = OrderedDict()
 
     def first_time(self, key: str, now: datetime) -> bool:
         """Record ``key``; False when it was already recorded (a repeated delivery)."""
+        if self._engine.dialect.name == "sqlite":
+            return self._first_time_here(key, now)
+        return self._first_time_shared(key, now)
+
+    def _first_time_here(self, key: str, now: datetime) -> bool:
+        """SQLite means one bot process (replicas need PostgreSQL): remembering here is
+        enough, and an ack never waits for SQLite's single write lock behind a report."""
+        with self._lock:
+            while self._seen and next(iter(self._seen.values())) < now - KEEP:
+                self._seen.popitem(last=False)
+            if key in self._seen:
+                return False
+            self._seen[key] = now
+            if len(self._seen) > MAX_REMEMBERED:
+                self._seen.popitem(last=False)
+            return True
+
+    def _first_time_shared(self, key: str, now: datetime) -> bool:
         dialect = self._engine.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = (
