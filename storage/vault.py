@@ -16,12 +16,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import object_session
 from sqlmodel import Session, func, select
 
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing, KeyRingError, generate_master_key
 from storage.db import session_scope
-from storage.models import ApiKey, CryptoCanary, Rotation
+from storage.models import ApiKey, CryptoCanary, Rotation, RotationState
 
 log = logging.getLogger(__name__)
 
@@ -259,11 +260,38 @@ def seal_api_key_row(ring: KeyRing, row: ApiKey, *, api_key: str, secret: str) -
 
 
 def shred_api_key_row(row: ApiKey) -> None:
-    """Crypto-shred: drop the sealed material; only the masked form and metadata remain."""
+    """Crypto-shred: drop the sealed material; only the masked form and metadata remain.
+
+    The old credentials of the key's unfinished rotations are the key's material too: they go
+    in the same transaction (see abandon_rotations) when the row belongs to a session.
+    """
     row.api_key_sealed = None
     row.secret_sealed = None
     row.seal_key_id = None
     row.secret_fingerprint = None
+    session = object_session(row)
+    if session is not None and row.id is not None:
+        abandon_rotations(session, row.id)
+
+
+def abandon_rotations(session: Session, key_id: str) -> int:
+    """Crypto-shred the old credentials of a key's unfinished rotations and mark them abandoned.
+
+    For a key that leaves the bot (removed, or revoked after an incident): its rotation probes
+    are cancelled with it, so nothing would ever shred the old credentials otherwise.
+    Returns how many rotations were abandoned.
+    """
+    rotations = session.exec(
+        select(Rotation)
+        .where(Rotation.key_id == key_id, Rotation.state == RotationState.PROBING.value)
+        .with_for_update()
+    ).all()
+    for rotation in rotations:
+        rotation.state = RotationState.ABANDONED.value
+        rotation.old_api_key_sealed = None
+        rotation.old_secret_sealed = None
+        rotation.seal_key_id = None
+    return len(rotations)
 
 
 def retire_key(engine: Engine, ring: KeyRing, key_id: str, *, actor: str = "cli") -> KeyRing:
