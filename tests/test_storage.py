@@ -276,3 +276,57 @@ def test_migrations_match_the_models(engine):
         context = MigrationContext.configure(connection, opts={"compare_type": False})
         diff = compare_metadata(context, SQLModel.metadata)
     assert diff == []
+
+
+def test_upgrade_shreds_old_credentials_left_by_keys_removed_mid_rotation(engine, key_ring):
+    """Revision 0009 clears what earlier versions left behind: a key removed or revoked during
+    its rotation kept the rotation's old credentials sealed with nothing left to shred them."""
+    from datetime import timedelta
+
+    from storage.models import Rotation, RotationState, utcnow
+
+    def rotation_of(row: ApiKey) -> Rotation:
+        rotation = Rotation(
+            team_id=row.team_id,
+            key_id=row.id,
+            started_by="U0ALICE",
+            started_at=utcnow(),
+            grace_until=utcnow() + timedelta(hours=24),
+            old_masked="abcd…wxyz",
+            old_key_type="HMAC",
+            seal_key_id=key_ring.active.key_id,
+        )
+        rotation.old_api_key_sealed = key_ring.seal(
+            "old-key", context=rotation.api_key_context()
+        ).blob
+        rotation.old_secret_sealed = key_ring.seal(
+            "old-secret", context=rotation.secret_context()
+        ).blob
+        return rotation
+
+    with session_scope(engine) as session:
+        removed = stored_key(session, key_ring, label="gone")
+        removed.status = KeyStatus.REMOVED.value
+        live = stored_key(session, key_ring, label="still-rotating")
+        live.status = KeyStatus.ROTATING.value
+        orphan, kept = rotation_of(removed), rotation_of(live)
+        session.add_all([orphan, kept])
+        orphan_id, kept_id = orphan.id, kept.id
+    with engine.begin() as connection:  # as a database written before revision 0009
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0008'"))
+
+    migrate(engine)
+
+    assert current_revision(engine) == "0009"
+    with Session(engine) as session:
+        orphan, kept = session.get(Rotation, orphan_id), session.get(Rotation, kept_id)
+        assert orphan.state == RotationState.ABANDONED.value
+        assert (orphan.old_api_key_sealed, orphan.old_secret_sealed, orphan.seal_key_id) == (
+            None,
+            None,
+            None,
+        )
+        assert kept.state == RotationState.PROBING.value
+        assert key_ring.open_text(kept.old_secret_sealed, context=kept.secret_context()) == (
+            "old-secret"
+        )
