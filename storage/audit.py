@@ -42,85 +42,108 @@ def record_event(
     target_key_id: str | None = None,
     source: str | None = None,
     detail: Mapping[str, Any] | None = None,
-) -> AuditEvent:
-    """Add an audit event to ``session`` (flushed, not committed: the caller's unit of work
-    commits it together with the action, or rolls both back)."""
-    _lock_chain(session)
-    event = AuditEvent(
-        team_id=team_id,
-        actor=actor,
-        action=action,
-        target=target,
-        target_key_id=target_key_id,
-        source=source,
-        detail=_checked(detail),
-        at=utcnow(),
+) -> None:
+    """Add an audit event to ``session``'s transaction (not committed: the caller's unit of
+    work commits it together with the action, or rolls both back)."""
+    record_events(
+        session,
+        [
+            {
+                "team_id": team_id,
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "target_key_id": target_key_id,
+                "source": source,
+                "detail": detail,
+            }
+        ],
     )
-    session.add(event)
-    session.flush()
-    _link(session, [event])
-    return event
 
 
 def record_events(session: Session, events: list[dict[str, Any]]) -> None:
-    """Several audit events (``record_event``'s keyword arguments), appended in bulk."""
+    """Several audit events (``record_event``'s keyword arguments), appended to the chain in
+    bulk: one INSERT for the rows, then their hashes in one batched UPDATE (ids first: each
+    hash covers its row's id)."""
     if not events:
         return
-    _lock_chain(session)
+    now = utcnow()
     rows = [
-        AuditEvent(
-            team_id=e["team_id"],
-            at=e.get("at") or utcnow(),
-            actor=e["actor"],
-            action=e["action"],
-            target=e.get("target"),
-            target_key_id=e.get("target_key_id"),
-            source=e.get("source"),
-            detail=_checked(e.get("detail")),
-        )
+        {
+            "team_id": e["team_id"],
+            "at": e.get("at") or now,
+            "actor": e["actor"],
+            "action": e["action"],
+            "target": e.get("target"),
+            "target_key_id": e.get("target_key_id"),
+            "source": e.get("source"),
+            "detail": _checked(e.get("detail")),
+        }
         for e in events
     ]
-    session.add_all(rows)
-    session.flush()
-    _link(session, rows)
+    table = AuditEvent.__table__
+    connection = session.connection()
+    _lock_chain(connection)
+    # Inserting first also takes SQLite's write lock, so the chain is read by its only writer.
+    ids = connection.execute(
+        table.insert().returning(table.c.id, sort_by_parameter_order=True), rows
+    ).scalars()
+    for row, event_id in zip(rows, ids, strict=True):
+        row["id"] = event_id
+    prev = _hash_before(connection, rows[0]["id"])
+    links = []
+    for row in rows:
+        row_link = {"link_id": row["id"], "link_prev": prev, "link_hash": row_hash(row, prev)}
+        links.append(row_link)
+        prev = row_link["link_hash"]
+    connection.execute(
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("link_id"))
+        .values(prev_hash=sa.bindparam("link_prev"), hash=sa.bindparam("link_hash")),
+        links,
+    )
 
 
-def _lock_chain(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.exec(sa.text(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"))
+def _lock_chain(connection: sa.Connection) -> None:
+    """Serialise appends to the chain until commit (SQLite has a single writer anyway)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"))
 
 
-def _link(session: Session, events: list[AuditEvent]) -> None:
-    """Chain freshly inserted events (already flushed, so they have ids) in id order."""
-    events = sorted(events, key=lambda e: e.id)
-    previous = session.exec(
-        select(AuditEvent.hash)
-        .where(col(AuditEvent.id) < events[0].id, col(AuditEvent.hash).is_not(None))
-        .order_by(col(AuditEvent.id).desc())
+def _hash_before(connection: sa.Connection, event_id: int) -> str:
+    """The hash of the last chained event before ``event_id`` (the chain's start if none)."""
+    table = AuditEvent.__table__
+    last = connection.execute(
+        sa.select(table.c.hash)
+        .where(table.c.id < event_id, table.c.hash.is_not(None))
+        .order_by(table.c.id.desc())
         .limit(1)
-    ).first()
-    prev = previous or GENESIS
-    for event in events:
-        event.prev_hash = prev
-        event.hash = event_hash(event, prev)
-        prev = event.hash
-    session.flush()
+    ).scalar()
+    return last or GENESIS
 
 
 def event_hash(event: AuditEvent, prev_hash: str) -> str:
-    at = event.at.astimezone(UTC) if event.at.tzinfo else event.at
+    return row_hash({name: getattr(event, name) for name in _HASHED}, prev_hash)
+
+
+_HASHED = ("id", "team_id", "at", "actor", "action", "target", "target_key_id", "source", "detail")
+
+
+def row_hash(row: Mapping[str, Any], prev_hash: str) -> str:
+    """SHA-256 over the previous hash and the event's content (``_HASHED`` fields)."""
+    at = row["at"].astimezone(UTC) if row["at"].tzinfo else row["at"]
     content = json.dumps(
         [
             prev_hash,
-            event.id,
-            event.team_id,
+            row["id"],
+            row["team_id"],
             at.strftime("%Y-%m-%dT%H:%M:%S.%f"),
-            event.actor,
-            event.action,
-            event.target,
-            event.target_key_id,
-            event.source,
-            event.detail,
+            row["actor"],
+            row["action"],
+            row["target"],
+            row["target_key_id"],
+            row["source"],
+            row["detail"],
         ],
         sort_keys=True,
         separators=(",", ":"),

@@ -59,6 +59,29 @@ def test_a_deleted_row_is_detected(engine):
     assert not report.ok and report.broken_at > second and "deleted" in report.reason
 
 
+def test_writers_appending_at_once_keep_one_unbroken_chain(engine):
+    """Eight threads append single events and batches at the same time (on PostgreSQL these
+    are truly concurrent transactions): the chain stays whole and nothing is lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from storage.audit import record_events
+
+    def write(worker: int) -> None:
+        for round_ in range(5):
+            with session_scope(engine) as session:
+                if round_ % 2:
+                    _event_args = {"team_id": "T", "actor": f"U{worker}", "action": "test.batch"}
+                    record_events(session, [{**_event_args, "detail": {"n": n}} for n in range(7)])
+                else:
+                    record_event(session, team_id="T", actor=f"U{worker}", action="test.one")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(write, range(8)))
+    report = verify_chain(engine)
+    assert report.ok, report.reason
+    assert report.events == 8 * (3 * 1 + 2 * 7)
+
+
 def test_the_cli_verify_exits_non_zero_on_tampering(database_url, tmp_path):
     from storage.db import make_engine, migrate
 
