@@ -6,6 +6,9 @@
 - The database clock is the one clock (``DatabaseClock``); tests inject a fixed one.
 - A handler returns a ``JobOutcome``: done (optionally scheduling follow-up jobs in the same
   transaction that marks it done), or retry at a later time.
+- A handler that did part of its work before failing raises ``PartialProgress``: the job is
+  retried with that progress saved in its payload, so the retry does not repeat the part that
+  was done (a message already sent to two of three people is not sent to them again).
 """
 
 from __future__ import annotations
@@ -101,10 +104,22 @@ class JobOutcome:
     # Audit events (keyword arguments of storage.audit.record_event) written in the same
     # transaction that marks the job done.
     audit: tuple[dict, ...] = ()
+    # With retry_at: entries merged into the job's payload for the next attempt.
+    progress: dict | None = None
 
     @classmethod
-    def retry(cls, at: datetime, error: str) -> JobOutcome:
-        return cls(retry_at=at, error=error[:500])
+    def retry(cls, at: datetime, error: str, progress: dict | None = None) -> JobOutcome:
+        return cls(retry_at=at, error=error[:500], progress=progress)
+
+
+class PartialProgress(Exception):
+    """Raised by a handler that failed after doing part of its work; ``progress`` (JSON) is
+    merged into the job's payload so the retry can skip what was done."""
+
+    def __init__(self, progress: dict, cause: Exception) -> None:
+        super().__init__(f"failed after partial progress: {type(cause).__name__}")
+        self.progress = progress
+        self.cause = cause
 
 
 Handler = Callable[[ClaimedJob, datetime], JobOutcome]
@@ -229,10 +244,11 @@ def finish_jobs(
         for job, outcome in results:
             if outcome.retry_at is None:
                 continue
+            values = {"due_at": outcome.retry_at, "lease_until": None, "last_error": outcome.error}
+            if outcome.progress:
+                values["payload"] = {**job.payload, **outcome.progress}
             updated = session.exec(
-                sa.update(ScheduledJob)
-                .where(col(ScheduledJob.id) == job.id, mine)
-                .values(due_at=outcome.retry_at, lease_until=None, last_error=outcome.error)
+                sa.update(ScheduledJob).where(col(ScheduledJob.id) == job.id, mine).values(**values)
             ).rowcount
             if updated:
                 finished.add(job.id)
@@ -322,6 +338,15 @@ class Scheduler:
     def _run(self, job: ClaimedJob, now: datetime) -> tuple[ClaimedJob, JobOutcome]:
         try:
             return job, self.handlers[job.kind](job, now)
+        except PartialProgress as exc:
+            log.warning(
+                "job %s (%s) failed part-way (%s); will retry the rest",
+                job.id,
+                job.kind,
+                type(exc.cause).__name__,
+            )
+            retry_at = now + backoff(job.attempts)
+            return job, JobOutcome.retry(retry_at, type(exc.cause).__name__, exc.progress)
         except Exception as exc:
             log.exception("job %s (%s) failed; will retry", job.id, job.kind)
             return job, JobOutcome.retry(now + backoff(job.attempts), type(exc).__name__)

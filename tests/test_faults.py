@@ -478,6 +478,33 @@ def test_reminder_that_slack_fails_to_take_stays_pending_and_goes_out_once_later
     assert len(_reminders(stack)) == 1
 
 
+def test_reminder_dm_that_fails_for_one_of_several_admins_is_not_sent_twice_to_the_others(
+    tmp_path,
+):
+    """The owner left, so the reminder goes to each admin by DM; Slack refuses the second DM.
+    The retry sends it to the admin who did not get it, not again to the one who did."""
+    second = "U0ADMIN2"
+    with _start(tmp_path, admin_user_ids=f"{ADMIN},{second}") as stack:
+        stack.slack.add_user(second, name="admin2")
+        stack.slack.add_user(ALICE, name="alice", deleted=True)
+        clock = _reminder_due(stack)
+        stack.slack.inject_fault("chat.postMessage", status=502, where={"channel": "D0ADMIN2"})
+        _tick(stack, clock)
+
+        def dms_to(user: str) -> list:
+            return [c for c in _reminders(stack) if c.params["channel"] == "D" + user[1:]]
+
+        assert len(dms_to(ADMIN)) == 1 and dms_to(second) == []
+        (job,) = [j for j in _jobs(stack, REMINDER_JOB, JobState.PENDING.value) if j.attempts]
+        assert job.payload["delivered_to"] == [ADMIN] and job.due_at > clock.now()
+        assert _audit(stack, "rotation.reminder") == 0
+        clock.current = job.due_at
+        _tick(stack, clock)
+        assert len(dms_to(ADMIN)) == 1 and len(dms_to(second)) == 1
+        assert [j.id for j in _jobs(stack, REMINDER_JOB, JobState.DONE.value)] == [job.id]
+        assert _audit(stack, "rotation.reminder") == 1
+
+
 def _drift_due(stack, clock: FixedClock) -> None:
     engine = stack.services.engine
     ensure_drift_checks(engine, interval=timedelta(0), now=clock.now())

@@ -37,7 +37,9 @@ def make_announce_handler(services: Services, client: WebClient) -> Handler:
                 since=rotation.started_at,
                 admins=settings.admin_user_ids,
             )
-        directory.to_channel(settings, message, fallback_users=[owner, *settings.admin_user_ids])
+        directory.to_channel(
+            settings, message, fallback_users=[owner, *settings.admin_user_ids], job=job
+        )
         return JobOutcome()
 
     return handle

@@ -11,8 +11,12 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks.message import Message
 from bot.config import Settings
+from bot.scheduler import ClaimedJob, PartialProgress
 
 log = logging.getLogger(__name__)
+
+# Payload entry of a job sent to several people: who already has it (see direct_message_each).
+DELIVERED_TO = "delivered_to"
 
 
 class SlackDirectory:
@@ -54,15 +58,36 @@ class SlackDirectory:
                 self._dm[user_id] = channel
         self._client.chat_postMessage(channel=channel, **message.as_kwargs())
 
+    def direct_message_each(
+        self, user_ids: list[str | None], message: Message, *, job: ClaimedJob
+    ) -> None:
+        """DM each user once per job: those a failed earlier attempt of ``job`` already reached
+        are skipped, and when one post fails the ones that went through are saved with the job
+        (``PartialProgress``) so the retry does not send them the message again."""
+        delivered = list(job.payload.get(DELIVERED_TO, []))
+        for user_id in dict.fromkeys(u for u in user_ids if u):
+            if user_id in delivered:
+                continue
+            try:
+                self.direct_message(user_id, message)
+            except Exception as exc:
+                if not delivered:
+                    raise
+                raise PartialProgress({DELIVERED_TO: delivered}, exc) from exc
+            delivered.append(user_id)
+
     def to_channel(
-        self, settings: Settings, message: Message, *, fallback_users: list[str | None]
+        self,
+        settings: Settings,
+        message: Message,
+        *,
+        fallback_users: list[str | None],
+        job: ClaimedJob,
     ) -> None:
         """Post in the alert channel; without one, DM each fallback user (owner, admins)."""
         if settings.alert_channel:
             self._client.chat_postMessage(channel=settings.alert_channel, **message.as_kwargs())
             return
-        recipients = list(dict.fromkeys(u for u in fallback_users if u))
-        if not recipients:
+        if not any(fallback_users):
             log.warning("no alert channel, owner or admin to tell: %s", message.text[:80])
-        for user_id in recipients:
-            self.direct_message(user_id, message)
+        self.direct_message_each(fallback_users, message, job=job)

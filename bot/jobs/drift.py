@@ -30,6 +30,7 @@ def make_drift_handler(services: Services, client: WebClient) -> Handler:
                 services.settings,
                 drift_digest(digest),
                 fallback_users=list(services.settings.admin_user_ids),
+                job=job,
             )
         # Only once the digest is out: if Slack refused it, the retry finds the same changes.
         remember_check(services.engine, digest, now)

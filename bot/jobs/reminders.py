@@ -73,12 +73,11 @@ class ReminderHandler:
         if step.audience == Audience.OWNER and not owner_gone:
             directory.direct_message(key.owner_user_id, message)
         elif step.audience == Audience.OWNER:
-            for admin in settings.admin_user_ids:
-                directory.direct_message(admin, message)
+            directory.direct_message_each(list(settings.admin_user_ids), message, job=job)
         else:
             fallback = [] if owner_gone else [key.owner_user_id]
             directory.to_channel(
-                settings, message, fallback_users=fallback + list(settings.admin_user_ids)
+                settings, message, fallback_users=fallback + list(settings.admin_user_ids), job=job
             )
         audit = {
             "team_id": key.team_id,

@@ -101,6 +101,14 @@ class _Fault:
     remaining: int
     retry_after: int
     error: str | None
+    where: dict[str, str]
+
+    def matches(self, method: str, params: dict[str, Any]) -> bool:
+        return (
+            self.method == method
+            and self.remaining > 0
+            and all(str(params.get(name)) == value for name, value in self.where.items())
+        )
 
 
 @dataclass
@@ -346,27 +354,31 @@ class SlackStandIn(LocalService):
         count: int = 1,
         retry_after: int = 1,
         error: str | None = None,
+        where: dict[str, str] | None = None,
     ) -> None:
         """Answer the next ``count`` calls to ``method`` (or ``"response_url"``) with a failure.
 
         429: ``Retry-After`` and ``ratelimited``; 5xx: that status; 200 with ``error``:
-        ``{"ok": false, "error": error}`` (e.g. ``channel_not_found``).
+        ``{"ok": false, "error": error}`` (e.g. ``channel_not_found``). ``where`` limits the
+        fault to calls with those parameters, e.g. ``{"channel": "D0BOB"}``.
         """
         if status == 200 and not error:
             raise ValueError("a fault with status 200 needs an error, e.g. 'channel_not_found'")
         if count < 1:
             raise ValueError("count must be at least 1")
         with self._lock:
-            self._faults.append(_Fault(method, status, count, retry_after, error))
+            self._faults.append(
+                _Fault(method, status, count, retry_after, error, dict(where or {}))
+            )
 
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
 
-    def _take_fault(self, method: str) -> _Fault | None:
+    def _take_fault(self, method: str, params: dict[str, Any]) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.method == method and fault.remaining > 0:
+                if fault.matches(method, params):
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         self._faults.remove(fault)
@@ -386,7 +398,7 @@ class SlackStandIn(LocalService):
             return f"V0{self._view_count:08d}"
 
     def _web_api(self, method: str, params: dict[str, Any], token: str | None) -> _Answer:
-        fault = self._take_fault(method)
+        fault = self._take_fault(method, params)
         if fault is not None:
             return self._fault_answer(fault)
         if not token:
@@ -401,7 +413,7 @@ class SlackStandIn(LocalService):
         return _Answer(200, handler(self, params))
 
     def _response_url_post(self, params: dict[str, Any]) -> _Answer:
-        fault = self._take_fault(RESPONSE_URL)
+        fault = self._take_fault(RESPONSE_URL, params)
         if fault is not None:
             answer = self._fault_answer(fault)
             return _Answer(answer.status, fault.error or answer.error or "error", answer.headers)
