@@ -181,6 +181,16 @@ def scheduler_tick_checks(r: dict) -> list[Check]:
                     ratio <= 2,
                 )
             )
+    if (floor := r.get("slack_floor_s")) is not None:
+        checks.append(
+            Check(
+                "scheduler_tick",
+                f"Slack alone: {due} bare posts to the stand-in (floor of each tick)",
+                f"{floor:.3f} s",
+                "-",
+                None,
+            )
+        )
     return checks
 
 

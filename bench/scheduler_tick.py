@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,6 +36,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "APIKEY_BOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+SCHEDULER_CONCURRENCY = 16  # bot.scheduler.Scheduler's default pool
 
 
 def seed(engine, ring: KeyRing, settings, *, keys: int, due: int) -> None:
@@ -94,6 +96,25 @@ def measure(url: str, *, keys: int, due: int, slack: RemoteServices) -> dict:
     }
 
 
+def slack_floor(slack: RemoteServices, *, posts: int, concurrency: int) -> float:
+    """Seconds for ``posts`` bare chat.postMessage calls to the stand-in, ``concurrency`` at a
+    time (the scheduler's pool): what a tick spends on Slack alone, whatever the database."""
+    settings = load_settings(
+        _env_file=None, slack_bot_token="xoxb-test", slack_api_url=slack.slack_url
+    )
+    client = make_web_client(settings)
+    channel = client.conversations_open(users="U0OWNER")["channel"]["id"]
+    text = "Rotation reminder: bench is due in 14 days"
+
+    def post(_: int) -> None:
+        client.chat_postMessage(channel=channel, text=text)
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        started = time.perf_counter()
+        list(pool.map(post, range(posts)))
+        return time.perf_counter() - started
+
+
 def postgres_database() -> tuple[str, str] | None:
     try:
         admin = sa.create_engine(
@@ -139,6 +160,7 @@ def main() -> int:
                     )
                 finally:
                     drop_postgres(pg[1])
+    floor = slack_floor(slack, posts=args.due, concurrency=SCHEDULER_CONCURRENCY)
     slack.stop()
     print(f"{'database':<11} {'keys':>8} {'due':>6} {'posted':>7} {'tick s':>8} {'seed s':>8}")
     figures: dict[str, object] = {"bench": "scheduler_tick", "due": args.due}
@@ -157,6 +179,11 @@ def main() -> int:
             print(
                 f"{backend}: {rows[-1]['keys']}-key tick / {rows[0]['keys']}-key tick = {ratio:.2f}x"
             )
+    figures["slack_floor_s"] = round(floor, 4)
+    print(
+        f"Slack alone: {args.due} bare chat.postMessage to the stand-in, "
+        f"{SCHEDULER_CONCURRENCY} at a time = {floor:.3f} s (a floor for every tick above)"
+    )
     print(json.dumps(figures))
     return 0 if ok else 1
 
