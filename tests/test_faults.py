@@ -613,6 +613,37 @@ def test_activity_table_that_slack_fails_to_take_is_posted_later_once_per_thread
     assert all(t.params.get("thread_ts") for t in tables)
 
 
+def test_checklist_that_can_be_posted_nowhere_does_not_make_the_review_ask_binance_forever(
+    stack,
+):
+    """The bot is in neither channel: the checklist cannot be posted and no job will post it.
+    The activity review waits for it briefly, then asks Binance once and keeps the result."""
+    register_directly(stack, "bot")
+    stack.slack.inject_fault("chat.postMessage", status=200, error="not_in_channel", count=2)
+    _, url = _command(stack, "compromised bot")
+    _reply(stack, url)
+    stack.slack.wait_for("chat.postMessage", count=2, predicate=lambda c: not c.ok)
+    assert _jobs(stack, incident_service.CHECKLIST_JOB) == []
+
+    def history_calls() -> int:
+        return sum("history" in r.path.lower() for r in stack.simulator.request_log)
+
+    clock = FixedClock(utcnow())
+    _tick(stack, clock, times=2)  # moments after raising: the checklist may still be coming
+    assert history_calls() == 0
+    (waiting,) = _jobs(stack, incident_service.ACTIVITY_JOB, JobState.PENDING.value)
+    assert waiting.due_at <= clock.now() + timedelta(seconds=31)
+    clock.advance(timedelta(minutes=3))
+    _tick(stack, clock, times=2)
+    assert history_calls() == 2  # withdrawals and deposits, once
+    assert _incident(stack).activity is not None
+    assert _jobs(stack, incident_service.ACTIVITY_JOB, JobState.PENDING.value) == []
+    clock.advance(timedelta(minutes=30))
+    _tick(stack, clock, times=3)
+    assert history_calls() == 2
+    assert _posts(stack, "Step 3", ok=False) == []
+
+
 # --- the database failing mid-action ----------------------------------------------------------
 
 

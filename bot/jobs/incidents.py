@@ -15,6 +15,7 @@ from bot.scheduler import ClaimedJob, Handler, JobOutcome, NewJob, backoff
 from bot.services.context import Services
 from bot.services.incidents import (
     REFRESH_JOB,
+    checklist_on_its_way,
     load_incident,
     probe_compromised_key,
     remember_message,
@@ -62,6 +63,10 @@ def make_incident_probe_handler(services: Services) -> Handler:
 def make_activity_handler(services: Services, client: WebClient) -> Handler:
     def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
         incident_id = job.payload["incident_id"]
+        incident = load_incident(services.engine, incident_id).incident
+        if not incident.messages and checklist_on_its_way(services.engine, incident, now):
+            # The table goes under the checklist: ask Binance once the checklist is there.
+            return JobOutcome.retry(now.replace(microsecond=0) + _SOON, "checklist not posted yet")
         review_activity(
             engine=services.engine,
             ring=services.ring,
@@ -71,7 +76,9 @@ def make_activity_handler(services: Services, client: WebClient) -> Handler:
         )
         view = load_incident(services.engine, incident_id)
         if not view.incident.messages:
-            return JobOutcome.retry(now.replace(microsecond=0) + _SOON, "checklist not posted yet")
+            # Kept with the incident; a checklist posted later gets the table below it.
+            log.info("incident %s: no checklist message to put the activity under", incident_id)
+            return JobOutcome()
         message = activity_message(view.incident)
         later = []
         for ref in view.incident.messages:

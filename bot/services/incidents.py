@@ -30,7 +30,9 @@ from storage.models import (
     Incident,
     IncidentState,
     IncidentStep,
+    JobState,
     KeyStatus,
+    ScheduledJob,
 )
 from storage.vault import shred_api_key_row
 
@@ -39,6 +41,8 @@ ACTIVITY_JOB = "incident_activity"
 REFRESH_JOB = "incident_refresh"
 CHECKLIST_JOB = "incident_checklist"  # a checklist Slack refused at first, posted again later
 CHECKLIST_RETRY = timedelta(seconds=30)
+# How long after raising the checklist may still be on its way from the listener that raised it.
+CHECKLIST_POSTING = timedelta(minutes=2)
 ACTIVITY_LOOKBACK = timedelta(days=7)
 KNOWN_ADDRESS_LOOKBACK = timedelta(days=90)
 PROBE_DELAYS = (30, 60, 120, 300, 600)  # seconds: back off, then every 10 minutes
@@ -220,6 +224,25 @@ def post_checklist_later(
                 for channel in channels
             ],
         )
+
+
+def checklist_on_its_way(engine: Engine, incident: Incident, now: datetime) -> bool:
+    """True while the checklist may still be posted: the incident was raised moments ago, or a
+    job will post it again after Slack refused it. False once nobody will post it (e.g. the bot
+    is in none of the channels)."""
+    if now - incident.raised_at < CHECKLIST_POSTING:
+        return True
+    with Session(engine) as session:
+        pending = session.exec(
+            select(ScheduledJob.id)
+            .where(
+                ScheduledJob.kind == CHECKLIST_JOB,
+                ScheduledJob.state == JobState.PENDING.value,
+                col(ScheduledJob.dedupe_key).startswith(f"{CHECKLIST_JOB}:{incident.id}:"),
+            )
+            .limit(1)
+        ).first()
+    return pending is not None
 
 
 def remember_message(engine: Engine, incident_id: str, *, channel: str, ts: str) -> None:
