@@ -35,7 +35,7 @@ from bot.listeners.access import actor_from
 from bot.listeners.background import in_background
 from bot.listeners.delivery import respond_reliably
 from bot.listeners.incidents import incidents_overview, raise_and_announce
-from bot.services.access import require_manage
+from bot.services.access import require_manage, require_manage_key
 from bot.services.audit_trail import read_trail
 from bot.services.audit_trail import verify as audit_verify
 from bot.services.context import Services
@@ -158,13 +158,8 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
             try:
                 with Session(services.engine) as session:
                     key, _account = find_live_key(session, team_id, label)
-                require_manage(
-                    services.engine,
-                    actor_from(services, command),
-                    action="rotate",
-                    label=key.label,
-                    owner_user_id=key.owner_user_id,
-                    key_id=key.id,
+                require_manage_key(
+                    services.engine, actor_from(services, command), key, action="rotate"
                 )
             except DomainError as exc:
                 ack(**error_message(exc.user_message).as_kwargs())

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from bot.services.errors import DomainError
 from storage.audit import record_event
 from storage.db import session_scope
+from storage.models import ApiKey
 
 
 class AccessDenied(DomainError):
@@ -83,6 +84,18 @@ def require_manage(
         target=label,
         target_key_id=key_id,
         message=f"Only {owner} or an admin can {action} “{label}”. Nothing was changed.",
+    )
+
+
+def require_manage_key(engine: Engine, actor: Actor, key: ApiKey, *, action: str) -> None:
+    """``require_manage`` for a stored key: its owner or an admin, else denied and audited."""
+    require_manage(
+        engine,
+        actor,
+        action=action,
+        label=key.label,
+        owner_user_id=key.owner_user_id,
+        key_id=key.id,
     )
 
 

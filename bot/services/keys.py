@@ -16,7 +16,7 @@ from bot.commands import find_secret_shape, label_problem
 from bot.config import Settings
 from bot.ids import Block
 from bot.scheduler import cancel_jobs
-from bot.services.access import Actor, deny, require_manage
+from bot.services.access import Actor, deny, require_manage_key
 from bot.services.errors import (
     InvalidInput,
     KeyAlreadyRegistered,
@@ -378,14 +378,7 @@ def remove_key(
     with Session(engine) as session:
         key = session.get(ApiKey, key_id)
         if key is not None and key.team_id == team_id:
-            require_manage(
-                engine,
-                actor,
-                action="remove",
-                label=key.label,
-                owner_user_id=key.owner_user_id,
-                key_id=key.id,
-            )
+            require_manage_key(engine, actor, key, action="remove")
     with session_scope(engine) as session:
         key = session.get(ApiKey, key_id, with_for_update=True)
         if key is None or key.team_id != team_id:

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.config import Settings
-from bot.services.access import Actor, require_manage
+from bot.services.access import Actor, require_manage_key
 from bot.services.errors import InvalidInput
 from bot.services.keys import find_live_key
 from bot.services.reminder_plan import due_date, plan_reminders
@@ -103,14 +103,7 @@ def set_policy(
     team_id = actor.team_id
     with Session(engine) as session:
         key, _account = find_live_key(session, team_id, label)
-    require_manage(
-        engine,
-        actor,
-        action="change the rotation period of",
-        label=key.label,
-        owner_user_id=key.owner_user_id,
-        key_id=key.id,
-    )
+    require_manage_key(engine, actor, key, action="change the rotation period of")
     with session_scope(engine) as session:
         key, _account = find_live_key(session, team_id, label)
         before = key.rotation_period_days
@@ -139,14 +132,7 @@ def snooze(
         key = session.get(ApiKey, key_id)
         if key is None or key.team_id != team_id or key.status in RETIRED_STATUSES:
             raise InvalidInput("That key is no longer registered; nothing to snooze.")
-    require_manage(
-        engine,
-        actor,
-        action="snooze the reminders for",
-        label=key.label,
-        owner_user_id=key.owner_user_id,
-        key_id=key.id,
-    )
+    require_manage_key(engine, actor, key, action="snooze the reminders for")
     with session_scope(engine) as session:
         key = session.get(ApiKey, key_id)
         key.snoozed_until = now + timedelta(days=days)
