@@ -18,8 +18,9 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -258,6 +259,22 @@ def finish_jobs(
     return [job.id in finished for job, _ in results]
 
 
+def renew_leases(engine: Engine, job_ids: list[str], *, worker_id: str, until: datetime) -> int:
+    """Extend this worker's leases on jobs it is still running; returns how many it holds."""
+    if not job_ids:
+        return 0
+    with session_scope(engine) as session:
+        return session.exec(
+            sa.update(ScheduledJob)
+            .where(
+                col(ScheduledJob.id).in_(job_ids),
+                col(ScheduledJob.claimed_by) == worker_id,
+                col(ScheduledJob.state) == JobState.PENDING.value,
+            )
+            .values(lease_until=until)
+        ).rowcount
+
+
 def backoff(attempts: int) -> timedelta:
     """How long a failed job waits before its next attempt: 2, 4, 8 … minutes, at most an hour."""
     return timedelta(minutes=min(60, 2 ** min(attempts, 6)))
@@ -313,14 +330,47 @@ class Scheduler:
         report = TickReport(claimed=len(jobs))
         self._prefetch(jobs)
         pending: list[tuple[ClaimedJob, JobOutcome]] = []
-        futures = [self._pool.submit(self._run, job, now) for job in jobs]
-        for future in as_completed(futures):
-            pending.append(future.result())
-            if len(pending) >= FINISH_BATCH:
-                self._finish(pending, now, report)
-                pending = []
+        futures = {self._pool.submit(self._run, job, now): job.id for job in jobs}
+        with self._leases_kept(set(futures.values())) as running:
+            for future in as_completed(futures):
+                running.discard(futures[future])
+                pending.append(future.result())
+                if len(pending) >= FINISH_BATCH:
+                    self._finish(pending, now, report)
+                    pending = []
         self._finish(pending, now, report)
         return report
+
+    @contextmanager
+    def _leases_kept(self, running: set[str]) -> Iterator[set[str]]:
+        """While the block runs, renew the leases of the job ids left in ``running`` every
+        third of a lease: a long job (a drift check paced by Binance's weight limit) is not
+        taken over by another replica while it is still running."""
+        if not running:
+            yield running
+            return
+        stop = threading.Event()
+
+        def keep() -> None:
+            while not stop.wait(self.lease.total_seconds() / 3):
+                ids = list(running.copy())  # copied in one step: the tick removes finished ids
+                try:
+                    renew_leases(
+                        self.engine,
+                        ids,
+                        worker_id=self.worker_id,
+                        until=self.clock.now() + self.lease,
+                    )
+                except Exception:
+                    log.exception("could not renew the leases of %d running jobs", len(ids))
+
+        keeper = threading.Thread(target=keep, name="lease-keeper", daemon=True)
+        keeper.start()
+        try:
+            yield running
+        finally:
+            stop.set()
+            keeper.join()
 
     def _prefetch(self, jobs: list[ClaimedJob]) -> None:
         """Let handlers load what a whole batch needs in one query (``handler.prefetch``)."""

@@ -121,3 +121,41 @@ def test_scheduler_tick_runs_handlers_and_retries_failures(engine):
     with Session(engine) as session:
         failed = session.exec(select(ScheduledJob).where(ScheduledJob.kind == "boom")).one()
     assert failed.state == "pending" and failed.due_at > T0 and failed.last_error == "RuntimeError"
+
+
+def test_a_long_running_job_keeps_its_lease_and_is_not_taken_over(engine):
+    """A job running longer than its lease (a paced drift check over many keys) has its lease
+    renewed while it runs: another replica ticking meanwhile does not run it a second time."""
+    from bot.scheduler import DatabaseClock
+
+    clock = DatabaseClock(engine)
+    with session_scope(engine) as session:
+        schedule_jobs(session, _jobs(1, clock.now() - timedelta(seconds=1), kind="slow"))
+    started, release, runs = threading.Event(), threading.Event(), []
+
+    def slow(job, now):
+        runs.append(job.id)
+        started.set()
+        release.wait(10)
+        return JobOutcome()
+
+    lease = timedelta(seconds=0.6)
+    first = Scheduler(engine, {"slow": slow}, clock=clock, worker_id="first", lease=lease)
+    second = Scheduler(engine, {"slow": slow}, clock=clock, worker_id="second", lease=lease)
+    reports = []
+    ticking = threading.Thread(target=lambda: reports.append(first.tick()))
+    ticking.start()
+    try:
+        assert started.wait(10)
+        for _ in range(4):  # well past the original lease, several renewals
+            threading.Event().wait(0.5)
+            assert second.tick().claimed == 0
+    finally:
+        release.set()
+        ticking.join(10)
+        first.close()
+        second.close()
+    (report,) = reports
+    assert (report.done, report.lost) == (1, 0)
+    assert len(runs) == 1
+    assert _states(engine) == {JobState.DONE.value: 1}
