@@ -29,7 +29,13 @@ from bot.binance_account import (
     TransferRow,
     history_windows,
 )
-from bot.binance_budget import DEFAULT_BUDGET, BudgetStats, WeightBudget, shared_budget
+from bot.binance_budget import (
+    DEFAULT_BUDGET,
+    BudgetStats,
+    WeightBudget,
+    shared_budget,
+    waiting_up_to,
+)
 from bot.binance_client import (
     API_KEY_CHARS,
     DEFAULT_429_PAUSE,
@@ -202,15 +208,29 @@ class BinanceGateway:
             return CheckResult(creds.masked, error=BinanceUnavailable(reason="internal"))
 
     def check_many(
-        self, creds_list: Iterable[Credentials], *, max_workers: int | None = None
+        self,
+        creds_list: Iterable[Credentials],
+        *,
+        max_workers: int | None = None,
+        patience: float | None = None,
     ) -> list[CheckResult]:
-        """Check every key concurrently (bounded pool, shared budget); results in input order."""
+        """Check every key concurrently (bounded pool, shared budget); results in input order.
+
+        ``patience``: how long each check may wait for request weight once the per-minute
+        budget is spent (default: the budget's short wait). Background checks of more keys
+        than one minute's weight allows pass a minute or more, and so pace themselves.
+        """
         creds_list = list(creds_list)
         workers = min(max_workers or self.max_workers, len(creds_list))
+
+        def check(creds: Credentials) -> CheckResult:
+            with waiting_up_to(patience):
+                return self.check(creds)
+
         if workers <= 1:
-            return [self.check(c) for c in creds_list]
+            return [check(c) for c in creds_list]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="binance-check") as pool:
-            return list(pool.map(self.check, creds_list))
+            return list(pool.map(check, creds_list))
 
     def trading_status(self, creds: Credentials) -> TradingStatus:
         payload = self._call(

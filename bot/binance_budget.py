@@ -7,7 +7,9 @@ no agreement with Binance's clock about where a minute starts. It also learns fr
 process on the same IP) is booked as well.
 
 - ``acquire`` books weight before a request is sent, waiting a bounded time when the budget is
-  spent; past that bound it raises ``RateLimited`` without sending.
+  spent; past that bound it raises ``RateLimited`` without sending. Interactive callers wait
+  briefly; background work (the daily drift check) runs inside ``waiting_up_to`` and paces
+  itself across minutes instead of giving up.
 - ``pause`` (after HTTP 429) makes every caller wait until ``Retry-After`` has passed.
 - ``ban`` (after HTTP 418) makes every caller fail fast with ``IpBanned`` until the ban ends.
 """
@@ -18,7 +20,9 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,6 +31,23 @@ from bot.binance_errors import IpBanned, RateLimited
 DEFAULT_WEIGHT_LIMIT = 6000  # Binance's REQUEST_WEIGHT per minute per IP (spot / sapi)
 DEFAULT_SAFETY = 0.8  # never plan to use more than this fraction of the limit
 DEFAULT_MAX_WAIT = 10.0  # seconds a caller may block waiting for weight
+
+# How long requests made in this context may wait for weight (see ``waiting_up_to``).
+_PATIENCE: ContextVar[float | None] = ContextVar("binance_weight_patience", default=None)
+
+
+@contextmanager
+def waiting_up_to(seconds: float | None) -> Iterator[None]:
+    """Within the block (this thread / context), a request waits up to ``seconds`` for weight
+    instead of the budget's ``max_wait``. ``None`` changes nothing."""
+    if seconds is None:
+        yield
+        return
+    token = _PATIENCE.set(seconds)
+    try:
+        yield
+    finally:
+        _PATIENCE.reset(token)
 
 
 @dataclass(frozen=True)
@@ -72,8 +93,11 @@ class WeightBudget:
     # --- before sending ---------------------------------------------------------------
 
     def acquire(self, weight: int = 1, *, max_wait: float | None = None) -> None:
-        """Book ``weight`` now, or wait for it up to ``max_wait`` s; else raise, sending nothing."""
-        max_wait = self.max_wait if max_wait is None else max_wait
+        """Book ``weight`` now, or wait for it up to ``max_wait`` s (else the context's
+        ``waiting_up_to``, else the budget's); past that raise, sending nothing."""
+        if max_wait is None:
+            patience = _PATIENCE.get()
+            max_wait = self.max_wait if patience is None else patience
         start = self._clock()
         deadline = start + max_wait
         with self._cond:

@@ -419,6 +419,25 @@ def test_budget_keeps_the_gateway_under_a_small_weight_limit():
         assert budget.stats().refused == 36
 
 
+def test_a_patient_check_of_more_keys_than_one_window_allows_paces_itself():
+    """Background checks (drift) wait for the next window's weight instead of failing; an
+    impatient check of the same keys reports the excess as rate limited, sending nothing."""
+    with BinanceSimulator() as sim:
+        keys = [creds(sim.add_key()) for _ in range(25)]
+        budget = WeightBudget(limit=10, safety=1.0, window_seconds=0.5, max_wait=0.05)
+        with BinanceGateway(sim.url, timeout=1.0, max_workers=8, budget=budget) as gateway:
+            hasty = gateway.check_many(keys)
+            assert 0 < sum(r.ok for r in hasty) < len(keys)
+            assert all(isinstance(r.error, RateLimited) for r in hasty if not r.ok)
+            threading.Event().wait(0.6)  # the window empties
+            started = time.monotonic()
+            paced = gateway.check_many(keys, patience=5.0)
+            took = time.monotonic() - started
+        assert all(r.ok for r in paced)
+        assert took >= 1.0  # 25 checks at 10 per half second: at least two more windows
+        assert sim.count_429 == 0
+
+
 def test_budget_learns_weight_used_by_others_on_the_same_ip(sim, gateway, budget):
     key = creds(sim.add_key())
     other = BinanceGateway(sim.url, timeout=1.0, budget=WeightBudget())

@@ -121,3 +121,27 @@ def test_every_team_with_keys_gets_one_planned_check(stack):
             sa.text("SELECT COUNT(*) FROM scheduled_jobs WHERE kind = :k"), {"k": DRIFT_JOB}
         ).scalar()
     assert count == 1
+
+
+def test_more_keys_than_binance_allows_per_minute_are_checked_at_that_pace(stack):
+    """A team with more keys than one window of request weight: the daily check waits for
+    the next window instead of reporting the rest as "could not check"."""
+    from bot.binance import BinanceGateway, WeightBudget
+    from bot.services.drift import check_team
+    from tests.e2e import TEAM
+
+    for i in range(12):
+        register_directly(stack, f"bot-{i}")
+    # 5 weight per half second: 12 keys need three windows
+    budget = WeightBudget(limit=5, safety=1.0, window_seconds=0.5, max_wait=0.05)
+    with BinanceGateway(stack.simulator.url, timeout=1.0, budget=budget) as gateway:
+        digest = check_team(
+            engine=stack.services.engine,
+            ring=stack.services.ring,
+            gateway=gateway,
+            team_id=TEAM,
+            now=utcnow(),
+        )
+    assert digest.checked == 12
+    assert digest.could_not_check == []
+    assert budget.stats().waited_seconds > 0

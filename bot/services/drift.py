@@ -30,6 +30,9 @@ from storage.models import RETIRED_STATUSES, ApiKey, JobState, KeyPurpose, Sched
 
 DRIFT_JOB = "drift_check"
 EXPIRY_WINDOW = timedelta(days=14)
+# A team with more keys than one minute of Binance request weight allows (~4,800) is checked at
+# that pace: each check may wait this long for weight rather than be reported "could not check".
+PACED_WAIT_SECONDS = 90.0
 _MONEY_FLAGS = ("enableWithdrawals", "enableInternalTransfer", "permitsUniversalTransfer")
 
 
@@ -112,7 +115,7 @@ def check_team(
             checkable.append(key)
         except (CryptoError, Exception):
             digest.could_not_check.append((key.label, "its stored secret could not be opened"))
-    results = gateway.check_many(creds)
+    results = gateway.check_many(creds, patience=PACED_WAIT_SECONDS)
     updates = digest.observed
     for key, result in zip(checkable, results, strict=True):
         digest.checked += 1
