@@ -159,6 +159,33 @@ def test_raising_the_same_key_again_links_to_the_open_incident(stack):
     assert len(_checklists(stack)) == 2
 
 
+def test_compromised_button_of_a_removed_key_says_so_and_changes_nothing(stack):
+    """An old status report or App Home still carries the button of a key removed since."""
+    from bot.services.access import Actor
+    from bot.services.keys import remove_key
+
+    registered, _ = register_directly(stack, "gone")
+    remove_key(
+        engine=stack.services.engine,
+        actor=Actor(user_id=ALICE, team_id="T0TEST"),
+        key_id=registered.key_id,
+    )
+    url = stack.slack.response_url()
+    bot_client(stack).post(
+        block_action(Action.INCIDENT_RAISE, registered.key_id, response_url=url, user_id=BOB)
+    )
+    (reply,) = stack.slack.wait_for(
+        "response_url", predicate=lambda c: c.params["_response_url"] == url
+    )
+    assert "was removed from the bot" in all_text(reply.params)
+    with Session(stack.services.engine) as session:
+        assert session.exec(select(Incident)).all() == []
+        assert session.get(ApiKey, registered.key_id).status == KeyStatus.REMOVED.value
+    assert not [
+        c for c in stack.slack.calls_to("chat.postMessage") if "Compromised" in all_text(c.params)
+    ]
+
+
 def test_steps_ticked_by_two_people_are_recorded_and_shown(stack):
     register_directly(stack, "bot")
     _raise(stack)

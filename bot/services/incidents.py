@@ -113,6 +113,7 @@ def raise_incident(
         existing = _open_incident(session, key.id)
         if existing is not None:
             return Raised(existing.id, created=False)
+        _refuse_retired(key)
         account = session.get(BinanceAccount, key.account_id)
         incident = Incident(
             team_id=team_id,
@@ -178,6 +179,21 @@ def _find_key(session: Session, team_id: str, *, label: str | None, key_id: str 
             "key was never registered, delete it in Binance API Management right away."
         )
     return key
+
+
+def _refuse_retired(key: ApiKey) -> None:
+    """A button on an old message may name a key that has left the bot since: say so."""
+    if key.status == KeyStatus.REMOVED.value:
+        raise KeyNotFound(
+            f"“{key.label}” was removed from the bot, so there is nothing to mark. If that key "
+            "still exists in Binance and may have leaked, delete it in Binance API Management "
+            "right away."
+        )
+    if key.status == KeyStatus.REVOKED.value:
+        raise KeyNotFound(
+            f"“{key.label}” is already revoked: Binance rejects it and its stored secret was "
+            "destroyed. Nothing to do for this key."
+        )
 
 
 def _open_incident(session: Session, key_id: str) -> Incident | None:
