@@ -42,7 +42,7 @@ from sqlmodel import col
 from bot.config import load_settings
 from bot.sandbox.requests import SignedClient, app_home_opened, slash_command
 from bot.scheduler import schedule_jobs
-from bot.services.drift import drift_job
+from bot.services.drift_plan import drift_job
 from bot.services.reminder_plan import REMINDER_JOB
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate, session_scope

@@ -23,7 +23,7 @@ from bot.config import Settings
 from bot.http_server import make_server
 from bot.jobs import build_scheduler
 from bot.services.context import Services
-from bot.services.drift import ensure_drift_checks
+from bot.services.drift_plan import ensure_drift_checks
 
 log = logging.getLogger(__name__)
 M_ARENA_MAX = -8  # glibc's mallopt parameter

@@ -7,10 +7,11 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlmodel import Session, select
 
 from bot.sandbox.stack import start_local_stack
 from bot.scheduler import FixedClock
-from bot.services.drift import DRIFT_JOB, ensure_drift_checks
+from bot.services.drift_plan import DRIFT_JOB, ensure_drift_checks
 from storage.db import session_scope
 from storage.models import JobState, KeyPurpose, ScheduledJob, utcnow
 from tests.e2e import ALICE, all_text, register_directly
@@ -121,6 +122,23 @@ def test_every_team_with_keys_gets_one_planned_check(stack):
             sa.text("SELECT COUNT(*) FROM scheduled_jobs WHERE kind = :k"), {"k": DRIFT_JOB}
         ).scalar()
     assert count == 1
+
+
+def test_the_first_key_of_a_new_install_plans_the_daily_check_without_a_restart(stack):
+    """The bot started with no keys (nothing to plan at start-up); the first registration
+    plans the team's check, the next ones do not add another."""
+
+    def planned() -> list[ScheduledJob]:
+        with Session(stack.services.engine) as session:
+            return list(session.exec(select(ScheduledJob).where(ScheduledJob.kind == DRIFT_JOB)))
+
+    assert planned() == []
+    before = utcnow()
+    register_directly(stack, "bot")
+    (job,) = planned()
+    assert before + timedelta(hours=23) < job.due_at <= utcnow() + timedelta(hours=24)
+    register_directly(stack, "bot-2")
+    assert [j.id for j in planned()] == [job.id]
 
 
 def test_more_keys_than_binance_allows_per_minute_are_checked_at_that_pace(stack):

@@ -25,7 +25,7 @@ from bot.ids import Action, Block, Callback
 from bot.sandbox.stack import start_local_stack
 from bot.scheduler import FixedClock
 from bot.services import incidents as incident_service
-from bot.services.drift import DRIFT_JOB, ensure_drift_checks
+from bot.services.drift_plan import DRIFT_JOB, ensure_drift_checks
 from bot.services.reminder_plan import PROBE_JOB, REMINDER_JOB
 from storage.db import session_scope
 from storage.models import (

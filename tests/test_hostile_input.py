@@ -32,7 +32,7 @@ from bot.blocks.text import escape, safe_mrkdwn
 from bot.ids import Action, Block, Callback
 from bot.sandbox.stack import LocalStack, start_local_stack
 from bot.scheduler import FixedClock
-from bot.services.drift import DRIFT_JOB, ensure_drift_checks
+from bot.services.drift_plan import DRIFT_JOB, ensure_drift_checks
 from storage.db import session_scope
 from storage.models import (
     ApiKey,

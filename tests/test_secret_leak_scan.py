@@ -41,7 +41,7 @@ from bot.ids import Action, Block, Callback
 from bot.sandbox.binance_simulator import BinanceSimulator, SimKey
 from bot.sandbox.stack import LocalStack, start_local_stack
 from bot.scheduler import FixedClock
-from bot.services.drift import DRIFT_JOB, ensure_drift_checks
+from bot.services.drift_plan import DRIFT_JOB, ensure_drift_checks
 from bot.services.errors import DomainError
 from bot.services.keys import RegistrationForm, register_key
 from storage.db import session_scope

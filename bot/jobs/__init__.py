@@ -19,7 +19,7 @@ from bot.jobs.reminders import make_reminder_handler
 from bot.scheduler import Handler, Scheduler
 from bot.services import incidents
 from bot.services.context import Services
-from bot.services.drift import DRIFT_JOB
+from bot.services.drift_plan import DRIFT_JOB
 from bot.services.reminder_plan import PROBE_JOB, REMINDER_JOB
 from bot.services.rotate import ANNOUNCE_JOB
 

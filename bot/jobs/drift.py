@@ -10,7 +10,8 @@ from bot.blocks.drift import drift_digest
 from bot.jobs.delivery import SlackDirectory
 from bot.scheduler import ClaimedJob, Handler, JobOutcome
 from bot.services.context import Services
-from bot.services.drift import check_team, drift_job, remember_check
+from bot.services.drift import check_team, remember_check
+from bot.services.drift_plan import drift_job
 
 
 def make_drift_handler(services: Services, client: WebClient) -> Handler:

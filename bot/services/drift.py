@@ -20,15 +20,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot import binance
-from bot.scheduler import NewJob, schedule_jobs
 from bot.services.findings import PERMISSION_NAMES, PURPOSE_MAX_TIER, PURPOSE_NAMES, Severity
 from bot.services.keys import open_credentials
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
 from storage.db import session_scope
-from storage.models import RETIRED_STATUSES, ApiKey, JobState, KeyPurpose, ScheduledJob
+from storage.models import RETIRED_STATUSES, ApiKey, KeyPurpose
 
-DRIFT_JOB = "drift_check"
 EXPIRY_WINDOW = timedelta(days=14)
 # A team with more keys than one minute of Binance request weight allows (~4,800) is checked at
 # that pace: each check may wait this long for weight rather than be reported "could not check".
@@ -56,40 +54,6 @@ class Digest:
     @property
     def empty(self) -> bool:
         return not self.changes and not self.could_not_check
-
-
-def drift_job(team_id: str, due: datetime) -> NewJob:
-    return NewJob(
-        team_id=team_id,
-        kind=DRIFT_JOB,
-        dedupe_key=f"drift:{team_id}:{due:%Y%m%dT%H}",
-        due_at=due,
-        payload={},
-    )
-
-
-def ensure_drift_checks(engine: Engine, *, interval: timedelta, now: datetime) -> None:
-    """Every team with keys has its next drift check planned, once: a team that already has one
-    pending keeps it (replicas starting at different times share one plan)."""
-    with Session(engine) as session:
-        teams = set(
-            session.exec(
-                select(ApiKey.team_id).where(ApiKey.status.not_in(RETIRED_STATUSES)).distinct()
-            ).all()
-        )
-        planned = set(
-            session.exec(
-                select(ScheduledJob.team_id)
-                .where(
-                    ScheduledJob.kind == DRIFT_JOB,
-                    ScheduledJob.state == JobState.PENDING.value,
-                )
-                .distinct()
-            ).all()
-        )
-    if teams - planned:
-        with session_scope(engine) as session:
-            schedule_jobs(session, [drift_job(team, now + interval) for team in teams - planned])
 
 
 def check_team(

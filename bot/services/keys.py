@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +17,7 @@ from bot.config import Settings
 from bot.ids import Block
 from bot.scheduler import cancel_jobs
 from bot.services.access import Actor, deny, require_manage_key
+from bot.services.drift_plan import plan_team_check
 from bot.services.errors import (
     InvalidInput,
     KeyAlreadyRegistered,
@@ -257,6 +258,12 @@ def register_key(
             session.add(row)
             session.flush()
             plan_reminders(session, row, settings)
+            plan_team_check(
+                session,
+                form.team_id,
+                interval=timedelta(hours=settings.drift_check_hours),
+                now=now,
+            )
             record_event(
                 session,
                 team_id=form.team_id,

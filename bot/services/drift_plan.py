@@ -1,0 +1,60 @@
+"""When the drift monitor runs: one pending check per team with keys, planned once.
+
+Apart from ``bot.services.drift`` so that registering a key (``bot.services.keys``) can plan
+its team's first check without importing the checker.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from bot.scheduler import NewJob, schedule_jobs
+from storage.db import session_scope
+from storage.models import RETIRED_STATUSES, ApiKey, JobState, ScheduledJob
+
+DRIFT_JOB = "drift_check"
+
+
+def drift_job(team_id: str, due: datetime) -> NewJob:
+    return NewJob(
+        team_id=team_id,
+        kind=DRIFT_JOB,
+        dedupe_key=f"drift:{team_id}:{due:%Y%m%dT%H}",
+        due_at=due,
+        payload={},
+    )
+
+
+def _pending_teams(session: Session) -> set[str]:
+    return set(
+        session.exec(
+            select(ScheduledJob.team_id)
+            .where(ScheduledJob.kind == DRIFT_JOB, ScheduledJob.state == JobState.PENDING.value)
+            .distinct()
+        ).all()
+    )
+
+
+def plan_team_check(session: Session, team_id: str, *, interval: timedelta, now: datetime) -> None:
+    """In the caller's transaction: the team's next check, unless one is pending already
+    (a newly installed bot's first key starts the daily check without a restart)."""
+    if team_id not in _pending_teams(session):
+        schedule_jobs(session, [drift_job(team_id, now + interval)])
+
+
+def ensure_drift_checks(engine: Engine, *, interval: timedelta, now: datetime) -> None:
+    """Every team with keys has its next drift check planned, once: a team that already has one
+    pending keeps it (replicas starting at different times share one plan)."""
+    with Session(engine) as session:
+        teams = set(
+            session.exec(
+                select(ApiKey.team_id).where(ApiKey.status.not_in(RETIRED_STATUSES)).distinct()
+            ).all()
+        )
+        planned = _pending_teams(session)
+    if teams - planned:
+        with session_scope(engine) as session:
+            schedule_jobs(session, [drift_job(team, now + interval) for team in teams - planned])
