@@ -293,7 +293,9 @@ def home_picture_for(user_id: str, *, admin: bool) -> HomePicture:
         home_key(3, label="trader", findings=[], rotation=RotationState.DUE_SOON, tier=Tier.TRADE),
         home_key(5, label="leaked", findings=[], rotation=RotationState.OK, incident="inc1"),
     ]
-    incident = OpenIncident("inc1", "leaked", "U0ALICE", NOW - timedelta(hours=2), False, 2)
+    incident = OpenIncident(
+        "inc1", "leaked", "U0ALICE", NOW - timedelta(hours=2), False, 2, last_probe_result="alive"
+    )
     team = TeamPicture(
         key_count=7,
         by_tier={"Withdraw": 1, "Trade": 3, "Read": 2, UNKNOWN_TIER: 1},
@@ -848,3 +850,23 @@ def test_error_and_working_messages_are_escaped_and_bounded():
 
 def test_message_fallback_text_is_bounded():
     assert len(Message(text="x" * 5000, blocks=[]).as_kwargs()["text"]) <= 3000
+
+
+@pytest.mark.parametrize(
+    ("dead", "probe", "shown"),
+    [
+        (False, None, "key not checked with Binance yet"),
+        (False, "alive", "key still accepted by Binance"),
+        (False, "unknown", "key state unknown (Binance could not be asked)"),
+        (True, "rejected", "key confirmed dead"),
+    ],
+)
+def test_home_says_what_binance_said_about_an_incidents_key(dead, probe, shown):
+    from dataclasses import replace
+
+    picture = home_picture_for("U0BOSS", admin=True)
+    (incident,) = picture.team.open_incidents
+    incident = replace(incident, key_dead=dead, last_probe_result=probe)
+    team = replace(picture.team, open_incidents=[incident])
+    text = all_text(as_payload(home_view(replace(picture, team=team), now=NOW)))
+    assert shown in text

@@ -186,6 +186,24 @@ def test_compromised_button_of_a_removed_key_says_so_and_changes_nothing(stack):
     ]
 
 
+def test_status_of_a_compromised_key_is_critical_never_all_fine(stack):
+    register_directly(stack, "bot")
+    _raise(stack)
+    _raised(stack)
+    url = stack.slack.response_url()
+    bot_client(stack).post(slash_command("status bot", user_id=ALICE, response_url=url))
+    report = wait_until(
+        lambda: [
+            c
+            for c in stack.slack.calls_to("response_url")
+            if c.params["_response_url"] == url and "critical" in all_text(c.params)
+        ]
+    )
+    text = all_text(report[-1].params)
+    assert "1 key: 1 critical" in text and "Reported compromised" in text
+    assert "all fine" not in text and "No least-privilege findings" not in text
+
+
 def test_steps_ticked_by_two_people_are_recorded_and_shown(stack):
     register_directly(stack, "bot")
     _raise(stack)

@@ -222,10 +222,20 @@ def _titled_lines(title: str, lines: list[str], *, none: str) -> list[Block]:
     return blocks
 
 
+def _key_state(incident: OpenIncident) -> str:
+    if incident.key_dead:
+        return "key confirmed dead"
+    if incident.last_probe_result == "alive":
+        return "*key still accepted by Binance*"
+    if incident.last_probe_result is None:
+        return "key not checked with Binance yet"
+    return "key state unknown (Binance could not be asked)"
+
+
 def _incident_lines(title: str, incidents: list[OpenIncident], now: datetime) -> str:
     lines = [title]
     for i in incidents[:20]:
-        state = "key confirmed dead" if i.key_dead else "*key still accepted by Binance*"
+        state = _key_state(i)
         lines.append(
             f"• *{name(i.label)}* ({mention(i.owner_user_id)}): raised {ago(i.raised_at, now)}, "
             f"{i.steps_done}/{len(STEPS)} steps done, {state}"

@@ -60,6 +60,7 @@ class Severity(IntEnum):
 
 
 class FindingKind(StrEnum):
+    COMPROMISED = "compromised"
     WITHDRAWALS_ENABLED = "withdrawals_enabled"
     TRANSFER_RIGHTS = "transfer_rights"
     NO_IP_WHITELIST = "no_ip_whitelist"
@@ -94,14 +95,25 @@ def assess(
     permissions: KeyPermissions | None = None,
     error: BinanceError | None = None,
     previous: dict | None = None,
+    compromised: bool = False,
 ) -> list[Finding]:
-    """Every least-privilege finding for a key, worst first."""
+    """Every least-privilege finding for a key, worst first (a key reported compromised is
+    never "fine", whatever Binance says it may do)."""
     if error is not None:
         findings = [_error_finding(error)]
     elif permissions is None:
         findings = [Finding(FindingKind.UNREACHABLE, Severity.UNKNOWN, "Not checked yet.")]
     else:
         findings = _permission_findings(permissions, purpose, now, previous)
+    if compromised:
+        findings.append(
+            Finding(
+                FindingKind.COMPROMISED,
+                Severity.CRITICAL,
+                "Reported compromised: delete this key in Binance API Management and follow the "
+                "incident checklist (`/apikey incidents`).",
+            )
+        )
     return sorted(findings, key=lambda f: (-f.severity, _KIND_ORDER[f.kind]))
 
 

@@ -19,7 +19,7 @@ from bot.services.findings import Finding, FindingKind, Severity, assess
 from bot.services.incidents import steps_done
 from bot.services.keys import KeySummary, live_keys, summarise
 from bot.services.rotation import RotationRow, RotationState, rotation_row
-from storage.models import ApiKey, Incident, IncidentState, KeyPurpose
+from storage.models import ApiKey, Incident, IncidentState, KeyPurpose, KeyStatus
 
 UNKNOWN_TIER = "Not checked yet"
 
@@ -44,6 +44,7 @@ class OpenIncident:
     raised_at: datetime
     key_dead: bool
     steps_done: int
+    last_probe_result: str | None = None  # "alive" / "rejected" / "unknown"; None: not yet
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ def home_picture(session: Session, viewer: Actor, now: datetime) -> HomePicture:
             raised_at=i.raised_at,
             key_dead=i.key_dead_at is not None,
             steps_done=done.get(i.id, 0),
+            last_probe_result=i.last_probe_result,
         )
         for i in incidents
     ]
@@ -98,21 +100,33 @@ def home_picture(session: Session, viewer: Actor, now: datetime) -> HomePicture:
 
 
 def _home_key(key: ApiKey, account, now: datetime, incident_id: str | None) -> HomeKey:
+    compromised = key.status == KeyStatus.COMPROMISED.value
     if key.last_check_result == "rejected":
         findings = assess(
-            purpose=KeyPurpose(key.purpose), now=now, error=binance.KeyRejected(), previous=None
+            purpose=KeyPurpose(key.purpose),
+            now=now,
+            error=binance.KeyRejected(),
+            compromised=compromised,
         )
     else:
         permissions = (
             binance.KeyPermissions.from_dict(key.permissions_json) if key.permissions_json else None
         )
-        findings = assess(purpose=KeyPurpose(key.purpose), now=now, permissions=permissions)
+        findings = assess(
+            purpose=KeyPurpose(key.purpose),
+            now=now,
+            permissions=permissions,
+            compromised=compromised,
+        )
     return HomeKey(
         summary=summarise(key, account),
         findings=findings,
         rotation=rotation_row(key, now),
         open_incident_id=incident_id,
     )
+
+
+_LISTED_ELSEWHERE = (FindingKind.UNREACHABLE, FindingKind.COMPROMISED)
 
 
 def _team_picture(keys: list[HomeKey], incidents: list[OpenIncident]) -> TeamPicture:
@@ -127,7 +141,8 @@ def _team_picture(keys: list[HomeKey], incidents: list[OpenIncident]) -> TeamPic
             found := [
                 f
                 for f in k.findings
-                if f.severity == Severity.CRITICAL and f.kind != FindingKind.UNREACHABLE
+                # a compromised key is listed under the open incidents already
+                if f.severity == Severity.CRITICAL and f.kind not in _LISTED_ELSEWHERE
             ]
         )
     ]

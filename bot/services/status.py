@@ -22,7 +22,7 @@ from bot.services.keys import live_keys, open_credentials
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
 from storage.db import session_scope
-from storage.models import ApiKey, KeyPurpose, StatusReportRecord, utcnow
+from storage.models import ApiKey, KeyPurpose, KeyStatus, StatusReportRecord, utcnow
 
 REPORT_RETENTION = timedelta(days=1)
 
@@ -211,6 +211,7 @@ def run_status(
             permissions=permissions,
             error=result.error,
             previous=key.permissions_json,
+            compromised=key.status == KeyStatus.COMPROMISED.value,
         )
         as_dict = permissions.to_dict() if permissions is not None else None
         if as_dict is not None:
