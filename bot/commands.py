@@ -206,13 +206,21 @@ def parse_command(text: str) -> Command:
 _SINCE = re.compile(r"^(?P<label>.+?)\s+since\s+(?P<when>\S+)$", re.IGNORECASE)
 
 
+MAX_REVIEW_DAYS = 3650
+
+
 def _compromised(rest: str) -> Command:
     since = _SINCE.match(rest)
     if not since:
         return Compromised(rest)
     label, when = _unquote(since.group("label").strip()), since.group("when").lower()
-    days = re.fullmatch(r"(\d{1,3})d(?:ays?)?", when)
+    days = re.fullmatch(r"(\d+)d(?:ays?)?", when)
     if days:
+        if not 1 <= int(days.group(1)) <= MAX_REVIEW_DAYS:
+            return Help(
+                f"Review between 1 and {MAX_REVIEW_DAYS} days back, e.g. "
+                "`/apikey compromised trading-bot since 14d`."
+            )
         return Compromised(label, since_days=int(days.group(1)))
     try:
         return Compromised(label, since=date.fromisoformat(when))

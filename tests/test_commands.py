@@ -51,6 +51,7 @@ PEM = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFIs\n-----END PRIVATE K
         ("remove  spaced label ", Remove("spaced label")),
         ("compromised trading-bot", Compromised("trading-bot")),
         ("compromised trading-bot since 14d", Compromised("trading-bot", since_days=14)),
+        ("compromised trading-bot since 1000d", Compromised("trading-bot", since_days=1000)),
         (
             "compromised trading-bot since 2026-11-01",
             Compromised("trading-bot", since=date(2026, 11, 1)),
@@ -75,6 +76,8 @@ def test_known_subcommands(text, expected):
         ("status @alice", "mention list"),
         ("compromised", "Which key?"),
         ("compromised bot since tuesday", "date or a number of days"),
+        ("compromised bot since 0d", "between 1 and 3650 days"),
+        ("compromised bot since 99999d", "between 1 and 3650 days"),
         ("rotate bot every month", "period in days"),
     ],
 )

@@ -204,6 +204,18 @@ def test_status_of_a_compromised_key_is_critical_never_all_fine(stack):
     assert "all fine" not in text and "No least-privilege findings" not in text
 
 
+def test_a_review_start_in_the_future_is_refused_and_nothing_is_marked(stack):
+    register_directly(stack, "bot")
+    url = _raise(stack, label="bot since 2099-01-01")
+    (reply,) = stack.slack.wait_for(
+        "response_url", predicate=lambda c: c.params["_response_url"] == url
+    )
+    assert "cannot start in the future (2099-01-01)" in all_text(reply.params)
+    assert _incident_or_none(stack) is None
+    with Session(stack.services.engine) as session:
+        assert session.exec(select(ApiKey)).one().status == KeyStatus.ACTIVE.value
+
+
 def test_steps_ticked_by_two_people_are_recorded_and_shown(stack):
     register_directly(stack, "bot")
     _raise(stack)

@@ -108,6 +108,11 @@ def raise_incident(
     activity_since: datetime | None = None,
 ) -> Raised:
     """Mark the key compromised at once and open its incident (or return the open one)."""
+    if activity_since is not None and activity_since > now:
+        raise InvalidInput(
+            f"The activity review cannot start in the future ({activity_since:%Y-%m-%d}). "
+            "Give a past date or a number of days, e.g. `since 14d`. Nothing was marked."
+        )
     with session_scope(engine) as session:
         key = _find_key(session, team_id, label=label, key_id=key_id)
         existing = _open_incident(session, key.id)
