@@ -163,6 +163,9 @@ def test_duplicate_label_and_duplicate_api_key_are_refused(stack, client):
     second = stack.simulator.add_key(ip_restrict=True)
     same_label = register_sim_key(stack, client, second, label="bot")
     assert "already registered" in same_label.json()["errors"]["register_label"]
+    other_case = register_sim_key(stack, client, second, label="BOT")
+    error = other_case.json()["errors"]["register_label"]
+    assert "“bot” is already registered" in error and "more than case" in error
     same_key = register_sim_key(stack, client, first, label="other")
     assert "“bot”" in same_key.json()["errors"]["register_api_key"]
     assert len(_keys(stack)) == 1
@@ -233,6 +236,9 @@ def test_status_of_one_label_and_of_an_unknown_label(stack, client):
     assert "1 key" in text and "trader" in text and "withdrawer" not in text
     _, url = _command(client, stack, "status nosuchkey")
     assert "No registered key is labelled" in all_text(_responses(stack, url)[0].params)
+    _, url = _command(client, stack, "status Trader")  # labels match regardless of case
+    text = all_text(_responses(stack, url)[0].params)
+    assert "1 key" in text and "trader" in text and "No registered key" not in text
 
 
 def test_status_of_a_user(stack, client):

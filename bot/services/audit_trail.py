@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -24,7 +25,12 @@ def read_trail(
             AuditEvent.team_id == actor.team_id, col(AuditEvent.at) >= now - timedelta(days=days)
         )
         if label:
-            query = query.where(AuditEvent.target == label)
+            # the label as written or in another case, as commands match labels
+            query = query.where(
+                sa.or_(
+                    AuditEvent.target == label, sa.func.lower(AuditEvent.target) == label.lower()
+                )
+            )
         return list(session.exec(query.order_by(col(AuditEvent.id).desc()).limit(MAX_EVENTS)).all())
 
 

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from bot import binance
 from bot.scheduler import NewJob, cancel_jobs, schedule_jobs
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
-from bot.services.keys import open_credentials
+from bot.services.keys import labelled, open_credentials, pick_label
 from bot.services.reminder_plan import ALL_KEY_JOBS
 from storage.audit import record_event
 from storage.crypto import KeyRing
@@ -176,8 +176,11 @@ def _find_key(session: Session, team_id: str, *, label: str | None, key_id: str 
     if key_id is not None:
         query = query.where(ApiKey.id == key_id)
     else:
-        query = query.where(ApiKey.label == label, ApiKey.status.not_in(RETIRED_STATUSES))
-    key = session.exec(query.order_by(col(ApiKey.created_at).desc())).first()
+        query = query.where(labelled(label), ApiKey.status.not_in(RETIRED_STATUSES))
+    rows = list(session.exec(query.order_by(col(ApiKey.created_at).desc())).all())
+    if label is not None:
+        rows = pick_label(rows, label, lambda key: key.label)
+    key = rows[0] if rows else None
     if key is None:
         raise KeyNotFound(
             f"No registered key is labelled “{label}”. `/apikey list` shows the labels. If the "

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -172,13 +175,22 @@ def check_owner_choice(engine: Engine, form: RegistrationForm) -> None:
 
 def ensure_unique(session: Session, ring: KeyRing, form: RegistrationForm) -> None:
     live = ApiKey.status.not_in(RETIRED_STATUSES)
-    taken = session.exec(
-        select(ApiKey.id).where(ApiKey.team_id == form.team_id, ApiKey.label == form.label, live)
-    ).first()
+    taken = pick_label(
+        list(
+            session.exec(
+                select(ApiKey.label).where(
+                    ApiKey.team_id == form.team_id, labelled(form.label), live
+                )
+            ).all()
+        ),
+        form.label,
+        str,
+    )
     if taken:
+        case_note = "" if taken[0] == form.label else " (labels must differ by more than case)"
         raise LabelTaken(
-            f"A key labelled “{form.label}” is already registered. Choose another label, "
-            "or remove the old key first.",
+            f"A key labelled “{taken[0]}” is already registered{case_note}. Choose another "
+            "label, or remove the old key first.",
             field=Block.LABEL,
         )
     duplicate = session.exec(
@@ -359,21 +371,40 @@ def summarise(key: ApiKey, account: BinanceAccount) -> KeySummary:
     )
 
 
+T = TypeVar("T")
+
+
+def labelled(label: str) -> sa.ColumnElement[bool]:
+    """SQL filter: the label as written, or the same label in another case (``pick_label``
+    then prefers the exact one)."""
+    return sa.or_(ApiKey.label == label, sa.func.lower(ApiKey.label) == label.lower())
+
+
+def pick_label(rows: list[T], label: str, label_of: Callable[[T], str]) -> list[T]:
+    """The rows labelled exactly ``label``, else those labelled the same regardless of case."""
+    exact = [r for r in rows if label_of(r) == label]
+    return exact or [r for r in rows if label_of(r).casefold() == label.casefold()]
+
+
 def find_live_key(session: Session, team_id: str, label: str) -> tuple[ApiKey, BinanceAccount]:
-    row = session.exec(
+    rows = session.exec(
         select(ApiKey, BinanceAccount)
         .join(BinanceAccount, BinanceAccount.id == ApiKey.account_id)
         .where(
             ApiKey.team_id == team_id,
-            ApiKey.label == label,
+            labelled(label),
             ApiKey.status.not_in(RETIRED_STATUSES),
         )
-    ).first()
-    if row is None:
+    ).all()
+    found = pick_label(list(rows), label, lambda row: row[0].label)
+    if not found:
         raise KeyNotFound(
             f"No registered key is labelled “{label}”. `/apikey list` shows the labels."
         )
-    return row
+    if len(found) > 1:
+        names = ", ".join(f"“{row[0].label}”" for row in found)
+        raise KeyNotFound(f"Several keys match “{label}”: {names}. Write the label exactly.")
+    return found[0]
 
 
 def remove_key(

@@ -18,7 +18,7 @@ from bot.commands import StatusTarget, TargetKind
 from bot.services.access import Actor
 from bot.services.errors import KeyNotFound
 from bot.services.findings import Finding, FindingKind, Severity, assess, worst
-from bot.services.keys import live_keys, open_credentials
+from bot.services.keys import live_keys, open_credentials, pick_label
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
 from storage.db import session_scope
@@ -153,7 +153,7 @@ def describe_target(target: StatusTarget, actor: str) -> str:
 def _select(session: Session, team_id: str, target: StatusTarget, actor: str) -> list:
     rows = live_keys(session, team_id)
     if target.kind == TargetKind.LABEL:
-        rows = [(k, a) for k, a in rows if k.label == target.value]
+        rows = pick_label(rows, target.value, lambda row: row[0].label)
         if not rows:
             raise KeyNotFound(
                 f"No registered key is labelled “{target.value}”. `/apikey list` shows the labels."
