@@ -192,7 +192,7 @@ def test_status_with_one_key_failing_reports_it_unknown_and_still_reports_the_ot
     text = all_text(_reply(stack, url))
     _clean(text)
     assert "2 keys: 1 unknown" in text and "all fine" not in text
-    assert "Could not check with Binance" in text and "permissions unknown" in text
+    assert "Could not check with Binance" in text and "unknown tier" in text
     reason = {"timeout": "did not answer in time"}.get(
         kind, "could not be reached or did not answer properly"
     )

@@ -104,3 +104,20 @@ def test_permissions_granted_since_the_last_check_are_named():
     )
     (changed,) = [f for f in found if f.kind == FindingKind.PERMISSIONS_CHANGED]
     assert "Futures enabled" in changed.text
+
+
+def test_trading_expiry_counts_calendar_days_like_the_date_it_shows():
+    now = datetime(2026, 12, 2, 1, 33, tzinfo=UTC)
+
+    def expiry_text(expires: datetime) -> str:
+        ms = int(expires.timestamp() * 1000)
+        found = assess(
+            purpose=KeyPurpose.TRADING,
+            now=now,
+            permissions=perms(enableSpotAndMarginTrading=True, tradingAuthorityExpirationTime=ms),
+        )
+        return next(f.text for f in found if f.kind == FindingKind.TRADING_EXPIRING)
+
+    assert "expires in 10 days (2026-12-12)" in expiry_text(datetime(2026, 12, 12, tzinfo=UTC))
+    assert "expires tomorrow (2026-12-03)" in expiry_text(datetime(2026, 12, 3, 23, tzinfo=UTC))
+    assert "expires today (2026-12-02)" in expiry_text(datetime(2026, 12, 2, 22, tzinfo=UTC))

@@ -110,8 +110,6 @@ def _key_text(key: KeyReport, now: datetime) -> str:
     permissions = key.permissions if key.checked else None
     tier = tier_name(key.tier if key.checked else None)
     first = f"{severity_icon(key.severity)} *{name(key.label)}* · {tier} tier"
-    if not key.checked:
-        first += " · _permissions unknown_"
     details = " · ".join(
         [
             f"`{escape(key.masked)}`",

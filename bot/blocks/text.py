@@ -174,9 +174,10 @@ def flag_mark(value: object) -> str:
 
 
 def permission_marks(permissions: Mapping[str, object] | None) -> str:
-    """Every granular permission with its mark; ``None`` (Binance not asked) is all unknown."""
+    """Every granular permission with its mark; ``None`` (no answer about the key) is all
+    unknown, and the key's findings say why."""
     if permissions is None:
-        return "❔ Permissions unknown: Binance did not report them."
+        return "❔ Permissions not known: see why below."
     return " · ".join(
         f"{flag_mark(permissions.get(flag))} {label}" for flag, label in PERMISSION_NAMES.items()
     )

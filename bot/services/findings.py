@@ -8,7 +8,7 @@ unreachable).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
 
 from bot.binance import (
@@ -132,7 +132,7 @@ def _error_finding(error: BinanceError) -> Finding:
     return Finding(
         FindingKind.UNREACHABLE,
         Severity.UNKNOWN,
-        f"Could not check with Binance: {error.user_message} Its permissions are unknown.",
+        f"Could not check with Binance: {error.user_message}",
     )
 
 
@@ -177,10 +177,12 @@ def _permission_findings(
             text = f"Trading permission expired on {expires:%Y-%m-%d} (no IP whitelist)."
             findings.append(Finding(FindingKind.TRADING_EXPIRING, Severity.WARNING, text))
         elif expires - now <= TRADING_EXPIRY_WARNING:
-            days = max(1, (expires - now).days)
+            # Calendar days, as the date shown: Dec 12 is "in 10 days" all through Dec 2.
+            days = (expires.astimezone(UTC).date() - now.astimezone(UTC).date()).days
+            when = {0: "today", 1: "tomorrow"}.get(days, f"in {days} days")
             text = (
-                f"Trading permission expires in {days} day{'s' if days != 1 else ''} "
-                f"({expires:%Y-%m-%d}): add an IP whitelist to keep it."
+                f"Trading permission expires {when} ({expires:%Y-%m-%d}): add an IP whitelist "
+                "to keep it."
             )
             findings.append(Finding(FindingKind.TRADING_EXPIRING, Severity.WARNING, text))
     if beyond:
