@@ -77,6 +77,9 @@ class StatusTarget:
 @dataclass(frozen=True)
 class Help:
     reason: str | None = None  # set when the user typed something we did not understand
+    # Every subcommand under the reason: for an unknown subcommand. A mistake in a known one
+    # gets its reason (with an example) and a pointer to the full help, not the whole list.
+    show_all: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,7 @@ def parse_command(text: str) -> Command:
         return _audit(rest)
     if verb == "rotation":
         return RotationOverview() if not rest else Help("`/apikey rotation` takes no arguments.")
-    return Help(f"I don't know the subcommand “{_shorten(verb)}”.")
+    return Help(f"I don't know the subcommand “{_shorten(verb)}”.", show_all=True)
 
 
 _SINCE = re.compile(r"^(?P<label>.+?)\s+since\s+(?P<when>\S+)$", re.IGNORECASE)

@@ -870,3 +870,15 @@ def test_home_says_what_binance_said_about_an_incidents_key(dead, probe, shown):
     team = replace(picture.team, open_incidents=[incident])
     text = all_text(as_payload(home_view(replace(picture, team=team), now=NOW)))
     assert shown in text
+
+
+def test_a_mistake_in_a_known_subcommand_gets_its_reason_not_the_whole_help():
+    from bot.commands import parse_command
+
+    typo = parse_command("rotate bot every 1w")
+    unknown = parse_command("frobnicate")
+    assert not typo.show_all and unknown.show_all
+    short = all_text(as_payload(help_message(typo.reason, show_all=typo.show_all)))
+    assert "period in days" in short and "/apikey help" in short and "incidents" not in short
+    full = all_text(as_payload(help_message(unknown.reason, show_all=unknown.show_all)))
+    assert "frobnicate" in full and "incidents" in full and "audit" in full

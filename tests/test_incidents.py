@@ -291,7 +291,7 @@ def test_activity_table_flags_withdrawals_to_new_addresses(stack):
     ]
     assert tables and all(t.params.get("thread_ts") for t in tables)
     text = all_text(tables[0].params)
-    assert "1 withdrawal(s) to addresses never used before" in text
+    assert "1 withdrawal to addresses never used before" in text
     attacker_line = next(line for line in text.split("\\n") if "bc1qATTACKER" in line)
     assert "new" in attacker_line
     known_line = next(line for line in text.split("\\n") if "0xKNOWNADDRESS" in line)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.blocks.message import Message, context, section
-from bot.blocks.text import escape, mention, minute, truncate
+from bot.blocks.text import KEYS_OF, escape, mention, minute, plural, truncate
 from storage.audit import ChainReport
 from storage.models import AuditEvent
 
@@ -12,15 +12,18 @@ MAX_LINES = 100
 
 def audit_trail(events: list[AuditEvent], *, label: str | None, days: int) -> Message:
     scope = f"“{escape(label)}”" if label else "all keys"
-    head = f"*Audit trail* · {scope} · last {days} days · {len(events)} events (newest first)"
+    period = plural(days, "day")
+    head = (
+        f"*Audit trail* · {scope} · last {period} · {plural(len(events), 'event')} (newest first)"
+    )
     if not events:
         return Message(
-            text=f"No audit events for {scope} in the last {days} days.", blocks=[section(head)]
+            text=f"No audit events for {scope} in the last {period}.", blocks=[section(head)]
         )
     lines = []
     for event in events[:MAX_LINES]:
-        detail = ", ".join(f"{k}={v}" for k, v in sorted(event.detail.items()))
-        target = f" · {escape(event.target)}" if event.target else ""
+        detail = _detail(event.detail)
+        target = f" · {_target(event.target)}" if event.target else ""
         lines.append(
             truncate(
                 f"`{minute(event.at)}` {mention(event.actor) if event.actor.startswith(('U', 'W')) else escape(event.actor)}"
@@ -38,7 +41,20 @@ def audit_trail(events: list[AuditEvent], *, label: str | None, days: int) -> Me
     blocks = [section(head), *(section(c) for c in chunks)][:49]
     if len(events) > MAX_LINES:
         blocks.append(context(f"Showing the newest {MAX_LINES}; narrow it with a label or --days."))
-    return Message(text=f"Audit trail: {len(events)} events", blocks=blocks)
+    return Message(text=f"Audit trail: {plural(len(events), 'event')}", blocks=blocks)
+
+
+def _target(target: str) -> str:
+    """A label is shown as typed (escaped: it never pings); "keys of <@U…>" as a mention."""
+    keys_of = KEYS_OF.fullmatch(target)
+    return f"keys of {mention(keys_of.group(1))}" if keys_of else escape(target)
+
+
+def _detail(detail: dict) -> str:
+    parts = []
+    for key, value in sorted(detail.items()):
+        parts.append(f"tried to {value}" if key == "attempted" else f"{key}={value}")
+    return ", ".join(parts)
 
 
 def chain_report(report: ChainReport) -> Message:

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from bot.blocks.message import Message, context, fit_lines, section
-from bot.blocks.text import MAX_MESSAGE_BLOCKS, MAX_MESSAGE_TEXT, escape, mention, severity_icon
+from bot.blocks.text import (
+    MAX_MESSAGE_BLOCKS,
+    MAX_MESSAGE_TEXT,
+    escape,
+    mention,
+    plural,
+    severity_icon,
+)
 from bot.services.drift import Digest
 
 MAX_NOT_CHECKED_LABELS = 30
@@ -11,8 +18,8 @@ MAX_NOT_CHECKED_LABELS = 30
 
 def drift_digest(digest: Digest) -> Message:
     head = (
-        f"🔎 Daily key check: {len(digest.changes)} change(s) since the last observation, "
-        f"{digest.checked} key(s) checked"
+        f"🔎 Daily key check: {plural(len(digest.changes), 'change')} since the last "
+        f"observation, {plural(digest.checked, 'key')} checked"
     )
     lines = [
         f"{severity_icon(c.severity)} *{escape(c.label)}* ({mention(c.owner_user_id)}): "
@@ -24,7 +31,7 @@ def drift_digest(digest: Digest) -> Message:
     )
     blocks = [section(f"*{head}*"), *sections]
     if shown < len(lines):
-        blocks.append(context(f"…and {len(lines) - shown} more change(s)."))
+        blocks.append(context(f"…and {plural(len(lines) - shown, 'more change')}."))
     if digest.could_not_check:
         names = ", ".join(
             escape(label) for label, _ in digest.could_not_check[:MAX_NOT_CHECKED_LABELS]

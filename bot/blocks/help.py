@@ -52,11 +52,16 @@ def _line(usage: str, what: str, example: str) -> str:
     return line
 
 
-def help_message(reason: str | None = None) -> Message:
+def help_message(reason: str | None = None, *, show_all: bool = True) -> Message:
+    """Every subcommand (under ``reason`` if given); with ``show_all=False`` only the reason
+    and where to find the rest."""
     lines = [_line(usage, what, example) for usage, what, example in _SUBCOMMANDS]
     blocks = []
     if reason:
         blocks.append(section(f"🤔 {safe_mrkdwn(reason)}"))
+        if not show_all:
+            blocks.append(context(f"Every subcommand, with examples: `{COMMAND} help`"))
+            return Message(text=safe_mrkdwn(reason), blocks=blocks)
     blocks += [
         section(
             f"*`{COMMAND}` keeps the team's Binance API keys least-privileged.*\n"

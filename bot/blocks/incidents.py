@@ -18,7 +18,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.blocks.message import Message, context, section
-from bot.blocks.text import escape, mention, minute, truncate
+from bot.blocks.text import escape, mention, minute, plural, truncate
 from bot.ids import Action, Block, Callback
 from bot.services.incidents import (
     BINANCE_API_MANAGEMENT,
@@ -167,8 +167,12 @@ def activity_message(incident: Incident) -> Message:
     flagged = sum(1 for r in rows if r["new_address"])
     head = (
         f"Step 3: withdrawals and deposits of *{escape(incident.account_alias)}* since {since} UTC "
-        f"(read through “{escape(activity.get('source') or '?')}”): {len(rows)} rows"
-        + (f", *{flagged} withdrawal(s) to addresses never used before* 🚩" if flagged else "")
+        f"(read through “{escape(activity.get('source') or '?')}”): {plural(len(rows), 'row')}"
+        + (
+            f", *{plural(flagged, 'withdrawal')} to addresses never used before* 🚩"
+            if flagged
+            else ""
+        )
     )
     if not rows:
         return Message(text=head, blocks=[section(head + "\nNothing moved in that period.")])
@@ -249,7 +253,7 @@ def incidents_list(incidents: list[Incident], done: dict[str, int], total_steps:
             f"{verified}"
         )
     blocks = [HeaderBlock(text="Incidents"), *(section(chunk) for chunk in _chunks(lines))]
-    return Message(text=f"{len(incidents)} incidents", blocks=blocks[:50])
+    return Message(text=plural(len(incidents), "incident"), blocks=blocks[:50])
 
 
 def _chunks(lines: list[str], limit: int = 2900) -> list[str]:

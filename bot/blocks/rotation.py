@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.blocks.message import Message
-from bot.blocks.text import escape, mention
+from bot.blocks.text import escape, mention, plural
 from bot.ids import Action, Block, Callback
 from bot.services.reminder_plan import Audience
 from bot.services.rotate import RotationStarted
@@ -57,7 +57,7 @@ def rotation_overview(rows: list[RotationRow], now: datetime) -> Message:
         )
     overdue = sum(1 for r in rows if r.state == RotationState.OVERDUE)
     soon = sum(1 for r in rows if r.state == RotationState.DUE_SOON)
-    summary = f"{len(rows)} keys: {overdue} overdue, {soon} due soon"
+    summary = f"{plural(len(rows), 'key')}: {overdue} overdue, {soon} due soon"
     lines = [
         f"{_STATE_ICON[r.state]} *{escape(r.label)}* · {mention(r.owner_user_id)} · every "
         f"{r.period_days}d · last rotated {r.last_rotated_at:%Y-%m-%d} · {rotation_when(r, now)}"

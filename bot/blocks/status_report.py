@@ -14,6 +14,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerB
 from bot.blocks.incidents import compromised_button
 from bot.blocks.message import Message, context, fit_lines, section
 from bot.blocks.text import (
+    KEYS_OF,
     MAX_MESSAGE_BLOCKS,
     MAX_MESSAGE_TEXT,
     MAX_SECTION_TEXT,
@@ -93,8 +94,13 @@ def _clamp_size(page_size: int) -> int:
 
 
 def _empty(report: StatusReport) -> Message:
+    owner = KEYS_OF.fullmatch(report.scope)
+    if owner:
+        nothing = f"{mention(owner.group(1))} owns no registered keys."
+    else:
+        nothing = "no keys are registered yet."
     text = (
-        f"📭 Nothing to check: no registered keys for {safe_mrkdwn(report.scope)}.\n"
+        f"📭 Nothing to check: {nothing}\n"
         f"Register one with `{COMMAND} register`: the bot asks Binance what it can do."
     )
     return Message(text=text.partition("\n")[0], blocks=[section(text)])

@@ -64,8 +64,8 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
                 source=source,
             )
             ack(**secret_in_text_warning(kind, matched).as_kwargs())
-        case Help(reason=reason):
-            ack(**help_message(reason).as_kwargs())
+        case Help(reason=reason, show_all=show_all):
+            ack(**help_message(reason, show_all=show_all).as_kwargs())
         case Register():
             ack()
             with Session(services.engine) as session:

@@ -233,14 +233,14 @@ def redact(report: KeyReport) -> KeyReport:
     """The summary a non-owner may see: label, owner, tier and how serious, no details."""
     tier = report.tier
     worst_finding = max(report.findings, key=lambda f: f.severity, default=None)
+    count = len(report.findings)
     summary = []
     if worst_finding is not None:
         summary = [
             Finding(
                 kind=worst_finding.kind,
                 severity=worst_finding.severity,
-                text=f"{len(report.findings)} finding(s); the details are visible to the owner "
-                "and the admins.",
+                text=f"{count} finding{'s' if count != 1 else ''}.",
             )
         ]
     return replace(
