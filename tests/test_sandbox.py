@@ -428,3 +428,18 @@ def test_help_flag(argv):
     result = run_script("", *argv, timeout=30)
     assert result.returncode == 0
     assert "--data-dir" in result.stdout and "--latency-ms" in result.stdout
+
+
+def test_a_binance_outage_can_be_ended_before_it_runs_out():
+    script = (
+        "binance outage\n/apikey status healthy-reader\n"
+        "binance outage off\n/apikey status healthy-reader\nexit\n"
+    )
+    result = run_script(script)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "(`binance outage off` ends it sooner)" in _section(out, "binance outage\n")
+    statuses = out.split("sandbox> /apikey status healthy-reader")
+    assert "Could not check with Binance" in statuses[1]
+    assert "The outage is over" in statuses[1]
+    assert "Could not check" not in statuses[2] and "Read tier" in statuses[2]

@@ -145,7 +145,7 @@ Console commands (anything starting with /apikey goes to the bot, as user @U0SAN
                                    fix-trade fix-read (or Binance's own field names)
   binance whitelist <key> on|off set or drop the key's IP whitelist
   binance block-ip <key> on|off  whitelist without this bot's IP (Binance answers -2015)
-  binance outage [count]         the next <count> Binance requests fail with HTTP 503
+  binance outage [count | off]   the next <count> (10) Binance requests fail with HTTP 503
   binance latency <ms>           slow Binance down (over 2000 ms, the register form waits)
   calls                          the raw Slack calls of the last command (JSON)
   help                           this text
@@ -787,10 +787,16 @@ class Console:
                     f"{args[1]}: this bot's IP is {'no longer' if on else 'again'} "
                     "on the key's whitelist."
                 )
+        elif sub == "outage" and len(args) > 1 and args[1] in ("0", "off", "over", "end"):
+            self.sim.clear_faults()
+            self.say("The outage is over: Binance answers again.")
         elif sub == "outage":
-            count = int(args[1]) if len(args) > 1 and args[1].isdigit() else 50
+            count = int(args[1]) if len(args) > 1 and args[1].isdigit() else 10
             self.sim.inject_fault("503", count=count)
-            self.say(f"The next {count} Binance requests fail with HTTP 503.")
+            self.say(
+                f"The next {count} Binance requests fail with HTTP 503 "
+                "(`binance outage off` ends it sooner)."
+            )
         elif sub == "latency" and len(args) == 2 and args[1].isdigit():
             self.sim.latency = int(args[1]) / 1000
             self.say(f"Binance now answers after {int(args[1])} ms.")
