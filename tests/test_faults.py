@@ -41,7 +41,14 @@ from storage.models import (
     StatusReportRecord,
     utcnow,
 )
-from tests.e2e import ALICE, all_text, bot_client, register_directly, submit_registration
+from tests.e2e import (
+    ALICE,
+    all_text,
+    bot_client,
+    register_directly,
+    submit_registration,
+    wait_until,
+)
 from tests.slack_requests import SIGNING_SECRET, view_submission
 
 ADMIN = "U0ADMIN"
@@ -350,6 +357,8 @@ def test_old_key_probe_failing_keeps_the_rotation_in_progress_and_probes_again(s
     registered, old = register_directly(stack, "bot")
     new = stack.simulator.add_key(ip_restrict=True)
     assert _submit_rotation(stack, registered.key_id, new).json()["response_action"] == "update"
+    # the new key is checked after the answer: the fault must not meet that check
+    wait_until(lambda: _key(stack).status == KeyStatus.ROTATING.value)
     stack.simulator.delete_key(old.api_key)  # Binance would reject it: but it cannot be asked
     stack.simulator.inject_fault(kind, count=1, path=RESTRICTIONS)
     # past the grace period too: an unknown answer is neither "deleted" nor "still alive"

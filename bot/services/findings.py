@@ -132,7 +132,7 @@ def _error_finding(error: BinanceError) -> Finding:
     return Finding(
         FindingKind.UNREACHABLE,
         Severity.UNKNOWN,
-        f"Could not check with Binance: {error.user_message}",
+        f"Could not check with Binance: {error.user_message} Its permissions are unknown.",
     )
 
 
