@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import object_session
 from sqlmodel import Session, func, select
@@ -22,7 +23,7 @@ from sqlmodel import Session, func, select
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing, KeyRingError, generate_master_key
 from storage.db import session_scope
-from storage.models import ApiKey, CryptoCanary, Rotation, RotationState
+from storage.models import ApiKey, CryptoCanary, Rotation, RotationState, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +156,24 @@ def verify_key_ring(engine: Engine, ring: KeyRing) -> None:
                     column, context = _sealed_fields(sample)[-1]
                     _open_or_fail(ring, getattr(sample, column), context, key_id)
     if ring.active.key_id not in canaries:
-        with session_scope(engine) as session:
-            sealed = ring.seal(CANARY_PLAINTEXT, context=_canary_context(ring.active.key_id))
-            session.merge(CryptoCanary(key_id=ring.active.key_id, sealed=sealed.blob))
+        _write_canary(engine, ring)
+
+
+def _write_canary(engine: Engine, ring: KeyRing) -> None:
+    """The active key's canary, once: replicas starting together may all find it missing, so
+    the first insert wins and the others check that what it wrote opens with their key."""
+    key_id = ring.active.key_id
+    sealed = ring.seal(CANARY_PLAINTEXT, context=_canary_context(key_id))
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    with session_scope(engine) as session:
+        session.exec(
+            insert(CryptoCanary)
+            .values(key_id=key_id, sealed=sealed.blob, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["key_id"])
+        )
+    with Session(engine) as session:
+        stored = session.get(CryptoCanary, key_id)
+        _open_or_fail(ring, stored.sealed, _canary_context(key_id), key_id)
 
 
 def _open_or_fail(ring: KeyRing, blob: bytes, context: str, key_id: str) -> None:

@@ -330,3 +330,23 @@ def test_upgrade_shreds_old_credentials_left_by_keys_removed_mid_rotation(engine
         assert key_ring.open_text(kept.old_secret_sealed, context=kept.secret_context()) == (
             "old-secret"
         )
+
+
+def test_replicas_starting_together_write_one_canary_and_all_start(engine):
+    """Several processes verifying the same fresh database at once (replicas starting): the
+    active key's canary is written once and none of them fails."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    ring = KeyRing([generate_master_key("k1")])
+    barrier = threading.Barrier(6)
+
+    def start() -> None:
+        barrier.wait()
+        verify_key_ring(engine, ring)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lambda _: start(), range(6)))
+    with Session(engine) as session:
+        assert [c.key_id for c in session.exec(select(CryptoCanary)).all()] == ["k1"]
+    verify_key_ring(engine, ring)
