@@ -341,8 +341,12 @@ def hostile_report(n: int) -> StatusReport:
     )
 
 
-def report(keys: list[KeyReport], scope: str = "all keys") -> StatusReport:
-    return StatusReport(report_id="rep0001", scope=scope, created_at=NOW, keys=keys)
+def report(
+    keys: list[KeyReport], scope: str = "all keys", scope_user_id: str | None = None
+) -> StatusReport:
+    return StatusReport(
+        report_id="rep0001", scope=scope, created_at=NOW, keys=keys, scope_user_id=scope_user_id
+    )
 
 
 def nine_key_report() -> StatusReport:
@@ -396,7 +400,9 @@ GOLDEN_CASES = {
     "status_single_unchecked": lambda: status_page(
         report([key_report(4, label="unchecked")], scope="“unchecked”"), now=NOW
     ),
-    "status_empty": lambda: status_page(report([], scope="keys of <@U0BOB>"), now=NOW),
+    "status_empty": lambda: status_page(
+        report([], scope="keys of <@U0BOB>", scope_user_id="U0BOB"), now=NOW
+    ),
     "key_list": lambda: key_list(
         [
             summary(1, label="dashboard"),

@@ -71,6 +71,10 @@ def _start(tmp_path, **overrides):
         "binance_timeout_seconds": 0.5,
         "binance_weight_limit": next(_weight_limits),
         "default_rotation_days": 30,
+        # Registering plans the daily drift check a day ahead; tests here that move the clock
+        # past a day must not have it run (and meet their injected Binance fault) unasked.
+        # The drift tests below make it due themselves.
+        "drift_check_hours": 24 * 30,
     }
     settings.update(overrides)
     stack = start_local_stack(workdir=tmp_path, **settings)

@@ -216,6 +216,19 @@ def test_a_review_start_in_the_future_is_refused_and_nothing_is_marked(stack):
         assert session.exec(select(ApiKey)).one().status == KeyStatus.ACTIVE.value
 
 
+def test_compromised_button_naming_an_unknown_key_says_so(stack):
+    url = stack.slack.response_url()
+    bot_client(stack).post(
+        block_action(Action.INCIDENT_RAISE, "nosuchkeyid", response_url=url, user_id=BOB)
+    )
+    (reply,) = stack.slack.wait_for(
+        "response_url", predicate=lambda c: c.params["_response_url"] == url
+    )
+    text = all_text(reply.params)
+    assert "That key is not registered (any more)" in text and "None" not in text
+    assert _incident_or_none(stack) is None
+
+
 def test_steps_ticked_by_two_people_are_recorded_and_shown(stack):
     register_directly(stack, "bot")
     _raise(stack)

@@ -248,6 +248,9 @@ def test_status_of_a_user(stack, client):
     _, url = _command(client, stack, f"status <@{BOB}|bob>", user_id=BOB)
     text = all_text(_responses(stack, url)[0].params)
     assert "bobs-key" in text and "alices-key" not in text
+    _, url = _command(client, stack, "status <@U0CAROL|carol>")
+    text = all_text(_responses(stack, url)[0].params)
+    assert "Nothing to check: <@U0CAROL> owns no registered keys." in text
 
 
 def test_permission_change_since_last_check_is_flagged(stack, client):

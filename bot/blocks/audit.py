@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from bot.blocks.message import Message, context, section
-from bot.blocks.text import KEYS_OF, escape, mention, minute, plural, truncate
+from bot.blocks.text import escape, mention, minute, plural, truncate
 from storage.audit import ChainReport
 from storage.models import AuditEvent
 
@@ -42,6 +44,10 @@ def audit_trail(events: list[AuditEvent], *, label: str | None, days: int) -> Me
     if len(events) > MAX_LINES:
         blocks.append(context(f"Showing the newest {MAX_LINES}; narrow it with a label or --days."))
     return Message(text=f"Audit trail: {plural(len(events), 'event')}", blocks=blocks)
+
+
+# The audit target a status of someone's keys records ("keys of <@U123>"): shown as a mention.
+KEYS_OF = re.compile(r"keys of <@([UW][A-Z0-9]{2,20})>")
 
 
 def _target(target: str) -> str:

@@ -14,7 +14,6 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerB
 from bot.blocks.incidents import compromised_button
 from bot.blocks.message import Message, context, fit_lines, section
 from bot.blocks.text import (
-    KEYS_OF,
     MAX_MESSAGE_BLOCKS,
     MAX_MESSAGE_TEXT,
     MAX_SECTION_TEXT,
@@ -94,9 +93,8 @@ def _clamp_size(page_size: int) -> int:
 
 
 def _empty(report: StatusReport) -> Message:
-    owner = KEYS_OF.fullmatch(report.scope)
-    if owner:
-        nothing = f"{mention(owner.group(1))} owns no registered keys."
+    if report.scope_user_id:
+        nothing = f"{mention(report.scope_user_id)} owns no registered keys."
     else:
         nothing = "no keys are registered yet."
     text = (

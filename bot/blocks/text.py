@@ -119,10 +119,6 @@ def truncate(text: str, limit: int) -> str:
     return cut.rstrip() + "…"
 
 
-# The scope a service writes for someone's keys ("keys of <@U123>"): rendered with a mention.
-KEYS_OF = re.compile(r"keys of <@([UW][A-Z0-9]{2,20})>")
-
-
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     word = singular if count == 1 else (plural_form or singular + "s")
     return f"{count} {word}"

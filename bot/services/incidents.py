@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from bot import binance
 from bot.scheduler import NewJob, cancel_jobs, schedule_jobs
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
-from bot.services.keys import labelled, open_credentials, pick_label
+from bot.services.keys import find_live_key, open_credentials, unknown_label
 from bot.services.reminder_plan import ALL_KEY_JOBS
 from storage.audit import record_event
 from storage.crypto import KeyRing
@@ -172,20 +172,20 @@ def raise_incident(
 
 
 def _find_key(session: Session, team_id: str, *, label: str | None, key_id: str | None) -> ApiKey:
-    query = select(ApiKey).where(ApiKey.team_id == team_id)
+    """The key a button names (any status: ``_refuse_retired`` explains a retired one), or
+    the live key a command names."""
     if key_id is not None:
-        query = query.where(ApiKey.id == key_id)
-    else:
-        query = query.where(labelled(label), ApiKey.status.not_in(RETIRED_STATUSES))
-    rows = list(session.exec(query.order_by(col(ApiKey.created_at).desc())).all())
-    if label is not None:
-        rows = pick_label(rows, label, lambda key: key.label)
-    key = rows[0] if rows else None
-    if key is None:
-        raise KeyNotFound(
-            f"No registered key is labelled “{label}”. `/apikey list` shows the labels. If the "
-            "key was never registered, delete it in Binance API Management right away."
-        )
+        key = session.get(ApiKey, key_id)
+        if key is None or key.team_id != team_id:
+            raise KeyNotFound("That key is not registered (any more). `/apikey list` shows them.")
+        return key
+    key, _account = find_live_key(
+        session,
+        team_id,
+        label,
+        not_found=unknown_label(label)
+        + " If the key was never registered, delete it in Binance API Management right away.",
+    )
     return key
 
 
@@ -227,6 +227,12 @@ def _other_keys(session: Session, key: ApiKey) -> list[dict]:
     return rows
 
 
+def _checklist_job_key(incident_id: str, channel: str) -> str:
+    """Dedupe key of the job posting an incident's checklist in ``channel`` (with ``""``: the
+    prefix every channel's key starts with)."""
+    return f"{CHECKLIST_JOB}:{incident_id}:{channel}"
+
+
 def post_checklist_later(
     engine: Engine, incident_id: str, channels: list[str], *, now: datetime
 ) -> None:
@@ -241,7 +247,7 @@ def post_checklist_later(
                     team_id=incident.team_id,
                     kind=CHECKLIST_JOB,
                     key_id=incident.key_id,
-                    dedupe_key=f"{CHECKLIST_JOB}:{incident_id}:{channel}",
+                    dedupe_key=_checklist_job_key(incident_id, channel),
                     due_at=now + CHECKLIST_RETRY,
                     payload={"incident_id": incident_id, "channel": channel},
                 )
@@ -262,7 +268,7 @@ def checklist_on_its_way(engine: Engine, incident: Incident, now: datetime) -> b
             .where(
                 ScheduledJob.kind == CHECKLIST_JOB,
                 ScheduledJob.state == JobState.PENDING.value,
-                col(ScheduledJob.dedupe_key).startswith(f"{CHECKLIST_JOB}:{incident.id}:"),
+                col(ScheduledJob.dedupe_key).startswith(_checklist_job_key(incident.id, "")),
             )
             .limit(1)
         ).first()

@@ -374,6 +374,10 @@ def summarise(key: ApiKey, account: BinanceAccount) -> KeySummary:
 T = TypeVar("T")
 
 
+def unknown_label(label: str) -> str:
+    return f"No registered key is labelled “{label}”. `/apikey list` shows the labels."
+
+
 def labelled(label: str) -> sa.ColumnElement[bool]:
     """SQL filter: the label as written, or the same label in another case (``pick_label``
     then prefers the exact one)."""
@@ -386,7 +390,11 @@ def pick_label(rows: list[T], label: str, label_of: Callable[[T], str]) -> list[
     return exact or [r for r in rows if label_of(r).casefold() == label.casefold()]
 
 
-def find_live_key(session: Session, team_id: str, label: str) -> tuple[ApiKey, BinanceAccount]:
+def find_live_key(
+    session: Session, team_id: str, label: str, *, not_found: str | None = None
+) -> tuple[ApiKey, BinanceAccount]:
+    """The live key labelled ``label`` (in any case when no exact match), with its account;
+    ``not_found`` replaces the standard message when there is none."""
     rows = session.exec(
         select(ApiKey, BinanceAccount)
         .join(BinanceAccount, BinanceAccount.id == ApiKey.account_id)
@@ -398,9 +406,7 @@ def find_live_key(session: Session, team_id: str, label: str) -> tuple[ApiKey, B
     ).all()
     found = pick_label(list(rows), label, lambda row: row[0].label)
     if not found:
-        raise KeyNotFound(
-            f"No registered key is labelled “{label}”. `/apikey list` shows the labels."
-        )
+        raise KeyNotFound(not_found or unknown_label(label))
     if len(found) > 1:
         names = ", ".join(f"“{row[0].label}”" for row in found)
         raise KeyNotFound(f"Several keys match “{label}”: {names}. Write the label exactly.")

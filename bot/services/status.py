@@ -18,7 +18,7 @@ from bot.commands import StatusTarget, TargetKind
 from bot.services.access import Actor
 from bot.services.errors import KeyNotFound
 from bot.services.findings import Finding, FindingKind, Severity, assess, worst
-from bot.services.keys import live_keys, open_credentials, pick_label
+from bot.services.keys import live_keys, open_credentials, pick_label, unknown_label
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
 from storage.db import session_scope
@@ -101,6 +101,7 @@ class StatusReport:
     scope: str  # what was asked for, for the header: "all keys", "keys of <@U1>", "“bot”"
     created_at: datetime
     keys: list[KeyReport] = field(default_factory=list)
+    scope_user_id: str | None = None  # whose keys were asked for (`status @user` / `mine`)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for k in self.keys if k.severity == severity)
@@ -126,6 +127,7 @@ class StatusReport:
         return {
             "report_id": self.report_id,
             "scope": self.scope,
+            "scope_user_id": self.scope_user_id,
             "created_at": self.created_at.isoformat(),
             "keys": [k.to_dict() for k in self.keys],
         }
@@ -135,6 +137,7 @@ class StatusReport:
         return cls(
             report_id=data["report_id"],
             scope=data["scope"],
+            scope_user_id=data.get("scope_user_id"),
             created_at=datetime.fromisoformat(data["created_at"]),
             keys=[KeyReport.from_dict(k) for k in data["keys"]],
         )
@@ -150,14 +153,18 @@ def describe_target(target: StatusTarget, actor: str) -> str:
     return f"“{target.value}”"
 
 
+def _target_user(target: StatusTarget, actor: str) -> str | None:
+    if target.kind == TargetKind.MINE:
+        return actor
+    return target.value if target.kind == TargetKind.USER else None
+
+
 def _select(session: Session, team_id: str, target: StatusTarget, actor: str) -> list:
     rows = live_keys(session, team_id)
     if target.kind == TargetKind.LABEL:
         rows = pick_label(rows, target.value, lambda row: row[0].label)
         if not rows:
-            raise KeyNotFound(
-                f"No registered key is labelled “{target.value}”. `/apikey list` shows the labels."
-            )
+            raise KeyNotFound(unknown_label(target.value))
     elif target.kind in (TargetKind.USER, TargetKind.MINE):
         owner = target.value if target.kind == TargetKind.USER else actor
         rows = [(k, a) for k, a in rows if k.owner_user_id == owner]
@@ -224,6 +231,7 @@ def run_status(
         scope=describe_target(target, actor),
         created_at=now,
         keys=reports,
+        scope_user_id=_target_user(target, actor),
     )
     _remember(engine, report, team_id=team_id, actor=actor, source=source, observed=observed)
     return report
