@@ -18,6 +18,7 @@ from bot.listeners import register_listeners
 from bot.listeners.access import AccessDirectory, make_guard
 from bot.listeners.retries import make_once_only
 from bot.services.context import Services
+from bot.slack.response_urls import ResponseUrlPolicy
 
 
 def make_web_client(settings: Settings) -> WebClient:
@@ -51,8 +52,11 @@ def build_app(settings: Settings, services: Services, *, client: WebClient | Non
 
     services.access = AccessDirectory(settings, app.client)
 
+    response_urls = ResponseUrlPolicy(settings.slack_api_url)
+
     @app.middleware
     def provide_services(context, next):
+        response_urls.scrub(context)  # HTTP mode's gate did already; Socket Mode's did not
         context["services"] = services
         next()
 

@@ -1,7 +1,8 @@
 """HTTP mode: Slack posts commands, interactivity and events to POST /slack/events.
 
 A threading server (one thread per request) so that acks are never queued behind each
-other; Bolt verifies the signature and timestamp of every request.
+other. Every POST goes through ``SlackGate``: the signature is checked on the raw bytes before
+anything parses the body, and whatever cannot be read gets a clear HTTP answer and one log line.
 """
 
 from __future__ import annotations
@@ -12,26 +13,27 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from slack_bolt import App, BoltRequest
+from bot.slack.gate import MAX_BODY_BYTES, Answer, SlackGate, error_answer
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
-MAX_BODY_BYTES = 1024 * 1024
+READ_TIMEOUT_SECONDS = 30  # a client that stops sending does not hold a thread for ever
 
 
 def make_server(
-    app: App, *, host: str, port: int, health_check: Callable[[], bool]
+    gate: SlackGate, *, host: str, port: int, health_check: Callable[[], bool]
 ) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "apikey-bot"
         sys_version = ""
+        timeout = READ_TIMEOUT_SECONDS
 
         def do_GET(self) -> None:
             if urlsplit(self.path).path != HEALTH_PATH:
-                self._reply(404, b'{"ok": false, "error": "not_found"}')
+                self._refuse(error_answer(404, "not_found"))
                 return
             healthy = _safe(health_check)
             body = json.dumps({"ok": healthy, "database": "ok" if healthy else "down"})
@@ -40,20 +42,35 @@ def make_server(
         def do_POST(self) -> None:
             split = urlsplit(self.path)
             if split.path != EVENTS_PATH:
-                self._reply(404, b'{"ok": false, "error": "not_found"}')
+                self._refuse(error_answer(404, "not_found"))
                 return
-            length = int(self.headers.get("Content-Length") or 0)
+            if self.headers.get("Transfer-Encoding"):
+                self._refuse(error_answer(411, "length_required"))
+                return
+            length_text = (self.headers.get("Content-Length") or "0").strip()
+            if not length_text.isdigit():
+                log.info("refused a request from %s: bad Content-Length", self.client_address[0])
+                self._refuse(error_answer(400, "invalid_length"))
+                return
+            length = int(length_text)
             if length > MAX_BODY_BYTES:
-                self._reply(413, b'{"ok": false, "error": "too_large"}')
+                log.info("refused a request from %s: body too large", self.client_address[0])
+                self._refuse(error_answer(413, "too_large"))
                 return
-            body = self.rfile.read(length).decode("utf-8", errors="replace")
-            headers: dict[str, list[str]] = {}
-            for name, value in self.headers.items():
-                headers.setdefault(name.lower(), []).append(value)
-            response = app.dispatch(BoltRequest(body=body, query=split.query, headers=headers))
-            payload = (response.body or "").encode("utf-8")
-            extra = {k: v for k, vs in response.headers.items() for v in vs[:1]}
-            self._reply(response.status, payload, extra)
+            body = self.rfile.read(length)
+            if len(body) < length:
+                self.close_connection = True
+                return  # the client went away mid-body: nobody to answer
+            headers = {name.lower(): value for name, value in reversed(self.headers.items())}
+            answer = gate.handle(
+                body=body, headers=headers, query=split.query, client=self.client_address[0]
+            )
+            self._reply(answer.status, answer.body, answer.headers)
+
+        def _refuse(self, answer: Answer) -> None:
+            """Answer without reading the body: the connection cannot be reused after it."""
+            self.close_connection = True
+            self._reply(answer.status, answer.body, {**answer.headers, "Connection": "close"})
 
         def _reply(self, status: int, body: bytes, headers: dict | None = None) -> None:
             self.send_response(status)

@@ -19,11 +19,12 @@ import sqlalchemy as sa
 from bot.app import build_app, make_web_client
 from bot.binance import BinanceGateway
 from bot.bootstrap import Storage, open_storage
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.http_server import make_server
 from bot.jobs import build_scheduler
 from bot.services.context import Services
 from bot.services.drift_plan import ensure_drift_checks
+from bot.slack.gate import SlackGate, gate_for
 
 log = logging.getLogger(__name__)
 M_ARENA_MAX = -8  # glibc's mallopt parameter
@@ -151,6 +152,17 @@ def run_scheduler_only(settings: Settings) -> int:
     return 0
 
 
+def gate_of(app, settings: Settings) -> SlackGate:
+    """HTTP mode's gate: Slack's signature first, then Bolt (config demands the secret)."""
+    if settings.slack_signing_secret is None:
+        raise ConfigError("SLACK_SIGNING_SECRET is required in HTTP mode")
+    return gate_for(
+        app,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        slack_api_url=settings.slack_api_url,
+    )
+
+
 def database_is_up(services: Services) -> bool:
     with services.engine.connect() as connection:
         connection.execute(sa.text("SELECT 1"))
@@ -158,7 +170,12 @@ def database_is_up(services: Services) -> bool:
 
 
 def serve_http(app, services: Services, *, host: str, port: int) -> None:
-    server = make_server(app, host=host, port=port, health_check=lambda: database_is_up(services))
+    server = make_server(
+        gate_of(app, services.settings),
+        host=host,
+        port=port,
+        health_check=lambda: database_is_up(services),
+    )
     stop = threading.Event()
 
     def shutdown(*_args) -> None:

@@ -23,6 +23,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.http_server import make_server
 from bot.sandbox.slack_standin import SlackCall, SlackStandIn
+from bot.slack.gate import gate_for
 from tests.slack_requests import (
     SIGNING_SECRET,
     BotClient,
@@ -477,7 +478,8 @@ def bolt_bot(slack, client):
     def on_home(event):
         seen.append(event["user"])
 
-    server = make_server(app, host="127.0.0.1", port=0, health_check=lambda: True)
+    gate = gate_for(app, signing_secret=SIGNING_SECRET, slack_api_url=slack.url)
+    server = make_server(gate, host="127.0.0.1", port=0, health_check=lambda: True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield BotClient(f"http://127.0.0.1:{server.server_port}", slack=slack), seen

@@ -36,7 +36,7 @@ def send_private(client, *, channel: str | None, user_id: str, message: Message)
 def responder(body: dict, client, respond):
     """``respond`` where Slack gave a ``response_url``; a click on the App Home has none, so
     the answer goes to the person's direct messages with the app instead."""
-    if body.get("response_url") or getattr(respond, "response_url", None):
+    if getattr(respond, "response_url", None):  # None too when it was not Slack's (refused)
         return respond
     user_id = body.get("user_id") or (body.get("user") or {}).get("id")
 

@@ -68,7 +68,7 @@ def handle_error(error: Exception, body: dict, respond) -> None:
     else:
         ref, text = unexpected_error_text()
         log.error("unhandled error (reference %s): %s", ref, type(error).__name__, exc_info=error)
-    if body.get("response_url") or body.get("type") == "block_actions":
+    if getattr(respond, "response_url", None):  # only Slack's own (see bot.slack.response_urls)
         try:
             respond(
                 **error_message(text).as_kwargs(), response_type="ephemeral", replace_original=False

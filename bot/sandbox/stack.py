@@ -17,7 +17,7 @@ from bot.bootstrap import open_storage
 from bot.config import Settings, load_settings
 from bot.http_server import make_server
 from bot.jobs import build_scheduler
-from bot.runner import build_services, database_is_up
+from bot.runner import build_services, database_is_up, gate_of
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from bot.scheduler import Clock, Scheduler
@@ -98,7 +98,10 @@ def start_local_stack(
     services = build_services(settings, storage)
     app = build_app(settings, services)
     server = make_server(
-        app, host="127.0.0.1", port=port, health_check=lambda: database_is_up(services)
+        gate_of(app, settings),
+        host="127.0.0.1",
+        port=port,
+        health_check=lambda: database_is_up(services),
     )
     thread = threading.Thread(target=server.serve_forever, name="bot-http", daemon=True)
     thread.start()

@@ -1,0 +1,1 @@
+"""Slack infrastructure: what stands between Slack's HTTP requests and the listeners."""
