@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TextIO
 
 from sqlalchemy.engine import Engine
 
+from bot import log_redaction
 from bot.config import Settings
 from storage.crypto import KeyRing
 from storage.db import make_engine, migrate
@@ -38,11 +40,16 @@ def open_storage(settings: Settings, *, run_migrations: bool = True) -> Storage:
     return Storage(engine=engine, key_ring=ring)
 
 
-# Libraries whose DEBUG output carries request bodies or signed URLs: never below INFO.
+# Libraries whose DEBUG output carries request bodies or signed URLs: never below INFO. Their
+# INFO can carry bodies too (Bolt's rejected requests): the handlers' RedactingFilter is what
+# keeps secrets out, at every level.
 _CHATTY_LOGGERS = ("slack_bolt", "slack_sdk", "urllib3", "binance", "requests")
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(level: str, *, stream: TextIO | None = None) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=stream
+    )
+    log_redaction.install(logging.getLogger().handlers)
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
