@@ -157,7 +157,9 @@ def test_requests_from_another_workspace_are_refused_and_audited(stack):
     reply, _ = _command(stack, "remove alices-key", user=ALICE, team="T0OTHER")
     assert "another Slack workspace" in all_text(reply.json())
     (denial,) = _denials(stack)
-    assert denial.team_id == "T0OTHER"
+    # audited where the keys are, so that this workspace's admins see it
+    assert denial.team_id == "T0TEST"
+    assert "T0OTHER" in denial.detail["attempted"]
     assert _key(stack).status == KeyStatus.ACTIVE.value
 
 

@@ -271,8 +271,14 @@ def test_new_key_with_more_permissions_needs_the_owners_confirmation(stack, clie
     )
     refused = _submit_rotation(client, stack, registered.key_id, wider)
     assert "Withdraw" in refused.json()["errors"][Block.ROTATE_CONFIRM]
+    # an admin may rotate the key, but only its owner may accept more permissions
+    by_admin = _submit_rotation(
+        client, stack, registered.key_id, wider, user_id=ADMIN, confirm=True
+    )
+    assert "owner" in by_admin.json()["errors"][Block.ROTATE_CONFIRM]
+    # a member who is neither may not rotate it at all
     by_other = _submit_rotation(client, stack, registered.key_id, wider, user_id=BOB, confirm=True)
-    assert "owner" in by_other.json()["errors"][Block.ROTATE_CONFIRM]
+    assert "Only its owner" in by_other.json()["errors"][Block.API_KEY]
     assert _key(stack).status == KeyStatus.ACTIVE.value
     accepted = _submit_rotation(client, stack, registered.key_id, wider, confirm=True)
     assert accepted.json().get("response_action") == "update", accepted.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from slack_sdk.models.views import View
+
 from bot.blocks.message import Message, section
 from bot.blocks.text import name, safe_mrkdwn
 from bot.commands import SecretKind
@@ -41,3 +43,13 @@ def error_message(text: str) -> Message:
 def working_message(text: str) -> Message:
     body = f"⏳ {safe_mrkdwn(text)}"
     return Message(text=body, blocks=[section(body)])
+
+
+def refused_view(text: str) -> View:
+    """A modal's answer when its submission is refused outright (nothing was stored)."""
+    return View(
+        type="modal",
+        title="Not allowed",
+        close="Close",
+        blocks=[section(f":no_entry: {safe_mrkdwn(text)}\nNothing was changed.")],
+    )

@@ -11,6 +11,7 @@ from slack_bolt import BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.blocks.notices import refused_view
 from bot.config import Settings
 from bot.services.access import Actor, deny
 
@@ -58,13 +59,23 @@ class AccessDirectory:
         return not allowed or channel in allowed or (channel or "").startswith("D")
 
 
+OTHER_WORKSPACE = "This bot is installed in another Slack workspace and only answers there."
+
+
 def make_guard(services):
     """Global middleware: refuse another workspace's requests, and commands outside the
     allowed channels, before any listener runs (audited, nothing else happens)."""
 
-    def refuse(text: str | None) -> BoltResponse:
-        body = json.dumps({"response_type": "ephemeral", "text": text}) if text else ""
-        return BoltResponse(status=200, body=body, headers={"content-type": "application/json"})
+    def refuse(body: dict, text: str) -> BoltResponse:
+        if body.get("type") == "view_submission":  # the modal says why instead of closing
+            answer = {"response_action": "update", "view": refused_view(text).to_dict()}
+        elif body.get("command") or body.get("type") == "block_actions":
+            answer = {"response_type": "ephemeral", "text": text}
+        else:  # events and the rest: acknowledged, nobody to tell
+            return BoltResponse(status=200, body="")
+        return BoltResponse(
+            status=200, body=json.dumps(answer), headers={"content-type": "application/json"}
+        )
 
     def guard(body: dict, context, next):
         installed = services.settings.slack_team_id or getattr(
@@ -73,24 +84,44 @@ def make_guard(services):
         team = context.team_id
         user = context.user_id or "unknown"
         if installed and team and team != installed:
-            actor = Actor(user_id=user, team_id=team, channel=context.channel_id)
-            deny(services.engine, actor, action="use the bot from another workspace", message="")
-            return refuse(
-                "This bot is installed in another Slack workspace and only answers there."
-                if body.get("command") or body.get("type") == "block_actions"
-                else None
+            # Audited in the installed workspace (the one whose keys were aimed at), so that
+            # its admins see the attempt; the foreign workspace is named in the event.
+            actor = Actor(user_id=user, team_id=installed, channel=context.channel_id)
+            deny(
+                services.engine,
+                actor,
+                action=f"use the bot from another workspace ({_short(team)})",
+                message="",
+                target_key_id=_key_id_in(body),
             )
+            return refuse(body, OTHER_WORKSPACE)
         if body.get("command") and not services.access.channel_allowed(context.channel_id):
             actor = Actor(user_id=user, team_id=team or "?", channel=context.channel_id)
             deny(services.engine, actor, action=f"use {body.get('command')} here", message="")
             allowed = ", ".join(f"<#{c}>" for c in services.settings.allowed_channel_ids)
             return refuse(
-                f"`{body.get('command')}` can only be used in {allowed} or in a direct message."
+                body,
+                f"`{body.get('command')}` can only be used in {allowed} or in a direct message.",
             )
         next()
         return None
 
     return guard
+
+
+def _short(value: object) -> str:
+    """A team id from a request, fit for an audit detail (never more than an id's length)."""
+    text = str(value)
+    return text[:32] if text.isalnum() else "an unknown workspace"
+
+
+def _key_id_in(body: dict) -> str | None:
+    """The key a button names (its value), when it looks like one of our key ids."""
+    for action in body.get("actions") or []:
+        value = action.get("value") if isinstance(action, dict) else None
+        if isinstance(value, str) and len(value) == 32 and value.isalnum():
+            return value
+    return None
 
 
 def actor_from(services, body: dict) -> Actor:

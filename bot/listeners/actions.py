@@ -10,6 +10,7 @@ from bot.blocks.register import register_modal
 from bot.blocks.remove import remove_cancelled, removed_message
 from bot.blocks.status_report import status_page
 from bot.listeners.access import actor_from
+from bot.services.access import require_manage
 from bot.services.context import Services
 from bot.services.errors import InvalidInput
 from bot.services.keys import account_aliases, get_summary, remove_key
@@ -50,8 +51,17 @@ def handle_remove_confirm(ack, body: dict, respond, services: Services) -> None:
 
 def handle_remove_cancel(ack, body: dict, respond, services: Services) -> None:
     ack()
+    actor = actor_from(services, body)
     with Session(services.engine) as session:
-        key = get_summary(session, _team_id(body), _action(body)["value"])
+        key = get_summary(session, actor.team_id, _action(body)["value"])
+    require_manage(
+        services.engine,
+        actor,
+        action="cancel the removal of",
+        label=key.label,
+        owner_user_id=key.owner_user_id,
+        key_id=key.key_id,
+    )
     respond(**remove_cancelled(key.label).as_kwargs(), replace_original=True)
 
 

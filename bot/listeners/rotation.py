@@ -20,9 +20,15 @@ from bot.listeners.delivery import send_private
 from bot.listeners.modal_work import answer_submission
 from bot.services.access import require_manage
 from bot.services.context import Services
-from bot.services.errors import DomainError
+from bot.services.errors import DomainError, InvalidInput
 from bot.services.keys import get_summary
-from bot.services.rotate import RotationForm, check_new_key, normalise, start_rotation
+from bot.services.rotate import (
+    RotationForm,
+    check_new_key,
+    normalise,
+    require_may_rotate,
+    start_rotation,
+)
 from bot.services.rotation import snooze
 from storage.models import ApiKey, KeyType
 
@@ -31,9 +37,20 @@ def _team_id(body: dict) -> str:
     return (body.get("team") or {}).get("id") or body["user"].get("team_id")
 
 
+def _metadata(view: dict) -> dict:
+    """The rotate modal's private_metadata (written by the bot; {} if it is not ours)."""
+    try:
+        metadata = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
 def rotation_form(view: dict, body: dict) -> RotationForm:
     values = view["state"]["values"]
-    metadata = json.loads(view.get("private_metadata") or "{}")
+    metadata = _metadata(view)
+    if not isinstance(metadata.get("key_id"), str):
+        raise InvalidInput("This form is out of date: close it and press Rotate again.")
 
     def text(block: Block, action: Action) -> str:
         return (values.get(block, {}).get(action, {}) or {}).get("value") or ""
@@ -61,8 +78,10 @@ def _with_role(form: RotationForm, services: Services) -> RotationForm:
 
 
 def handle_rotate_submission(ack, body: dict, view: dict, client, services: Services) -> None:
+    channel = _metadata(view).get("channel")
     try:
         form = _with_role(normalise(rotation_form(view, body)), services)
+        require_may_rotate(services.engine, form, channel=channel)
         with Session(services.engine) as session:
             check_new_key(session, services.ring, form)
     except (ValueError, KeyError):
@@ -71,7 +90,6 @@ def handle_rotate_submission(ack, body: dict, view: dict, client, services: Serv
     except DomainError as exc:
         ack(response_action="errors", errors={exc.field or Block.API_KEY: exc.user_message})
         return
-    channel = json.loads(view.get("private_metadata") or "{}").get("channel")
     answer_submission(
         ack,
         client,

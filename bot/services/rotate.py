@@ -22,6 +22,7 @@ from bot import binance
 from bot.config import Settings
 from bot.ids import Block
 from bot.scheduler import NewJob, cancel_jobs, schedule_jobs
+from bot.services.access import Actor, require_manage_key
 from bot.services.errors import DomainError, InvalidInput, KeyAlreadyRegistered, KeyNotFound
 from bot.services.findings import PURPOSE_MAX_TIER, Finding, assess
 from bot.services.keys import credential_problems, open_credentials, refusal_for
@@ -100,6 +101,19 @@ def _live_key(session: Session, team_id: str, key_id: str, *, lock: bool = False
     return key
 
 
+def require_may_rotate(engine: Engine, form: RotationForm, *, channel: str | None = None) -> None:
+    """Only the key's owner or an admin may rotate it (else refused, audited, nothing changes).
+    Checked for every submission: a form can be forged, or a role change while it was open."""
+    actor = Actor(
+        user_id=form.actor, team_id=form.team_id, is_admin=form.actor_is_admin, channel=channel
+    )
+    with Session(engine) as session:
+        key = session.get(ApiKey, form.key_id)
+        if key is None or key.team_id != form.team_id or key.status in RETIRED_STATUSES:
+            raise KeyNotFound("That key is no longer registered.")
+    require_manage_key(engine, actor, key, action="rotate")
+
+
 def check_new_key(session: Session, ring: KeyRing, form: RotationForm) -> ApiKey:
     """Everything that can be refused before asking Binance."""
     problems = credential_problems(form.api_key, form.secret, form.key_type)
@@ -158,6 +172,7 @@ def start_rotation(
     now: datetime,
 ) -> RotationStarted:
     form = normalise(form)
+    require_may_rotate(engine, form)
     with Session(engine) as session:
         key = check_new_key(session, ring, form)
         owner, purpose, old_permissions = (

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from bot import binance
 from bot.commands import StatusTarget, TargetKind
-from bot.services.access import Actor
+from bot.services.access import Actor, deny
 from bot.services.errors import KeyNotFound
 from bot.services.findings import Finding, FindingKind, Severity, assess, worst
 from bot.services.keys import live_keys, open_credentials, pick_label, unknown_label
@@ -328,8 +328,19 @@ def load_report(engine: Engine, *, actor: Actor, report_id: str) -> StatusReport
     """A stored report, for the person who asked for it (or an admin)."""
     with Session(engine) as session:
         record = session.get(StatusReportRecord, report_id)
-        if record is not None and record.requested_by != actor.user_id and not actor.is_admin:
-            record = None
+        if (
+            record is not None
+            and record.team_id == actor.team_id
+            and record.requested_by != actor.user_id
+            and not actor.is_admin
+        ):
+            raise deny(
+                engine,
+                actor,
+                action="read another person's status report",
+                message="That status report belongs to someone else. Run `/apikey status` "
+                "for your own.",
+            )
         if record is None or record.team_id != actor.team_id:
             raise KeyNotFound(
                 "That status report has expired. Run `/apikey status` again for a fresh one."
