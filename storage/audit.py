@@ -172,21 +172,25 @@ class ChainReport:
 
 
 def verify_chain(engine: Engine, *, batch: int = 5000) -> ChainReport:
-    """Recompute the chain: an edited row breaks its own hash, a deleted row its successor's."""
+    """Recompute the chain over every row: an edited row breaks its own hash, a deleted row its
+    successor's, and a row without a proper hash (inserted or emptied outside the bot: every
+    append hashes its rows before it commits) is tampering too, never skipped."""
     prev = GENESIS
     count = 0
-    last_id = 0
+    last_id: int | None = None
     with Session(engine) as session:
         while True:
-            rows = session.exec(
-                select(AuditEvent)
-                .where(col(AuditEvent.id) > last_id, col(AuditEvent.hash).is_not(None))
-                .order_by(col(AuditEvent.id))
-                .limit(batch)
-            ).all()
+            query = select(AuditEvent).order_by(col(AuditEvent.id)).limit(batch)
+            if last_id is not None:
+                query = query.where(col(AuditEvent.id) > last_id)
+            rows = session.exec(query).all()
             if not rows:
                 return ChainReport(events=count, broken_at=None, reason=None)
             for event in rows:
+                if not _is_digest(event.hash) or not _is_digest(event.prev_hash):
+                    return ChainReport(
+                        count, event.id, "it has no valid hash: it was not written by the bot"
+                    )
                 if event.prev_hash != prev:
                     return ChainReport(
                         count, event.id, "the event before it was deleted or altered"
@@ -196,3 +200,36 @@ def verify_chain(engine: Engine, *, batch: int = 5000) -> ChainReport:
                 prev = event.hash
                 count += 1
                 last_id = event.id
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_digest(value: str | None) -> bool:
+    return value is not None and _DIGEST.fullmatch(value) is not None
+
+
+def rechain_all(connection: sa.Connection) -> int:
+    """Hash every row again, in id order, from the start of the chain (for a migration that
+    brings rows written before the chain existed into it); returns the number of rows."""
+    table = AuditEvent.__table__
+    columns = [table.c[name] for name in _HASHED]
+    prev = GENESIS
+    count = 0
+    links = []
+    for row in connection.execute(sa.select(*columns).order_by(table.c.id)).mappings():
+        row = dict(row)
+        if isinstance(row["detail"], str):  # a JSON column read without its type
+            row["detail"] = json.loads(row["detail"])
+        link = row_hash(row, prev)
+        links.append({"link_id": row["id"], "link_prev": prev, "link_hash": link})
+        prev = link
+        count += 1
+    if links:
+        connection.execute(
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("link_id"))
+            .values(prev_hash=sa.bindparam("link_prev"), hash=sa.bindparam("link_hash")),
+            links,
+        )
+    return count

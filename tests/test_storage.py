@@ -317,7 +317,7 @@ def test_upgrade_shreds_old_credentials_left_by_keys_removed_mid_rotation(engine
 
     migrate(engine)
 
-    assert current_revision(engine) == "0009"
+    assert current_revision(engine) == "0010"
     with Session(engine) as session:
         orphan, kept = session.get(Rotation, orphan_id), session.get(Rotation, kept_id)
         assert orphan.state == RotationState.ABANDONED.value
