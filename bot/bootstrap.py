@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TextIO
 
 from sqlalchemy.engine import Engine
 
@@ -46,10 +45,18 @@ def open_storage(settings: Settings, *, run_migrations: bool = True) -> Storage:
 _CHATTY_LOGGERS = ("slack_bolt", "slack_sdk", "urllib3", "binance", "requests")
 
 
-def configure_logging(level: str, *, stream: TextIO | None = None) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=stream
-    )
-    log_redaction.install(logging.getLogger().handlers)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str, *, handler: logging.Handler | None = None) -> logging.Handler:
+    """The bot's log handler on the root logger (stderr unless given), with the redacting
+    filter that keeps secrets out of whatever any library logs; returns the handler."""
+    handler = handler or logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    log_redaction.install([handler])
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    return handler

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import base64
 import functools
+import io
 import json
 import logging
 import re
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,10 +35,12 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
+import requests
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from bot import binance
+from bot.bootstrap import configure_logging
 from bot.ids import Action, Block, Callback
 from bot.sandbox.binance_simulator import BinanceSimulator, SimKey
 from bot.sandbox.stack import LocalStack, start_local_stack
@@ -814,3 +818,98 @@ def test_no_secret_leaves_the_vault_during_a_run_of_every_command(
         if api_key in text
     ]
     assert clear_keys == []
+
+
+# --- rejected requests: what reaches the log when the bot refuses a request --------------------
+
+
+@pytest.fixture(params=["DEBUG", "INFO"])
+def bot_log(request, caplog) -> Iterator[tuple[str, io.StringIO]]:
+    """The bot's own log handler, configured as `apikey-bot` configures it at LOG_LEVEL."""
+    caplog.set_level(request.param)
+    stream = io.StringIO()
+    handler = configure_logging(request.param, handler=logging.StreamHandler(stream))
+    try:
+        yield request.param, stream
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def test_rejected_requests_carrying_a_secret_leave_it_out_of_every_log(stack, bot_log, caplog):
+    """Forged, stale, future-dated and malformed requests that carry a canary secret (a register
+    form refused after the signing secret was rotated, a paste in a stale command): refused, and
+    the secret is in no log record and no line the bot's handler writes, at DEBUG and at INFO.
+    Bolt's own verification, which logs a rejected body at INFO, is driven directly too."""
+    from slack_bolt import BoltRequest
+
+    from tests.e2e import register_values
+    from tests.slack_requests import sign, slash_command, view_submission
+
+    level, stream = bot_log
+    canaries = []
+    bodies: dict[str, str] = {}
+    for key_type in ("HMAC", "ED25519", "RSA"):
+        key = stack.simulator.add_key(key_type=key_type, ip_restrict=True)
+        canaries.append(Canary(f"{key_type} secret", key.secret))
+        values = register_values(
+            label=f"canary-{key_type}", api_key=key.api_key, secret=key.secret, key_type=key_type
+        )
+        form = view_submission(Callback.REGISTER.value, values)
+        bodies[f"{key_type} register form"] = form
+        broken = json.dumps({"type": "view_submission", "user": {"id": ALICE}, "view": values})
+        bodies[f"{key_type} malformed submission"] = "payload=" + quote_plus(broken)
+        bodies[f"{key_type} not JSON"] = "payload=" + quote_plus("{" + key.secret)
+    hmac_secret = canaries[0].secret
+    bodies["stale command with a paste"] = slash_command(
+        f"status {hmac_secret}", response_url=stack.slack.response_url()
+    )
+    now = int(time.time())
+    url = stack.url + "/slack/events"
+    sent = 0
+    for what, body in bodies.items():
+        signed = sign(body)
+        attempts = {
+            "another signing secret": sign(body, secret="rotated-signing-secret"),
+            "stale": sign(body, timestamp=now - 3600),
+            "future-dated": sign(body, timestamp=now + 3600),
+            "no signature": {"Content-Type": signed["Content-Type"]},
+        }
+        if "malformed" in what or "not JSON" in what:
+            attempts["signed"] = signed  # signed, but not a shape any listener can read
+        for how, headers in attempts.items():
+            response = requests.post(url, data=body.encode(), headers=headers, timeout=10)
+            assert response.status_code in (400, 401), (what, how, response.status_code)
+            sent += 1
+    # Bolt's own check, behind the gate: it logs a rejected body at INFO (not any more)
+    for what, body in bodies.items():
+        if "malformed" in what or "not JSON" in what:
+            continue  # BoltRequest itself cannot be built from those
+        forged = {k.lower(): [v] for k, v in sign(body, secret="rotated").items()}
+        assert stack.app.dispatch(BoltRequest(body=body, headers=forged)).status == 401, what
+
+    written = stream.getvalue()
+    assert written.count("refused a") == sent  # one line for each, none holding its body
+    raw = "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records)
+    assert find_leaks(canaries, {f"{level} handler": written, f"{level} records": raw}) == []
+    assert "Traceback" not in written
+
+
+def test_the_redacting_filter_cleans_what_a_library_logs(bot_log):
+    """Whatever a library puts in a record (its message, arguments, traceback), the bot's
+    handler writes no secret: Slack bodies, key-shaped text, PEM blocks."""
+    level, stream = bot_log
+    secret = "S3cr3tK3y" + "q" * 55  # 64 letters and digits, shaped like an HMAC secret
+    pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIB1pZ2h0ZWVuY2hhcnNvZnNlY3JldA\n"
+    pem += "-----END PRIVATE KEY-----"
+    form = f"token=t&team_id=T0TEST&user_id=U0ALICE&text=status+{secret}&response_url=x"
+    library = logging.getLogger("slack_sdk.web.base_client")
+    library.warning("Sending a request - body: %s", form)
+    library.warning("view state %s", {"api_key": {"value": secret}, "secret": {"value": pem}})
+    try:
+        raise ValueError(f"bad key {secret} / {pem}")
+    except ValueError:
+        library.error("request failed", exc_info=True)
+    written = stream.getvalue()
+    assert "request failed" in written and "Traceback" in written  # the record is kept...
+    canaries = [Canary("hmac-shaped", secret), Canary("pem", pem)]
+    assert find_leaks(canaries, {f"{level} handler": written}) == []  # ...without the secrets
