@@ -21,9 +21,9 @@ from bot.binance import (
     TransferRow,
     diff_permissions,
 )
-from bot.binance_account import AccountStatus, TradingStatus, history_windows
-from bot.binance_client import load_private_key, normalise_pem
-from bot.binance_permissions import KNOWN_FIELDS, TRADE_FLAGS
+from bot.binance.account import AccountStatus, TradingStatus, history_windows
+from bot.binance.permissions import KNOWN_FIELDS, TRADE_FLAGS
+from bot.binance.transport import load_private_key, normalise_pem
 
 READ_ONLY = {
     "ipRestrict": True,

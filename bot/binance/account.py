@@ -1,5 +1,5 @@
 """Typed answers of the account reads: trading status, account status, deposit and withdrawal
-history. Pure parsing, tolerant like ``bot.binance_permissions``: odd values become ``None``,
+history. Pure parsing, tolerant like ``bot.binance.permissions``: odd values become ``None``,
 unknown fields are kept in ``extra``.
 """
 
@@ -13,7 +13,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from bot.binance_permissions import millis_to_datetime, parse_flag, parse_millis
+from bot.binance.permissions import millis_to_datetime, parse_flag, parse_millis
 
 HISTORY_SPAN = timedelta(days=90)  # Binance refuses wider startTime..endTime intervals
 HISTORY_PAGE_SIZE = 1000  # Binance's maximum ``limit``

@@ -1,12 +1,12 @@
-"""Read-only gateway to Binance over python-binance: typed results, classified failures.
+"""The gateway: typed results and classified failures over the read-only transport.
 
-Read-only by construction (``bot.binance_client``): python-binance's single choke point and the
+Read-only by construction (``bot.binance.transport``): python-binance's single choke point and the
 requests session underneath both refuse anything but a GET to ``READ_ENDPOINTS``, before a byte
-is sent. Every failure is one of the classes in ``bot.binance_errors``; no raw exception
+is sent. Every failure is one of the classes in ``bot.binance.errors``; no raw exception
 text (requests' carries the signed URL) and no secret ever leaves this module.
 
 Rate limits are per IP, so every gateway of the process books its requests in one shared
-``WeightBudget`` (``bot.binance_budget``).
+``WeightBudget`` (``bot.binance.budget``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from bot.binance_account import (
+from bot.binance.account import (
     HISTORY_PAGE_SIZE,
     AccountStatus,
     TradingStatus,
@@ -29,70 +29,34 @@ from bot.binance_account import (
     TransferRow,
     history_windows,
 )
-from bot.binance_budget import (
+from bot.binance.budget import (
     DEFAULT_BUDGET,
-    BudgetStats,
     WeightBudget,
     shared_budget,
     waiting_up_to,
 )
-from bot.binance_client import (
+from bot.binance.errors import (
+    BadKeyFormat,
+    BadSignature,
+    BinanceError,
+    BinanceUnavailable,
+    ClockDrift,
+    IpBanned,
+    KeyRejected,
+    RateLimited,
+    UnexpectedResponse,
+)
+from bot.binance.permissions import KeyPermissions
+from bot.binance.transport import (
     API_KEY_CHARS,
     DEFAULT_429_PAUSE,
     DEFAULT_BASE_URL,
-    READ_ENDPOINTS,
     ApiFailure,
     KeyType,
     ReadOnlyClient,
     Transport,
     load_private_key,
 )
-from bot.binance_errors import (
-    BadKeyFormat,
-    BadSignature,
-    BinanceError,
-    BinanceUnavailable,
-    ClockDrift,
-    ForbiddenEndpoint,
-    IpBanned,
-    KeyRejected,
-    RateLimited,
-    UnexpectedResponse,
-)
-from bot.binance_permissions import FlagChange, KeyPermissions, Tier, diff_permissions
-
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_BUDGET",
-    "READ_ENDPOINTS",
-    "AccountStatus",
-    "BadKeyFormat",
-    "BadSignature",
-    "BinanceError",
-    "BinanceGateway",
-    "BinanceUnavailable",
-    "BudgetStats",
-    "CheckResult",
-    "ClockDrift",
-    "Credentials",
-    "FlagChange",
-    "ForbiddenEndpoint",
-    "IpBanned",
-    "KeyPermissions",
-    "KeyRejected",
-    "KeyType",
-    "RateLimited",
-    "ReadOnlyClient",
-    "Tier",
-    "TradingStatus",
-    "TransferKind",
-    "TransferRow",
-    "UnexpectedResponse",
-    "WeightBudget",
-    "diff_permissions",
-    "mask_api_key",
-    "shared_budget",
-]
 
 log = logging.getLogger(__name__)
 

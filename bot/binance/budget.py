@@ -26,7 +26,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bot.binance_errors import IpBanned, RateLimited
+from bot.binance.errors import IpBanned, RateLimited
 
 DEFAULT_WEIGHT_LIMIT = 6000  # Binance's REQUEST_WEIGHT per minute per IP (spot / sapi)
 DEFAULT_SAFETY = 0.8  # never plan to use more than this fraction of the limit

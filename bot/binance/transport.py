@@ -25,8 +25,8 @@ from binance import Client
 from Crypto.PublicKey import ECC, RSA
 from requests.adapters import HTTPAdapter
 
-from bot.binance_budget import WeightBudget
-from bot.binance_errors import BadKeyFormat, BinanceUnavailable, ForbiddenEndpoint
+from bot.binance.budget import WeightBudget
+from bot.binance.errors import BadKeyFormat, BinanceUnavailable, ForbiddenEndpoint
 
 DEFAULT_BASE_URL = "https://api.binance.com"
 

@@ -1,0 +1,85 @@
+"""Read-only access to Binance: what a key may do, and the account's history.
+
+Layers, from the bottom: ``errors`` (every failure, classified), ``budget`` (the request
+weight Binance allows per IP), ``transport`` (python-binance narrowed to allow-listed GETs),
+``permissions`` and ``account`` (typed answers), ``gateway`` (what services call). Nothing here
+imports the rest of the bot.
+"""
+
+from __future__ import annotations
+
+from bot.binance.account import (
+    AccountStatus,
+    TradingStatus,
+    TransferKind,
+    TransferRow,
+)
+from bot.binance.budget import (
+    DEFAULT_BUDGET,
+    BudgetStats,
+    WeightBudget,
+    shared_budget,
+)
+from bot.binance.errors import (
+    BadKeyFormat,
+    BadSignature,
+    BinanceError,
+    BinanceUnavailable,
+    ClockDrift,
+    ForbiddenEndpoint,
+    IpBanned,
+    KeyRejected,
+    RateLimited,
+    UnexpectedResponse,
+)
+from bot.binance.gateway import (
+    BinanceGateway,
+    CheckResult,
+    Credentials,
+    mask_api_key,
+)
+from bot.binance.permissions import (
+    FlagChange,
+    KeyPermissions,
+    Tier,
+    diff_permissions,
+)
+from bot.binance.transport import (
+    DEFAULT_BASE_URL,
+    READ_ENDPOINTS,
+    KeyType,
+    ReadOnlyClient,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_BUDGET",
+    "READ_ENDPOINTS",
+    "AccountStatus",
+    "BadKeyFormat",
+    "BadSignature",
+    "BinanceError",
+    "BinanceGateway",
+    "BinanceUnavailable",
+    "BudgetStats",
+    "CheckResult",
+    "ClockDrift",
+    "Credentials",
+    "FlagChange",
+    "ForbiddenEndpoint",
+    "IpBanned",
+    "KeyPermissions",
+    "KeyRejected",
+    "KeyType",
+    "RateLimited",
+    "ReadOnlyClient",
+    "Tier",
+    "TradingStatus",
+    "TransferKind",
+    "TransferRow",
+    "UnexpectedResponse",
+    "WeightBudget",
+    "diff_permissions",
+    "mask_api_key",
+    "shared_budget",
+]
