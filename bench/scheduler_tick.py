@@ -23,12 +23,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from _common import RemoteServices, seed_keys
 
-from bot.app import make_web_client
 from bot.binance import BinanceGateway
 from bot.config import load_settings
 from bot.jobs import build_scheduler
 from bot.scheduler import FixedClock
 from bot.services.context import Services
+from bot.slack.app import make_web_client
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate
 

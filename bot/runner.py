@@ -16,15 +16,15 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from bot.app import build_app, make_web_client
 from bot.binance import BinanceGateway
 from bot.bootstrap import Storage, open_storage
 from bot.config import ConfigError, Settings
-from bot.http_server import make_server
 from bot.jobs import build_scheduler
 from bot.services.context import Services
 from bot.services.drift_plan import ensure_drift_checks
+from bot.slack.app import build_app, make_web_client
 from bot.slack.gate import SlackGate, gate_for
+from bot.slack.http_server import make_server
 
 log = logging.getLogger(__name__)
 M_ARENA_MAX = -8  # glibc's mallopt parameter

@@ -21,9 +21,9 @@ from slack_sdk.models.blocks import DividerBlock, SectionBlock
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from bot.http_server import make_server
 from bot.sandbox.slack_standin import SlackCall, SlackStandIn
 from bot.slack.gate import gate_for
+from bot.slack.http_server import make_server
 from tests.slack_requests import (
     SIGNING_SECRET,
     BotClient,

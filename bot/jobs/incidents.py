@@ -9,8 +9,6 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.incidents import activity_message, incident_message
-from bot.listeners.delivery import passing_failure
-from bot.listeners.incidents import refresh_messages
 from bot.scheduler import ClaimedJob, Handler, JobOutcome, NewJob, backoff
 from bot.services.context import Services
 from bot.services.incidents import (
@@ -21,6 +19,8 @@ from bot.services.incidents import (
     remember_message,
     review_activity,
 )
+from bot.slack.delivery import passing_failure
+from bot.slack.live_messages import refresh_messages
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from sqlmodel import Session
 from bot.blocks.register import register_modal
 from bot.blocks.remove import remove_cancelled, removed_message
 from bot.blocks.status_report import status_page
-from bot.listeners.access import actor_from
 from bot.services.access import require_manage
 from bot.services.context import Services
 from bot.services.errors import InvalidInput
 from bot.services.keys import account_aliases, get_summary, remove_key
 from bot.services.status import load_report
+from bot.slack.access import actor_from
 
 
 def _action(body: dict) -> dict:

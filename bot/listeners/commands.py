@@ -31,9 +31,7 @@ from bot.commands import (
     Status,
     parse_command,
 )
-from bot.listeners.access import actor_from
 from bot.listeners.background import in_background
-from bot.listeners.delivery import respond_reliably
 from bot.listeners.incidents import incidents_overview, raise_and_announce
 from bot.services.access import require_manage, require_manage_key
 from bot.services.audit_trail import read_trail
@@ -45,6 +43,8 @@ from bot.services.leaks import record_secret_in_command
 from bot.services.rotation import rotation_overview as overview_rows
 from bot.services.rotation import set_policy
 from bot.services.status import run_status
+from bot.slack.access import actor_from
+from bot.slack.delivery import respond_reliably
 
 log = logging.getLogger(__name__)
 

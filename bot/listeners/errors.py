@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from bot.blocks.notices import error_message
 from bot.listeners.background import unexpected_error_text
-from bot.listeners.delivery import responder
 from bot.services.errors import DomainError
+from bot.slack.delivery import responder
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ from bot.blocks.notices import working_message
 from bot.blocks.status_report import status_page
 from bot.commands import StatusTarget, TargetKind
 from bot.ids import Action
-from bot.listeners.access import actor_from
 from bot.listeners.background import in_background
-from bot.listeners.delivery import responder
 from bot.services.access import Actor
 from bot.services.context import Services
 from bot.services.home import home_picture
 from bot.services.status import run_status
+from bot.slack.access import actor_from
+from bot.slack.delivery import responder
 
 log = logging.getLogger(__name__)
 

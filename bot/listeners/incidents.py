@@ -19,8 +19,6 @@ from bot.blocks.incidents import (
 )
 from bot.blocks.notices import error_message
 from bot.ids import Block
-from bot.listeners.access import actor_from
-from bot.listeners.delivery import passing_failure, responder
 from bot.listeners.home import publish_home
 from bot.services.context import Services
 from bot.services.errors import DomainError
@@ -37,7 +35,9 @@ from bot.services.incidents import (
     steps_done,
     tick_step,
 )
-from storage.locks import exclusive
+from bot.slack.access import actor_from
+from bot.slack.delivery import passing_failure, responder
+from bot.slack.live_messages import refresh_messages
 
 log = logging.getLogger(__name__)
 
@@ -111,26 +111,6 @@ def _permalink(client, view) -> str | None:
         ]
     except SlackApiError:
         return None
-
-
-def refresh_messages(services: Services, client, incident_id: str) -> None:
-    """Re-render the checklist everywhere it was posted.
-
-    One refresh of an incident at a time across replicas: two people ticking steps at once on
-    two replicas must not have the older rendering land last and hide a tick."""
-    with exclusive(services.engine, f"incident-message:{incident_id}"):
-        view = load_incident(services.engine, incident_id)
-        admins = services.settings.admin_user_ids
-        message = incident_message(view, admins=admins, now=services.clock())
-        for ref in view.incident.messages:
-            try:
-                client.chat_update(channel=ref["channel"], ts=ref["ts"], **message.as_kwargs())
-            except SlackApiError as exc:
-                log.info(
-                    "could not update the checklist in %s (%s)",
-                    ref["channel"],
-                    exc.response.get("error"),
-                )
 
 
 def handle_raise_button(ack, body: dict, client, respond, services: Services) -> None:

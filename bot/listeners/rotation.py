@@ -14,9 +14,7 @@ from bot.blocks.rotation import (
     snoozed_message,
 )
 from bot.ids import Action, Block
-from bot.listeners.access import actor_from
 from bot.listeners.commands import open_rotate_modal
-from bot.listeners.delivery import send_private
 from bot.listeners.modal_work import answer_submission
 from bot.services.access import require_manage
 from bot.services.context import Services
@@ -30,6 +28,8 @@ from bot.services.rotate import (
     start_rotation,
 )
 from bot.services.rotation import snooze
+from bot.slack.access import actor_from
+from bot.slack.delivery import send_private
 from storage.models import ApiKey, KeyType
 
 

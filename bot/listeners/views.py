@@ -14,7 +14,6 @@ from bot.blocks.register import (
     registration_summary,
 )
 from bot.ids import Action, Block
-from bot.listeners.delivery import send_private
 from bot.listeners.modal_work import answer_submission
 from bot.services.context import Services
 from bot.services.errors import DomainError
@@ -27,6 +26,7 @@ from bot.services.keys import (
     register_key,
     validate_registration,
 )
+from bot.slack.delivery import send_private
 from storage.models import KeyPurpose, KeyType
 
 log = logging.getLogger(__name__)

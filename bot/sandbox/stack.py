@@ -12,16 +12,16 @@ from pathlib import Path
 
 from slack_bolt import App
 
-from bot.app import build_app
 from bot.bootstrap import open_storage
 from bot.config import Settings, load_settings
-from bot.http_server import make_server
 from bot.jobs import build_scheduler
 from bot.runner import build_services, database_is_up, gate_of
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from bot.scheduler import Clock, Scheduler
 from bot.services.context import Services
+from bot.slack.app import build_app
+from bot.slack.http_server import make_server
 from storage.crypto import generate_master_key
 
 SANDBOX_SIGNING_SECRET = "sandbox-signing-secret-not-a-real-one"  # noqa: S105 - local only

@@ -6,17 +6,25 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy.engine import Engine
 
 from bot.binance import BinanceGateway
 from bot.config import Settings
-
-if TYPE_CHECKING:
-    from bot.listeners.access import AccessDirectory
+from bot.services.access import Actor
 from storage.crypto import KeyRing
 from storage.models import utcnow
+
+
+class Directory(Protocol):
+    """Who is an admin, and where commands are allowed (Slack's side: bot.slack.access)."""
+
+    def is_admin(self, user_id: str) -> bool: ...
+
+    def actor(self, *, user_id: str, team_id: str, channel: str | None) -> Actor: ...
+
+    def channel_allowed(self, channel: str | None) -> bool: ...
 
 
 @dataclass
@@ -33,7 +41,7 @@ class Services:
     )
     clock: Callable[[], datetime] = utcnow
     # Set by build_app (it needs the Slack client): admins, user group, allowed channels.
-    access: AccessDirectory | None = None
+    access: Directory | None = None
 
     def close(self) -> None:
         self.background.shutdown(wait=True, cancel_futures=False)

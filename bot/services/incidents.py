@@ -8,6 +8,8 @@ Everything lives in the database, so a restart loses nothing and old buttons kee
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,6 +25,7 @@ from bot.services.reminder_plan import ALL_KEY_JOBS
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
+from storage.locks import exclusive
 from storage.models import (
     RETIRED_STATUSES,
     ApiKey,
@@ -305,6 +308,14 @@ class IncidentView:
     @property
     def all_done(self) -> bool:
         return self.done == len(STEPS)
+
+
+@contextmanager
+def one_refresh_at_a_time(engine: Engine, incident_id: str) -> Iterator[IncidentView]:
+    """The incident as it is now, while no other replica re-renders its checklist: two people
+    ticking steps at once on two replicas must not have the older rendering land last."""
+    with exclusive(engine, f"incident-message:{incident_id}"):
+        yield load_incident(engine, incident_id)
 
 
 def load_incident(engine: Engine, incident_id: str, *, team_id: str | None = None) -> IncidentView:

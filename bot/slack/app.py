@@ -15,10 +15,10 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.config import Settings
 from bot.listeners import register_listeners
-from bot.listeners.access import AccessDirectory, make_guard
-from bot.listeners.retries import make_once_only
 from bot.services.context import Services
+from bot.slack.access import AccessDirectory, make_guard
 from bot.slack.response_urls import ResponseUrlPolicy
+from bot.slack.retries import make_once_only
 
 
 def make_web_client(settings: Settings) -> WebClient:

@@ -1,0 +1,32 @@
+"""Messages that stay live after they are posted: the incident checklist, re-rendered in every
+channel it was posted to whenever the incident changes."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.blocks.incidents import incident_message
+from bot.services.context import Services
+from bot.services.incidents import one_refresh_at_a_time
+
+log = logging.getLogger(__name__)
+
+
+def refresh_messages(services: Services, client: WebClient, incident_id: str) -> None:
+    """Re-render the checklist everywhere it was posted (one refresh at a time across replicas);
+    a channel that refuses is logged and the others are still updated."""
+    with one_refresh_at_a_time(services.engine, incident_id) as view:
+        admins = services.settings.admin_user_ids
+        message = incident_message(view, admins=admins, now=services.clock())
+        for ref in view.incident.messages:
+            try:
+                client.chat_update(channel=ref["channel"], ts=ref["ts"], **message.as_kwargs())
+            except SlackApiError as exc:
+                log.info(
+                    "could not update the checklist in %s (%s)",
+                    ref["channel"],
+                    exc.response.get("error"),
+                )
