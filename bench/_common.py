@@ -29,9 +29,10 @@ import requests
 import sqlalchemy as sa
 
 from bot.binance import KeyPermissions
+from bot.jobs.kinds import JobKind
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
-from bot.services.reminder_plan import REMINDER_JOB, reminder_steps
+from bot.services.reminder_plan import reminder_steps
 from storage.crypto import KeyRing, mask_api_key
 from storage.models import ApiKey, BinanceAccount, ScheduledJob
 from storage.vault import seal_api_key_row
@@ -314,7 +315,7 @@ def seed_keys(
                 {
                     "id": uuid.uuid4().hex,
                     "team_id": team_id,
-                    "kind": REMINDER_JOB,
+                    "kind": JobKind.ROTATION_REMINDER,
                     "key_id": key_id,
                     "dedupe_key": f"reminder:{key_id}:{cycle}:{step.name}",
                     "due_at": due_date + step.offset,

@@ -40,10 +40,9 @@ from _common import SIGNING_SECRET, BotProcess, Memory, RemoteServices, seed_key
 from sqlmodel import col
 
 from bot.config import load_settings
+from bot.jobs.kinds import JobKind, drift_check
+from bot.jobs.queue import schedule_jobs
 from bot.sandbox.requests import SignedClient, app_home_opened, slash_command
-from bot.scheduler import schedule_jobs
-from bot.services.drift_plan import drift_job
-from bot.services.reminder_plan import REMINDER_JOB
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate, session_scope
 from storage.models import AuditEvent, ScheduledJob
@@ -145,14 +144,14 @@ class Load:
             self.remote.set_permissions([k.api_key for k in changed], enableWithdrawals=enable)
         now = datetime.now(UTC)
         # One drift check per round: its dedupe key names the hour it is due.
-        drift = drift_job(TEAM, now - timedelta(hours=self.round))
+        drift = drift_check(team_id=TEAM, due_at=now - timedelta(hours=self.round))
         posts = self.remote.count("chat.postMessage")
         last_event = self._last_drift_event()
         with session_scope(self.engine) as session:
             due = session.exec(
                 sa.select(ScheduledJob.id)
                 .where(
-                    ScheduledJob.kind == REMINDER_JOB,
+                    ScheduledJob.kind == JobKind.ROTATION_REMINDER,
                     ScheduledJob.state == "pending",
                     col(ScheduledJob.dedupe_key).like("%:lead_14d"),
                 )

@@ -25,8 +25,8 @@ from _common import RemoteServices, seed_keys
 
 from bot.binance import BinanceGateway
 from bot.config import load_settings
-from bot.jobs import build_scheduler
-from bot.scheduler import FixedClock
+from bot.jobs.handlers import build_scheduler
+from bot.jobs.scheduler import FixedClock
 from bot.services.context import Services
 from bot.slack.app import make_web_client
 from storage.crypto import KeyRing, generate_master_key
@@ -36,7 +36,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "APIKEY_BOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-SCHEDULER_CONCURRENCY = 16  # bot.scheduler.Scheduler's default pool
+SCHEDULER_CONCURRENCY = 16  # bot.jobs.scheduler.Scheduler's default pool
 
 
 def seed(engine, ring: KeyRing, settings, *, keys: int, due: int) -> None:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from bot.binance import BinanceGateway
 from bot.bootstrap import Storage, open_storage
 from bot.config import ConfigError, Settings
-from bot.jobs import build_scheduler
+from bot.jobs.handlers import build_scheduler
 from bot.services.context import Services
 from bot.services.drift_plan import ensure_drift_checks
 from bot.slack.app import build_app, make_web_client

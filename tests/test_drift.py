@@ -9,9 +9,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from bot.jobs.kinds import JobKind
+from bot.jobs.scheduler import FixedClock
 from bot.sandbox.stack import start_local_stack
-from bot.scheduler import FixedClock
-from bot.services.drift_plan import DRIFT_JOB, ensure_drift_checks
+from bot.services.drift_plan import ensure_drift_checks
 from storage.db import session_scope
 from storage.models import JobState, KeyPurpose, ScheduledJob, utcnow
 from tests.e2e import ALICE, all_text, register_directly
@@ -36,7 +37,10 @@ def _run(stack, clock: FixedClock):
     with session_scope(engine) as session:
         session.exec(
             sa.update(ScheduledJob)
-            .where(ScheduledJob.kind == DRIFT_JOB, ScheduledJob.state == JobState.PENDING.value)
+            .where(
+                ScheduledJob.kind == JobKind.DRIFT_CHECK,
+                ScheduledJob.state == JobState.PENDING.value,
+            )
             .values(due_at=clock.now())
         )
     scheduler = stack.scheduler(clock, worker_id="test")
@@ -119,7 +123,8 @@ def test_every_team_with_keys_gets_one_planned_check(stack):
         ensure_drift_checks(stack.services.engine, interval=timedelta(hours=24), now=utcnow())
     with stack.services.engine.connect() as connection:
         count = connection.execute(
-            sa.text("SELECT COUNT(*) FROM scheduled_jobs WHERE kind = :k"), {"k": DRIFT_JOB}
+            sa.text("SELECT COUNT(*) FROM scheduled_jobs WHERE kind = :k"),
+            {"k": JobKind.DRIFT_CHECK},
         ).scalar()
     assert count == 1
 
@@ -130,7 +135,9 @@ def test_the_first_key_of_a_new_install_plans_the_daily_check_without_a_restart(
 
     def planned() -> list[ScheduledJob]:
         with Session(stack.services.engine) as session:
-            return list(session.exec(select(ScheduledJob).where(ScheduledJob.kind == DRIFT_JOB)))
+            return list(
+                session.exec(select(ScheduledJob).where(ScheduledJob.kind == JobKind.DRIFT_CHECK))
+            )
 
     assert planned() == []
     before = utcnow()

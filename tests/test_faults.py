@@ -22,11 +22,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from bot.ids import Action, Block, Callback
+from bot.jobs.kinds import JobKind
+from bot.jobs.scheduler import FixedClock
 from bot.sandbox.stack import start_local_stack
-from bot.scheduler import FixedClock
-from bot.services import incidents as incident_service
-from bot.services.drift_plan import DRIFT_JOB, ensure_drift_checks
-from bot.services.reminder_plan import PROBE_JOB, REMINDER_JOB
+from bot.services.drift_plan import ensure_drift_checks
 from storage.db import session_scope
 from storage.models import (
     ApiKey,
@@ -322,8 +321,10 @@ def _assert_untouched(stack, old_api_key: str) -> None:
     assert key.status == KeyStatus.ACTIVE.value
     assert _api_key_of(stack, key) == old_api_key
     assert _count(stack, Rotation) == 0
-    assert _jobs(stack, PROBE_JOB) == []
-    assert _jobs(stack, REMINDER_JOB, JobState.PENDING.value)  # reminders still planned
+    assert _jobs(stack, JobKind.ROTATION_PROBE) == []
+    assert _jobs(
+        stack, JobKind.ROTATION_REMINDER, JobState.PENDING.value
+    )  # reminders still planned
     assert _audit(stack, "key.rotate_start") == 0
 
 
@@ -373,7 +374,7 @@ def test_old_key_probe_failing_keeps_the_rotation_in_progress_and_probes_again(s
     assert rotation.state == "probing" and rotation.last_probe_result.startswith("unknown")
     assert rotation.old_api_key_sealed is not None and rotation.stale_alerted_at is None
     assert _key(stack).status == KeyStatus.ROTATING.value
-    (pending,) = _jobs(stack, PROBE_JOB, JobState.PENDING.value)
+    (pending,) = _jobs(stack, JobKind.ROTATION_PROBE, JobState.PENDING.value)
     assert pending.due_at > clock.now() and pending.payload["attempt"] == 1
     assert _posts(stack, "Rotation of") == [] and _posts(stack, "still works") == []
     assert _audit(stack, "key.rotate_complete") == 0
@@ -423,7 +424,7 @@ def test_failing_incident_probe_is_not_key_deleted_and_shreds_nothing(stack, kin
     assert key.status == KeyStatus.COMPROMISED.value and key.secret_sealed is not None
     with Session(stack.services.engine) as session:
         assert session.get(IncidentStep, (incident.id, 1)) is None
-    (pending,) = _jobs(stack, incident_service.PROBE_JOB, JobState.PENDING.value)
+    (pending,) = _jobs(stack, JobKind.INCIDENT_PROBE, JobState.PENDING.value)
     assert pending.payload["attempt"] == 1 and pending.due_at > clock.now()
     assert _audit(stack, "incident.key_dead") == 0
     updates = [all_text(c.params) for c in stack.slack.calls_to("chat.update")]
@@ -460,7 +461,7 @@ def test_reminder_rate_limited_by_slack_is_delivered_after_retry_after_exactly_o
     attempts = _reminders(stack, ok=False)
     assert [c.status for c in attempts] == [429, 200]
     assert attempts[1].at - attempts[0].at >= 1.0  # Retry-After honoured
-    assert len(_jobs(stack, REMINDER_JOB, JobState.DONE.value)) == 1
+    assert len(_jobs(stack, JobKind.ROTATION_REMINDER, JobState.DONE.value)) == 1
     assert _audit(stack, "rotation.reminder") == 1
     clock.advance(timedelta(hours=1))
     _tick(stack, clock)
@@ -475,7 +476,7 @@ def test_reminder_that_slack_fails_to_take_stays_pending_and_goes_out_once_later
     stack.slack.inject_fault("chat.postMessage", status=status, count=count)
     _tick(stack, clock)
     assert _reminders(stack) == [] and len(_reminders(stack, ok=False)) == count
-    (job,) = [j for j in _jobs(stack, REMINDER_JOB) if j.attempts]
+    (job,) = [j for j in _jobs(stack, JobKind.ROTATION_REMINDER) if j.attempts]
     assert job.state == JobState.PENDING.value and job.last_error and job.due_at > clock.now()
     assert _audit(stack, "rotation.reminder") == 0
     _tick(stack, clock)  # not due again yet: nothing is hammered
@@ -484,7 +485,7 @@ def test_reminder_that_slack_fails_to_take_stays_pending_and_goes_out_once_later
     _tick(stack, clock)
     (delivered,) = _reminders(stack)
     assert "bot" in all_text(delivered.params)
-    assert _jobs(stack, REMINDER_JOB, JobState.DONE.value)[0].id == job.id
+    assert _jobs(stack, JobKind.ROTATION_REMINDER, JobState.DONE.value)[0].id == job.id
     assert _audit(stack, "rotation.reminder") == 1
     clock.advance(timedelta(hours=1))
     _tick(stack, clock, times=2)
@@ -508,13 +509,17 @@ def test_reminder_dm_that_fails_for_one_of_several_admins_is_not_sent_twice_to_t
             return [c for c in _reminders(stack) if c.params["channel"] == "D" + user[1:]]
 
         assert len(dms_to(ADMIN)) == 1 and dms_to(second) == []
-        (job,) = [j for j in _jobs(stack, REMINDER_JOB, JobState.PENDING.value) if j.attempts]
+        (job,) = [
+            j for j in _jobs(stack, JobKind.ROTATION_REMINDER, JobState.PENDING.value) if j.attempts
+        ]
         assert job.payload["delivered_to"] == [ADMIN] and job.due_at > clock.now()
         assert _audit(stack, "rotation.reminder") == 0
         clock.current = job.due_at
         _tick(stack, clock)
         assert len(dms_to(ADMIN)) == 1 and len(dms_to(second)) == 1
-        assert [j.id for j in _jobs(stack, REMINDER_JOB, JobState.DONE.value)] == [job.id]
+        assert [j.id for j in _jobs(stack, JobKind.ROTATION_REMINDER, JobState.DONE.value)] == [
+            job.id
+        ]
         assert _audit(stack, "rotation.reminder") == 1
 
 
@@ -524,7 +529,10 @@ def _drift_due(stack, clock: FixedClock) -> None:
     with session_scope(engine) as session:
         session.exec(
             sa.update(ScheduledJob)
-            .where(ScheduledJob.kind == DRIFT_JOB, ScheduledJob.state == JobState.PENDING.value)
+            .where(
+                ScheduledJob.kind == JobKind.DRIFT_CHECK,
+                ScheduledJob.state == JobState.PENDING.value,
+            )
             .values(due_at=clock.now())
         )
 
@@ -539,7 +547,7 @@ def test_drift_digest_that_slack_fails_to_take_is_posted_later_not_lost(stack, s
     stack.slack.inject_fault("chat.postMessage", status=status, count=4, retry_after=0)
     _tick(stack, clock)
     assert _posts(stack, "Daily key check") == []
-    (job,) = _jobs(stack, DRIFT_JOB, JobState.PENDING.value)
+    (job,) = _jobs(stack, JobKind.DRIFT_CHECK, JobState.PENDING.value)
     assert job.attempts == 1 and job.last_error and job.due_at > clock.now()
     stack.slack.clear_faults()
     clock.current = job.due_at
@@ -548,7 +556,7 @@ def test_drift_digest_that_slack_fails_to_take_is_posted_later_not_lost(stack, s
     assert "Withdrawals was enabled" in all_text(digest.params)
     assert digest.params["channel"] == ALERTS
     # the next day's check is planned exactly once, and the same change is not reported again
-    (planned,) = _jobs(stack, DRIFT_JOB, JobState.PENDING.value)
+    (planned,) = _jobs(stack, JobKind.DRIFT_CHECK, JobState.PENDING.value)
     clock.current = planned.due_at
     _tick(stack, clock)
     assert len(_posts(stack, "Daily key check")) == 1
@@ -575,7 +583,7 @@ def test_checklist_that_slack_fails_to_take_is_posted_on_a_later_tick(stack):
     assert posted.params["channel"] == RAISED_IN
     key = _key(stack)
     assert key.status == KeyStatus.COMPROMISED.value and key.secret_sealed is not None
-    (later,) = _jobs(stack, incident_service.CHECKLIST_JOB, JobState.PENDING.value)
+    (later,) = _jobs(stack, JobKind.INCIDENT_CHECKLIST, JobState.PENDING.value)
     assert later.payload["channel"] == ALERTS
     clock = FixedClock(utcnow())
     _tick(stack, clock, times=2)  # the probe and the activity review; the retry is not due yet
@@ -636,7 +644,7 @@ def test_checklist_that_can_be_posted_nowhere_does_not_make_the_review_ask_binan
     _, url = _command(stack, "compromised bot")
     _reply(stack, url)
     stack.slack.wait_for("chat.postMessage", count=2, predicate=lambda c: not c.ok)
-    assert _jobs(stack, incident_service.CHECKLIST_JOB) == []
+    assert _jobs(stack, JobKind.INCIDENT_CHECKLIST) == []
 
     def history_calls() -> int:
         return sum("history" in r.path.lower() for r in stack.simulator.request_log)
@@ -644,13 +652,13 @@ def test_checklist_that_can_be_posted_nowhere_does_not_make_the_review_ask_binan
     clock = FixedClock(utcnow())
     _tick(stack, clock, times=2)  # moments after raising: the checklist may still be coming
     assert history_calls() == 0
-    (waiting,) = _jobs(stack, incident_service.ACTIVITY_JOB, JobState.PENDING.value)
+    (waiting,) = _jobs(stack, JobKind.INCIDENT_ACTIVITY, JobState.PENDING.value)
     assert waiting.due_at <= clock.now() + timedelta(seconds=31)
     clock.advance(timedelta(minutes=3))
     _tick(stack, clock, times=2)
     assert history_calls() == 2  # withdrawals and deposits, once
     assert _incident(stack).activity is not None
-    assert _jobs(stack, incident_service.ACTIVITY_JOB, JobState.PENDING.value) == []
+    assert _jobs(stack, JobKind.INCIDENT_ACTIVITY, JobState.PENDING.value) == []
     clock.advance(timedelta(minutes=30))
     _tick(stack, clock, times=3)
     assert history_calls() == 2
@@ -708,7 +716,7 @@ def test_registration_whose_write_fails_midway_stores_nothing_and_says_so(stack,
 
 def test_remove_whose_job_cancelling_fails_keeps_the_secret_and_the_status(stack):
     registered, _ = register_directly(stack, "bot")
-    planned = len(_jobs(stack, REMINDER_JOB, JobState.PENDING.value))
+    planned = len(_jobs(stack, JobKind.ROTATION_REMINDER, JobState.PENDING.value))
     _refuse(stack, "refuse_cancel", "scheduled_jobs", event="UPDATE")
     url = stack.slack.response_url()
     bot_client(stack).action(Action.REMOVE_CONFIRM, registered.key_id, response_url=url)
@@ -718,13 +726,13 @@ def test_remove_whose_job_cancelling_fails_keeps_the_secret_and_the_status(stack
     key = _key(stack)
     assert key.status == KeyStatus.ACTIVE.value and key.secret_sealed is not None
     assert key.api_key_sealed is not None
-    assert len(_jobs(stack, REMINDER_JOB, JobState.PENDING.value)) == planned
+    assert len(_jobs(stack, JobKind.ROTATION_REMINDER, JobState.PENDING.value)) == planned
     assert _audit(stack, "key.remove") == 0
 
 
 def test_compromised_whose_write_fails_leaves_no_half_open_incident(stack):
     register_directly(stack, "bot")
-    planned = len(_jobs(stack, REMINDER_JOB, JobState.PENDING.value))
+    planned = len(_jobs(stack, JobKind.ROTATION_REMINDER, JobState.PENDING.value))
     _refuse(stack, "refuse_raise", "audit_events", when="NEW.action = 'incident.raise'")
     _, url = _command(stack, "compromised bot")
     text = all_text(_reply(stack, url))
@@ -733,8 +741,8 @@ def test_compromised_whose_write_fails_leaves_no_half_open_incident(stack):
     assert _count(stack, Incident) == 0
     key = _key(stack)
     assert key.status == KeyStatus.ACTIVE.value and key.secret_sealed is not None
-    assert len(_jobs(stack, REMINDER_JOB, JobState.PENDING.value)) == planned
-    assert _jobs(stack, incident_service.PROBE_JOB) == []
+    assert len(_jobs(stack, JobKind.ROTATION_REMINDER, JobState.PENDING.value)) == planned
+    assert _jobs(stack, JobKind.INCIDENT_PROBE) == []
     assert _posts(stack, "Compromised key", ok=False) == []
     _allow(stack, "refuse_raise")
     _raise_incident(stack)  # and it can be raised properly afterwards
@@ -753,7 +761,7 @@ def test_incident_probe_whose_write_fails_does_not_shred_without_the_status_chan
     assert _incident(stack).key_dead_at is None
     with Session(stack.services.engine) as session:
         assert session.get(IncidentStep, (incident.id, 1)) is None
-    (job,) = _jobs(stack, incident_service.PROBE_JOB, JobState.PENDING.value)
+    (job,) = _jobs(stack, JobKind.INCIDENT_PROBE, JobState.PENDING.value)
     assert job.attempts == 1 and job.last_error and job.due_at > clock.now()
     _allow(stack, "refuse_dead")
     clock.current = job.due_at

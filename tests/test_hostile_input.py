@@ -30,9 +30,10 @@ from sqlmodel import Session, SQLModel, select
 
 from bot.blocks.text import escape, safe_mrkdwn
 from bot.ids import Action, Block, Callback
+from bot.jobs.kinds import JobKind
+from bot.jobs.scheduler import FixedClock
 from bot.sandbox.stack import LocalStack, start_local_stack
-from bot.scheduler import FixedClock
-from bot.services.drift_plan import DRIFT_JOB, ensure_drift_checks
+from bot.services.drift_plan import ensure_drift_checks
 from storage.db import session_scope
 from storage.models import (
     ApiKey,
@@ -218,7 +219,10 @@ def _drift_and_reminders(world: World) -> None:
     with session_scope(stack.services.engine) as session:
         session.exec(
             sa.update(ScheduledJob)
-            .where(ScheduledJob.kind == DRIFT_JOB, ScheduledJob.state == JobState.PENDING.value)
+            .where(
+                ScheduledJob.kind == JobKind.DRIFT_CHECK,
+                ScheduledJob.state == JobState.PENDING.value,
+            )
             .values(due_at=clock.now())
         )
     world.tick(clock)

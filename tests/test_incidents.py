@@ -9,10 +9,10 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.ids import Action, Block, Callback
+from bot.jobs.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from bot.sandbox.stack import start_local_stack
-from bot.scheduler import FixedClock
 from storage.crypto import generate_master_key
 from storage.models import ApiKey, Incident, IncidentStep, KeyPurpose, KeyStatus, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly, wait_until

@@ -11,8 +11,8 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.ids import Action, Block, Callback
+from bot.jobs.scheduler import FixedClock
 from bot.sandbox.stack import start_local_stack
-from bot.scheduler import FixedClock
 from storage.models import ApiKey, KeyStatus, Rotation, ScheduledJob, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
 from tests.slack_requests import SIGNING_SECRET, block_action, slash_command, view_submission

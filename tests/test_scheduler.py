@@ -1,4 +1,4 @@
-"""bot.scheduler against SQLite and PostgreSQL: claims, leases, dedupe, retries."""
+"""bot.jobs (queue and scheduler) against SQLite and PostgreSQL: claims, leases, dedupe, retries."""
 
 from __future__ import annotations
 
@@ -7,15 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session, select
 
-from bot.scheduler import (
-    FixedClock,
-    JobOutcome,
-    NewJob,
-    Scheduler,
-    claim_due_jobs,
-    finish_job,
-    schedule_jobs,
-)
+from bot.jobs.queue import JobOutcome, NewJob, claim_due_jobs, finish_job, schedule_jobs
+from bot.jobs.scheduler import FixedClock, Scheduler
 from storage.db import session_scope
 from storage.models import JobState, ScheduledJob
 
@@ -126,7 +119,7 @@ def test_scheduler_tick_runs_handlers_and_retries_failures(engine):
 def test_a_long_running_job_keeps_its_lease_and_is_not_taken_over(engine):
     """A job running longer than its lease (a paced drift check over many keys) has its lease
     renewed while it runs: another replica ticking meanwhile does not run it a second time."""
-    from bot.scheduler import DatabaseClock
+    from bot.jobs.scheduler import DatabaseClock
 
     clock = DatabaseClock(engine)
     with session_scope(engine) as session:
@@ -159,3 +152,33 @@ def test_a_long_running_job_keeps_its_lease_and_is_not_taken_over(engine):
     assert (report.done, report.lost) == (1, 0)
     assert len(runs) == 1
     assert _states(engine) == {JobState.DONE.value: 1}
+
+
+def test_every_job_kind_has_a_handler_and_its_own_dedupe_key(tmp_path):
+    """A kind without a handler would sit in the table for ever; two kinds sharing a dedupe
+    key format could swallow each other's jobs."""
+    from bot.jobs import kinds
+    from bot.jobs.handlers import job_handlers
+    from bot.sandbox.stack import start_local_stack
+
+    with start_local_stack(workdir=tmp_path) as stack:
+        assert set(job_handlers(stack.services, stack.app.client)) == set(kinds.JobKind)
+    due = datetime(2026, 12, 1, tzinfo=UTC)
+    built = [
+        kinds.rotation_reminder(team_id="T", key_id="k", cycle="c", step="s", due_at=due),
+        kinds.rotation_probe(team_id="T", key_id="k", rotation_id="r", attempt=0, due_at=due),
+        kinds.rotation_announce(team_id="T", key_id="k", rotation_id="r", what="w", due_at=due),
+        kinds.incident_probe(team_id="T", key_id="k", incident_id="i", attempt=0, due_at=due),
+        kinds.incident_activity(team_id="T", key_id="k", incident_id="i", due_at=due),
+        kinds.incident_activity_post(
+            team_id="T", key_id="k", incident_id="i", channel="C", ts="1", due_at=due
+        ),
+        kinds.incident_refresh(
+            team_id="T", key_id="k", incident_id="i", reason="r", cause="j", due_at=due
+        ),
+        kinds.incident_checklist(team_id="T", key_id="k", incident_id="i", channel="C", due_at=due),
+        kinds.drift_check(team_id="T", due_at=due),
+    ]
+    assert {job.kind for job in built} == set(kinds.JobKind)
+    prefixes = {job.dedupe_key.split(":")[0] for job in built}
+    assert len(prefixes) == len(built)

@@ -42,10 +42,11 @@ from sqlmodel import Session, select
 from bot import binance
 from bot.bootstrap import configure_logging
 from bot.ids import Action, Block, Callback
+from bot.jobs.kinds import JobKind
+from bot.jobs.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator, SimKey
 from bot.sandbox.stack import LocalStack, start_local_stack
-from bot.scheduler import FixedClock
-from bot.services.drift_plan import DRIFT_JOB, ensure_drift_checks
+from bot.services.drift_plan import ensure_drift_checks
 from bot.services.errors import DomainError
 from bot.services.keys import RegistrationForm, register_key
 from storage.db import session_scope
@@ -580,7 +581,10 @@ def _drift(run: Run) -> None:
     with session_scope(stack.services.engine) as session:
         session.exec(
             sa.update(ScheduledJob)
-            .where(ScheduledJob.kind == DRIFT_JOB, ScheduledJob.state == JobState.PENDING.value)
+            .where(
+                ScheduledJob.kind == JobKind.DRIFT_CHECK,
+                ScheduledJob.state == JobState.PENDING.value,
+            )
             .values(due_at=clock.now())
         )
     run.tick(clock)

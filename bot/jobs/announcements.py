@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from bot.blocks.rotation import old_key_alive_message, rotation_complete_message
 from bot.jobs.delivery import SlackDirectory
-from bot.scheduler import ClaimedJob, Handler, JobOutcome
+from bot.jobs.queue import ClaimedJob, Handler, JobOutcome
 from bot.services.context import Services
 from storage.models import ApiKey, Rotation
 

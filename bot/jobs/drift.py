@@ -8,10 +8,10 @@ from slack_sdk import WebClient
 
 from bot.blocks.drift import drift_digest
 from bot.jobs.delivery import SlackDirectory
-from bot.scheduler import ClaimedJob, Handler, JobOutcome
+from bot.jobs.kinds import drift_check
+from bot.jobs.queue import ClaimedJob, Handler, JobOutcome
 from bot.services.context import Services
 from bot.services.drift import check_team, remember_check
-from bot.services.drift_plan import drift_job
 
 
 def make_drift_handler(services: Services, client: WebClient) -> Handler:
@@ -35,6 +35,6 @@ def make_drift_handler(services: Services, client: WebClient) -> Handler:
             )
         # Only once the digest is out: if Slack refused it, the retry finds the same changes.
         remember_check(services.engine, digest, now)
-        return JobOutcome(follow_up=(drift_job(job.team_id, now + interval),))
+        return JobOutcome(follow_up=(drift_check(team_id=job.team_id, due_at=now + interval),))
 
     return handle

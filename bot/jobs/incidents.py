@@ -9,10 +9,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.incidents import activity_message, incident_message
-from bot.scheduler import ClaimedJob, Handler, JobOutcome, NewJob, backoff
+from bot.jobs.kinds import incident_activity_post, incident_refresh
+from bot.jobs.queue import ClaimedJob, Handler, JobOutcome, NewJob, backoff
 from bot.services.context import Services
 from bot.services.incidents import (
-    REFRESH_JOB,
     checklist_on_its_way,
     load_incident,
     probe_compromised_key,
@@ -26,18 +26,16 @@ log = logging.getLogger(__name__)
 
 # The activity table goes under the checklist: wait for the checklist to be posted.
 _SOON = timedelta(seconds=30)
-# The activity table in one thread whose first post Slack refused for a passing reason.
-ACTIVITY_POST_JOB = "incident_activity_post"
 
 
 def _refresh(job: ClaimedJob, now: datetime, reason: str) -> NewJob:
-    return NewJob(
+    return incident_refresh(
         team_id=job.team_id,
-        kind=REFRESH_JOB,
         key_id=job.key_id,
-        dedupe_key=f"incident_refresh:{job.payload['incident_id']}:{reason}:{job.id}",
+        incident_id=job.payload["incident_id"],
+        reason=reason,
+        cause=job.id,
         due_at=now,
-        payload={"incident_id": job.payload["incident_id"]},
     )
 
 
@@ -97,14 +95,14 @@ def make_activity_handler(services: Services, client: WebClient) -> Handler:
 
 
 def _activity_post(job: ClaimedJob, ref: dict, due: datetime) -> NewJob:
-    incident_id = job.payload["incident_id"]
-    return NewJob(
+    """The activity table in one thread whose first post Slack refused for a passing reason."""
+    return incident_activity_post(
         team_id=job.team_id,
-        kind=ACTIVITY_POST_JOB,
         key_id=job.key_id,
-        dedupe_key=f"{ACTIVITY_POST_JOB}:{incident_id}:{ref['channel']}:{ref['ts']}",
+        incident_id=job.payload["incident_id"],
+        channel=ref["channel"],
+        ts=ref["ts"],
         due_at=due,
-        payload={"incident_id": incident_id, "channel": ref["channel"], "ts": ref["ts"]},
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.scheduler import ClaimedJob, Handler, JobOutcome
+from bot.jobs.queue import ClaimedJob, Handler, JobOutcome
 from bot.services.context import Services
 from bot.services.rotate import probe_old_key
 

@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from bot.blocks.rotation import reminder_message
 from bot.jobs.delivery import SlackDirectory
-from bot.scheduler import ClaimedJob, Handler, JobOutcome
+from bot.jobs.queue import ClaimedJob, Handler, JobOutcome
 from bot.services.context import Services
 from bot.services.reminder_plan import Audience, cycle_id, due_date, reminder_steps
 from bot.services.rotation import rotation_row

@@ -14,11 +14,11 @@ from slack_bolt import App
 
 from bot.bootstrap import open_storage
 from bot.config import Settings, load_settings
-from bot.jobs import build_scheduler
+from bot.jobs.handlers import build_scheduler
+from bot.jobs.scheduler import Clock, Scheduler
 from bot.runner import build_services, database_is_up, gate_of
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
-from bot.scheduler import Clock, Scheduler
 from bot.services.context import Services
 from bot.slack.app import build_app
 from bot.slack.http_server import make_server

@@ -11,28 +11,20 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bot.scheduler import NewJob, schedule_jobs
+from bot.jobs.kinds import JobKind, drift_check
+from bot.jobs.queue import schedule_jobs
 from storage.db import session_scope
 from storage.models import RETIRED_STATUSES, ApiKey, JobState, ScheduledJob
-
-DRIFT_JOB = "drift_check"
-
-
-def drift_job(team_id: str, due: datetime) -> NewJob:
-    return NewJob(
-        team_id=team_id,
-        kind=DRIFT_JOB,
-        dedupe_key=f"drift:{team_id}:{due:%Y%m%dT%H}",
-        due_at=due,
-        payload={},
-    )
 
 
 def _pending_teams(session: Session) -> set[str]:
     return set(
         session.exec(
             select(ScheduledJob.team_id)
-            .where(ScheduledJob.kind == DRIFT_JOB, ScheduledJob.state == JobState.PENDING.value)
+            .where(
+                ScheduledJob.kind == JobKind.DRIFT_CHECK,
+                ScheduledJob.state == JobState.PENDING.value,
+            )
             .distinct()
         ).all()
     )
@@ -42,7 +34,7 @@ def plan_team_check(session: Session, team_id: str, *, interval: timedelta, now:
     """In the caller's transaction: the team's next check, unless one is pending already
     (a newly installed bot's first key starts the daily check without a restart)."""
     if team_id not in _pending_teams(session):
-        schedule_jobs(session, [drift_job(team_id, now + interval)])
+        schedule_jobs(session, [drift_check(team_id=team_id, due_at=now + interval)])
 
 
 def ensure_drift_checks(engine: Engine, *, interval: timedelta, now: datetime) -> None:
@@ -57,4 +49,7 @@ def ensure_drift_checks(engine: Engine, *, interval: timedelta, now: datetime) -
         planned = _pending_teams(session)
     if teams - planned:
         with session_scope(engine) as session:
-            schedule_jobs(session, [drift_job(team, now + interval) for team in teams - planned])
+            schedule_jobs(
+                session,
+                [drift_check(team_id=team, due_at=now + interval) for team in teams - planned],
+            )

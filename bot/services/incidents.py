@@ -18,10 +18,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot import binance
-from bot.scheduler import NewJob, cancel_jobs, schedule_jobs
+from bot.jobs.kinds import (
+    KEY_LIFECYCLE_KINDS,
+    JobKind,
+    incident_activity,
+    incident_checklist,
+    incident_checklist_prefix,
+    incident_probe,
+)
+from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
 from bot.services.keys import find_live_key, open_credentials, unknown_label
-from bot.services.reminder_plan import ALL_KEY_JOBS
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
@@ -39,10 +46,6 @@ from storage.models import (
 )
 from storage.vault import shred_api_key_row
 
-PROBE_JOB = "incident_probe"
-ACTIVITY_JOB = "incident_activity"
-REFRESH_JOB = "incident_refresh"
-CHECKLIST_JOB = "incident_checklist"  # a checklist Slack refused at first, posted again later
 CHECKLIST_RETRY = timedelta(seconds=30)
 # How long after raising the checklist may still be on its way from the listener that raised it.
 CHECKLIST_POSTING = timedelta(minutes=2)
@@ -89,13 +92,12 @@ class Raised:
 
 
 def _probe_job(incident: Incident, due: datetime, attempt: int) -> NewJob:
-    return NewJob(
+    return incident_probe(
         team_id=incident.team_id,
-        kind=PROBE_JOB,
         key_id=incident.key_id,
-        dedupe_key=f"incident_probe:{incident.id}:{attempt}",
+        incident_id=incident.id,
+        attempt=attempt,
         due_at=due,
-        payload={"incident_id": incident.id, "attempt": attempt},
     )
 
 
@@ -146,18 +148,13 @@ def raise_incident(
             return Raised(other.id, created=False)
         key.status = KeyStatus.COMPROMISED.value
         key.updated_at = now
-        cancel_jobs(session, key_id=key.id, kinds=ALL_KEY_JOBS)
+        cancel_jobs(session, key_id=key.id, kinds=KEY_LIFECYCLE_KINDS)
         schedule_jobs(
             session,
             [
                 _probe_job(incident, now, 0),
-                NewJob(
-                    team_id=team_id,
-                    kind=ACTIVITY_JOB,
-                    key_id=key.id,
-                    dedupe_key=f"incident_activity:{incident.id}",
-                    due_at=now,
-                    payload={"incident_id": incident.id},
+                incident_activity(
+                    team_id=team_id, key_id=key.id, incident_id=incident.id, due_at=now
                 ),
             ],
         )
@@ -230,12 +227,6 @@ def _other_keys(session: Session, key: ApiKey) -> list[dict]:
     return rows
 
 
-def _checklist_job_key(incident_id: str, channel: str) -> str:
-    """Dedupe key of the job posting an incident's checklist in ``channel`` (with ``""``: the
-    prefix every channel's key starts with)."""
-    return f"{CHECKLIST_JOB}:{incident_id}:{channel}"
-
-
 def post_checklist_later(
     engine: Engine, incident_id: str, channels: list[str], *, now: datetime
 ) -> None:
@@ -246,13 +237,12 @@ def post_checklist_later(
         schedule_jobs(
             session,
             [
-                NewJob(
+                incident_checklist(
                     team_id=incident.team_id,
-                    kind=CHECKLIST_JOB,
                     key_id=incident.key_id,
-                    dedupe_key=_checklist_job_key(incident_id, channel),
+                    incident_id=incident_id,
+                    channel=channel,
                     due_at=now + CHECKLIST_RETRY,
-                    payload={"incident_id": incident_id, "channel": channel},
                 )
                 for channel in channels
             ],
@@ -269,9 +259,9 @@ def checklist_on_its_way(engine: Engine, incident: Incident, now: datetime) -> b
         pending = session.exec(
             select(ScheduledJob.id)
             .where(
-                ScheduledJob.kind == CHECKLIST_JOB,
+                ScheduledJob.kind == JobKind.INCIDENT_CHECKLIST,
                 ScheduledJob.state == JobState.PENDING.value,
-                col(ScheduledJob.dedupe_key).startswith(_checklist_job_key(incident.id, "")),
+                col(ScheduledJob.dedupe_key).startswith(incident_checklist_prefix(incident.id)),
             )
             .limit(1)
         ).first()
@@ -616,7 +606,7 @@ def close_incident(
         incident.closed_by = actor
         incident.closed_at = now
         incident.close_note = note[:2000]
-        cancel_jobs(session, key_id=incident.key_id, kinds=[PROBE_JOB])
+        cancel_jobs(session, key_id=incident.key_id, kinds=[JobKind.INCIDENT_PROBE])
         record_event(
             session,
             team_id=team_id,

@@ -18,7 +18,8 @@ from bot import binance
 from bot.commands import find_secret_shape, label_problem
 from bot.config import Settings
 from bot.ids import Block
-from bot.scheduler import cancel_jobs
+from bot.jobs.kinds import KEY_LIFECYCLE_KINDS
+from bot.jobs.queue import cancel_jobs
 from bot.services.access import Actor, deny, require_manage_key
 from bot.services.drift_plan import plan_team_check
 from bot.services.errors import (
@@ -29,7 +30,7 @@ from bot.services.errors import (
     LabelTaken,
 )
 from bot.services.findings import Finding, assess
-from bot.services.reminder_plan import ALL_KEY_JOBS, plan_reminders
+from bot.services.reminder_plan import plan_reminders
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
 from storage.db import session_scope
@@ -432,7 +433,7 @@ def remove_key(
         shred_api_key_row(key)
         key.status = KeyStatus.REMOVED.value
         key.updated_at = utcnow()
-        cancel_jobs(session, key_id=key.id, kinds=ALL_KEY_JOBS)
+        cancel_jobs(session, key_id=key.id, kinds=KEY_LIFECYCLE_KINDS)
         record_event(
             session,
             team_id=team_id,

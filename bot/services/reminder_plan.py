@@ -16,13 +16,11 @@ from enum import StrEnum
 from sqlmodel import Session
 
 from bot.config import Settings
-from bot.scheduler import NewJob, cancel_jobs, schedule_jobs
+from bot.jobs.kinds import JobKind, rotation_reminder
+from bot.jobs.queue import cancel_jobs, schedule_jobs
 from storage.models import RETIRED_STATUSES, ApiKey
 
-REMINDER_JOB = "rotation_reminder"
-PROBE_JOB = "rotation_probe"
 # Jobs that die with their key (removal, revocation).
-ALL_KEY_JOBS = (REMINDER_JOB, PROBE_JOB)
 
 
 class Audience(StrEnum):
@@ -67,7 +65,7 @@ def cycle_id(key: ApiKey) -> str:
 
 def plan_reminders(session: Session, key: ApiKey, settings: Settings) -> None:
     """(Re)plan this key's reminders for its current due date; older plans are cancelled."""
-    cancel_jobs(session, key_id=key.id, kinds=[REMINDER_JOB])
+    cancel_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_REMINDER])
     if key.status in RETIRED_STATUSES:
         return
     due = due_date(key)
@@ -75,13 +73,12 @@ def plan_reminders(session: Session, key: ApiKey, settings: Settings) -> None:
     schedule_jobs(
         session,
         [
-            NewJob(
+            rotation_reminder(
                 team_id=key.team_id,
-                kind=REMINDER_JOB,
                 key_id=key.id,
-                dedupe_key=f"reminder:{key.id}:{cycle}:{step.name}",
+                cycle=cycle,
+                step=step.name,
                 due_at=due + step.offset,
-                payload={"cycle": cycle, "step": step.name},
             )
             for step in reminder_steps(settings)
         ],

@@ -21,12 +21,13 @@ from sqlmodel import Session, select
 from bot import binance
 from bot.config import Settings
 from bot.ids import Block
-from bot.scheduler import NewJob, cancel_jobs, schedule_jobs
+from bot.jobs.kinds import JobKind, rotation_announce, rotation_probe
+from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
 from bot.services.access import Actor, require_manage_key
 from bot.services.errors import DomainError, InvalidInput, KeyAlreadyRegistered, KeyNotFound
 from bot.services.findings import PURPOSE_MAX_TIER, Finding, assess
 from bot.services.keys import credential_problems, open_credentials, refusal_for
-from bot.services.reminder_plan import PROBE_JOB, REMINDER_JOB, plan_reminders
+from bot.services.reminder_plan import plan_reminders
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
 from storage.db import session_scope
@@ -41,7 +42,6 @@ from storage.models import (
 )
 from storage.vault import seal_api_key_row
 
-ANNOUNCE_JOB = "announce"
 # After the grace period, probe less often: the channel has been told already.
 STALE_PROBE_FACTOR = 6
 
@@ -220,7 +220,7 @@ def start_rotation(
         key.permissions_checked_at = now
         key.updated_at = now
         session.flush()
-        cancel_jobs(session, key_id=key.id, kinds=[REMINDER_JOB])
+        cancel_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_REMINDER])
         schedule_jobs(session, [_probe_job(key, rotation, now, attempt=0)])
         record_event(
             session,
@@ -249,24 +249,18 @@ def start_rotation(
 
 
 def _probe_job(key: ApiKey, rotation: Rotation, due: datetime, *, attempt: int) -> NewJob:
-    return NewJob(
-        team_id=key.team_id,
-        kind=PROBE_JOB,
-        key_id=key.id,
-        dedupe_key=f"probe:{rotation.id}:{attempt}",
-        due_at=due,
-        payload={"rotation_id": rotation.id, "attempt": attempt},
+    return rotation_probe(
+        team_id=key.team_id, key_id=key.id, rotation_id=rotation.id, attempt=attempt, due_at=due
     )
 
 
-def _announce_job(rotation: Rotation, kind: str, now: datetime) -> NewJob:
-    return NewJob(
+def _announce_job(rotation: Rotation, what: str, now: datetime) -> NewJob:
+    return rotation_announce(
         team_id=rotation.team_id,
-        kind=ANNOUNCE_JOB,
         key_id=rotation.key_id,
-        dedupe_key=f"announce:{rotation.id}:{kind}",
+        rotation_id=rotation.id,
+        what=what,
         due_at=now,
-        payload={"rotation_id": rotation.id, "what": kind},
     )
 
 

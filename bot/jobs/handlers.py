@@ -1,0 +1,45 @@
+"""Which handler runs each kind of job, and the scheduler that runs them."""
+
+from __future__ import annotations
+
+from slack_sdk import WebClient
+
+from bot.jobs.announcements import make_announce_handler
+from bot.jobs.drift import make_drift_handler
+from bot.jobs.incidents import (
+    make_activity_handler,
+    make_activity_post_handler,
+    make_checklist_handler,
+    make_incident_probe_handler,
+    make_refresh_handler,
+)
+from bot.jobs.kinds import JobKind
+from bot.jobs.probes import make_probe_handler
+from bot.jobs.queue import Handler
+from bot.jobs.reminders import make_reminder_handler
+from bot.jobs.scheduler import Scheduler
+from bot.services.context import Services
+
+
+def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
+    """One handler for every JobKind (a test checks none is missing)."""
+    return {
+        JobKind.ROTATION_REMINDER: make_reminder_handler(services, client),
+        JobKind.ROTATION_PROBE: make_probe_handler(services),
+        JobKind.ROTATION_ANNOUNCE: make_announce_handler(services, client),
+        JobKind.INCIDENT_PROBE: make_incident_probe_handler(services),
+        JobKind.INCIDENT_ACTIVITY: make_activity_handler(services, client),
+        JobKind.INCIDENT_ACTIVITY_POST: make_activity_post_handler(services, client),
+        JobKind.INCIDENT_REFRESH: make_refresh_handler(services, client),
+        JobKind.INCIDENT_CHECKLIST: make_checklist_handler(services, client),
+        JobKind.DRIFT_CHECK: make_drift_handler(services, client),
+    }
+
+
+def build_scheduler(services: Services, client: WebClient, **kwargs) -> Scheduler:
+    return Scheduler(
+        services.engine,
+        job_handlers(services, client),
+        interval_seconds=services.settings.scheduler_interval_seconds,
+        **kwargs,
+    )
