@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 
-from sqlmodel import Session
-
 from bot.blocks.register import register_modal
 from bot.blocks.remove import remove_cancelled, removed_message
 from bot.blocks.status_report import status_page
-from bot.services.access import require_manage
 from bot.services.context import Services
 from bot.services.errors import InvalidInput
-from bot.services.keys import account_aliases, get_summary, remove_key
+from bot.services.keys import key_to_manage, known_accounts, remove_key
 from bot.services.status import load_report
 from bot.slack.access import actor_from
 
@@ -51,16 +48,11 @@ def handle_remove_confirm(ack, body: dict, respond, services: Services) -> None:
 
 def handle_remove_cancel(ack, body: dict, respond, services: Services) -> None:
     ack()
-    actor = actor_from(services, body)
-    with Session(services.engine) as session:
-        key = get_summary(session, actor.team_id, _action(body)["value"])
-    require_manage(
+    key = key_to_manage(
         services.engine,
-        actor,
+        actor_from(services, body),
         action="cancel the removal of",
-        label=key.label,
-        owner_user_id=key.owner_user_id,
-        key_id=key.key_id,
+        key_id=_action(body)["value"],
     )
     respond(**remove_cancelled(key.label).as_kwargs(), replace_original=True)
 
@@ -68,8 +60,7 @@ def handle_remove_cancel(ack, body: dict, respond, services: Services) -> None:
 def handle_register_open(ack, body: dict, client, respond, services: Services) -> None:
     ack()
     user_id = body["user"]["id"]
-    with Session(services.engine) as session:
-        accounts = account_aliases(session, _team_id(body))
+    accounts = known_accounts(services.engine, _team_id(body))
     channel = (body.get("channel") or {}).get("id")
     view = register_modal(
         owner_user_id=user_id,

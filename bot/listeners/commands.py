@@ -6,7 +6,7 @@ import json
 import logging
 from datetime import UTC, datetime, time, timedelta
 
-from sqlmodel import Session
+from slack_sdk import WebClient
 
 from bot.blocks.audit import audit_trail, chain_report
 from bot.blocks.help import help_message
@@ -33,15 +33,13 @@ from bot.commands import (
 )
 from bot.listeners.background import in_background
 from bot.listeners.incidents import incidents_overview, raise_and_announce
-from bot.services.access import require_manage, require_manage_key
 from bot.services.audit_trail import read_trail
 from bot.services.audit_trail import verify as audit_verify
 from bot.services.context import Services
 from bot.services.errors import DomainError
-from bot.services.keys import account_aliases, find_live_key, list_keys, summarise
+from bot.services.keys import KeySummary, key_to_manage, known_accounts, registered_keys
 from bot.services.leaks import record_secret_in_command
-from bot.services.rotation import rotation_overview as overview_rows
-from bot.services.rotation import set_policy
+from bot.services.rotation import rotation_rows, set_policy
 from bot.services.status import run_status
 from bot.slack.access import actor_from
 from bot.slack.delivery import respond_reliably
@@ -68,28 +66,19 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
             ack(**help_message(reason, show_all=show_all).as_kwargs())
         case Register():
             ack()
-            with Session(services.engine) as session:
-                accounts = account_aliases(session, team_id)
+            accounts = known_accounts(services.engine, team_id)
             metadata = json.dumps({"channel": command.get("channel_id")})
             view = register_modal(
                 owner_user_id=user_id, known_accounts=accounts, private_metadata=metadata
             )
             client.views_open(trigger_id=command["trigger_id"], view=view)
         case ListKeys():
-            with Session(services.engine) as session:
-                keys = list_keys(session, team_id)
+            keys = registered_keys(services.engine, team_id)
             ack(**key_list(keys, services.clock()).as_kwargs())
         case Remove(label=label):
             try:
-                with Session(services.engine) as session:
-                    summary = summarise(*find_live_key(session, team_id, label))
-                require_manage(
-                    services.engine,
-                    actor_from(services, command),
-                    action="remove",
-                    label=summary.label,
-                    owner_user_id=summary.owner_user_id,
-                    key_id=summary.key_id,
+                summary = key_to_manage(
+                    services.engine, actor_from(services, command), action="remove", label=label
                 )
             except DomainError as exc:
                 ack(**error_message(exc.user_message).as_kwargs())
@@ -136,8 +125,7 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
         case ListIncidents():
             ack(**incidents_overview(services, team_id).as_kwargs())
         case RotationOverview():
-            with Session(services.engine) as session:
-                rows = overview_rows(session, team_id, services.clock())
+            rows = rotation_rows(services.engine, team_id, services.clock())
             ack(**rotation_overview(rows, services.clock()).as_kwargs())
         case SetRotationPolicy(label=label, period_days=days):
             try:
@@ -156,10 +144,8 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
             ack(**policy_set_message(row, services.clock()).as_kwargs())
         case Rotate(label=label):
             try:
-                with Session(services.engine) as session:
-                    key, _account = find_live_key(session, team_id, label)
-                require_manage_key(
-                    services.engine, actor_from(services, command), key, action="rotate"
+                key = key_to_manage(
+                    services.engine, actor_from(services, command), action="rotate", label=label
                 )
             except DomainError as exc:
                 ack(**error_message(exc.user_message).as_kwargs())
@@ -195,9 +181,14 @@ def handle_apikey(ack, command: dict, respond, client, services: Services) -> No
             in_background(services, respond, work)
 
 
-def open_rotate_modal(client, key, *, trigger_id: str, channel: str | None) -> None:
-    metadata = json.dumps({"key_id": key.id, "channel": channel})
+def open_rotate_modal(
+    client: WebClient, key: KeySummary, *, trigger_id: str, channel: str | None
+) -> None:
+    metadata = json.dumps({"key_id": key.key_id, "channel": channel})
     view = rotate_modal(
-        key_id=key.id, label=key.label, key_type=key.key_type, private_metadata=metadata
+        key_id=key.key_id,
+        label=key.label,
+        key_type=key.key_type.value,
+        private_metadata=metadata,
     )
     client.views_open(trigger_id=trigger_id, view=view)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from slack_sdk.errors import SlackApiError
-from sqlmodel import Session
 
 from bot.blocks.home import home_view
 from bot.blocks.notices import working_message
@@ -15,7 +14,7 @@ from bot.ids import Action
 from bot.listeners.background import in_background
 from bot.services.access import Actor
 from bot.services.context import Services
-from bot.services.home import home_picture
+from bot.services.home import picture_for
 from bot.services.status import run_status
 from bot.slack.access import actor_from
 from bot.slack.delivery import responder
@@ -32,8 +31,7 @@ def handle_app_home_opened(event: dict, body: dict, client, services: Services) 
 
 
 def publish_home(services: Services, client, viewer: Actor) -> None:
-    with Session(services.engine) as session:
-        picture = home_picture(session, viewer, services.clock())
+    picture = picture_for(services.engine, viewer, services.clock())
     client.views_publish(user_id=viewer.user_id, view=home_view(picture, now=services.clock()))
 
 

@@ -6,7 +6,6 @@ import logging
 from datetime import datetime
 
 from slack_sdk.errors import SlackApiError
-from sqlmodel import Session
 
 from bot.blocks.incidents import (
     already_open_message,
@@ -26,13 +25,12 @@ from bot.services.incidents import (
     KEY_DELETED_STEP,
     STEPS,
     close_incident,
+    incident_overview,
     key_still_accepted,
-    list_incidents,
     load_incident,
     post_checklist_later,
     raise_incident,
     remember_message,
-    steps_done,
     tick_step,
 )
 from bot.slack.access import actor_from
@@ -203,9 +201,7 @@ def handle_close_submission(ack, body: dict, view: dict, client, services: Servi
 
 
 def incidents_overview(services: Services, team_id: str):
-    with Session(services.engine) as session:
-        incidents = list_incidents(session, team_id, services.clock())
-        done = steps_done(session, [i.id for i in incidents])
+    incidents, done = incident_overview(services.engine, team_id, services.clock())
     return incidents_list(incidents, done, len(STEPS))
 
 

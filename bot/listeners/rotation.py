@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from sqlmodel import Session
-
 from bot.blocks.notices import error_message
 from bot.blocks.rotation import (
     rotation_started_message,
@@ -16,10 +14,9 @@ from bot.blocks.rotation import (
 from bot.ids import Action, Block
 from bot.listeners.commands import open_rotate_modal
 from bot.listeners.modal_work import answer_submission
-from bot.services.access import require_manage
 from bot.services.context import Services
 from bot.services.errors import DomainError, InvalidInput
-from bot.services.keys import get_summary
+from bot.services.keys import key_to_manage
 from bot.services.rotate import (
     RotationForm,
     check_new_key,
@@ -30,7 +27,7 @@ from bot.services.rotate import (
 from bot.services.rotation import snooze
 from bot.slack.access import actor_from
 from bot.slack.delivery import send_private
-from storage.models import ApiKey, KeyType
+from storage.models import KeyType
 
 
 def _team_id(body: dict) -> str:
@@ -82,8 +79,7 @@ def handle_rotate_submission(ack, body: dict, view: dict, client, services: Serv
     try:
         form = _with_role(normalise(rotation_form(view, body)), services)
         require_may_rotate(services.engine, form, channel=channel)
-        with Session(services.engine) as session:
-            check_new_key(session, services.ring, form)
+        check_new_key(services.engine, services.ring, form)
     except (ValueError, KeyError):
         ack(response_action="errors", errors={Block.KEY_TYPE: "Please choose from the list."})
         return
@@ -119,17 +115,11 @@ def handle_rotate_submission(ack, body: dict, view: dict, client, services: Serv
 
 def handle_rotate_now(ack, body: dict, client, respond, services: Services) -> None:
     ack()
-    key_id = body["actions"][0]["value"]
-    with Session(services.engine) as session:
-        summary = get_summary(session, _team_id(body), key_id)  # refuses unknown or removed keys
-        key = session.get(ApiKey, key_id)
-    require_manage(
+    key = key_to_manage(
         services.engine,
         actor_from(services, body),
         action="rotate",
-        label=summary.label,
-        owner_user_id=summary.owner_user_id,
-        key_id=key_id,
+        key_id=body["actions"][0]["value"],
     )
     channel = (body.get("channel") or {}).get("id")
     open_rotate_modal(client, key, trigger_id=body["trigger_id"], channel=channel)

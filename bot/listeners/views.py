@@ -6,8 +6,6 @@ import json
 import logging
 from dataclasses import replace
 
-from sqlmodel import Session
-
 from bot.blocks.notices import error_message
 from bot.blocks.register import (
     registered_view,
@@ -21,7 +19,7 @@ from bot.services.keys import (
     RegisteredKey,
     RegistrationForm,
     check_owner_choice,
-    ensure_unique,
+    check_unique,
     normalise_form,
     register_key,
     validate_registration,
@@ -78,8 +76,7 @@ def handle_register_submission(ack, body: dict, view: dict, client, services: Se
         ack(response_action="errors", errors=dict(problems))
         return
     try:
-        with Session(services.engine) as session:
-            ensure_unique(session, services.ring, form)
+        check_unique(services.engine, services.ring, form)
     except DomainError as exc:
         ack(response_action="errors", errors={exc.field or Block.LABEL: exc.user_message})
         return

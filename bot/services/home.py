@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot import binance
@@ -97,6 +98,12 @@ def home_picture(session: Session, viewer: Actor, now: datetime) -> HomePicture:
         team_key_count=len(keys),
         team=_team_picture(keys, open_incidents) if viewer.is_admin else None,
     )
+
+
+def picture_for(engine: Engine, viewer: Actor, now: datetime) -> HomePicture:
+    """``home_picture`` in its own session (for listeners)."""
+    with Session(engine) as session:
+        return home_picture(session, viewer, now)
 
 
 def _home_key(key: ApiKey, account, now: datetime, incident_id: str | None) -> HomeKey:

@@ -670,3 +670,12 @@ def steps_done(session: Session, incident_ids: list[str]) -> dict[str, int]:
     for incident_id in rows:
         counts[incident_id] = counts.get(incident_id, 0) + 1
     return counts
+
+
+def incident_overview(
+    engine: Engine, team_id: str, now: datetime, days: int = 30
+) -> tuple[list[Incident], dict[str, int]]:
+    """Open and recent incidents with the number of steps each has done (for listeners)."""
+    with Session(engine) as session:
+        incidents = list_incidents(session, team_id, now, days)
+        return incidents, steps_done(session, [i.id for i in incidents])

@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.ids import Block
 from bot.jobs.kinds import KEY_LIFECYCLE_KINDS
 from bot.jobs.queue import cancel_jobs
-from bot.services.access import Actor, deny, require_manage_key
+from bot.services.access import Actor, deny, require_manage, require_manage_key
 from bot.services.drift_plan import plan_team_check
 from bot.services.errors import (
     InvalidInput,
@@ -464,3 +464,56 @@ def get_summary(session: Session, team_id: str, key_id: str) -> KeySummary:
     if key is None or key.team_id != team_id:
         raise KeyNotFound("That key does not exist (any more).")
     return summarise(key, session.get(BinanceAccount, key.account_id))
+
+
+# --- reads for listeners: each opens its own session (see README, "Architecture") -----------
+
+
+def known_accounts(engine: Engine, team_id: str) -> list[str]:
+    """The team's Binance account aliases, for the register form's menu."""
+    with Session(engine) as session:
+        return account_aliases(session, team_id)
+
+
+def registered_keys(engine: Engine, team_id: str) -> list[KeySummary]:
+    with Session(engine) as session:
+        return list_keys(session, team_id)
+
+
+def key_summary(engine: Engine, team_id: str, key_id: str) -> KeySummary:
+    with Session(engine) as session:
+        return get_summary(session, team_id, key_id)
+
+
+def key_to_manage(
+    engine: Engine,
+    actor: Actor,
+    *,
+    action: str,
+    label: str | None = None,
+    key_id: str | None = None,
+) -> KeySummary:
+    """The live key named by ``label`` (or ``key_id``), if ``actor`` may ``action`` it: its
+    owner or an admin; anyone else is refused (audited, nothing changed)."""
+    with Session(engine) as session:
+        if label is not None:
+            summary = summarise(*find_live_key(session, actor.team_id, label))
+        elif key_id is not None:
+            summary = get_summary(session, actor.team_id, key_id)
+        else:
+            raise KeyNotFound("Which key? Name it by its label.")
+    require_manage(
+        engine,
+        actor,
+        action=action,
+        label=summary.label,
+        owner_user_id=summary.owner_user_id,
+        key_id=summary.key_id,
+    )
+    return summary
+
+
+def check_unique(engine: Engine, ring: KeyRing, form: RegistrationForm) -> None:
+    """Refuse a label or API key already registered, before asking Binance."""
+    with Session(engine) as session:
+        ensure_unique(session, ring, form)

@@ -114,7 +114,7 @@ def require_may_rotate(engine: Engine, form: RotationForm, *, channel: str | Non
     require_manage_key(engine, actor, key, action="rotate")
 
 
-def check_new_key(session: Session, ring: KeyRing, form: RotationForm) -> ApiKey:
+def _check_new_key(session: Session, ring: KeyRing, form: RotationForm) -> ApiKey:
     """Everything that can be refused before asking Binance."""
     problems = credential_problems(form.api_key, form.secret, form.key_type)
     if problems:
@@ -140,6 +140,12 @@ def check_new_key(session: Session, ring: KeyRing, form: RotationForm) -> ApiKey
             f"This API key is already registered as “{other}”.", field=Block.API_KEY
         )
     return key
+
+
+def check_new_key(engine: Engine, ring: KeyRing, form: RotationForm) -> None:
+    """Everything that can be refused before asking Binance (for the form's first answer)."""
+    with Session(engine) as session:
+        _check_new_key(session, ring, form)
 
 
 def excess_permissions(
@@ -174,7 +180,7 @@ def start_rotation(
     form = normalise(form)
     require_may_rotate(engine, form)
     with Session(engine) as session:
-        key = check_new_key(session, ring, form)
+        key = _check_new_key(session, ring, form)
         owner, purpose, old_permissions = (
             key.owner_user_id,
             KeyPurpose(key.purpose),
@@ -194,7 +200,7 @@ def start_rotation(
             field=Block.ROTATE_CONFIRM,
         )
     with session_scope(engine) as session:
-        key = check_new_key(session, ring, form)  # again, under the transaction
+        key = _check_new_key(session, ring, form)  # again, under the transaction
         key = session.get(ApiKey, key.id, with_for_update=True)
         old = open_credentials(ring, key)
         rotation = Rotation(

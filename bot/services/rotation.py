@@ -88,6 +88,12 @@ def rotation_overview(session: Session, team_id: str, now: datetime) -> list[Rot
     return sorted(rows, key=lambda r: (_URGENCY[r.state], r.due_at, r.label.lower()))
 
 
+def rotation_rows(engine: Engine, team_id: str, now: datetime) -> list[RotationRow]:
+    """``rotation_overview`` in its own session (for listeners)."""
+    with Session(engine) as session:
+        return rotation_overview(session, team_id, now)
+
+
 def set_policy(
     *,
     engine: Engine,
