@@ -46,7 +46,8 @@ from bot.runner import build_services
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.services.access import Actor
 from bot.services.errors import InvalidInput, KeyAlreadyRegistered, LabelTaken
-from bot.services.incidents import probe_compromised_key, raise_incident
+from bot.services.incident_probes import probe_compromised_key
+from bot.services.incidents import raise_incident
 from bot.services.keys import RegistrationForm, open_credentials, register_key, remove_key
 from bot.services.rotate import RotationForm, probe_old_key, start_rotation
 from storage.audit import verify_chain

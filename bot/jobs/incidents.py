@@ -12,13 +12,9 @@ from bot.blocks.incidents import activity_message, incident_message
 from bot.jobs.kinds import incident_activity_post, incident_refresh
 from bot.jobs.queue import ClaimedJob, Handler, JobOutcome, NewJob, backoff
 from bot.services.context import Services
-from bot.services.incidents import (
-    checklist_on_its_way,
-    load_incident,
-    probe_compromised_key,
-    remember_message,
-    review_activity,
-)
+from bot.services.incident_activity import review_activity
+from bot.services.incident_probes import probe_compromised_key
+from bot.services.incidents import checklist_on_its_way, load_incident, remember_message
 from bot.slack.delivery import passing_failure
 from bot.slack.live_messages import refresh_messages
 

@@ -21,12 +21,12 @@ from bot.ids import Block
 from bot.listeners.home import publish_home
 from bot.services.context import Services
 from bot.services.errors import DomainError
+from bot.services.incident_probes import key_still_accepted
 from bot.services.incidents import (
     KEY_DELETED_STEP,
     STEPS,
     close_incident,
     incident_overview,
-    key_still_accepted,
     load_incident,
     post_checklist_later,
     raise_incident,

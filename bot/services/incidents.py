@@ -28,9 +28,8 @@ from bot.jobs.kinds import (
 )
 from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
-from bot.services.keys import find_live_key, open_credentials, unknown_label
+from bot.services.keys import find_live_key, unknown_label
 from storage.audit import record_event
-from storage.crypto import KeyRing
 from storage.db import session_scope
 from storage.locks import exclusive
 from storage.models import (
@@ -44,14 +43,11 @@ from storage.models import (
     KeyStatus,
     ScheduledJob,
 )
-from storage.vault import shred_api_key_row
 
 CHECKLIST_RETRY = timedelta(seconds=30)
 # How long after raising the checklist may still be on its way from the listener that raised it.
 CHECKLIST_POSTING = timedelta(minutes=2)
-ACTIVITY_LOOKBACK = timedelta(days=7)
-KNOWN_ADDRESS_LOOKBACK = timedelta(days=90)
-PROBE_DELAYS = (30, 60, 120, 300, 600)  # seconds: back off, then every 10 minutes
+ACTIVITY_LOOKBACK = timedelta(days=7)  # default start of the activity review
 BINANCE_API_MANAGEMENT = "https://www.binance.com/en/my/settings/api-management"
 
 
@@ -91,7 +87,7 @@ class Raised:
     created: bool  # False: an incident for this key was already open
 
 
-def _probe_job(incident: Incident, due: datetime, attempt: int) -> NewJob:
+def probe_job(incident: Incident, due: datetime, attempt: int) -> NewJob:
     return incident_probe(
         team_id=incident.team_id,
         key_id=incident.key_id,
@@ -152,7 +148,7 @@ def raise_incident(
         schedule_jobs(
             session,
             [
-                _probe_job(incident, now, 0),
+                probe_job(incident, now, 0),
                 incident_activity(
                     team_id=team_id, key_id=key.id, incident_id=incident.id, due_at=now
                 ),
@@ -377,200 +373,6 @@ def tick_step(
                     detail={"incident": incident_id, "step": step},
                 )
     return TickResult(view=load_incident(engine, incident_id), changed=changed)
-
-
-def key_still_accepted(
-    *, engine: Engine, ring: KeyRing, gateway: binance.BinanceGateway, incident_id: str
-) -> bool | None:
-    """Ask Binance now: True if it still accepts the key, False if not, None if unknown."""
-    with Session(engine) as session:
-        incident = session.get(Incident, incident_id)
-        if incident is None or incident.key_dead_at is not None:
-            return False
-        key = session.get(ApiKey, incident.key_id)
-        if key is None or key.secret_sealed is None:
-            return None
-        creds = open_credentials(ring, key)
-    try:
-        gateway.api_restrictions(creds)
-        return True
-    except binance.KeyRejected:
-        return False
-    except binance.BinanceError:
-        return None
-
-
-@dataclass(frozen=True)
-class ProbeOutcome:
-    next_probe: NewJob | None
-    refresh: bool
-
-
-def probe_compromised_key(
-    *,
-    engine: Engine,
-    ring: KeyRing,
-    gateway: binance.BinanceGateway,
-    incident_id: str,
-    attempt: int,
-    now: datetime,
-) -> ProbeOutcome:
-    """One probe. Rejected by Binance: tick step 1, revoke the key, destroy its secret."""
-    alive = key_still_accepted(engine=engine, ring=ring, gateway=gateway, incident_id=incident_id)
-    with session_scope(engine) as session:
-        incident = session.get(Incident, incident_id, with_for_update=True)
-        if incident is None or incident.key_dead_at is not None:
-            return ProbeOutcome(next_probe=None, refresh=False)
-        incident.last_probe_at = now
-        incident.last_probe_result = {True: "alive", False: "rejected", None: "unknown"}[alive]
-        if alive is False:
-            incident.key_dead_at = now
-            key = session.get(ApiKey, incident.key_id, with_for_update=True)
-            if key is not None:
-                shred_api_key_row(key)
-                key.status = KeyStatus.REVOKED.value
-                key.updated_at = now
-            if session.get(IncidentStep, (incident_id, KEY_DELETED_STEP)) is None:
-                session.add(
-                    IncidentStep(
-                        incident_id=incident_id,
-                        step=KEY_DELETED_STEP,
-                        ticked_by="bot",
-                        ticked_at=now,
-                        automatic=True,
-                    )
-                )
-            record_event(
-                session,
-                team_id=incident.team_id,
-                actor="bot",
-                action="incident.key_dead",
-                target=incident.label,
-                target_key_id=incident.key_id,
-                detail={
-                    "incident": incident_id,
-                    "proof": "Binance rejects the key",
-                    "shredded": True,
-                },
-            )
-            return ProbeOutcome(next_probe=None, refresh=True)
-        delay = PROBE_DELAYS[min(attempt, len(PROBE_DELAYS) - 1)]
-        return ProbeOutcome(
-            next_probe=_probe_job(incident, now + timedelta(seconds=delay), attempt + 1),
-            refresh=False,
-        )
-
-
-def review_activity(
-    *,
-    engine: Engine,
-    ring: KeyRing,
-    gateway: binance.BinanceGateway,
-    incident_id: str,
-    now: datetime,
-) -> dict:
-    """Withdrawals and deposits since ``activity_since``, read through a working key of the
-    account; withdrawals to addresses not used in the 90 days before are flagged."""
-    with Session(engine) as session:
-        incident = session.get(Incident, incident_id)
-        compromised = session.get(ApiKey, incident.key_id)
-        candidates = session.exec(
-            select(ApiKey).where(
-                ApiKey.account_id == compromised.account_id,
-                ApiKey.status.not_in(RETIRED_STATUSES),
-                ApiKey.secret_sealed.is_not(None),
-            )
-        ).all()
-        since = incident.activity_since
-    _refresh_other_keys(
-        engine, ring, gateway, incident_id, [k for k in candidates if k.id != compromised.id]
-    )
-    # Prefer keys that are not compromised; the compromised key itself is the last resort.
-    candidates = sorted(candidates, key=lambda k: k.id == compromised.id)
-    last_error = "no other registered key of this account can read it"
-    for key in candidates:
-        creds = open_credentials(ring, key)
-        try:
-            withdrawals = gateway.withdraw_history(
-                creds, start=since - KNOWN_ADDRESS_LOOKBACK, end=now
-            )
-            deposits = gateway.deposit_history(creds, start=since, end=now)
-        except binance.BinanceError as error:
-            last_error = f"“{key.label}”: {error.user_message}"
-            continue
-        known = {w.address for w in withdrawals if w.time and w.time < since and w.address}
-        rows = [
-            _row(w, new_address=bool(w.address) and w.address not in known)
-            for w in withdrawals
-            if w.time is None or w.time >= since
-        ]
-        rows += [_row(d, new_address=False) for d in deposits]
-        rows.sort(key=lambda r: r["time"] or "", reverse=True)
-        activity = {"source": key.label, "since": since.isoformat(), "rows": rows, "error": None}
-        break
-    else:
-        activity = {"source": None, "since": since.isoformat(), "rows": [], "error": last_error}
-    with session_scope(engine) as session:
-        incident = session.get(Incident, incident_id, with_for_update=True)
-        incident.activity = activity
-        record_event(
-            session,
-            team_id=incident.team_id,
-            actor="bot",
-            action="incident.activity_review",
-            target=incident.label,
-            target_key_id=incident.key_id,
-            detail={
-                "incident": incident_id,
-                "rows": len(activity["rows"]),
-                "new_addresses": sum(1 for r in activity["rows"] if r["new_address"]),
-                "source": activity["source"],
-            },
-        )
-    return activity
-
-
-def _refresh_other_keys(
-    engine: Engine,
-    ring: KeyRing,
-    gateway: binance.BinanceGateway,
-    incident_id: str,
-    others: list[ApiKey],
-) -> None:
-    """Ask Binance what the account's other keys can do now (the team must delete them too if
-    the account is breached); a key Binance cannot be asked about keeps its last known tier."""
-    if not others:
-        return
-    results = gateway.check_many([open_credentials(ring, k) for k in others])
-    current = {}
-    for key, result in zip(others, results, strict=True):
-        if result.permissions is not None:
-            current[key.label] = result.permissions.tier.name.title()
-        elif isinstance(result.error, binance.KeyRejected):
-            current[key.label] = "rejected by Binance"
-    with session_scope(engine) as session:
-        incident = session.get(Incident, incident_id, with_for_update=True)
-        incident.other_keys = [
-            {
-                **row,
-                "tier": current.get(row["label"], row["tier"]),
-                "checked": row["label"] in current,
-            }
-            for row in incident.other_keys
-        ]
-
-
-def _row(row: binance.TransferRow, *, new_address: bool) -> dict:
-    return {
-        "kind": row.kind.value,
-        "amount": str(row.amount) if row.amount is not None else "?",
-        "coin": row.coin or "?",
-        "address": row.address or "",
-        "network": row.network or "",
-        "time": row.time.isoformat() if row.time else None,
-        "status": row.status_text,
-        "new_address": new_address,
-    }
 
 
 @dataclass(frozen=True)
