@@ -48,7 +48,7 @@ from bot.services.drift import Change, Digest
 from bot.services.findings import PERMISSION_NAMES, Finding, FindingKind, Severity, assess
 from bot.services.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
 from bot.services.keys import KeySummary, RegisteredKey
-from bot.services.rotation import RotationRow, RotationState
+from bot.services.rotation_policy import RotationRow, RotationState
 from bot.services.status import KeyReport, StatusReport
 from storage.models import KeyPurpose, KeyStatus, KeyType
 

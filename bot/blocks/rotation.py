@@ -25,7 +25,7 @@ from bot.blocks.text import escape, mention, plural
 from bot.ids import Action, Block, Callback
 from bot.services.reminder_plan import Audience
 from bot.services.rotate import RotationStarted
-from bot.services.rotation import RotationRow, RotationState
+from bot.services.rotation_policy import RotationRow, RotationState
 
 MAX_OVERVIEW_LINES = 120
 _STATE_ICON = {

@@ -12,7 +12,7 @@ from bot.jobs.delivery import SlackDirectory
 from bot.jobs.queue import ClaimedJob, Handler, JobOutcome
 from bot.services.context import Services
 from bot.services.reminder_plan import Audience, cycle_id, due_date, reminder_steps
-from bot.services.rotation import rotation_row
+from bot.services.rotation_policy import rotation_row
 from storage.models import RETIRED_STATUSES, ApiKey, KeyStatus
 
 # A reminder delivered later than this after its time is marked late.

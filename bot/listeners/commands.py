@@ -39,7 +39,7 @@ from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.keys import KeySummary, key_to_manage, known_accounts, registered_keys
 from bot.services.leaks import record_secret_in_command
-from bot.services.rotation import rotation_rows, set_policy
+from bot.services.rotation_policy import rotation_rows, set_policy
 from bot.services.status import run_status
 from bot.slack.access import actor_from
 from bot.slack.delivery import respond_reliably

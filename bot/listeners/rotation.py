@@ -24,7 +24,7 @@ from bot.services.rotate import (
     require_may_rotate,
     start_rotation,
 )
-from bot.services.rotation import snooze
+from bot.services.rotation_policy import snooze
 from bot.slack.access import actor_from
 from bot.slack.delivery import send_private
 from storage.models import KeyType

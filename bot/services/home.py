@@ -19,7 +19,7 @@ from bot.services.access import Actor
 from bot.services.findings import Finding, FindingKind, Severity, assess
 from bot.services.incidents import steps_done
 from bot.services.keys import KeySummary, live_keys, summarise
-from bot.services.rotation import RotationRow, RotationState, rotation_row
+from bot.services.rotation_policy import RotationRow, RotationState, rotation_row
 from storage.models import ApiKey, Incident, IncidentState, KeyPurpose, KeyStatus
 
 UNKNOWN_TIER = "Not checked yet"
