@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from slack_bolt import Ack, Respond
+from slack_sdk import WebClient
+
 from bot.blocks.register import register_modal
 from bot.blocks.remove import remove_cancelled, removed_message
 from bot.blocks.status_report import status_page
@@ -26,7 +29,7 @@ def _source(body: dict) -> str:
     return f"slack:{(body.get('channel') or {}).get('id', 'home')}"
 
 
-def handle_status_page(ack, body: dict, respond, services: Services) -> None:
+def handle_status_page(ack: Ack, body: dict, respond: Respond, services: Services) -> None:
     ack()
     report_id, _, page = _action(body)["value"].partition(":")
     if not page.isdigit():
@@ -37,7 +40,7 @@ def handle_status_page(ack, body: dict, respond, services: Services) -> None:
     )
 
 
-def handle_remove_confirm(ack, body: dict, respond, services: Services) -> None:
+def handle_remove_confirm(ack: Ack, body: dict, respond: Respond, services: Services) -> None:
     ack()
     actor = actor_from(services, body)
     removed = remove_key(
@@ -46,7 +49,7 @@ def handle_remove_confirm(ack, body: dict, respond, services: Services) -> None:
     respond(**removed_message(removed, actor.user_id).as_kwargs(), replace_original=True)
 
 
-def handle_remove_cancel(ack, body: dict, respond, services: Services) -> None:
+def handle_remove_cancel(ack: Ack, body: dict, respond: Respond, services: Services) -> None:
     ack()
     key = key_to_manage(
         services.engine,
@@ -57,7 +60,9 @@ def handle_remove_cancel(ack, body: dict, respond, services: Services) -> None:
     respond(**remove_cancelled(key.label).as_kwargs(), replace_original=True)
 
 
-def handle_register_open(ack, body: dict, client, respond, services: Services) -> None:
+def handle_register_open(
+    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+) -> None:
     ack()
     user_id = body["user"]["id"]
     accounts = known_accounts(services.engine, _team_id(body))

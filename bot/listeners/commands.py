@@ -6,6 +6,7 @@ import json
 import logging
 from datetime import UTC, datetime, time, timedelta
 
+from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
 from bot.blocks.audit import audit_trail, chain_report
@@ -47,7 +48,9 @@ from bot.slack.delivery import respond_reliably
 log = logging.getLogger(__name__)
 
 
-def handle_apikey(ack, command: dict, respond, client, services: Services) -> None:
+def handle_apikey(
+    ack: Ack, command: dict, respond: Respond, client: WebClient, services: Services
+) -> None:
     parsed = parse_command(command.get("text", ""))
     team_id, user_id = command["team_id"], command["user_id"]
     source = f"slack:{command.get('channel_id', '?')}"

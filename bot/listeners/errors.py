@@ -11,6 +11,8 @@ import functools
 import logging
 from collections.abc import Callable
 
+from slack_bolt import Respond
+
 from bot.blocks.notices import error_message
 from bot.listeners.background import unexpected_error_text
 from bot.services.errors import DomainError
@@ -61,7 +63,7 @@ def _answer(kwargs: dict, text: str) -> None:
         log.warning("could not deliver an error message to the user")
 
 
-def handle_error(error: Exception, body: dict, respond) -> None:
+def handle_error(error: Exception, body: dict, respond: Respond) -> None:
     """Bolt's global error handler: for failures outside the listeners (middleware)."""
     if isinstance(error, DomainError):
         text = error.user_message

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from slack_bolt import Ack, Respond
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.home import home_view
@@ -22,7 +24,7 @@ from bot.slack.delivery import responder
 log = logging.getLogger(__name__)
 
 
-def handle_app_home_opened(event: dict, body: dict, client, services: Services) -> None:
+def handle_app_home_opened(event: dict, body: dict, client: WebClient, services: Services) -> None:
     if event.get("tab") not in (None, "home"):
         return
     team_id = body.get("team_id") or event.get("view", {}).get("team_id")
@@ -30,12 +32,14 @@ def handle_app_home_opened(event: dict, body: dict, client, services: Services) 
     publish_home(services, client, viewer)
 
 
-def publish_home(services: Services, client, viewer: Actor) -> None:
+def publish_home(services: Services, client: WebClient, viewer: Actor) -> None:
     picture = picture_for(services.engine, viewer, services.clock())
     client.views_publish(user_id=viewer.user_id, view=home_view(picture, now=services.clock()))
 
 
-def handle_home_check(ack, body: dict, client, respond, services: Services) -> None:
+def handle_home_check(
+    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+) -> None:
     """Ask Binance now about the viewer's keys (or, for "all", every key the viewer may see
     in detail plus the others' summaries); the report goes to the viewer's direct messages,
     then the tab is refreshed with what Binance said."""

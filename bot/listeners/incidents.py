@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from slack_bolt import Ack, Respond
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.incidents import (
@@ -46,8 +48,8 @@ def _team_id(body: dict) -> str:
 
 def raise_and_announce(
     services: Services,
-    client,
-    respond,
+    client: WebClient,
+    respond: Respond,
     *,
     team_id: str,
     actor: str,
@@ -99,7 +101,7 @@ def raise_and_announce(
         respond(**raised_message(view.incident.label).as_kwargs())
 
 
-def _permalink(client, view) -> str | None:
+def _permalink(client: WebClient, view) -> str | None:
     if not view.incident.messages:
         return None
     first = view.incident.messages[0]
@@ -111,7 +113,9 @@ def _permalink(client, view) -> str | None:
         return None
 
 
-def handle_raise_button(ack, body: dict, client, respond, services: Services) -> None:
+def handle_raise_button(
+    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+) -> None:
     ack()
     raise_and_announce(
         services,
@@ -126,7 +130,9 @@ def handle_raise_button(ack, body: dict, client, respond, services: Services) ->
         publish_home(services, client, actor_from(services, body))
 
 
-def handle_tick(ack, body: dict, client, respond, services: Services) -> None:
+def handle_tick(
+    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+) -> None:
     ack()
     incident_id, _, step = body["actions"][0]["value"].partition(":")
     if not step.isdigit():
@@ -156,7 +162,9 @@ def handle_tick(ack, body: dict, client, respond, services: Services) -> None:
         refresh_messages(services, client, incident_id)
 
 
-def handle_close_button(ack, body: dict, client, respond, services: Services) -> None:
+def handle_close_button(
+    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+) -> None:
     ack()
     incident_id = body["actions"][0]["value"]
     view = load_incident(services.engine, incident_id, team_id=_team_id(body))
@@ -167,7 +175,9 @@ def handle_close_button(ack, body: dict, client, respond, services: Services) ->
     )
 
 
-def handle_close_submission(ack, body: dict, view: dict, client, services: Services) -> None:
+def handle_close_submission(
+    ack: Ack, body: dict, view: dict, client: WebClient, services: Services
+) -> None:
     incident_id = view.get("private_metadata") or ""
     values = view["state"]["values"]
     note = ((values.get(Block.CLOSE_NOTE) or {}).get("close_note") or {}).get("value") or ""
@@ -205,7 +215,7 @@ def incidents_overview(services: Services, team_id: str):
     return incidents_list(incidents, done, len(STEPS))
 
 
-def polite(respond, exc: DomainError) -> None:
+def polite(respond: Respond, exc: DomainError) -> None:
     respond(
         **error_message(exc.user_message).as_kwargs(),
         response_type="ephemeral",

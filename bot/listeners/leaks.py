@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 
+from slack_sdk import WebClient
+
 from bot.blocks.incidents import leak_warning
 from bot.commands import find_secret_shape
 from bot.services.context import Services
@@ -14,7 +16,7 @@ from bot.services.leaks import record_leak_in_channel
 log = logging.getLogger(__name__)
 
 
-def handle_message(event: dict, body: dict, client, services: Services) -> None:
+def handle_message(event: dict, body: dict, client: WebClient, services: Services) -> None:
     if event.get("subtype") or event.get("bot_id"):
         return  # edits, joins, bot messages (including our own warnings)
     text = event.get("text") or ""

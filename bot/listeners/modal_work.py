@@ -11,6 +11,8 @@ from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 
+from slack_bolt import Ack
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 
@@ -26,8 +28,8 @@ T = TypeVar("T")
 
 
 def answer_submission(
-    ack,
-    client,
+    ack: Ack,
+    client: WebClient,
     services: Services,
     *,
     view_id: str,
@@ -63,7 +65,9 @@ def answer_submission(
     after(result)
 
 
-def _finish_slowly(future, client, *, view_id, success_view, after, on_late_failure) -> None:
+def _finish_slowly(
+    future, client: WebClient, *, view_id, success_view, after, on_late_failure
+) -> None:
     try:
         result = future.result()
     except DomainError as exc:
@@ -84,7 +88,9 @@ def _finish_slowly(future, client, *, view_id, success_view, after, on_late_fail
     after(result)
 
 
-def _show(client, view_id: str, view: View, on_failure, failure_text: str | None) -> None:
+def _show(
+    client: WebClient, view_id: str, view: View, on_failure, failure_text: str | None
+) -> None:
     """Update the modal; if the person closed it meanwhile, tell them another way."""
     try:
         client.views_update(view_id=view_id, view=view)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from slack_bolt import Ack, Respond
+from slack_sdk import WebClient
+
 from bot.blocks.notices import error_message
 from bot.blocks.rotation import (
     rotation_started_message,
@@ -74,7 +77,9 @@ def _with_role(form: RotationForm, services: Services) -> RotationForm:
     return replace(form, actor_is_admin=services.access.is_admin(form.actor))
 
 
-def handle_rotate_submission(ack, body: dict, view: dict, client, services: Services) -> None:
+def handle_rotate_submission(
+    ack: Ack, body: dict, view: dict, client: WebClient, services: Services
+) -> None:
     channel = _metadata(view).get("channel")
     try:
         form = _with_role(normalise(rotation_form(view, body)), services)
@@ -113,7 +118,9 @@ def handle_rotate_submission(ack, body: dict, view: dict, client, services: Serv
     )
 
 
-def handle_rotate_now(ack, body: dict, client, respond, services: Services) -> None:
+def handle_rotate_now(
+    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+) -> None:
     ack()
     key = key_to_manage(
         services.engine,
@@ -125,7 +132,7 @@ def handle_rotate_now(ack, body: dict, client, respond, services: Services) -> N
     open_rotate_modal(client, key, trigger_id=body["trigger_id"], channel=channel)
 
 
-def handle_snooze(ack, body: dict, respond, services: Services) -> None:
+def handle_snooze(ack: Ack, body: dict, respond: Respond, services: Services) -> None:
     ack()
     row = snooze(
         engine=services.engine,

@@ -6,6 +6,9 @@ import json
 import logging
 from dataclasses import replace
 
+from slack_bolt import Ack
+from slack_sdk import WebClient
+
 from bot.blocks.notices import error_message
 from bot.blocks.register import (
     registered_view,
@@ -60,7 +63,9 @@ def _team_id(body: dict) -> str:
     return (body.get("team") or {}).get("id") or body["user"].get("team_id")
 
 
-def handle_register_submission(ack, body: dict, view: dict, client, services: Services) -> None:
+def handle_register_submission(
+    ack: Ack, body: dict, view: dict, client: WebClient, services: Services
+) -> None:
     try:
         form = normalise_form(form_from_view(view, body))
         form = replace(form, actor_is_admin=services.access.is_admin(form.actor))
@@ -104,7 +109,9 @@ def handle_register_submission(ack, body: dict, view: dict, client, services: Se
     )
 
 
-def _summarise(client, services: Services, key: RegisteredKey, *, user_id: str, channel) -> None:
+def _summarise(
+    client: WebClient, services: Services, key: RegisteredKey, *, user_id: str, channel
+) -> None:
     send_private(
         client,
         channel=channel,
