@@ -9,6 +9,15 @@ exceptions carry the signed URL).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypedDict, Unpack
+
+
+class ErrorDetails(TypedDict, total=False):
+    """The keyword details every ``BinanceError`` accepts (for ``**kw`` pass-through)."""
+
+    code: int | None
+    http_status: int | None
+    key: str | None
 
 
 class ForbiddenEndpoint(PermissionError):
@@ -74,7 +83,9 @@ class BadKeyFormat(BinanceError):
         "Binance says this API key is not in a valid format. Check that the whole key was pasted."
     )
 
-    def __init__(self, user_message: str | None = None, *, part: str = "api_key", **kw) -> None:
+    def __init__(
+        self, user_message: str | None = None, *, part: str = "api_key", **kw: Unpack[ErrorDetails]
+    ) -> None:
         super().__init__(user_message, **kw)
         self.part = part  # "api_key" or "secret" (the HMAC secret or the private key)
 
@@ -100,7 +111,9 @@ class ClockDrift(BinanceError):
 class RateLimited(BinanceError):
     """HTTP 429 / -1003, or the bot's own weight budget is exhausted."""
 
-    def __init__(self, retry_after: float, user_message: str | None = None, **kw) -> None:
+    def __init__(
+        self, retry_after: float, user_message: str | None = None, **kw: Unpack[ErrorDetails]
+    ) -> None:
         self.retry_after = max(0.0, float(retry_after))
         seconds = max(1, round(self.retry_after))
         user_message = user_message or (
@@ -113,7 +126,9 @@ class RateLimited(BinanceError):
 class IpBanned(BinanceError):
     """HTTP 418: Binance banned this IP for ignoring rate limits. Nothing is sent until ``until``."""
 
-    def __init__(self, until: datetime, user_message: str | None = None, **kw) -> None:
+    def __init__(
+        self, until: datetime, user_message: str | None = None, **kw: Unpack[ErrorDetails]
+    ) -> None:
         self.until = until.astimezone(UTC)
         user_message = user_message or (
             "Binance has temporarily banned this bot's IP address for sending too many requests. "
@@ -127,7 +142,13 @@ class BinanceUnavailable(BinanceError):
 
     default_message = "Binance could not be reached or did not answer properly. Try again later."
 
-    def __init__(self, user_message: str | None = None, *, reason: str = "unavailable", **kw):
+    def __init__(
+        self,
+        user_message: str | None = None,
+        *,
+        reason: str = "unavailable",
+        **kw: Unpack[ErrorDetails],
+    ) -> None:
         super().__init__(user_message, **kw)
         self.reason = reason  # "timeout", "connection", "server_error", "bad_response"
 

@@ -41,6 +41,7 @@ from bot.binance.errors import (
     BinanceError,
     BinanceUnavailable,
     ClockDrift,
+    ErrorDetails,
     IpBanned,
     KeyRejected,
     RateLimited,
@@ -351,7 +352,7 @@ class BinanceGateway:
 
 def _classify(failure: ApiFailure) -> BinanceError:
     status, code = failure.status, failure.code
-    kw = {"code": code, "http_status": status}
+    kw: ErrorDetails = {"code": code, "http_status": status}
     if code in (-2015, -2008):
         return KeyRejected(**kw)
     if code == -2014:

@@ -138,13 +138,16 @@ class KeyPermissions:
         extra: dict[str, Any] = {}
         for name, raw in payload.items():
             attr = KNOWN_FIELDS.get(name)
-            parsed = None
-            if attr is not None and raw is not None:
-                parsed = parse_flag(raw) if name in FLAG_FIELDS else parse_millis(raw)
-            if parsed is not None:
+            if attr is None:
+                extra[str(name)] = raw  # unknown field
+                continue
+            if raw is None:
+                continue  # a known field reported as null: unknown
+            parsed = parse_flag(raw) if name in FLAG_FIELDS else parse_millis(raw)
+            if parsed is None:
+                extra[str(name)] = raw  # a known field we cannot read
+            else:
                 values[attr] = parsed
-            elif attr is None or raw is not None:
-                extra[str(name)] = raw  # unknown field, or a known one we cannot read
         return cls(**values, extra=MappingProxyType(extra))
 
     from_dict = from_api  # a stored observation uses Binance's own names

@@ -50,6 +50,9 @@ API_KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII: anything else ca
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
 
 
+PrivateKey = RSA.RsaKey | ECC.EccKey  # what python-binance signs RSA and Ed25519 requests with
+
+
 class KeyType(StrEnum):
     HMAC = "HMAC"
     ED25519 = "ED25519"
@@ -80,7 +83,7 @@ _PRIVATE_KEY_HELP = (
 )
 
 
-def load_private_key(key_type: KeyType, pem_text: str) -> Any:
+def load_private_key(key_type: KeyType, pem_text: str) -> PrivateKey:
     """The pycryptodome key python-binance signs with, chosen by the declared type.
 
     python-binance would guess RSA from the text's length (> 120 chars); the declared type is
@@ -98,6 +101,7 @@ def load_private_key(key_type: KeyType, pem_text: str) -> Any:
             "This private key is protected by a passphrase; paste an unencrypted one.",
             part="secret",
         )
+    key: PrivateKey
     try:
         if key_type is KeyType.RSA:
             key = RSA.import_key(pem)
@@ -172,11 +176,13 @@ class ReadOnlySession(requests.Session):
         self._gate = gate
         self.max_redirects = 0
 
-    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+    def request(
+        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
         self._gate(str(method), str(url))
         return super().request(method, url, *args, **kwargs)
 
-    def send(self, request, **kwargs):  # type: ignore[override]
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         self._gate(str(request.method), str(request.url))
         return super().send(request, **kwargs)
 
@@ -268,7 +274,7 @@ class ReadOnlyClient(Client):
         transport: Transport,
         api_key: str | None = None,
         api_secret: str | None = None,
-        private_key: Any = None,
+        private_key: PrivateKey | None = None,
         is_rsa: bool = False,
     ) -> None:
         self._transport = transport
@@ -281,18 +287,24 @@ class ReadOnlyClient(Client):
         self.REQUEST_TIMEOUT = transport.timeout
         self.REQUEST_RECVWINDOW = transport.recv_window_ms
 
-    def _init_private_key(self, private_key=None, private_key_pass=None):  # type: ignore[override]
+    def _init_private_key(
+        self, private_key: object = None, private_key_pass: object = None
+    ) -> PrivateKey | None:
         self._is_rsa = self._declared_is_rsa
         return self._declared_key
 
     def _init_session(self) -> requests.Session:
         return self._transport.session  # no per-key session headers: the key goes per request
 
-    def _get_request_kwargs(self, method, signed, force_params=False, **kwargs):
+    def _get_request_kwargs(
+        self, method: str, signed: bool, force_params: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
         self.timestamp_offset = self._transport.clock_offset_ms
         return super()._get_request_kwargs(method, signed, force_params, **kwargs)
 
-    def _request(self, method, uri: str, signed: bool, force_params: bool = False, **kwargs):
+    def _request(
+        self, method: str, uri: str, signed: bool, force_params: bool = False, **kwargs: Any
+    ) -> Any:
         path = self._transport.gate(method, uri)  # before anything is signed or sent
         kwargs = self._get_request_kwargs(method, signed, force_params, **kwargs)
         if kwargs.get("data"):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from slack_sdk.models.blocks import Block
 
 from bot.blocks.message import Message, context, section
 from bot.blocks.text import escape, mention, minute, plural, truncate
@@ -40,7 +43,8 @@ def audit_trail(events: list[AuditEvent], *, label: str | None, days: int) -> Me
             current = ""
         current = f"{current}\n{line}" if current else line
     chunks.append(current)
-    blocks = [section(head), *(section(c) for c in chunks)][:49]
+    sections = [section(head), *(section(c) for c in chunks)]
+    blocks: list[Block] = list(sections[:49])
     if len(events) > MAX_LINES:
         blocks.append(context(f"Showing the newest {MAX_LINES}; narrow it with a label or --days."))
     return Message(text=f"Audit trail: {plural(len(events), 'event')}", blocks=blocks)
@@ -56,7 +60,7 @@ def _target(target: str) -> str:
     return f"keys of {mention(keys_of.group(1))}" if keys_of else escape(target)
 
 
-def _detail(detail: dict) -> str:
+def _detail(detail: dict[str, Any]) -> str:
     parts = []
     for key, value in sorted(detail.items()):
         parts.append(f"tried to {value}" if key == "attempted" else f"{key}={value}")

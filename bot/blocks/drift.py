@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from slack_sdk.models.blocks import Block
+
 from bot.blocks.message import Message, context, fit_lines, section
 from bot.blocks.text import (
     MAX_MESSAGE_BLOCKS,
@@ -29,7 +31,7 @@ def drift_digest(digest: Digest) -> Message:
     sections, shown = fit_lines(
         lines, max_blocks=MAX_MESSAGE_BLOCKS - 4, max_chars=MAX_MESSAGE_TEXT - 3000
     )
-    blocks = [section(f"*{head}*"), *sections]
+    blocks: list[Block] = [section(f"*{head}*"), *sections]
     if shown < len(lines):
         blocks.append(context(f"…and {plural(len(lines) - shown, 'more change')}."))
     if digest.could_not_check:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from slack_sdk.models.blocks import Block
+
 from bot.blocks.message import Message, context, section
 from bot.blocks.text import safe_mrkdwn
 from bot.ids import COMMAND
@@ -56,7 +58,7 @@ def help_message(reason: str | None = None, *, show_all: bool = True) -> Message
     """Every subcommand (under ``reason`` if given); with ``show_all=False`` only the reason
     and where to find the rest."""
     lines = [_line(usage, what, example) for usage, what, example in _SUBCOMMANDS]
-    blocks = []
+    blocks: list[Block] = []
     if reason:
         blocks.append(section(f"🤔 {safe_mrkdwn(reason)}"))
         if not show_all:

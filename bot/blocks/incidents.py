@@ -15,10 +15,12 @@ from slack_sdk.models.blocks import (
     PlainTextObject,
     SectionBlock,
 )
+from slack_sdk.models.blocks import Block as SlackBlock  # bot.ids.Block is a block id
 from slack_sdk.models.views import View
 
 from bot.blocks.message import Message, context, section
 from bot.blocks.text import escape, mention, minute, plural, truncate
+from bot.commands import SecretKind
 from bot.ids import Action, Block, Callback
 from bot.services.incidents import (
     BINANCE_API_MANAGEMENT,
@@ -64,7 +66,7 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
         number, title = step.step.number, step.step.title
         if step.ticked_by:
             who = "the bot: Binance rejects the key" if step.automatic else mention(step.ticked_by)
-            text = f"✅ *{number}. {title}*\n_done by {who} at {minute(step.ticked_at)}_"
+            text = f"✅ *{number}. {title}*\n_done by {who} at {_when(step.ticked_at)}_"
             blocks.append(section(text))
             continue
         detail = step.step.detail
@@ -88,7 +90,7 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
     if closed:
         blocks.append(
             context(
-                f"Closed by {mention(incident.closed_by)} at {minute(incident.closed_at)}: "
+                f"Closed by {mention(incident.closed_by)} at {_when(incident.closed_at)}: "
                 f"{escape(truncate(incident.close_note or '', 1500))}"
             )
         )
@@ -117,6 +119,11 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
     return Message(text=text, blocks=blocks)
 
 
+def _when(moment: datetime | None) -> str:
+    """``minute``, for a time the incident's state implies is set (shown, never a crash, if not)."""
+    return minute(moment) if moment is not None else "an unknown time"
+
+
 def _verification(incident: Incident) -> str:
     if incident.key_dead_at is not None:
         return (
@@ -125,7 +132,7 @@ def _verification(incident: Incident) -> str:
         )
     if incident.last_probe_result == "alive":
         return (
-            f"⚠️ *Binance still accepts this key* (checked {minute(incident.last_probe_at)}). "
+            f"⚠️ *Binance still accepts this key* (checked {_when(incident.last_probe_at)}). "
             "Delete it in Binance now; the bot keeps checking."
         )
     return "🔎 Checking with Binance whether the key still works…"
@@ -268,13 +275,13 @@ def _chunks(lines: list[str], limit: int = 2900) -> list[str]:
     return chunks
 
 
-def leak_warning(kind, *, matched_label: str | None, key_id: str | None) -> Message:
+def leak_warning(kind: SecretKind, *, matched_label: str | None, key_id: str | None) -> Message:
     """The thread reply to a message that seems to contain a key or secret."""
     lines = [
         f"⚠️ This message seems to contain {kind.value}. Anything posted in Slack must be "
         "treated as leaked: delete the message, and delete or rotate the key in Binance."
     ]
-    blocks = []
+    blocks: list[SlackBlock] = []
     if matched_label:
         lines.append(
             f"It matches the registered key *{escape(matched_label)}*: start the emergency "

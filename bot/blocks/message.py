@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
@@ -15,7 +16,7 @@ class Message:
     text: str  # notification / accessibility fallback (mrkdwn, already escaped)
     blocks: list[Block]
 
-    def as_kwargs(self) -> dict:
+    def as_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``chat_postMessage``, ``respond``, ``ack``…"""
         return {
             "text": truncate(self.text, MAX_FALLBACK_TEXT),

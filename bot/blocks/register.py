@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from slack_sdk.models.blocks import Block as SlackBlock  # bot.ids.Block is a block id
 from slack_sdk.models.blocks import (
     InputBlock,
     MarkdownTextObject,
@@ -234,7 +235,7 @@ def registration_summary(key: RegisteredKey, now: datetime) -> Message:
         lines = ["🟢 No least-privilege findings."]
     budget = MAX_MESSAGE_TEXT - 2000  # the head and tail use far less than this
     body, shown = fit_lines(lines, max_blocks=MAX_MESSAGE_BLOCKS - 6, max_chars=budget)
-    blocks = head + body
+    blocks: list[SlackBlock] = [*head, *body]
     if shown < len(lines):
         blocks.append(context(f"…and {plural(len(lines) - shown, 'more finding')} not shown."))
     blocks.append(tail)

@@ -148,7 +148,7 @@ def _key_blocks(
         # Every report offers the emergency playbook for each key (no extra block).
         sections[0].accessory = compromised_button(key.key_id)
     blocks: list[Block] = [DividerBlock(), *sections]
-    used = sum(len(b.text.text) for b in sections)
+    used = sum(len(b.text.text) for b in sections if b.text is not None)  # all have text
     hidden = max(0, len(key.findings) - max(0, shown - 1))
     if hidden:
         note = (

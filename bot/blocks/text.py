@@ -187,7 +187,8 @@ def ip_whitelist_answer(permissions: Mapping[str, object] | None) -> str:
     """Whether the key has an IP whitelist: "yes", "*no*" or "unknown" (Binance never says
     which addresses are on it)."""
     value = None if permissions is None else permissions.get("ipRestrict")
-    return {True: "yes", False: "*no*"}.get(value, "unknown")  # type: ignore[arg-type]
+    answers: dict[object, str] = {True: "yes", False: "*no*"}
+    return answers.get(value, "unknown")
 
 
 def ip_whitelist(permissions: Mapping[str, object] | None) -> str:
