@@ -44,12 +44,13 @@ from bot.blocks.text import (
 from bot.commands import SecretKind, find_secret_shape
 from bot.ids import Action, Block, Callback
 from bot.listeners.views import form_from_view
-from bot.services.drift import Change, Digest
-from bot.services.findings import PERMISSION_NAMES, Finding, FindingKind, Severity, assess
-from bot.services.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
-from bot.services.keys import KeySummary, RegisteredKey
-from bot.services.rotation_policy import RotationRow, RotationState
-from bot.services.status import KeyReport, StatusReport
+from bot.model.drift import Change, Digest
+from bot.model.findings import PERMISSION_NAMES, Finding, FindingKind, Severity
+from bot.model.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
+from bot.model.keys import KeySummary, RegisteredKey
+from bot.model.rotation import RotationRow, RotationState
+from bot.model.status import KeyReport, StatusReport
+from bot.services.findings import assess
 from storage.models import KeyPurpose, KeyStatus, KeyType
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.binance import BinanceUnavailable, KeyPermissions, KeyRejected
+from bot.model.findings import FindingKind, Severity, worst
 from bot.sandbox.binance_simulator import PERMISSION_FIELDS
-from bot.services.findings import FindingKind, Severity, assess, worst
+from bot.services.findings import assess
 from storage.models import KeyPurpose
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)

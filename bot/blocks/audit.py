@@ -9,13 +9,12 @@ from slack_sdk.models.blocks import Block
 
 from bot.blocks.message import Message, context, section
 from bot.blocks.text import escape, mention, minute, plural, truncate
-from storage.audit import ChainReport
-from storage.models import AuditEvent
+from bot.model.audit import AuditEntry, ChainReport
 
 MAX_LINES = 100
 
 
-def audit_trail(events: list[AuditEvent], *, label: str | None, days: int) -> Message:
+def audit_trail(events: list[AuditEntry], *, label: str | None, days: int) -> Message:
     scope = f"“{escape(label)}”" if label else "all keys"
     period = plural(days, "day")
     head = (

@@ -13,7 +13,7 @@ from bot.blocks.text import (
     plural,
     severity_icon,
 )
-from bot.services.drift import Digest
+from bot.model.drift import Digest
 
 MAX_NOT_CHECKED_LABELS = 30
 

@@ -30,10 +30,10 @@ from bot.blocks.text import (
     truncate,
 )
 from bot.ids import COMMAND, Action
-from bot.services.findings import PURPOSE_NAMES, Severity
-from bot.services.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
-from bot.services.incidents import STEPS
-from bot.services.rotation_policy import RotationState
+from bot.model.findings import PURPOSE_NAMES, Severity
+from bot.model.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
+from bot.model.incidents import STEPS
+from bot.model.rotation import RotationState
 
 MAX_DETAILED_KEYS = 15  # two blocks each; more keys are listed one per line
 MAX_FINDINGS_PER_KEY = 3

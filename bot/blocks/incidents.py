@@ -22,12 +22,13 @@ from bot.blocks.message import Message, context, section
 from bot.blocks.text import escape, mention, minute, plural, truncate
 from bot.commands import SecretKind
 from bot.ids import Action, Block, Callback
-from bot.services.incidents import (
+from bot.model.incidents import (
     BINANCE_API_MANAGEMENT,
     ClosedIncident,
+    IncidentFacts,
+    IncidentState,
     IncidentView,
 )
-from storage.models import Incident, IncidentState
 
 MAX_ACTIVITY_ROWS = 40
 
@@ -124,7 +125,7 @@ def _when(moment: datetime | None) -> str:
     return minute(moment) if moment is not None else "an unknown time"
 
 
-def _verification(incident: Incident) -> str:
+def _verification(incident: IncidentFacts) -> str:
     if incident.key_dead_at is not None:
         return (
             f"✅ *Verified:* Binance rejects the key since {minute(incident.key_dead_at)}. "
@@ -161,7 +162,7 @@ def raised_message(label: str) -> Message:
     return Message(text=text, blocks=[section(text)])
 
 
-def activity_message(incident: Incident) -> Message:
+def activity_message(incident: IncidentFacts) -> Message:
     activity = incident.activity or {}
     since = activity.get("since", "")[:16].replace("T", " ")
     if activity.get("error"):
@@ -244,7 +245,9 @@ def closed_summary(closed: ClosedIncident) -> Message:
     )
 
 
-def incidents_list(incidents: list[Incident], done: dict[str, int], total_steps: int) -> Message:
+def incidents_list(
+    incidents: list[IncidentFacts], done: dict[str, int], total_steps: int
+) -> Message:
     if not incidents:
         text = "No incidents in the last 30 days. 🎉"
         return Message(text=text, blocks=[section(text)])

@@ -17,9 +17,8 @@ from bot.blocks.text import (
     tier_name,
 )
 from bot.ids import COMMAND
-from bot.services.findings import PURPOSE_NAMES
-from bot.services.keys import KeySummary
-from storage.models import KeyStatus
+from bot.model.findings import PURPOSE_NAMES
+from bot.model.keys import KeyStatus, KeySummary
 
 _STATUS_NOTE = {
     KeyStatus.ROTATING: "🔁 rotating",

@@ -37,9 +37,8 @@ from bot.blocks.text import (
 )
 from bot.commands import MAX_LABEL_LENGTH
 from bot.ids import COMMAND, Action, Block, Callback
-from bot.services.findings import PURPOSE_NAMES, worst
-from bot.services.keys import MAX_ALIAS_LENGTH, RegisteredKey
-from storage.models import KeyPurpose, KeyType
+from bot.model.findings import PURPOSE_NAMES, worst
+from bot.model.keys import MAX_ALIAS_LENGTH, KeyPurpose, KeyType, RegisteredKey
 
 MAX_HINT = 2000
 MAX_API_KEY_INPUT = 200  # a Binance API key is 64 characters; leave room for stray spaces

@@ -7,7 +7,7 @@ from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ConfirmObject
 from bot.blocks.message import Message, section
 from bot.blocks.text import escape, mention, name
 from bot.ids import Action
-from bot.services.keys import KeySummary
+from bot.model.keys import KeySummary
 
 MAX_CONFIRM_NAME = 120  # the confirm dialog's text is limited to 300 characters
 

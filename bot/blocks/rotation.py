@@ -23,9 +23,7 @@ from slack_sdk.models.views import View
 from bot.blocks.message import Message
 from bot.blocks.text import escape, mention, plural
 from bot.ids import Action, Block, Callback
-from bot.services.reminder_plan import Audience
-from bot.services.rotate import RotationStarted
-from bot.services.rotation_policy import RotationRow, RotationState
+from bot.model.rotation import Audience, RotationRow, RotationStarted, RotationState
 
 MAX_OVERVIEW_LINES = 120
 _STATE_ICON = {

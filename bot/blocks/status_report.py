@@ -31,8 +31,8 @@ from bot.blocks.text import (
     truncate,
 )
 from bot.ids import COMMAND, Action
-from bot.services.findings import PURPOSE_NAMES, Severity
-from bot.services.status import KeyReport, StatusReport
+from bot.model.findings import PURPOSE_NAMES, Severity
+from bot.model.status import KeyReport, StatusReport
 
 DEFAULT_PAGE_SIZE = 8
 MAX_PAGE_SIZE = 10  # keeps at least ~1,100 characters and 4 blocks for every key

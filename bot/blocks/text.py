@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from bot.binance import Tier
-from bot.services.findings import PERMISSION_NAMES, Severity
+from bot.model.findings import PERMISSION_NAMES, Severity
 
 # Slack's documented limits (Block Kit reference).
 MAX_MESSAGE_BLOCKS = 50

@@ -10,8 +10,9 @@ from sqlmodel import Session, col, select
 from bot.blocks.rotation import reminder_message
 from bot.jobs.delivery import SlackDirectory
 from bot.jobs.queue import ClaimedJob, Handler, JobOutcome
+from bot.model.rotation import Audience
 from bot.services.context import Services
-from bot.services.reminder_plan import Audience, cycle_id, due_date, reminder_steps
+from bot.services.reminder_plan import cycle_id, due_date, reminder_steps
 from bot.services.rotation_policy import rotation_row
 from storage.models import RETIRED_STATUSES, ApiKey, KeyStatus
 

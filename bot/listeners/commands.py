@@ -34,11 +34,12 @@ from bot.commands import (
 )
 from bot.listeners.background import in_background
 from bot.listeners.incidents import incidents_overview, raise_and_announce
+from bot.model.keys import KeySummary
 from bot.services.audit_trail import read_trail
 from bot.services.audit_trail import verify as audit_verify
 from bot.services.context import Services
 from bot.services.errors import DomainError
-from bot.services.keys import KeySummary, key_to_manage, known_accounts, registered_keys
+from bot.services.keys import key_to_manage, known_accounts, registered_keys
 from bot.services.leaks import record_secret_in_command
 from bot.services.rotation_policy import rotation_rows, set_policy
 from bot.services.status import run_status

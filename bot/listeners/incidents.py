@@ -21,12 +21,11 @@ from bot.blocks.incidents import (
 from bot.blocks.notices import error_message
 from bot.ids import Block
 from bot.listeners.home import publish_home
+from bot.model.incidents import KEY_DELETED_STEP, STEPS
 from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.incident_probes import key_still_accepted
 from bot.services.incidents import (
-    KEY_DELETED_STEP,
-    STEPS,
     close_incident,
     incident_overview,
     load_incident,

@@ -16,10 +16,10 @@ from bot.blocks.register import (
 )
 from bot.ids import Action, Block
 from bot.listeners.modal_work import answer_submission
+from bot.model.keys import RegisteredKey
 from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.keys import (
-    RegisteredKey,
     RegistrationForm,
     check_owner_choice,
     check_unique,

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from bot.model.audit import AuditEntry
 from bot.services.access import Actor, require_admin
 from storage.audit import ChainReport, verify_chain
 from storage.models import AuditEvent
@@ -17,7 +18,7 @@ MAX_EVENTS = 200
 
 def read_trail(
     *, engine: Engine, actor: Actor, label: str | None, days: int, now: datetime
-) -> list[AuditEvent]:
+) -> list[AuditEntry]:
     """The newest events of the last ``days`` days (of one key's label, if given)."""
     require_admin(engine, actor, action="read the audit trail")
     with Session(engine) as session:
@@ -31,7 +32,8 @@ def read_trail(
                     AuditEvent.target == label, sa.func.lower(AuditEvent.target) == label.lower()
                 )
             )
-        return list(session.exec(query.order_by(col(AuditEvent.id).desc()).limit(MAX_EVENTS)).all())
+        rows = session.exec(query.order_by(col(AuditEvent.id).desc()).limit(MAX_EVENTS)).all()
+        return [AuditEntry.of(row) for row in rows]
 
 
 def verify(*, engine: Engine, actor: Actor) -> ChainReport:

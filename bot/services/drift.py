@@ -13,14 +13,15 @@ change recorded before its digest was delivered would never be reported).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot import binance
-from bot.services.findings import PERMISSION_NAMES, PURPOSE_MAX_TIER, PURPOSE_NAMES, Severity
+from bot.model.drift import Change, Digest
+from bot.model.findings import PERMISSION_NAMES, PURPOSE_NAMES, Severity
+from bot.services.findings import PURPOSE_MAX_TIER
 from bot.services.keys import open_credentials
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
@@ -32,28 +33,6 @@ EXPIRY_WINDOW = timedelta(days=14)
 # that pace: each check may wait this long for weight rather than be reported "could not check".
 PACED_WAIT_SECONDS = 90.0
 _MONEY_FLAGS = ("enableWithdrawals", "enableInternalTransfer", "permitsUniversalTransfer")
-
-
-@dataclass(frozen=True)
-class Change:
-    label: str
-    owner_user_id: str | None
-    severity: Severity
-    text: str
-
-
-@dataclass
-class Digest:
-    team_id: str
-    checked: int = 0
-    changes: list[Change] = field(default_factory=list)
-    could_not_check: list[tuple[str, str]] = field(default_factory=list)
-    # What to record once the digest is delivered: key id -> (permissions or None, result).
-    observed: dict[str, tuple[dict | None, str]] = field(default_factory=dict)
-
-    @property
-    def empty(self) -> bool:
-        return not self.changes and not self.could_not_check
 
 
 def check_team(

@@ -8,63 +8,21 @@ Binance afresh through the status service.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot import binance
+from bot.model.findings import FindingKind, Severity
+from bot.model.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
+from bot.model.rotation import RotationState
 from bot.services.access import Actor
-from bot.services.findings import Finding, FindingKind, Severity, assess
+from bot.services.findings import assess
 from bot.services.incidents import steps_done
-from bot.services.keys import KeySummary, live_keys, summarise
-from bot.services.rotation_policy import RotationRow, RotationState, rotation_row
+from bot.services.keys import live_keys, summarise
+from bot.services.rotation_policy import rotation_row
 from storage.models import ApiKey, Incident, IncidentState, KeyPurpose, KeyStatus
-
-UNKNOWN_TIER = "Not checked yet"
-
-
-@dataclass(frozen=True)
-class HomeKey:
-    summary: KeySummary
-    findings: list[Finding]
-    rotation: RotationRow
-    open_incident_id: str | None
-
-    @property
-    def worst(self) -> Severity:
-        return max((f.severity for f in self.findings), default=Severity.OK)
-
-
-@dataclass(frozen=True)
-class OpenIncident:
-    incident_id: str
-    label: str
-    owner_user_id: str | None
-    raised_at: datetime
-    key_dead: bool
-    steps_done: int
-    last_probe_result: str | None = None  # "alive" / "rejected" / "unknown"; None: not yet
-
-
-@dataclass(frozen=True)
-class TeamPicture:
-    key_count: int
-    by_tier: dict[str, int]  # "Read" / "Trade" / "Withdraw" / UNKNOWN_TIER -> count
-    critical: list[tuple[HomeKey, list[Finding]]]  # keys with critical findings
-    overdue: list[RotationRow]
-    open_incidents: list[OpenIncident]
-
-
-@dataclass(frozen=True)
-class HomePicture:
-    user_id: str
-    is_admin: bool
-    own_keys: list[HomeKey]
-    own_incidents: list[OpenIncident]
-    team_key_count: int
-    team: TeamPicture | None  # admins only
 
 
 def home_picture(session: Session, viewer: Actor, now: datetime) -> HomePicture:

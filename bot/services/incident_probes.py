@@ -11,7 +11,8 @@ from sqlmodel import Session
 
 from bot import binance
 from bot.jobs.queue import NewJob
-from bot.services.incidents import KEY_DELETED_STEP, probe_job
+from bot.model.incidents import KEY_DELETED_STEP
+from bot.services.incidents import probe_job
 from bot.services.keys import open_credentials
 from storage.audit import record_event
 from storage.crypto import KeyRing

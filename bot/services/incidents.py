@@ -27,6 +27,7 @@ from bot.jobs.kinds import (
     incident_probe,
 )
 from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
+from bot.model.incidents import STEPS, ClosedIncident, IncidentFacts, IncidentView, StepView
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
 from bot.services.keys import find_live_key, unknown_label
 from storage.audit import record_event
@@ -48,33 +49,6 @@ CHECKLIST_RETRY = timedelta(seconds=30)
 # How long after raising the checklist may still be on its way from the listener that raised it.
 CHECKLIST_POSTING = timedelta(minutes=2)
 ACTIVITY_LOOKBACK = timedelta(days=7)  # default start of the activity review
-BINANCE_API_MANAGEMENT = "https://www.binance.com/en/my/settings/api-management"
-
-
-@dataclass(frozen=True)
-class Step:
-    number: int
-    title: str
-    detail: str
-
-
-STEPS = (
-    Step(
-        1,
-        "Delete the compromised key in Binance",
-        "In Binance API Management delete this key, and every other key of the account if the "
-        "account itself may be breached. The bot ticks this itself once Binance rejects the key.",
-    ),
-    Step(2, "Change the Binance account password", "And review 2FA and the account's devices."),
-    Step(
-        3,
-        "Review abnormal trades and withdrawals",
-        "The bot posts the account's recent withdrawals and deposits below.",
-    ),
-    Step(4, "Contact Binance support if assets were lost", "Freeze the account if needed."),
-    Step(5, "Investigate the leak source and record it", "Where was the key stored or pasted?"),
-)
-KEY_DELETED_STEP = 1
 
 
 class IncidentClosed(DomainError):
@@ -245,7 +219,7 @@ def post_checklist_later(
         )
 
 
-def checklist_on_its_way(engine: Engine, incident: Incident, now: datetime) -> bool:
+def checklist_on_its_way(engine: Engine, incident: IncidentFacts, now: datetime) -> bool:
     """True while the checklist may still be posted: the incident was raised moments ago, or a
     job will post it again after Slack refused it. False once nobody will post it (e.g. the bot
     is in none of the channels)."""
@@ -271,31 +245,6 @@ def remember_message(engine: Engine, incident_id: str, *, channel: str, ts: str)
         incident.messages = [*refs, {"channel": channel, "ts": ts}]
 
 
-@dataclass(frozen=True)
-class StepView:
-    step: Step
-    ticked_by: str | None
-    ticked_at: datetime | None
-    automatic: bool
-
-
-@dataclass(frozen=True)
-class IncidentView:
-    """Everything the checklist message shows."""
-
-    incident: Incident
-    owner_user_id: str | None
-    steps: list[StepView]
-
-    @property
-    def done(self) -> int:
-        return sum(1 for s in self.steps if s.ticked_by)
-
-    @property
-    def all_done(self) -> bool:
-        return self.done == len(STEPS)
-
-
 @contextmanager
 def one_refresh_at_a_time(engine: Engine, incident_id: str) -> Iterator[IncidentView]:
     """The incident as it is now, while no other replica re-renders its checklist: two people
@@ -316,7 +265,7 @@ def load_incident(engine: Engine, incident_id: str, *, team_id: str | None = Non
                 select(IncidentStep).where(IncidentStep.incident_id == incident_id)
             ).all()
         }
-        session.expunge(incident)
+        facts = IncidentFacts.of(incident)
     steps = [
         StepView(
             step=s,
@@ -327,7 +276,7 @@ def load_incident(engine: Engine, incident_id: str, *, team_id: str | None = Non
         for s in STEPS
     ]
     return IncidentView(
-        incident=incident, owner_user_id=key.owner_user_id if key else None, steps=steps
+        incident=facts, owner_user_id=key.owner_user_id if key else None, steps=steps
     )
 
 
@@ -373,14 +322,6 @@ def tick_step(
                     detail={"incident": incident_id, "step": step},
                 )
     return TickResult(view=load_incident(engine, incident_id), changed=changed)
-
-
-@dataclass(frozen=True)
-class ClosedIncident:
-    view: IncidentView
-    timeline: list[tuple[datetime, str]]
-    time_to_revoke: timedelta | None
-    open_questions: list[str]
 
 
 def close_incident(
@@ -476,8 +417,9 @@ def steps_done(session: Session, incident_ids: list[str]) -> dict[str, int]:
 
 def incident_overview(
     engine: Engine, team_id: str, now: datetime, days: int = 30
-) -> tuple[list[Incident], dict[str, int]]:
+) -> tuple[list[IncidentFacts], dict[str, int]]:
     """Open and recent incidents with the number of steps each has done (for listeners)."""
     with Session(engine) as session:
         incidents = list_incidents(session, team_id, now, days)
-        return incidents, steps_done(session, [i.id for i in incidents])
+        done = steps_done(session, [i.id for i in incidents])
+        return [IncidentFacts.of(i) for i in incidents], done

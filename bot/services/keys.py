@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.ids import Block
 from bot.jobs.kinds import KEY_LIFECYCLE_KINDS
 from bot.jobs.queue import cancel_jobs
+from bot.model.keys import MAX_ALIAS_LENGTH, KeySummary, RegisteredKey
 from bot.services.access import Actor, deny, require_manage, require_manage_key
 from bot.services.drift_plan import plan_team_check
 from bot.services.errors import (
@@ -29,7 +30,7 @@ from bot.services.errors import (
     KeyNotUsable,
     LabelTaken,
 )
-from bot.services.findings import Finding, assess
+from bot.services.findings import assess
 from bot.services.reminder_plan import plan_reminders
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
@@ -49,7 +50,6 @@ _API_KEY_SHAPE = re.compile(r"^[A-Za-z0-9]{64}$")
 _PEM_PRIVATE = re.compile(
     r"^-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\sA-Za-z0-9+/=]+-----END (?:[A-Z]+ )?PRIVATE KEY-----$"
 )
-MAX_ALIAS_LENGTH = 80
 
 
 @dataclass(frozen=True)
@@ -74,36 +74,6 @@ class RegistrationForm:
             secret=self.secret,
             key_type=binance.KeyType(self.key_type.value),
         )
-
-
-@dataclass(frozen=True)
-class RegisteredKey:
-    key_id: str
-    label: str
-    masked: str
-    account_alias: str
-    owner_user_id: str
-    purpose: KeyPurpose
-    key_type: KeyType
-    permissions: binance.KeyPermissions
-    findings: list[Finding]
-
-
-@dataclass(frozen=True)
-class KeySummary:
-    """What `list` shows: no Binance call, last known facts only."""
-
-    key_id: str
-    label: str
-    owner_user_id: str | None
-    purpose: KeyPurpose
-    key_type: KeyType
-    status: KeyStatus
-    masked: str
-    account_alias: str
-    created_at: datetime
-    last_tier: binance.Tier | None
-    checked_at: datetime | None
 
 
 def validate_registration(form: RegistrationForm) -> dict[str, str]:

@@ -11,23 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from sqlmodel import Session
 
 from bot.config import Settings
 from bot.jobs.kinds import JobKind, rotation_reminder
 from bot.jobs.queue import cancel_jobs, schedule_jobs
+from bot.model.rotation import Audience
 from storage.models import RETIRED_STATUSES, ApiKey
 
 # Jobs that die with their key (removal, revocation).
-
-
-class Audience(StrEnum):
-    OWNER = "owner"  # a direct message to the owner
-    CHANNEL_OWNER = "channel_owner"  # the alert channel, mentioning the owner
-    CHANNEL_ADMINS = "channel_admins"  # … and the admins
-    CHANNEL_ALL = "channel_all"  # … and the whole channel
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,10 @@ from bot.config import Settings
 from bot.ids import Block
 from bot.jobs.kinds import JobKind, rotation_announce, rotation_probe
 from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
+from bot.model.rotation import RotationStarted
 from bot.services.access import Actor, require_manage_key
 from bot.services.errors import DomainError, InvalidInput, KeyAlreadyRegistered, KeyNotFound
-from bot.services.findings import PURPOSE_MAX_TIER, Finding, assess
+from bot.services.findings import PURPOSE_MAX_TIER, assess
 from bot.services.keys import credential_problems, open_credentials, refusal_for
 from bot.services.reminder_plan import plan_reminders
 from storage.audit import record_event
@@ -66,17 +67,6 @@ class RotationForm:
         return binance.Credentials(
             api_key=self.api_key, secret=self.secret, key_type=binance.KeyType(self.key_type.value)
         )
-
-
-@dataclass(frozen=True)
-class RotationStarted:
-    rotation_id: str
-    label: str
-    old_masked: str
-    new_masked: str
-    permissions: binance.KeyPermissions
-    findings: list[Finding]
-    grace_until: datetime
 
 
 def normalise(form: RotationForm) -> RotationForm:

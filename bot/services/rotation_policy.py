@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.config import Settings
+from bot.model.rotation import RotationRow, RotationState
 from bot.services.access import Actor, require_manage_key
 from bot.services.errors import InvalidInput
 from bot.services.keys import find_live_key
@@ -21,32 +19,6 @@ from storage.models import RETIRED_STATUSES, ApiKey, KeyStatus
 
 DUE_SOON = timedelta(days=14)
 MAX_PERIOD_DAYS = 3650
-
-
-class RotationState(StrEnum):
-    OK = "ok"
-    DUE_SOON = "due soon"
-    OVERDUE = "overdue"
-    ROTATING = "rotating"
-
-
-@dataclass(frozen=True)
-class RotationRow:
-    key_id: str
-    label: str
-    owner_user_id: str | None
-    period_days: int
-    last_rotated_at: datetime
-    due_at: datetime
-    state: RotationState
-    snoozed_until: datetime | None
-
-    def days_left(self, now: datetime) -> int:
-        """Days until due, rounded up (negative: whole days overdue; 0: due today)."""
-        seconds = (self.due_at - now).total_seconds()
-        if seconds > 0:
-            return math.ceil(seconds / 86400)
-        return -math.floor(-seconds / 86400)
 
 
 def rotation_row(key: ApiKey, now: datetime) -> RotationRow:

@@ -1,0 +1,134 @@
+"""An incident as its checklist shows it: the playbook's steps, who ticked what, and a snapshot
+of the incident (never the database row itself)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from storage.models import Incident, IncidentState
+
+__all__ = [
+    "BINANCE_API_MANAGEMENT",
+    "KEY_DELETED_STEP",
+    "STEPS",
+    "ClosedIncident",
+    "IncidentFacts",
+    "IncidentState",
+    "IncidentView",
+    "Step",
+    "StepView",
+]
+
+
+@dataclass(frozen=True)
+class IncidentFacts:
+    """What is known of an incident, read once from its row."""
+
+    id: str
+    team_id: str
+    key_id: str
+    label: str
+    account_alias: str
+    state: str
+    raised_by: str
+    raised_at: datetime
+    raised_in: str | None
+    activity_since: datetime
+    key_dead_at: datetime | None
+    last_probe_at: datetime | None
+    last_probe_result: str | None
+    messages: tuple[dict, ...]
+    other_keys: tuple[dict, ...]
+    activity: dict | None
+    closed_by: str | None
+    closed_at: datetime | None
+    close_note: str | None
+
+    @classmethod
+    def of(cls, row: Incident) -> IncidentFacts:
+        return cls(
+            id=row.id,
+            team_id=row.team_id,
+            key_id=row.key_id,
+            label=row.label,
+            account_alias=row.account_alias,
+            state=row.state,
+            raised_by=row.raised_by,
+            raised_at=row.raised_at,
+            raised_in=row.raised_in,
+            activity_since=row.activity_since,
+            key_dead_at=row.key_dead_at,
+            last_probe_at=row.last_probe_at,
+            last_probe_result=row.last_probe_result,
+            messages=tuple(row.messages or ()),
+            other_keys=tuple(row.other_keys or ()),
+            activity=row.activity,
+            closed_by=row.closed_by,
+            closed_at=row.closed_at,
+            close_note=row.close_note,
+        )
+
+
+BINANCE_API_MANAGEMENT = "https://www.binance.com/en/my/settings/api-management"
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    title: str
+    detail: str
+
+
+STEPS = (
+    Step(
+        1,
+        "Delete the compromised key in Binance",
+        "In Binance API Management delete this key, and every other key of the account if the "
+        "account itself may be breached. The bot ticks this itself once Binance rejects the key.",
+    ),
+    Step(2, "Change the Binance account password", "And review 2FA and the account's devices."),
+    Step(
+        3,
+        "Review abnormal trades and withdrawals",
+        "The bot posts the account's recent withdrawals and deposits below.",
+    ),
+    Step(4, "Contact Binance support if assets were lost", "Freeze the account if needed."),
+    Step(5, "Investigate the leak source and record it", "Where was the key stored or pasted?"),
+)
+
+
+KEY_DELETED_STEP = 1
+
+
+@dataclass(frozen=True)
+class StepView:
+    step: Step
+    ticked_by: str | None
+    ticked_at: datetime | None
+    automatic: bool
+
+
+@dataclass(frozen=True)
+class IncidentView:
+    """Everything the checklist message shows."""
+
+    incident: IncidentFacts
+    owner_user_id: str | None
+    steps: list[StepView]
+
+    @property
+    def done(self) -> int:
+        return sum(1 for s in self.steps if s.ticked_by)
+
+    @property
+    def all_done(self) -> bool:
+        return self.done == len(STEPS)
+
+
+@dataclass(frozen=True)
+class ClosedIncident:
+    view: IncidentView
+    timeline: list[tuple[datetime, str]]
+    time_to_revoke: timedelta | None
+    open_questions: list[str]
