@@ -47,6 +47,7 @@ from bot.sandbox.requests import (
     SignedClient,
     app_home_opened,
     block_action,
+    register_form_values,
     slash_command,
     view_submission,
 )
@@ -866,7 +867,15 @@ class Console:
             reply = self.client.post(
                 view_submission(
                     Callback.REGISTER.value,
-                    _register_values(label, key, purpose),
+                    register_form_values(
+                        label=label,
+                        account=DEMO_ACCOUNT,
+                        owner=SANDBOX_USER,
+                        purpose=purpose,
+                        key_type=key.key_type,
+                        api_key=key.api_key,
+                        secret=key.secret,
+                    ),
                     private_metadata=json.dumps({"channel": SANDBOX_CHANNEL}),
                     user_id=SANDBOX_USER,
                     team_id=self.team_id,
@@ -895,24 +904,6 @@ class Console:
             if not self.activity.watching and len(self.slack.calls) > mark:
                 return
             time.sleep(0.05)
-
-
-def _register_values(label: str, key: Any, purpose: str) -> dict[str, dict[str, Any]]:
-    def text(value: str) -> dict[str, Any]:
-        return {"type": "plain_text_input", "value": value}
-
-    def option(value: str, kind: str = "static_select") -> dict[str, Any]:
-        return {"type": kind, "selected_option": {"value": value}}
-
-    return {
-        Block.LABEL: {Action.LABEL: text(label)},
-        Block.ACCOUNT: {Action.ACCOUNT: text(DEMO_ACCOUNT)},
-        Block.OWNER: {Action.OWNER: {"type": "users_select", "selected_user": SANDBOX_USER}},
-        Block.PURPOSE: {Action.PURPOSE: option(purpose, "radio_buttons")},
-        Block.KEY_TYPE: {Action.KEY_TYPE: option(key.key_type)},
-        Block.API_KEY: {Action.API_KEY: text(key.api_key)},
-        Block.SECRET: {Action.SECRET: text(key.secret)},
-    }
 
 
 def _options(element: dict) -> list[dict]:
