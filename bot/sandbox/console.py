@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import json
 import logging
 import os
@@ -23,11 +22,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from bot.ids import COMMAND, Action, Block, Callback
 from bot.sandbox.render import (
@@ -51,6 +50,7 @@ from bot.sandbox.requests import (
     slash_command,
     view_submission,
 )
+from bot.sandbox.terminal import Terminal, indent, loosely, read_hidden
 
 PROMPT = "sandbox> "
 MAX_WAIT_SECONDS = 15.0
@@ -210,10 +210,7 @@ class Console:
         stack: Any,
         *,
         team_id: str,
-        out: TextIO,
-        read_line: Callable[[str], str],
-        read_secret: Callable[[str], str],
-        echo: bool,
+        term: Terminal,
         style: bool = False,
         width: int = WIDTH,
     ) -> None:
@@ -221,10 +218,7 @@ class Console:
         self.sim = stack.simulator
         self.slack = stack.slack
         self.team_id = team_id
-        self.out = out
-        self._read_line = read_line
-        self._read_secret = read_secret
-        self.echo = echo  # stdin is not a terminal: show what was read, so transcripts make sense
+        self.term = term
         self.style = style
         self.width = width
         self.client = SignedClient(stack.url, secret=_signing_secret(stack))
@@ -240,34 +234,17 @@ class Console:
         self._demo_count = 0
         self._seen = 0  # Slack calls already shown (late ones show with the next command)
 
-    # --- output / input -----------------------------------------------------------------------
-
-    def say(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
-
-    def ask(self, prompt: str) -> str:
-        line = self._read_line(prompt)
-        if self.echo:
-            self.say(line)
-        return line
-
-    def ask_secret(self, prompt: str) -> str:
-        line = self._read_secret(prompt)
-        if self.echo:
-            self.say("•••••• (hidden)")
-        return line
-
     # --- the loop -------------------------------------------------------------------------------
 
     def run(self) -> int:
         while True:
             try:
-                line = self.ask(PROMPT)
+                line = self.term.ask(PROMPT)
             except EOFError:
-                self.say()
+                self.term.say()
                 return 0
             except KeyboardInterrupt:
-                self.say()
+                self.term.say()
                 return 0
             line = line.strip()
             if not line or line.startswith("#"):
@@ -277,12 +254,12 @@ class Console:
             try:
                 self.dispatch(line)
             except KeyboardInterrupt:
-                self.say("\n(interrupted)")
+                self.term.say("\n(interrupted)")
             except BrokenPipeError:
                 raise
             except Exception as exc:  # the console must survive anything the user types
                 logging.getLogger(__name__).exception("console command failed: %s", line)
-                self.say(f"Sorry, that failed in the sandbox: {type(exc).__name__}: {exc}")
+                self.term.say(f"Sorry, that failed in the sandbox: {type(exc).__name__}: {exc}")
 
     def dispatch(self, line: str) -> None:
         word, _, rest = line.partition(" ")
@@ -296,17 +273,17 @@ class Console:
         elif word == "buttons":
             self.show_buttons()
         elif word in {"help", "?"}:
-            self.say(HELP)
+            self.term.say(HELP)
         elif word == "demo-key":
             self.demo_key(rest.split())
         elif word == "binance":
             self.binance(rest)
         elif word == "calls":
-            self.say(json.dumps(self.last_calls, indent=2, ensure_ascii=False, default=str))
+            self.term.say(json.dumps(self.last_calls, indent=2, ensure_ascii=False, default=str))
         elif word.startswith("/"):
-            self.say(f"This sandbox only knows the {COMMAND} command.")
+            self.term.say(f"This sandbox only knows the {COMMAND} command.")
         else:
-            self.say(f"Unknown console command “{word}”. Type help, or {COMMAND} help.")
+            self.term.say(f"Unknown console command “{word}”. Type help, or {COMMAND} help.")
 
     # --- Slack side ---------------------------------------------------------------------------
 
@@ -324,16 +301,16 @@ class Console:
 
     def press(self, which: str) -> None:
         if not which:
-            self.say("Press which button? e.g. press 1, or press Next.")
+            self.term.say("Press which button? e.g. press 1, or press Next.")
             self.show_buttons()
             return
         chosen = self._find_button(which)
         if chosen is None:
             return
         button = chosen.button
-        self.say(f"(pressed “{button.text}”)")
+        self.term.say(f"(pressed “{button.text}”)")
         if button.url:
-            self.say(f"(in Slack this would also open {button.url})")
+            self.term.say(f"(in Slack this would also open {button.url})")
         self._start_command()
         response_url = None if chosen.view else self.slack.response_url()
         body = block_action(
@@ -361,29 +338,29 @@ class Console:
 
     def show_buttons(self) -> None:
         if not self.buttons:
-            self.say("The last reply has no buttons.")
+            self.term.say("The last reply has no buttons.")
             return
         for number, item in enumerate(self.buttons, 1):
-            self.say(f"  [{number}] {item.button.text}")
+            self.term.say(f"  [{number}] {item.button.text}")
 
     def _find_button(self, which: str) -> Pressable | None:
         if not self.buttons:
-            self.say("The last reply has no buttons to press.")
+            self.term.say("The last reply has no buttons to press.")
             return None
         if which.isdigit():
             number = int(which)
             if 1 <= number <= len(self.buttons):
                 return self.buttons[number - 1]
-            self.say(f"There is no button [{number}].")
+            self.term.say(f"There is no button [{number}].")
             self.show_buttons()
             return None
-        wanted = _normal(which)
-        exact = [b for b in self.buttons if _normal(b.button.text) == wanted]
-        partial = [b for b in self.buttons if wanted and wanted in _normal(b.button.text)]
+        wanted = loosely(which)
+        exact = [b for b in self.buttons if loosely(b.button.text) == wanted]
+        partial = [b for b in self.buttons if wanted and wanted in loosely(b.button.text)]
         matches = exact or partial
         if len(matches) == 1:
             return matches[0]
-        self.say(
+        self.term.say(
             f"More than one button matches “{which}”:"
             if matches
             else f"No button matches “{which}”."
@@ -400,7 +377,7 @@ class Console:
         if reply.body:
             self.last_calls[-1]["body"] = reply.body
         if reply.status != 200:
-            self.say(f"(the bot answered HTTP {reply.status})")
+            self.term.say(f"(the bot answered HTTP {reply.status})")
             return
         if reply.body and (reply.body.get("blocks") or reply.body.get("text")):
             self._show("reply (only you can see it)", reply.body)
@@ -419,9 +396,9 @@ class Console:
         )
         message = None if ephemeral or view else params
         self.buttons.extend(Pressable(b, message, view) for b in buttons)
-        self.say(f"↳ {caption}")
+        self.term.say(f"↳ {caption}")
         if text:
-            self.say(_indent(text))
+            self.term.say(indent(text))
 
     def _follow(self) -> None:
         """Print what the bot sends to Slack, until it is done (at most 15 s)."""
@@ -443,7 +420,7 @@ class Console:
             elif now - last_change >= QUIET_SECONDS:
                 break
             if now - start > MAX_WAIT_SECONDS:
-                self.say("(stopped waiting for the bot after 15 seconds)")
+                self.term.say("(stopped waiting for the bot after 15 seconds)")
                 break
             time.sleep(0.05)
         for view in opened:
@@ -459,7 +436,7 @@ class Console:
         if method == "response_url":
             caption = "reply"
             if params.get("delete_original"):
-                self.say("↳ (the bot deleted its previous message)")
+                self.term.say("↳ (the bot deleted its previous message)")
                 return None
             if params.get("replace_original"):
                 caption = "reply (replaces the previous message)"
@@ -485,20 +462,20 @@ class Console:
             }[method]
             self._show(caption, params, view=view)
             return view if method in {"views.open", "views.push"} else None
-        self.say(f"↳ {method}: {json.dumps(params, ensure_ascii=False, default=str)[:300]}")
+        self.term.say(f"↳ {method}: {json.dumps(params, ensure_ascii=False, default=str)[:300]}")
         return None
 
     # --- modals ----------------------------------------------------------------------------------
 
     def fill_modal(self, view: dict[str, Any]) -> None:
         title = text_of(view.get("title")) or "the form"
-        self.say(f"Fill in “{title}” (Enter takes the [default]; Ctrl-D cancels):")
+        self.term.say(f"Fill in “{title}” (Enter takes the [default]; Ctrl-D cancels):")
         answers: dict[tuple[str, str], dict[str, Any]] = {}
         while True:
             try:
                 values = self._ask_inputs(view, answers)
             except (EOFError, KeyboardInterrupt):
-                self.say("\n(form cancelled; nothing was sent)")
+                self.term.say("\n(form cancelled; nothing was sent)")
                 return
             reply = self.client.post(
                 view_submission(
@@ -518,13 +495,13 @@ class Console:
             body = reply.body or {}
             action = body.get("response_action")
             if reply.status != 200:
-                self.say(f"(the bot answered HTTP {reply.status})")
+                self.term.say(f"(the bot answered HTTP {reply.status})")
                 return
             if action == "errors":
                 self._show_errors(view, body.get("errors") or {})
-                if self._confirm("Correct the form and submit again?"):
+                if self.term.confirm("Correct the form and submit again?"):
                     continue
-                self.say("(form closed; the bot accepted nothing)")
+                self.term.say("(form closed; the bot accepted nothing)")
                 return
             if action in {"update", "push"} and isinstance(body.get("view"), dict):
                 caption = "the form now shows" if action == "update" else "another form opens"
@@ -534,7 +511,7 @@ class Console:
                 if action == "push" and _has_inputs(body["view"]):
                     self.fill_modal(body["view"])
                 return
-            self.say("↳ the form closes")
+            self.term.say("↳ the form closes")
             self._remember(view, values)
             self._follow()
             return
@@ -545,16 +522,9 @@ class Console:
             for b in view.get("blocks") or []
             if b.get("type") == "input"
         }
-        self.say("↳ the form refuses the submission:")
+        self.term.say("↳ the form refuses the submission:")
         for block_id, message in errors.items():
-            self.say(f"  ✗ {labels.get(block_id, block_id)}: {mrkdwn_to_text(str(message))}")
-
-    def _confirm(self, question: str) -> bool:
-        try:
-            answer = self.ask(f"{question} [Y/n] ").strip().lower()
-        except (EOFError, KeyboardInterrupt):
-            return False
-        return answer in {"", "y", "yes"}
+            self.term.say(f"  ✗ {labels.get(block_id, block_id)}: {mrkdwn_to_text(str(message))}")
 
     def _remember(self, view: dict[str, Any], values: dict[str, Any]) -> None:
         """After a registration, the label names that key in ``binance …`` commands."""
@@ -600,7 +570,7 @@ class Console:
             default = (
                 (previous or {}).get(key) or element.get("initial_" + key[9:]) or SANDBOX_CHANNEL
             )
-            answer = self.ask(f"{label} [{default}]: ").strip() or default
+            answer = self.term.ask(f"{label} [{default}]: ").strip() or default
             return {"type": kind, key: answer.lstrip("#")}
         if _is_secret(label, element):
             return self._ask_secret_text(label, element, optional, previous)
@@ -625,15 +595,15 @@ class Console:
         default = (previous or {}).get(field) or element.get("initial_value") or ""
         shown = f" [{default}]" if default else (" (optional)" if optional else "")
         while True:
-            answer = self.ask(f"{label}{shown}: ").strip()
+            answer = self.term.ask(f"{label}{shown}: ").strip()
             if answer == DEMO_SHORTCUT:
                 demo = self._demo_for_form(fresh=True)
                 answer = demo.api_key
-                self.say(f"  (the API key of {demo.name})")
+                self.term.say(f"  (the API key of {demo.name})")
             answer = answer or default
             if answer or optional:
                 return {"type": kind, field: answer or None}
-            self.say("  This field is required.")
+            self.term.say("  This field is required.")
 
     def _ask_secret_text(
         self, label: str, element: dict, optional: bool, previous: dict | None
@@ -641,22 +611,22 @@ class Console:
         kept = (previous or {}).get("value")
         shown = " [Enter keeps what you typed]" if kept else ""
         while True:
-            answer = self.ask_secret(f"{label} (hidden){shown}: ").strip()
+            answer = self.term.ask_secret(f"{label} (hidden){shown}: ").strip()
             if answer == DEMO_SHORTCUT:
                 demo = self._demo_for_form(fresh=False)
                 answer = demo.secret
-                self.say(f"  (the secret of {demo.name})")
+                self.term.say(f"  (the secret of {demo.name})")
             elif answer.startswith("-----BEGIN") and "-----END" not in answer:
                 answer = self._read_pem(answer)
             answer = answer.replace("\\n", "\n") or kept or ""
             if answer or optional:
                 return {"type": element.get("type", "plain_text_input"), "value": answer or None}
-            self.say("  This field is required.")
+            self.term.say("  This field is required.")
 
     def _read_pem(self, first: str) -> str:
         lines = [first]
         while len(lines) < 200:
-            line = self._read_secret("").strip()
+            line = self.term.read_secret_line().strip()
             lines.append(line)
             if line.startswith("-----END"):
                 break
@@ -668,53 +638,53 @@ class Console:
         options = _options(element)
         default = (previous or {}).get("selected_option") or element.get("initial_option")
         default_value = (default or {}).get("value")
-        self.say(f"{label}:")
+        self.term.say(f"{label}:")
         for number, option in enumerate(options, 1):
             mark = "  (default)" if option.get("value") == default_value else ""
             about = text_of(option.get("description"))
             about = f" — {about}" if about else ""
-            self.say(f"  {number}) {text_of(option.get('text'))}{about}{mark}")
+            self.term.say(f"  {number}) {text_of(option.get('text'))}{about}{mark}")
         hint = f" [Enter = {text_of(default.get('text'))}]" if default else ""
         while True:
-            answer = self.ask(f"Choose 1-{len(options)}{hint}: ").strip()
+            answer = self.term.ask(f"Choose 1-{len(options)}{hint}: ").strip()
             if not answer:
                 if default:
                     return {"type": element["type"], "selected_option": _plain(default)}
                 if optional:
                     return None
-                self.say("  Please choose one.")
+                self.term.say("  Please choose one.")
                 continue
             chosen = _pick(options, answer)
             if chosen is not None:
                 return {"type": element["type"], "selected_option": _plain(chosen)}
-            self.say(f"  “{answer}” is not one of the choices.")
+            self.term.say(f"  “{answer}” is not one of the choices.")
 
     def _ask_many(self, label: str, element: dict, previous: dict | None) -> dict[str, Any]:
         options = _options(element)
         default = (previous or {}).get("selected_options") or element.get("initial_options") or []
-        self.say(f"{label}:")
+        self.term.say(f"{label}:")
         for number, option in enumerate(options, 1):
-            self.say(f"  {number}) {text_of(option.get('text'))}")
+            self.term.say(f"  {number}) {text_of(option.get('text'))}")
         while True:
-            answer = self.ask("Numbers separated by commas, or Enter for none: ").strip()
+            answer = self.term.ask("Numbers separated by commas, or Enter for none: ").strip()
             if not answer:
                 return {"type": element["type"], "selected_options": default}
             picked = [_pick(options, part.strip()) for part in answer.split(",")]
             if all(p is not None for p in picked):
                 chosen = [_plain(p) for p in picked if p is not None]
                 return {"type": element["type"], "selected_options": chosen}
-            self.say("  Some of those are not among the choices.")
+            self.term.say("  Some of those are not among the choices.")
 
     def _ask_user(self, label: str, element: dict, previous: dict | None) -> dict[str, Any]:
         default = (
             (previous or {}).get("selected_user") or element.get("initial_user") or SANDBOX_USER
         )
         while True:
-            answer = self.ask(f"{label} [@{default}] (a Slack user id): ").strip()
+            answer = self.term.ask(f"{label} [@{default}] (a Slack user id): ").strip()
             user = re.sub(r"^<?@?([A-Z0-9]+)(\|[^>]*)?>?$", r"\1", answer) if answer else default
             if re.fullmatch(r"[UW][A-Z0-9]{2,}", user):
                 return {"type": "users_select", "selected_user": user}
-            self.say("  A Slack user id looks like U0ALICE.")
+            self.term.say("  A Slack user id looks like U0ALICE.")
 
     # --- the simulated Binance ---------------------------------------------------------------
 
@@ -728,7 +698,7 @@ class Console:
             elif low in TIERS:
                 tier = low
             else:
-                self.say("Usage: demo-key [hmac|ed25519|rsa] [read|trade|withdraw]")
+                self.term.say("Usage: demo-key [hmac|ed25519|rsa] [read|trade|withdraw]")
                 return None
         key = self.sim.add_key(
             account=DEMO_ACCOUNT, key_type=key_type, permissions=TIERS[tier], ip_restrict=True
@@ -738,16 +708,18 @@ class Console:
         self.keys[name] = key.api_key
         self.last_demo = DemoKey(name, key.api_key, key.secret, key_type)
         if quiet:
-            self.say(f"  (made {name}: a fake {key_type} key, {tier}, on the simulated Binance)")
+            self.term.say(
+                f"  (made {name}: a fake {key_type} key, {tier}, on the simulated Binance)"
+            )
             return self.last_demo
         what = "secret" if key_type == "HMAC" else "private key (paste every line)"
-        self.say(
+        self.term.say(
             f"New key {name} on the simulated Binance: {key_type}, {tier}, IP whitelist on, "
             f'account "{DEMO_ACCOUNT}".\nIt is fake: it exists only in this sandbox.'
         )
-        self.say(f"  API key: {key.api_key}")
-        self.say(f"  {what}:\n" + _indent(key.secret.strip(), "    "))
-        self.say(
+        self.term.say(f"  API key: {key.api_key}")
+        self.term.say(f"  {what}:\n" + indent(key.secret.strip(), "    "))
+        self.term.say(
             f"Now: {COMMAND} register, choose key type {key_type}, and paste these "
             f"(or type {DEMO_SHORTCUT} at the API key and secret prompts)."
         )
@@ -765,14 +737,16 @@ class Console:
             key = self._sim_key(args[1])
             if key:
                 self.sim.delete_key(key.api_key)
-                self.say(f"Deleted on Binance: {args[1]}. Try {COMMAND} status all.")
+                self.term.say(f"Deleted on Binance: {args[1]}. Try {COMMAND} status all.")
         elif sub in {"grant", "revoke"} and len(args) == 3:
             key = self._sim_key(args[1])
             flag = PERMISSION_NAMES.get(args[2].lower(), args[2])
             if key and self._set_flag(key, flag, sub == "grant"):
-                self.say(f"{args[1]}: {flag} is now {'on' if sub == 'grant' else 'off'}.")
+                self.term.say(f"{args[1]}: {flag} is now {'on' if sub == 'grant' else 'off'}.")
                 if sub == "grant" and flag == "enableWithdrawals" and not key.ip_restrict:
-                    self.say("(real Binance refuses withdrawals on a key without IP whitelist)")
+                    self.term.say(
+                        "(real Binance refuses withdrawals on a key without IP whitelist)"
+                    )
         elif sub in {"whitelist", "block-ip"} and len(args) == 3 and args[2] in {"on", "off"}:
             key = self._sim_key(args[1])
             if key is None:
@@ -780,29 +754,29 @@ class Console:
             on = args[2] == "on"
             if sub == "whitelist":
                 self.sim.set_ip_restrict(key.api_key, on)
-                self.say(f"{args[1]}: IP whitelist {'set' if on else 'removed'}.")
+                self.term.say(f"{args[1]}: IP whitelist {'set' if on else 'removed'}.")
             else:
                 self.sim.set_ip_allowed(key.api_key, not on)
                 self.sim.set_ip_restrict(key.api_key, True)
-                self.say(
+                self.term.say(
                     f"{args[1]}: this bot's IP is {'no longer' if on else 'again'} "
                     "on the key's whitelist."
                 )
         elif sub == "outage" and len(args) > 1 and args[1] in ("0", "off", "over", "end"):
             self.sim.clear_faults()
-            self.say("The outage is over: Binance answers again.")
+            self.term.say("The outage is over: Binance answers again.")
         elif sub == "outage":
             count = int(args[1]) if len(args) > 1 and args[1].isdigit() else 10
             self.sim.inject_fault("503", count=count)
-            self.say(
+            self.term.say(
                 f"The next {count} Binance requests fail with HTTP 503 "
                 "(`binance outage off` ends it sooner)."
             )
         elif sub == "latency" and len(args) == 2 and args[1].isdigit():
             self.sim.latency = int(args[1]) / 1000
-            self.say(f"Binance now answers after {int(args[1])} ms.")
+            self.term.say(f"Binance now answers after {int(args[1])} ms.")
         else:
-            self.say(
+            self.term.say(
                 "Usage: binance keys | delete <key> | grant <key> <perm> | revoke <key> <perm>"
                 " | whitelist <key> on|off | block-ip <key> on|off | outage [n] | latency <ms>"
             )
@@ -811,7 +785,7 @@ class Console:
         names: dict[str, list[str]] = {}
         for name, api_key in self.keys.items():
             names.setdefault(api_key, []).append(name)
-        self.say(
+        self.term.say(
             "  name(s)                   API key      type    state   IP whitelist  permissions"
         )
         for api_key, known_as in sorted(names.items(), key=lambda item: item[1][0]):
@@ -820,7 +794,7 @@ class Console:
             state = "DELETED" if key.deleted else "active"
             ip = "yes" if key.ip_restrict else "no"
             note = "" if key.ip_allowed else "  (this bot's IP is not whitelisted)"
-            self.say(
+            self.term.say(
                 f"  {' = '.join(known_as):25} {api_key[:8]}…  {key.key_type:7} {state:7} "
                 f"{ip:13} {', '.join(on) or '-'}{note}"
             )
@@ -831,14 +805,14 @@ class Console:
             return self.sim.get_key(api_key)
         except KeyError:
             known = ", ".join(sorted(self.keys))
-            self.say(f"No key “{ref}” on the simulated Binance. Known: {known}")
+            self.term.say(f"No key “{ref}” on the simulated Binance. Known: {known}")
             return None
 
     def _set_flag(self, key: Any, flag: str, value: bool) -> bool:
         try:
             self.sim.set_permissions(key.api_key, **{flag: value})
         except (ValueError, KeyError, TypeError):
-            self.say(f"Unknown permission “{flag}”. Try: {', '.join(SHORT_NAMES.values())}")
+            self.term.say(f"Unknown permission “{flag}”. Try: {', '.join(SHORT_NAMES.values())}")
             return False
         return True
 
@@ -921,16 +895,12 @@ def _pick(options: list[dict], answer: str) -> dict | None:
     if answer.isdigit():
         number = int(answer)
         return options[number - 1] if 1 <= number <= len(options) else None
-    wanted = _normal(answer)
+    wanted = loosely(answer)
     for option in options:
-        if wanted in {_normal(str(option.get("value", ""))), _normal(text_of(option.get("text")))}:
+        if wanted in {loosely(str(option.get("value", ""))), loosely(text_of(option.get("text")))}:
             return option
-    starts = [o for o in options if _normal(text_of(o.get("text"))).startswith(wanted)]
+    starts = [o for o in options if loosely(text_of(o.get("text"))).startswith(wanted)]
     return starts[0] if len(starts) == 1 else None
-
-
-def _normal(text: str) -> str:
-    return re.sub(r"[^\w]+", " ", text.lower()).strip()
 
 
 def _is_secret(label: str, element: dict) -> bool:
@@ -942,29 +912,9 @@ def _has_inputs(view: dict) -> bool:
     return any(b.get("type") == "input" for b in view.get("blocks") or [])
 
 
-def _indent(text: str, prefix: str = "  ") -> str:
-    return "\n".join(prefix + line if line else line for line in text.split("\n"))
-
-
 def _signing_secret(stack: Any) -> str:
     secret = stack.settings.slack_signing_secret
     return secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret)
-
-
-def _read_hidden(stdin: TextIO) -> Callable[[str], str]:
-    """Secrets: getpass on a terminal; from a pipe, read a line without echoing it back."""
-    if stdin.isatty():
-        return getpass.getpass
-
-    def read(prompt: str) -> str:
-        if prompt:
-            print(prompt, end="", flush=True)
-        line = stdin.readline()
-        if not line:
-            raise EOFError
-        return line.rstrip("\n")
-
-    return read
 
 
 def _master_keys(data_dir: Path) -> str:
@@ -1052,13 +1002,16 @@ def _run(
     if interactive:
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401 - line editing and history for input()
+    term = Terminal(
+        out=sys.stdout,
+        read_line=input,
+        read_secret=read_hidden(sys.stdin),
+        echo=not interactive,
+    )
     console = Console(
         stack,
         team_id=getattr(stack.slack, "team_id", None) or DEFAULT_TEAM,
-        out=sys.stdout,
-        read_line=input,
-        read_secret=_read_hidden(sys.stdin),
-        echo=not interactive,
+        term=term,
         style=sys.stdout.isatty() and not os.environ.get("NO_COLOR"),
         width=min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns),
     )
