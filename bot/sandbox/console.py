@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import shutil
 import sys
 import tempfile
@@ -24,11 +23,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.ids import COMMAND, Action, Block, Callback
+from bot.sandbox.demo import DEMO_SHORTCUT, DemoBinance, DemoKey, demo_summary, register_demo_keys
 from bot.sandbox.render import (
     WIDTH,
     Button,
@@ -43,10 +43,10 @@ from bot.sandbox.requests import (
     SANDBOX_CHANNEL,
     SANDBOX_USER,
     BotReply,
+    FormValues,
     SignedClient,
     app_home_opened,
     block_action,
-    register_form_values,
     slash_command,
     view_submission,
 )
@@ -56,53 +56,6 @@ PROMPT = "sandbox> "
 MAX_WAIT_SECONDS = 15.0
 QUIET_SECONDS = 1.0  # without activity tracking: the reply is complete after this much silence
 SETTLE_SECONDS = 0.3  # with activity tracking: silence once the bot has no work in flight
-DEMO_SHORTCUT = "!demo"
-
-# label -> declared purpose; every demo key is registered on account "demo" at start-up.
-DEMO_PURPOSES = {
-    "healthy-reader": "read_only",
-    "withdrawer": "trading",  # withdrawals are on: "beyond the declared purpose"
-    "no-whitelist": "trading",
-    "deleted": "read_only",  # registered, then deleted on (simulated) Binance
-}
-DEMO_ACCOUNT = "demo"
-
-PERMISSION_NAMES = {
-    "read": "enableReading",
-    "reading": "enableReading",
-    "trade": "enableSpotAndMarginTrading",
-    "trading": "enableSpotAndMarginTrading",
-    "spot": "enableSpotAndMarginTrading",
-    "withdraw": "enableWithdrawals",
-    "withdrawals": "enableWithdrawals",
-    "transfer": "enableInternalTransfer",
-    "internal-transfer": "enableInternalTransfer",
-    "universal-transfer": "permitsUniversalTransfer",
-    "margin": "enableMargin",
-    "futures": "enableFutures",
-    "options": "enableVanillaOptions",
-    "portfolio-margin": "enablePortfolioMarginTrading",
-    "fix-trade": "enableFixApiTrade",
-    "fix-read": "enableFixReadOnly",
-}
-SHORT_NAMES = {
-    "enableReading": "read",
-    "enableSpotAndMarginTrading": "trade",
-    "enableWithdrawals": "withdraw",
-    "enableInternalTransfer": "transfer",
-    "permitsUniversalTransfer": "universal-transfer",
-    "enableMargin": "margin",
-    "enableFutures": "futures",
-    "enableVanillaOptions": "options",
-    "enablePortfolioMarginTrading": "portfolio-margin",
-    "enableFixApiTrade": "fix-trade",
-    "enableFixReadOnly": "fix-read",
-}
-TIERS = {
-    "read": {},
-    "trade": {"enableSpotAndMarginTrading": True},
-    "withdraw": {"enableSpotAndMarginTrading": True, "enableWithdrawals": True},
-}
 # Slack Web API calls that are plumbing, not something a user sees.
 SILENT_METHODS = {"conversations.open", "auth.test", "users.info", "chat.getPermalink"}
 
@@ -118,18 +71,6 @@ here is fake and exists only inside this process.
 Try:  /apikey status all    /apikey list    /apikey register    /apikey remove withdrawer
       press <button>        demo-key        help                exit
 """
-DEMO_LINES = {
-    "healthy-reader": "read-only, IP whitelist: fine",
-    "withdrawer": "declared for trading, but withdrawals are on",
-    "no-whitelist": "trading without an IP whitelist (Binance drops its trading permission soon)",
-    "deleted": "deleted on Binance since it was registered",
-}
-REUSED_DATA = """\
-This data directory comes from an earlier session: its keys are kept, but the simulated Binance
-starts afresh each time and no longer knows them, so it rejects them. Start without --data-dir
-(or with a new directory) for the demo keys.
-"""
-
 HELP = """\
 Console commands (anything starting with /apikey goes to the bot, as user @U0SANDBOX):
   /apikey <text>                 a slash command, e.g. /apikey status all, /apikey help
@@ -160,14 +101,6 @@ class Pressable:
     button: Button
     message: dict[str, Any] | None  # None for ephemeral messages (Slack sends no message then)
     view: dict[str, Any] | None = None
-
-
-@dataclass
-class DemoKey:
-    name: str
-    api_key: str
-    secret: str = field(repr=False)
-    key_type: str
 
 
 class _Activity:
@@ -215,7 +148,6 @@ class Console:
         width: int = WIDTH,
     ) -> None:
         self.stack = stack
-        self.sim = stack.simulator
         self.slack = stack.slack
         self.team_id = team_id
         self.term = term
@@ -228,11 +160,9 @@ class Console:
         self.activity.watch(getattr(runner, "listener_executor", None))
         self.buttons: list[Pressable] = []
         self.last_calls: list[dict[str, Any]] = []
-        self.keys: dict[str, str] = {}  # name (label, demo-N) -> API key on the simulator
-        self.last_demo: DemoKey | None = None
         self._form_answers: dict[tuple[str, str], dict[str, Any]] = {}
-        self._demo_count = 0
         self._seen = 0  # Slack calls already shown (late ones show with the next command)
+        self.demo = DemoBinance(stack.simulator, term)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -275,9 +205,9 @@ class Console:
         elif word in {"help", "?"}:
             self.term.say(HELP)
         elif word == "demo-key":
-            self.demo_key(rest.split())
+            self.demo.make_key(rest.split())
         elif word == "binance":
-            self.binance(rest)
+            self.demo.command(rest)
         elif word == "calls":
             self.term.say(json.dumps(self.last_calls, indent=2, ensure_ascii=False, default=str))
         elif word.startswith("/"):
@@ -533,7 +463,7 @@ class Console:
         label = (values.get(Block.LABEL, {}).get(Action.LABEL) or {}).get("value")
         api_key = (values.get(Block.API_KEY, {}).get(Action.API_KEY) or {}).get("value")
         if label and api_key:
-            self.keys[label] = api_key
+            self.demo.remember(label, api_key)
 
     def _ask_inputs(
         self, view: dict[str, Any], answers: dict[tuple[str, str], dict[str, Any]]
@@ -581,12 +511,7 @@ class Console:
         chosen = (self._form_answers.get((Block.KEY_TYPE, Action.KEY_TYPE)) or {}).get(
             "selected_option"
         ) or {}
-        key_type = str(
-            chosen.get("value") or (self.last_demo and self.last_demo.key_type) or "HMAC"
-        )
-        if self.last_demo is not None and not (fresh and self.last_demo.key_type != key_type):
-            return self.last_demo
-        return self.demo_key([key_type.lower()], quiet=True) or self.last_demo
+        return self.demo.key_for_form(chosen.get("value"), fresh=fresh)
 
     def _ask_text(
         self, label: str, element: dict, optional: bool, previous: dict | None, kind: str
@@ -686,189 +611,30 @@ class Console:
                 return {"type": "users_select", "selected_user": user}
             self.term.say("  A Slack user id looks like U0ALICE.")
 
-    # --- the simulated Binance ---------------------------------------------------------------
-
-    def demo_key(self, args: list[str], *, quiet: bool = False) -> DemoKey | None:
-        """A new fake key on the simulated Binance, printed (fake secrets only) for the form."""
-        key_type, tier = "HMAC", "read"
-        for arg in args:
-            low = arg.lower()
-            if low in {"hmac", "ed25519", "rsa"}:
-                key_type = low.upper()
-            elif low in TIERS:
-                tier = low
-            else:
-                self.term.say("Usage: demo-key [hmac|ed25519|rsa] [read|trade|withdraw]")
-                return None
-        key = self.sim.add_key(
-            account=DEMO_ACCOUNT, key_type=key_type, permissions=TIERS[tier], ip_restrict=True
-        )
-        self._demo_count += 1
-        name = f"demo-{self._demo_count}"
-        self.keys[name] = key.api_key
-        self.last_demo = DemoKey(name, key.api_key, key.secret, key_type)
-        if quiet:
-            self.term.say(
-                f"  (made {name}: a fake {key_type} key, {tier}, on the simulated Binance)"
-            )
-            return self.last_demo
-        what = "secret" if key_type == "HMAC" else "private key (paste every line)"
-        self.term.say(
-            f"New key {name} on the simulated Binance: {key_type}, {tier}, IP whitelist on, "
-            f'account "{DEMO_ACCOUNT}".\nIt is fake: it exists only in this sandbox.'
-        )
-        self.term.say(f"  API key: {key.api_key}")
-        self.term.say(f"  {what}:\n" + indent(key.secret.strip(), "    "))
-        self.term.say(
-            f"Now: {COMMAND} register, choose key type {key_type}, and paste these "
-            f"(or type {DEMO_SHORTCUT} at the API key and secret prompts)."
-        )
-        return self.last_demo
-
-    def binance(self, rest: str) -> None:
-        try:
-            args = shlex.split(rest)
-        except ValueError:
-            args = rest.split()
-        sub = args[0].lower() if args else ""
-        if sub in {"keys", "ls", "list"}:
-            self._binance_keys()
-        elif sub == "delete" and len(args) == 2:
-            key = self._sim_key(args[1])
-            if key:
-                self.sim.delete_key(key.api_key)
-                self.term.say(f"Deleted on Binance: {args[1]}. Try {COMMAND} status all.")
-        elif sub in {"grant", "revoke"} and len(args) == 3:
-            key = self._sim_key(args[1])
-            flag = PERMISSION_NAMES.get(args[2].lower(), args[2])
-            if key and self._set_flag(key, flag, sub == "grant"):
-                self.term.say(f"{args[1]}: {flag} is now {'on' if sub == 'grant' else 'off'}.")
-                if sub == "grant" and flag == "enableWithdrawals" and not key.ip_restrict:
-                    self.term.say(
-                        "(real Binance refuses withdrawals on a key without IP whitelist)"
-                    )
-        elif sub in {"whitelist", "block-ip"} and len(args) == 3 and args[2] in {"on", "off"}:
-            key = self._sim_key(args[1])
-            if key is None:
-                return
-            on = args[2] == "on"
-            if sub == "whitelist":
-                self.sim.set_ip_restrict(key.api_key, on)
-                self.term.say(f"{args[1]}: IP whitelist {'set' if on else 'removed'}.")
-            else:
-                self.sim.set_ip_allowed(key.api_key, not on)
-                self.sim.set_ip_restrict(key.api_key, True)
-                self.term.say(
-                    f"{args[1]}: this bot's IP is {'no longer' if on else 'again'} "
-                    "on the key's whitelist."
-                )
-        elif sub == "outage" and len(args) > 1 and args[1] in ("0", "off", "over", "end"):
-            self.sim.clear_faults()
-            self.term.say("The outage is over: Binance answers again.")
-        elif sub == "outage":
-            count = int(args[1]) if len(args) > 1 and args[1].isdigit() else 10
-            self.sim.inject_fault("503", count=count)
-            self.term.say(
-                f"The next {count} Binance requests fail with HTTP 503 "
-                "(`binance outage off` ends it sooner)."
-            )
-        elif sub == "latency" and len(args) == 2 and args[1].isdigit():
-            self.sim.latency = int(args[1]) / 1000
-            self.term.say(f"Binance now answers after {int(args[1])} ms.")
-        else:
-            self.term.say(
-                "Usage: binance keys | delete <key> | grant <key> <perm> | revoke <key> <perm>"
-                " | whitelist <key> on|off | block-ip <key> on|off | outage [n] | latency <ms>"
-            )
-
-    def _binance_keys(self) -> None:
-        names: dict[str, list[str]] = {}
-        for name, api_key in self.keys.items():
-            names.setdefault(api_key, []).append(name)
-        self.term.say(
-            "  name(s)                   API key      type    state   IP whitelist  permissions"
-        )
-        for api_key, known_as in sorted(names.items(), key=lambda item: item[1][0]):
-            key = self.sim.get_key(api_key)
-            on = [SHORT_NAMES.get(f, f) for f, v in key.permissions.items() if v]
-            state = "DELETED" if key.deleted else "active"
-            ip = "yes" if key.ip_restrict else "no"
-            note = "" if key.ip_allowed else "  (this bot's IP is not whitelisted)"
-            self.term.say(
-                f"  {' = '.join(known_as):25} {api_key[:8]}…  {key.key_type:7} {state:7} "
-                f"{ip:13} {', '.join(on) or '-'}{note}"
-            )
-
-    def _sim_key(self, ref: str) -> Any:
-        api_key = self.keys.get(ref, ref)
-        try:
-            return self.sim.get_key(api_key)
-        except KeyError:
-            known = ", ".join(sorted(self.keys))
-            self.term.say(f"No key “{ref}” on the simulated Binance. Known: {known}")
-            return None
-
-    def _set_flag(self, key: Any, flag: str, value: bool) -> bool:
-        try:
-            self.sim.set_permissions(key.api_key, **{flag: value})
-        except (ValueError, KeyError, TypeError):
-            self.term.say(f"Unknown permission “{flag}”. Try: {', '.join(SHORT_NAMES.values())}")
-            return False
-        return True
-
     # --- start-up --------------------------------------------------------------------------------
 
-    def register_demo_keys(self, demo: dict[str, Any]) -> dict[str, str | None]:
-        """Register the demo keys through the register modal's submission, like a user would.
+    def register_demo_keys(self, seeded: dict[str, Any]) -> dict[str, str | None]:
+        """Register the seeded demo keys through the register modal, like a user would.
 
         Returns each label with None when it was registered, else why the bot refused it."""
-        outcome: dict[str, str | None] = {}
-        to_delete: list[str] = []
-        for label, purpose in DEMO_PURPOSES.items():
-            key = demo.get(label)
-            if key is None:
-                continue
-            if key.deleted:
-                # Binance would refuse to check a deleted key: register a live twin, delete it later.
-                key = self.sim.add_key(
-                    account=DEMO_ACCOUNT,
-                    key_type=key.key_type,
-                    permissions=key.permissions,
-                    ip_restrict=key.ip_restrict,
-                )
-                to_delete.append(key.api_key)
-            mark = len(self.slack.calls)
-            reply = self.client.post(
-                view_submission(
-                    Callback.REGISTER.value,
-                    register_form_values(
-                        label=label,
-                        account=DEMO_ACCOUNT,
-                        owner=SANDBOX_USER,
-                        purpose=purpose,
-                        key_type=key.key_type,
-                        api_key=key.api_key,
-                        secret=key.secret,
-                    ),
-                    private_metadata=json.dumps({"channel": SANDBOX_CHANNEL}),
-                    user_id=SANDBOX_USER,
-                    team_id=self.team_id,
-                )
-            )
-            body = reply.body or {}
-            self.keys[label] = key.api_key
-            if body.get("response_action") == "errors":
-                errors = body.get("errors") or {}
-                outcome[label] = "; ".join(mrkdwn_to_text(str(m)) for m in errors.values())
-            elif reply.status != 200:
-                outcome[label] = f"the bot answered HTTP {reply.status}"
-            else:
-                outcome[label] = None
-            self._wait_quietly(mark)
-        for api_key in to_delete:
-            self.sim.delete_key(api_key)
+        outcome = register_demo_keys(seeded, demo=self.demo, submit=self._submit_registration)
         self.slack.clear()
         return outcome
+
+    def _submit_registration(self, values: FormValues) -> BotReply:
+        """Submit the register modal with ``values``; return once the bot is done with it."""
+        mark = len(self.slack.calls)
+        reply = self.client.post(
+            view_submission(
+                Callback.REGISTER.value,
+                values,
+                private_metadata=json.dumps({"channel": SANDBOX_CHANNEL}),
+                user_id=SANDBOX_USER,
+                team_id=self.team_id,
+            )
+        )
+        self._wait_quietly(mark)
+        return reply
 
     def _wait_quietly(self, mark: int) -> None:
         deadline = time.monotonic() + MAX_WAIT_SECONDS
@@ -1018,7 +784,7 @@ def _run(
     outcome = console.register_demo_keys(demo)
     sim.latency = max(0, args.latency_ms) / 1000
     try:
-        print(BANNER.format(data=where, log=log_file, demo=_demo_text(outcome)), flush=True)
+        print(BANNER.format(data=where, log=log_file, demo=demo_summary(outcome)), flush=True)
         return console.run()
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
         with contextlib.suppress(OSError):
@@ -1028,20 +794,6 @@ def _run(
         console.client.close()
         with contextlib.suppress(OSError):
             print("Stopping the sandbox…", flush=True)
-
-
-def _demo_text(outcome: dict[str, str | None]) -> str:
-    registered = [label for label, problem in outcome.items() if problem is None]
-    lines = []
-    if registered:
-        lines.append(f'Demo keys registered on account "{DEMO_ACCOUNT}":')
-        lines += [f"  {label:15} {DEMO_LINES.get(label, '')}" for label in registered]
-    refused = {label: problem for label, problem in outcome.items() if problem}
-    if refused and all("already registered" in problem for problem in refused.values()):
-        lines.append(REUSED_DATA.rstrip("\n"))
-    else:
-        lines += [f"(demo key {label} not registered: {why})" for label, why in refused.items()]
-    return "\n".join(lines) + "\n"
 
 
 def _log_to(path: Path) -> logging.Handler:
