@@ -17,26 +17,16 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.ids import COMMAND, Action, Block, Callback
 from bot.sandbox.demo import DemoBinance, demo_summary, register_demo_keys
 from bot.sandbox.forms import Answers, FormPrompts, has_inputs
-from bot.sandbox.render import (
-    WIDTH,
-    Button,
-    payload_buttons,
-    payload_view,
-    render_payload,
-    text_of,
-)
+from bot.sandbox.render import WIDTH, text_of
+from bot.sandbox.replies import BotActivity, SlackReplies
 from bot.sandbox.requests import (
     DEFAULT_TEAM,
     SANDBOX_CHANNEL,
@@ -49,14 +39,9 @@ from bot.sandbox.requests import (
     slash_command,
     view_submission,
 )
-from bot.sandbox.terminal import Terminal, indent, loosely, read_hidden
+from bot.sandbox.terminal import Terminal, read_hidden
 
 PROMPT = "sandbox> "
-MAX_WAIT_SECONDS = 15.0
-QUIET_SECONDS = 1.0  # without activity tracking: the reply is complete after this much silence
-SETTLE_SECONDS = 0.3  # with activity tracking: silence once the bot has no work in flight
-# Slack Web API calls that are plumbing, not something a user sees.
-SILENT_METHODS = {"conversations.open", "auth.test", "users.info", "chat.getPermalink"}
 
 BANNER = """\
 apikey-bot sandbox: the bot, a Binance simulator and a stand-in for Slack, all on this machine.
@@ -70,6 +55,7 @@ here is fake and exists only inside this process.
 Try:  /apikey status all    /apikey list    /apikey register    /apikey remove withdrawer
       press <button>        demo-key        help                exit
 """
+
 HELP = """\
 Console commands (anything starting with /apikey goes to the bot, as user @U0SANDBOX):
   /apikey <text>                 a slash command, e.g. /apikey status all, /apikey help
@@ -95,47 +81,11 @@ In a form: Enter takes the default shown in [brackets]; Ctrl-D or Ctrl-C cancels
 """
 
 
-@dataclass
-class Pressable:
-    button: Button
-    message: dict[str, Any] | None  # None for ephemeral messages (Slack sends no message then)
-    view: dict[str, Any] | None = None
-
-
-class _Activity:
-    """Knows whether the bot still has work in flight (listeners, background jobs).
-
-    The sandbox runs the bot in this process, so it can watch the executors the bot submits its
-    work to; that tells "the reply is complete" from "Binance is slow" without guessing.
-    """
-
-    def __init__(self) -> None:
-        self._futures: list[Future] = []
-        self._lock = threading.Lock()
-        self.watching = False
-
-    def watch(self, executor: Executor | None) -> None:
-        if executor is None or not callable(getattr(executor, "submit", None)):
-            return
-        original = executor.submit
-
-        def submit(fn, /, *args, **kwargs):
-            future = original(fn, *args, **kwargs)
-            with self._lock:
-                self._futures.append(future)
-            return future
-
-        executor.submit = submit  # type: ignore[method-assign]
-        self.watching = True
-
-    def busy(self) -> bool:
-        with self._lock:
-            self._futures = [f for f in self._futures if not f.done()]
-            return bool(self._futures)
-
-
 class Console:
-    """The read-eval-print loop. I/O goes through ``read_line``, ``read_secret`` and ``out``."""
+    """The read-eval-print loop: reads a line, sends it to the bot or runs it, shows the replies.
+
+    The person's side goes through ``term``; what the bot sends to Slack is shown by
+    ``replies``; modals are filled in by ``forms``; ``demo`` drives the simulated Binance."""
 
     def __init__(
         self,
@@ -150,18 +100,17 @@ class Console:
         self.slack = stack.slack
         self.team_id = team_id
         self.term = term
-        self.style = style
-        self.width = width
         self.client = SignedClient(stack.url, secret=_signing_secret(stack))
-        self.activity = _Activity()
-        self.activity.watch(getattr(stack.services, "background", None))
+        activity = BotActivity()
+        activity.watch(getattr(stack.services, "background", None))
         runner = getattr(stack.app, "_listener_runner", None)
-        self.activity.watch(getattr(runner, "listener_executor", None))
-        self.buttons: list[Pressable] = []
-        self.last_calls: list[dict[str, Any]] = []
-        self._seen = 0  # Slack calls already shown (late ones show with the next command)
+        activity.watch(getattr(runner, "listener_executor", None))
+        self.replies = SlackReplies(self.slack, term, activity=activity, width=width, style=style)
         self.demo = DemoBinance(stack.simulator, term)
         self.forms = FormPrompts(term, self.demo)
+
+    def close(self) -> None:
+        self.client.close()
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -200,7 +149,7 @@ class Console:
         elif word == "home":
             self.home()
         elif word == "buttons":
-            self.show_buttons()
+            self.replies.show_buttons()
         elif word in {"help", "?"}:
             self.term.say(HELP)
         elif word == "demo-key":
@@ -208,16 +157,18 @@ class Console:
         elif word == "binance":
             self.demo.command(rest)
         elif word == "calls":
-            self.term.say(json.dumps(self.last_calls, indent=2, ensure_ascii=False, default=str))
+            self.term.say(
+                json.dumps(self.replies.last_calls, indent=2, ensure_ascii=False, default=str)
+            )
         elif word.startswith("/"):
             self.term.say(f"This sandbox only knows the {COMMAND} command.")
         else:
             self.term.say(f"Unknown console command “{word}”. Type help, or {COMMAND} help.")
 
-    # --- Slack side ---------------------------------------------------------------------------
+    # --- requests to the bot ------------------------------------------------------------------
 
     def slash(self, text: str) -> None:
-        self._start_command()
+        self.replies.start_command()
         body = slash_command(
             text,
             response_url=self.slack.response_url(),
@@ -225,22 +176,22 @@ class Console:
             team_id=self.team_id,
             channel_id=SANDBOX_CHANNEL,
         )
-        self._show_ack(self.client.post(body))
-        self._follow()
+        self.replies.show_ack(self.client.post(body))
+        self.follow()
 
     def press(self, which: str) -> None:
         if not which:
             self.term.say("Press which button? e.g. press 1, or press Next.")
-            self.show_buttons()
+            self.replies.show_buttons()
             return
-        chosen = self._find_button(which)
+        chosen = self.replies.find_button(which)
         if chosen is None:
             return
         button = chosen.button
         self.term.say(f"(pressed “{button.text}”)")
         if button.url:
             self.term.say(f"(in Slack this would also open {button.url})")
-        self._start_command()
+        self.replies.start_command()
         response_url = None if chosen.view else self.slack.response_url()
         body = block_action(
             button.action_id,
@@ -254,149 +205,26 @@ class Console:
             team_id=self.team_id,
             channel_id=SANDBOX_CHANNEL,
         )
-        self._show_ack(self.client.post(body))
-        self._follow()
+        self.replies.show_ack(self.client.post(body))
+        self.follow()
 
     def home(self) -> None:
         """Open the app's Home tab, as a click on the app's name in Slack does."""
-        self._start_command()
-        self._show_ack(
+        self.replies.start_command()
+        self.replies.show_ack(
             self.client.post(app_home_opened(user_id=SANDBOX_USER, team_id=self.team_id))
         )
-        self._follow()
+        self.follow()
 
-    def show_buttons(self) -> None:
-        if not self.buttons:
-            self.term.say("The last reply has no buttons.")
-            return
-        for number, item in enumerate(self.buttons, 1):
-            self.term.say(f"  [{number}] {item.button.text}")
-
-    def _find_button(self, which: str) -> Pressable | None:
-        if not self.buttons:
-            self.term.say("The last reply has no buttons to press.")
-            return None
-        if which.isdigit():
-            number = int(which)
-            if 1 <= number <= len(self.buttons):
-                return self.buttons[number - 1]
-            self.term.say(f"There is no button [{number}].")
-            self.show_buttons()
-            return None
-        wanted = loosely(which)
-        exact = [b for b in self.buttons if loosely(b.button.text) == wanted]
-        partial = [b for b in self.buttons if wanted and wanted in loosely(b.button.text)]
-        matches = exact or partial
-        if len(matches) == 1:
-            return matches[0]
-        self.term.say(
-            f"More than one button matches “{which}”:"
-            if matches
-            else f"No button matches “{which}”."
-        )
-        self.show_buttons()
-        return None
-
-    def _start_command(self) -> None:
-        self.buttons = []
-        self.last_calls = []
-
-    def _show_ack(self, reply: BotReply) -> None:
-        self.last_calls.append({"method": "(HTTP answer to the request)", "status": reply.status})
-        if reply.body:
-            self.last_calls[-1]["body"] = reply.body
-        if reply.status != 200:
-            self.term.say(f"(the bot answered HTTP {reply.status})")
-            return
-        if reply.body and (reply.body.get("blocks") or reply.body.get("text")):
-            self._show("reply (only you can see it)", reply.body)
-
-    def _show(
-        self,
-        caption: str,
-        params: dict[str, Any],
-        *,
-        view: dict | None = None,
-        ephemeral: bool = True,
-    ) -> None:
-        buttons = payload_buttons(params)
-        text = render_payload(
-            params, first_number=len(self.buttons) + 1, width=self.width - 2, style=self.style
-        )
-        message = None if ephemeral or view else params
-        self.buttons.extend(Pressable(b, message, view) for b in buttons)
-        self.term.say(f"↳ {caption}")
-        if text:
-            self.term.say(indent(text))
-
-    def _follow(self) -> None:
-        """Print what the bot sends to Slack, until it is done (at most 15 s)."""
-        start = last_change = time.monotonic()
-        opened: list[dict[str, Any]] = []
-        while True:
-            calls = self.slack.calls
-            for call in calls[self._seen :]:
-                view = self._show_call(call)
-                if view is not None:
-                    opened.append(view)
-            if len(calls) > self._seen:
-                self._seen = len(calls)
-                last_change = time.monotonic()
-            now = time.monotonic()
-            if self.activity.watching:
-                if not self.activity.busy() and now - last_change >= SETTLE_SECONDS:
-                    break
-            elif now - last_change >= QUIET_SECONDS:
-                break
-            if now - start > MAX_WAIT_SECONDS:
-                self.term.say("(stopped waiting for the bot after 15 seconds)")
-                break
-            time.sleep(0.05)
-        for view in opened:
+    def follow(self) -> None:
+        """Show what the bot sends to Slack until it is done; fill in the forms it opens."""
+        for view in self.replies.follow():
             if has_inputs(view):
                 self.fill_modal(view)
 
-    def _show_call(self, call: Any) -> dict[str, Any] | None:
-        """Print one recorded Slack call; returns the view when it opened a modal."""
-        method, params = call.method, dict(call.params or {})
-        self.last_calls.append({"method": method, "params": params})
-        if method in SILENT_METHODS:
-            return None
-        if method == "response_url":
-            caption = "reply"
-            if params.get("delete_original"):
-                self.term.say("↳ (the bot deleted its previous message)")
-                return None
-            if params.get("replace_original"):
-                caption = "reply (replaces the previous message)"
-            if params.get("response_type") == "in_channel":
-                caption += ", visible to the channel"
-            self._show(caption, params)
-            return None
-        if method == "chat.postEphemeral":
-            self._show("private message (only you can see it)", params)
-            return None
-        if method == "chat.postMessage":
-            where = params.get("channel", "?")
-            where = "a direct message" if where.startswith("D") else where
-            self._show(f"message in {where}", params, ephemeral=False)
-            return None
-        if method in {"views.open", "views.push", "views.update", "views.publish"}:
-            view = payload_view(params) or {}
-            caption = {
-                "views.open": "a form opens",
-                "views.push": "another form opens",
-                "views.update": "the form now shows",
-                "views.publish": "your App Home now shows",
-            }[method]
-            self._show(caption, params, view=view)
-            return view if method in {"views.open", "views.push"} else None
-        self.term.say(f"↳ {method}: {json.dumps(params, ensure_ascii=False, default=str)[:300]}")
-        return None
-
-    # --- modals ----------------------------------------------------------------------------------
-
     def fill_modal(self, view: dict[str, Any]) -> None:
+        """Ask for the form's inputs and submit it, again while the bot refuses and the person
+        wants to correct it; forms the bot pushes next are filled in too."""
         title = text_of(view.get("title")) or "the form"
         self.term.say(f"Fill in “{title}” (Enter takes the [default]; Ctrl-D cancels):")
         answers: Answers = {}
@@ -418,9 +246,7 @@ class Console:
                     team_id=self.team_id,
                 )
             )
-            self.last_calls.append({"method": "(answer to the form)", "status": reply.status})
-            if reply.body:
-                self.last_calls[-1]["body"] = reply.body
+            self.replies.record_answer("(answer to the form)", reply)
             body = reply.body or {}
             action = body.get("response_action")
             if reply.status != 200:
@@ -434,18 +260,18 @@ class Console:
                 return
             if action in {"update", "push"} and isinstance(body.get("view"), dict):
                 caption = "the form now shows" if action == "update" else "another form opens"
-                self._show(caption, {"view": body["view"]}, view=body["view"])
+                self.replies.show(caption, {"view": body["view"]}, view=body["view"])
                 self._remember(view, values)
-                self._follow()
+                self.follow()
                 if action == "push" and has_inputs(body["view"]):
                     self.fill_modal(body["view"])
                 return
             self.term.say("↳ the form closes")
             self._remember(view, values)
-            self._follow()
+            self.follow()
             return
 
-    def _remember(self, view: dict[str, Any], values: dict[str, Any]) -> None:
+    def _remember(self, view: dict[str, Any], values: FormValues) -> None:
         """After a registration, the label names that key in ``binance …`` commands."""
         if view.get("callback_id") != Callback.REGISTER:
             return
@@ -476,17 +302,8 @@ class Console:
                 team_id=self.team_id,
             )
         )
-        self._wait_quietly(mark)
+        self.replies.wait_quietly(mark)
         return reply
-
-    def _wait_quietly(self, mark: int) -> None:
-        deadline = time.monotonic() + MAX_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            if self.activity.watching and not self.activity.busy():
-                return
-            if not self.activity.watching and len(self.slack.calls) > mark:
-                return
-            time.sleep(0.05)
 
 
 def _signing_secret(stack: Any) -> str:
@@ -602,7 +419,7 @@ def _run(
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     finally:
-        console.client.close()
+        console.close()
         with contextlib.suppress(OSError):
             print("Stopping the sandbox…", flush=True)
 
