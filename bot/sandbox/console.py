@@ -5,25 +5,27 @@ the bot itself, registers the demo keys through the real modal path, then reads 
 terminal (or from a piped script): ``/apikey …`` lines go to the bot as signed slash commands,
 modals are filled in at prompts, buttons are pressed by name or number, and every reply the bot
 sends to "Slack" is printed as text.
+
+This module is the prompt loop and its dispatch; the rest of the sandbox console lives beside it:
+``startup`` (command line, data directory, the local stack), ``terminal`` (what the person reads
+and types), ``replies`` (what the bot sends to Slack, as text, and its buttons), ``forms`` (modals
+filled in at prompts) and ``demo`` (demo keys and the ``binance …`` commands).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import os
 import shutil
 import sys
-import tempfile
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from bot.ids import COMMAND, Action, Block, Callback
-from bot.sandbox.demo import DemoBinance, demo_summary, register_demo_keys
+from bot.sandbox.demo import DemoBinance, register_demo_keys
 from bot.sandbox.forms import Answers, FormPrompts, has_inputs
 from bot.sandbox.render import WIDTH, text_of
 from bot.sandbox.replies import BotActivity, SlackReplies
@@ -39,22 +41,10 @@ from bot.sandbox.requests import (
     slash_command,
     view_submission,
 )
+from bot.sandbox.startup import banner, log_to, open_data_dir, parser, start_stack
 from bot.sandbox.terminal import Terminal, read_hidden
 
 PROMPT = "sandbox> "
-
-BANNER = """\
-apikey-bot sandbox: the bot, a Binance simulator and a stand-in for Slack, all on this machine.
-Nothing leaves this machine: no Slack workspace, no Binance account, no internet. Every API key
-here is fake and exists only inside this process.
-
-  data:  {data}
-  log:   {log}
-
-{demo}
-Try:  /apikey status all    /apikey list    /apikey register    /apikey remove withdrawer
-      press <button>        demo-key        help                exit
-"""
 
 HELP = """\
 Console commands (anything starting with /apikey goes to the bot, as user @U0SANDBOX):
@@ -311,87 +301,42 @@ def _signing_secret(stack: Any) -> str:
     return secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret)
 
 
-def _master_keys(data_dir: Path) -> str:
-    """The sandbox's master key, kept in its data directory so a kept directory reopens."""
-    from storage.crypto import generate_master_key
-
-    path = data_dir / "sandbox-master-keys"
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    line = generate_master_key("sandbox").encoded()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-    return line
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="apikey-bot sandbox",
-        description="Try the bot offline: a Binance simulator with demo keys, a stand-in for "
-        "Slack and a console to type /apikey commands in. Nothing leaves this machine.",
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="keep the sandbox's database here (default: a temporary directory, deleted at exit)",
-    )
-    parser.add_argument(
-        "--latency-ms",
-        type=int,
-        default=0,
-        help="make the simulated Binance answer this slowly (over 2000 shows the slow path)",
-    )
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    """``apikey-bot sandbox``: start everything, register the demo keys, run the console."""
+    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     with contextlib.ExitStack() as cleanup:
-        if args.data_dir is None:
-            data_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="apikey-")))
-            where = f"{data_dir} (deleted when you exit; keep it with --data-dir DIR)"
-        else:
-            data_dir = args.data_dir.expanduser().resolve()
-            data_dir.mkdir(parents=True, exist_ok=True)
-            where = f"{data_dir} (kept)"
-        return _run(args, data_dir, where, cleanup)
+        data_dir, where = open_data_dir(args.data_dir, cleanup)
+        log_file = data_dir / "sandbox.log"
+        cleanup.callback(log_to(log_file).close)
+        print("Starting the sandbox (Binance simulator, Slack stand-in, bot)…", flush=True)
+        try:
+            stack, seeded = start_stack(data_dir, cleanup)
+        except Exception as exc:
+            logging.getLogger(__name__).exception("sandbox start-up failed")
+            print(
+                f"apikey-bot sandbox: could not start: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            print(f"(details in {log_file})", file=sys.stderr)
+            return 1
+        console = _console_at_this_terminal(stack)
+        outcome = console.register_demo_keys(seeded)
+        stack.simulator.latency = max(0, args.latency_ms) / 1000
+        try:
+            print(banner(where=where, log_file=log_file, outcome=outcome), flush=True)
+            return console.run()
+        except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        finally:
+            console.close()
+            with contextlib.suppress(OSError):
+                print("Stopping the sandbox…", flush=True)
 
 
-def _run(
-    args: argparse.Namespace, data_dir: Path, where: str, cleanup: contextlib.ExitStack
-) -> int:
-    log_file = data_dir / "sandbox.log"
-    cleanup.callback(_log_to(log_file).close)
-    print("Starting the sandbox (Binance simulator, Slack stand-in, bot)…", flush=True)
-    try:
-        from bot.sandbox.binance_simulator import BinanceSimulator, seed_demo
-        from bot.sandbox.stack import SANDBOX_SIGNING_SECRET, start_local_stack
-
-        sim = BinanceSimulator().start()
-        cleanup.callback(sim.stop)
-        demo = seed_demo(sim)
-        stack = start_local_stack(
-            workdir=data_dir,
-            simulator=sim,
-            signing_secret=SANDBOX_SIGNING_SECRET,
-            master_keys=_master_keys(data_dir),
-            admin_user_ids=SANDBOX_USER,
-            scheduler_enabled=False,
-            # Settings of a real deployment in the environment must not leak into the sandbox.
-            slack_app_token=None,
-            slack_team_id=None,
-            master_key_active=None,
-            alert_channel=None,
-        )
-        cleanup.callback(stack.stop)
-    except Exception as exc:
-        logging.getLogger(__name__).exception("sandbox start-up failed")
-        print(f"apikey-bot sandbox: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(f"(details in {log_file})", file=sys.stderr)
-        return 1
-
+def _console_at_this_terminal(stack: Any) -> Console:
+    """A console on stdin/stdout: line editing and styling at a terminal, echo from a pipe."""
     interactive = sys.stdin.isatty()
     if interactive:
         with contextlib.suppress(ImportError):
@@ -402,38 +347,13 @@ def _run(
         read_secret=read_hidden(sys.stdin),
         echo=not interactive,
     )
-    console = Console(
+    return Console(
         stack,
         team_id=getattr(stack.slack, "team_id", None) or DEFAULT_TEAM,
         term=term,
         style=sys.stdout.isatty() and not os.environ.get("NO_COLOR"),
         width=min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns),
     )
-    outcome = console.register_demo_keys(demo)
-    sim.latency = max(0, args.latency_ms) / 1000
-    try:
-        print(BANNER.format(data=where, log=log_file, demo=demo_summary(outcome)), flush=True)
-        return console.run()
-    except BrokenPipeError:  # e.g. piped into `head`: stop quietly
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    finally:
-        console.close()
-        with contextlib.suppress(OSError):
-            print("Stopping the sandbox…", flush=True)
-
-
-def _log_to(path: Path) -> logging.Handler:
-    """The bot's log goes to a file: the terminal is for the conversation."""
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return handler
 
 
 if __name__ == "__main__":
