@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from bot.ids import Action, Block, Callback
+from bot.ids import Callback
+from bot.sandbox.requests import FormValues, register_form_values
 from bot.sandbox.stack import LocalStack
 from bot.services.keys import RegistrationForm, register_key
 from storage.models import KeyPurpose, KeyType, utcnow
@@ -25,22 +26,17 @@ def register_values(
     key_type: str = "HMAC",
     purpose: str = "read_only",
     owner: str = ALICE,
-) -> dict:
-    def text(value: str) -> dict:
-        return {"type": "plain_text_input", "value": value}
-
-    def option(value: str) -> dict:
-        return {"type": "static_select", "selected_option": {"value": value}}
-
-    return {
-        Block.LABEL: {Action.LABEL: text(label)},
-        Block.ACCOUNT: {Action.ACCOUNT: text(account)},
-        Block.OWNER: {Action.OWNER: {"type": "users_select", "selected_user": owner}},
-        Block.PURPOSE: {Action.PURPOSE: option(purpose)},
-        Block.KEY_TYPE: {Action.KEY_TYPE: option(key_type)},
-        Block.API_KEY: {Action.API_KEY: text(api_key)},
-        Block.SECRET: {Action.SECRET: text(secret)},
-    }
+) -> FormValues:
+    """The register modal's state, with the test workspace's defaults (account main, Alice)."""
+    return register_form_values(
+        label=label,
+        account=account,
+        owner=owner,
+        purpose=purpose,
+        key_type=key_type,
+        api_key=api_key,
+        secret=secret,
+    )
 
 
 def submit_registration(

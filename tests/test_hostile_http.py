@@ -19,7 +19,8 @@ import requests
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from bot.ids import Action, Block, Callback
+from bot.ids import Action, Callback
+from bot.sandbox.requests import close_note_values, rotate_form_values
 from bot.sandbox.slack_standin import SlackStandIn
 from bot.sandbox.stack import start_local_stack
 from storage.models import AuditEvent, StatusReportRecord
@@ -332,19 +333,6 @@ def test_every_id_is_classified():
     assert set(MEMBER_RULES) == set(Callback) | set(Action)
 
 
-def _rotate_values(sim_key) -> dict:
-    return {
-        Block.KEY_TYPE: {
-            Action.KEY_TYPE: {"type": "static_select", "selected_option": {"value": "HMAC"}}
-        },
-        Block.API_KEY: {Action.API_KEY: {"type": "plain_text_input", "value": sim_key.api_key}},
-        Block.SECRET: {Action.SECRET: {"type": "plain_text_input", "value": sim_key.secret}},
-        Block.ROTATE_CONFIRM: {
-            Action.ROTATE_CONFIRM: {"type": "checkboxes", "selected_options": [{"value": "c"}]}
-        },
-    }
-
-
 class _Scene:
     """Alice's key, a status report of hers and an incident on another key of hers."""
 
@@ -389,15 +377,23 @@ class _Scene:
             metadata = json.dumps({"key_id": self.key_id, "channel": "C0GENERAL"})
             return view_submission(
                 id_,
-                _rotate_values(self.new_key),
+                rotate_form_values(
+                    key_type="HMAC",
+                    api_key=self.new_key.api_key,
+                    secret=self.new_key.secret,
+                    confirm=True,
+                ),
                 user_id=user,
                 team_id=team,
                 private_metadata=metadata,
             )
         if id_ == Callback.INCIDENT_CLOSE:
-            note = {Block.CLOSE_NOTE: {"close_note": {"type": "plain_text_input", "value": "x"}}}
             return view_submission(
-                id_, note, user_id=user, team_id=team, private_metadata=self.incident_id
+                id_,
+                close_note_values(note="x"),
+                user_id=user,
+                team_id=team,
+                private_metadata=self.incident_id,
             )
         value = {
             Action.STATUS_PAGE: f"{self.report_id}:0",

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from bot.ids import Action, Block, Callback
 from bot.jobs.scheduler import FixedClock
+from bot.sandbox.requests import rotate_form_values
 from bot.sandbox.stack import start_local_stack
 from storage.models import ApiKey, KeyStatus, Rotation, ScheduledJob, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
@@ -185,22 +186,9 @@ def test_reminder_for_a_key_whose_owner_left_goes_to_the_admins(stack):
 
 
 def _submit_rotation(client, stack, key_id, sim_key, *, user_id=ALICE, confirm=False):
-    values = {
-        Block.KEY_TYPE: {
-            Action.KEY_TYPE: {
-                "type": "static_select",
-                "selected_option": {"value": sim_key.key_type},
-            }
-        },
-        Block.API_KEY: {Action.API_KEY: {"type": "plain_text_input", "value": sim_key.api_key}},
-        Block.SECRET: {Action.SECRET: {"type": "plain_text_input", "value": sim_key.secret}},
-        Block.ROTATE_CONFIRM: {
-            Action.ROTATE_CONFIRM: {
-                "type": "checkboxes",
-                "selected_options": [{"value": "confirm"}] if confirm else [],
-            }
-        },
-    }
+    values = rotate_form_values(
+        key_type=sim_key.key_type, api_key=sim_key.api_key, secret=sim_key.secret, confirm=confirm
+    )
     body = view_submission(
         Callback.ROTATE.value,
         values,

@@ -5,129 +5,46 @@ the bot itself, registers the demo keys through the real modal path, then reads 
 terminal (or from a piped script): ``/apikey …`` lines go to the bot as signed slash commands,
 modals are filled in at prompts, buttons are pressed by name or number, and every reply the bot
 sends to "Slack" is printed as text.
+
+This module is the prompt loop and its dispatch; the rest of the sandbox console lives beside it:
+``startup`` (command line, data directory, the local stack), ``terminal`` (what the person reads
+and types), ``replies`` (what the bot sends to Slack, as text, and its buttons), ``forms`` (modals
+filled in at prompts) and ``demo`` (demo keys and the ``binance …`` commands).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import getpass
 import json
 import logging
 import os
-import re
-import shlex
 import shutil
 import sys
-import tempfile
-import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import Any
 
 from bot.ids import COMMAND, Action, Block, Callback
-from bot.sandbox.render import (
-    WIDTH,
-    Button,
-    mrkdwn_to_text,
-    payload_buttons,
-    payload_view,
-    render_payload,
-    text_of,
-)
+from bot.sandbox.demo import DemoBinance, register_demo_keys
+from bot.sandbox.forms import Answers, FormPrompts, has_inputs
+from bot.sandbox.render import WIDTH, text_of
+from bot.sandbox.replies import BotActivity, SlackReplies
 from bot.sandbox.requests import (
     DEFAULT_TEAM,
     SANDBOX_CHANNEL,
     SANDBOX_USER,
     BotReply,
+    FormValues,
     SignedClient,
     app_home_opened,
     block_action,
     slash_command,
     view_submission,
 )
+from bot.sandbox.startup import banner, log_to, open_data_dir, parser, start_stack
+from bot.sandbox.terminal import Terminal, read_hidden
 
 PROMPT = "sandbox> "
-MAX_WAIT_SECONDS = 15.0
-QUIET_SECONDS = 1.0  # without activity tracking: the reply is complete after this much silence
-SETTLE_SECONDS = 0.3  # with activity tracking: silence once the bot has no work in flight
-DEMO_SHORTCUT = "!demo"
-
-# label -> declared purpose; every demo key is registered on account "demo" at start-up.
-DEMO_PURPOSES = {
-    "healthy-reader": "read_only",
-    "withdrawer": "trading",  # withdrawals are on: "beyond the declared purpose"
-    "no-whitelist": "trading",
-    "deleted": "read_only",  # registered, then deleted on (simulated) Binance
-}
-DEMO_ACCOUNT = "demo"
-
-PERMISSION_NAMES = {
-    "read": "enableReading",
-    "reading": "enableReading",
-    "trade": "enableSpotAndMarginTrading",
-    "trading": "enableSpotAndMarginTrading",
-    "spot": "enableSpotAndMarginTrading",
-    "withdraw": "enableWithdrawals",
-    "withdrawals": "enableWithdrawals",
-    "transfer": "enableInternalTransfer",
-    "internal-transfer": "enableInternalTransfer",
-    "universal-transfer": "permitsUniversalTransfer",
-    "margin": "enableMargin",
-    "futures": "enableFutures",
-    "options": "enableVanillaOptions",
-    "portfolio-margin": "enablePortfolioMarginTrading",
-    "fix-trade": "enableFixApiTrade",
-    "fix-read": "enableFixReadOnly",
-}
-SHORT_NAMES = {
-    "enableReading": "read",
-    "enableSpotAndMarginTrading": "trade",
-    "enableWithdrawals": "withdraw",
-    "enableInternalTransfer": "transfer",
-    "permitsUniversalTransfer": "universal-transfer",
-    "enableMargin": "margin",
-    "enableFutures": "futures",
-    "enableVanillaOptions": "options",
-    "enablePortfolioMarginTrading": "portfolio-margin",
-    "enableFixApiTrade": "fix-trade",
-    "enableFixReadOnly": "fix-read",
-}
-TIERS = {
-    "read": {},
-    "trade": {"enableSpotAndMarginTrading": True},
-    "withdraw": {"enableSpotAndMarginTrading": True, "enableWithdrawals": True},
-}
-# Slack Web API calls that are plumbing, not something a user sees.
-SILENT_METHODS = {"conversations.open", "auth.test", "users.info", "chat.getPermalink"}
-
-BANNER = """\
-apikey-bot sandbox: the bot, a Binance simulator and a stand-in for Slack, all on this machine.
-Nothing leaves this machine: no Slack workspace, no Binance account, no internet. Every API key
-here is fake and exists only inside this process.
-
-  data:  {data}
-  log:   {log}
-
-{demo}
-Try:  /apikey status all    /apikey list    /apikey register    /apikey remove withdrawer
-      press <button>        demo-key        help                exit
-"""
-DEMO_LINES = {
-    "healthy-reader": "read-only, IP whitelist: fine",
-    "withdrawer": "declared for trading, but withdrawals are on",
-    "no-whitelist": "trading without an IP whitelist (Binance drops its trading permission soon)",
-    "deleted": "deleted on Binance since it was registered",
-}
-REUSED_DATA = """\
-This data directory comes from an earlier session: its keys are kept, but the simulated Binance
-starts afresh each time and no longer knows them, so it rejects them. Start without --data-dir
-(or with a new directory) for the demo keys.
-"""
 
 HELP = """\
 Console commands (anything starting with /apikey goes to the bot, as user @U0SANDBOX):
@@ -154,119 +71,48 @@ In a form: Enter takes the default shown in [brackets]; Ctrl-D or Ctrl-C cancels
 """
 
 
-@dataclass
-class Pressable:
-    button: Button
-    message: dict[str, Any] | None  # None for ephemeral messages (Slack sends no message then)
-    view: dict[str, Any] | None = None
-
-
-@dataclass
-class DemoKey:
-    name: str
-    api_key: str
-    secret: str = field(repr=False)
-    key_type: str
-
-
-class _Activity:
-    """Knows whether the bot still has work in flight (listeners, background jobs).
-
-    The sandbox runs the bot in this process, so it can watch the executors the bot submits its
-    work to; that tells "the reply is complete" from "Binance is slow" without guessing.
-    """
-
-    def __init__(self) -> None:
-        self._futures: list[Future] = []
-        self._lock = threading.Lock()
-        self.watching = False
-
-    def watch(self, executor: Executor | None) -> None:
-        if executor is None or not callable(getattr(executor, "submit", None)):
-            return
-        original = executor.submit
-
-        def submit(fn, /, *args, **kwargs):
-            future = original(fn, *args, **kwargs)
-            with self._lock:
-                self._futures.append(future)
-            return future
-
-        executor.submit = submit  # type: ignore[method-assign]
-        self.watching = True
-
-    def busy(self) -> bool:
-        with self._lock:
-            self._futures = [f for f in self._futures if not f.done()]
-            return bool(self._futures)
-
-
 class Console:
-    """The read-eval-print loop. I/O goes through ``read_line``, ``read_secret`` and ``out``."""
+    """The read-eval-print loop: reads a line, sends it to the bot or runs it, shows the replies.
+
+    The person's side goes through ``term``; what the bot sends to Slack is shown by
+    ``replies``; modals are filled in by ``forms``; ``demo`` drives the simulated Binance."""
 
     def __init__(
         self,
         stack: Any,
         *,
         team_id: str,
-        out: TextIO,
-        read_line: Callable[[str], str],
-        read_secret: Callable[[str], str],
-        echo: bool,
+        term: Terminal,
         style: bool = False,
         width: int = WIDTH,
     ) -> None:
         self.stack = stack
-        self.sim = stack.simulator
         self.slack = stack.slack
         self.team_id = team_id
-        self.out = out
-        self._read_line = read_line
-        self._read_secret = read_secret
-        self.echo = echo  # stdin is not a terminal: show what was read, so transcripts make sense
-        self.style = style
-        self.width = width
+        self.term = term
         self.client = SignedClient(stack.url, secret=_signing_secret(stack))
-        self.activity = _Activity()
-        self.activity.watch(getattr(stack.services, "background", None))
+        activity = BotActivity()
+        activity.watch(getattr(stack.services, "background", None))
         runner = getattr(stack.app, "_listener_runner", None)
-        self.activity.watch(getattr(runner, "listener_executor", None))
-        self.buttons: list[Pressable] = []
-        self.last_calls: list[dict[str, Any]] = []
-        self.keys: dict[str, str] = {}  # name (label, demo-N) -> API key on the simulator
-        self.last_demo: DemoKey | None = None
-        self._form_answers: dict[tuple[str, str], dict[str, Any]] = {}
-        self._demo_count = 0
-        self._seen = 0  # Slack calls already shown (late ones show with the next command)
+        activity.watch(getattr(runner, "listener_executor", None))
+        self.replies = SlackReplies(self.slack, term, activity=activity, width=width, style=style)
+        self.demo = DemoBinance(stack.simulator, term)
+        self.forms = FormPrompts(term, self.demo)
 
-    # --- output / input -----------------------------------------------------------------------
-
-    def say(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
-
-    def ask(self, prompt: str) -> str:
-        line = self._read_line(prompt)
-        if self.echo:
-            self.say(line)
-        return line
-
-    def ask_secret(self, prompt: str) -> str:
-        line = self._read_secret(prompt)
-        if self.echo:
-            self.say("•••••• (hidden)")
-        return line
+    def close(self) -> None:
+        self.client.close()
 
     # --- the loop -------------------------------------------------------------------------------
 
     def run(self) -> int:
         while True:
             try:
-                line = self.ask(PROMPT)
+                line = self.term.ask(PROMPT)
             except EOFError:
-                self.say()
+                self.term.say()
                 return 0
             except KeyboardInterrupt:
-                self.say()
+                self.term.say()
                 return 0
             line = line.strip()
             if not line or line.startswith("#"):
@@ -276,12 +122,12 @@ class Console:
             try:
                 self.dispatch(line)
             except KeyboardInterrupt:
-                self.say("\n(interrupted)")
+                self.term.say("\n(interrupted)")
             except BrokenPipeError:
                 raise
             except Exception as exc:  # the console must survive anything the user types
                 logging.getLogger(__name__).exception("console command failed: %s", line)
-                self.say(f"Sorry, that failed in the sandbox: {type(exc).__name__}: {exc}")
+                self.term.say(f"Sorry, that failed in the sandbox: {type(exc).__name__}: {exc}")
 
     def dispatch(self, line: str) -> None:
         word, _, rest = line.partition(" ")
@@ -293,24 +139,26 @@ class Console:
         elif word == "home":
             self.home()
         elif word == "buttons":
-            self.show_buttons()
+            self.replies.show_buttons()
         elif word in {"help", "?"}:
-            self.say(HELP)
+            self.term.say(HELP)
         elif word == "demo-key":
-            self.demo_key(rest.split())
+            self.demo.make_key(rest.split())
         elif word == "binance":
-            self.binance(rest)
+            self.demo.command(rest)
         elif word == "calls":
-            self.say(json.dumps(self.last_calls, indent=2, ensure_ascii=False, default=str))
+            self.term.say(
+                json.dumps(self.replies.last_calls, indent=2, ensure_ascii=False, default=str)
+            )
         elif word.startswith("/"):
-            self.say(f"This sandbox only knows the {COMMAND} command.")
+            self.term.say(f"This sandbox only knows the {COMMAND} command.")
         else:
-            self.say(f"Unknown console command “{word}”. Type help, or {COMMAND} help.")
+            self.term.say(f"Unknown console command “{word}”. Type help, or {COMMAND} help.")
 
-    # --- Slack side ---------------------------------------------------------------------------
+    # --- requests to the bot ------------------------------------------------------------------
 
     def slash(self, text: str) -> None:
-        self._start_command()
+        self.replies.start_command()
         body = slash_command(
             text,
             response_url=self.slack.response_url(),
@@ -318,22 +166,22 @@ class Console:
             team_id=self.team_id,
             channel_id=SANDBOX_CHANNEL,
         )
-        self._show_ack(self.client.post(body))
-        self._follow()
+        self.replies.show_ack(self.client.post(body))
+        self.follow()
 
     def press(self, which: str) -> None:
         if not which:
-            self.say("Press which button? e.g. press 1, or press Next.")
-            self.show_buttons()
+            self.term.say("Press which button? e.g. press 1, or press Next.")
+            self.replies.show_buttons()
             return
-        chosen = self._find_button(which)
+        chosen = self.replies.find_button(which)
         if chosen is None:
             return
         button = chosen.button
-        self.say(f"(pressed “{button.text}”)")
+        self.term.say(f"(pressed “{button.text}”)")
         if button.url:
-            self.say(f"(in Slack this would also open {button.url})")
-        self._start_command()
+            self.term.say(f"(in Slack this would also open {button.url})")
+        self.replies.start_command()
         response_url = None if chosen.view else self.slack.response_url()
         body = block_action(
             button.action_id,
@@ -347,157 +195,34 @@ class Console:
             team_id=self.team_id,
             channel_id=SANDBOX_CHANNEL,
         )
-        self._show_ack(self.client.post(body))
-        self._follow()
+        self.replies.show_ack(self.client.post(body))
+        self.follow()
 
     def home(self) -> None:
         """Open the app's Home tab, as a click on the app's name in Slack does."""
-        self._start_command()
-        self._show_ack(
+        self.replies.start_command()
+        self.replies.show_ack(
             self.client.post(app_home_opened(user_id=SANDBOX_USER, team_id=self.team_id))
         )
-        self._follow()
+        self.follow()
 
-    def show_buttons(self) -> None:
-        if not self.buttons:
-            self.say("The last reply has no buttons.")
-            return
-        for number, item in enumerate(self.buttons, 1):
-            self.say(f"  [{number}] {item.button.text}")
-
-    def _find_button(self, which: str) -> Pressable | None:
-        if not self.buttons:
-            self.say("The last reply has no buttons to press.")
-            return None
-        if which.isdigit():
-            number = int(which)
-            if 1 <= number <= len(self.buttons):
-                return self.buttons[number - 1]
-            self.say(f"There is no button [{number}].")
-            self.show_buttons()
-            return None
-        wanted = _normal(which)
-        exact = [b for b in self.buttons if _normal(b.button.text) == wanted]
-        partial = [b for b in self.buttons if wanted and wanted in _normal(b.button.text)]
-        matches = exact or partial
-        if len(matches) == 1:
-            return matches[0]
-        self.say(
-            f"More than one button matches “{which}”:"
-            if matches
-            else f"No button matches “{which}”."
-        )
-        self.show_buttons()
-        return None
-
-    def _start_command(self) -> None:
-        self.buttons = []
-        self.last_calls = []
-
-    def _show_ack(self, reply: BotReply) -> None:
-        self.last_calls.append({"method": "(HTTP answer to the request)", "status": reply.status})
-        if reply.body:
-            self.last_calls[-1]["body"] = reply.body
-        if reply.status != 200:
-            self.say(f"(the bot answered HTTP {reply.status})")
-            return
-        if reply.body and (reply.body.get("blocks") or reply.body.get("text")):
-            self._show("reply (only you can see it)", reply.body)
-
-    def _show(
-        self,
-        caption: str,
-        params: dict[str, Any],
-        *,
-        view: dict | None = None,
-        ephemeral: bool = True,
-    ) -> None:
-        buttons = payload_buttons(params)
-        text = render_payload(
-            params, first_number=len(self.buttons) + 1, width=self.width - 2, style=self.style
-        )
-        message = None if ephemeral or view else params
-        self.buttons.extend(Pressable(b, message, view) for b in buttons)
-        self.say(f"↳ {caption}")
-        if text:
-            self.say(_indent(text))
-
-    def _follow(self) -> None:
-        """Print what the bot sends to Slack, until it is done (at most 15 s)."""
-        start = last_change = time.monotonic()
-        opened: list[dict[str, Any]] = []
-        while True:
-            calls = self.slack.calls
-            for call in calls[self._seen :]:
-                view = self._show_call(call)
-                if view is not None:
-                    opened.append(view)
-            if len(calls) > self._seen:
-                self._seen = len(calls)
-                last_change = time.monotonic()
-            now = time.monotonic()
-            if self.activity.watching:
-                if not self.activity.busy() and now - last_change >= SETTLE_SECONDS:
-                    break
-            elif now - last_change >= QUIET_SECONDS:
-                break
-            if now - start > MAX_WAIT_SECONDS:
-                self.say("(stopped waiting for the bot after 15 seconds)")
-                break
-            time.sleep(0.05)
-        for view in opened:
-            if _has_inputs(view):
+    def follow(self) -> None:
+        """Show what the bot sends to Slack until it is done; fill in the forms it opens."""
+        for view in self.replies.follow():
+            if has_inputs(view):
                 self.fill_modal(view)
 
-    def _show_call(self, call: Any) -> dict[str, Any] | None:
-        """Print one recorded Slack call; returns the view when it opened a modal."""
-        method, params = call.method, dict(call.params or {})
-        self.last_calls.append({"method": method, "params": params})
-        if method in SILENT_METHODS:
-            return None
-        if method == "response_url":
-            caption = "reply"
-            if params.get("delete_original"):
-                self.say("↳ (the bot deleted its previous message)")
-                return None
-            if params.get("replace_original"):
-                caption = "reply (replaces the previous message)"
-            if params.get("response_type") == "in_channel":
-                caption += ", visible to the channel"
-            self._show(caption, params)
-            return None
-        if method == "chat.postEphemeral":
-            self._show("private message (only you can see it)", params)
-            return None
-        if method == "chat.postMessage":
-            where = params.get("channel", "?")
-            where = "a direct message" if where.startswith("D") else where
-            self._show(f"message in {where}", params, ephemeral=False)
-            return None
-        if method in {"views.open", "views.push", "views.update", "views.publish"}:
-            view = payload_view(params) or {}
-            caption = {
-                "views.open": "a form opens",
-                "views.push": "another form opens",
-                "views.update": "the form now shows",
-                "views.publish": "your App Home now shows",
-            }[method]
-            self._show(caption, params, view=view)
-            return view if method in {"views.open", "views.push"} else None
-        self.say(f"↳ {method}: {json.dumps(params, ensure_ascii=False, default=str)[:300]}")
-        return None
-
-    # --- modals ----------------------------------------------------------------------------------
-
     def fill_modal(self, view: dict[str, Any]) -> None:
+        """Ask for the form's inputs and submit it, again while the bot refuses and the person
+        wants to correct it; forms the bot pushes next are filled in too."""
         title = text_of(view.get("title")) or "the form"
-        self.say(f"Fill in “{title}” (Enter takes the [default]; Ctrl-D cancels):")
-        answers: dict[tuple[str, str], dict[str, Any]] = {}
+        self.term.say(f"Fill in “{title}” (Enter takes the [default]; Ctrl-D cancels):")
+        answers: Answers = {}
         while True:
             try:
-                values = self._ask_inputs(view, answers)
+                values = self.forms.ask_values(view, answers)
             except (EOFError, KeyboardInterrupt):
-                self.say("\n(form cancelled; nothing was sent)")
+                self.term.say("\n(form cancelled; nothing was sent)")
                 return
             reply = self.client.post(
                 view_submission(
@@ -511,448 +236,64 @@ class Console:
                     team_id=self.team_id,
                 )
             )
-            self.last_calls.append({"method": "(answer to the form)", "status": reply.status})
-            if reply.body:
-                self.last_calls[-1]["body"] = reply.body
+            self.replies.record_answer("(answer to the form)", reply)
             body = reply.body or {}
             action = body.get("response_action")
             if reply.status != 200:
-                self.say(f"(the bot answered HTTP {reply.status})")
+                self.term.say(f"(the bot answered HTTP {reply.status})")
                 return
             if action == "errors":
-                self._show_errors(view, body.get("errors") or {})
-                if self._confirm("Correct the form and submit again?"):
+                self.forms.show_errors(view, body.get("errors") or {})
+                if self.term.confirm("Correct the form and submit again?"):
                     continue
-                self.say("(form closed; the bot accepted nothing)")
+                self.term.say("(form closed; the bot accepted nothing)")
                 return
             if action in {"update", "push"} and isinstance(body.get("view"), dict):
                 caption = "the form now shows" if action == "update" else "another form opens"
-                self._show(caption, {"view": body["view"]}, view=body["view"])
+                self.replies.show(caption, {"view": body["view"]}, view=body["view"])
                 self._remember(view, values)
-                self._follow()
-                if action == "push" and _has_inputs(body["view"]):
+                self.follow()
+                if action == "push" and has_inputs(body["view"]):
                     self.fill_modal(body["view"])
                 return
-            self.say("↳ the form closes")
+            self.term.say("↳ the form closes")
             self._remember(view, values)
-            self._follow()
+            self.follow()
             return
 
-    def _show_errors(self, view: dict[str, Any], errors: dict[str, str]) -> None:
-        labels = {
-            b.get("block_id"): text_of(b.get("label"))
-            for b in view.get("blocks") or []
-            if b.get("type") == "input"
-        }
-        self.say("↳ the form refuses the submission:")
-        for block_id, message in errors.items():
-            self.say(f"  ✗ {labels.get(block_id, block_id)}: {mrkdwn_to_text(str(message))}")
-
-    def _confirm(self, question: str) -> bool:
-        try:
-            answer = self.ask(f"{question} [Y/n] ").strip().lower()
-        except (EOFError, KeyboardInterrupt):
-            return False
-        return answer in {"", "y", "yes"}
-
-    def _remember(self, view: dict[str, Any], values: dict[str, Any]) -> None:
+    def _remember(self, view: dict[str, Any], values: FormValues) -> None:
         """After a registration, the label names that key in ``binance …`` commands."""
         if view.get("callback_id") != Callback.REGISTER:
             return
         label = (values.get(Block.LABEL, {}).get(Action.LABEL) or {}).get("value")
         api_key = (values.get(Block.API_KEY, {}).get(Action.API_KEY) or {}).get("value")
         if label and api_key:
-            self.keys[label] = api_key
-
-    def _ask_inputs(
-        self, view: dict[str, Any], answers: dict[tuple[str, str], dict[str, Any]]
-    ) -> dict[str, dict[str, Any]]:
-        values: dict[str, dict[str, Any]] = {}
-        for index, block in enumerate(view.get("blocks") or []):
-            if block.get("type") != "input":
-                continue
-            element = block.get("element") or {}
-            block_id = block.get("block_id") or f"block_{index}"
-            action_id = element.get("action_id") or f"action_{index}"
-            self._form_answers = answers
-            previous = answers.get((block_id, action_id))
-            state = self._ask_element(block, element, previous)
-            if state is not None:
-                values.setdefault(block_id, {})[action_id] = state
-                answers[(block_id, action_id)] = state
-        return values
-
-    def _ask_element(
-        self, block: dict, element: dict, previous: dict[str, Any] | None
-    ) -> dict[str, Any] | None:
-        label = text_of(block.get("label")) or element.get("action_id", "?")
-        optional = bool(block.get("optional"))
-        kind = element.get("type", "plain_text_input")
-        if kind in {"static_select", "radio_buttons", "external_select"}:
-            return self._ask_choice(label, element, optional, previous)
-        if kind in {"checkboxes", "multi_static_select"}:
-            return self._ask_many(label, element, previous)
-        if kind == "users_select":
-            return self._ask_user(label, element, previous)
-        if kind in {"conversations_select", "channels_select"}:
-            key = "selected_conversation" if kind == "conversations_select" else "selected_channel"
-            default = (
-                (previous or {}).get(key) or element.get("initial_" + key[9:]) or SANDBOX_CHANNEL
-            )
-            answer = self.ask(f"{label} [{default}]: ").strip() or default
-            return {"type": kind, key: answer.lstrip("#")}
-        if _is_secret(label, element):
-            return self._ask_secret_text(label, element, optional, previous)
-        return self._ask_text(label, element, optional, previous, kind)
-
-    def _demo_for_form(self, *, fresh: bool) -> DemoKey:
-        """The demo key !demo stands for: the last one, or a new one of the chosen key type."""
-        chosen = (self._form_answers.get((Block.KEY_TYPE, Action.KEY_TYPE)) or {}).get(
-            "selected_option"
-        ) or {}
-        key_type = str(
-            chosen.get("value") or (self.last_demo and self.last_demo.key_type) or "HMAC"
-        )
-        if self.last_demo is not None and not (fresh and self.last_demo.key_type != key_type):
-            return self.last_demo
-        return self.demo_key([key_type.lower()], quiet=True) or self.last_demo
-
-    def _ask_text(
-        self, label: str, element: dict, optional: bool, previous: dict | None, kind: str
-    ) -> dict[str, Any]:
-        field = {"datepicker": "selected_date", "timepicker": "selected_time"}.get(kind, "value")
-        default = (previous or {}).get(field) or element.get("initial_value") or ""
-        shown = f" [{default}]" if default else (" (optional)" if optional else "")
-        while True:
-            answer = self.ask(f"{label}{shown}: ").strip()
-            if answer == DEMO_SHORTCUT:
-                demo = self._demo_for_form(fresh=True)
-                answer = demo.api_key
-                self.say(f"  (the API key of {demo.name})")
-            answer = answer or default
-            if answer or optional:
-                return {"type": kind, field: answer or None}
-            self.say("  This field is required.")
-
-    def _ask_secret_text(
-        self, label: str, element: dict, optional: bool, previous: dict | None
-    ) -> dict[str, Any]:
-        kept = (previous or {}).get("value")
-        shown = " [Enter keeps what you typed]" if kept else ""
-        while True:
-            answer = self.ask_secret(f"{label} (hidden){shown}: ").strip()
-            if answer == DEMO_SHORTCUT:
-                demo = self._demo_for_form(fresh=False)
-                answer = demo.secret
-                self.say(f"  (the secret of {demo.name})")
-            elif answer.startswith("-----BEGIN") and "-----END" not in answer:
-                answer = self._read_pem(answer)
-            answer = answer.replace("\\n", "\n") or kept or ""
-            if answer or optional:
-                return {"type": element.get("type", "plain_text_input"), "value": answer or None}
-            self.say("  This field is required.")
-
-    def _read_pem(self, first: str) -> str:
-        lines = [first]
-        while len(lines) < 200:
-            line = self._read_secret("").strip()
-            lines.append(line)
-            if line.startswith("-----END"):
-                break
-        return "\n".join(lines) + "\n"
-
-    def _ask_choice(
-        self, label: str, element: dict, optional: bool, previous: dict | None
-    ) -> dict[str, Any] | None:
-        options = _options(element)
-        default = (previous or {}).get("selected_option") or element.get("initial_option")
-        default_value = (default or {}).get("value")
-        self.say(f"{label}:")
-        for number, option in enumerate(options, 1):
-            mark = "  (default)" if option.get("value") == default_value else ""
-            about = text_of(option.get("description"))
-            about = f" — {about}" if about else ""
-            self.say(f"  {number}) {text_of(option.get('text'))}{about}{mark}")
-        hint = f" [Enter = {text_of(default.get('text'))}]" if default else ""
-        while True:
-            answer = self.ask(f"Choose 1-{len(options)}{hint}: ").strip()
-            if not answer:
-                if default:
-                    return {"type": element["type"], "selected_option": _plain(default)}
-                if optional:
-                    return None
-                self.say("  Please choose one.")
-                continue
-            chosen = _pick(options, answer)
-            if chosen is not None:
-                return {"type": element["type"], "selected_option": _plain(chosen)}
-            self.say(f"  “{answer}” is not one of the choices.")
-
-    def _ask_many(self, label: str, element: dict, previous: dict | None) -> dict[str, Any]:
-        options = _options(element)
-        default = (previous or {}).get("selected_options") or element.get("initial_options") or []
-        self.say(f"{label}:")
-        for number, option in enumerate(options, 1):
-            self.say(f"  {number}) {text_of(option.get('text'))}")
-        while True:
-            answer = self.ask("Numbers separated by commas, or Enter for none: ").strip()
-            if not answer:
-                return {"type": element["type"], "selected_options": default}
-            picked = [_pick(options, part.strip()) for part in answer.split(",")]
-            if all(p is not None for p in picked):
-                chosen = [_plain(p) for p in picked if p is not None]
-                return {"type": element["type"], "selected_options": chosen}
-            self.say("  Some of those are not among the choices.")
-
-    def _ask_user(self, label: str, element: dict, previous: dict | None) -> dict[str, Any]:
-        default = (
-            (previous or {}).get("selected_user") or element.get("initial_user") or SANDBOX_USER
-        )
-        while True:
-            answer = self.ask(f"{label} [@{default}] (a Slack user id): ").strip()
-            user = re.sub(r"^<?@?([A-Z0-9]+)(\|[^>]*)?>?$", r"\1", answer) if answer else default
-            if re.fullmatch(r"[UW][A-Z0-9]{2,}", user):
-                return {"type": "users_select", "selected_user": user}
-            self.say("  A Slack user id looks like U0ALICE.")
-
-    # --- the simulated Binance ---------------------------------------------------------------
-
-    def demo_key(self, args: list[str], *, quiet: bool = False) -> DemoKey | None:
-        """A new fake key on the simulated Binance, printed (fake secrets only) for the form."""
-        key_type, tier = "HMAC", "read"
-        for arg in args:
-            low = arg.lower()
-            if low in {"hmac", "ed25519", "rsa"}:
-                key_type = low.upper()
-            elif low in TIERS:
-                tier = low
-            else:
-                self.say("Usage: demo-key [hmac|ed25519|rsa] [read|trade|withdraw]")
-                return None
-        key = self.sim.add_key(
-            account=DEMO_ACCOUNT, key_type=key_type, permissions=TIERS[tier], ip_restrict=True
-        )
-        self._demo_count += 1
-        name = f"demo-{self._demo_count}"
-        self.keys[name] = key.api_key
-        self.last_demo = DemoKey(name, key.api_key, key.secret, key_type)
-        if quiet:
-            self.say(f"  (made {name}: a fake {key_type} key, {tier}, on the simulated Binance)")
-            return self.last_demo
-        what = "secret" if key_type == "HMAC" else "private key (paste every line)"
-        self.say(
-            f"New key {name} on the simulated Binance: {key_type}, {tier}, IP whitelist on, "
-            f'account "{DEMO_ACCOUNT}".\nIt is fake: it exists only in this sandbox.'
-        )
-        self.say(f"  API key: {key.api_key}")
-        self.say(f"  {what}:\n" + _indent(key.secret.strip(), "    "))
-        self.say(
-            f"Now: {COMMAND} register, choose key type {key_type}, and paste these "
-            f"(or type {DEMO_SHORTCUT} at the API key and secret prompts)."
-        )
-        return self.last_demo
-
-    def binance(self, rest: str) -> None:
-        try:
-            args = shlex.split(rest)
-        except ValueError:
-            args = rest.split()
-        sub = args[0].lower() if args else ""
-        if sub in {"keys", "ls", "list"}:
-            self._binance_keys()
-        elif sub == "delete" and len(args) == 2:
-            key = self._sim_key(args[1])
-            if key:
-                self.sim.delete_key(key.api_key)
-                self.say(f"Deleted on Binance: {args[1]}. Try {COMMAND} status all.")
-        elif sub in {"grant", "revoke"} and len(args) == 3:
-            key = self._sim_key(args[1])
-            flag = PERMISSION_NAMES.get(args[2].lower(), args[2])
-            if key and self._set_flag(key, flag, sub == "grant"):
-                self.say(f"{args[1]}: {flag} is now {'on' if sub == 'grant' else 'off'}.")
-                if sub == "grant" and flag == "enableWithdrawals" and not key.ip_restrict:
-                    self.say("(real Binance refuses withdrawals on a key without IP whitelist)")
-        elif sub in {"whitelist", "block-ip"} and len(args) == 3 and args[2] in {"on", "off"}:
-            key = self._sim_key(args[1])
-            if key is None:
-                return
-            on = args[2] == "on"
-            if sub == "whitelist":
-                self.sim.set_ip_restrict(key.api_key, on)
-                self.say(f"{args[1]}: IP whitelist {'set' if on else 'removed'}.")
-            else:
-                self.sim.set_ip_allowed(key.api_key, not on)
-                self.sim.set_ip_restrict(key.api_key, True)
-                self.say(
-                    f"{args[1]}: this bot's IP is {'no longer' if on else 'again'} "
-                    "on the key's whitelist."
-                )
-        elif sub == "outage" and len(args) > 1 and args[1] in ("0", "off", "over", "end"):
-            self.sim.clear_faults()
-            self.say("The outage is over: Binance answers again.")
-        elif sub == "outage":
-            count = int(args[1]) if len(args) > 1 and args[1].isdigit() else 10
-            self.sim.inject_fault("503", count=count)
-            self.say(
-                f"The next {count} Binance requests fail with HTTP 503 "
-                "(`binance outage off` ends it sooner)."
-            )
-        elif sub == "latency" and len(args) == 2 and args[1].isdigit():
-            self.sim.latency = int(args[1]) / 1000
-            self.say(f"Binance now answers after {int(args[1])} ms.")
-        else:
-            self.say(
-                "Usage: binance keys | delete <key> | grant <key> <perm> | revoke <key> <perm>"
-                " | whitelist <key> on|off | block-ip <key> on|off | outage [n] | latency <ms>"
-            )
-
-    def _binance_keys(self) -> None:
-        names: dict[str, list[str]] = {}
-        for name, api_key in self.keys.items():
-            names.setdefault(api_key, []).append(name)
-        self.say(
-            "  name(s)                   API key      type    state   IP whitelist  permissions"
-        )
-        for api_key, known_as in sorted(names.items(), key=lambda item: item[1][0]):
-            key = self.sim.get_key(api_key)
-            on = [SHORT_NAMES.get(f, f) for f, v in key.permissions.items() if v]
-            state = "DELETED" if key.deleted else "active"
-            ip = "yes" if key.ip_restrict else "no"
-            note = "" if key.ip_allowed else "  (this bot's IP is not whitelisted)"
-            self.say(
-                f"  {' = '.join(known_as):25} {api_key[:8]}…  {key.key_type:7} {state:7} "
-                f"{ip:13} {', '.join(on) or '-'}{note}"
-            )
-
-    def _sim_key(self, ref: str) -> Any:
-        api_key = self.keys.get(ref, ref)
-        try:
-            return self.sim.get_key(api_key)
-        except KeyError:
-            known = ", ".join(sorted(self.keys))
-            self.say(f"No key “{ref}” on the simulated Binance. Known: {known}")
-            return None
-
-    def _set_flag(self, key: Any, flag: str, value: bool) -> bool:
-        try:
-            self.sim.set_permissions(key.api_key, **{flag: value})
-        except (ValueError, KeyError, TypeError):
-            self.say(f"Unknown permission “{flag}”. Try: {', '.join(SHORT_NAMES.values())}")
-            return False
-        return True
+            self.demo.remember(label, api_key)
 
     # --- start-up --------------------------------------------------------------------------------
 
-    def register_demo_keys(self, demo: dict[str, Any]) -> dict[str, str | None]:
-        """Register the demo keys through the register modal's submission, like a user would.
+    def register_demo_keys(self, seeded: dict[str, Any]) -> dict[str, str | None]:
+        """Register the seeded demo keys through the register modal, like a user would.
 
         Returns each label with None when it was registered, else why the bot refused it."""
-        outcome: dict[str, str | None] = {}
-        to_delete: list[str] = []
-        for label, purpose in DEMO_PURPOSES.items():
-            key = demo.get(label)
-            if key is None:
-                continue
-            if key.deleted:
-                # Binance would refuse to check a deleted key: register a live twin, delete it later.
-                key = self.sim.add_key(
-                    account=DEMO_ACCOUNT,
-                    key_type=key.key_type,
-                    permissions=key.permissions,
-                    ip_restrict=key.ip_restrict,
-                )
-                to_delete.append(key.api_key)
-            mark = len(self.slack.calls)
-            reply = self.client.post(
-                view_submission(
-                    Callback.REGISTER.value,
-                    _register_values(label, key, purpose),
-                    private_metadata=json.dumps({"channel": SANDBOX_CHANNEL}),
-                    user_id=SANDBOX_USER,
-                    team_id=self.team_id,
-                )
-            )
-            body = reply.body or {}
-            self.keys[label] = key.api_key
-            if body.get("response_action") == "errors":
-                errors = body.get("errors") or {}
-                outcome[label] = "; ".join(mrkdwn_to_text(str(m)) for m in errors.values())
-            elif reply.status != 200:
-                outcome[label] = f"the bot answered HTTP {reply.status}"
-            else:
-                outcome[label] = None
-            self._wait_quietly(mark)
-        for api_key in to_delete:
-            self.sim.delete_key(api_key)
+        outcome = register_demo_keys(seeded, demo=self.demo, submit=self._submit_registration)
         self.slack.clear()
         return outcome
 
-    def _wait_quietly(self, mark: int) -> None:
-        deadline = time.monotonic() + MAX_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            if self.activity.watching and not self.activity.busy():
-                return
-            if not self.activity.watching and len(self.slack.calls) > mark:
-                return
-            time.sleep(0.05)
-
-
-def _register_values(label: str, key: Any, purpose: str) -> dict[str, dict[str, Any]]:
-    def text(value: str) -> dict[str, Any]:
-        return {"type": "plain_text_input", "value": value}
-
-    def option(value: str, kind: str = "static_select") -> dict[str, Any]:
-        return {"type": kind, "selected_option": {"value": value}}
-
-    return {
-        Block.LABEL: {Action.LABEL: text(label)},
-        Block.ACCOUNT: {Action.ACCOUNT: text(DEMO_ACCOUNT)},
-        Block.OWNER: {Action.OWNER: {"type": "users_select", "selected_user": SANDBOX_USER}},
-        Block.PURPOSE: {Action.PURPOSE: option(purpose, "radio_buttons")},
-        Block.KEY_TYPE: {Action.KEY_TYPE: option(key.key_type)},
-        Block.API_KEY: {Action.API_KEY: text(key.api_key)},
-        Block.SECRET: {Action.SECRET: text(key.secret)},
-    }
-
-
-def _options(element: dict) -> list[dict]:
-    options = list(element.get("options") or [])
-    for group in element.get("option_groups") or []:
-        options.extend(group.get("options") or [])
-    return options
-
-
-def _plain(option: dict) -> dict:
-    return {k: v for k, v in option.items() if k in {"text", "value", "description"}}
-
-
-def _pick(options: list[dict], answer: str) -> dict | None:
-    if answer.isdigit():
-        number = int(answer)
-        return options[number - 1] if 1 <= number <= len(options) else None
-    wanted = _normal(answer)
-    for option in options:
-        if wanted in {_normal(str(option.get("value", ""))), _normal(text_of(option.get("text")))}:
-            return option
-    starts = [o for o in options if _normal(text_of(o.get("text"))).startswith(wanted)]
-    return starts[0] if len(starts) == 1 else None
-
-
-def _normal(text: str) -> str:
-    return re.sub(r"[^\w]+", " ", text.lower()).strip()
-
-
-def _is_secret(label: str, element: dict) -> bool:
-    low = label.lower()
-    return element.get("action_id") == Action.SECRET or "secret" in low or "private key" in low
-
-
-def _has_inputs(view: dict) -> bool:
-    return any(b.get("type") == "input" for b in view.get("blocks") or [])
-
-
-def _indent(text: str, prefix: str = "  ") -> str:
-    return "\n".join(prefix + line if line else line for line in text.split("\n"))
+    def _submit_registration(self, values: FormValues) -> BotReply:
+        """Submit the register modal with ``values``; return once the bot is done with it."""
+        mark = len(self.slack.calls)
+        reply = self.client.post(
+            view_submission(
+                Callback.REGISTER.value,
+                values,
+                private_metadata=json.dumps({"channel": SANDBOX_CHANNEL}),
+                user_id=SANDBOX_USER,
+                team_id=self.team_id,
+            )
+        )
+        self.replies.wait_quietly(mark)
+        return reply
 
 
 def _signing_secret(stack: Any) -> str:
@@ -960,156 +301,59 @@ def _signing_secret(stack: Any) -> str:
     return secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret)
 
 
-def _read_hidden(stdin: TextIO) -> Callable[[str], str]:
-    """Secrets: getpass on a terminal; from a pipe, read a line without echoing it back."""
-    if stdin.isatty():
-        return getpass.getpass
-
-    def read(prompt: str) -> str:
-        if prompt:
-            print(prompt, end="", flush=True)
-        line = stdin.readline()
-        if not line:
-            raise EOFError
-        return line.rstrip("\n")
-
-    return read
-
-
-def _master_keys(data_dir: Path) -> str:
-    """The sandbox's master key, kept in its data directory so a kept directory reopens."""
-    from storage.crypto import generate_master_key
-
-    path = data_dir / "sandbox-master-keys"
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    line = generate_master_key("sandbox").encoded()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-    return line
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="apikey-bot sandbox",
-        description="Try the bot offline: a Binance simulator with demo keys, a stand-in for "
-        "Slack and a console to type /apikey commands in. Nothing leaves this machine.",
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="keep the sandbox's database here (default: a temporary directory, deleted at exit)",
-    )
-    parser.add_argument(
-        "--latency-ms",
-        type=int,
-        default=0,
-        help="make the simulated Binance answer this slowly (over 2000 shows the slow path)",
-    )
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    """``apikey-bot sandbox``: start everything, register the demo keys, run the console."""
+    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     with contextlib.ExitStack() as cleanup:
-        if args.data_dir is None:
-            data_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="apikey-")))
-            where = f"{data_dir} (deleted when you exit; keep it with --data-dir DIR)"
-        else:
-            data_dir = args.data_dir.expanduser().resolve()
-            data_dir.mkdir(parents=True, exist_ok=True)
-            where = f"{data_dir} (kept)"
-        return _run(args, data_dir, where, cleanup)
+        data_dir, where = open_data_dir(args.data_dir, cleanup)
+        log_file = data_dir / "sandbox.log"
+        cleanup.callback(log_to(log_file).close)
+        print("Starting the sandbox (Binance simulator, Slack stand-in, bot)…", flush=True)
+        try:
+            stack, seeded = start_stack(data_dir, cleanup)
+        except Exception as exc:
+            logging.getLogger(__name__).exception("sandbox start-up failed")
+            print(
+                f"apikey-bot sandbox: could not start: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            print(f"(details in {log_file})", file=sys.stderr)
+            return 1
+        console = _console_at_this_terminal(stack)
+        outcome = console.register_demo_keys(seeded)
+        stack.simulator.latency = max(0, args.latency_ms) / 1000
+        try:
+            print(banner(where=where, log_file=log_file, outcome=outcome), flush=True)
+            return console.run()
+        except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        finally:
+            console.close()
+            with contextlib.suppress(OSError):
+                print("Stopping the sandbox…", flush=True)
 
 
-def _run(
-    args: argparse.Namespace, data_dir: Path, where: str, cleanup: contextlib.ExitStack
-) -> int:
-    log_file = data_dir / "sandbox.log"
-    cleanup.callback(_log_to(log_file).close)
-    print("Starting the sandbox (Binance simulator, Slack stand-in, bot)…", flush=True)
-    try:
-        from bot.sandbox.binance_simulator import BinanceSimulator, seed_demo
-        from bot.sandbox.stack import SANDBOX_SIGNING_SECRET, start_local_stack
-
-        sim = BinanceSimulator().start()
-        cleanup.callback(sim.stop)
-        demo = seed_demo(sim)
-        stack = start_local_stack(
-            workdir=data_dir,
-            simulator=sim,
-            signing_secret=SANDBOX_SIGNING_SECRET,
-            master_keys=_master_keys(data_dir),
-            admin_user_ids=SANDBOX_USER,
-            scheduler_enabled=False,
-            # Settings of a real deployment in the environment must not leak into the sandbox.
-            slack_app_token=None,
-            slack_team_id=None,
-            master_key_active=None,
-            alert_channel=None,
-        )
-        cleanup.callback(stack.stop)
-    except Exception as exc:
-        logging.getLogger(__name__).exception("sandbox start-up failed")
-        print(f"apikey-bot sandbox: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(f"(details in {log_file})", file=sys.stderr)
-        return 1
-
+def _console_at_this_terminal(stack: Any) -> Console:
+    """A console on stdin/stdout: line editing and styling at a terminal, echo from a pipe."""
     interactive = sys.stdin.isatty()
     if interactive:
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401 - line editing and history for input()
-    console = Console(
-        stack,
-        team_id=getattr(stack.slack, "team_id", None) or DEFAULT_TEAM,
+    term = Terminal(
         out=sys.stdout,
         read_line=input,
-        read_secret=_read_hidden(sys.stdin),
+        read_secret=read_hidden(sys.stdin),
         echo=not interactive,
+    )
+    return Console(
+        stack,
+        team_id=getattr(stack.slack, "team_id", None) or DEFAULT_TEAM,
+        term=term,
         style=sys.stdout.isatty() and not os.environ.get("NO_COLOR"),
         width=min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns),
     )
-    outcome = console.register_demo_keys(demo)
-    sim.latency = max(0, args.latency_ms) / 1000
-    try:
-        print(BANNER.format(data=where, log=log_file, demo=_demo_text(outcome)), flush=True)
-        return console.run()
-    except BrokenPipeError:  # e.g. piped into `head`: stop quietly
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    finally:
-        console.client.close()
-        with contextlib.suppress(OSError):
-            print("Stopping the sandbox…", flush=True)
-
-
-def _demo_text(outcome: dict[str, str | None]) -> str:
-    registered = [label for label, problem in outcome.items() if problem is None]
-    lines = []
-    if registered:
-        lines.append(f'Demo keys registered on account "{DEMO_ACCOUNT}":')
-        lines += [f"  {label:15} {DEMO_LINES.get(label, '')}" for label in registered]
-    refused = {label: problem for label, problem in outcome.items() if problem}
-    if refused and all("already registered" in problem for problem in refused.values()):
-        lines.append(REUSED_DATA.rstrip("\n"))
-    else:
-        lines += [f"(demo key {label} not registered: {why})" for label, why in refused.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _log_to(path: Path) -> logging.Handler:
-    """The bot's log goes to a file: the terminal is for the conversation."""
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return handler
 
 
 if __name__ == "__main__":

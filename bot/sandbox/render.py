@@ -227,7 +227,8 @@ def _fields(fields: list[str], width: int) -> str:
     return "\n".join(rows)
 
 
-def _options(element: dict) -> list[dict]:
+def element_options(element: dict) -> list[dict]:
+    """The options of a select, radio buttons or checkboxes element, groups flattened."""
     options = list(element.get("options") or [])
     for group in element.get("option_groups") or []:
         options.extend(group.get("options") or [])
@@ -241,7 +242,7 @@ def _describe_input(element: dict) -> str:
         what = "text, several lines" if element.get("multiline") else "text"
         return f"[{what}]" + (f" {placeholder}" if placeholder else "")
     if kind in {"static_select", "radio_buttons", "checkboxes", "multi_static_select"}:
-        names = [text_of(o.get("text")) for o in _options(element)]
+        names = [text_of(o.get("text")) for o in element_options(element)]
         initial = element.get("initial_option")
         chosen = f" (default: {text_of(initial.get('text'))})" if initial else ""
         many = kind in {"checkboxes", "multi_static_select"}

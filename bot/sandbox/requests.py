@@ -4,6 +4,10 @@ Slash commands are form-encoded; interactivity (buttons, modal submissions) is f
 one ``payload`` field holding JSON. Every request carries ``X-Slack-Request-Timestamp`` and
 ``X-Slack-Signature`` (``v0=`` HMAC-SHA256 of ``v0:{timestamp}:{body}`` under the signing secret).
 
+A modal's submission carries what was typed and chosen as its ``state.values``; the
+``*_form_values`` builders below make those for the bot's own modals (register, rotate, close an
+incident), keyed by the ids in ``bot.ids``, so no caller copies their shape.
+
 The defaults describe the sandbox's workspace. The tests (``tests/slack_requests.py``) build the
 same shapes for their own workspace by passing a ``Workspace`` and fixed trigger ids.
 """
@@ -20,7 +24,7 @@ from urllib.parse import urlencode
 import requests
 from slack_sdk.signature import SignatureVerifier
 
-from bot.ids import COMMAND
+from bot.ids import COMMAND, Action, Block
 
 SANDBOX_USER = "U0SANDBOX"
 SANDBOX_USER_NAME = "sandbox-user"
@@ -47,6 +51,9 @@ class Workspace:
 
 
 SANDBOX_WORKSPACE = Workspace()
+
+FormValues = dict[str, dict[str, dict[str, Any]]]
+"""A modal's ``view.state.values``: ``{block_id: {action_id: {"type": ..., ...}}}``."""
 
 
 def sign(
@@ -185,7 +192,7 @@ def block_action(
 
 def view_submission(
     callback_id: str,
-    values: dict[str, dict[str, Any]],
+    values: FormValues,
     *,
     view_id: str | None = None,
     private_metadata: str = "",
@@ -227,6 +234,60 @@ def view_submission(
     }
     payload["response_urls"] = []
     return _interactive(payload)
+
+
+def _typed(value: str) -> dict[str, Any]:
+    return {"type": "plain_text_input", "value": value}
+
+
+def _chosen(value: str, element: str = "static_select") -> dict[str, Any]:
+    return {"type": element, "selected_option": {"value": value}}
+
+
+def register_form_values(
+    *,
+    label: str,
+    account: str,
+    owner: str,
+    purpose: str,
+    key_type: str,
+    api_key: str,
+    secret: str,
+) -> FormValues:
+    """The state of the register modal filled in with these answers (``purpose`` and
+    ``key_type`` are option values: ``read_only``, ``HMAC``...)."""
+    return {
+        Block.LABEL: {Action.LABEL: _typed(label)},
+        Block.ACCOUNT: {Action.ACCOUNT: _typed(account)},
+        Block.OWNER: {Action.OWNER: {"type": "users_select", "selected_user": owner}},
+        Block.PURPOSE: {Action.PURPOSE: _chosen(purpose, "radio_buttons")},
+        Block.KEY_TYPE: {Action.KEY_TYPE: _chosen(key_type)},
+        Block.API_KEY: {Action.API_KEY: _typed(api_key)},
+        Block.SECRET: {Action.SECRET: _typed(secret)},
+    }
+
+
+def rotate_form_values(
+    *, key_type: str, api_key: str, secret: str, confirm: bool = False
+) -> FormValues:
+    """The state of the rotate modal: the new key, and whether its owner ticked "I accept the
+    extra permissions" (needed when the new key can do more than the old one)."""
+    return {
+        Block.KEY_TYPE: {Action.KEY_TYPE: _chosen(key_type)},
+        Block.API_KEY: {Action.API_KEY: _typed(api_key)},
+        Block.SECRET: {Action.SECRET: _typed(secret)},
+        Block.ROTATE_CONFIRM: {
+            Action.ROTATE_CONFIRM: {
+                "type": "checkboxes",
+                "selected_options": [{"value": "confirm"}] if confirm else [],
+            }
+        },
+    }
+
+
+def close_note_values(*, note: str) -> FormValues:
+    """The state of the close-incident modal: the closing note."""
+    return {Block.CLOSE_NOTE: {Action.CLOSE_NOTE: _typed(note)}}
 
 
 def app_home_opened(*, user_id: str = SANDBOX_USER, team_id: str = DEFAULT_TEAM) -> str:
