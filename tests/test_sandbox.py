@@ -443,3 +443,15 @@ def test_a_binance_outage_can_be_ended_before_it_runs_out():
     assert "Could not check with Binance" in statuses[1]
     assert "The outage is over" in statuses[1]
     assert "Could not check" not in statuses[2] and "Read tier" in statuses[2]
+
+
+def test_a_button_on_the_home_tab_is_answered():
+    """A click in a view comes back with the view as Slack stored it (with its id): the console
+    pressed buttons of the App Home with the view as the bot sent it (no id), which the bot's
+    request gate rightly refused with HTTP 400."""
+    result = run_script("home\npress Check my keys now\nexit\n")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    pressed = _section(out, "press Check my keys now")
+    assert "400" not in pressed and "Asking Binance about the keys" in pressed
+    assert "withdrawer" in pressed  # the report arrived, by direct message

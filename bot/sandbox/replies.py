@@ -178,7 +178,9 @@ class SlackReplies:
             self.show(f"message in {where}", params, ephemeral=False)
             return None
         if method in {"views.open", "views.push", "views.update", "views.publish"}:
-            view = payload_view(params) or {}
+            # A button pressed in a view comes back with the view as Slack stored it (its id
+            # included), not as the bot sent it.
+            view = getattr(call, "answered_view", None) or payload_view(params) or {}
             caption = {
                 "views.open": "a form opens",
                 "views.push": "another form opens",

@@ -66,6 +66,10 @@ class SlackCall:
     at: float  # time.time() on arrival
     status: int = 200  # the HTTP status answered
     error: str | None = None  # the ``error`` answered (None when Slack would say ok)
+    # views.*: the view as Slack stored it (with its id, state and hash): what Slack sends back
+    # in a block_actions payload when a button in that view is pressed
+    # (https://api.slack.com/reference/interaction-payloads/block-actions, "view").
+    answered_view: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -786,7 +790,16 @@ class _Handler(TrackedHandler):
             self._send(_Answer(404, _fail("not_found")))
             return
         if record:
-            call = SlackCall(method, params, token, arrived, answer.status, answer.error)
+            view = answer.body.get("view") if isinstance(answer.body, dict) else None
+            call = SlackCall(
+                method,
+                params,
+                token,
+                arrived,
+                answer.status,
+                answer.error,
+                answered_view=view if isinstance(view, dict) else None,
+            )
             standin._record(call)
         if standin.latency > 0:
             standin._stopping.wait(standin.latency)
