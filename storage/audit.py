@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from storage.models import AuditEvent, utcnow
 
@@ -26,6 +26,14 @@ from storage.models import AuditEvent, utcnow
 _FORBIDDEN_DETAIL_KEYS = re.compile(r"secret|private|password|passphrase|token", re.IGNORECASE)
 GENESIS = "0" * 64
 _CHAIN_LOCK = 724100202
+
+
+def _table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table behind a SQLModel table class (SQLModel does not declare ``__table__``)."""
+    table = sa.inspect(model).local_table
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
 
 
 class AuditDetailError(ValueError):
@@ -81,7 +89,7 @@ def record_events(session: Session, events: list[dict[str, Any]]) -> None:
         }
         for e in events
     ]
-    table = AuditEvent.__table__
+    table = _table_of(AuditEvent)
     connection = session.connection()
     _lock_chain(connection)
     # Inserting first also takes SQLite's write lock, so the chain is read by its only writer.
@@ -112,7 +120,7 @@ def _lock_chain(connection: sa.Connection) -> None:
 
 def _hash_before(connection: sa.Connection, event_id: int) -> str:
     """The hash of the last chained event before ``event_id`` (the chain's start if none)."""
-    table = AuditEvent.__table__
+    table = _table_of(AuditEvent)
     last = connection.execute(
         sa.select(table.c.hash)
         .where(table.c.id < event_id, table.c.hash.is_not(None))
@@ -212,13 +220,13 @@ def _is_digest(value: str | None) -> bool:
 def rechain_all(connection: sa.Connection) -> int:
     """Hash every row again, in id order, from the start of the chain (for a migration that
     brings rows written before the chain existed into it); returns the number of rows."""
-    table = AuditEvent.__table__
+    table = _table_of(AuditEvent)
     columns = [table.c[name] for name in _HASHED]
     prev = GENESIS
     count = 0
     links = []
-    for row in connection.execute(sa.select(*columns).order_by(table.c.id)).mappings():
-        row = dict(row)
+    for mapping in connection.execute(sa.select(*columns).order_by(table.c.id)).mappings():
+        row = dict(mapping)
         if isinstance(row["detail"], str):  # a JSON column read without its type
             row["detail"] = json.loads(row["detail"])
         link = row_hash(row, prev)

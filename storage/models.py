@@ -24,7 +24,7 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
 
     impl = sa.DateTime(timezone=True)
@@ -126,7 +126,7 @@ class ApiKey(SQLModel, table=True):
     secret_fingerprint: str | None = Field(default=None, index=True, max_length=64)
 
     # The last answer Binance gave about this key (KeyPermissions.to_dict()) and when.
-    permissions_json: dict | None = Field(default=None, sa_column=sa.Column(sa.JSON))
+    permissions_json: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
     permissions_checked_at: datetime | None = Field(
         default=None, sa_column=_utc_column(nullable=True)
     )
@@ -161,7 +161,9 @@ class AuditEvent(SQLModel, table=True):
     target: str | None = Field(default=None, max_length=200)
     target_key_id: str | None = Field(default=None, index=True, max_length=32)
     source: str | None = Field(default=None, max_length=200)
-    detail: dict = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    detail: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
     # Hash chain: hash = SHA-256(prev_hash + this event), so an edited or deleted row shows.
     prev_hash: str | None = Field(default=None, max_length=64)
     hash: str | None = Field(default=None, max_length=64)
@@ -191,7 +193,7 @@ class StatusReportRecord(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=_utc_column(nullable=False, index=True)
     )
-    payload: dict = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+    payload: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
 
 
 class JobState(StrEnum):
@@ -225,7 +227,9 @@ class ScheduledJob(SQLModel, table=True):
     attempts: int = Field(default=0)
     late: bool = Field(default=False)
     done_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
-    payload: dict = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    payload: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
     last_error: str | None = Field(default=None, max_length=500)
 
 
@@ -298,11 +302,17 @@ class Incident(SQLModel, table=True):
     last_probe_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     last_probe_result: str | None = Field(default=None, max_length=200)
     # Where the live checklist is posted: [{"channel": ..., "ts": ...}]
-    messages: list = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    messages: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
     # The account's other keys at raise time: [{"label", "tier", "status"}]
-    other_keys: list = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    other_keys: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
     # The read-only activity review: {"source", "rows": [...], "error"}
-    activity: dict | None = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
+    activity: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON, nullable=True)
+    )
     closed_by: str | None = Field(default=None, max_length=32)
     closed_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     close_note: str | None = Field(default=None, max_length=2000)

@@ -13,12 +13,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import object_session
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing, KeyRingError, generate_master_key
@@ -41,7 +43,14 @@ def _canary_context(key_id: str) -> str:
 
 # Every table holding sealed material, with its (blob column, context) pairs. Each row's
 # sealed columns share one master key, named by its seal_key_id column.
-SEALED_TABLES = (ApiKey, Rotation)
+SealedTable = type[ApiKey] | type[Rotation]
+SEALED_TABLES: tuple[SealedTable, ...] = (ApiKey, Rotation)
+_Sealed = TypeVar("_Sealed", bound=ApiKey | Rotation)
+
+
+def _select_rows(table: type[_Sealed]) -> SelectOfScalar[_Sealed]:
+    """``select(table)``, typed by the table's row class even when it is one of several."""
+    return select(table)
 
 
 def _sealed_fields(row: ApiKey | Rotation) -> list[tuple[str, str]]:
@@ -58,7 +67,7 @@ def holds_sealed_data(session: Session) -> bool:
         return True
     return any(
         session.exec(
-            select(func.count()).select_from(table).where(table.seal_key_id.is_not(None))
+            select(func.count()).select_from(table).where(col(table.seal_key_id).is_not(None))
         ).one()
         for table in SEALED_TABLES
     )
@@ -68,13 +77,13 @@ def key_ids_in_use(session: Session) -> dict[str, int]:
     """Master key id -> number of rows (in every sealed table) sealed under it."""
     counts: dict[str, int] = {}
     for table in SEALED_TABLES:
+        seal_key_id = col(table.seal_key_id)
         rows = session.exec(
-            select(table.seal_key_id, func.count())
-            .where(table.seal_key_id.is_not(None))
-            .group_by(table.seal_key_id)
+            select(seal_key_id, func.count()).where(seal_key_id.is_not(None)).group_by(seal_key_id)
         ).all()
         for kid, count in rows:
-            counts[kid] = counts.get(kid, 0) + count
+            if kid is not None:  # always, by the query: this tells the type checker
+                counts[kid] = counts.get(kid, 0) + count
     return counts
 
 
@@ -150,7 +159,7 @@ def verify_key_ring(engine: Engine, ring: KeyRing) -> None:
         for key_id in in_use:
             for table in SEALED_TABLES:
                 sample = session.exec(
-                    select(table).where(table.seal_key_id == key_id).limit(1)
+                    _select_rows(table).where(col(table.seal_key_id) == key_id).limit(1)
                 ).first()
                 if sample is not None:
                     column, context = _sealed_fields(sample)[-1]
@@ -173,6 +182,11 @@ def _write_canary(engine: Engine, ring: KeyRing) -> None:
         )
     with Session(engine) as session:
         stored = session.get(CryptoCanary, key_id)
+        if stored is None:  # inserted above, or by another replica; only a retire removes it
+            raise VaultError(
+                f"the canary of master key {key_id!r} vanished while it was written: is the "
+                "key being retired elsewhere? Nothing was changed."
+            )
         _open_or_fail(ring, stored.sealed, _canary_context(key_id), key_id)
 
 
@@ -221,13 +235,15 @@ def reencrypt_all(
     return ReencryptReport(rows_resealed=done, rows_remaining=remaining, active_key_id=active)
 
 
-def _reencrypt_batch(engine: Engine, ring: KeyRing, table, batch_size: int, actor: str) -> int:
+def _reencrypt_batch(
+    engine: Engine, ring: KeyRing, table: SealedTable, batch_size: int, actor: str
+) -> int:
     active = ring.active.key_id
     with session_scope(engine) as session:
         query = (
-            select(table)
-            .where(table.seal_key_id.is_not(None), table.seal_key_id != active)
-            .order_by(table.id)
+            _select_rows(table)
+            .where(col(table.seal_key_id).is_not(None), col(table.seal_key_id) != active)
+            .order_by(col(table.id))
             .limit(batch_size)
         )
         if engine.dialect.name == "postgresql":
@@ -256,6 +272,8 @@ def _reencrypt_batch(engine: Engine, ring: KeyRing, table, batch_size: int, acto
 def reseal_row(ring: KeyRing, row: ApiKey | Rotation) -> None:
     """Open every sealed field of a row and seal it again under the active key."""
     if isinstance(row, ApiKey):
+        if row.api_key_sealed is None or row.secret_sealed is None:
+            raise VaultError(f"api key {row.id} holds no sealed material to re-seal (shredded)")
         api_key = ring.open_text(row.api_key_sealed, context=row.api_key_context())
         secret = ring.open_text(row.secret_sealed, context=row.secret_context())
         seal_api_key_row(ring, row, api_key=api_key, secret=secret)
@@ -287,6 +305,8 @@ def shred_api_key_row(row: ApiKey) -> None:
     row.secret_fingerprint = None
     session = object_session(row)
     if session is not None and row.id is not None:
+        if not isinstance(session, Session):  # every session here is SQLModel's
+            raise TypeError("shred_api_key_row needs a sqlmodel Session")
         abandon_rotations(session, row.id)
 
 
@@ -299,7 +319,10 @@ def abandon_rotations(session: Session, key_id: str) -> int:
     """
     rotations = session.exec(
         select(Rotation)
-        .where(Rotation.key_id == key_id, Rotation.state == RotationState.PROBING.value)
+        .where(
+            col(Rotation.key_id) == key_id,
+            col(Rotation.state) == RotationState.PROBING.value,
+        )
         .with_for_update()
     ).all()
     for rotation in rotations:
@@ -322,7 +345,7 @@ def retire_key(engine: Engine, ring: KeyRing, key_id: str, *, actor: str = "cli"
             raise VaultError(
                 f"master key {key_id!r} still seals {in_use} row(s): run the re-encryption first"
             )
-        session.exec(sa.delete(CryptoCanary).where(CryptoCanary.key_id == key_id))
+        session.exec(sa.delete(CryptoCanary).where(col(CryptoCanary.key_id) == key_id))
         record_event(
             session,
             team_id=SYSTEM_TEAM,

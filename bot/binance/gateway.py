@@ -381,7 +381,7 @@ def _server_millis(payload: Any) -> int:
     return value
 
 
-def _history_request(kind: TransferKind, params: dict) -> Callable[[ReadOnlyClient], Any]:
+def _history_request(kind: TransferKind, params: dict[str, Any]) -> Callable[[ReadOnlyClient], Any]:
     if kind is TransferKind.WITHDRAWAL:
         return lambda c: c.get_withdraw_history(**params)
     return lambda c: c.get_deposit_history(**params)

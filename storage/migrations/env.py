@@ -1,5 +1,6 @@
 """Alembic environment: runs against the connection handed over by storage.db.migrate."""
 
+import sqlalchemy as sa
 from alembic import context
 from sqlmodel import SQLModel
 
@@ -19,7 +20,7 @@ def run_migrations() -> None:
         _run(connection)
 
 
-def _run(connection) -> None:
+def _run(connection: sa.Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
