@@ -7,7 +7,7 @@ secret settings are never echoed, not even in validation errors.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -151,7 +151,7 @@ class Settings(BaseSettings):
         return missing
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read the settings, turning any validation problem into one ConfigError line."""
     try:
         return Settings(**overrides)

@@ -68,7 +68,7 @@ def run_bot(settings: Settings) -> int:
     app = build_app(settings, services)
     stop_scheduler = start_scheduler(services, app.client)
     try:
-        if settings.socket_mode:
+        if settings.socket_mode and settings.slack_app_token is not None:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             log.info("connecting to Slack in Socket Mode")

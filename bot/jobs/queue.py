@@ -199,7 +199,7 @@ def finish_jobs(
                     sa.update(ScheduledJob)
                     .where(col(ScheduledJob.id).in_(ids), mine)
                     .values(state=JobState.DONE.value, done_at=now, late=late)
-                    .returning(ScheduledJob.id)
+                    .returning(col(ScheduledJob.id))
                 )
                 finished.update(row[0] for row in done)
         for job, outcome in results:

@@ -74,7 +74,7 @@ class DeliveryLog:
             insert(SlackDelivery)
             .values(delivery_key=key[:200], received_at=now)
             .on_conflict_do_nothing(index_elements=["delivery_key"])
-            .returning(SlackDelivery.delivery_key)  # rowcount is not reliable on every driver
+            .returning(col(SlackDelivery.delivery_key))  # rowcount is not reliable on every driver
         )
         with Session(self._engine) as session:
             inserted = session.exec(statement).first() is not None
