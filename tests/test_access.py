@@ -6,7 +6,6 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.ids import Action
-from bot.sandbox.stack import start_local_stack
 from storage.models import ApiKey, AuditEvent, KeyStatus
 from tests.e2e import (
     ALICE,
@@ -17,23 +16,16 @@ from tests.e2e import (
     register_sim_key,
     wait_until,
 )
-from tests.slack_requests import SIGNING_SECRET, block_action, slash_command
+from tests.slack_requests import block_action, slash_command
 
 ADMIN = "U0ADMIN"
 
 
 @pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(
-        workdir=tmp_path,
-        signing_secret=SIGNING_SECRET,
-        admin_user_ids=ADMIN,
-        alert_channel="C0ALERTS",
-        allowed_channel_ids="C0KEYS,C0GENERAL",
-    ) as stack:
-        for user in (ALICE, BOB, ADMIN):
-            stack.slack.add_user(user, name=user.lower())
-        yield stack
+def stack(make_stack):
+    return make_stack(
+        admin_user_ids=ADMIN, alert_channel="C0ALERTS", allowed_channel_ids="C0KEYS,C0GENERAL"
+    )
 
 
 def _command(stack, text, *, user, channel="C0GENERAL", team="T0TEST"):

@@ -11,23 +11,17 @@ from sqlmodel import Session, select
 
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
-from bot.sandbox.stack import start_local_stack
 from bot.services.drift_plan import ensure_drift_checks
 from storage.db import session_scope
 from storage.models import JobState, KeyPurpose, ScheduledJob, utcnow
-from tests.e2e import ALICE, all_text, register_directly
-from tests.slack_requests import SIGNING_SECRET
+from tests.e2e import all_text, register_directly
 
 ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(
-        workdir=tmp_path, signing_secret=SIGNING_SECRET, alert_channel=ALERTS
-    ) as stack:
-        stack.slack.add_user(ALICE, name="alice")
-        yield stack
+def stack(make_stack):
+    return make_stack(alert_channel=ALERTS)
 
 
 def _run(stack, clock: FixedClock):

@@ -21,7 +21,6 @@ from sqlmodel import Session, select
 
 from bot.ids import Action, Block, Callback
 from bot.sandbox.slack_standin import SlackStandIn
-from bot.sandbox.stack import start_local_stack
 from storage.models import AuditEvent, StatusReportRecord
 from tests.e2e import ALICE, BOB, TEAM, all_text, register_directly, register_values, wait_until
 from tests.slack_requests import (
@@ -40,16 +39,8 @@ OTHER_TEAM = "T0OTHER"
 
 
 @pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(
-        workdir=tmp_path,
-        signing_secret=SIGNING_SECRET,
-        admin_user_ids=ADMIN,
-        alert_channel=ALERTS,
-    ) as stack:
-        for user in (ALICE, BOB, ADMIN):
-            stack.slack.add_user(user, name=user.removeprefix("U0").lower())
-        yield stack
+def stack(make_stack):
+    return make_stack(admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 @pytest.fixture
@@ -485,22 +476,10 @@ def test_a_user_of_another_workspace_is_refused(stack, client, id_):
 # --- 5. audit verify: a row without a proper hash is tampering ----------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_stack(request, tmp_path):
-    from tests.conftest import create_postgres_database, drop_postgres_database, require_postgres
-
-    url = None
-    if request.param == "postgres":
-        require_postgres()
-        url = create_postgres_database()
-    try:
-        with start_local_stack(
-            workdir=tmp_path, signing_secret=SIGNING_SECRET, admin_user_ids=ADMIN, database_url=url
-        ) as stack:
-            yield stack
-    finally:
-        if url:
-            drop_postgres_database(url)
+@pytest.fixture
+def any_stack(database_url, make_stack):
+    """A stack on each kind of database (made after it, so stopped before it is dropped)."""
+    return make_stack(admin_user_ids=ADMIN, database_url=database_url)
 
 
 TAMPERING = {

@@ -32,7 +32,7 @@ from bot.blocks.text import escape, safe_mrkdwn
 from bot.ids import Action, Block, Callback
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
-from bot.sandbox.stack import LocalStack, start_local_stack
+from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks
 from storage.db import session_scope
 from storage.models import (
@@ -44,6 +44,7 @@ from storage.models import (
     ScheduledJob,
     utcnow,
 )
+from tests.conftest import start_test_stack
 from tests.e2e import ALICE, BOB, register_sim_key, wait_until
 from tests.slack_requests import SIGNING_SECRET, BotClient
 
@@ -345,14 +346,9 @@ def _typed_by_hand(world: World) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[World]:
     workdir = tmp_path_factory.mktemp("hostile")
-    with start_local_stack(
-        workdir=workdir,
-        signing_secret=SIGNING_SECRET,
-        admin_user_ids=ADMIN,
-        alert_channel=ALERTS,
+    with start_test_stack(
+        workdir, users=(ALICE, BOB, VICTIM), admin_user_ids=ADMIN, alert_channel=ALERTS
     ) as stack:
-        for user in (ALICE, BOB, ADMIN, VICTIM):
-            stack.slack.add_user(user, name=user.removeprefix("U0").lower())
         world = World(stack, BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack))
         with stack.services.engine.connect() as connection:
             world.tables_before = set(sa.inspect(connection).get_table_names())
@@ -420,9 +416,7 @@ def everything(world: World) -> list[tuple[str, Any]]:
 
 @pytest.fixture(scope="module")
 def refusals(tmp_path_factory) -> Iterator[LocalStack]:
-    with start_local_stack(
-        workdir=tmp_path_factory.mktemp("refusals"), signing_secret=SIGNING_SECRET
-    ) as stack:
+    with start_test_stack(tmp_path_factory.mktemp("refusals")) as stack:
         yield stack
 
 

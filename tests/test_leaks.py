@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import logging
 
-import pytest
 import sqlalchemy as sa
 
 from bot.ids import Action
-from bot.sandbox.stack import start_local_stack
 from tests.e2e import ALICE, all_text, bot_client, register_directly
 from tests.factories import random_api_key
-from tests.slack_requests import SIGNING_SECRET, event_callback
-
-
-@pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(workdir=tmp_path, signing_secret=SIGNING_SECRET) as stack:
-        yield stack
+from tests.slack_requests import event_callback
 
 
 def _say(stack, text: str, **extra):

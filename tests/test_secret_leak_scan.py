@@ -45,7 +45,7 @@ from bot.ids import Action, Block, Callback
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator, SimKey
-from bot.sandbox.stack import LocalStack, start_local_stack
+from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks
 from bot.services.errors import DomainError
 from bot.services.keys import RegistrationForm, register_key
@@ -330,17 +330,9 @@ def wire_sim() -> Iterator[_WireSimulator]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, wire_sim) -> Iterator[LocalStack]:
-    with start_local_stack(
-        workdir=tmp_path,
-        simulator=wire_sim,
-        signing_secret=SIGNING_SECRET,
-        admin_user_ids=ADMIN,
-        alert_channel=ALERTS,
-    ) as stack:
-        for user in (ALICE, BOB, ADMIN):
-            stack.slack.add_user(user, name=user.removeprefix("U0").lower())
-        yield stack
+def stack(wire_sim, make_stack) -> LocalStack:
+    """A bot that talks to the wire-recording simulator."""
+    return make_stack(simulator=wire_sim, admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 @pytest.fixture

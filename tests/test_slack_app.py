@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from bot.ids import Action
-from bot.sandbox.stack import start_local_stack
 from bot.services.context import WorkInFlight
 from storage.models import ApiKey, AuditEvent, KeyStatus
 from tests.e2e import (
@@ -26,16 +25,10 @@ from tests.e2e import (
     wait_until,
 )
 from tests.factories import random_api_key
-from tests.slack_requests import SIGNING_SECRET, block_action, sign, slash_command
+from tests.slack_requests import block_action, sign, slash_command
 
 WITHDRAW = {"enableSpotAndMarginTrading": True, "enableWithdrawals": True}
 TRADE = {"enableSpotAndMarginTrading": True}
-
-
-@pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(workdir=tmp_path, signing_secret=SIGNING_SECRET) as stack:
-        yield stack
 
 
 @pytest.fixture

@@ -10,12 +10,10 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.ids import Action, Callback
-from bot.sandbox.stack import start_local_stack
 from bot.services.deliveries import DeliveryLog
 from storage.models import ApiKey, AuditEvent, Incident, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly, register_values
 from tests.slack_requests import (
-    SIGNING_SECRET,
     block_action,
     event_callback,
     slash_command,
@@ -26,13 +24,8 @@ ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(
-        workdir=tmp_path, signing_secret=SIGNING_SECRET, alert_channel=ALERTS
-    ) as stack:
-        for user in (ALICE, BOB):
-            stack.slack.add_user(user, name=user.lower())
-        yield stack
+def stack(make_stack):
+    return make_stack(alert_channel=ALERTS)
 
 
 def _deliver_twice(stack, body: str) -> tuple:
