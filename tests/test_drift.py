@@ -12,9 +12,9 @@ from sqlmodel import Session, select
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
 from bot.services.drift_plan import ensure_drift_checks
-from storage.db import session_scope
-from storage.models import JobState, KeyPurpose, ScheduledJob, utcnow
+from storage.models import KeyPurpose, ScheduledJob, utcnow
 from tests.e2e import all_text, register_directly
+from tests.factories import make_due
 
 ALERTS = "C0ALERTS"
 
@@ -28,15 +28,7 @@ def _run(stack, clock: FixedClock):
     """Make this team's planned check due now and run the scheduler once."""
     engine = stack.services.engine
     ensure_drift_checks(engine, interval=timedelta(0), now=clock.now())
-    with session_scope(engine) as session:
-        session.exec(
-            sa.update(ScheduledJob)
-            .where(
-                ScheduledJob.kind == JobKind.DRIFT_CHECK,
-                ScheduledJob.state == JobState.PENDING.value,
-            )
-            .values(due_at=clock.now())
-        )
+    make_due(engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
     scheduler = stack.scheduler(clock, worker_id="test")
     try:
         scheduler.tick()

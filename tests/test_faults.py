@@ -26,7 +26,6 @@ from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
 from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks
-from storage.db import session_scope
 from storage.models import (
     ApiKey,
     AuditEvent,
@@ -48,6 +47,7 @@ from tests.e2e import (
     submit_registration,
     wait_until,
 )
+from tests.factories import make_due
 from tests.slack_requests import view_submission
 
 ADMIN = "U0ADMIN"
@@ -524,15 +524,7 @@ def test_reminder_dm_that_fails_for_one_of_several_admins_is_not_sent_twice_to_t
 def _drift_due(stack, clock: FixedClock) -> None:
     engine = stack.services.engine
     ensure_drift_checks(engine, interval=timedelta(0), now=clock.now())
-    with session_scope(engine) as session:
-        session.exec(
-            sa.update(ScheduledJob)
-            .where(
-                ScheduledJob.kind == JobKind.DRIFT_CHECK,
-                ScheduledJob.state == JobState.PENDING.value,
-            )
-            .values(due_at=clock.now())
-        )
+    make_due(engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
 
 
 @pytest.mark.parametrize("status", [502, 429])

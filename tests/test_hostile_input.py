@@ -34,18 +34,16 @@ from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
 from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks
-from storage.db import session_scope
 from storage.models import (
     ApiKey,
     BinanceAccount,
     Incident,
     IncidentStep,
-    JobState,
-    ScheduledJob,
     utcnow,
 )
 from tests.conftest import start_test_stack
 from tests.e2e import ALICE, BOB, register_sim_key, wait_until
+from tests.factories import make_due
 from tests.slack_requests import SIGNING_SECRET, BotClient
 
 ADMIN = "U0ADMIN"
@@ -217,15 +215,7 @@ def _drift_and_reminders(world: World) -> None:
         stack.simulator.set_permissions(world.api_key(label), enableWithdrawals=True)
     clock = FixedClock(utcnow() + timedelta(hours=1))
     ensure_drift_checks(stack.services.engine, interval=timedelta(0), now=clock.now())
-    with session_scope(stack.services.engine) as session:
-        session.exec(
-            sa.update(ScheduledJob)
-            .where(
-                ScheduledJob.kind == JobKind.DRIFT_CHECK,
-                ScheduledJob.state == JobState.PENDING.value,
-            )
-            .values(due_at=clock.now())
-        )
+    make_due(stack.services.engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
     world.tick(clock)
     (digest,) = stack.slack.wait_for(
         "chat.postMessage", predicate=lambda c: "Daily key check" in c.params.get("text", "")

@@ -49,20 +49,17 @@ from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks
 from bot.services.errors import DomainError
 from bot.services.keys import RegistrationForm, register_key
-from storage.db import session_scope
 from storage.models import (
     ApiKey,
     Incident,
     IncidentStep,
-    JobState,
     KeyPurpose,
     KeyStatus,
     KeyType,
-    ScheduledJob,
     utcnow,
 )
 from tests.e2e import ALICE, BOB, TEAM, all_text, register_sim_key, submit_registration, wait_until
-from tests.factories import random_api_key
+from tests.factories import make_due, random_api_key
 from tests.slack_requests import SIGNING_SECRET, BotClient
 
 ADMIN = "U0ADMIN"
@@ -570,15 +567,7 @@ def _drift(run: Run) -> None:
     stack.simulator.set_permissions(run.keys["hmac-canary (new)"].api_key, enableWithdrawals=True)
     clock = FixedClock(utcnow() + timedelta(hours=1))
     ensure_drift_checks(stack.services.engine, interval=timedelta(0), now=clock.now())
-    with session_scope(stack.services.engine) as session:
-        session.exec(
-            sa.update(ScheduledJob)
-            .where(
-                ScheduledJob.kind == JobKind.DRIFT_CHECK,
-                ScheduledJob.state == JobState.PENDING.value,
-            )
-            .values(due_at=clock.now())
-        )
+    make_due(stack.services.engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
     run.tick(clock)
     stack.slack.wait_for(
         "chat.postMessage", predicate=lambda c: "Daily key check" in c.params.get("text", "")
