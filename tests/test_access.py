@@ -67,6 +67,7 @@ def test_a_member_cannot_manage_someone_elses_key(stack, text, attempted):
         before.rotation_period_days,
     )
     assert [d.detail["attempted"] for d in _denials(stack)] == [attempted]
+    assert stack.wait_idle()
     assert stack.slack.calls_to("views.open") == []
 
 

@@ -350,6 +350,7 @@ def test_rotation_whose_new_key_cannot_be_checked_stores_nothing(stack, kind, co
     _clean(message)
     assert reason in message and "Nothing was stored" in message
     _assert_untouched(stack, old.api_key)
+    assert stack.wait_idle()
     assert _posts(stack) == []
     _wait_unbanned(stack)
     # nothing half-written stands in the way: the same new key is accepted once Binance answers
@@ -692,6 +693,7 @@ def test_registration_whose_write_fails_midway_stores_nothing_and_says_so(stack,
     assert "already" not in message and "a moment ago" not in message  # not a label problem
     assert _count(stack, ApiKey) == 0 and _count(stack, BinanceAccount) == 0
     assert _count(stack, ScheduledJob) == 0
+    assert stack.wait_idle()
     assert stack.slack.calls_to("chat.postEphemeral") == []  # no "registered" summary
     if fault == "reminder_plan_refused":
         _allow(stack, "refuse_jobs")

@@ -146,7 +146,7 @@ def test_unverified_requests_get_401_and_the_bot_posts_nowhere(
             response = _raw_post(stack, body.encode(), headers)
             assert response.status_code == 401, (what, forgery, response.status_code)
             assert response.json() == {"ok": False, "error": "invalid_signature"}
-    time.sleep(0.3)  # anything the bot was talked into would have been sent by now
+    assert stack.wait_idle()  # anything the bot was talked into would have been sent by now
     assert attacker.calls == []
     assert [c for c in stack.slack.calls if c.method != "auth.test"] == []
     assert len(stack.simulator.request_log) == sim_calls
@@ -406,22 +406,14 @@ class _Scene:
         )
 
 
-def _settle(stack, quiet: float = 0.6) -> None:
-    """Wait until the bot's background work is over: no new Slack or Binance call for a while."""
-    deadline = time.monotonic() + 20
-    seen = (-1, -1)
-    while time.monotonic() < deadline:
-        now = (len(stack.slack.calls), len(stack.simulator.request_log))
-        if now == seen:
-            return
-        seen = now
-        time.sleep(quiet)
-    raise AssertionError("the bot kept working")
+def _settle(stack) -> None:
+    """Wait until the bot's work is over (what the scene's requests started)."""
+    assert stack.wait_idle(timeout=20), "the bot kept working"
 
 
 def _answers(stack, response, url: str) -> str:
     """Everything the person was told: the HTTP answer plus what reached the response_url."""
-    time.sleep(0.3)
+    _settle(stack)
     later = [c.params for c in stack.slack.calls if c.params.get("_response_url") == url]
     return all_text(response.json() if response.text.strip() else {}) + all_text(later)
 

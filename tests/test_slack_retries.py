@@ -4,7 +4,6 @@ click, form or event has one effect, and a second copy is acknowledged with noth
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from sqlmodel import Session, select
@@ -37,9 +36,9 @@ def _deliver_twice(stack, body: str) -> tuple:
 
 
 def _settle(stack) -> None:
-    """Let anything a repeated delivery might have started reach Slack (it must not)."""
-    stack.services.background.submit(lambda: None).result(timeout=5)
-    time.sleep(0.3)
+    """Wait until anything a repeated delivery might have started has reached Slack (it must
+    not have started anything)."""
+    assert stack.wait_idle(), "the bot is still working"
 
 
 def _audit(stack, action: str) -> int:
