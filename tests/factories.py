@@ -1,5 +1,5 @@
-"""Test data shared by the test files: rows made the way the services make them (sealed,
-fingerprinted), and scheduled jobs made due."""
+"""Test data shared by the test files: the permissions of Binance keys, rows made the way the
+services make them (sealed, fingerprinted), and scheduled jobs made due."""
 
 from __future__ import annotations
 
@@ -17,6 +17,28 @@ from storage.models import ApiKey, BinanceAccount, JobState, KeyPurpose, KeyType
 from storage.vault import seal_api_key_row
 
 ALPHANUM = string.ascii_letters + string.digits
+
+# What Binance's GET /sapi/v1/account/apiRestrictions answers for a read-only key with an IP
+# whitelist: every field named.
+READ_ONLY = {
+    "ipRestrict": True,
+    "createTime": 1_700_000_000_000,
+    "enableReading": True,
+    "enableSpotAndMarginTrading": False,
+    "enableWithdrawals": False,
+    "enableInternalTransfer": False,
+    "permitsUniversalTransfer": False,
+    "enableMargin": False,
+    "enableFutures": False,
+    "enableVanillaOptions": False,
+    "enablePortfolioMarginTrading": False,
+    "enableFixApiTrade": False,
+    "enableFixReadOnly": False,
+}
+# What a key of a higher tier has on top of that: ``{**READ_ONLY, **WITHDRAW}`` is a whole
+# answer; alone, they are the permissions of a simulator key (``add_key(permissions=TRADE)``).
+TRADE = {"enableSpotAndMarginTrading": True}
+WITHDRAW = {**TRADE, "enableWithdrawals": True}
 
 
 def random_api_key() -> str:

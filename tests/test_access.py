@@ -16,6 +16,7 @@ from tests.e2e import (
     register_sim_key,
     wait_until,
 )
+from tests.factories import WITHDRAW
 from tests.slack_requests import block_action, slash_command
 
 ADMIN = "U0ADMIN"
@@ -101,7 +102,7 @@ def test_status_shows_a_member_only_the_summary_of_keys_they_do_not_own(stack):
         stack,
         "alices-key",
         owner=ALICE,
-        permissions={"enableSpotAndMarginTrading": True, "enableWithdrawals": True},
+        permissions=WITHDRAW,
     )
     register_directly(stack, "bobs-key", owner=BOB)
     _, url = _command(stack, "status all", user=BOB)

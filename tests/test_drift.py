@@ -14,7 +14,7 @@ from bot.jobs.scheduler import FixedClock
 from bot.services.drift_plan import ensure_drift_checks
 from storage.models import KeyPurpose, ScheduledJob, utcnow
 from tests.e2e import all_text, register_directly
-from tests.factories import make_due
+from tests.factories import TRADE, make_due
 
 ALERTS = "C0ALERTS"
 
@@ -52,7 +52,7 @@ def test_nothing_changed_means_no_message(stack):
 def test_each_kind_of_change_in_one_digest(stack):
     sim = stack.simulator
     _, reader = register_directly(stack, "reader", purpose=KeyPurpose.READ_ONLY)
-    _, trader = register_directly(stack, "trader", permissions={"enableSpotAndMarginTrading": True})
+    _, trader = register_directly(stack, "trader", permissions=TRADE)
     _, gone = register_directly(stack, "gone")
     register_directly(stack, "quiet")
     sim.set_permissions(reader.api_key, enableWithdrawals=True)
@@ -80,7 +80,7 @@ def test_each_kind_of_change_in_one_digest(stack):
 
 
 def test_trading_permission_about_to_expire_then_expired_is_reported_once_each(stack):
-    _, key = register_directly(stack, "bot", permissions={"enableSpotAndMarginTrading": True})
+    _, key = register_directly(stack, "bot", permissions=TRADE)
     in_ten_days = int((utcnow() + timedelta(days=10)).timestamp() * 1000)
     stack.simulator.get_key(key.api_key).trading_authority_expiration_time = in_ten_days
     clock = FixedClock(utcnow() + timedelta(hours=1))

@@ -5,18 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.binance import BinanceUnavailable, KeyPermissions, KeyRejected
-from bot.sandbox.binance_simulator import PERMISSION_FIELDS
 from bot.services.findings import FindingKind, Severity, assess, worst
 from storage.models import KeyPurpose
+from tests.factories import READ_ONLY
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 
 def perms(**flags) -> KeyPermissions:
     """A full apiRestrictions answer, as Binance sends it (every flag present)."""
-    base = {name: False for name in PERMISSION_FIELDS}
-    base.update({"ipRestrict": True, "enableReading": True, "createTime": 1_700_000_000_000})
-    return KeyPermissions.from_dict({**base, **flags})
+    return KeyPermissions.from_dict({**READ_ONLY, **flags})
 
 
 def kinds(findings) -> list[FindingKind]:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from bot.ids import Action
 from storage.models import KeyPurpose, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
+from tests.factories import WITHDRAW
 from tests.slack_requests import SIGNING_SECRET, BotClient, block_action
 
 ADMIN = "U0BOSS"
@@ -30,7 +31,7 @@ def team(stack):
         stack,
         "payout",
         purpose=KeyPurpose.TRADING,
-        permissions={"enableWithdrawals": True, "enableSpotAndMarginTrading": True},
+        permissions=WITHDRAW,
     )
     register_directly(stack, "old-bot", now=utcnow() - timedelta(days=120))
     register_directly(stack, "bob-dashboard", owner=BOB)

@@ -14,6 +14,7 @@ from bot.ids import Action, Block, Callback
 from bot.jobs.scheduler import FixedClock
 from storage.models import ApiKey, KeyStatus, Rotation, ScheduledJob, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
+from tests.factories import TRADE, WITHDRAW
 from tests.slack_requests import block_action, slash_command, view_submission
 
 ADMIN = "U0ADMIN"
@@ -254,10 +255,10 @@ def test_rotation_to_the_same_key_is_refused(stack, client):
 
 
 def test_new_key_with_more_permissions_needs_the_owners_confirmation(stack, client):
-    registered, _ = _register(stack, permissions={"enableSpotAndMarginTrading": True})
+    registered, _ = _register(stack, permissions=TRADE)
     wider = stack.simulator.add_key(
         ip_restrict=True,
-        permissions={"enableSpotAndMarginTrading": True, "enableWithdrawals": True},
+        permissions=WITHDRAW,
     )
     refused = _submit_rotation(client, stack, registered.key_id, wider)
     assert "Withdraw" in refused.json()["errors"][Block.ROTATE_CONFIRM]

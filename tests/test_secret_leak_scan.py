@@ -59,7 +59,7 @@ from storage.models import (
     utcnow,
 )
 from tests.e2e import ALICE, BOB, TEAM, all_text, register_sim_key, submit_registration, wait_until
-from tests.factories import make_due, random_api_key
+from tests.factories import TRADE, make_due, random_api_key
 from tests.slack_requests import SIGNING_SECRET, BotClient
 
 ADMIN = "U0ADMIN"
@@ -384,9 +384,7 @@ def _register_canaries(run: Run) -> None:
         ("ed-canary", "ED25519"),
         ("rsa-canary", "RSA"),
     ):
-        key = sim.add_key(
-            key_type=key_type, ip_restrict=True, permissions={"enableSpotAndMarginTrading": True}
-        )
+        key = sim.add_key(key_type=key_type, ip_restrict=True, permissions=TRADE)
         run.keys[label] = key
         run.canaries.append(Canary(label, key.secret))
         answer = run.send(
@@ -512,9 +510,7 @@ def _rotate(run: Run) -> None:
     opened = slack.wait_for("views.open", count=before + 1)[-1]
     assert opened.params["view"]["callback_id"] == Callback.ROTATE
     metadata = opened.params["view"]["private_metadata"]
-    new = stack.simulator.add_key(
-        ip_restrict=True, permissions={"enableSpotAndMarginTrading": True}
-    )
+    new = stack.simulator.add_key(ip_restrict=True, permissions=TRADE)
     run.keys["hmac-canary (new)"] = new
     run.canaries.append(Canary("rotated-in HMAC", new.secret))
     values = {

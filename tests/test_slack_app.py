@@ -24,11 +24,8 @@ from tests.e2e import (
     submit_registration,
     wait_until,
 )
-from tests.factories import random_api_key
+from tests.factories import TRADE, WITHDRAW, random_api_key
 from tests.slack_requests import block_action, sign, slash_command
-
-WITHDRAW = {"enableSpotAndMarginTrading": True, "enableWithdrawals": True}
-TRADE = {"enableSpotAndMarginTrading": True}
 
 
 @pytest.fixture
