@@ -1,17 +1,23 @@
-"""Shared fixtures: databases (SQLite always, PostgreSQL when reachable), key rings."""
+"""Shared fixtures: databases (SQLite always, PostgreSQL when reachable), key rings, and the
+local stacks (bot, Binance simulator, Slack stand-in) of the end-to-end tests."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.sandbox.stack import LocalStack, start_local_stack
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate
+from tests.e2e import ALICE, BOB
+from tests.slack_requests import SIGNING_SECRET
 
 # The server CI provides. Tests marked `postgres` skip (with this reason) when it is not
 # reachable; .ci/run sets APIKEY_BOT_REQUIRE_POSTGRES=1, which turns the skip into a failure.
@@ -94,3 +100,45 @@ def engine(database_url) -> Iterator[Engine]:
 @pytest.fixture
 def key_ring() -> KeyRing:
     return KeyRing([generate_master_key("k1")])
+
+
+# --- local stacks ------------------------------------------------------------------------------
+
+USUAL_USERS = (ALICE, BOB)  # workspace members of every stack, with its admins
+
+
+def start_test_stack(
+    workdir: Path, *, users: Iterable[str] = USUAL_USERS, **settings: object
+) -> LocalStack:
+    """A running local stack as the end-to-end tests use it: requests signed with the tests'
+    ``SIGNING_SECRET``; ``users`` and every id of ``admin_user_ids`` are workspace members of
+    the Slack stand-in (U0ALICE is named "alice"). ``settings`` go to ``start_local_stack``.
+
+    The caller stops it; tests use the ``make_stack`` or ``stack`` fixtures, which do.
+    """
+    settings.setdefault("signing_secret", SIGNING_SECRET)
+    stack = start_local_stack(workdir=workdir, **settings)
+    admins = [a.strip() for a in str(settings.get("admin_user_ids") or "").split(",")]
+    for user in dict.fromkeys([*users, *filter(None, admins)]):
+        stack.slack.add_user(user, name=user.removeprefix("U0").lower())
+    return stack
+
+
+@pytest.fixture
+def make_stack(tmp_path) -> Iterator[Callable[..., LocalStack]]:
+    """``make_stack(**settings)``: a stack on this test's directory (see ``start_test_stack``);
+    every stack made is stopped when the test ends (stopping one early is fine too)."""
+    with ExitStack() as stops:  # every stack is stopped, even if stopping another fails
+
+        def make(*, workdir: Path | None = None, **settings: object) -> LocalStack:
+            stack = start_test_stack(workdir or tmp_path, **settings)
+            stops.callback(stack.stop)
+            return stack
+
+        yield make
+
+
+@pytest.fixture
+def stack(make_stack) -> LocalStack:
+    """A stack with the default settings; a test file needing others overrides this fixture."""
+    return make_stack()

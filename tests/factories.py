@@ -1,17 +1,44 @@
-"""Rows for storage-level tests, made the way the services make them (sealed, fingerprinted)."""
+"""Test data shared by the test files: the permissions of Binance keys, rows made the way the
+services make them (sealed, fingerprinted), and scheduled jobs made due."""
 
 from __future__ import annotations
 
 import secrets
 import string
+from datetime import datetime
 
-from sqlmodel import Session, select
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
+from bot.jobs.kinds import JobKind
 from storage.crypto import KeyRing, mask_api_key
-from storage.models import ApiKey, BinanceAccount, KeyPurpose, KeyType
+from storage.models import ApiKey, BinanceAccount, JobState, KeyPurpose, KeyType, ScheduledJob
 from storage.vault import seal_api_key_row
 
 ALPHANUM = string.ascii_letters + string.digits
+
+# What Binance's GET /sapi/v1/account/apiRestrictions answers for a read-only key with an IP
+# whitelist: every field named.
+READ_ONLY = {
+    "ipRestrict": True,
+    "createTime": 1_700_000_000_000,
+    "enableReading": True,
+    "enableSpotAndMarginTrading": False,
+    "enableWithdrawals": False,
+    "enableInternalTransfer": False,
+    "permitsUniversalTransfer": False,
+    "enableMargin": False,
+    "enableFutures": False,
+    "enableVanillaOptions": False,
+    "enablePortfolioMarginTrading": False,
+    "enableFixApiTrade": False,
+    "enableFixReadOnly": False,
+}
+# What a key of a higher tier has on top of that: ``{**READ_ONLY, **WITHDRAW}`` is a whole
+# answer; alone, they are the permissions of a simulator key (``add_key(permissions=TRADE)``).
+TRADE = {"enableSpotAndMarginTrading": True}
+WITHDRAW = {**TRADE, "enableWithdrawals": True}
 
 
 def random_api_key() -> str:
@@ -60,3 +87,17 @@ def stored_key(
     session.add(row)
     session.flush()
     return row
+
+
+def make_due(engine: Engine, *, kind: JobKind, at: datetime, key_id: str | None = None) -> int:
+    """Make the pending jobs of ``kind`` (of one key, if ``key_id`` is given) due ``at``, as if
+    their time had come; returns how many. Finding none means the test set its scene wrong."""
+    query = sa.update(ScheduledJob).where(
+        col(ScheduledJob.kind) == kind, col(ScheduledJob.state) == JobState.PENDING.value
+    )
+    if key_id is not None:
+        query = query.where(col(ScheduledJob.key_id) == key_id)
+    with engine.begin() as connection:
+        moved = connection.execute(query.values(due_at=at)).rowcount
+    assert moved, f"no pending {kind} job to make due"
+    return moved

@@ -6,7 +6,6 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.ids import Action
-from bot.sandbox.stack import start_local_stack
 from storage.models import ApiKey, AuditEvent, KeyStatus
 from tests.e2e import (
     ALICE,
@@ -17,23 +16,17 @@ from tests.e2e import (
     register_sim_key,
     wait_until,
 )
-from tests.slack_requests import SIGNING_SECRET, block_action, slash_command
+from tests.factories import WITHDRAW
+from tests.slack_requests import block_action, slash_command
 
 ADMIN = "U0ADMIN"
 
 
 @pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(
-        workdir=tmp_path,
-        signing_secret=SIGNING_SECRET,
-        admin_user_ids=ADMIN,
-        alert_channel="C0ALERTS",
-        allowed_channel_ids="C0KEYS,C0GENERAL",
-    ) as stack:
-        for user in (ALICE, BOB, ADMIN):
-            stack.slack.add_user(user, name=user.lower())
-        yield stack
+def stack(make_stack):
+    return make_stack(
+        admin_user_ids=ADMIN, alert_channel="C0ALERTS", allowed_channel_ids="C0KEYS,C0GENERAL"
+    )
 
 
 def _command(stack, text, *, user, channel="C0GENERAL", team="T0TEST"):
@@ -75,6 +68,7 @@ def test_a_member_cannot_manage_someone_elses_key(stack, text, attempted):
         before.rotation_period_days,
     )
     assert [d.detail["attempted"] for d in _denials(stack)] == [attempted]
+    assert stack.wait_idle()
     assert stack.slack.calls_to("views.open") == []
 
 
@@ -108,7 +102,7 @@ def test_status_shows_a_member_only_the_summary_of_keys_they_do_not_own(stack):
         stack,
         "alices-key",
         owner=ALICE,
-        permissions={"enableSpotAndMarginTrading": True, "enableWithdrawals": True},
+        permissions=WITHDRAW,
     )
     register_directly(stack, "bobs-key", owner=BOB)
     _, url = _command(stack, "status all", user=BOB)

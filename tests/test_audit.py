@@ -10,12 +10,11 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from bot.sandbox.stack import start_local_stack
 from storage.audit import record_event, verify_chain
 from storage.db import session_scope
 from storage.models import ApiKey, KeyStatus
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
-from tests.slack_requests import SIGNING_SECRET, block_action, slash_command
+from tests.slack_requests import block_action, slash_command
 
 ADMIN = "U0ADMIN"
 
@@ -104,11 +103,8 @@ def test_the_cli_verify_exits_non_zero_on_tampering(database_url, tmp_path):
 
 
 @pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(
-        workdir=tmp_path, signing_secret=SIGNING_SECRET, admin_user_ids=ADMIN
-    ) as stack:
-        yield stack
+def stack(make_stack):
+    return make_stack(admin_user_ids=ADMIN)
 
 
 def test_a_failing_audit_write_rolls_the_action_back(stack):

@@ -31,10 +31,9 @@ from bot.binance import (
     WeightBudget,
 )
 from bot.sandbox.binance_simulator import BinanceSimulator
+from tests.factories import TRADE, WITHDRAW
 
 RESTRICTIONS = "/sapi/v1/account/apiRestrictions"
-TRADE = {"enableSpotAndMarginTrading": True}
-WITHDRAW = {"enableSpotAndMarginTrading": True, "enableWithdrawals": True}
 
 
 @pytest.fixture

@@ -24,22 +24,7 @@ from bot.binance import (
 from bot.binance.account import AccountStatus, TradingStatus, history_windows
 from bot.binance.permissions import KNOWN_FIELDS, TRADE_FLAGS
 from bot.binance.transport import load_private_key, normalise_pem
-
-READ_ONLY = {
-    "ipRestrict": True,
-    "createTime": 1_700_000_000_000,
-    "enableReading": True,
-    "enableSpotAndMarginTrading": False,
-    "enableWithdrawals": False,
-    "enableInternalTransfer": False,
-    "permitsUniversalTransfer": False,
-    "enableMargin": False,
-    "enableFutures": False,
-    "enableVanillaOptions": False,
-    "enablePortfolioMarginTrading": False,
-    "enableFixApiTrade": False,
-    "enableFixReadOnly": False,
-}
+from tests.factories import READ_ONLY
 
 
 def test_every_known_field_is_an_attribute():

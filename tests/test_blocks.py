@@ -52,33 +52,20 @@ from bot.model.rotation import RotationRow, RotationState
 from bot.model.status import KeyReport, StatusReport
 from bot.services.findings import assess
 from storage.models import KeyPurpose, KeyStatus, KeyType
+from tests.factories import READ_ONLY, TRADE, WITHDRAW
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 CREATED_MS = int(datetime(2026, 6, 1, tzinfo=UTC).timestamp() * 1000)
 
-READ_ONLY = {
-    "ipRestrict": True,
-    "createTime": CREATED_MS,
-    "enableReading": True,
-    "enableSpotAndMarginTrading": False,
-    "enableWithdrawals": False,
-    "enableInternalTransfer": False,
-    "permitsUniversalTransfer": False,
-    "enableMargin": False,
-    "enableFutures": False,
-    "enableVanillaOptions": False,
-    "enablePortfolioMarginTrading": False,
-    "enableFixApiTrade": False,
-    "enableFixReadOnly": False,
-}
+READ_ONLY_KEY = {**READ_ONLY, "createTime": CREATED_MS}
 TRADE_NO_WHITELIST = {
-    **READ_ONLY,
+    **READ_ONLY_KEY,
+    **TRADE,
     "ipRestrict": False,
-    "enableSpotAndMarginTrading": True,
     "tradingAuthorityExpirationTime": int((NOW + timedelta(days=5)).timestamp() * 1000),
 }
-WITHDRAW = {**READ_ONLY, "enableSpotAndMarginTrading": True, "enableWithdrawals": True}
+WITHDRAW_KEY = {**READ_ONLY_KEY, **WITHDRAW}
 
 HOSTILE_LABELS = [
     "<!channel>",
@@ -332,7 +319,7 @@ def hostile_report(n: int) -> StatusReport:
         key_report(
             i,
             label=f"{HOSTILE_LABELS[i % len(HOSTILE_LABELS)]}"[:76] + f"#{i:03d}",
-            data=WITHDRAW if i % 3 else None,
+            data=WITHDRAW_KEY if i % 3 else None,
             findings=long_findings(10),
         )
         for i in range(n)
@@ -352,7 +339,7 @@ def report(
 
 def nine_key_report() -> StatusReport:
     keys = [
-        key_report(1, label="withdrawer", data=WITHDRAW, purpose=KeyPurpose.TRADING),
+        key_report(1, label="withdrawer", data=WITHDRAW_KEY, purpose=KeyPurpose.TRADING),
         key_report(2, label="trader", data=TRADE_NO_WHITELIST, purpose=KeyPurpose.TRADING),
         key_report(
             3,
@@ -366,7 +353,7 @@ def nine_key_report() -> StatusReport:
             ],
         ),
         key_report(4, label="unchecked"),
-    ] + [key_report(i, label=f"reader-{i}", data=READ_ONLY) for i in range(5, 10)]
+    ] + [key_report(i, label=f"reader-{i}", data=READ_ONLY_KEY) for i in range(5, 10)]
     return report(keys)
 
 
@@ -394,7 +381,7 @@ GOLDEN_CASES = {
         registered(TRADE_NO_WHITELIST), NOW
     ),
     "registration_summary_clean": lambda: registration_summary(
-        registered(READ_ONLY, purpose=KeyPurpose.READ_ONLY, label="dashboard"), NOW
+        registered(READ_ONLY_KEY, purpose=KeyPurpose.READ_ONLY, label="dashboard"), NOW
     ),
     "status_page_1_of_2": lambda: status_page(nine_key_report(), 0, now=NOW),
     "status_page_2_of_2": lambda: status_page(nine_key_report(), 1, now=NOW),
@@ -613,7 +600,7 @@ def test_register_modal_state_reads_back_through_the_listener():
 
 def test_registration_summary_lists_every_finding_and_never_a_secret():
     key = registered(
-        {**WITHDRAW, "ipRestrict": False, "enableInternalTransfer": True},
+        {**WITHDRAW_KEY, "ipRestrict": False, "enableInternalTransfer": True},
         purpose=KeyPurpose.READ_ONLY,
     )
     assert len(key.findings) >= 4
@@ -631,13 +618,13 @@ def test_registration_summary_lists_every_finding_and_never_a_secret():
 
 
 def test_registration_summary_without_findings_says_so():
-    key = registered(READ_ONLY, purpose=KeyPurpose.READ_ONLY)
+    key = registered(READ_ONLY_KEY, purpose=KeyPurpose.READ_ONLY)
     assert key.findings == []
     assert "No least-privilege findings" in all_text(as_payload(registration_summary(key, NOW)))
 
 
 def test_registration_outcome_views_fit_and_escape():
-    hostile = registered(WITHDRAW, label=HOSTILE_LABELS[4])
+    hostile = registered(WITHDRAW_KEY, label=HOSTILE_LABELS[4])
     for view in (
         registered_view(hostile),
         registration_failed_view("<!channel> " + "x" * 5000),
@@ -692,7 +679,7 @@ def test_status_page_lists_findings_in_order_and_unchecked_keys_as_unknown():
     )
     assert "✅" not in unchecked and "❌" not in unchecked
     assert "unknown tier" in unchecked or "unknown" in unchecked
-    withdrawer = assess(purpose=KeyPurpose.TRADING, now=NOW, permissions=perms(WITHDRAW))
+    withdrawer = assess(purpose=KeyPurpose.TRADING, now=NOW, permissions=perms(WITHDRAW_KEY))
     positions = [text.index(escape(f.text)) for f in withdrawer]
     assert positions == sorted(positions)
 

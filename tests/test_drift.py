@@ -11,38 +11,24 @@ from sqlmodel import Session, select
 
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
-from bot.sandbox.stack import start_local_stack
 from bot.services.drift_plan import ensure_drift_checks
-from storage.db import session_scope
-from storage.models import JobState, KeyPurpose, ScheduledJob, utcnow
-from tests.e2e import ALICE, all_text, register_directly
-from tests.slack_requests import SIGNING_SECRET
+from storage.models import KeyPurpose, ScheduledJob, utcnow
+from tests.e2e import all_text, register_directly
+from tests.factories import TRADE, make_due
 
 ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(
-        workdir=tmp_path, signing_secret=SIGNING_SECRET, alert_channel=ALERTS
-    ) as stack:
-        stack.slack.add_user(ALICE, name="alice")
-        yield stack
+def stack(make_stack):
+    return make_stack(alert_channel=ALERTS)
 
 
 def _run(stack, clock: FixedClock):
     """Make this team's planned check due now and run the scheduler once."""
     engine = stack.services.engine
     ensure_drift_checks(engine, interval=timedelta(0), now=clock.now())
-    with session_scope(engine) as session:
-        session.exec(
-            sa.update(ScheduledJob)
-            .where(
-                ScheduledJob.kind == JobKind.DRIFT_CHECK,
-                ScheduledJob.state == JobState.PENDING.value,
-            )
-            .values(due_at=clock.now())
-        )
+    make_due(engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
     scheduler = stack.scheduler(clock, worker_id="test")
     try:
         scheduler.tick()
@@ -66,7 +52,7 @@ def test_nothing_changed_means_no_message(stack):
 def test_each_kind_of_change_in_one_digest(stack):
     sim = stack.simulator
     _, reader = register_directly(stack, "reader", purpose=KeyPurpose.READ_ONLY)
-    _, trader = register_directly(stack, "trader", permissions={"enableSpotAndMarginTrading": True})
+    _, trader = register_directly(stack, "trader", permissions=TRADE)
     _, gone = register_directly(stack, "gone")
     register_directly(stack, "quiet")
     sim.set_permissions(reader.api_key, enableWithdrawals=True)
@@ -94,7 +80,7 @@ def test_each_kind_of_change_in_one_digest(stack):
 
 
 def test_trading_permission_about_to_expire_then_expired_is_reported_once_each(stack):
-    _, key = register_directly(stack, "bot", permissions={"enableSpotAndMarginTrading": True})
+    _, key = register_directly(stack, "bot", permissions=TRADE)
     in_ten_days = int((utcnow() + timedelta(days=10)).timestamp() * 1000)
     stack.simulator.get_key(key.api_key).trading_authority_expiration_time = in_ten_days
     clock = FixedClock(utcnow() + timedelta(hours=1))

@@ -24,9 +24,8 @@ from sqlmodel import Session, select
 from bot.ids import Action, Block, Callback
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
-from bot.sandbox.stack import start_local_stack
+from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks
-from storage.db import session_scope
 from storage.models import (
     ApiKey,
     AuditEvent,
@@ -48,7 +47,8 @@ from tests.e2e import (
     submit_registration,
     wait_until,
 )
-from tests.slack_requests import SIGNING_SECRET, view_submission
+from tests.factories import make_due
+from tests.slack_requests import view_submission
 
 ADMIN = "U0ADMIN"
 ALERTS = "C0ALERTS"
@@ -62,32 +62,33 @@ LEAKS = ("Traceback", "IntegrityError", "OperationalError", "sqlite3", "Exceptio
 _weight_limits = itertools.count(7001)
 
 
-def _start(tmp_path, **overrides):
-    settings = {
-        "signing_secret": SIGNING_SECRET,
-        "alert_channel": ALERTS,
-        "admin_user_ids": ADMIN,
-        "binance_timeout_seconds": 0.5,
-        "binance_weight_limit": next(_weight_limits),
-        "default_rotation_days": 30,
-        # Registering plans the daily drift check a day ahead; tests here that move the clock
-        # past a day must not have it run (and meet their injected Binance fault) unasked.
-        # The drift tests below make it due themselves.
-        "drift_check_hours": 24 * 30,
-    }
-    settings.update(overrides)
-    stack = start_local_stack(workdir=tmp_path, **settings)
-    stack.simulator.hang_seconds = 1.0  # an injected timeout holds its connection this long
-    stack.simulator.retry_after_seconds = 1
-    for user, name in ((ALICE, "alice"), (ADMIN, "admin")):
-        stack.slack.add_user(user, name=name)
-    return stack
+@pytest.fixture
+def start(make_stack):
+    """``start(**overrides)``: a stack with this file's settings and fault timings."""
+
+    def start(**overrides) -> LocalStack:
+        settings = {
+            "alert_channel": ALERTS,
+            "admin_user_ids": ADMIN,
+            "binance_timeout_seconds": 0.5,
+            "binance_weight_limit": next(_weight_limits),
+            "default_rotation_days": 30,
+            # Registering plans the daily drift check a day ahead; tests here that move the
+            # clock past a day must not have it run (and meet their injected Binance fault)
+            # unasked. The drift tests below make it due themselves.
+            "drift_check_hours": 24 * 30,
+        }
+        stack = make_stack(**{**settings, **overrides})
+        stack.simulator.hang_seconds = 1.0  # an injected timeout holds its connection this long
+        stack.simulator.retry_after_seconds = 1
+        return stack
+
+    return start
 
 
 @pytest.fixture
-def stack(tmp_path):
-    with _start(tmp_path) as stack:
-        yield stack
+def stack(start):
+    return start()
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -349,6 +350,7 @@ def test_rotation_whose_new_key_cannot_be_checked_stores_nothing(stack, kind, co
     _clean(message)
     assert reason in message and "Nothing was stored" in message
     _assert_untouched(stack, old.api_key)
+    assert stack.wait_idle()
     assert _posts(stack) == []
     _wait_unbanned(stack)
     # nothing half-written stands in the way: the same new key is accepted once Binance answers
@@ -493,48 +495,37 @@ def test_reminder_that_slack_fails_to_take_stays_pending_and_goes_out_once_later
 
 
 def test_reminder_dm_that_fails_for_one_of_several_admins_is_not_sent_twice_to_the_others(
-    tmp_path,
+    start,
 ):
     """The owner left, so the reminder goes to each admin by DM; Slack refuses the second DM.
     The retry sends it to the admin who did not get it, not again to the one who did."""
     second = "U0ADMIN2"
-    with _start(tmp_path, admin_user_ids=f"{ADMIN},{second}") as stack:
-        stack.slack.add_user(second, name="admin2")
-        stack.slack.add_user(ALICE, name="alice", deleted=True)
-        clock = _reminder_due(stack)
-        stack.slack.inject_fault("chat.postMessage", status=502, where={"channel": "D0ADMIN2"})
-        _tick(stack, clock)
+    stack = start(admin_user_ids=f"{ADMIN},{second}")  # the factory adds both to Slack
+    stack.slack.add_user(ALICE, name="alice", deleted=True)
+    clock = _reminder_due(stack)
+    stack.slack.inject_fault("chat.postMessage", status=502, where={"channel": "D0ADMIN2"})
+    _tick(stack, clock)
 
-        def dms_to(user: str) -> list:
-            return [c for c in _reminders(stack) if c.params["channel"] == "D" + user[1:]]
+    def dms_to(user: str) -> list:
+        return [c for c in _reminders(stack) if c.params["channel"] == "D" + user[1:]]
 
-        assert len(dms_to(ADMIN)) == 1 and dms_to(second) == []
-        (job,) = [
-            j for j in _jobs(stack, JobKind.ROTATION_REMINDER, JobState.PENDING.value) if j.attempts
-        ]
-        assert job.payload["delivered_to"] == [ADMIN] and job.due_at > clock.now()
-        assert _audit(stack, "rotation.reminder") == 0
-        clock.current = job.due_at
-        _tick(stack, clock)
-        assert len(dms_to(ADMIN)) == 1 and len(dms_to(second)) == 1
-        assert [j.id for j in _jobs(stack, JobKind.ROTATION_REMINDER, JobState.DONE.value)] == [
-            job.id
-        ]
-        assert _audit(stack, "rotation.reminder") == 1
+    assert len(dms_to(ADMIN)) == 1 and dms_to(second) == []
+    (job,) = [
+        j for j in _jobs(stack, JobKind.ROTATION_REMINDER, JobState.PENDING.value) if j.attempts
+    ]
+    assert job.payload["delivered_to"] == [ADMIN] and job.due_at > clock.now()
+    assert _audit(stack, "rotation.reminder") == 0
+    clock.current = job.due_at
+    _tick(stack, clock)
+    assert len(dms_to(ADMIN)) == 1 and len(dms_to(second)) == 1
+    assert [j.id for j in _jobs(stack, JobKind.ROTATION_REMINDER, JobState.DONE.value)] == [job.id]
+    assert _audit(stack, "rotation.reminder") == 1
 
 
 def _drift_due(stack, clock: FixedClock) -> None:
     engine = stack.services.engine
     ensure_drift_checks(engine, interval=timedelta(0), now=clock.now())
-    with session_scope(engine) as session:
-        session.exec(
-            sa.update(ScheduledJob)
-            .where(
-                ScheduledJob.kind == JobKind.DRIFT_CHECK,
-                ScheduledJob.state == JobState.PENDING.value,
-            )
-            .values(due_at=clock.now())
-        )
+    make_due(engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
 
 
 @pytest.mark.parametrize("status", [502, 429])
@@ -702,6 +693,7 @@ def test_registration_whose_write_fails_midway_stores_nothing_and_says_so(stack,
     assert "already" not in message and "a moment ago" not in message  # not a label problem
     assert _count(stack, ApiKey) == 0 and _count(stack, BinanceAccount) == 0
     assert _count(stack, ScheduledJob) == 0
+    assert stack.wait_idle()
     assert stack.slack.calls_to("chat.postEphemeral") == []  # no "registered" summary
     if fault == "reminder_plan_refused":
         _allow(stack, "refuse_jobs")

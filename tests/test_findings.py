@@ -6,18 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 from bot.binance import BinanceUnavailable, KeyPermissions, KeyRejected
 from bot.model.findings import FindingKind, Severity, worst
-from bot.sandbox.binance_simulator import PERMISSION_FIELDS
 from bot.services.findings import assess
 from storage.models import KeyPurpose
+from tests.factories import READ_ONLY
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 
 def perms(**flags) -> KeyPermissions:
     """A full apiRestrictions answer, as Binance sends it (every flag present)."""
-    base = {name: False for name in PERMISSION_FIELDS}
-    base.update({"ipRestrict": True, "enableReading": True, "createTime": 1_700_000_000_000})
-    return KeyPermissions.from_dict({**base, **flags})
+    return KeyPermissions.from_dict({**READ_ONLY, **flags})
 
 
 def kinds(findings) -> list[FindingKind]:

@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from bot.ids import Action
-from bot.sandbox.stack import start_local_stack
 from storage.models import KeyPurpose, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
+from tests.factories import WITHDRAW
 from tests.slack_requests import SIGNING_SECRET, BotClient, block_action
 
 ADMIN = "U0BOSS"
@@ -19,16 +19,8 @@ ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(
-        workdir=tmp_path,
-        signing_secret=SIGNING_SECRET,
-        admin_user_ids=ADMIN,
-        alert_channel=ALERTS,
-    ) as stack:
-        for user in (ALICE, BOB, ADMIN):
-            stack.slack.add_user(user, name=user.lower())
-        yield stack
+def stack(make_stack):
+    return make_stack(admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 @pytest.fixture
@@ -39,7 +31,7 @@ def team(stack):
         stack,
         "payout",
         purpose=KeyPurpose.TRADING,
-        permissions={"enableWithdrawals": True, "enableSpotAndMarginTrading": True},
+        permissions=WITHDRAW,
     )
     register_directly(stack, "old-bot", now=utcnow() - timedelta(days=120))
     register_directly(stack, "bob-dashboard", owner=BOB)

@@ -22,7 +22,6 @@ from sqlmodel import Session, select
 from bot.ids import Action, Callback
 from bot.sandbox.requests import close_note_values, rotate_form_values
 from bot.sandbox.slack_standin import SlackStandIn
-from bot.sandbox.stack import start_local_stack
 from storage.models import AuditEvent, StatusReportRecord
 from tests.e2e import ALICE, BOB, TEAM, all_text, register_directly, register_values, wait_until
 from tests.slack_requests import (
@@ -41,16 +40,8 @@ OTHER_TEAM = "T0OTHER"
 
 
 @pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(
-        workdir=tmp_path,
-        signing_secret=SIGNING_SECRET,
-        admin_user_ids=ADMIN,
-        alert_channel=ALERTS,
-    ) as stack:
-        for user in (ALICE, BOB, ADMIN):
-            stack.slack.add_user(user, name=user.removeprefix("U0").lower())
-        yield stack
+def stack(make_stack):
+    return make_stack(admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 @pytest.fixture
@@ -156,7 +147,7 @@ def test_unverified_requests_get_401_and_the_bot_posts_nowhere(
             response = _raw_post(stack, body.encode(), headers)
             assert response.status_code == 401, (what, forgery, response.status_code)
             assert response.json() == {"ok": False, "error": "invalid_signature"}
-    time.sleep(0.3)  # anything the bot was talked into would have been sent by now
+    assert stack.wait_idle()  # anything the bot was talked into would have been sent by now
     assert attacker.calls == []
     assert [c for c in stack.slack.calls if c.method != "auth.test"] == []
     assert len(stack.simulator.request_log) == sim_calls
@@ -411,22 +402,14 @@ class _Scene:
         )
 
 
-def _settle(stack, quiet: float = 0.6) -> None:
-    """Wait until the bot's background work is over: no new Slack or Binance call for a while."""
-    deadline = time.monotonic() + 20
-    seen = (-1, -1)
-    while time.monotonic() < deadline:
-        now = (len(stack.slack.calls), len(stack.simulator.request_log))
-        if now == seen:
-            return
-        seen = now
-        time.sleep(quiet)
-    raise AssertionError("the bot kept working")
+def _settle(stack) -> None:
+    """Wait until the bot's work is over (what the scene's requests started)."""
+    assert stack.wait_idle(timeout=20), "the bot kept working"
 
 
 def _answers(stack, response, url: str) -> str:
     """Everything the person was told: the HTTP answer plus what reached the response_url."""
-    time.sleep(0.3)
+    _settle(stack)
     later = [c.params for c in stack.slack.calls if c.params.get("_response_url") == url]
     return all_text(response.json() if response.text.strip() else {}) + all_text(later)
 
@@ -481,22 +464,10 @@ def test_a_user_of_another_workspace_is_refused(stack, client, id_):
 # --- 5. audit verify: a row without a proper hash is tampering ----------------------------------
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_stack(request, tmp_path):
-    from tests.conftest import create_postgres_database, drop_postgres_database, require_postgres
-
-    url = None
-    if request.param == "postgres":
-        require_postgres()
-        url = create_postgres_database()
-    try:
-        with start_local_stack(
-            workdir=tmp_path, signing_secret=SIGNING_SECRET, admin_user_ids=ADMIN, database_url=url
-        ) as stack:
-            yield stack
-    finally:
-        if url:
-            drop_postgres_database(url)
+@pytest.fixture
+def any_stack(database_url, make_stack):
+    """A stack on each kind of database (made after it, so stopped before it is dropped)."""
+    return make_stack(admin_user_ids=ADMIN, database_url=database_url)
 
 
 TAMPERING = {

@@ -32,19 +32,18 @@ from bot.blocks.text import escape, safe_mrkdwn
 from bot.ids import Action, Block, Callback
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
-from bot.sandbox.stack import LocalStack, start_local_stack
+from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks
-from storage.db import session_scope
 from storage.models import (
     ApiKey,
     BinanceAccount,
     Incident,
     IncidentStep,
-    JobState,
-    ScheduledJob,
     utcnow,
 )
+from tests.conftest import start_test_stack
 from tests.e2e import ALICE, BOB, register_sim_key, wait_until
+from tests.factories import make_due
 from tests.slack_requests import SIGNING_SECRET, BotClient
 
 ADMIN = "U0ADMIN"
@@ -216,15 +215,7 @@ def _drift_and_reminders(world: World) -> None:
         stack.simulator.set_permissions(world.api_key(label), enableWithdrawals=True)
     clock = FixedClock(utcnow() + timedelta(hours=1))
     ensure_drift_checks(stack.services.engine, interval=timedelta(0), now=clock.now())
-    with session_scope(stack.services.engine) as session:
-        session.exec(
-            sa.update(ScheduledJob)
-            .where(
-                ScheduledJob.kind == JobKind.DRIFT_CHECK,
-                ScheduledJob.state == JobState.PENDING.value,
-            )
-            .values(due_at=clock.now())
-        )
+    make_due(stack.services.engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
     world.tick(clock)
     (digest,) = stack.slack.wait_for(
         "chat.postMessage", predicate=lambda c: "Daily key check" in c.params.get("text", "")
@@ -345,14 +336,9 @@ def _typed_by_hand(world: World) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[World]:
     workdir = tmp_path_factory.mktemp("hostile")
-    with start_local_stack(
-        workdir=workdir,
-        signing_secret=SIGNING_SECRET,
-        admin_user_ids=ADMIN,
-        alert_channel=ALERTS,
+    with start_test_stack(
+        workdir, users=(ALICE, BOB, VICTIM), admin_user_ids=ADMIN, alert_channel=ALERTS
     ) as stack:
-        for user in (ALICE, BOB, ADMIN, VICTIM):
-            stack.slack.add_user(user, name=user.removeprefix("U0").lower())
         world = World(stack, BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack))
         with stack.services.engine.connect() as connection:
             world.tables_before = set(sa.inspect(connection).get_table_names())
@@ -420,9 +406,7 @@ def everything(world: World) -> list[tuple[str, Any]]:
 
 @pytest.fixture(scope="module")
 def refusals(tmp_path_factory) -> Iterator[LocalStack]:
-    with start_local_stack(
-        workdir=tmp_path_factory.mktemp("refusals"), signing_secret=SIGNING_SECRET
-    ) as stack:
+    with start_test_stack(tmp_path_factory.mktemp("refusals")) as stack:
         yield stack
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -12,43 +11,36 @@ from bot.ids import Action, Block, Callback
 from bot.jobs.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
-from bot.sandbox.stack import start_local_stack
 from storage.crypto import generate_master_key
 from storage.models import ApiKey, Incident, IncidentStep, KeyPurpose, KeyStatus, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly, wait_until
-from tests.slack_requests import SIGNING_SECRET, block_action, slash_command, view_submission
+from tests.slack_requests import block_action, slash_command, view_submission
 
 ADMIN = "U0ADMIN"
 ALERTS = "C0ALERTS"
 RAISED_IN = "C0GENERAL"
 
 
-def _start(tmp_path: Path, sim, slack, master: str):
-    return start_local_stack(
-        workdir=tmp_path,
-        simulator=sim,
-        slack=slack,
-        master_keys=master,
-        signing_secret=SIGNING_SECRET,
-        alert_channel=ALERTS,
-        admin_user_ids=ADMIN,
+@pytest.fixture
+def world():
+    """Simulator and Slack outlive the bot, so a test can restart the bot in between."""
+    with BinanceSimulator() as sim, SlackStandIn() as slack:
+        yield sim, slack
+
+
+@pytest.fixture
+def start(world, make_stack):
+    """``start()``: a bot on this test's simulator, Slack, database and master key."""
+    sim, slack = world
+    master = generate_master_key("k1").encoded()
+    return lambda: make_stack(
+        simulator=sim, slack=slack, master_keys=master, alert_channel=ALERTS, admin_user_ids=ADMIN
     )
 
 
 @pytest.fixture
-def world(tmp_path):
-    """Simulator and Slack outlive the bot, so a test can restart the bot in between."""
-    with BinanceSimulator() as sim, SlackStandIn() as slack:
-        for user, name in ((ALICE, "alice"), (BOB, "bob"), (ADMIN, "admin")):
-            slack.add_user(user, name=name)
-        yield tmp_path, sim, slack, generate_master_key("k1").encoded()
-
-
-@pytest.fixture
-def stack(world):
-    tmp_path, sim, slack, master = world
-    with _start(tmp_path, sim, slack, master) as stack:
-        yield stack
+def stack(start):
+    return start()
 
 
 def _raise(stack, label="bot", user=ALICE):
@@ -325,16 +317,16 @@ def test_without_a_working_key_the_activity_review_says_so(stack):
     assert "could not read" in all_text(tables[0].params)
 
 
-def test_everything_survives_a_restart_mid_incident(world):
-    tmp_path, sim, slack, master = world
-    with _start(tmp_path, sim, slack, master) as first:
+def test_everything_survives_a_restart_mid_incident(world, start):
+    sim, _ = world
+    with start() as first:
         _, sim_key = register_directly(first, "bot")
         _raise(first)
         _raised(first)
         incident_id = _incident(first).id
         _tick(first, 2, ALICE, incident_id)
     # a new process on the same database: old buttons work, probes continue
-    with _start(tmp_path, sim, slack, master) as second:
+    with start() as second:
         _tick(second, 5, BOB, incident_id)
         sim.delete_key(sim_key.api_key)
         _run_jobs(second, FixedClock(utcnow() + timedelta(minutes=1)))

@@ -5,20 +5,12 @@ from __future__ import annotations
 
 import logging
 
-import pytest
 import sqlalchemy as sa
 
 from bot.ids import Action
-from bot.sandbox.stack import start_local_stack
 from tests.e2e import ALICE, all_text, bot_client, register_directly
 from tests.factories import random_api_key
-from tests.slack_requests import SIGNING_SECRET, event_callback
-
-
-@pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(workdir=tmp_path, signing_secret=SIGNING_SECRET) as stack:
-        yield stack
+from tests.slack_requests import event_callback
 
 
 def _say(stack, text: str, **extra):
@@ -69,7 +61,5 @@ def test_ordinary_messages_and_bot_messages_are_left_alone(stack):
     _say(stack, f"{random_api_key()}", bot_id="B0OTHER")
     _say(stack, f"{random_api_key()}", subtype="message_changed")
     bot_client(stack).post(event_callback({"type": "app_mention", "user": ALICE, "text": "hi"}))
-    import time
-
-    time.sleep(0.5)
+    assert stack.wait_idle()  # whatever the events started is over
     assert stack.slack.calls_to("chat.postMessage") == []

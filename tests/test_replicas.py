@@ -87,31 +87,36 @@ def _wait_for(predicate, timeout: float) -> None:
         time.sleep(0.1)
 
 
+def _due_job_states(engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT state, COUNT(*) FROM scheduled_jobs WHERE due_at <= now() GROUP BY state"
+            )
+        ).all()
+    return dict(rows)
+
+
 def test_three_replicas_post_each_reminder_exactly_once(pg_url, tmp_path):
     ring = KeyRing([generate_master_key("k1")])
     _seed(pg_url, ring, REMINDERS)
+    engine = make_engine(pg_url)
     with SlackStandIn() as slack:
         slack.add_user("U0ALICE", name="alice")
         replicas = [_start(pg_url, ring.export_line("k1"), slack, tmp_path) for _ in range(3)]
         try:
-            _wait_for(lambda: len(slack.calls_to("chat.postMessage")) >= REMINDERS, 120)
-            time.sleep(1.0)  # anything duplicated would arrive now
+            _wait_for(lambda: _due_job_states(engine) == {"done": REMINDERS}, 120)
         finally:
+            # A replica finishes the jobs in its hands before it exits: once all have exited,
+            # every reminder that was posted, also twice, has reached the stand-in.
             for proc in replicas:
                 proc.send_signal(signal.SIGTERM)
             errors = [proc.communicate(timeout=30)[1].decode() for proc in replicas]
     labels = _posted_labels(slack)
     assert len(labels) == REMINDERS, errors
     assert set(labels.values()) == {1}
-    engine = make_engine(pg_url)
+    states = _due_job_states(engine)
     with Session(engine) as session:
-        states = dict(
-            session.exec(
-                sa.text(
-                    "SELECT state, COUNT(*) FROM scheduled_jobs WHERE due_at <= now() GROUP BY state"
-                )
-            ).all()
-        )
         workers = session.exec(
             sa.text("SELECT COUNT(DISTINCT claimed_by) FROM scheduled_jobs WHERE state = 'done'")
         ).one()[0]

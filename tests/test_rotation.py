@@ -13,27 +13,18 @@ from sqlmodel import Session, select
 from bot.ids import Action, Block, Callback
 from bot.jobs.scheduler import FixedClock
 from bot.sandbox.requests import rotate_form_values
-from bot.sandbox.stack import start_local_stack
 from storage.models import ApiKey, KeyStatus, Rotation, ScheduledJob, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
-from tests.slack_requests import SIGNING_SECRET, block_action, slash_command, view_submission
+from tests.factories import TRADE, WITHDRAW
+from tests.slack_requests import block_action, slash_command, view_submission
 
 ADMIN = "U0ADMIN"
 ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(
-        workdir=tmp_path,
-        signing_secret=SIGNING_SECRET,
-        alert_channel=ALERTS,
-        admin_user_ids=ADMIN,
-        default_rotation_days=30,
-    ) as stack:
-        for user, name in ((ALICE, "alice"), (BOB, "bob"), (ADMIN, "admin")):
-            stack.slack.add_user(user, name=name)
-        yield stack
+def stack(make_stack):
+    return make_stack(alert_channel=ALERTS, admin_user_ids=ADMIN, default_rotation_days=30)
 
 
 @pytest.fixture
@@ -252,10 +243,10 @@ def test_rotation_to_the_same_key_is_refused(stack, client):
 
 
 def test_new_key_with_more_permissions_needs_the_owners_confirmation(stack, client):
-    registered, _ = _register(stack, permissions={"enableSpotAndMarginTrading": True})
+    registered, _ = _register(stack, permissions=TRADE)
     wider = stack.simulator.add_key(
         ip_restrict=True,
-        permissions={"enableSpotAndMarginTrading": True, "enableWithdrawals": True},
+        permissions=WITHDRAW,
     )
     refused = _submit_rotation(client, stack, registered.key_id, wider)
     assert "Withdraw" in refused.json()["errors"][Block.ROTATE_CONFIRM]

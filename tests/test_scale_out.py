@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -188,20 +187,26 @@ def test_three_replicas_share_commands_clicks_and_reminders(cluster):
         assert all(f"bot-{i}" in listed.text for i in range(3)), listed.text
 
     # The same key reported compromised on all three replicas at once: one incident.
+    answer_urls = [slack.response_url() for _ in bots]
     with ThreadPoolExecutor(REPLICAS) as pool:
         list(
             pool.map(
-                lambda pair: pair[0].command(
-                    "compromised bot-0", user_id=pair[1], channel_id=RAISED_IN
+                lambda sent: sent[0].command(
+                    "compromised bot-0", user_id=sent[1], channel_id=RAISED_IN, response_url=sent[2]
                 ),
-                zip(bots, owners, strict=True),
+                zip(bots, owners, answer_urls, strict=True),
             )
         )
+    # Each replica answers last, after posting its checklist if it opened the incident: once
+    # all three have answered, a duplicate incident's checklist would be here.
+    slack.wait_for(
+        "response_url",
+        count=REPLICAS,
+        predicate=lambda c: c.params["_response_url"] in answer_urls,
+        timeout=30,
+    )
     with Session(engine) as session:
-        wait_until(lambda: len(session.exec(select(Incident)).all()) == 1)
         incident = session.exec(select(Incident)).one()
-    wait_until(lambda: len(_checklists(slack)) >= 2)
-    time.sleep(0.5)  # a duplicate incident's checklist would arrive now
     assert {c.params["channel"] for c in _checklists(slack)} == {ALERTS, RAISED_IN}
     assert len(_checklists(slack)) == 2
 
@@ -255,6 +260,7 @@ def _checklists(slack: SlackStandIn) -> list:
         c
         for c in slack.calls_to("chat.postMessage")
         if "bot-0" in c.params.get("text", "")
+        and "thread_ts" not in c.params  # replies in a checklist's thread are not checklists
         and "Rotation reminder" not in c.params["text"]
         and c.params["channel"] in (ALERTS, RAISED_IN)
     ]

@@ -154,15 +154,13 @@ def test_a_long_running_job_keeps_its_lease_and_is_not_taken_over(engine):
     assert _states(engine) == {JobState.DONE.value: 1}
 
 
-def test_every_job_kind_has_a_handler_and_its_own_dedupe_key(tmp_path):
+def test_every_job_kind_has_a_handler_and_its_own_dedupe_key(stack):
     """A kind without a handler would sit in the table for ever; two kinds sharing a dedupe
     key format could swallow each other's jobs."""
     from bot.jobs import kinds
     from bot.jobs.handlers import job_handlers
-    from bot.sandbox.stack import start_local_stack
 
-    with start_local_stack(workdir=tmp_path) as stack:
-        assert set(job_handlers(stack.services, stack.app.client)) == set(kinds.JobKind)
+    assert set(job_handlers(stack.services, stack.app.client)) == set(kinds.JobKind)
     due = datetime(2026, 12, 1, tzinfo=UTC)
     built = [
         kinds.rotation_reminder(team_id="T", key_id="k", cycle="c", step="s", due_at=due),

@@ -45,24 +45,21 @@ from bot.ids import Action, Block, Callback
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator, SimKey
-from bot.sandbox.stack import LocalStack, start_local_stack
+from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks
 from bot.services.errors import DomainError
 from bot.services.keys import RegistrationForm, register_key
-from storage.db import session_scope
 from storage.models import (
     ApiKey,
     Incident,
     IncidentStep,
-    JobState,
     KeyPurpose,
     KeyStatus,
     KeyType,
-    ScheduledJob,
     utcnow,
 )
 from tests.e2e import ALICE, BOB, TEAM, all_text, register_sim_key, submit_registration, wait_until
-from tests.factories import random_api_key
+from tests.factories import TRADE, make_due, random_api_key
 from tests.slack_requests import SIGNING_SECRET, BotClient
 
 ADMIN = "U0ADMIN"
@@ -330,17 +327,9 @@ def wire_sim() -> Iterator[_WireSimulator]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, wire_sim) -> Iterator[LocalStack]:
-    with start_local_stack(
-        workdir=tmp_path,
-        simulator=wire_sim,
-        signing_secret=SIGNING_SECRET,
-        admin_user_ids=ADMIN,
-        alert_channel=ALERTS,
-    ) as stack:
-        for user in (ALICE, BOB, ADMIN):
-            stack.slack.add_user(user, name=user.removeprefix("U0").lower())
-        yield stack
+def stack(wire_sim, make_stack) -> LocalStack:
+    """A bot that talks to the wire-recording simulator."""
+    return make_stack(simulator=wire_sim, admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 @pytest.fixture
@@ -395,9 +384,7 @@ def _register_canaries(run: Run) -> None:
         ("ed-canary", "ED25519"),
         ("rsa-canary", "RSA"),
     ):
-        key = sim.add_key(
-            key_type=key_type, ip_restrict=True, permissions={"enableSpotAndMarginTrading": True}
-        )
+        key = sim.add_key(key_type=key_type, ip_restrict=True, permissions=TRADE)
         run.keys[label] = key
         run.canaries.append(Canary(label, key.secret))
         answer = run.send(
@@ -523,9 +510,7 @@ def _rotate(run: Run) -> None:
     opened = slack.wait_for("views.open", count=before + 1)[-1]
     assert opened.params["view"]["callback_id"] == Callback.ROTATE
     metadata = opened.params["view"]["private_metadata"]
-    new = stack.simulator.add_key(
-        ip_restrict=True, permissions={"enableSpotAndMarginTrading": True}
-    )
+    new = stack.simulator.add_key(ip_restrict=True, permissions=TRADE)
     run.keys["hmac-canary (new)"] = new
     run.canaries.append(Canary("rotated-in HMAC", new.secret))
     values = {
@@ -578,15 +563,7 @@ def _drift(run: Run) -> None:
     stack.simulator.set_permissions(run.keys["hmac-canary (new)"].api_key, enableWithdrawals=True)
     clock = FixedClock(utcnow() + timedelta(hours=1))
     ensure_drift_checks(stack.services.engine, interval=timedelta(0), now=clock.now())
-    with session_scope(stack.services.engine) as session:
-        session.exec(
-            sa.update(ScheduledJob)
-            .where(
-                ScheduledJob.kind == JobKind.DRIFT_CHECK,
-                ScheduledJob.state == JobState.PENDING.value,
-            )
-            .values(due_at=clock.now())
-        )
+    make_due(stack.services.engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
     run.tick(clock)
     stack.slack.wait_for(
         "chat.postMessage", predicate=lambda c: "Daily key check" in c.params.get("text", "")

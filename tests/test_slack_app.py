@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import pytest
 import requests
@@ -12,27 +13,19 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from bot.ids import Action
-from bot.sandbox.stack import start_local_stack
+from bot.services.context import WorkInFlight
 from storage.models import ApiKey, AuditEvent, KeyStatus
 from tests.e2e import (
     BOB,
     all_text,
     bot_client,
+    register_directly,
     register_sim_key,
     submit_registration,
     wait_until,
 )
-from tests.factories import random_api_key
-from tests.slack_requests import SIGNING_SECRET, block_action, sign, slash_command
-
-WITHDRAW = {"enableSpotAndMarginTrading": True, "enableWithdrawals": True}
-TRADE = {"enableSpotAndMarginTrading": True}
-
-
-@pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(workdir=tmp_path, signing_secret=SIGNING_SECRET) as stack:
-        yield stack
+from tests.factories import TRADE, WITHDRAW, random_api_key
+from tests.slack_requests import block_action, sign, slash_command
 
 
 @pytest.fixture
@@ -365,3 +358,33 @@ def test_private_key_pasted_into_a_command_is_refused(stack, client):
     text = all_text(response.json())
     assert "private key" in text
     assert "PRIVATE KEY" not in text
+
+
+def test_the_bot_is_idle_only_once_what_an_ack_started_has_reached_slack(stack, client):
+    """``wait_idle`` is what the tests' "nothing else happened" checks rely on: after it, every
+    answer the requests so far caused has arrived (here: a status report asked of Binance)."""
+    register_directly(stack, "bot")
+    stack.simulator.latency = 0.3  # the report is still being made when the ack comes back
+    ack, url = _command(client, stack, "status bot")
+    assert ack.status_code == 200
+    assert not stack.wait_idle(timeout=0.05)
+    assert stack.wait_idle(timeout=10)
+    (reply,) = [c for c in stack.slack.calls_to("response_url") if c.params["_response_url"] == url]
+    assert "bot" in all_text(reply.params)
+
+
+def test_work_in_flight_counts_a_task_and_the_work_it_hands_on():
+    work = WorkInFlight()
+    listeners = work.executor(max_workers=1, thread_name_prefix="test-listener")
+    background = work.executor(max_workers=1, thread_name_prefix="test-work")
+    release = threading.Event()
+    try:
+        listeners.submit(lambda: background.submit(release.wait)).result(timeout=5)
+        assert not work.wait_idle(timeout=0.05)  # the listener is done, its slow work is not
+        release.set()
+        assert work.wait_idle(timeout=5)
+        assert work.wait_idle(timeout=0)  # idle stays idle
+    finally:
+        release.set()
+        listeners.shutdown()
+        background.shutdown()

@@ -4,18 +4,15 @@ click, form or event has one effect, and a second copy is acknowledged with noth
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from sqlmodel import Session, select
 
 from bot.ids import Action, Callback
-from bot.sandbox.stack import start_local_stack
 from bot.services.deliveries import DeliveryLog
 from storage.models import ApiKey, AuditEvent, Incident, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly, register_values
 from tests.slack_requests import (
-    SIGNING_SECRET,
     block_action,
     event_callback,
     slash_command,
@@ -26,13 +23,8 @@ ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(tmp_path):
-    with start_local_stack(
-        workdir=tmp_path, signing_secret=SIGNING_SECRET, alert_channel=ALERTS
-    ) as stack:
-        for user in (ALICE, BOB):
-            stack.slack.add_user(user, name=user.lower())
-        yield stack
+def stack(make_stack):
+    return make_stack(alert_channel=ALERTS)
 
 
 def _deliver_twice(stack, body: str) -> tuple:
@@ -44,9 +36,9 @@ def _deliver_twice(stack, body: str) -> tuple:
 
 
 def _settle(stack) -> None:
-    """Let anything a repeated delivery might have started reach Slack (it must not)."""
-    stack.services.background.submit(lambda: None).result(timeout=5)
-    time.sleep(0.3)
+    """Wait until anything a repeated delivery might have started has reached Slack (it must
+    not have started anything)."""
+    assert stack.wait_idle(), "the bot is still working"
 
 
 def _audit(stack, action: str) -> int:

@@ -45,6 +45,16 @@ class LocalStack:
         """A scheduler for this bot, ticked by hand (tests, sandbox) with the given clock."""
         return build_scheduler(self.services, self.app.client, clock=clock, **kwargs)
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """True once the bot has finished everything the requests answered so far started.
+
+        Call it after the requests' answers arrived: an ack is answered before its listener ends
+        (and a listener hands slow work on), so both pools are counted (``Services.in_flight``).
+        The simulator and the Slack stand-in need no watching: the bot waits for each of its
+        calls to them, and both record a request before they answer it.
+        """
+        return self.services.wait_idle(timeout)
+
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -46,7 +45,10 @@ def build_app(settings: Settings, services: Services, *, client: WebClient | Non
         request_verification_enabled=not settings.socket_mode,
         process_before_response=False,
         # Acks run here; slow work goes to services.background, so this pool stays free.
-        listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="listener"),
+        # Counted with the background work: a listener may still run after its ack's answer.
+        listener_executor=services.in_flight.executor(
+            max_workers=32, thread_name_prefix="listener"
+        ),
         logger=logging.getLogger("bot.slack"),
     )
 
