@@ -12,6 +12,7 @@ import json
 import logging
 import socket
 import time
+from dataclasses import dataclass
 from urllib.parse import quote_plus
 
 import pytest
@@ -414,51 +415,57 @@ def _answers(stack, response, url: str) -> str:
     return all_text(response.json() if response.text.strip() else {}) + all_text(later)
 
 
+@dataclass
+class _Attempt:
+    """One request on Alice's things by someone else, and what it left behind."""
+
+    response: requests.Response
+    said: str  # the HTTP answer plus whatever reached the response_url
+    denials: list[AuditEvent]
+    untouched: bool  # database (audit trail aside) and Binance as they were
+
+
+def _attempt(stack, client, id_: str, *, user: str, team: str) -> _Attempt:
+    scene = _Scene(stack, client)
+    _settle(stack)
+    before, sim_calls = _database(stack), len(stack.simulator.request_log)
+    last = _last_audit_id(stack)
+    url = stack.slack.response_url()
+    response = client.post(scene.request(id_, user=user, team=team, response_url=url))
+    said = _answers(stack, response, url)
+    untouched = _without_audit(_database(stack)) == _without_audit(before) and (
+        len(stack.simulator.request_log) == sim_calls
+    )
+    return _Attempt(response, said, _denials(stack, last), untouched)
+
+
 @pytest.mark.parametrize(
     "id_", [i for i in MEMBER_RULES if MEMBER_RULES[i] != OPEN], ids=lambda i: str(i)
 )
 def test_a_member_who_is_neither_owner_nor_admin_is_refused(stack, client, id_):
     """Before: a rotate form submitted by such a member started rotating Alice's key."""
-    scene = _Scene(stack, client)
-    _settle(stack)
-    before, sim_calls, last = (
-        _database(stack),
-        len(stack.simulator.request_log),
-        _last_audit_id(stack),
-    )
-    url = stack.slack.response_url()
-    response = client.post(scene.request(id_, user=BOB, team=TEAM, response_url=url))
-    said = _answers(stack, response, url)
+    attempt = _attempt(stack, client, id_, user=BOB, team=TEAM)
     if MEMBER_RULES[id_] == INPUT:
-        assert response.status_code == 404  # no listener: Slack never sends these
-        assert _denials(stack, last) == []
+        assert attempt.response.status_code == 404  # no listener: Slack never sends these
+        assert attempt.denials == []
     else:
-        assert response.status_code == 200
+        assert attempt.response.status_code == 200
+        said = attempt.said
         assert ("Only" in said and "Nothing was" in said) or "belongs to someone else" in said
-        (denial,) = _denials(stack, last)
+        (denial,) = attempt.denials
         assert denial.team_id == TEAM and denial.actor == BOB
-    assert _without_audit(_database(stack)) == _without_audit(before)
-    assert len(stack.simulator.request_log) == sim_calls
+    assert attempt.untouched
 
 
 @pytest.mark.parametrize("id_", list(MEMBER_RULES), ids=lambda i: str(i))
 def test_a_user_of_another_workspace_is_refused(stack, client, id_):
-    scene = _Scene(stack, client)
-    _settle(stack)
-    before, sim_calls, last = (
-        _database(stack),
-        len(stack.simulator.request_log),
-        _last_audit_id(stack),
-    )
-    url = stack.slack.response_url()
-    response = client.post(scene.request(id_, user=EVE, team=OTHER_TEAM, response_url=url))
-    assert response.status_code == 200
-    assert "another Slack workspace" in _answers(stack, response, url)
-    (denial,) = _denials(stack, last)
+    attempt = _attempt(stack, client, id_, user=EVE, team=OTHER_TEAM)
+    assert attempt.response.status_code == 200
+    assert "another Slack workspace" in attempt.said
+    (denial,) = attempt.denials
     assert denial.team_id == TEAM  # the workspace whose keys were aimed at sees it
     assert denial.actor == EVE and OTHER_TEAM in denial.detail["attempted"]
-    assert _without_audit(_database(stack)) == _without_audit(before)
-    assert len(stack.simulator.request_log) == sim_calls
+    assert attempt.untouched
 
 
 # --- 5. audit verify: a row without a proper hash is tampering ----------------------------------
