@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 from bot.ids import Action, Block, Callback
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
+from bot.sandbox.requests import rotate_form_values
 from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks
 from storage.models import (
@@ -295,19 +296,9 @@ def test_status_report_whose_response_url_keeps_failing_reaches_the_person_anoth
 
 
 def _submit_rotation(stack, key_id: str, sim_key):
-    values = {
-        Block.KEY_TYPE: {
-            Action.KEY_TYPE: {
-                "type": "static_select",
-                "selected_option": {"value": sim_key.key_type},
-            }
-        },
-        Block.API_KEY: {Action.API_KEY: {"type": "plain_text_input", "value": sim_key.api_key}},
-        Block.SECRET: {Action.SECRET: {"type": "plain_text_input", "value": sim_key.secret}},
-        Block.ROTATE_CONFIRM: {
-            Action.ROTATE_CONFIRM: {"type": "checkboxes", "selected_options": []}
-        },
-    }
+    values = rotate_form_values(
+        key_type=sim_key.key_type, api_key=sim_key.api_key, secret=sim_key.secret
+    )
     body = view_submission(
         Callback.ROTATE.value,
         values,

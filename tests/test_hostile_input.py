@@ -32,6 +32,7 @@ from bot.blocks.text import escape, safe_mrkdwn
 from bot.ids import Action, Block, Callback
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
+from bot.sandbox.requests import close_note_values
 from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks
 from storage.models import (
@@ -278,9 +279,7 @@ def _incidents(world: World) -> None:
             predicate=lambda c, i=incident.id: c.params["view"].get("private_metadata") == i,
         )
         world.keep("close modal", opened.params)
-        values = {
-            Block.CLOSE_NOTE: {Action.CLOSE_NOTE: {"type": "plain_text_input", "value": note}}
-        }
+        values = close_note_values(note=note)
         world.keep(
             "close answer",
             world.send(
@@ -451,7 +450,7 @@ def test_an_empty_close_note_is_refused_politely(world):
     """(The hostile notes below are all accepted; only an empty one is refused.)"""
     with Session(world.stack.services.engine) as session:
         incident = session.exec(select(Incident)).first()
-    values = {Block.CLOSE_NOTE: {Action.CLOSE_NOTE: {"type": "plain_text_input", "value": " "}}}
+    values = close_note_values(note=" ")
     answer = world.client.submit(
         Callback.INCIDENT_CLOSE.value, values, private_metadata=incident.id
     ).json()

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from bot.ids import Action, Block, Callback
 from bot.jobs.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator
+from bot.sandbox.requests import close_note_values
 from bot.sandbox.slack_standin import SlackStandIn
 from storage.crypto import generate_master_key
 from storage.models import ApiKey, Incident, IncidentStep, KeyPurpose, KeyStatus, utcnow
@@ -348,11 +349,7 @@ def test_close_needs_every_step_then_posts_a_summary_and_later_clicks_change_not
         return client.post(
             view_submission(
                 Callback.INCIDENT_CLOSE.value,
-                {
-                    Block.CLOSE_NOTE: {
-                        Action.CLOSE_NOTE: {"type": "plain_text_input", "value": note}
-                    }
-                },
+                close_note_values(note=note),
                 private_metadata=incident_id,
             )
         )

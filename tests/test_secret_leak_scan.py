@@ -45,6 +45,7 @@ from bot.ids import Action, Block, Callback
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator, SimKey
+from bot.sandbox.requests import close_note_values, rotate_form_values
 from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks
 from bot.services.errors import DomainError
@@ -513,16 +514,7 @@ def _rotate(run: Run) -> None:
     new = stack.simulator.add_key(ip_restrict=True, permissions=TRADE)
     run.keys["hmac-canary (new)"] = new
     run.canaries.append(Canary("rotated-in HMAC", new.secret))
-    values = {
-        Block.KEY_TYPE: {
-            Action.KEY_TYPE: {"type": "static_select", "selected_option": {"value": "HMAC"}}
-        },
-        Block.API_KEY: {Action.API_KEY: {"type": "plain_text_input", "value": new.api_key}},
-        Block.SECRET: {Action.SECRET: {"type": "plain_text_input", "value": new.secret}},
-        Block.ROTATE_CONFIRM: {
-            Action.ROTATE_CONFIRM: {"type": "checkboxes", "selected_options": []}
-        },
-    }
+    values = rotate_form_values(key_type="HMAC", api_key=new.api_key, secret=new.secret)
     answer = run.send(
         run.client.submit(Callback.ROTATE.value, values, user_id=ALICE, private_metadata=metadata)
     )
@@ -621,7 +613,7 @@ def _incident(run: Run) -> None:
     slack.wait_for(
         "views.open", predicate=lambda c: c.params["view"]["callback_id"] == Callback.INCIDENT_CLOSE
     )
-    note = {Block.CLOSE_NOTE: {Action.CLOSE_NOTE: {"type": "plain_text_input", "value": "gist"}}}
+    note = close_note_values(note="gist")
     run.send(
         client.submit(
             Callback.INCIDENT_CLOSE.value, note, user_id=ALICE, private_metadata=incident_id
