@@ -269,6 +269,42 @@ class Rotation(SQLModel, table=True):
         return f"rotation:{self.id}:api_key"
 
 
+class PendingPairState(StrEnum):
+    PENDING = "pending"  # the public key is with the person, waiting for Binance's API key
+    COMPLETED = "completed"  # registered: the private key moved, sealed, into api_keys
+    EXPIRED = "expired"  # not completed in time: the private key was shredded
+
+
+class PendingKeyPair(SQLModel, table=True):
+    """A key pair the bot generated for a registration: its private key, sealed, waits here
+    until the person creates the self-generated API key in Binance and hands back the API key
+    (or until it expires, when it is shredded). Never leaves the bot but into api_keys."""
+
+    __tablename__ = "pending_key_pairs"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    team_id: str = Field(index=True, max_length=32)
+    state: str = Field(default=PendingPairState.PENDING.value, index=True, max_length=16)
+    label: str = Field(max_length=80)
+    account_alias: str = Field(max_length=80)
+    owner_user_id: str = Field(max_length=32)
+    purpose: str = Field(max_length=32)
+    key_type: str = Field(max_length=8)
+    algorithm: str = Field(max_length=16)
+    public_key_pem: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    private_key_sealed: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    seal_key_id: str | None = Field(default=None, index=True, max_length=64)
+    created_by: str = Field(max_length=32)
+    created_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    expires_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    channel: str | None = Field(default=None, max_length=32)
+    completed_key_id: str | None = Field(default=None, max_length=32)
+    ended_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+    def private_key_context(self) -> str:
+        return f"pending_pair:{self.id}:private_key"
+
+
 class IncidentState(StrEnum):
     OPEN = "open"
     CLOSED = "closed"

@@ -25,7 +25,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing, KeyRingError, generate_master_key
 from storage.db import session_scope
-from storage.models import ApiKey, CryptoCanary, Rotation, RotationState, utcnow
+from storage.models import ApiKey, CryptoCanary, PendingKeyPair, Rotation, RotationState, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,9 @@ def _canary_context(key_id: str) -> str:
 
 # Every table holding sealed material, with its (blob column, context) pairs. Each row's
 # sealed columns share one master key, named by its seal_key_id column.
-SealedTable = type[ApiKey] | type[Rotation]
-SEALED_TABLES: tuple[SealedTable, ...] = (ApiKey, Rotation)
-_Sealed = TypeVar("_Sealed", bound=ApiKey | Rotation)
+SealedTable = type[ApiKey] | type[Rotation] | type[PendingKeyPair]
+SEALED_TABLES: tuple[SealedTable, ...] = (ApiKey, Rotation, PendingKeyPair)
+_Sealed = TypeVar("_Sealed", bound=ApiKey | Rotation | PendingKeyPair)
 
 
 def _select_rows(table: type[_Sealed]) -> SelectOfScalar[_Sealed]:
@@ -53,9 +53,11 @@ def _select_rows(table: type[_Sealed]) -> SelectOfScalar[_Sealed]:
     return select(table)
 
 
-def _sealed_fields(row: ApiKey | Rotation) -> list[tuple[str, str]]:
+def _sealed_fields(row: ApiKey | Rotation | PendingKeyPair) -> list[tuple[str, str]]:
     if isinstance(row, ApiKey):
         return [("api_key_sealed", row.api_key_context()), ("secret_sealed", row.secret_context())]
+    if isinstance(row, PendingKeyPair):
+        return [("private_key_sealed", row.private_key_context())]
     return [
         ("old_api_key_sealed", row.api_key_context()),
         ("old_secret_sealed", row.secret_context()),
@@ -269,7 +271,7 @@ def _reencrypt_batch(
         return len(rows)
 
 
-def reseal_row(ring: KeyRing, row: ApiKey | Rotation) -> None:
+def reseal_row(ring: KeyRing, row: ApiKey | Rotation | PendingKeyPair) -> None:
     """Open every sealed field of a row and seal it again under the active key."""
     if isinstance(row, ApiKey):
         if row.api_key_sealed is None or row.secret_sealed is None:
