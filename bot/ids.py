@@ -16,6 +16,7 @@ class Callback(StrEnum):
     REGISTER = "apikey_register"
     ROTATE = "apikey_rotate"
     INCIDENT_CLOSE = "apikey_incident_close"
+    PAIR_COMPLETE = "apikey_pair_complete"  # the API key Binance made from a generated pair
 
 
 class Action(StrEnum):
@@ -33,6 +34,8 @@ class Action(StrEnum):
     INCIDENT_TICK = "apikey_incident_tick"
     INCIDENT_CLOSE = "apikey_incident_close"
     CLOSE_NOTE = "close_note"
+    PAIR_ENTER_KEY = "apikey_pair_enter_key"  # opens the PAIR_COMPLETE form
+    PAIR_API_KEY = "pair_api_key"  # input of the PAIR_COMPLETE form
     # input of the rotate modal (with API_KEY, SECRET and KEY_TYPE below)
     ROTATE_CONFIRM = "rotate_confirm"
     # inputs of the register modal
@@ -57,6 +60,7 @@ class Block(StrEnum):
     SECRET = "register_secret"  # noqa: S105 - a block id, not a secret
     ROTATE_CONFIRM = "rotate_confirm"
     CLOSE_NOTE = "incident_close_note"
+    PAIR_API_KEY = "pair_api_key"
 
 
 # Events the app subscribes to (kept in step with manifest.yml by a test).

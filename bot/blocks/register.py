@@ -38,6 +38,7 @@ from bot.blocks.text import (
 from bot.commands import MAX_LABEL_LENGTH
 from bot.ids import COMMAND, Action, Block, Callback
 from bot.model.findings import PURPOSE_NAMES, worst
+from bot.model.key_pairs import KeyAlgorithm
 from bot.model.keys import MAX_ALIAS_LENGTH, KeyPurpose, KeyType, RegisteredKey
 
 MAX_HINT = 2000
@@ -50,9 +51,21 @@ PURPOSE_NEEDS = {
     KeyPurpose.WITHDRAWALS: "Moves funds off Binance: needs Withdraw (rarely justified)",
 }
 KEY_TYPE_NAMES = {KeyType.HMAC: "HMAC", KeyType.ED25519: "Ed25519", KeyType.RSA: "RSA"}
+# The ways in, safest first: a pair the bot generates (nothing secret is typed anywhere), then
+# pasting. Binance recommends Ed25519 and calls HMAC keys not recommended
+# (https://developers.binance.com/docs/binance-spot-api-docs/faqs/api_key_types).
+KEY_SOURCES = (
+    (KeyAlgorithm.ED25519.value, "Ed25519 · the bot generates the key pair (recommended)"),
+    (KeyAlgorithm.RSA_2048.value, "RSA 2048 · the bot generates the key pair"),
+    (KeyAlgorithm.RSA_4096.value, "RSA 4096 · the bot generates the key pair"),
+    (KeyType.HMAC.value, "HMAC · paste API key and secret (passes through Slack)"),
+    (KeyType.ED25519.value, "Ed25519 · paste your own private key"),
+    (KeyType.RSA.value, "RSA · paste your own private key"),
+)
 KEY_MATERIAL_HINT = (
-    "HMAC: the secret key. Ed25519/RSA: your PEM private key. "
-    "It is encrypted at rest and never shown again."
+    "Only when pasting: HMAC: the secret key; Ed25519/RSA: your PEM private key. It passes "
+    "through Slack, then is encrypted at rest and never shown again. Leave empty when the bot "
+    "generates the key pair."
 )
 
 
@@ -85,7 +98,7 @@ def register_modal(*, owner_user_id: str, known_accounts: list[str], private_met
         Option(value=p.value, text=_purpose_label(p), description=PURPOSE_NEEDS[p])
         for p in KeyPurpose
     ]
-    key_types = [Option(value=t.value, text=KEY_TYPE_NAMES[t]) for t in KeyType]
+    key_types = [Option(value=value, text=text) for value, text in KEY_SOURCES]
     return View(
         type="modal",
         callback_id=Callback.REGISTER,
@@ -124,7 +137,8 @@ def register_modal(*, owner_user_id: str, known_accounts: list[str], private_met
             InputBlock(
                 block_id=Block.KEY_TYPE,
                 label="Key type",
-                hint="Binance recommends Ed25519.",
+                hint="A generated pair: the private key is born inside the bot and is never "
+                "typed, copied or sent through Slack. Binance recommends Ed25519.",
                 element=StaticSelectElement(
                     action_id=Action.KEY_TYPE, options=key_types, initial_option=key_types[0]
                 ),
@@ -132,6 +146,8 @@ def register_modal(*, owner_user_id: str, known_accounts: list[str], private_met
             InputBlock(
                 block_id=Block.API_KEY,
                 label="API key",
+                optional=True,
+                hint="Only when pasting a key; leave empty when the bot generates the pair.",
                 element=PlainTextInputElement(
                     action_id=Action.API_KEY, max_length=MAX_API_KEY_INPUT
                 ),
@@ -139,6 +155,7 @@ def register_modal(*, owner_user_id: str, known_accounts: list[str], private_met
             InputBlock(
                 block_id=Block.SECRET,
                 label="Secret key or private key",
+                optional=True,
                 hint=KEY_MATERIAL_HINT,
                 element=PlainTextInputElement(
                     action_id=Action.SECRET, multiline=True, max_length=MAX_SECRET_INPUT

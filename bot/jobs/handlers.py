@@ -13,6 +13,7 @@ from bot.jobs.incidents import (
     make_incident_probe_handler,
     make_refresh_handler,
 )
+from bot.jobs.key_pairs import make_pair_expiry_handler
 from bot.jobs.kinds import JobKind
 from bot.jobs.probes import make_probe_handler
 from bot.jobs.queue import Handler
@@ -33,6 +34,7 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         JobKind.INCIDENT_REFRESH: make_refresh_handler(services, client),
         JobKind.INCIDENT_CHECKLIST: make_checklist_handler(services, client),
         JobKind.DRIFT_CHECK: make_drift_handler(services, client),
+        JobKind.PENDING_PAIR_EXPIRY: make_pair_expiry_handler(services, client),
     }
 
 

@@ -23,6 +23,7 @@ class JobKind(StrEnum):
     INCIDENT_REFRESH = "incident_refresh"  # re-render the checklist everywhere
     INCIDENT_CHECKLIST = "incident_checklist"  # a checklist Slack refused at first
     DRIFT_CHECK = "drift_check"  # the team's daily drift check
+    PENDING_PAIR_EXPIRY = "pending_pair_expiry"  # shred a generated pair never completed
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
@@ -144,4 +145,14 @@ def drift_check(*, team_id: str, due_at: datetime) -> NewJob:
         dedupe_key=f"drift:{team_id}:{due_at:%Y%m%dT%H}",
         due_at=due_at,
         payload={},
+    )
+
+
+def pending_pair_expiry(*, team_id: str, pending_id: str, due_at: datetime) -> NewJob:
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.PENDING_PAIR_EXPIRY,
+        dedupe_key=f"pending_pair_expiry:{pending_id}",
+        due_at=due_at,
+        payload={"pending_id": pending_id},
     )

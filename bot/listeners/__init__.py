@@ -5,7 +5,17 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.ids import COMMAND, Action, Callback
-from bot.listeners import actions, commands, errors, home, incidents, leaks, rotation, views
+from bot.listeners import (
+    actions,
+    commands,
+    errors,
+    home,
+    incidents,
+    key_pairs,
+    leaks,
+    rotation,
+    views,
+)
 
 COMMAND_LISTENERS = {COMMAND: commands.handle_apikey}
 EVENT_LISTENERS = {
@@ -16,6 +26,7 @@ VIEW_LISTENERS = {
     Callback.REGISTER: views.handle_register_submission,
     Callback.ROTATE: rotation.handle_rotate_submission,
     Callback.INCIDENT_CLOSE: incidents.handle_close_submission,
+    Callback.PAIR_COMPLETE: key_pairs.handle_pair_submission,
 }
 ACTION_LISTENERS = {
     Action.STATUS_PAGE: actions.handle_status_page,
@@ -29,6 +40,7 @@ ACTION_LISTENERS = {
     Action.INCIDENT_RAISE: incidents.handle_raise_button,
     Action.INCIDENT_TICK: incidents.handle_tick,
     Action.INCIDENT_CLOSE: incidents.handle_close_button,
+    Action.PAIR_ENTER_KEY: key_pairs.handle_enter_key,
 }
 
 

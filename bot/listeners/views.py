@@ -15,7 +15,9 @@ from bot.blocks.register import (
     registration_summary,
 )
 from bot.ids import Action, Block
+from bot.listeners.key_pairs import start_generated_pair
 from bot.listeners.modal_work import answer_submission
+from bot.model.key_pairs import KeyAlgorithm
 from bot.model.keys import RegisteredKey
 from bot.services.context import Services
 from bot.services.errors import DomainError
@@ -63,9 +65,20 @@ def _team_id(body: dict) -> str:
     return (body.get("team") or {}).get("id") or body["user"].get("team_id")
 
 
+def chosen_key_type(view: dict) -> str:
+    values = view["state"]["values"]
+    option = (values.get(Block.KEY_TYPE, {}).get(Action.KEY_TYPE, {}) or {}).get(
+        "selected_option"
+    ) or {}
+    return option.get("value") or KeyType.HMAC.value
+
+
 def handle_register_submission(
     ack: Ack, body: dict, view: dict, client: WebClient, services: Services
 ) -> None:
+    if chosen_key_type(view) in set(KeyAlgorithm):
+        start_generated_pair(ack, body, view, client, services)
+        return
     try:
         form = normalise_form(form_from_view(view, body))
         form = replace(form, actor_is_admin=services.access.is_admin(form.actor))

@@ -78,12 +78,18 @@ class RegistrationForm:
 
 def validate_registration(form: RegistrationForm) -> dict[str, str]:
     """Problems with the form, by modal block id (empty when it can go to Binance)."""
+    problems = label_and_account_problems(form)
+    problems.update(credential_problems(form.api_key, form.secret, form.key_type))
+    return problems
+
+
+def label_and_account_problems(form: RegistrationForm) -> dict[str, str]:
+    """Problems with the label and the account's name, by modal block id."""
     problems: dict[str, str] = {}
     if (why := label_problem(form.label)) is not None:
         problems[Block.LABEL] = why
     if (why := _alias_problem(form.account_alias)) is not None:
         problems[Block.ACCOUNT] = why
-    problems.update(credential_problems(form.api_key, form.secret, form.key_type))
     return problems
 
 
@@ -198,11 +204,13 @@ def register_key(
     form: RegistrationForm,
     settings: Settings,
     now: datetime | None = None,
+    within: Callable[[Session, ApiKey], None] | None = None,
 ) -> RegisteredKey:
     """Check the key with Binance, then store it sealed with an audit event.
 
     Nothing is stored unless Binance accepts the key. Raises InvalidInput, LabelTaken,
-    KeyAlreadyRegistered or KeyNotUsable (each naming the modal field to fix).
+    KeyAlreadyRegistered or KeyNotUsable (each naming the modal field to fix). ``within`` runs
+    in the storing transaction (a generated pair completes itself there).
     """
     now = now or utcnow()
     form = normalise_form(form)
@@ -241,6 +249,8 @@ def register_key(
             session.add(row)
             session.flush()
             plan_reminders(session, row, settings)
+            if within is not None:
+                within(session, row)
             plan_team_check(
                 session,
                 form.team_id,

@@ -1,0 +1,131 @@
+"""A generated key pair: the public key with the steps in Binance, the small form for the API
+key Binance shows, and what is said when a pair expires (pure)."""
+
+from __future__ import annotations
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    HeaderBlock,
+    InputBlock,
+    PlainTextInputElement,
+)
+from slack_sdk.models.views import View
+
+from bot.blocks.message import Message, context, section
+from bot.blocks.text import minute, name, truncate
+from bot.ids import Action, Block, Callback
+from bot.model.key_pairs import PendingPair
+from bot.model.keys import KeyPurpose
+
+BINANCE_API_MANAGEMENT = "https://www.binance.com/en/my/settings/api-management"
+
+# Binance's API management boxes for each declared purpose: tick these and nothing else.
+BOXES = {
+    KeyPurpose.READ_ONLY: "*Enable Reading* only",
+    KeyPurpose.TRADING: "*Enable Reading* and *Enable Spot & Margin Trading* only",
+    KeyPurpose.WITHDRAWALS: "*Enable Reading* and *Enable Withdrawals* only (Binance asks for "
+    "the IP restriction below first)",
+}
+
+
+def _steps(pending: PendingPair) -> str:
+    return "\n".join(
+        [
+            f"1. Open <{BINANCE_API_MANAGEMENT}|Binance API Management> "
+            f"(account *{name(pending.account_alias)}*) and press *Create API*.",
+            "2. Choose *Self-generated*, paste the public key below, and give it the label "
+            f"*{name(pending.label)}*.",
+            f"3. Tick {BOXES[pending.purpose]}. Leave every other permission off.",
+            "4. Under IP access restrictions choose *Restrict access to trusted IPs only* and "
+            "add the public IP address of the service that will use this key (without it "
+            "Binance removes trading after 30 days and allows no withdrawals).",
+            "5. Copy the *API key* Binance shows and press *Enter the API key* here.",
+        ]
+    )
+
+
+def pair_instructions(pending: PendingPair) -> Message:
+    """Posted to the person who made the pair: the only thing of it that leaves the bot."""
+    expires = minute(pending.expires_at)
+    title = f"Create the API key for “{pending.label}” in Binance"
+    return Message(
+        text=f"{title}: the bot generated an {pending.algorithm.shown} key pair",
+        blocks=[
+            HeaderBlock(text=truncate(f"🔑 {title}", 150)),
+            section(
+                f"The bot generated an *{pending.algorithm.shown}* key pair. Its private key is "
+                "sealed inside the bot and is never shown to anyone: only this public key "
+                "leaves it."
+            ),
+            section(_steps(pending)),
+            section(f"```\n{pending.public_key_pem.strip()}\n```"),
+            ActionsBlock(
+                block_id="pair_actions",
+                elements=[
+                    ButtonElement(
+                        text="Enter the API key",
+                        action_id=Action.PAIR_ENTER_KEY,
+                        value=pending.pending_id,
+                        style="primary",
+                    )
+                ],
+            ),
+            context(
+                f"Until {expires}; after that the key pair is destroyed and you register again."
+            ),
+        ],
+    )
+
+
+def pair_generated_view(pending: PendingPair) -> View:
+    """The register modal once the pair exists: where to go next."""
+    return View(
+        type="modal",
+        title="Key pair generated",
+        close="Close",
+        blocks=[
+            section(
+                f"✅ The bot generated an {pending.algorithm.shown} key pair for "
+                f"*{name(pending.label)}* and sealed its private key. Nothing is registered "
+                "yet: the public key and the steps to create the API key in Binance are in "
+                "your messages from the bot, with an *Enter the API key* button."
+            ),
+            section(f"```\n{pending.public_key_pem.strip()}\n```"),
+        ],
+    )
+
+
+def pair_complete_modal(pending: PendingPair) -> View:
+    return View(
+        type="modal",
+        callback_id=Callback.PAIR_COMPLETE,
+        private_metadata=pending.pending_id,
+        title="Finish registering",
+        submit="Check & save",
+        close="Cancel",
+        blocks=[
+            section(
+                f"The API key Binance showed for *{name(pending.label)}*. The bot signs a "
+                "request with the sealed private key and stores the key only if Binance "
+                "accepts it."
+            ),
+            InputBlock(
+                block_id=Block.PAIR_API_KEY,
+                label="API key",
+                element=PlainTextInputElement(
+                    action_id=Action.PAIR_API_KEY, max_length=200, placeholder="64 characters"
+                ),
+            ),
+        ],
+    )
+
+
+def pair_expired_message(pending: PendingPair) -> Message:
+    text = (
+        f"⌛ The key pair generated for *{name(pending.label)}* was not completed within 24 "
+        "hours, so its private key was destroyed. If you created its API key in Binance "
+        "meanwhile, delete that key there (nobody holds its private key any more), then "
+        "register again."
+    )
+    return Message(text=text, blocks=[section(text)])

@@ -1,0 +1,25 @@
+"""Expiry of generated key pairs: shred the ones never completed, and tell their maker."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from slack_sdk import WebClient
+
+from bot.blocks.key_pairs import pair_expired_message
+from bot.jobs.delivery import SlackDirectory
+from bot.jobs.queue import ClaimedJob, Handler, JobOutcome
+from bot.services.context import Services
+from bot.services.key_pairs import expire_pending_pair
+
+
+def make_pair_expiry_handler(services: Services, client: WebClient) -> Handler:
+    directory = SlackDirectory(client)
+
+    def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
+        expired = expire_pending_pair(services.engine, job.payload["pending_id"], now)
+        if expired is not None and not directory.user_is_gone(expired.created_by):
+            directory.direct_message(expired.created_by, pair_expired_message(expired))
+        return JobOutcome()
+
+    return handle
