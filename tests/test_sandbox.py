@@ -402,8 +402,8 @@ def test_a_pasted_private_key_registers_through_the_prompts():
             ("Binance account", ""),
             ("Owner", "U0ALICE"),
             (r"Choose 1-3: ", "1"),
-            (r"Choose 1-3 \[Enter = HMAC\]: ", "RSA"),
-            ("API key: ", api_key),
+            (r"Choose 1-6 \[Enter = Ed25519 · the bot generates the key pair", "RSA"),
+            (r"API key[^:\n]*: ", api_key),
         ]:
             term.expect(prompt)
             term.send(answer)
@@ -455,3 +455,24 @@ def test_a_button_on_the_home_tab_is_answered():
     pressed = _section(out, "press Check my keys now")
     assert "400" not in pressed and "Asking Binance about the keys" in pressed
     assert "withdrawer" in pressed  # the report arrived, by direct message
+
+
+def test_the_sandbox_walks_a_generated_pair_registration():
+    """Register with the default key type (the bot generates an Ed25519 pair), create the
+    self-generated key on the simulated Binance from its public key, enter the API key."""
+    script = (
+        "/apikey register\ngen-bot\ndemo\n\n2\n\n\n\n"
+        "binance self-generated gen-bot trade\n"
+        "press Enter the API key\n!demo\n"
+        "/apikey status gen-bot\nexit\n"
+    )
+    result = run_script(script)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Traceback" not in out + result.stderr
+    registered = _section(out, "/apikey register")
+    assert "Key pair generated" in registered and "BEGIN PUBLIC KEY" in registered
+    assert "BEGIN PRIVATE KEY" not in out  # the private key never leaves the bot
+    assert "Binance never saw the private key" in _section(out, "binance self-generated")
+    assert "Key registered" in _section(out, "press Enter the API key")
+    assert "Trade tier" in _section(out, "/apikey status gen-bot")

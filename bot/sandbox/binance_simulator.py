@@ -266,6 +266,44 @@ class BinanceSimulator(LocalService):
             self._keys[key.api_key] = key
         return key
 
+    def add_self_generated_key(
+        self,
+        public_key_pem: str,
+        *,
+        account: str = "main",
+        permissions: Mapping[str, bool] | None = None,
+        ip_restrict: bool = False,
+    ) -> SimKey:
+        """A "self-generated" key, as Binance's API management makes one from an uploaded
+        public key: Ed25519, or RSA of 2048 or 4096 bits
+        (https://developers.binance.com/docs/binance-spot-api-docs/faqs/api_key_types).
+        Binance never sees the private key, so neither does the simulator: ``secret`` is empty
+        and signatures are verified with the uploaded public key."""
+        public_key = serialization.load_pem_public_key(public_key_pem.strip().encode())
+        if isinstance(public_key, ed25519.Ed25519PublicKey):
+            key_type = "ED25519"
+        elif isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size in (2048, 4096):
+            key_type = "RSA"
+        else:
+            raise ValueError("Binance takes Ed25519 or RSA 2048/4096 public keys only")
+        flags = dict.fromkeys(PERMISSION_FIELDS, False)
+        flags["enableReading"] = True
+        flags.update(_checked_flags(permissions or {}))
+        key = SimKey(
+            api_key=_random_alnum(64),
+            secret="",
+            key_type=key_type,
+            account=account,
+            permissions=flags,
+            ip_restrict=ip_restrict,
+            create_time=self.server_time_ms(),
+            trading_authority_expiration_time=None,
+            _public_key=public_key,
+        )
+        with self._lock:
+            self._keys[key.api_key] = key
+        return key
+
     def get_key(self, api_key: str) -> SimKey:
         with self._lock:
             try:

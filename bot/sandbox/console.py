@@ -43,6 +43,7 @@ from bot.sandbox.requests import (
 )
 from bot.sandbox.startup import banner, log_to, open_data_dir, parser, start_stack
 from bot.sandbox.terminal import Terminal, read_hidden
+from bot.services.key_pairs import waiting_pairs
 
 PROMPT = "sandbox> "
 
@@ -64,6 +65,8 @@ Console commands (anything starting with /apikey goes to the bot, as user @U0SAN
   binance block-ip <key> on|off  whitelist without this bot's IP (Binance answers -2015)
   binance outage [count | off]   the next <count> (10) Binance requests fail with HTTP 503
   binance latency <ms>           slow Binance down (over 2000 ms, the register form waits)
+  binance self-generated <label> [read|trade|withdraw]
+                                 create in Binance the key of a pair the bot generated
   calls                          the raw Slack calls of the last command (JSON)
   help                           this text
   exit                           leave (also quit, or Ctrl-D)
@@ -96,7 +99,11 @@ class Console:
         runner = getattr(stack.app, "_listener_runner", None)
         activity.watch(getattr(runner, "listener_executor", None))
         self.replies = SlackReplies(self.slack, term, activity=activity, width=width, style=style)
-        self.demo = DemoBinance(stack.simulator, term)
+        self.demo = DemoBinance(
+            stack.simulator,
+            term,
+            waiting_pairs=lambda: waiting_pairs(stack.services.engine, team_id),
+        )
         self.forms = FormPrompts(term, self.demo)
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.ids import COMMAND
+from bot.model.key_pairs import PendingPair
 from bot.sandbox.render import mrkdwn_to_text
 from bot.sandbox.requests import SANDBOX_USER, BotReply, FormValues, register_form_values
 from bot.sandbox.terminal import Terminal, indent
@@ -95,9 +96,16 @@ class DemoBinance:
     """The console's hold on the simulated Binance: which name stands for which API key, the
     ``demo-key`` command and the ``binance …`` commands."""
 
-    def __init__(self, sim: BinanceSimulator, term: Terminal) -> None:
+    def __init__(
+        self,
+        sim: BinanceSimulator,
+        term: Terminal,
+        *,
+        waiting_pairs: Callable[[], list[PendingPair]] = list,
+    ) -> None:
         self.sim = sim
         self.term = term
+        self._waiting_pairs = waiting_pairs  # the bot's generated pairs awaiting an API key
         self.keys: dict[str, str] = {}  # name (label, demo-N) -> API key on the simulator
         self.last_made: DemoKey | None = None
         self._made = 0
@@ -205,6 +213,8 @@ class DemoBinance:
                 f"The next {count} Binance requests fail with HTTP 503 "
                 "(`binance outage off` ends it sooner)."
             )
+        elif sub == "self-generated" and len(args) in (2, 3):
+            self._self_generated(args[1], args[2].lower() if len(args) == 3 else "read")
         elif sub == "latency" and len(args) == 2 and args[1].isdigit():
             self.sim.latency = int(args[1]) / 1000
             say(f"Binance now answers after {int(args[1])} ms.")
@@ -212,7 +222,35 @@ class DemoBinance:
             say(
                 "Usage: binance keys | delete <key> | grant <key> <perm> | revoke <key> <perm>"
                 " | whitelist <key> on|off | block-ip <key> on|off | outage [n] | latency <ms>"
+                " | self-generated <label> [read|trade|withdraw]"
             )
+
+    def _self_generated(self, label: str, tier: str) -> None:
+        """What a person does in Binance's API management with the public key the bot gave:
+        *Create API → Self-generated*, paste it, tick the boxes. Here the sandbox takes the
+        public key of the bot's waiting pair for ``label`` (as if copied from its message)."""
+        if tier not in TIERS:
+            self.term.say("Usage: binance self-generated <label> [read|trade|withdraw]")
+            return
+        pair = next((p for p in self._waiting_pairs() if p.label == label), None)
+        if pair is None:
+            self.term.say(
+                f"No generated key pair waits for “{label}”: {COMMAND} register it first, "
+                "with key type “the bot generates the key pair”."
+            )
+            return
+        key = self.sim.add_self_generated_key(
+            pair.public_key_pem, account=DEMO_ACCOUNT, permissions=TIERS[tier], ip_restrict=True
+        )
+        self.keys[label] = key.api_key
+        # ``!demo`` at the small form's API key prompt pastes it (there is no secret to paste)
+        self.last_made = DemoKey(label, key.api_key, "", key.key_type)
+        self.term.say(
+            f"Binance made a self-generated {key.key_type} key from the public key of "
+            f"“{label}” ({tier}, IP whitelist on). Binance never saw the private key.\n"
+            f"  API key: {key.api_key}\n"
+            "Now press “Enter the API key” and paste it (or type !demo at its prompt)."
+        )
 
     def _show_keys(self) -> None:
         names: dict[str, list[str]] = {}
