@@ -20,10 +20,12 @@ import requests
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from bot.ids import Action, Callback
+from bot.ids import Action, Block, Callback
+from bot.model.key_pairs import KeyAlgorithm
 from bot.sandbox.requests import close_note_values, rotate_form_values
 from bot.sandbox.slack_standin import SlackStandIn
-from storage.models import AuditEvent, StatusReportRecord
+from bot.services.key_pairs import PairRequest, start_generated_registration
+from storage.models import AuditEvent, KeyPurpose, StatusReportRecord
 from tests.e2e import ALICE, BOB, TEAM, all_text, register_directly, register_values, wait_until
 from tests.slack_requests import (
     SIGNING_SECRET,
@@ -298,6 +300,9 @@ MEMBER_RULES: dict[str, str] = {
     Callback.REGISTER: REFUSED,  # registering on someone else's behalf
     Callback.ROTATE: REFUSED,
     Callback.INCIDENT_CLOSE: OPEN,  # anyone may work the emergency checklist
+    Callback.PAIR_COMPLETE: REFUSED,  # finishing someone else's generated pair
+    Action.PAIR_ENTER_KEY: REFUSED,
+    Action.PAIR_API_KEY: INPUT,
     Action.REMOVE_CONFIRM: REFUSED,
     Action.REMOVE_CANCEL: REFUSED,
     Action.STATUS_PAGE: REFUSED,  # a page of someone else's report
@@ -340,6 +345,20 @@ class _Scene:
         self.new_key = stack.simulator.add_key(
             ip_restrict=True, permissions={"enableWithdrawals": True, "enableReading": True}
         )
+        self.pending = start_generated_registration(
+            engine=stack.services.engine,
+            ring=stack.services.ring,
+            request=PairRequest(
+                team_id=TEAM,
+                actor=ALICE,
+                label="alices-generated",
+                account_alias="main",
+                owner_user_id=ALICE,
+                purpose=KeyPurpose.READ_ONLY,
+                algorithm=KeyAlgorithm.ED25519,
+            ),
+        )
+        self.generated = stack.simulator.add_self_generated_key(self.pending.public_key_pem)
 
     def _report_of(self, user: str) -> str | None:
         with Session(self.stack.services.engine) as session:
@@ -379,6 +398,15 @@ class _Scene:
                 team_id=team,
                 private_metadata=metadata,
             )
+        if id_ == Callback.PAIR_COMPLETE:
+            typed = {"type": "plain_text_input", "value": self.generated.api_key}
+            return view_submission(
+                id_,
+                {Block.PAIR_API_KEY: {Action.PAIR_API_KEY: typed}},
+                user_id=user,
+                team_id=team,
+                private_metadata=self.pending.pending_id,
+            )
         if id_ == Callback.INCIDENT_CLOSE:
             return view_submission(
                 id_,
@@ -392,6 +420,7 @@ class _Scene:
             Action.INCIDENT_TICK: f"{self.incident_id}:1",
             Action.INCIDENT_CLOSE: self.incident_id,
             Action.INCIDENT_RAISE: self.key_id,
+            Action.PAIR_ENTER_KEY: self.pending.pending_id,
         }.get(id_, self.key_id)
         return block_action(
             id_,
