@@ -144,7 +144,8 @@ class KmsDataKeys:
             raise KeyServiceUnavailable(
                 f"AWS KMS GenerateDataKey returned an unusable data key for {self.ring_id}"
             )
-        self._remember(self._cache_key(wrapped, context), plaintext)
+        # Not cached: the first open of a new seal goes to KMS, which proves Decrypt works
+        # (start-up relies on that before it stores a new canary).
         return plaintext, wrapped
 
     def unwrap_data_key(self, wrapped: bytes, *, context: str) -> bytes:

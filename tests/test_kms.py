@@ -363,9 +363,9 @@ def test_kms_unreachable_fails_closed_with_one_line_and_changes_nothing(
     assert settings.master_kms_key_id == kms.alias
 
 
-@pytest.fixture
-def denied_credentials(kms, monkeypatch) -> Iterator[None]:
-    """Credentials of an IAM user with no KMS permission, with the server enforcing IAM."""
+def _deny_kms(kms: Kms, monkeypatch) -> None:
+    """Use the credentials of an IAM user with no KMS permission, with the server enforcing
+    IAM from now on (``iam_enforced`` turns enforcement off again)."""
     iam = boto3.client("iam", region_name="us-east-1", endpoint_url=kms.url)
     user = f"bot-{uuid.uuid4().hex[:8]}"
     iam.create_user(UserName=user)
@@ -373,6 +373,10 @@ def denied_credentials(kms, monkeypatch) -> Iterator[None]:
     requests.post(f"{kms.url}/moto-api/reset-auth", data=b"0", timeout=5).raise_for_status()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", access["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", access["SecretAccessKey"])
+
+
+@pytest.fixture
+def iam_enforced(kms) -> Iterator[None]:
     try:
         yield
     finally:
@@ -381,7 +385,7 @@ def denied_credentials(kms, monkeypatch) -> Iterator[None]:
 
 @pytest.mark.parametrize("already_sealed_by_kms", [True, False])
 def test_kms_access_denied_fails_closed_with_one_line_and_changes_nothing(
-    kms, tmp_path, request, already_sealed_by_kms
+    kms, tmp_path, monkeypatch, iam_enforced, already_sealed_by_kms
 ):
     database_url = f"sqlite:///{tmp_path / 'bot.db'}"
     k1 = generate_master_key("k1").encoded()
@@ -391,11 +395,13 @@ def test_kms_access_denied_fails_closed_with_one_line_and_changes_nothing(
         storage = open_storage(_settings(database_url, tmp_path, master_keys=k1))
         _seed(storage.engine, storage.key_ring, 1)
     before = _dump(database_url)
-    request.getfixturevalue("denied_credentials")
+    _deny_kms(kms, monkeypatch)
     with pytest.raises(VaultError) as refused:
         open_storage(_kms_settings(database_url, tmp_path, kms, master_keys=k1))
     text = _one_line(refused.value)
     assert "MASTER_KMS_KEY_ID" in text and "kms:Decrypt" in text
+    refused_call = "Decrypt" if already_sealed_by_kms else "GenerateDataKey"
+    assert f"AWS KMS {refused_call} failed" in text
     assert _dump(database_url) == before
 
 
