@@ -128,7 +128,9 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
         return 0 if report.rows_remaining == 0 else 3
     if args.keys_command == "retire":
         smaller = retire_key(storage.engine, storage.key_ring, args.key_id)
-        if settings.master_keys is None and settings.master_keys_file.exists():
+        if storage.key_ring.is_envelope(args.key_id):
+            print(f"master key {args.key_id} is no longer used: unset MASTER_KMS_KEY_ID")
+        elif settings.master_keys is None and settings.master_keys_file.exists():
             _rewrite_key_file(settings, smaller)
             print(f"master key {args.key_id} retired and removed from {settings.master_keys_file}")
         else:
@@ -144,8 +146,9 @@ def _rewrite_key_file(settings: Settings, ring: KeyRing) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write("# apikey-bot master keys: id:base64, one per line; the last one is active.\n")
-        others = [kid for kid in ring.key_ids if kid != ring.active.key_id]
-        for kid in [*others, ring.active.key_id]:
+        local = ring.local_key_ids  # a KMS key is configured by MASTER_KMS_KEY_ID, not here
+        others = [kid for kid in local if kid != ring.active.key_id]
+        for kid in [*others, *[kid for kid in local if kid == ring.active.key_id]]:
             handle.write(ring.export_line(kid) + "\n")
     os.replace(tmp, path)
 

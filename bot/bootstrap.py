@@ -9,9 +9,10 @@ from sqlalchemy.engine import Engine
 
 from bot import log_redaction
 from bot.config import Settings
-from storage.crypto import KeyRing
+from storage.crypto import EnvelopeKey, KeyRing, KeyRingError
 from storage.db import make_engine, migrate
-from storage.vault import load_key_ring, verify_key_ring
+from storage.kms import kms_master_key
+from storage.vault import VaultError, load_key_ring, verify_key_ring
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +34,31 @@ def open_storage(settings: Settings, *, run_migrations: bool = True) -> Storage:
         keys_text=keys_text,
         active_id=settings.master_key_active,
         key_file=settings.master_keys_file,
+        kms_key=kms_key_of(settings),
     )
-    verify_key_ring(engine, ring)
+    ring = verify_key_ring(engine, ring)
     log.info("storage ready: %s, master keys %s", engine.url.render_as_string(), ring)
     return Storage(engine=engine, key_ring=ring)
+
+
+def kms_key_of(settings: Settings) -> EnvelopeKey | None:
+    """The AWS KMS member of the key ring, when MASTER_KMS_KEY_ID is set."""
+    if settings.master_kms_key_id is None:
+        return None
+    try:
+        return kms_master_key(
+            key_ref=settings.master_kms_key_id,
+            region=settings.kms_region,
+            endpoint_url=settings.aws_endpoint_url,
+        )
+    except KeyRingError as exc:
+        raise VaultError(f"MASTER_KMS_KEY_ID: {exc}") from None
 
 
 # Libraries whose DEBUG output carries request bodies or signed URLs: never below INFO. Their
 # INFO can carry bodies too (Bolt's rejected requests): the handlers' RedactingFilter is what
 # keeps secrets out, at every level.
-_CHATTY_LOGGERS = ("slack_bolt", "slack_sdk", "urllib3", "binance", "requests")
+_CHATTY_LOGGERS = ("slack_bolt", "slack_sdk", "urllib3", "binance", "requests", "boto3", "botocore")
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -6,11 +6,15 @@ secret settings are never echoed, not even in validation errors.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from storage.crypto import KeyRingError
+from storage.kms import check_key_ref, region_of
 
 DEFAULT_DATABASE_URL = "sqlite:///apikey-bot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -41,6 +45,13 @@ class Settings(BaseSettings):
     master_keys: SecretStr | None = None
     master_key_active: str | None = None
     master_keys_file: Path = Path("apikey-bot-master.key")
+    # AWS KMS (envelope encryption): the key id, key ARN, alias name or alias ARN. The AWS
+    # credentials are boto3's own (environment, profile, instance or task role), never ours.
+    master_kms_key_id: str | None = None
+    aws_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("aws_region", "aws_default_region")
+    )
+    aws_endpoint_url: str | None = None  # a VPC endpoint, or a local server in the tests
 
     # Binance
     binance_api_url: str = DEFAULT_BINANCE_API_URL
@@ -89,12 +100,31 @@ class Settings(BaseSettings):
             raise ValueError("each lead must be a number of days from 1 to 365")
         return tuple(sorted(set(value), reverse=True))
 
-    @field_validator("slack_api_url", "binance_api_url")
+    @field_validator("slack_api_url", "binance_api_url", "aws_endpoint_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @field_validator("master_kms_key_id")
+    @classmethod
+    def _kms_key_ref(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return check_key_ref(value)
+        except KeyRingError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("aws_region")
+    @classmethod
+    def _aws_region(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", value.strip()):
+            raise ValueError("must be an AWS region such as eu-west-1")
+        return value.strip()
 
     @field_validator("slack_api_url")
     @classmethod
@@ -138,6 +168,13 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def kms_region(self) -> str | None:
+        """The region of MASTER_KMS_KEY_ID: AWS_REGION, else the one its ARN names."""
+        if self.master_kms_key_id is None:
+            return None
+        return self.aws_region or region_of(self.master_kms_key_id)
+
+    @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
 
@@ -154,9 +191,15 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings, turning any validation problem into one ConfigError line."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"configuration error: {name}: {message}") from None
+    if settings.master_kms_key_id is not None and settings.kms_region is None:
+        raise ConfigError(
+            "configuration error: AWS_REGION: required with MASTER_KMS_KEY_ID (unless that is "
+            "an ARN, which names its region)"
+        )
+    return settings

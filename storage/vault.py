@@ -5,6 +5,10 @@ Rules:
 - A new key file is created only on a fresh install (no sealed data at all).
 - Re-encryption works in small committed batches, so it can be interrupted and re-run.
 - A master key is retired only when no row uses it any more.
+- A key held by AWS KMS (an envelope key) has, in its canary row, the root of its fingerprint
+  key: random bytes sealed under that KMS key, unwrapped at start-up. The canary proves the key
+  and loads the fingerprint key in one Decrypt; it is written once, before any row uses the key,
+  and a missing one while rows use the key stops start-up (their fingerprints would be lost).
 """
 
 from __future__ import annotations
@@ -23,14 +27,29 @@ from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from storage.audit import record_event
-from storage.crypto import CryptoError, KeyRing, KeyRingError, generate_master_key
+from storage.crypto import (
+    FINGERPRINT_ROOT_BYTES,
+    CryptoError,
+    EnvelopeKey,
+    KeyRing,
+    KeyRingError,
+    KeyServiceUnavailable,
+    MasterKey,
+    RingKey,
+    generate_master_key,
+    parse_master_keys,
+)
 from storage.db import session_scope
 from storage.models import ApiKey, CryptoCanary, PendingKeyPair, Rotation, RotationState, utcnow
 
 log = logging.getLogger(__name__)
 
 CANARY_PLAINTEXT = b"apikey-bot canary: the master keys open what is stored"
+# An envelope key's canary: this prefix, then the fingerprint root of that key.
+ENVELOPE_CANARY_PREFIX = CANARY_PLAINTEXT + b"; fingerprint root:"
 SYSTEM_TEAM = "-"
+# The setting named when AWS KMS cannot be used (storage knows no settings, only their names).
+KMS_SETTING = "MASTER_KMS_KEY_ID"
 
 
 class VaultError(Exception):
@@ -96,17 +115,32 @@ def load_key_ring(
     active_id: str | None,
     key_file: Path,
     allow_create: bool = True,
+    kms_key: EnvelopeKey | None = None,
 ) -> KeyRing:
     """The configured key ring: from MASTER_KEYS, else from the key file, else (fresh install
-    only) a newly generated key file with owner-only permissions."""
+    only) a newly generated key file with owner-only permissions.
+
+    With ``kms_key`` (MASTER_KMS_KEY_ID) the ring also holds that AWS KMS key, active unless
+    ``active_id`` names a local key; no key file is created then.
+    """
+    local: list[MasterKey] = []
     try:
         if keys_text:
-            return KeyRing.parse(keys_text, active_id)
-        if key_file.exists():
+            local = parse_master_keys(keys_text)
+        elif key_file.exists():
             _warn_if_readable_by_others(key_file)
-            return KeyRing.parse(key_file.read_text(encoding="utf-8"), active_id)
+            local = parse_master_keys(key_file.read_text(encoding="utf-8"))
     except KeyRingError as exc:
         raise VaultError(f"MASTER_KEYS: {exc}") from None
+    if local or kms_key is not None:
+        keys: list[RingKey] = [*local]
+        if kms_key is not None:
+            keys.append(kms_key)
+        try:
+            return KeyRing(keys, active_id)
+        except KeyRingError as exc:
+            setting = "MASTER_KEY_ACTIVE" if "active" in str(exc) else "MASTER_KEYS"
+            raise VaultError(f"{setting}: {exc}") from None
     with Session(engine) as session:
         if holds_sealed_data(session):
             raise VaultError(
@@ -141,9 +175,14 @@ def _warn_if_readable_by_others(path: Path) -> None:
         log.warning("master key file %s is readable by others (mode %o): chmod 600 it", path, mode)
 
 
-def verify_key_ring(engine: Engine, ring: KeyRing) -> None:
+def verify_key_ring(engine: Engine, ring: KeyRing) -> KeyRing:
     """Prove the ring opens what is stored (canaries and one row per key id), then make sure
-    the active key has a canary. Raises VaultError and changes nothing when it does not fit."""
+    the active key has a canary, and every KMS key its fingerprint root. Raises VaultError and
+    changes nothing when it does not fit.
+
+    Returns the ring to use: the one given, with the fingerprint roots of its KMS keys loaded.
+    """
+    roots: dict[str, bytes] = {}
     with Session(engine) as session:
         in_use = key_ids_in_use(session)
         canaries = {c.key_id: c for c in session.exec(select(CryptoCanary)).all()}
@@ -153,11 +192,21 @@ def verify_key_ring(engine: Engine, ring: KeyRing) -> None:
             raise VaultError(
                 "the database holds secrets sealed with master key(s) "
                 f"{', '.join(missing)}, which are not configured: add them to MASTER_KEYS"
+                + (f" (or {KMS_SETTING})" if any(":" in kid for kid in missing) else "")
             )
+        for key_id in ring.envelope_key_ids:
+            if key_id not in canaries and in_use.get(key_id):
+                raise VaultError(
+                    f"the fingerprint key of master key {key_id!r} is missing (no canary row) "
+                    f"while {in_use[key_id]} row(s) are sealed with it: restore the "
+                    "crypto_canaries table from a backup. Nothing was changed."
+                )
         for key_id, canary in canaries.items():
             if not ring.has(key_id):
                 continue
-            _open_or_fail(ring, canary.sealed, _canary_context(key_id), key_id)
+            plaintext = _open_or_fail(ring, canary.sealed, _canary_context(key_id), key_id)
+            if ring.is_envelope(key_id):
+                roots[key_id] = _fingerprint_root(plaintext, key_id)
         for key_id in in_use:
             for table in SEALED_TABLES:
                 sample = session.exec(
@@ -166,8 +215,56 @@ def verify_key_ring(engine: Engine, ring: KeyRing) -> None:
                 if sample is not None:
                     column, context = _sealed_fields(sample)[-1]
                     _open_or_fail(ring, getattr(sample, column), context, key_id)
-    if ring.active.key_id not in canaries:
+    # Every check passed: only now write what is missing.
+    for key_id, root in roots.items():
+        ring = ring.with_fingerprint_root(key_id, root)
+    for key_id in ring.envelope_key_ids:
+        if key_id not in roots:
+            ring = ring.with_fingerprint_root(key_id, _write_envelope_canary(engine, ring, key_id))
+    if ring.active.key_id not in canaries and isinstance(ring.active, MasterKey):
         _write_canary(engine, ring)
+    return ring
+
+
+def _fingerprint_root(plaintext: bytes, key_id: str) -> bytes:
+    root = plaintext.removeprefix(ENVELOPE_CANARY_PREFIX)
+    if root is plaintext or len(root) != FINGERPRINT_ROOT_BYTES:
+        raise VaultError(
+            f"the canary of master key {key_id!r} holds no fingerprint key: it was not written "
+            "by this bot. Nothing was changed."
+        )
+    return root
+
+
+def _write_envelope_canary(engine: Engine, ring: KeyRing, key_id: str) -> bytes:
+    """A KMS key's canary, holding a new fingerprint root, once (the first replica's wins).
+
+    The new canary is opened again before it is stored, so a key the bot may use for
+    GenerateDataKey but not for Decrypt stops start-up before anything is written.
+    Returns the fingerprint root that is stored.
+    """
+    context = _canary_context(key_id)
+    plaintext = ENVELOPE_CANARY_PREFIX + os.urandom(FINGERPRINT_ROOT_BYTES)
+    try:
+        sealed = ring.seal(plaintext, context=context, key_id=key_id)
+    except KeyServiceUnavailable as exc:
+        raise _kms_unusable(exc) from None
+    _open_or_fail(ring, sealed.blob, context, key_id)
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    with session_scope(engine) as session:
+        session.exec(
+            insert(CryptoCanary)
+            .values(key_id=key_id, sealed=sealed.blob, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["key_id"])
+        )
+    with Session(engine) as session:
+        stored = session.get(CryptoCanary, key_id)
+        if stored is None:
+            raise VaultError(
+                f"the canary of master key {key_id!r} vanished while it was written: is the "
+                "key being retired elsewhere?"
+            )
+        return _fingerprint_root(_open_or_fail(ring, stored.sealed, context, key_id), key_id)
 
 
 def _write_canary(engine: Engine, ring: KeyRing) -> None:
@@ -192,14 +289,24 @@ def _write_canary(engine: Engine, ring: KeyRing) -> None:
         _open_or_fail(ring, stored.sealed, _canary_context(key_id), key_id)
 
 
-def _open_or_fail(ring: KeyRing, blob: bytes, context: str, key_id: str) -> None:
+def _open_or_fail(ring: KeyRing, blob: bytes, context: str, key_id: str) -> bytes:
     try:
-        ring.open(blob, context=context)
+        return ring.open(blob, context=context)
+    except KeyServiceUnavailable as exc:
+        raise _kms_unusable(exc) from None
     except CryptoError:
+        setting = f" ({KMS_SETTING})" if ring.is_envelope(key_id) else ""
         raise VaultError(
-            f"master key {key_id!r} does not open the stored data: the configured key is wrong. "
-            "Nothing was changed."
+            f"master key {key_id!r}{setting} does not open the stored data: the configured key "
+            "is wrong. Nothing was changed."
         ) from None
+
+
+def _kms_unusable(exc: KeyServiceUnavailable) -> VaultError:
+    return VaultError(
+        f"{KMS_SETTING}: {exc}: check the key, AWS_REGION, the AWS credentials and that they "
+        "allow kms:GenerateDataKey and kms:Decrypt on it. Nothing was changed."
+    )
 
 
 @dataclass(frozen=True)
