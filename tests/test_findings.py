@@ -120,3 +120,19 @@ def test_trading_expiry_counts_calendar_days_like_the_date_it_shows():
     assert "expires in 10 days (2026-12-12)" in expiry_text(datetime(2026, 12, 12, tzinfo=UTC))
     assert "expires tomorrow (2026-12-03)" in expiry_text(datetime(2026, 12, 3, 23, tzinfo=UTC))
     assert "expires today (2026-12-02)" in expiry_text(datetime(2026, 12, 2, 22, tzinfo=UTC))
+
+
+def test_an_hmac_key_is_told_binance_recommends_ed25519_and_nothing_more():
+    from storage.models import KeyType
+
+    hmac = assess(purpose=KeyPurpose.READ_ONLY, now=NOW, permissions=perms(), key_type=KeyType.HMAC)
+    assert kinds(hmac) == [FindingKind.HMAC_KEY]
+    assert hmac[0].severity == Severity.INFO and "Ed25519" in hmac[0].text
+    assert worst(hmac) == Severity.INFO  # a hint, not a problem: "all fine" still holds
+    for key_type in (KeyType.ED25519, KeyType.RSA):
+        assert (
+            assess(purpose=KeyPurpose.READ_ONLY, now=NOW, permissions=perms(), key_type=key_type)
+            == []
+        )
+    unchecked = assess(purpose=KeyPurpose.READ_ONLY, now=NOW, key_type=KeyType.HMAC)
+    assert FindingKind.HMAC_KEY not in kinds(unchecked)  # said once the key is checked

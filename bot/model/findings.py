@@ -51,6 +51,7 @@ class FindingKind(StrEnum):
     PERMISSIONS_CHANGED = "permissions_changed"
     KEY_REJECTED = "key_rejected"
     UNREACHABLE = "binance_unreachable"
+    HMAC_KEY = "hmac_key"
 
 
 KIND_ORDER = {kind: i for i, kind in enumerate(FindingKind)}

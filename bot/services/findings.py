@@ -23,9 +23,19 @@ from bot.model.findings import (
     FindingKind,
     Severity,
 )
-from storage.models import KeyPurpose
+from storage.models import KeyPurpose, KeyType
 
 TRADING_EXPIRY_WARNING = timedelta(days=14)
+
+# Binance recommends Ed25519 keys and calls HMAC keys not recommended: their secret is shared
+# with Binance and, to register one, passes through people and Slack
+# (https://developers.binance.com/docs/binance-spot-api-docs/faqs/api_key_types).
+HMAC_FINDING = Finding(
+    FindingKind.HMAC_KEY,
+    Severity.INFO,
+    "HMAC key: Binance recommends Ed25519 and calls HMAC keys not recommended. Replace it with "
+    "a key pair the bot generates (`/apikey register`, the default key type).",
+)
 
 PURPOSE_MAX_TIER = {
     KeyPurpose.READ_ONLY: Tier.READ,
@@ -42,6 +52,7 @@ def assess(
     error: BinanceError | None = None,
     previous: dict | None = None,
     compromised: bool = False,
+    key_type: KeyType | None = None,
 ) -> list[Finding]:
     """Every least-privilege finding for a key, worst first (a key reported compromised is
     never "fine", whatever Binance says it may do)."""
@@ -51,6 +62,8 @@ def assess(
         findings = [Finding(FindingKind.UNREACHABLE, Severity.UNKNOWN, "Not checked yet.")]
     else:
         findings = _permission_findings(permissions, purpose, now, previous)
+    if key_type == KeyType.HMAC and permissions is not None:
+        findings.append(HMAC_FINDING)
     if compromised:
         findings.append(
             Finding(

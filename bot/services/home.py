@@ -22,7 +22,7 @@ from bot.services.findings import assess
 from bot.services.incidents import steps_done
 from bot.services.keys import live_keys, summarise
 from bot.services.rotation_policy import rotation_row
-from storage.models import ApiKey, Incident, IncidentState, KeyPurpose, KeyStatus
+from storage.models import ApiKey, Incident, IncidentState, KeyPurpose, KeyStatus, KeyType
 
 
 def home_picture(session: Session, viewer: Actor, now: datetime) -> HomePicture:
@@ -82,6 +82,7 @@ def _home_key(key: ApiKey, account, now: datetime, incident_id: str | None) -> H
             now=now,
             permissions=permissions,
             compromised=compromised,
+            key_type=KeyType(key.key_type),
         )
     return HomeKey(
         summary=summarise(key, account),

@@ -139,8 +139,9 @@ def start_generated_registration(
         waiting = _waiting_with_label(session, form.team_id, form.label)
     if waiting is not None:
         raise LabelTaken(
-            f"A generated key pair for “{waiting.label}” is already waiting for its API key "
-            f"(made by <@{waiting.created_by}>). Finish that one, or choose another label.",
+            f"A generated key pair for “{waiting.label}” is already waiting for its API key. "
+            "Finish that one (its message has an “Enter the API key” button), or choose another "
+            "label.",
             field=Block.LABEL,
         )
     private_pem, public_pem = generate_pair(request.algorithm)
@@ -212,8 +213,8 @@ def _require_may_complete(engine: Engine, actor: Actor, pending: PendingPair) ->
         actor,
         action="complete a generated key pair",
         target=pending.label,
-        message=f"Only <@{pending.created_by}>, the key's owner or an admin can finish "
-        f"registering “{pending.label}”. Nothing was changed.",
+        message="Only the person who generated this key pair, the key's owner or an admin can "
+        f"finish registering “{pending.label}”. Nothing was changed.",
     )
 
 

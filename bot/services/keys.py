@@ -291,7 +291,9 @@ def register_key(
         purpose=form.purpose,
         key_type=form.key_type,
         permissions=permissions,
-        findings=assess(purpose=form.purpose, now=now, permissions=permissions),
+        findings=assess(
+            purpose=form.purpose, now=now, permissions=permissions, key_type=form.key_type
+        ),
     )
 
 

@@ -239,7 +239,9 @@ def start_rotation(
             old_masked=rotation.old_masked,
             new_masked=key.api_key_masked,
             permissions=permissions,
-            findings=assess(purpose=purpose, now=now, permissions=permissions),
+            findings=assess(
+                purpose=purpose, now=now, permissions=permissions, key_type=form.key_type
+            ),
             grace_until=rotation.grace_until,
         )
 

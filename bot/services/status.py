@@ -24,7 +24,7 @@ from bot.services.keys import live_keys, open_credentials, pick_label, unknown_l
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
 from storage.db import session_scope
-from storage.models import ApiKey, KeyPurpose, KeyStatus, StatusReportRecord, utcnow
+from storage.models import ApiKey, KeyPurpose, KeyStatus, KeyType, StatusReportRecord, utcnow
 
 REPORT_RETENTION = timedelta(days=1)
 
@@ -105,6 +105,7 @@ def run_status(
             error=result.error,
             previous=key.permissions_json,
             compromised=key.status == KeyStatus.COMPROMISED.value,
+            key_type=KeyType(key.key_type),
         )
         as_dict = permissions.to_dict() if permissions is not None else None
         if as_dict is not None:
