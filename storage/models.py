@@ -300,6 +300,10 @@ class PendingKeyPair(SQLModel, table=True):
     channel: str | None = Field(default=None, max_length=32)
     completed_key_id: str | None = Field(default=None, max_length=32)
     ended_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    # A pair for rotating this registered key (None: for a new registration), and whether its
+    # owner accepted in the rotate form that the new key may do more than the old one.
+    rotate_key_id: str | None = Field(default=None, max_length=32)
+    confirm_more: bool = Field(default=False)
 
     def private_key_context(self) -> str:
         return f"pending_pair:{self.id}:private_key"

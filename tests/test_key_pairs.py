@@ -240,3 +240,41 @@ def test_a_pair_not_completed_in_24_hours_is_shredded_and_its_maker_told(stack):
     sim_key = stack.simulator.add_self_generated_key(expired.public_key_pem)
     late = _enter_key(stack, client, pending_id, sim_key.api_key)
     assert "expired" in late.json()["errors"][Block.PAIR_API_KEY]
+
+
+def test_rotating_to_a_generated_pair(stack):
+    """Rotate now -> the bot generates the new pair -> the owner creates its key in Binance and
+    enters the API key -> the rotation starts as with a pasted key (old key probed until
+    Binance rejects it)."""
+    from bot.sandbox.requests import rotate_form_values
+    from tests.e2e import register_directly
+
+    registered, old = register_directly(stack, "bot", owner=ALICE, permissions=TRADE)
+    client = bot_client(stack)
+    values = rotate_form_values(key_type=KeyAlgorithm.ED25519.value, api_key="", secret="")
+    metadata = json.dumps({"key_id": registered.key_id, "channel": "C0GENERAL"})
+    by_bob = client.post(
+        view_submission(Callback.ROTATE.value, values, user_id=BOB, private_metadata=metadata)
+    )
+    assert "Only its owner" in all_text(by_bob.json())
+    answer = client.post(
+        view_submission(Callback.ROTATE.value, values, user_id=ALICE, private_metadata=metadata)
+    )
+    assert answer.json().get("response_action") == "update"
+    pending_id = _button_value(_instructions(stack, "bot"))
+    pair = _pending(stack, "bot")
+    assert pair.rotate_key_id == registered.key_id
+    assert _key(stack, "bot").status == KeyStatus.ACTIVE.value  # nothing changes before Binance
+    new = stack.simulator.add_self_generated_key(
+        pair.public_key_pem, permissions=TRADE, ip_restrict=True
+    )
+    done = _enter_key(stack, client, pending_id, new.api_key)
+    assert done.status_code == 200
+    wait_until(lambda: _key(stack, "bot").status == KeyStatus.ROTATING.value, timeout=15)
+    key = _key(stack, "bot")
+    assert key.key_type == "ED25519" and key.api_key_masked.startswith(new.api_key[:4])
+    assert _pending(stack, "bot").state == PendingPairState.COMPLETED.value
+    stack.slack.wait_for(
+        "chat.postMessage", predicate=lambda c: "delete the old key" in all_text(c.params).lower()
+    )
+    assert old.api_key != new.api_key

@@ -21,6 +21,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.blocks.message import Message
+from bot.blocks.register import KEY_SOURCES
 from bot.blocks.text import escape, mention, plural
 from bot.ids import Action, Block, Callback
 from bot.model.rotation import Audience, RotationRow, RotationStarted, RotationState
@@ -149,8 +150,9 @@ def snoozed_message(row: RotationRow) -> Message:
 
 
 def rotate_modal(*, key_id: str, label: str, key_type: str, private_metadata: str) -> View:
-    types = [Option(value=t, text=t) for t in ("HMAC", "ED25519", "RSA")]
-    initial = next(o for o in types if o.value == key_type)
+    # The ways in, as in the register form; generated pairs first and by default.
+    types = [Option(value=value, text=text) for value, text in KEY_SOURCES]
+    initial = types[0]
     return View(
         type="modal",
         callback_id=Callback.ROTATE,
@@ -161,9 +163,10 @@ def rotate_modal(*, key_id: str, label: str, key_type: str, private_metadata: st
         blocks=[
             SectionBlock(
                 text=MarkdownTextObject(
-                    text=f"Rotating *{escape(label)}*. Create a new key in Binance API Management, "
-                    "paste it below, then delete the old key in Binance: the bot completes the "
-                    "rotation once Binance rejects the old key."
+                    text=f"Rotating *{escape(label)}* (now {escape(key_type)}). By default the bot "
+                    "generates the new key pair and sends you its public key for Binance API "
+                    "Management; or create a key there and paste it below. Then delete the old "
+                    "key in Binance: the bot completes the rotation once Binance rejects it."
                 )
             ),
             InputBlock(
@@ -176,15 +179,19 @@ def rotate_modal(*, key_id: str, label: str, key_type: str, private_metadata: st
             InputBlock(
                 block_id=Block.API_KEY,
                 label="New API key",
+                optional=True,
+                hint="Only when pasting a key; leave empty when the bot generates the pair.",
                 element=PlainTextInputElement(action_id=Action.API_KEY, max_length=200),
             ),
             InputBlock(
                 block_id=Block.SECRET,
                 label="New secret key or private key",
+                optional=True,
                 element=PlainTextInputElement(
                     action_id=Action.SECRET, multiline=True, max_length=3000
                 ),
-                hint="Encrypted at rest and never shown again.",
+                hint="Only when pasting: it passes through Slack, then is encrypted at rest and "
+                "never shown again.",
             ),
             InputBlock(
                 block_id=Block.ROTATE_CONFIRM,

@@ -16,7 +16,10 @@ from bot.blocks.rotation import (
 )
 from bot.ids import Action, Block
 from bot.listeners.commands import open_rotate_modal
+from bot.listeners.key_pairs import start_generated_rotation_pair
 from bot.listeners.modal_work import answer_submission
+from bot.listeners.views import chosen_key_type
+from bot.model.key_pairs import KeyAlgorithm
 from bot.services.context import Services
 from bot.services.errors import DomainError, InvalidInput
 from bot.services.keys import key_to_manage
@@ -81,6 +84,24 @@ def handle_rotate_submission(
     ack: Ack, body: dict, view: dict, client: WebClient, services: Services
 ) -> None:
     channel = _metadata(view).get("channel")
+    if chosen_key_type(view) in set(KeyAlgorithm):
+        key_id = _metadata(view).get("key_id")
+        if not isinstance(key_id, str):
+            ack(
+                response_action="errors",
+                errors={
+                    Block.KEY_TYPE: "This form is out of date: close it and press Rotate again."
+                },
+            )
+            return
+        confirmed = (
+            view["state"]["values"].get(Block.ROTATE_CONFIRM, {}).get(Action.ROTATE_CONFIRM, {})
+            or {}
+        ).get("selected_options") or []
+        start_generated_rotation_pair(
+            ack, body, view, client, services, key_id=key_id, confirm_more=bool(confirmed)
+        )
+        return
     try:
         form = _with_role(normalise(rotation_form(view, body)), services)
         require_may_rotate(services.engine, form, channel=channel)

@@ -45,3 +45,4 @@ class PendingPair:
     public_key_pem: str
     expires_at: datetime
     channel: str | None = None
+    rotate_key_id: str | None = None  # set: the pair replaces this key (a rotation)

@@ -27,6 +27,7 @@ from bot.jobs.kinds import pending_pair_expiry
 from bot.jobs.queue import schedule_jobs
 from bot.model.key_pairs import KeyAlgorithm, PendingPair
 from bot.model.keys import RegisteredKey
+from bot.model.rotation import RotationStarted
 from bot.services.access import Actor, deny
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound, LabelTaken
 from bot.services.keys import (
@@ -36,10 +37,23 @@ from bot.services.keys import (
     label_and_account_problems,
     register_key,
 )
+from bot.services.rotate import (
+    RotationForm,
+    require_may_rotate,
+    rotatable_key,
+    start_rotation,
+)
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
-from storage.models import ApiKey, KeyPurpose, PendingKeyPair, PendingPairState, utcnow
+from storage.models import (
+    ApiKey,
+    BinanceAccount,
+    KeyPurpose,
+    PendingKeyPair,
+    PendingPairState,
+    utcnow,
+)
 
 PAIR_LIFETIME = timedelta(hours=24)
 _API_KEY_LENGTH = 64
@@ -110,6 +124,7 @@ def _pending(row: PendingKeyPair) -> PendingPair:
         public_key_pem=row.public_key_pem,
         expires_at=row.expires_at,
         channel=row.channel,
+        rotate_key_id=row.rotate_key_id,
     )
 
 
@@ -144,9 +159,24 @@ def start_generated_registration(
             "label.",
             field=Block.LABEL,
         )
+    return _store_pair(engine, ring, request, form, now=now)
+
+
+def _store_pair(
+    engine: Engine,
+    ring: KeyRing,
+    request: PairRequest,
+    form: RegistrationForm,
+    *,
+    now: datetime,
+    rotate_key_id: str | None = None,
+    confirm_more: bool = False,
+) -> PendingPair:
     private_pem, public_pem = generate_pair(request.algorithm)
     with session_scope(engine) as session:
         row = PendingKeyPair(
+            rotate_key_id=rotate_key_id,
+            confirm_more=confirm_more,
             team_id=form.team_id,
             label=form.label,
             account_alias=form.account_alias,
@@ -177,6 +207,7 @@ def start_generated_registration(
             source=form.source,
             detail={
                 "pending": row.id,
+                "rotation": rotate_key_id is not None,
                 "algorithm": request.algorithm.shown,
                 "owner": form.owner_user_id,
                 "purpose": form.purpose.value,
@@ -184,6 +215,68 @@ def start_generated_registration(
             },
         )
         return _pending(row)
+
+
+def start_generated_rotation(
+    *,
+    engine: Engine,
+    ring: KeyRing,
+    actor: Actor,
+    key_id: str,
+    algorithm: KeyAlgorithm,
+    confirm_more: bool = False,
+    channel: str | None = None,
+    now: datetime | None = None,
+) -> PendingPair:
+    """Rotation with a generated pair: the new pair for a registered key (its owner or an admin
+    only); completing it starts the rotation as a pasted key would."""
+    now = now or utcnow()
+    rotation = RotationForm(
+        team_id=actor.team_id,
+        actor=actor.user_id,
+        key_id=key_id,
+        key_type=algorithm.key_type,
+        api_key="",
+        secret="",
+        actor_is_admin=actor.is_admin,
+    )
+    require_may_rotate(engine, rotation, channel=channel)
+    with Session(engine) as session:
+        key = rotatable_key(session, actor.team_id, key_id)
+        account = session.get(BinanceAccount, key.account_id)
+        waiting = session.exec(
+            select(PendingKeyPair).where(
+                PendingKeyPair.rotate_key_id == key_id,
+                PendingKeyPair.state == PendingPairState.PENDING.value,
+            )
+        ).first()
+        request = PairRequest(
+            team_id=actor.team_id,
+            actor=actor.user_id,
+            actor_is_admin=actor.is_admin,
+            label=key.label,
+            account_alias=account.alias if account is not None else "?",
+            owner_user_id=key.owner_user_id or actor.user_id,
+            purpose=KeyPurpose(key.purpose),
+            algorithm=algorithm,
+            channel=channel,
+            source="slack:modal",
+        )
+    if waiting is not None:
+        raise InvalidInput(
+            f"A generated key pair for rotating “{waiting.label}” is already waiting for its API "
+            "key: finish that one (its message has an “Enter the API key” button).",
+            field=Block.KEY_TYPE,
+        )
+    return _store_pair(
+        engine,
+        ring,
+        request,
+        request.as_form(),
+        now=now,
+        rotate_key_id=key_id,
+        confirm_more=confirm_more,
+    )
 
 
 def load_pending_pair(engine: Engine, actor: Actor, pending_id: str) -> PendingPair:
@@ -229,8 +322,9 @@ def complete_pending_pair(
     api_key: str,
     source: str | None = None,
     now: datetime | None = None,
-) -> RegisteredKey:
-    """Register the key Binance made from the public key; the pair stays usable if refused."""
+) -> RegisteredKey | RotationStarted:
+    """Register the key Binance made from the public key (or, for a rotation's pair, start the
+    rotation to it); the pair stays usable if refused."""
     now = now or utcnow()
     pending = load_pending_pair(engine, actor, pending_id)
     if now >= pending.expires_at:
@@ -247,8 +341,41 @@ def complete_pending_pair(
         row = session.get(PendingKeyPair, pending_id)
         sealed = row.private_key_sealed if row is not None else None
         context = row.private_key_context() if row is not None else ""
+        confirm_more = bool(row.confirm_more) if row is not None else False
     if sealed is None:
         raise KeyNotFound("That key pair was destroyed.")
+
+    def complete(session: Session, key: ApiKey) -> None:
+        row = session.get(PendingKeyPair, pending_id, with_for_update=True)
+        if row is None or row.state != PendingPairState.PENDING.value:
+            raise InvalidInput("That key pair was completed or destroyed a moment ago.")
+        _shred(row, PendingPairState.COMPLETED, now)
+        row.completed_key_id = key.id
+
+    if pending.rotate_key_id is not None:
+        rotation = RotationForm(
+            team_id=actor.team_id,
+            actor=actor.user_id,
+            key_id=pending.rotate_key_id,
+            key_type=pending.algorithm.key_type,
+            api_key=api_key,
+            secret=ring.open_text(sealed, context=context),
+            confirm_more_permissions=confirm_more,
+            source=source,
+            actor_is_admin=actor.is_admin,
+        )
+        try:
+            return start_rotation(
+                engine=engine,
+                ring=ring,
+                gateway=gateway,
+                settings=settings,
+                form=rotation,
+                now=now,
+                within=complete,
+            )
+        except DomainError as exc:
+            raise _on_the_api_key_input(exc, pending) from None
     form = RegistrationForm(
         team_id=actor.team_id,
         actor=actor.user_id,
@@ -263,13 +390,6 @@ def complete_pending_pair(
         # the owner was chosen when the pair was made, by someone allowed to
         actor_is_admin=True,
     )
-
-    def complete(session: Session, key: ApiKey) -> None:
-        row = session.get(PendingKeyPair, pending_id, with_for_update=True)
-        if row is None or row.state != PendingPairState.PENDING.value:
-            raise InvalidInput("That key pair was completed or destroyed a moment ago.")
-        _shred(row, PendingPairState.COMPLETED, now)
-        row.completed_key_id = key.id
 
     try:
         return register_key(
@@ -288,6 +408,11 @@ def complete_pending_pair(
 def _on_the_api_key_input(exc: DomainError, pending: PendingPair) -> DomainError:
     """A refusal, told on the small form's only input, with what remains possible."""
     text = exc.user_message
+    if exc.field == Block.ROTATE_CONFIRM:  # the new key may do more than the old one
+        text = (
+            f"{text} The small form has no confirmation box: reduce the key's permissions in "
+            "Binance and enter it again, or rotate again with the box ticked."
+        )
     if exc.field == Block.SECRET:  # Binance: the signature does not match the API key
         text = (
             "Binance says the signature is wrong: this API key was not created from the public "
@@ -346,5 +471,6 @@ __all__ = [
     "generate_pair",
     "load_pending_pair",
     "start_generated_registration",
+    "start_generated_rotation",
     "waiting_pairs",
 ]

@@ -12,6 +12,7 @@ they are posted (at least once) even if this process dies right after committing
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -73,6 +74,11 @@ def normalise(form: RotationForm) -> RotationForm:
     return replace(
         form, api_key=form.api_key.strip(), secret=form.secret.strip().replace("\r\n", "\n")
     )
+
+
+def rotatable_key(session: Session, team_id: str, key_id: str) -> ApiKey:
+    """The live key ``key_id`` if it can be rotated now (else KeyNotFound / InvalidInput)."""
+    return _live_key(session, team_id, key_id)
 
 
 def _live_key(session: Session, team_id: str, key_id: str, *, lock: bool = False) -> ApiKey:
@@ -166,7 +172,10 @@ def start_rotation(
     settings: Settings,
     form: RotationForm,
     now: datetime,
+    within: Callable[[Session, ApiKey], None] | None = None,
 ) -> RotationStarted:
+    """``within`` runs in the transaction that starts the rotation (a generated pair completes
+    itself there)."""
     form = normalise(form)
     require_may_rotate(engine, form)
     with Session(engine) as session:
@@ -216,6 +225,8 @@ def start_rotation(
         key.permissions_checked_at = now
         key.updated_at = now
         session.flush()
+        if within is not None:
+            within(session, key)
         cancel_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_REMINDER])
         schedule_jobs(session, [_probe_job(key, rotation, now, attempt=0)])
         record_event(

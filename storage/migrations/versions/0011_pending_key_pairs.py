@@ -35,6 +35,8 @@ def upgrade() -> None:
         sa.Column("channel", sa.String(length=32), nullable=True),
         sa.Column("completed_key_id", sa.String(length=32), nullable=True),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("rotate_key_id", sa.String(length=32), nullable=True),
+        sa.Column("confirm_more", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("pending_key_pairs", schema=None) as batch_op:
