@@ -250,21 +250,8 @@ def _write_envelope_canary(engine: Engine, ring: KeyRing, key_id: str) -> bytes:
     except KeyServiceUnavailable as exc:
         raise _kms_unusable(exc) from None
     _open_or_fail(ring, sealed.blob, context, key_id)
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-    with session_scope(engine) as session:
-        session.exec(
-            insert(CryptoCanary)
-            .values(key_id=key_id, sealed=sealed.blob, created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["key_id"])
-        )
-    with Session(engine) as session:
-        stored = session.get(CryptoCanary, key_id)
-        if stored is None:
-            raise VaultError(
-                f"the canary of master key {key_id!r} vanished while it was written: is the "
-                "key being retired elsewhere?"
-            )
-        return _fingerprint_root(_open_or_fail(ring, stored.sealed, context, key_id), key_id)
+    stored = _insert_canary_once(engine, key_id, sealed.blob)
+    return _fingerprint_root(_open_or_fail(ring, stored, context, key_id), key_id)
 
 
 def _write_canary(engine: Engine, ring: KeyRing) -> None:
@@ -272,11 +259,18 @@ def _write_canary(engine: Engine, ring: KeyRing) -> None:
     the first insert wins and the others check that what it wrote opens with their key."""
     key_id = ring.active.key_id
     sealed = ring.seal(CANARY_PLAINTEXT, context=_canary_context(key_id))
+    stored = _insert_canary_once(engine, key_id, sealed.blob)
+    _open_or_fail(ring, stored, _canary_context(key_id), key_id)
+
+
+def _insert_canary_once(engine: Engine, key_id: str, blob: bytes) -> bytes:
+    """Store ``blob`` as the key's canary unless one is there; return the one stored (this
+    one, or another replica's that won the race)."""
     insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     with session_scope(engine) as session:
         session.exec(
             insert(CryptoCanary)
-            .values(key_id=key_id, sealed=sealed.blob, created_at=utcnow())
+            .values(key_id=key_id, sealed=blob, created_at=utcnow())
             .on_conflict_do_nothing(index_elements=["key_id"])
         )
     with Session(engine) as session:
@@ -286,7 +280,7 @@ def _write_canary(engine: Engine, ring: KeyRing) -> None:
                 f"the canary of master key {key_id!r} vanished while it was written: is the "
                 "key being retired elsewhere? Nothing was changed."
             )
-        _open_or_fail(ring, stored.sealed, _canary_context(key_id), key_id)
+        return stored.sealed
 
 
 def _open_or_fail(ring: KeyRing, blob: bytes, context: str, key_id: str) -> bytes:
