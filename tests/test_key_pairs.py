@@ -113,9 +113,7 @@ def test_a_generated_pair_registers_once_binance_accepts_its_api_key(stack, algo
     client = bot_client(stack)
     answer = _generate(client, label="gen-bot", algorithm=algorithm)
     assert answer.status_code == 200
-    view = answer.json().get("view") or {}
-    if answer.json().get("response_action") == "update" and "Checking" in all_text(view):
-        pass  # RSA 4096 took long: the DM below is what matters
+    assert answer.json().get("response_action") == "update"  # the modal moves on at once
     message = _instructions(stack, "gen-bot")
     text = all_text(message.params)
     for step in (

@@ -16,9 +16,7 @@ from bot.blocks.message import Message, context, section
 from bot.blocks.text import minute, name, truncate
 from bot.ids import Action, Block, Callback
 from bot.model.key_pairs import PendingPair
-from bot.model.keys import KeyPurpose
-
-BINANCE_API_MANAGEMENT = "https://www.binance.com/en/my/settings/api-management"
+from bot.model.keys import BINANCE_API_MANAGEMENT, KeyPurpose
 
 # Binance's API management boxes for each declared purpose: tick these and nothing else.
 BOXES = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.model.keys import BINANCE_API_MANAGEMENT
 from storage.models import Incident, IncidentState
 
 __all__ = [
@@ -68,9 +69,6 @@ class IncidentFacts:
             closed_at=row.closed_at,
             close_note=row.close_note,
         )
-
-
-BINANCE_API_MANAGEMENT = "https://www.binance.com/en/my/settings/api-management"
 
 
 @dataclass(frozen=True)

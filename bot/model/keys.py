@@ -9,7 +9,18 @@ from bot import binance
 from bot.model.findings import Finding
 from storage.models import KeyPurpose, KeyStatus, KeyType
 
-__all__ = ["MAX_ALIAS_LENGTH", "KeyPurpose", "KeyStatus", "KeySummary", "KeyType", "RegisteredKey"]
+# Where a person creates, restricts and deletes API keys (no API does that: see DESIGN).
+BINANCE_API_MANAGEMENT = "https://www.binance.com/en/my/settings/api-management"
+
+__all__ = [
+    "BINANCE_API_MANAGEMENT",
+    "MAX_ALIAS_LENGTH",
+    "KeyPurpose",
+    "KeyStatus",
+    "KeySummary",
+    "KeyType",
+    "RegisteredKey",
+]
 
 
 MAX_ALIAS_LENGTH = 80

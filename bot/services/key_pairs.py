@@ -32,9 +32,8 @@ from bot.services.access import Actor, deny
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound, LabelTaken
 from bot.services.keys import (
     RegistrationForm,
-    check_owner_choice,
-    ensure_unique,
     label_and_account_problems,
+    refuse_before_binance,
     register_key,
 )
 from bot.services.rotate import (
@@ -144,13 +143,8 @@ def start_generated_registration(
     """Generate the pair, seal its private key, and return what the person may see."""
     now = now or utcnow()
     form = request.as_form()
-    problems = label_and_account_problems(form)
-    if problems:
-        block, message = next(iter(problems.items()))
-        raise InvalidInput(message, field=block)
-    check_owner_choice(engine, form)
+    refuse_before_binance(engine, ring, form, label_and_account_problems(form))
     with Session(engine) as session:
-        ensure_unique(session, ring, form)
         waiting = _waiting_with_label(session, form.team_id, form.label)
     if waiting is not None:
         raise LabelTaken(
@@ -182,7 +176,6 @@ def _store_pair(
             account_alias=form.account_alias,
             owner_user_id=form.owner_user_id,
             purpose=form.purpose.value,
-            key_type=request.algorithm.key_type.value,
             algorithm=request.algorithm.value,
             public_key_pem=public_pem,
             created_by=form.actor,

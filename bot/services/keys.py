@@ -183,6 +183,19 @@ def ensure_unique(session: Session, ring: KeyRing, form: RegistrationForm) -> No
         )
 
 
+def refuse_before_binance(
+    engine: Engine, ring: KeyRing, form: RegistrationForm, problems: dict[str, str]
+) -> None:
+    """What registration refuses without asking Binance: the first of the form's ``problems``,
+    a key on someone else's behalf (unless admin), a label or API key already registered."""
+    if problems:
+        block, message = next(iter(problems.items()))
+        raise InvalidInput(message, field=block)
+    check_owner_choice(engine, form)
+    with Session(engine) as session:
+        ensure_unique(session, ring, form)
+
+
 def refusal_for(error: binance.BinanceError) -> KeyNotUsable:
     """Why Binance would not accept the key, attached to the modal field to fix."""
     if isinstance(error, binance.BadSignature):
@@ -214,13 +227,7 @@ def register_key(
     """
     now = now or utcnow()
     form = normalise_form(form)
-    problems = validate_registration(form)
-    if problems:
-        block, message = next(iter(problems.items()))
-        raise InvalidInput(message, field=block)
-    check_owner_choice(engine, form)
-    with Session(engine) as session:
-        ensure_unique(session, ring, form)
+    refuse_before_binance(engine, ring, form, validate_registration(form))
     try:
         permissions = gateway.api_restrictions(form.credentials())
     except binance.BinanceError as error:

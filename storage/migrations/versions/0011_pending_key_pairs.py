@@ -24,7 +24,6 @@ def upgrade() -> None:
         sa.Column("account_alias", sa.String(length=80), nullable=False),
         sa.Column("owner_user_id", sa.String(length=32), nullable=False),
         sa.Column("purpose", sa.String(length=32), nullable=False),
-        sa.Column("key_type", sa.String(length=8), nullable=False),
         sa.Column("algorithm", sa.String(length=16), nullable=False),
         sa.Column("public_key_pem", sa.Text(), nullable=False),
         sa.Column("private_key_sealed", sa.LargeBinary(), nullable=True),
