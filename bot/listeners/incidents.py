@@ -19,7 +19,8 @@ from bot.blocks.incidents import (
     raised_message,
 )
 from bot.blocks.notices import error_message
-from bot.ids import Block
+from bot.ids import Action, Block
+from bot.listeners import modal_values as modal
 from bot.listeners.home import publish_home
 from bot.model.incidents import KEY_DELETED_STEP, STEPS
 from bot.services.context import Services
@@ -178,8 +179,7 @@ def handle_close_submission(
     ack: Ack, body: dict, view: dict, client: WebClient, services: Services
 ) -> None:
     incident_id = view.get("private_metadata") or ""
-    values = view["state"]["values"]
-    note = ((values.get(Block.CLOSE_NOTE) or {}).get("close_note") or {}).get("value") or ""
+    note = modal.text(view, Block.CLOSE_NOTE, Action.CLOSE_NOTE)
     try:
         closed = close_incident(
             engine=services.engine,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from slack_bolt import Ack, Respond
@@ -16,6 +15,7 @@ from bot.blocks.notices import error_message
 from bot.blocks.register import registered_view, registration_summary
 from bot.blocks.rotation import rotation_started_message, rotation_started_view
 from bot.ids import Action, Block
+from bot.listeners import modal_values as modal
 from bot.listeners.modal_work import answer_submission
 from bot.model.key_pairs import KeyAlgorithm, PendingPair
 from bot.model.keys import RegisteredKey
@@ -34,31 +34,12 @@ from bot.slack.delivery import send_private
 from storage.models import KeyPurpose
 
 
-def _values(view: dict) -> dict:
-    return view["state"]["values"]
-
-
-def _text(view: dict, block: Block, action: Action) -> str:
-    return ((_values(view).get(block, {}).get(action, {}) or {}).get("value") or "").strip()
-
-
-def _selected(view: dict, block: Block, action: Action) -> str | None:
-    option = (_values(view).get(block, {}).get(action, {}) or {}).get("selected_option") or {}
-    return option.get("value")
-
-
-def _channel(view: dict) -> str | None:
-    try:
-        metadata = json.loads(view.get("private_metadata") or "{}")
-    except ValueError:
-        return None
-    channel = metadata.get("channel") if isinstance(metadata, dict) else None
-    return channel if isinstance(channel, str) else None
-
-
 def _refused_pasted_material(ack: Ack, view: dict) -> bool:
     """A generated pair was chosen but a key or secret was pasted too: say so (True)."""
-    if not (_text(view, Block.API_KEY, Action.API_KEY) or _text(view, Block.SECRET, Action.SECRET)):
+    if not (
+        modal.text(view, Block.API_KEY, Action.API_KEY).strip()
+        or modal.text(view, Block.SECRET, Action.SECRET).strip()
+    ):
         return False
     ack(
         response_action="errors",
@@ -111,19 +92,14 @@ def start_generated_pair(
             team_id=actor.team_id,
             actor=actor.user_id,
             actor_is_admin=actor.is_admin,
-            label=_text(view, Block.LABEL, Action.LABEL),
-            account_alias=_text(view, Block.ACCOUNT, Action.ACCOUNT),
-            owner_user_id=(
-                (_values(view).get(Block.OWNER, {}).get(Action.OWNER, {}) or {}).get(
-                    "selected_user"
-                )
-                or actor.user_id
-            ),
+            label=modal.text(view, Block.LABEL, Action.LABEL).strip(),
+            account_alias=modal.text(view, Block.ACCOUNT, Action.ACCOUNT).strip(),
+            owner_user_id=modal.user(view, Block.OWNER, Action.OWNER) or actor.user_id,
             purpose=KeyPurpose(
-                _selected(view, Block.PURPOSE, Action.PURPOSE) or KeyPurpose.READ_ONLY.value
+                modal.choice(view, Block.PURPOSE, Action.PURPOSE) or KeyPurpose.READ_ONLY.value
             ),
-            algorithm=KeyAlgorithm(_selected(view, Block.KEY_TYPE, Action.KEY_TYPE) or ""),
-            channel=_channel(view),
+            algorithm=KeyAlgorithm(modal.choice(view, Block.KEY_TYPE, Action.KEY_TYPE) or ""),
+            channel=modal.channel(view),
             source="slack:modal",
         )
     except ValueError:
@@ -168,7 +144,7 @@ def start_generated_rotation_pair(
     if _refused_pasted_material(ack, view):
         return
     actor = actor_from(services, body)
-    algorithm = KeyAlgorithm(_selected(view, Block.KEY_TYPE, Action.KEY_TYPE) or "")
+    algorithm = KeyAlgorithm(modal.choice(view, Block.KEY_TYPE, Action.KEY_TYPE) or "")
     _answer_with_pair(
         ack,
         client,
@@ -183,7 +159,7 @@ def start_generated_rotation_pair(
             key_id=key_id,
             algorithm=algorithm,
             confirm_more=confirm_more,
-            channel=_channel(view),
+            channel=modal.channel(view),
             now=services.clock(),
         ),
     )
@@ -205,7 +181,7 @@ def handle_pair_submission(
 ) -> None:
     actor = actor_from(services, body)
     pending_id = view.get("private_metadata") or ""
-    api_key = _text(view, Block.PAIR_API_KEY, Action.PAIR_API_KEY)
+    api_key = modal.text(view, Block.PAIR_API_KEY, Action.PAIR_API_KEY).strip()
     try:
         load_pending_pair(services.engine, actor, pending_id)  # who, and still waiting
     except DomainError as exc:

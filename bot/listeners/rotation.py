@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 from slack_bolt import Ack, Respond
@@ -15,6 +14,7 @@ from bot.blocks.rotation import (
     snoozed_message,
 )
 from bot.ids import Action, Block
+from bot.listeners import modal_values as modal
 from bot.listeners.commands import open_rotate_modal
 from bot.listeners.key_pairs import start_generated_rotation_pair
 from bot.listeners.modal_work import answer_submission
@@ -40,38 +40,30 @@ def _team_id(body: dict) -> str:
     return (body.get("team") or {}).get("id") or body["user"].get("team_id")
 
 
-def _metadata(view: dict) -> dict:
-    """The rotate modal's private_metadata (written by the bot; {} if it is not ours)."""
-    try:
-        metadata = json.loads(view.get("private_metadata") or "{}")
-    except ValueError:
-        return {}
-    return metadata if isinstance(metadata, dict) else {}
+OUT_OF_DATE = "This form is out of date: close it and press Rotate again."
+
+
+def _key_id(view: dict) -> str:
+    """The key the rotate form is for, as the bot noted it in the metadata."""
+    key_id = modal.metadata(view).get("key_id")
+    if not isinstance(key_id, str):
+        raise InvalidInput(OUT_OF_DATE)
+    return key_id
+
+
+def _confirmed(view: dict) -> bool:
+    return modal.ticked(view, Block.ROTATE_CONFIRM, Action.ROTATE_CONFIRM)
 
 
 def rotation_form(view: dict, body: dict) -> RotationForm:
-    values = view["state"]["values"]
-    metadata = _metadata(view)
-    if not isinstance(metadata.get("key_id"), str):
-        raise InvalidInput("This form is out of date: close it and press Rotate again.")
-
-    def text(block: Block, action: Action) -> str:
-        return (values.get(block, {}).get(action, {}) or {}).get("value") or ""
-
-    key_type = (values.get(Block.KEY_TYPE, {}).get(Action.KEY_TYPE, {}) or {}).get(
-        "selected_option"
-    ) or {}
-    confirmed = (values.get(Block.ROTATE_CONFIRM, {}).get(Action.ROTATE_CONFIRM, {}) or {}).get(
-        "selected_options"
-    ) or []
     return RotationForm(
         team_id=_team_id(body),
         actor=body["user"]["id"],
-        key_id=metadata["key_id"],
-        key_type=KeyType(key_type.get("value") or KeyType.HMAC.value),
-        api_key=text(Block.API_KEY, Action.API_KEY),
-        secret=text(Block.SECRET, Action.SECRET),
-        confirm_more_permissions=bool(confirmed),
+        key_id=_key_id(view),
+        key_type=KeyType(chosen_key_type(view)),
+        api_key=modal.text(view, Block.API_KEY, Action.API_KEY),
+        secret=modal.text(view, Block.SECRET, Action.SECRET),
+        confirm_more_permissions=_confirmed(view),
         source="slack:modal",
     )
 
@@ -83,23 +75,15 @@ def _with_role(form: RotationForm, services: Services) -> RotationForm:
 def handle_rotate_submission(
     ack: Ack, body: dict, view: dict, client: WebClient, services: Services
 ) -> None:
-    channel = _metadata(view).get("channel")
+    channel = modal.channel(view)
     if chosen_key_type(view) in set(KeyAlgorithm):
-        key_id = _metadata(view).get("key_id")
-        if not isinstance(key_id, str):
-            ack(
-                response_action="errors",
-                errors={
-                    Block.KEY_TYPE: "This form is out of date: close it and press Rotate again."
-                },
-            )
+        try:
+            key_id = _key_id(view)
+        except InvalidInput as exc:
+            ack(response_action="errors", errors={Block.KEY_TYPE: exc.user_message})
             return
-        confirmed = (
-            view["state"]["values"].get(Block.ROTATE_CONFIRM, {}).get(Action.ROTATE_CONFIRM, {})
-            or {}
-        ).get("selected_options") or []
         start_generated_rotation_pair(
-            ack, body, view, client, services, key_id=key_id, confirm_more=bool(confirmed)
+            ack, body, view, client, services, key_id=key_id, confirm_more=_confirmed(view)
         )
         return
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 
@@ -15,6 +14,7 @@ from bot.blocks.register import (
     registration_summary,
 )
 from bot.ids import Action, Block
+from bot.listeners import modal_values as modal
 from bot.listeners.key_pairs import start_generated_pair
 from bot.listeners.modal_work import answer_submission
 from bot.model.key_pairs import KeyAlgorithm
@@ -36,27 +36,19 @@ log = logging.getLogger(__name__)
 
 
 def form_from_view(view: dict, body: dict) -> RegistrationForm:
-    values = view["state"]["values"]
-
-    def text(block: Block, action: Action) -> str:
-        return (values.get(block, {}).get(action, {}) or {}).get("value") or ""
-
-    def selected(block: Block, action: Action, default: str) -> str:
-        option = (values.get(block, {}).get(action, {}) or {}).get("selected_option") or {}
-        return option.get("value") or default
-
-    owner = (values.get(Block.OWNER, {}).get(Action.OWNER, {}) or {}).get("selected_user")
     user_id = body["user"]["id"]
     return RegistrationForm(
         team_id=_team_id(body),
         actor=user_id,
-        label=text(Block.LABEL, Action.LABEL),
-        account_alias=text(Block.ACCOUNT, Action.ACCOUNT),
-        owner_user_id=owner or user_id,
-        purpose=KeyPurpose(selected(Block.PURPOSE, Action.PURPOSE, KeyPurpose.READ_ONLY.value)),
-        key_type=KeyType(selected(Block.KEY_TYPE, Action.KEY_TYPE, KeyType.HMAC.value)),
-        api_key=text(Block.API_KEY, Action.API_KEY),
-        secret=text(Block.SECRET, Action.SECRET),
+        label=modal.text(view, Block.LABEL, Action.LABEL),
+        account_alias=modal.text(view, Block.ACCOUNT, Action.ACCOUNT),
+        owner_user_id=modal.user(view, Block.OWNER, Action.OWNER) or user_id,
+        purpose=KeyPurpose(
+            modal.choice(view, Block.PURPOSE, Action.PURPOSE) or KeyPurpose.READ_ONLY.value
+        ),
+        key_type=KeyType(chosen_key_type(view)),
+        api_key=modal.text(view, Block.API_KEY, Action.API_KEY),
+        secret=modal.text(view, Block.SECRET, Action.SECRET),
         source="slack:modal",
     )
 
@@ -66,11 +58,9 @@ def _team_id(body: dict) -> str:
 
 
 def chosen_key_type(view: dict) -> str:
-    values = view["state"]["values"]
-    option = (values.get(Block.KEY_TYPE, {}).get(Action.KEY_TYPE, {}) or {}).get(
-        "selected_option"
-    ) or {}
-    return option.get("value") or KeyType.HMAC.value
+    """The register or rotate form's key type: a KeyAlgorithm (the bot generates the pair) or
+    a KeyType to paste (HMAC when the menu was left out)."""
+    return modal.choice(view, Block.KEY_TYPE, Action.KEY_TYPE) or KeyType.HMAC.value
 
 
 def handle_register_submission(
@@ -99,7 +89,7 @@ def handle_register_submission(
         ack(response_action="errors", errors={exc.field or Block.LABEL: exc.user_message})
         return
 
-    channel = _channel_from(view)
+    channel = modal.channel(view)
     answer_submission(
         ack,
         client,
@@ -131,10 +121,3 @@ def _summarise(
         user_id=user_id,
         message=registration_summary(key, services.clock()),
     )
-
-
-def _channel_from(view: dict) -> str | None:
-    try:
-        return json.loads(view.get("private_metadata") or "{}").get("channel")
-    except (ValueError, AttributeError):
-        return None
