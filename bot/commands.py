@@ -119,6 +119,15 @@ class RotationOverview:
 
 
 @dataclass(frozen=True)
+class Deliver:
+    """Where a key's credentials are delivered: ``sink`` "file", "aws" or "nowhere"; None
+    asks where they go now."""
+
+    label: str
+    sink: str | None = None
+
+
+@dataclass(frozen=True)
 class Compromised:
     label: str
     since: date | None = None  # review account activity from this day (default: 7 days back)
@@ -151,6 +160,7 @@ Command = (
     | Rotate
     | SetRotationPolicy
     | RotationOverview
+    | Deliver
     | Compromised
     | ListIncidents
     | AuditTrail
@@ -203,6 +213,8 @@ def parse_command(text: str) -> Command:
         return _audit(rest)
     if verb == "rotation":
         return RotationOverview() if not rest else Help("`/apikey rotation` takes no arguments.")
+    if verb == "deliver":
+        return _deliver(rest)
     return Help(f"I don't know the subcommand “{_shorten(verb)}”.", show_all=True)
 
 
@@ -250,6 +262,20 @@ def _audit(rest: str) -> Command:
     elif "--days" in rest:
         return Help("Write the period as a number of days, e.g. `/apikey audit --days 7`.")
     return AuditTrail(label=_unquote(rest) or None, days=days)
+
+
+_TO = re.compile(r"^(?P<label>.+?)\s+to\s+(?P<sink>\S+)$", re.IGNORECASE)
+
+
+def _deliver(rest: str) -> Command:
+    if not rest:
+        return Help(
+            "Which key? Try `/apikey deliver <label> to file`, `… to aws` or `… to nowhere`."
+        )
+    to = _TO.match(rest)
+    if not to:
+        return Deliver(rest)
+    return Deliver(_unquote(to.group("label").strip()), to.group("sink").lower())
 
 
 def _rotate(rest: str) -> Command:

@@ -13,6 +13,9 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.sinks import SinkKind
+from bot.sinks.aws import DEFAULT_NAME_PATTERN as DEFAULT_SECRET_NAME_PATTERN
+from bot.sinks.aws import check_name_pattern
 from storage.crypto import KeyRingError
 from storage.kms import check_key_ref, region_of
 
@@ -52,6 +55,14 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("aws_region", "aws_default_region")
     )
     aws_endpoint_url: str | None = None  # a VPC endpoint, or a local server in the tests
+
+    # Secret sinks: where keys' credentials are delivered (README: Delivering credentials).
+    sink_file_dir: Path | None = None  # the file sink's directory (a volume the service mounts)
+    sink_aws_secrets_manager: bool = False  # the AWS Secrets Manager sink (needs AWS_REGION)
+    sink_aws_secret_name: str = DEFAULT_SECRET_NAME_PATTERN
+    sink_aws_kms_key_id: str | None = None  # the KMS key of the secrets (default: AWS's own)
+    # The sink of every newly registered key ("file" or "aws"); unset: none until chosen.
+    sink_default: SinkKind | None = None
 
     # Binance
     binance_api_url: str = DEFAULT_BINANCE_API_URL
@@ -106,6 +117,11 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @field_validator("sink_aws_secret_name")
+    @classmethod
+    def _secret_name_pattern(cls, value: str) -> str:
+        return check_name_pattern(value)
 
     @field_validator("master_kms_key_id")
     @classmethod
@@ -175,6 +191,16 @@ class Settings(BaseSettings):
         return self.aws_region or region_of(self.master_kms_key_id)
 
     @property
+    def sinks(self) -> tuple[SinkKind, ...]:
+        """The secret sinks configured, the ones a key's credentials can be delivered to."""
+        kinds = []
+        if self.sink_file_dir is not None:
+            kinds.append(SinkKind.FILE)
+        if self.sink_aws_secrets_manager:
+            kinds.append(SinkKind.AWS_SECRETS_MANAGER)
+        return tuple(kinds)
+
+    @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
 
@@ -201,5 +227,17 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(
             "configuration error: AWS_REGION: required with MASTER_KMS_KEY_ID (unless that is "
             "an ARN, which names its region)"
+        )
+    if settings.sink_aws_secrets_manager and settings.aws_region is None:
+        raise ConfigError("configuration error: AWS_REGION: required with SINK_AWS_SECRETS_MANAGER")
+    if settings.sink_default is not None and settings.sink_default not in settings.sinks:
+        needed = (
+            "SINK_FILE_DIR"
+            if settings.sink_default == SinkKind.FILE
+            else "SINK_AWS_SECRETS_MANAGER"
+        )
+        raise ConfigError(
+            f"configuration error: SINK_DEFAULT: the {settings.sink_default.value} sink is not "
+            f"configured (set {needed})"
         )
     return settings

@@ -140,6 +140,9 @@ class ApiKey(SQLModel, table=True):
     # Rotation policy: the key is due `rotation_period_days` after `last_rotated_at`.
     rotation_period_days: int = Field(default=90, sa_column_kwargs={"server_default": "90"})
     snoozed_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    # Where its credentials are delivered for the service that uses them ("file", "aws"; see
+    # bot.sinks), or None: kept by the bot only.
+    delivery_sink: str | None = Field(default=None, max_length=16)
 
     def secret_context(self) -> str:
         return f"api_key:{self.id}:secret"
@@ -267,6 +270,43 @@ class Rotation(SQLModel, table=True):
 
     def api_key_context(self) -> str:
         return f"rotation:{self.id}:api_key"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"  # not written yet (or failing: see first_failed_at), retried
+    DELIVERED = "delivered"  # the sink confirmed this version
+    SUPERSEDED = "superseded"  # newer credentials (or another sink) replaced it before
+    CANCELLED = "cancelled"  # the key was removed, revoked or stopped being delivered
+
+
+class CredentialDelivery(SQLModel, table=True):
+    """One version of a key's credentials, to be written to its sink.
+
+    Holds no credentials: the delivery reads them from the key's sealed columns when it
+    writes, so nothing secret is copied. ``id`` is the idempotency token the sink gets, so a
+    retried write never makes a second version.
+    """
+
+    __tablename__ = "credential_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("key_id", "version", name="uq_credential_deliveries_key_version"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    team_id: str = Field(index=True, max_length=32)
+    key_id: str = Field(foreign_key="api_keys.id", index=True, max_length=32)
+    version: int
+    sink: str = Field(max_length=16)
+    destination: str = Field(max_length=600)
+    reason: str = Field(max_length=16)  # registration, rotation, sink_chosen
+    state: str = Field(default=DeliveryState.PENDING.value, index=True, max_length=16)
+    api_key_masked: str = Field(max_length=16)  # which key it carries (masked)
+    created_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    attempts: int = Field(default=0)
+    first_failed_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    last_error: str | None = Field(default=None, max_length=300)
+    delivered_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    sink_version: str | None = Field(default=None, max_length=100)  # the sink's version id
 
 
 class PendingPairState(StrEnum):

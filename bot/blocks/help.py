@@ -33,6 +33,11 @@ _SUBCOMMANDS = (
     ),
     ("rotation", "when each key is due for rotation", "rotation"),
     (
+        "deliver <label> [to file | aws | nowhere]",
+        "where a key's credentials are written for the service that uses it",
+        "deliver trading-bot to aws",
+    ),
+    (
         "compromised <label>",
         "a key leaked: mark it compromised and run the emergency checklist in the channel",
         "compromised trading-bot",

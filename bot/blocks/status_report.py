@@ -11,6 +11,7 @@ from datetime import datetime
 
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerBlock
 
+from bot.blocks.delivery import delivery_line
 from bot.blocks.incidents import compromised_button
 from bot.blocks.message import Message, context, fit_lines, section
 from bot.blocks.text import (
@@ -124,7 +125,10 @@ def _key_text(key: KeyReport, now: datetime) -> str:
             f"registered {ago(key.created_at, now)}",
         ]
     )
-    return "\n".join([first, details, ip_whitelist(permissions), permission_marks(permissions)])
+    lines = [first, details, ip_whitelist(permissions), permission_marks(permissions)]
+    if key.delivery is not None and key.delivery.state == "delivered":
+        lines.append(delivery_line(key.delivery))  # pending or failing: it is a finding
+    return "\n".join(lines)
 
 
 def _key_blocks(

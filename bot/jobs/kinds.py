@@ -24,6 +24,7 @@ class JobKind(StrEnum):
     INCIDENT_CHECKLIST = "incident_checklist"  # a checklist Slack refused at first
     DRIFT_CHECK = "drift_check"  # the team's daily drift check
     PENDING_PAIR_EXPIRY = "pending_pair_expiry"  # shred a generated pair never completed
+    CREDENTIAL_DELIVERY = "credential_delivery"  # write a key's credentials to its sink
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
@@ -40,6 +41,17 @@ def rotation_reminder(
         dedupe_key=f"reminder:{key_id}:{cycle}:{step}",
         due_at=due_at,
         payload={"cycle": cycle, "step": step},
+    )
+
+
+def credential_delivery(*, team_id: str, key_id: str, delivery_id: str, due_at: datetime) -> NewJob:
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.CREDENTIAL_DELIVERY,
+        key_id=key_id,
+        dedupe_key=f"deliver:{delivery_id}",
+        due_at=due_at,
+        payload={"delivery_id": delivery_id},
     )
 
 

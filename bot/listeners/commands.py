@@ -10,6 +10,7 @@ from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
 from bot.blocks.audit import audit_trail, chain_report
+from bot.blocks.delivery import delivery_message, sink_chosen_message
 from bot.blocks.help import help_message
 from bot.blocks.key_list import key_list
 from bot.blocks.notices import error_message, secret_in_text_warning, working_message
@@ -20,6 +21,7 @@ from bot.blocks.status_report import status_page
 from bot.commands import (
     AuditTrail,
     Compromised,
+    Deliver,
     Help,
     ListIncidents,
     ListKeys,
@@ -38,6 +40,7 @@ from bot.model.keys import KeySummary
 from bot.services.audit_trail import read_trail
 from bot.services.audit_trail import verify as audit_verify
 from bot.services.context import Services
+from bot.services.credential_delivery import choose_sink, describe_delivery
 from bot.services.errors import DomainError
 from bot.services.keys import key_to_manage, known_accounts, registered_keys
 from bot.services.leaks import record_secret_in_command
@@ -123,6 +126,38 @@ def handle_apikey(
                         now=services.clock(),
                     )
                     message = audit_trail(events, label=label, days=days)
+            except DomainError as exc:
+                message = error_message(exc.user_message)
+            ack(**message.as_kwargs())
+        case Deliver(label=label, sink=sink):
+            actor = actor_from(services, command)
+            try:
+                if sink is None:
+                    found = describe_delivery(
+                        engine=services.engine,
+                        settings=services.settings,
+                        actor=actor,
+                        label=label,
+                    )
+                    message = delivery_message(
+                        found.label, found.view, tuple(k.value for k in found.configured)
+                    )
+                else:
+                    choice = choose_sink(
+                        engine=services.engine,
+                        settings=services.settings,
+                        actor=actor,
+                        label=label,
+                        sink_word=sink,
+                        now=services.clock(),
+                        source=source,
+                    )
+                    message = sink_chosen_message(
+                        choice.label,
+                        choice.sink.value if choice.sink else None,
+                        choice.destination,
+                        changed=choice.changed,
+                    )
             except DomainError as exc:
                 message = error_message(exc.user_message)
             ack(**message.as_kwargs())

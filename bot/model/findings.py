@@ -52,6 +52,7 @@ class FindingKind(StrEnum):
     KEY_REJECTED = "key_rejected"
     UNREACHABLE = "binance_unreachable"
     HMAC_KEY = "hmac_key"
+    DELIVERY_PENDING = "delivery_pending"  # the newest credentials have not reached the sink
 
 
 KIND_ORDER = {kind: i for i, kind in enumerate(FindingKind)}

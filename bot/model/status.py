@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot import binance
+from bot.model.delivery import DeliveryView
 from bot.model.findings import Finding, Severity, worst
 from storage.models import KeyPurpose
 
@@ -28,6 +29,8 @@ class KeyReport:
     # The viewer is neither the owner nor an admin: show the summary, not the details.
     redacted: bool = False
     redacted_tier: str | None = None
+    # Where its credentials are delivered (None: nowhere, or not for this viewer's eyes).
+    delivery: DeliveryView | None = None
 
     @property
     def severity(self) -> Severity:
@@ -57,6 +60,7 @@ class KeyReport:
             "status": self.status,
             "redacted": self.redacted,
             "redacted_tier": self.redacted_tier,
+            "delivery": self.delivery.to_dict() if self.delivery else None,
         }
 
     @classmethod
@@ -76,6 +80,7 @@ class KeyReport:
             status=data.get("status", "active"),
             redacted=data.get("redacted", False),
             redacted_tier=data.get("redacted_tier"),
+            delivery=DeliveryView.from_dict(data.get("delivery")),
         )
 
 

@@ -14,10 +14,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot import binance
-from bot.model.findings import FindingKind, Severity
+from bot.model.delivery import DeliveryView
+from bot.model.findings import KIND_ORDER, FindingKind, Severity
 from bot.model.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
 from bot.model.rotation import RotationState
 from bot.services.access import Actor
+from bot.services.delivery_view import delivery_finding, delivery_views
 from bot.services.findings import assess
 from bot.services.incidents import steps_done
 from bot.services.keys import live_keys, summarise
@@ -28,9 +30,11 @@ from storage.models import ApiKey, Incident, IncidentState, KeyPurpose, KeyStatu
 def home_picture(session: Session, viewer: Actor, now: datetime) -> HomePicture:
     incidents = _open_incidents(session, viewer.team_id)
     open_by_key = {i.key_id: i.id for i in incidents}
+    rows = live_keys(session, viewer.team_id)
+    deliveries = delivery_views(session, [key for key, _account in rows])
     keys = [
-        _home_key(key, account, now, open_by_key.get(key.id))
-        for key, account in live_keys(session, viewer.team_id)
+        _home_key(key, account, now, open_by_key.get(key.id), deliveries.get(key.id))
+        for key, account in rows
     ]
     owners = {k.summary.key_id: k.summary.owner_user_id for k in keys}
     done = steps_done(session, [i.id for i in incidents])
@@ -64,7 +68,13 @@ def picture_for(engine: Engine, viewer: Actor, now: datetime) -> HomePicture:
         return home_picture(session, viewer, now)
 
 
-def _home_key(key: ApiKey, account, now: datetime, incident_id: str | None) -> HomeKey:
+def _home_key(
+    key: ApiKey,
+    account,
+    now: datetime,
+    incident_id: str | None,
+    delivery: DeliveryView | None = None,
+) -> HomeKey:
     compromised = key.status == KeyStatus.COMPROMISED.value
     if key.last_check_result == "rejected":
         findings = assess(
@@ -84,6 +94,8 @@ def _home_key(key: ApiKey, account, now: datetime, incident_id: str | None) -> H
             compromised=compromised,
             key_type=KeyType(key.key_type),
         )
+    if (undelivered := delivery_finding(delivery)) is not None:
+        findings = sorted([*findings, undelivered], key=lambda f: (-f.severity, KIND_ORDER[f.kind]))
     return HomeKey(
         summary=summarise(key, account),
         findings=findings,

@@ -22,6 +22,7 @@ from bot.jobs.kinds import KEY_LIFECYCLE_KINDS
 from bot.jobs.queue import cancel_jobs
 from bot.model.keys import MAX_ALIAS_LENGTH, KeySummary, RegisteredKey
 from bot.services.access import Actor, deny, require_manage, require_manage_key
+from bot.services.delivery_plan import plan_delivery
 from bot.services.drift_plan import plan_team_check
 from bot.services.errors import (
     InvalidInput,
@@ -251,11 +252,13 @@ def register_key(
                 updated_at=now,
                 last_rotated_at=now,
                 rotation_period_days=settings.default_rotation_days,
+                delivery_sink=settings.sink_default.value if settings.sink_default else None,
             )
             seal_api_key_row(ring, row, api_key=form.api_key, secret=form.secret)
             session.add(row)
             session.flush()
             plan_reminders(session, row, settings)
+            plan_delivery(session, row, settings=settings, reason="registration", now=now)
             if within is not None:
                 within(session, row)
             plan_team_check(

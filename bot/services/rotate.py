@@ -26,6 +26,7 @@ from bot.jobs.kinds import JobKind, rotation_announce, rotation_probe
 from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
 from bot.model.rotation import RotationStarted
 from bot.services.access import Actor, require_manage_key
+from bot.services.delivery_plan import delivery_confirmed, plan_delivery
 from bot.services.errors import DomainError, InvalidInput, KeyAlreadyRegistered, KeyNotFound
 from bot.services.findings import PURPOSE_MAX_TIER, assess
 from bot.services.keys import credential_problems, open_credentials, refusal_for
@@ -227,6 +228,7 @@ def start_rotation(
         session.flush()
         if within is not None:
             within(session, key)
+        plan_delivery(session, key, settings=settings, reason="rotation", now=now)
         cancel_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_REMINDER])
         schedule_jobs(session, [_probe_job(key, rotation, now, attempt=0)])
         record_event(
@@ -314,8 +316,23 @@ def probe_old_key(
             return ProbeOutcome(finished=True, next_probe=None, result="not probing")
         key = session.get(ApiKey, rotation.key_id, with_for_update=True)
         rotation.last_probe_at = now
+        waiting_already = rotation.last_probe_result == "rejected"
         rotation.last_probe_result = result
         if result == "rejected":
+            if key is not None and not delivery_confirmed(session, key):
+                # The old key is dead, but the service has not got the new one yet: the
+                # rotation completes when the sink confirms it (complete_if_old_key_dead).
+                if not waiting_already:
+                    record_event(
+                        session,
+                        team_id=rotation.team_id,
+                        actor="bot",
+                        action="key.rotate_waiting_for_delivery",
+                        target=key.label,
+                        target_key_id=key.id,
+                        detail={"old": rotation.old_masked, "sink": key.delivery_sink},
+                    )
+                return ProbeOutcome(finished=True, next_probe=None, result=result)
             _complete(session, rotation, key, settings, now)
             return ProbeOutcome(finished=True, next_probe=None, result=result)
         if result == "alive" and now >= rotation.grace_until and rotation.stale_alerted_at is None:
@@ -334,6 +351,24 @@ def probe_old_key(
             interval *= STALE_PROBE_FACTOR
         next_probe = _probe_job(key, rotation, now + interval, attempt=attempt + 1)
         return ProbeOutcome(finished=False, next_probe=next_probe, result=result)
+
+
+def complete_if_old_key_dead(
+    session: Session, key: ApiKey, settings: Settings, now: datetime
+) -> bool:
+    """The key's newest credentials reached its sink: complete its rotation if Binance has
+    already rejected the old key (the probe waits for the delivery). True when completed."""
+    rotation = session.exec(
+        select(Rotation).where(
+            Rotation.key_id == key.id,
+            Rotation.state == RotationState.PROBING.value,
+            Rotation.last_probe_result == "rejected",
+        )
+    ).first()
+    if rotation is None or not delivery_confirmed(session, key):
+        return False
+    _complete(session, rotation, key, settings, now)
+    return True
 
 
 def _complete(

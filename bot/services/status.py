@@ -15,9 +15,10 @@ from sqlmodel import Session
 
 from bot import binance
 from bot.commands import StatusTarget, TargetKind
-from bot.model.findings import Finding, FindingKind, Severity
+from bot.model.findings import KIND_ORDER, Finding, FindingKind, Severity
 from bot.model.status import KeyReport, StatusReport
 from bot.services.access import Actor, deny
+from bot.services.delivery_view import delivery_finding, delivery_views
 from bot.services.errors import KeyNotFound
 from bot.services.findings import assess
 from bot.services.keys import live_keys, open_credentials, pick_label, unknown_label
@@ -75,6 +76,7 @@ def run_status(
     team_id, actor = viewer.team_id, viewer.user_id
     with Session(engine) as session:
         rows = _select(session, team_id, target, actor)
+        deliveries = delivery_views(session, [key for key, _account in rows])
     credentials: list[binance.Credentials | None] = []
     for key, _account in rows:
         try:
@@ -107,10 +109,19 @@ def run_status(
             compromised=key.status == KeyStatus.COMPROMISED.value,
             key_type=KeyType(key.key_type),
         )
+        if (undelivered := delivery_finding(deliveries.get(key.id))) is not None:
+            findings = sorted(
+                [*findings, undelivered], key=lambda f: (-f.severity, KIND_ORDER[f.kind])
+            )
         as_dict = permissions.to_dict() if permissions is not None else None
         if as_dict is not None:
             observed[key.id] = as_dict
-        reports.append(_report(key, account.alias, as_dict, findings))
+        reports.append(
+            replace(
+                _report(key, account.alias, as_dict, findings),
+                delivery=deliveries.get(key.id),
+            )
+        )
     reports = [r if viewer.may_see_details(r.owner_user_id) else redact(r) for r in reports]
     reports.sort(key=lambda r: (-r.severity, r.label.lower()))
     report = StatusReport(
@@ -144,6 +155,7 @@ def redact(report: KeyReport) -> KeyReport:
         permissions=None,
         findings=summary,
         redacted=True,
+        delivery=None,
         redacted_tier=tier.name if tier is not None else None,
     )
 

@@ -1,0 +1,280 @@
+"""Delivering credentials to the service that uses them, through secret sinks (bot.sinks).
+
+A key's owner or an admin chooses its sink (`/apikey deliver <label> to file|aws|nowhere`);
+SINK_DEFAULT chooses it for new keys. Every change of credentials plans a new version
+(bot.services.delivery_plan); ``deliver`` writes it: the key's credentials are opened from
+their sealed columns only for the write and handed to nobody else. A failed write is kept
+pending, shown in status and App Home ("delivery failing since …"), audited once, and retried
+with the job queue's backoff until it succeeds or a newer version replaces it. Writes of one
+key are serialised across replicas, and each carries its delivery's id as idempotency token:
+a retry never makes a second version, a newer version is never overwritten by an older one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from bot.config import Settings
+from bot.model.delivery import DeliveryView
+from bot.services.access import Actor, require_manage_key
+from bot.services.delivery_plan import (
+    cancel_deliveries,
+    plan_delivery,
+    sink_destination,
+)
+from bot.services.delivery_view import delivery_view
+from bot.services.errors import InvalidInput
+from bot.services.keys import find_live_key, open_credentials
+from bot.services.rotate import complete_if_old_key_dead
+from bot.sinks import SINK_NAMES, DeliveredCredentials, SecretSink, SinkError, SinkKind
+from bot.sinks.aws import AwsSecretsManagerSink
+from bot.sinks.files import FileSink
+from storage.audit import record_event
+from storage.crypto import KeyRing
+from storage.db import session_scope
+from storage.locks import exclusive
+from storage.models import (
+    RETIRED_STATUSES,
+    ApiKey,
+    BinanceAccount,
+    CredentialDelivery,
+    DeliveryState,
+)
+
+log = logging.getLogger(__name__)
+
+SINK_WORDS = {"file": SinkKind.FILE, "aws": SinkKind.AWS_SECRETS_MANAGER, "nowhere": None}
+
+
+def build_sinks(settings: Settings) -> dict[SinkKind, SecretSink]:
+    """The sinks the settings configure, ready to write."""
+    sinks: dict[SinkKind, SecretSink] = {}
+    if settings.sink_file_dir is not None:
+        sinks[SinkKind.FILE] = FileSink(settings.sink_file_dir)
+    if settings.sink_aws_secrets_manager:
+        sinks[SinkKind.AWS_SECRETS_MANAGER] = AwsSecretsManagerSink(
+            name_pattern=settings.sink_aws_secret_name,
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+            kms_key_id=settings.sink_aws_kms_key_id,
+        )
+    return sinks
+
+
+@dataclass(frozen=True)
+class KeyDelivery:
+    label: str
+    view: DeliveryView | None
+    configured: tuple[SinkKind, ...]
+
+
+def describe_delivery(
+    *, engine: Engine, settings: Settings, actor: Actor, label: str
+) -> KeyDelivery:
+    """Where a key's credentials go and how the newest version fared (owner or admin)."""
+    with Session(engine) as session:
+        key, _account = find_live_key(session, actor.team_id, label)
+        view = delivery_view(session, key)
+    require_manage_key(engine, actor, key, action="see where to deliver the credentials of")
+    return KeyDelivery(label=key.label, view=view, configured=settings.sinks)
+
+
+@dataclass(frozen=True)
+class SinkChoice:
+    label: str
+    sink: SinkKind | None
+    destination: str | None
+    previous: SinkKind | None
+    changed: bool
+
+
+def choose_sink(
+    *,
+    engine: Engine,
+    settings: Settings,
+    actor: Actor,
+    label: str,
+    sink_word: str,
+    now: datetime,
+    source: str | None = None,
+) -> SinkChoice:
+    """Set where a key's credentials are delivered (its owner or an admin); writing the
+    current credentials there is planned at once."""
+    word = sink_word.strip().lower()
+    if word not in SINK_WORDS:
+        raise InvalidInput(
+            f"“{sink_word}” is not a place I can deliver to. Choose file, aws or nowhere."
+        )
+    sink = SINK_WORDS[word]
+    if sink is not None and sink not in settings.sinks:
+        configured = ", ".join(k.value for k in settings.sinks) or "none"
+        raise InvalidInput(
+            f"The {SINK_NAMES[sink]} sink is not configured on this bot (configured: "
+            f"{configured}). An operator sets it up (README: Delivering credentials)."
+        )
+    with Session(engine) as session:
+        key, _account = find_live_key(session, actor.team_id, label)
+    require_manage_key(engine, actor, key, action="choose where to deliver the credentials of")
+    with session_scope(engine) as session:
+        key, account = find_live_key(session, actor.team_id, label)
+        previous = SinkKind(key.delivery_sink) if key.delivery_sink else None
+        destination = (
+            sink_destination(settings, sink, label=key.label, account=account.alias)
+            if sink is not None
+            else None
+        )
+        if previous == sink:
+            return SinkChoice(key.label, sink, destination, previous, changed=False)
+        key.delivery_sink = sink.value if sink is not None else None
+        key.updated_at = now
+        if sink is None:
+            cancel_deliveries(session, key.id)
+        else:
+            plan_delivery(session, key, settings=settings, reason="sink_chosen", now=now)
+        record_event(
+            session,
+            team_id=key.team_id,
+            actor=actor.user_id,
+            action="credentials.sink_chosen",
+            target=key.label,
+            target_key_id=key.id,
+            source=source,
+            detail={
+                "sink": sink.value if sink else None,
+                "previous": previous.value if previous else None,
+                "destination": destination,
+            },
+        )
+        return SinkChoice(key.label, sink, destination, previous, changed=True)
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    delivered: bool
+    error: str | None = None  # the sink's reason (safe to show)
+    retry: bool = False  # failed: try again later
+
+
+def deliver(
+    *,
+    engine: Engine,
+    ring: KeyRing,
+    sinks: Mapping[SinkKind, SecretSink],
+    settings: Settings,
+    delivery_id: str,
+    now: datetime,
+) -> DeliveryOutcome:
+    """Write one planned version to its sink, once; record and audit what happened."""
+    with Session(engine) as session:
+        delivery = session.get(CredentialDelivery, delivery_id)
+        if delivery is None or delivery.state != DeliveryState.PENDING.value:
+            return DeliveryOutcome(delivered=False)
+        key_id = delivery.key_id
+    # One writer per key at a time, in any replica: an older version never lands after a
+    # newer one (the newer one's job waits here, then finds itself still the newest).
+    with exclusive(engine, f"credential-delivery:{key_id}"):
+        with Session(engine) as session:
+            delivery = session.get(CredentialDelivery, delivery_id)
+            if delivery is None or delivery.state != DeliveryState.PENDING.value:
+                return DeliveryOutcome(delivered=False)
+            key = session.get(ApiKey, key_id)
+            if key is None or key.status in RETIRED_STATUSES or key.delivery_sink != delivery.sink:
+                _finish(engine, delivery_id, DeliveryState.CANCELLED)
+                return DeliveryOutcome(delivered=False)
+            sink = sinks.get(SinkKind(delivery.sink))
+            if sink is None:
+                return _failed(
+                    engine,
+                    delivery_id,
+                    now,
+                    f"the {SINK_NAMES[SinkKind(delivery.sink)]} sink is not configured any more",
+                )
+            account = session.get(BinanceAccount, key.account_id)
+            opened = open_credentials(ring, key)
+            credentials = DeliveredCredentials(
+                label=key.label,
+                account=account.alias if account else "",
+                key_type=key.key_type,
+                api_key=opened.api_key,
+                secret=opened.secret,
+                version=delivery.version,
+                updated_at=delivery.created_at,
+            )
+            del opened
+        try:
+            written = sink.write(credentials, idempotency_token=delivery_id)
+        except SinkError as exc:
+            return _failed(engine, delivery_id, now, exc.reason)
+        finally:
+            del credentials
+        with session_scope(engine) as session:
+            delivery = session.get(CredentialDelivery, delivery_id, with_for_update=True)
+            delivery.state = DeliveryState.DELIVERED.value
+            delivery.delivered_at = now
+            delivery.attempts += 1
+            delivery.sink_version = written.version_id[:100]
+            delivery.last_error = None
+            key = session.get(ApiKey, key_id, with_for_update=True)
+            record_event(
+                session,
+                team_id=delivery.team_id,
+                actor="bot",
+                action="credentials.delivered",
+                target=key.label if key else None,
+                target_key_id=key_id,
+                detail={
+                    "sink": delivery.sink,
+                    "destination": written.destination,
+                    "version": delivery.version,
+                    "sink_version": delivery.sink_version,
+                    "masked": delivery.api_key_masked,
+                    "attempts": delivery.attempts,
+                    "reason": delivery.reason,
+                },
+            )
+            if key is not None:
+                complete_if_old_key_dead(session, key, settings, now)
+    return DeliveryOutcome(delivered=True)
+
+
+def _finish(engine: Engine, delivery_id: str, state: DeliveryState) -> None:
+    with session_scope(engine) as session:
+        delivery = session.get(CredentialDelivery, delivery_id, with_for_update=True)
+        if delivery is not None and delivery.state == DeliveryState.PENDING.value:
+            delivery.state = state.value
+
+
+def _failed(engine: Engine, delivery_id: str, now: datetime, reason: str) -> DeliveryOutcome:
+    """Keep it pending with the reason; the first failure of a version is audited."""
+    log.warning("credential delivery %s failed: %s; will retry", delivery_id, reason)
+    with session_scope(engine) as session:
+        delivery = session.get(CredentialDelivery, delivery_id, with_for_update=True)
+        if delivery is None or delivery.state != DeliveryState.PENDING.value:
+            return DeliveryOutcome(delivered=False)
+        first = delivery.first_failed_at is None
+        delivery.attempts += 1
+        delivery.last_error = reason[:300]
+        if first:
+            delivery.first_failed_at = now
+            key = session.get(ApiKey, delivery.key_id)
+            record_event(
+                session,
+                team_id=delivery.team_id,
+                actor="bot",
+                action="credentials.delivery_failed",
+                target=key.label if key else None,
+                target_key_id=delivery.key_id,
+                detail={
+                    "sink": delivery.sink,
+                    "destination": delivery.destination,
+                    "version": delivery.version,
+                    "reason": reason[:300],
+                },
+            )
+    return DeliveryOutcome(delivered=False, error=reason, retry=True)

@@ -1,0 +1,101 @@
+"""Planning credential deliveries: a new version for a key's sink whenever its credentials
+change (registration, rotation) or its sink is chosen. The writing itself is
+``bot.services.credential_delivery.deliver``, run by the job this plans."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from bot.config import Settings
+from bot.jobs.kinds import credential_delivery
+from bot.jobs.queue import schedule_jobs
+from bot.sinks import SinkKind
+from bot.sinks.aws import secret_name
+from bot.sinks.files import file_path
+from storage.models import ApiKey, BinanceAccount, CredentialDelivery, DeliveryState
+
+
+def sink_destination(settings: Settings, sink: SinkKind, *, label: str, account: str) -> str:
+    """Where ``sink`` puts this key's credentials (a path, a secret name): safe to show."""
+    if sink == SinkKind.FILE:
+        return str(file_path(settings.sink_file_dir or Path("."), label))
+    return secret_name(settings.sink_aws_secret_name, label=label, account=account)
+
+
+def latest_delivery(session: Session, key_id: str) -> CredentialDelivery | None:
+    return session.exec(
+        select(CredentialDelivery)
+        .where(CredentialDelivery.key_id == key_id)
+        .order_by(col(CredentialDelivery.version).desc())
+        .limit(1)
+    ).first()
+
+
+def delivery_confirmed(session: Session, key: ApiKey) -> bool:
+    """True when the key is delivered nowhere, or its sink confirmed its newest version."""
+    if key.delivery_sink is None:
+        return True
+    latest = latest_delivery(session, key.id)
+    return latest is not None and latest.state == DeliveryState.DELIVERED.value
+
+
+def plan_delivery(
+    session: Session, key: ApiKey, *, settings: Settings, reason: str, now: datetime
+) -> CredentialDelivery | None:
+    """Plan writing the key's current credentials to its sink, as a new version (in the
+    caller's transaction). Older versions not written yet are superseded: the newest carries
+    everything the service needs. None when the key is delivered nowhere."""
+    if key.delivery_sink is None:
+        return None
+    sink = SinkKind(key.delivery_sink)
+    account = session.get(BinanceAccount, key.account_id)
+    session.execute(
+        sa.update(CredentialDelivery)
+        .where(
+            col(CredentialDelivery.key_id) == key.id,
+            col(CredentialDelivery.state) == DeliveryState.PENDING.value,
+        )
+        .values(state=DeliveryState.SUPERSEDED.value)
+    )
+    newest = session.exec(
+        select(sa.func.max(CredentialDelivery.version)).where(CredentialDelivery.key_id == key.id)
+    ).one()
+    delivery = CredentialDelivery(
+        team_id=key.team_id,
+        key_id=key.id,
+        version=(newest or 0) + 1,
+        sink=sink.value,
+        destination=sink_destination(
+            settings, sink, label=key.label, account=account.alias if account else ""
+        ),
+        reason=reason,
+        api_key_masked=key.api_key_masked,
+        created_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+    schedule_jobs(
+        session,
+        [
+            credential_delivery(
+                team_id=key.team_id, key_id=key.id, delivery_id=delivery.id, due_at=now
+            )
+        ],
+    )
+    return delivery
+
+
+def cancel_deliveries(session: Session, key_id: str) -> None:
+    """The key is retired or delivered nowhere any more: nothing pending is written."""
+    session.execute(
+        sa.update(CredentialDelivery)
+        .where(
+            col(CredentialDelivery.key_id) == key_id,
+            col(CredentialDelivery.state) == DeliveryState.PENDING.value,
+        )
+        .values(state=DeliveryState.CANCELLED.value)
+    )

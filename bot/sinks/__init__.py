@@ -1,0 +1,118 @@
+"""Secret sinks: where a key's credentials are delivered for the service that uses them.
+
+A sink receives a ``DeliveredCredentials`` (the API key with its HMAC secret or private key,
+and the delivery's version) and confirms what it wrote, or raises ``SinkError`` with a reason
+safe to show and log (never the credentials). Writing the same delivery twice is harmless:
+the file sink writes the same bytes again, the AWS sink passes the delivery's id as
+Secrets Manager's idempotency token, so a retry after a lost answer creates no second version.
+
+This package imports nothing else of the bot: the services build sinks from the settings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from hashlib import sha256
+from typing import Protocol
+
+CREDENTIALS_FORMAT = "apikey-bot/credentials@1"
+
+
+class SinkKind(StrEnum):
+    FILE = "file"
+    AWS_SECRETS_MANAGER = "aws"
+
+
+SINK_NAMES = {
+    SinkKind.FILE: "a file",
+    SinkKind.AWS_SECRETS_MANAGER: "AWS Secrets Manager",
+}
+
+
+class SinkFailure(StrEnum):
+    UNREACHABLE = "unreachable"  # the directory is missing, the service does not answer
+    DENIED = "denied"  # no permission to write there
+    FAILED = "failed"  # anything else: a partial write, a refused value
+
+
+class SinkError(Exception):
+    """A delivery that did not happen, with a reason that never holds the credentials."""
+
+    def __init__(self, failure: SinkFailure, reason: str) -> None:
+        super().__init__(reason)
+        self.failure = failure
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DeliveredCredentials:
+    """What a sink writes. ``version`` and ``updated_at`` belong to the delivery, not to the
+    attempt, so a retried write carries exactly the same content."""
+
+    label: str
+    account: str
+    key_type: str  # "HMAC", "ED25519" or "RSA"
+    api_key: str
+    secret: str  # the HMAC secret, or the PEM private key of an Ed25519 / RSA key
+    version: int
+    updated_at: datetime
+
+    def __repr__(self) -> str:  # never the credentials, whatever prints this object
+        return f"DeliveredCredentials(label={self.label!r}, version={self.version})"
+
+    def document(self) -> bytes:
+        """The JSON document a sink stores (README: *Delivering credentials*)."""
+        body: dict[str, object] = {
+            "format": CREDENTIALS_FORMAT,
+            "label": self.label,
+            "account": self.account,
+            "key_type": self.key_type,
+            "api_key": self.api_key,
+        }
+        if self.key_type == "HMAC":
+            body["secret"] = self.secret
+        else:
+            body["private_key_pem"] = self.secret
+        body["version"] = self.version
+        body["updated_at"] = self.updated_at.isoformat().replace("+00:00", "Z")
+        return (json.dumps(body, indent=2) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Written:
+    """A sink's confirmation: where, and which version it holds now."""
+
+    destination: str
+    version_id: str
+
+
+class SecretSink(Protocol):
+    kind: SinkKind
+
+    def destination(self, *, label: str, account: str) -> str:
+        """Where this key's credentials go (a path, a secret name): safe to show."""
+        ...
+
+    def write(self, credentials: DeliveredCredentials, *, idempotency_token: str) -> Written: ...
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_name(text: str, *, allowed: re.Pattern[str] = _UNSAFE) -> str:
+    """``text`` with every character outside ``allowed`` replaced by ``_``; when anything was
+    replaced, a short hash of the original is appended so two labels never share a name."""
+    cleaned = allowed.sub("_", text)
+    if cleaned.startswith("."):
+        cleaned = "_" + cleaned[1:]
+    if cleaned != text:
+        cleaned += "-" + sha256(text.encode()).hexdigest()[:8]
+    return cleaned
+
+
+def content_digest(document: bytes) -> str:
+    return sha256(document).hexdigest()[:16]
