@@ -215,6 +215,8 @@ def deliver(
             del credentials
         with session_scope(engine) as session:
             delivery = session.get(CredentialDelivery, delivery_id, with_for_update=True)
+            if delivery is None:  # rows are never deleted; typed for the checker
+                return DeliveryOutcome(delivered=False)
             delivery.state = DeliveryState.DELIVERED.value
             delivery.delivered_at = now
             delivery.attempts += 1

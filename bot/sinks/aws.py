@@ -146,9 +146,9 @@ def _code(exc: ClientError) -> str:
 
 def _sink_error(exc: ClientError, name: str) -> SinkError:
     code = _code(exc)
-    if code in _DENIED:
-        return SinkError(SinkFailure.DENIED, f"AWS refused to write {name} ({code})")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if code in _DENIED or status == 403:
+        return SinkError(SinkFailure.DENIED, f"AWS refused to write {name} ({code or status})")
     if status >= 500 or code in {"InternalServiceError", "ServiceUnavailable", "Throttling"}:
         return SinkError(SinkFailure.UNREACHABLE, f"AWS Secrets Manager failed ({code or status})")
     return SinkError(SinkFailure.FAILED, f"AWS refused the new version of {name} ({code})")

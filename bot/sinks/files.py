@@ -44,12 +44,12 @@ class FileSink:
     def write(self, credentials: DeliveredCredentials, *, idempotency_token: str) -> Written:
         document = credentials.document()
         target = file_path(self.directory, credentials.label)
-        if not self.directory.is_dir():
-            raise SinkError(
-                SinkFailure.UNREACHABLE,
-                f"the directory {self.directory} does not exist (is the volume mounted?)",
-            )
         try:
+            if not self.directory.is_dir():
+                raise SinkError(
+                    SinkFailure.UNREACHABLE,
+                    f"the directory {self.directory} does not exist (is the volume mounted?)",
+                )
             self._replace(target, document)
             written = target.read_bytes()
         except PermissionError:
