@@ -322,6 +322,7 @@ def test_rotation_completes_only_when_the_new_version_is_in_aws_and_the_old_key_
     new = stack.simulator.add_key(key_type="ED25519", permissions=TRADE, ip_restrict=True)
     response = _submit_rotation(client, stack, registered.key_id, new)
     assert response.json().get("response_action") == "update", response.text
+    assert "being written to AWS Secrets Manager" in response.text
     stack.simulator.delete_key(old.api_key)
     clock.advance(timedelta(minutes=1))
     _tick(stack, clock)  # the delivery fails; the probe finds the old key dead
@@ -349,6 +350,7 @@ def test_rotation_completes_only_when_the_new_version_is_in_aws_and_the_old_key_
         c for c in stack.slack.calls_to("chat.postMessage") if "Rotation of" in all_text(c.params)
     ]
     assert len(announced) == 1
+    assert "new credentials are in AWS Secrets Manager" in all_text(announced[0].params)
     status = _command(stack, client, "status bot")
     assert "Delivered to AWS Secrets Manager" in status and "version 2, written" in status
 

@@ -219,11 +219,21 @@ def rotate_modal(*, key_id: str, label: str, key_type: str, private_metadata: st
 
 
 def rotation_started_message(started: RotationStarted) -> Message:
-    text = (
-        f"🔁 New key for *{escape(started.label)}* stored ({started.new_masked}). "
-        f"Now delete the old key {started.old_masked} in Binance API Management: the bot checks "
-        f"it and completes the rotation as soon as Binance rejects it. If it still works after "
-        f"{started.grace_until:%Y-%m-%d %H:%M} UTC, the channel is told."
+    text = f"🔁 New key for *{escape(started.label)}* stored ({started.new_masked}). "
+    if started.delivered_to:
+        text += (
+            f"Its credentials are being written to {escape(started.delivered_to)}; once the "
+            f"service uses them, delete the old key {started.old_masked} in Binance API "
+            "Management: the rotation completes when the new version is delivered and Binance "
+            "rejects the old key."
+        )
+    else:
+        text += (
+            f"Now delete the old key {started.old_masked} in Binance API Management: the bot "
+            "checks it and completes the rotation as soon as Binance rejects it."
+        )
+    text += (
+        f" If it still works after {started.grace_until:%Y-%m-%d %H:%M} UTC, the channel is told."
     )
     return Message(
         text=text.replace("*", ""), blocks=[SectionBlock(text=MarkdownTextObject(text=text))]
@@ -239,10 +249,14 @@ def rotation_started_view(started: RotationStarted) -> View:
     )
 
 
-def rotation_complete_message(*, label: str, old_masked: str, owner: str | None) -> Message:
+def rotation_complete_message(
+    *, label: str, old_masked: str, owner: str | None, delivered_to: str | None = None
+) -> Message:
+    delivered = f" The new credentials are in {escape(delivered_to)}." if delivered_to else ""
     text = (
         f"✅ Rotation of *{escape(label)}* complete: Binance now rejects the old key "
-        f"{old_masked}. Its stored secret was destroyed. {mention(owner) if owner else ''}"
+        f"{old_masked}. Its stored secret was destroyed.{delivered} "
+        f"{mention(owner) if owner else ''}"
     ).strip()
     return Message(
         text=text.replace("*", ""), blocks=[SectionBlock(text=MarkdownTextObject(text=text))]

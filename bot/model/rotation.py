@@ -53,3 +53,6 @@ class RotationStarted:
     permissions: binance.KeyPermissions
     findings: list[Finding]
     grace_until: datetime
+    # Where the new credentials are being written for the service (None: delivered nowhere),
+    # e.g. 'AWS Secrets Manager `apikey-bot/main/bot`'.
+    delivered_to: str | None = None

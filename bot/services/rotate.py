@@ -24,6 +24,7 @@ from bot.config import Settings
 from bot.ids import Block
 from bot.jobs.kinds import JobKind, rotation_announce, rotation_probe
 from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
+from bot.model.delivery import SINK_LABELS
 from bot.model.rotation import RotationStarted
 from bot.services.access import Actor, require_manage_key
 from bot.services.delivery_plan import delivery_confirmed, plan_delivery
@@ -228,7 +229,7 @@ def start_rotation(
         session.flush()
         if within is not None:
             within(session, key)
-        plan_delivery(session, key, settings=settings, reason="rotation", now=now)
+        planned = plan_delivery(session, key, settings=settings, reason="rotation", now=now)
         cancel_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_REMINDER])
         schedule_jobs(session, [_probe_job(key, rotation, now, attempt=0)])
         record_event(
@@ -256,6 +257,9 @@ def start_rotation(
                 purpose=purpose, now=now, permissions=permissions, key_type=form.key_type
             ),
             grace_until=rotation.grace_until,
+            delivered_to=(
+                f"{SINK_LABELS[planned.sink]} `{planned.destination}`" if planned else None
+            ),
         )
 
 
