@@ -193,7 +193,19 @@ def test_a_label_waiting_for_its_pair_cannot_be_taken_twice(stack):
     _generate(client, label="gen-bot")
     _instructions(stack, "gen-bot")
     again = _generate(client, label="GEN-bot")
-    assert "already waiting for its API key" in again.json()["errors"][Block.LABEL]
+    assert "waiting for its API key" in again.json()["errors"][Block.LABEL]
+    # Nor by a pasted key: the pair would have no label left when it completes.
+    pasted = stack.simulator.add_key(permissions=TRADE, ip_restrict=True)
+    answer = submit_registration(
+        client,
+        label="gen-bot",
+        api_key=pasted.api_key,
+        secret=pasted.secret,
+        key_type="HMAC",
+        purpose="trading",
+    )
+    assert "waiting for its API key" in answer.json()["errors"][Block.LABEL]
+    assert _key(stack, "gen-bot") is None
 
 
 def test_only_its_maker_its_owner_or_an_admin_may_finish_a_pair(stack):

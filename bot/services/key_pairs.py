@@ -29,7 +29,7 @@ from bot.model.key_pairs import KeyAlgorithm, PendingPair
 from bot.model.keys import RegisteredKey
 from bot.model.rotation import RotationStarted
 from bot.services.access import Actor, deny
-from bot.services.errors import DomainError, InvalidInput, KeyNotFound, LabelTaken
+from bot.services.errors import DomainError, InvalidInput, KeyNotFound
 from bot.services.keys import (
     RegistrationForm,
     label_and_account_problems,
@@ -127,32 +127,14 @@ def _pending(row: PendingKeyPair) -> PendingPair:
     )
 
 
-def _waiting_with_label(session: Session, team_id: str, label: str) -> PendingKeyPair | None:
-    rows = session.exec(
-        select(PendingKeyPair).where(
-            PendingKeyPair.team_id == team_id,
-            PendingKeyPair.state == PendingPairState.PENDING.value,
-        )
-    ).all()
-    return next((r for r in rows if r.label.casefold() == label.casefold()), None)
-
-
 def start_generated_registration(
     *, engine: Engine, ring: KeyRing, request: PairRequest, now: datetime | None = None
 ) -> PendingPair:
     """Generate the pair, seal its private key, and return what the person may see."""
     now = now or utcnow()
     form = request.as_form()
+    # Refused there too: a label already registered, or waiting for another generated pair.
     refuse_before_binance(engine, ring, form, label_and_account_problems(form))
-    with Session(engine) as session:
-        waiting = _waiting_with_label(session, form.team_id, form.label)
-    if waiting is not None:
-        raise LabelTaken(
-            f"A generated key pair for “{waiting.label}” is already waiting for its API key. "
-            "Finish that one (its message has an “Enter the API key” button), or choose another "
-            "label.",
-            field=Block.LABEL,
-        )
     return _store_pair(engine, ring, request, form, now=now)
 
 
@@ -382,6 +364,7 @@ def complete_pending_pair(
         source=source,
         # the owner was chosen when the pair was made, by someone allowed to
         actor_is_admin=True,
+        completing_pair=pending_id,
     )
 
     try:

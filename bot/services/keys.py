@@ -43,6 +43,8 @@ from storage.models import (
     KeyPurpose,
     KeyStatus,
     KeyType,
+    PendingKeyPair,
+    PendingPairState,
     utcnow,
 )
 from storage.vault import seal_api_key_row, shred_api_key_row
@@ -68,6 +70,8 @@ class RegistrationForm:
     secret: str = field(repr=False)
     source: str | None = None
     actor_is_admin: bool = False
+    # The generated pair this registration completes (its own label is not "taken").
+    completing_pair: str | None = None
 
     def credentials(self) -> binance.Credentials:
         return binance.Credentials(
@@ -169,6 +173,23 @@ def ensure_unique(session: Session, ring: KeyRing, form: RegistrationForm) -> No
         raise LabelTaken(
             f"A key labelled “{taken[0]}” is already registered{case_note}. Choose another "
             "label, or remove the old key first.",
+            field=Block.LABEL,
+        )
+    waiting = [
+        pair.label
+        for pair in session.exec(
+            select(PendingKeyPair).where(
+                PendingKeyPair.team_id == form.team_id,
+                PendingKeyPair.state == PendingPairState.PENDING.value,
+                PendingKeyPair.rotate_key_id.is_(None),  # type: ignore[union-attr]
+            )
+        ).all()
+        if pair.id != form.completing_pair and pair.label.casefold() == form.label.casefold()
+    ]
+    if waiting:
+        raise LabelTaken(
+            f"A generated key pair for “{waiting[0]}” is waiting for its API key. Finish that "
+            "one (its message has an “Enter the API key” button), or choose another label.",
             field=Block.LABEL,
         )
     duplicate = session.exec(
