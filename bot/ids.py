@@ -46,6 +46,7 @@ class Action(StrEnum):
     KEY_TYPE = "key_type"
     API_KEY = "api_key"
     SECRET = "secret"  # noqa: S105 - an action id, not a secret
+    DELIVERY = "delivery"  # where the credentials go (shown when a secret sink is configured)
 
 
 class Block(StrEnum):
@@ -58,6 +59,7 @@ class Block(StrEnum):
     KEY_TYPE = "register_key_type"
     API_KEY = "register_api_key"
     SECRET = "register_secret"  # noqa: S105 - a block id, not a secret
+    DELIVERY = "register_delivery"
     ROTATE_CONFIRM = "rotate_confirm"
     CLOSE_NOTE = "incident_close_note"
     PAIR_API_KEY = "pair_api_key"

@@ -343,6 +343,8 @@ class PendingKeyPair(SQLModel, table=True):
     # owner accepted in the rotate form that the new key may do more than the old one.
     rotate_key_id: str | None = Field(default=None, max_length=32)
     confirm_more: bool = Field(default=False)
+    # Where the registered key's credentials go, as chosen in the form (see RegistrationForm).
+    delivery: str | None = Field(default=None, max_length=16)
 
     def private_key_context(self) -> str:
         return f"pending_pair:{self.id}:private_key"

@@ -26,6 +26,7 @@ def register_values(
     key_type: str = "HMAC",
     purpose: str = "read_only",
     owner: str = ALICE,
+    delivery: str | None = None,
 ) -> FormValues:
     """The register modal's state, with the test workspace's defaults (account main, Alice)."""
     return register_form_values(
@@ -36,6 +37,7 @@ def register_values(
         key_type=key_type,
         api_key=api_key,
         secret=secret,
+        delivery=delivery,
     )
 
 

@@ -552,3 +552,92 @@ def test_writing_the_same_delivery_again_changes_nothing(tmp_path):
     with pytest.raises(SinkError) as missing:
         FileSink(tmp_path / "gone").write(credentials, idempotency_token="x" * 32)
     assert missing.value.failure == SinkFailure.UNREACHABLE
+
+
+# --- the choice in the register form -------------------------------------------------------
+
+
+def test_the_register_form_offers_the_configured_sinks_with_the_default_chosen(
+    make_stack, tmp_path
+):
+    stack = make_stack(admin_user_ids=ADMIN, sink_file_dir=str(tmp_path), sink_default="file")
+    client = bot_client(stack)
+    answer = client.command(
+        "register",
+        user_id=ALICE,
+        trigger_id="1.2.register",
+        response_url=stack.slack.response_url(),
+    )
+    assert answer.status_code == 200
+    (opened,) = stack.slack.wait_for("views.open")
+    view = opened.params["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    (block,) = [b for b in view["blocks"] if b.get("block_id") == "register_delivery"]
+    values = [o["value"] for o in block["element"]["options"]]
+    assert values == ["nowhere", "file"]  # AWS is not configured: not offered
+    assert block["element"]["initial_option"]["value"] == "file"
+
+
+def test_a_bot_without_sinks_asks_nothing_about_delivery(stack):
+    client = bot_client(stack)
+    client.command(
+        "register",
+        user_id=ALICE,
+        trigger_id="1.2.register",
+        response_url=stack.slack.response_url(),
+    )
+    (opened,) = stack.slack.wait_for("views.open")
+    assert "register_delivery" not in all_text(opened.params)
+
+
+def test_a_generated_pair_chosen_for_a_file_is_delivered_when_it_completes(make_stack, tmp_path):
+    from tests.test_key_pairs import _button_value, _enter_key, _generate, _instructions, _pending
+
+    sink_dir = tmp_path / "out"
+    sink_dir.mkdir()
+    stack = make_stack(admin_user_ids=ADMIN, sink_file_dir=str(sink_dir))
+    client = bot_client(stack)
+    assert _generate(client, label="gen-bot", delivery="file").status_code == 200
+    message = _instructions(stack, "gen-bot")
+    pending = _pending(stack, "gen-bot")
+    assert pending.delivery == "file"
+    private_pem = stack.services.ring.open_text(
+        pending.private_key_sealed, context=pending.private_key_context()
+    )
+    sim_key = stack.simulator.add_self_generated_key(
+        pending.public_key_pem, permissions=TRADE, ip_restrict=True
+    )
+    assert _enter_key(stack, client, _button_value(message), sim_key.api_key).status_code == 200
+    stack.wait_idle()
+    assert _key(stack, "gen-bot").delivery_sink == "file"
+    _tick(stack, FixedClock(utcnow()))
+    document = json.loads((sink_dir / "gen-bot.json").read_text())
+    assert document["api_key"] == sim_key.api_key
+    assert document["private_key_pem"] == private_pem.strip()
+    assert document["key_type"] == "ED25519"
+
+
+def test_a_pasted_key_for_nowhere_or_an_unconfigured_sink(make_stack, tmp_path):
+    from tests.e2e import submit_registration
+
+    stack = make_stack(admin_user_ids=ADMIN, sink_file_dir=str(tmp_path), sink_default="file")
+    client = bot_client(stack)
+    forged = stack.simulator.add_key(permissions=TRADE, ip_restrict=True)
+    answer = submit_registration(
+        client,
+        label="forged",
+        api_key=forged.api_key,
+        secret=forged.secret,
+        purpose="trading",
+        delivery="aws",  # not configured here: a stale or forged form
+    )
+    assert "not configured" in answer.json()["errors"]["register_delivery"]
+    with Session(stack.services.engine) as session:
+        assert session.exec(select(ApiKey)).all() == []
+    kept = stack.simulator.add_key(permissions=TRADE, ip_restrict=True)
+    answer = register_sim_key(
+        stack, client, kept, label="kept", purpose="trading", delivery="nowhere"
+    )
+    assert answer.status_code == 200 and "errors" not in answer.text, answer.text
+    stack.wait_idle()
+    assert _key(stack, "kept").delivery_sink is None and _deliveries(stack, "kept") == []

@@ -323,6 +323,7 @@ MEMBER_RULES: dict[str, str] = {
     Action.KEY_TYPE: INPUT,
     Action.API_KEY: INPUT,
     Action.SECRET: INPUT,
+    Action.DELIVERY: INPUT,
 }
 
 

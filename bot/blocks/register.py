@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from slack_sdk.models.blocks import Block as SlackBlock  # bot.ids.Block is a block id
@@ -93,7 +94,41 @@ def _account_input(known_accounts: list[str]) -> InputBlock:
     )
 
 
-def register_modal(*, owner_user_id: str, known_accounts: list[str], private_metadata: str) -> View:
+DELIVERY_CHOICES = {
+    "nowhere": "Nowhere: only the bot keeps them",
+    "file": "A file for the service (one JSON file per key)",
+    "aws": "AWS Secrets Manager (one secret per key)",
+}
+
+
+def _delivery_input(sinks: Sequence[str], default: str | None) -> InputBlock:
+    """Where the credentials go, when the bot has secret sinks (README: Delivering
+    credentials); the default is SINK_DEFAULT, else nowhere."""
+    options = [
+        Option(value=value, text=text)
+        for value, text in DELIVERY_CHOICES.items()
+        if value == "nowhere" or value in sinks
+    ]
+    initial = next((o for o in options if o.value == (default or "nowhere")), options[0])
+    return InputBlock(
+        block_id=Block.DELIVERY,
+        label="Deliver the credentials to",
+        hint="The bot writes the API key and its secret or private key there for the service "
+        "that uses it, now and on every rotation.",
+        element=StaticSelectElement(
+            action_id=Action.DELIVERY, options=options, initial_option=initial
+        ),
+    )
+
+
+def register_modal(
+    *,
+    owner_user_id: str,
+    known_accounts: list[str],
+    private_metadata: str,
+    sinks: Sequence[str] = (),
+    default_sink: str | None = None,
+) -> View:
     purposes = [
         Option(value=p.value, text=_purpose_label(p), description=PURPOSE_NEEDS[p])
         for p in KeyPurpose
@@ -161,6 +196,7 @@ def register_modal(*, owner_user_id: str, known_accounts: list[str], private_met
                     action_id=Action.SECRET, multiline=True, max_length=MAX_SECRET_INPUT
                 ),
             ),
+            *([_delivery_input(sinks, default_sink)] if sinks else []),
         ],
     )
 

@@ -11,6 +11,7 @@ from bot.blocks.register import register_modal
 from bot.blocks.remove import remove_cancelled, removed_message
 from bot.blocks.status_report import status_page
 from bot.services.context import Services
+from bot.services.credential_delivery import offered_sinks
 from bot.services.errors import InvalidInput
 from bot.services.keys import key_to_manage, known_accounts, remove_key
 from bot.services.status import load_report
@@ -67,9 +68,12 @@ def handle_register_open(
     user_id = body["user"]["id"]
     accounts = known_accounts(services.engine, _team_id(body))
     channel = (body.get("channel") or {}).get("id")
+    sinks, default_sink = offered_sinks(services.settings)
     view = register_modal(
         owner_user_id=user_id,
         known_accounts=accounts,
         private_metadata=json.dumps({"channel": channel}),
+        sinks=sinks,
+        default_sink=default_sink,
     )
     client.views_open(trigger_id=body["trigger_id"], view=view)

@@ -40,7 +40,7 @@ from bot.model.keys import KeySummary
 from bot.services.audit_trail import read_trail
 from bot.services.audit_trail import verify as audit_verify
 from bot.services.context import Services
-from bot.services.credential_delivery import choose_sink, describe_delivery
+from bot.services.credential_delivery import choose_sink, describe_delivery, offered_sinks
 from bot.services.errors import DomainError
 from bot.services.keys import key_to_manage, known_accounts, registered_keys
 from bot.services.leaks import record_secret_in_command
@@ -75,8 +75,13 @@ def handle_apikey(
             ack()
             accounts = known_accounts(services.engine, team_id)
             metadata = json.dumps({"channel": command.get("channel_id")})
+            sinks, default_sink = offered_sinks(services.settings)
             view = register_modal(
-                owner_user_id=user_id, known_accounts=accounts, private_metadata=metadata
+                owner_user_id=user_id,
+                known_accounts=accounts,
+                private_metadata=metadata,
+                sinks=sinks,
+                default_sink=default_sink,
             )
             client.views_open(trigger_id=command["trigger_id"], view=view)
         case ListKeys():

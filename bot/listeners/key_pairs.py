@@ -101,6 +101,7 @@ def start_generated_pair(
             algorithm=KeyAlgorithm(modal.choice(view, Block.KEY_TYPE, Action.KEY_TYPE) or ""),
             channel=modal.channel(view),
             source="slack:modal",
+            delivery=modal.choice(view, Block.DELIVERY, Action.DELIVERY),
         )
     except ValueError:
         ack(response_action="errors", errors={Block.PURPOSE: "Please choose from the list."})

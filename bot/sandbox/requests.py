@@ -253,10 +253,12 @@ def register_form_values(
     key_type: str,
     api_key: str,
     secret: str,
+    delivery: str | None = None,
 ) -> FormValues:
     """The state of the register modal filled in with these answers (``purpose`` and
-    ``key_type`` are option values: ``read_only``, ``HMAC``...)."""
-    return {
+    ``key_type`` are option values: ``read_only``, ``HMAC``...; ``delivery``, where the
+    credentials go, only when the bot has secret sinks: ``file``, ``aws`` or ``nowhere``)."""
+    values: FormValues = {
         Block.LABEL: {Action.LABEL: _typed(label)},
         Block.ACCOUNT: {Action.ACCOUNT: _typed(account)},
         Block.OWNER: {Action.OWNER: {"type": "users_select", "selected_user": owner}},
@@ -265,6 +267,9 @@ def register_form_values(
         Block.API_KEY: {Action.API_KEY: _typed(api_key)},
         Block.SECRET: {Action.SECRET: _typed(secret)},
     }
+    if delivery is not None:
+        values[Block.DELIVERY] = {Action.DELIVERY: _chosen(delivery)}
+    return values
 
 
 def rotate_form_values(

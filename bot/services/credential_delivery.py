@@ -52,6 +52,12 @@ log = logging.getLogger(__name__)
 SINK_WORDS = {"file": SinkKind.FILE, "aws": SinkKind.AWS_SECRETS_MANAGER, "nowhere": None}
 
 
+def offered_sinks(settings: Settings) -> tuple[tuple[str, ...], str | None]:
+    """The sinks the register form offers, and the one it preselects (SINK_DEFAULT)."""
+    default = settings.sink_default.value if settings.sink_default else None
+    return tuple(kind.value for kind in settings.sinks), default
+
+
 def build_sinks(settings: Settings) -> dict[SinkKind, SecretSink]:
     """The sinks the settings configure, ready to write."""
     sinks: dict[SinkKind, SecretSink] = {}

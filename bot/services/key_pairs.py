@@ -94,6 +94,7 @@ class PairRequest:
     channel: str | None = None
     source: str | None = None
     actor_is_admin: bool = False
+    delivery: str | None = None  # as in RegistrationForm
 
     def as_form(self) -> RegistrationForm:
         return RegistrationForm(
@@ -108,6 +109,7 @@ class PairRequest:
             secret="",
             source=self.source,
             actor_is_admin=self.actor_is_admin,
+            delivery=self.delivery,
         )
 
 
@@ -164,6 +166,7 @@ def _store_pair(
             created_at=now,
             expires_at=now + PAIR_LIFETIME,
             channel=request.channel,
+            delivery=form.delivery,
         )
         row.private_key_sealed = ring.seal(private_pem, context=row.private_key_context()).blob
         row.seal_key_id = ring.active.key_id
@@ -317,6 +320,7 @@ def complete_pending_pair(
         sealed = row.private_key_sealed if row is not None else None
         context = row.private_key_context() if row is not None else ""
         confirm_more = bool(row.confirm_more) if row is not None else False
+        delivery = row.delivery if row is not None else None
     if sealed is None:
         raise KeyNotFound("That key pair was destroyed.")
 
@@ -365,6 +369,7 @@ def complete_pending_pair(
         # the owner was chosen when the pair was made, by someone allowed to
         actor_is_admin=True,
         completing_pair=pending_id,
+        delivery=delivery,
     )
 
     try:

@@ -72,6 +72,9 @@ class RegistrationForm:
     actor_is_admin: bool = False
     # The generated pair this registration completes (its own label is not "taken").
     completing_pair: str | None = None
+    # Where its credentials go: "file", "aws" or "nowhere" as chosen in the form; None when
+    # the form did not ask (no sink configured): SINK_DEFAULT then.
+    delivery: str | None = None
 
     def credentials(self) -> binance.Credentials:
         return binance.Credentials(
@@ -79,6 +82,20 @@ class RegistrationForm:
             secret=self.secret,
             key_type=binance.KeyType(self.key_type.value),
         )
+
+
+def chosen_sink(settings: Settings, delivery: str | None) -> str | None:
+    """The sink a new key is delivered to: the form's choice, else SINK_DEFAULT."""
+    if delivery is None:
+        return settings.sink_default.value if settings.sink_default else None
+    return None if delivery == "nowhere" else delivery
+
+
+def delivery_problem(settings: Settings, delivery: str | None) -> dict[str, str]:
+    """A sink chosen in the form that this bot does not have (a stale or forged form)."""
+    if delivery is None or delivery == "nowhere" or delivery in set(settings.sinks):
+        return {}
+    return {Block.DELIVERY: "That place is not configured on this bot; please choose again."}
 
 
 def validate_registration(form: RegistrationForm) -> dict[str, str]:
@@ -249,7 +266,8 @@ def register_key(
     """
     now = now or utcnow()
     form = normalise_form(form)
-    refuse_before_binance(engine, ring, form, validate_registration(form))
+    problems = {**validate_registration(form), **delivery_problem(settings, form.delivery)}
+    refuse_before_binance(engine, ring, form, problems)
     try:
         permissions = gateway.api_restrictions(form.credentials())
     except binance.BinanceError as error:
@@ -273,7 +291,7 @@ def register_key(
                 updated_at=now,
                 last_rotated_at=now,
                 rotation_period_days=settings.default_rotation_days,
-                delivery_sink=settings.sink_default.value if settings.sink_default else None,
+                delivery_sink=chosen_sink(settings, form.delivery),
             )
             seal_api_key_row(ring, row, api_key=form.api_key, secret=form.secret)
             session.add(row)

@@ -17,6 +17,7 @@ depends_on = None
 def upgrade() -> None:
     # A plain ADD COLUMN (SQLite has it): a batch copy of api_keys would trip its foreign keys.
     op.add_column("api_keys", sa.Column("delivery_sink", sa.String(length=16), nullable=True))
+    op.add_column("pending_key_pairs", sa.Column("delivery", sa.String(length=16), nullable=True))
     op.create_table(
         "credential_deliveries",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -48,3 +49,4 @@ def downgrade() -> None:
     op.drop_table("credential_deliveries")
     # Native DROP COLUMN (PostgreSQL; SQLite since 3.35): no batch copy of api_keys.
     op.execute("ALTER TABLE api_keys DROP COLUMN delivery_sink")
+    op.execute("ALTER TABLE pending_key_pairs DROP COLUMN delivery")
