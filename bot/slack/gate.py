@@ -52,6 +52,10 @@ class SlackGate:
         self._response_urls = response_urls
         self._clock = clock
 
+    @property
+    def app(self) -> App:
+        return self._app
+
     def handle(
         self,
         *,
