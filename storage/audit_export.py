@@ -84,7 +84,7 @@ def exportable(value: Any) -> Any:
     columns (the detail) stay the structure they are."""
     if isinstance(value, datetime):
         moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return moment.isoformat().replace("+00:00", "Z")
+        return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, Decimal):
