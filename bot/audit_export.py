@@ -19,8 +19,7 @@ from typing import TextIO
 import sqlalchemy as sa
 
 from bot.config import Settings
-from storage.audit_export import iter_events, trail_exists, write_events
-from storage.db import make_engine
+from storage.audit_export import iter_events, reading_engine, trail_exists, write_events
 
 _RELATIVE = re.compile(r"(\d{1,5})([dh])")
 MOMENT_FORMS = "an ISO date or time such as 2026-12-01 or 2026-12-01T08:00:00Z, or 30d / 12h ago"
@@ -69,7 +68,7 @@ def export_trail(
     if missing:
         print(f"apikey-bot: nothing to export: {missing}", file=sys.stderr)
         return 0
-    engine = make_engine(settings.database_url)
+    engine = reading_engine(settings.database_url)
     try:
         if not trail_exists(engine):
             print(
@@ -86,6 +85,12 @@ def export_trail(
         return 0
     except OSError as exc:
         print(f"apikey-bot: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except sa.exc.SQLAlchemyError as exc:  # the class only: its text may name the server
+        print(
+            f"apikey-bot: cannot read the audit trail ({type(exc).__name__}): check DATABASE_URL",
+            file=sys.stderr,
+        )
         return 1
     finally:
         engine.dispose()

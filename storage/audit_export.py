@@ -13,9 +13,11 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TextIO
 
 import sqlalchemy as sa
@@ -37,6 +39,20 @@ def audit_table() -> sa.Table:
 def audit_columns() -> list[str]:
     """The names of every column of the audit table, in the table's order."""
     return [column.name for column in audit_table().columns]
+
+
+def reading_engine(url: str) -> Engine:
+    """An engine that cannot change the database: SQLite opened read-only (``mode=ro``: it
+    never creates the file or writes to it), PostgreSQL in read-only transactions."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        uri = Path(parsed.database or "").resolve().as_uri() + "?mode=ro"
+        return sa.create_engine(
+            "sqlite://",
+            creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30),
+        )
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    return engine.execution_options(postgresql_readonly=True)
 
 
 def trail_exists(engine: Engine) -> bool:

@@ -168,6 +168,25 @@ def test_a_database_never_migrated_is_left_as_it_is(tmp_path):
         assert connection.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
+def test_export_only_reads(tmp_path):
+    url = f"sqlite:///{tmp_path / 'apikey-bot.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    _seed(engine)
+    engine.dispose()  # the last connection checkpoints the WAL into the file
+    before = (tmp_path / "apikey-bot.db").read_bytes()
+    result = _export(url, tmp_path, "--format", "csv")
+    assert result.returncode == 0 and result.stdout.count("\n") == 16
+    assert (tmp_path / "apikey-bot.db").read_bytes() == before
+
+
+def test_an_unreachable_database_gets_one_line(tmp_path):
+    result = _export("postgresql+psycopg://postgres:pw-not-real@127.0.0.1:1/apikey", tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("apikey-bot: cannot read the audit trail")
+    assert "pw-not-real" not in result.stderr and result.stderr.count("\n") == 1
+
+
 def test_an_export_that_cannot_be_written_says_so(engine, database_url, tmp_path):
     _seed(engine)
     result = _export(database_url, tmp_path, "--output", str(tmp_path / "missing" / "x.jsonl"))
