@@ -10,13 +10,21 @@ import re
 import socket
 import socketserver
 import threading
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import sqlalchemy as sa
 
 from bot.config import ConfigError, load_settings
-from bot.jobs.audit_forwarder import SD_ID, start_audit_forwarder
+from bot.jobs.audit_forwarder import (
+    LEASE,
+    SD_ID,
+    AuditForwarder,
+    HttpTarget,
+    start_audit_forwarder,
+)
+from bot.jobs.scheduler import FixedClock
 from storage.audit import record_event
 from storage.audit_export import event_record, iter_events
 from storage.db import session_scope
@@ -269,3 +277,26 @@ def test_without_a_url_nothing_is_forwarded(engine, database_url):
         assert (
             connection.execute(sa.text("SELECT COUNT(*) FROM audit_forward_cursors")).scalar() == 0
         )
+
+
+def test_a_sender_whose_lease_expired_gives_way_to_the_one_that_took_it(engine):
+    """Replica A stalls past its lease; B takes over from A's cursor; A, back, sends nothing."""
+    collector = Collector().start()
+    clock = FixedClock(datetime.now(UTC))
+
+    def replica(owner: str) -> AuditForwarder:
+        target = HttpTarget(collector.url, token=None, timeout=5)
+        return AuditForwarder(engine, target, destination="d", batch=3, clock=clock, owner=owner)
+
+    a, b = replica("A"), replica("B")
+    try:
+        _events(engine, 9)
+        assert a.step() == 3
+        assert b.step() == 0  # A holds the lease
+        clock.advance(LEASE + timedelta(seconds=1))
+        assert b.step() == 3
+        assert a.step() == 0 and not a.holds_lease
+        assert b.step() == 3 and a.step() == 0
+    finally:
+        collector.stop()
+    assert collector.ids == [event["id"] for event in trail(engine)]

@@ -271,7 +271,7 @@ class AuditForwarder:
             sent=len(events),
             now=now,
         ):
-            log.warning("audit forwarder: lost the lease to %s; another replica sends", self.owner)
+            log.warning("audit forwarder %s: its lease expired; another replica sends", self.owner)
             self._cursor = None
             return 0
         self._cursor = last_id
