@@ -23,6 +23,8 @@ HTTPS: one POST per batch (up to AUDIT_FORWARD_BATCH events), body a JSON array 
 (every column of the audit table, as ``apikey-bot audit export`` writes them), optional bearer
 token. Syslog: one RFC 5424 message per event (structured data with the event's scalar columns,
 the whole event as JSON in MSG); UDP datagrams, or TCP with octet-counting framing (RFC 6587).
+Syslog has no acknowledgement: UDP may drop a message unseen, and TCP reports only a connection
+that fails (the batch is then sent again on a new one); HTTPS confirms every batch.
 """
 
 from __future__ import annotations
