@@ -6,6 +6,8 @@ apikey-bot check                 prove the master keys open the stored secrets
 apikey-bot keys generate ID      print a new master key line ``ID:base64``
 apikey-bot keys reencrypt        re-seal every row under the active master key
 apikey-bot keys retire ID        forget a master key no row uses any more
+apikey-bot audit verify          check the audit chain
+apikey-bot audit export          stream the audit trail as JSON lines or CSV
 apikey-bot simulator             run the local Binance simulator
 """
 
@@ -17,9 +19,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from bot.audit_export import export_trail
 from bot.bootstrap import configure_logging, open_storage
 from bot.config import ConfigError, Settings, load_settings
 from storage.audit import verify_chain
+from storage.audit_export import FORMATS
 from storage.crypto import CryptoError, KeyRing, generate_master_key
 from storage.db import make_engine, migrate
 from storage.vault import VaultError, reencrypt_all, retire_key
@@ -44,6 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     retire.add_argument("key_id")
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command")
     audit.add_parser("verify", help="check the hash chain: an edited or deleted event shows")
+    export = audit.add_parser(
+        "export", help="stream the audit trail (every column, in chain order) as JSONL or CSV"
+    )
+    export.add_argument(
+        "--since", help="from this moment: an ISO date or time (UTC unless it says), or 30d"
+    )
+    export.add_argument("--until", help="up to (not including) this moment; same forms")
+    export.add_argument("--format", choices=FORMATS, default="jsonl")
+    export.add_argument("--output", help="write to this file instead of standard output")
     sub.add_parser("simulator", help="run the local Binance simulator (see --help there)")
     sub.add_parser("sandbox", help="try every command offline (see --help there)")
     return parser
@@ -84,6 +97,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if command == "keys":
         return _keys(args, settings)
+    if command == "audit" and args.audit_command == "export":
+        return export_trail(
+            settings, since=args.since, until=args.until, fmt=args.format, output=args.output
+        )
     if command == "audit":
         report = verify_chain(make_engine(settings.database_url))
         if report.ok:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -90,6 +91,14 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     drift_check_hours: float = Field(default=24.0, gt=0, le=24 * 30)
 
+    # Audit forwarding (off unless a URL is set): https://… (JSON POSTs), syslog://host:port
+    # (RFC 5424 over UDP) or syslog+tcp://host:port (RFC 5424, octet-counted, over TCP).
+    audit_forward_url: str | None = None
+    audit_forward_token: SecretStr | None = None  # sent as "Authorization: Bearer …" (HTTPS)
+    audit_forward_batch: int = Field(default=100, ge=1, le=1000)
+    audit_forward_interval_seconds: float = Field(default=1.0, gt=0, le=300)
+    audit_forward_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
     # Serving
     host: str = "0.0.0.0"  # noqa: S104 - the HTTP mode serves Slack, behind a load balancer
     port: int = Field(default=3000, ge=1, le=65535)
@@ -122,6 +131,13 @@ class Settings(BaseSettings):
     @classmethod
     def _secret_name_pattern(cls, value: str) -> str:
         return check_name_pattern(value)
+
+    @field_validator("audit_forward_url")
+    @classmethod
+    def _forward_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return check_forward_url(value.strip())
 
     @field_validator("master_kms_key_id")
     @classmethod
@@ -212,6 +228,32 @@ class Settings(BaseSettings):
         if self.slack_signing_secret is None and not self.socket_mode:
             missing.append("SLACK_SIGNING_SECRET")
         return missing
+
+
+FORWARD_SCHEMES = ("https", "http", "syslog", "syslog+tcp")
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def check_forward_url(url: str) -> str:
+    """An audit forwarding destination: ``https://host[:port]/path`` (``http://`` only to this
+    machine: audit events leave it encrypted), ``syslog://host:port`` (UDP) or
+    ``syslog+tcp://host:port``. Credentials belong in AUDIT_FORWARD_TOKEN, not in the URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError("must be an https://, syslog:// or syslog+tcp:// URL") from None
+    if parts.scheme not in FORWARD_SCHEMES or not parts.hostname:
+        raise ValueError("must be an https://, syslog:// or syslog+tcp:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not hold credentials: set AUDIT_FORWARD_TOKEN instead")
+    if parts.scheme == "http" and parts.hostname not in _LOCAL_HOSTS:
+        raise ValueError("http:// is only allowed to this machine (localhost): use https://")
+    if parts.scheme.startswith("syslog") and (parts.path not in ("", "/") or parts.query):
+        raise ValueError("a syslog destination is syslog://host:port, nothing after the port")
+    if port == 0:
+        raise ValueError("the port must be from 1 to 65535")
+    return url
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from bot.binance import BinanceGateway
 from bot.bootstrap import Storage, open_storage
 from bot.config import ConfigError, Settings
+from bot.jobs.audit_forwarder import start_audit_forwarder
 from bot.jobs.handlers import build_scheduler
 from bot.services.context import Services
 from bot.services.drift_plan import ensure_drift_checks
@@ -67,6 +68,7 @@ def run_bot(settings: Settings) -> int:
     services = build_services(settings, storage)
     app = build_app(settings, services)
     stop_scheduler = start_scheduler(services, app.client)
+    stop_forwarder = start_audit_forwarder(settings, storage.engine)
     try:
         if settings.socket_mode and settings.slack_app_token is not None:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -76,6 +78,7 @@ def run_bot(settings: Settings) -> int:
         else:
             serve_http(app, services, host=settings.host, port=settings.port)
     finally:
+        stop_forwarder()
         stop_scheduler()
     return 0
 
@@ -141,12 +144,14 @@ def run_scheduler_only(settings: Settings) -> int:
         lease=timedelta(seconds=settings.scheduler_lease_seconds),
     )
     plan_periodic_checks(services)
+    stop_forwarder = start_audit_forwarder(settings, storage.engine)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         scheduler.run_forever(stop)
     finally:
+        stop_forwarder()
         scheduler.close()
         services.close()
     return 0

@@ -426,3 +426,18 @@ class SlackDelivery(SQLModel, table=True):
     received_at: datetime = Field(
         default_factory=utcnow, sa_column=_utc_column(nullable=False, index=True)
     )
+
+
+class AuditForwardCursor(SQLModel, table=True):
+    """How far the audit forwarder got for one destination: the id of the last event the
+    destination accepted, and which replica holds the lease to send (one sender at a time)."""
+
+    __tablename__ = "audit_forward_cursors"
+
+    destination: str = Field(primary_key=True, max_length=64)  # a digest of the URL
+    endpoint: str = Field(max_length=200)  # scheme://host:port, for people (no path or query)
+    last_id: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))
+    sent: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
