@@ -257,14 +257,14 @@ class BotClient:
         sent.update(headers or {})
         return requests.post(self.url, data=body.encode(), headers=sent, timeout=self.timeout)
 
-    def _response_url(self, kw: dict[str, Any]) -> None:
+    def _response_url(self, kw: dict[str, Any], *, command: bool = False) -> None:
         if "response_url" not in kw:
             if self.slack is None:
                 raise TypeError("response_url is required when the BotClient has no slack stand-in")
-            kw["response_url"] = self.slack.response_url()
+            kw["response_url"] = self.slack.response_url(command=command)
 
     def command(self, text: str, **kw: Any) -> requests.Response:
-        self._response_url(kw)
+        self._response_url(kw, command=True)
         return self.post(slash_command(text, **kw))
 
     def action(self, action_id: str, value: str | None, **kw: Any) -> requests.Response:

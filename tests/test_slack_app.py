@@ -388,3 +388,22 @@ def test_work_in_flight_counts_a_task_and_the_work_it_hands_on():
         release.set()
         listeners.shutdown()
         background.shutdown()
+
+
+def test_status_is_one_message_with_no_placeholder_left_above_it(stack):
+    """On real Slack nothing can replace a slash command's ack (see the stand-in's
+    ``shown_at``): the ack is empty and the report is the only message the person sees."""
+    import json
+
+    from tests.e2e import bot_client, register_directly
+
+    register_directly(stack, "alpha")
+    client = bot_client(stack)
+    url = stack.slack.response_url(command=True)
+    ack = client.command("status all", user_id="U0ALICE", response_url=url)
+    assert ack.status_code == 200 and not ack.text
+    stack.slack.wait_for("response_url", predicate=lambda c: c.params.get("_response_url") == url)
+    stack.wait_idle()
+    ack_body = ack.json() if ack.text else None
+    (shown,) = stack.slack.shown_at(url, ack=ack_body)
+    assert "alpha" in json.dumps(shown)

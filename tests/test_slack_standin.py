@@ -527,3 +527,20 @@ def test_bot_client_forged_stale_and_retried_requests(slack, bolt_bot):
     assert seen == ["retry 1"]
     with pytest.raises(TypeError):
         BotClient(bot.url).command("help")  # no stand-in to mint a response_url
+
+
+def test_a_slash_commands_response_url_cannot_replace_anything(slack):
+    """Slack: a slash command's ack message, and any message sent through its response_url,
+    cannot be replaced or deleted through that response_url (bolt-python#1268, bolt-js#2287);
+    an action's response_url replaces the message that held the button."""
+    command = slack.response_url(command=True)
+    WebhookClient(command).send(text="working…")
+    WebhookClient(command).send(text="report", replace_original=True)
+    shown = slack.shown_at(command, ack={"text": "asking…"})
+    assert [m["text"] for m in shown] == ["asking…", "working…", "report"]
+    action = slack.response_url()
+    WebhookClient(action).send(text="first")
+    WebhookClient(action).send(text="second", replace_original=True)
+    assert [m["text"] for m in slack.shown_at(action)] == ["second"]
+    WebhookClient(action).send(delete_original=True)
+    assert slack.shown_at(action) == []

@@ -13,7 +13,7 @@ from bot.blocks.audit import audit_trail, chain_report
 from bot.blocks.delivery import delivery_message, sink_chosen_message
 from bot.blocks.help import help_message
 from bot.blocks.key_list import key_list
-from bot.blocks.notices import error_message, secret_in_text_warning, working_message
+from bot.blocks.notices import error_message, secret_in_text_warning
 from bot.blocks.register import register_modal
 from bot.blocks.remove import remove_confirmation
 from bot.blocks.rotation import policy_set_message, rotate_modal, rotation_overview
@@ -199,7 +199,11 @@ def handle_apikey(
                 client, key, trigger_id=command["trigger_id"], channel=command.get("channel_id")
             )
         case Status(target=target):
-            ack(**working_message("Asking Binance about the keys…").as_kwargs())
+            # An empty ack: Slack lets nothing replace a slash command's ack message, nor a
+            # message posted through the command's response_url (bolt-python#1268,
+            # bolt-js#2287), so a "working…" note would stay above the report for good. The
+            # report comes as the one message, as soon as Binance has answered.
+            ack()
             viewer = actor_from(services, command)
 
             def work() -> None:
@@ -219,7 +223,7 @@ def handle_apikey(
                     channel=command.get("channel_id"),
                     user_id=user_id,
                     message=page,
-                    replace_original=True,
+                    replace_original=False,
                 )
 
             in_background(services, respond, work)

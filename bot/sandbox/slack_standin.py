@@ -211,6 +211,7 @@ class SlackStandIn(LocalService):
         self._ts_count = 0
         self._view_count = 0
         self._response_count = 0
+        self._command_urls: set[str] = set()  # response_urls handed out for slash commands
         self.add_user(bot_user_id, name="apikey-bot", is_bot=True)
         for user_id, fields in (users or {}).items():
             extra = dict(fields)
@@ -227,13 +228,48 @@ class SlackStandIn(LocalService):
         """The Web API base URL, for ``WebClient(base_url=...)`` and ``SLACK_API_URL``."""
         return self.base + API_PREFIX
 
-    def response_url(self, key: str = "") -> str:
-        """A fresh ``response_url`` for a signed command or action payload."""
+    def response_url(self, key: str = "", *, command: bool = False) -> str:
+        """A fresh ``response_url`` for a signed command (``command=True``) or action payload."""
         with self._lock:
             self._response_count += 1
             number = self._response_count
         label = quote(key, safe="") + "-" if key else ""
-        return f"{self.base}{RESPONSE_PREFIX}{label}{number}-{secrets.token_hex(3)}"
+        url = f"{self.base}{RESPONSE_PREFIX}{label}{number}-{secrets.token_hex(3)}"
+        if command:
+            with self._lock:
+                self._command_urls.add(url)
+        return url
+
+    def shown_at(self, response_url: str, *, ack: dict[str, Any] | None = None) -> list[dict]:
+        """The messages a person sees from one command or click, in order, as Slack draws them:
+        ``ack`` (the body the bot acked with, if it held a message) then each post to the
+        ``response_url``.
+
+        Slack's rules differ by origin. For an action, ``replace_original`` replaces the
+        message that held the button and ``delete_original`` removes it
+        (api.slack.com/interactivity/handling#updating_message_response). For a slash
+        command there is no original message to replace: neither the ack's message nor an
+        earlier response_url message can be replaced or deleted through it, and every post
+        shows as a new message (bolt-python#1268, bolt-js#2287: "Using a command's response
+        replace_original does nothing")."""
+        command = response_url in self._command_urls
+        shown: list[dict] = []
+        if ack and any(ack.get(k) for k in ("text", "blocks", "attachments")):
+            shown.append(ack)
+        for call in self.calls_to(RESPONSE_URL):
+            if call.params.get("_response_url") != response_url:
+                continue
+            message = {k: v for k, v in call.params.items() if not k.startswith("_")}
+            if command:
+                if not message.get("delete_original"):
+                    shown.append(message)
+            elif message.get("delete_original"):
+                shown = shown[:-1]
+            elif message.get("replace_original") and shown:
+                shown[-1] = message
+            else:
+                shown.append(message)
+        return shown
 
     # ------------------------------------------------------------------ recorded calls
     @property
