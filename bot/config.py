@@ -28,6 +28,21 @@ CommaList = Annotated[tuple[str, ...], NoDecode]
 IntList = Annotated[tuple[int, ...], NoDecode]
 
 
+_SLACK_ID = re.compile(r"[A-Z][A-Z0-9]{1,20}")
+_CHANNEL_ID = (
+    "a Slack channel id (C… or G…, not its #name; in Slack: the channel's details → "
+    "Copy channel ID)"
+)
+
+
+def _check_slack_id(value: str, prefixes: str, what: str) -> str:
+    """``value`` if it is a Slack id starting with one of ``prefixes``; else ValueError."""
+    if not _SLACK_ID.fullmatch(value) or value[0] not in prefixes:
+        shown = value if len(value) <= 40 else value[:39] + "…"
+        raise ValueError(f"“{shown}” is not {what}")
+    return value
+
+
 class ConfigError(Exception):
     """One clear line naming the setting that is missing or malformed. Never holds its value."""
 
@@ -112,6 +127,45 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("admin_user_ids")
+    @classmethod
+    def _user_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for user_id in value:
+            _check_slack_id(
+                user_id,
+                "UW",
+                "a Slack user id (U… or W…; in Slack: the person's profile → ⋮ → Copy member ID)",
+            )
+        return value
+
+    @field_validator("allowed_channel_ids")
+    @classmethod
+    def _channel_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for channel in value:
+            _check_slack_id(channel, "CG", _CHANNEL_ID)
+        return value
+
+    @field_validator("alert_channel")
+    @classmethod
+    def _alert_channel(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return _check_slack_id(value.strip(), "CG", _CHANNEL_ID)
+
+    @field_validator("admin_usergroup_id")
+    @classmethod
+    def _usergroup_id(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return _check_slack_id(value.strip(), "S", "a Slack user group id (S…)")
+
+    @field_validator("slack_team_id")
+    @classmethod
+    def _team_id(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return _check_slack_id(value.strip(), "TE", "a Slack workspace id (T…)")
 
     @field_validator("rotation_reminder_lead_days")
     @classmethod
@@ -226,7 +280,8 @@ class Settings(BaseSettings):
         if self.slack_bot_token is None:
             missing.append("SLACK_BOT_TOKEN")
         if self.slack_signing_secret is None and not self.socket_mode:
-            missing.append("SLACK_SIGNING_SECRET")
+            # manifest.yml sets the app up in Socket Mode: the app token comes first.
+            missing.append("SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)")
         return missing
 
 

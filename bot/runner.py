@@ -13,8 +13,11 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from urllib.error import URLError
 
 import sqlalchemy as sa
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.binance import BinanceGateway
 from bot.bootstrap import Storage, open_storage
@@ -35,9 +38,10 @@ apikey-bot: Slack credentials are missing: {missing}.
   To connect to your workspace, create the app from manifest.yml (api.slack.com/apps ->
   Create New App -> From a manifest), install it, then set in the environment or in .env:
     SLACK_BOT_TOKEN=xoxb-...        (OAuth & Permissions -> Bot User OAuth Token)
-    SLACK_SIGNING_SECRET=...        (Basic Information -> Signing Secret; HTTP mode)
-    SLACK_APP_TOKEN=xapp-...        (optional: Basic Information -> App-Level Tokens,
-                                     scope connections:write; turns on Socket Mode)
+    SLACK_APP_TOKEN=xapp-...        (Socket Mode, as manifest.yml sets the app up: Basic
+                                     Information -> App-Level Tokens, scope connections:write)
+  or, for HTTP mode behind a public URL (socket_mode_enabled: false in the manifest):
+    SLACK_SIGNING_SECRET=...        (Basic Information -> Signing Secret)
   To try the bot without Slack or Binance, start the offline sandbox instead:
     .venv/bin/apikey-bot sandbox
 """
@@ -60,6 +64,10 @@ def run_bot(settings: Settings) -> int:
     if missing:
         print(MISSING_SLACK.format(missing=", ".join(missing)), file=sys.stderr, end="")
         return 2
+    problem = slack_problem(settings)
+    if problem is not None:  # before anything is opened or created
+        print(f"apikey-bot: {problem}", file=sys.stderr)
+        return 2
     # Hand the interpreter lock over more often than every 5 ms: an ack waiting behind
     # report rendering gets its turn sooner (Slack wants every ack within 3 s).
     sys.setswitchinterval(0.001)
@@ -81,6 +89,58 @@ def run_bot(settings: Settings) -> int:
         stop_forwarder()
         stop_scheduler()
     return 0
+
+
+def slack_problem(settings: Settings) -> str | None:
+    """Why the bot cannot talk to Slack with these settings, in one line; None when it can.
+
+    Asks Slack once with each token (auth.test with the bot token; apps.connections.open with
+    the app token in Socket Mode), so a wrong, revoked or misplaced token, or a Slack that
+    cannot be reached, stops start-up with what to fix instead of a traceback."""
+    client = make_web_client(settings)
+    client.retry_handlers.clear()  # one answer is enough to know
+    # slack_sdk logs a failed request at ERROR before raising it: the one line below says it.
+    sdk_log = logging.getLogger("slack_sdk.web.base_client")
+    previous_level = sdk_log.level
+    sdk_log.setLevel(logging.CRITICAL)
+    try:
+        return _slack_problem(client, settings)
+    finally:
+        sdk_log.setLevel(previous_level)
+
+
+def _slack_problem(client: WebClient, settings: Settings) -> str | None:
+    try:
+        client.auth_test()
+    except SlackApiError as exc:
+        return (
+            f"Slack refused SLACK_BOT_TOKEN ({_slack_error(exc)}): copy the Bot User OAuth "
+            "Token (xoxb-…) from OAuth & Permissions, and reinstall the app if it was revoked."
+        )
+    except (SlackClientError, OSError, URLError) as exc:
+        return (
+            f"Slack could not be reached at {settings.slack_api_url} ({type(exc).__name__}): "
+            "check the network, a proxy, or SLACK_API_URL."
+        )
+    if settings.socket_mode and settings.slack_app_token is not None:
+        app_client = WebClient(base_url=settings.slack_api_url, timeout=15)
+        try:
+            app_client.apps_connections_open(app_token=settings.slack_app_token.get_secret_value())
+        except SlackApiError as exc:
+            return (
+                f"Slack refused SLACK_APP_TOKEN ({_slack_error(exc)}): create an app-level "
+                "token (xapp-…) with the connections:write scope under Basic Information, "
+                "and check that Socket Mode is on (manifest.yml turns it on)."
+            )
+        except (SlackClientError, OSError, URLError) as exc:
+            return f"Slack's Socket Mode could not be reached ({type(exc).__name__})."
+    return None
+
+
+def _slack_error(exc: SlackApiError) -> str:
+    response = getattr(exc, "response", None)
+    error = response.get("error") if response is not None else None
+    return str(error or "refused")
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:

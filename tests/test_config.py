@@ -20,7 +20,10 @@ def test_defaults_are_usable_without_any_environment():
     assert settings.database_url == "sqlite:///apikey-bot.db"
     assert settings.binance_api_url == "https://api.binance.com"
     assert settings.slack_api_url == "https://slack.com/api/"
-    assert settings.missing_slack_settings() == ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"]
+    assert settings.missing_slack_settings() == [
+        "SLACK_BOT_TOKEN",
+        "SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)",
+    ]
 
 
 def test_env_file_is_read(tmp_path):

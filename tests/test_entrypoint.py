@@ -111,6 +111,7 @@ def test_http_mode_serves_slack_and_health_then_stops_on_sigterm(tmp_path):
             output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
     assert "Back it up" in output  # fresh install: the new key file was announced loudly
+    assert "will be unused" not in output  # no spurious warning at start-up
     assert (tmp_path / "apikey-bot-master.key").stat().st_mode & 0o777 == 0o600
     assert "Traceback" not in output
 
@@ -127,3 +128,68 @@ def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30.0) -> N
             pass
         time.sleep(0.1)
     pytest.fail("bot did not become healthy")
+
+
+def _start_fails(tmp_path, **settings) -> subprocess.CompletedProcess:
+    done = _run([], tmp_path, _env(tmp_path, **settings), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr  # one line
+    assert not (tmp_path / "bot.db").exists()  # nothing opened or created
+    assert not (tmp_path / "apikey-bot-master.key").exists()
+    return done
+
+
+def test_a_wrong_bot_token_stops_start_up_with_one_line_and_creates_nothing(tmp_path):
+    with SlackStandIn() as slack:
+        done = _start_fails(
+            tmp_path,
+            SLACK_BOT_TOKEN="xoxb-revoked",
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SLACK_API_URL=slack.url,
+        )
+    assert "Slack refused SLACK_BOT_TOKEN (invalid_auth)" in done.stderr
+    assert "xoxb-revoked" not in done.stderr
+
+
+def test_an_unreachable_slack_stops_start_up_with_one_line(tmp_path):
+    done = _start_fails(
+        tmp_path,
+        SLACK_BOT_TOKEN="xoxb-test",
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=f"http://127.0.0.1:{_free_port()}/api/",
+    )
+    assert "Slack could not be reached" in done.stderr
+
+
+def test_a_wrong_app_token_stops_socket_mode_with_one_line(tmp_path):
+    with SlackStandIn() as slack:
+        done = _start_fails(
+            tmp_path,
+            SLACK_BOT_TOKEN=slack.bot_token,
+            SLACK_APP_TOKEN="xapp-1-wrong",
+            SLACK_API_URL=slack.url,
+        )
+    assert "Slack refused SLACK_APP_TOKEN (invalid_auth)" in done.stderr
+
+
+def test_a_bot_token_without_a_mode_asks_for_the_app_token_first(tmp_path):
+    done = _run([], tmp_path, _env(tmp_path, SLACK_BOT_TOKEN="xoxb-test"))
+    assert done.returncode == 2
+    assert "SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)" in done.stderr
+    assert not (tmp_path / "bot.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("ADMIN_USER_IDS", "alice", "is not a Slack user id"),
+        ("ALERT_CHANNEL", "#alerts", "is not a Slack channel id"),
+        ("ALLOWED_CHANNEL_IDS", "C0OK,general", "is not a Slack channel id"),
+        ("ADMIN_USERGROUP_ID", "admins", "is not a Slack user group id"),
+    ],
+)
+def test_slack_ids_in_settings_are_checked(tmp_path, name, value, says):
+    done = _run([], tmp_path, _env(tmp_path, **{name: value}))
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert name in done.stderr and says in done.stderr

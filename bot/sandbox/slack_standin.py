@@ -48,6 +48,7 @@ RESPONSE_PREFIX = "/response/"
 JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
 APP_ID = "A0APP"
 DEFAULT_BOT_TOKEN = "xoxb-test"  # noqa: S105 - fake, accepted only by this stand-in
+DEFAULT_APP_TOKEN = "xapp-1-A0STANDIN-1-standin"  # noqa: S105 - a stand-in, not a real token
 MAX_MESSAGE_BLOCKS = 50
 MAX_VIEW_BLOCKS = 100
 MAX_VIEW_TITLE = 24
@@ -184,6 +185,7 @@ class SlackStandIn(LocalService):
         host: str = "127.0.0.1",
         port: int = 0,
         bot_token: str = DEFAULT_BOT_TOKEN,
+        app_token: str = DEFAULT_APP_TOKEN,
         team_id: str = "T0TEST",
         bot_user_id: str = "U0BOT",
         users: Mapping[str, Mapping[str, Any]] | None = None,
@@ -191,6 +193,7 @@ class SlackStandIn(LocalService):
     ) -> None:
         super().__init__(host, port)
         self.bot_token = bot_token
+        self.app_token = app_token
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = "B" + bot_user_id[1:]
@@ -443,6 +446,15 @@ class SlackStandIn(LocalService):
             return self._fault_answer(fault)
         if not token:
             return _Answer(200, _fail("not_authed"))
+        if method == "apps.connections.open":
+            # api.slack.com/methods/apps.connections.open: app-level tokens (xapp-) only;
+            # a bot token is "not_allowed_token_type". The URL is for Socket Mode's WebSocket,
+            # which this stand-in does not serve (the tests drive the bot over HTTP).
+            if token == self.bot_token:
+                return _Answer(200, _fail("not_allowed_token_type"))
+            if token != self.app_token:
+                return _Answer(200, _fail("invalid_auth"))
+            return _Answer(200, {"ok": True, "url": "wss://wss-primary.slack.invalid/link"})
         if token != self.bot_token:
             return _Answer(200, _fail("invalid_auth"))
         if "_raw" in params:

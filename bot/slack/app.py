@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from slack_bolt import App
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -34,10 +35,29 @@ def make_web_client(settings: Settings) -> WebClient:
     return client
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self._message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self._message
+
+    def __eq__(self, other: object) -> bool:  # added once per logger, however many apps
+        return isinstance(other, _DropMessage) and other._message == self._message
+
+    def __hash__(self) -> int:
+        return hash(self._message)
+
+
 def build_app(settings: Settings, services: Services, *, client: WebClient | None = None) -> App:
     signing_secret = (
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     )
+    framework_log = logging.getLogger("bot.slack")
+    # Bolt reads SLACK_BOT_TOKEN from the environment even when given a client, then warns
+    # that it ignores it: true, expected, and noise at every start.
+    framework_log.addFilter(_DropMessage(warning_client_prioritized_and_token_skipped()))
     app = App(
         client=client or make_web_client(settings),
         signing_secret=signing_secret,
@@ -49,7 +69,7 @@ def build_app(settings: Settings, services: Services, *, client: WebClient | Non
         listener_executor=services.in_flight.executor(
             max_workers=32, thread_name_prefix="listener"
         ),
-        logger=logging.getLogger("bot.slack"),
+        logger=framework_log,
     )
 
     services.access = AccessDirectory(settings, app.client)
