@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from bot.audit_export import export_trail
-from bot.bootstrap import configure_logging, open_storage
+from bot.bootstrap import check_master_keys, configure_logging, open_storage
 from bot.config import ConfigError, Settings, load_settings
 from storage.audit import verify_chain
 from storage.audit_export import FORMATS
@@ -89,12 +89,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         print("database schema is up to date")
         return 0
     if command == "check":
-        storage = open_storage(settings)
-        print(
-            f"master keys OK: {', '.join(storage.key_ring.key_ids)} "
-            f"(active: {storage.key_ring.active.key_id})"
-        )
-        return 0
+        return check_master_keys(settings)
     if command == "keys":
         return _keys(args, settings)
     if command == "audit" and args.audit_command == "export":

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from bot import log_redaction
 from bot.config import Settings
+from storage.audit_export import reading_engine
 from storage.crypto import EnvelopeKey, KeyRing, KeyRingError
 from storage.db import make_engine, migrate
 from storage.kms import kms_master_key
-from storage.vault import VaultError, load_key_ring, verify_key_ring
+from storage.vault import VaultError, holds_sealed_data, load_key_ring, verify_key_ring
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +80,40 @@ def configure_logging(level: str, *, handler: logging.Handler | None = None) -> 
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
     return handler
+
+
+def check_master_keys(settings: Settings) -> int:
+    """`apikey-bot check`: prove the configured master keys open what is stored, changing
+    nothing: no database, table or key file is created, no canary written. Says so when there
+    is nothing to check yet. Returns the exit code."""
+    url = sa.engine.make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        print(f"nothing to check: there is no database at {url.database} yet (the bot creates it)")
+        return 0
+    engine = reading_engine(settings.database_url)
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table("crypto_canaries"):
+                print("nothing to check: the database has no tables yet (`apikey-bot migrate`)")
+                return 0
+        keys_text = settings.master_keys.get_secret_value() if settings.master_keys else None
+        configured = keys_text or settings.master_keys_file.exists()
+        if not configured and settings.master_kms_key_id is None:
+            with Session(engine) as session:
+                sealed = holds_sealed_data(session)
+            if not sealed:
+                print("nothing to check: no master key is configured and nothing is sealed yet")
+                return 0
+        ring = load_key_ring(
+            engine=engine,
+            keys_text=keys_text,
+            active_id=settings.master_key_active,
+            key_file=settings.master_keys_file,
+            kms_key=kms_key_of(settings),
+            allow_create=False,
+        )
+        ring = verify_key_ring(engine, ring, write_missing=False)
+    finally:
+        engine.dispose()
+    print(f"master keys OK: {', '.join(ring.key_ids)} (active: {ring.active.key_id})")
+    return 0

@@ -175,7 +175,7 @@ def _warn_if_readable_by_others(path: Path) -> None:
         log.warning("master key file %s is readable by others (mode %o): chmod 600 it", path, mode)
 
 
-def verify_key_ring(engine: Engine, ring: KeyRing) -> KeyRing:
+def verify_key_ring(engine: Engine, ring: KeyRing, *, write_missing: bool = True) -> KeyRing:
     """Prove the ring opens what is stored (canaries and one row per key id), then make sure
     the active key has a canary, and every KMS key its fingerprint root. Raises VaultError and
     changes nothing when it does not fit.
@@ -215,9 +215,11 @@ def verify_key_ring(engine: Engine, ring: KeyRing) -> KeyRing:
                 if sample is not None:
                     column, context = _sealed_fields(sample)[-1]
                     _open_or_fail(ring, getattr(sample, column), context, key_id)
-    # Every check passed: only now write what is missing.
+    # Every check passed: only now write what is missing (unless only checking).
     for key_id, root in roots.items():
         ring = ring.with_fingerprint_root(key_id, root)
+    if not write_missing:
+        return ring
     for key_id in ring.envelope_key_ids:
         if key_id not in roots:
             ring = ring.with_fingerprint_root(key_id, _write_envelope_canary(engine, ring, key_id))

@@ -64,8 +64,9 @@ def test_malformed_setting_stops_start_up_with_one_line(tmp_path):
 def test_wrong_master_key_stops_start_up_and_changes_nothing(tmp_path):
     k1 = generate_master_key("k1")
     env = _env(tmp_path, MASTER_KEYS=k1.encoded())
-    assert _run(["check"], tmp_path, env).returncode == 0
+    assert _run(["keys", "reencrypt"], tmp_path, env).returncode == 0  # a database sealed by k1
     before = (tmp_path / "bot.db").read_bytes()
+    assert "master keys OK: k1" in _run(["check"], tmp_path, env).stdout
     wrong = _env(tmp_path, MASTER_KEYS=generate_master_key("k1").encoded())
     done = _run(["check"], tmp_path, wrong)
     assert done.returncode == 2
@@ -74,6 +75,21 @@ def test_wrong_master_key_stops_start_up_and_changes_nothing(tmp_path):
     assert missing.returncode == 2 and "Refusing to create" in missing.stderr
     assert not (tmp_path / "apikey-bot-master.key").exists()
     assert (tmp_path / "bot.db").read_bytes() == before
+
+
+def test_check_changes_nothing_and_says_when_there_is_nothing_to_check(tmp_path):
+    empty = _run(["check"], tmp_path, _env(tmp_path))
+    assert empty.returncode == 0 and "nothing to check" in empty.stdout, empty.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no database, no key file
+    assert _run(["migrate"], tmp_path, _env(tmp_path)).returncode == 0
+    before = (tmp_path / "bot.db").read_bytes()
+    unsealed = _run(["check"], tmp_path, _env(tmp_path))
+    assert unsealed.returncode == 0 and "no master key is configured" in unsealed.stdout
+    assert not (tmp_path / "apikey-bot-master.key").exists()
+    k1 = generate_master_key("k1").encoded()
+    checked = _run(["check"], tmp_path, _env(tmp_path, MASTER_KEYS=k1))
+    assert checked.returncode == 0 and "master keys OK: k1" in checked.stdout
+    assert (tmp_path / "bot.db").read_bytes() == before  # not even a canary written
 
 
 def test_http_mode_serves_slack_and_health_then_stops_on_sigterm(tmp_path):

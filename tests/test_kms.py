@@ -430,6 +430,8 @@ def test_the_entry_point_prints_one_line_and_no_traceback_when_kms_refuses(kms, 
         "AWS_ENDPOINT_URL": kms.url,
         "LOG_LEVEL": "WARNING",  # stderr then holds the refusal alone
     }
+    sealed = _run_bot(["keys", "reencrypt"], tmp_path, **env)  # a database sealed through KMS
+    assert sealed.returncode == 0, sealed.stderr
     ok = _run_bot(["check"], tmp_path, **env)
     assert ok.returncode == 0, ok.stderr
     assert f"kms:{kms.alias}" in ok.stdout
