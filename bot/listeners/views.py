@@ -50,6 +50,7 @@ def form_from_view(view: dict, body: dict) -> RegistrationForm:
         api_key=modal.text(view, Block.API_KEY, Action.API_KEY),
         secret=modal.text(view, Block.SECRET, Action.SECRET),
         source="slack:modal",
+        confirm_beyond_purpose=modal.ticked(view, Block.REGISTER_CONFIRM, Action.REGISTER_CONFIRM),
     )
 
 

@@ -253,9 +253,11 @@ def register_form_values(
     key_type: str,
     api_key: str,
     secret: str,
+    confirm: bool = False,
 ) -> FormValues:
     """The state of the register modal filled in with these answers (``purpose`` and
-    ``key_type`` are option values: ``read_only``, ``HMAC``...)."""
+    ``key_type`` are option values: ``read_only``, ``HMAC``...); ``confirm``: the owner ticked
+    "I accept the extra permissions" (needed for a key beyond its declared purpose)."""
     return {
         Block.LABEL: {Action.LABEL: _typed(label)},
         Block.ACCOUNT: {Action.ACCOUNT: _typed(account)},
@@ -264,7 +266,12 @@ def register_form_values(
         Block.KEY_TYPE: {Action.KEY_TYPE: _chosen(key_type)},
         Block.API_KEY: {Action.API_KEY: _typed(api_key)},
         Block.SECRET: {Action.SECRET: _typed(secret)},
+        Block.REGISTER_CONFIRM: {Action.REGISTER_CONFIRM: _ticked(confirm)},
     }
+
+
+def _ticked(confirm: bool) -> dict:
+    return {"type": "checkboxes", "selected_options": [{"value": "confirm"}] if confirm else []}
 
 
 def rotate_form_values(
@@ -276,12 +283,7 @@ def rotate_form_values(
         Block.KEY_TYPE: {Action.KEY_TYPE: _chosen(key_type)},
         Block.API_KEY: {Action.API_KEY: _typed(api_key)},
         Block.SECRET: {Action.SECRET: _typed(secret)},
-        Block.ROTATE_CONFIRM: {
-            Action.ROTATE_CONFIRM: {
-                "type": "checkboxes",
-                "selected_options": [{"value": "confirm"}] if confirm else [],
-            }
-        },
+        Block.ROTATE_CONFIRM: {Action.ROTATE_CONFIRM: _ticked(confirm)},
     }
 
 

@@ -94,6 +94,8 @@ class PairRequest:
     channel: str | None = None
     source: str | None = None
     actor_is_admin: bool = False
+    # The register form's "I accept permissions beyond the purpose" was ticked.
+    confirm_more: bool = False
 
     def as_form(self) -> RegistrationForm:
         return RegistrationForm(
@@ -108,6 +110,7 @@ class PairRequest:
             secret="",
             source=self.source,
             actor_is_admin=self.actor_is_admin,
+            confirm_beyond_purpose=self.confirm_more,
         )
 
 
@@ -153,7 +156,7 @@ def start_generated_registration(
             "label.",
             field=Block.LABEL,
         )
-    return _store_pair(engine, ring, request, form, now=now)
+    return _store_pair(engine, ring, request, form, now=now, confirm_more=request.confirm_more)
 
 
 def _store_pair(
@@ -313,11 +316,14 @@ def complete_pending_pair(
     actor: Actor,
     pending_id: str,
     api_key: str,
+    confirm_more: bool = False,
     source: str | None = None,
     now: datetime | None = None,
 ) -> RegisteredKey | RotationStarted:
     """Register the key Binance made from the public key (or, for a rotation's pair, start the
-    rotation to it); the pair stays usable if refused."""
+    rotation to it); the pair stays usable if refused. ``confirm_more``: the small form's box
+    (a key beyond its purpose, or beyond the old key) was ticked; a tick on the form that made
+    the pair counts too. Either way only the owner's tick is accepted, as for a pasted key."""
     now = now or utcnow()
     pending = load_pending_pair(engine, actor, pending_id)
     if now >= pending.expires_at:
@@ -334,7 +340,7 @@ def complete_pending_pair(
         row = session.get(PendingKeyPair, pending_id)
         sealed = row.private_key_sealed if row is not None else None
         context = row.private_key_context() if row is not None else ""
-        confirm_more = bool(row.confirm_more) if row is not None else False
+        confirm_more = confirm_more or (bool(row.confirm_more) if row is not None else False)
     if sealed is None:
         raise KeyNotFound("That key pair was destroyed.")
 
@@ -382,6 +388,7 @@ def complete_pending_pair(
         source=source,
         # the owner was chosen when the pair was made, by someone allowed to
         actor_is_admin=True,
+        confirm_beyond_purpose=confirm_more,
     )
 
     try:
@@ -399,19 +406,19 @@ def complete_pending_pair(
 
 
 def _on_the_api_key_input(exc: DomainError, pending: PendingPair) -> DomainError:
-    """A refusal, told on the small form's only input, with what remains possible."""
+    """A refusal, told on the small form's input it concerns, with what remains possible."""
     text = exc.user_message
-    if exc.field == Block.ROTATE_CONFIRM:  # the new key may do more than the old one
-        text = (
-            f"{text} The small form has no confirmation box: reduce the key's permissions in "
-            "Binance and enter it again, or rotate again with the box ticked."
+    until = pending.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    if exc.field in (Block.ROTATE_CONFIRM, Block.REGISTER_CONFIRM):  # the owner must accept
+        return type(exc)(
+            f"{text} The key pair stays usable until {until}.",
+            field=Block.PAIR_CONFIRM,
         )
     if exc.field == Block.SECRET:  # Binance: the signature does not match the API key
         text = (
             "Binance says the signature is wrong: this API key was not created from the public "
             "key the bot gave you (check you pasted the right one). Nothing was stored."
         )
-    until = pending.expires_at.strftime("%Y-%m-%d %H:%M UTC")
     return type(exc)(f"{text} The key pair stays usable until {until}.", field=Block.PAIR_API_KEY)
 
 
