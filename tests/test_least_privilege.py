@@ -368,6 +368,18 @@ def test_a_new_flag_is_shown_by_name_in_status_and_findings(stack, client):
     assert FindingKind.UNKNOWN_PERMISSION not in {f.kind for f in switched_off}
 
 
+def test_a_new_flag_is_counted_where_tiers_are_shown(stack, client):
+    register_directly(stack, "bot", purpose=KeyPurpose.WITHDRAWALS, extra_fields={NEW_FLAG: True})
+    register_directly(stack, "plain", purpose=KeyPurpose.WITHDRAWALS)
+    listed = client.command("list", user_id=ALICE, response_url=stack.slack.response_url())
+    assert "Read tier + 1 unknown permission (Copy trading)" in all_text(listed.json())
+    client.event({"type": "app_home_opened", "user": ADMIN, "channel": "D0HOME", "tab": "home"})
+    (home,) = stack.slack.wait_for("views.publish", timeout=15)
+    text = all_text(home.params)
+    assert "Read tier + 1 unknown permission (Copy trading)" not in text  # not the admin's key
+    assert "of which *1* with a permission the bot does not know yet" in text
+
+
 def test_a_new_flag_appearing_switched_on_is_in_the_drift_digest(stack):
     _, sim_key = register_directly(stack, "bot", purpose=KeyPurpose.READ_ONLY)
     register_directly(

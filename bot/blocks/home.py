@@ -172,6 +172,11 @@ def _team(team: TeamPicture, now: datetime) -> list[Block]:
     tiers = " · ".join(
         f"{tier} *{team.by_tier[tier]}*" for tier in _TIER_ORDER if team.by_tier.get(tier)
     )
+    if team.with_new_permissions:
+        tiers += (
+            f" (of which *{team.with_new_permissions}* with a permission the bot does not know "
+            "yet, possibly risky)"
+        )
     blocks: list[Block] = [
         DividerBlock(),
         HeaderBlock(text="The team's keys (admin view)"),
