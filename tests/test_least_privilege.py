@@ -339,6 +339,31 @@ def test_a_tick_on_the_register_form_carries_to_the_generated_pair(stack, client
     wait_until(lambda: _key(stack, "gen") is not None, timeout=15)
 
 
+def test_a_generated_pair_for_a_rotation_asks_on_the_small_form(stack, client):
+    registered = _register_old(stack, {"enableSpotAndMarginTrading": True})
+    values = rotate_form_values(key_type="generate_ed25519", api_key="", secret="")
+    client.post(
+        view_submission(
+            Callback.ROTATE.value,
+            values,
+            user_id=ALICE,
+            private_metadata=json.dumps({"key_id": registered.key_id, "channel": "C0GENERAL"}),
+        )
+    )
+    pending_id = _pair_button(stack, "bot")
+    wider = stack.simulator.add_self_generated_key(
+        _pending(stack, "bot").public_key_pem,
+        permissions={"enableSpotAndMarginTrading": True, "enableFutures": True},
+        ip_restrict=True,
+    )
+    refused = _enter_key(stack, client, pending_id, wider.api_key)
+    error = refused.json()["errors"][Block.PAIR_CONFIRM]
+    assert "Futures" in error and "stays usable" in error
+    assert _key(stack).status == KeyStatus.ACTIVE.value
+    _enter_key(stack, client, pending_id, wider.api_key, confirm=True)
+    wait_until(lambda: _key(stack).status == KeyStatus.ROTATING.value, timeout=15)
+
+
 # --- permissions Binance adds later ----------------------------------------------------------
 
 
