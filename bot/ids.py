@@ -38,6 +38,10 @@ class Action(StrEnum):
     PAIR_API_KEY = "pair_api_key"  # input of the PAIR_COMPLETE form
     # input of the rotate modal (with API_KEY, SECRET and KEY_TYPE below)
     ROTATE_CONFIRM = "rotate_confirm"
+    # input of the register modal and of the PAIR_COMPLETE form: the owner accepts a key
+    # beyond its declared purpose (or, for a rotation's pair, more than the old key)
+    REGISTER_CONFIRM = "register_confirm"
+    PAIR_CONFIRM = "pair_confirm"
     # inputs of the register modal
     LABEL = "label"
     ACCOUNT = "account"
@@ -61,6 +65,8 @@ class Block(StrEnum):
     SECRET = "register_secret"  # noqa: S105 - a block id, not a secret
     DELIVERY = "register_delivery"
     ROTATE_CONFIRM = "rotate_confirm"
+    REGISTER_CONFIRM = "register_confirm"
+    PAIR_CONFIRM = "pair_confirm"
     CLOSE_NOTE = "incident_close_note"
     PAIR_API_KEY = "pair_api_key"
 

@@ -27,6 +27,7 @@ def register_values(
     purpose: str = "read_only",
     owner: str = ALICE,
     delivery: str | None = None,
+    confirm: bool = False,
 ) -> FormValues:
     """The register modal's state, with the test workspace's defaults (account main, Alice)."""
     return register_form_values(
@@ -38,6 +39,7 @@ def register_values(
         api_key=api_key,
         secret=secret,
         delivery=delivery,
+        confirm=confirm,
     )
 
 
@@ -94,10 +96,19 @@ def register_directly(
     key_type: str = "HMAC",
     account: str = "main",
     purpose: KeyPurpose = KeyPurpose.TRADING,
+    confirm: bool = True,
+    ip_restrict: bool = True,
+    extra_fields: dict | None = None,
 ):
-    """Register a new simulator key through the service (Binance is asked, as in the modal)."""
+    """Register a new simulator key through the service (Binance is asked, as in the modal).
+    ``confirm``: the owner ticks "I accept the extra permissions" (registration refuses a key
+    beyond its purpose without it; tests of that refusal pass False)."""
     sim_key = stack.simulator.add_key(
-        account=account, key_type=key_type, permissions=permissions, ip_restrict=True
+        account=account,
+        key_type=key_type,
+        permissions=permissions,
+        ip_restrict=ip_restrict,
+        extra_fields=extra_fields,
     )
     registered = register_key(
         engine=stack.services.engine,
@@ -114,6 +125,7 @@ def register_directly(
             key_type=KeyType(key_type),
             api_key=sim_key.api_key,
             secret=sim_key.secret,
+            confirm_beyond_purpose=confirm,
         ),
         now=now or utcnow(),
     )

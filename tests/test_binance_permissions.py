@@ -273,3 +273,39 @@ def test_public_key_pasted_by_mistake_is_explained():
     with pytest.raises(BadKeyFormat) as caught:
         load_private_key(KeyType.ED25519, public)
     assert "public key" in caught.value.user_message
+
+
+def test_flags_binance_adds_later_are_named_and_only_booleans_count():
+    perms = KeyPermissions.from_api(
+        {
+            **READ_ONLY,
+            "enableCopyTrading": True,
+            "permitsStaking": "false",  # a string: still a flag, off
+            "enableVanillaOptions": "maybe",  # known but unreadable: not a new flag
+            "enableOdd": {"x": 1},  # not a boolean: not a permission
+            "someFlag": True,  # not named as Binance names permissions
+        }
+    )
+    assert perms.new_flags == ("enableCopyTrading", "permitsStaking")
+    assert perms.new_flags_on == ("enableCopyTrading",)
+    assert perms.tier is Tier.READ  # nobody knows what it allows: shown apart, not guessed
+
+
+def test_widened_from_compares_every_permission_and_new_flags():
+    old = KeyPermissions.from_api({**READ_ONLY, "enableFutures": True})
+    new = KeyPermissions.from_api(
+        {
+            **READ_ONLY,
+            "enableFutures": True,
+            "enableFixReadOnly": True,
+            "permitsUniversalTransfer": True,
+            "enableCopyTrading": True,
+        }
+    )
+    assert new.widened_from(old) == (
+        "enableFixReadOnly",
+        "permitsUniversalTransfer",
+        "enableCopyTrading",
+    )
+    assert new.widened_from(old.to_dict()) == new.widened_from(old)  # a stored observation
+    assert old.widened_from(new) == ()

@@ -523,3 +523,25 @@ def test_command_line_serves_the_demo_until_interrupted():
             if process.poll() is None:
                 process.kill()
     assert process.returncode == 0, process.stderr.read()
+
+
+def test_each_documented_flag_and_fields_binance_adds_later_are_answered(sim):
+    """apiRestrictions answers every documented permission, and the simulator can add fields
+    Binance does not document yet (https://developers.binance.com/docs/wallet/account/api-key-permission)."""
+    flags = {
+        "enableFutures": True,
+        "enablePortfolioMarginTrading": True,
+        "enableFixApiTrade": True,
+        "enableFixReadOnly": True,
+        "permitsUniversalTransfer": True,
+    }
+    key = sim.add_key(permissions=flags, extra_fields={"enableCopyTrading": True})
+    client = make_client(sim, key)
+    answer = client.get_account_api_permissions()
+    assert {name: answer[name] for name in flags} == flags
+    assert answer["enableCopyTrading"] is True and answer["enableWithdrawals"] is False
+    sim.set_extra_fields(key.api_key, enableCopyTrading=False, permitsStaking=True)
+    answer = client.get_account_api_permissions()
+    assert answer["enableCopyTrading"] is False and answer["permitsStaking"] is True
+    with pytest.raises(ValueError, match="documented"):
+        sim.set_extra_fields(key.api_key, enableFutures=False)  # set with permissions=

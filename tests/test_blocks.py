@@ -533,6 +533,7 @@ def test_register_modal_uses_the_shared_ids_and_limits():
         Block.KEY_TYPE,
         Block.API_KEY,
         Block.SECRET,
+        Block.REGISTER_CONFIRM,
     ]
     assert [b["element"]["action_id"] for b in inputs.values()] == [
         Action.LABEL,
@@ -542,7 +543,9 @@ def test_register_modal_uses_the_shared_ids_and_limits():
         Action.KEY_TYPE,
         Action.API_KEY,
         Action.SECRET,
+        Action.REGISTER_CONFIRM,
     ]
+    assert inputs[Block.REGISTER_CONFIRM]["optional"] is True
     assert inputs[Block.LABEL]["element"]["max_length"] == 80
     assert inputs[Block.ACCOUNT]["element"]["max_length"] == 80
     assert "initial_value" not in inputs[Block.ACCOUNT]["element"]
@@ -594,6 +597,7 @@ def test_register_modal_state_reads_back_through_the_listener():
         Block.KEY_TYPE: {"selected_option": {"value": "ED25519"}},
         Block.API_KEY: {"value": "k" * 64},
         Block.SECRET: {"value": "s" * 64},
+        Block.REGISTER_CONFIRM: {"selected_options": [{"value": "confirm"}]},
     }
     values = {
         block_id: {block["element"]["action_id"]: answers[block_id]}
@@ -604,6 +608,7 @@ def test_register_modal_state_reads_back_through_the_listener():
     )
     assert (form.label, form.account_alias, form.owner_user_id) == ("bot", "main", "U0BOB")
     assert (form.purpose, form.key_type) == (KeyPurpose.TRADING, KeyType.ED25519)
+    assert form.confirm_beyond_purpose
 
 
 def test_registration_summary_lists_every_finding_and_never_a_secret():

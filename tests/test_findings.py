@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from bot.binance import BinanceUnavailable, KeyPermissions, KeyRejected
-from bot.model.findings import FindingKind, Severity, worst
+from bot.model.findings import FindingKind, Severity, permission_name, worst
 from bot.services.findings import assess
 from storage.models import KeyPurpose
 from tests.factories import READ_ONLY
@@ -136,3 +138,17 @@ def test_an_hmac_key_is_told_binance_recommends_ed25519_and_nothing_more():
         )
     unchecked = assess(purpose=KeyPurpose.READ_ONLY, now=NOW, key_type=KeyType.HMAC)
     assert FindingKind.HMAC_KEY not in kinds(unchecked)  # said once the key is checked
+
+
+@pytest.mark.parametrize(
+    ("flag", "shown"),
+    [
+        ("enableFutures", "Futures"),
+        ("enableFixApiTrade", "FIX trading"),
+        ("enableCopyTrading", "Copy trading"),
+        ("permitsAPIStaking", "API staking"),
+        ("enableOTCTrading2", "OTC trading 2"),
+    ],
+)
+def test_permission_names_humanise_flags_binance_adds_later(flag, shown):
+    assert permission_name(flag) == shown

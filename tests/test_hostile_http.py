@@ -344,6 +344,8 @@ MEMBER_RULES: dict[str, str] = {
     Action.INCIDENT_CLOSE: OPEN,
     Action.CLOSE_NOTE: INPUT,
     Action.ROTATE_CONFIRM: INPUT,
+    Action.REGISTER_CONFIRM: INPUT,
+    Action.PAIR_CONFIRM: INPUT,
     Action.LABEL: INPUT,
     Action.ACCOUNT: INPUT,
     Action.OWNER: INPUT,

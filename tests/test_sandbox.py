@@ -243,6 +243,7 @@ demo
 HMAC
 !demo
 !demo
+
 /apikey status from-the-console
 /apikey remove healthy-reader
 press Remove
@@ -310,16 +311,18 @@ def test_form_errors_can_be_corrected_and_status_pages(tmp_path):
         "ed25519",
         "!demo",
         "not-the-secret",
+        "",  # the box for a key beyond its purpose: not ticked
         "y",  # correct the form: Enter keeps every earlier answer ...
         *[""] * 6,
         "!demo",  # ... but the secret
+        "",
         "/apikey status pasted-later",
         "/apikey frobnicate",
         "binance grant pasted-later futures",
         "/apikey status pasted-later",
     ]
     for i in range(4):
-        script += [*_register(f"extra-{i}"), "!demo", "!demo"]
+        script += [*_register(f"extra-{i}"), "!demo", "!demo", ""]
     script += ["/apikey status all", "press 99", "press Nonexistent", "press Next", "buttons"]
     result = run_script("\n".join(script) + "\n", "--data-dir", str(tmp_path))
     out = result.stdout
@@ -410,6 +413,8 @@ def test_a_pasted_private_key_registers_through_the_prompts():
         term.expect(r"\(hidden\): ")
         for line in secret.splitlines():
             term.send(line)
+        term.expect(r"Enter for none: ")  # the box for a key beyond its purpose
+        term.send("")
         summary = term.expect(r"private message.*?sandbox> ", timeout=30)
         assert "rsa-reader" in summary.group(0)
         assert term.buffer.count("BEGIN PRIVATE KEY") == 1  # printed by demo-key, never echoed
@@ -461,9 +466,9 @@ def test_the_sandbox_walks_a_generated_pair_registration():
     """Register with the default key type (the bot generates an Ed25519 pair), create the
     self-generated key on the simulated Binance from its public key, enter the API key."""
     script = (
-        "/apikey register\ngen-bot\ndemo\n\n2\n\n\n\n"
+        "/apikey register\ngen-bot\ndemo\n\n2\n\n\n\n\n"
         "binance self-generated gen-bot trade\n"
-        "press Enter the API key\n!demo\n"
+        "press Enter the API key\n!demo\n\n"
         "/apikey status gen-bot\nexit\n"
     )
     result = run_script(script)

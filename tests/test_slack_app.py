@@ -188,7 +188,7 @@ def _register_tiers(stack, client):
     purposes = {"trader": "trading", "withdrawer": "trading"}
     for label, key in keys.items():
         response = register_sim_key(
-            stack, client, key, label=label, purpose=purposes.get(label, "read_only")
+            stack, client, key, label=label, purpose=purposes.get(label, "read_only"), confirm=True
         )
         assert response.json().get("response_action") == "update", response.text
     sim.delete_key(keys["gone"].api_key)

@@ -55,6 +55,9 @@ TRADE_FLAGS = (
 )
 WITHDRAW_FLAGS = ("enableWithdrawals",)
 TRANSFER_FLAGS = ("enableInternalTransfer", "permitsUniversalTransfer")
+# How Binance names a permission flag (every one it documents starts so); a boolean field
+# with such a name that this code does not know is a permission Binance added later.
+PERMISSION_PREFIXES = ("enable", "permits")
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -198,6 +201,26 @@ class KeyPermissions:
         return tuple(n for n in FLAG_FIELDS if n != "ipRestrict" and self.flag(n))
 
     @property
+    def new_flags(self) -> tuple[str, ...]:
+        """Permission flags Binance sent that this code does not know (added by Binance later):
+        boolean ``enable…`` / ``permits…`` fields, by Binance's name, sorted."""
+        return tuple(sorted(n for n, v in self.extra.items() if _is_new_flag(n, v)))
+
+    @property
+    def new_flags_on(self) -> tuple[str, ...]:
+        """The ``new_flags`` that are on: possibly risky, since nobody here knows what they
+        allow."""
+        return tuple(n for n in self.new_flags if self.flag(n))
+
+    def widened_from(self, previous: KeyPermissions | Mapping[str, Any]) -> tuple[str, ...]:
+        """Every permission (known or new) that is on here and was not on in ``previous``, by
+        Binance's name, in reading order (ipRestrict is not a permission: see ``ip_restrict``)."""
+        if not isinstance(previous, KeyPermissions):
+            previous = KeyPermissions.from_dict(previous)
+        names = [n for n in FLAG_FIELDS if n != "ipRestrict"] + list(self.new_flags)
+        return tuple(n for n in names if self.flag(n) is True and previous.flag(n) is not True)
+
+    @property
     def unknown(self) -> tuple[str, ...]:
         """Known fields Binance did not report (or reported unreadably)."""
         return tuple(n for n, attr in KNOWN_FIELDS.items() if getattr(self, attr) is None)
@@ -223,6 +246,14 @@ class KeyPermissions:
             for n in names
             if previous.flag(n) != self.flag(n)
         )
+
+
+def _is_new_flag(name: str, value: Any) -> bool:
+    return (
+        name not in KNOWN_FIELDS
+        and name.startswith(PERMISSION_PREFIXES)
+        and parse_flag(value) is not None
+    )
 
 
 def diff_permissions(

@@ -26,7 +26,7 @@ from bot.blocks.text import (
     plural,
     safe_mrkdwn,
     severity_icon,
-    tier_name,
+    tier_text,
     truncate,
 )
 from bot.ids import COMMAND, Action
@@ -114,10 +114,10 @@ def _own_keys(keys: list[HomeKey], now: datetime) -> list[Block]:
 
 def _key_text(key: HomeKey, now: datetime) -> str:
     s = key.summary
-    tier = tier_name(s.last_tier) if s.last_tier is not None else "not checked yet"
+    tier = tier_text(s.last_tier, s.new_permissions_on) if s.last_tier is not None else None
     checked = f"checked {ago(s.checked_at, now)}" if s.checked_at else "never checked"
     head = (
-        f"{severity_icon(key.worst)} *{name(s.label)}* · {tier} tier · "
+        f"{severity_icon(key.worst)} *{name(s.label)}* · {tier or 'not checked yet tier'} · "
         f"{PURPOSE_NAMES[s.purpose]} · account *{name(s.account_alias)}* · {checked}"
     )
     lines = [head, f"🔁 Rotation: {rotation_when(key.rotation, now)}"]
@@ -136,9 +136,9 @@ def _key_text(key: HomeKey, now: datetime) -> str:
 
 def _key_line(key: HomeKey, now: datetime) -> str:
     s = key.summary
-    tier = tier_name(s.last_tier) if s.last_tier is not None else "not checked yet"
+    tier = tier_text(s.last_tier, s.new_permissions_on) if s.last_tier is not None else None
     return (
-        f"{severity_icon(key.worst)} *{name(s.label)}* · {tier} tier · "
+        f"{severity_icon(key.worst)} *{name(s.label)}* · {tier or 'not checked yet tier'} · "
         f"rotation {rotation_when(key.rotation, now)}"
     )
 
@@ -172,6 +172,11 @@ def _team(team: TeamPicture, now: datetime) -> list[Block]:
     tiers = " · ".join(
         f"{tier} *{team.by_tier[tier]}*" for tier in _TIER_ORDER if team.by_tier.get(tier)
     )
+    if team.with_new_permissions:
+        tiers += (
+            f" (of which *{team.with_new_permissions}* with a permission the bot does not know "
+            "yet, possibly risky)"
+        )
     blocks: list[Block] = [
         DividerBlock(),
         HeaderBlock(text="The team's keys (admin view)"),

@@ -14,7 +14,7 @@ from bot.blocks.text import (
     mention,
     name,
     plural,
-    tier_name,
+    tier_text,
 )
 from bot.ids import COMMAND
 from bot.model.findings import PURPOSE_NAMES
@@ -29,7 +29,7 @@ _STATUS_NOTE = {
 def key_line(key: KeySummary, now: datetime) -> str:
     """One key on one line: label, owner, purpose, last known tier, age, status, account."""
     if key.last_tier is not None:
-        tier = f"{tier_name(key.last_tier)} tier"
+        tier = tier_text(key.last_tier, key.new_permissions_on)
     elif key.checked_at is None:
         tier = "never checked"
     else:

@@ -13,6 +13,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.blocks.message import Message, context, section
+from bot.blocks.register import beyond_purpose_confirmation
 from bot.blocks.text import minute, name, truncate
 from bot.ids import Action, Block, Callback
 from bot.model.key_pairs import PendingPair
@@ -114,6 +115,13 @@ def pair_complete_modal(pending: PendingPair) -> View:
                 element=PlainTextInputElement(
                     action_id=Action.PAIR_API_KEY, max_length=200, placeholder="64 characters"
                 ),
+            ),
+            beyond_purpose_confirmation(
+                Block.PAIR_CONFIRM,
+                Action.PAIR_CONFIRM,
+                label="If the new key can do more than the old one"
+                if pending.rotate_key_id is not None
+                else "If the key can do more than its purpose needs",
             ),
         ],
     )

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from slack_sdk.models.blocks import Block as SlackBlock  # bot.ids.Block is a block id
 from slack_sdk.models.blocks import (
+    CheckboxesElement,
     InputBlock,
     MarkdownTextObject,
     Option,
@@ -29,6 +30,7 @@ from bot.blocks.text import (
     ip_whitelist_answer,
     mention,
     name,
+    new_permissions_note,
     permission_marks,
     plural,
     safe_mrkdwn,
@@ -196,8 +198,32 @@ def register_modal(
                     action_id=Action.SECRET, multiline=True, max_length=MAX_SECRET_INPUT
                 ),
             ),
+            beyond_purpose_confirmation(Block.REGISTER_CONFIRM, Action.REGISTER_CONFIRM),
             *([_delivery_input(sinks, default_sink)] if sinks else []),
         ],
+    )
+
+
+def beyond_purpose_confirmation(
+    block_id: str,
+    action_id: str,
+    *,
+    label: str = "If the key can do more than its purpose needs",
+) -> InputBlock:
+    """The owner's tick accepting a key that can do more than its purpose needs (as the rotate
+    form's box does for a key that can do more than the old one)."""
+    return InputBlock(
+        block_id=block_id,
+        label=label,
+        optional=True,
+        hint="Binance is asked first: a key beyond its purpose is refused unless its owner ticks "
+        "this.",
+        element=CheckboxesElement(
+            action_id=action_id,
+            options=[
+                Option(value="confirm", text="I am the owner and accept the extra permissions")
+            ],
+        ),
     )
 
 
@@ -237,7 +263,8 @@ def registered_view(key: RegisteredKey) -> View:
         blocks=[
             section(
                 f"✅ *{name(key.label)}* (`{escape(key.masked)}`) is registered. Binance reports "
-                f"the *{tier_name(key.permissions.tier)}* tier; "
+                f"the *{tier_name(key.permissions.tier)}* tier"
+                f"{new_permissions_note(key.permissions.new_flags_on)}; "
                 f"{severity_icon(worst(key.findings))} {found}.\n"
                 "A private message with every permission and finding is on its way."
             )
@@ -252,7 +279,10 @@ def _summary_fields(key: RegisteredKey, now: datetime) -> list[MarkdownTextObjec
         ("Owner", mention(key.owner_user_id)),
         ("Purpose", PURPOSE_NAMES[key.purpose]),
         ("Key type", KEY_TYPE_NAMES.get(key.key_type, escape(str(key.key_type)))),
-        ("Tier (as Binance reports it)", tier_name(perms.tier)),
+        (
+            "Tier (as Binance reports it)",
+            tier_name(perms.tier) + new_permissions_note(perms.new_flags_on),
+        ),
         ("IP whitelist", ip_whitelist_answer(perms.to_dict())),
     ]
     if perms.created_at is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ConfirmObject
 
 from bot.blocks.message import Message, section
 from bot.blocks.text import escape, mention, name
-from bot.ids import Action
+from bot.ids import COMMAND, Action
 from bot.model.keys import KeySummary
 
 MAX_CONFIRM_NAME = 120  # the confirm dialog's text is limited to 300 characters
@@ -61,3 +64,29 @@ def removed_message(key: KeySummary, actor: str) -> Message:
 def remove_cancelled(label: str) -> Message:
     text = f"Cancelled: *{name(label)}* was not removed."
     return Message(text=text, blocks=[section(text)])
+
+
+def funds_key_announcement(facts: Mapping[str, Any], what: str) -> Message:
+    """A key that can move funds (Withdraw tier or transfer rights) was registered or removed:
+    what the owner and the alert channel are told. ``facts`` are the job's, never a secret."""
+    label = name(str(facts.get("label") or "?"))
+    masked = escape(str(facts.get("masked") or "?"))
+    powers = ", ".join(escape(str(p)) for p in facts.get("powers") or []) or "moving funds"
+    tier = escape(str(facts.get("tier") or "?").title())
+    who = mention(facts.get("actor"))
+    account = name(str(facts.get("account") or "?"))
+    owner = mention(facts.get("owner"))
+    if what == "removed":
+        head = f"🗑️ A key that can move funds was removed: *{label}* (`{masked}`)"
+        tail = (
+            f"Removed by {who}; its stored secret was destroyed. Binance still accepts it until "
+            "it is deleted in Binance → API Management."
+        )
+    else:
+        head = f"💸 A key that can move funds was registered: *{label}* (`{masked}`)"
+        tail = (
+            f"Registered by {who}. If this was not expected, report it with "
+            f"`{COMMAND} compromised {label}`."
+        )
+    text = f"{head}, {tier} tier ({powers}), account *{account}*, owner {owner}.\n{tail}"
+    return Message(text=text.replace("*", ""), blocks=[section(text)])

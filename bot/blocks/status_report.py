@@ -11,6 +11,7 @@ from datetime import datetime
 
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerBlock
 
+from bot.binance import KeyPermissions
 from bot.blocks.delivery import delivery_line
 from bot.blocks.incidents import compromised_button
 from bot.blocks.message import Message, context, fit_lines, section
@@ -29,6 +30,7 @@ from bot.blocks.text import (
     safe_mrkdwn,
     severity_icon,
     tier_name,
+    tier_text,
     truncate,
 )
 from bot.ids import COMMAND, Action
@@ -113,8 +115,9 @@ def _key_text(key: KeyReport, now: datetime) -> str:
             "_Details are visible to the key's owner and the admins._"
         )
     permissions = key.permissions if key.checked else None
-    tier = tier_name(key.tier if key.checked else None)
-    first = f"{severity_icon(key.severity)} *{name(key.label)}* · {tier} tier"
+    new_on = KeyPermissions.from_dict(permissions).new_flags_on if permissions else ()
+    tier = tier_text(key.tier if key.checked else None, new_on)
+    first = f"{severity_icon(key.severity)} *{name(key.label)}* · {tier}"
     details = " · ".join(
         [
             f"`{escape(key.masked)}`",

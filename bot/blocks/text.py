@@ -10,8 +10,8 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from bot.binance import Tier
-from bot.model.findings import PERMISSION_NAMES, Severity
+from bot.binance import KeyPermissions, Tier
+from bot.model.findings import PERMISSION_NAMES, Severity, new_permission_flags, permission_name
 
 # Slack's documented limits (Block Kit reference).
 MAX_MESSAGE_BLOCKS = 50
@@ -160,6 +160,21 @@ def tier_name(tier: Tier | int | None) -> str:
     return _TIER_NAMES.get(Tier(tier), "unknown")
 
 
+def tier_text(tier: Tier | int | None, new_on: Iterable[str] = ()) -> str:
+    """ "Trade tier", with the switched-on permissions the bot does not know counted and named
+    (they may allow more than the tier says)."""
+    return f"{tier_name(tier)} tier{new_permissions_note(new_on)}"
+
+
+def new_permissions_note(new_on: Iterable[str]) -> str:
+    """ " + 1 unknown permission (Copy trading)", or "" when there is none."""
+    names = [permission_name(n) for n in new_on]
+    if not names:
+        return ""
+    count = plural(len(names), "unknown permission")
+    return f" + {count} ({escape(truncate(', '.join(names), 200))})"
+
+
 def severity_icon(severity: Severity | int) -> str:
     return SEVERITY_ICON.get(Severity(severity), SEVERITY_ICON[Severity.UNKNOWN])
 
@@ -178,9 +193,16 @@ def permission_marks(permissions: Mapping[str, object] | None) -> str:
     unknown, and the key's findings say why."""
     if permissions is None:
         return "❔ Permissions not known: see why below."
-    return " · ".join(
+    marks = [
         f"{flag_mark(permissions.get(flag))} {label}" for flag, label in PERMISSION_NAMES.items()
-    )
+    ]
+    # Permissions Binance added that the bot does not know: shown by name, marked as new.
+    observed = KeyPermissions.from_dict(permissions)
+    marks += [
+        f"{flag_mark(observed.flag(flag))} {escape(permission_name(flag))} (unknown to the bot)"
+        for flag in new_permission_flags(permissions)
+    ]
+    return " · ".join(marks)
 
 
 def ip_whitelist_answer(permissions: Mapping[str, object] | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_sdk import WebClient
 
-from bot.jobs.announcements import make_announce_handler
+from bot.jobs.announcements import make_announce_handler, make_key_announce_handler
 from bot.jobs.credentials import make_delivery_handler
 from bot.jobs.drift import make_drift_handler
 from bot.jobs.incidents import (
@@ -37,6 +37,7 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         JobKind.DRIFT_CHECK: make_drift_handler(services, client),
         JobKind.PENDING_PAIR_EXPIRY: make_pair_expiry_handler(services, client),
         JobKind.CREDENTIAL_DELIVERY: make_delivery_handler(services),
+        JobKind.KEY_ANNOUNCE: make_key_announce_handler(services, client),
     }
 
 

@@ -25,6 +25,7 @@ class JobKind(StrEnum):
     DRIFT_CHECK = "drift_check"  # the team's daily drift check
     PENDING_PAIR_EXPIRY = "pending_pair_expiry"  # shred a generated pair never completed
     CREDENTIAL_DELIVERY = "credential_delivery"  # write a key's credentials to its sink
+    KEY_ANNOUNCE = "key_announce"  # a key that can move funds was registered or removed
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
@@ -167,4 +168,18 @@ def pending_pair_expiry(*, team_id: str, pending_id: str, due_at: datetime) -> N
         dedupe_key=f"pending_pair_expiry:{pending_id}",
         due_at=due_at,
         payload={"pending_id": pending_id},
+    )
+
+
+def key_announce(*, team_id: str, key_id: str, what: str, facts: dict, due_at: datetime) -> NewJob:
+    """Tell the owner and the alert channel that a key that can move funds (Withdraw tier or
+    transfer rights) was ``what`` ("registered" or "removed"): once per key and event.
+    ``facts`` (JSON, never a secret) is what the message says, as it was at that moment."""
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.KEY_ANNOUNCE,
+        key_id=key_id,
+        dedupe_key=f"key_announce:{key_id}:{what}",
+        due_at=due_at,
+        payload={"what": what, **facts},
     )

@@ -102,6 +102,7 @@ def start_generated_pair(
             channel=modal.channel(view),
             source="slack:modal",
             delivery=modal.choice(view, Block.DELIVERY, Action.DELIVERY),
+            confirm_more=modal.ticked(view, Block.REGISTER_CONFIRM, Action.REGISTER_CONFIRM),
         )
     except ValueError:
         ack(response_action="errors", errors={Block.PURPOSE: "Please choose from the list."})
@@ -183,6 +184,7 @@ def handle_pair_submission(
     actor = actor_from(services, body)
     pending_id = view.get("private_metadata") or ""
     api_key = modal.text(view, Block.PAIR_API_KEY, Action.PAIR_API_KEY).strip()
+    confirm_more = modal.ticked(view, Block.PAIR_CONFIRM, Action.PAIR_CONFIRM)
     try:
         load_pending_pair(services.engine, actor, pending_id)  # who, and still waiting
     except DomainError as exc:
@@ -201,6 +203,7 @@ def handle_pair_submission(
             actor=actor,
             pending_id=pending_id,
             api_key=api_key,
+            confirm_more=confirm_more,
             source="slack:modal",
             now=services.clock(),
         ),

@@ -51,6 +51,7 @@ def form_from_view(view: dict, body: dict) -> RegistrationForm:
         secret=modal.text(view, Block.SECRET, Action.SECRET),
         source="slack:modal",
         delivery=modal.choice(view, Block.DELIVERY, Action.DELIVERY),
+        confirm_beyond_purpose=modal.ticked(view, Block.REGISTER_CONFIRM, Action.REGISTER_CONFIRM),
     )
 
 

@@ -3,9 +3,12 @@ permissions."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
+from bot.binance.permissions import KeyPermissions
 from storage.models import KeyPurpose
 
 PURPOSE_NAMES = {
@@ -30,6 +33,35 @@ PERMISSION_NAMES = {
     "permitsUniversalTransfer": "Universal transfer",
 }
 
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z]|[0-9]|$)|[A-Z]?[a-z]+|[0-9]+")
+_PREFIXES = ("enable", "permits")
+
+
+def permission_name(flag: str) -> str:
+    """A permission flag as people read it: the known ones by their usual names, one Binance
+    added later humanised from its field name (``enableCopyTrading`` -> "Copy trading",
+    ``permitsAPIStaking`` -> "API staking")."""
+    known = PERMISSION_NAMES.get(flag)
+    if known is not None:
+        return known
+    rest = flag
+    for prefix in _PREFIXES:
+        if rest.startswith(prefix) and len(rest) > len(prefix):
+            rest = rest[len(prefix) :]
+            break
+    words = _WORD.findall(rest) or [rest]
+    words = [w if w.isupper() and len(w) > 1 else w.lower() for w in words]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
+
+
+def new_permission_flags(permissions: Mapping[str, object] | None) -> tuple[str, ...]:
+    """In a stored observation (Binance's field names): the permission flags this code does
+    not know, sorted (see ``KeyPermissions.new_flags``)."""
+    if not permissions:
+        return ()
+    return KeyPermissions.from_dict(permissions).new_flags
+
 
 class Severity(IntEnum):
     """Higher is worse. UNKNOWN sits above OK: a key we could not check is never "fine"."""
@@ -45,6 +77,7 @@ class FindingKind(StrEnum):
     COMPROMISED = "compromised"
     WITHDRAWALS_ENABLED = "withdrawals_enabled"
     TRANSFER_RIGHTS = "transfer_rights"
+    UNKNOWN_PERMISSION = "unknown_permission"  # a flag Binance added that the bot cannot judge
     NO_IP_WHITELIST = "no_ip_whitelist"
     TRADING_EXPIRING = "trading_expiring"
     BEYOND_PURPOSE = "beyond_purpose"

@@ -42,6 +42,9 @@ class TeamPicture:
     critical: list[tuple[HomeKey, list[Finding]]]  # keys with critical findings
     overdue: list[RotationRow]
     open_incidents: list[OpenIncident]
+    # Keys with a switched-on permission Binance added that the bot does not know (possibly
+    # risky: the tier may understate them).
+    with_new_permissions: int = 0
 
 
 @dataclass(frozen=True)

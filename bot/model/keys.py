@@ -54,3 +54,5 @@ class KeySummary:
     created_at: datetime
     last_tier: binance.Tier | None
     checked_at: datetime | None
+    # Switched-on permissions Binance added that the bot does not know (Binance's names).
+    new_permissions_on: tuple[str, ...] = ()

@@ -114,12 +114,20 @@ class SimKey:
     trading_authority_expiration_time: int | None
     deleted: bool = False
     ip_allowed: bool = True
+    # Fields Binance may add to apiRestrictions later (e.g. a new ``enable…`` permission), sent
+    # verbatim after the documented ones. Binance has grown this object over time: the current
+    # "Get API Key Permission (USER_DATA)" page lists enableFixApiTrade, enableFixReadOnly and
+    # enablePortfolioMarginTrading, which older versions of the same page did not
+    # (https://developers.binance.com/docs/wallet/account/api-key-permission).
+    extra_fields: dict[str, Any] = field(default_factory=dict)
     _public_key: Any = field(default=None, repr=False, compare=False)
 
     def restrictions(self) -> dict[str, Any]:
         """The body of ``GET /sapi/v1/account/apiRestrictions`` for this key."""
         body: dict[str, Any] = {"ipRestrict": self.ip_restrict, "createTime": self.create_time}
         body.update(self.permissions)
+        for name, value in self.extra_fields.items():
+            body.setdefault(name, value)
         if self.trading_authority_expiration_time is not None:
             body["tradingAuthorityExpirationTime"] = self.trading_authority_expiration_time
         return body
@@ -245,7 +253,11 @@ class BinanceSimulator(LocalService):
         ip_restrict: bool = False,
         create_time: int | None = None,
         trading_authority_expiration_time: int | None = None,
+        extra_fields: Mapping[str, Any] | None = None,
     ) -> SimKey:
+        """A key Binance would answer for. ``permissions``: the documented flags to switch on
+        (or off); ``extra_fields``: fields Binance does not document (yet), e.g. a permission it
+        adds later, returned as given."""
         flags = dict.fromkeys(PERMISSION_FIELDS, False)
         flags["enableReading"] = True
         flags.update(_checked_flags(permissions or {}))
@@ -260,6 +272,7 @@ class BinanceSimulator(LocalService):
             ip_restrict=ip_restrict,
             create_time=self.server_time_ms() if create_time is None else create_time,
             trading_authority_expiration_time=trading_authority_expiration_time,
+            extra_fields=_checked_extra(extra_fields or {}),
             _public_key=public_key,
         )
         with self._lock:
@@ -273,6 +286,7 @@ class BinanceSimulator(LocalService):
         account: str = "main",
         permissions: Mapping[str, bool] | None = None,
         ip_restrict: bool = False,
+        extra_fields: Mapping[str, Any] | None = None,
     ) -> SimKey:
         """A "self-generated" key, as Binance's API management makes one from an uploaded
         public key: Ed25519, or RSA of 2048 or 4096 bits
@@ -298,6 +312,7 @@ class BinanceSimulator(LocalService):
             ip_restrict=ip_restrict,
             create_time=self.server_time_ms(),
             trading_authority_expiration_time=None,
+            extra_fields=_checked_extra(extra_fields or {}),
             _public_key=public_key,
         )
         with self._lock:
@@ -319,6 +334,12 @@ class BinanceSimulator(LocalService):
         checked = _checked_flags(flags)
         with self._lock:
             self.get_key(api_key).permissions.update(checked)
+
+    def set_extra_fields(self, api_key: str, **fields: Any) -> None:
+        """Fields Binance may add to the key's apiRestrictions answer later (see SimKey)."""
+        checked = _checked_extra(fields)
+        with self._lock:
+            self.get_key(api_key).extra_fields.update(checked)
 
     def set_ip_restrict(self, api_key: str, value: bool) -> None:
         with self._lock:
@@ -543,6 +564,15 @@ def _checked_flags(flags: Mapping[str, bool]) -> dict[str, bool]:
     if unknown:
         raise ValueError(f"unknown permission flag(s) {unknown}; known: {PERMISSION_FIELDS}")
     return {name: bool(value) for name, value in flags.items()}
+
+
+def _checked_extra(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Undocumented fields only: a documented one is set with ``permissions`` / its setter."""
+    documented = {*PERMISSION_FIELDS, "ipRestrict", "createTime", "tradingAuthorityExpirationTime"}
+    clash = sorted(set(fields) & documented)
+    if clash:
+        raise ValueError(f"{clash} are documented fields: set them with permissions=")
+    return dict(fields)
 
 
 # ---------------------------------------------------------------------- endpoints

@@ -36,7 +36,7 @@ DEMO_PURPOSES = {
 }
 DEMO_LINES = {
     "healthy-reader": "read-only, IP whitelist: fine",
-    "withdrawer": "declared for trading, but withdrawals are on",
+    "withdrawer": "declared for trading, but withdrawals are on (its owner accepted that)",
     "no-whitelist": "trading without an IP whitelist (Binance drops its trading permission soon)",
     "deleted": "deleted on Binance since it was registered",
 }
@@ -323,6 +323,9 @@ def register_demo_keys(
                 key_type=key.key_type,
                 api_key=key.api_key,
                 secret=key.secret,
+                # the demo's owner accepts "withdrawer" beyond its purpose: it is stored, and
+                # its findings say so
+                confirm=True,
             )
         )
         body = reply.body or {}

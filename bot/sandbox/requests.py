@@ -253,11 +253,14 @@ def register_form_values(
     key_type: str,
     api_key: str,
     secret: str,
+    confirm: bool = False,
     delivery: str | None = None,
 ) -> FormValues:
     """The state of the register modal filled in with these answers (``purpose`` and
-    ``key_type`` are option values: ``read_only``, ``HMAC``...; ``delivery``, where the
-    credentials go, only when the bot has secret sinks: ``file``, ``aws`` or ``nowhere``)."""
+    ``key_type`` are option values: ``read_only``, ``HMAC``...); ``confirm``: the owner ticked
+    "I accept the extra permissions" (needed for a key beyond its declared purpose);
+    ``delivery``, where the credentials go, only when the bot has secret sinks: ``file``,
+    ``aws`` or ``nowhere``."""
     values: FormValues = {
         Block.LABEL: {Action.LABEL: _typed(label)},
         Block.ACCOUNT: {Action.ACCOUNT: _typed(account)},
@@ -266,10 +269,15 @@ def register_form_values(
         Block.KEY_TYPE: {Action.KEY_TYPE: _chosen(key_type)},
         Block.API_KEY: {Action.API_KEY: _typed(api_key)},
         Block.SECRET: {Action.SECRET: _typed(secret)},
+        Block.REGISTER_CONFIRM: {Action.REGISTER_CONFIRM: _ticked(confirm)},
     }
     if delivery is not None:
         values[Block.DELIVERY] = {Action.DELIVERY: _chosen(delivery)}
     return values
+
+
+def _ticked(confirm: bool) -> dict:
+    return {"type": "checkboxes", "selected_options": [{"value": "confirm"}] if confirm else []}
 
 
 def rotate_form_values(
@@ -281,12 +289,7 @@ def rotate_form_values(
         Block.KEY_TYPE: {Action.KEY_TYPE: _chosen(key_type)},
         Block.API_KEY: {Action.API_KEY: _typed(api_key)},
         Block.SECRET: {Action.SECRET: _typed(secret)},
-        Block.ROTATE_CONFIRM: {
-            Action.ROTATE_CONFIRM: {
-                "type": "checkboxes",
-                "selected_options": [{"value": "confirm"}] if confirm else [],
-            }
-        },
+        Block.ROTATE_CONFIRM: {Action.ROTATE_CONFIRM: _ticked(confirm)},
     }
 
 

@@ -1,7 +1,8 @@
 """The drift monitor: a scheduled check of every key against what Binance said last time.
 
 One digest per run and team, listing only what CHANGED since the last observation: a
-permission added (withdrawals and transfers first), a permission removed, the IP whitelist
+permission added (withdrawals and transfers first; one Binance added that the bot does not
+know yet, by name, as possibly risky), a permission removed, the IP whitelist
 removed, trading permission about to expire or expired, a key newly rejected by Binance, a key
 newly beyond its declared purpose. Binance failures are "could not check", never changes.
 Nothing is posted when nothing changed.
@@ -20,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from bot import binance
 from bot.model.drift import Change, Digest
-from bot.model.findings import PERMISSION_NAMES, PURPOSE_NAMES, Severity
+from bot.model.findings import PERMISSION_NAMES, PURPOSE_NAMES, Severity, permission_name
 from bot.services.findings import PURPOSE_MAX_TIER
 from bot.services.keys import open_credentials
 from storage.audit import record_event
@@ -102,6 +103,16 @@ def _changes(key: ApiKey, perms: binance.KeyPermissions, now: datetime) -> list[
                 money = name in _MONEY_FLAGS
                 add(Severity.CRITICAL if money else Severity.WARNING, f"{label} was enabled.")
             else:
+                add(Severity.INFO, f"{label} was disabled.")
+        # Permissions Binance added that the bot does not know: possibly risky, so reported as
+        # a warning when they appear switched on or are switched on.
+        for name in sorted({*old.new_flags, *perms.new_flags}):
+            was, now_on = old.flag(name), perms.flag(name)
+            label = f"{permission_name(name)} (a permission the bot does not know yet)"
+            if now_on is True and was is not True:
+                verb = "was enabled" if was is False else "appeared, switched on"
+                add(Severity.WARNING, f"{label} {verb}.")
+            elif was is True and now_on is False:
                 add(Severity.INFO, f"{label} was disabled.")
         if old.ip_restrict is True and perms.ip_restrict is False:
             add(Severity.WARNING, "The IP whitelist was removed.")

@@ -30,3 +30,8 @@ class KeyAlreadyRegistered(DomainError):
 
 class KeyNotUsable(DomainError):
     """Binance refused the key (or could not be asked) at registration: nothing is stored."""
+
+
+class NeedsConfirmation(DomainError):
+    """The key can do more than it should (more than the key it replaces, or than its declared
+    purpose): only its owner may accept that, by ticking the form's confirmation."""

@@ -22,6 +22,7 @@ from bot.model.findings import (
     Finding,
     FindingKind,
     Severity,
+    permission_name,
 )
 from storage.models import KeyPurpose, KeyType
 
@@ -113,6 +114,17 @@ def _permission_findings(
                 f"Transfer rights are enabled ({names}): they move funds between accounts.",
             )
         )
+    if perms.new_flags_on:
+        names = ", ".join(permission_name(n) for n in perms.new_flags_on)
+        findings.append(
+            Finding(
+                FindingKind.UNKNOWN_PERMISSION,
+                Severity.WARNING,
+                f"Binance reports a permission the bot does not know yet, switched on ({names}): "
+                "treated as possibly risky. Check what it allows in Binance API Management and "
+                "switch it off unless the key needs it.",
+            )
+        )
     if perms.ip_restrict is False:
         text = "No IP whitelist: anyone holding the key can use it from anywhere."
         if perms.tier >= Tier.TRADE:
@@ -162,14 +174,40 @@ def _permission_findings(
 
 
 def permission_changes(before: dict, after: dict) -> list[str]:
-    """Human descriptions of the flags that changed between two stored observations."""
+    """Human descriptions of the flags that changed between two stored observations (the
+    flags Binance added later included, by name)."""
     changes = []
-    for flag, name in PERMISSION_NAMES.items():
+    new_flags = sorted(
+        {*KeyPermissions.from_dict(before).new_flags, *KeyPermissions.from_dict(after).new_flags}
+    )
+    for flag in [*PERMISSION_NAMES, *new_flags]:
         old, new = before.get(flag), after.get(flag)
         if old is None or new is None or old == new:
             continue
-        changes.append(f"{name} {'enabled' if new else 'disabled'}")
+        changes.append(f"{permission_name(flag)} {'enabled' if new else 'disabled'}")
     old_ip, new_ip = before.get("ipRestrict"), after.get("ipRestrict")
     if old_ip is not None and new_ip is not None and old_ip != new_ip:
         changes.append("IP whitelist " + ("added" if new_ip else "removed"))
     return changes
+
+
+def purpose_excess(perms: KeyPermissions, purpose: KeyPurpose) -> list[str]:
+    """How a key's permissions go beyond what its declared purpose needs (empty: they do not):
+    a higher tier, transfer rights (only withdrawals move funds on purpose) and permissions
+    Binance added that nobody here can judge. Registration and rotation ask the owner to
+    confirm these."""
+    if purpose == KeyPurpose.WITHDRAWALS:
+        return []  # it may do everything Binance offers on purpose
+    reasons = []
+    if perms.tier > PURPOSE_MAX_TIER[purpose]:
+        reasons.append(
+            f"its {perms.tier.name.title()} tier exceeds the declared purpose "
+            f"({PURPOSE_NAMES[purpose]})"
+        )
+    if perms.transfer_rights:
+        names = ", ".join(permission_name(n) for n in perms.transfer_rights)
+        reasons.append(f"it has transfer rights ({names}) its purpose does not need")
+    if perms.new_flags_on:
+        names = ", ".join(permission_name(n) for n in perms.new_flags_on)
+        reasons.append(f"it has permissions the bot does not know yet ({names})")
+    return reasons

@@ -134,6 +134,7 @@ def _team_picture(keys: list[HomeKey], incidents: list[OpenIncident]) -> TeamPic
         critical=critical,
         overdue=overdue,
         open_incidents=incidents,
+        with_new_permissions=sum(1 for k in keys if k.summary.new_permissions_on),
     )
 
 

@@ -95,6 +95,8 @@ class PairRequest:
     source: str | None = None
     actor_is_admin: bool = False
     delivery: str | None = None  # as in RegistrationForm
+    # The register form's "I accept permissions beyond the purpose" was ticked.
+    confirm_more: bool = False
 
     def as_form(self) -> RegistrationForm:
         return RegistrationForm(
@@ -110,6 +112,7 @@ class PairRequest:
             source=self.source,
             actor_is_admin=self.actor_is_admin,
             delivery=self.delivery,
+            confirm_beyond_purpose=self.confirm_more,
         )
 
 
@@ -137,7 +140,7 @@ def start_generated_registration(
     form = request.as_form()
     # Refused there too: a label already registered, or waiting for another generated pair.
     refuse_before_binance(engine, ring, form, label_and_account_problems(form))
-    return _store_pair(engine, ring, request, form, now=now)
+    return _store_pair(engine, ring, request, form, now=now, confirm_more=request.confirm_more)
 
 
 def _store_pair(
@@ -298,11 +301,14 @@ def complete_pending_pair(
     actor: Actor,
     pending_id: str,
     api_key: str,
+    confirm_more: bool = False,
     source: str | None = None,
     now: datetime | None = None,
 ) -> RegisteredKey | RotationStarted:
     """Register the key Binance made from the public key (or, for a rotation's pair, start the
-    rotation to it); the pair stays usable if refused."""
+    rotation to it); the pair stays usable if refused. ``confirm_more``: the small form's box
+    (a key beyond its purpose, or beyond the old key) was ticked; a tick on the form that made
+    the pair counts too. Either way only the owner's tick is accepted, as for a pasted key."""
     now = now or utcnow()
     pending = load_pending_pair(engine, actor, pending_id)
     if now >= pending.expires_at:
@@ -319,7 +325,7 @@ def complete_pending_pair(
         row = session.get(PendingKeyPair, pending_id)
         sealed = row.private_key_sealed if row is not None else None
         context = row.private_key_context() if row is not None else ""
-        confirm_more = bool(row.confirm_more) if row is not None else False
+        confirm_more = confirm_more or (bool(row.confirm_more) if row is not None else False)
         delivery = row.delivery if row is not None else None
     if sealed is None:
         raise KeyNotFound("That key pair was destroyed.")
@@ -370,6 +376,7 @@ def complete_pending_pair(
         actor_is_admin=True,
         completing_pair=pending_id,
         delivery=delivery,
+        confirm_beyond_purpose=confirm_more,
     )
 
     try:
@@ -387,19 +394,19 @@ def complete_pending_pair(
 
 
 def _on_the_api_key_input(exc: DomainError, pending: PendingPair) -> DomainError:
-    """A refusal, told on the small form's only input, with what remains possible."""
+    """A refusal, told on the small form's input it concerns, with what remains possible."""
     text = exc.user_message
-    if exc.field == Block.ROTATE_CONFIRM:  # the new key may do more than the old one
-        text = (
-            f"{text} The small form has no confirmation box: reduce the key's permissions in "
-            "Binance and enter it again, or rotate again with the box ticked."
+    until = pending.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    if exc.field in (Block.ROTATE_CONFIRM, Block.REGISTER_CONFIRM):  # the owner must accept
+        return type(exc)(
+            f"{text} The key pair stays usable until {until}.",
+            field=Block.PAIR_CONFIRM,
         )
     if exc.field == Block.SECRET:  # Binance: the signature does not match the API key
         text = (
             "Binance says the signature is wrong: this API key was not created from the public "
             "key the bot gave you (check you pasted the right one). Nothing was stored."
         )
-    until = pending.expires_at.strftime("%Y-%m-%d %H:%M UTC")
     return type(exc)(f"{text} The key pair stays usable until {until}.", field=Block.PAIR_API_KEY)
 
 

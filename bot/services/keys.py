@@ -18,8 +18,9 @@ from bot import binance
 from bot.commands import find_secret_shape, label_problem
 from bot.config import Settings
 from bot.ids import Block
-from bot.jobs.kinds import KEY_LIFECYCLE_KINDS
-from bot.jobs.queue import cancel_jobs
+from bot.jobs.kinds import KEY_LIFECYCLE_KINDS, key_announce
+from bot.jobs.queue import cancel_jobs, schedule_jobs
+from bot.model.findings import PURPOSE_NAMES, permission_name
 from bot.model.keys import MAX_ALIAS_LENGTH, KeySummary, RegisteredKey
 from bot.services.access import Actor, deny, require_manage, require_manage_key
 from bot.services.delivery_plan import plan_delivery
@@ -30,8 +31,9 @@ from bot.services.errors import (
     KeyNotFound,
     KeyNotUsable,
     LabelTaken,
+    NeedsConfirmation,
 )
-from bot.services.findings import assess
+from bot.services.findings import assess, purpose_excess
 from bot.services.reminder_plan import plan_reminders
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
@@ -75,6 +77,8 @@ class RegistrationForm:
     # Where its credentials go: "file", "aws" or "nowhere" as chosen in the form; None when
     # the form did not ask (no sink configured): SINK_DEFAULT then.
     delivery: str | None = None
+    # The owner ticked "I accept permissions beyond the purpose" (only the owner's tick counts).
+    confirm_beyond_purpose: bool = False
 
     def credentials(self) -> binance.Credentials:
         return binance.Credentials(
@@ -272,6 +276,18 @@ def register_key(
         permissions = gateway.api_restrictions(form.credentials())
     except binance.BinanceError as error:
         raise refusal_for(error) from None
+    beyond = purpose_excess(permissions, form.purpose)
+    require_owner_confirmation(
+        beyond,
+        confirmed=form.confirm_beyond_purpose,
+        actor=form.actor,
+        owner=form.owner_user_id,
+        what=f"This key can do more than its declared purpose ({PURPOSE_NAMES[form.purpose]}) "
+        "needs",
+        fix="Reduce its permissions in Binance or choose the purpose it really serves",
+        field=Block.REGISTER_CONFIRM,
+        after=" Nothing was stored.",
+    )
     try:
         with session_scope(engine) as session:
             ensure_unique(session, ring, form)  # again: someone may have been faster
@@ -300,6 +316,9 @@ def register_key(
             plan_delivery(session, row, settings=settings, reason="registration", now=now)
             if within is not None:
                 within(session, row)
+            announced = announce_if_moves_funds(
+                session, row, permissions, "registered", actor=form.actor, now=now
+            )
             plan_team_check(
                 session,
                 form.team_id,
@@ -321,6 +340,9 @@ def register_key(
                     "account": form.account_alias,
                     "masked": row.api_key_masked,
                     "tier": permissions.tier.name,
+                    "confirmed_beyond_purpose": bool(beyond),
+                    "accepted": beyond,
+                    "announced": announced,
                 },
             )
             key_id, masked = row.id, row.api_key_masked
@@ -344,6 +366,65 @@ def register_key(
             purpose=form.purpose, now=now, permissions=permissions, key_type=form.key_type
         ),
     )
+
+
+def require_owner_confirmation(
+    excess: list[str],
+    *,
+    confirmed: bool,
+    actor: str,
+    owner: str | None,
+    what: str,
+    fix: str,
+    field: str,
+    after: str = "",
+) -> None:
+    """A key that can do more than it should needs its owner's tick on the form (registration
+    and rotation ask the same way): refused with the reasons otherwise."""
+    if not excess or (confirmed and (not owner or actor == owner)):
+        return
+    who = "you" if not owner or owner == actor else f"the owner <@{owner}>"
+    raise NeedsConfirmation(
+        f"{what}: " + "; ".join(excess) + f". {fix}, or {who} must tick the confirmation." + after,
+        field=field,
+    )
+
+
+def moves_funds(permissions: binance.KeyPermissions) -> bool:
+    """Withdraw tier or transfer rights: a leak of such a key can move funds."""
+    return permissions.tier >= binance.Tier.WITHDRAW or bool(permissions.transfer_rights)
+
+
+def announce_if_moves_funds(
+    session: Session,
+    row: ApiKey,
+    permissions: binance.KeyPermissions,
+    what: str,
+    *,
+    actor: str,
+    now: datetime,
+) -> bool:
+    """Schedule (in the caller's transaction) the announcement to the owner and the alert
+    channel that a key that can move funds was ``what``; True if one was scheduled."""
+    if not moves_funds(permissions):
+        return False
+    account = session.get(BinanceAccount, row.account_id)
+    powers = [n for n in ("enableWithdrawals",) if permissions.flag(n)]
+    powers += list(permissions.transfer_rights)
+    facts = {
+        "label": row.label,
+        "masked": row.api_key_masked,
+        "account": account.alias if account is not None else None,
+        "owner": row.owner_user_id,
+        "actor": actor,
+        "tier": permissions.tier.name,
+        "powers": [permission_name(n) for n in powers],
+    }
+    schedule_jobs(
+        session,
+        [key_announce(team_id=row.team_id, key_id=row.id, what=what, facts=facts, due_at=now)],
+    )
+    return True
 
 
 def _account(session: Session, team_id: str, alias: str) -> BinanceAccount:
@@ -385,9 +466,11 @@ def list_keys(session: Session, team_id: str) -> list[KeySummary]:
 
 
 def summarise(key: ApiKey, account: BinanceAccount) -> KeySummary:
-    last_tier = None
+    last_tier: binance.Tier | None = None
+    new_on: tuple[str, ...] = ()
     if key.permissions_json:
-        last_tier = binance.KeyPermissions.from_dict(key.permissions_json).tier
+        observed = binance.KeyPermissions.from_dict(key.permissions_json)
+        last_tier, new_on = observed.tier, observed.new_flags_on
     return KeySummary(
         key_id=key.id,
         label=key.label,
@@ -400,6 +483,7 @@ def summarise(key: ApiKey, account: BinanceAccount) -> KeySummary:
         created_at=key.created_at,
         last_tier=last_tier,
         checked_at=key.permissions_checked_at,
+        new_permissions_on=new_on,
     )
 
 
@@ -465,6 +549,10 @@ def remove_key(
         key.status = KeyStatus.REMOVED.value
         key.updated_at = utcnow()
         cancel_jobs(session, key_id=key.id, kinds=KEY_LIFECYCLE_KINDS)
+        last_seen = binance.KeyPermissions.from_dict(key.permissions_json or {})
+        announced = announce_if_moves_funds(
+            session, key, last_seen, "removed", actor=actor.user_id, now=key.updated_at
+        )
         record_event(
             session,
             team_id=team_id,
@@ -473,7 +561,7 @@ def remove_key(
             target=key.label,
             target_key_id=key.id,
             source=source,
-            detail={"masked": key.api_key_masked},
+            detail={"masked": key.api_key_masked, "announced": announced},
         )
         account = session.get(BinanceAccount, key.account_id)
         return summarise(key, account)

@@ -25,12 +25,22 @@ from bot.ids import Block
 from bot.jobs.kinds import JobKind, rotation_announce, rotation_probe
 from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
 from bot.model.delivery import SINK_LABELS
+from bot.model.findings import permission_name
 from bot.model.rotation import RotationStarted
 from bot.services.access import Actor, require_manage_key
 from bot.services.delivery_plan import delivery_confirmed, plan_delivery
-from bot.services.errors import DomainError, InvalidInput, KeyAlreadyRegistered, KeyNotFound
-from bot.services.findings import PURPOSE_MAX_TIER, assess
-from bot.services.keys import credential_problems, open_credentials, refusal_for
+from bot.services.errors import (
+    InvalidInput,
+    KeyAlreadyRegistered,
+    KeyNotFound,
+)
+from bot.services.findings import assess, purpose_excess
+from bot.services.keys import (
+    credential_problems,
+    open_credentials,
+    refusal_for,
+    require_owner_confirmation,
+)
 from bot.services.reminder_plan import plan_reminders
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
@@ -48,10 +58,6 @@ from storage.vault import seal_api_key_row
 
 # After the grace period, probe less often: the channel has been told already.
 STALE_PROBE_FACTOR = 6
-
-
-class NeedsConfirmation(DomainError):
-    """The new key can do more than the old one: only the owner may accept that."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,12 @@ def check_new_key(engine: Engine, ring: KeyRing, form: RotationForm) -> None:
 def excess_permissions(
     new: binance.KeyPermissions, old: dict | None, purpose: KeyPurpose
 ) -> list[str]:
-    """How the new key exceeds the old key or the declared purpose (empty: it does not)."""
+    """How the new key exceeds the old key or the declared purpose (empty: it does not).
+
+    Every permission is compared, flag by flag: trading of each kind (spot & margin, margin,
+    futures, options, portfolio margin, FIX), FIX read-only, transfers, withdrawals and any
+    permission Binance added that this code does not know. Losing the old key's IP whitelist
+    counts too: the new key would work from anywhere."""
     reasons = []
     if old is not None:
         old_perms = binance.KeyPermissions.from_dict(old)
@@ -158,11 +169,21 @@ def excess_permissions(
                 f"it has the {new.tier.name.title()} tier, the old key had "
                 f"{old_perms.tier.name.title()}"
             )
-        gained = sorted(set(new.transfer_rights) - set(old_perms.transfer_rights))
+        gained = new.widened_from(old_perms)
         if gained:
-            reasons.append("it gains transfer rights (" + ", ".join(gained) + ")")
-    if new.tier > PURPOSE_MAX_TIER[purpose]:
-        reasons.append(f"its {new.tier.name.title()} tier exceeds the declared purpose")
+            names = ", ".join(
+                permission_name(n)
+                + (" (a permission the bot does not know yet)" if n in new.new_flags else "")
+                for n in gained
+            )
+            reasons.append(f"it can do what the old key could not: {names}")
+        if old_perms.ip_restrict is True and new.ip_restrict is not True:
+            reasons.append(
+                "it has no IP whitelist, the old key had one"
+                if new.ip_restrict is False
+                else "Binance does not say whether it has an IP whitelist, the old key had one"
+            )
+    reasons += purpose_excess(new, purpose)
     return reasons
 
 
@@ -192,14 +213,15 @@ def start_rotation(
     except binance.BinanceError as error:
         raise refusal_for(error) from None
     excess = excess_permissions(permissions, old_permissions, purpose)
-    if excess and (not form.confirm_more_permissions or (owner and form.actor != owner)):
-        who = "you" if not owner or owner == form.actor else f"the owner <@{owner}>"
-        raise NeedsConfirmation(
-            "The new key can do more than it should: "
-            + "; ".join(excess)
-            + f". Reduce its permissions in Binance, or {who} must tick the confirmation.",
-            field=Block.ROTATE_CONFIRM,
-        )
+    require_owner_confirmation(
+        excess,
+        confirmed=form.confirm_more_permissions,
+        actor=form.actor,
+        owner=owner,
+        what="The new key can do more than it should",
+        fix="Reduce its permissions in Binance",
+        field=Block.ROTATE_CONFIRM,
+    )
     with session_scope(engine) as session:
         key = _check_new_key(session, ring, form)  # again, under the transaction
         key = session.get(ApiKey, key.id, with_for_update=True)
@@ -245,6 +267,7 @@ def start_rotation(
                 "new": key.api_key_masked,
                 "tier": permissions.tier.name,
                 "confirmed_more_permissions": bool(excess),
+                "accepted": excess,
             },
         )
         return RotationStarted(
