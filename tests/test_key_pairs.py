@@ -288,3 +288,31 @@ def test_rotating_to_a_generated_pair(stack):
         "chat.postMessage", predicate=lambda c: "delete the old key" in all_text(c.params).lower()
     )
     assert old.api_key != new.api_key
+
+
+def test_a_waiting_pair_shows_on_app_home_with_its_button(stack):
+    from tests.test_home import _open_home
+
+    client = bot_client(stack)
+    _generate(client, label="gen-bot")
+    _instructions(stack, "gen-bot")
+    pending = _pending(stack, "gen-bot")
+    home = _open_home(stack, ALICE)
+    text = all_text(home)
+    assert "Waiting for their API key" in text and "gen-bot" in text
+    assert pending.public_key_pem.strip()[40:80] not in text  # the DM has the key, not Home
+    assert f'"value": "{pending.id}"' in text
+    assert "gen-bot" not in all_text(_open_home(stack, BOB))  # not Bob's pair
+    # The button on Home opens the small form, as the one in the direct message does.
+    pressed = client.post(
+        block_action(
+            Action.PAIR_ENTER_KEY.value,
+            pending.id,
+            user_id=ALICE,
+            trigger_id="1.2.h",
+            response_url=None,
+        )
+    )
+    assert pressed.status_code == 200
+    (opened,) = stack.slack.wait_for("views.open")
+    assert opened.params["view"]["callback_id"] == Callback.PAIR_COMPLETE

@@ -12,6 +12,8 @@ from slack_sdk.models.blocks import (
     ButtonElement,
     DividerBlock,
     HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
 )
 from slack_sdk.models.views import View
 
@@ -33,6 +35,7 @@ from bot.ids import COMMAND, Action
 from bot.model.findings import PURPOSE_NAMES, Severity
 from bot.model.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
 from bot.model.incidents import STEPS
+from bot.model.key_pairs import PendingPair
 from bot.model.rotation import RotationState
 
 MAX_DETAILED_KEYS = 15  # two blocks each; more keys are listed one per line
@@ -66,6 +69,8 @@ def home_view(picture: HomePicture, *, now: datetime) -> View:
         blocks.append(
             section(_incident_lines("🚨 *Open incidents on your keys*", picture.own_incidents, now))
         )
+    if picture.waiting_pairs:
+        blocks += _waiting_pairs(picture.waiting_pairs)
     if picture.own_keys:
         blocks += _own_keys(picture.own_keys, now)
     else:
@@ -95,6 +100,35 @@ def _main_buttons(picture: HomePicture) -> ActionsBlock:
     if picture.is_admin and picture.team_key_count:
         buttons.append(ButtonElement(text="Check all keys now", action_id=Action.HOME_CHECK_ALL))
     return ActionsBlock(elements=buttons)
+
+
+MAX_PAIRS_SHOWN = 5
+
+
+def _waiting_pairs(pairs: list[PendingPair]) -> list[Block]:
+    """Generated pairs still waiting for Binance's API key, each with its button."""
+    blocks: list[Block] = [
+        section(
+            f"🔑 *Waiting for their API key* ({len(pairs)}): create the self-generated key in "
+            "Binance from the public key the bot sent you, then enter the API key here."
+        )
+    ]
+    for pair in pairs[:MAX_PAIRS_SHOWN]:
+        what = "rotation of" if pair.rotate_key_id else "new key"
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"*{name(pair.label)}* · {what} · {pair.algorithm.shown} · "
+                    f"until {pair.expires_at:%Y-%m-%d %H:%M} UTC"
+                ),
+                accessory=ButtonElement(
+                    text="Enter the API key", action_id=Action.PAIR_ENTER_KEY, value=pair.pending_id
+                ),
+            )
+        )
+    if len(pairs) > MAX_PAIRS_SHOWN:
+        blocks.append(context(f"…and {len(pairs) - MAX_PAIRS_SHOWN} more in your direct messages."))
+    return blocks
 
 
 def _own_keys(keys: list[HomeKey], now: datetime) -> list[Block]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.model.findings import Finding, Severity
+from bot.model.key_pairs import PendingPair
 from bot.model.keys import KeySummary
 from bot.model.rotation import RotationRow
 
@@ -55,3 +56,5 @@ class HomePicture:
     own_incidents: list[OpenIncident]
     team_key_count: int
     team: TeamPicture | None  # admins only
+    # Generated key pairs the viewer made or will own, still waiting for Binance's API key.
+    waiting_pairs: list[PendingPair] = field(default_factory=list)

@@ -11,20 +11,31 @@ from collections import Counter
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot import binance
 from bot.model.delivery import DeliveryView
 from bot.model.findings import KIND_ORDER, FindingKind, Severity
 from bot.model.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
+from bot.model.key_pairs import PendingPair
 from bot.model.rotation import RotationState
 from bot.services.access import Actor
 from bot.services.delivery_view import delivery_finding, delivery_views
 from bot.services.findings import assess
 from bot.services.incidents import steps_done
+from bot.services.key_pairs import pending_view
 from bot.services.keys import live_keys, summarise
 from bot.services.rotation_policy import rotation_row
-from storage.models import ApiKey, Incident, IncidentState, KeyPurpose, KeyStatus, KeyType
+from storage.models import (
+    ApiKey,
+    Incident,
+    IncidentState,
+    KeyPurpose,
+    KeyStatus,
+    KeyType,
+    PendingKeyPair,
+    PendingPairState,
+)
 
 
 def home_picture(session: Session, viewer: Actor, now: datetime) -> HomePicture:
@@ -51,6 +62,11 @@ def home_picture(session: Session, viewer: Actor, now: datetime) -> HomePicture:
         for i in incidents
     ]
     own = [k for k in keys if viewer.owns(k.summary.owner_user_id)]
+    pairs = [
+        pair
+        for pair in _waiting_pairs(session, viewer.team_id, now)
+        if viewer.user_id in (pair.created_by, pair.owner_user_id)
+    ]
     own.sort(key=lambda k: (-k.worst, k.rotation.due_at, k.summary.label.lower()))
     return HomePicture(
         user_id=viewer.user_id,
@@ -59,7 +75,21 @@ def home_picture(session: Session, viewer: Actor, now: datetime) -> HomePicture:
         own_incidents=[i for i in open_incidents if viewer.owns(i.owner_user_id)],
         team_key_count=len(keys),
         team=_team_picture(keys, open_incidents) if viewer.is_admin else None,
+        waiting_pairs=pairs,
     )
+
+
+def _waiting_pairs(session: Session, team_id: str, now: datetime) -> list[PendingPair]:
+    rows = session.exec(
+        select(PendingKeyPair)
+        .where(
+            PendingKeyPair.team_id == team_id,
+            PendingKeyPair.state == PendingPairState.PENDING.value,
+            PendingKeyPair.expires_at > now,
+        )
+        .order_by(col(PendingKeyPair.created_at))
+    ).all()
+    return [pending_view(row) for row in rows]
 
 
 def picture_for(engine: Engine, viewer: Actor, now: datetime) -> HomePicture:

@@ -116,7 +116,8 @@ class PairRequest:
         )
 
 
-def _pending(row: PendingKeyPair) -> PendingPair:
+def pending_view(row: PendingKeyPair) -> PendingPair:
+    """What a person may see of a pending pair (never its private key)."""
     return PendingPair(
         pending_id=row.id,
         label=row.label,
@@ -195,7 +196,7 @@ def _store_pair(
                 "expires_at": row.expires_at.isoformat(),
             },
         )
-        return _pending(row)
+        return pending_view(row)
 
 
 def start_generated_rotation(
@@ -266,7 +267,7 @@ def load_pending_pair(engine: Engine, actor: Actor, pending_id: str) -> PendingP
         row = session.get(PendingKeyPair, pending_id)
         if row is None or row.team_id != actor.team_id:
             raise KeyNotFound("That key pair does not exist (any more).")
-        pending = _pending(row)
+        pending = pending_view(row)
         state = PendingPairState(row.state)
     _require_may_complete(engine, actor, pending)
     if state is PendingPairState.COMPLETED:
@@ -434,7 +435,7 @@ def expire_pending_pair(engine: Engine, pending_id: str, now: datetime) -> Pendi
             target=row.label,
             detail={"pending": row.id, "created_by": row.created_by, "shredded": True},
         )
-        return _pending(row)
+        return pending_view(row)
 
 
 def waiting_pairs(engine: Engine, team_id: str) -> list[PendingPair]:
@@ -447,7 +448,7 @@ def waiting_pairs(engine: Engine, team_id: str) -> list[PendingPair]:
             )
             .order_by(col(PendingKeyPair.created_at))
         ).all()
-        return [_pending(r) for r in rows]
+        return [pending_view(r) for r in rows]
 
 
 __all__ = [
