@@ -24,6 +24,7 @@ class JobKind(StrEnum):
     INCIDENT_CHECKLIST = "incident_checklist"  # a checklist Slack refused at first
     DRIFT_CHECK = "drift_check"  # the team's daily drift check
     PENDING_PAIR_EXPIRY = "pending_pair_expiry"  # shred a generated pair never completed
+    ACTIVITY_REVIEW = "activity_review"  # the team's daily review of withdrawals
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
@@ -155,4 +156,15 @@ def pending_pair_expiry(*, team_id: str, pending_id: str, due_at: datetime) -> N
         dedupe_key=f"pending_pair_expiry:{pending_id}",
         due_at=due_at,
         payload={"pending_id": pending_id},
+    )
+
+
+def activity_review(*, team_id: str, due_at: datetime) -> NewJob:
+    """Keyed by day: two replicas planning the same team's review plan one (once a day)."""
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.ACTIVITY_REVIEW,
+        dedupe_key=f"activity_review:{team_id}:{due_at:%Y%m%d}",
+        due_at=due_at,
+        payload={},
     )

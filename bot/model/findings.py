@@ -44,6 +44,7 @@ class Severity(IntEnum):
 class FindingKind(StrEnum):
     COMPROMISED = "compromised"
     WITHDRAWALS_ENABLED = "withdrawals_enabled"
+    NO_WITHDRAW_WHITELIST = "no_withdraw_whitelist"
     TRANSFER_RIGHTS = "transfer_rights"
     NO_IP_WHITELIST = "no_ip_whitelist"
     TRADING_EXPIRING = "trading_expiring"

@@ -22,7 +22,15 @@ from bot.services.findings import assess
 from bot.services.incidents import steps_done
 from bot.services.keys import live_keys, summarise
 from bot.services.rotation_policy import rotation_row
-from storage.models import ApiKey, Incident, IncidentState, KeyPurpose, KeyStatus, KeyType
+from storage.models import (
+    ApiKey,
+    BinanceAccount,
+    Incident,
+    IncidentState,
+    KeyPurpose,
+    KeyStatus,
+    KeyType,
+)
 
 
 def home_picture(session: Session, viewer: Actor, now: datetime) -> HomePicture:
@@ -64,7 +72,9 @@ def picture_for(engine: Engine, viewer: Actor, now: datetime) -> HomePicture:
         return home_picture(session, viewer, now)
 
 
-def _home_key(key: ApiKey, account, now: datetime, incident_id: str | None) -> HomeKey:
+def _home_key(
+    key: ApiKey, account: BinanceAccount, now: datetime, incident_id: str | None
+) -> HomeKey:
     compromised = key.status == KeyStatus.COMPROMISED.value
     if key.last_check_result == "rejected":
         findings = assess(
@@ -83,6 +93,7 @@ def _home_key(key: ApiKey, account, now: datetime, incident_id: str | None) -> H
             permissions=permissions,
             compromised=compromised,
             key_type=KeyType(key.key_type),
+            withdraw_whitelist=account.withdraw_whitelist,
         )
     return HomeKey(
         summary=summarise(key, account),

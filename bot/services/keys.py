@@ -22,6 +22,7 @@ from bot.jobs.kinds import KEY_LIFECYCLE_KINDS
 from bot.jobs.queue import cancel_jobs
 from bot.model.keys import MAX_ALIAS_LENGTH, KeySummary, RegisteredKey
 from bot.services.access import Actor, deny, require_manage, require_manage_key
+from bot.services.activity_plan import plan_team_review
 from bot.services.drift_plan import plan_team_check
 from bot.services.errors import (
     InvalidInput,
@@ -264,6 +265,8 @@ def register_key(
                 interval=timedelta(hours=settings.drift_check_hours),
                 now=now,
             )
+            if permissions.flag("enableReading"):
+                plan_team_review(session, form.team_id, now=now)
             record_event(
                 session,
                 team_id=form.team_id,
