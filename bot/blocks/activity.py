@@ -53,8 +53,8 @@ def activity_digest(digest: ActivityDigest) -> Message:
     if digest.notable:
         blocks.append(
             context(
-                "New address: not used by the account in the 90 days before. If you do not "
-                "recognise a withdrawal, run `/apikey compromised <label>` for the key that could have made it."
+                "New address: not withdrawn to by the account in the 90 days up to this review. If "
+                "you do not recognise a withdrawal, run `/apikey compromised <label>` for the key that could have made it."
             )
         )
     for alias, why in digest.could_not_check[:10]:

@@ -240,6 +240,7 @@ class BinanceSimulator(LocalService):
         # Per account: (minute window, UID weight) and the arrival times in the last second.
         self._uid_weight: dict[str, tuple[int, int]] = {}
         self._history_seconds: dict[str, list[float]] = {}
+        self.uid_window_ms = WINDOW_MS  # tests may shorten the UID weight's minute
         self._faults: list[_Fault] = []
         self._window = -1  # index of the current 1-minute weight window
         self._weight = 0
@@ -579,8 +580,8 @@ class BinanceSimulator(LocalService):
         account's 180,000 UID weight a minute (429 -1003 past either), a window under 90 days
         (-1127)."""
         now_ms = self.server_time_ms()
-        window = now_ms // WINDOW_MS
-        reset_in = max(1, math.ceil(((window + 1) * WINDOW_MS - now_ms) / 1000))
+        window = now_ms // self.uid_window_ms
+        reset_in = max(1, math.ceil(((window + 1) * self.uid_window_ms - now_ms) / 1000))
         last_window, weight = self._uid_weight.get(key.account, (window, 0))
         weight = (weight if last_window == window else 0) + WITHDRAW_HISTORY_UID_WEIGHT
         self._uid_weight[key.account] = (window, weight)

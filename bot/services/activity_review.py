@@ -2,7 +2,7 @@
 
 Once a day, for every Binance account of a team with a key that can read its history, the
 withdrawals since the last review are read and two kinds are reported in one digest: to an
-address the account did not withdraw to in the 90 days before, and at or above the configured
+address the account did not withdraw to in the 90 days up to the review, and at or above the configured
 amount for the coin (``ACTIVITY_REVIEW_LARGE_WITHDRAWALS``; no prices are fetched: each coin
 has its own threshold, coins without one are compared for addresses only).
 
@@ -90,6 +90,10 @@ def _review_account(
 ) -> None:
     since = account.activity_reviewed_until or now - FIRST_REVIEW_SPAN
     since = max(since, now - MAX_REVIEW_SPAN)
+    # One request per account: Binance's window is under 90 days and each request costs
+    # 18,000 of the account's UID weight, so the addresses "seen before" are those of the 90
+    # days up to now (at least 60 before the period after a long outage).
+    history_start = now - KNOWN_ADDRESS_LOOKBACK + timedelta(milliseconds=1)
     problem = "no key of this account can read it"
     for key in keys:
         try:
@@ -99,9 +103,7 @@ def _review_account(
             continue
         try:
             with binance.waiting_up_to(PACED_WAIT_SECONDS):
-                withdrawals = gateway.withdraw_history(
-                    creds, start=since - KNOWN_ADDRESS_LOOKBACK, end=now
-                )
+                withdrawals = gateway.withdraw_history(creds, start=history_start, end=now)
         except binance.KeyRejected as error:
             problem = error.user_message
             continue  # another key of the account may still read
