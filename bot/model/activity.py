@@ -29,6 +29,8 @@ class ActivityDigest:
     could_not_check: list[tuple[str, str]] = field(default_factory=list)  # (alias, why)
     # What to record once the digest is delivered: account id -> reviewed up to.
     reviewed: dict[str, datetime] = field(default_factory=dict)
+    # Accounts never reviewed that could not be read: where their unreviewed period starts.
+    unreviewed_since: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:

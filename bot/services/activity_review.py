@@ -140,6 +140,8 @@ def _review_account(
                 )
         return
     digest.could_not_check.append((account.alias, problem))
+    if account.activity_reviewed_until is None:
+        digest.unreviewed_since[account.id] = since
 
 
 def remember_review(engine: Engine, digest: ActivityDigest, *, posted: bool) -> None:
@@ -150,6 +152,10 @@ def remember_review(engine: Engine, digest: ActivityDigest, *, posted: bool) -> 
             account = session.get(BinanceAccount, account_id)
             if account is not None:
                 account.activity_reviewed_until = until
+        for account_id, since in digest.unreviewed_since.items():
+            account = session.get(BinanceAccount, account_id)
+            if account is not None and account.activity_reviewed_until is None:
+                account.activity_reviewed_until = since  # reviewed from there next time
         record_event(
             session,
             team_id=digest.team_id,
