@@ -594,9 +594,10 @@ class BinanceSimulator(LocalService):
             return _Reply(429, {"code": -1003, "msg": msg}, -1003, reset_in, headers=headers)
         if len(arrivals) > WITHDRAW_HISTORY_PER_SECOND:
             return _Reply(429, {"code": -1003, "msg": MSG_QUEUED}, -1003, 1, headers=headers)
-        start = int(params.get("startTime", now_ms - HISTORY_SPAN_MS))
-        end = int(params.get("endTime", now_ms))
-        if end - start >= HISTORY_SPAN_MS:
+        # "If both startTime and endTime are sent, time between startTime and endTime must be
+        # less than 90 days."
+        both = "startTime" in params and "endTime" in params
+        if both and int(params["endTime"]) - int(params["startTime"]) >= HISTORY_SPAN_MS:
             msg = MSG_INTERVAL.format(hours=HISTORY_SPAN_MS // 3_600_000)
             return _Reply(400, {"code": -1127, "msg": msg}, -1127, headers=headers)
         return _Reply(200, self._history(self._withdrawals, key.account, params), headers=headers)

@@ -15,18 +15,24 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("binance_accounts", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("withdraw_whitelist", sa.Boolean(), nullable=True))
-        batch_op.add_column(
-            sa.Column("withdraw_whitelist_checked_at", sa.DateTime(timezone=True), nullable=True)
-        )
-        batch_op.add_column(
-            sa.Column("activity_reviewed_until", sa.DateTime(timezone=True), nullable=True)
-        )
+    # Plain ADD COLUMN on every backend: nullable columns need no table copy.
+    op.add_column("binance_accounts", sa.Column("withdraw_whitelist", sa.Boolean(), nullable=True))
+    op.add_column(
+        "binance_accounts",
+        sa.Column("withdraw_whitelist_checked_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.add_column(
+        "binance_accounts",
+        sa.Column("activity_reviewed_until", sa.DateTime(timezone=True), nullable=True),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("binance_accounts", schema=None) as batch_op:
-        batch_op.drop_column("activity_reviewed_until")
-        batch_op.drop_column("withdraw_whitelist_checked_at")
-        batch_op.drop_column("withdraw_whitelist")
+    # Plain DROP COLUMN (SQLite 3.35+): a batch copy would drop and recreate binance_accounts,
+    # which api_keys references.
+    for column in (
+        "activity_reviewed_until",
+        "withdraw_whitelist_checked_at",
+        "withdraw_whitelist",
+    ):
+        op.drop_column("binance_accounts", column)
