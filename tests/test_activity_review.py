@@ -22,6 +22,7 @@ from bot.jobs.scheduler import FixedClock
 from bot.model.activity import ActivityDigest, NotableWithdrawal
 from bot.services.activity_plan import ensure_activity_reviews
 from storage.models import AuditEvent, BinanceAccount, KeyPurpose, ScheduledJob, utcnow
+from tests.conftest import create_postgres_database, drop_postgres_database, require_postgres
 from tests.e2e import all_text, register_directly
 from tests.factories import make_due
 
@@ -163,7 +164,22 @@ def test_binance_failing_is_could_not_check_said_once_and_the_period_is_reviewed
     assert len(digests) == 2 and "3 USDT" in digests[1] and "Could not check" not in digests[1]
 
 
-def test_one_review_a_day_per_team_even_with_two_schedulers(stack):
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def either_stack(request, make_stack):
+    """The stack on SQLite, and on PostgreSQL (claims with FOR UPDATE SKIP LOCKED)."""
+    if request.param == "sqlite":
+        yield make_stack(alert_channel=ALERTS)
+        return
+    require_postgres()
+    url = create_postgres_database()
+    try:
+        yield make_stack(alert_channel=ALERTS, database_url=url)
+    finally:
+        drop_postgres_database(url)
+
+
+def test_one_review_a_day_per_team_even_with_two_schedulers(either_stack):
+    stack = either_stack
     register_directly(stack, "reader", purpose=KeyPurpose.READ_ONLY, permissions={})
     register_directly(stack, "second", purpose=KeyPurpose.READ_ONLY, permissions={})
     clock = FixedClock(utcnow() + timedelta(days=1, hours=1))

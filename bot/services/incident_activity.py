@@ -17,6 +17,7 @@ from storage.db import session_scope
 from storage.models import RETIRED_STATUSES, ApiKey, Incident
 
 KNOWN_ADDRESS_LOOKBACK = timedelta(days=90)
+HISTORY_PATIENCE_SECONDS = 90.0
 
 
 def review_activity(
@@ -49,10 +50,13 @@ def review_activity(
     for key in candidates:
         creds = open_credentials(ring, key)
         try:
-            withdrawals = gateway.withdraw_history(
-                creds, start=since - KNOWN_ADDRESS_LOOKBACK, end=now
-            )
-            deposits = gateway.deposit_history(creds, start=since, end=now)
+            # A background job: wait for the withdraw history's own limit (a few requests a
+            # minute, see bot.binance.transport) rather than report Binance as unavailable.
+            with binance.waiting_up_to(HISTORY_PATIENCE_SECONDS):
+                withdrawals = gateway.withdraw_history(
+                    creds, start=since - KNOWN_ADDRESS_LOOKBACK, end=now
+                )
+                deposits = gateway.deposit_history(creds, start=since, end=now)
         except binance.BinanceError as error:
             last_error = f"“{key.label}”: {error.user_message}"
             continue
