@@ -17,7 +17,6 @@ from storage.db import session_scope
 from storage.models import RETIRED_STATUSES, ApiKey, Incident
 
 KNOWN_ADDRESS_LOOKBACK = timedelta(days=90)
-HISTORY_PATIENCE_SECONDS = 90.0
 
 
 def review_activity(
@@ -50,15 +49,14 @@ def review_activity(
     for key in candidates:
         creds = open_credentials(ring, key)
         try:
-            # A background job: wait for the withdraw history's own limit (a few requests a
-            # minute, see bot.binance.transport) rather than report Binance as unavailable.
-            with binance.waiting_up_to(HISTORY_PATIENCE_SECONDS):
-                withdrawals = gateway.withdraw_history(
-                    creds, start=since - KNOWN_ADDRESS_LOOKBACK, end=now
-                )
-                deposits = gateway.deposit_history(creds, start=since, end=now)
+            withdrawals = gateway.withdraw_history(
+                creds, start=since - KNOWN_ADDRESS_LOOKBACK, end=now
+            )
+            deposits = gateway.deposit_history(creds, start=since, end=now)
         except binance.BinanceError as error:
             last_error = f"“{key.label}”: {error.user_message}"
+            if isinstance(error, binance.RateLimited):
+                break  # a limit of the account or IP, not of this key: the others would wait too
             continue
         known = {w.address for w in withdrawals if w.time and w.time < since and w.address}
         rows = [
