@@ -7,6 +7,7 @@ secret settings are never echoed, not even in validation errors.
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -105,6 +106,10 @@ class Settings(BaseSettings):
     scheduler_lease_seconds: float = Field(default=300.0, gt=0, le=86400)
     scheduler_enabled: bool = True
     drift_check_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    # The daily activity review reports withdrawals at or above these amounts, per coin
+    # ("COIN:amount,…"; no prices are fetched, so each coin has its own; a coin not listed is
+    # reviewed for new addresses only). Empty: new addresses only.
+    activity_review_large_withdrawals: Annotated[str, NoDecode] = "USDT:10000,USDC:10000"
 
     # Audit forwarding (off unless a URL is set): https://… (JSON POSTs), syslog://host:port
     # (RFC 5424 over UDP) or syslog+tcp://host:port (RFC 5424, octet-counted, over TCP).
@@ -173,6 +178,16 @@ class Settings(BaseSettings):
         if any(day < 1 or day > 365 for day in value):
             raise ValueError("each lead must be a number of days from 1 to 365")
         return tuple(sorted(set(value), reverse=True))
+
+    @field_validator("activity_review_large_withdrawals")
+    @classmethod
+    def _coin_amounts(cls, value: str) -> str:
+        parse_coin_amounts(value)  # raises ValueError with the reason
+        return value
+
+    @property
+    def large_withdrawal_thresholds(self) -> dict[str, Decimal]:
+        return parse_coin_amounts(self.activity_review_large_withdrawals)
 
     @field_validator("slack_api_url", "binance_api_url", "aws_endpoint_url")
     @classmethod
@@ -309,6 +324,28 @@ def check_forward_url(url: str) -> str:
     if port == 0:
         raise ValueError("the port must be from 1 to 65535")
     return url
+
+
+_COIN = re.compile(r"[A-Z0-9]{1,20}")
+
+
+def parse_coin_amounts(text: str) -> dict[str, Decimal]:
+    """ "USDT:10000, BTC:0.5" -> {"USDT": 10000, "BTC": 0.5}; a clear ValueError otherwise."""
+    amounts: dict[str, Decimal] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        coin, sep, amount = part.partition(":")
+        coin = coin.strip().upper()
+        try:
+            value = Decimal(amount.strip())
+        except InvalidOperation:
+            value = Decimal("NaN")
+        if not sep or not _COIN.fullmatch(coin) or not value.is_finite() or value <= 0:
+            raise ValueError(
+                "must be COIN:amount pairs separated by commas, such as USDT:10000,BTC:0.5 "
+                "(amounts above zero)"
+            )
+        amounts[coin] = value
+    return amounts
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -24,6 +24,7 @@ from bot.bootstrap import Storage, open_storage
 from bot.config import ConfigError, Settings
 from bot.jobs.audit_forwarder import start_audit_forwarder
 from bot.jobs.handlers import build_scheduler
+from bot.services.activity_plan import ensure_activity_reviews
 from bot.services.context import Services
 from bot.services.drift_plan import ensure_drift_checks
 from bot.slack.app import build_app, make_web_client
@@ -182,12 +183,14 @@ def start_scheduler(services: Services, client) -> Callable[[], None]:
 
 
 def plan_periodic_checks(services: Services) -> None:
-    """The daily drift check of every team (idempotent: replicas share one plan)."""
+    """The daily drift check and activity review of every team (idempotent: replicas share
+    one plan)."""
     ensure_drift_checks(
         services.engine,
         interval=timedelta(hours=services.settings.drift_check_hours),
         now=services.clock(),
     )
+    ensure_activity_reviews(services.engine, now=services.clock())
 
 
 def run_scheduler_only(settings: Settings) -> int:

@@ -84,6 +84,16 @@ class BinanceAccount(SQLModel, table=True):
     team_id: str = Field(index=True, max_length=32)
     alias: str = Field(max_length=80)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+    # Whether the account's withdrawals are held to whitelisted addresses, as last read from
+    # Binance's withdrawal address book (None: never read), and when it was read.
+    withdraw_whitelist: bool | None = Field(default=None)
+    withdraw_whitelist_checked_at: datetime | None = Field(
+        default=None, sa_column=_utc_column(nullable=True)
+    )
+    # The daily activity review has covered the account's withdrawals up to this moment.
+    activity_reviewed_until: datetime | None = Field(
+        default=None, sa_column=_utc_column(nullable=True)
+    )
 
 
 class ApiKey(SQLModel, table=True):

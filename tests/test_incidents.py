@@ -318,6 +318,26 @@ def test_without_a_working_key_the_activity_review_says_so(stack):
     assert "could not read" in all_text(tables[0].params)
 
 
+def test_a_rate_limited_history_is_said_and_the_other_keys_are_not_tried(stack):
+    """The withdraw history's own limit (a few requests a minute) is spent: the review says
+    so once, and does not queue every other key of the account behind it."""
+    from bot.binance.budget import EndpointLimiter
+    from bot.binance.transport import WITHDRAW_HISTORY_PATH
+
+    register_directly(stack, "bot")
+    register_directly(stack, "reader")
+    register_directly(stack, "another")
+    spent = EndpointLimiter("spent", 1, window_seconds=3600, safety=1.0, max_wait=0)
+    spent.acquire()
+    stack.services.gateway._transport.limiters[WITHDRAW_HISTORY_PATH] = (spent,)
+    _raise(stack)
+    _raised(stack)
+    _run_jobs(stack, FixedClock(utcnow()))
+    activity = _incident(stack).activity
+    assert activity["source"] is None and "only a few times a minute" in activity["error"]
+    assert not [r for r in stack.simulator.request_log if r.path == WITHDRAW_HISTORY_PATH]
+
+
 def test_everything_survives_a_restart_mid_incident(world, start):
     sim, _ = world
     with start() as first:

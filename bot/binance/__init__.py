@@ -13,12 +13,15 @@ from bot.binance.account import (
     TradingStatus,
     TransferKind,
     TransferRow,
+    WithdrawAddress,
+    whitelist_in_use,
 )
 from bot.binance.budget import (
     DEFAULT_BUDGET,
     BudgetStats,
     WeightBudget,
     shared_budget,
+    waiting_up_to,
 )
 from bot.binance.errors import (
     BadKeyFormat,
@@ -79,7 +82,10 @@ __all__ = [
     "TransferRow",
     "UnexpectedResponse",
     "WeightBudget",
+    "WithdrawAddress",
     "diff_permissions",
     "mask_api_key",
     "shared_budget",
+    "waiting_up_to",
+    "whitelist_in_use",
 ]

@@ -122,6 +122,37 @@ class TransferRow:
 
 
 @dataclass(frozen=True)
+class WithdrawAddress:
+    """One entry of the account's withdrawal address book: ``GET
+    /sapi/v1/capital/withdraw/address/list`` answers ``address, addressTag, coin, name,
+    network, origin, originType, whiteStatus``
+    (https://developers.binance.com/docs/wallet/capital/fetch-withdraw-address)."""
+
+    address: str | None
+    coin: str | None
+    network: str | None
+    name: str | None
+    whitelisted: bool | None  # ``whiteStatus``: the address is on the withdrawal whitelist
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> WithdrawAddress:
+        return cls(
+            address=_text(raw.get("address")),
+            coin=_text(raw.get("coin")),
+            network=_text(raw.get("network")),
+            name=_text(raw.get("name")),
+            whitelisted=parse_flag(raw.get("whiteStatus")),
+        )
+
+
+def whitelist_in_use(addresses: list[WithdrawAddress]) -> bool:
+    """Whether the account's withdrawals are held to whitelisted addresses, as far as the API
+    shows it. Binance exposes no switch for the whitelist itself, only ``whiteStatus`` per
+    saved address: with no whitelisted address the whitelist protects nothing, so "off"."""
+    return any(a.whitelisted is True for a in addresses)
+
+
+@dataclass(frozen=True)
 class TradingStatus:
     """``/sapi/v1/account/apiTradingStatus``: is the account's API trading locked?"""
 

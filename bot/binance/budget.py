@@ -209,6 +209,63 @@ class WeightBudget:
         return self.window_seconds
 
 
+class EndpointLimiter:
+    """A sliding-window limit of one endpoint, apart from the per-IP weight budget.
+
+    Some ``/sapi`` endpoints are limited on their own: the withdraw history, for example, costs
+    18,000 of the account's (UID's) 180,000 weight a minute and allows 10 requests a second
+    (https://developers.binance.com/docs/wallet/capital/withdraw-history). The bot does not
+    know an account's UID, so one limiter serves every account of the process: stricter than
+    Binance's per-account count, never looser. Like ``WeightBudget``, a caller waits a bounded
+    time (``waiting_up_to``, else ``max_wait``) and past it gets ``RateLimited``, sending
+    nothing.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        limit: int,
+        *,
+        window_seconds: float,
+        cost: int = 1,
+        safety: float = DEFAULT_SAFETY,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.capacity = max(cost, math.floor(limit * safety))
+        self.cost = cost
+        self.window_seconds = window_seconds
+        self.max_wait = max_wait
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._log: deque[float] = deque()  # when each request was booked
+        self.sent = 0
+
+    def acquire(self) -> None:
+        patience = _PATIENCE.get()
+        max_wait = self.max_wait if patience is None else patience
+        deadline = self._clock() + max_wait
+        per_window = self.capacity // self.cost
+        with self._cond:
+            while True:
+                now = self._clock()
+                while self._log and self._log[0] <= now - self.window_seconds:
+                    self._log.popleft()
+                if len(self._log) < per_window:
+                    self._log.append(now)
+                    self.sent += 1
+                    return
+                wait = self._log[0] + self.window_seconds - now + 0.001
+                if now + wait > deadline:
+                    raise RateLimited(
+                        wait,
+                        "Binance allows this history to be read only a few times a minute; "
+                        f"try again in about {max(1, round(wait))} seconds.",
+                    )
+                self._cond.wait(wait)
+
+
 _SHARED: dict[int, WeightBudget] = {}
 _SHARED_LOCK = threading.Lock()
 

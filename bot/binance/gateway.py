@@ -27,6 +27,7 @@ from bot.binance.account import (
     TradingStatus,
     TransferKind,
     TransferRow,
+    WithdrawAddress,
     history_windows,
 )
 from bot.binance.budget import (
@@ -216,6 +217,17 @@ class BinanceGateway:
         self, creds: Credentials, *, start: datetime, end: datetime | None = None
     ) -> list[TransferRow]:
         return self._history(creds, TransferKind.DEPOSIT, start, end)
+
+    def withdraw_addresses(self, creds: Credentials) -> list[WithdrawAddress]:
+        """The account's withdrawal address book, with each address's ``whiteStatus``."""
+        payload = self._call(
+            creds,
+            "withdrawAddressList",
+            lambda c: c._request_margin_api("get", "capital/withdraw/address/list", True, data={}),
+        )
+        if not isinstance(payload, list):
+            raise UnexpectedResponse(key=creds.masked)
+        return [WithdrawAddress.from_api(r) for r in payload if isinstance(r, Mapping)]
 
     def server_time(self) -> datetime:
         payload = self._call(None, "time", lambda c: c.get_server_time())

@@ -25,12 +25,17 @@ from binance import Client
 from Crypto.PublicKey import ECC, RSA
 from requests.adapters import HTTPAdapter
 
-from bot.binance.budget import WeightBudget
+from bot.binance.budget import EndpointLimiter, WeightBudget
 from bot.binance.errors import BadKeyFormat, BinanceUnavailable, ForbiddenEndpoint
 
 DEFAULT_BASE_URL = "https://api.binance.com"
 
-# The only requests the gateway can make: GET to these paths, with their request weight.
+WITHDRAW_HISTORY_PATH = "/sapi/v1/capital/withdraw/history"
+WITHDRAW_ADDRESSES_PATH = "/sapi/v1/capital/withdraw/address/list"
+
+# The only requests the gateway can make: GET to these paths, with the weight booked in the
+# per-IP budget. The withdraw history is UID-weighted (see ``endpoint_limiters``): it is booked
+# here at 1 so the IP budget still counts the request.
 READ_ENDPOINTS: Mapping[str, int] = MappingProxyType(
     {
         "/api/v3/time": 1,
@@ -40,8 +45,37 @@ READ_ENDPOINTS: Mapping[str, int] = MappingProxyType(
         "/sapi/v1/account/status": 1,
         "/sapi/v1/capital/withdraw/history": 1,
         "/sapi/v1/capital/deposit/hisrec": 1,
+        # "Fetch withdraw address list (USER_DATA)": no parameters, Weight(IP) 10
+        # (https://developers.binance.com/docs/wallet/capital/fetch-withdraw-address).
+        WITHDRAW_ADDRESSES_PATH: 10,
     }
 )
+
+# Binance's withdraw history: "Weight(UID): 18000, Request limit: 10 requests per second"
+# (https://developers.binance.com/docs/wallet/capital/withdraw-history); each UID-limited
+# /sapi endpoint has its own 180,000 weight a minute
+# (https://developers.binance.com/docs/products/caas/basics/4.rate-limits).
+WITHDRAW_HISTORY_UID_WEIGHT = 18_000
+SAPI_UID_WEIGHT_PER_MINUTE = 180_000
+WITHDRAW_HISTORY_PER_SECOND = 10
+
+
+def endpoint_limiters() -> dict[str, tuple[EndpointLimiter, ...]]:
+    """Fresh limiters for the endpoints Binance limits on their own (one set per transport)."""
+    return {
+        WITHDRAW_HISTORY_PATH: (
+            EndpointLimiter(
+                "withdraw history per second", WITHDRAW_HISTORY_PER_SECOND, window_seconds=1.0
+            ),
+            EndpointLimiter(
+                "withdraw history UID weight",
+                SAPI_UID_WEIGHT_PER_MINUTE,
+                window_seconds=60.0,
+                cost=WITHDRAW_HISTORY_UID_WEIGHT,
+            ),
+        )
+    }
+
 
 USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 DEFAULT_429_PAUSE = 60.0  # seconds, when a 429 comes without Retry-After
@@ -202,6 +236,7 @@ class Transport:
         self.budget = budget
         self.clock_offset_ms = 0  # Binance's clock minus ours, learned on -1021
         self._allowed = {_url_key(self.base_url + path): path for path in READ_ENDPOINTS}
+        self.limiters = endpoint_limiters()
         self.session = ReadOnlySession(self.gate)
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool, max_retries=0)
         self.session.mount("http://", adapter)
@@ -215,6 +250,8 @@ class Transport:
         return path
 
     def get(self, path: str, url: str, params: Any, headers: Mapping[str, str]) -> Any:
+        for limiter in self.limiters.get(path, ()):
+            limiter.acquire()
         self.budget.acquire(READ_ENDPOINTS[path])
         try:
             response = self.session.get(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from slack_sdk import WebClient
 
+from bot.jobs.activity import make_activity_review_handler
 from bot.jobs.announcements import make_announce_handler, make_key_announce_handler
 from bot.jobs.credentials import make_delivery_handler
 from bot.jobs.drift import make_drift_handler
@@ -38,6 +39,7 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         JobKind.PENDING_PAIR_EXPIRY: make_pair_expiry_handler(services, client),
         JobKind.CREDENTIAL_DELIVERY: make_delivery_handler(services),
         JobKind.KEY_ANNOUNCE: make_key_announce_handler(services, client),
+        JobKind.ACTIVITY_REVIEW: make_activity_review_handler(services, client),
     }
 
 

@@ -26,6 +26,7 @@ class JobKind(StrEnum):
     PENDING_PAIR_EXPIRY = "pending_pair_expiry"  # shred a generated pair never completed
     CREDENTIAL_DELIVERY = "credential_delivery"  # write a key's credentials to its sink
     KEY_ANNOUNCE = "key_announce"  # a key that can move funds was registered or removed
+    ACTIVITY_REVIEW = "activity_review"  # the team's daily review of withdrawals
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
@@ -182,4 +183,15 @@ def key_announce(*, team_id: str, key_id: str, what: str, facts: dict, due_at: d
         dedupe_key=f"key_announce:{key_id}:{what}",
         due_at=due_at,
         payload={"what": what, **facts},
+    )
+
+
+def activity_review(*, team_id: str, due_at: datetime) -> NewJob:
+    """Keyed by day: two replicas planning the same team's review plan one (once a day)."""
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.ACTIVITY_REVIEW,
+        dedupe_key=f"activity_review:{team_id}:{due_at:%Y%m%d}",
+        due_at=due_at,
+        payload={},
     )

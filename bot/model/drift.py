@@ -23,6 +23,8 @@ class Digest:
     could_not_check: list[tuple[str, str]] = field(default_factory=list)
     # What to record once the digest is delivered: key id -> (permissions or None, result).
     observed: dict[str, tuple[dict | None, str]] = field(default_factory=dict)
+    # And the withdrawal whitelist read per account: account id -> on / off.
+    whitelists: dict[str, bool] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:

@@ -76,6 +76,7 @@ class Severity(IntEnum):
 class FindingKind(StrEnum):
     COMPROMISED = "compromised"
     WITHDRAWALS_ENABLED = "withdrawals_enabled"
+    NO_WITHDRAW_WHITELIST = "no_withdraw_whitelist"
     TRANSFER_RIGHTS = "transfer_rights"
     UNKNOWN_PERMISSION = "unknown_permission"  # a flag Binance added that the bot cannot judge
     NO_IP_WHITELIST = "no_ip_whitelist"

@@ -82,6 +82,20 @@ MSG_BANNED = (
     "Please use WebSocket Streams for live updates to avoid bans."
 )
 MSG_QUEUED = "Too many requests queued."
+# Spot error -1127 INVALID_INTERVAL, as Binance words it for a too wide startTime..endTime
+# (https://developers.binance.com/docs/binance-spot-api-docs/errors).
+MSG_INTERVAL = "More than {hours} hours between startTime and endTime."
+
+# The withdraw history (https://developers.binance.com/docs/wallet/capital/withdraw-history):
+# "Weight(UID): 18000, Request limit: 10 requests per second"; startTime..endTime "must be
+# less than 90 days". A UID-limited /sapi endpoint has its own 180,000 a minute, reported in
+# X-SAPI-USED-UID-WEIGHT-1M (https://developers.binance.com/docs/products/caas/basics/4.rate-limits).
+WITHDRAW_HISTORY_PATH = "/sapi/v1/capital/withdraw/history"
+WITHDRAW_HISTORY_UID_WEIGHT = 18_000
+UID_WEIGHT_LIMIT = 180_000
+WITHDRAW_HISTORY_PER_SECOND = 10
+HISTORY_SPAN_MS = 90 * 24 * 3600 * 1000
+UID_WEIGHT_HEADER = "X-SAPI-USED-UID-WEIGHT-1M"
 GATEWAY_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
 _ALNUM = string.ascii_letters + string.digits
@@ -178,6 +192,7 @@ class _Reply:
     code: int | None = None
     retry_after: int | None = None
     hang: bool = False  # injected "timeout": never answer
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def error(cls, status: int, code: int, msg: str, retry_after: int | None = None) -> _Reply:
@@ -229,6 +244,11 @@ class BinanceSimulator(LocalService):
         self._keys: dict[str, SimKey] = {}
         self._withdrawals: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._deposits: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self._addresses: dict[str, list[dict[str, Any]]] = {}
+        # Per account: (minute window, UID weight) and the arrival times in the last second.
+        self._uid_weight: dict[str, tuple[int, int]] = {}
+        self._history_seconds: dict[str, list[float]] = {}
+        self.uid_window_ms = WINDOW_MS  # tests may shorten the UID weight's minute
         self._faults: list[_Fault] = []
         self._window = -1  # index of the current 1-minute weight window
         self._weight = 0
@@ -415,6 +435,38 @@ class BinanceSimulator(LocalService):
             self._deposits.setdefault(account, []).append((insert_time_ms, record))
         return dict(record)
 
+    def add_withdraw_address(
+        self,
+        account: str,
+        *,
+        address: str,
+        coin: str = "USDT",
+        network: str = "BSC",
+        name: str = "",
+        white_status: bool = True,
+    ) -> dict:
+        """An entry of the account's withdrawal address book, with Binance's fields
+        (https://developers.binance.com/docs/wallet/capital/fetch-withdraw-address)."""
+        record = {
+            "address": address,
+            "addressTag": "",
+            "coin": coin,
+            "name": name,
+            "network": network,
+            "origin": "",
+            "originType": "others",
+            "whiteStatus": white_status,
+        }
+        with self._lock:
+            self._addresses.setdefault(account, []).append(record)
+        return dict(record)
+
+    def set_address_whitelisted(self, account: str, address: str, value: bool) -> None:
+        with self._lock:
+            for record in self._addresses.get(account, []):
+                if record["address"] == address:
+                    record["whiteStatus"] = bool(value)
+
     # ------------------------------------------------------------------ faults, weight, log
     def inject_fault(self, kind: str, *, count: int = 1, path: str | None = None) -> None:
         if kind not in FAULT_KINDS:
@@ -437,6 +489,8 @@ class BinanceSimulator(LocalService):
             self._weight = 0
             self._window = -1
             self.count_429 = 0
+            self._uid_weight.clear()
+            self._history_seconds.clear()
 
     # ------------------------------------------------------------------ request handling
     def _add_weight(self, weight: int) -> tuple[int, int]:
@@ -504,6 +558,8 @@ class BinanceSimulator(LocalService):
         try:
             with self._lock:  # a consistent view while tests change keys from other threads
                 body = handler(self, key, params)
+            if isinstance(body, _Reply):
+                return body, params, used
             return _Reply(200, body), params, used
         except ValueError:
             return _Reply.error(400, -1100, MSG_ILLEGAL), params, used
@@ -539,6 +595,33 @@ class BinanceSimulator(LocalService):
         if not signatures or not key.verify(payload, unquote(signatures[-1])):
             return _Reply.error(400, -1022, MSG_SIGNATURE)
         return key
+
+    def _withdraw_history(self, key: SimKey, params: dict[str, str]) -> Any:
+        """The withdraw history behind its own limits: 10 requests a second and 18,000 of the
+        account's 180,000 UID weight a minute (429 -1003 past either), a window under 90 days
+        (-1127)."""
+        now_ms = self.server_time_ms()
+        window = now_ms // self.uid_window_ms
+        reset_in = max(1, math.ceil(((window + 1) * self.uid_window_ms - now_ms) / 1000))
+        last_window, weight = self._uid_weight.get(key.account, (window, 0))
+        weight = (weight if last_window == window else 0) + WITHDRAW_HISTORY_UID_WEIGHT
+        self._uid_weight[key.account] = (window, weight)
+        headers = {UID_WEIGHT_HEADER: str(weight)}
+        arrivals = [t for t in self._history_seconds.get(key.account, []) if t > now_ms - 1000]
+        arrivals.append(now_ms)
+        self._history_seconds[key.account] = arrivals
+        if weight > UID_WEIGHT_LIMIT:
+            msg = MSG_TOO_MUCH.format(limit=UID_WEIGHT_LIMIT)
+            return _Reply(429, {"code": -1003, "msg": msg}, -1003, reset_in, headers=headers)
+        if len(arrivals) > WITHDRAW_HISTORY_PER_SECOND:
+            return _Reply(429, {"code": -1003, "msg": MSG_QUEUED}, -1003, 1, headers=headers)
+        # "If both startTime and endTime are sent, time between startTime and endTime must be
+        # less than 90 days."
+        both = "startTime" in params and "endTime" in params
+        if both and int(params["endTime"]) - int(params["startTime"]) >= HISTORY_SPAN_MS:
+            msg = MSG_INTERVAL.format(hours=HISTORY_SPAN_MS // 3_600_000)
+            return _Reply(400, {"code": -1127, "msg": msg}, -1127, headers=headers)
+        return _Reply(200, self._history(self._withdrawals, key.account, params), headers=headers)
 
     def _history(
         self, store: dict[str, list[tuple[int, dict[str, Any]]]], account: str, params: dict
@@ -593,9 +676,11 @@ _ROUTES: dict[str, tuple[_Endpoint, int, bool]] = {
     "/sapi/v1/account/apiRestrictions": (lambda sim, key, params: key.restrictions(), 1, True),
     "/sapi/v1/account/apiTradingStatus": (lambda sim, key, params: _TRADING_STATUS, 1, True),
     "/sapi/v1/account/status": (lambda sim, key, params: {"data": "Normal"}, 1, True),
-    "/sapi/v1/capital/withdraw/history": (
-        lambda sim, key, params: sim._history(sim._withdrawals, key.account, params),
-        1,
+    WITHDRAW_HISTORY_PATH: (lambda sim, key, params: sim._withdraw_history(key, params), 1, True),
+    # No parameters; Weight(IP) 10 (https://developers.binance.com/docs/wallet/capital/fetch-withdraw-address).
+    "/sapi/v1/capital/withdraw/address/list": (
+        lambda sim, key, params: [dict(r) for r in sim._addresses.get(key.account, [])],
+        10,
         True,
     ),
     "/sapi/v1/capital/deposit/hisrec": (
@@ -633,7 +718,7 @@ class _Handler(TrackedHandler):
             return
         if sim.latency > 0:
             sim._stopping.wait(sim.latency)
-        headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
+        headers = {"X-MBX-USED-WEIGHT-1M": str(used), **reply.headers}
         if reply.retry_after is not None:
             headers["Retry-After"] = str(reply.retry_after)
         self.send_reply(reply.status, reply.body, headers)

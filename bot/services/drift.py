@@ -22,12 +22,13 @@ from sqlmodel import Session, col, select
 from bot import binance
 from bot.model.drift import Change, Digest
 from bot.model.findings import PERMISSION_NAMES, PURPOSE_NAMES, Severity, permission_name
-from bot.services.findings import PURPOSE_MAX_TIER
+from bot.services.findings import NO_WHITELIST_TEXT, PURPOSE_MAX_TIER
 from bot.services.keys import open_credentials
+from bot.services.withdrawal_controls import WhitelistReading, read_whitelists
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
 from storage.db import session_scope
-from storage.models import RETIRED_STATUSES, ApiKey, KeyPurpose
+from storage.models import RETIRED_STATUSES, ApiKey, BinanceAccount, KeyPurpose
 
 EXPIRY_WINDOW = timedelta(days=14)
 # A team with more keys than one minute of Binance request weight allows (~4,800) is checked at
@@ -82,8 +83,59 @@ def check_team(
         else:
             digest.could_not_check.append((key.label, result.error.user_message))
             updates[key.id] = (None, "unknown")
+    answered = [
+        (key, c, r.permissions)
+        for key, c, r in zip(checkable, creds, results, strict=True)
+        if r.permissions is not None
+    ]
+    _whitelist_changes(engine, digest, answered, read_whitelists(gateway, answered))
     digest.changes.sort(key=lambda c: (-c.severity, c.label.lower()))
     return digest
+
+
+def _whitelist_changes(
+    engine: Engine,
+    digest: Digest,
+    answered: list[tuple[ApiKey, binance.Credentials, binance.KeyPermissions]],
+    readings: dict[str, WhitelistReading],
+) -> None:
+    """A Withdraw-tier key on an account whose withdrawal whitelist is now off (first seen
+    off, or turned off since): critical, once; turned on again: told once too."""
+    if not readings:
+        return
+    with Session(engine) as session:
+        before = {
+            a.id: a.withdraw_whitelist
+            for a in session.exec(
+                select(BinanceAccount).where(col(BinanceAccount.id).in_(list(readings)))
+            ).all()
+        }
+    for key, _creds, perms in answered:
+        reading = readings.get(key.account_id)
+        if reading is None or perms.tier < binance.Tier.WITHDRAW:
+            continue
+        if reading.on is None:
+            digest.could_not_check.append(
+                (key.label, f"Its account's withdrawal whitelist: {reading.error}")
+            )
+            continue
+        was = before.get(key.account_id)
+        if reading.on is False and was is not False:
+            digest.changes.append(
+                Change(key.label, key.owner_user_id, Severity.CRITICAL, NO_WHITELIST_TEXT)
+            )
+        elif reading.on is True and was is False:
+            digest.changes.append(
+                Change(
+                    key.label,
+                    key.owner_user_id,
+                    Severity.INFO,
+                    "The account's withdrawal whitelist is on again.",
+                )
+            )
+    digest.whitelists.update(
+        {account_id: r.on for account_id, r in readings.items() if r.on is not None}
+    )
 
 
 def _changes(key: ApiKey, perms: binance.KeyPermissions, now: datetime) -> list[Change]:
@@ -158,6 +210,11 @@ def remember_check(engine: Engine, digest: Digest, now: datetime) -> None:
                 key.permissions_json = permissions
                 key.permissions_checked_at = now
             key.last_check_result = result
+        for account_id, on in digest.whitelists.items():
+            account = session.get(BinanceAccount, account_id)
+            if account is not None:
+                account.withdraw_whitelist = on
+                account.withdraw_whitelist_checked_at = now
         record_event(
             session,
             team_id=digest.team_id,

@@ -54,15 +54,22 @@ def assess(
     previous: dict | None = None,
     compromised: bool = False,
     key_type: KeyType | None = None,
+    withdraw_whitelist: bool | None = None,
+    whitelist_error: str | None = None,
 ) -> list[Finding]:
     """Every least-privilege finding for a key, worst first (a key reported compromised is
-    never "fine", whatever Binance says it may do)."""
+    never "fine", whatever Binance says it may do).
+
+    ``withdraw_whitelist``: whether the key's account holds withdrawals to whitelisted
+    addresses (None: not known); ``whitelist_error``: why it could not be read just now."""
     if error is not None:
         findings = [_error_finding(error)]
     elif permissions is None:
         findings = [Finding(FindingKind.UNREACHABLE, Severity.UNKNOWN, "Not checked yet.")]
     else:
         findings = _permission_findings(permissions, purpose, now, previous)
+        if permissions.tier >= Tier.WITHDRAW:
+            findings += whitelist_findings(withdraw_whitelist, whitelist_error)
     if key_type == KeyType.HMAC and permissions is not None:
         findings.append(HMAC_FINDING)
     if compromised:
@@ -75,6 +82,28 @@ def assess(
             )
         )
     return sorted(findings, key=lambda f: (-f.severity, KIND_ORDER[f.kind]))
+
+
+NO_WHITELIST_TEXT = (
+    "The account's withdrawal whitelist is off (no address in its withdrawal address book is "
+    "whitelisted): with this key, funds can be withdrawn to any address. In Binance's address "
+    "management, turn on the withdrawal whitelist and whitelist the addresses it may use."
+)
+
+
+def whitelist_findings(whitelist: bool | None, error: str | None) -> list[Finding]:
+    """For a Withdraw-tier key: the account's withdrawal whitelist, off or unknown."""
+    if whitelist is False and error is None:
+        return [Finding(FindingKind.NO_WITHDRAW_WHITELIST, Severity.CRITICAL, NO_WHITELIST_TEXT)]
+    if error is not None:
+        return [
+            Finding(
+                FindingKind.NO_WITHDRAW_WHITELIST,
+                Severity.UNKNOWN,
+                f"Could not check the account's withdrawal whitelist: {error}",
+            )
+        ]
+    return []
 
 
 def _error_finding(error: BinanceError) -> Finding:

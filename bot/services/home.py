@@ -28,6 +28,7 @@ from bot.services.keys import live_keys, summarise
 from bot.services.rotation_policy import rotation_row
 from storage.models import (
     ApiKey,
+    BinanceAccount,
     Incident,
     IncidentState,
     KeyPurpose,
@@ -100,7 +101,7 @@ def picture_for(engine: Engine, viewer: Actor, now: datetime) -> HomePicture:
 
 def _home_key(
     key: ApiKey,
-    account,
+    account: BinanceAccount,
     now: datetime,
     incident_id: str | None,
     delivery: DeliveryView | None = None,
@@ -123,6 +124,7 @@ def _home_key(
             permissions=permissions,
             compromised=compromised,
             key_type=KeyType(key.key_type),
+            withdraw_whitelist=account.withdraw_whitelist,
         )
     if (undelivered := delivery_finding(delivery)) is not None:
         findings = sorted([*findings, undelivered], key=lambda f: (-f.severity, KIND_ORDER[f.kind]))

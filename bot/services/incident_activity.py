@@ -5,6 +5,7 @@ other keys can do now."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -46,6 +47,12 @@ def review_activity(
     # Prefer keys that are not compromised; the compromised key itself is the last resort.
     candidates = sorted(candidates, key=lambda k: k.id == compromised.id)
     last_error = "no other registered key of this account can read it"
+    activity: dict[str, Any] = {
+        "source": None,
+        "since": since.isoformat(),
+        "rows": [],
+        "error": last_error,
+    }
     for key in candidates:
         creds = open_credentials(ring, key)
         try:
@@ -54,7 +61,9 @@ def review_activity(
             )
             deposits = gateway.deposit_history(creds, start=since, end=now)
         except binance.BinanceError as error:
-            last_error = f"“{key.label}”: {error.user_message}"
+            activity["error"] = f"“{key.label}”: {error.user_message}"
+            if isinstance(error, binance.RateLimited):
+                break  # a limit of the account or IP, not of this key: the others would wait too
             continue
         known = {w.address for w in withdrawals if w.time and w.time < since and w.address}
         rows = [
@@ -66,8 +75,6 @@ def review_activity(
         rows.sort(key=lambda r: r["time"] or "", reverse=True)
         activity = {"source": key.label, "since": since.isoformat(), "rows": rows, "error": None}
         break
-    else:
-        activity = {"source": None, "since": since.isoformat(), "rows": [], "error": last_error}
     with session_scope(engine) as session:
         incident = session.get(Incident, incident_id, with_for_update=True)
         incident.activity = activity

@@ -23,6 +23,7 @@ from bot.jobs.queue import cancel_jobs, schedule_jobs
 from bot.model.findings import PURPOSE_NAMES, permission_name
 from bot.model.keys import MAX_ALIAS_LENGTH, KeySummary, RegisteredKey
 from bot.services.access import Actor, deny, require_manage, require_manage_key
+from bot.services.activity_plan import plan_team_review
 from bot.services.delivery_plan import plan_delivery
 from bot.services.drift_plan import plan_team_check
 from bot.services.errors import (
@@ -325,6 +326,8 @@ def register_key(
                 interval=timedelta(hours=settings.drift_check_hours),
                 now=now,
             )
+            if permissions.flag("enableReading"):
+                plan_team_review(session, form.team_id, now=now)
             record_event(
                 session,
                 team_id=form.team_id,

@@ -22,6 +22,11 @@ from bot.services.delivery_view import delivery_finding, delivery_views
 from bot.services.errors import KeyNotFound
 from bot.services.findings import assess
 from bot.services.keys import live_keys, open_credentials, pick_label, unknown_label
+from bot.services.withdrawal_controls import (
+    WhitelistReading,
+    read_whitelists,
+    store_whitelists,
+)
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
 from storage.db import session_scope
@@ -83,8 +88,15 @@ def run_status(
             credentials.append(open_credentials(ring, key))
         except (CryptoError, KeyNotFound):
             credentials.append(None)
-    to_check = [c for c in credentials if c is not None]
-    results = iter(gateway.check_many(to_check))
+    checkable = [(k, c) for (k, _a), c in zip(rows, credentials, strict=True) if c is not None]
+    results = gateway.check_many([c for _k, c in checkable])
+    answered = [
+        (key, creds, result.permissions)
+        for (key, creds), result in zip(checkable, results, strict=True)
+        if result.permissions is not None
+    ]
+    whitelists = read_whitelists(gateway, answered)
+    results_iter = iter(results)
     reports = []
     observed: dict[str, dict] = {}
     for (key, account), creds in zip(rows, credentials, strict=True):
@@ -98,8 +110,9 @@ def run_status(
             ]
             reports.append(_report(key, account.alias, None, findings))
             continue
-        result = next(results)
+        result = next(results_iter)
         permissions = result.permissions
+        whitelist = whitelists.get(key.account_id, WhitelistReading(account.withdraw_whitelist))
         findings = assess(
             purpose=KeyPurpose(key.purpose),
             now=now,
@@ -108,6 +121,8 @@ def run_status(
             previous=key.permissions_json,
             compromised=key.status == KeyStatus.COMPROMISED.value,
             key_type=KeyType(key.key_type),
+            withdraw_whitelist=whitelist.on,
+            whitelist_error=whitelist.error,
         )
         if (undelivered := delivery_finding(deliveries.get(key.id))) is not None:
             findings = sorted(
@@ -131,7 +146,15 @@ def run_status(
         keys=reports,
         scope_user_id=_target_user(target, actor),
     )
-    _remember(engine, report, team_id=team_id, actor=actor, source=source, observed=observed)
+    _remember(
+        engine,
+        report,
+        team_id=team_id,
+        actor=actor,
+        source=source,
+        observed=observed,
+        whitelists=whitelists,
+    )
     return report
 
 
@@ -185,9 +208,11 @@ def _remember(
     actor: str,
     source: str | None,
     observed: dict[str, dict],
+    whitelists: dict[str, WhitelistReading],
 ) -> None:
     """Store the observations, the report (for paging) and one audit event, together."""
     with session_scope(engine) as session:
+        store_whitelists(session, whitelists, report.created_at)
         for key_id, permissions in observed.items():
             key = session.get(ApiKey, key_id)
             if key is not None:

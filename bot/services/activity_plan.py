@@ -1,0 +1,64 @@
+"""When the daily activity review runs: one pending review per team that has a key able to
+read its account's history, planned once (like the drift check, ``bot.services.drift_plan``).
+
+Apart from ``bot.services.activity_review`` so that registering a key can plan its team's
+first review without importing the reviewer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from bot.jobs.kinds import JobKind, activity_review
+from bot.jobs.queue import schedule_jobs
+from storage.db import session_scope
+from storage.models import RETIRED_STATUSES, ApiKey, JobState, ScheduledJob
+
+REVIEW_INTERVAL = timedelta(days=1)
+
+
+def _pending_teams(session: Session) -> set[str]:
+    return set(
+        session.exec(
+            select(ScheduledJob.team_id)
+            .where(
+                ScheduledJob.kind == JobKind.ACTIVITY_REVIEW,
+                ScheduledJob.state == JobState.PENDING.value,
+            )
+            .distinct()
+        ).all()
+    )
+
+
+def _reading_teams(session: Session) -> set[str]:
+    """Teams with a live key Binance said can read (``enableReading``)."""
+    rows = session.exec(
+        select(ApiKey.team_id, ApiKey.permissions_json).where(
+            col(ApiKey.status).not_in(RETIRED_STATUSES),
+            col(ApiKey.secret_sealed).is_not(None),
+        )
+    ).all()
+    return {team for team, perms in rows if (perms or {}).get("enableReading") is True}
+
+
+def plan_team_review(session: Session, team_id: str, *, now: datetime) -> None:
+    """In the caller's transaction: the team's next review, unless one is pending already."""
+    if team_id not in _pending_teams(session):
+        schedule_jobs(session, [activity_review(team_id=team_id, due_at=now + REVIEW_INTERVAL)])
+
+
+def ensure_activity_reviews(
+    engine: Engine, *, now: datetime, delay: timedelta = REVIEW_INTERVAL
+) -> None:
+    """Every team with a key that can read has its next review planned, once (replicas
+    starting at different times share one plan; the job's dedupe key is the day)."""
+    with Session(engine) as session:
+        teams = _reading_teams(session) - _pending_teams(session)
+    if teams:
+        with session_scope(engine) as session:
+            schedule_jobs(
+                session, [activity_review(team_id=team, due_at=now + delay) for team in teams]
+            )

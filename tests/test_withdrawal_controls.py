@@ -1,0 +1,151 @@
+"""Withdrawal controls: a Withdraw-tier key on an account whose withdrawal whitelist is off is
+critical in status, App Home and the drift digest; the simulator serves Binance's withdrawal
+address book (fields, weight)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlmodel import Session, select
+
+from bot.binance import Credentials
+from bot.jobs.kinds import JobKind
+from bot.jobs.scheduler import FixedClock
+from bot.services.drift_plan import ensure_drift_checks
+from storage.models import BinanceAccount, KeyPurpose, utcnow
+from tests.e2e import ALICE, all_text, bot_client, register_directly
+from tests.factories import WITHDRAW, make_due
+
+ADMIN = "U0BOSS"
+ALERTS = "C0ALERTS"
+ADDRESS_LIST = "/sapi/v1/capital/withdraw/address/list"
+OFF = "withdrawal whitelist is off"
+
+
+@pytest.fixture
+def stack(make_stack):
+    return make_stack(admin_user_ids=ADMIN, alert_channel=ALERTS)
+
+
+def _payout(stack, *, whitelisted: bool | None):
+    """A Withdraw-tier key; its account's address book holds one address (whitelisted or
+    not), or none at all (``None``)."""
+    registered, key = register_directly(
+        stack, "payout", purpose=KeyPurpose.WITHDRAWALS, permissions=WITHDRAW
+    )
+    if whitelisted is not None:
+        stack.simulator.add_withdraw_address(
+            "main", address="0x94df8b352de7f46f64b01d3666bf6e936e44ce60", white_status=whitelisted
+        )
+    return registered, key
+
+
+def _status(stack, text: str = "status payout") -> str:
+    url = stack.slack.response_url()
+    assert bot_client(stack).command(text, user_id=ALICE, response_url=url).status_code == 200
+    (reply,) = stack.slack.wait_for(
+        "response_url", predicate=lambda c: c.params["_response_url"] == url, timeout=15
+    )
+    return all_text(reply.params)
+
+
+def _home(stack, user: str) -> str:
+    before = len(stack.slack.calls_to("views.publish"))
+    event = {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home"}
+    assert bot_client(stack).event(event).status_code == 200
+    return all_text(stack.slack.wait_for("views.publish", count=before + 1)[-1].params["view"])
+
+
+def _drift(stack, clock: FixedClock) -> list[str]:
+    engine = stack.services.engine
+    ensure_drift_checks(engine, interval=timedelta(0), now=clock.now())
+    make_due(engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
+    scheduler = stack.scheduler(clock, worker_id="test")
+    try:
+        scheduler.tick()
+    finally:
+        scheduler.close()
+    return [
+        all_text(c.params)
+        for c in stack.slack.calls_to("chat.postMessage")
+        if "Daily key check" in c.params.get("text", "")
+    ]
+
+
+def _stored_whitelist(stack) -> bool | None:
+    with Session(stack.services.engine) as session:
+        return session.exec(select(BinanceAccount)).one().withdraw_whitelist
+
+
+@pytest.mark.parametrize("whitelisted", [False, None], ids=["not-whitelisted", "empty-book"])
+def test_whitelist_off_is_critical_in_status_and_app_home(stack, whitelisted):
+    _payout(stack, whitelisted=whitelisted)
+    text = _status(stack)
+    assert OFF in text and "🔴" in text
+    assert _stored_whitelist(stack) is False
+    assert OFF in _home(stack, ALICE)  # the owner's keys
+    assert OFF in _home(stack, ADMIN)  # the team's critical findings
+
+
+def test_whitelist_off_is_critical_in_the_drift_digest_once_then_on_again(stack):
+    _payout(stack, whitelisted=False)
+    clock = FixedClock(utcnow() + timedelta(hours=1))
+    (digest,) = _drift(stack, clock)
+    assert "payout" in digest and OFF in digest and "🔴" in digest
+    clock.advance(timedelta(days=1))
+    assert len(_drift(stack, clock)) == 1  # already told: not again
+    stack.simulator.set_address_whitelisted(
+        "main", "0x94df8b352de7f46f64b01d3666bf6e936e44ce60", True
+    )
+    clock.advance(timedelta(days=1))
+    digests = _drift(stack, clock)
+    assert len(digests) == 2 and "withdrawal whitelist is on again" in digests[1]
+    assert _stored_whitelist(stack) is True
+
+
+def test_whitelist_on_means_no_finding_anywhere(stack):
+    _payout(stack, whitelisted=True)
+    text = _status(stack)
+    assert OFF not in text and "withdrawal whitelist" not in text
+    assert _stored_whitelist(stack) is True
+    assert OFF not in _home(stack, ADMIN)
+    assert all(OFF not in d for d in _drift(stack, FixedClock(utcnow() + timedelta(hours=1))))
+
+
+def test_keys_below_withdraw_tier_never_read_the_address_book(stack):
+    register_directly(stack, "trader")
+    _status(stack, "status trader")
+    assert not [r for r in stack.simulator.request_log if r.path == ADDRESS_LIST]
+
+
+def test_an_unreadable_address_book_is_unknown_not_fine(stack):
+    _payout(stack, whitelisted=True)
+    stack.simulator.inject_fault("503", count=5, path=ADDRESS_LIST)
+    text = _status(stack)
+    assert "Could not check the account's withdrawal whitelist" in text
+    assert _stored_whitelist(stack) is None  # nothing learnt, nothing stored
+
+
+def test_the_simulator_serves_the_address_book_as_binance_documents_it(stack):
+    """Fields and weight of https://developers.binance.com/docs/wallet/capital/fetch-withdraw-address."""
+    _, key = _payout(stack, whitelisted=True)
+    sim = stack.simulator
+    sim.reset()
+    gateway = stack.services.gateway
+    (entry,) = gateway.withdraw_addresses(Credentials(key.api_key, key.secret))
+    assert entry.whitelisted is True and entry.coin == "USDT" and entry.network == "BSC"
+    (raw,) = [r for r in sim.request_log if r.path == ADDRESS_LIST]
+    assert raw.method == "GET" and raw.status == 200 and "signature" not in raw.params
+    assert sim.used_weight() == 10  # Weight(IP): 10
+    body = sim._addresses["main"][0]
+    assert set(body) == {
+        "address",
+        "addressTag",
+        "coin",
+        "name",
+        "network",
+        "origin",
+        "originType",
+        "whiteStatus",
+    }
