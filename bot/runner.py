@@ -11,7 +11,6 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -20,6 +19,9 @@ from bot.binance import BinanceGateway
 from bot.bootstrap import Storage, open_storage
 from bot.config import ConfigError, Settings
 from bot.jobs.handlers import build_scheduler
+from bot.jobs.scheduler import Scheduler
+from bot.observability.routes import observability_routes
+from bot.observability.server import serve_in_background
 from bot.services.context import Services
 from bot.services.drift_plan import ensure_drift_checks
 from bot.slack.app import build_app, make_web_client
@@ -72,7 +74,20 @@ def run_bot(settings: Settings) -> int:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             log.info("connecting to Slack in Socket Mode")
-            SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
+            handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+            health = serve_in_background(
+                observability_routes(
+                    services,
+                    slack_connected=handler.client.is_connected,
+                    scheduler_lag=stop_scheduler.lag_seconds,
+                ),
+                host=settings.host,
+                port=settings.port,
+            )
+            try:
+                handler.start()
+            finally:
+                health.stop()
         else:
             serve_http(app, services, host=settings.host, port=settings.port)
     finally:
@@ -96,26 +111,40 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         log.debug("malloc arenas not capped (not glibc)")
 
 
-def start_scheduler(services: Services, client) -> Callable[[], None]:
-    """Run the reminder / probe loop in a thread of this replica; returns its stop function."""
+class SchedulerThread:
+    """The scheduler loop running in a thread of this replica: call it to stop it;
+    ``lag_seconds`` for readiness and metrics (None where this replica runs no scheduler)."""
+
+    def __init__(self, scheduler: Scheduler | None) -> None:
+        self._scheduler = scheduler
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if scheduler is not None:
+            self._thread = threading.Thread(
+                target=scheduler.run_forever, args=(self._stop,), name="scheduler", daemon=True
+            )
+            self._thread.start()
+
+    def lag_seconds(self) -> float | None:
+        return None if self._scheduler is None else self._scheduler.lag_seconds()
+
+    def __call__(self) -> None:
+        if self._scheduler is None or self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._scheduler.close()
+
+
+def start_scheduler(services: Services, client) -> SchedulerThread:
+    """Run the reminder / probe loop in a thread of this replica; calling the answer stops it."""
     if not services.settings.scheduler_enabled:
-        return lambda: None
+        return SchedulerThread(None)
     scheduler = build_scheduler(
         services, client, lease=timedelta(seconds=services.settings.scheduler_lease_seconds)
     )
     plan_periodic_checks(services)
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=scheduler.run_forever, args=(stop,), name="scheduler", daemon=True
-    )
-    thread.start()
-
-    def stop_it() -> None:
-        stop.set()
-        thread.join(timeout=30)
-        scheduler.close()
-
-    return stop_it
+    return SchedulerThread(scheduler)
 
 
 def plan_periodic_checks(services: Services) -> None:
