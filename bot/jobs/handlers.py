@@ -16,6 +16,7 @@ from bot.jobs.incidents import (
 )
 from bot.jobs.key_pairs import make_pair_expiry_handler
 from bot.jobs.kinds import JobKind
+from bot.jobs.paging import make_page_handler
 from bot.jobs.probes import make_probe_handler
 from bot.jobs.queue import Handler
 from bot.jobs.reminders import make_reminder_handler
@@ -37,6 +38,7 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         JobKind.DRIFT_CHECK: make_drift_handler(services, client),
         JobKind.PENDING_PAIR_EXPIRY: make_pair_expiry_handler(services, client),
         JobKind.CREDENTIAL_DELIVERY: make_delivery_handler(services),
+        JobKind.PAGE: make_page_handler(services),
     }
 
 

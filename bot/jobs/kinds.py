@@ -25,6 +25,7 @@ class JobKind(StrEnum):
     DRIFT_CHECK = "drift_check"  # the team's daily drift check
     PENDING_PAIR_EXPIRY = "pending_pair_expiry"  # shred a generated pair never completed
     CREDENTIAL_DELIVERY = "credential_delivery"  # write a key's credentials to its sink
+    PAGE = "page"  # a critical condition (or its end) to PagerDuty and/or the paging webhook
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
@@ -167,4 +168,25 @@ def pending_pair_expiry(*, team_id: str, pending_id: str, due_at: datetime) -> N
         dedupe_key=f"pending_pair_expiry:{pending_id}",
         due_at=due_at,
         payload={"pending_id": pending_id},
+    )
+
+
+def page_event(
+    *,
+    team_id: str,
+    key_id: str | None,
+    dedup_key: str,
+    action: str,
+    occurrence: int,
+    due_at: datetime,
+) -> NewJob:
+    """``action``: trigger or resolve; ``occurrence``: how many times the page was opened (a
+    condition that clears and comes back is paged again, under the same dedup key)."""
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.PAGE,
+        key_id=key_id,
+        dedupe_key=f"page:{action}:{occurrence}:{dedup_key}",
+        due_at=due_at,
+        payload={"dedup_key": dedup_key, "action": action},
     )

@@ -32,6 +32,7 @@ from bot.services.errors import (
     LabelTaken,
 )
 from bot.services.findings import assess
+from bot.services.paging import resolve_page, withdrawals_page_key
 from bot.services.reminder_plan import plan_reminders
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
@@ -465,6 +466,7 @@ def remove_key(
         key.status = KeyStatus.REMOVED.value
         key.updated_at = utcnow()
         cancel_jobs(session, key_id=key.id, kinds=KEY_LIFECYCLE_KINDS)
+        resolve_page(session, dedup_key=withdrawals_page_key(key.id), now=key.updated_at)
         record_event(
             session,
             team_id=team_id,
