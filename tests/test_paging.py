@@ -330,3 +330,23 @@ def test_the_routing_key_never_reaches_a_log_line(stack, pagerduty):
         stored = " ".join(str(e.detail) for e in session.exec(select(AuditEvent)))
         stored += " ".join(str(j.payload) + str(j.last_error) for j in _page_jobs(stack))
     assert ROUTING_KEY not in stored
+
+
+def test_pages_on_each_database(make_stack, pagerduty, database_url):
+    stack = make_stack(
+        database_url=database_url,
+        pagerduty_routing_key=ROUTING_KEY,
+        pagerduty_events_url=pagerduty.events_url,
+    )
+    register_directly(stack, "vault", permissions=WITHDRAW, purpose=KeyPurpose.WITHDRAWALS)
+    now = utcnow()
+    raised = _raise(stack, "vault", now)
+    clock = FixedClock(now + timedelta(seconds=5))
+    _tick(stack, clock)
+    _close(stack, raised.incident_id, clock.now())
+    clock.advance(timedelta(seconds=5))
+    _tick(stack, clock)
+    assert [(e["event_action"], e["dedup_key"]) for e in pagerduty.accepted_events()] == [
+        ("trigger", incident_page_key(raised.incident_id)),
+        ("resolve", incident_page_key(raised.incident_id)),
+    ]

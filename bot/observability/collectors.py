@@ -126,15 +126,19 @@ def read_figures(engine: Engine, now: datetime) -> DatabaseFigures:
             .group_by(failing)
         ).all():
             figures.deliveries["failing" if is_failing else "pending"] += count
-        rows = session.exec(
-            select(
-                ApiKey.permissions_json,
-                ApiKey.purpose,
-                ApiKey.status,
-                ApiKey.key_type,
-                ApiKey.last_check_result,
-            ).where(col(ApiKey.status).not_in(RETIRED_STATUSES))
-        ).all()
+        rows = (
+            session.connection()
+            .execute(
+                sa.select(
+                    col(ApiKey.permissions_json),
+                    col(ApiKey.purpose),
+                    col(ApiKey.status),
+                    col(ApiKey.key_type),
+                    col(ApiKey.last_check_result),
+                ).where(col(ApiKey.status).not_in(RETIRED_STATUSES))
+            )
+            .all()
+        )
     for permissions_json, purpose, status, key_type, last_result in rows:
         permissions = (
             binance.KeyPermissions.from_dict(permissions_json) if permissions_json else None

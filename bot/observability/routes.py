@@ -14,10 +14,11 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from bot.observability.collectors import (
@@ -41,7 +42,7 @@ MASTER_KEY_CACHE_SECONDS = 30.0  # with KMS, opening the canary asks AWS: not on
 class _Instruments(Collector):
     """The process-wide counters and histograms (bot.observability.metrics), in this registry."""
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterable[Metric]:
         return INSTRUMENTS.collect()
 
 
