@@ -4,6 +4,7 @@ documented schema) and/or a webhook, once per condition, retried, and resolved w
 from __future__ import annotations
 
 import io
+import json
 import logging
 from datetime import timedelta
 
@@ -11,17 +12,20 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.bootstrap import configure_logging
+from bot.ids import Callback
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
 from bot.model.incidents import STEPS
 from bot.sandbox.pagerduty_standin import PagerDutyStandIn, event_errors
+from bot.sandbox.requests import rotate_form_values
 from bot.services.drift_plan import ensure_drift_checks
 from bot.services.incidents import close_incident, raise_incident, tick_step
 from bot.services.keys import remove_key
-from bot.services.paging import incident_page_key, withdrawals_page_key
-from storage.models import AuditEvent, JobState, KeyPurpose, Page, ScheduledJob, utcnow
-from tests.e2e import ALICE, TEAM, register_directly
+from bot.services.paging import incident_page_key, old_key_page_key, withdrawals_page_key
+from storage.models import AuditEvent, JobState, KeyPurpose, Page, Rotation, ScheduledJob, utcnow
+from tests.e2e import ALICE, TEAM, bot_client, register_directly
 from tests.factories import TRADE, WITHDRAW, make_due
+from tests.slack_requests import view_submission
 
 ROUTING_KEY = "R0UT1NGKEYF0RTHETESTS0NLY0000001"  # 32 characters, like an integration key
 WEBHOOK_TOKEN = "webhook-token-for-the-tests-only"
@@ -350,3 +354,35 @@ def test_pages_on_each_database(make_stack, pagerduty, database_url):
         ("trigger", incident_page_key(raised.incident_id)),
         ("resolve", incident_page_key(raised.incident_id)),
     ]
+
+
+def test_an_old_key_alive_after_its_grace_pages_until_the_rotation_completes(stack, pagerduty):
+    registered, old = register_directly(stack, "bot")
+    new = stack.simulator.add_key(ip_restrict=True)
+    values = rotate_form_values(
+        key_type=new.key_type, api_key=new.api_key, secret=new.secret, confirm=False
+    )
+    body = view_submission(
+        Callback.ROTATE.value,
+        values,
+        user_id=ALICE,
+        private_metadata=json.dumps({"key_id": registered.key_id, "channel": "C0GENERAL"}),
+    )
+    assert bot_client(stack).post(body).json().get("response_action") == "update"
+    clock = FixedClock(utcnow() + timedelta(hours=25))  # past the 24 h grace
+    for _ in range(3):  # probes: alive each time, paged once
+        _tick(stack, clock)
+        clock.advance(timedelta(hours=2))
+    _tick(stack, clock)
+    events = pagerduty.accepted_events()
+    assert [e["event_action"] for e in events] == ["trigger"]
+    with Session(stack.services.engine) as session:
+        rotation = session.exec(select(Rotation)).one()
+    assert events[0]["dedup_key"] == old_key_page_key(rotation.id)
+    assert "still works" in events[0]["payload"]["summary"]
+    stack.simulator.delete_key(old.api_key)  # someone deleted it in Binance at last
+    clock.advance(timedelta(hours=2))
+    _tick(stack, clock)  # the probe: rejected, the rotation completes
+    clock.advance(timedelta(seconds=5))
+    _tick(stack, clock)
+    assert [e["event_action"] for e in pagerduty.accepted_events()] == ["trigger", "resolve"]
