@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.bootstrap import configure_logging
+from bot.config import ConfigError
 from bot.jobs.queue import schedule_jobs
 from bot.jobs.scheduler import FixedClock, Scheduler
 from bot.observability.routes import observability_routes
@@ -279,3 +280,13 @@ def test_commands_outside_the_allowed_channels_count_as_denied(make_stack):
     )
     assert "can only be used in" in reply.text
     assert denied() == before + 1
+
+
+def test_a_port_in_use_is_one_clear_line(served, stack):
+    url, _ = served
+    port = int(url.rsplit(":", 1)[1])
+    routes = observability_routes(stack.services, slack_connected=None, scheduler_lag=lambda: None)
+    with pytest.raises(
+        ConfigError, match=rf"PORT: cannot serve health and metrics on 127.0.0.1:{port}"
+    ):
+        serve_in_background(routes, host="127.0.0.1", port=port)

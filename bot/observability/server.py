@@ -15,6 +15,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from bot.config import ConfigError
 from bot.observability.routes import Route
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,15 @@ class BackgroundServer:
 
 
 def serve_in_background(routes: dict[str, Route], *, host: str, port: int) -> BackgroundServer:
-    """Start serving ``routes`` on host:port in a daemon thread; ``stop()`` ends it."""
-    server = BackgroundServer(routes, host=host, port=port).start()
+    """Start serving ``routes`` on host:port in a daemon thread; ``stop()`` ends it. A port
+    that cannot be bound is a ConfigError (one line naming PORT), not a traceback."""
+    try:
+        server = BackgroundServer(routes, host=host, port=port).start()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"configuration error: PORT: cannot serve health and metrics on {host}:{port} "
+            f"({reason})"
+        ) from None
     log.info("health and metrics on http://%s:%d (/healthz, /readyz, /metrics)", host, server.port)
     return server
