@@ -16,15 +16,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.bootstrap import configure_logging
 from bot.config import ConfigError
-from bot.jobs.queue import schedule_jobs
+from bot.jobs.kinds import JobKind
+from bot.jobs.queue import JobOutcome, NewJob, schedule_jobs
 from bot.jobs.scheduler import FixedClock, Scheduler
 from bot.observability.routes import observability_routes
 from bot.observability.server import serve_in_background
+from bot.services.drift_plan import ensure_drift_checks
 from bot.services.incidents import raise_incident
 from storage.db import session_scope
 from storage.models import KeyPurpose, utcnow
 from tests.e2e import ALICE, TEAM, bot_client, register_directly, wait_until
-from tests.factories import TRADE, WITHDRAW, random_api_key
+from tests.factories import TRADE, WITHDRAW, make_due, random_api_key
 from tests.slack_requests import slash_command
 
 
@@ -200,8 +202,6 @@ def test_scheduler_lag_counts_late_jobs_from_its_start(stack):
     try:
         scheduler.tick()  # nothing due: on time
         assert scheduler.lag_seconds() < 1
-        from bot.jobs.queue import NewJob
-
         with session_scope(engine) as session:
             schedule_jobs(
                 session,
@@ -231,8 +231,6 @@ def test_scheduler_lag_counts_late_jobs_from_its_start(stack):
 
 
 def _done():
-    from bot.jobs.queue import JobOutcome
-
     return JobOutcome()
 
 
@@ -290,3 +288,45 @@ def test_a_port_in_use_is_one_clear_line(served, stack):
         ConfigError, match=rf"PORT: cannot serve health and metrics on 127.0.0.1:{port}"
     ):
         serve_in_background(routes, host="127.0.0.1", port=port)
+
+
+def _scrape(stack) -> dict:
+    routes = observability_routes(stack.services, slack_connected=None, scheduler_lag=lambda: None)
+    _, body, _ = routes["/metrics"]()
+    found = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+SLACK_DELIVERIES = "apikey_bot_slack_deliveries_total"
+
+
+def test_slack_retries_and_failed_deliveries_are_counted(make_stack):
+    stack = make_stack(alert_channel="C0ALERTS")
+    before = _scrape(stack)
+    # the Web API client's own retry of a 5xx
+    stack.slack.inject_fault("chat.postMessage", status=500, count=1)
+    stack.app.client.chat_postMessage(channel="C0ALERTS", text="hello")
+    # a scheduled job whose message Slack refuses: the job fails and is retried later
+    _, sim_key = register_directly(stack, "reader", purpose=KeyPurpose.READ_ONLY)
+    engine = stack.services.engine
+    clock = FixedClock(utcnow() + timedelta(hours=1))
+    ensure_drift_checks(engine, interval=timedelta(0), now=clock.now())
+    make_due(engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
+    stack.simulator.set_permissions(sim_key.api_key, enableWithdrawals=True)  # a change to report
+    stack.slack.inject_fault("chat.postMessage", status=200, error="channel_not_found")
+    scheduler = stack.scheduler(clock, worker_id="test")
+    try:
+        scheduler.tick()
+    finally:
+        scheduler.close()
+    after = _scrape(stack)
+
+    def grew(name: str, **labels: str) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    assert grew(SLACK_DELIVERIES, route="web_api", outcome="retried") == 1
+    assert grew(SLACK_DELIVERIES, route="scheduled", outcome="failed") == 1
+    assert grew("apikey_bot_scheduler_jobs_failed_total", kind="drift_check") == 1
