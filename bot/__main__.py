@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, log_format=settings.log_format)
         return _dispatch(args, settings)
     except (ConfigError, VaultError, CryptoError) as exc:
         print(f"apikey-bot: {exc}", file=sys.stderr)

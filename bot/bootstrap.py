@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from bot import log_redaction
 from bot.config import Settings
+from bot.observability.json_logs import JsonFormatter
 from storage.audit_export import reading_engine
 from storage.crypto import EnvelopeKey, KeyRing, KeyRingError
 from storage.db import make_engine, migrate
@@ -68,11 +69,14 @@ _CHATTY_LOGGERS = ("slack_bolt", "slack_sdk", "urllib3", "binance", "requests", 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure_logging(level: str, *, handler: logging.Handler | None = None) -> logging.Handler:
+def configure_logging(
+    level: str, *, handler: logging.Handler | None = None, log_format: str = "text"
+) -> logging.Handler:
     """The bot's log handler on the root logger (stderr unless given), with the redacting
-    filter that keeps secrets out of whatever any library logs; returns the handler."""
+    filter that keeps secrets out of whatever any library logs; returns the handler.
+    ``log_format`` "json": one JSON object per line (LOG_FORMAT)."""
     handler = handler or logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)

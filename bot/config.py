@@ -9,10 +9,17 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.sinks import SinkKind
@@ -24,6 +31,8 @@ from storage.kms import check_key_ref, region_of
 DEFAULT_DATABASE_URL = "sqlite:///apikey-bot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_BINANCE_API_URL = "https://api.binance.com"
+# PagerDuty's Events API v2 endpoint (developer.pagerduty.com, "Send an Alert Event").
+DEFAULT_PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 IntList = Annotated[tuple[int, ...], NoDecode]
@@ -123,6 +132,15 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"  # noqa: S104 - the HTTP mode serves Slack, behind a load balancer
     port: int = Field(default=3000, ge=1, le=65535)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per log line
+    # Readiness (GET /readyz) fails while the scheduler is further behind than this.
+    readiness_max_scheduler_lag_seconds: float = Field(default=600.0, gt=0, le=86400)
+
+    # Paging (README: Paging): critical events to PagerDuty's Events API v2 and/or a webhook.
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_events_url: str = DEFAULT_PAGERDUTY_EVENTS_URL
+    paging_webhook_url: str | None = None
+    paging_webhook_token: SecretStr | None = None  # sent as "Authorization: Bearer ..."
 
     @field_validator(
         "admin_user_ids", "allowed_channel_ids", "rotation_reminder_lead_days", mode="before"
@@ -195,6 +213,33 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @field_validator("pagerduty_events_url", "paging_webhook_url")
+    @classmethod
+    def _paging_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """https only: a page names a key and what is wrong with it. Plain http only to this
+        machine (a local relay, or the tests' stand-in)."""
+        if value is None or not value.strip():
+            return (
+                DEFAULT_PAGERDUTY_EVENTS_URL if info.field_name == "pagerduty_events_url" else None
+            )
+        value = value.strip()
+        parts = urlsplit(value)
+        local = parts.scheme == "http" and (parts.hostname or "") in (
+            "127.0.0.1",
+            "localhost",
+            "::1",
+        )
+        if not parts.netloc or not (parts.scheme == "https" or local):
+            raise ValueError("must be an https:// URL (http:// only to 127.0.0.1 or localhost)")
+        return value
+
+    @field_validator("pagerduty_routing_key", "paging_webhook_token")
+    @classmethod
+    def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("sink_aws_secret_name")
     @classmethod
@@ -284,6 +329,10 @@ class Settings(BaseSettings):
         if self.sink_aws_secrets_manager:
             kinds.append(SinkKind.AWS_SECRETS_MANAGER)
         return tuple(kinds)
+
+    @property
+    def paging_enabled(self) -> bool:
+        return self.pagerduty_routing_key is not None or self.paging_webhook_url is not None
 
     @property
     def socket_mode(self) -> bool:

@@ -24,6 +24,9 @@ from bot.bootstrap import Storage, open_storage
 from bot.config import ConfigError, Settings
 from bot.jobs.audit_forwarder import start_audit_forwarder
 from bot.jobs.handlers import build_scheduler
+from bot.jobs.scheduler import Scheduler
+from bot.observability.routes import observability_routes
+from bot.observability.server import serve_in_background
 from bot.services.activity_plan import ensure_activity_reviews
 from bot.services.context import Services
 from bot.services.drift_plan import ensure_drift_checks
@@ -83,9 +86,28 @@ def run_bot(settings: Settings) -> int:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             log.info("connecting to Slack in Socket Mode")
-            SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
+            handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+            health = serve_in_background(
+                observability_routes(
+                    services,
+                    slack_connected=handler.client.is_connected,
+                    scheduler_lag=stop_scheduler.lag_seconds,
+                ),
+                host=settings.host,
+                port=settings.port,
+            )
+            try:
+                handler.start()
+            finally:
+                health.stop()
         else:
-            serve_http(app, services, host=settings.host, port=settings.port)
+            serve_http(
+                app,
+                services,
+                host=settings.host,
+                port=settings.port,
+                scheduler_lag=stop_scheduler.lag_seconds,
+            )
     finally:
         stop_forwarder()
         stop_scheduler()
@@ -160,26 +182,40 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         log.debug("malloc arenas not capped (not glibc)")
 
 
-def start_scheduler(services: Services, client) -> Callable[[], None]:
-    """Run the reminder / probe loop in a thread of this replica; returns its stop function."""
+class SchedulerThread:
+    """The scheduler loop running in a thread of this replica: call it to stop it;
+    ``lag_seconds`` for readiness and metrics (None where this replica runs no scheduler)."""
+
+    def __init__(self, scheduler: Scheduler | None) -> None:
+        self._scheduler = scheduler
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if scheduler is not None:
+            self._thread = threading.Thread(
+                target=scheduler.run_forever, args=(self._stop,), name="scheduler", daemon=True
+            )
+            self._thread.start()
+
+    def lag_seconds(self) -> float | None:
+        return None if self._scheduler is None else self._scheduler.lag_seconds()
+
+    def __call__(self) -> None:
+        if self._scheduler is None or self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._scheduler.close()
+
+
+def start_scheduler(services: Services, client) -> SchedulerThread:
+    """Run the reminder / probe loop in a thread of this replica; calling the answer stops it."""
     if not services.settings.scheduler_enabled:
-        return lambda: None
+        return SchedulerThread(None)
     scheduler = build_scheduler(
         services, client, lease=timedelta(seconds=services.settings.scheduler_lease_seconds)
     )
     plan_periodic_checks(services)
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=scheduler.run_forever, args=(stop,), name="scheduler", daemon=True
-    )
-    thread.start()
-
-    def stop_it() -> None:
-        stop.set()
-        thread.join(timeout=30)
-        scheduler.close()
-
-    return stop_it
+    return SchedulerThread(scheduler)
 
 
 def plan_periodic_checks(services: Services) -> None:
@@ -237,12 +273,21 @@ def database_is_up(services: Services) -> bool:
     return True
 
 
-def serve_http(app, services: Services, *, host: str, port: int) -> None:
+def serve_http(
+    app,
+    services: Services,
+    *,
+    host: str,
+    port: int,
+    scheduler_lag: Callable[[], float | None] = lambda: None,
+) -> None:
+    """Slack's events, with /healthz, /readyz and /metrics beside them on the same port."""
     server = make_server(
         gate_of(app, services.settings),
         host=host,
         port=port,
         health_check=lambda: database_is_up(services),
+        routes=observability_routes(services, slack_connected=None, scheduler_lag=scheduler_lag),
     )
     stop = threading.Event()
 
@@ -254,7 +299,9 @@ def serve_http(app, services: Services, *, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     log.info(
-        "serving Slack on http://%s:%d/slack/events (health: /healthz)", host, server.server_port
+        "serving Slack on http://%s:%d/slack/events (/healthz, /readyz, /metrics)",
+        host,
+        server.server_port,
     )
     try:
         server.serve_forever()

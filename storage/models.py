@@ -451,3 +451,29 @@ class AuditForwardCursor(SQLModel, table=True):
     lease_owner: str | None = Field(default=None, max_length=64)
     lease_until: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+
+
+class PageState(StrEnum):
+    OPEN = "open"  # triggered; resolved when its condition clears
+    RESOLVED = "resolved"
+
+
+class Page(SQLModel, table=True):
+    """A critical condition paged out (PagerDuty Events API v2 and/or a webhook).
+
+    ``dedup_key`` is the key PagerDuty correlates a trigger and its resolve by: one per
+    incident, per key whose withdrawals were enabled, per rotation whose old key outlived its
+    grace. The sending itself is a job (bot.jobs.kinds.page_event), retried with backoff.
+    """
+
+    __tablename__ = "pages"
+
+    dedup_key: str = Field(primary_key=True, max_length=255)
+    team_id: str = Field(index=True, max_length=32)
+    reason: str = Field(max_length=32)  # incident, withdrawals_enabled, old_key_alive, ...
+    key_id: str | None = Field(default=None, max_length=32)
+    summary: str = Field(max_length=1024)
+    state: str = Field(default=PageState.OPEN.value, index=True, max_length=16)
+    triggers: int = Field(default=1)  # how many times it was (re)opened
+    opened_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    resolved_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))

@@ -175,6 +175,21 @@ def _warn_if_readable_by_others(path: Path) -> None:
         log.warning("master key file %s is readable by others (mode %o): chmod 600 it", path, mode)
 
 
+def active_key_opens(engine: Engine, ring: KeyRing) -> bool:
+    """True when the active master key opens its canary (readiness: the bot can still read
+    what it stores; with KMS, that AWS answers). Reads one row, writes nothing."""
+    key_id = ring.active.key_id
+    with Session(engine) as session:
+        canary = session.get(CryptoCanary, key_id)
+    if canary is None:
+        return False
+    try:
+        ring.open(canary.sealed, context=_canary_context(key_id))
+    except (CryptoError, KeyServiceUnavailable):
+        return False
+    return True
+
+
 def verify_key_ring(engine: Engine, ring: KeyRing, *, write_missing: bool = True) -> KeyRing:
     """Prove the ring opens what is stored (canaries and one row per key id), then make sure
     the active key has a canary, and every KMS key its fingerprint root. Raises VaultError and

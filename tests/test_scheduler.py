@@ -180,6 +180,9 @@ def test_every_job_kind_has_a_handler_and_its_own_dedupe_key(stack):
         kinds.key_announce(team_id="T", key_id="k", what="w", facts={}, due_at=due),
         kinds.credential_delivery(team_id="T", key_id="k", delivery_id="d", due_at=due),
         kinds.activity_review(team_id="T", due_at=due),
+        kinds.page_event(
+            team_id="T", key_id="k", dedup_key="d", action="trigger", occurrence=1, due_at=due
+        ),
     ]
     assert {job.kind for job in built} == set(kinds.JobKind)
     prefixes = {job.dedupe_key.split(":")[0] for job in built}

@@ -26,7 +26,13 @@ from Crypto.PublicKey import ECC, RSA
 from requests.adapters import HTTPAdapter
 
 from bot.binance.budget import EndpointLimiter, WeightBudget
-from bot.binance.errors import BadKeyFormat, BinanceUnavailable, ForbiddenEndpoint
+from bot.binance.errors import (
+    BadKeyFormat,
+    BinanceUnavailable,
+    ForbiddenEndpoint,
+    IpBanned,
+    RateLimited,
+)
 
 DEFAULT_BASE_URL = "https://api.binance.com"
 
@@ -82,6 +88,11 @@ DEFAULT_429_PAUSE = 60.0  # seconds, when a 429 comes without Retry-After
 DEFAULT_418_BAN = 120.0  # seconds, when a 418 comes without Retry-After
 API_KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII: anything else cannot be a header
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+
+# Told of every request's outcome, (endpoint path, outcome): ok, http_403, http_418, http_429,
+# http_4xx, http_5xx, timeout, connection, bad_response, or refused (the budget did not let
+# it go). The metrics (bot.observability) listen here, so this package imports nothing of theirs.
+CALL_OBSERVERS: list[Callable[[str, str], None]] = []
 
 
 PrivateKey = RSA.RsaKey | ECC.EccKey  # what python-binance signs RSA and Ed25519 requests with
@@ -250,6 +261,23 @@ class Transport:
         return path
 
     def get(self, path: str, url: str, params: Any, headers: Mapping[str, str]) -> Any:
+        outcome = "ok"
+        try:
+            return self._get(path, url, params, headers)
+        except ApiFailure as failure:
+            outcome = _outcome_of(failure.status)
+            raise
+        except BinanceUnavailable as exc:
+            outcome = exc.reason
+            raise
+        except (RateLimited, IpBanned):
+            outcome = "refused"
+            raise
+        finally:
+            for observer in CALL_OBSERVERS:
+                observer(path, outcome)
+
+    def _get(self, path: str, url: str, params: Any, headers: Mapping[str, str]) -> Any:
         for limiter in self.limiters.get(path, ()):
             limiter.acquire()
         self.budget.acquire(READ_ENDPOINTS[path])
@@ -282,6 +310,12 @@ class Transport:
         elif status == 429:
             self.budget.pause(DEFAULT_429_PAUSE if retry_after is None else retry_after)
         raise ApiFailure(status, _error_code(response), retry_after)
+
+
+def _outcome_of(status: int) -> str:
+    if status in (403, 418, 429):
+        return f"http_{status}"
+    return "http_5xx" if status >= 500 else "http_4xx"
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -17,6 +17,7 @@ from bot.jobs.incidents import (
 )
 from bot.jobs.key_pairs import make_pair_expiry_handler
 from bot.jobs.kinds import JobKind
+from bot.jobs.paging import make_page_handler
 from bot.jobs.probes import make_probe_handler
 from bot.jobs.queue import Handler
 from bot.jobs.reminders import make_reminder_handler
@@ -40,6 +41,7 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         JobKind.CREDENTIAL_DELIVERY: make_delivery_handler(services),
         JobKind.KEY_ANNOUNCE: make_key_announce_handler(services, client),
         JobKind.ACTIVITY_REVIEW: make_activity_review_handler(services, client),
+        JobKind.PAGE: make_page_handler(services),
     }
 
 

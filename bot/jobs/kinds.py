@@ -27,6 +27,7 @@ class JobKind(StrEnum):
     CREDENTIAL_DELIVERY = "credential_delivery"  # write a key's credentials to its sink
     KEY_ANNOUNCE = "key_announce"  # a key that can move funds was registered or removed
     ACTIVITY_REVIEW = "activity_review"  # the team's daily review of withdrawals
+    PAGE = "page"  # a critical condition (or its end) to PagerDuty and/or the paging webhook
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
@@ -194,4 +195,25 @@ def activity_review(*, team_id: str, due_at: datetime) -> NewJob:
         dedupe_key=f"activity_review:{team_id}:{due_at:%Y%m%d}",
         due_at=due_at,
         payload={},
+    )
+
+
+def page_event(
+    *,
+    team_id: str,
+    key_id: str | None,
+    dedup_key: str,
+    action: str,
+    occurrence: int,
+    due_at: datetime,
+) -> NewJob:
+    """``action``: trigger or resolve; ``occurrence``: how many times the page was opened (a
+    condition that clears and comes back is paged again, under the same dedup key)."""
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.PAGE,
+        key_id=key_id,
+        dedupe_key=f"page:{action}:{occurrence}:{dedup_key}",
+        due_at=due_at,
+        payload={"dedup_key": dedup_key, "action": action},
     )

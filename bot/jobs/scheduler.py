@@ -9,12 +9,17 @@
 - A handler that did part of its work before failing raises ``PartialProgress``: the job is
   retried with that progress saved in its payload, so the retry does not repeat the part that
   was done (a message already sent to two of three people is not sent to them again).
+- ``lag_seconds`` says how far behind the loop is (metrics and readiness): the larger of how
+  overdue its next tick is (a loop that hangs or died shows a growing lag) and how late the
+  oldest job of its last tick was, counted from when this scheduler started (jobs missed while
+  no replica ran are not this loop's lag).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -38,6 +43,7 @@ from bot.jobs.queue import (
     finish_jobs,
     renew_leases,
 )
+from bot.observability.metrics import record_job, record_job_error
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +110,21 @@ class Scheduler:
         self.lease = lease
         self.interval_seconds = interval_seconds
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job")
+        self._started_at: datetime | None = None  # by the scheduler's clock
+        # time.monotonic() of the last tick's end (before the first: of this scheduler's birth)
+        self._last_tick_end = time.monotonic()
+        self._last_tick_lateness = 0.0
+
+    def lag_seconds(self) -> float:
+        """How far behind the loop is, in seconds (see the module's doc)."""
+        overdue = time.monotonic() - self._last_tick_end - self.interval_seconds
+        return max(0.0, overdue, self._last_tick_lateness)
 
     def tick(self) -> TickReport:
         """Claim what is due now, run it, and record the outcomes in small batches."""
         now = self.clock.now()
+        if self._started_at is None:
+            self._started_at = now
         jobs = claim_due_jobs(
             self.engine,
             worker_id=self.worker_id,
@@ -117,6 +134,8 @@ class Scheduler:
             kinds=self.handlers.keys(),
         )
         report = TickReport(claimed=len(jobs))
+        oldest = max(jobs[0].due_at, self._started_at) if jobs else now
+        self._last_tick_lateness = max(0.0, (now - oldest).total_seconds())
         self._prefetch(jobs)
         pending: list[tuple[ClaimedJob, JobOutcome]] = []
         futures = {self._pool.submit(self._run, job, now): job.id for job in jobs}
@@ -128,6 +147,7 @@ class Scheduler:
                     self._finish(pending, now, report)
                     pending = []
         self._finish(pending, now, report)
+        self._last_tick_end = time.monotonic()
         return report
 
     @contextmanager
@@ -178,6 +198,7 @@ class Scheduler:
         try:
             return job, self.handlers[job.kind](job, now)
         except PartialProgress as exc:
+            record_job_error(exc.cause)
             log.warning(
                 "job %s (%s) failed part-way (%s); will retry the rest",
                 job.id,
@@ -187,6 +208,7 @@ class Scheduler:
             retry_at = now + backoff(job.attempts)
             return job, JobOutcome.retry(retry_at, type(exc.cause).__name__, exc.progress)
         except Exception as exc:
+            record_job_error(exc)
             log.exception("job %s (%s) failed; will retry", job.id, job.kind)
             return job, JobOutcome.retry(now + backoff(job.attempts), type(exc).__name__)
 
@@ -202,8 +224,10 @@ class Scheduler:
                 report.lost += 1
             elif outcome.retry_at is not None:
                 report.retried += 1
+                record_job(job.kind, failed=True)
             else:
                 report.done += 1
+                record_job(job.kind, failed=False)
 
     def run_forever(self, stop: threading.Event) -> None:
         log.info("scheduler %s running every %.0fs", self.worker_id, self.interval_seconds)

@@ -46,11 +46,11 @@ ACTION_LISTENERS = {
 
 def register_listeners(app: App) -> None:
     for command, listener in COMMAND_LISTENERS.items():
-        app.command(command)(errors.polite(listener))
+        app.command(command)(errors.polite(listener, kind="command"))
     for event, listener in EVENT_LISTENERS.items():
-        app.event(event)(errors.polite(listener))
+        app.event(event)(errors.polite(listener, kind="event"))
     for callback_id, listener in VIEW_LISTENERS.items():
-        app.view_submission(callback_id.value)(errors.polite(listener))
+        app.view_submission(callback_id.value)(errors.polite(listener, kind="view"))
     for action_id, listener in ACTION_LISTENERS.items():
-        app.action(action_id.value)(errors.polite(listener))
+        app.action(action_id.value)(errors.polite(listener, kind="action"))
     app.error(errors.handle_error)

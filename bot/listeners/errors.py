@@ -15,20 +15,27 @@ from slack_bolt import Respond
 
 from bot.blocks.notices import error_message
 from bot.listeners.background import unexpected_error_text
+from bot.observability.metrics import record_outcome
 from bot.services.errors import DomainError
 from bot.slack.delivery import responder
 
 log = logging.getLogger(__name__)
 
 
-def polite(listener: Callable) -> Callable:
+def polite(listener: Callable, *, kind: str = "other") -> Callable:
+    """``kind`` (command, event, view, action): what the outcome is counted under."""
+
     @functools.wraps(listener)  # Bolt reads the wrapped signature to inject arguments
     def wrapper(**kwargs):
         try:
-            return listener(**kwargs)
+            result = listener(**kwargs)
+            record_outcome(kind, "ok")
+            return result
         except DomainError as exc:
+            record_outcome(kind, "refused")
             _answer(kwargs, exc.user_message)
         except Exception as exc:
+            record_outcome(kind, "error")
             ref, text = unexpected_error_text()
             log.error(
                 "listener %s failed (reference %s): %s",

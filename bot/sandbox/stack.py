@@ -16,6 +16,7 @@ from bot.bootstrap import open_storage
 from bot.config import Settings, load_settings
 from bot.jobs.handlers import build_scheduler
 from bot.jobs.scheduler import Clock, Scheduler
+from bot.observability.routes import observability_routes
 from bot.runner import build_services, database_is_up, gate_of
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
@@ -112,6 +113,7 @@ def start_local_stack(
         host="127.0.0.1",
         port=port,
         health_check=lambda: database_is_up(services),
+        routes=observability_routes(services, slack_connected=None, scheduler_lag=lambda: None),
     )
     thread = threading.Thread(target=server.serve_forever, name="bot-http", daemon=True)
     thread.start()

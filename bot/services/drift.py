@@ -24,6 +24,7 @@ from bot.model.drift import Change, Digest
 from bot.model.findings import PERMISSION_NAMES, PURPOSE_NAMES, Severity, permission_name
 from bot.services.findings import NO_WHITELIST_TEXT, PURPOSE_MAX_TIER
 from bot.services.keys import open_credentials
+from bot.services.paging import open_page, resolve_page, withdrawals_page_key
 from bot.services.withdrawal_controls import WhitelistReading, read_whitelists
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
@@ -199,6 +200,29 @@ def _changes(key: ApiKey, perms: binance.KeyPermissions, now: datetime) -> list[
     return found
 
 
+def _page_withdrawals(session: Session, key: ApiKey, permissions: dict, now: datetime) -> None:
+    """Withdrawals newly enabled on a key: page; seen disabled again: resolve that page."""
+    before = (
+        binance.KeyPermissions.from_dict(key.permissions_json) if key.permissions_json else None
+    )
+    after = binance.KeyPermissions.from_dict(permissions).flag("enableWithdrawals")
+    if after is True and before is not None and before.flag("enableWithdrawals") is False:
+        open_page(
+            session,
+            team_id=key.team_id,
+            dedup_key=withdrawals_page_key(key.id),
+            reason="withdrawals_enabled",
+            summary=(
+                f"Withdrawals were enabled on Binance API key “{key.label}” "
+                f"({key.api_key_masked}): if nobody meant to, disable them or delete the key."
+            ),
+            key_id=key.id,
+            now=now,
+        )
+    elif after is False:
+        resolve_page(session, dedup_key=withdrawals_page_key(key.id), now=now)
+
+
 def remember_check(engine: Engine, digest: Digest, now: datetime) -> None:
     """Record what Binance said (the baseline of the next check) and the audit event."""
     with session_scope(engine) as session:
@@ -207,6 +231,7 @@ def remember_check(engine: Engine, digest: Digest, now: datetime) -> None:
             if key is None:
                 continue
             if permissions is not None:
+                _page_withdrawals(session, key, permissions, now)
                 key.permissions_json = permissions
                 key.permissions_checked_at = now
             key.last_check_result = result

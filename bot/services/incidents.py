@@ -30,6 +30,7 @@ from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
 from bot.model.incidents import STEPS, ClosedIncident, IncidentFacts, IncidentView, StepView
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
 from bot.services.keys import find_live_key, unknown_label
+from bot.services.paging import incident_page_key, open_page, resolve_page
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.locks import exclusive
@@ -128,6 +129,7 @@ def raise_incident(
                 ),
             ],
         )
+        _page_if_withdraw_tier(session, incident, key, account, now)
         record_event(
             session,
             team_id=team_id,
@@ -139,6 +141,29 @@ def raise_incident(
             detail={"incident": incident.id, "masked": key.api_key_masked},
         )
         return Raised(incident.id, created=True)
+
+
+def _page_if_withdraw_tier(
+    session: Session, incident: Incident, key: ApiKey, account: BinanceAccount | None, now: datetime
+) -> None:
+    """A compromised key that can withdraw puts funds at risk now: page (bot.services.paging)."""
+    if not key.permissions_json:
+        return
+    if binance.KeyPermissions.from_dict(key.permissions_json).tier < binance.Tier.WITHDRAW:
+        return
+    where = f" on Binance account “{account.alias}”" if account else ""
+    open_page(
+        session,
+        team_id=incident.team_id,
+        dedup_key=incident_page_key(incident.id),
+        reason="incident",
+        summary=(
+            f"Withdraw-tier Binance API key “{key.label}” ({key.api_key_masked}){where} was "
+            "reported compromised: delete it in Binance API Management now."
+        ),
+        key_id=key.id,
+        now=now,
+    )
 
 
 def _find_key(session: Session, team_id: str, *, label: str | None, key_id: str | None) -> ApiKey:
@@ -350,6 +375,7 @@ def close_incident(
         incident.closed_at = now
         incident.close_note = note[:2000]
         cancel_jobs(session, key_id=incident.key_id, kinds=[JobKind.INCIDENT_PROBE])
+        resolve_page(session, dedup_key=incident_page_key(incident_id), now=now)
         record_event(
             session,
             team_id=team_id,

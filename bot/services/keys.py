@@ -35,6 +35,7 @@ from bot.services.errors import (
     NeedsConfirmation,
 )
 from bot.services.findings import assess, purpose_excess
+from bot.services.paging import resolve_page, withdrawals_page_key
 from bot.services.reminder_plan import plan_reminders
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
@@ -556,6 +557,7 @@ def remove_key(
         announced = announce_if_moves_funds(
             session, key, last_seen, "removed", actor=actor.user_id, now=key.updated_at
         )
+        resolve_page(session, dedup_key=withdrawals_page_key(key.id), now=key.updated_at)
         record_event(
             session,
             team_id=team_id,

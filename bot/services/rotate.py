@@ -41,6 +41,7 @@ from bot.services.keys import (
     refusal_for,
     require_owner_confirmation,
 )
+from bot.services.paging import old_key_page_key, open_page, resolve_page
 from bot.services.reminder_plan import plan_reminders
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
@@ -365,6 +366,19 @@ def probe_old_key(
         if result == "alive" and now >= rotation.grace_until and rotation.stale_alerted_at is None:
             rotation.stale_alerted_at = now
             schedule_jobs(session, [_announce_job(rotation, "old_key_alive", now)])
+            open_page(
+                session,
+                team_id=rotation.team_id,
+                dedup_key=old_key_page_key(rotation.id),
+                reason="old_key_alive",
+                summary=(
+                    f"The old Binance API key ({rotation.old_masked}) of “"
+                    f"{key.label if key else '?'}” still works after its rotation's grace "
+                    "period: delete it in Binance API Management."
+                ),
+                key_id=rotation.key_id,
+                now=now,
+            )
             record_event(
                 session,
                 team_id=rotation.team_id,
@@ -414,6 +428,7 @@ def _complete(
         session.flush()
         plan_reminders(session, key, settings)
     schedule_jobs(session, [_announce_job(rotation, "complete", now)])
+    resolve_page(session, dedup_key=old_key_page_key(rotation.id), now=now)
     record_event(
         session,
         team_id=rotation.team_id,

@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks.notices import refused_view
 from bot.config import Settings
+from bot.observability.metrics import DENIED, OUTCOME_KEY
 from bot.services.access import Actor, deny
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,12 @@ def make_guard(services):
                 message="",
                 target_key_id=_key_id_in(body),
             )
+            context[OUTCOME_KEY] = DENIED
             return refuse(body, OTHER_WORKSPACE)
         if body.get("command") and not services.access.channel_allowed(context.channel_id):
             actor = Actor(user_id=user, team_id=team or "?", channel=context.channel_id)
             deny(services.engine, actor, action=f"use {body.get('command')} here", message="")
+            context[OUTCOME_KEY] = DENIED
             allowed = ", ".join(f"<#{c}>" for c in services.settings.allowed_channel_ids)
             return refuse(
                 body,

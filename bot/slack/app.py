@@ -15,6 +15,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot.config import Settings
 from bot.listeners import register_listeners
+from bot.observability.slack import CountedRetries, instrument_dispatch
 from bot.services.context import Services
 from bot.slack.access import AccessDirectory, make_guard
 from bot.slack.response_urls import ResponseUrlPolicy
@@ -27,9 +28,9 @@ def make_web_client(settings: Settings) -> WebClient:
     client = WebClient(token=token, base_url=settings.slack_api_url, timeout=15)
     client.retry_handlers.extend(
         [
-            RateLimitErrorRetryHandler(max_retry_count=3),
-            ServerErrorRetryHandler(max_retry_count=2),
-            ConnectionErrorRetryHandler(max_retry_count=2),
+            CountedRetries(RateLimitErrorRetryHandler(max_retry_count=3)),
+            CountedRetries(ServerErrorRetryHandler(max_retry_count=2)),
+            CountedRetries(ConnectionErrorRetryHandler(max_retry_count=2)),
         ]
     )
     return client
@@ -86,4 +87,5 @@ def build_app(settings: Settings, services: Services, *, client: WebClient | Non
     app.middleware(make_guard(services))
 
     register_listeners(app)
+    instrument_dispatch(app)  # ack latency and outcomes (bot.observability)
     return app

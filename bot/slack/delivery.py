@@ -8,6 +8,7 @@ import time
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.message import Message
+from bot.observability.metrics import record_slack_delivery
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ def respond_reliably(
         if attempt + 1 < RESPONSE_URL_ATTEMPTS:
             if wait > MAX_RETRY_AFTER:
                 break
+            record_slack_delivery("response_url", "retried")
             time.sleep(wait)
+    record_slack_delivery("response_url", "failed")  # the Web API takes it instead
     send_private(client, channel=channel, user_id=user_id, message=message)
 
 

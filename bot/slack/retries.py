@@ -6,6 +6,7 @@ import logging
 
 from slack_bolt import BoltResponse
 
+from bot.observability.metrics import OUTCOME_KEY, REPEATED
 from bot.services.deliveries import DeliveryLog, delivery_key
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ def make_once_only(services):
         if key is not None and not deliveries.first_time(key, services.clock()):
             retry = (req.headers.get("x-slack-retry-num") or ["?"])[0]
             log.info("dropped a repeated Slack delivery (retry %s)", retry)
+            req.context[OUTCOME_KEY] = REPEATED
             return BoltResponse(status=200, body="")
         next()
         return None
