@@ -181,7 +181,9 @@ class HttpServer:
         if self._loop_done.is_set():  # not serving: close here
             self._close_once()
             return
-        self._server.pull_trigger()  # wakes the loop at once
+        with self._closing:  # the loop may be closing the server (and its trigger) right now
+            if not self._closed:
+                self._server.pull_trigger()  # wakes the loop at once
         self._loop_done.wait(timeout)
 
     def server_close(self) -> None:
