@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from bot import log_redaction
 from bot.config import Settings
+from storage.audit_key import AuditKeyError, open_audit_key
 from storage.crypto import EnvelopeKey, KeyRing, KeyRingError
 from storage.db import make_engine, migrate
 from storage.kms import kms_master_key
@@ -24,7 +25,8 @@ class Storage:
 
 
 def open_storage(settings: Settings, *, run_migrations: bool = True) -> Storage:
-    """Engine + migrations + a key ring proven to open what is stored (else VaultError)."""
+    """Engine + migrations + a key ring proven to open what is stored, and the audit chain's
+    key opened with it (else VaultError)."""
     engine = make_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
@@ -37,6 +39,10 @@ def open_storage(settings: Settings, *, run_migrations: bool = True) -> Storage:
         kms_key=kms_key_of(settings),
     )
     ring = verify_key_ring(engine, ring)
+    try:
+        open_audit_key(engine, ring)  # every event written from now on is MACed with it
+    except AuditKeyError as exc:
+        raise VaultError(str(exc)) from None
     log.info("storage ready: %s, master keys %s", engine.url.render_as_string(), ring)
     return Storage(engine=engine, key_ring=ring)
 

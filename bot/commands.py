@@ -138,6 +138,11 @@ class AuditTrail:
 
 
 @dataclass(frozen=True)
+class AuditCheckpoint:
+    """Post the audit chain's head to the alert channel now (admins)."""
+
+
+@dataclass(frozen=True)
 class SecretInText:
     kind: SecretKind
 
@@ -154,6 +159,7 @@ Command = (
     | Compromised
     | ListIncidents
     | AuditTrail
+    | AuditCheckpoint
     | SecretInText
 )
 
@@ -240,6 +246,8 @@ _DAYS = re.compile(r"(?:^|\s)--days\s+(\S+)\s*$")
 def _audit(rest: str) -> Command:
     if rest.lower() == "verify":
         return AuditTrail(verify=True)
+    if rest.lower() == "checkpoint":
+        return AuditCheckpoint()
     days = 30
     found = _DAYS.search(rest)
     if found:

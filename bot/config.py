@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     scheduler_lease_seconds: float = Field(default=300.0, gt=0, le=86400)
     scheduler_enabled: bool = True
     drift_check_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    # How often the audit chain's head is posted to ALERT_CHANNEL as a checkpoint.
+    audit_checkpoint_hours: float = Field(default=24.0, gt=0, le=24 * 30)
 
     # Serving
     host: str = "0.0.0.0"  # noqa: S104 - the HTTP mode serves Slack, behind a load balancer

@@ -20,6 +20,7 @@ from bot.binance import BinanceGateway
 from bot.bootstrap import Storage, open_storage
 from bot.config import ConfigError, Settings
 from bot.jobs.handlers import build_scheduler
+from bot.services.audit_trail import ensure_checkpoint_job
 from bot.services.context import Services
 from bot.services.drift_plan import ensure_drift_checks
 from bot.slack.app import build_app, make_web_client
@@ -119,10 +120,16 @@ def start_scheduler(services: Services, client) -> Callable[[], None]:
 
 
 def plan_periodic_checks(services: Services) -> None:
-    """The daily drift check of every team (idempotent: replicas share one plan)."""
+    """The daily drift check of every team and the daily audit checkpoint (idempotent:
+    replicas share one plan)."""
     ensure_drift_checks(
         services.engine,
         interval=timedelta(hours=services.settings.drift_check_hours),
+        now=services.clock(),
+    )
+    ensure_checkpoint_job(
+        services.engine,
+        interval=timedelta(hours=services.settings.audit_checkpoint_hours),
         now=services.clock(),
     )
 

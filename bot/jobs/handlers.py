@@ -5,6 +5,7 @@ from __future__ import annotations
 from slack_sdk import WebClient
 
 from bot.jobs.announcements import make_announce_handler
+from bot.jobs.audit import make_checkpoint_handler
 from bot.jobs.drift import make_drift_handler
 from bot.jobs.incidents import (
     make_activity_handler,
@@ -35,6 +36,7 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         JobKind.INCIDENT_CHECKLIST: make_checklist_handler(services, client),
         JobKind.DRIFT_CHECK: make_drift_handler(services, client),
         JobKind.PENDING_PAIR_EXPIRY: make_pair_expiry_handler(services, client),
+        JobKind.AUDIT_CHECKPOINT: make_checkpoint_handler(services, client),
     }
 
 

@@ -24,6 +24,7 @@ class JobKind(StrEnum):
     INCIDENT_CHECKLIST = "incident_checklist"  # a checklist Slack refused at first
     DRIFT_CHECK = "drift_check"  # the team's daily drift check
     PENDING_PAIR_EXPIRY = "pending_pair_expiry"  # shred a generated pair never completed
+    AUDIT_CHECKPOINT = "audit_checkpoint"  # the audit chain's head, posted to the alert channel
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
@@ -155,4 +156,15 @@ def pending_pair_expiry(*, team_id: str, pending_id: str, due_at: datetime) -> N
         dedupe_key=f"pending_pair_expiry:{pending_id}",
         due_at=due_at,
         payload={"pending_id": pending_id},
+    )
+
+
+def audit_checkpoint(*, team_id: str, due_at: datetime) -> NewJob:
+    """The daily audit checkpoint (one for the whole chain: ``team_id`` is the system's)."""
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.AUDIT_CHECKPOINT,
+        dedupe_key=f"audit_checkpoint:{due_at:%Y%m%dT%H}",
+        due_at=due_at,
+        payload={},
     )
