@@ -177,6 +177,7 @@ def test_every_job_kind_has_a_handler_and_its_own_dedupe_key(stack):
         kinds.incident_checklist(team_id="T", key_id="k", incident_id="i", channel="C", due_at=due),
         kinds.drift_check(team_id="T", due_at=due),
         kinds.pending_pair_expiry(team_id="T", pending_id="p", due_at=due),
+        kinds.audit_checkpoint(team_id="-", due_at=due),
     ]
     assert {job.kind for job in built} == set(kinds.JobKind)
     prefixes = {job.dedupe_key.split(":")[0] for job in built}
