@@ -109,7 +109,7 @@ def _audit_verify(settings: Settings) -> int:
     from bot.slack.app import make_web_client
     from bot.slack.checkpoints import read_witness
 
-    storage = open_storage(settings)
+    storage = open_storage(settings, allow_new_key=False)
     if settings.slack_bot_token is not None and settings.alert_channel:
         witness = read_witness(make_web_client(settings), settings.alert_channel)
     else:

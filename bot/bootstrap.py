@@ -24,9 +24,12 @@ class Storage:
     key_ring: KeyRing
 
 
-def open_storage(settings: Settings, *, run_migrations: bool = True) -> Storage:
+def open_storage(
+    settings: Settings, *, run_migrations: bool = True, allow_new_key: bool = True
+) -> Storage:
     """Engine + migrations + a key ring proven to open what is stored, and the audit chain's
-    key opened with it (else VaultError)."""
+    key opened with it (else VaultError). ``allow_new_key=False``: never make a master key
+    file (a command that only reads, like ``audit verify``)."""
     engine = make_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
@@ -37,6 +40,7 @@ def open_storage(settings: Settings, *, run_migrations: bool = True) -> Storage:
         active_id=settings.master_key_active,
         key_file=settings.master_keys_file,
         kms_key=kms_key_of(settings),
+        allow_create=allow_new_key,
     )
     ring = verify_key_ring(engine, ring)
     try:

@@ -390,6 +390,14 @@ def test_the_cli_verify_exits_non_zero_on_tampering(database_url, tmp_path):
     storage.engine.dispose()
 
 
+def test_the_cli_verify_never_makes_a_master_key(tmp_path):
+    """Verify reads: on a database without sealed data and no key configured it says what to
+    set instead of creating a key file (which the start-up of the bot itself would do)."""
+    run = _cli(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert run.returncode == 2 and "MASTER_KEYS" in run.stderr and "Traceback" not in run.stderr
+    assert not list(tmp_path.glob("*.key"))
+
+
 def test_the_cli_compares_with_the_checkpoints_in_slack(database_url, tmp_path):
     keys = generate_master_key("k1").encoded()
     storage = open_storage(_settings(database_url, tmp_path, keys))
@@ -561,6 +569,18 @@ def test_an_unreadable_alert_channel_is_said_honestly(stack):
     stack.slack.inject_fault("conversations.history", status=200, error="not_in_channel")
     _, verdict = audit_verdict(stack, ADMIN)
     assert "could not be read" in verdict and "not_in_channel" in verdict
+
+
+def test_a_checkpoint_slack_refuses_is_said_politely(stack):
+    stack.slack.inject_fault("chat.postMessage", status=200, error="not_in_channel")
+    url = stack.slack.response_url()
+    bot_client(stack).post(slash_command("audit checkpoint", user_id=ADMIN, response_url=url))
+    (reply,) = stack.slack.wait_for(
+        "response_url", predicate=lambda c: c.params["_response_url"] == url
+    )
+    text = all_text(reply.params)
+    assert "Slack refused the checkpoint" in text and "not_in_channel" in text
+    assert "Traceback" not in text
 
 
 def test_the_daily_checkpoint_is_posted_and_plans_the_next(stack):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.blocks.audit import audit_trail, chain_report, checkpoint_posted
 from bot.blocks.help import help_message
@@ -264,7 +265,18 @@ def post_checkpoint_now(
         checkpoint = take_checkpoint(
             engine=services.engine, actor=actor, now=services.clock(), source=source
         )
-        post_checkpoint(client, channel, checkpoint)
+        try:
+            post_checkpoint(client, channel, checkpoint)
+        except SlackApiError as exc:
+            error = exc.response.get("error") or "error"
+            respond(
+                **error_message(
+                    f"Slack refused the checkpoint in <#{channel}> ({error}): is the bot in "
+                    "that channel? The audit trail is unchanged apart from this attempt."
+                ).as_kwargs(),
+                replace_original=True,
+            )
+            return
         respond(**checkpoint_posted(checkpoint, channel).as_kwargs(), replace_original=True)
 
     in_background(services, respond, work)

@@ -71,6 +71,9 @@ def read_witness(client: WebClient, channel: str | None) -> Witness:
         error = str(exc.response.get("error") or "error")
         log.warning("could not read the audit checkpoints in %s: %s", channel, error)
         return Witness(WitnessState.UNREADABLE, channel, problem=error)
+    except OSError as exc:  # Slack did not answer (after the client's retries)
+        log.warning("could not read the audit checkpoints in %s: %s", channel, type(exc).__name__)
+        return Witness(WitnessState.UNREADABLE, channel, problem="Slack did not answer")
 
 
 def _checkpoint_of(message: dict) -> Checkpoint | None:
