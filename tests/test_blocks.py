@@ -884,3 +884,46 @@ def test_a_mistake_in_a_known_subcommand_gets_its_reason_not_the_whole_help():
     assert "period in days" in short and "/apikey help" in short and "incidents" not in short
     full = all_text(as_payload(help_message(unknown.reason, show_all=unknown.show_all)))
     assert "frobnicate" in full and "incidents" in full and "audit" in full
+
+
+# --- the audit chain's verdict and checkpoints ---------------------------------------------------
+
+
+def test_audit_checkpoint_and_verdicts_golden():
+    from bot.blocks.audit import chain_report, checkpoint_message
+    from bot.model.audit import ChainReport, Checkpoint, Witness, WitnessState
+
+    at = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
+    checkpoint = Checkpoint(events=1234, head="ab" * 32, at=at, head_id=1301)
+    assert_golden("audit_checkpoint", as_payload(checkpoint_message(checkpoint)))
+    read = Witness(WitnessState.READ, "C0ALERTS", (checkpoint,))
+    intact = ChainReport(
+        events=1240, broken_at=None, reason=None, checkpoints_checked=1, verified=1240
+    )
+    assert_golden("audit_verdict_intact", as_payload(chain_report(intact, read)))
+    tampered = ChainReport(
+        events=1200,
+        broken_at=17,
+        reason="its content was altered, or it was forged: its MAC does not fit",
+        checkpoints_checked=1,
+        witness_problems=(
+            "the checkpoint of 2026-12-04 09:30 UTC witnessed 1234 events but the table holds "
+            "1200: events were deleted (the newest ones, or the database was restored from an "
+            "older copy)",
+        ),
+        verified=16,
+    )
+    text = all_text_of(chain_report(tampered, read))
+    assert (
+        "TAMPERED" in text and "#17" in text and "1,200" in text and "events were deleted" in text
+    )
+    many = ChainReport(events=0, broken_at=None, reason=None, witness_problems=("gone",) * 5)
+    assert "2 more checkpoints disagree" in all_text_of(chain_report(many, read))
+    nothing = chain_report(intact, Witness(WitnessState.NONE))
+    assert "nothing outside the database witnesses the chain" in all_text_of(nothing)
+    unread = chain_report(intact, Witness(WitnessState.UNREADABLE, "C0ALERTS", problem="<b>"))
+    assert "&lt;b&gt;" in all_text_of(unread)  # Slack's error is shown escaped
+
+
+def all_text_of(message: Message) -> str:
+    return json.dumps(message.as_kwargs(), ensure_ascii=False)

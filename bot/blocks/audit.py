@@ -12,6 +12,7 @@ from bot.blocks.text import escape, mention, minute, plural, truncate
 from bot.model.audit import AuditEntry, ChainReport, Checkpoint, Witness, WitnessState
 
 MAX_LINES = 100
+MAX_PROBLEMS = 3  # checkpoints that disagree, shown one by one
 
 
 def audit_trail(events: list[AuditEntry], *, label: str | None, days: int) -> Message:
@@ -80,10 +81,14 @@ def chain_report(report: ChainReport, witness: Witness) -> Message:
             f"chain ({escape(report.reason or 'unknown reason')}). The {report.verified:,} "
             f"events before it are intact; the table holds {report.events:,}."
         )
-    lines += [f"🚨 {escape(problem)}." for problem in report.witness_problems]
+    problems = report.witness_problems
+    lines += [f"🚨 {escape(problem)}." for problem in problems[:MAX_PROBLEMS]]
+    if len(problems) > MAX_PROBLEMS:
+        lines.append(f"🚨 …and {plural(len(problems) - MAX_PROBLEMS, 'more checkpoint')} disagree.")
     lines.append(_witness_line(report, witness))
-    verdict = "intact" if report.ok else "TAMPERED"
-    return Message(text=f"Audit trail {verdict}: " + lines[0], blocks=[section("\n".join(lines))])
+    alarms = [line for line in lines if line.startswith("🚨")]
+    text = f"Audit trail TAMPERED: {alarms[0]}" if alarms else f"Audit trail intact: {lines[0]}"
+    return Message(text=text, blocks=[section("\n".join(lines))])
 
 
 def _witness_line(report: ChainReport, witness: Witness) -> str:
