@@ -171,10 +171,9 @@ def _rekey_legacy_chain(session: Session, connection: sa.Connection, key: bytes)
             links.append({"link_id": row["id"], "link_prev": prev, "link_hash": mac})
             prev = mac
         _write_links(connection, links)
-    if count:
-        log.warning(
-            "audit trail upgraded: %d event(s) of the old chain re-chained under a MAC", count
-        )
+    if not count:
+        return  # a fresh install: nothing to re-key, nothing to record
+    log.warning("audit trail upgraded: %d event(s) of the old chain re-chained under a MAC", count)
     record_event(
         session,
         team_id=SYSTEM_TEAM,

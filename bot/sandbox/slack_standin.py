@@ -616,7 +616,7 @@ class SlackStandIn(LocalService):
             return [dict(m) for m in self._history.get(channel, [])]
 
     # conversations.history, as https://docs.slack.dev/reference/methods/conversations.history
-    # documents it: messages newest first; `limit` (default 100, at most 999) per page; cursor
+    # (formerly api.slack.com/methods/conversations.history) documents it: messages newest first; `limit` (default 100, at most 999) per page; cursor
     # pagination (`has_more`, `response_metadata.next_cursor`, empty on the last page); `oldest`
     # (default 0) and `latest` (default now) bound the range, excluding the bounds unless
     # `inclusive`; message metadata is returned only with `include_all_metadata`.

@@ -23,6 +23,9 @@ from bot.model.audit import Checkpoint, Witness, WitnessState
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVENT = "apikey_bot_audit_checkpoint"
+# conversations.history allows up to 999 per page and is Tier 3 (50+ calls a minute) for an
+# internal app; Slack's tighter limit (15 per page, 1 call a minute) applies only to apps
+# distributed commercially outside the Marketplace, which this bot is not.
 PAGE_SIZE = 200
 MAX_PAGES = 500  # 100,000 messages of the alert channel, newest first
 _HEAD = re.compile(r"[0-9a-f]{64}")
