@@ -116,7 +116,10 @@ def _make_audit_key(engine: Engine, ring: KeyRing) -> tuple[bytes, str]:
     with Session(engine) as session:
         row = session.get(AuditKey, AUDIT_KEY_ROW)
         if row is None or row.sealed is None:
-            raise AuditKeyError("the audit key vanished while it was written. Nothing was changed.")
+            raise AuditKeyError(
+                "the audit_keys row holds no key (emptied, or deleted while it was written): "
+                "restore it from a backup. Nothing was changed."
+            )
         return row.sealed, row.mac_key_context()
 
 
