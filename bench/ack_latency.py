@@ -27,6 +27,7 @@ from bot.binance import BinanceGateway
 from bot.config import load_settings
 from bot.sandbox.requests import sign, slash_command
 from bot.services.keys import RegistrationForm, register_key
+from storage.audit_key import open_audit_key
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate
 from storage.models import KeyPurpose, KeyType
@@ -69,6 +70,7 @@ def seed(database_url: str, master: str, binance_url: str, keys: list[RemoteKey]
     migrate(engine)
     ring = KeyRing.parse(master)
     verify_key_ring(engine, ring)
+    open_audit_key(engine, ring)  # as the bot's start-up does: events are MACed with it
     settings = load_settings(_env_file=None)
     gateway = BinanceGateway(binance_url)
     for i, key in enumerate(keys):

@@ -43,6 +43,7 @@ from bot.config import load_settings
 from bot.jobs.kinds import JobKind, drift_check
 from bot.jobs.queue import schedule_jobs
 from bot.sandbox.requests import SignedClient, app_home_opened, slash_command
+from storage.audit_key import open_audit_key
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate, session_scope
 from storage.models import AuditEvent, ScheduledJob
@@ -209,6 +210,7 @@ def measure(tmp: Path, remote: RemoteServices, *, keys: int, args) -> list[Step]
     migrate(engine)
     ring = KeyRing.parse(master)
     verify_key_ring(engine, ring)
+    open_audit_key(engine, ring)  # as the bot's start-up does: events are MACed with it
     now = datetime.now(UTC)
     mine = args.mine
     seed_keys(

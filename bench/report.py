@@ -5,8 +5,9 @@ line each prints last is collected and checked against its target.
 
 Prints the machine it ran on, one table (benchmark, figure, value, target, met?) and, last, one
 JSON line with everything. Progress (and, with --verbose, each benchmark's own output) goes to
-stderr. PostgreSQL is optional: scheduler_tick skips it when no server answers, and so does the
-machine description. Exits non-zero only when a benchmark produced no result.
+stderr. PostgreSQL is optional: scheduler_tick and audit_verify skip it when no server
+answers, and so does the machine description. Exits non-zero only when a benchmark produced
+no result.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-BENCHES = ("status_fanout", "ack_latency", "scheduler_tick", "memory")
+BENCHES = ("status_fanout", "ack_latency", "scheduler_tick", "memory", "audit_verify")
 TIMEOUT_SECONDS = 1800
 POSTGRES_URL = os.environ.get(
     "APIKEY_BOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -225,7 +226,34 @@ def memory_checks(r: dict) -> list[Check]:
     ]
 
 
+def audit_verify_checks(r: dict) -> list[Check]:
+    events = r.get("events")
+    checks = []
+    for backend, key in (("sqlite", "sqlite_seconds"), ("postgresql", "postgres_seconds")):
+        seconds = r.get(key)
+        checks.append(
+            Check(
+                "audit_verify",
+                f"{backend}: verify {events:,} events (after the ack)",
+                "skipped (no server)" if seconds is None else f"{seconds} s",
+                "-",
+                None,
+            )
+        )
+    checks.append(
+        Check(
+            "audit_verify",
+            f"peak RSS while verifying {events:,} events",
+            f"{r.get('peak_mb')} MB (before: {r.get('rss_before_mb')} MB)",
+            "< 250 MB",
+            _met(r.get("peak_mb"), lambda v: v < 250),
+        )
+    )
+    return checks
+
+
 CHECKS = {
+    "audit_verify": audit_verify_checks,
     "status_fanout": status_fanout_checks,
     "ack_latency": ack_latency_checks,
     "scheduler_tick": scheduler_tick_checks,

@@ -29,6 +29,7 @@ from bot.jobs.handlers import build_scheduler
 from bot.jobs.scheduler import FixedClock
 from bot.services.context import Services
 from bot.slack.app import make_web_client
+from storage.audit_key import open_audit_key
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate
 
@@ -70,6 +71,7 @@ def measure(url: str, *, keys: int, due: int, slack: RemoteServices) -> dict:
     engine = make_engine(url)
     migrate(engine)
     ring = KeyRing([generate_master_key("k1")])
+    open_audit_key(engine, ring)  # as the bot's start-up does: events are MACed with it
     started = time.perf_counter()
     seed(engine, ring, settings, keys=keys, due=due)
     seeded = time.perf_counter() - started

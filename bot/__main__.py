@@ -6,7 +6,7 @@ apikey-bot check                 prove the master keys open the stored secrets
 apikey-bot keys generate ID      print a new master key line ``ID:base64``
 apikey-bot keys reencrypt        re-seal every row under the active master key
 apikey-bot keys retire ID        forget a master key no row uses any more
-apikey-bot audit verify          check the audit chain
+apikey-bot audit verify          check the audit chain (and its checkpoints in Slack)
 apikey-bot audit export          stream the audit trail as JSON lines or CSV
 apikey-bot simulator             run the local Binance simulator
 """
@@ -20,9 +20,8 @@ import sys
 from collections.abc import Sequence
 
 from bot.audit_export import export_trail
-from bot.bootstrap import check_master_keys, configure_logging, open_storage
+from bot.bootstrap import check_master_keys, configure_logging, nothing_to_check, open_storage
 from bot.config import ConfigError, Settings, load_settings
-from storage.audit import verify_chain
 from storage.audit_export import FORMATS
 from storage.crypto import CryptoError, KeyRing, generate_master_key
 from storage.db import make_engine, migrate
@@ -47,7 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     retire = keys.add_parser("retire", help="forget a master key that no row uses")
     retire.add_argument("key_id")
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command")
-    audit.add_parser("verify", help="check the hash chain: an edited or deleted event shows")
+    audit.add_parser(
+        "verify",
+        help="check the MAC chain, and compare it with the checkpoints in the alert channel",
+    )
     export = audit.add_parser(
         "export", help="stream the audit trail (every column, in chain order) as JSONL or CSV"
     )
@@ -97,16 +99,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             settings, since=args.since, until=args.until, fmt=args.format, output=args.output
         )
     if command == "audit":
-        report = verify_chain(make_engine(settings.database_url))
-        if report.ok:
-            print(f"audit trail intact: {report.events} events checked")
-            return 0
-        print(
-            f"audit trail TAMPERED: event #{report.broken_at} does not fit the chain "
-            f"({report.reason}); {report.events} events before it are intact",
-            file=sys.stderr,
-        )
-        return 1
+        if args.audit_command != "verify":
+            _parser().parse_args(["audit", "--help"])
+            return 2
+        return _audit_verify(settings)
     if command == "scheduler":
         from bot.runner import run_scheduler_only
 
@@ -114,6 +110,53 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from bot.runner import run_bot
 
     return run_bot(settings)
+
+
+def _audit_verify(settings: Settings) -> int:
+    """The same verification as `/apikey audit verify`: the chain (with the audit key, which
+    the master keys open), and the checkpoints in the alert channel when Slack is configured."""
+    from bot.model.audit import Witness, WitnessState
+    from bot.services.audit_trail import verify
+    from bot.slack.app import make_web_client
+    from bot.slack.checkpoints import read_witness
+
+    nothing = nothing_to_check(settings, table="audit_events")
+    if nothing is not None:  # and nothing was created to find out
+        print(nothing)
+        return 0
+    storage = open_storage(settings, run_migrations=False, allow_new_key=False)
+    if settings.slack_bot_token is not None and settings.alert_channel:
+        witness = read_witness(make_web_client(settings), settings.alert_channel)
+    else:
+        witness = Witness(WitnessState.NONE)
+    report = verify(engine=storage.engine, actor=None, witness=witness)
+    if report.broken_at is None:
+        print(f"audit chain intact: {report.events} events checked")
+    else:
+        print(
+            f"audit trail TAMPERED: event #{report.broken_at} does not fit the chain "
+            f"({report.reason}); {report.verified} events before it are intact",
+            file=sys.stderr,
+        )
+    for problem in report.witness_problems:
+        print(f"audit trail TAMPERED: {problem}", file=sys.stderr)
+    if witness.state is WitnessState.READ:
+        print(
+            f"compared with {report.checkpoints_checked} checkpoint(s) read back from "
+            f"{witness.channel}" + (" (older ones skipped)" if witness.incomplete else "")
+        )
+    elif witness.state is WitnessState.UNREADABLE:
+        print(
+            f"could only check the database: the checkpoints in {witness.channel} could not be "
+            f"read ({witness.problem})"
+        )
+    else:
+        print(
+            "could only check the database: nothing outside it witnesses the chain (set "
+            "SLACK_BOT_TOKEN and ALERT_CHANNEL to compare with the checkpoints), so deleted "
+            "newest events or a restored older copy would not show"
+        )
+    return 0 if report.ok else 1
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,6 +14,7 @@ from bot import log_redaction
 from bot.config import Settings
 from bot.observability.json_logs import JsonFormatter
 from storage.audit_export import reading_engine
+from storage.audit_key import AuditKeyError, open_audit_key
 from storage.crypto import EnvelopeKey, KeyRing, KeyRingError
 from storage.db import make_engine, migrate
 from storage.kms import kms_master_key
@@ -28,8 +29,12 @@ class Storage:
     key_ring: KeyRing
 
 
-def open_storage(settings: Settings, *, run_migrations: bool = True) -> Storage:
-    """Engine + migrations + a key ring proven to open what is stored (else VaultError)."""
+def open_storage(
+    settings: Settings, *, run_migrations: bool = True, allow_new_key: bool = True
+) -> Storage:
+    """Engine + migrations + a key ring proven to open what is stored, and the audit chain's
+    key opened with it (else VaultError). ``allow_new_key=False``: never make a master key
+    file (a command that only reads, like ``audit verify``)."""
     engine = make_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
@@ -40,8 +45,13 @@ def open_storage(settings: Settings, *, run_migrations: bool = True) -> Storage:
         active_id=settings.master_key_active,
         key_file=settings.master_keys_file,
         kms_key=kms_key_of(settings),
+        allow_create=allow_new_key,
     )
     ring = verify_key_ring(engine, ring)
+    try:
+        open_audit_key(engine, ring)  # every event written from now on is MACed with it
+    except AuditKeyError as exc:
+        raise VaultError(str(exc)) from None
     log.info("storage ready: %s, master keys %s", engine.url.render_as_string(), ring)
     return Storage(engine=engine, key_ring=ring)
 
@@ -86,20 +96,32 @@ def configure_logging(
     return handler
 
 
+def nothing_to_check(settings: Settings, *, table: str) -> str | None:
+    """Why a read-only command has nothing to check (no database file, or no ``table`` in it),
+    found without creating anything; None when there is something."""
+    url = sa.engine.make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        return f"nothing to check: there is no database at {url.database} yet (the bot creates it)"
+    engine = reading_engine(settings.database_url)
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table(table):
+                return "nothing to check: the database has no tables yet (`apikey-bot migrate`)"
+    finally:
+        engine.dispose()
+    return None
+
+
 def check_master_keys(settings: Settings) -> int:
     """`apikey-bot check`: prove the configured master keys open what is stored, changing
     nothing: no database, table or key file is created, no canary written. Says so when there
     is nothing to check yet. Returns the exit code."""
-    url = sa.engine.make_url(settings.database_url)
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
-        print(f"nothing to check: there is no database at {url.database} yet (the bot creates it)")
+    nothing = nothing_to_check(settings, table="crypto_canaries")
+    if nothing is not None:
+        print(nothing)
         return 0
     engine = reading_engine(settings.database_url)
     try:
-        with engine.connect() as connection:
-            if not sa.inspect(connection).has_table("crypto_canaries"):
-                print("nothing to check: the database has no tables yet (`apikey-bot migrate`)")
-                return 0
         keys_text = settings.master_keys.get_secret_value() if settings.master_keys else None
         configured = keys_text or settings.master_keys_file.exists()
         if not configured and settings.master_kms_key_id is None:

@@ -147,6 +147,11 @@ class AuditTrail:
 
 
 @dataclass(frozen=True)
+class AuditCheckpoint:
+    """Post the audit chain's head to the alert channel now (admins)."""
+
+
+@dataclass(frozen=True)
 class SecretInText:
     kind: SecretKind
 
@@ -164,6 +169,7 @@ Command = (
     | Compromised
     | ListIncidents
     | AuditTrail
+    | AuditCheckpoint
     | SecretInText
 )
 
@@ -252,6 +258,8 @@ _DAYS = re.compile(r"(?:^|\s)--days\s+(\S+)\s*$")
 def _audit(rest: str) -> Command:
     if rest.lower() == "verify":
         return AuditTrail(verify=True)
+    if rest.lower() == "checkpoint":
+        return AuditCheckpoint()
     days = 30
     found = _DAYS.search(rest)
     if found:

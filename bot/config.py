@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     audit_forward_batch: int = Field(default=100, ge=1, le=1000)
     audit_forward_interval_seconds: float = Field(default=1.0, gt=0, le=300)
     audit_forward_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # How often the audit chain's head is posted to ALERT_CHANNEL as a checkpoint.
+    audit_checkpoint_hours: float = Field(default=24.0, gt=0, le=24 * 30)
 
     # Serving
     host: str = "0.0.0.0"  # noqa: S104 - the HTTP mode serves Slack, behind a load balancer

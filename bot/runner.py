@@ -28,6 +28,7 @@ from bot.jobs.scheduler import Scheduler
 from bot.observability.routes import observability_routes
 from bot.observability.server import serve_in_background
 from bot.services.activity_plan import ensure_activity_reviews
+from bot.services.audit_trail import ensure_checkpoint_job
 from bot.services.context import Services
 from bot.services.drift_plan import ensure_drift_checks
 from bot.slack.app import build_app, make_web_client
@@ -219,14 +220,19 @@ def start_scheduler(services: Services, client) -> SchedulerThread:
 
 
 def plan_periodic_checks(services: Services) -> None:
-    """The daily drift check and activity review of every team (idempotent: replicas share
-    one plan)."""
+    """The daily drift check and activity review of every team, and the daily audit
+    checkpoint (idempotent: replicas share one plan)."""
     ensure_drift_checks(
         services.engine,
         interval=timedelta(hours=services.settings.drift_check_hours),
         now=services.clock(),
     )
     ensure_activity_reviews(services.engine, now=services.clock())
+    ensure_checkpoint_job(
+        services.engine,
+        interval=timedelta(hours=services.settings.audit_checkpoint_hours),
+        now=services.clock(),
+    )
 
 
 def run_scheduler_only(settings: Settings) -> int:

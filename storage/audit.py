@@ -1,24 +1,31 @@
 """Audit events, written in the caller's transaction: an action and its record commit together
 (if the audit write fails, the action fails with it).
 
-Events form a hash chain: each stores SHA-256 over the previous event's hash and its own
-content, so ``verify_chain`` detects an edited or deleted row. Writers are serialised while
-they append (PostgreSQL: an advisory lock held to commit; SQLite: its single writer).
+Events form a MAC chain: each stores HMAC-SHA256, under the audit key, over the previous
+event's MAC and its own content, so ``verify_chain`` detects an edited, inserted, reordered or
+deleted row, and someone who can write to the database but does not hold the master key (which
+seals the audit key: storage.audit_key) cannot recompute the chain after changing it. Deleting
+the newest events, or restoring an older copy of the database, leaves a shorter chain that
+still fits: the checkpoints (event count and head MAC, posted outside the database) catch that.
+Writers are serialised while they append (PostgreSQL: an advisory lock held to commit; SQLite:
+its single writer).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel
 
 from storage.models import AuditEvent, utcnow
 
@@ -26,6 +33,30 @@ from storage.models import AuditEvent, utcnow
 _FORBIDDEN_DETAIL_KEYS = re.compile(r"secret|private|password|passphrase|token", re.IGNORECASE)
 GENESIS = "0" * 64
 _CHAIN_LOCK = 724100202
+AUDIT_KEY_BYTES = 32
+
+# The audit key of each engine, bound once at start-up (storage.audit_key.open_audit_key): every
+# writer of events only holds a session, and this keeps the key out of every call in between.
+_MAC_KEYS: weakref.WeakKeyDictionary[Engine, bytes] = weakref.WeakKeyDictionary()
+
+
+class AuditKeyMissing(RuntimeError):
+    """An event was to be written or verified before the audit key was opened."""
+
+
+def bind_audit_key(engine: Engine, key: bytes) -> None:
+    if len(key) != AUDIT_KEY_BYTES:
+        raise ValueError("the audit key must be 32 bytes")
+    _MAC_KEYS[engine] = key
+
+
+def audit_key_of(engine: Engine) -> bytes:
+    key = _MAC_KEYS.get(engine)
+    if key is None:
+        raise AuditKeyMissing(
+            "the audit key is not open for this database: open storage (bot.bootstrap) first"
+        )
+    return key
 
 
 def _table_of(model: type[SQLModel]) -> sa.Table:
@@ -71,8 +102,8 @@ def record_event(
 
 def record_events(session: Session, events: list[dict[str, Any]]) -> None:
     """Several audit events (``record_event``'s keyword arguments), appended to the chain in
-    bulk: one INSERT for the rows, then their hashes in one batched UPDATE (ids first: each
-    hash covers its row's id)."""
+    bulk: one INSERT for the rows, then their MACs in one batched UPDATE (ids first: each
+    MAC covers its row's id)."""
     if not events:
         return
     now = utcnow()
@@ -91,6 +122,7 @@ def record_events(session: Session, events: list[dict[str, Any]]) -> None:
     ]
     table = _table_of(AuditEvent)
     connection = session.connection()
+    key = audit_key_of(connection.engine)  # before anything is written
     _lock_chain(connection)
     # Inserting first also takes SQLite's write lock, so the chain is read by its only writer.
     ids = connection.execute(
@@ -101,9 +133,14 @@ def record_events(session: Session, events: list[dict[str, Any]]) -> None:
     prev = _hash_before(connection, rows[0]["id"])
     links = []
     for row in rows:
-        row_link = {"link_id": row["id"], "link_prev": prev, "link_hash": row_hash(row, prev)}
+        row_link = {"link_id": row["id"], "link_prev": prev, "link_hash": event_mac(key, row, prev)}
         links.append(row_link)
         prev = row_link["link_hash"]
+    _write_links(connection, links)
+
+
+def _write_links(connection: sa.Connection, links: list[dict[str, Any]]) -> None:
+    table = _table_of(AuditEvent)
     connection.execute(
         sa.update(table)
         .where(table.c.id == sa.bindparam("link_id"))
@@ -112,14 +149,18 @@ def record_events(session: Session, events: list[dict[str, Any]]) -> None:
     )
 
 
-def _lock_chain(connection: sa.Connection) -> None:
+def lock_chain(connection: sa.Connection) -> None:
     """Serialise appends to the chain until commit (SQLite has a single writer anyway)."""
+    _lock_chain(connection)
+
+
+def _lock_chain(connection: sa.Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"))
 
 
 def _hash_before(connection: sa.Connection, event_id: int) -> str:
-    """The hash of the last chained event before ``event_id`` (the chain's start if none)."""
+    """The MAC of the last chained event before ``event_id`` (the chain's start if none)."""
     table = _table_of(AuditEvent)
     last = connection.execute(
         sa.select(table.c.hash)
@@ -130,15 +171,11 @@ def _hash_before(connection: sa.Connection, event_id: int) -> str:
     return last or GENESIS
 
 
-def event_hash(event: AuditEvent, prev_hash: str) -> str:
-    return row_hash({name: getattr(event, name) for name in _HASHED}, prev_hash)
-
-
 _HASHED = ("id", "team_id", "at", "actor", "action", "target", "target_key_id", "source", "detail")
 
 
-def row_hash(row: Mapping[str, Any], prev_hash: str) -> str:
-    """SHA-256 over the previous hash and the event's content (``_HASHED`` fields)."""
+def canonical_content(row: Mapping[str, Any], prev_hash: str) -> bytes:
+    """The bytes a link covers: the previous link and the event's content (``_HASHED``)."""
     at = row["at"].astimezone(UTC) if row["at"].tzinfo else row["at"]
     content = json.dumps(
         [
@@ -157,7 +194,23 @@ def row_hash(row: Mapping[str, Any], prev_hash: str) -> str:
         separators=(",", ":"),
         ensure_ascii=False,
     )
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+    return content.encode("utf-8")
+
+
+def event_mac(key: bytes, row: Mapping[str, Any], prev_hash: str) -> str:
+    """HMAC-SHA256 under the audit key over the previous MAC and the event's content (hex)."""
+    return hmac.new(key, canonical_content(row, prev_hash), hashlib.sha256).hexdigest()
+
+
+def legacy_hash(row: Mapping[str, Any], prev_hash: str) -> str:
+    """The unkeyed SHA-256 of the chain before it was keyed (revisions 0005 to 0011): anyone
+    with write access could recompute it. Only read to upgrade an old trail, never written."""
+    return hashlib.sha256(canonical_content(row, prev_hash)).hexdigest()
+
+
+# Kept under its old name for revision 0010, which chains pre-0005 rows the way the chain was
+# then (unkeyed); the first start-up after revision 0012 re-keys that chain (storage.audit_key).
+row_hash = legacy_hash
 
 
 def _checked(detail: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -168,46 +221,140 @@ def _checked(detail: Mapping[str, Any] | None) -> dict[str, Any]:
     return detail
 
 
+# --- checkpoints and verification --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The chain's head as it was at one moment, kept outside the database (a witness)."""
+
+    events: int  # how many events the chain held
+    head: str  # the MAC of the last of them (GENESIS when none)
+    at: datetime
+    head_id: int | None = None  # the id of that event, for people reading the report
+
+
+def chain_head(engine: Engine, *, now: datetime | None = None) -> Checkpoint:
+    """The chain's current length and head, read in one statement (one snapshot)."""
+    table = _table_of(AuditEvent)
+    last = sa.select(table.c.id, table.c.hash).order_by(table.c.id.desc()).limit(1).subquery("last")
+    query = sa.select(
+        sa.select(sa.func.count()).select_from(table).scalar_subquery(),
+        sa.select(last.c.id).scalar_subquery(),
+        sa.select(last.c.hash).scalar_subquery(),
+    )
+    with engine.connect() as connection:
+        count, head_id, head = connection.execute(query).one()
+    return Checkpoint(
+        events=int(count or 0), head=head or GENESIS, head_id=head_id, at=now or utcnow()
+    )
+
+
 @dataclass(frozen=True)
 class ChainReport:
-    events: int
+    events: int  # rows in the table (all of them were read)
     broken_at: int | None  # id of the first event that does not fit the chain
     reason: str | None
+    checkpoints_checked: int = 0
+    # What the checkpoints show that the chain cannot: deleted newest events, a rollback.
+    witness_problems: tuple[str, ...] = field(default=())
+    verified: int = 0  # events that fit the chain, before the first that does not
 
     @property
     def ok(self) -> bool:
-        return self.broken_at is None
+        return self.broken_at is None and not self.witness_problems
 
 
-def verify_chain(engine: Engine, *, batch: int = 5000) -> ChainReport:
-    """Recompute the chain over every row: an edited row breaks its own hash, a deleted row its
-    successor's, and a row without a proper hash (inserted or emptied outside the bot: every
-    append hashes its rows before it commits) is tampering too, never skipped."""
+_COLUMNS = (*_HASHED, "prev_hash", "hash")
+
+
+def _stream(engine: Engine, batch: int) -> Iterator[dict[str, Any]]:
+    """Every event in id order, ``batch`` rows at a time (a server-side cursor on PostgreSQL):
+    memory stays flat however long the trail is."""
+    table = _table_of(AuditEvent)
+    columns = [table.c[name] for name in _COLUMNS]
+    with engine.connect() as connection:
+        result = connection.execution_options(yield_per=batch).execute(
+            sa.select(*columns).order_by(table.c.id)
+        )
+        for values in result:
+            yield dict(zip(_COLUMNS, values, strict=True))
+
+
+def verify_chain(
+    engine: Engine,
+    *,
+    checkpoints: Sequence[Checkpoint] = (),
+    key: bytes | None = None,
+    batch: int = 5000,
+) -> ChainReport:
+    """Recompute the chain over every row, streaming: an edited row breaks its own MAC, a
+    deleted or reordered row its successor's link, and a row without a proper MAC (inserted or
+    emptied outside the bot, or hashed the old unkeyed way) is tampering too, never skipped.
+    Then each checkpoint is compared with the event at its position: a checkpoint counting more
+    events than the table holds means events were deleted (the newest ones, or the database was
+    rolled back to an older copy); a head that differs means the trail was rewritten."""
+    key = key if key is not None else audit_key_of(engine)
+    waiting = sorted((c for c in checkpoints if c.events > 0), key=lambda c: c.events)
+    problems: list[str] = []
+    checked = 0
     prev = GENESIS
     count = 0
-    last_id: int | None = None
-    with Session(engine) as session:
-        while True:
-            query = select(AuditEvent).order_by(col(AuditEvent.id)).limit(batch)
-            if last_id is not None:
-                query = query.where(col(AuditEvent.id) > last_id)
-            rows = session.exec(query).all()
-            if not rows:
-                return ChainReport(events=count, broken_at=None, reason=None)
-            for event in rows:
-                if not _is_digest(event.hash) or not _is_digest(event.prev_hash):
-                    return ChainReport(
-                        count, event.id, "it has no valid hash: it was not written by the bot"
-                    )
-                if event.prev_hash != prev:
-                    return ChainReport(
-                        count, event.id, "the event before it was deleted or altered"
-                    )
-                if event_hash(event, prev) != event.hash:
-                    return ChainReport(count, event.id, "its content was altered")
-                prev = event.hash
-                count += 1
-                last_id = event.id
+    verified = 0
+    broken_at: int | None = None
+    reason: str | None = None
+    for row in _stream(engine, batch):
+        count += 1
+        if broken_at is None:
+            reason = _link_problem(key, row, prev)
+            if reason is None:
+                prev = row["hash"]
+                verified += 1
+            else:
+                broken_at = row["id"]
+        while waiting and waiting[0].events == count:
+            checkpoint = waiting.pop(0)
+            checked += 1
+            if not hmac.compare_digest(str(row["hash"] or ""), checkpoint.head):
+                problems.append(
+                    f"the checkpoint of {_when(checkpoint.at)} witnessed {checkpoint.events} "
+                    f"events ending with another event than the one now at that position "
+                    f"(#{row['id']}): the trail was rewritten or rolled back"
+                )
+    for checkpoint in waiting:
+        checked += 1
+        problems.append(
+            f"the checkpoint of {_when(checkpoint.at)} witnessed {checkpoint.events} events but "
+            f"the table holds {count}: events were deleted (the newest ones, or the database was "
+            "restored from an older copy)"
+        )
+    return ChainReport(
+        events=count,
+        broken_at=broken_at,
+        reason=reason,
+        checkpoints_checked=checked,
+        witness_problems=tuple(problems),
+        verified=verified,
+    )
+
+
+def _link_problem(key: bytes, row: Mapping[str, Any], prev: str) -> str | None:
+    if not _is_digest(row["hash"]) or not _is_digest(row["prev_hash"]):
+        return "it has no valid MAC: it was not written by the bot"
+    if row["prev_hash"] != prev:
+        return "the event before it was deleted, moved or altered"
+    if hmac.compare_digest(event_mac(key, row, prev), row["hash"]):
+        return None
+    if legacy_hash(row, prev) == row["hash"]:
+        return (
+            "it carries an unkeyed SHA-256 hash, not the bot's MAC: it was rewritten outside "
+            "the bot (or is from an old trail whose chain was already broken when it was keyed)"
+        )
+    return "its content was altered, or it was forged: its MAC does not fit"
+
+
+def _when(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -218,8 +365,9 @@ def _is_digest(value: str | None) -> bool:
 
 
 def rechain_all(connection: sa.Connection) -> int:
-    """Hash every row again, in id order, from the start of the chain (for a migration that
-    brings rows written before the chain existed into it); returns the number of rows."""
+    """Hash every row again, unkeyed, in id order, from the start of the chain (revision 0010
+    brings rows written before the chain existed into it: the chain was unkeyed then);
+    returns the number of rows."""
     table = _table_of(AuditEvent)
     columns = [table.c[name] for name in _HASHED]
     prev = GENESIS
@@ -229,15 +377,10 @@ def rechain_all(connection: sa.Connection) -> int:
         row = dict(mapping)
         if isinstance(row["detail"], str):  # a JSON column read without its type
             row["detail"] = json.loads(row["detail"])
-        link = row_hash(row, prev)
+        link = legacy_hash(row, prev)
         links.append({"link_id": row["id"], "link_prev": prev, "link_hash": link})
         prev = link
         count += 1
     if links:
-        connection.execute(
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("link_id"))
-            .values(prev_hash=sa.bindparam("link_prev"), hash=sa.bindparam("link_hash")),
-            links,
-        )
+        _write_links(connection, links)
     return count

@@ -177,9 +177,25 @@ class AuditEvent(SQLModel, table=True):
     detail: dict[str, Any] = Field(
         default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
     )
-    # Hash chain: hash = SHA-256(prev_hash + this event), so an edited or deleted row shows.
+    # MAC chain (storage.audit): hash = HMAC-SHA256(audit key, prev_hash + this event), hex.
     prev_hash: str | None = Field(default=None, max_length=64)
     hash: str | None = Field(default=None, max_length=64)
+
+
+class AuditKey(SQLModel, table=True):
+    """The key that MACs the audit chain: random bytes, sealed under the master key ring like
+    any secret (so re-encryption and KMS envelope sealing carry it across a master-key
+    rotation). One row, written once at first start-up (see storage.audit_key)."""
+
+    __tablename__ = "audit_keys"
+
+    id: int = Field(default=1, primary_key=True)
+    sealed: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    seal_key_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
+
+    def mac_key_context(self) -> str:
+        return f"audit_key:{self.id}"
 
 
 class CryptoCanary(SQLModel, table=True):

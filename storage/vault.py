@@ -40,7 +40,15 @@ from storage.crypto import (
     parse_master_keys,
 )
 from storage.db import session_scope
-from storage.models import ApiKey, CryptoCanary, PendingKeyPair, Rotation, RotationState, utcnow
+from storage.models import (
+    ApiKey,
+    AuditKey,
+    CryptoCanary,
+    PendingKeyPair,
+    Rotation,
+    RotationState,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +69,12 @@ def _canary_context(key_id: str) -> str:
 
 
 # Every table holding sealed material, with its (blob column, context) pairs. Each row's
-# sealed columns share one master key, named by its seal_key_id column.
-SealedTable = type[ApiKey] | type[Rotation] | type[PendingKeyPair]
-SEALED_TABLES: tuple[SealedTable, ...] = (ApiKey, Rotation, PendingKeyPair)
-_Sealed = TypeVar("_Sealed", bound=ApiKey | Rotation | PendingKeyPair)
+# sealed columns share one master key, named by its seal_key_id column. The audit chain's key
+# (storage.audit_key) is one of them: re-encryption carries it to a new master key.
+SealedTable = type[ApiKey] | type[Rotation] | type[PendingKeyPair] | type[AuditKey]
+SEALED_TABLES: tuple[SealedTable, ...] = (ApiKey, Rotation, PendingKeyPair, AuditKey)
+SealedRow = ApiKey | Rotation | PendingKeyPair | AuditKey
+_Sealed = TypeVar("_Sealed", bound=SealedRow)
 
 
 def _select_rows(table: type[_Sealed]) -> SelectOfScalar[_Sealed]:
@@ -72,7 +82,9 @@ def _select_rows(table: type[_Sealed]) -> SelectOfScalar[_Sealed]:
     return select(table)
 
 
-def _sealed_fields(row: ApiKey | Rotation | PendingKeyPair) -> list[tuple[str, str]]:
+def _sealed_fields(row: SealedRow) -> list[tuple[str, str]]:
+    if isinstance(row, AuditKey):
+        return [("sealed", row.mac_key_context())]
     if isinstance(row, ApiKey):
         return [("api_key_sealed", row.api_key_context()), ("secret_sealed", row.secret_context())]
     if isinstance(row, PendingKeyPair):
@@ -389,7 +401,7 @@ def _reencrypt_batch(
         return len(rows)
 
 
-def reseal_row(ring: KeyRing, row: ApiKey | Rotation | PendingKeyPair) -> None:
+def reseal_row(ring: KeyRing, row: SealedRow) -> None:
     """Open every sealed field of a row and seal it again under the active key."""
     if isinstance(row, ApiKey):
         if row.api_key_sealed is None or row.secret_sealed is None:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.sandbox.stack import LocalStack, start_local_stack
+from storage.audit import bind_audit_key
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate
 from tests.e2e import ALICE, BOB
@@ -90,9 +91,11 @@ def database_url(request, tmp_path) -> Iterator[str]:
 
 @pytest.fixture
 def engine(database_url) -> Iterator[Engine]:
-    """A migrated database of each kind."""
+    """A migrated database of each kind, with an audit key (in memory only: the bot seals its
+    own at start-up, storage.audit_key) so that events can be written and verified."""
     engine = make_engine(database_url)
     migrate(engine)
+    bind_audit_key(engine, os.urandom(32))
     yield engine
     engine.dispose()
 

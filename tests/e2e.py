@@ -130,3 +130,16 @@ def register_directly(
         now=now or utcnow(),
     )
     return registered, sim_key
+
+
+def audit_verdict(stack: LocalStack, user_id: str, *, timeout: float = 30.0) -> tuple[str, str]:
+    """`/apikey audit verify` through the running bot: the ack's text, and the verdict that
+    arrives afterwards at the command's response_url."""
+    url = stack.slack.response_url()
+    ack = BotClient(stack.url, secret=SIGNING_SECRET).command(
+        "audit verify", user_id=user_id, response_url=url
+    )
+    (reply,) = stack.slack.wait_for(
+        "response_url", predicate=lambda c: c.params["_response_url"] == url, timeout=timeout
+    )
+    return all_text(ack.json()), all_text(reply.params)

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.binance import KeyPermissions, Tier
+from bot.blocks.audit import chain_report, checkpoint_message
 from bot.blocks.drift import drift_digest
 from bot.blocks.help import help_message
 from bot.blocks.home import home_view
@@ -44,6 +45,7 @@ from bot.blocks.text import (
 from bot.commands import SecretKind, find_secret_shape
 from bot.ids import Action, Block, Callback
 from bot.listeners.views import form_from_view
+from bot.model.audit import ChainReport, Checkpoint, Witness, WitnessState
 from bot.model.drift import Change, Digest
 from bot.model.findings import PERMISSION_NAMES, Finding, FindingKind, Severity
 from bot.model.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
@@ -360,6 +362,10 @@ def nine_key_report() -> StatusReport:
 # --- golden snapshots --------------------------------------------------------------------
 
 
+AUDIT_CHECKPOINT = Checkpoint(
+    events=1234, head="ab" * 32, at=datetime(2026, 12, 4, 9, 30, tzinfo=UTC), head_id=1301
+)
+
 GOLDEN_CASES = {
     "help": lambda: help_message(),
     "help_with_reason": lambda: help_message("I don't know the subcommand “frobnicate”."),
@@ -425,6 +431,11 @@ GOLDEN_CASES = {
             ],
             could_not_check=[("dashboard", "Binance did not answer in time.")],
         )
+    ),
+    "audit_checkpoint": lambda: checkpoint_message(AUDIT_CHECKPOINT),
+    "audit_verdict_intact": lambda: chain_report(
+        ChainReport(events=1240, broken_at=None, reason=None, checkpoints_checked=1, verified=1240),
+        Witness(WitnessState.READ, "C0ALERTS", (AUDIT_CHECKPOINT,)),
     ),
 }
 
@@ -889,3 +900,37 @@ def test_a_mistake_in_a_known_subcommand_gets_its_reason_not_the_whole_help():
     assert "period in days" in short and "/apikey help" in short and "incidents" not in short
     full = all_text(as_payload(help_message(unknown.reason, show_all=unknown.show_all)))
     assert "frobnicate" in full and "incidents" in full and "audit" in full
+
+
+# --- the audit chain's verdict and checkpoints ---------------------------------------------------
+
+
+def test_audit_verdicts_name_what_is_wrong():
+    read = Witness(WitnessState.READ, "C0ALERTS", (AUDIT_CHECKPOINT,))
+    intact = ChainReport(events=1240, broken_at=None, reason=None, verified=1240)
+    tampered = ChainReport(
+        events=1200,
+        broken_at=17,
+        reason="its content was altered, or it was forged: its MAC does not fit",
+        checkpoints_checked=1,
+        witness_problems=(
+            "the checkpoint of 2026-12-04 09:30 UTC witnessed 1234 events but the table holds "
+            "1200: events were deleted (the newest ones, or the database was restored from an "
+            "older copy)",
+        ),
+        verified=16,
+    )
+    text = all_text_of(chain_report(tampered, read))
+    assert (
+        "TAMPERED" in text and "#17" in text and "1,200" in text and "events were deleted" in text
+    )
+    many = ChainReport(events=0, broken_at=None, reason=None, witness_problems=("gone",) * 5)
+    assert "2 more checkpoints disagree" in all_text_of(chain_report(many, read))
+    nothing = chain_report(intact, Witness(WitnessState.NONE))
+    assert "nothing outside the database witnesses the chain" in all_text_of(nothing)
+    unread = chain_report(intact, Witness(WitnessState.UNREADABLE, "C0ALERTS", problem="<b>"))
+    assert "&lt;b&gt;" in all_text_of(unread)  # Slack's error is shown escaped
+
+
+def all_text_of(message: Message) -> str:
+    return json.dumps(message.as_kwargs(), ensure_ascii=False)

@@ -10,6 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.commands import (
+    AuditCheckpoint,
+    AuditTrail,
     Compromised,
     Help,
     ListIncidents,
@@ -60,6 +62,10 @@ PEM = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFIs\n-----END PRIVATE K
         ("rotation", RotationOverview()),
         ("rotate trading-bot", Rotate("trading-bot")),
         ("rotate trading-bot every 30d", SetRotationPolicy("trading-bot", 30)),
+        ("audit", AuditTrail()),
+        ("audit verify", AuditTrail(verify=True)),
+        ("audit Checkpoint", AuditCheckpoint()),
+        ("audit checkpoint-bot --days 7", AuditTrail(label="checkpoint-bot", days=7)),
     ],
 )
 def test_known_subcommands(text, expected):

@@ -209,3 +209,10 @@ def test_slack_ids_in_settings_are_checked(tmp_path, name, value, says):
     done = _run([], tmp_path, _env(tmp_path, **{name: value}))
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
     assert name in done.stderr and says in done.stderr
+
+
+def test_audit_verify_in_an_empty_directory_creates_nothing(tmp_path):
+    done = _run(["audit", "verify"], tmp_path, _env(tmp_path))
+    assert done.returncode == 0 and "nothing to check" in done.stdout, done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -35,6 +35,7 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.services.errors import DomainError
 from bot.services.keys import RegistrationForm, check_unique, open_credentials
 from bot.services.leaks import match_registered_key
+from storage.audit import verify_chain
 from storage.crypto import (
     SEAL_VERSION,
     SEAL_VERSION_ENVELOPE,
@@ -46,7 +47,7 @@ from storage.crypto import (
 )
 from storage.db import make_engine, migrate, session_scope
 from storage.kms import kms_master_key, kms_ring_id
-from storage.models import ApiKey, CryptoCanary, KeyPurpose, KeyType
+from storage.models import ApiKey, AuditKey, CryptoCanary, KeyPurpose, KeyType
 from storage.vault import VaultError, reencrypt_all, retire_key
 from tests.e2e import TEAM, bot_client, register_sim_key
 from tests.factories import random_api_key, stored_key
@@ -476,7 +477,8 @@ def test_reencryption_from_a_local_ring_to_kms_and_back_keeps_every_key_findable
         ["keys", "reencrypt", "--batch-size", "2", "--max-batches", "1"], tmp_path, **env
     )
     assert first.returncode == 3, first.stderr
-    assert f"re-sealed 2 row(s) under {kms_id}; 3 still to do" in first.stdout
+    # Five API keys and the audit chain's key (storage.audit_key) are sealed.
+    assert f"re-sealed 2 row(s) under {kms_id}; 4 still to do" in first.stdout
     mixed = _rows(local.engine)
     assert sorted(row.seal_key_id for row in mixed) == ["k1", "k1", "k1", kms_id, kms_id]
     assert {row.secret_sealed[0] for row in mixed} == {SEAL_VERSION, SEAL_VERSION_ENVELOPE}
@@ -485,7 +487,7 @@ def test_reencryption_from_a_local_ring_to_kms_and_back_keeps_every_key_findable
         _assert_found(both.engine, both.key_ring, api_key)
     resumed = _run_bot(["keys", "reencrypt", "--batch-size", "2"], tmp_path, **env)
     assert resumed.returncode == 0, resumed.stderr
-    assert "3 row(s)" in resumed.stdout and "0 still to do" in resumed.stdout
+    assert "4 row(s)" in resumed.stdout and "0 still to do" in resumed.stdout
     assert {row.seal_key_id for row in _rows(local.engine)} == {kms_id}
     with pytest.raises(VaultError, match="active"):
         retire_key(both.engine, both.key_ring, kms_id)
@@ -497,6 +499,9 @@ def test_reencryption_from_a_local_ring_to_kms_and_back_keeps_every_key_findable
     assert only_kms.key_ring.key_ids == (kms_id,)
     opened = {open_credentials(only_kms.key_ring, row).api_key for row in _rows(only_kms.engine)}
     assert opened == set(api_keys)
+    with Session(only_kms.engine) as session:
+        assert session.exec(select(AuditKey)).one().seal_key_id == kms_id
+    assert verify_chain(only_kms.engine).ok  # the audit key moved to KMS: the chain still fits
     for api_key in api_keys:
         _assert_found(only_kms.engine, only_kms.key_ring, api_key)
 
@@ -509,14 +514,15 @@ def test_reencryption_from_a_local_ring_to_kms_and_back_keeps_every_key_findable
     for api_key in api_keys:
         _assert_found(back.engine, back.key_ring, api_key)
     report = reencrypt_all(back.engine, back.key_ring, batch_size=2, max_batches=1)
-    assert (report.rows_resealed, report.rows_remaining) == (2, 3)
-    with pytest.raises(VaultError, match="still seals 3 row"):
+    assert (report.rows_resealed, report.rows_remaining) == (2, 4)
+    with pytest.raises(VaultError, match="still seals 4 row"):
         retire_key(back.engine, back.key_ring, kms_id)
     report = reencrypt_all(back.engine, back.key_ring, batch_size=2)
     assert report.rows_remaining == 0
     assert {row.secret_sealed[0] for row in _rows(back.engine)} == {SEAL_VERSION}
     smaller = retire_key(back.engine, back.key_ring, kms_id)
     assert smaller.key_ids == ("k2",)
+    assert verify_chain(back.engine).ok
     with Session(back.engine) as session:
         assert session.get(CryptoCanary, kms_id) is None
 

@@ -55,6 +55,7 @@ from storage.crypto import CryptoError, KeyRing, MasterKey, generate_master_key,
 from storage.models import (
     RETIRED_STATUSES,
     ApiKey,
+    AuditKey,
     CryptoCanary,
     KeyPurpose,
     KeyStatus,
@@ -119,6 +120,14 @@ class ModelKey:
     incident_id: str | None = None
 
 
+@dataclass
+class ModelAuditKey:
+    """The audit chain's key: sealed at the first start under the then active master key,
+    re-sealed by re-encryption like any row (storage.audit_key)."""
+
+    seal: str | None
+
+
 def _submitted(value: str, pad: str) -> str:
     return f"{pad}{value}{pad}"
 
@@ -136,6 +145,7 @@ class KeyLifecycle(RuleBasedStateMachine):
         self.shredded: list[Creds] = []  # credentials that must be gone from the database
         self.copies = 0
         self.services = None
+        self.audit_key = ModelAuditKey(seal=self.active_id)
         self._start()
 
     # --- the bot's process ------------------------------------------------------------------
@@ -191,8 +201,8 @@ class KeyLifecycle(RuleBasedStateMachine):
     def _with_status(self, status: str) -> list[ModelKey]:
         return [k for k in self.keys if k.status == status]
 
-    def _sealed_items(self) -> list[ModelKey | ModelRotation]:
-        return [x for x in [*self.keys, *self.rotations] if x.seal is not None]
+    def _sealed_items(self) -> list[ModelKey | ModelRotation | ModelAuditKey]:
+        return [x for x in [*self.keys, *self.rotations, self.audit_key] if x.seal is not None]
 
     def _shred(self, key: ModelKey, status: str) -> None:
         key.status = status
@@ -425,13 +435,16 @@ class KeyLifecycle(RuleBasedStateMachine):
     # --- invariants -------------------------------------------------------------------------
 
     @staticmethod
-    def _row_id(item: ModelKey | ModelRotation) -> str:
+    def _row_id(item: ModelKey | ModelRotation | ModelAuditKey) -> str:
+        if isinstance(item, ModelAuditKey):
+            return "audit_key"
         return item.key_id if isinstance(item, ModelKey) else item.rotation_id
 
     def _stored_seals(self) -> dict[str, str | None]:
         with Session(self.engine) as session:
             seals = dict(session.exec(select(ApiKey.id, ApiKey.seal_key_id)).all())
             seals.update(session.exec(select(Rotation.id, Rotation.seal_key_id)).all())
+            seals["audit_key"] = session.exec(select(AuditKey.seal_key_id)).one()
         return seals
 
     @invariant()
@@ -480,6 +493,7 @@ class KeyLifecycle(RuleBasedStateMachine):
         assert {c.key_id for c in canaries} <= set(ring.key_ids)
         assert self.active_id in {c.key_id for c in canaries}
         self._scan_every_cell(ring)
+        assert self._stored_seals()["audit_key"] == self.audit_key.seal
         assert verify_chain(self.engine).ok
 
     def _scan_every_cell(self, ring: KeyRing) -> None:
@@ -502,7 +516,7 @@ class KeyLifecycle(RuleBasedStateMachine):
             for needle in creds.needles():
                 assert needle not in haystack, "a key or secret is readable in the database"
             assert creds.secret.encode() not in files and creds.api_key.encode() not in files
-        contexts = [f"canary:{kid}" for kid in ring.key_ids]
+        contexts = [*(f"canary:{kid}" for kid in ring.key_ids), "audit_key:1"]
         for key in self.keys:
             contexts += [f"api_key:{key.key_id}:api_key", f"api_key:{key.key_id}:secret"]
         for rotation in self.rotations:

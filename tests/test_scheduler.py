@@ -183,6 +183,7 @@ def test_every_job_kind_has_a_handler_and_its_own_dedupe_key(stack):
         kinds.page_event(
             team_id="T", key_id="k", dedup_key="d", action="trigger", occurrence=1, due_at=due
         ),
+        kinds.audit_checkpoint(team_id="-", due_at=due),
     ]
     assert {job.kind for job in built} == set(kinds.JobKind)
     prefixes = {job.dedupe_key.split(":")[0] for job in built}

@@ -9,9 +9,10 @@ from slack_sdk.models.blocks import Block
 
 from bot.blocks.message import Message, context, section
 from bot.blocks.text import escape, mention, minute, plural, truncate
-from bot.model.audit import AuditEntry, ChainReport
+from bot.model.audit import AuditEntry, ChainReport, Checkpoint, Witness, WitnessState
 
 MAX_LINES = 100
+MAX_PROBLEMS = 3  # checkpoints that disagree, shown one by one
 
 
 def audit_trail(events: list[AuditEntry], *, label: str | None, days: int) -> Message:
@@ -66,12 +67,82 @@ def _detail(detail: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def chain_report(report: ChainReport) -> Message:
-    if report.ok:
-        text = f"✅ The audit trail's hash chain is intact ({report.events} events checked)."
-    else:
-        text = (
-            f"🚨 The audit trail was tampered with: event #{report.broken_at} does not fit the "
-            f"chain ({report.reason}). {report.events} events before it are intact."
+def chain_report(report: ChainReport, witness: Witness) -> Message:
+    """The verdict of ``audit verify``: the chain itself, then what the checkpoints show."""
+    lines = []
+    if report.broken_at is None:
+        lines.append(
+            f"✅ Every one of the {report.events:,} audit events is properly chained "
+            "(each MAC fits its content and the event before it)."
         )
+    else:
+        lines.append(
+            f"🚨 The audit trail was tampered with: event #{report.broken_at} does not fit the "
+            f"chain ({escape(report.reason or 'unknown reason')}). The {report.verified:,} "
+            f"events before it are intact; the table holds {report.events:,}."
+        )
+    problems = report.witness_problems
+    lines += [f"🚨 {escape(problem)}." for problem in problems[:MAX_PROBLEMS]]
+    if len(problems) > MAX_PROBLEMS:
+        lines.append(f"🚨 …and {plural(len(problems) - MAX_PROBLEMS, 'more checkpoint')} disagree.")
+    lines.append(_witness_line(report, witness))
+    alarms = [line for line in lines if line.startswith("🚨")]
+    text = f"Audit trail TAMPERED: {alarms[0]}" if alarms else f"Audit trail intact: {lines[0]}"
+    return Message(text=text, blocks=[section("\n".join(lines))])
+
+
+def _witness_line(report: ChainReport, witness: Witness) -> str:
+    if witness.state is WitnessState.NONE:
+        return (
+            "⚠️ No alert channel is set, so nothing outside the database witnesses the chain: "
+            "deleting the newest events, or restoring an older copy of the database, would not "
+            "show. Set `ALERT_CHANNEL` to get a daily checkpoint."
+        )
+    where = f"<#{witness.channel}>" if witness.channel else "the alert channel"
+    if witness.state is WitnessState.UNREADABLE:
+        return (
+            f"⚠️ The checkpoints in {where} could not be read "
+            f"({escape(witness.problem or 'error')}): only the database was checked. Is the bot "
+            "in that channel, with the `channels:history` (or `groups:history`) scope?"
+        )
+    if not witness.checkpoints:
+        return (
+            f"⚠️ No checkpoint of this bot was found in {where} yet: only the database was "
+            "checked. `/apikey audit checkpoint` posts one now."
+        )
+    newest = max(witness.checkpoints, key=lambda c: c.at)
+    more = " (the channel's history is longer than the bot reads: older ones were skipped)"
+    return (
+        f"🔏 Compared with {plural(report.checkpoints_checked, 'checkpoint')} read back from "
+        f"{where}; the newest, of {minute(newest.at)}, witnessed {newest.events:,} events"
+        + (more if witness.incomplete else "")
+        + "."
+    )
+
+
+def checkpoint_message(checkpoint: Checkpoint) -> Message:
+    """The checkpoint as posted to the alert channel (its figures are also in the metadata)."""
+    text = (
+        f"🔏 Audit checkpoint: {checkpoint.events:,} events, head MAC `{checkpoint.head}`"
+        + (f" (event #{checkpoint.head_id})" if checkpoint.head_id is not None else "")
+        + f", taken {minute(checkpoint.at)}."
+    )
+    return Message(
+        text=text,
+        blocks=[
+            section(text),
+            context(
+                "A witness kept outside the database: `/apikey audit verify` compares the audit "
+                "trail with it, so deleted events or a rolled-back database show. Please keep "
+                "this message."
+            ),
+        ],
+    )
+
+
+def checkpoint_posted(checkpoint: Checkpoint, channel: str) -> Message:
+    text = (
+        f"🔏 Checkpoint posted in <#{channel}>: {checkpoint.events:,} events, head MAC "
+        f"`{checkpoint.head[:16]}…`."
+    )
     return Message(text=text, blocks=[section(text)])

@@ -44,8 +44,9 @@ _SUBCOMMANDS = (
     ),
     ("incidents", "open and recent incidents with their progress", "incidents"),
     (
-        "audit [label] [--days N] | audit verify",
-        "admins: who did what, when; or check the trail's hash chain",
+        "audit [label] [--days N] | audit verify | audit checkpoint",
+        "admins: who did what, when; check the trail's MAC chain against the checkpoints in "
+        "the alert channel; or post a checkpoint now",
         "audit trading-bot --days 7",
     ),
 )

@@ -6,6 +6,7 @@ from slack_sdk import WebClient
 
 from bot.jobs.activity import make_activity_review_handler
 from bot.jobs.announcements import make_announce_handler, make_key_announce_handler
+from bot.jobs.audit import make_checkpoint_handler
 from bot.jobs.credentials import make_delivery_handler
 from bot.jobs.drift import make_drift_handler
 from bot.jobs.incidents import (
@@ -42,6 +43,7 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         JobKind.KEY_ANNOUNCE: make_key_announce_handler(services, client),
         JobKind.ACTIVITY_REVIEW: make_activity_review_handler(services, client),
         JobKind.PAGE: make_page_handler(services),
+        JobKind.AUDIT_CHECKPOINT: make_checkpoint_handler(services, client),
     }
 
 

@@ -28,6 +28,7 @@ class JobKind(StrEnum):
     KEY_ANNOUNCE = "key_announce"  # a key that can move funds was registered or removed
     ACTIVITY_REVIEW = "activity_review"  # the team's daily review of withdrawals
     PAGE = "page"  # a critical condition (or its end) to PagerDuty and/or the paging webhook
+    AUDIT_CHECKPOINT = "audit_checkpoint"  # the audit chain's head, posted to the alert channel
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
@@ -216,4 +217,15 @@ def page_event(
         dedupe_key=f"page:{action}:{occurrence}:{dedup_key}",
         due_at=due_at,
         payload={"dedup_key": dedup_key, "action": action},
+    )
+
+
+def audit_checkpoint(*, team_id: str, due_at: datetime) -> NewJob:
+    """The daily audit checkpoint (one for the whole chain: ``team_id`` is the system's)."""
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.AUDIT_CHECKPOINT,
+        dedupe_key=f"audit_checkpoint:{due_at:%Y%m%dT%H}",
+        due_at=due_at,
+        payload={},
     )

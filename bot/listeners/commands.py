@@ -8,17 +8,19 @@ from datetime import UTC, datetime, time, timedelta
 
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
-from bot.blocks.audit import audit_trail, chain_report
+from bot.blocks.audit import audit_trail, chain_report, checkpoint_posted
 from bot.blocks.delivery import delivery_message, sink_chosen_message
 from bot.blocks.help import help_message
 from bot.blocks.key_list import key_list
-from bot.blocks.notices import error_message, secret_in_text_warning
+from bot.blocks.notices import error_message, secret_in_text_warning, working_message
 from bot.blocks.register import register_modal
 from bot.blocks.remove import remove_confirmation
 from bot.blocks.rotation import policy_set_message, rotate_modal, rotation_overview
 from bot.blocks.status_report import status_page
 from bot.commands import (
+    AuditCheckpoint,
     AuditTrail,
     Compromised,
     Deliver,
@@ -37,7 +39,12 @@ from bot.commands import (
 from bot.listeners.background import in_background
 from bot.listeners.incidents import incidents_overview, raise_and_announce
 from bot.model.keys import KeySummary
-from bot.services.audit_trail import read_trail
+from bot.services.audit_trail import (
+    check_may_checkpoint,
+    check_may_verify,
+    read_trail,
+    take_checkpoint,
+)
 from bot.services.audit_trail import verify as audit_verify
 from bot.services.context import Services
 from bot.services.credential_delivery import choose_sink, describe_delivery, offered_sinks
@@ -47,6 +54,7 @@ from bot.services.leaks import record_secret_in_command
 from bot.services.rotation_policy import rotation_rows, set_policy
 from bot.services.status import run_status
 from bot.slack.access import actor_from
+from bot.slack.checkpoints import post_checkpoint, read_witness
 from bot.slack.delivery import respond_reliably
 
 log = logging.getLogger(__name__)
@@ -117,20 +125,20 @@ def handle_apikey(
                 )
             except DomainError as exc:
                 respond(**error_message(exc.user_message).as_kwargs())
-        case AuditTrail(label=label, days=days, verify=verify):
-            actor = actor_from(services, command)
+        case AuditTrail(verify=True):
+            verify_trail(services, command, ack, respond, client)
+        case AuditCheckpoint():
+            post_checkpoint_now(services, command, ack, respond, client, source=source)
+        case AuditTrail(label=label, days=days):
             try:
-                if verify:
-                    message = chain_report(audit_verify(engine=services.engine, actor=actor))
-                else:
-                    events = read_trail(
-                        engine=services.engine,
-                        actor=actor,
-                        label=label,
-                        days=days,
-                        now=services.clock(),
-                    )
-                    message = audit_trail(events, label=label, days=days)
+                events = read_trail(
+                    engine=services.engine,
+                    actor=actor_from(services, command),
+                    label=label,
+                    days=days,
+                    now=services.clock(),
+                )
+                message = audit_trail(events, label=label, days=days)
             except DomainError as exc:
                 message = error_message(exc.user_message)
             ack(**message.as_kwargs())
@@ -240,3 +248,79 @@ def open_rotate_modal(
         private_metadata=metadata,
     )
     client.views_open(trigger_id=trigger_id, view=view)
+
+
+def verify_trail(
+    services: Services, command: dict, ack: Ack, respond: Respond, client: WebClient
+) -> None:
+    """`/apikey audit verify`: refused at once to non-admins; otherwise acked at once, and the
+    verdict (the whole chain, streamed, and the checkpoints read back from Slack) follows."""
+    actor = actor_from(services, command)
+    try:
+        check_may_verify(engine=services.engine, actor=actor)
+    except DomainError as exc:
+        ack(**error_message(exc.user_message).as_kwargs())
+        return
+    ack(**working_message("Verifying the audit trail…").as_kwargs())
+
+    def work() -> None:
+        witness = read_witness(client, services.settings.alert_channel)
+        report = audit_verify(engine=services.engine, actor=actor, witness=witness)
+        respond_reliably(
+            respond,
+            client,
+            channel=command.get("channel_id"),
+            user_id=command["user_id"],
+            message=chain_report(report, witness),
+            replace_original=True,
+        )
+
+    in_background(services, respond, work)
+
+
+def post_checkpoint_now(
+    services: Services,
+    command: dict,
+    ack: Ack,
+    respond: Respond,
+    client: WebClient,
+    *,
+    source: str,
+) -> None:
+    """`/apikey audit checkpoint` (admins): the chain's head, posted to the alert channel."""
+    channel = services.settings.alert_channel
+    actor = actor_from(services, command)
+    try:
+        check_may_checkpoint(engine=services.engine, actor=actor)
+    except DomainError as exc:
+        ack(**error_message(exc.user_message).as_kwargs())
+        return
+    if not channel:
+        ack(
+            **error_message(
+                "No alert channel is set (`ALERT_CHANNEL`), so there is nowhere outside the "
+                "database to keep a checkpoint. Nothing was posted."
+            ).as_kwargs()
+        )
+        return
+    ack(**working_message("Posting a checkpoint of the audit trail…").as_kwargs())
+
+    def work() -> None:
+        checkpoint = take_checkpoint(
+            engine=services.engine, actor=actor, now=services.clock(), source=source
+        )
+        try:
+            post_checkpoint(client, channel, checkpoint)
+        except SlackApiError as exc:
+            error = exc.response.get("error") or "error"
+            respond(
+                **error_message(
+                    f"Slack refused the checkpoint in <#{channel}> ({error}): is the bot in "
+                    "that channel? The audit trail is unchanged apart from this attempt."
+                ).as_kwargs(),
+                replace_original=True,
+            )
+            return
+        respond(**checkpoint_posted(checkpoint, channel).as_kwargs(), replace_original=True)
+
+    in_background(services, respond, work)

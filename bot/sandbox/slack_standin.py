@@ -25,6 +25,7 @@ Run it alone with ``python -m bot.sandbox.slack_standin --port 8901``.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import json
@@ -211,6 +212,9 @@ class SlackStandIn(LocalService):
         self._users: dict[str, dict[str, Any]] = {}
         self._usergroups: dict[str, list[str]] = {}
         self._views: dict[str, dict[str, Any]] = {}
+        # Top-level messages posted with chat.postMessage, per channel, oldest first: what
+        # conversations.history reads back (chat.update edits them, chat.delete removes them).
+        self._history: dict[str, list[dict[str, Any]]] = {}
         self._ts_count = 0
         self._view_count = 0
         self._response_count = 0
@@ -601,7 +605,11 @@ class SlackStandIn(LocalService):
         if channel[:1] in ("U", "W"):  # posting to a user ID lands in the DM with them
             channel = self._dm_channel([channel])
         ts = self._next_ts()
-        return {"ok": True, "channel": channel, "ts": ts, "message": self._message(params, ts)}
+        message = self._message(params, ts)
+        if not params.get("thread_ts"):  # replies live in their thread, not in the history
+            with self._lock:
+                self._history.setdefault(channel, []).append(message)
+        return {"ok": True, "channel": channel, "ts": ts, "message": message}
 
     def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         error = self._message_error(params)
@@ -620,12 +628,18 @@ class SlackStandIn(LocalService):
         if not params.get("ts"):
             return _fail("message_not_found")
         ts = str(params["ts"])
+        message = self._message(params, ts)
+        with self._lock:
+            stored = self._history.get(str(params["channel"]), [])
+            for index, old in enumerate(stored):
+                if old["ts"] == ts:
+                    stored[index] = {**message, "edited": {"user": self.bot_user_id, "ts": ts}}
         return {
             "ok": True,
             "channel": params["channel"],
             "ts": ts,
             "text": params.get("text", ""),
-            "message": self._message(params, ts),
+            "message": message,
         }
 
     def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -633,7 +647,71 @@ class SlackStandIn(LocalService):
             return _fail("channel_not_found")
         if not params.get("ts"):
             return _fail("message_not_found")
+        self.delete_message(str(params["channel"]), str(params["ts"]))
         return {"ok": True, "channel": params["channel"], "ts": params["ts"]}
+
+    def delete_message(self, channel: str, ts: str) -> bool:
+        """Remove a message from the channel's history (as chat.delete, or a person, would)."""
+        with self._lock:
+            stored = self._history.get(channel, [])
+            kept = [m for m in stored if m["ts"] != ts]
+            self._history[channel] = kept
+            return len(kept) != len(stored)
+
+    def history(self, channel: str) -> list[dict[str, Any]]:
+        """The channel's top-level messages, oldest first (a copy)."""
+        with self._lock:
+            return [dict(m) for m in self._history.get(channel, [])]
+
+    # conversations.history, as https://docs.slack.dev/reference/methods/conversations.history
+    # (formerly api.slack.com/methods/conversations.history) documents it: messages newest first; `limit` (default 100, at most 999) per page; cursor
+    # pagination (`has_more`, `response_metadata.next_cursor`, empty on the last page); `oldest`
+    # (default 0) and `latest` (default now) bound the range, excluding the bounds unless
+    # `inclusive`; message metadata is returned only with `include_all_metadata`.
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = str(params.get("channel") or "")
+        if not channel:
+            return _fail("channel_not_found")
+        try:
+            limit = int(params.get("limit") or 100)
+            oldest = _ts_micros(str(params.get("oldest") or "0"))
+            latest = _ts_micros(str(params["latest"])) if params.get("latest") else None
+            after = _decode_cursor(str(params["cursor"])) if params.get("cursor") else None
+        except ValueError:
+            return _fail("invalid_arguments")
+        if after is False:
+            return _fail("invalid_cursor")
+        limit = max(1, min(limit, 999))
+        inclusive = _truthy(params.get("inclusive"))
+        metadata = _truthy(params.get("include_all_metadata"))
+        with self._lock:
+            stored = list(self._history.get(channel, []))
+        newest_first = sorted(stored, key=lambda m: _ts_micros(m["ts"]), reverse=True)
+        selected = []
+        for message in newest_first:
+            micros = _ts_micros(message["ts"])
+            if micros < oldest or (micros == oldest and not inclusive):
+                continue
+            if latest is not None and (micros > latest or (micros == latest and not inclusive)):
+                continue
+            if after is not None and micros >= after:  # already on an earlier page
+                continue
+            selected.append(message)
+        page, more = selected[:limit], len(selected) > limit
+        messages = []
+        for message in page:
+            shown = dict(message)
+            if not metadata:
+                shown.pop("metadata", None)
+            messages.append(shown)
+        cursor = _encode_cursor(page[-1]["ts"]) if more else ""
+        return {
+            "ok": True,
+            "messages": messages,
+            "has_more": more,
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": cursor},
+        }
 
     def _chat_get_permalink(self, params: dict[str, Any]) -> dict[str, Any]:
         channel, ts = params.get("channel"), params.get("message_ts")
@@ -759,6 +837,7 @@ _METHODS: dict[str, Callable[[SlackStandIn, dict[str, Any]], dict[str, Any]]] = 
     "usergroups.users.list": SlackStandIn._usergroups_users_list,
     "conversations.open": SlackStandIn._conversations_open,
     "conversations.info": SlackStandIn._conversations_info,
+    "conversations.history": SlackStandIn._conversations_history,
     "chat.postMessage": SlackStandIn._chat_post_message,
     "chat.postEphemeral": SlackStandIn._chat_post_ephemeral,
     "chat.update": SlackStandIn._chat_update,
@@ -770,6 +849,35 @@ _METHODS: dict[str, Callable[[SlackStandIn, dict[str, Any]], dict[str, Any]]] = 
     "views.update": SlackStandIn._views_update,
     "views.publish": SlackStandIn._views_publish,
 }
+
+
+def _ts_micros(ts: str) -> int:
+    """A message timestamp ("1700000000.000100") as an integer of microseconds."""
+    seconds, _, fraction = ts.partition(".")
+    if not seconds.isdigit() or (fraction and not fraction.isdigit()):
+        raise ValueError(ts)
+    return int(seconds) * 1_000_000 + int((fraction or "0")[:6].ljust(6, "0"))
+
+
+def _encode_cursor(ts: str) -> str:
+    # Slack's cursors are opaque base64 ("bmV4dF90czox..." decodes to "next_ts:1...").
+    return base64.b64encode(f"next_ts:{_ts_micros(ts)}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> int | bool:
+    """The position after which the next page starts; False for a cursor Slack would refuse."""
+    try:
+        text = base64.b64decode(cursor, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return False
+    prefix, _, micros = text.partition(":")
+    if prefix != "next_ts" or not micros.isdigit():
+        return False
+    return int(micros)
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true")
 
 
 # ---------------------------------------------------------------------- request decoding

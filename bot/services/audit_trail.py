@@ -1,4 +1,5 @@
-"""Reading the audit trail (admins only) and verifying its hash chain."""
+"""Reading the audit trail (admins only), verifying its MAC chain against the checkpoints
+read back from outside the database, and taking those checkpoints (daily and on demand)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.model.audit import AuditEntry
+from bot.jobs.kinds import JobKind, audit_checkpoint
+from bot.jobs.queue import schedule_jobs
+from bot.model.audit import AuditEntry, Witness
 from bot.services.access import Actor, require_admin
-from storage.audit import ChainReport, verify_chain
-from storage.models import AuditEvent
+from storage.audit import ChainReport, Checkpoint, chain_head, record_event, verify_chain
+from storage.db import session_scope
+from storage.models import AuditEvent, JobState, ScheduledJob
+from storage.vault import SYSTEM_TEAM
 
 MAX_EVENTS = 200
 
@@ -36,6 +41,51 @@ def read_trail(
         return [AuditEntry.of(row) for row in rows]
 
 
-def verify(*, engine: Engine, actor: Actor) -> ChainReport:
+def check_may_verify(*, engine: Engine, actor: Actor) -> None:
+    """Before the slow part: only admins verify (a refusal is audited)."""
     require_admin(engine, actor, action="verify the audit trail")
-    return verify_chain(engine)
+
+
+def verify(*, engine: Engine, actor: Actor | None, witness: Witness) -> ChainReport:
+    """The whole chain, streamed, compared with the checkpoints ``witness`` read back
+    (``actor`` None: the command line, which has the database and the master key anyway)."""
+    if actor is not None:
+        check_may_verify(engine=engine, actor=actor)
+    return verify_chain(engine, checkpoints=witness.checkpoints)
+
+
+def check_may_checkpoint(*, engine: Engine, actor: Actor) -> None:
+    require_admin(engine, actor, action="take an audit checkpoint")
+
+
+def take_checkpoint(
+    *, engine: Engine, actor: Actor | None, now: datetime, source: str | None = None
+) -> Checkpoint:
+    """The chain's head now, to be posted outside the database. Asked for by a person (an
+    admin), it is an audit event itself, written before the head is read so that it counts."""
+    if actor is not None:
+        check_may_checkpoint(engine=engine, actor=actor)
+        with session_scope(engine) as session:
+            record_event(
+                session,
+                team_id=actor.team_id,
+                actor=actor.user_id,
+                action="audit.checkpoint",
+                source=source,
+            )
+    return chain_head(engine, now=now)
+
+
+def ensure_checkpoint_job(engine: Engine, *, interval: timedelta, now: datetime) -> None:
+    """The daily checkpoint is planned, once (replicas starting at different times share it;
+    each run plans the next)."""
+    with Session(engine) as session:
+        pending = session.exec(
+            select(ScheduledJob.id).where(
+                ScheduledJob.kind == JobKind.AUDIT_CHECKPOINT,
+                ScheduledJob.state == JobState.PENDING.value,
+            )
+        ).first()
+    if pending is None:
+        with session_scope(engine) as session:
+            schedule_jobs(session, [audit_checkpoint(team_id=SYSTEM_TEAM, due_at=now + interval)])
