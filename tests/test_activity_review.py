@@ -228,11 +228,10 @@ def test_the_review_paces_itself_to_the_withdraw_history_limits(stack):
     requests are refused, so the simulator's limit is real."""
     sim = stack.simulator
     sim.uid_window_ms = 2000
-    limiters = stack.services.gateway._transport.limiters
-    limiters[WITHDRAW_HISTORY_PATH] = (
-        EndpointLimiter("per second", 10, window_seconds=1.0),
-        EndpointLimiter("UID weight", 180_000, window_seconds=2.0, cost=18_000),
-    )
+    gateway = stack.services.gateway
+    limiters = gateway._transport.limiters
+    uid_minute = binance.WeightBudget(180_000, safety=0.8, window_seconds=2.0)
+    gateway.limits.use(binance.LimitKind.SAPI_UID, WITHDRAW_HISTORY_PATH, uid_minute)
     for n in range(10):
         register_directly(stack, f"reader-{n}", account=f"acct-{n}", permissions={})
     # Every account is one Binance account in the simulator too: make them share one UID's
@@ -249,7 +248,10 @@ def test_the_review_paces_itself_to_the_withdraw_history_limits(stack):
     assert all(b - a >= 1.9 for a, b in zip(times, times[8:], strict=False))
     # without the limiter, the simulator refuses such a burst (at most 10 a window there)
     sim.reset()
-    limiters[WITHDRAW_HISTORY_PATH] = ()
+    limiters[WITHDRAW_HISTORY_PATH] = ()  # neither the per-second limiter nor the UID budget
+    gateway.limits.use(
+        binance.LimitKind.SAPI_UID, WITHDRAW_HISTORY_PATH, binance.WeightBudget(10**9)
+    )
     key = next(iter(sim._keys.values()))
     creds = binance.Credentials(key.api_key, key.secret)
     for _ in range(25):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from storage.audit import record_events
+from storage.audit import bind_audit_key, record_events
 from storage.db import make_engine, migrate, session_scope
 
 NOW = datetime.now(UTC)
@@ -172,6 +172,7 @@ def test_export_only_reads(tmp_path):
     url = f"sqlite:///{tmp_path / 'apikey-bot.db'}"
     engine = make_engine(url)
     migrate(engine)
+    bind_audit_key(engine, os.urandom(32))  # writing events needs the chain's key
     _seed(engine)
     engine.dispose()  # the last connection checkpoints the WAL into the file
     before = (tmp_path / "apikey-bot.db").read_bytes()

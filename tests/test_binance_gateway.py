@@ -27,6 +27,7 @@ from bot.binance import (
     KeyRejected,
     KeyType,
     RateLimited,
+    RateLimits,
     Tier,
     WeightBudget,
 )
@@ -486,3 +487,49 @@ def test_secrets_never_appear_in_results_errors_or_logs(sim, gateway, caplog):
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert hmac_key.api_key not in logged  # only the masked form is logged
     assert f"{hmac_key.api_key[:4]}…{hmac_key.api_key[-4:]}" in logged
+
+
+# --- Binance's limits, each apart (binance-spot-api-docs "LIMITS"; wallet endpoint pages) ------
+
+
+def test_each_sapi_endpoint_and_api_have_their_own_budget_learned_from_their_header(sim):
+    limits = RateLimits()
+    with BinanceGateway(sim.url, timeout=1.0, limits=limits) as gateway:
+        key = sim.add_key()
+        gateway.api_restrictions(creds(key))
+        gateway.api_restrictions(creds(key))
+        gateway.server_time()
+    named = limits.named()
+    restrictions = named["sapi_ip /sapi/v1/account/apiRestrictions"]
+    assert restrictions.limit == 12_000 and restrictions.stats().used == 2
+    assert named["api"].limit == 6_000 and named["api"].stats().used == 1
+
+
+def test_a_429_pauses_that_endpoint_only(sim):
+    limits = RateLimits()
+    with BinanceGateway(sim.url, timeout=1.0, limits=limits, short_retry_after=0) as gateway:
+        key = sim.add_key(account="ops")
+        sim.retry_after_seconds = 30
+        sim.inject_fault("429", path="/sapi/v1/account/apiRestrictions")
+        with pytest.raises(RateLimited):
+            gateway.api_restrictions(creds(key))
+        sent = len(sim.request_log)
+        with pytest.raises(RateLimited):  # paused: refused without sending
+            gateway.api_restrictions(creds(key))
+        assert len(sim.request_log) == sent
+        assert gateway.withdraw_addresses(creds(key)) == []  # another endpoint goes on
+
+
+def test_a_403_from_the_firewall_pauses_every_budget_for_five_minutes(sim):
+    limits = RateLimits()
+    with BinanceGateway(sim.url, timeout=1.0, limits=limits) as gateway:
+        key = sim.add_key()
+        sim.inject_fault("403", path="/sapi/v1/account/apiRestrictions")
+        with pytest.raises(BinanceUnavailable) as blocked:
+            gateway.api_restrictions(creds(key))
+        assert "firewall" in blocked.value.user_message
+        sent = len(sim.request_log)
+        with pytest.raises(RateLimited) as refused:
+            gateway.server_time()  # /api too: the whole IP is blocked
+        assert 290 <= refused.value.retry_after <= 300
+        assert len(sim.request_log) == sent

@@ -234,16 +234,39 @@ def test_recv_window_is_honoured(sim):
 
 
 # ---------------------------------------------------------------- weight and rate limits
-def test_every_response_carries_the_used_weight(sim):
+def test_every_response_carries_the_weight_of_its_own_limit(sim):
+    """Binance: /api endpoints share one budget (X-MBX-USED-WEIGHT-1M); each IP-limited /sapi
+    endpoint has its own (X-SAPI-USED-IP-WEIGHT-1M)."""
     key = sim.add_key()
     client = make_client(sim, key)
     client.ping()
     assert client.response.headers["X-MBX-USED-WEIGHT-1M"] == "1"
     assert client.response.headers["Content-Type"].startswith("application/json")
-    client.get_account_api_permissions()
+    client.get_server_time()
     assert client.response.headers["X-MBX-USED-WEIGHT-1M"] == "2"
+    client.get_account_api_permissions()
+    assert client.response.headers["X-SAPI-USED-IP-WEIGHT-1M"] == "1"
+    assert "X-MBX-USED-WEIGHT-1M" not in client.response.headers
     api_error(make_client(sim, api_key="B" * 64, secret="x").get_account_status)
-    assert sim.used_weight() == 3
+    assert sim.used_weight() == 2  # /api, untouched by /sapi calls
+    assert sim.used_weight("/sapi/v1/account/apiRestrictions") == 1
+    assert sim.used_weight("/sapi/v1/account/status") == 1
+
+
+def test_each_sapi_endpoint_has_its_own_12000_a_minute(sim):
+    sim.sapi_ip_limit = 3
+    now_ms = int(time.time() * 1000)
+    sim.clock_skew_ms = (now_ms // 60_000 + 1) * 60_000 + 1_000 - now_ms
+    client = make_client(sim, sim.add_key())
+    client.timestamp_offset = sim.clock_skew_ms  # signed requests follow the server's clock
+    for _ in range(3):
+        client.get_account_api_permissions()
+    error = api_error(client.get_account_api_permissions)
+    assert (error.status_code, error.code) == (429, -1003)
+    assert "current limit is 3 request weight" in error.message
+    client.get_account_status()  # another endpoint: another budget
+    client.ping()  # and /api is apart from both
+    assert sim.used_weight() == 1
 
 
 def test_weight_limit_answers_429_with_retry_after(sim):

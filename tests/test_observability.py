@@ -153,9 +153,12 @@ def test_metrics_count_commands_acks_binance_calls_and_keys(served, stack):
         calls - _value(before, "apikey_bot_binance_calls_total", endpoint=endpoint, outcome="ok")
         >= 2
     )
-    assert _value(after, "apikey_bot_binance_weight_used", limit="ip") >= 2
+    # Each limit its own series: apiRestrictions counts against its own /sapi IP budget.
+    sapi = f"sapi_ip {endpoint}"
+    assert _value(after, "apikey_bot_binance_weight_used", limit=sapi) >= 2
+    assert _value(after, "apikey_bot_binance_weight_limit", limit=sapi) == 12_000
     assert (
-        _value(after, "apikey_bot_binance_weight_limit", limit="ip")
+        _value(after, "apikey_bot_binance_weight_limit", limit="api")
         == stack.services.gateway.budget.limit
     )
     # read from the database at scrape time (cached for 15 s: the first scrape was before)

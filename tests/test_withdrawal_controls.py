@@ -137,7 +137,7 @@ def test_the_simulator_serves_the_address_book_as_binance_documents_it(stack):
     assert entry.whitelisted is True and entry.coin == "USDT" and entry.network == "BSC"
     (raw,) = [r for r in sim.request_log if r.path == ADDRESS_LIST]
     assert raw.method == "GET" and raw.status == 200 and "signature" not in raw.params
-    assert sim.used_weight() == 10  # Weight(IP): 10
+    assert sim.used_weight(ADDRESS_LIST) == 10  # Weight(IP): 10, its own /sapi budget
     body = sim._addresses["main"][0]
     assert set(body) == {
         "address",

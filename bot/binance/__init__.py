@@ -19,8 +19,11 @@ from bot.binance.account import (
 from bot.binance.budget import (
     DEFAULT_BUDGET,
     BudgetStats,
+    LimitKind,
+    RateLimits,
     WeightBudget,
     shared_budget,
+    shared_limits,
     waiting_up_to,
 )
 from bot.binance.errors import (
@@ -74,7 +77,9 @@ __all__ = [
     "KeyPermissions",
     "KeyRejected",
     "KeyType",
+    "LimitKind",
     "RateLimited",
+    "RateLimits",
     "ReadOnlyClient",
     "Tier",
     "TradingStatus",
@@ -86,6 +91,7 @@ __all__ = [
     "diff_permissions",
     "mask_api_key",
     "shared_budget",
+    "shared_limits",
     "waiting_up_to",
     "whitelist_in_use",
 ]

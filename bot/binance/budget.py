@@ -25,10 +25,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from bot.binance.errors import IpBanned, RateLimited
 
-DEFAULT_WEIGHT_LIMIT = 6000  # Binance's REQUEST_WEIGHT per minute per IP (spot / sapi)
+DEFAULT_WEIGHT_LIMIT = 6000  # Binance's /api REQUEST_WEIGHT per minute per IP
 DEFAULT_SAFETY = 0.8  # never plan to use more than this fraction of the limit
 DEFAULT_MAX_WAIT = 10.0  # seconds a caller may block waiting for weight
 
@@ -271,12 +272,151 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_budget(limit: int = DEFAULT_WEIGHT_LIMIT) -> WeightBudget:
-    """The process-wide budget for this limit: every gateway built with it shares it."""
+    """The process-wide /api budget for this limit: every gateway built with it shares it."""
     with _SHARED_LOCK:
-        if limit not in _SHARED:
-            _SHARED[limit] = WeightBudget(limit)
-        return _SHARED[limit]
+        return _shared_api_budget(limit)
+
+
+def _shared_api_budget(limit: int) -> WeightBudget:
+    if limit not in _SHARED:
+        _SHARED[limit] = WeightBudget(limit)
+    return _SHARED[limit]
 
 
 DEFAULT_BUDGET = shared_budget()
 """The process-wide budget every gateway shares unless given another one (tests inject theirs)."""
+
+
+class LimitKind(StrEnum):
+    """Binance's request limits (developers.binance.com/docs/products/caas/basics/4.rate-limits):
+    ``/api`` endpoints share one IP budget; each ``/sapi`` endpoint has its own, per IP or per
+    account (UID), as its own page says."""
+
+    API_IP = "api"  # /api/*: 6,000 weight a minute per IP, shared by every /api endpoint
+    SAPI_IP = "sapi_ip"  # each IP-limited /sapi endpoint: 12,000 a minute per IP, its own
+    SAPI_UID = "sapi_uid"  # each UID-limited /sapi endpoint: 180,000 a minute per account
+
+
+USED_WEIGHT_HEADERS = {
+    LimitKind.API_IP: "X-MBX-USED-WEIGHT-1M",
+    LimitKind.SAPI_IP: "X-SAPI-USED-IP-WEIGHT-1M",
+    LimitKind.SAPI_UID: "X-SAPI-USED-UID-WEIGHT-1M",
+}
+LIMITS = {LimitKind.API_IP: 6_000, LimitKind.SAPI_IP: 12_000, LimitKind.SAPI_UID: 180_000}
+# How much of each limit the bot plans to use. /sapi's 12,000 leaves room at 0.9 (10,800 a
+# minute: 10,000 keys checked in one minute); /api's shared budget keeps the usual margin.
+SAFETY = {LimitKind.API_IP: DEFAULT_SAFETY, LimitKind.SAPI_IP: 0.9, LimitKind.SAPI_UID: 0.8}
+
+
+class RateLimits:
+    """Every budget the process paces itself by: the shared /api budget, and one per /sapi
+    endpoint (per IP or per account), each learning from its own response header. Binance does
+    not tell the bot an account's UID, so a UID budget serves every account of its gateway:
+    stricter than Binance, never looser (the bot has one gateway per process; tests build many,
+    each with its own UID budgets: ``for_gateway``). Thread-safe; share the IP budgets in one
+    process (limits are per IP).
+    """
+
+    def __init__(
+        self,
+        api: WeightBudget | None = None,
+        *,
+        limits: dict[LimitKind, int] | None = None,
+        window_seconds: float = 60.0,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        clock: Callable[[], float] = time.monotonic,
+        single: bool = False,
+    ) -> None:
+        self._limits = {**LIMITS, **(limits or {})}
+        self._window = window_seconds
+        self._max_wait = max_wait
+        self._clock = clock
+        self.api = api or self._new(LimitKind.API_IP)
+        self._single = single  # every path counts against ``api`` (see ``single``)
+        self._ip: dict[str, WeightBudget] = {}  # per IP-limited /sapi path (process-wide)
+        self._uid: dict[str, WeightBudget] = {}  # per UID-limited /sapi path (this gateway's)
+        self._lock = threading.Lock()
+
+    def _table(self, kind: LimitKind) -> dict[str, WeightBudget]:
+        return self._uid if kind is LimitKind.SAPI_UID else self._ip
+
+    def for_gateway(self) -> RateLimits:
+        """A view sharing these IP budgets, with UID budgets of its own."""
+        view = RateLimits(
+            self.api,
+            limits=self._limits,
+            window_seconds=self._window,
+            max_wait=self._max_wait,
+            clock=self._clock,
+            single=self._single,
+        )
+        view._ip = self._ip  # the same IP budgets (and the lock that guards them)
+        view._lock = self._lock
+        return view
+
+    def use(self, kind: LimitKind, path: str, budget: WeightBudget) -> None:
+        """Put ``budget`` in place for one endpoint's limit (tests shorten a minute with it)."""
+        with self._lock:
+            self._table(kind)[path] = budget
+
+    @classmethod
+    def single(cls, budget: WeightBudget) -> RateLimits:
+        """One budget for every request (a tool or a test that wants one knob)."""
+        return cls(budget, single=True)
+
+    def _new(self, kind: LimitKind) -> WeightBudget:
+        return WeightBudget(
+            self._limits[kind],
+            safety=SAFETY[kind],
+            window_seconds=self._window,
+            max_wait=self._max_wait,
+            clock=self._clock,
+        )
+
+    def budget_for(self, kind: LimitKind, path: str) -> WeightBudget:
+        if self._single or kind is LimitKind.API_IP:
+            return self.api
+        with self._lock:
+            table = self._table(kind)
+            budget = table.get(path)
+            if budget is None:
+                budget = table[path] = self._new(kind)
+            return budget
+
+    def booking(
+        self, kind: LimitKind, path: str, weight: int
+    ) -> tuple[WeightBudget, int, str | None]:
+        """The budget a request counts against, its weight there, and the response header
+        that budget learns from. A single budget stands for the IP's, where an account's (UID)
+        weight means nothing: such a request counts 1 and its UID header is not read."""
+        if self._single and kind is LimitKind.SAPI_UID:
+            return self.api, 1, None
+        return self.budget_for(kind, path), weight, USED_WEIGHT_HEADERS[kind]
+
+    def named(self) -> dict[str, WeightBudget]:
+        """Each budget in use, by a name for people and metrics ("api", "sapi_ip <path>")."""
+        with self._lock:
+            ip = {f"{LimitKind.SAPI_IP.value} {path}": b for path, b in self._ip.items()}
+            uid = {f"{LimitKind.SAPI_UID.value} {path}": b for path, b in self._uid.items()}
+        return {"api": self.api, **ip, **uid}
+
+    def pause_all(self, seconds: float) -> None:
+        """HTTP 403 (Binance's web application firewall blocks this IP): nobody sends."""
+        for budget in self.named().values():
+            budget.pause(seconds)
+
+    def ban_all(self, seconds: float) -> None:
+        """HTTP 418: this IP is banned; every budget fails fast until the ban ends."""
+        for budget in self.named().values():
+            budget.ban(seconds)
+
+
+_SHARED_LIMITS: dict[int, RateLimits] = {}
+
+
+def shared_limits(api_limit: int = DEFAULT_WEIGHT_LIMIT) -> RateLimits:
+    """The process-wide limits whose /api budget is ``shared_budget(api_limit)``."""
+    with _SHARED_LOCK:
+        if api_limit not in _SHARED_LIMITS:
+            _SHARED_LIMITS[api_limit] = RateLimits(_shared_api_budget(api_limit))
+        return _SHARED_LIMITS[api_limit]

@@ -8,7 +8,7 @@ exceptions carry the signed URL).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypedDict, Unpack
 
 
@@ -116,9 +116,11 @@ class RateLimited(BinanceError):
     ) -> None:
         self.retry_after = max(0.0, float(retry_after))
         seconds = max(1, round(self.retry_after))
+        at = datetime.now(UTC) + timedelta(seconds=seconds)
         user_message = user_message or (
-            "Binance's request limit for this bot's IP address has been reached. "
-            f"Try again in about {seconds} second{'s' if seconds != 1 else ''}."
+            "Binance's request limit for this minute has been reached, so this was not checked "
+            f"yet: it can be checked from {at:%H:%M:%S} UTC (in about {seconds} "
+            f"second{'s' if seconds != 1 else ''})."
         )
         super().__init__(user_message, **kw)
 

@@ -32,8 +32,9 @@ from bot.binance.account import (
 )
 from bot.binance.budget import (
     DEFAULT_BUDGET,
+    RateLimits,
     WeightBudget,
-    shared_budget,
+    shared_limits,
     waiting_up_to,
 )
 from bot.binance.errors import (
@@ -115,19 +116,28 @@ class BinanceGateway:
         timeout: float = 10.0,
         max_workers: int = 32,
         budget: WeightBudget | None = None,
+        limits: RateLimits | None = None,
         weight_limit: int | None = None,
         recv_window_ms: int = 10_000,
         short_retry_after: float = 5.0,
         client_cache_size: int = 64,
     ) -> None:
         self.max_workers = max(1, max_workers)
-        # One budget per process (limits are per IP): ``weight_limit`` picks the shared budget
-        # for that limit; tests inject their own ``budget``.
-        self.budget = budget or shared_budget(weight_limit or DEFAULT_BUDGET.limit)
+        # Binance's limits are per IP, so one set per process: ``weight_limit`` picks the
+        # shared set with that /api limit. ``limits`` injects a set; ``budget`` one budget that
+        # every request counts against (tests and tools that want one knob).
+        if limits is None:
+            limits = (
+                RateLimits.single(budget)
+                if budget is not None
+                else shared_limits(weight_limit or DEFAULT_BUDGET.limit).for_gateway()
+            )
+        self.limits = limits
+        self.budget = limits.api  # the /api budget (and the only one of a single budget)
         self.short_retry_after = short_retry_after
         # Connection pool: check_many's workers plus callers from other threads (Slack handlers).
         pool = self.max_workers + 16
-        self._transport = Transport(base_url, timeout, recv_window_ms, self.budget, pool)
+        self._transport = Transport(base_url, timeout, recv_window_ms, self.limits, pool)
         self._public = ReadOnlyClient(self._transport)
         # Recently used clients (an RSA key import costs ~10 ms). Small on purpose: each holds an
         # opened secret, and a team-wide check must not keep thousands of them in memory.
@@ -331,16 +341,17 @@ class BinanceGateway:
             try:
                 return request(client)
             except ApiFailure as failure:
+                budget = failure.budget or self.budget  # the limit this request counted against
                 if failure.status == 418:
-                    until = self.budget.banned_until or datetime.now(UTC)
+                    until = budget.banned_until or datetime.now(UTC)
                     raise IpBanned(until, http_status=418, code=failure.code) from None
                 if failure.status == 429 or failure.code == -1003:
                     wait = DEFAULT_429_PAUSE if failure.retry_after is None else failure.retry_after
-                    self.budget.pause(wait)
+                    budget.pause(wait)
                     if (
                         not rate_retried
                         and wait <= self.short_retry_after
-                        and self.budget.wait_for_pause(wait + 1.0)
+                        and budget.wait_for_pause(wait + 1.0)
                     ):
                         rate_retried = True
                         continue
@@ -373,6 +384,13 @@ def _classify(failure: ApiFailure) -> BinanceError:
         return BadSignature(**kw)
     if code == -1021:
         return ClockDrift(**kw)
+    if status == 403:
+        return BinanceUnavailable(
+            "Binance's web application firewall is refusing requests from this bot's address "
+            "(usually for about five minutes); the bot waits before asking again.",
+            reason="waf_blocked",
+            **kw,
+        )
     if status >= 500:
         return BinanceUnavailable(reason="server_error", **kw)
     if code is None:

@@ -25,7 +25,12 @@ from binance import Client
 from Crypto.PublicKey import ECC, RSA
 from requests.adapters import HTTPAdapter
 
-from bot.binance.budget import EndpointLimiter, WeightBudget
+from bot.binance.budget import (
+    EndpointLimiter,
+    LimitKind,
+    RateLimits,
+    WeightBudget,
+)
 from bot.binance.errors import (
     BadKeyFormat,
     BinanceUnavailable,
@@ -39,53 +44,51 @@ DEFAULT_BASE_URL = "https://api.binance.com"
 WITHDRAW_HISTORY_PATH = "/sapi/v1/capital/withdraw/history"
 WITHDRAW_ADDRESSES_PATH = "/sapi/v1/capital/withdraw/address/list"
 
-# The only requests the gateway can make: GET to these paths, with the weight booked in the
-# per-IP budget. The withdraw history is UID-weighted (see ``endpoint_limiters``): it is booked
-# here at 1 so the IP budget still counts the request.
-READ_ENDPOINTS: Mapping[str, int] = MappingProxyType(
+# The only requests the gateway can make: GET to these paths. Each counts against one of
+# Binance's limits (``LimitKind``: /api share one IP budget; each /sapi endpoint has its own, per
+# IP or per account) with the weight its page in Binance's docs gives:
+#   time, ping: Weight 1 of /api's shared 6,000 a minute (spot api docs, "General endpoints");
+#   apiRestrictions, apiTradingStatus, account status, deposit history: Weight(IP) 1 of their
+#     own 12,000 (developers.binance.com/docs/wallet/...: api-key-permission,
+#     account-api-trading-status, account-status, capital/deposite-history);
+#   withdraw address list: Weight(IP) 10 (docs/wallet/capital/fetch-withdraw-address);
+#   withdraw history: Weight(UID) 18,000 of the account's own 180,000 a minute, and at most 10
+#     requests a second (docs/wallet/capital/withdraw-history).
+ENDPOINTS: Mapping[str, tuple[LimitKind, int]] = MappingProxyType(
     {
-        "/api/v3/time": 1,
-        "/api/v3/ping": 1,
-        "/sapi/v1/account/apiRestrictions": 1,
-        "/sapi/v1/account/apiTradingStatus": 1,
-        "/sapi/v1/account/status": 1,
-        "/sapi/v1/capital/withdraw/history": 1,
-        "/sapi/v1/capital/deposit/hisrec": 1,
-        # "Fetch withdraw address list (USER_DATA)": no parameters, Weight(IP) 10
-        # (https://developers.binance.com/docs/wallet/capital/fetch-withdraw-address).
-        WITHDRAW_ADDRESSES_PATH: 10,
+        "/api/v3/time": (LimitKind.API_IP, 1),
+        "/api/v3/ping": (LimitKind.API_IP, 1),
+        "/sapi/v1/account/apiRestrictions": (LimitKind.SAPI_IP, 1),
+        "/sapi/v1/account/apiTradingStatus": (LimitKind.SAPI_IP, 1),
+        "/sapi/v1/account/status": (LimitKind.SAPI_IP, 1),
+        WITHDRAW_HISTORY_PATH: (LimitKind.SAPI_UID, 18_000),
+        "/sapi/v1/capital/deposit/hisrec": (LimitKind.SAPI_IP, 1),
+        WITHDRAW_ADDRESSES_PATH: (LimitKind.SAPI_IP, 10),
     }
 )
-
-# Binance's withdraw history: "Weight(UID): 18000, Request limit: 10 requests per second"
-# (https://developers.binance.com/docs/wallet/capital/withdraw-history); each UID-limited
-# /sapi endpoint has its own 180,000 weight a minute
-# (https://developers.binance.com/docs/products/caas/basics/4.rate-limits).
-WITHDRAW_HISTORY_UID_WEIGHT = 18_000
-SAPI_UID_WEIGHT_PER_MINUTE = 180_000
+# The allow-list with each path's weight (in the limit ENDPOINTS names).
+READ_ENDPOINTS: Mapping[str, int] = MappingProxyType(
+    {path: weight for path, (_kind, weight) in ENDPOINTS.items()}
+)
 WITHDRAW_HISTORY_PER_SECOND = 10
 
 
 def endpoint_limiters() -> dict[str, tuple[EndpointLimiter, ...]]:
-    """Fresh limiters for the endpoints Binance limits on their own (one set per transport)."""
+    """Per-second limits some endpoints have besides their weight (one set per transport)."""
     return {
         WITHDRAW_HISTORY_PATH: (
             EndpointLimiter(
                 "withdraw history per second", WITHDRAW_HISTORY_PER_SECOND, window_seconds=1.0
             ),
-            EndpointLimiter(
-                "withdraw history UID weight",
-                SAPI_UID_WEIGHT_PER_MINUTE,
-                window_seconds=60.0,
-                cost=WITHDRAW_HISTORY_UID_WEIGHT,
-            ),
         )
     }
 
 
-USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 DEFAULT_429_PAUSE = 60.0  # seconds, when a 429 comes without Retry-After
 DEFAULT_418_BAN = 120.0  # seconds, when a 418 comes without Retry-After
+# HTTP 403: Binance's web application firewall blocks this IP; its docs say to back off, and
+# such blocks usually lift after about five minutes.
+DEFAULT_403_PAUSE = 300.0
 API_KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII: anything else cannot be a header
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
 
@@ -203,9 +206,16 @@ def _idle_loop() -> asyncio.AbstractEventLoop:
 class ApiFailure(Exception):
     """A non-2xx answer, parsed safely; the gateway classifies it (some need recovery)."""
 
-    def __init__(self, status: int, code: int | None, retry_after: float | None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: int | None,
+        retry_after: float | None,
+        budget: WeightBudget | None = None,
+    ) -> None:
         super().__init__(status, code)
         self.status, self.code, self.retry_after = status, code, retry_after
+        self.budget = budget  # the budget of the limit this request counted against
 
 
 def _url_key(url: str) -> tuple[str, str, str]:
@@ -236,7 +246,12 @@ class Transport:
     """What every client of one gateway shares: base URL, session, clock offset, budget."""
 
     def __init__(
-        self, base_url: str, timeout: float, recv_window_ms: int, budget: WeightBudget, pool: int
+        self,
+        base_url: str,
+        timeout: float,
+        recv_window_ms: int,
+        limits: RateLimits | WeightBudget,
+        pool: int,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -244,7 +259,7 @@ class Transport:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.recv_window_ms = recv_window_ms
-        self.budget = budget
+        self.limits = limits if isinstance(limits, RateLimits) else RateLimits.single(limits)
         self.clock_offset_ms = 0  # Binance's clock minus ours, learned on -1021
         self._allowed = {_url_key(self.base_url + path): path for path in READ_ENDPOINTS}
         self.limiters = endpoint_limiters()
@@ -278,9 +293,11 @@ class Transport:
                 observer(path, outcome)
 
     def _get(self, path: str, url: str, params: Any, headers: Mapping[str, str]) -> Any:
+        kind, weight = ENDPOINTS[path]
+        budget, weight, used_header = self.limits.booking(kind, path, weight)
         for limiter in self.limiters.get(path, ()):
             limiter.acquire()
-        self.budget.acquire(READ_ENDPOINTS[path])
+        budget.acquire(weight)
         try:
             response = self.session.get(
                 url, params=params, headers=headers, timeout=self.timeout, allow_redirects=False
@@ -293,7 +310,8 @@ class Transport:
             raise BinanceUnavailable(
                 "Binance could not be reached. Try again later.", reason="connection"
             ) from None
-        self.budget.observe(response.headers.get(USED_WEIGHT_HEADER))
+        if used_header is not None:
+            budget.observe(response.headers.get(used_header))
         status = response.status_code
         if 200 <= status < 300:
             try:
@@ -305,11 +323,13 @@ class Transport:
                     http_status=status,
                 ) from None
         retry_after = _retry_after(response)
-        if status == 418:
-            self.budget.ban(DEFAULT_418_BAN if retry_after is None else retry_after)
-        elif status == 429:
-            self.budget.pause(DEFAULT_429_PAUSE if retry_after is None else retry_after)
-        raise ApiFailure(status, _error_code(response), retry_after)
+        if status == 418:  # this IP is banned: every budget waits out the ban
+            self.limits.ban_all(DEFAULT_418_BAN if retry_after is None else retry_after)
+        elif status == 429:  # this limit is spent: its budget pauses, the others go on
+            budget.pause(DEFAULT_429_PAUSE if retry_after is None else retry_after)
+        elif status == 403:  # the firewall blocks this IP: nothing is sent for a while
+            self.limits.pause_all(DEFAULT_403_PAUSE if retry_after is None else retry_after)
+        raise ApiFailure(status, _error_code(response), retry_after, budget)
 
 
 def _outcome_of(status: int) -> str:

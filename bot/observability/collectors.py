@@ -50,7 +50,7 @@ DB_TIMEOUT_MS = 2000  # PostgreSQL statement_timeout of the scrape's queries
 
 def weight_budgets(gateway: binance.BinanceGateway) -> dict[str, WeightBudget]:
     """Each Binance weight budget the gateway paces itself by, by the limit it stands for."""
-    return {"ip": gateway.budget}
+    return gateway.limits.named()
 
 
 class BinanceWeightCollector(Collector):

@@ -57,11 +57,22 @@ PERMISSION_FIELDS = (
     "enableFixApiTrade",
     "enableFixReadOnly",
 )
-FAULT_KINDS = ("timeout", "500", "502", "503", "429", "418", "-1021", "-1003")
+FAULT_KINDS = ("timeout", "500", "502", "503", "403", "429", "418", "-1021", "-1003")
 TIME_PATH = "/api/v3/time"
 DEFAULT_RECV_WINDOW_MS = 5000
 MAX_RECV_WINDOW_MS = 60000
 WINDOW_MS = 60_000
+# Binance's request limits, from its docs (developers.binance.com/docs/products/caas/basics/
+# 4.rate-limits, and each endpoint's page for its weight):
+#   /api/*  every endpoint shares 6,000 weight a minute per IP: X-MBX-USED-WEIGHT-1M;
+#   /sapi/* each IP-limited endpoint has its own 12,000 a minute: X-SAPI-USED-IP-WEIGHT-1M;
+#           each UID-limited endpoint its own 180,000 a minute per account:
+#           X-SAPI-USED-UID-WEIGHT-1M (the withdraw history; counted in ``_withdraw_history``).
+# Past a limit the answer is 429 with Retry-After (the minute's end).
+API_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+SAPI_IP_WEIGHT_HEADER = "X-SAPI-USED-IP-WEIGHT-1M"
+API_WEIGHT_LIMIT = 6_000
+SAPI_IP_WEIGHT_LIMIT = 12_000
 
 # Binance's own error bodies.
 MSG_BAD_FORMAT = "API-key format invalid."
@@ -228,12 +239,14 @@ class BinanceSimulator(LocalService):
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        weight_limit: int = 6000,
+        weight_limit: int = API_WEIGHT_LIMIT,
+        sapi_ip_limit: int = SAPI_IP_WEIGHT_LIMIT,
         latency: float = 0.0,
         clock_skew_ms: int = 0,
     ) -> None:
         super().__init__(host, port)
-        self.weight_limit = weight_limit
+        self.weight_limit = weight_limit  # the /api budget shared by every /api endpoint
+        self.sapi_ip_limit = sapi_ip_limit  # each IP-limited /sapi endpoint's own budget
         self.latency = latency
         self.clock_skew_ms = clock_skew_ms
         self.hang_seconds: float = 30.0
@@ -250,8 +263,8 @@ class BinanceSimulator(LocalService):
         self._history_seconds: dict[str, list[float]] = {}
         self.uid_window_ms = WINDOW_MS  # tests may shorten the UID weight's minute
         self._faults: list[_Fault] = []
-        self._window = -1  # index of the current 1-minute weight window
-        self._weight = 0
+        # IP weight counted per limit ("/api" shared, or a /sapi path): (minute index, weight).
+        self._ip_weight: dict[str, tuple[int, int]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     # start() / stop() / with: LocalService; stop() also wakes requests sleeping in latency or
@@ -478,31 +491,40 @@ class BinanceSimulator(LocalService):
         with self._lock:
             self._faults.clear()
 
-    def used_weight(self) -> int:
+    def used_weight(self, path: str = "/api") -> int:
+        """The weight counted this minute against ``path``'s limit: any /api path (default)
+        the shared /api budget; an IP-limited /sapi path, that endpoint's own budget."""
+        counter = _ip_counter(path)
         with self._lock:
-            return self._weight if self._window == self.server_time_ms() // WINDOW_MS else 0
+            window, used = self._ip_weight.get(counter, (-1, 0))
+            return used if window == self.server_time_ms() // WINDOW_MS else 0
 
     def reset(self) -> None:
         with self._lock:
             self.request_log.clear()
             self._faults.clear()
-            self._weight = 0
-            self._window = -1
+            self._ip_weight.clear()
             self.count_429 = 0
             self._uid_weight.clear()
             self._history_seconds.clear()
 
     # ------------------------------------------------------------------ request handling
-    def _add_weight(self, weight: int) -> tuple[int, int]:
-        """Count ``weight`` in the current window; (used weight, seconds until the reset)."""
+    def _add_weight(self, counter: str, weight: int) -> tuple[int, int]:
+        """Count ``weight`` against ``counter`` in this minute; (used weight, seconds until the
+        minute ends). Binance counts per calendar minute: the count resets as one begins."""
         now = self.server_time_ms()
         window = now // WINDOW_MS
         with self._lock:
-            if window != self._window:
-                self._window, self._weight = window, 0
-            self._weight += weight
-            used = self._weight
+            last, used = self._ip_weight.get(counter, (window, 0))
+            used = (used if last == window else 0) + weight
+            self._ip_weight[counter] = (window, used)
         return used, max(1, math.ceil(((window + 1) * WINDOW_MS - now) / 1000))
+
+    def _ip_limit(self, counter: str) -> tuple[int, str]:
+        """The limit and the header of an IP weight counter."""
+        if counter == "/api":
+            return self.weight_limit, API_WEIGHT_HEADER
+        return self.sapi_ip_limit, SAPI_IP_WEIGHT_HEADER
 
     def _take_fault(self, path: str) -> str | None:
         with self._lock:
@@ -525,6 +547,10 @@ class BinanceSimulator(LocalService):
             return _Reply(status, html)
         if kind == "-1021":
             return _Reply.error(400, -1021, MSG_RECV_WINDOW)
+        if kind == "403":
+            # Binance's docs: "HTTP 403 return code is used when the WAF Limit (Web Application
+            # Firewall) has been violated" (spot api docs, "HTTP Return Codes"); an HTML page.
+            return _Reply(403, "<html><head><title>403 Forbidden</title></head></html>")
         retry = self.retry_after_seconds
         if kind == "418":
             until = self.server_time_ms() + retry * 1000
@@ -535,17 +561,26 @@ class BinanceSimulator(LocalService):
 
     def _answer(
         self, method: str, path: str, raw_query: str, headers: Mapping[str, str]
-    ) -> tuple[_Reply, dict[str, str], int]:
-        """Decide the reply to one request: (reply, params without signature, used weight)."""
+    ) -> tuple[_Reply, dict[str, str], dict[str, str]]:
+        """Decide the reply to one request: (reply, params without signature, the weight
+        header of the limit it counts against)."""
         params = {k: v for k, v in parse_qsl(raw_query, keep_blank_values=True) if k != "signature"}
         route = _ROUTES.get(path) if method == "GET" else None
-        used, reset_in = self._add_weight(route[1] if route else 1)
+        used_headers: dict[str, str] = {}
+        reset_in, over = 0, None
+        if route is None or route[1] > 0:  # a UID-limited endpoint has no IP weight
+            counter = _ip_counter(path)
+            used, reset_in = self._add_weight(counter, route[1] if route else 1)
+            limit, header = self._ip_limit(counter)
+            used_headers[header] = str(used)
+            over = limit if used > limit else None
         kind = self._take_fault(path)
         if kind is not None:
-            return self._fault_reply(kind), params, used
-        if used > self.weight_limit:
-            msg = MSG_TOO_MUCH.format(limit=self.weight_limit)
-            return _Reply.error(429, -1003, msg, reset_in), params, used
+            return self._fault_reply(kind), params, used_headers
+        if over is not None:
+            msg = MSG_TOO_MUCH.format(limit=over)
+            return _Reply.error(429, -1003, msg, reset_in), params, used_headers
+        used = used_headers
         if route is None:
             return _Reply.error(404, -1000, MSG_UNKNOWN_PATH), params, used
         handler, _weight, signed = route
@@ -676,7 +711,8 @@ _ROUTES: dict[str, tuple[_Endpoint, int, bool]] = {
     "/sapi/v1/account/apiRestrictions": (lambda sim, key, params: key.restrictions(), 1, True),
     "/sapi/v1/account/apiTradingStatus": (lambda sim, key, params: _TRADING_STATUS, 1, True),
     "/sapi/v1/account/status": (lambda sim, key, params: {"data": "Normal"}, 1, True),
-    WITHDRAW_HISTORY_PATH: (lambda sim, key, params: sim._withdraw_history(key, params), 1, True),
+    # UID-limited: no IP weight (its 18,000 of the account's UID weight: _withdraw_history).
+    WITHDRAW_HISTORY_PATH: (lambda sim, key, params: sim._withdraw_history(key, params), 0, True),
     # No parameters; Weight(IP) 10 (https://developers.binance.com/docs/wallet/capital/fetch-withdraw-address).
     "/sapi/v1/capital/withdraw/address/list": (
         lambda sim, key, params: [dict(r) for r in sim._addresses.get(key.account, [])],
@@ -691,6 +727,11 @@ _ROUTES: dict[str, tuple[_Endpoint, int, bool]] = {
 }
 
 
+def _ip_counter(path: str) -> str:
+    """Which IP limit a path counts against: "/api" (shared by all of /api) or the /sapi path."""
+    return path if path.startswith("/sapi/") else "/api"
+
+
 # ---------------------------------------------------------------------- HTTP plumbing
 class _Handler(TrackedHandler):
     server_version = "BinanceSimulator/1.0"
@@ -702,7 +743,9 @@ class _Handler(TrackedHandler):
         arrived = time.time()
         self.read_body()
         split = urlsplit(self.path)
-        reply, params, used = sim._answer(self.command, split.path, split.query, self.headers)
+        reply, params, weight_headers = sim._answer(
+            self.command, split.path, split.query, self.headers
+        )
         api_key = self.headers.get("X-MBX-APIKEY")
         with sim._lock:
             if reply.status == 429:
@@ -718,7 +761,7 @@ class _Handler(TrackedHandler):
             return
         if sim.latency > 0:
             sim._stopping.wait(sim.latency)
-        headers = {"X-MBX-USED-WEIGHT-1M": str(used), **reply.headers}
+        headers = {**weight_headers, **reply.headers}
         if reply.retry_after is not None:
             headers["Retry-After"] = str(reply.retry_after)
         self.send_reply(reply.status, reply.body, headers)
