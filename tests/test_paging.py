@@ -386,3 +386,24 @@ def test_an_old_key_alive_after_its_grace_pages_until_the_rotation_completes(sta
     clock.advance(timedelta(seconds=5))
     _tick(stack, clock)
     assert [e["event_action"] for e in pagerduty.accepted_events()] == ["trigger", "resolve"]
+
+
+def test_a_withdrawal_to_a_new_address_found_by_the_daily_review_is_paged_once(stack, pagerduty):
+    from bot.services.activity_plan import ensure_activity_reviews
+    from tests.factories import make_due
+
+    register_directly(stack, "reader", purpose=KeyPurpose.READ_ONLY, permissions={})
+    clock = FixedClock(utcnow() + timedelta(days=1, hours=1))
+    address = "0x3333333333333333333333333333333333333333"
+    applied = int((clock.now() - timedelta(hours=2)).timestamp() * 1000)
+    stack.simulator.add_withdrawal(
+        "main", coin="USDT", amount="12.5", address=address, apply_time_ms=applied
+    )
+    for _ in range(2):  # the review, then the page job it planned
+        ensure_activity_reviews(stack.services.engine, now=clock.now(), delay=timedelta(0))
+        make_due(stack.services.engine, kind=JobKind.ACTIVITY_REVIEW, at=clock.now())
+        _tick(stack, clock)
+    (event,) = pagerduty.accepted_events()
+    assert event["event_action"] == "trigger"
+    assert event["dedup_key"].endswith(f"/main/{address}")
+    assert "12.5 USDT" in event["payload"]["summary"] and "not used" in event["payload"]["summary"]

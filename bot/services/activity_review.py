@@ -27,10 +27,11 @@ from sqlmodel import Session, col, select
 from bot import binance
 from bot.model.activity import ActivityDigest, NotableWithdrawal
 from bot.services.keys import open_credentials
+from bot.services.paging import open_page
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
 from storage.db import session_scope
-from storage.models import RETIRED_STATUSES, ApiKey, BinanceAccount, KeyStatus
+from storage.models import RETIRED_STATUSES, ApiKey, BinanceAccount, KeyStatus, utcnow
 
 KNOWN_ADDRESS_LOOKBACK = timedelta(days=90)
 FIRST_REVIEW_SPAN = timedelta(days=1)  # an account never reviewed: its last day
@@ -144,6 +145,29 @@ def _review_account(
         digest.unreviewed_since[account.id] = since
 
 
+def new_address_page_key(account_alias: str, address: str) -> str:
+    return f"apikey-bot/new-withdrawal-address/{account_alias}/{address}"
+
+
+def _page_new_address(session: Session, team_id: str, notable: NotableWithdrawal) -> None:
+    """A withdrawal to an address the account had not used in 90 days cannot wait for someone
+    to read Slack: it is paged (once per account and address). It is an event, not a condition
+    that clears by itself: whoever looks into it resolves it in PagerDuty."""
+    amount = f"{notable.amount} {notable.coin}" if notable.amount is not None else notable.coin
+    open_page(
+        session,
+        team_id=team_id,
+        dedup_key=new_address_page_key(notable.account_alias, notable.address),
+        reason="new_withdrawal_address",
+        summary=(
+            f"Withdrawal of {amount} from Binance account {notable.account_alias} to an address "
+            f"not used in the last 90 days ({notable.address[:12]}…, {notable.network or '?'})"
+        ),
+        key_id=None,
+        now=utcnow(),
+    )
+
+
 def remember_review(engine: Engine, digest: ActivityDigest, *, posted: bool) -> None:
     """Move each reviewed account's mark and write the audit event (checked, could not
     check, posted)."""
@@ -156,6 +180,9 @@ def remember_review(engine: Engine, digest: ActivityDigest, *, posted: bool) -> 
             account = session.get(BinanceAccount, account_id)
             if account is not None and account.activity_reviewed_until is None:
                 account.activity_reviewed_until = since  # reviewed from there next time
+        for notable in digest.notable:
+            if notable.new_address:
+                _page_new_address(session, digest.team_id, notable)
         record_event(
             session,
             team_id=digest.team_id,
