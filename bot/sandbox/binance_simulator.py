@@ -570,34 +570,33 @@ class BinanceSimulator(LocalService):
         reset_in, over = 0, None
         if route is None or route[1] > 0:  # a UID-limited endpoint has no IP weight
             counter = _ip_counter(path)
-            used, reset_in = self._add_weight(counter, route[1] if route else 1)
+            weight, reset_in = self._add_weight(counter, route[1] if route else 1)
             limit, header = self._ip_limit(counter)
-            used_headers[header] = str(used)
-            over = limit if used > limit else None
+            used_headers[header] = str(weight)
+            over = limit if weight > limit else None
         kind = self._take_fault(path)
         if kind is not None:
             return self._fault_reply(kind), params, used_headers
         if over is not None:
             msg = MSG_TOO_MUCH.format(limit=over)
             return _Reply.error(429, -1003, msg, reset_in), params, used_headers
-        used = used_headers
         if route is None:
-            return _Reply.error(404, -1000, MSG_UNKNOWN_PATH), params, used
+            return _Reply.error(404, -1000, MSG_UNKNOWN_PATH), params, used_headers
         handler, _weight, signed = route
         key: SimKey | None = None
         if signed:
             key_or_error = self._authenticate(raw_query, headers)
             if isinstance(key_or_error, _Reply):
-                return key_or_error, params, used
+                return key_or_error, params, used_headers
             key = key_or_error
         try:
             with self._lock:  # a consistent view while tests change keys from other threads
                 body = handler(self, key, params)
             if isinstance(body, _Reply):
-                return body, params, used
-            return _Reply(200, body), params, used
+                return body, params, used_headers
+            return _Reply(200, body), params, used_headers
         except ValueError:
-            return _Reply.error(400, -1100, MSG_ILLEGAL), params, used
+            return _Reply.error(400, -1100, MSG_ILLEGAL), params, used_headers
 
     def _authenticate(self, raw_query: str, headers: Mapping[str, str]) -> SimKey | _Reply:
         """Binance's checks for a signed endpoint, in Binance's order."""
