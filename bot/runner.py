@@ -309,6 +309,12 @@ def serve_http(
         host,
         server.server_port,
     )
+    # manifest.yml sets the app up in Socket Mode: in HTTP mode Slack calls only if the app's
+    # Request URLs point here. Said once, so a missing SLACK_APP_TOKEN is not a silent puzzle.
+    log.info(
+        "HTTP mode: Slack's Request URLs must point to this server (manifest.yml: "
+        "socket_mode_enabled: false); for Socket Mode set SLACK_APP_TOKEN instead"
+    )
     try:
         server.serve_forever()
     finally:

@@ -118,9 +118,8 @@ class RateLimited(BinanceError):
         seconds = max(1, round(self.retry_after))
         at = datetime.now(UTC) + timedelta(seconds=seconds)
         user_message = user_message or (
-            "Binance's request limit for this minute has been reached, so this was not checked "
-            f"yet: it can be checked from {at:%H:%M:%S} UTC (in about {seconds} "
-            f"second{'s' if seconds != 1 else ''})."
+            "Binance's request limit for this minute is used up; it can be checked from "
+            f"{at:%H:%M:%S} UTC (in about {seconds} second{'s' if seconds != 1 else ''})."
         )
         super().__init__(user_message, **kw)
 

@@ -13,6 +13,7 @@ from bot.binance import (
     BinanceError,
     KeyPermissions,
     KeyRejected,
+    RateLimited,
     Tier,
 )
 from bot.model.findings import (
@@ -113,6 +114,12 @@ def _error_finding(error: BinanceError) -> Finding:
             Severity.CRITICAL,
             "Binance rejected this key. Either it was deleted, or this bot's IP address is not "
             "on the key's IP whitelist, or it lacks the permission: Binance does not say which.",
+        )
+    if isinstance(error, RateLimited):  # not a failure: the minute's limit is used up
+        return Finding(
+            FindingKind.UNREACHABLE,
+            Severity.UNKNOWN,
+            f"Not checked yet: {error.user_message} Until then its permissions are unknown.",
         )
     return Finding(
         FindingKind.UNREACHABLE,
