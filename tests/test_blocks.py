@@ -934,3 +934,22 @@ def test_audit_verdicts_name_what_is_wrong():
 
 def all_text_of(message: Message) -> str:
     return json.dumps(message.as_kwargs(), ensure_ascii=False)
+
+
+def test_audit_entries_read_in_words_with_short_ids():
+    from bot.blocks.audit import ACTION_WORDS, audit_trail
+    from bot.model.audit import AuditEntry
+
+    incident = "0123456789abcdef0123456789abcdef"
+    entry = AuditEntry(
+        id=7,
+        at=datetime(2026, 12, 1, 9, 30, tzinfo=UTC),
+        actor="U0ALICE",
+        action="incident.raise",
+        target="trading-bot",
+        detail={"incident_id": incident},
+    )
+    text = json.dumps(audit_trail([entry], label=None, days=7).as_kwargs())
+    assert "reported the key compromised" in text and "incident.raise" not in text
+    assert "incident id: 01234567" in text and incident not in text
+    assert all(words and "." not in words for words in ACTION_WORDS.values())

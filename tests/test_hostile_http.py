@@ -576,6 +576,6 @@ def test_audit_verify_reports_rows_without_a_proper_hash(any_stack, tampering):
         connection.execute(sa.text(TAMPERING[tampering]), {"at": utcnow()})
     trail = all_text(client.command("audit alices-key", user_id=ADMIN).json())
     if tampering.startswith("inserted"):
-        assert "key.remove" in trail  # the forged row is shown by the trail...
+        assert "removed" in trail  # the forged row is shown by the trail...
     _, verdict = audit_verdict(stack, ADMIN)
     assert "tampered with" in verdict and "✅" not in verdict, verdict  # ...and caught

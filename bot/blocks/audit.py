@@ -32,7 +32,8 @@ def audit_trail(events: list[AuditEntry], *, label: str | None, days: int) -> Me
         lines.append(
             truncate(
                 f"`{minute(event.at)}` {mention(event.actor) if event.actor.startswith(('U', 'W')) else escape(event.actor)}"
-                f" · *{escape(event.action)}*{target}" + (f" · {escape(detail)}" if detail else ""),
+                f" · *{escape(action_words(event.action))}*{target}"
+                + (f" · {escape(detail)}" if detail else ""),
                 400,
             )
         )
@@ -54,6 +55,57 @@ def audit_trail(events: list[AuditEntry], *, label: str | None, days: int) -> Me
 KEYS_OF = re.compile(r"keys of <@([UW][A-Z0-9]{2,20})>")
 
 
+# What each audit action means, in words (the stored names stay as they are: exports and
+# SIEMs read those). An action not listed is shown with its dots and underscores as spaces.
+ACTION_WORDS = {
+    "access.denied": "was refused",
+    "activity.review": "reviewed the accounts' withdrawals",
+    "audit.checkpoint": "posted an audit checkpoint",
+    "audit.key_created": "created the audit chain's key",
+    "command.secret_refused": "refused a secret pasted in a command",
+    "credentials.delivered": "delivered the credentials",
+    "credentials.delivery_failed": "could not deliver the credentials",
+    "credentials.sink_chosen": "chose where the credentials are delivered",
+    "drift.check": "ran the daily permission check",
+    "incident.activity_review": "reviewed the account's activity",
+    "incident.close": "closed the incident",
+    "incident.key_dead": "confirmed Binance rejects the compromised key",
+    "incident.raise": "reported the key compromised",
+    "incident.tick": "ticked a checklist step",
+    "key.announce": "announced a key that can move funds",
+    "key.register": "registered",
+    "key.remove": "removed",
+    "key.rotate_complete": "completed the rotation",
+    "key.rotate_old_key_alive": "found the old key still working after the rotation",
+    "key.rotate_start": "started a rotation",
+    "key.rotate_waiting_for_delivery": "is waiting for the new credentials to be delivered",
+    "key.status": "checked the permissions",
+    "keypair.expired": "destroyed an unfinished key pair",
+    "keypair.generate": "generated a key pair",
+    "leak.detected": "found a registered key pasted in a channel",
+    "master_key.reencrypt_batch": "re-sealed secrets under a new master key",
+    "master_key.retire": "retired a master key",
+    "page.refused": "had a page refused",
+    "page.resolved": "resolved a page",
+    "page.sent": "paged",
+    "rotation.policy": "set the rotation period",
+    "rotation.reminder": "sent a rotation reminder",
+    "rotation.snooze": "snoozed the rotation reminders",
+}
+_LONG_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def action_words(action: str) -> str:
+    return ACTION_WORDS.get(action, action.replace(".", " ").replace("_", " "))
+
+
+def _short(value: object) -> str:
+    """Internal 32-hex ids shortened to their first 8 characters (enough to tell them apart
+    in a trail; the export keeps them whole)."""
+    text = str(value)
+    return text[:8] if _LONG_ID.match(text) else text
+
+
 def _target(target: str) -> str:
     """A label is shown as typed (escaped: it never pings); "keys of <@U…>" as a mention."""
     keys_of = KEYS_OF.fullmatch(target)
@@ -63,7 +115,8 @@ def _target(target: str) -> str:
 def _detail(detail: dict[str, Any]) -> str:
     parts = []
     for key, value in sorted(detail.items()):
-        parts.append(f"tried to {value}" if key == "attempted" else f"{key}={value}")
+        words = key.replace("_", " ")
+        parts.append(f"tried to {value}" if key == "attempted" else f"{words}: {_short(value)}")
     return ", ".join(parts)
 
 
