@@ -298,10 +298,14 @@ def test_activity_table_flags_withdrawals_to_new_addresses(stack):
     assert tables and all(t.params.get("thread_ts") for t in tables)
     text = all_text(tables[0].params)
     assert "1 withdrawal to addresses never used before" in text
-    attacker_line = next(line for line in text.split("\\n") if "bc1qATTACKER" in line)
-    assert "new" in attacker_line
-    known_line = next(line for line in text.split("\\n") if "0xKNOWNADDRESS" in line)
-    assert "new" not in known_line
+    # one entry per movement: its amount line (with the flag), then its address line
+    lines = text.split("\\n")
+    entry = {line: lines[i - 1] + line for i, line in enumerate(lines) if i}
+    attacker = next(both for line, both in entry.items() if "bc1qATTACKER" in line)
+    assert "new address" in attacker
+    known = next(both for line, both in entry.items() if "0xKNOWNADDRESS" in line)
+    assert "new address" not in known
+    assert "```" not in text  # a list, not a wide code block that wraps on a phone
     assert "0xDEPOSIT" in text
     assert _incident(stack).activity["source"] == "reader"
 

@@ -162,6 +162,10 @@ def raised_message(label: str) -> Message:
     return Message(text=text, blocks=[section(text)])
 
 
+def _short_address(address: str) -> str:
+    return address if len(address) <= 20 else f"{address[:10]}…{address[-6:]}"
+
+
 def activity_message(incident: IncidentFacts) -> Message:
     activity = incident.activity or {}
     since = activity.get("since", "")[:16].replace("T", " ")
@@ -184,22 +188,20 @@ def activity_message(incident: IncidentFacts) -> Message:
     )
     if not rows:
         return Message(text=head, blocks=[section(head + "\nNothing moved in that period.")])
-    table = [
-        "kind        amount            coin   address                                  time              status"
-    ]
+    # A list, two short lines per movement: it reads on a phone (a wide table in a code block
+    # wraps there and loses its columns). Addresses shortened to their ends, as wallets do.
+    lines = []
     for r in rows[:MAX_ACTIVITY_ROWS]:
-        flag = " 🚩 new" if r["new_address"] else ""
+        flag = " 🚩 *new address*" if r["new_address"] else ""
         when = (r["time"] or "")[:16].replace("T", " ")
-        table.append(
-            escape(
-                f"{r['kind'][:10]:<11} {r['amount'][:17]:>17} {r['coin'][:6]:<6} "
-                f"{r['address'][:40]:<40} {when:<17} {r['status']}"
-            )
-            + flag
+        kind = "⬆️ Withdrawal" if r["kind"].lower().startswith("withdraw") else "⬇️ Deposit"
+        lines.append(
+            f"{kind} *{escape(r['amount'][:24])} {escape(r['coin'][:10])}*{flag}\n"
+            f"    `{escape(_short_address(r['address']))}` · {when} UTC · {escape(r['status'])}"
         )
     if len(rows) > MAX_ACTIVITY_ROWS:
-        table.append(f"…and {len(rows) - MAX_ACTIVITY_ROWS} more")
-    body = "```" + truncate("\n".join(table), 2800) + "```"
+        lines.append(f"…and {len(rows) - MAX_ACTIVITY_ROWS} more: see the account in Binance.")
+    body = truncate("\n".join(lines), 2900)
     return Message(text=head.replace("*", ""), blocks=[section(head), section(body)])
 
 
