@@ -65,13 +65,13 @@ def test_each_kind_of_change_in_one_digest(stack):
     assert digests[0].params["channel"] == ALERTS
     assert (
         "reader" in text
-        and "Withdrawals was enabled" in text
+        and "Withdrawals permission was turned on" in text
         and "beyond its declared purpose" in text
     )
     assert (
         "trader" in text
         and "The IP whitelist was removed" in text
-        and "Futures was enabled" in text
+        and "Futures permission was turned on" in text
     )
     assert "gone" in text and "Binance now rejects this key" in text
     assert "quiet" not in text

@@ -536,7 +536,7 @@ def test_drift_digest_that_slack_fails_to_take_is_posted_later_not_lost(stack, s
     clock.current = job.due_at
     _tick(stack, clock)
     (digest,) = _posts(stack, "Daily key check")
-    assert "Withdrawals was enabled" in all_text(digest.params)
+    assert "Withdrawals permission was turned on" in all_text(digest.params)
     assert digest.params["channel"] == ALERTS
     # the next day's check is planned exactly once, and the same change is not reported again
     (planned,) = _jobs(stack, JobKind.DRIFT_CHECK, JobState.PENDING.value)

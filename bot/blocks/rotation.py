@@ -92,7 +92,7 @@ def rotation_overview(rows: list[RotationRow], now: datetime) -> Message:
 
 def policy_set_message(row: RotationRow, now: datetime) -> Message:
     text = (
-        f"“{escape(row.label)}” will now be rotated every {row.period_days} days: "
+        f"“{escape(row.label)}” will now be rotated every {plural(row.period_days, 'day')}: "
         f"{rotation_when(row, now)}."
     )
     return Message(text=text, blocks=[SectionBlock(text=MarkdownTextObject(text=f"🔁 {text}"))])

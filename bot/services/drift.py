@@ -154,9 +154,12 @@ def _changes(key: ApiKey, perms: binance.KeyPermissions, now: datetime) -> list[
                 continue
             if now_on:
                 money = name in _MONEY_FLAGS
-                add(Severity.CRITICAL if money else Severity.WARNING, f"{label} was enabled.")
+                add(
+                    Severity.CRITICAL if money else Severity.WARNING,
+                    f"{label} permission was turned on.",
+                )
             else:
-                add(Severity.INFO, f"{label} was disabled.")
+                add(Severity.INFO, f"{label} permission was turned off.")
         # Permissions Binance added that the bot does not know: possibly risky, so reported as
         # a warning when they appear switched on or are switched on.
         for name in sorted({*old.new_flags, *perms.new_flags}):
@@ -166,7 +169,7 @@ def _changes(key: ApiKey, perms: binance.KeyPermissions, now: datetime) -> list[
                 verb = "was enabled" if was is False else "appeared, switched on"
                 add(Severity.WARNING, f"{label} {verb}.")
             elif was is True and now_on is False:
-                add(Severity.INFO, f"{label} was disabled.")
+                add(Severity.INFO, f"{label} permission was turned off.")
         if old.ip_restrict is True and perms.ip_restrict is False:
             add(Severity.WARNING, "The IP whitelist was removed.")
         purpose = KeyPurpose(key.purpose)
