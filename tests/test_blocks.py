@@ -425,7 +425,10 @@ GOLDEN_CASES = {
             checked=12,
             changes=[
                 Change(
-                    "payout <!channel>", "U0ALICE", Severity.CRITICAL, "Withdrawals permission was turned on."
+                    "payout <!channel>",
+                    "U0ALICE",
+                    Severity.CRITICAL,
+                    "Withdrawals permission was turned on.",
                 ),
                 Change("trader", None, Severity.WARNING, "The IP whitelist was removed."),
             ],

@@ -28,6 +28,7 @@ from bot.blocks.text import (
     day,
     escape,
     ip_whitelist_answer,
+    key_type_name,
     mention,
     name,
     new_permissions_note,
@@ -53,7 +54,6 @@ PURPOSE_NEEDS = {
     KeyPurpose.TRADING: "Places orders: needs Read + Trade, never Withdraw",
     KeyPurpose.WITHDRAWALS: "Moves funds off Binance: needs Withdraw (rarely justified)",
 }
-KEY_TYPE_NAMES = {KeyType.HMAC: "HMAC", KeyType.ED25519: "Ed25519", KeyType.RSA: "RSA"}
 # The ways in, safest first: a pair the bot generates (nothing secret is typed anywhere), then
 # pasting. Binance recommends Ed25519 and calls HMAC keys not recommended
 # (https://developers.binance.com/docs/binance-spot-api-docs/faqs/api_key_types).
@@ -278,7 +278,7 @@ def _summary_fields(key: RegisteredKey, now: datetime) -> list[MarkdownTextObjec
         ("Account", name(key.account_alias)),
         ("Owner", mention(key.owner_user_id)),
         ("Purpose", PURPOSE_NAMES[key.purpose]),
-        ("Key type", KEY_TYPE_NAMES.get(key.key_type, escape(str(key.key_type)))),
+        ("Key type", key_type_name(key.key_type)),
         (
             "Tier (as Binance reports it)",
             tier_name(perms.tier) + new_permissions_note(perms.new_flags_on),

@@ -22,7 +22,7 @@ from slack_sdk.models.views import View
 
 from bot.blocks.message import Message
 from bot.blocks.register import KEY_SOURCES
-from bot.blocks.text import escape, mention, plural
+from bot.blocks.text import escape, key_type_name, mention, plural
 from bot.ids import Action, Block, Callback
 from bot.model.rotation import Audience, RotationRow, RotationStarted, RotationState
 
@@ -163,7 +163,7 @@ def rotate_modal(*, key_id: str, label: str, key_type: str, private_metadata: st
         blocks=[
             SectionBlock(
                 text=MarkdownTextObject(
-                    text=f"Rotating *{escape(label)}* (now {escape(key_type)}). By default the bot "
+                    text=f"Rotating *{escape(label)}* (now {key_type_name(key_type)}). By default the bot "
                     "generates the new key pair and sends you its public key for Binance API "
                     "Management; or create a key there and paste it below. Then delete the old "
                     "key in Binance: the bot completes the rotation once Binance rejects it."

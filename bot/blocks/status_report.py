@@ -22,6 +22,7 @@ from bot.blocks.text import (
     ago,
     escape,
     ip_whitelist,
+    key_type_name,
     mention,
     minute,
     name,
@@ -124,7 +125,7 @@ def _key_text(key: KeyReport, now: datetime) -> str:
             f"account *{name(key.account_alias)}*",
             f"owner {mention(key.owner_user_id)}",
             PURPOSE_NAMES[key.purpose],
-            escape(key.key_type),
+            key_type_name(key.key_type),
             f"registered {ago(key.created_at, now)}",
         ]
     )

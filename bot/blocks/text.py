@@ -235,3 +235,11 @@ def pack_lines(lines: Iterable[str], limit: int = MAX_SECTION_TEXT) -> list[str]
     if current:
         chunks.append("\n".join(current))
     return chunks
+
+
+KEY_TYPE_NAMES = {"HMAC": "HMAC", "ED25519": "Ed25519", "RSA": "RSA"}
+
+
+def key_type_name(key_type: str) -> str:
+    """A key type as people write it (Binance: "Ed25519"), wherever it is shown."""
+    return KEY_TYPE_NAMES.get(str(key_type), escape(str(key_type)))
