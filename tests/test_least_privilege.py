@@ -376,7 +376,7 @@ def test_a_new_flag_is_shown_by_name_in_status_and_findings(stack, client):
     )
     text = all_text(reply.params)
     assert "Read tier + 1 unknown permission (Copy trading)" in text
-    assert "✅ Copy trading (unknown to the bot)" in text
+    assert "Copy trading (unknown to the bot)" in text  # among the permissions it has
     assert "a permission the bot does not know yet" in text  # the finding
     findings = assess(
         purpose=KeyPurpose.TRADING,

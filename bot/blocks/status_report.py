@@ -67,8 +67,12 @@ def status_page(
         )
     ]
     foot: list[Block] = []
+    if any(key.redacted for key in keys):  # said once, not under every such key
+        foot.append(
+            context("Keys you neither own nor administer: details only for their owner and admins.")
+        )
     if pages > 1:
-        foot = [
+        foot += [
             context(
                 f"Page {page + 1} of {pages} · keys {first + 1} to {first + len(keys)} "
                 f"of {len(report.keys)}"
@@ -112,8 +116,7 @@ def _key_text(key: KeyReport, now: datetime) -> str:
     if key.redacted:
         return (
             f"{severity_icon(key.severity)} *{name(key.label)}* · {tier_name(key.tier)} tier · "
-            f"owner {mention(key.owner_user_id)} · account *{name(key.account_alias)}*\n"
-            "_Details are visible to the key's owner and the admins._"
+            f"owner {mention(key.owner_user_id)} · account *{name(key.account_alias)}*"
         )
     permissions = key.permissions if key.checked else None
     new_on = KeyPermissions.from_dict(permissions).new_flags_on if permissions else ()

@@ -189,20 +189,23 @@ def flag_mark(value: object) -> str:
 
 
 def permission_marks(permissions: Mapping[str, object] | None) -> str:
-    """Every granular permission with its mark; ``None`` (no answer about the key) is all
-    unknown, and the key's findings say why."""
+    """The permissions the key has (not the ten it lacks), then any Binance did not report;
+    ``None`` (no answer about the key) is all unknown, and the key's findings say why."""
     if permissions is None:
         return "❔ Permissions not known: see why below."
-    marks = [
-        f"{flag_mark(permissions.get(flag))} {label}" for flag, label in PERMISSION_NAMES.items()
-    ]
-    # Permissions Binance added that the bot does not know: shown by name, marked as new.
     observed = KeyPermissions.from_dict(permissions)
-    marks += [
-        f"{flag_mark(observed.flag(flag))} {escape(permission_name(flag))} (unknown to the bot)"
+    granted = [label for flag, label in PERMISSION_NAMES.items() if observed.flag(flag) is True]
+    # Permissions Binance added that the bot does not know: shown by name, marked as new.
+    granted += [
+        f"{escape(permission_name(flag))} (unknown to the bot)"
         for flag in new_permission_flags(permissions)
+        if observed.flag(flag) is True
     ]
-    return " · ".join(marks)
+    text = f"{flag_mark(True)} " + " · ".join(granted) if granted else "No permission at all."
+    unreported = [label for flag, label in PERMISSION_NAMES.items() if observed.flag(flag) is None]
+    if unreported:
+        text += f" · {flag_mark(None)} not reported: " + ", ".join(unreported)
+    return text
 
 
 def ip_whitelist_answer(permissions: Mapping[str, object] | None) -> str:
