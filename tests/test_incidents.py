@@ -425,6 +425,10 @@ def test_incidents_command_lists_open_and_recent_incidents(stack):
     )
     text = all_text(reply.json())
     assert "bot" in text and "other" in text and "0/5 steps" in text and "open" in text
+    # each incident links its live checklist (Slack's chat.getPermalink)
+    for incident in _all_incidents(stack):
+        channel, ts = incident.messages[0]["channel"], incident.messages[0]["ts"]
+        assert f"/archives/{channel}/p{ts.replace('.', '')}|checklist>" in text
 
 
 def test_raising_an_unknown_label_is_polite_and_changes_nothing(stack):

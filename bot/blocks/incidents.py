@@ -248,7 +248,11 @@ def closed_summary(closed: ClosedIncident) -> Message:
 
 
 def incidents_list(
-    incidents: list[IncidentFacts], done: dict[str, int], total_steps: int
+    incidents: list[IncidentFacts],
+    done: dict[str, int],
+    total_steps: int,
+    *,
+    links: dict[str, str] | None = None,
 ) -> Message:
     if not incidents:
         text = "No incidents in the last 30 days. 🎉"
@@ -259,10 +263,12 @@ def incidents_list(
         verified = (
             " · key verified dead" if incident.key_dead_at else " · key not yet verified dead"
         )
+        link = (links or {}).get(incident.id)
+        checklist = f" · <{link}|checklist>" if link else ""
         lines.append(
             f"{state} · *{escape(incident.label)}* · raised {minute(incident.raised_at)} by "
             f"{mention(incident.raised_by)} · {done.get(incident.id, 0)}/{total_steps} steps"
-            f"{verified}"
+            f"{verified}{checklist}"
         )
     blocks = [HeaderBlock(text="Incidents"), *(section(chunk) for chunk in _chunks(lines))]
     return Message(text=plural(len(incidents), "incident"), blocks=blocks[:50])

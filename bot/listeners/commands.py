@@ -175,7 +175,7 @@ def handle_apikey(
                 message = error_message(exc.user_message)
             ack(**message.as_kwargs())
         case ListIncidents():
-            ack(**incidents_overview(services, team_id).as_kwargs())
+            ack(**incidents_overview(services, team_id, client).as_kwargs())
         case RotationOverview():
             rows = rotation_rows(services.engine, team_id, services.clock())
             ack(**rotation_overview(rows, services.clock()).as_kwargs())

@@ -102,9 +102,14 @@ def raise_and_announce(
 
 
 def _permalink(client: WebClient, view) -> str | None:
-    if not view.incident.messages:
+    return checklist_link(client, view.incident)
+
+
+def checklist_link(client: WebClient, incident) -> str | None:
+    """The permalink of the incident's live checklist (its first message), or None."""
+    if not incident.messages:
         return None
-    first = view.incident.messages[0]
+    first = incident.messages[0]
     try:
         return client.chat_getPermalink(channel=first["channel"], message_ts=first["ts"])[
             "permalink"
@@ -209,9 +214,13 @@ def handle_close_submission(
             )
 
 
-def incidents_overview(services: Services, team_id: str):
+MAX_LINKS = 10  # checklist links looked up before the ack (a call to Slack each)
+
+
+def incidents_overview(services: Services, team_id: str, client: WebClient):
     incidents, done = incident_overview(services.engine, team_id, services.clock())
-    return incidents_list(incidents, done, len(STEPS))
+    links = {i.id: link for i in incidents[:MAX_LINKS] if (link := checklist_link(client, i))}
+    return incidents_list(incidents, done, len(STEPS), links=links)
 
 
 def polite(respond: Respond, exc: DomainError) -> None:
