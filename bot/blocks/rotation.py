@@ -149,7 +149,7 @@ def snoozed_message(row: RotationRow) -> Message:
     return Message(text=text, blocks=[SectionBlock(text=MarkdownTextObject(text="😴 " + text))])
 
 
-def rotate_modal(*, key_id: str, label: str, key_type: str, private_metadata: str) -> View:
+def rotate_modal(*, label: str, key_type: str, private_metadata: str) -> View:
     # The ways in, as in the register form; generated pairs first and by default.
     types = [Option(value=value, text=text) for value, text in KEY_SOURCES]
     initial = types[0]
@@ -209,9 +209,7 @@ def rotate_modal(*, key_id: str, label: str, key_type: str, private_metadata: st
             ),
             ContextBlock(
                 elements=[
-                    MarkdownTextObject(
-                        text=f"Key id `{key_id[:8]}`. Nothing changes unless Binance accepts the new key."
-                    )
+                    MarkdownTextObject(text="Nothing changes unless Binance accepts the new key.")
                 ]
             ),
         ],

@@ -242,7 +242,6 @@ def open_rotate_modal(
 ) -> None:
     metadata = json.dumps({"key_id": key.key_id, "channel": channel})
     view = rotate_modal(
-        key_id=key.key_id,
         label=key.label,
         key_type=key.key_type.value,
         private_metadata=metadata,
