@@ -960,3 +960,13 @@ def test_audit_entries_read_in_words_with_short_ids():
     assert "reported the key compromised" in text and "incident.raise" not in text
     assert "incident id: 01234567" in text and incident not in text
     assert all(words and "." not in words for words in ACTION_WORDS.values())
+
+
+def test_the_rotate_form_names_the_key_by_label_never_by_internal_id():
+    from bot.blocks.rotation import rotate_modal
+
+    metadata = json.dumps({"key_id": "0123456789abcdef0123456789abcdef"})
+    view = rotate_modal(label="trading-bot", key_type="ED25519", private_metadata=metadata)
+    blocks = json.dumps(view.to_dict()["blocks"])
+    assert "trading-bot" in blocks and "Ed25519" in blocks
+    assert "01234567" not in blocks and "Key id" not in blocks
