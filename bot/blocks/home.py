@@ -28,6 +28,7 @@ from bot.blocks.text import (
     plural,
     safe_mrkdwn,
     severity_icon,
+    severity_word,
     tier_text,
     truncate,
 )
@@ -152,7 +153,8 @@ def _key_text(key: HomeKey, now: datetime) -> str:
     checked = f"checked {ago(s.checked_at, now)}" if s.checked_at else "never checked"
     head = (
         f"{severity_icon(key.worst)} *{name(s.label)}* · {tier or 'not checked yet tier'} · "
-        f"{PURPOSE_NAMES[s.purpose]} · account *{name(s.account_alias)}* · {checked}"
+        f"{severity_word(key.worst)} · {PURPOSE_NAMES[s.purpose]} · "
+        f"account *{name(s.account_alias)}* · {checked}"
     )
     lines = [head, f"🔁 Rotation: {rotation_when(key.rotation, now)}"]
     if key.open_incident_id:
@@ -173,7 +175,7 @@ def _key_line(key: HomeKey, now: datetime) -> str:
     tier = tier_text(s.last_tier, s.new_permissions_on) if s.last_tier is not None else None
     return (
         f"{severity_icon(key.worst)} *{name(s.label)}* · {tier or 'not checked yet tier'} · "
-        f"rotation {rotation_when(key.rotation, now)}"
+        f"{severity_word(key.worst)} · rotation {rotation_when(key.rotation, now)}"
     )
 
 

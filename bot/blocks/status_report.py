@@ -30,6 +30,7 @@ from bot.blocks.text import (
     plural,
     safe_mrkdwn,
     severity_icon,
+    severity_word,
     tier_name,
     tier_text,
     truncate,
@@ -116,12 +117,13 @@ def _key_text(key: KeyReport, now: datetime) -> str:
     if key.redacted:
         return (
             f"{severity_icon(key.severity)} *{name(key.label)}* · {tier_name(key.tier)} tier · "
-            f"owner {mention(key.owner_user_id)} · account *{name(key.account_alias)}*"
+            f"{severity_word(key.severity)} · owner {mention(key.owner_user_id)} · "
+            f"account *{name(key.account_alias)}*"
         )
     permissions = key.permissions if key.checked else None
     new_on = KeyPermissions.from_dict(permissions).new_flags_on if permissions else ()
     tier = tier_text(key.tier if key.checked else None, new_on)
-    first = f"{severity_icon(key.severity)} *{name(key.label)}* · {tier}"
+    first = f"{severity_icon(key.severity)} *{name(key.label)}* · {tier} · {severity_word(key.severity)}"
     details = " · ".join(
         [
             f"`{escape(key.masked)}`",

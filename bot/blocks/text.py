@@ -179,6 +179,20 @@ def severity_icon(severity: Severity | int) -> str:
     return SEVERITY_ICON.get(Severity(severity), SEVERITY_ICON[Severity.UNKNOWN])
 
 
+SEVERITY_WORDS = {
+    Severity.OK: "fine",
+    Severity.INFO: "a note",
+    Severity.UNKNOWN: "unknown",
+    Severity.WARNING: "warning",
+    Severity.CRITICAL: "critical",
+}
+
+
+def severity_word(severity: Severity | int) -> str:
+    """Said beside the colour: severity is never told by colour alone."""
+    return f"_{SEVERITY_WORDS[Severity(severity)]}_"
+
+
 def flag_mark(value: object) -> str:
     """✅ on, ❌ off, ❔ unknown (absent, None, or anything that is not a boolean)."""
     if value is True:
