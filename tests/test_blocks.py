@@ -970,3 +970,37 @@ def test_the_rotate_form_names_the_key_by_label_never_by_internal_id():
     blocks = json.dumps(view.to_dict()["blocks"])
     assert "trading-bot" in blocks and "Ed25519" in blocks
     assert "01234567" not in blocks and "Key id" not in blocks
+
+
+_WORDING_MISTAKES = {
+    "a key type in capitals (Binance writes Ed25519)": re.compile(r"\bED25519\b"),
+    "a singular with a plural noun": re.compile(
+        r"(?<![\d.,])\b1 (days|keys|events|findings|steps|rows|accounts|withdrawals|hours|"
+        r"minutes|seconds|versions|incidents|permissions)\b"
+    ),
+    "a plural permission name with 'was'": re.compile(
+        r"\b(Withdrawals|Futures|Options|Internal transfers?) was\b"
+    ),
+}
+
+
+def _shown_texts(node) -> list[str]:
+    """Every text a person sees in a rendered screen (not option values or ids)."""
+    if isinstance(node, dict):
+        found = [node["text"]] if isinstance(node.get("text"), str) else []
+        return found + [t for key, v in node.items() if key != "value" for t in _shown_texts(v)]
+    if isinstance(node, list):
+        return [t for v in node for t in _shown_texts(v)]
+    return []
+
+
+def test_every_golden_screen_is_worded_consistently():
+    """Issue 16: "every 1 days", "Withdrawals was enabled", ED25519 beside Ed25519. Every
+    screen kept as a golden file is read as a person would, and checked for those."""
+    problems = []
+    for path in sorted(GOLDEN.glob("*.json")):
+        for text in _shown_texts(json.loads(path.read_text())):
+            for what, pattern in _WORDING_MISTAKES.items():
+                if pattern.search(text):
+                    problems.append(f"{path.name}: {what}: {text[:80]!r}")
+    assert problems == []
