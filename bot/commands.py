@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -215,39 +216,43 @@ def parse_command(text: str) -> Command:
         return SecretInText(secret)
     verb, _, rest = text.partition(" ")
     verb = verb.lower()
-    rest = _unquote(rest.strip())
-    if verb in {"", "help", "?"}:
+    if verb == "":
         return Help()
-    if verb == "register":
-        if rest:
-            return Help(
-                "`/apikey register` takes no arguments: the key goes into a private form, "
-                "never into the command text."
-            )
-        return Register()
-    if verb == "status":
-        return _status(rest)
-    if verb in {"list", "ls"}:
-        return ListKeys() if not rest else Help("`/apikey list` takes no arguments.")
-    if verb in {"remove", "rm", "delete"}:
-        if not rest:
-            return Help("Which key? Try `/apikey remove <label>`.")
-        return Remove(rest)
-    if verb == "rotate":
-        return _rotate(rest)
-    if verb in {"compromised", "leaked"}:
-        if not rest:
-            return Help("Which key? Try `/apikey compromised <label>`.")
-        return _compromised(rest)
-    if verb == "incidents":
-        return ListIncidents() if not rest else Help("`/apikey incidents` takes no arguments.")
-    if verb == "audit":
-        return _audit(rest)
-    if verb == "rotation":
-        return RotationOverview() if not rest else Help("`/apikey rotation` takes no arguments.")
-    if verb == "deliver":
-        return _deliver(rest)
-    return Help(f"I don't know the subcommand “{_shorten(verb)}”.", show_all=True)
+    parse = _PARSERS.get(ALIASES.get(verb, verb))
+    if parse is None:
+        return Help(f"I don't know the subcommand “{_shorten(verb)}”.", show_all=True)
+    return parse(_unquote(rest.strip()))
+
+
+def _help(rest: str) -> Command:
+    return Help()
+
+
+def _register(rest: str) -> Command:
+    if rest:
+        return Help(
+            "`/apikey register` takes no arguments: the key goes into a private form, "
+            "never into the command text."
+        )
+    return Register()
+
+
+def _list(rest: str) -> Command:
+    return ListKeys() if not rest else Help("`/apikey list` takes no arguments.")
+
+
+def _remove(rest: str) -> Command:
+    if not rest:
+        return Help("Which key? Try `/apikey remove <label>`.")
+    return Remove(rest)
+
+
+def _rotation(rest: str) -> Command:
+    return RotationOverview() if not rest else Help("`/apikey rotation` takes no arguments.")
+
+
+def _incidents(rest: str) -> Command:
+    return ListIncidents() if not rest else Help("`/apikey incidents` takes no arguments.")
 
 
 _SINCE = re.compile(r"^(?P<label>.+?)\s+since\s+(?P<when>\S+)$", re.IGNORECASE)
@@ -257,6 +262,8 @@ MAX_REVIEW_DAYS = 3650
 
 
 def _compromised(rest: str) -> Command:
+    if not rest:
+        return Help("Which key? Try `/apikey compromised <label>`.")
     since = _SINCE.match(rest)
     if not since:
         return Compromised(rest)
@@ -339,6 +346,25 @@ def _status(rest: str) -> Command:
             "mention, e.g. `/apikey status @alice`."
         )
     return Status(StatusTarget(TargetKind.LABEL, rest))
+
+
+# Every subcommand the parser knows, by its canonical name (help and the manifest's usage hint
+# list each of them; a test keeps them in step).
+_PARSERS: dict[str, Callable[[str], Command]] = {
+    "help": _help,
+    "register": _register,
+    "status": _status,
+    "list": _list,
+    "remove": _remove,
+    "rotate": _rotate,
+    "rotation": _rotation,
+    "deliver": _deliver,
+    "compromised": _compromised,
+    "incidents": _incidents,
+    "audit": _audit,
+}
+SUBCOMMANDS: tuple[str, ...] = tuple(_PARSERS)
+ALIASES = {"?": "help", "ls": "list", "rm": "remove", "delete": "remove", "leaked": "compromised"}
 
 
 def _unquote(text: str) -> str:

@@ -38,9 +38,10 @@ _SUBCOMMANDS = (
         "deliver trading-bot to aws",
     ),
     (
-        "compromised <label>",
-        "a key leaked: mark it compromised and run the emergency checklist in the channel",
-        "compromised trading-bot",
+        "compromised <label> [since <date> | <N>d]",
+        "a key leaked: mark it compromised and run the emergency checklist in the channel; "
+        "the account's activity is reviewed from `since` (default: the last 7 days)",
+        "compromised trading-bot since 14d",
     ),
     ("incidents", "open and recent incidents with their progress", "incidents"),
     (
