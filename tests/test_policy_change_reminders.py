@@ -115,3 +115,30 @@ def test_the_plan_after_a_change_keeps_one_job_per_step_and_none_in_the_past(sta
     steps = sorted((job.due_at, job.payload["step"]) for job in pending)
     assert [step for _, step in steps] == ["due", "overdue_admins", "overdue_channel"]
     assert all(due >= t0 - timedelta(seconds=5) for due, _ in steps)
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [["rotate bot every 30d"], ["rotate bot every 7d", "rotate bot every 30d"]],
+    ids=["same period again", "there and back"],
+)
+def test_a_policy_that_comes_back_to_the_same_due_date_keeps_its_reminders(stack, commands):
+    t0 = utcnow()
+    register_directly(stack, "bot", now=t0)
+    for command in commands:
+        _set_policy(stack, command)
+    clock = FixedClock(t0 + timedelta(days=16, minutes=1))
+    (text,) = _posts_after(stack, clock, 0)
+    assert "due in 14 days" in text and "Sent late" not in text
+    clock.current = t0 + timedelta(days=30, minutes=1)
+    (due,) = _posts_after(stack, clock, 1)
+    assert "due *today*" in due
+
+
+def test_a_step_already_sent_is_not_sent_again_by_a_new_plan_for_the_same_due_date(stack):
+    t0 = utcnow()
+    register_directly(stack, "bot", now=t0 - timedelta(days=16, minutes=5))  # 14-day step due
+    _tick(stack, FixedClock(t0))
+    assert len(stack.slack.calls_to("chat.postMessage")) == 1
+    _set_policy(stack, "rotate bot every 30d")  # the same due date: a new plan
+    assert _posts_after(stack, FixedClock(t0 + timedelta(minutes=1)), 1) == []

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from bot.config import Settings
 from bot.jobs.kinds import JobKind, rotation_reminder
-from bot.jobs.queue import cancel_jobs, schedule_jobs
+from bot.jobs.queue import drop_unsent_jobs, schedule_jobs
 from bot.model.rotation import Audience
 from storage.models import RETIRED_STATUSES, ApiKey
 
@@ -57,7 +57,8 @@ def cycle_id(key: ApiKey) -> str:
 
 
 def plan_reminders(session: Session, key: ApiKey, settings: Settings, *, now: datetime) -> None:
-    """(Re)plan this key's reminders for its current due date; older plans are cancelled.
+    """(Re)plan this key's reminders for its current due date; older unsent plans are dropped
+    (steps already sent for this due date stay sent: they are not sent again).
 
     Steps whose time has already passed when the plan is made (a shorter rotation period, a
     short period at registration) are not "missed": only the latest of them is planned, for
@@ -65,7 +66,7 @@ def plan_reminders(session: Session, key: ApiKey, settings: Settings, *, now: da
     makes overdue starts its escalation from ``now`` (the ``anchor``): the admins and then the
     whole channel hear of it only if it stays unrotated for the configured days from here.
     """
-    cancel_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_REMINDER])
+    drop_unsent_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_REMINDER], now=now)
     if key.status in RETIRED_STATUSES:
         return
     due = due_date(key)
