@@ -178,6 +178,21 @@ class AuditCheckpoint:
     """Post the audit chain's head to the alert channel now (admins)."""
 
 
+class EditField(StrEnum):
+    OWNER = "owner"
+    PURPOSE = "purpose"
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True)
+class EditKey:
+    """An admin changes a key's owner (a Slack user id), purpose or account alias."""
+
+    label: str
+    field: EditField
+    value: str
+
+
 @dataclass(frozen=True)
 class SecretInText:
     kind: SecretKind
@@ -197,6 +212,7 @@ Command = (
     | ListIncidents
     | AuditTrail
     | AuditCheckpoint
+    | EditKey
     | SecretInText
 )
 
@@ -348,6 +364,48 @@ def _status(rest: str) -> Command:
     return Status(StatusTarget(TargetKind.LABEL, rest))
 
 
+_EDIT = re.compile(r"^(?P<label>.+?)\s+(?P<field>owner|purpose|account)\s+(?P<value>.+)$", re.I)
+EDIT_EXAMPLE = (
+    "`/apikey edit trading-bot owner @alice`, `… purpose read_only` (or trading, withdrawals) "
+    "or `… account main`"
+)
+_PURPOSE_WORDS = {
+    "read_only": "read_only",
+    "read-only": "read_only",
+    "readonly": "read_only",
+    "read": "read_only",
+    "trading": "trading",
+    "trade": "trading",
+    "withdrawals": "withdrawals",
+    "withdraw": "withdrawals",
+}
+
+
+def _edit(rest: str) -> Command:
+    found = _EDIT.match(rest)
+    if not found:
+        return Help(f"What should change? Try {EDIT_EXAMPLE}.")
+    label = _unquote(found.group("label").strip())
+    field, value = EditField(found.group("field").lower()), _unquote(found.group("value"))
+    if field == EditField.OWNER:
+        mention = _USER_MENTION.match(value)
+        if not mention:
+            return Help(
+                "Please pick the new owner from Slack's mention list so the name becomes a real "
+                "mention, e.g. `/apikey edit trading-bot owner @alice`."
+            )
+        value = mention.group(1)
+    elif field == EditField.PURPOSE:
+        purpose = _PURPOSE_WORDS.get(value.lower())
+        if purpose is None:
+            return Help(
+                f"“{_shorten(value)}” is not a purpose: choose read_only, trading or "
+                "withdrawals, e.g. `/apikey edit trading-bot purpose read_only`."
+            )
+        value = purpose
+    return EditKey(label, field, value)
+
+
 # Every subcommand the parser knows, by its canonical name (help and the manifest's usage hint
 # list each of them; a test keeps them in step).
 _PARSERS: dict[str, Callable[[str], Command]] = {
@@ -355,6 +413,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "register": _register,
     "status": _status,
     "list": _list,
+    "edit": _edit,
     "remove": _remove,
     "rotate": _rotate,
     "rotation": _rotation,

@@ -22,6 +22,11 @@ _SUBCOMMANDS = (
     ),
     ("list", "the registered keys with their last known tier (no Binance call)", "list"),
     (
+        "edit <label> owner @user | purpose read_only | trading | withdrawals | account <alias>",
+        "admins: give a key a new owner, declared purpose or Binance account",
+        "edit trading-bot owner @alice",
+    ),
+    (
         "remove <label>",
         "destroy a key's stored secret (delete the key itself in Binance)",
         "remove old-dashboard",
