@@ -27,6 +27,8 @@ _PEM = re.compile(r"-{3,}\s*(?:BEGIN|END)\b|\b(?:RSA |EC |DSA |OPENSSH |ENCRYPTE
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{100,}={0,2}")
 # A single line of a PEM body is 64 base64 characters: a run of 60 or more that looks random.
 _BASE64_LINE = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{60,}={0,2}")
+# Links: a long path or id in a URL (a shared spreadsheet, say) is not a near miss of a key.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
 _USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 _RESERVED_LABELS = {"all", "mine", "help"}
 
@@ -50,9 +52,10 @@ def find_secret_shape(text: str) -> SecretKind | None:
         return SecretKind.PRIVATE_KEY
     if _KEY_SHAPED.search(text):
         return SecretKind.KEY_OR_SECRET
-    if any("+" in t or "/" in t for t in _BASE64_LINE.findall(text) if _looks_random(t)):
+    unlinked = _URL.sub(" ", text)
+    if any("+" in t or "/" in t for t in _BASE64_LINE.findall(unlinked) if _looks_random(t)):
         return SecretKind.PRIVATE_KEY
-    if any(_looks_random(t) for t in _NEAR_KEY.findall(text)):
+    if any(_looks_random(t) for t in _NEAR_KEY.findall(unlinked)):
         return SecretKind.KEY_OR_SECRET
     return None
 

@@ -70,6 +70,18 @@ def test_a_long_hex_digest_that_is_not_64_characters_is_not_a_key():
     assert find_secret_shape(f"deploy {digest[:64]}") is not None  # 64: a key's length
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "<https://docs.google.com/spreadsheets/d/1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms/edit"
+        "|the sheet>",
+        "https://drive.google.com/drive/folders/1AbCdEfGhIjKlMnOpQrStUvWxYz0123456789AbCdEfGhIjKl",
+    ],
+)
+def test_links_with_long_ids_are_not_taken_for_secrets(message):
+    assert find_secret_shape(message) is None
+
+
 @pytest.fixture
 def client(stack):
     return BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack)
