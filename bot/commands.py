@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -16,9 +17,18 @@ MAX_LABEL_LENGTH = 80
 
 # Binance API keys and HMAC secrets are 64 alphanumeric characters.
 _KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{64}(?![A-Za-z0-9])")
-_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|-----BEGIN [A-Z ]*KEY-----")
+# A near miss: a key pasted with a character or a few missing or added (60 to 70 characters).
+# It must also look random (upper case, lower case and digits, as every Binance key does), so a
+# long plain word or a hex digest that is not 64 characters long is not taken for a key.
+_NEAR_KEY = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{60,70}(?![A-Za-z0-9])")
+# PEM armour, whole or in fragments: "-----BEGIN", "-----END …", "PRIVATE KEY" in capitals.
+_PEM = re.compile(r"-{3,}\s*(?:BEGIN|END)\b|\b(?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY\b")
 # Long unbroken base64 runs (a private key pasted without its PEM armour).
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{100,}={0,2}")
+# A single line of a PEM body is 64 base64 characters: a run of 60 or more that looks random.
+_BASE64_LINE = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{60,}={0,2}")
+# Links: a long path or id in a URL (a shared spreadsheet, say) is not a near miss of a key.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
 _USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 _RESERVED_LABELS = {"all", "mine", "help"}
 
@@ -28,18 +38,38 @@ class SecretKind(StrEnum):
     PRIVATE_KEY = "a private key"
 
 
+def _looks_random(token: str) -> bool:
+    return (
+        any(ch.isupper() for ch in token)
+        and any(ch.islower() for ch in token)
+        and any(ch.isdigit() for ch in token)
+    )
+
+
 def find_secret_shape(text: str) -> SecretKind | None:
-    """What kind of secret ``text`` seems to contain, if any."""
+    """What kind of secret ``text`` seems to contain, if any (near misses included)."""
     if _PEM.search(text) or _BASE64_RUN.search(text):
         return SecretKind.PRIVATE_KEY
     if _KEY_SHAPED.search(text):
+        return SecretKind.KEY_OR_SECRET
+    unlinked = _URL.sub(" ", text)
+    if any("+" in t or "/" in t for t in _BASE64_LINE.findall(unlinked) if _looks_random(t)):
+        return SecretKind.PRIVATE_KEY
+    if any(_looks_random(t) for t in _NEAR_KEY.findall(unlinked)):
         return SecretKind.KEY_OR_SECRET
     return None
 
 
 def secret_shaped_tokens(text: str) -> list[str]:
-    """The key-shaped tokens in ``text`` (to fingerprint a leak; never to store or log)."""
-    return _KEY_SHAPED.findall(text)
+    """The key-shaped tokens in ``text`` (to fingerprint a leak; never to store or log).
+
+    A near miss of 65 to 70 characters may be a key with something stuck to it: each of its
+    64-character windows is offered too, so the leak can still be traced to its key."""
+    tokens = _KEY_SHAPED.findall(text)
+    for near in _NEAR_KEY.findall(text):
+        if len(near) > 64 and _looks_random(near):
+            tokens.extend(near[i : i + 64] for i in range(len(near) - 63))
+    return tokens
 
 
 def label_problem(label: str) -> str | None:
@@ -151,6 +181,21 @@ class AuditCheckpoint:
     """Post the audit chain's head to the alert channel now (admins)."""
 
 
+class EditField(StrEnum):
+    OWNER = "owner"
+    PURPOSE = "purpose"
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True)
+class EditKey:
+    """An admin changes a key's owner (a Slack user id), purpose or account alias."""
+
+    label: str
+    field: EditField
+    value: str
+
+
 @dataclass(frozen=True)
 class SecretInText:
     kind: SecretKind
@@ -170,6 +215,7 @@ Command = (
     | ListIncidents
     | AuditTrail
     | AuditCheckpoint
+    | EditKey
     | SecretInText
 )
 
@@ -189,39 +235,43 @@ def parse_command(text: str) -> Command:
         return SecretInText(secret)
     verb, _, rest = text.partition(" ")
     verb = verb.lower()
-    rest = _unquote(rest.strip())
-    if verb in {"", "help", "?"}:
+    if verb == "":
         return Help()
-    if verb == "register":
-        if rest:
-            return Help(
-                "`/apikey register` takes no arguments: the key goes into a private form, "
-                "never into the command text."
-            )
-        return Register()
-    if verb == "status":
-        return _status(rest)
-    if verb in {"list", "ls"}:
-        return ListKeys() if not rest else Help("`/apikey list` takes no arguments.")
-    if verb in {"remove", "rm", "delete"}:
-        if not rest:
-            return Help("Which key? Try `/apikey remove <label>`.")
-        return Remove(rest)
-    if verb == "rotate":
-        return _rotate(rest)
-    if verb in {"compromised", "leaked"}:
-        if not rest:
-            return Help("Which key? Try `/apikey compromised <label>`.")
-        return _compromised(rest)
-    if verb == "incidents":
-        return ListIncidents() if not rest else Help("`/apikey incidents` takes no arguments.")
-    if verb == "audit":
-        return _audit(rest)
-    if verb == "rotation":
-        return RotationOverview() if not rest else Help("`/apikey rotation` takes no arguments.")
-    if verb == "deliver":
-        return _deliver(rest)
-    return Help(f"I don't know the subcommand “{_shorten(verb)}”.", show_all=True)
+    parse = _PARSERS.get(ALIASES.get(verb, verb))
+    if parse is None:
+        return Help(f"I don't know the subcommand “{_shorten(verb)}”.", show_all=True)
+    return parse(_unquote(rest.strip()))
+
+
+def _help(rest: str) -> Command:
+    return Help()
+
+
+def _register(rest: str) -> Command:
+    if rest:
+        return Help(
+            "`/apikey register` takes no arguments: the key goes into a private form, "
+            "never into the command text."
+        )
+    return Register()
+
+
+def _list(rest: str) -> Command:
+    return ListKeys() if not rest else Help("`/apikey list` takes no arguments.")
+
+
+def _remove(rest: str) -> Command:
+    if not rest:
+        return Help("Which key? Try `/apikey remove <label>`.")
+    return Remove(rest)
+
+
+def _rotation(rest: str) -> Command:
+    return RotationOverview() if not rest else Help("`/apikey rotation` takes no arguments.")
+
+
+def _incidents(rest: str) -> Command:
+    return ListIncidents() if not rest else Help("`/apikey incidents` takes no arguments.")
 
 
 _SINCE = re.compile(r"^(?P<label>.+?)\s+since\s+(?P<when>\S+)$", re.IGNORECASE)
@@ -231,6 +281,8 @@ MAX_REVIEW_DAYS = 3650
 
 
 def _compromised(rest: str) -> Command:
+    if not rest:
+        return Help("Which key? Try `/apikey compromised <label>`.")
     since = _SINCE.match(rest)
     if not since:
         return Compromised(rest)
@@ -313,6 +365,68 @@ def _status(rest: str) -> Command:
             "mention, e.g. `/apikey status @alice`."
         )
     return Status(StatusTarget(TargetKind.LABEL, rest))
+
+
+_EDIT = re.compile(r"^(?P<label>.+?)\s+(?P<field>owner|purpose|account)\s+(?P<value>.+)$", re.I)
+EDIT_EXAMPLE = (
+    "`/apikey edit trading-bot owner @alice`, `… purpose read_only` (or trading, withdrawals) "
+    "or `… account main`"
+)
+_PURPOSE_WORDS = {
+    "read_only": "read_only",
+    "read-only": "read_only",
+    "readonly": "read_only",
+    "read": "read_only",
+    "trading": "trading",
+    "trade": "trading",
+    "withdrawals": "withdrawals",
+    "withdraw": "withdrawals",
+}
+
+
+def _edit(rest: str) -> Command:
+    found = _EDIT.match(rest)
+    if not found:
+        return Help(f"What should change? Try {EDIT_EXAMPLE}.")
+    label = _unquote(found.group("label").strip())
+    field, value = EditField(found.group("field").lower()), _unquote(found.group("value"))
+    if field == EditField.OWNER:
+        mention = _USER_MENTION.match(value)
+        if not mention:
+            return Help(
+                "Please pick the new owner from Slack's mention list so the name becomes a real "
+                "mention, e.g. `/apikey edit trading-bot owner @alice`."
+            )
+        value = mention.group(1)
+    elif field == EditField.PURPOSE:
+        purpose = _PURPOSE_WORDS.get(value.lower())
+        if purpose is None:
+            return Help(
+                f"“{_shorten(value)}” is not a purpose: choose read_only, trading or "
+                "withdrawals, e.g. `/apikey edit trading-bot purpose read_only`."
+            )
+        value = purpose
+    return EditKey(label, field, value)
+
+
+# Every subcommand the parser knows, by its canonical name (help and the manifest's usage hint
+# list each of them; a test keeps them in step).
+_PARSERS: dict[str, Callable[[str], Command]] = {
+    "help": _help,
+    "register": _register,
+    "status": _status,
+    "list": _list,
+    "edit": _edit,
+    "remove": _remove,
+    "rotate": _rotate,
+    "rotation": _rotation,
+    "deliver": _deliver,
+    "compromised": _compromised,
+    "incidents": _incidents,
+    "audit": _audit,
+}
+SUBCOMMANDS: tuple[str, ...] = tuple(_PARSERS)
+ALIASES = {"?": "help", "ls": "list", "rm": "remove", "delete": "remove", "leaked": "compromised"}
 
 
 def _unquote(text: str) -> str:

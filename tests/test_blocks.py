@@ -21,6 +21,7 @@ from bot.blocks.audit import chain_report, checkpoint_message
 from bot.blocks.drift import drift_digest
 from bot.blocks.help import help_message
 from bot.blocks.home import home_view
+from bot.blocks.key_edit import key_edited_message, new_owner_note
 from bot.blocks.key_list import key_list
 from bot.blocks.message import Message
 from bot.blocks.notices import error_message, secret_in_text_warning, working_message
@@ -42,13 +43,14 @@ from bot.blocks.text import (
     tier_name,
     truncate,
 )
-from bot.commands import SecretKind, find_secret_shape
+from bot.commands import EditField, SecretKind, find_secret_shape
 from bot.ids import Action, Block, Callback
 from bot.listeners.views import form_from_view
 from bot.model.audit import ChainReport, Checkpoint, Witness, WitnessState
 from bot.model.drift import Change, Digest
 from bot.model.findings import PERMISSION_NAMES, Finding, FindingKind, Severity
 from bot.model.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
+from bot.model.key_edit import KeyEdited
 from bot.model.keys import KeySummary, RegisteredKey
 from bot.model.rotation import RotationRow, RotationState
 from bot.model.status import KeyReport, StatusReport
@@ -366,6 +368,20 @@ AUDIT_CHECKPOINT = Checkpoint(
     events=1234, head="ab" * 32, at=datetime(2026, 12, 4, 9, 30, tzinfo=UTC), head_id=1301
 )
 
+
+def key_edit(field: EditField, before: str, after: str, **kw) -> KeyEdited:
+    return KeyEdited(
+        label="trading-bot",
+        field=field,
+        before=before,
+        after=after,
+        owner_user_id=after if field == EditField.OWNER else "U0ALICE",
+        rotation_due_at=NOW + timedelta(days=40),
+        checked_at=NOW - timedelta(hours=2) if field == EditField.PURPOSE else None,
+        **kw,
+    )
+
+
 GOLDEN_CASES = {
     "help": lambda: help_message(),
     "help_with_reason": lambda: help_message("I don't know the subcommand “frobnicate”."),
@@ -410,6 +426,30 @@ GOLDEN_CASES = {
     "remove_confirmation": lambda: remove_confirmation(summary(1, label="old-dashboard")),
     "removed_message": lambda: removed_message(summary(1, label="old-dashboard"), "U0BOB"),
     "remove_cancelled": lambda: remove_cancelled("old-dashboard"),
+    "key_edited_owner": lambda: key_edited_message(
+        key_edit(EditField.OWNER, "U0ALICE", "U0BOB"), NOW
+    ),
+    "key_edited_purpose": lambda: key_edited_message(
+        key_edit(
+            EditField.PURPOSE,
+            "trading",
+            "read_only",
+            findings=(
+                Finding(
+                    FindingKind.BEYOND_PURPOSE,
+                    Severity.WARNING,
+                    "It has the Trade tier, beyond its declared purpose (read-only analysis).",
+                ),
+            ),
+        ),
+        NOW,
+    ),
+    "key_edited_account_new": lambda: key_edited_message(
+        key_edit(EditField.ACCOUNT, "main", "sub-1", new_account=True), NOW
+    ),
+    "new_owner_note": lambda: new_owner_note(
+        key_edit(EditField.OWNER, "U0ALICE", "U0BOB"), "U0BOSS"
+    ),
     "secret_warning_matched": lambda: secret_in_text_warning(SecretKind.KEY_OR_SECRET, "bot"),
     "secret_warning_private_key": lambda: secret_in_text_warning(SecretKind.PRIVATE_KEY, None),
     "error_message": lambda: error_message("No registered key is labelled “ghost”."),

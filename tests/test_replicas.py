@@ -48,7 +48,7 @@ def _seed(url: str, ring: KeyRing, count: int) -> None:
             key.last_rotated_at = rotated
             key.rotation_period_days = settings.default_rotation_days
             session.flush()
-            plan_reminders(session, key, settings)
+            plan_reminders(session, key, settings, now=rotated)  # planned when rotated
     engine.dispose()
 
 

@@ -85,7 +85,7 @@ def _seed_due_reminders(url: str, ring: KeyRing) -> None:
             key = stored_key(session, ring, label=f"key-{i:04d}", owner=ALICE)
             key.last_rotated_at = rotated
             session.flush()
-            plan_reminders(session, key, settings)
+            plan_reminders(session, key, settings, now=rotated)  # planned when rotated
     engine.dispose()
 
 

@@ -163,7 +163,9 @@ def test_every_job_kind_has_a_handler_and_its_own_dedupe_key(stack):
     assert set(job_handlers(stack.services, stack.app.client)) == set(kinds.JobKind)
     due = datetime(2026, 12, 1, tzinfo=UTC)
     built = [
-        kinds.rotation_reminder(team_id="T", key_id="k", cycle="c", step="s", due_at=due),
+        kinds.rotation_reminder(
+            team_id="T", key_id="k", cycle="c", step="s", due_at=due, anchor=due
+        ),
         kinds.rotation_probe(team_id="T", key_id="k", rotation_id="r", attempt=0, due_at=due),
         kinds.rotation_announce(team_id="T", key_id="k", rotation_id="r", what="w", due_at=due),
         kinds.incident_probe(team_id="T", key_id="k", incident_id="i", attempt=0, due_at=due),

@@ -22,6 +22,11 @@ _SUBCOMMANDS = (
     ),
     ("list", "the registered keys with their last known tier (no Binance call)", "list"),
     (
+        "edit <label> owner @user | purpose read_only | trading | withdrawals | account <alias>",
+        "admins: give a key a new owner, declared purpose or Binance account",
+        "edit trading-bot owner @alice",
+    ),
+    (
         "remove <label>",
         "destroy a key's stored secret (delete the key itself in Binance)",
         "remove old-dashboard",
@@ -38,9 +43,10 @@ _SUBCOMMANDS = (
         "deliver trading-bot to aws",
     ),
     (
-        "compromised <label>",
-        "a key leaked: mark it compromised and run the emergency checklist in the channel",
-        "compromised trading-bot",
+        "compromised <label> [since <date> | <N>d]",
+        "a key leaked: mark it compromised and run the emergency checklist in the channel; "
+        "the account's activity is reviewed from `since` (default: the last 7 days)",
+        "compromised trading-bot since 14d",
     ),
     ("incidents", "open and recent incidents with their progress", "incidents"),
     (

@@ -36,15 +36,17 @@ KEY_LIFECYCLE_KINDS = (JobKind.ROTATION_REMINDER, JobKind.ROTATION_PROBE)
 
 
 def rotation_reminder(
-    *, team_id: str, key_id: str, cycle: str, step: str, due_at: datetime
+    *, team_id: str, key_id: str, cycle: str, step: str, due_at: datetime, anchor: datetime
 ) -> NewJob:
+    """``anchor``: the time the step's offset counts from (the due date, or when a policy
+    change made an already-overdue key due)."""
     return NewJob(
         team_id=team_id,
         kind=JobKind.ROTATION_REMINDER,
         key_id=key_id,
         dedupe_key=f"reminder:{key_id}:{cycle}:{step}",
         due_at=due_at,
-        payload={"cycle": cycle, "step": step},
+        payload={"cycle": cycle, "step": step, "anchor": anchor.isoformat()},
     )
 
 

@@ -124,6 +124,26 @@ def cancel_jobs(session: Session, *, key_id: str, kinds: Iterable[str]) -> int:
     return result.rowcount
 
 
+def drop_unsent_jobs(session: Session, *, key_id: str, kinds: Iterable[str], now: datetime) -> int:
+    """Delete a key's cancelled jobs and the pending ones no worker holds, so that a new plan
+    can reuse their dedupe keys (a plan for the same due date again). Jobs a worker is running
+    now are cancelled instead: the step they send keeps its dedupe key, so it is not sent twice.
+    """
+    kinds = list(kinds)
+    same = (col(ScheduledJob.key_id) == key_id, col(ScheduledJob.kind).in_(kinds))
+    unheld = sa.or_(col(ScheduledJob.lease_until).is_(None), col(ScheduledJob.lease_until) <= now)
+    result = session.exec(
+        sa.delete(ScheduledJob).where(
+            *same,
+            sa.or_(
+                col(ScheduledJob.state) == JobState.CANCELLED.value,
+                sa.and_(col(ScheduledJob.state) == JobState.PENDING.value, unheld),
+            ),
+        )
+    )
+    return result.rowcount + cancel_jobs(session, key_id=key_id, kinds=kinds)
+
+
 def claim_due_jobs(
     engine: Engine,
     *,

@@ -12,7 +12,7 @@ from bot.jobs.delivery import SlackDirectory
 from bot.jobs.queue import ClaimedJob, Handler, JobOutcome
 from bot.model.rotation import Audience
 from bot.services.context import Services
-from bot.services.reminder_plan import cycle_id, due_date, reminder_steps
+from bot.services.reminder_plan import cycle_id, reminder_steps, step_anchor
 from bot.services.rotation_policy import rotation_row
 from storage.models import RETIRED_STATUSES, ApiKey, KeyStatus
 
@@ -58,10 +58,12 @@ class ReminderHandler:
             return JobOutcome()  # planned for another policy or due date
         if key.snoozed_until is not None and key.snoozed_until > now:
             return JobOutcome.retry(key.snoozed_until, "snoozed")
-        due = due_date(key)
-        if any(s.offset > step.offset and due + s.offset <= now for s in steps.values()):
+        anchor = step_anchor(job.payload, key)
+        if any(s.offset > step.offset and anchor + s.offset <= now for s in steps.values()):
             return JobOutcome()  # superseded: a later step is due and is sent instead
-        late = now - (due + step.offset) > LATE_AFTER
+        # Late only against the time the step was planned for (a step a policy change made
+        # due is planned for the moment of the change, so it is on time).
+        late = now - job.due_at > LATE_AFTER
         owner_gone = directory.user_is_gone(key.owner_user_id)
         message = reminder_message(
             row=rotation_row(key, now),

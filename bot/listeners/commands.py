@@ -24,6 +24,7 @@ from bot.commands import (
     AuditTrail,
     Compromised,
     Deliver,
+    EditKey,
     Help,
     ListIncidents,
     ListKeys,
@@ -38,6 +39,7 @@ from bot.commands import (
 )
 from bot.listeners.background import in_background
 from bot.listeners.incidents import incidents_overview, raise_and_announce
+from bot.listeners.key_edit import handle_edit
 from bot.model.keys import KeySummary
 from bot.services.audit_trail import (
     check_may_checkpoint,
@@ -174,6 +176,8 @@ def handle_apikey(
             except DomainError as exc:
                 message = error_message(exc.user_message)
             ack(**message.as_kwargs())
+        case EditKey():
+            handle_edit(parsed, command, ack, respond, client, services, source=source)
         case ListIncidents():
             ack(**incidents_overview(services, team_id, client).as_kwargs())
         case RotationOverview():

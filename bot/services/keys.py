@@ -314,7 +314,7 @@ def register_key(
             seal_api_key_row(ring, row, api_key=form.api_key, secret=form.secret)
             session.add(row)
             session.flush()
-            plan_reminders(session, row, settings)
+            plan_reminders(session, row, settings, now=now)
             plan_delivery(session, row, settings=settings, reason="registration", now=now)
             if within is not None:
                 within(session, row)

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from bot.config import Settings
 from bot.jobs.kinds import JobKind, rotation_reminder
-from bot.jobs.queue import cancel_jobs, schedule_jobs
+from bot.jobs.queue import drop_unsent_jobs, schedule_jobs
 from bot.model.rotation import Audience
 from storage.models import RETIRED_STATUSES, ApiKey
 
@@ -56,13 +56,25 @@ def cycle_id(key: ApiKey) -> str:
     return due_date(key).strftime("%Y%m%dT%H%M%S")
 
 
-def plan_reminders(session: Session, key: ApiKey, settings: Settings) -> None:
-    """(Re)plan this key's reminders for its current due date; older plans are cancelled."""
-    cancel_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_REMINDER])
+def plan_reminders(session: Session, key: ApiKey, settings: Settings, *, now: datetime) -> None:
+    """(Re)plan this key's reminders for its current due date; older unsent plans are dropped
+    (steps already sent for this due date stay sent: they are not sent again).
+
+    Steps whose time has already passed when the plan is made (a shorter rotation period, a
+    short period at registration) are not "missed": only the latest of them is planned, for
+    ``now``, so it is sent once and on time, never marked late. A key that the new policy
+    makes overdue starts its escalation from ``now`` (the ``anchor``): the admins and then the
+    whole channel hear of it only if it stays unrotated for the configured days from here.
+    """
+    drop_unsent_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_REMINDER], now=now)
     if key.status in RETIRED_STATUSES:
         return
     due = due_date(key)
+    anchor = max(due, now)
     cycle = cycle_id(key)
+    steps = reminder_steps(settings)
+    passed = [step for step in steps if anchor + step.offset <= now]
+    current = passed[-1] if passed else None
     schedule_jobs(
         session,
         [
@@ -71,8 +83,17 @@ def plan_reminders(session: Session, key: ApiKey, settings: Settings) -> None:
                 key_id=key.id,
                 cycle=cycle,
                 step=step.name,
-                due_at=due + step.offset,
+                due_at=now if step is current else anchor + step.offset,
+                anchor=anchor,
             )
-            for step in reminder_steps(settings)
+            for step in steps
+            if step is current or step not in passed
         ],
     )
+
+
+def step_anchor(payload: dict, key: ApiKey) -> datetime:
+    """The time a planned step's offset counts from: its plan's anchor (older plans: the due
+    date)."""
+    anchor = payload.get("anchor")
+    return datetime.fromisoformat(anchor) if anchor else due_date(key)

@@ -426,7 +426,7 @@ def _complete(
         key.snoozed_until = None
         key.updated_at = now
         session.flush()
-        plan_reminders(session, key, settings)
+        plan_reminders(session, key, settings, now=now)
     schedule_jobs(session, [_announce_job(rotation, "complete", now)])
     resolve_page(session, dedup_key=old_key_page_key(rotation.id), now=now)
     record_event(

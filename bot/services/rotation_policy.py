@@ -87,7 +87,7 @@ def set_policy(
         before = key.rotation_period_days
         key.rotation_period_days = period_days
         key.updated_at = now
-        plan_reminders(session, key, settings)
+        plan_reminders(session, key, settings, now=now)
         record_event(
             session,
             team_id=team_id,

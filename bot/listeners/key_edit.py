@@ -1,0 +1,74 @@
+"""`/apikey edit <label> owner|purpose|account …` (admins): thin adapter over
+``bot.services.key_edit``; a new owner must be a member of the workspace and is told."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import Ack, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.blocks.key_edit import key_edited_message, new_owner_note
+from bot.blocks.notices import error_message
+from bot.commands import EditField, EditKey
+from bot.services.context import Services
+from bot.services.errors import DomainError, InvalidInput
+from bot.services.key_edit import edit_key
+from bot.slack.access import actor_from
+
+log = logging.getLogger(__name__)
+
+
+def handle_edit(
+    parsed: EditKey,
+    command: dict,
+    ack: Ack,
+    respond: Respond,
+    client: WebClient,
+    services: Services,
+    *,
+    source: str,
+) -> None:
+    ack()
+    actor = actor_from(services, command)
+    try:
+        if parsed.field == EditField.OWNER and actor.is_admin:
+            _require_member(client, parsed.value)
+        edited = edit_key(
+            engine=services.engine,
+            settings=services.settings,
+            actor=actor,
+            label=parsed.label,
+            field=parsed.field,
+            value=parsed.value,
+            now=services.clock(),
+            source=source,
+        )
+    except DomainError as exc:
+        respond(**error_message(exc.user_message).as_kwargs())
+        return
+    respond(**key_edited_message(edited, services.clock()).as_kwargs())
+    if parsed.field == EditField.OWNER:
+        try:
+            channel = client.conversations_open(users=edited.owner_user_id)["channel"]["id"]
+            client.chat_postMessage(
+                channel=channel, **new_owner_note(edited, actor.user_id).as_kwargs()
+            )
+        except SlackApiError as exc:  # the change stands; the reminders will reach them
+            log.warning("could not tell the new owner: %s", exc.response.get("error"))
+
+
+def _require_member(client: WebClient, user_id: str) -> None:
+    """The new owner must be a person in this workspace (not a bot, not deactivated)."""
+    try:
+        user = client.users_info(user=user_id)["user"]
+    except SlackApiError as exc:
+        if exc.response.get("error") not in ("user_not_found", "account_inactive"):
+            raise
+        user = None
+    if not user or user.get("deleted") or user.get("is_bot"):
+        raise InvalidInput(
+            f"<@{user_id}> is not a member of this workspace who can own a key; "
+            "pick a person from Slack's mention list. Nothing was changed."
+        )

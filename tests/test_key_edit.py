@@ -1,0 +1,147 @@
+"""`/apikey edit <label> owner|purpose|account …`: admins correct a key's owner, purpose or
+account through signed requests; audited; reminders and findings follow at once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlmodel import Session, select
+
+from bot.jobs.scheduler import FixedClock
+from storage.models import ApiKey, AuditEvent, BinanceAccount, utcnow
+from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
+from tests.factories import TRADE
+from tests.slack_requests import BotClient
+
+ADMIN = "U0ADMIN"
+ALERTS = "C0ALERTS"
+
+
+@pytest.fixture
+def stack(make_stack):
+    return make_stack(alert_channel=ALERTS, admin_user_ids=ADMIN, default_rotation_days=30)
+
+
+@pytest.fixture
+def client(stack) -> BotClient:
+    return BotClient(bot_client(stack).url.removesuffix("/slack/events"), slack=stack.slack)
+
+
+def _edit(stack, client, text: str, *, user: str = ADMIN) -> str:
+    return _command(stack, client, f"edit {text}", user=user)
+
+
+def _command(stack, client, text: str, *, user: str = ADMIN) -> str:
+    url = stack.slack.response_url(command=True)
+    ack = client.command(text, user_id=user, response_url=url)
+    assert ack.status_code == 200
+    (reply,) = stack.slack.wait_for(
+        "response_url", predicate=lambda c: c.params.get("_response_url") == url, timeout=10
+    )
+    return all_text(reply.params)
+
+
+def _key(stack, label="bot") -> ApiKey:
+    with Session(stack.services.engine) as session:
+        return session.exec(select(ApiKey).where(ApiKey.label == label)).one()
+
+
+def _edits(stack) -> list[AuditEvent]:
+    with Session(stack.services.engine) as session:
+        return list(session.exec(select(AuditEvent).where(AuditEvent.action == "key.edit")))
+
+
+def _tick(stack, clock) -> None:
+    scheduler = stack.scheduler(clock, worker_id="test")
+    try:
+        scheduler.tick()
+    finally:
+        scheduler.close()
+
+
+def test_an_admin_gives_a_key_a_new_owner_who_is_told_and_gets_the_reminders(stack, client):
+    t0 = utcnow()
+    register_directly(stack, "bot", owner=ALICE, now=t0)
+    answer = _edit(stack, client, f"bot owner <@{BOB}|bob>")
+    assert f"is now <@{BOB}>" in answer and f"was <@{ALICE}>" in answer
+    assert _key(stack).owner_user_id == BOB
+    (event,) = _edits(stack)
+    assert event.actor == ADMIN and event.target == "bot"
+    assert event.detail == {"field": "owner", "from": ALICE, "to": BOB}
+    assert stack.wait_idle(timeout=10)
+    opened = stack.slack.calls_to("conversations.open")
+    assert [c.params["users"] for c in opened] == [BOB]
+    (note,) = stack.slack.calls_to("chat.postMessage")
+    assert "made you the owner" in all_text(note.params) and f"<@{ADMIN}>" in all_text(note.params)
+    # The next rotation reminder goes to the new owner, not the old one.
+    _tick(stack, FixedClock(t0 + timedelta(days=16, minutes=1)))
+    dms = [c.params["users"] for c in stack.slack.calls_to("conversations.open")]
+    assert dms == [BOB, BOB] or dms == [BOB]  # the DM channel may be reused
+    reminder = stack.slack.calls_to("chat.postMessage")[-1]
+    assert "due in 14 days" in all_text(reminder.params)
+
+
+def test_a_purpose_change_reassesses_the_stored_permissions_at_once(stack, client):
+    register_directly(stack, "bot", permissions=TRADE)  # declared for trading: no excess
+    requests_before = len(stack.simulator.request_log)
+    answer = _edit(stack, client, "bot purpose read_only")
+    assert "read-only analysis" in answer and "was trading bot" in answer
+    assert "beyond" in answer.lower()  # trading rights exceed the new purpose
+    assert _key(stack).purpose == "read_only"
+    assert len(stack.simulator.request_log) == requests_before  # from what is stored
+    (event,) = _edits(stack)
+    assert event.detail == {"field": "purpose", "from": "trading", "to": "read_only"}
+    # The status report (a fresh Binance check) judges the key against its new purpose too.
+    status = _command(stack, client, "status bot")
+    assert "beyond" in status.lower() and "read-only analysis" in status
+
+
+def test_an_admin_moves_a_key_to_another_account(stack, client):
+    register_directly(stack, "bot", account="main")
+    answer = _edit(stack, client, "bot account sub-1")
+    assert "“sub-1”" in answer and "“main”" in answer and "No key was on that account" in answer
+    with Session(stack.services.engine) as session:
+        account = session.get(BinanceAccount, _key(stack).account_id)
+    assert account.alias == "sub-1"
+    assert _edits(stack)[0].detail == {"field": "account", "from": "main", "to": "sub-1"}
+
+
+@pytest.mark.parametrize(
+    ("text", "user", "fragment"),
+    [
+        ("bot owner <@U0BOB>", ALICE, "Only admins"),
+        ("bot purpose withdrawals", ALICE, "Only admins"),
+        ("ghost owner <@U0BOB>", ADMIN, "No registered key is labelled “ghost”"),
+        ("bot owner <@U0NOBODY>", ADMIN, "not a member of this workspace"),
+        ("bot owner @bob", ADMIN, "mention list"),
+        ("bot purpose admin", ADMIN, "not a purpose"),
+        ("bot purpose trading", ADMIN, "already declared"),
+        ("bot owner <@U0ALICE>", ADMIN, "already owns"),
+        ("bot account main", ADMIN, "already belongs"),
+        ("bot colour blue", ADMIN, "What should change?"),
+    ],
+)
+def test_bad_edits_are_refused_politely_and_change_nothing(stack, client, text, user, fragment):
+    register_directly(stack, "bot", owner=ALICE, account="main")
+    before = _key(stack)
+    url = stack.slack.response_url(command=True)
+    ack = client.command(f"edit {text}", user_id=user, response_url=url)
+    assert ack.status_code == 200
+    answers = all_text(ack.json()) if ack.text else ""
+    if fragment not in answers:
+        (reply,) = stack.slack.wait_for(
+            "response_url", predicate=lambda c: c.params.get("_response_url") == url, timeout=10
+        )
+        answers = all_text(reply.params)
+    assert fragment in answers
+    assert "Traceback" not in answers
+    assert stack.wait_idle(timeout=10)
+    after = _key(stack)
+    assert (after.owner_user_id, after.purpose, after.account_id) == (
+        before.owner_user_id,
+        before.purpose,
+        before.account_id,
+    )
+    assert _edits(stack) == []
+    assert stack.slack.calls_to("chat.postMessage") == []
