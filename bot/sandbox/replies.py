@@ -78,6 +78,7 @@ class SlackReplies:
         self.buttons: list[Pressable] = []
         self.last_calls: list[dict[str, Any]] = []  # the `calls` command shows these
         self._seen = 0  # Slack calls already shown (late ones show with the next command)
+        self.channel_names: dict[str, str] = {}  # channel id -> name, for captions
 
     def start_command(self) -> None:
         self.buttons = []
@@ -104,12 +105,17 @@ class SlackReplies:
         *,
         view: dict | None = None,
         ephemeral: bool = True,
+        channel: str | None = None,
     ) -> None:
+        """Print a reply; a regular message (``ephemeral`` False) keeps its ``ts`` and
+        ``channel`` so that a button pressed in it comes back as Slack sends it."""
         buttons = payload_buttons(params)
         text = render_payload(
             params, first_number=len(self.buttons) + 1, width=self.width - 2, style=self.style
         )
         message = None if ephemeral or view else params
+        if message is not None and channel:
+            message = {**message, "_channel": channel}
         self.buttons.extend(Pressable(b, message, view) for b in buttons)
         self.term.say(f"↳ {caption}")
         if text:
@@ -140,6 +146,13 @@ class SlackReplies:
                 self.term.say("(stopped waiting for the bot after 15 seconds)")
                 break
             time.sleep(0.05)
+        return opened
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Print the calls recorded so far and not yet shown, without waiting for more."""
+        calls = self.slack.calls
+        opened = [v for call in calls[self._seen :] if (v := self._show_call(call)) is not None]
+        self._seen = len(calls)
         return opened
 
     def wait_quietly(self, mark: int) -> None:
@@ -173,9 +186,27 @@ class SlackReplies:
             self.show("private message (only you can see it)", params)
             return None
         if method == "chat.postMessage":
-            where = params.get("channel", "?")
-            where = "a direct message" if where.startswith("D") else where
-            self.show(f"message in {where}", params, ephemeral=False)
+            where = self.channel_name(str(params.get("channel", "?")))
+            if params.get("thread_ts"):
+                where += ", in a thread"
+            message = {**params, "ts": getattr(call, "answered_ts", None) or params.get("ts")}
+            self.show(
+                f"message in {where}",
+                message,
+                ephemeral=False,
+                channel=str(params.get("channel", "")),
+            )
+            return None
+        if method == "chat.update":
+            # Drawn in place of the message it updates (same channel and ts), with its buttons:
+            # in Slack the old message changes; here the new one is printed as a whole.
+            where = self.channel_name(str(params.get("channel", "?")))
+            self.show(
+                f"the message in {where} is updated; it now reads",
+                params,
+                ephemeral=False,
+                channel=str(params.get("channel", "")),
+            )
             return None
         if method in {"views.open", "views.push", "views.update", "views.publish"}:
             # A button pressed in a view comes back with the view as Slack stored it (its id
@@ -191,6 +222,13 @@ class SlackReplies:
             return view if method in {"views.open", "views.push"} else None
         self.term.say(f"↳ {method}: {json.dumps(params, ensure_ascii=False, default=str)[:300]}")
         return None
+
+    def channel_name(self, channel: str) -> str:
+        """How a person names ``channel``: #name for the workspace's channels."""
+        if channel.startswith("D"):
+            return "a direct message"
+        name = self.channel_names.get(channel)
+        return f"#{name}" if name else channel
 
     # --- buttons ------------------------------------------------------------------------------
 
