@@ -38,6 +38,7 @@ HMAC
 /apikey rotate drill-bot every 16d
 advance 2d
 press Snooze
+who
 advance 2d
 demo-key hmac trade
 /apikey rotate drill-bot
@@ -64,7 +65,7 @@ def test_a_rotation_from_reminder_to_completion():
 
     reminded = _section(out, "advance 2d")
     assert "Rotation reminder: *drill-bot* is due in 14 days" in reminded
-    assert "For: @U0OLIVIA" in reminded and "a direct message" in reminded
+    assert "For: @olivia" in reminded and "a direct message" in reminded
     assert "Sent late" not in reminded  # the clock stopped on the reminder's day
     assert "(scheduler at " in reminded
 
@@ -75,6 +76,9 @@ def test_a_rotation_from_reminder_to_completion():
     done = _section(out, "advance 1h")
     assert "Rotation of *drill-bot* complete: Binance now rejects the old key" in done
     assert "Sent late" not in done
+    snoozed = _section(out, "press Snooze")
+    assert "Snoozed" in snoozed and "drill-bot" in snoozed
+    assert re.search(r"→ @olivia\s+U0OLIVIA\s+key owner", _section(out, "who"))
     assert "Usage: advance" in _section(out, "advance soon")
     assert "No one here is called “@nobody”" in _section(out, "as @nobody")
 
@@ -136,7 +140,7 @@ def test_an_incident_from_a_leak_to_its_closing_summary():
 
     presses = out.split("sandbox> press 1")[1:]
     assert len(presses) == 5
-    for step, who in ((2, "U0MAX"), (3, "U0OLIVIA"), (4, "U0SANDBOX"), (5, "U0SANDBOX")):
+    for step, who in ((2, "max"), (3, "olivia"), (4, "you"), (5, "you")):
         assert f"{step} of 5 steps done" in presses[step - 2]
         assert f"done by @{who}" in presses[step - 2]
     closing = presses[4]
@@ -158,8 +162,8 @@ def test_demo_drill_walks_the_whole_drill():
         "Rotation started",
         "It matches the registered key *drill-bot*",
         "Compromised key: drill-bot",
-        "done by @U0MAX",
-        "done by @U0OLIVIA",
+        "done by @max",
+        "done by @olivia",
         "Incident closed: drill-bot",
         "The drill is over.",
     ):

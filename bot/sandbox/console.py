@@ -127,6 +127,7 @@ class Console:
         )
         self.forms = FormPrompts(term, self.demo)
         self.replies.channel_names = dict(CHANNELS)
+        self.replies.user_names = {p.user_id: p.name for p in PEOPLE}
         self.actor: Person = PEOPLE[0]
         self.clock = SandboxClock()
         self.scheduler = stack.scheduler(self.clock, worker_id="sandbox")

@@ -8,6 +8,7 @@ numbers the buttons in them so that the person can press one, and waits until th
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from concurrent.futures import Executor, Future
@@ -21,6 +22,7 @@ from bot.sandbox.terminal import Terminal, indent, loosely
 MAX_WAIT_SECONDS = 15.0
 QUIET_SECONDS = 1.0  # without activity tracking: the reply is complete after this much silence
 SETTLE_SECONDS = 0.3  # with activity tracking: silence once the bot has no work in flight
+USER_MENTION = re.compile(r"@([UW][A-Z0-9]{2,})\b")  # <@U…> as render.py writes it
 # Slack Web API calls that are plumbing, not something a user sees.
 SILENT_METHODS = {"conversations.open", "auth.test", "users.info", "chat.getPermalink"}
 
@@ -79,6 +81,7 @@ class SlackReplies:
         self.last_calls: list[dict[str, Any]] = []  # the `calls` command shows these
         self._seen = 0  # Slack calls already shown (late ones show with the next command)
         self.channel_names: dict[str, str] = {}  # channel id -> name, for captions
+        self.user_names: dict[str, str] = {}  # user id -> name, for mentions
 
     def start_command(self) -> None:
         self.buttons = []
@@ -113,6 +116,8 @@ class SlackReplies:
         text = render_payload(
             params, first_number=len(self.buttons) + 1, width=self.width - 2, style=self.style
         )
+        if self.user_names:  # as Slack shows a mention: the person's name, not their id
+            text = USER_MENTION.sub(lambda m: "@" + self.user_names.get(m[1], m[1]), text)
         message = None if ephemeral or view else params
         if message is not None and channel:
             message = {**message, "_channel": channel}
