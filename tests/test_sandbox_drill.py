@@ -7,8 +7,20 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from slack_sdk import WebClient
+
 from bot.sandbox.drill import channel_id, find_person, parse_duration
+from bot.sandbox.slack_standin import SlackStandIn
 from tests.test_sandbox import _section, run_script
+
+
+def test_the_stand_in_keeps_the_ts_it_answered_so_an_update_names_the_message():
+    with SlackStandIn() as slack:
+        client = WebClient(base_url=slack.url, token=slack.bot_token)
+        posted = client.chat_postMessage(channel="C0ALERTS", text="checklist")
+        client.chat_update(channel="C0ALERTS", ts=posted["ts"], text="checklist, 1 done")
+        post, update = slack.calls_to("chat.postMessage")[0], slack.calls_to("chat.update")[0]
+        assert post.answered_ts == posted["ts"] == update.params["ts"] == update.answered_ts
 
 
 def test_durations_people_and_channels_are_read_as_typed():

@@ -327,7 +327,8 @@ def message_event(
     text: str, *, channel_id: str, user_id: str = SANDBOX_USER, team_id: str = DEFAULT_TEAM
 ) -> str:
     """The Events API callback Slack sends when ``user_id`` posts ``text`` in ``channel_id``
-    (https://api.slack.com/events/message: type, channel, user, text, ts)."""
+    (https://docs.slack.dev/reference/events/message.channels: the event wrapper
+    with type, channel, user, text, ts, event_ts and channel_type "channel")."""
     now = time.time()
     return json.dumps(
         {
