@@ -9,7 +9,8 @@ sends to "Slack" is printed as text.
 This module is the prompt loop and its dispatch; the rest of the sandbox console lives beside it:
 ``startup`` (command line, data directory, the local stack), ``terminal`` (what the person reads
 and types), ``replies`` (what the bot sends to Slack, as text, and its buttons), ``forms`` (modals
-filled in at prompts) and ``demo`` (demo keys and the ``binance …`` commands).
+filled in at prompts), ``demo`` (demo keys and the ``binance …`` commands) and ``drill`` (the
+sandbox's people and channels, the scheduler's clock and ``demo drill``).
 """
 
 from __future__ import annotations
@@ -367,12 +368,15 @@ class Console:
         work they handed on is waited for too. Says what ran when ``announce`` or it was not
         nothing (and ``wait``)."""
         ran = 0
+        fresh = False
         for _ in range(5):
             report = self.scheduler.tick()
             if not report.claimed:
                 break
-            if not ran:  # what the jobs send is the newest reply: its buttons are the ones
+            if not fresh and self.replies.has_unseen():
+                # what the jobs sent is the newest reply: its buttons are the ones to press
                 self.replies.start_command()
+                fresh = True
             ran += report.claimed
             self.replies.flush()
         if ran and wait:

@@ -153,6 +153,10 @@ class SlackReplies:
             time.sleep(0.05)
         return opened
 
+    def has_unseen(self) -> bool:
+        """Whether the bot made Slack calls not shown yet."""
+        return len(self.slack.calls) > self._seen
+
     def flush(self) -> list[dict[str, Any]]:
         """Print the calls recorded so far and not yet shown, without waiting for more."""
         calls = self.slack.calls
