@@ -9,7 +9,8 @@ sends to "Slack" is printed as text.
 This module is the prompt loop and its dispatch; the rest of the sandbox console lives beside it:
 ``startup`` (command line, data directory, the local stack), ``terminal`` (what the person reads
 and types), ``replies`` (what the bot sends to Slack, as text, and its buttons), ``forms`` (modals
-filled in at prompts) and ``demo`` (demo keys and the ``binance …`` commands).
+filled in at prompts), ``demo`` (demo keys and the ``binance …`` commands) and ``drill`` (the
+sandbox's people and channels, the scheduler's clock and ``demo drill``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.ids import COMMAND, Action, Block, Callback
-from bot.sandbox.demo import DemoBinance, register_demo_keys
+from bot.sandbox.demo import DEMO_SHORTCUT, DemoBinance, register_demo_keys
+from bot.sandbox.drill import (
+    CHANNELS,
+    PEOPLE,
+    Person,
+    SandboxClock,
+    channel_id,
+    drill_lines,
+    find_person,
+    next_due,
+    parse_duration,
+)
 from bot.sandbox.forms import Answers, FormPrompts, has_inputs
 from bot.sandbox.render import WIDTH, text_of
 from bot.sandbox.replies import BotActivity, SlackReplies
@@ -38,6 +50,7 @@ from bot.sandbox.requests import (
     SignedClient,
     app_home_opened,
     block_action,
+    message_event,
     slash_command,
     view_submission,
 )
@@ -46,9 +59,10 @@ from bot.sandbox.terminal import Terminal, read_hidden
 from bot.services.key_pairs import waiting_pairs
 
 PROMPT = "sandbox> "
+MAX_STOPS = 500  # `advance`: at most this many stops at due jobs on the way
 
 HELP = """\
-Console commands (anything starting with /apikey goes to the bot, as user @U0SANDBOX):
+Console commands (anything starting with /apikey goes to the bot, as the person acting):
   /apikey <text>                 a slash command, e.g. /apikey status all, /apikey help
   press <number|text>            press a button of the last reply, e.g. press 1, press Next
   buttons                        show the buttons you can press
@@ -67,6 +81,14 @@ Console commands (anything starting with /apikey goes to the bot, as user @U0SAN
   binance latency <ms>           slow Binance down (over 2000 ms, the register form waits)
   binance self-generated <label> [read|trade|withdraw]
                                  create in Binance the key of a pair the bot generated
+  as @you|@olivia|@max           act as another person: you (admin), olivia (key owner), max
+                                 (member); also as admin, as owner, as member
+  who                            who is acting, and the people of this workspace
+  say #channel <text>            post a message in a channel as the person acting (the bot looks
+                                 for leaked keys); !demo in the text is the last demo key's secret
+  tick                           run the bot's scheduled work that is due now
+  advance <n>m|h|d|w             move the scheduler's clock forward (e.g. advance 1d), then tick
+  demo drill                     walk register, reminder, rotate, leak, incident, close
   calls                          the raw Slack calls of the last command (JSON)
   help                           this text
   exit                           leave (also quit, or Ctrl-D)
@@ -105,9 +127,15 @@ class Console:
             waiting_pairs=lambda: waiting_pairs(stack.services.engine, team_id),
         )
         self.forms = FormPrompts(term, self.demo)
+        self.replies.channel_names = dict(CHANNELS)
+        self.replies.user_names = {p.user_id: p.name for p in PEOPLE}
+        self.actor: Person = PEOPLE[0]
+        self.clock = SandboxClock()
+        self.scheduler = stack.scheduler(self.clock, worker_id="sandbox")
 
     def close(self) -> None:
         self.client.close()
+        self.scheduler.close()
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -153,6 +181,20 @@ class Console:
             self.demo.make_key(rest.split())
         elif word == "binance":
             self.demo.command(rest)
+        elif word == "as":
+            self.act_as(rest)
+        elif word == "who":
+            self.who()
+        elif word == "say":
+            self.say(rest)
+        elif word == "tick":
+            self.tick(announce=True)
+        elif word == "advance":
+            self.advance(rest)
+        elif word == "demo" and rest == "drill":
+            self.drill()
+        elif word == "demo":
+            self.term.say("Usage: demo drill (or demo-key, to make a key)")
         elif word == "calls":
             self.term.say(
                 json.dumps(self.replies.last_calls, indent=2, ensure_ascii=False, default=str)
@@ -169,12 +211,13 @@ class Console:
         body = slash_command(
             text,
             response_url=self.slack.response_url(),
-            user_id=SANDBOX_USER,
+            user_id=self.actor.user_id,
             team_id=self.team_id,
             channel_id=SANDBOX_CHANNEL,
         )
         self.replies.show_ack(self.client.post(body))
         self.follow()
+        self.tick()
 
     def press(self, which: str) -> None:
         if not which:
@@ -190,26 +233,29 @@ class Console:
             self.term.say(f"(in Slack this would also open {button.url})")
         self.replies.start_command()
         response_url = None if chosen.view else self.slack.response_url()
+        message = dict(chosen.message) if chosen.message is not None else None
+        channel = (message or {}).pop("_channel", None) or SANDBOX_CHANNEL
         body = block_action(
             button.action_id,
             button.value,
             response_url=response_url,
             text=button.text,
             block_id=button.block_id,
-            message=chosen.message,
+            message=message,
             view=chosen.view,
-            user_id=SANDBOX_USER,
+            user_id=self.actor.user_id,
             team_id=self.team_id,
-            channel_id=SANDBOX_CHANNEL,
+            channel_id=channel,
         )
         self.replies.show_ack(self.client.post(body))
         self.follow()
+        self.tick()
 
     def home(self) -> None:
         """Open the app's Home tab, as a click on the app's name in Slack does."""
         self.replies.start_command()
         self.replies.show_ack(
-            self.client.post(app_home_opened(user_id=SANDBOX_USER, team_id=self.team_id))
+            self.client.post(app_home_opened(user_id=self.actor.user_id, team_id=self.team_id))
         )
         self.follow()
 
@@ -239,7 +285,7 @@ class Console:
                     private_metadata=view.get("private_metadata", ""),
                     blocks=view.get("blocks"),
                     title=title,
-                    user_id=SANDBOX_USER,
+                    user_id=self.actor.user_id,
                     team_id=self.team_id,
                 )
             )
@@ -266,7 +312,125 @@ class Console:
             self.term.say("↳ the form closes")
             self._remember(view, values)
             self.follow()
+            self.tick()
             return
+
+    # --- the workspace, its clock and the drill --------------------------------------------------
+
+    def act_as(self, ref: str) -> None:
+        person = find_person(ref)
+        if person is None:
+            names = ", ".join(f"@{p.name} ({p.role})" for p in PEOPLE)
+            self.term.say(f"No one here is called “{ref}”. The people here: {names}.")
+            return
+        self.actor = person
+        self.term.say(f"(you now act as @{person.name}, {person.role})")
+
+    def who(self) -> None:
+        for person in PEOPLE:
+            mark = "→" if person is self.actor else " "
+            self.term.say(f" {mark} @{person.name:8} {person.user_id:10} {person.role}")
+        names = ", ".join(f"#{name}" for name in CHANNELS.values())
+        self.term.say(f"Channels: {names} (alerts go to #alerts).")
+
+    def say(self, rest: str) -> None:
+        """``say #channel <text>``: a message from the person acting, as Slack's Events API
+        delivers it to the bot (the ``message`` event)."""
+        where, _, text = rest.partition(" ")
+        channel = channel_id(where) if where.startswith("#") else None
+        if channel is None or not text.strip():
+            self.term.say("Usage: say #channel <text>, e.g. say #sandbox hello")
+            return
+        if DEMO_SHORTCUT in text:
+            last = self.demo.last_made
+            if last is None:
+                self.term.say("There is no demo key yet: make one with demo-key.")
+                return
+            text = text.replace(DEMO_SHORTCUT, last.secret.strip() or last.api_key)
+        self.term.say(f"(@{self.actor.name} posted in {self.replies.channel_name(channel)})")
+        self.replies.start_command()
+        reply = self.client.post(
+            message_event(
+                text, channel_id=channel, user_id=self.actor.user_id, team_id=self.team_id
+            )
+        )
+        self.replies.record_answer("(HTTP answer to the event)", reply)
+        if reply.status != 200:
+            self.term.say(f"(the bot answered HTTP {reply.status})")
+        self.follow()
+        self.tick()
+
+    def tick(self, *, announce: bool = False, wait: bool = True) -> None:
+        """Run the scheduled work due by the sandbox's clock, and show what it sends to Slack;
+        again while it leaves more work due now (a check that schedules the next one).
+
+        A tick runs its jobs to the end, so ``wait=False`` shows their calls at once; otherwise
+        work they handed on is waited for too. Says what ran when ``announce`` or it was not
+        nothing (and ``wait``)."""
+        ran = 0
+        fresh = False
+        for _ in range(5):
+            report = self.scheduler.tick()
+            if not report.claimed:
+                break
+            if not fresh and self.replies.has_unseen():
+                # what the jobs sent is the newest reply: its buttons are the ones to press
+                self.replies.start_command()
+                fresh = True
+            ran += report.claimed
+            self.replies.flush()
+        if ran and wait:
+            self.follow()
+        if announce or (ran and wait):
+            when = self.clock.now().strftime("%Y-%m-%d %H:%M UTC")
+            done = f"{ran} job{'s' if ran != 1 else ''}" if ran else "nothing due"
+            self.term.say(f"(scheduler at {when}: {done})")
+
+    def advance(self, rest: str) -> None:
+        delta = parse_duration(rest)
+        if delta is None:
+            self.term.say("Usage: advance <n>m|h|d|w, e.g. advance 1d or advance 12h")
+            return
+        self.term.say(f"(the clock moves forward {rest.strip()})")
+        target = self.clock.now() + delta
+        # Stop at each job's due time on the way, as a bot that kept running would have run it:
+        # a reminder sent on its day is not "late".
+        for _ in range(MAX_STOPS):
+            due = next_due(self.stack.services.engine)
+            if due is None or due > target:
+                break
+            self.clock.move_to(due)
+            self.tick(wait=False)
+        self.clock.move_to(target)
+        self.tick(announce=True)
+
+    def drill(self) -> None:
+        """``demo drill``: run the drill's lines as if typed; forms take the lines after them."""
+        self.term.scripted_only = True
+        try:
+            self._drill(drill_lines())
+        finally:
+            self.term.scripted_only = False
+            self.term.drop_fed()
+
+    def _drill(self, lines: list[str]) -> None:
+        self.term.say("The drill: register → status → reminder → rotate → leak → incident → close")
+        while lines:
+            line = lines.pop(0)
+            if line.startswith("##"):
+                text = line[2:].strip()
+                self.term.say(text if line.startswith("##  ") else "\n" + text)
+                continue
+            self.term.say(f"drill> {line}")
+            answers = []
+            while lines and not _is_command(lines[0]):
+                answers.append(lines.pop(0))
+            self.term.feed(answers)
+            self.dispatch(line)
+            if self.term.drop_fed():
+                self.term.say("(the drill stops: the bot did not answer as it expected)")
+                return
+        self.term.say("\nThe drill is over. Try it yourself: type help.")
 
     def _remember(self, view: dict[str, Any], values: FormValues) -> None:
         """After a registration, the label names that key in ``binance …`` commands."""
@@ -284,6 +448,10 @@ class Console:
 
         Returns each label with None when it was registered, else why the bot refused it."""
         outcome = register_demo_keys(seeded, demo=self.demo, submit=self._submit_registration)
+        for _ in range(5):  # what registering started (announcements to #alerts), unshown
+            if not self.scheduler.tick().claimed:
+                break
+        self.stack.wait_idle()
         self.slack.clear()
         return outcome
 
@@ -301,6 +469,15 @@ class Console:
         )
         self.replies.wait_quietly(mark)
         return reply
+
+
+DRILL_COMMANDS = {"as", "who", "say", "tick", "advance", "demo-key", "binance", "press"}
+
+
+def _is_command(line: str) -> bool:
+    """In the drill's script: a console command (not an answer to the form before it)."""
+    word = line.split(" ", 1)[0]
+    return line.startswith("##") or word.lower() == "/apikey" or word in DRILL_COMMANDS
 
 
 def _signing_secret(stack: Any) -> str:

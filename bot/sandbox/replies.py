@@ -8,6 +8,7 @@ numbers the buttons in them so that the person can press one, and waits until th
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from concurrent.futures import Executor, Future
@@ -21,6 +22,7 @@ from bot.sandbox.terminal import Terminal, indent, loosely
 MAX_WAIT_SECONDS = 15.0
 QUIET_SECONDS = 1.0  # without activity tracking: the reply is complete after this much silence
 SETTLE_SECONDS = 0.3  # with activity tracking: silence once the bot has no work in flight
+USER_MENTION = re.compile(r"@([UW][A-Z0-9]{2,})\b")  # <@U…> as render.py writes it
 # Slack Web API calls that are plumbing, not something a user sees.
 SILENT_METHODS = {"conversations.open", "auth.test", "users.info", "chat.getPermalink"}
 
@@ -78,6 +80,8 @@ class SlackReplies:
         self.buttons: list[Pressable] = []
         self.last_calls: list[dict[str, Any]] = []  # the `calls` command shows these
         self._seen = 0  # Slack calls already shown (late ones show with the next command)
+        self.channel_names: dict[str, str] = {}  # channel id -> name, for captions
+        self.user_names: dict[str, str] = {}  # user id -> name, for mentions
 
     def start_command(self) -> None:
         self.buttons = []
@@ -104,12 +108,19 @@ class SlackReplies:
         *,
         view: dict | None = None,
         ephemeral: bool = True,
+        channel: str | None = None,
     ) -> None:
+        """Print a reply; a regular message (``ephemeral`` False) keeps its ``ts`` and
+        ``channel`` so that a button pressed in it comes back as Slack sends it."""
         buttons = payload_buttons(params)
         text = render_payload(
             params, first_number=len(self.buttons) + 1, width=self.width - 2, style=self.style
         )
+        if self.user_names:  # as Slack shows a mention: the person's name, not their id
+            text = USER_MENTION.sub(lambda m: "@" + self.user_names.get(m[1], m[1]), text)
         message = None if ephemeral or view else params
+        if message is not None and channel:
+            message = {**message, "_channel": channel}
         self.buttons.extend(Pressable(b, message, view) for b in buttons)
         self.term.say(f"↳ {caption}")
         if text:
@@ -140,6 +151,17 @@ class SlackReplies:
                 self.term.say("(stopped waiting for the bot after 15 seconds)")
                 break
             time.sleep(0.05)
+        return opened
+
+    def has_unseen(self) -> bool:
+        """Whether the bot made Slack calls not shown yet."""
+        return len(self.slack.calls) > self._seen
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Print the calls recorded so far and not yet shown, without waiting for more."""
+        calls = self.slack.calls
+        opened = [v for call in calls[self._seen :] if (v := self._show_call(call)) is not None]
+        self._seen = len(calls)
         return opened
 
     def wait_quietly(self, mark: int) -> None:
@@ -173,9 +195,27 @@ class SlackReplies:
             self.show("private message (only you can see it)", params)
             return None
         if method == "chat.postMessage":
-            where = params.get("channel", "?")
-            where = "a direct message" if where.startswith("D") else where
-            self.show(f"message in {where}", params, ephemeral=False)
+            where = self.channel_name(str(params.get("channel", "?")))
+            if params.get("thread_ts"):
+                where += ", in a thread"
+            message = {**params, "ts": getattr(call, "answered_ts", None) or params.get("ts")}
+            self.show(
+                f"message in {where}",
+                message,
+                ephemeral=False,
+                channel=str(params.get("channel", "")),
+            )
+            return None
+        if method == "chat.update":
+            # Drawn in place of the message it updates (same channel and ts), with its buttons:
+            # in Slack the old message changes; here the new one is printed as a whole.
+            where = self.channel_name(str(params.get("channel", "?")))
+            self.show(
+                f"the message in {where} is updated; it now reads",
+                params,
+                ephemeral=False,
+                channel=str(params.get("channel", "")),
+            )
             return None
         if method in {"views.open", "views.push", "views.update", "views.publish"}:
             # A button pressed in a view comes back with the view as Slack stored it (its id
@@ -191,6 +231,13 @@ class SlackReplies:
             return view if method in {"views.open", "views.push"} else None
         self.term.say(f"↳ {method}: {json.dumps(params, ensure_ascii=False, default=str)[:300]}")
         return None
+
+    def channel_name(self, channel: str) -> str:
+        """How a person names ``channel``: #name for the workspace's channels."""
+        if channel.startswith("D"):
+            return "a direct message"
+        name = self.channel_names.get(channel)
+        return f"#{name}" if name else channel
 
     # --- buttons ------------------------------------------------------------------------------
 

@@ -323,6 +323,38 @@ def app_home_opened(*, user_id: str = SANDBOX_USER, team_id: str = DEFAULT_TEAM)
     )
 
 
+def message_event(
+    text: str, *, channel_id: str, user_id: str = SANDBOX_USER, team_id: str = DEFAULT_TEAM
+) -> str:
+    """The Events API callback Slack sends when ``user_id`` posts ``text`` in ``channel_id``
+    (https://docs.slack.dev/reference/events/message.channels: the event wrapper
+    with type, channel, user, text, ts, event_ts and channel_type "channel")."""
+    now = time.time()
+    return json.dumps(
+        {
+            "token": VERIFICATION_TOKEN,
+            "team_id": team_id,
+            "context_team_id": team_id,
+            "api_app_id": SANDBOX_APP_ID,
+            "type": "event_callback",
+            "event_id": "Ev0" + uuid.uuid4().hex[:10].upper(),
+            "event_time": int(now),
+            "event": {
+                "type": "message",
+                "channel": channel_id,
+                "channel_type": "channel",
+                "user": user_id,
+                "text": text,
+                "ts": f"{now:.6f}",
+                "event_ts": f"{now:.6f}",
+            },
+            "authorizations": [
+                {"team_id": team_id, "user_id": "U0BOT", "is_bot": True, "enterprise_id": None}
+            ],
+        }
+    )
+
+
 @dataclass(frozen=True)
 class BotReply:
     """What the bot answered over HTTP: the status and the ack body (JSON when there is one)."""

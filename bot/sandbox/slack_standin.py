@@ -72,6 +72,9 @@ class SlackCall:
     # in a block_actions payload when a button in that view is pressed
     # (https://api.slack.com/reference/interaction-payloads/block-actions, "view").
     answered_view: dict | None = None
+    # chat.postMessage / chat.update: the ``ts`` answered, which names the message from then on
+    # (https://api.slack.com/methods/chat.postMessage, "ts" in the response; chat.update takes it)
+    answered_ts: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -947,6 +950,7 @@ class _Handler(TrackedHandler):
             return
         if record:
             view = answer.body.get("view") if isinstance(answer.body, dict) else None
+            ts = answer.body.get("ts") if isinstance(answer.body, dict) else None
             call = SlackCall(
                 method,
                 params,
@@ -955,6 +959,7 @@ class _Handler(TrackedHandler):
                 answer.status,
                 answer.error,
                 answered_view=view if isinstance(view, dict) else None,
+                answered_ts=str(ts) if ts else None,
             )
             standin._record(call)
         if standin.latency > 0:

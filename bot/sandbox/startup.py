@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.sandbox.demo import demo_summary
+from bot.sandbox.drill import ALERT_CHANNEL, PEOPLE
 from bot.sandbox.requests import SANDBOX_USER
 
 if TYPE_CHECKING:
@@ -27,8 +28,11 @@ here is fake and exists only inside this process.
   log:   {log}
 
 {demo}
+People: you (admin, acting now), olivia (key owner), max (member): `as @max` switches.
+Channels: #sandbox (where you type), #alerts (the alert channel).
+
 Try:  /apikey status all    /apikey list    /apikey register    /apikey remove withdrawer
-      press <button>        demo-key        help                exit
+      press <button>        demo-key        demo drill          advance 1d    help    exit
 """
 
 
@@ -93,14 +97,17 @@ def start_stack(
         signing_secret=SANDBOX_SIGNING_SECRET,
         master_keys=_master_keys(data_dir),
         admin_user_ids=SANDBOX_USER,
+        # the console ticks the scheduler on a clock it moves (`tick`, `advance 1d`)
         scheduler_enabled=False,
         # Settings of a real deployment in the environment must not leak into the sandbox.
         slack_app_token=None,
         slack_team_id=None,
         master_key_active=None,
-        alert_channel=None,
+        alert_channel=ALERT_CHANNEL,
     )
     cleanup.callback(stack.stop)
+    for person in PEOPLE:
+        stack.slack.add_user(person.user_id, name=person.name, is_admin=person.role == "admin")
     return stack, seeded
 
 

@@ -28,17 +28,43 @@ class Terminal:
         self._read_line = read_line
         self._read_secret = read_secret
         self.echo = echo  # stdin is not a terminal: show what was read, so transcripts make sense
+        self._queued: list[str] = []  # answers a scripted walk (``demo drill``) types
+        self.scripted_only = False  # while a walk runs: no fed answer left ends the input
+
+    def feed(self, lines: list[str]) -> None:
+        """Answer the next prompts with ``lines`` (shown as if typed) before reading input."""
+        self._queued = list(lines) + self._queued
+
+    def drop_fed(self) -> list[str]:
+        """Forget the fed answers no prompt took; returns them."""
+        left, self._queued = self._queued, []
+        return left
+
+    def _scripted(self, prompt: str, shown: str | None = None) -> str | None:
+        if not self._queued:
+            if self.scripted_only:
+                raise EOFError
+            return None
+        line = self._queued.pop(0)
+        self.say(prompt + (line if shown is None else shown))
+        return line
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
 
     def ask(self, prompt: str) -> str:
+        scripted = self._scripted(prompt)
+        if scripted is not None:
+            return scripted
         line = self._read_line(prompt)
         if self.echo:
             self.say(line)
         return line
 
     def ask_secret(self, prompt: str) -> str:
+        scripted = self._scripted(prompt, "•••••• (hidden)")
+        if scripted is not None:
+            return scripted
         line = self._read_secret(prompt)
         if self.echo:
             self.say("•••••• (hidden)")
@@ -46,6 +72,11 @@ class Terminal:
 
     def read_secret_line(self) -> str:
         """The next hidden line, with no prompt and no echo (a pasted PEM, line by line)."""
+        if self._queued or self.scripted_only:
+            line = self._scripted("", "")
+            if line is None:  # _scripted raises EOFError rather than answer None here
+                raise EOFError
+            return line
         return self._read_secret("")
 
     def confirm(self, question: str) -> bool:
