@@ -60,6 +60,9 @@ class LocalStack:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        # Listeners still running after their ack (and the work they handed on) finish here,
+        # while the Slack stand-in still answers: none of it spills into whatever runs next.
+        self.services.wait_idle(timeout=10)
         self.services.close()
         self.services.engine.dispose()
         if self._owns_slack:
