@@ -106,8 +106,12 @@ CLOSE_NOTE_LIMIT = 2000  # the close modal's max_length; the service keeps at mo
 
 # Things that must never reach a text Slack parses as mrkdwn. (The bot's own link to Binance
 # API Management, in step 1 of the checklist, is the one link it writes.)
+# Links the bot makes itself are allowed: Binance's site, and a checklist's permalink as
+# Slack's chat.getPermalink gives it (https://<workspace>.slack.com/archives/...).
 PINGS = re.compile(
-    r"<!(?:channel|here|everyone|subteam)|<@" + VICTIM + r"|<https?://(?!www\.binance\.com/)",
+    r"<!(?:channel|here|everyone|subteam)|<@"
+    + VICTIM
+    + r"|<https?://(?!www\.binance\.com/|[a-z0-9-]+\.slack\.com/archives/[A-Z0-9]+/p\d+\|)",
     re.I,
 )
 

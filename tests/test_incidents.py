@@ -419,7 +419,8 @@ def test_incidents_command_lists_open_and_recent_incidents(stack):
     register_directly(stack, "other")
     _raise(stack)
     _raise(stack, "other")
-    wait_until(lambda: len(_all_incidents(stack)) == 2)
+    # both raised, and both checklists posted (their messages are remembered after posting)
+    wait_until(lambda: len(all_ := _all_incidents(stack)) == 2 and all(i.messages for i in all_))
     reply = bot_client(stack).post(
         slash_command("incidents", response_url=stack.slack.response_url())
     )
