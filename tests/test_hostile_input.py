@@ -250,7 +250,7 @@ def _incidents(world: World) -> None:
         def posted(label: str = label) -> Incident | None:
             with Session(engine) as session:
                 found = session.exec(select(Incident).where(Incident.label == label)).first()
-            return found if found is not None and len(found.messages) == 2 else None
+            return found if found is not None and len(found.messages) == 1 else None
 
         incidents.append(wait_until(posted))
     _home(world, "home with open incidents")

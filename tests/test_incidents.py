@@ -54,8 +54,8 @@ def _raise(stack, label="bot", user=ALICE):
 
 
 def _raised(stack) -> Incident:
-    """Wait until the checklist is posted in both channels and remembered."""
-    return wait_until(lambda: (i := _incident_or_none(stack)) and len(i.messages) == 2 and i)
+    """Wait until the one live checklist is posted and remembered."""
+    return wait_until(lambda: (i := _incident_or_none(stack)) and len(i.messages) == 1 and i)
 
 
 def _incident_or_none(stack) -> Incident | None:
@@ -115,13 +115,19 @@ def _updates_after(stack, count: int, timeout: float = 10):
     return stack.slack.wait_for("chat.update", count=count, timeout=timeout)
 
 
-def test_raise_marks_the_key_and_posts_the_checklist_in_both_channels(stack):
+def test_raise_posts_one_live_checklist_and_links_it_where_raised(stack):
     register_directly(stack, "bot")
     register_directly(stack, "sibling", purpose=KeyPurpose.READ_ONLY)
-    _raise(stack)
-    posts = stack.slack.wait_for("chat.postMessage", count=2)
-    assert {p.params["channel"] for p in posts} == {ALERTS, RAISED_IN}
-    text = all_text(posts[0].params)
+    url = _raise(stack)
+    (post,) = stack.slack.wait_for("chat.postMessage", count=1)
+    assert post.params["channel"] == ALERTS  # one live checklist, in the alert channel
+    (pointer,) = stack.slack.wait_for(
+        "response_url", predicate=lambda c: c.params["_response_url"] == url
+    )
+    said = all_text(pointer.params)  # where it was raised: a link to it, for everyone there
+    assert pointer.params.get("response_type") == "in_channel"
+    assert f"<#{ALERTS}>" in said and "|open it>" in said and "/archives/" in said
+    text = all_text(post.params)
     for title in (
         "Delete the compromised key",
         "Change the Binance account password",
@@ -135,7 +141,7 @@ def test_raise_marks_the_key_and_posts_the_checklist_in_both_channels(stack):
     with Session(stack.services.engine) as session:
         key = session.exec(select(ApiKey).where(ApiKey.label == "bot")).one()
     assert key.status == KeyStatus.COMPROMISED.value
-    wait_until(lambda: len(_incident(stack).messages) == 2)
+    wait_until(lambda: len(_incident(stack).messages) == 1)
 
 
 def test_raising_the_same_key_again_links_to_the_open_incident(stack):
@@ -149,7 +155,7 @@ def test_raising_the_same_key_again_links_to_the_open_incident(stack):
     assert "already open" in all_text(reply.params)
     with Session(stack.services.engine) as session:
         assert len(session.exec(select(Incident)).all()) == 1
-    assert len(_checklists(stack)) == 2
+    assert len(_checklists(stack)) == 1
 
 
 def test_compromised_button_of_a_removed_key_says_so_and_changes_nothing(stack):
@@ -232,7 +238,7 @@ def test_steps_ticked_by_two_people_are_recorded_and_shown(stack):
     with Session(stack.services.engine) as session:
         ticks = {t.step: t.ticked_by for t in session.exec(select(IncidentStep)).all()}
     assert ticks == {2: ALICE, 4: BOB}
-    updates = _updates_after(stack, 4)  # two messages updated per tick
+    updates = _updates_after(stack, 2)  # the one live checklist, updated per tick
     assert f"done by <@{BOB}>" in all_text(updates[-1].params)
 
 

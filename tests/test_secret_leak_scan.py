@@ -570,7 +570,7 @@ def _incident(run: Run) -> None:
     def incident() -> Incident | None:
         with Session(engine) as session:
             found = session.exec(select(Incident)).first()
-        return found if found is not None and len(found.messages) == 2 else None
+        return found if found is not None and len(found.messages) == 1 else None
 
     incident_id = wait_until(incident).id
 

@@ -154,10 +154,14 @@ def already_open_message(incident_id: str, label: str, link: str | None) -> Mess
     return Message(text=text, blocks=[section(text)])
 
 
-def raised_message(label: str) -> Message:
+def raised_message(label: str, *, checklist_channel: str, link: str | None = None) -> Message:
+    """Said where the incident was raised: where its one live checklist is, with a link."""
+    where = f"<#{checklist_channel}>"
+    opened = f" (<{link}|open it>)" if link else ""
     text = (
-        f"🚨 “{escape(label)}” is marked compromised. The emergency checklist is posted in the "
-        "channel: delete the key in Binance API Management first."
+        f"🚨 “{escape(label)}” is marked compromised. The live emergency checklist is in "
+        f"{where}{opened}: tick its steps there. First, delete the key in Binance API "
+        "Management."
     )
     return Message(text=text, blocks=[section(text)])
 

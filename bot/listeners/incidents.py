@@ -78,8 +78,10 @@ def raise_and_announce(
         )
         return
     message = incident_message(view, admins=services.settings.admin_user_ids, now=services.clock())
+    # One canonical live checklist: in the alert channel, else where it was raised (issue 16:
+    # two live copies split the ticks between them). Where it was raised gets a link to it.
     targets = [c for c in dict.fromkeys([services.settings.alert_channel, channel]) if c]
-    posted = False
+    posted_in: str | None = None
     later = []
     for target in targets:
         try:
@@ -87,18 +89,28 @@ def raise_and_announce(
         except SlackApiError as exc:
             log.info("could not post the checklist in %s (%s)", target, exc.response.get("error"))
             if passing_failure(exc):
-                later.append(target)  # rate limited or a Slack outage: not lost, posted later
-            continue
+                # Rate limited or a Slack outage: posted there later, and meanwhile where it
+                # was raised (the one case with two copies: nobody waits for the checklist).
+                later.append(target)
+            continue  # the next place (not allowed here: the bot is not in that channel)
         remember_message(
             services.engine, raised.incident_id, channel=reply["channel"], ts=reply["ts"]
         )
-        posted = True
+        posted_in = reply["channel"]
+        break
     if later:
         post_checklist_later(services.engine, raised.incident_id, later, now=services.clock())
-    if not posted:  # the bot is in no channel: post where the command was typed
+    label = view.incident.label
+    if posted_in is None and not later:  # the bot is in no channel: post where it was typed
         respond(**message.as_kwargs(), response_type="in_channel")
+    elif posted_in is not None and channel and posted_in != channel:
+        link = checklist_link(client, load_incident(services.engine, raised.incident_id).incident)
+        respond(
+            **raised_message(label, checklist_channel=posted_in, link=link).as_kwargs(),
+            response_type="in_channel",
+        )
     else:
-        respond(**raised_message(view.incident.label).as_kwargs())
+        respond(**raised_message(label, checklist_channel=posted_in or later[0]).as_kwargs())
 
 
 def _permalink(client: WebClient, view) -> str | None:
