@@ -207,8 +207,7 @@ def test_three_replicas_share_commands_clicks_and_reminders(cluster):
     )
     with Session(engine) as session:
         incident = session.exec(select(Incident)).one()
-    assert {c.params["channel"] for c in _checklists(slack)} == {ALERTS, RAISED_IN}
-    assert len(_checklists(slack)) == 2
+    assert [c.params["channel"] for c in _checklists(slack)] == [ALERTS]  # one live copy
 
     # Steps 2..5 ticked at the same moment by different people on different replicas: all kept.
     clicks = [
