@@ -28,12 +28,13 @@ from bot.observability.collectors import (
 )
 from bot.observability.metrics import INSTRUMENTS
 from bot.services.context import Services
+from bot.slack import http_server
 from storage.vault import active_key_opens
 
 log = logging.getLogger(__name__)
 
 # (HTTP status, body, content type)
-Route = Callable[[], tuple[int, bytes, str]]
+Route = http_server.Route  # (HTTP status, body, content type) for a GET
 
 JSON = "application/json; charset=utf-8"
 MASTER_KEY_CACHE_SECONDS = 30.0  # with KMS, opening the canary asks AWS: not on every probe

@@ -77,7 +77,7 @@ def make_wsgi_app(gate: SlackGate | None, routes: Mapping[str, Route]) -> Callab
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path == EVENTS_PATH and slack is not None:
             if method != "POST":
-                return _answer(start_response, 405, _error("method_not_allowed"))
+                return _answer(start_response, 405, _error("method_not_allowed"), allow="POST")
             return slack(environ, start_response)
         route = routes.get(path)
         if route is None:
@@ -106,11 +106,13 @@ def _answer(
     status: int,
     body: bytes,
     content_type: str = "application/json; charset=utf-8",
+    *,
+    allow: str = "GET, HEAD",
 ) -> list[bytes]:
-    start_response(
-        f"{status} {_REASONS.get(status, 'Error')}",
-        [("Content-Type", content_type), ("Content-Length", str(len(body)))],
-    )
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+    if status == 405:
+        headers.append(("Allow", allow))  # RFC 9110: a 405 says what is allowed
+    start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
     return [body]
 
 
