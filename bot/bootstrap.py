@@ -38,22 +38,29 @@ def open_storage(
     engine = make_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
-    keys_text = settings.master_keys.get_secret_value() if settings.master_keys else None
-    ring = load_key_ring(
-        engine=engine,
-        keys_text=keys_text,
-        active_id=settings.master_key_active,
-        key_file=settings.master_keys_file,
-        kms_key=kms_key_of(settings),
-        allow_create=allow_new_key,
-    )
-    ring = verify_key_ring(engine, ring)
+    ring = verify_key_ring(engine, configured_ring(settings, engine, allow_create=allow_new_key))
     try:
         open_audit_key(engine, ring)  # every event written from now on is MACed with it
     except AuditKeyError as exc:
         raise VaultError(str(exc)) from None
     log.info("storage ready: %s, master keys %s", engine.url.render_as_string(), ring)
     return Storage(engine=engine, key_ring=ring)
+
+
+def _keys_text(settings: Settings) -> str | None:
+    return settings.master_keys.get_secret_value() if settings.master_keys else None
+
+
+def configured_ring(settings: Settings, engine: Engine, *, allow_create: bool) -> KeyRing:
+    """The master key ring the settings configure (MASTER_KEYS, the key file, KMS)."""
+    return load_key_ring(
+        engine=engine,
+        keys_text=_keys_text(settings),
+        active_id=settings.master_key_active,
+        key_file=settings.master_keys_file,
+        kms_key=kms_key_of(settings),
+        allow_create=allow_create,
+    )
 
 
 def kms_key_of(settings: Settings) -> EnvelopeKey | None:
@@ -122,22 +129,14 @@ def check_master_keys(settings: Settings) -> int:
         return 0
     engine = reading_engine(settings.database_url)
     try:
-        keys_text = settings.master_keys.get_secret_value() if settings.master_keys else None
-        configured = keys_text or settings.master_keys_file.exists()
+        configured = _keys_text(settings) or settings.master_keys_file.exists()
         if not configured and settings.master_kms_key_id is None:
             with Session(engine) as session:
                 sealed = holds_sealed_data(session)
             if not sealed:
                 print("nothing to check: no master key is configured and nothing is sealed yet")
                 return 0
-        ring = load_key_ring(
-            engine=engine,
-            keys_text=keys_text,
-            active_id=settings.master_key_active,
-            key_file=settings.master_keys_file,
-            kms_key=kms_key_of(settings),
-            allow_create=False,
-        )
+        ring = configured_ring(settings, engine, allow_create=False)
         ring = verify_key_ring(engine, ring, write_missing=False)
     finally:
         engine.dispose()

@@ -272,7 +272,7 @@ def test_choosing_a_sink_is_for_the_owner_or_an_admin_and_says_what_is_wrong(mak
     register_directly(stack, "bot")
     assert "kept by the bot only" in _command(stack, client, "deliver bot")
     assert "not a place I can deliver to" in _choose(stack, client, "bot", "s3")
-    assert "not configured" in _choose(stack, client, "bot", "aws")
+    assert "The AWS Secrets Manager sink is not configured" in _choose(stack, client, "bot", "aws")
     denied = _choose(stack, client, "bot", "file", user=BOB)
     assert "owner" in denied.lower() or "admin" in denied.lower()
     assert _key(stack).delivery_sink is None and _deliveries(stack) == []

@@ -28,10 +28,6 @@ class DeliveryView:
     def failing(self) -> bool:
         return self.state == "pending" and self.failing_since is not None
 
-    @property
-    def pending(self) -> bool:
-        return self.state in {"pending", "none"}
-
     def to_dict(self) -> dict:
         return {
             "sink": self.sink,

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.config import Settings
-from bot.model.delivery import DeliveryView
+from bot.model.delivery import SINK_LABELS, DeliveryView
 from bot.services.access import Actor, require_manage_key
 from bot.services.delivery_plan import (
     cancel_deliveries,
@@ -32,7 +32,7 @@ from bot.services.delivery_view import delivery_view
 from bot.services.errors import InvalidInput
 from bot.services.keys import find_live_key, open_credentials
 from bot.services.rotate import complete_if_old_key_dead
-from bot.sinks import SINK_NAMES, DeliveredCredentials, SecretSink, SinkError, SinkKind
+from bot.sinks import DeliveredCredentials, SecretSink, SinkError, SinkKind
 from bot.sinks.aws import AwsSecretsManagerSink
 from bot.sinks.files import FileSink
 from storage.audit import record_event
@@ -121,7 +121,7 @@ def choose_sink(
     if sink is not None and sink not in settings.sinks:
         configured = ", ".join(k.value for k in settings.sinks) or "none"
         raise InvalidInput(
-            f"The {SINK_NAMES[sink]} sink is not configured on this bot (configured: "
+            f"The {SINK_LABELS[sink.value]} sink is not configured on this bot (configured: "
             f"{configured}). An operator sets it up (README: Delivering credentials)."
         )
     with Session(engine) as session:
@@ -199,7 +199,7 @@ def deliver(
                     engine,
                     delivery_id,
                     now,
-                    f"the {SINK_NAMES[SinkKind(delivery.sink)]} sink is not configured any more",
+                    f"the {SINK_LABELS.get(delivery.sink, delivery.sink)} sink is not configured any more",
                 )
             account = session.get(BinanceAccount, key.account_id)
             opened = open_credentials(ring, key)

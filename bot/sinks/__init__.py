@@ -27,12 +27,6 @@ class SinkKind(StrEnum):
     AWS_SECRETS_MANAGER = "aws"
 
 
-SINK_NAMES = {
-    SinkKind.FILE: "a file",
-    SinkKind.AWS_SECRETS_MANAGER: "AWS Secrets Manager",
-}
-
-
 class SinkFailure(StrEnum):
     UNREACHABLE = "unreachable"  # the directory is missing, the service does not answer
     DENIED = "denied"  # no permission to write there
