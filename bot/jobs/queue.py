@@ -255,6 +255,17 @@ def renew_leases(engine: Engine, job_ids: list[str], *, worker_id: str, until: d
         ).rowcount
 
 
+def teams_with_pending(session: Session, kind: str) -> set[str]:
+    """The teams that have a job of ``kind`` still pending (the periodic plans ask this)."""
+    return set(
+        session.exec(
+            select(ScheduledJob.team_id)
+            .where(ScheduledJob.kind == kind, ScheduledJob.state == JobState.PENDING.value)
+            .distinct()
+        ).all()
+    )
+
+
 def backoff(attempts: int) -> timedelta:
     """How long a failed job waits before its next attempt: 2, 4, 8 … minutes, at most an hour."""
     return timedelta(minutes=min(60, 2 ** min(attempts, 6)))

@@ -13,24 +13,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.jobs.kinds import JobKind, activity_review
-from bot.jobs.queue import schedule_jobs
+from bot.jobs.queue import schedule_jobs, teams_with_pending
 from storage.db import session_scope
-from storage.models import RETIRED_STATUSES, ApiKey, JobState, ScheduledJob
+from storage.models import RETIRED_STATUSES, ApiKey
 
 REVIEW_INTERVAL = timedelta(days=1)
-
-
-def _pending_teams(session: Session) -> set[str]:
-    return set(
-        session.exec(
-            select(ScheduledJob.team_id)
-            .where(
-                ScheduledJob.kind == JobKind.ACTIVITY_REVIEW,
-                ScheduledJob.state == JobState.PENDING.value,
-            )
-            .distinct()
-        ).all()
-    )
 
 
 def _reading_teams(session: Session) -> set[str]:
@@ -46,7 +33,7 @@ def _reading_teams(session: Session) -> set[str]:
 
 def plan_team_review(session: Session, team_id: str, *, now: datetime) -> None:
     """In the caller's transaction: the team's next review, unless one is pending already."""
-    if team_id not in _pending_teams(session):
+    if team_id not in teams_with_pending(session, JobKind.ACTIVITY_REVIEW):
         schedule_jobs(session, [activity_review(team_id=team_id, due_at=now + REVIEW_INTERVAL)])
 
 
@@ -56,7 +43,7 @@ def ensure_activity_reviews(
     """Every team with a key that can read has its next review planned, once (replicas
     starting at different times share one plan; the job's dedupe key is the day)."""
     with Session(engine) as session:
-        teams = _reading_teams(session) - _pending_teams(session)
+        teams = _reading_teams(session) - teams_with_pending(session, JobKind.ACTIVITY_REVIEW)
     if teams:
         with session_scope(engine) as session:
             schedule_jobs(

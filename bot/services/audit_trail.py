@@ -10,12 +10,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot.jobs.kinds import JobKind, audit_checkpoint
-from bot.jobs.queue import schedule_jobs
+from bot.jobs.queue import schedule_jobs, teams_with_pending
 from bot.model.audit import AuditEntry, Witness
 from bot.services.access import Actor, require_admin
 from storage.audit import ChainReport, Checkpoint, chain_head, record_event, verify_chain
 from storage.db import session_scope
-from storage.models import AuditEvent, JobState, ScheduledJob
+from storage.models import AuditEvent
 from storage.vault import SYSTEM_TEAM
 
 MAX_EVENTS = 200
@@ -80,12 +80,7 @@ def ensure_checkpoint_job(engine: Engine, *, interval: timedelta, now: datetime)
     """The daily checkpoint is planned, once (replicas starting at different times share it;
     each run plans the next)."""
     with Session(engine) as session:
-        pending = session.exec(
-            select(ScheduledJob.id).where(
-                ScheduledJob.kind == JobKind.AUDIT_CHECKPOINT,
-                ScheduledJob.state == JobState.PENDING.value,
-            )
-        ).first()
-    if pending is None:
+        pending = teams_with_pending(session, JobKind.AUDIT_CHECKPOINT)
+    if not pending:
         with session_scope(engine) as session:
             schedule_jobs(session, [audit_checkpoint(team_id=SYSTEM_TEAM, due_at=now + interval)])

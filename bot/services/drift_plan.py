@@ -12,28 +12,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.jobs.kinds import JobKind, drift_check
-from bot.jobs.queue import schedule_jobs
+from bot.jobs.queue import schedule_jobs, teams_with_pending
 from storage.db import session_scope
-from storage.models import RETIRED_STATUSES, ApiKey, JobState, ScheduledJob
-
-
-def _pending_teams(session: Session) -> set[str]:
-    return set(
-        session.exec(
-            select(ScheduledJob.team_id)
-            .where(
-                ScheduledJob.kind == JobKind.DRIFT_CHECK,
-                ScheduledJob.state == JobState.PENDING.value,
-            )
-            .distinct()
-        ).all()
-    )
+from storage.models import RETIRED_STATUSES, ApiKey
 
 
 def plan_team_check(session: Session, team_id: str, *, interval: timedelta, now: datetime) -> None:
     """In the caller's transaction: the team's next check, unless one is pending already
     (a newly installed bot's first key starts the daily check without a restart)."""
-    if team_id not in _pending_teams(session):
+    if team_id not in teams_with_pending(session, JobKind.DRIFT_CHECK):
         schedule_jobs(session, [drift_check(team_id=team_id, due_at=now + interval)])
 
 
@@ -46,7 +33,7 @@ def ensure_drift_checks(engine: Engine, *, interval: timedelta, now: datetime) -
                 select(ApiKey.team_id).where(ApiKey.status.not_in(RETIRED_STATUSES)).distinct()
             ).all()
         )
-        planned = _pending_teams(session)
+        planned = teams_with_pending(session, JobKind.DRIFT_CHECK)
     if teams - planned:
         with session_scope(engine) as session:
             schedule_jobs(
