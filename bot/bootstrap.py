@@ -100,6 +100,10 @@ def configure_logging(
     log_redaction.install([handler])
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # waitress logs every request that waits for a free worker at WARNING ("Task queue depth
+    # is 1"): a burst of acks queues for milliseconds by design; the ack latency histogram
+    # (/metrics) is where a real backlog shows. Its errors still reach the log.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     return handler
 
 

@@ -127,12 +127,6 @@ def health_route(check: Callable[[], bool]) -> Route:
     return route
 
 
-# waitress logs every request that waits for a free worker at WARNING ("Task queue depth is
-# 1"): a burst of acks is expected and queues for milliseconds; the ack latency histogram
-# (/metrics) is where a real backlog shows. Errors still reach the log.
-logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-
-
 class HttpServer:
     """A waitress server on one port; ``serve_forever`` in one thread, ``shutdown`` from
     another."""
