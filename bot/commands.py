@@ -334,6 +334,10 @@ def _deliver(rest: str) -> Command:
         )
     to = _TO.match(rest)
     if not to:
+        if re.search(r"\sto$", rest, re.IGNORECASE):
+            return Help(
+                "Deliver where? Try `/apikey deliver <label> to file`, `… to aws` or `… to nowhere`."
+            )
         return Deliver(rest)
     return Deliver(_unquote(to.group("label").strip()), to.group("sink").lower())
 

@@ -153,3 +153,11 @@ def test_entities_slack_puts_in_command_text_are_decoded_before_labels_are_match
     # Slack sends "R&D <test>" typed in a command as "R&amp;D &lt;test&gt;".
     assert parse_command("remove R&amp;D &lt;test&gt;") == parse_command("remove R&D <test>")
     assert parse_command("status &lt;@U0ALICE&gt;") == parse_command("status <@U0ALICE>")
+
+
+def test_deliver_without_a_place_asks_where():
+    from bot.commands import Deliver
+
+    assert isinstance(parse_command("deliver bot to"), Help)
+    assert parse_command("deliver bot to aws") == Deliver("bot", "aws")
+    assert parse_command("deliver bot") == Deliver("bot")

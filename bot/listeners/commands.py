@@ -275,7 +275,7 @@ def verify_trail(
             channel=command.get("channel_id"),
             user_id=command["user_id"],
             message=chain_report(report, witness),
-            replace_original=True,
+            replace_original=False,  # a slash command's messages cannot be replaced
         )
 
     in_background(services, respond, work)
