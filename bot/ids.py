@@ -16,6 +16,7 @@ class Callback(StrEnum):
     REGISTER = "apikey_register"
     ROTATE = "apikey_rotate"
     INCIDENT_CLOSE = "apikey_incident_close"
+    INCIDENT_COMMANDER = "apikey_incident_commander"  # hand over the incident command
     PAIR_COMPLETE = "apikey_pair_complete"  # the API key Binance made from a generated pair
 
 
@@ -33,7 +34,10 @@ class Action(StrEnum):
     INCIDENT_RAISE = "apikey_incident_raise"
     INCIDENT_TICK = "apikey_incident_tick"
     INCIDENT_CLOSE = "apikey_incident_close"
+    INCIDENT_COMMANDER = "apikey_incident_commander"  # opens the commander form
     CLOSE_NOTE = "close_note"
+    CLOSE_OUTCOME = "close_outcome"  # handled or false alarm (admins)
+    COMMANDER = "commander"  # input of the commander form
     PAIR_ENTER_KEY = "apikey_pair_enter_key"  # opens the PAIR_COMPLETE form
     PAIR_API_KEY = "pair_api_key"  # input of the PAIR_COMPLETE form
     # input of the rotate modal (with API_KEY, SECRET and KEY_TYPE below)
@@ -68,6 +72,8 @@ class Block(StrEnum):
     REGISTER_CONFIRM = "register_confirm"
     PAIR_CONFIRM = "pair_confirm"
     CLOSE_NOTE = "incident_close_note"
+    CLOSE_OUTCOME = "incident_close_outcome"
+    COMMANDER = "incident_commander"
     PAIR_API_KEY = "pair_api_key"
 
 

@@ -381,6 +381,13 @@ class IncidentState(StrEnum):
     CLOSED = "closed"
 
 
+class IncidentOutcome(StrEnum):
+    """How a closed incident ended."""
+
+    HANDLED = "handled"  # the key leaked (or may have): the checklist was followed to the end
+    FALSE_ALARM = "false_alarm"  # it did not leak: Binance showed it unchanged, back in use
+
+
 class Incident(SQLModel, table=True):
     """A compromised key and the emergency checklist run for it in Slack."""
 
@@ -423,6 +430,10 @@ class Incident(SQLModel, table=True):
     closed_by: str | None = Field(default=None, max_length=32)
     closed_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     close_note: str | None = Field(default=None, max_length=2000)
+    # Who leads the response: whoever raised it, until someone hands it over.
+    commander: str | None = Field(default=None, max_length=32)
+    # How a closed incident ended: IncidentOutcome (None while open).
+    outcome: str | None = Field(default=None, max_length=16)
 
 
 class IncidentStep(SQLModel, table=True):

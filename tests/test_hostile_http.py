@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 
 from bot.ids import Action, Block, Callback
 from bot.model.key_pairs import KeyAlgorithm
-from bot.sandbox.requests import close_note_values, rotate_form_values
+from bot.sandbox.requests import close_note_values, commander_values, rotate_form_values
 from bot.sandbox.slack_standin import SlackStandIn
 from bot.services.key_pairs import PairRequest, start_generated_registration
 from storage.models import AuditEvent, KeyPurpose, StatusReportRecord
@@ -337,6 +337,7 @@ MEMBER_RULES: dict[str, str] = {
     Callback.REGISTER: REFUSED,  # registering on someone else's behalf
     Callback.ROTATE: REFUSED,
     Callback.INCIDENT_CLOSE: OPEN,  # anyone may work the emergency checklist
+    Callback.INCIDENT_COMMANDER: REFUSED,  # only the commander, the owner or an admin
     Callback.PAIR_COMPLETE: REFUSED,  # finishing someone else's generated pair
     Action.PAIR_ENTER_KEY: REFUSED,
     Action.PAIR_API_KEY: INPUT,
@@ -351,7 +352,10 @@ MEMBER_RULES: dict[str, str] = {
     Action.INCIDENT_RAISE: OPEN,  # a leak must never wait for permission
     Action.INCIDENT_TICK: OPEN,
     Action.INCIDENT_CLOSE: OPEN,
+    Action.INCIDENT_COMMANDER: REFUSED,
     Action.CLOSE_NOTE: INPUT,
+    Action.CLOSE_OUTCOME: INPUT,
+    Action.COMMANDER: INPUT,
     Action.ROTATE_CONFIRM: INPUT,
     Action.REGISTER_CONFIRM: INPUT,
     Action.PAIR_CONFIRM: INPUT,
@@ -455,8 +459,17 @@ class _Scene:
                 team_id=team,
                 private_metadata=self.incident_id,
             )
+        if id_ == Callback.INCIDENT_COMMANDER:  # Bob makes himself the commander
+            return view_submission(
+                id_,
+                commander_values(user=user),
+                user_id=user,
+                team_id=team,
+                private_metadata=self.incident_id,
+            )
         value = {
             Action.STATUS_PAGE: f"{self.report_id}:0",
+            Action.INCIDENT_COMMANDER: self.incident_id,
             Action.INCIDENT_TICK: f"{self.incident_id}:1",
             Action.INCIDENT_CLOSE: self.incident_id,
             Action.INCIDENT_RAISE: self.key_id,

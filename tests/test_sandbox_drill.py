@@ -122,6 +122,7 @@ as @you
 press 1
 press 1
 press 1
+
 Rehearsal: pasted in #sandbox, key deleted.
 exit
 """

@@ -69,6 +69,8 @@ ACTION_WORDS = {
     "drift.check": "ran the daily permission check",
     "incident.activity_review": "reviewed the account's activity",
     "incident.close": "closed the incident",
+    "incident.commander": "handed over the incident command",
+    "incident.false_alarm": "closed the incident as a false alarm; the key is back in use",
     "incident.key_dead": "confirmed Binance rejects the compromised key",
     "incident.raise": "reported the key compromised",
     "incident.tick": "ticked a checklist step",

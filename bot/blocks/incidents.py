@@ -11,9 +11,12 @@ from slack_sdk.models.blocks import (
     DividerBlock,
     HeaderBlock,
     InputBlock,
+    Option,
     PlainTextInputElement,
     PlainTextObject,
+    RadioButtonsElement,
     SectionBlock,
+    UserSelectElement,
 )
 from slack_sdk.models.blocks import Block as SlackBlock  # bot.ids.Block is a block id
 from slack_sdk.models.views import View
@@ -26,6 +29,7 @@ from bot.model.incidents import (
     BINANCE_API_MANAGEMENT,
     ClosedIncident,
     IncidentFacts,
+    IncidentOutcome,
     IncidentState,
     IncidentView,
 )
@@ -38,16 +42,25 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
     closed = incident.state == IncidentState.CLOSED
     label = escape(incident.label)
     people = " ".join(dict.fromkeys([mention(view.owner_user_id)] + [mention(a) for a in admins]))
+    if incident.false_alarm:
+        title, marked = (
+            f"✅ False alarm: {incident.label}",
+            "It did not leak: the key is back in use.",
+        )
+    else:
+        title, marked = f"🚨 Compromised key: {incident.label}", "The key is marked compromised."
     blocks = [
-        HeaderBlock(text=truncate(f"🚨 Compromised key: {incident.label}", 150)),
+        HeaderBlock(text=truncate(title, 150)),
         section(
             f"Raised by {mention(incident.raised_by)} at {minute(incident.raised_at)} for *{label}* "
-            f"(account *{escape(incident.account_alias)}*). The key is marked compromised.\n"
-            f"Owner and admins: {people}"
+            f"(account *{escape(incident.account_alias)}*). {marked}\n"
+            f"*Commander:* {mention(incident.commander)}"
+            + ("" if closed else " leads the response and closes the incident.")
+            + f"\nOwner and admins: {people}"
         ),
         section(_verification(incident)),
     ]
-    if incident.other_keys:
+    if incident.other_keys and not incident.false_alarm:
         lines = [
             f"• *{escape(k['label'])}* · {k['tier'] or 'tier unknown'}"
             f"{'' if k.get('checked') else ' (last known)'} · {k['status']}"
@@ -64,6 +77,8 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
         )
     blocks.append(DividerBlock())
     for step in view.steps:
+        if incident.false_alarm and not step.ticked_by:
+            continue  # called off: the steps nobody needed to do are no longer asked for
         number, title = step.step.number, step.step.title
         if step.ticked_by:
             who = "the bot: Binance rejects the key" if step.automatic else mention(step.ticked_by)
@@ -87,11 +102,13 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
                     ),
                 )
             )
-    blocks.append(DividerBlock())
+    if not isinstance(blocks[-1], DividerBlock):  # a false alarm may list no step
+        blocks.append(DividerBlock())
     if closed:
+        how = "as a false alarm " if incident.false_alarm else ""
         blocks.append(
             context(
-                f"Closed by {mention(incident.closed_by)} at {_when(incident.closed_at)}: "
+                f"Closed {how}by {mention(incident.closed_by)} at {_when(incident.closed_at)}: "
                 f"{escape(truncate(incident.close_note or '', 1500))}"
             )
         )
@@ -100,23 +117,23 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
             ActionsBlock(
                 elements=[
                     ButtonElement(
-                        text="Close incident",
-                        action_id=Action.INCIDENT_CLOSE,
+                        text="Close incident", action_id=Action.INCIDENT_CLOSE, value=incident.id
+                    ),
+                    ButtonElement(
+                        text="Hand over command",
+                        action_id=Action.INCIDENT_COMMANDER,
                         value=incident.id,
-                        confirm=ConfirmObject(
-                            title="Close the incident?",
-                            text="Every step must be done. You will be asked for a short note.",
-                            confirm="Continue",
-                            deny="Not yet",
-                        ),
-                    )
+                    ),
                 ]
             )
         )
         blocks.append(
             context(f"{view.done} of {len(view.steps)} steps done · updated {minute(now)}")
         )
-    text = f"Compromised key: {label} ({view.done}/{len(view.steps)} steps done)"
+    if incident.false_alarm:
+        text = f"False alarm: {label} (closed, the key is back in use)"
+    else:
+        text = f"Compromised key: {label} ({view.done}/{len(view.steps)} steps done)"
     return Message(text=text, blocks=blocks)
 
 
@@ -126,6 +143,11 @@ def _when(moment: datetime | None) -> str:
 
 
 def _verification(incident: IncidentFacts) -> str:
+    if incident.false_alarm:
+        return (
+            f"✅ *Checked at {_when(incident.closed_at)}:* Binance still accepts the key and "
+            "reports the same permissions and IP whitelist as before the report."
+        )
     if incident.key_dead_at is not None:
         return (
             f"✅ *Verified:* Binance rejects the key since {minute(incident.key_dead_at)}. "
@@ -209,7 +231,44 @@ def activity_message(incident: IncidentFacts) -> Message:
     return Message(text=head.replace("*", ""), blocks=[section(head), section(body)])
 
 
-def close_modal(incident_id: str, label: str) -> View:
+def close_modal(incident_id: str, label: str, *, may_call_false_alarm: bool) -> View:
+    """How did it end, and a note. Only admins are offered "false alarm" (the service checks
+    again: a form can be forged)."""
+    blocks: list[SlackBlock] = [section(f"Closing the incident for *{escape(label)}*.")]
+    if may_call_false_alarm:
+        handled = Option(
+            value=IncidentOutcome.HANDLED.value,
+            label="Handled: the key is deleted in Binance",
+            description="Every checklist step must be done.",
+        )
+        false_alarm = Option(
+            value=IncidentOutcome.FALSE_ALARM.value,
+            label="False alarm: the key did not leak",
+            description="The bot asks Binance first: the key returns to use only if it still "
+            "works with the same permissions.",
+        )
+        blocks.append(
+            InputBlock(
+                block_id=Block.CLOSE_OUTCOME,
+                label="How did it end?",
+                element=RadioButtonsElement(
+                    action_id=Action.CLOSE_OUTCOME,
+                    options=[handled, false_alarm],
+                    initial_option=handled,
+                ),
+            )
+        )
+    else:
+        blocks.append(context("Every checklist step must be done before closing."))
+    blocks.append(
+        InputBlock(
+            block_id=Block.CLOSE_NOTE,
+            label="What happened and what was done",
+            element=PlainTextInputElement(
+                action_id=Action.CLOSE_NOTE, multiline=True, max_length=2000
+            ),
+        )
+    )
     return View(
         type="modal",
         callback_id=Callback.INCIDENT_CLOSE,
@@ -217,17 +276,39 @@ def close_modal(incident_id: str, label: str) -> View:
         title=PlainTextObject(text="Close the incident"),
         submit=PlainTextObject(text="Close"),
         close=PlainTextObject(text="Cancel"),
+        blocks=blocks,
+    )
+
+
+def commander_modal(incident_id: str, label: str, commander: str) -> View:
+    return View(
+        type="modal",
+        callback_id=Callback.INCIDENT_COMMANDER,
+        private_metadata=incident_id,
+        title=PlainTextObject(text="Incident commander"),
+        submit=PlainTextObject(text="Hand over"),
+        close=PlainTextObject(text="Cancel"),
         blocks=[
-            section(f"Closing the incident for *{escape(label)}*."),
+            section(
+                f"The commander leads the response to *{escape(label)}*: decides, hands out "
+                "the steps and closes the incident."
+            ),
             InputBlock(
-                block_id=Block.CLOSE_NOTE,
-                label="What happened and what was done",
-                element=PlainTextInputElement(
-                    action_id=Action.CLOSE_NOTE, multiline=True, max_length=2000
-                ),
+                block_id=Block.COMMANDER,
+                label="New commander",
+                element=UserSelectElement(action_id=Action.COMMANDER, initial_user=commander),
             ),
         ],
     )
+
+
+def commander_note(label: str, *, commander: str, previous: str, by: str) -> Message:
+    """Said in the checklist's thread when the command changes hands."""
+    text = (
+        f"🧭 {mention(commander)} now leads the response to “{escape(label)}” "
+        f"(handed over from {mention(previous)} by {mention(by)})."
+    )
+    return Message(text=text, blocks=[section(text)])
 
 
 def closed_summary(closed: ClosedIncident) -> Message:
@@ -238,16 +319,24 @@ def closed_summary(closed: ClosedIncident) -> Message:
         minutes = int(closed.time_to_revoke.total_seconds() // 60)
         revoke = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
     questions = "\n".join(f"• {q}" for q in closed.open_questions) or "• none"
-    text = (
-        "*Timeline*\n" + "\n".join(lines) + f"\n\n*Time to revoke:* {revoke}\n"
-        f"*Open questions*\n{questions}\n\n*Note:* {escape(truncate(incident.close_note or '', 1500))}"
-    )
+    note = f"*Note:* {escape(truncate(incident.close_note or '', 1500))}"
+    commander = f"*Commander:* {mention(incident.commander)}"
+    if incident.false_alarm:
+        title = f"Incident closed as a false alarm: {incident.label}"
+        text = (
+            "*Timeline*\n" + "\n".join(lines) + "\n\n*Outcome:* the key did not leak. Binance "
+            "still accepts it with the same permissions and IP whitelist, so it is back in "
+            f"normal use and its rotation reminders resume.\n{commander}\n\n{note}"
+        )
+    else:
+        title = f"Incident closed: {incident.label}"
+        text = (
+            "*Timeline*\n" + "\n".join(lines) + f"\n\n*Time to revoke:* {revoke}\n{commander}\n"
+            f"*Open questions*\n{questions}\n\n{note}"
+        )
     return Message(
-        text=f"Incident closed: {escape(incident.label)}",
-        blocks=[
-            HeaderBlock(text=truncate(f"✅ Incident closed: {incident.label}", 150)),
-            section(truncate(text, 2900)),
-        ],
+        text=escape(title),
+        blocks=[HeaderBlock(text=truncate(f"✅ {title}", 150)), section(truncate(text, 2900))],
     )
 
 
@@ -263,16 +352,22 @@ def incidents_list(
         return Message(text=text, blocks=[section(text)])
     lines = []
     for incident in incidents:
-        state = "🔴 open" if incident.state == IncidentState.OPEN else "✅ closed"
-        verified = (
-            " · key verified dead" if incident.key_dead_at else " · key not yet verified dead"
-        )
+        if incident.state == IncidentState.OPEN:
+            state = "🔴 open"
+        else:
+            state = "✅ false alarm" if incident.false_alarm else "✅ closed"
+        if incident.false_alarm:
+            verified = " · key back in use"
+        elif incident.key_dead_at:
+            verified = " · key verified dead"
+        else:
+            verified = " · key not yet verified dead"
         link = (links or {}).get(incident.id)
         checklist = f" · <{link}|checklist>" if link else ""
         lines.append(
             f"{state} · *{escape(incident.label)}* · raised {minute(incident.raised_at)} by "
-            f"{mention(incident.raised_by)} · {done.get(incident.id, 0)}/{total_steps} steps"
-            f"{verified}{checklist}"
+            f"{mention(incident.raised_by)} · commander {mention(incident.commander)} · "
+            f"{done.get(incident.id, 0)}/{total_steps} steps{verified}{checklist}"
         )
     blocks = [HeaderBlock(text="Incidents"), *(section(chunk) for chunk in _chunks(lines))]
     return Message(text=plural(len(incidents), "incident"), blocks=blocks[:50])
@@ -333,4 +428,43 @@ def compromised_button(key_id: str) -> ButtonElement:
             confirm="Yes, it leaked",
             deny="Cancel",
         ),
+    )
+
+
+def false_alarm_checking_view() -> View:
+    return View(
+        type="modal",
+        title="Checking the key",
+        close="Close",
+        blocks=[
+            section(
+                "⏳ Asking Binance whether the key still works with the same permissions… "
+                "The incident stays open unless it does. This window shows the outcome."
+            )
+        ],
+    )
+
+
+def false_alarm_refused_view(message: str) -> View:
+    return View(
+        type="modal",
+        title="Incident still open",
+        close="Close",
+        blocks=[section("❌ *Not closed as a false alarm.*\n" + escape(message))],
+    )
+
+
+def false_alarm_closed_view(closed: ClosedIncident) -> View:
+    label = escape(closed.view.incident.label)
+    return View(
+        type="modal",
+        title="False alarm",
+        close="Done",
+        blocks=[
+            section(
+                f"✅ The incident for *{label}* is closed as a false alarm. Binance still accepts "
+                "the key with the same permissions, so it is back in normal use; the summary is "
+                "posted under the checklist."
+            )
+        ],
     )

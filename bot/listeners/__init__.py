@@ -26,6 +26,7 @@ VIEW_LISTENERS = {
     Callback.REGISTER: views.handle_register_submission,
     Callback.ROTATE: rotation.handle_rotate_submission,
     Callback.INCIDENT_CLOSE: incidents.handle_close_submission,
+    Callback.INCIDENT_COMMANDER: incidents.handle_commander_submission,
     Callback.PAIR_COMPLETE: key_pairs.handle_pair_submission,
 }
 ACTION_LISTENERS = {
@@ -40,6 +41,7 @@ ACTION_LISTENERS = {
     Action.INCIDENT_RAISE: incidents.handle_raise_button,
     Action.INCIDENT_TICK: incidents.handle_tick,
     Action.INCIDENT_CLOSE: incidents.handle_close_button,
+    Action.INCIDENT_COMMANDER: incidents.handle_commander_button,
     Action.PAIR_ENTER_KEY: key_pairs.handle_enter_key,
 }
 

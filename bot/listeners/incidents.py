@@ -13,6 +13,11 @@ from bot.blocks.incidents import (
     already_open_message,
     close_modal,
     closed_summary,
+    commander_modal,
+    commander_note,
+    false_alarm_checking_view,
+    false_alarm_closed_view,
+    false_alarm_refused_view,
     incident_message,
     incidents_list,
     premature_tick_warning,
@@ -22,17 +27,22 @@ from bot.blocks.notices import error_message
 from bot.ids import Action, Block
 from bot.listeners import modal_values as modal
 from bot.listeners.home import publish_home
-from bot.model.incidents import KEY_DELETED_STEP, STEPS
+from bot.listeners.modal_work import answer_submission
+from bot.listeners.people import require_person
+from bot.model.incidents import KEY_DELETED_STEP, STEPS, ClosedIncident, IncidentOutcome
 from bot.services.context import Services
 from bot.services.errors import DomainError
+from bot.services.false_alarm import close_as_false_alarm
 from bot.services.incident_probes import key_still_accepted
 from bot.services.incidents import (
     close_incident,
+    hand_over_command,
     incident_overview,
     load_incident,
     post_checklist_later,
     raise_incident,
     remember_message,
+    require_may_hand_over,
     tick_step,
 )
 from bot.slack.access import actor_from
@@ -187,9 +197,12 @@ def handle_close_button(
     view = load_incident(services.engine, incident_id, team_id=_team_id(body))
     if view.incident.state != "open":
         raise DomainError("This incident is already closed; nothing was changed.")
-    client.views_open(
-        trigger_id=body["trigger_id"], view=close_modal(incident_id, view.incident.label)
+    modal_view = close_modal(
+        incident_id,
+        view.incident.label,
+        may_call_false_alarm=actor_from(services, body).is_admin,
     )
+    client.views_open(trigger_id=body["trigger_id"], view=modal_view)
 
 
 def handle_close_submission(
@@ -197,6 +210,31 @@ def handle_close_submission(
 ) -> None:
     incident_id = view.get("private_metadata") or ""
     note = modal.text(view, Block.CLOSE_NOTE, Action.CLOSE_NOTE)
+    outcome = modal.choice(view, Block.CLOSE_OUTCOME, Action.CLOSE_OUTCOME)
+    if outcome == IncidentOutcome.FALSE_ALARM:
+        actor = actor_from(services, body)
+        answer_submission(
+            ack,
+            client,
+            services,
+            view_id=body["view"]["id"],
+            work=lambda: close_as_false_alarm(
+                engine=services.engine,
+                ring=services.ring,
+                gateway=services.gateway,
+                settings=services.settings,
+                actor=actor,
+                incident_id=incident_id,
+                note=note,
+                now=services.clock(),
+            ),
+            success_view=false_alarm_closed_view,
+            after=lambda closed: _announce_closed(services, client, closed),
+            default_field=Block.CLOSE_NOTE,
+            checking=false_alarm_checking_view,
+            failed=false_alarm_refused_view,
+        )
+        return
     try:
         closed = close_incident(
             engine=services.engine,
@@ -210,6 +248,12 @@ def handle_close_submission(
         ack(response_action="errors", errors={Block.CLOSE_NOTE: exc.user_message})
         return
     ack()
+    _announce_closed(services, client, closed)
+
+
+def _announce_closed(services: Services, client: WebClient, closed: ClosedIncident) -> None:
+    """Redraw the checklist as closed and post the summary under it, for everyone."""
+    incident_id = closed.view.incident.id
     refresh_messages(services, client, incident_id)
     summary = closed_summary(closed)
     for ref in closed.view.incident.messages:
@@ -223,6 +267,54 @@ def handle_close_submission(
         except SlackApiError as exc:
             log.info(
                 "could not post the summary in %s (%s)", ref["channel"], exc.response.get("error")
+            )
+
+
+def handle_commander_button(
+    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+) -> None:
+    ack()
+    incident_id = body["actions"][0]["value"]
+    incident = require_may_hand_over(services.engine, actor_from(services, body), incident_id)
+    client.views_open(
+        trigger_id=body["trigger_id"],
+        view=commander_modal(incident_id, incident.label, incident.commander),
+    )
+
+
+def handle_commander_submission(
+    ack: Ack, body: dict, view: dict, client: WebClient, services: Services
+) -> None:
+    incident_id = view.get("private_metadata") or ""
+    commander = modal.user(view, Block.COMMANDER, Action.COMMANDER) or ""
+    actor = actor_from(services, body)
+    try:
+        require_may_hand_over(services.engine, actor, incident_id)  # before asking Slack
+        require_person(client, commander, role="lead an incident")
+        handed = hand_over_command(
+            engine=services.engine,
+            actor=actor,
+            incident_id=incident_id,
+            commander=commander,
+            now=services.clock(),
+        )
+    except DomainError as exc:
+        ack(response_action="errors", errors={Block.COMMANDER: exc.user_message})
+        return
+    ack()
+    if not handed.changed:
+        return
+    incident = handed.view.incident
+    refresh_messages(services, client, incident_id)
+    note = commander_note(
+        incident.label, commander=commander, previous=handed.previous, by=actor.user_id
+    )
+    for ref in incident.messages:  # in the checklist's thread: the new commander is notified
+        try:
+            client.chat_postMessage(channel=ref["channel"], thread_ts=ref["ts"], **note.as_kwargs())
+        except SlackApiError as exc:
+            log.info(
+                "could not post the hand-over in %s (%s)", ref["channel"], exc.response.get("error")
             )
 
 

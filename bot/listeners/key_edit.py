@@ -12,8 +12,9 @@ from slack_sdk.errors import SlackApiError
 from bot.blocks.key_edit import key_edited_message, new_owner_note
 from bot.blocks.notices import error_message
 from bot.commands import EditField, EditKey
+from bot.listeners.people import require_person
 from bot.services.context import Services
-from bot.services.errors import DomainError, InvalidInput
+from bot.services.errors import DomainError
 from bot.services.key_edit import edit_key
 from bot.slack.access import actor_from
 
@@ -34,7 +35,7 @@ def handle_edit(
     actor = actor_from(services, command)
     try:
         if parsed.field == EditField.OWNER and actor.is_admin:
-            _require_member(client, parsed.value)
+            require_person(client, parsed.value, role="own a key")
         edited = edit_key(
             engine=services.engine,
             settings=services.settings,
@@ -57,18 +58,3 @@ def handle_edit(
             )
         except SlackApiError as exc:  # the change stands; the reminders will reach them
             log.warning("could not tell the new owner: %s", exc.response.get("error"))
-
-
-def _require_member(client: WebClient, user_id: str) -> None:
-    """The new owner must be a person in this workspace (not a bot, not deactivated)."""
-    try:
-        user = client.users_info(user=user_id)["user"]
-    except SlackApiError as exc:
-        if exc.response.get("error") not in ("user_not_found", "account_inactive"):
-            raise
-        user = None
-    if not user or user.get("deleted") or user.get("is_bot"):
-        raise InvalidInput(
-            f"<@{user_id}> is not a member of this workspace who can own a key; "
-            "pick a person from Slack's mention list. Nothing was changed."
-        )

@@ -38,17 +38,22 @@ def answer_submission(
     after: Callable[[T], None],
     default_field: str,
     on_late_failure: Callable[[str], None] | None = None,
+    checking: Callable[[], View] = checking_view,
+    failed: Callable[[str], View] = registration_failed_view,
 ) -> None:
+    """``checking``: the modal shown while slow work goes on; ``failed``: the modal that says
+    why it failed (the defaults speak of registering a key)."""
     future = services.background.submit(work)
     try:
         result = future.result(timeout=INLINE_SECONDS)
     except FutureTimeout:
-        ack(response_action="update", view=checking_view())
+        ack(response_action="update", view=checking())
         _finish_slowly(
             future,
             client,
             view_id=view_id,
             success_view=success_view,
+            failed=failed,
             after=after,
             on_late_failure=on_late_failure,
         )
@@ -66,23 +71,17 @@ def answer_submission(
 
 
 def _finish_slowly(
-    future, client: WebClient, *, view_id, success_view, after, on_late_failure
+    future, client: WebClient, *, view_id, success_view, failed, after, on_late_failure
 ) -> None:
     try:
         result = future.result()
     except DomainError as exc:
-        _show(
-            client,
-            view_id,
-            registration_failed_view(exc.user_message),
-            on_late_failure,
-            exc.user_message,
-        )
+        _show(client, view_id, failed(exc.user_message), on_late_failure, exc.user_message)
         return
     except Exception:
         ref, text = unexpected_error_text()
         log.exception("modal work failed (reference %s)", ref)
-        _show(client, view_id, registration_failed_view(text), on_late_failure, text)
+        _show(client, view_id, failed(text), on_late_failure, text)
         return
     _show(client, view_id, success_view(result), None, None)
     after(result)

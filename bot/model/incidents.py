@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.model.keys import BINANCE_API_MANAGEMENT
-from storage.models import Incident, IncidentState
+from storage.models import Incident, IncidentOutcome, IncidentState
 
 __all__ = [
     "BINANCE_API_MANAGEMENT",
@@ -15,6 +15,7 @@ __all__ = [
     "STEPS",
     "ClosedIncident",
     "IncidentFacts",
+    "IncidentOutcome",
     "IncidentState",
     "IncidentView",
     "Step",
@@ -45,6 +46,12 @@ class IncidentFacts:
     closed_by: str | None
     closed_at: datetime | None
     close_note: str | None
+    commander: str  # who leads the response (whoever raised it, until handed over)
+    outcome: str | None  # IncidentOutcome once closed
+
+    @property
+    def false_alarm(self) -> bool:
+        return self.outcome == IncidentOutcome.FALSE_ALARM
 
     @classmethod
     def of(cls, row: Incident) -> IncidentFacts:
@@ -68,6 +75,8 @@ class IncidentFacts:
             closed_by=row.closed_by,
             closed_at=row.closed_at,
             close_note=row.close_note,
+            commander=row.commander or row.raised_by,
+            outcome=row.outcome,
         )
 
 

@@ -147,8 +147,10 @@ press 1
 as @you
 press 1
 press 1
-## 7. The admin closes the incident with a note; the summary goes to #alerts.
+## 7. The admin closes the incident: handled (Enter; an admin may also call it a false
+##    alarm), with a note; the summary goes to #alerts.
 press 1
+
 Drill: the secret was pasted in #sandbox; key deleted and rotated.
 """
 

@@ -298,6 +298,17 @@ def close_note_values(*, note: str) -> FormValues:
     return {Block.CLOSE_NOTE: {Action.CLOSE_NOTE: _typed(note)}}
 
 
+def close_outcome_values(*, note: str, outcome: str) -> FormValues:
+    """The close-incident modal as an admin fills it: how it ended, and the note."""
+    chosen = {"type": "radio_buttons", "selected_option": {"value": outcome}}
+    return {**close_note_values(note=note), Block.CLOSE_OUTCOME: {Action.CLOSE_OUTCOME: chosen}}
+
+
+def commander_values(*, user: str) -> FormValues:
+    """The hand-over modal: the new commander picked."""
+    return {Block.COMMANDER: {Action.COMMANDER: {"type": "users_select", "selected_user": user}}}
+
+
 def app_home_opened(*, user_id: str = SANDBOX_USER, team_id: str = DEFAULT_TEAM) -> str:
     """The Events API callback Slack sends when a user opens the app's Home tab."""
     now = time.time()

@@ -17,7 +17,7 @@ from bot.services.keys import open_credentials
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
-from storage.models import ApiKey, Incident, IncidentStep, KeyStatus
+from storage.models import ApiKey, Incident, IncidentState, IncidentStep, KeyStatus
 from storage.vault import shred_api_key_row
 
 PROBE_DELAYS = (30, 60, 120, 300, 600)  # seconds: back off, then every 10 minutes
@@ -64,6 +64,8 @@ def probe_compromised_key(
     with session_scope(engine) as session:
         incident = session.get(Incident, incident_id, with_for_update=True)
         if incident is None or incident.key_dead_at is not None:
+            return ProbeOutcome(next_probe=None, refresh=False)
+        if incident.state == IncidentState.CLOSED:  # e.g. a false alarm: the key is back in use
             return ProbeOutcome(next_probe=None, refresh=False)
         incident.last_probe_at = now
         incident.last_probe_result = {True: "alive", False: "rejected", None: "unknown"}[alive]

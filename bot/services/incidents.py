@@ -28,6 +28,7 @@ from bot.jobs.kinds import (
 )
 from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
 from bot.model.incidents import STEPS, ClosedIncident, IncidentFacts, IncidentView, StepView
+from bot.services.access import Actor, deny
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
 from bot.services.keys import find_live_key, unknown_label
 from bot.services.paging import incident_page_key, open_page, resolve_page
@@ -39,6 +40,7 @@ from storage.models import (
     ApiKey,
     BinanceAccount,
     Incident,
+    IncidentOutcome,
     IncidentState,
     IncidentStep,
     JobState,
@@ -102,6 +104,7 @@ def raise_incident(
             label=key.label,
             account_alias=account.alias if account else "?",
             raised_by=actor,
+            commander=actor,
             raised_at=now,
             raised_in=channel,
             activity_since=min(activity_since or now - ACTIVITY_LOOKBACK, now),
@@ -199,6 +202,14 @@ def _refuse_retired(key: ApiKey) -> None:
         )
 
 
+def locked_incident(session: Session, incident_id: str) -> Incident:
+    """The incident's row, locked for this transaction (gone: ``KeyNotFound``)."""
+    incident = session.get(Incident, incident_id, with_for_update=True)
+    if incident is None:
+        raise KeyNotFound("That incident does not exist.")
+    return incident
+
+
 def _open_incident(session: Session, key_id: str) -> Incident | None:
     return session.exec(
         select(Incident).where(Incident.key_id == key_id, Incident.state == IncidentState.OPEN)
@@ -265,7 +276,7 @@ def checklist_on_its_way(engine: Engine, incident: IncidentFacts, now: datetime)
 
 def remember_message(engine: Engine, incident_id: str, *, channel: str, ts: str) -> None:
     with session_scope(engine) as session:
-        incident = session.get(Incident, incident_id, with_for_update=True)
+        incident = locked_incident(session, incident_id)
         refs = [m for m in incident.messages if m.get("channel") != channel]
         incident.messages = [*refs, {"channel": channel, "ts": ts}]
 
@@ -349,6 +360,72 @@ def tick_step(
     return TickResult(view=load_incident(engine, incident_id), changed=changed)
 
 
+@dataclass(frozen=True)
+class CommanderChanged:
+    view: IncidentView
+    previous: str
+    changed: bool  # False: that person already led it
+
+
+def require_may_hand_over(engine: Engine, actor: Actor, incident_id: str) -> IncidentFacts:
+    """The open incident, if ``actor`` may hand over its command: the commander, the key's
+    owner or an admin. Others are refused and the refusal is audited."""
+    with Session(engine) as session:
+        incident = session.get(Incident, incident_id)
+        if incident is None or incident.team_id != actor.team_id:
+            raise KeyNotFound("That incident does not exist.")
+        if incident.state == IncidentState.CLOSED:
+            raise IncidentClosed(
+                f"The incident for “{incident.label}” is closed; nothing was changed."
+            )
+        key = session.get(ApiKey, incident.key_id)
+        facts = IncidentFacts.of(incident)
+    if actor.is_admin or actor.user_id in (facts.commander, key.owner_user_id if key else None):
+        return facts
+    raise deny(
+        engine,
+        actor,
+        action="hand over the incident command",
+        target=facts.label,
+        target_key_id=facts.key_id,
+        message=(
+            f"Only the incident commander <@{facts.commander}>, the key's owner or an admin can "
+            "hand over the command. Nothing was changed."
+        ),
+    )
+
+
+def hand_over_command(
+    *, engine: Engine, actor: Actor, incident_id: str, commander: str, now: datetime
+) -> CommanderChanged:
+    """Make ``commander`` (a person the caller has checked is in the workspace) lead the open
+    incident (see ``require_may_hand_over`` for who may)."""
+    require_may_hand_over(engine, actor, incident_id)
+    with session_scope(engine) as session:
+        incident = locked_incident(session, incident_id)
+        if incident.state == IncidentState.CLOSED:  # closed meanwhile
+            raise IncidentClosed(
+                f"The incident for “{incident.label}” is closed; nothing was changed."
+            )
+        previous = incident.commander or incident.raised_by
+        changed = commander != previous
+        if changed:
+            incident.commander = commander
+            record_event(
+                session,
+                team_id=incident.team_id,
+                actor=actor.user_id,
+                action="incident.commander",
+                target=incident.label,
+                target_key_id=incident.key_id,
+                source=f"slack:{actor.channel}" if actor.channel else None,
+                detail={"incident": incident_id, "from": previous, "to": commander},
+            )
+    return CommanderChanged(
+        view=load_incident(engine, incident_id), previous=previous, changed=changed
+    )
+
+
 def close_incident(
     *, engine: Engine, team_id: str, incident_id: str, actor: str, note: str, now: datetime
 ) -> ClosedIncident:
@@ -367,13 +444,14 @@ def close_incident(
             f"Every step must be ticked before closing. Still open: {names}.", field="note"
         )
     with session_scope(engine) as session:
-        incident = session.get(Incident, incident_id, with_for_update=True)
+        incident = locked_incident(session, incident_id)
         if incident.state == IncidentState.CLOSED:
             raise IncidentClosed("This incident is already closed; nothing was changed.")
         incident.state = IncidentState.CLOSED.value
         incident.closed_by = actor
         incident.closed_at = now
         incident.close_note = note[:2000]
+        incident.outcome = IncidentOutcome.HANDLED.value
         cancel_jobs(session, key_id=incident.key_id, kinds=[JobKind.INCIDENT_PROBE])
         resolve_page(session, dedup_key=incident_page_key(incident_id), now=now)
         record_event(
@@ -401,7 +479,12 @@ def summarise(view: IncidentView) -> ClosedIncident:
             (incident.key_dead_at, "verified: Binance rejects the key; secret destroyed")
         )
     if incident.closed_at:
-        timeline.append((incident.closed_at, f"closed by <@{incident.closed_by}>"))
+        how = (
+            "closed as a false alarm (Binance: key unchanged) by"
+            if incident.false_alarm
+            else "closed by"
+        )
+        timeline.append((incident.closed_at, f"{how} <@{incident.closed_by}>"))
     timeline.sort(key=lambda item: item[0])
     questions = []
     if incident.key_dead_at is None:

@@ -16,14 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot import binance
 from bot.config import Settings
 from bot.ids import Block
 from bot.jobs.kinds import JobKind, rotation_announce, rotation_probe
-from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
+from bot.jobs.queue import NewJob, cancel_jobs, drop_unsent_jobs, schedule_jobs
 from bot.model.delivery import SINK_LABELS
 from bot.model.findings import permission_name
 from bot.model.rotation import RotationStarted
@@ -54,6 +55,7 @@ from storage.models import (
     KeyType,
     Rotation,
     RotationState,
+    ScheduledJob,
 )
 from storage.vault import seal_api_key_row
 
@@ -285,6 +287,22 @@ def start_rotation(
                 f"{SINK_LABELS[planned.sink]} `{planned.destination}`" if planned else None
             ),
         )
+
+
+def resume_rotation(session: Session, key: ApiKey, rotation: Rotation, *, now: datetime) -> None:
+    """Probe the old key again from now: a rotation that a (false) compromise report stopped
+    goes on where it was (the probes it stopped are dropped; attempts already made keep their
+    numbers, so the next one gets a dedupe key of its own)."""
+    drop_unsent_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_PROBE], now=now)
+    made = session.exec(
+        select(sa.func.count())
+        .select_from(ScheduledJob)
+        .where(
+            ScheduledJob.kind == JobKind.ROTATION_PROBE,
+            col(ScheduledJob.dedupe_key).startswith(f"probe:{rotation.id}:"),
+        )
+    ).one()
+    schedule_jobs(session, [_probe_job(key, rotation, now, attempt=made)])
 
 
 def _probe_job(key: ApiKey, rotation: Rotation, due: datetime, *, attempt: int) -> NewJob:
