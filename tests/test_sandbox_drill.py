@@ -58,6 +58,7 @@ HMAC
 !demo
 !demo
 
+advance 25h
 /apikey rotate drill-bot every 90d
 binance delete demo-1
 advance 1h
@@ -83,7 +84,9 @@ def test_a_rotation_from_reminder_to_completion():
 
     rotated = _section(out, "/apikey rotate drill-bot\n")
     assert "Rotation started" in rotated and "delete the old key" in rotated
-    assert "OLD key" in rotated and "#alerts" in rotated  # the channel is told it still works
+    assert "OLD key" not in rotated  # the old key has its grace period (on the same clock)
+    grace_over = _section(out, "advance 25h")
+    assert "OLD key" in grace_over and "#alerts" in grace_over  # the channel is told
 
     done = _section(out, "advance 1h")
     assert "Rotation of *drill-bot* complete: Binance now rejects the old key" in done
@@ -160,6 +163,8 @@ def test_an_incident_from_a_leak_to_its_closing_summary():
     assert "Close the incident" in closing
     assert "Incident closed: drill-bot" in closing and "Timeline" in closing
     assert "Rehearsal: pasted in #sandbox" in closing and "Time to revoke" in closing
+    # Raised and verified dead on the one sandbox clock (two clocks made it "49 h 0 min").
+    assert re.search(r"Time to revoke:\* (less than a minute|[1-9] min)", closing), closing
 
 
 def test_demo_drill_walks_the_whole_drill():

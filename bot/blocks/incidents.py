@@ -317,7 +317,10 @@ def closed_summary(closed: ClosedIncident) -> Message:
     revoke = "not verified"
     if closed.time_to_revoke is not None:
         minutes = int(closed.time_to_revoke.total_seconds() // 60)
-        revoke = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+        if minutes >= 60:
+            revoke = f"{minutes // 60} h {minutes % 60} min"
+        else:
+            revoke = f"{minutes} min" if minutes else "less than a minute"
     questions = "\n".join(f"• {q}" for q in closed.open_questions) or "• none"
     note = f"*Note:* {escape(truncate(incident.close_note or '', 1500))}"
     commander = f"*Commander:* {mention(incident.commander)}"

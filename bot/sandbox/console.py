@@ -131,6 +131,9 @@ class Console:
         self.replies.user_names = {p.user_id: p.name for p in PEOPLE}
         self.actor: Person = PEOPLE[0]
         self.clock = SandboxClock()
+        # One time for everything the bot does here: what it stamps (raised at, ticked at) and
+        # what the scheduler runs, or a drill's "time to revoke" would mix the two clocks.
+        stack.services.clock = self.clock.now
         self.scheduler = stack.scheduler(self.clock, worker_id="sandbox")
 
     def close(self) -> None:
