@@ -187,3 +187,42 @@ def test_demo_drill_walks_the_whole_drill():
     ):
         assert fragment in out, fragment
     assert out.index("Rotation started") < out.index("Compromised key") < out.index("closed")
+
+
+HAND_OVER_AND_FALSE_ALARM = """\
+as @olivia
+demo-key hmac trade
+/apikey register
+ho-bot
+demo
+
+2
+HMAC
+!demo
+!demo
+
+/apikey compromised ho-bot
+press Hand over command
+@max
+as @you
+press Close incident
+2
+Only a test key was pasted.
+exit
+"""
+
+
+def test_a_hand_over_by_name_and_a_false_alarm_in_the_sandbox():
+    result = run_script(HAND_OVER_AND_FALSE_ALARM)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Traceback" not in out + result.stderr
+    raised = _section(out, "/apikey compromised ho-bot")
+    assert "Commander:* @olivia" in raised and "[7] Hand over command" in raised
+    assert "#alerts (open it" in raised  # a channel is shown by its name, not its id
+    handed = _section(out, "press Hand over command")
+    assert "New commander [@olivia] (a person" in handed  # people are picked by name
+    assert "Commander:* @max" in handed and "@max now leads the response" in handed
+    closed = _section(out, "press Close incident")
+    assert "False alarm: the key did not leak" in closed
+    assert "Closed as a false alarm by @you" in closed and "back in normal use" in closed

@@ -126,7 +126,7 @@ class Console:
             term,
             waiting_pairs=lambda: waiting_pairs(stack.services.engine, team_id),
         )
-        self.forms = FormPrompts(term, self.demo)
+        self.forms = FormPrompts(term, self.demo, {p.user_id: p.name for p in PEOPLE})
         self.replies.channel_names = dict(CHANNELS)
         self.replies.user_names = {p.user_id: p.name for p in PEOPLE}
         self.actor: Person = PEOPLE[0]

@@ -24,9 +24,12 @@ Answers = dict[tuple[str, str], dict[str, Any]]  # (block_id, action_id) -> the 
 class FormPrompts:
     """Asks for each input of a modal and builds the state its submission carries."""
 
-    def __init__(self, term: Terminal, demo: DemoBinance) -> None:
+    def __init__(
+        self, term: Terminal, demo: DemoBinance, user_names: dict[str, str] | None = None
+    ) -> None:
         self.term = term
         self.demo = demo
+        self.user_names = user_names or {}  # user id -> name: a person is picked as @name
         self._answers: Answers = {}
 
     def ask_values(self, view: dict[str, Any], answers: Answers) -> FormValues:
@@ -180,12 +183,19 @@ class FormPrompts:
         default = (
             (previous or {}).get("selected_user") or element.get("initial_user") or SANDBOX_USER
         )
+        ids = {name.lower(): user_id for user_id, name in self.user_names.items()}
+        shown = self.user_names.get(default, default)
+        hint = "a person, e.g. @" + next(iter(ids)) if ids else "a Slack user id"
         while True:
-            answer = self.term.ask(f"{label} [@{default}] (a Slack user id): ").strip()
-            user = re.sub(r"^<?@?([A-Z0-9]+)(\|[^>]*)?>?$", r"\1", answer) if answer else default
+            answer = self.term.ask(f"{label} [@{shown}] ({hint}): ").strip()
+            named = ids.get(answer.removeprefix("@").lower())
+            user = named or (
+                re.sub(r"^<?@?([A-Z0-9]+)(\|[^>]*)?>?$", r"\1", answer) if answer else default
+            )
             if re.fullmatch(r"[UW][A-Z0-9]{2,}", user):
                 return {"type": "users_select", "selected_user": user}
-            self.term.say("  A Slack user id looks like U0ALICE.")
+            names = ", ".join("@" + n for n in ids) or "none"
+            self.term.say(f"  Pick a person ({names}) or a Slack user id like U0ALICE.")
 
 
 def has_inputs(view: dict) -> bool:

@@ -23,6 +23,7 @@ MAX_WAIT_SECONDS = 15.0
 QUIET_SECONDS = 1.0  # without activity tracking: the reply is complete after this much silence
 SETTLE_SECONDS = 0.3  # with activity tracking: silence once the bot has no work in flight
 USER_MENTION = re.compile(r"@([UW][A-Z0-9]{2,})\b")  # <@U…> as render.py writes it
+CHANNEL_MENTION = re.compile(r"#([CG][A-Z0-9]{2,})\b")  # <#C…> as render.py writes it
 # Slack Web API calls that are plumbing, not something a user sees.
 SILENT_METHODS = {"conversations.open", "auth.test", "users.info", "chat.getPermalink"}
 
@@ -118,6 +119,8 @@ class SlackReplies:
         )
         if self.user_names:  # as Slack shows a mention: the person's name, not their id
             text = USER_MENTION.sub(lambda m: "@" + self.user_names.get(m[1], m[1]), text)
+        if self.channel_names:  # and a channel by its name
+            text = CHANNEL_MENTION.sub(lambda m: "#" + self.channel_names.get(m[1], m[1]), text)
         message = None if ephemeral or view else params
         if message is not None and channel:
             message = {**message, "_channel": channel}
