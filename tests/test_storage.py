@@ -366,3 +366,42 @@ def _head_revision(engine) -> str | None:
     from storage.db import alembic_config
 
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def test_upgrade_gives_earlier_incidents_their_commander_and_outcome(engine, key_ring):
+    """Revision 0017: before it, whoever raised an incident led it and every closed incident
+    was handled as a real leak (there was no false-alarm close)."""
+    from alembic import command
+
+    from storage.db import alembic_config
+    from storage.models import Incident, utcnow
+
+    with session_scope(engine) as session:
+        key = stored_key(session, key_ring, label="leaked")
+        now = utcnow()
+        rows = {
+            state: Incident(
+                team_id=key.team_id,
+                key_id=key.id,
+                label=key.label,
+                account_alias="main",
+                state=state,
+                raised_by=f"U0{state.upper()}",
+                raised_at=now,
+                activity_since=now,
+            )
+            for state in ("open", "closed")
+        }
+        session.add_all(rows.values())
+        ids = {state: row.id for state, row in rows.items()}
+    with engine.begin() as connection:  # as a database written before revision 0017
+        config = alembic_config(engine)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0016")
+
+    migrate(engine)
+
+    with Session(engine) as session:
+        opened, closed = (session.get(Incident, ids[s]) for s in ("open", "closed"))
+        assert (opened.commander, opened.outcome) == ("U0OPEN", None)
+        assert (closed.commander, closed.outcome) == ("U0CLOSED", "handled")
