@@ -8,6 +8,8 @@ and keys seeded in bulk through the storage layer.
 - ``seed_keys``: thousands of registered keys with their reminder plans, inserted directly (no
   Binance round trip per key); with credentials, their secrets are sealed under the master key
   exactly as registration seals them, so the bot can open and check them.
+- ``postgres_database`` / ``drop_postgres``: a scratch PostgreSQL database for one run (None,
+  said on stderr, when no server answers).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from storage.crypto import KeyRing, mask_api_key
 from storage.models import ApiKey, BinanceAccount, ScheduledJob
 from storage.vault import seal_api_key_row
 
+POSTGRES_ADMIN_URL = os.environ.get(
+    "APIKEY_BOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 SIGNING_SECRET = "bench-signing-secret"  # local only, like every key in the simulator
 BOT_TOKEN = "xoxb-test"  # the Slack stand-in's default token
 
@@ -354,3 +359,29 @@ def _sealed_columns(ring: KeyRing, key_id: str, key: RemoteKey, now: datetime) -
         "permissions_checked_at": now,
         "last_check_result": "ok",
     }
+
+
+# --- a scratch PostgreSQL database ------------------------------------------------------------
+
+
+def postgres_database() -> tuple[str, str] | None:
+    """A new, empty database on the local server: (its URL, its name); None when none answers."""
+    try:
+        admin = sa.create_engine(
+            POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+        )
+        name = f"apikey_bench_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name
+    except Exception as exc:
+        print(f"PostgreSQL skipped: {type(exc).__name__}", file=sys.stderr)
+        return None
+
+
+def drop_postgres(name: str) -> None:
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -20,19 +20,16 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import sqlalchemy as sa
+from _common import POSTGRES_ADMIN_URL, drop_postgres, postgres_database
 
 from bot.config import load_settings
 from bot.jobs.audit_forwarder import start_audit_forwarder
 from storage.db import make_engine, migrate
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "APIKEY_BOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 ROOT = Path(__file__).resolve().parent.parent
 MB = 2**20
 
@@ -102,28 +99,6 @@ def export(url: str, fmt: str, out: Path) -> dict:
         "peak_mb": int(result.stderr.splitlines()[-1]) / MB,
         "mb": size / MB,
     }
-
-
-def postgres_database() -> tuple[str, str] | None:
-    try:
-        admin = sa.create_engine(
-            POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-        )
-        name = f"apikey_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name
-    except Exception as exc:
-        print(f"PostgreSQL skipped: {type(exc).__name__}", file=sys.stderr)
-        return None
-
-
-def drop_postgres(name: str) -> None:
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def measure(make_url, events: int, tmp: Path) -> dict:

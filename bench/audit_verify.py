@@ -23,18 +23,15 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from _common import drop_postgres, postgres_database
 
 from storage.audit import GENESIS, Checkpoint, bind_audit_key, event_mac, verify_chain
 from storage.db import make_engine, migrate
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "APIKEY_BOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 START = datetime(2026, 1, 1, tzinfo=UTC)
 CHUNK = 20_000
 COLUMNS = (
@@ -153,28 +150,6 @@ def measure(url: str, *, events: int, batch: int) -> dict:
         "rss_before_mb": round(rss_before, 1),
         "peak_mb": round(peak, 1),
     }
-
-
-def postgres_database() -> tuple[str, str] | None:
-    try:
-        admin = sa.create_engine(
-            POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-        )
-        name = f"apikey_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name
-    except Exception as exc:
-        print(f"PostgreSQL skipped: {type(exc).__name__}", file=sys.stderr)
-        return None
-
-
-def drop_postgres(name: str) -> None:
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def main() -> int:

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import sqlalchemy as sa
-from _common import RemoteServices, seed_keys
+from _common import RemoteServices, drop_postgres, postgres_database, seed_keys
 
 from bot.binance import BinanceGateway
 from bot.config import load_settings
@@ -33,9 +30,6 @@ from storage.audit_key import open_audit_key
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "APIKEY_BOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SCHEDULER_CONCURRENCY = 16  # bot.jobs.scheduler.Scheduler's default pool
 
@@ -115,28 +109,6 @@ def slack_floor(slack: RemoteServices, *, posts: int, concurrency: int) -> float
         started = time.perf_counter()
         list(pool.map(post, range(posts)))
         return time.perf_counter() - started
-
-
-def postgres_database() -> tuple[str, str] | None:
-    try:
-        admin = sa.create_engine(
-            POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-        )
-        name = f"apikey_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name
-    except Exception as exc:
-        print(f"PostgreSQL skipped: {type(exc).__name__}", file=sys.stderr)
-        return None
-
-
-def drop_postgres(name: str) -> None:
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def main() -> int:
