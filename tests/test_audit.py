@@ -594,11 +594,7 @@ def test_the_daily_checkpoint_is_posted_and_plans_the_next(stack):
     clock = FixedClock(utcnow() + timedelta(hours=1))
     ensure_checkpoint_job(engine, interval=timedelta(0), now=clock.now())
     ensure_checkpoint_job(engine, interval=timedelta(0), now=clock.now())  # planned once
-    scheduler = stack.scheduler(clock, worker_id="test")
-    try:
-        scheduler.tick()
-    finally:
-        scheduler.close()
+    stack.tick(clock)
     (post,) = _checkpoint_posts(stack)
     assert post.params["metadata"]["event_payload"]["head"] == chain_head(engine).head
     with Session(engine) as session:

@@ -154,14 +154,6 @@ def _aws_stack(make_stack, aws: AwsProxy, **settings):
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _tick(stack, clock) -> None:
-    scheduler = stack.scheduler(clock, worker_id="test")
-    try:
-        scheduler.tick()
-    finally:
-        scheduler.close()
-
-
 def _key(stack, label="bot") -> ApiKey:
     with Session(stack.services.engine) as session:
         return session.exec(select(ApiKey).where(ApiKey.label == label)).one()
@@ -210,7 +202,7 @@ def test_a_registered_key_is_delivered_to_its_file_once_with_mode_0600(make_stac
     answer = register_sim_key(stack, client, sim_key, label="bot", purpose="trading")
     assert answer.status_code == 200 and "errors" not in answer.text, answer.text
     clock = FixedClock(utcnow())
-    _tick(stack, clock)
+    stack.tick(clock)
     target = sink_dir / "bot.json"
     document = json.loads(target.read_text())
     assert document["api_key"] == sim_key.api_key and document["secret"] == sim_key.secret
@@ -221,7 +213,7 @@ def test_a_registered_key_is_delivered_to_its_file_once_with_mode_0600(make_stac
     (delivered,) = _events(stack, "credentials.delivered")
     assert delivered.detail["version"] == 1 and delivered.detail["sink"] == "file"
     assert sim_key.secret not in json.dumps(delivered.detail)
-    _tick(stack, clock)  # nothing more to write
+    stack.tick(clock)  # nothing more to write
     assert len(_events(stack, "credentials.delivered")) == 1
 
     where = _command(stack, client, "deliver bot")
@@ -237,8 +229,8 @@ def test_a_missing_directory_keeps_the_delivery_pending_and_shows_it(make_stack,
     client = bot_client(stack)
     register_directly(stack, "bot")
     clock = FixedClock(utcnow())
-    _tick(stack, clock)
-    _tick(stack, clock)  # not due again yet: the failure is retried with backoff
+    stack.tick(clock)
+    stack.tick(clock)  # not due again yet: the failure is retried with backoff
     (delivery,) = _deliveries(stack)
     assert delivery.state == "pending" and delivery.attempts == 1
     assert delivery.first_failed_at is not None and "does not exist" in delivery.last_error
@@ -256,11 +248,11 @@ def test_a_missing_directory_keeps_the_delivery_pending_and_shows_it(make_stack,
     assert any("Delivery failed since" in f.text for f in own.findings)
 
     clock.advance(timedelta(minutes=3))
-    _tick(stack, clock)  # still down: one audit event for the whole outage
+    stack.tick(clock)  # still down: one audit event for the whole outage
     assert len(_events(stack, "credentials.delivery_failed")) == 1
     sink_dir.mkdir()  # the volume is mounted
     clock.advance(timedelta(minutes=5))
-    _tick(stack, clock)
+    stack.tick(clock)
     (delivery,) = _deliveries(stack)
     assert delivery.state == "delivered" and delivery.attempts == 3
     assert json.loads((sink_dir / "bot.json").read_text())["version"] == 1
@@ -310,7 +302,7 @@ def test_rotation_completes_only_when_the_new_version_is_in_aws_and_the_old_key_
     registered, old = register_directly(stack, "bot", key_type="ED25519", permissions=TRADE)
     assert "will be delivered to AWS Secrets Manager" in _choose(stack, client, "bot", "aws")
     clock = FixedClock(utcnow())
-    _tick(stack, clock)
+    stack.tick(clock)
     name = _deliveries(stack)[0].destination
     secrets = _secrets(moto_url)
     first = json.loads(secrets.get_secret_value(SecretId=name)["SecretString"])
@@ -325,7 +317,7 @@ def test_rotation_completes_only_when_the_new_version_is_in_aws_and_the_old_key_
     assert "being written to AWS Secrets Manager" in response.text
     stack.simulator.delete_key(old.api_key)
     clock.advance(timedelta(minutes=1))
-    _tick(stack, clock)  # the delivery fails; the probe finds the old key dead
+    stack.tick(clock)  # the delivery fails; the probe finds the old key dead
     assert _key(stack).status == KeyStatus.ROTATING.value  # not complete: not delivered
     assert len(_events(stack, "key.rotate_waiting_for_delivery")) == 1
     assert not _events(stack, "key.rotate_complete")
@@ -335,8 +327,8 @@ def test_rotation_completes_only_when_the_new_version_is_in_aws_and_the_old_key_
 
     aws.mode = "up"
     clock.advance(timedelta(minutes=5))
-    _tick(stack, clock)  # delivered: the rotation completes
-    _tick(stack, clock)  # its announcement
+    stack.tick(clock)  # delivered: the rotation completes
+    stack.tick(clock)  # its announcement
     current = json.loads(secrets.get_secret_value(SecretId=name)["SecretString"])
     assert current["api_key"] == new.api_key and current["private_key_pem"] == new.secret.strip()
     assert current["version"] == 2
@@ -381,14 +373,14 @@ def test_an_answer_lost_after_the_write_is_retried_without_a_second_version(
     register_directly(stack, "bot")
     clock = FixedClock(utcnow())
     aws.mode, aws.lose_next = "lose_answer", 10  # every write reaches AWS, no answer returns
-    _tick(stack, clock)
+    stack.tick(clock)
     (delivery,) = _deliveries(stack)
     assert delivery.state == "pending" and delivery.first_failed_at is not None
     name = delivery.destination
     assert len(_secrets(moto_url).list_secret_version_ids(SecretId=name)["Versions"]) == 1
     aws.mode = "up"
     clock.advance(timedelta(minutes=3))
-    _tick(stack, clock)
+    stack.tick(clock)
     (delivery,) = _deliveries(stack)
     assert delivery.state == "delivered"
     versions = _secrets(moto_url).list_secret_version_ids(SecretId=name)["Versions"]
@@ -410,9 +402,9 @@ def test_access_denied_by_aws_is_shown_audited_once_and_retried(
     clock = FixedClock(utcnow())
     requests.post(f"{moto_url}/moto-api/reset-auth", data=b"0", timeout=5).raise_for_status()
     try:
-        _tick(stack, clock)
+        stack.tick(clock)
         clock.advance(timedelta(minutes=3))
-        _tick(stack, clock)
+        stack.tick(clock)
     finally:
         requests.post(f"{moto_url}/moto-api/reset-auth", data=b"inf", timeout=5)
     (delivery,) = _deliveries(stack)
@@ -421,7 +413,7 @@ def test_access_denied_by_aws_is_shown_audited_once_and_retried(
     (failed,) = _events(stack, "credentials.delivery_failed")
     assert failed.detail["destination"] == delivery.destination
     clock.advance(timedelta(minutes=5))
-    _tick(stack, clock)  # the policy is fixed: delivered
+    stack.tick(clock)  # the policy is fixed: delivered
     assert _deliveries(stack)[0].state == "delivered"
 
 
@@ -433,7 +425,7 @@ def test_only_the_newest_credentials_are_written_when_rotations_pile_up(
     registered, _old = register_directly(stack, "bot", permissions=TRADE)
     aws.mode = "down"
     clock = FixedClock(utcnow())
-    _tick(stack, clock)
+    stack.tick(clock)
     new = stack.simulator.add_key(permissions=TRADE, ip_restrict=True)
     response = _submit_rotation(client, stack, registered.key_id, new)
     assert response.json().get("response_action") == "update", response.text
@@ -441,7 +433,7 @@ def test_only_the_newest_credentials_are_written_when_rotations_pile_up(
     assert states == ["superseded", "pending"]
     aws.mode = "up"
     clock.advance(timedelta(minutes=5))
-    _tick(stack, clock)
+    stack.tick(clock)
     name = _deliveries(stack)[-1].destination
     current = json.loads(_secrets(moto_url).get_secret_value(SecretId=name)["SecretString"])
     assert current["api_key"] == new.api_key and current["version"] == 2
@@ -610,7 +602,7 @@ def test_a_generated_pair_chosen_for_a_file_is_delivered_when_it_completes(make_
     assert _enter_key(stack, client, _button_value(message), sim_key.api_key).status_code == 200
     stack.wait_idle()
     assert _key(stack, "gen-bot").delivery_sink == "file"
-    _tick(stack, FixedClock(utcnow()))
+    stack.tick(FixedClock(utcnow()))
     document = json.loads((sink_dir / "gen-bot.json").read_text())
     assert document["api_key"] == sim_key.api_key
     assert document["private_key_pem"] == private_pem.strip()

@@ -29,11 +29,7 @@ def _run(stack, clock: FixedClock):
     engine = stack.services.engine
     ensure_drift_checks(engine, interval=timedelta(0), now=clock.now())
     make_due(engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
-    scheduler = stack.scheduler(clock, worker_id="test")
-    try:
-        scheduler.tick()
-    finally:
-        scheduler.close()
+    stack.tick(clock)
     return [
         c
         for c in stack.slack.calls_to("chat.postMessage")

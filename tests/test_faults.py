@@ -117,15 +117,6 @@ def _clean(text: str) -> None:
         assert leak not in text, f"{leak!r} reached the user: {text[:500]}"
 
 
-def _tick(stack, clock: FixedClock, times: int = 1) -> None:
-    for _ in range(times):
-        scheduler = stack.scheduler(clock, worker_id="t")
-        try:
-            scheduler.tick()
-        finally:
-            scheduler.close()
-
-
 def _key(stack, label: str = "bot") -> ApiKey:
     with Session(stack.services.engine) as session:
         return session.exec(select(ApiKey).where(ApiKey.label == label)).one()
@@ -362,7 +353,7 @@ def test_old_key_probe_failing_keeps_the_rotation_in_progress_and_probes_again(s
     stack.simulator.inject_fault(kind, count=1, path=RESTRICTIONS)
     # past the grace period too: an unknown answer is neither "deleted" nor "still alive"
     clock = FixedClock(utcnow() + timedelta(hours=25))
-    _tick(stack, clock, times=2)
+    stack.tick(clock, times=2)
     with Session(stack.services.engine) as session:
         rotation = session.exec(select(Rotation)).one()
     assert rotation.state == "probing" and rotation.last_probe_result.startswith("unknown")
@@ -374,7 +365,7 @@ def test_old_key_probe_failing_keeps_the_rotation_in_progress_and_probes_again(s
     assert _audit(stack, "key.rotate_complete") == 0
     _wait_unbanned(stack)
     clock.current = pending.due_at
-    _tick(stack, clock, times=3)
+    stack.tick(clock, times=3)
     assert _key(stack).status == KeyStatus.ACTIVE.value
     (announced,) = _posts(stack, "Rotation of")
     assert announced.params["channel"] == ALERTS
@@ -411,7 +402,7 @@ def test_failing_incident_probe_is_not_key_deleted_and_shreds_nothing(stack, kin
     incident = _raise_incident(stack)
     stack.simulator.inject_fault(kind, count=1, path=RESTRICTIONS)
     clock = FixedClock(utcnow())
-    _tick(stack, clock, times=2)
+    stack.tick(clock, times=2)
     incident = _incident(stack)
     assert incident.last_probe_result == "unknown" and incident.key_dead_at is None
     key = _key(stack)
@@ -428,7 +419,7 @@ def test_failing_incident_probe_is_not_key_deleted_and_shreds_nothing(stack, kin
     stack.simulator.delete_key(sim_key.api_key)
     _wait_unbanned(stack)
     clock.current = pending.due_at
-    _tick(stack, clock, times=2)
+    stack.tick(clock, times=2)
     key = _key(stack)
     assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
     assert _incident(stack).key_dead_at is not None
@@ -451,14 +442,14 @@ def _reminders(stack, *, ok: bool = True) -> list:
 def test_reminder_rate_limited_by_slack_is_delivered_after_retry_after_exactly_once(stack):
     clock = _reminder_due(stack)
     stack.slack.inject_fault("chat.postMessage", status=429, retry_after=1)
-    _tick(stack, clock)
+    stack.tick(clock)
     attempts = _reminders(stack, ok=False)
     assert [c.status for c in attempts] == [429, 200]
     assert attempts[1].at - attempts[0].at >= 1.0  # Retry-After honoured
     assert len(_jobs(stack, JobKind.ROTATION_REMINDER, JobState.DONE.value)) == 1
     assert _audit(stack, "rotation.reminder") == 1
     clock.advance(timedelta(hours=1))
-    _tick(stack, clock)
+    stack.tick(clock)
     assert len(_reminders(stack)) == 1
 
 
@@ -468,21 +459,21 @@ def test_reminder_that_slack_fails_to_take_stays_pending_and_goes_out_once_later
 ):
     clock = _reminder_due(stack)
     stack.slack.inject_fault("chat.postMessage", status=status, count=count)
-    _tick(stack, clock)
+    stack.tick(clock)
     assert _reminders(stack) == [] and len(_reminders(stack, ok=False)) == count
     (job,) = [j for j in _jobs(stack, JobKind.ROTATION_REMINDER) if j.attempts]
     assert job.state == JobState.PENDING.value and job.last_error and job.due_at > clock.now()
     assert _audit(stack, "rotation.reminder") == 0
-    _tick(stack, clock)  # not due again yet: nothing is hammered
+    stack.tick(clock)  # not due again yet: nothing is hammered
     assert len(_reminders(stack, ok=False)) == count
     clock.current = job.due_at
-    _tick(stack, clock)
+    stack.tick(clock)
     (delivered,) = _reminders(stack)
     assert "bot" in all_text(delivered.params)
     assert _jobs(stack, JobKind.ROTATION_REMINDER, JobState.DONE.value)[0].id == job.id
     assert _audit(stack, "rotation.reminder") == 1
     clock.advance(timedelta(hours=1))
-    _tick(stack, clock, times=2)
+    stack.tick(clock, times=2)
     assert len(_reminders(stack)) == 1
 
 
@@ -496,7 +487,7 @@ def test_reminder_dm_that_fails_for_one_of_several_admins_is_not_sent_twice_to_t
     stack.slack.add_user(ALICE, name="alice", deleted=True)
     clock = _reminder_due(stack)
     stack.slack.inject_fault("chat.postMessage", status=502, where={"channel": "D0ADMIN2"})
-    _tick(stack, clock)
+    stack.tick(clock)
 
     def dms_to(user: str) -> list:
         return [c for c in _reminders(stack) if c.params["channel"] == "D" + user[1:]]
@@ -508,7 +499,7 @@ def test_reminder_dm_that_fails_for_one_of_several_admins_is_not_sent_twice_to_t
     assert job.payload["delivered_to"] == [ADMIN] and job.due_at > clock.now()
     assert _audit(stack, "rotation.reminder") == 0
     clock.current = job.due_at
-    _tick(stack, clock)
+    stack.tick(clock)
     assert len(dms_to(ADMIN)) == 1 and len(dms_to(second)) == 1
     assert [j.id for j in _jobs(stack, JobKind.ROTATION_REMINDER, JobState.DONE.value)] == [job.id]
     assert _audit(stack, "rotation.reminder") == 1
@@ -528,20 +519,20 @@ def test_drift_digest_that_slack_fails_to_take_is_posted_later_not_lost(stack, s
     _drift_due(stack, clock)
     # 429: more refusals than the client's retries; 5xx: one is enough (502 is not retried)
     stack.slack.inject_fault("chat.postMessage", status=status, count=4, retry_after=0)
-    _tick(stack, clock)
+    stack.tick(clock)
     assert _posts(stack, "Daily key check") == []
     (job,) = _jobs(stack, JobKind.DRIFT_CHECK, JobState.PENDING.value)
     assert job.attempts == 1 and job.last_error and job.due_at > clock.now()
     stack.slack.clear_faults()
     clock.current = job.due_at
-    _tick(stack, clock)
+    stack.tick(clock)
     (digest,) = _posts(stack, "Daily key check")
     assert "Withdrawals permission was turned on" in all_text(digest.params)
     assert digest.params["channel"] == ALERTS
     # the next day's check is planned exactly once, and the same change is not reported again
     (planned,) = _jobs(stack, JobKind.DRIFT_CHECK, JobState.PENDING.value)
     clock.current = planned.due_at
-    _tick(stack, clock)
+    stack.tick(clock)
     assert len(_posts(stack, "Daily key check")) == 1
 
 
@@ -569,10 +560,10 @@ def test_checklist_that_slack_fails_to_take_is_posted_on_a_later_tick(stack):
     (later,) = _jobs(stack, JobKind.INCIDENT_CHECKLIST, JobState.PENDING.value)
     assert later.payload["channel"] == ALERTS
     clock = FixedClock(utcnow())
-    _tick(stack, clock, times=2)  # the probe and the activity review; the retry is not due yet
+    stack.tick(clock, times=2)  # the probe and the activity review; the retry is not due yet
     assert len(_posts(stack, "Compromised key")) == 1
     clock.current = later.due_at
-    _tick(stack, clock, times=2)
+    stack.tick(clock, times=2)
     checklists = _posts(stack, "Compromised key")
     assert sorted(c.params["channel"] for c in checklists) == sorted([ALERTS, RAISED_IN])
     assert {m["channel"] for m in _incident(stack).messages} == {ALERTS, RAISED_IN}
@@ -580,7 +571,7 @@ def test_checklist_that_slack_fails_to_take_is_posted_on_a_later_tick(stack):
     tables = _posts(stack, "Step 3")
     assert sorted(t.params["channel"] for t in tables) == sorted([ALERTS, RAISED_IN])
     clock.advance(timedelta(minutes=5))
-    _tick(stack, clock, times=2)
+    stack.tick(clock, times=2)
     assert len(_posts(stack, "Compromised key")) == 2  # no duplicate
     assert len(_posts(stack, "Step 3")) == 2
 
@@ -591,10 +582,10 @@ def test_checklist_update_that_slack_fails_to_take_is_retried_later(stack):
     stack.simulator.delete_key(sim_key.api_key)
     stack.slack.inject_fault("chat.update", status=502)
     clock = FixedClock(utcnow())
-    _tick(stack, clock, times=3)  # probe: dead; then the refresh, one update refused
+    stack.tick(clock, times=3)  # probe: dead; then the refresh, one update refused
     assert _incident(stack).key_dead_at is not None
     clock.advance(timedelta(minutes=5))
-    _tick(stack, clock, times=2)
+    stack.tick(clock, times=2)
     updates = [
         c for c in stack.slack.calls_to("chat.update") if c.ok and c.params["channel"] == ALERTS
     ]  # the one live checklist
@@ -606,9 +597,9 @@ def test_activity_table_that_slack_fails_to_take_is_posted_later_once(stack):
     _raise_incident(stack)
     stack.slack.inject_fault("chat.postMessage", status=502)
     clock = FixedClock(utcnow())
-    _tick(stack, clock, times=2)
+    stack.tick(clock, times=2)
     clock.advance(timedelta(minutes=5))
-    _tick(stack, clock, times=2)
+    stack.tick(clock, times=2)
     tables = _posts(stack, "Step 3")
     assert [t.params["channel"] for t in tables] == [ALERTS]  # once, in the checklist's thread
     assert all(t.params.get("thread_ts") for t in tables)
@@ -630,17 +621,17 @@ def test_checklist_that_can_be_posted_nowhere_does_not_make_the_review_ask_binan
         return sum("history" in r.path.lower() for r in stack.simulator.request_log)
 
     clock = FixedClock(utcnow())
-    _tick(stack, clock, times=2)  # moments after raising: the checklist may still be coming
+    stack.tick(clock, times=2)  # moments after raising: the checklist may still be coming
     assert history_calls() == 0
     (waiting,) = _jobs(stack, JobKind.INCIDENT_ACTIVITY, JobState.PENDING.value)
     assert waiting.due_at <= clock.now() + timedelta(seconds=31)
     clock.advance(timedelta(minutes=3))
-    _tick(stack, clock, times=2)
+    stack.tick(clock, times=2)
     assert history_calls() == 2  # withdrawals and deposits, once
     assert _incident(stack).activity is not None
     assert _jobs(stack, JobKind.INCIDENT_ACTIVITY, JobState.PENDING.value) == []
     clock.advance(timedelta(minutes=30))
-    _tick(stack, clock, times=3)
+    stack.tick(clock, times=3)
     assert history_calls() == 2
     assert _posts(stack, "Step 3", ok=False) == []
 
@@ -736,7 +727,7 @@ def test_incident_probe_whose_write_fails_does_not_shred_without_the_status_chan
     stack.simulator.delete_key(sim_key.api_key)
     _refuse(stack, "refuse_dead", "audit_events", when="NEW.action = 'incident.key_dead'")
     clock = FixedClock(utcnow())
-    _tick(stack, clock)
+    stack.tick(clock)
     key = _key(stack)
     assert key.status == KeyStatus.COMPROMISED.value and key.secret_sealed is not None
     assert _incident(stack).key_dead_at is None
@@ -746,7 +737,7 @@ def test_incident_probe_whose_write_fails_does_not_shred_without_the_status_chan
     assert job.attempts == 1 and job.last_error and job.due_at > clock.now()
     _allow(stack, "refuse_dead")
     clock.current = job.due_at
-    _tick(stack, clock)
+    stack.tick(clock)
     key = _key(stack)
     assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
     assert _audit(stack, "incident.key_dead") == 1

@@ -205,11 +205,7 @@ def test_a_false_alarm_returns_the_key_to_use_after_binance_confirms_it(stack):
     (event,) = _events(stack, "incident.false_alarm")
     assert event.actor == ADMIN and event.detail["key_status"] == "active"
     # The scheduler's next probe finds the incident closed: the key keeps its secret.
-    scheduler = stack.scheduler(FixedClock(utcnow()), worker_id="test")
-    try:
-        scheduler.tick()
-    finally:
-        scheduler.close()
+    stack.tick(FixedClock(utcnow()))
     assert _key(stack).status == KeyStatus.ACTIVE.value
     url = stack.slack.response_url()
     status = bot_client(stack).post(slash_command("status bot", user_id=ALICE, response_url=url))
@@ -255,12 +251,7 @@ def test_a_key_verified_dead_cannot_return(stack):
     _, sim_key = register_directly(stack, "bot")
     incident = _raise(stack)
     stack.simulator.delete_key(sim_key.api_key)
-    scheduler = stack.scheduler(FixedClock(utcnow()), worker_id="test")
-    try:
-        for _ in range(3):
-            scheduler.tick()
-    finally:
-        scheduler.close()
+    stack.tick(FixedClock(utcnow()), times=3)
     assert _key(stack).status == KeyStatus.REVOKED.value
     refused = _refusal(_close(stack, incident.id, outcome=FALSE_ALARM))
     assert "cannot return to use" in refused and _incident(stack).state == "open"
@@ -349,9 +340,5 @@ def test_a_false_alarm_during_a_rotation_lets_the_rotation_go_on(stack):
     assert _key(stack).status == KeyStatus.ROTATING.value
     assert _pending(stack, registered.key_id, JobKind.ROTATION_PROBE)  # goes on
     stack.simulator.delete_key(old.api_key)
-    scheduler = stack.scheduler(FixedClock(utcnow()), worker_id="test")
-    try:
-        scheduler.tick()
-    finally:
-        scheduler.close()
+    stack.tick(FixedClock(utcnow()))
     assert wait_until(lambda: _key(stack).status == KeyStatus.ACTIVE.value)

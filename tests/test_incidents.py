@@ -102,15 +102,6 @@ def _ticked(stack, incident_id: str, step: int) -> bool:
         return session.get(IncidentStep, (incident_id, step)) is not None
 
 
-def _run_jobs(stack, clock: FixedClock, times: int = 3):
-    for _ in range(times):
-        scheduler = stack.scheduler(clock, worker_id="test")
-        try:
-            scheduler.tick()
-        finally:
-            scheduler.close()
-
-
 def _updates_after(stack, count: int, timeout: float = 10):
     return stack.slack.wait_for("chat.update", count=count, timeout=timeout)
 
@@ -259,11 +250,11 @@ def test_the_bot_ticks_key_deleted_itself_once_binance_rejects_it_and_shreds_the
     _raise(stack)
     _raised(stack)
     clock = FixedClock(utcnow())
-    _run_jobs(stack, clock)
+    stack.tick(clock, times=3)
     assert _incident(stack).last_probe_result == "alive"
     stack.simulator.delete_key(sim_key.api_key)
     clock.advance(timedelta(seconds=31))  # within the first probe interval
-    _run_jobs(stack, clock)
+    stack.tick(clock, times=3)
     incident = _incident(stack)
     assert incident.key_dead_at is not None
     with Session(stack.services.engine) as session:
@@ -297,7 +288,7 @@ def test_activity_table_flags_withdrawals_to_new_addresses(stack):
     )
     _raise(stack)
     _raised(stack)
-    _run_jobs(stack, FixedClock(utcnow()))
+    stack.tick(FixedClock(utcnow()), times=3)
     tables = [
         c for c in stack.slack.calls_to("chat.postMessage") if "Step 3" in c.params.get("text", "")
     ]
@@ -321,7 +312,7 @@ def test_without_a_working_key_the_activity_review_says_so(stack):
     stack.simulator.delete_key(sim_key.api_key)
     _raise(stack)
     _raised(stack)
-    _run_jobs(stack, FixedClock(utcnow()))
+    stack.tick(FixedClock(utcnow()), times=3)
     tables = [
         c for c in stack.slack.calls_to("chat.postMessage") if "Step 3" in c.params.get("text", "")
     ]
@@ -342,7 +333,7 @@ def test_a_rate_limited_history_is_said_and_the_other_keys_are_not_tried(stack):
     stack.services.gateway._transport.limiters[WITHDRAW_HISTORY_PATH] = (spent,)
     _raise(stack)
     _raised(stack)
-    _run_jobs(stack, FixedClock(utcnow()))
+    stack.tick(FixedClock(utcnow()), times=3)
     activity = _incident(stack).activity
     assert activity["source"] is None and "only a few times a minute" in activity["error"]
     assert not [r for r in stack.simulator.request_log if r.path == WITHDRAW_HISTORY_PATH]
@@ -360,7 +351,7 @@ def test_everything_survives_a_restart_mid_incident(world, start):
     with start() as second:
         _tick(second, 5, BOB, incident_id)
         sim.delete_key(sim_key.api_key)
-        _run_jobs(second, FixedClock(utcnow() + timedelta(minutes=1)))
+        second.tick(FixedClock(utcnow() + timedelta(minutes=1)), times=3)
         incident = _incident(second)
         with Session(second.services.engine) as session:
             steps = {t.step for t in session.exec(select(IncidentStep)).all()}
@@ -399,7 +390,7 @@ def test_close_needs_every_step_then_posts_a_summary_and_later_clicks_change_not
         == Callback.INCIDENT_CLOSE
     )
     stack.simulator.delete_key(sim_key.api_key)
-    _run_jobs(stack, FixedClock(utcnow()))  # the bot verifies step 1
+    stack.tick(FixedClock(utcnow()), times=3)  # the bot verifies step 1
     assert _ticked(stack, incident_id, 1)
     for step in (2, 3, 4, 5):
         _tick(stack, step, ALICE, incident_id)
@@ -457,7 +448,7 @@ def test_a_chosen_review_start_and_the_other_keys_current_tier(stack):
     bot_client(stack).post(slash_command("compromised bot since 60d", response_url=url))
     incident = _raised(stack)
     assert (incident.raised_at - incident.activity_since).days == 60
-    _run_jobs(stack, FixedClock(utcnow()))
+    stack.tick(FixedClock(utcnow()), times=3)
     (other,) = _incident(stack).other_keys
     assert other == {"label": "sibling", "tier": "Withdraw", "status": "active", "checked": True}
     assert "sibling* · Withdraw" in all_text(stack.slack.calls_to("chat.update")[-1].params)

@@ -52,14 +52,6 @@ def _edits(stack) -> list[AuditEvent]:
         return list(session.exec(select(AuditEvent).where(AuditEvent.action == "key.edit")))
 
 
-def _tick(stack, clock) -> None:
-    scheduler = stack.scheduler(clock, worker_id="test")
-    try:
-        scheduler.tick()
-    finally:
-        scheduler.close()
-
-
 def test_an_admin_gives_a_key_a_new_owner_who_is_told_and_gets_the_reminders(stack, client):
     t0 = utcnow()
     register_directly(stack, "bot", owner=ALICE, now=t0)
@@ -75,7 +67,7 @@ def test_an_admin_gives_a_key_a_new_owner_who_is_told_and_gets_the_reminders(sta
     (note,) = stack.slack.calls_to("chat.postMessage")
     assert "made you the owner" in all_text(note.params) and f"<@{ADMIN}>" in all_text(note.params)
     # The next rotation reminder goes to the new owner, not the old one.
-    _tick(stack, FixedClock(t0 + timedelta(days=16, minutes=1)))
+    stack.tick(FixedClock(t0 + timedelta(days=16, minutes=1)))
     dms = [c.params["users"] for c in stack.slack.calls_to("conversations.open")]
     assert dms == [BOB, BOB] or dms == [BOB]  # the DM channel may be reused
     reminder = stack.slack.calls_to("chat.postMessage")[-1]

@@ -229,11 +229,7 @@ def test_a_pair_not_completed_in_24_hours_is_shredded_and_its_maker_told(stack):
     pending_id = _button_value(_instructions(stack, "gen-bot"))
     later = utcnow() + timedelta(hours=24, minutes=1)
     make_due(stack.services.engine, kind=JobKind.PENDING_PAIR_EXPIRY, at=later)
-    scheduler = stack.scheduler(FixedClock(later), worker_id="t")
-    try:
-        scheduler.tick()
-    finally:
-        scheduler.close()
+    stack.tick(FixedClock(later))
     expired = _pending(stack, "gen-bot")
     assert expired.state == PendingPairState.EXPIRED.value
     assert expired.private_key_sealed is None and expired.seal_key_id is None

@@ -129,14 +129,6 @@ def _events(stack, action: str) -> list[AuditEvent]:
         return list(session.exec(select(AuditEvent).where(AuditEvent.action == action)).all())
 
 
-def _tick(stack, clock: FixedClock) -> None:
-    scheduler = stack.scheduler(clock, worker_id="test")
-    try:
-        scheduler.tick()
-    finally:
-        scheduler.close()
-
-
 # --- rotation: every flag compared ----------------------------------------------------------
 
 
@@ -415,7 +407,7 @@ def test_a_new_flag_appearing_switched_on_is_in_the_drift_digest(stack):
     engine = stack.services.engine
     ensure_drift_checks(engine, interval=timedelta(0), now=clock.now())
     make_due(engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
-    _tick(stack, clock)
+    stack.tick(clock)
     (digest,) = [
         c
         for c in stack.slack.calls_to("chat.postMessage")
@@ -446,7 +438,7 @@ def _run_jobs(stack) -> None:
         ).all()
     assert due, "no announcement was scheduled"
     for _ in range(3):  # more ticks than needed: nothing is sent twice
-        _tick(stack, clock)
+        stack.tick(clock)
         clock.advance(timedelta(minutes=5))
 
 

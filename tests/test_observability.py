@@ -320,11 +320,7 @@ def test_slack_retries_and_failed_deliveries_are_counted(make_stack):
     make_due(engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
     stack.simulator.set_permissions(sim_key.api_key, enableWithdrawals=True)  # a change to report
     stack.slack.inject_fault("chat.postMessage", status=200, error="channel_not_found")
-    scheduler = stack.scheduler(clock, worker_id="test")
-    try:
-        scheduler.tick()
-    finally:
-        scheduler.close()
+    stack.tick(clock)
     after = _scrape(stack)
 
     def grew(name: str, **labels: str) -> float:

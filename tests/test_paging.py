@@ -46,14 +46,6 @@ def stack(make_stack, pagerduty):
     )
 
 
-def _tick(stack, clock: FixedClock) -> None:
-    scheduler = stack.scheduler(clock, worker_id="test")
-    try:
-        scheduler.tick()
-    finally:
-        scheduler.close()
-
-
 def _page_jobs(stack) -> list[ScheduledJob]:
     with Session(stack.services.engine) as session:
         return list(session.exec(select(ScheduledJob).where(ScheduledJob.kind == JobKind.PAGE)))
@@ -114,8 +106,8 @@ def test_a_compromised_withdraw_key_pages_once_and_its_close_resolves(stack, pag
     again = _raise(stack, "vault", now)  # already open: the same incident, no second page
     assert again.incident_id == raised.incident_id
     clock = FixedClock(now + timedelta(seconds=5))
-    _tick(stack, clock)
-    _tick(stack, clock)
+    stack.tick(clock)
+    stack.tick(clock)
     events = pagerduty.accepted_events()
     assert [e["event_action"] for e in events] == ["trigger"]
     trigger = events[0]
@@ -127,7 +119,7 @@ def test_a_compromised_withdraw_key_pages_once_and_its_close_resolves(stack, pag
 
     _close(stack, raised.incident_id, clock.now())
     clock.advance(timedelta(seconds=5))
-    _tick(stack, clock)
+    stack.tick(clock)
     events = pagerduty.accepted_events()
     assert [e["event_action"] for e in events] == ["trigger", "resolve"]
     assert events[1]["dedup_key"] == trigger["dedup_key"]
@@ -140,7 +132,7 @@ def test_a_compromised_trade_key_pages_nobody(stack, pagerduty):
     register_directly(stack, "trader", permissions=TRADE)
     now = utcnow()
     _raise(stack, "trader", now)
-    _tick(stack, FixedClock(now + timedelta(seconds=5)))
+    stack.tick(FixedClock(now + timedelta(seconds=5)))
     assert pagerduty.accepted_events() == []
     assert _page_jobs(stack) == []
 
@@ -152,17 +144,17 @@ def test_pagerduty_down_is_retried_and_the_page_delivered_once(stack, pagerduty)
     pagerduty.fail_next(1, 503)
     pagerduty.fail_next(1, 429)
     clock = FixedClock(now + timedelta(seconds=5))
-    _tick(stack, clock)  # 503
+    stack.tick(clock)  # 503
     assert pagerduty.accepted_events() == []
     (job,) = _page_jobs(stack)
     assert job.state == JobState.PENDING.value and "503" in job.last_error
     clock.advance(timedelta(minutes=3))  # past the queue's first backoff (2 minutes)
-    _tick(stack, clock)  # 429
+    stack.tick(clock)  # 429
     assert pagerduty.accepted_events() == []
     clock.advance(timedelta(minutes=5))
-    _tick(stack, clock)
+    stack.tick(clock)
     clock.advance(timedelta(hours=2))
-    _tick(stack, clock)
+    stack.tick(clock)
     assert [e["event_action"] for e in pagerduty.accepted_events()] == ["trigger"]
     assert [r.status for r in pagerduty.received()] == [503, 429, 202]
     (job,) = _page_jobs(stack)
@@ -181,12 +173,12 @@ def test_pagerduty_unreachable_is_retried_later(make_stack):
     now = utcnow()
     _raise(stack, "vault", now)
     clock = FixedClock(now + timedelta(seconds=5))
-    _tick(stack, clock)
+    stack.tick(clock)
     (job,) = _page_jobs(stack)
     assert job.state == JobState.PENDING.value and "not reachable" in job.last_error
     with PagerDutyStandIn(port=port) as back:
         clock.advance(timedelta(minutes=3))
-        _tick(stack, clock)
+        stack.tick(clock)
         assert [e["event_action"] for e in back.accepted_events()] == ["trigger"]
 
 
@@ -196,12 +188,12 @@ def test_a_refused_event_is_not_retried_but_audited(stack, pagerduty):
     _raise(stack, "vault", now)
     pagerduty.fail_next(1, 400)
     clock = FixedClock(now + timedelta(seconds=5))
-    _tick(stack, clock)
+    stack.tick(clock)
     (job,) = _page_jobs(stack)
     assert job.state == JobState.DONE.value
     assert [e.detail["destinations"] for e in _audit(stack, "page.refused")] == [["pagerduty"]]
     clock.advance(timedelta(hours=3))
-    _tick(stack, clock)
+    stack.tick(clock)
     assert len(pagerduty.received()) == 1
 
 
@@ -211,7 +203,7 @@ def test_nothing_is_sent_when_paging_is_not_configured(make_stack, pagerduty):
     register_directly(stack, "vault", permissions=WITHDRAW, purpose=KeyPurpose.WITHDRAWALS)
     now = utcnow()
     _raise(stack, "vault", now)
-    _tick(stack, FixedClock(now + timedelta(seconds=5)))
+    stack.tick(FixedClock(now + timedelta(seconds=5)))
     assert pagerduty.received() == []
     assert all(job.state == JobState.DONE.value for job in _page_jobs(stack))
     assert _audit(stack, "page.") == []
@@ -228,7 +220,7 @@ def test_the_webhook_receives_the_same_events_without_the_routing_key(make_stack
     now = utcnow()
     raised = _raise(stack, "vault", now)
     clock = FixedClock(now + timedelta(seconds=5))
-    _tick(stack, clock)
+    stack.tick(clock)
     (hook,) = pagerduty.webhook_calls()
     (event,) = pagerduty.accepted_events()
     assert hook.path == "/hooks/paging"
@@ -237,7 +229,7 @@ def test_the_webhook_receives_the_same_events_without_the_routing_key(make_stack
     assert hook.body == {k: v for k, v in event.items() if k != "routing_key"}
     _close(stack, raised.incident_id, clock.now())
     clock.advance(timedelta(seconds=5))
-    _tick(stack, clock)
+    stack.tick(clock)
     assert [c.body["event_action"] for c in pagerduty.webhook_calls()] == ["trigger", "resolve"]
 
 
@@ -252,9 +244,9 @@ def test_the_webhook_failing_does_not_send_pagerduty_twice(make_stack, pagerduty
     _raise(stack, "vault", now)
     clock = FixedClock(now + timedelta(seconds=5))
     pagerduty.fail_next(1, 502, path="/hooks/paging")  # PagerDuty takes it, the webhook not
-    _tick(stack, clock)
+    stack.tick(clock)
     clock.advance(timedelta(minutes=3))
-    _tick(stack, clock)
+    stack.tick(clock)
     assert len(pagerduty.accepted_events()) == 1
     assert [c.status for c in pagerduty.received() if c.path != "/v2/enqueue"] == [502, 200]
     (sent,) = _audit(stack, "page.sent")
@@ -271,9 +263,9 @@ def test_withdrawals_newly_enabled_page_and_disabled_again_resolves(stack, pager
     def drift_check() -> None:
         ensure_drift_checks(engine, interval=timedelta(0), now=clock.now())
         make_due(engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
-        _tick(stack, clock)
+        stack.tick(clock)
         clock.advance(timedelta(seconds=5))
-        _tick(stack, clock)  # the page jobs the check planned
+        stack.tick(clock)  # the page jobs the check planned
 
     drift_check()
     events = pagerduty.accepted_events()
@@ -305,7 +297,7 @@ def test_withdrawals_newly_enabled_page_and_disabled_again_resolves(stack, pager
         key_id=key_id,
     )
     clock.advance(timedelta(seconds=5))
-    _tick(stack, clock)
+    stack.tick(clock)
     assert [e["event_action"] for e in pagerduty.accepted_events()][-1] == "resolve"
 
 
@@ -318,12 +310,12 @@ def test_the_routing_key_never_reaches_a_log_line(stack, pagerduty):
         raised = _raise(stack, "vault", now)
         pagerduty.fail_next(1, 503)
         clock = FixedClock(now + timedelta(seconds=5))
-        _tick(stack, clock)
+        stack.tick(clock)
         clock.advance(timedelta(minutes=3))
-        _tick(stack, clock)
+        stack.tick(clock)
         _close(stack, raised.incident_id, clock.now())
         clock.advance(timedelta(seconds=5))
-        _tick(stack, clock)
+        stack.tick(clock)
     finally:
         logging.getLogger().removeHandler(handler)
     assert len(pagerduty.accepted_events()) == 2
@@ -346,10 +338,10 @@ def test_pages_on_each_database(make_stack, pagerduty, database_url):
     now = utcnow()
     raised = _raise(stack, "vault", now)
     clock = FixedClock(now + timedelta(seconds=5))
-    _tick(stack, clock)
+    stack.tick(clock)
     _close(stack, raised.incident_id, clock.now())
     clock.advance(timedelta(seconds=5))
-    _tick(stack, clock)
+    stack.tick(clock)
     assert [(e["event_action"], e["dedup_key"]) for e in pagerduty.accepted_events()] == [
         ("trigger", incident_page_key(raised.incident_id)),
         ("resolve", incident_page_key(raised.incident_id)),
@@ -371,9 +363,9 @@ def test_an_old_key_alive_after_its_grace_pages_until_the_rotation_completes(sta
     assert bot_client(stack).post(body).json().get("response_action") == "update"
     clock = FixedClock(utcnow() + timedelta(hours=25))  # past the 24 h grace
     for _ in range(3):  # probes: alive each time, paged once
-        _tick(stack, clock)
+        stack.tick(clock)
         clock.advance(timedelta(hours=2))
-    _tick(stack, clock)
+    stack.tick(clock)
     events = pagerduty.accepted_events()
     assert [e["event_action"] for e in events] == ["trigger"]
     with Session(stack.services.engine) as session:
@@ -382,9 +374,9 @@ def test_an_old_key_alive_after_its_grace_pages_until_the_rotation_completes(sta
     assert "still works" in events[0]["payload"]["summary"]
     stack.simulator.delete_key(old.api_key)  # someone deleted it in Binance at last
     clock.advance(timedelta(hours=2))
-    _tick(stack, clock)  # the probe: rejected, the rotation completes
+    stack.tick(clock)  # the probe: rejected, the rotation completes
     clock.advance(timedelta(seconds=5))
-    _tick(stack, clock)
+    stack.tick(clock)
     assert [e["event_action"] for e in pagerduty.accepted_events()] == ["trigger", "resolve"]
 
 
@@ -402,7 +394,7 @@ def test_a_withdrawal_to_a_new_address_found_by_the_daily_review_is_paged_once(s
     for _ in range(2):  # the review, then the page job it planned
         ensure_activity_reviews(stack.services.engine, now=clock.now(), delay=timedelta(0))
         make_due(stack.services.engine, kind=JobKind.ACTIVITY_REVIEW, at=clock.now())
-        _tick(stack, clock)
+        stack.tick(clock)
     (event,) = pagerduty.accepted_events()
     assert event["event_action"] == "trigger"
     assert event["dedup_key"].endswith(f"/main/{address}")

@@ -22,17 +22,9 @@ def stack(make_stack):
     return make_stack(alert_channel=ALERTS, admin_user_ids=ADMIN, default_rotation_days=30)
 
 
-def _tick(stack, clock) -> None:
-    scheduler = stack.scheduler(clock, worker_id="test")
-    try:
-        scheduler.tick()
-    finally:
-        scheduler.close()
-
-
 def _posts_after(stack, clock, count_before: int) -> list[str]:
-    _tick(stack, clock)
-    _tick(stack, clock)  # a second tick at the same moment sends nothing more
+    stack.tick(clock)
+    stack.tick(clock)  # a second tick at the same moment sends nothing more
     return [all_text(p.params) for p in stack.slack.calls_to("chat.postMessage")[count_before:]]
 
 
@@ -138,7 +130,7 @@ def test_a_policy_that_comes_back_to_the_same_due_date_keeps_its_reminders(stack
 def test_a_step_already_sent_is_not_sent_again_by_a_new_plan_for_the_same_due_date(stack):
     t0 = utcnow()
     register_directly(stack, "bot", now=t0 - timedelta(days=16, minutes=5))  # 14-day step due
-    _tick(stack, FixedClock(t0))
+    stack.tick(FixedClock(t0))
     assert len(stack.slack.calls_to("chat.postMessage")) == 1
     _set_policy(stack, "rotate bot every 30d")  # the same due date: a new plan
     assert _posts_after(stack, FixedClock(t0 + timedelta(minutes=1)), 1) == []

@@ -42,14 +42,6 @@ def _posts(stack) -> list:
     return stack.slack.calls_to("chat.postMessage")
 
 
-def _tick(stack, clock):
-    scheduler = stack.scheduler(clock, worker_id="test")
-    try:
-        return scheduler.tick()
-    finally:
-        scheduler.close()
-
-
 def _key(stack, label="bot") -> ApiKey:
     with Session(stack.services.engine) as session:
         return session.exec(select(ApiKey).where(ApiKey.label == label)).one()
@@ -107,8 +99,8 @@ def test_each_step_reminds_the_right_people_exactly_once(stack):
     for day, channel, fragment in expected:
         clock.current = t0 + timedelta(days=day, minutes=1)
         before = len(_posts(stack))
-        _tick(stack, clock)
-        _tick(stack, clock)  # a second tick at the same time sends nothing more
+        stack.tick(clock)
+        stack.tick(clock)  # a second tick at the same time sends nothing more
         posts = _posts(stack)[before:]
         assert len(posts) == 1, (day, [all_text(p.params)[:200] for p in posts])
         assert posts[0].params["channel"].startswith(channel)
@@ -119,7 +111,7 @@ def test_each_step_reminds_the_right_people_exactly_once(stack):
             assert f"<@{ALICE}>" in text
     clock.current = t0 + timedelta(days=60)
     before = len(_posts(stack))
-    _tick(stack, clock)
+    stack.tick(clock)
     assert len(_posts(stack)) == before
 
 
@@ -127,8 +119,8 @@ def test_after_downtime_a_missed_reminder_is_sent_once_and_marked_late(stack):
     t0 = utcnow()
     _register(stack, now=t0)
     clock = FixedClock(t0 + timedelta(days=35))  # the bot was down from day 0 to day 35
-    _tick(stack, clock)
-    _tick(stack, clock)
+    stack.tick(clock)
+    stack.tick(clock)
     (post,) = _posts(stack)
     text = all_text(post.params)
     assert "5 days overdue" in text and f"<@{ADMIN}>" in text and "Sent late" in text
@@ -155,10 +147,10 @@ def test_snooze_by_the_owner_pauses_reminders_for_a_day(stack, client):
     assert "Snoozed" in all_text(reply[0].params)
     snoozed_until = _key(stack).snoozed_until
     clock = FixedClock(utcnow())
-    _tick(stack, clock)
+    stack.tick(clock)
     assert _posts(stack) == []
     clock.current = snoozed_until + timedelta(minutes=1)
-    _tick(stack, clock)
+    stack.tick(clock)
     assert len(_posts(stack)) == 1
 
 
@@ -166,7 +158,7 @@ def test_reminder_for_a_key_whose_owner_left_goes_to_the_admins(stack):
     stack.slack.add_user(BOB, name="bob", deleted=True)
     t0 = utcnow()
     _register(stack, owner=BOB, now=t0)
-    _tick(stack, FixedClock(t0 + timedelta(days=16, minutes=1)))
+    stack.tick(FixedClock(t0 + timedelta(days=16, minutes=1)))
     (post,) = _posts(stack)
     opened = stack.slack.calls_to("conversations.open")
     assert opened[-1].params["users"] == ADMIN
@@ -203,13 +195,13 @@ def test_rotation_completes_only_once_binance_rejects_the_old_key(stack, client)
     ring = stack.services.ring
     assert ring.open_text(key.api_key_sealed, context=key.api_key_context()) == new.api_key
     clock = FixedClock(utcnow())
-    _tick(stack, clock)  # the old key still works: nothing announced
+    stack.tick(clock)  # the old key still works: nothing announced
     assert _key(stack).status == KeyStatus.ROTATING.value
     assert not [p for p in _posts(stack) if "complete" in all_text(p.params)]
     stack.simulator.delete_key(old.api_key)  # the owner deletes it in Binance
     clock.advance(timedelta(minutes=11))
-    _tick(stack, clock)
-    _tick(stack, clock)  # the announcement job
+    stack.tick(clock)
+    stack.tick(clock)  # the announcement job
     key = _key(stack)
     assert key.status == KeyStatus.ACTIVE.value
     with Session(stack.services.engine) as session:
@@ -228,7 +220,7 @@ def test_old_key_still_alive_after_grace_is_reported_to_the_channel_once(stack, 
     assert response.json().get("response_action") == "update", response.text
     clock = FixedClock(utcnow() + timedelta(hours=25))
     for _ in range(3):
-        _tick(stack, clock)
+        stack.tick(clock)
         clock.advance(timedelta(hours=2))
     alive = [p for p in _posts(stack) if "still works" in all_text(p.params)]
     assert len(alive) == 1 and alive[0].params["channel"] == ALERTS

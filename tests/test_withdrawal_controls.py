@@ -61,11 +61,7 @@ def _drift(stack, clock: FixedClock) -> list[str]:
     engine = stack.services.engine
     ensure_drift_checks(engine, interval=timedelta(0), now=clock.now())
     make_due(engine, kind=JobKind.DRIFT_CHECK, at=clock.now())
-    scheduler = stack.scheduler(clock, worker_id="test")
-    try:
-        scheduler.tick()
-    finally:
-        scheduler.close()
+    stack.tick(clock)
     return [
         all_text(c.params)
         for c in stack.slack.calls_to("chat.postMessage")

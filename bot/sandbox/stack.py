@@ -15,7 +15,7 @@ from slack_bolt import App
 from bot.bootstrap import open_storage
 from bot.config import Settings, load_settings
 from bot.jobs.handlers import build_scheduler
-from bot.jobs.scheduler import Clock, Scheduler
+from bot.jobs.scheduler import Clock, Scheduler, TickReport
 from bot.observability.routes import observability_routes
 from bot.runner import build_services, database_is_up, gate_of
 from bot.sandbox.binance_simulator import BinanceSimulator
@@ -45,6 +45,18 @@ class LocalStack:
     def scheduler(self, clock: Clock, **kwargs) -> Scheduler:
         """A scheduler for this bot, ticked by hand (tests, sandbox) with the given clock."""
         return build_scheduler(self.services, self.app.client, clock=clock, **kwargs)
+
+    def tick(self, clock: Clock, *, times: int = 1, worker_id: str = "test") -> TickReport:
+        """Run the work due by ``clock`` ``times`` over with a scheduler made for it (tests);
+        returns the last tick's report."""
+        scheduler = self.scheduler(clock, worker_id=worker_id)
+        try:
+            report = scheduler.tick()
+            for _ in range(times - 1):
+                report = scheduler.tick()
+            return report
+        finally:
+            scheduler.close()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """True once the bot has finished everything the requests answered so far started.
