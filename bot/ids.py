@@ -33,6 +33,9 @@ class Action(StrEnum):
     INCIDENT_RAISE = "apikey_incident_raise"
     INCIDENT_TICK = "apikey_incident_tick"
     INCIDENT_CLOSE = "apikey_incident_close"
+    # the overflow menu beside each key (status, App Home); its options' values are
+    # "<KeyMenuChoice>:<key id>"
+    KEY_MENU = "apikey_key_menu"
     CLOSE_NOTE = "close_note"
     PAIR_ENTER_KEY = "apikey_pair_enter_key"  # opens the PAIR_COMPLETE form
     PAIR_API_KEY = "pair_api_key"  # input of the PAIR_COMPLETE form
@@ -51,6 +54,16 @@ class Action(StrEnum):
     API_KEY = "api_key"
     SECRET = "secret"  # noqa: S105 - an action id, not a secret
     DELIVERY = "delivery"  # where the credentials go (shown when a secret sink is configured)
+
+
+class KeyMenuChoice(StrEnum):
+    """What an option of the KEY_MENU overflow menu asks for (its value: "<choice>:<key id>")."""
+
+    DETAILS = "details"
+    ROTATE = "rotate"
+    REPORT = "report"  # report compromised: answered with a confirmation first
+    INCIDENT = "incident"  # the key's open incident (a link to its checklist)
+    REMOVE = "remove"
 
 
 class Block(StrEnum):
