@@ -116,9 +116,12 @@ def strings(node: object) -> list[str]:
 
 
 def block_text_size(node: object) -> int:
+    """Every text in the blocks, added up (a section's ``text`` object included)."""
     if isinstance(node, dict):
-        own = len(node["text"]) if isinstance(node.get("text"), str) else 0
-        return own + sum(block_text_size(v) for k, v in node.items() if k != "text")
+        return sum(
+            len(v) if k == "text" and isinstance(v, str) else block_text_size(v)
+            for k, v in node.items()
+        )
     if isinstance(node, list):
         return sum(block_text_size(v) for v in node)
     return 0
@@ -778,7 +781,7 @@ def test_every_status_page_fits_slack_and_pages_cover_every_key_once(n):
         text = all_text(payload)
         rows = [b for b in payload["blocks"] if "accessory" in b]
         seen += [b["accessory"]["options"][0]["value"].partition(":")[2] for b in rows]
-        assert all(len(b["text"]["text"]) <= 220 and "\n" not in b["text"]["text"] for b in rows)
+        assert all(len(b["text"]["text"]) <= 240 and "\n" not in b["text"]["text"] for b in rows)
         nav = [
             el
             for block in payload["blocks"]

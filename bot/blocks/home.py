@@ -20,6 +20,7 @@ from slack_sdk.models.views import View
 from bot.blocks.key_menu import key_menu
 from bot.blocks.message import context, fit_lines, section
 from bot.blocks.rotation import rotation_when
+from bot.blocks.status_report import MAX_WORST_TEXT, worst_words
 from bot.blocks.text import (
     MAX_VIEW_BLOCKS,
     ago,
@@ -45,7 +46,6 @@ from bot.model.rotation import RotationState
 MAX_KEY_ROWS = 40
 MAX_TEAM_ROWS = 10
 MAX_LINE_TEXT = 300
-MAX_WORST_TEXT = 110
 _TIER_ORDER = ("Withdraw", "Trade", "Read", "None", UNKNOWN_TIER)
 
 _HOW_TO = (
@@ -170,7 +170,7 @@ def _worst(key: HomeKey) -> str:
     if not found:
         return f"{severity_word(Severity.OK)}: no least-privilege findings"
     worst = max(found, key=lambda f: f.severity)  # the first of the worst: findings are ordered
-    said = f"{severity_word(worst.severity)}: {safe_mrkdwn(headline(worst.text, MAX_WORST_TEXT))}"
+    said = f"{severity_word(worst.severity)}: {safe_mrkdwn(worst_words(worst))}"
     return said + (f" · +{len(found) - 1} more" if len(found) > 1 else "")
 
 

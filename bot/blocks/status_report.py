@@ -48,7 +48,7 @@ from bot.blocks.text import (
     truncate,
 )
 from bot.ids import COMMAND, Action
-from bot.model.findings import PURPOSE_NAMES, Severity
+from bot.model.findings import PURPOSE_NAMES, Finding, Severity
 from bot.model.status import KeyReport, StatusReport
 
 # One line a key: a section each (for its menu). 40 sections, the heading and the foot (the
@@ -56,8 +56,9 @@ from bot.model.status import KeyReport, StatusReport
 # MAX_LINE_TEXT characters, their menus and the heading within MAX_MESSAGE_TEXT.
 DEFAULT_PAGE_SIZE = 40
 MAX_PAGE_SIZE = 40
-MAX_LINE_TEXT = 220
+MAX_LINE_TEXT = 240
 MAX_WORST_TEXT = 110  # the worst finding's first clause, on the line
+MAX_REASON_TEXT = 170  # ...or why it is unknown (and when it can be checked): its first sentence
 # In full (`status <label>`): a few keys a page.
 DETAILED_PAGE_SIZE = 8
 MAX_DETAILED_PAGE_SIZE = 10  # keeps at least ~1,100 characters and 4 blocks for every key
@@ -134,9 +135,7 @@ def key_line(key: KeyReport) -> str:
     if worst is None:
         said = f"{severity_word(Severity.OK)}: no least-privilege findings"
     else:
-        said = (
-            f"{severity_word(worst.severity)}: {safe_mrkdwn(headline(worst.text, MAX_WORST_TEXT))}"
-        )
+        said = f"{severity_word(worst.severity)}: {safe_mrkdwn(worst_words(worst))}"
     more = len(key.findings) - 1
     if more > 0 and not key.redacted:  # a redacted key's one finding counts them all
         said += f" · +{more} more"
@@ -146,6 +145,15 @@ def key_line(key: KeyReport) -> str:
         f"owner {mention(key.owner_user_id)} · {_tier(key)} · {said}"
     )
     return truncate(line, MAX_LINE_TEXT)
+
+
+def worst_words(finding: Finding) -> str:
+    """A key's worst finding, short: what is wrong ("Withdrawals are enabled"); for a key
+    whose permissions are unknown, why, and when it can be checked again (the reason is the
+    news there)."""
+    if finding.severity == Severity.UNKNOWN:
+        return headline(finding.text, MAX_REASON_TEXT, sentence=True)
+    return headline(finding.text, MAX_WORST_TEXT)
 
 
 def _tier(key: KeyReport) -> str:
