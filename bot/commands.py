@@ -96,6 +96,7 @@ class TargetKind(StrEnum):
     MINE = "mine"
     LABEL = "label"
     USER = "user"
+    KEY_ID = "key_id"  # never typed: one key chosen from a menu (its "Details")
 
 
 @dataclass(frozen=True)

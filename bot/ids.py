@@ -35,6 +35,9 @@ class Action(StrEnum):
     INCIDENT_TICK = "apikey_incident_tick"
     INCIDENT_CLOSE = "apikey_incident_close"
     INCIDENT_COMMANDER = "apikey_incident_commander"  # opens the commander form
+    # the overflow menu beside each key (status, App Home); its options' values are
+    # "<KeyMenuChoice>:<key id>"
+    KEY_MENU = "apikey_key_menu"
     CLOSE_NOTE = "close_note"
     CLOSE_OUTCOME = "close_outcome"  # handled or false alarm (admins)
     COMMANDER = "commander"  # input of the commander form
@@ -55,6 +58,16 @@ class Action(StrEnum):
     API_KEY = "api_key"
     SECRET = "secret"  # noqa: S105 - an action id, not a secret
     DELIVERY = "delivery"  # where the credentials go (shown when a secret sink is configured)
+
+
+class KeyMenuChoice(StrEnum):
+    """What an option of the KEY_MENU overflow menu asks for (its value: "<choice>:<key id>")."""
+
+    DETAILS = "details"
+    ROTATE = "rotate"
+    REPORT = "report"  # report compromised: answered with a confirmation first
+    INCIDENT = "incident"  # the key's open incident (a link to its checklist)
+    REMOVE = "remove"
 
 
 class Block(StrEnum):

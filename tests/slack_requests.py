@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 
+from bot.ids import Action
 from bot.sandbox import requests as payloads
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"  # fake, tests only
@@ -112,8 +113,10 @@ def block_action(
     view: dict[str, Any] | None = None,
     container: dict[str, Any] | None = None,
     trigger_id: str | None = None,
+    overflow: bool = False,
 ) -> str:
-    """The ``block_actions`` payload of a button click.
+    """The ``block_actions`` payload of a button click (of an overflow menu's option, whose
+    value is ``value``, when ``overflow``).
 
     In a modal when ``view`` is given; else in a channel message: a regular one (with its
     ``message``) when ``message_ts`` is given, else an ephemeral one (Slack sends no ``message``
@@ -145,7 +148,13 @@ def block_action(
         container=container,
         workspace=_workspace(user_id, team_id, channel_id),
         trigger_id=trigger_id,
+        overflow=overflow,
     )
+
+
+def menu_choice(key_menu_value: str, **kw: Any) -> str:
+    """The ``block_actions`` payload of a key menu's option ("rotate:<key id>") chosen."""
+    return block_action(Action.KEY_MENU.value, key_menu_value, overflow=True, **kw)
 
 
 def view_submission(

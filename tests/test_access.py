@@ -114,7 +114,12 @@ def test_status_shows_a_member_only_the_summary_of_keys_they_do_not_own(stack):
     assert text.count("details only for their owner and admins") == 1  # said once
     assert "Withdrawals are enabled" not in text  # not the details
     assert _key(stack).api_key_masked not in text
-    assert _key(stack, "bobs-key").api_key_masked in text  # his own key in full
+    for label, in_full in (("bobs-key", True), ("alices-key", False)):
+        _, url = _command(stack, f"status {label}", user=BOB)  # one key: in full if his
+        (reply,) = stack.slack.wait_for(
+            "response_url", predicate=lambda c, url=url: c.params["_response_url"] == url
+        )
+        assert (_key(stack, label).api_key_masked in all_text(reply.params)) == in_full
     _, url = _command(stack, "status all", user=ADMIN)
     (reply,) = stack.slack.wait_for(
         "response_url", predicate=lambda c: c.params["_response_url"] == url, timeout=15

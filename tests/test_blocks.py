@@ -23,6 +23,7 @@ from bot.blocks.help import help_message
 from bot.blocks.home import home_view
 from bot.blocks.key_edit import key_edited_message, new_owner_note
 from bot.blocks.key_list import key_list
+from bot.blocks.key_menu import report_confirmation
 from bot.blocks.message import Message
 from bot.blocks.notices import error_message, secret_in_text_warning, working_message
 from bot.blocks.register import (
@@ -55,6 +56,7 @@ from bot.model.keys import KeySummary, RegisteredKey
 from bot.model.rotation import RotationRow, RotationState
 from bot.model.status import KeyReport, StatusReport
 from bot.services.findings import assess
+from bot.services.status import redact
 from storage.models import KeyPurpose, KeyStatus, KeyType
 from tests.factories import READ_ONLY, TRADE, WITHDRAW
 from tests.incident_screens import INCIDENT_SCREENS
@@ -115,9 +117,12 @@ def strings(node: object) -> list[str]:
 
 
 def block_text_size(node: object) -> int:
+    """Every text in the blocks, added up (a section's ``text`` object included)."""
     if isinstance(node, dict):
-        own = len(node["text"]) if isinstance(node.get("text"), str) else 0
-        return own + sum(block_text_size(v) for k, v in node.items() if k != "text")
+        return sum(
+            len(v) if k == "text" and isinstance(v, str) else block_text_size(v)
+            for k, v in node.items()
+        )
     if isinstance(node, list):
         return sum(block_text_size(v) for v in node)
     return 0
@@ -327,7 +332,7 @@ def long_findings(n: int) -> list[Finding]:
     ]
 
 
-def hostile_report(n: int) -> StatusReport:
+def hostile_report(n: int, *, detailed: bool = False) -> StatusReport:
     keys = [
         key_report(
             i,
@@ -338,15 +343,28 @@ def hostile_report(n: int) -> StatusReport:
         for i in range(n)
     ]
     return StatusReport(
-        report_id="r" * 32, scope="“<!channel>” of <@U0ALICE>", created_at=NOW, keys=keys
+        report_id="r" * 32,
+        scope="“<!channel>” of <@U0ALICE>",
+        created_at=NOW,
+        keys=keys,
+        detailed=detailed,
     )
 
 
 def report(
-    keys: list[KeyReport], scope: str = "all keys", scope_user_id: str | None = None
+    keys: list[KeyReport],
+    scope: str = "all keys",
+    scope_user_id: str | None = None,
+    *,
+    detailed: bool = False,
 ) -> StatusReport:
     return StatusReport(
-        report_id="rep0001", scope=scope, created_at=NOW, keys=keys, scope_user_id=scope_user_id
+        report_id="rep0001",
+        scope=scope,
+        created_at=NOW,
+        keys=keys,
+        scope_user_id=scope_user_id,
+        detailed=detailed,
     )
 
 
@@ -367,6 +385,12 @@ def nine_key_report() -> StatusReport:
         ),
         key_report(4, label="unchecked"),
     ] + [key_report(i, label=f"reader-{i}", data=READ_ONLY_KEY) for i in range(5, 10)]
+    return report(keys)
+
+
+def member_view_report() -> StatusReport:
+    """The nine keys as Bob sees them: his own in full, Alice's as summaries."""
+    keys = [k if k.owner_user_id == "U0BOB" else redact(k) for k in nine_key_report().keys]
     return report(keys)
 
 
@@ -414,10 +438,18 @@ GOLDEN_CASES = {
     "registration_summary_clean": lambda: registration_summary(
         registered(READ_ONLY_KEY, purpose=KeyPurpose.READ_ONLY, label="dashboard"), NOW
     ),
-    "status_page_1_of_2": lambda: status_page(nine_key_report(), 0, now=NOW),
-    "status_page_2_of_2": lambda: status_page(nine_key_report(), 1, now=NOW),
+    "status_team": lambda: status_page(nine_key_report(), 0, now=NOW),
+    "status_member_view": lambda: status_page(member_view_report(), 0, now=NOW),
+    "status_page_1_of_2": lambda: status_page(nine_key_report(), 0, page_size=5, now=NOW),
+    "status_page_2_of_2": lambda: status_page(nine_key_report(), 1, page_size=5, now=NOW),
+    "status_detail": lambda: status_page(
+        report(nine_key_report().keys[:1], scope="“withdrawer”", detailed=True), now=NOW
+    ),
     "status_single_unchecked": lambda: status_page(
-        report([key_report(4, label="unchecked")], scope="“unchecked”"), now=NOW
+        report([key_report(4, label="unchecked")], scope="“unchecked”", detailed=True), now=NOW
+    ),
+    "report_compromised_confirmation": lambda: report_confirmation(
+        "key0001", "hot-wallet <!here>", "U0ALICE"
     ),
     "status_empty": lambda: status_page(
         report([], scope="keys of <@U0BOB>", scope_user_id="U0BOB"), now=NOW
@@ -719,17 +751,47 @@ def test_registration_outcome_views_fit_and_escape():
 # --- status ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n", [1, 8, 9, 60, 500])
+def _menus(payload: dict) -> list[dict]:
+    return [
+        b["accessory"]
+        for b in payload["blocks"]
+        if b.get("accessory", {}).get("action_id") == Action.KEY_MENU
+    ]
+
+
+def _menu_choices(payload: dict) -> dict[str, list[str]]:
+    """Each key's menu: key id -> the choices it offers."""
+    menus: dict[str, list[str]] = {}
+    for menu in _menus(payload):
+        for option in menu["options"]:
+            choice, _, key_id = option["value"].partition(":")
+            menus.setdefault(key_id, []).append(choice)
+    return menus
+
+
+def _styles(node: object) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["style"]] if isinstance(node.get("style"), str) else []
+        return own + [s for v in node.values() for s in _styles(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _styles(v)]
+    return []
+
+
+@pytest.mark.parametrize("n", [1, 30, 40, 41, 60, 500])
 def test_every_status_page_fits_slack_and_pages_cover_every_key_once(n):
+    """One line a key: 40 keys a page (before: 8), however hostile their labels."""
     hostile = hostile_report(n)
     pages = page_count(hostile)
-    assert pages == -(-n // 8)
+    assert pages == -(-n // 40)
     seen: list[str] = []
     for page in range(pages):
         payload = as_payload(status_page(hostile, page, now=NOW))
         check_limits(payload)
         text = all_text(payload)
-        seen += [k.masked for k in hostile.keys if k.masked in text]
+        rows = [b for b in payload["blocks"] if "accessory" in b]
+        seen += [b["accessory"]["options"][0]["value"].partition(":")[2] for b in rows]
+        assert all(len(b["text"]["text"]) <= 240 and "\n" not in b["text"]["text"] for b in rows)
         nav = [
             el
             for block in payload["blocks"]
@@ -740,15 +802,49 @@ def test_every_status_page_fits_slack_and_pages_cover_every_key_once(n):
         assert (pages > 1) == bool(nav)
         if pages > 1:
             assert f"Page {page + 1} of {pages}" in text
+        assert "danger" not in _styles(payload)
+    assert seen == [k.key_id for k in hostile.keys]
+
+
+@pytest.mark.parametrize("n", [1, 8, 9, 60])
+def test_every_detailed_page_fits_slack_and_pages_cover_every_key_once(n):
+    hostile = hostile_report(n, detailed=True)
+    pages = page_count(hostile)
+    assert pages == -(-n // 8)
+    seen: list[str] = []
+    for page in range(pages):
+        payload = as_payload(status_page(hostile, page, now=NOW))
+        check_limits(payload)
+        text = all_text(payload)
+        seen += [k.masked for k in hostile.keys if k.masked in text]
         on_page = sum(k.masked in text for k in hostile.keys)
         if on_page == 8:  # ten long findings for each of 8 keys cannot all fit: it says so
             assert "more finding" in text
         elif on_page == 1:  # a key alone has room for all of them
             assert "Finding 9:" in text and "more finding" not in text
+        assert "danger" not in _styles(payload)
     assert seen == [k.masked for k in hostile.keys]
 
 
-def test_status_page_lists_findings_in_order_and_unchecked_keys_as_unknown():
+def test_thirty_keys_fit_one_page_one_line_each_with_the_worst_finding_in_words():
+    keys = [
+        key_report(i, label=f"bot-{i:02d}", data=WITHDRAW_KEY, purpose=KeyPurpose.TRADING)
+        for i in range(30)
+    ]
+    payload = as_payload(status_page(report(keys), now=NOW))
+    check_limits(payload)
+    rows = [b for b in payload["blocks"] if "accessory" in b]
+    assert len(rows) == 30 and "Page" not in all_text(payload)
+    line = rows[0]["text"]["text"]
+    assert "\n" not in line
+    assert line.startswith("🔴 *bot-00* · owner <@U0BOB> · Withdraw tier · _critical_: ")
+    assert "Withdrawals are enabled" in line and "+1 more" in line
+    assert "danger" not in _styles(payload)
+    lengths = [len(r["text"]["text"]) for r in rows]
+    assert max(lengths) < 120, lengths
+
+
+def test_status_page_lists_keys_worst_first_and_unchecked_keys_as_unknown():
     payload = as_payload(status_page(nine_key_report(), 0, now=NOW))
     text = all_text(payload)
     assert "9 keys: 2 critical, 1 warning, 1 unknown" in text
@@ -759,34 +855,85 @@ def test_status_page_lists_findings_in_order_and_unchecked_keys_as_unknown():
         if b["type"] == "section" and "*unchecked*" in b["text"]["text"]
     )
     assert "✅" not in unchecked and "❌" not in unchecked
-    assert "unknown tier" in unchecked or "unknown" in unchecked
-    withdrawer = assess(purpose=KeyPurpose.TRADING, now=NOW, permissions=perms(WITHDRAW_KEY))
-    positions = [text.index(escape(f.text)) for f in withdrawer]
-    assert positions == sorted(positions)
+    assert "unknown tier" in unchecked and "_unknown_: Not checked yet" in unchecked
+
+
+def test_status_of_one_key_shows_it_in_full_with_every_finding_in_order():
+    withdrawer = nine_key_report().keys[0]
+    payload = as_payload(status_page(report([withdrawer], "“withdrawer”", detailed=True), now=NOW))
+    text = all_text(payload)
+    assert withdrawer.masked in text and "IP whitelist" in text and "Withdrawals" in text
+    positions = [text.index(escape(f.text)) for f in withdrawer.findings]
+    assert positions == sorted(positions) and len(positions) > 1
+    # its menu, without "Details" (this is them)
+    assert _menu_choices(payload) == {withdrawer.key_id: ["rotate", "report", "remove"]}
+
+
+def test_key_menus_offer_only_what_the_viewer_may_do():
+    owner_view = _menu_choices(as_payload(status_page(nine_key_report(), now=NOW)))
+    assert set(owner_view["key0001"]) == {"details", "rotate", "report", "remove"}
+    member_view = _menu_choices(as_payload(status_page(member_view_report(), now=NOW)))
+    assert member_view["key0001"] == ["details", "report"]  # Alice's key, seen by Bob
+    assert member_view["key0002"] == ["details", "rotate", "report", "remove"]  # Bob's own
+    from dataclasses import replace
+
+    leaked = replace(nine_key_report().keys[0], status="compromised")
+    assert _menu_choices(as_payload(status_page(report([leaked]), now=NOW))) == {
+        "key0001": ["details", "remove"]
+    }
+    redacted_leaked = redact(leaked)
+    assert _menu_choices(as_payload(status_page(report([redacted_leaked]), now=NOW))) == {
+        "key0001": ["details"]
+    }
+
+
+def test_a_member_sees_others_keys_as_a_summary_without_their_findings():
+    payload = as_payload(status_page(member_view_report(), now=NOW))
+    text = all_text(payload)
+    assert "Withdrawals are enabled" not in text  # Alice's withdrawer: her details
+    assert "_critical_: 2 findings" in text
+    assert "details only for their owner and admins" in text
+    assert text.count("details only for their owner") == 1
+
+
+def test_report_compromised_asks_once_more_with_the_one_red_button():
+    payload = as_payload(report_confirmation("key0001", "hot-wallet <!here>", "U0ALICE"))
+    check_limits(payload)
+    (actions,) = [b for b in payload["blocks"] if b["type"] == "actions"]
+    (button,) = actions["elements"]
+    assert (button["action_id"], button["value"], button["style"]) == (
+        Action.INCIDENT_RAISE,
+        "key0001",
+        "danger",
+    )
+    assert "confirm" in button and "marked compromised" in all_text(payload)
 
 
 def test_status_navigation_values_and_out_of_range_pages():
     nine = nine_key_report()
-    first = as_payload(status_page(nine, 0, now=NOW))
+    first = as_payload(status_page(nine, 0, page_size=5, now=NOW))
     values = [
         el["value"] for b in first["blocks"] if b["type"] == "actions" for el in b["elements"]
     ]
     assert values == ["rep0001:1"]
-    last = as_payload(status_page(nine, 7, now=NOW))  # a stale button: clamp to the last page
+    last = as_payload(status_page(nine, 7, page_size=5, now=NOW))  # a stale button: the last
     assert "Page 2 of 2" in all_text(last)
     values = [el["value"] for b in last["blocks"] if b["type"] == "actions" for el in b["elements"]]
     assert values == ["rep0001:0"]
-    assert as_payload(status_page(nine, -3, now=NOW)) == first
+    assert as_payload(status_page(nine, -3, page_size=5, now=NOW)) == first
 
 
 def test_status_page_size_is_clamped_consistently():
-    sixty = hostile_report(60)
-    assert page_count(sixty, 50) == 6  # at most 10 keys a page
-    for page in range(6):
-        payload = as_payload(status_page(sixty, page, page_size=50, now=NOW))
+    many = hostile_report(130)
+    assert page_count(many, 50) == 4  # at most 40 keys a page
+    for page in range(4):
+        payload = as_payload(status_page(many, page, page_size=50, now=NOW))
         check_limits(payload)
-        assert f"Page {page + 1} of 6" in all_text(payload)
-    assert page_count(sixty, 0) == 60
+        assert f"Page {page + 1} of 4" in all_text(payload)
+    assert page_count(many, 0) == 4  # no size: the default
+    detailed = hostile_report(60, detailed=True)
+    assert page_count(detailed, 50) == 6  # at most 10 keys a page in full
+    assert page_count(detailed, 1) == 60
 
 
 def test_empty_status_points_to_register():
@@ -859,19 +1006,32 @@ def test_home_view_fits_with_many_keys():
     assert "<!channel>" not in text and "<!here>" not in text
 
 
-def test_home_buttons_per_key_and_for_the_viewer():
+def test_home_has_one_line_and_one_menu_per_key_and_no_red_button():
     payload = as_payload(home_view(home_picture_for("U0ALICE", admin=False), now=NOW))
     buttons = [el for b in payload["blocks"] if b["type"] == "actions" for el in b["elements"]]
     pairs = [(b["action_id"], b.get("value")) for b in buttons]
-    assert pairs[:2] == [(Action.REGISTER_OPEN, None), (Action.HOME_CHECK, None)]
-    assert (Action.ROTATE_NOW, "key0001") in pairs and (Action.INCIDENT_RAISE, "key0001") in pairs
-    # the key with an open incident offers the incident, not a rotation
-    assert (Action.ROTATE_NOW, "key0005") not in pairs and (
-        Action.INCIDENT_RAISE,
-        "key0005",
-    ) in pairs
-    assert (Action.HOME_CHECK_ALL, None) not in pairs  # not an admin
+    assert pairs == [(Action.REGISTER_OPEN, None), (Action.HOME_CHECK, None)]
+    assert "danger" not in _styles(payload)
+    menus = _menu_choices(payload)
+    assert menus["key0001"] == ["details", "rotate", "report", "remove"]
+    # the key with an open incident offers the incident, not a rotation or a second report
+    assert menus["key0005"] == ["details", "incident", "remove"]
+    rows = [b["text"]["text"] for b in payload["blocks"] if "accessory" in b]
+    assert len(rows) == 3 and all("\n" not in row for row in rows)
+    assert "_critical_: Withdrawals are enabled · +1 more" in rows[0]
     assert "admin view" not in all_text(payload)
+
+
+def test_home_admin_view_gives_critical_keys_one_line_and_a_menu():
+    payload = as_payload(home_view(home_picture_for("U0BOSS", admin=True), now=NOW))
+    assert "danger" not in _styles(payload)
+    assert _menu_choices(payload) == {"key0001": ["details", "rotate", "report", "remove"]}
+    assert (Action.HOME_CHECK_ALL, None) in [
+        (el["action_id"], el.get("value"))
+        for b in payload["blocks"]
+        if b["type"] == "actions"
+        for el in b["elements"]
+    ]
 
 
 # --- remove, notices ---------------------------------------------------------------------

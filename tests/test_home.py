@@ -59,6 +59,27 @@ def _buttons(view: dict) -> list[tuple[str, str | None]]:
     ]
 
 
+def _menus(view: dict) -> dict[str, list[str]]:
+    """Each key's menu on the tab: key id -> the choices it offers."""
+    menus: dict[str, list[str]] = {}
+    for block in view["blocks"]:
+        accessory = block.get("accessory") or {}
+        if accessory.get("action_id") == Action.KEY_MENU:
+            for option in accessory["options"]:
+                choice, _, key_id = option["value"].partition(":")
+                menus.setdefault(key_id, []).append(choice)
+    return menus
+
+
+def _styles(node: object) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["style"]] if isinstance(node.get("style"), str) else []
+        return own + [s for v in node.values() for s in _styles(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _styles(v)]
+    return []
+
+
 def _key_id(stack, label: str) -> str:
     with stack.services.engine.connect() as connection:
         return connection.execute(
@@ -77,7 +98,14 @@ def test_an_owner_sees_their_keys_with_tier_findings_rotation_and_buttons(team):
     buttons = _buttons(view)
     payout, old_bot = _key_id(team, "payout"), _key_id(team, "old-bot")
     assert (Action.HOME_CHECK, None) in buttons and (Action.HOME_CHECK_ALL, None) not in buttons
-    assert (Action.ROTATE_NOW, payout) in buttons and (Action.INCIDENT_RAISE, old_bot) in buttons
+    # one line a key, each with its menu; no red button on the tab
+    assert _menus(view) == {
+        payout: ["details", "rotate", "report", "remove"],
+        old_bot: ["details", "rotate", "report", "remove"],
+    }
+    assert "danger" not in _styles(view)
+    rows = [b["text"]["text"] for b in view["blocks"] if "accessory" in b]
+    assert len(rows) == 2 and all("\n" not in row for row in rows)
 
 
 def test_an_owner_sees_the_incident_on_their_key(team):
@@ -95,6 +123,10 @@ def test_an_admin_sees_the_whole_team(team):
     assert "Overdue rotations* (1)" in text and "old-bot" in text
     assert "Open incidents* (1)" in text and "bob-dashboard" in text
     assert (Action.HOME_CHECK_ALL, None) in _buttons(view)
+    assert "danger" not in _styles(view)
+    # the critical key has its menu in the admin view; the admin may rotate and remove it
+    payout = _key_id(team, "payout")
+    assert _menus(view) == {payout: ["details", "rotate", "report", "remove"]}
 
 
 def _click_on_home(stack, action_id: str, value: str | None, user: str):
@@ -131,7 +163,7 @@ def test_reporting_a_key_compromised_from_the_tab_answers_by_direct_message(team
     view = team.slack.wait_for(
         "views.publish", predicate=lambda c: "old-bot" in all_text(c.params)
     )[-1].params["view"]
-    assert (Action.ROTATE_NOW, old_bot) not in _buttons(view)  # an incident is open now
+    assert _menus(view)[old_bot] == ["details", "incident", "remove"]  # an incident is open
 
 
 def test_a_member_cannot_rotate_someone_elses_key_from_the_tab(team):
@@ -143,3 +175,41 @@ def test_a_member_cannot_rotate_someone_elses_key_from_the_tab(team):
     )[0]
     assert denial.params["channel"].startswith("D")
     assert not team.slack.calls_to("views.open")
+
+
+def _choose_on_home(stack, value: str, user: str):
+    body = block_action(
+        Action.KEY_MENU,
+        value,
+        response_url=None,
+        user_id=user,
+        view={"id": "V0HOME", "type": "home", "blocks": []},
+        overflow=True,
+    )
+    assert bot_client(stack).post(body).status_code == 200
+
+
+def test_the_tabs_menu_answers_by_direct_message(team):
+    """Details, Report compromised, Show the incident: the tab has no response_url, so the
+    answers go to the chooser's direct messages."""
+    payout, dashboard = _key_id(team, "payout"), _key_id(team, "bob-dashboard")
+    _choose_on_home(team, f"details:{payout}", ALICE)
+    details = team.slack.wait_for(
+        "chat.postMessage", predicate=lambda c: "“payout”" in all_text(c.params)
+    )[0]
+    assert details.params["channel"].startswith("D")
+    text = all_text(details.params)
+    assert "Withdrawals are enabled" in text and "beyond the declared purpose" in text
+    _choose_on_home(team, f"report:{payout}", ALICE)
+    asked = team.slack.wait_for(
+        "chat.postMessage", predicate=lambda c: "as compromised?" in all_text(c.params)
+    )[0]
+    assert asked.params["channel"].startswith("D")
+    _choose_on_home(team, f"incident:{dashboard}", BOB)
+    team.slack.wait_for(
+        "chat.postMessage", predicate=lambda c: "is already open" in all_text(c.params)
+    )
+    assert team.wait_idle()
+    with team.services.engine.connect() as connection:
+        incidents = connection.execute(sa.text("SELECT COUNT(*) FROM incidents")).scalar_one()
+    assert incidents == 1  # only Bob's, raised before: asking and showing raise nothing

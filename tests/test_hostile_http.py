@@ -41,6 +41,7 @@ from tests.slack_requests import (
     SIGNING_SECRET,
     BotClient,
     block_action,
+    menu_choice,
     sign,
     slash_command,
     view_submission,
@@ -353,6 +354,9 @@ MEMBER_RULES: dict[str, str] = {
     Action.INCIDENT_TICK: OPEN,
     Action.INCIDENT_CLOSE: OPEN,
     Action.INCIDENT_COMMANDER: REFUSED,
+    # a key's menu: its Rotate and Remove are refused (the scene sends Rotate); its Details
+    # (the summary) and Report compromised are open to all: test_a_forged_key_menu_…
+    Action.KEY_MENU: REFUSED,
     Action.CLOSE_NOTE: INPUT,
     Action.CLOSE_OUTCOME: INPUT,
     Action.COMMANDER: INPUT,
@@ -467,6 +471,14 @@ class _Scene:
                 team_id=team,
                 private_metadata=self.incident_id,
             )
+        if id_ == Action.KEY_MENU:
+            return menu_choice(
+                f"rotate:{self.key_id}",
+                user_id=user,
+                team_id=team,
+                response_url=response_url,
+                trigger_id="123.456.abc",
+            )
         value = {
             Action.STATUS_PAGE: f"{self.report_id}:0",
             Action.INCIDENT_COMMANDER: self.incident_id,
@@ -548,6 +560,53 @@ def test_a_user_of_another_workspace_is_refused(stack, client, id_):
     assert denial.team_id == TEAM  # the workspace whose keys were aimed at sees it
     assert denial.actor == EVE and OTHER_TEAM in denial.detail["attempted"]
     assert attempt.untouched
+
+
+@pytest.mark.parametrize("choice", ["rotate", "remove"])
+def test_a_forged_key_menu_choice_cannot_rotate_or_remove_someone_elses_key(stack, client, choice):
+    """Bob's menu on Alice's key offers neither; a request naming them anyway is refused,
+    audited, and changes nothing."""
+    key, _ = register_directly(stack, "alices-key", owner=ALICE)
+    _settle(stack)
+    before, last = _database(stack), _last_audit_id(stack)
+    url = stack.slack.response_url()
+    response = client.post(
+        menu_choice(f"{choice}:{key.key_id}", user_id=BOB, response_url=url, trigger_id="1.2.a")
+    )
+    assert response.status_code == 200
+    said = _answers(stack, response, url)
+    assert "Only its owner <@U0ALICE> or an admin" in said and "Nothing was changed" in said
+    (denial,) = _denials(stack, last)
+    assert denial.actor == BOB and denial.target_key_id == key.key_id
+    assert denial.detail["attempted"] == choice
+    assert _without_audit(_database(stack)) == _without_audit(before)
+    assert stack.slack.calls_to("views.open") == []
+
+
+@pytest.mark.parametrize("choice", ["details", "rotate", "report", "incident", "remove"])
+def test_a_key_id_of_another_team_in_a_key_menu_is_not_found(stack, client, choice):
+    """A real key id, of another workspace's key: as if it did not exist, politely; nothing
+    about the key is said, nothing changes."""
+    key, _ = register_directly(stack, "theirs", owner=ALICE)
+    with stack.services.engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE api_keys SET team_id = :t WHERE id = :k"),
+            {"t": OTHER_TEAM, "k": key.key_id},
+        )
+        connection.execute(sa.text("UPDATE binance_accounts SET team_id = :t"), {"t": OTHER_TEAM})
+    _settle(stack)
+    before = _database(stack)
+    url = stack.slack.response_url()
+    response = client.post(
+        menu_choice(f"{choice}:{key.key_id}", user_id=ADMIN, response_url=url, trigger_id="1.2.a")
+    )
+    assert response.status_code == 200
+    said = _answers(stack, response, url)
+    assert "does not exist" in said or "No incident is open" in said, said
+    assert "theirs" not in said and key.masked not in said
+    assert "Sorry, something went wrong" not in said
+    assert _without_audit(_database(stack)) == _without_audit(before)
+    assert stack.slack.calls_to("views.open") == []
 
 
 # --- 5. audit verify: a row without a proper hash is tampering ----------------------------------

@@ -232,6 +232,8 @@ def _section(output: str, command: str) -> str:
 
 SCRIPT = """\
 /apikey status all
+press 5
+/apikey status deleted
 /apikey list
 /apikey help
 demo-key hmac read
@@ -267,9 +269,13 @@ def test_scripted_session_tries_every_command():
     status = _section(out, "/apikey status all")
     for label in ("healthy-reader", "withdrawer", "no-whitelist", "deleted"):
         assert label in status
-    assert "critical" in status
-    assert "deleted" in status and "IP whitelist" in status  # the -2015 ambiguity
-    assert "beyond the declared purpose" in status
+    assert "critical" in status and "_critical_: Binance rejected this key" in status
+    assert "⋮ [5] Details" in status  # each key's menu: its options are chosen by number
+    details = _section(out, "press 5")  # withdrawer's Details: the key in full
+    assert "(pressed “Details”)" in details and "*withdrawer*" in details
+    assert "beyond the declared purpose" in details and "Withdrawals are enabled" in details
+    one = _section(out, "/apikey status deleted")
+    assert "Either it was deleted" in one and "IP whitelist" in one  # the -2015 ambiguity
 
     listing = _section(out, "/apikey list")
     for label in ("healthy-reader", "withdrawer", "no-whitelist", "deleted"):
@@ -304,7 +310,8 @@ def _register(label: str, key_type: str = "hmac", tier: str = "read") -> list[st
 
 def test_form_errors_can_be_corrected_and_status_pages(tmp_path):
     """A wrong secret is refused in the form; the retry keeps earlier answers as defaults.
-    With nine keys the status report has two pages: Next shows the second."""
+    With nine keys the status report fits one page, one line a key; choosing "Report
+    compromised" from a key's menu asks first, and its one button reports the key."""
     script = [
         *_register("pasted-later", "ed25519", "trade")[:5],
         "trading",
@@ -323,7 +330,15 @@ def test_form_errors_can_be_corrected_and_status_pages(tmp_path):
     ]
     for i in range(4):
         script += [*_register(f"extra-{i}"), "!demo", "!demo", ""]
-    script += ["/apikey status all", "press 99", "press Nonexistent", "press Next", "buttons"]
+    script += [
+        "/apikey status all",
+        "press 99",
+        "press Nonexistent",
+        "press Report compromised",  # every key's menu has one: which?
+        "press 3",  # the first key's (its menu: Details, Rotate, Report compromised, Remove)
+        "buttons",
+        "press 1",
+    ]
     result = run_script("\n".join(script) + "\n", "--data-dir", str(tmp_path))
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
@@ -337,12 +352,17 @@ def test_form_errors_can_be_corrected_and_status_pages(tmp_path):
     assert "Futures enabled" in after
 
     first_page = _section(out, "/apikey status all")
-    assert "9 keys" in first_page and re.search(r"\[\d\] Next", first_page)
+    assert "9 keys" in first_page and "Next" not in first_page and "Page" not in first_page
     assert "There is no button [99]" in out
     assert "No button matches “Nonexistent”" in out
-    second_page = _section(out, "press Next")
-    assert "replaces the previous message" in second_page
-    shown = {label for label in re.findall(r"\*([\w-]+)\* ·", first_page + second_page)}
+    assert "More than one button matches “Report compromised”" in out
+    asked = _section(out, "press 3")
+    assert "(pressed “Report compromised”)" in asked and "as compromised?" in asked
+    assert "Compromised key" not in asked  # nothing happens before the confirmation
+    assert "[1] Report compromised" in _section(out, "buttons")
+    reported = _section(out, "press 1")
+    assert "Compromised key: deleted" in reported
+    shown = {label for label in re.findall(r"\*([\w-]+)\* ·", first_page)}
     assert {"pasted-later", "withdrawer", "deleted", "extra-3"} <= shown
     assert (tmp_path / "apikey-bot.db").exists()  # --data-dir keeps the data
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 
 import pytest
@@ -204,12 +205,23 @@ def test_status_reports_every_tier_and_a_deleted_key(stack, client):
     assert "4 keys: 2 critical" in text
     for label in ("reader", "trader", "withdrawer", "gone"):
         assert label in text
-    assert "Withdrawals are enabled" in text
-    assert "beyond the declared purpose" in text
-    assert "deleted" in text and "IP whitelist" in text  # the -2015 ambiguity is spelled out
+    # one line a key: its worst finding in words, and how many more it has
+    lines = [b["text"]["text"] for b in reply.params["blocks"] if "accessory" in b]
+    assert len(lines) == 4 and all("\n" not in line for line in lines)
+    withdrawer = next(line for line in lines if "*withdrawer*" in line)
+    assert "Withdraw tier" in withdrawer and "_critical_: Withdrawals are enabled" in withdrawer
+    assert re.search(r" · \+\d more$", withdrawer) and "beyond the declared purpose" not in text
+    assert "_critical_: Binance rejected this key" in text
     assert len(reply.params["blocks"]) <= 50
     # the worst key comes first
     assert text.index("withdrawer") < text.index("reader")
+    # `status <label>`: the key in full, every finding
+    _, url = _command(client, stack, "status withdrawer")
+    text = all_text(_responses(stack, url)[0].params)
+    assert "Withdrawals are enabled" in text and "beyond the declared purpose" in text
+    _, url = _command(client, stack, "status gone")
+    text = all_text(_responses(stack, url)[0].params)
+    assert "deleted" in text and "IP whitelist" in text  # the -2015 ambiguity is spelled out
 
 
 def test_status_when_binance_is_unreachable_is_unknown_never_fine(stack, client):

@@ -17,12 +17,14 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.blocks.incidents import compromised_button
+from bot.blocks.key_menu import key_menu
 from bot.blocks.message import context, fit_lines, section
 from bot.blocks.rotation import rotation_when
+from bot.blocks.status_report import MAX_WORST_TEXT, worst_words
 from bot.blocks.text import (
     MAX_VIEW_BLOCKS,
     ago,
+    headline,
     mention,
     name,
     plural,
@@ -33,15 +35,17 @@ from bot.blocks.text import (
     truncate,
 )
 from bot.ids import COMMAND, Action
-from bot.model.findings import PURPOSE_NAMES, Severity
+from bot.model.findings import Finding, Severity
 from bot.model.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, TeamPicture
 from bot.model.incidents import STEPS
 from bot.model.key_pairs import PendingPair
 from bot.model.rotation import RotationState
 
-MAX_DETAILED_KEYS = 15  # two blocks each; more keys are listed one per line
-MAX_FINDINGS_PER_KEY = 3
-MAX_FINDING_TEXT = 300
+# One line a key, with its menu (a section each); past that, plain lines. With the team's
+# critical keys below, the tab stays within Slack's 100 blocks.
+MAX_KEY_ROWS = 40
+MAX_TEAM_ROWS = 10
+MAX_LINE_TEXT = 300
 _TIER_ORDER = ("Withdraw", "Trade", "Read", "None", UNKNOWN_TIER)
 
 _HOW_TO = (
@@ -133,10 +137,10 @@ def _waiting_pairs(pairs: list[PendingPair]) -> list[Block]:
 
 
 def _own_keys(keys: list[HomeKey], now: datetime) -> list[Block]:
+    """One line a key with its menu; past MAX_KEY_ROWS, plain lines, then a count."""
     blocks: list[Block] = [DividerBlock()]
-    for key in keys[:MAX_DETAILED_KEYS]:
-        blocks += [section(_key_text(key, now)), _key_buttons(key)]
-    rest = keys[MAX_DETAILED_KEYS:]
+    blocks += [_key_row(_key_line(key, now), key) for key in keys[:MAX_KEY_ROWS]]
+    rest = keys[MAX_KEY_ROWS:]
     if rest:
         sections, shown = fit_lines([_key_line(k, now) for k in rest], max_blocks=3, max_chars=8000)
         blocks += sections
@@ -147,61 +151,38 @@ def _own_keys(keys: list[HomeKey], now: datetime) -> list[Block]:
     return blocks
 
 
-def _key_text(key: HomeKey, now: datetime) -> str:
-    s = key.summary
-    tier = tier_text(s.last_tier, s.new_permissions_on) if s.last_tier is not None else None
-    checked = f"checked {ago(s.checked_at, now)}" if s.checked_at else "never checked"
-    head = (
-        f"{severity_icon(key.worst)} *{name(s.label)}* · {tier or 'not checked yet tier'} · "
-        f"{severity_word(key.worst)} · {PURPOSE_NAMES[s.purpose]} · "
-        f"account *{name(s.account_alias)}* · {checked}"
+def _key_row(text: str, key: HomeKey) -> SectionBlock:
+    """A key's line with its menu: the viewer owns the key or is an admin (the admin view)."""
+    row = section(text)
+    row.accessory = key_menu(
+        key.summary.key_id,
+        status=key.summary.status,
+        may_manage=True,
+        rotatable=key.rotation.state != RotationState.ROTATING,
+        open_incident=key.open_incident_id is not None,
     )
-    lines = [head, f"🔁 Rotation: {rotation_when(key.rotation, now)}"]
-    if key.open_incident_id:
-        lines.append("🚨 *Compromised*: an incident is open for this key.")
-    shown = [f for f in key.findings if f.severity > Severity.OK][:MAX_FINDINGS_PER_KEY]
-    lines += [
-        f"{severity_icon(f.severity)} {truncate(safe_mrkdwn(f.text), MAX_FINDING_TEXT)}"
-        for f in shown
-    ]
-    hidden = sum(1 for f in key.findings if f.severity > Severity.OK) - len(shown)
-    if hidden > 0:
-        lines.append(f"…and {plural(hidden, 'more finding')}: `{COMMAND} status {name(s.label)}`")
-    return "\n".join(lines)
+    return row
+
+
+def _worst(key: HomeKey) -> str:
+    """The key's worst finding in words ("_critical_: Withdrawals are enabled · +1 more")."""
+    found = [f for f in key.findings if f.severity > Severity.OK]
+    if not found:
+        return f"{severity_word(Severity.OK)}: no least-privilege findings"
+    worst = max(found, key=lambda f: f.severity)  # the first of the worst: findings are ordered
+    said = f"{severity_word(worst.severity)}: {safe_mrkdwn(worst_words(worst))}"
+    return said + (f" · +{len(found) - 1} more" if len(found) > 1 else "")
 
 
 def _key_line(key: HomeKey, now: datetime) -> str:
     s = key.summary
     tier = tier_text(s.last_tier, s.new_permissions_on) if s.last_tier is not None else None
-    return (
-        f"{severity_icon(key.worst)} *{name(s.label)}* · {tier or 'not checked yet tier'} · "
-        f"{severity_word(key.worst)} · rotation {rotation_when(key.rotation, now)}"
+    incident = " · 🚨 *incident open*" if key.open_incident_id else ""
+    line = (
+        f"{severity_icon(key.worst)} *{name(s.label, 80)}* · {tier or 'not checked yet'} · "
+        f"{_worst(key)} · rotation {rotation_when(key.rotation, now)}{incident}"
     )
-
-
-def _key_buttons(key: HomeKey) -> ActionsBlock:
-    urgent = key.rotation.state in (RotationState.OVERDUE, RotationState.DUE_SOON)
-    buttons = []
-    if key.rotation.state != RotationState.ROTATING and not key.open_incident_id:
-        buttons.append(
-            ButtonElement(
-                text="Rotate now" if urgent else "Rotate",
-                action_id=Action.ROTATE_NOW,
-                value=key.summary.key_id,
-                style="primary" if urgent else None,
-            )
-        )
-    if not key.open_incident_id:
-        buttons.append(compromised_button(key.summary.key_id))
-    else:
-        buttons.append(
-            ButtonElement(
-                text="Show the incident",
-                action_id=Action.INCIDENT_RAISE,  # re-raising links to the open incident
-                value=key.summary.key_id,
-            )
-        )
-    return ActionsBlock(elements=buttons)
+    return truncate(line, MAX_LINE_TEXT)
 
 
 def _team(team: TeamPicture, now: datetime) -> list[Block]:
@@ -218,15 +199,7 @@ def _team(team: TeamPicture, now: datetime) -> list[Block]:
         HeaderBlock(text="The team's keys (admin view)"),
         section(f"*{plural(team.key_count, 'key')}* by tier: {tiers or 'none yet'}"),
     ]
-    blocks += _titled_lines(
-        f"🔴 *Keys with critical findings* ({len(team.critical)})",
-        [
-            f"• *{name(k.summary.label)}* ({mention(k.summary.owner_user_id)}): "
-            + " ".join(truncate(safe_mrkdwn(f.text), MAX_FINDING_TEXT) for f in found)
-            for k, found in team.critical
-        ],
-        none="No critical findings at the last check.",
-    )
+    blocks += _critical(team.critical)
     blocks += _titled_lines(
         f"⏰ *Overdue rotations* ({len(team.overdue)})",
         [
@@ -251,6 +224,33 @@ def _team(team: TeamPicture, now: datetime) -> list[Block]:
         )
     )
     return blocks
+
+
+def _critical(critical: list[tuple[HomeKey, list[Finding]]]) -> list[Block]:
+    """The keys with critical findings, one line each: the first ones with their menu."""
+    title = f"🔴 *Keys with critical findings* ({len(critical)})"
+    if not critical:
+        return [section(f"{title}\nNo critical findings at the last check.")]
+    lines = [_critical_line(k, found) for k, found in critical]
+    blocks: list[Block] = [section(title)]
+    blocks += [_key_row(lines[i], key) for i, (key, _f) in enumerate(critical[:MAX_TEAM_ROWS])]
+    rest = lines[MAX_TEAM_ROWS:]
+    if rest:
+        sections, shown = fit_lines(rest, max_blocks=2, max_chars=5000)
+        blocks += sections
+        if shown < len(rest):
+            blocks.append(context(f"…and {len(rest) - shown} more."))
+    return blocks
+
+
+def _critical_line(key: HomeKey, found: list[Finding]) -> str:
+    s = key.summary
+    more = f" · +{len(found) - 1} more" if len(found) > 1 else ""
+    line = (
+        f"{severity_icon(Severity.CRITICAL)} *{name(s.label, 80)}* · owner "
+        f"{mention(s.owner_user_id)} · {safe_mrkdwn(headline(found[0].text, MAX_WORST_TEXT))}{more}"
+    )
+    return truncate(line, MAX_LINE_TEXT)
 
 
 def _titled_lines(title: str, lines: list[str], *, none: str) -> list[Block]:

@@ -418,9 +418,10 @@ def leak_warning(kind: SecretKind, *, matched_label: str | None, key_id: str | N
 
 
 def compromised_button(key_id: str) -> ButtonElement:
-    """The "Compromised?" button offered next to a key (status reports, App Home)."""
+    """The red button that reports a key compromised, after Slack's confirmation dialog (the
+    confirmation message of a key menu's "Report compromised")."""
     return ButtonElement(
-        text="Compromised?",
+        text="Report compromised",
         action_id=Action.INCIDENT_RAISE,
         value=key_id,
         style="danger",

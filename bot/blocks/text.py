@@ -193,6 +193,19 @@ def severity_word(severity: Severity | int) -> str:
     return f"_{SEVERITY_WORDS[Severity(severity)]}_"
 
 
+_CLAUSE_END = re.compile(r"(?<=[^\d\s])[.:](?=\s)")
+_SENTENCE_END = re.compile(r"(?<=[^\d\s])[.](?=\s)")
+
+
+def headline(text: str, limit: int = 120, *, sentence: bool = False) -> str:
+    """The first clause of a finding ("Withdrawals are enabled" of "Withdrawals are enabled:
+    a leak of this key can move funds off Binance."), or its first sentence, for a one-line
+    summary; bounded."""
+    end = _SENTENCE_END if sentence else _CLAUSE_END
+    first = end.split(text.strip(), maxsplit=1)[0].rstrip(".")
+    return truncate(first, limit)
+
+
 def flag_mark(value: object) -> str:
     """✅ on, ❌ off, ❔ unknown (absent, None, or anything that is not a boolean)."""
     if value is True:

@@ -11,6 +11,7 @@ from bot.listeners import (
     errors,
     home,
     incidents,
+    key_menu,
     key_pairs,
     leaks,
     rotation,
@@ -42,6 +43,7 @@ ACTION_LISTENERS = {
     Action.INCIDENT_TICK: incidents.handle_tick,
     Action.INCIDENT_CLOSE: incidents.handle_close_button,
     Action.INCIDENT_COMMANDER: incidents.handle_commander_button,
+    Action.KEY_MENU: key_menu.handle_key_menu,
     Action.PAIR_ENTER_KEY: key_pairs.handle_enter_key,
 }
 

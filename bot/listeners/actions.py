@@ -7,9 +7,11 @@ import json
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
+from bot.blocks.message import Message
 from bot.blocks.register import register_modal
-from bot.blocks.remove import remove_cancelled, removed_message
+from bot.blocks.remove import remove_cancelled, remove_confirmation, removed_message
 from bot.blocks.status_report import status_page
+from bot.services.access import Actor
 from bot.services.context import Services
 from bot.services.credential_delivery import offered_sinks
 from bot.services.errors import InvalidInput
@@ -39,6 +41,15 @@ def handle_status_page(ack: Ack, body: dict, respond: Respond, services: Service
     respond(
         **status_page(report, int(page), now=services.clock()).as_kwargs(), replace_original=True
     )
+
+
+def removal_confirmation(
+    services: Services, actor: Actor, *, label: str | None = None, key_id: str | None = None
+) -> Message:
+    """The Remove / Cancel question for a key (`/apikey remove`, a key's menu), if the actor
+    may remove it: its owner or an admin (anyone else is refused, audited)."""
+    key = key_to_manage(services.engine, actor, action="remove", label=label, key_id=key_id)
+    return remove_confirmation(key)
 
 
 def handle_remove_confirm(ack: Ack, body: dict, respond: Respond, services: Services) -> None:

@@ -16,7 +16,6 @@ from bot.blocks.help import help_message
 from bot.blocks.key_list import key_list
 from bot.blocks.notices import error_message, secret_in_text_warning, working_message
 from bot.blocks.register import register_modal
-from bot.blocks.remove import remove_confirmation
 from bot.blocks.rotation import policy_set_message, rotate_modal, rotation_overview
 from bot.blocks.status_report import status_page
 from bot.commands import (
@@ -37,6 +36,7 @@ from bot.commands import (
     Status,
     parse_command,
 )
+from bot.listeners.actions import removal_confirmation
 from bot.listeners.background import in_background
 from bot.listeners.incidents import incidents_overview, raise_and_announce
 from bot.listeners.key_edit import handle_edit
@@ -99,13 +99,13 @@ def handle_apikey(
             ack(**key_list(keys, services.clock()).as_kwargs())
         case Remove(label=label):
             try:
-                summary = key_to_manage(
-                    services.engine, actor_from(services, command), action="remove", label=label
+                question = removal_confirmation(
+                    services, actor_from(services, command), label=label
                 )
             except DomainError as exc:
                 ack(**error_message(exc.user_message).as_kwargs())
                 return
-            ack(**remove_confirmation(summary).as_kwargs())
+            ack(**question.as_kwargs())
         case Compromised(label=label, since=since, since_days=since_days):
             ack()
             now = services.clock()

@@ -127,12 +127,13 @@ def handle_rotate_now(
     ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
 ) -> None:
     ack()
-    key = key_to_manage(
-        services.engine,
-        actor_from(services, body),
-        action="rotate",
-        key_id=body["actions"][0]["value"],
-    )
+    open_rotation(services, client, body, key_id=body["actions"][0]["value"])
+
+
+def open_rotation(services: Services, client: WebClient, body: dict, *, key_id: str) -> None:
+    """The rotate form for the key a button or a key's menu names, if the clicker may rotate
+    it (its owner or an admin; anyone else is refused, audited)."""
+    key = key_to_manage(services.engine, actor_from(services, body), action="rotate", key_id=key_id)
     channel = (body.get("channel") or {}).get("id")
     open_rotate_modal(client, key, trigger_id=body["trigger_id"], channel=channel)
 

@@ -91,6 +91,9 @@ class StatusReport:
     created_at: datetime
     keys: list[KeyReport] = field(default_factory=list)
     scope_user_id: str | None = None  # whose keys were asked for (`status @user` / `mine`)
+    # One key asked for by name (`status <label>`, a menu's Details): shown in full; a team,
+    # a person's keys or `mine` are shown one line a key.
+    detailed: bool = False
 
     def count(self, severity: Severity) -> int:
         return sum(1 for k in self.keys if k.severity == severity)
@@ -117,6 +120,7 @@ class StatusReport:
             "report_id": self.report_id,
             "scope": self.scope,
             "scope_user_id": self.scope_user_id,
+            "detailed": self.detailed,
             "created_at": self.created_at.isoformat(),
             "keys": [k.to_dict() for k in self.keys],
         }
@@ -127,6 +131,7 @@ class StatusReport:
             report_id=data["report_id"],
             scope=data["scope"],
             scope_user_id=data.get("scope_user_id"),
+            detailed=data.get("detailed", False),
             created_at=datetime.fromisoformat(data["created_at"]),
             keys=[KeyReport.from_dict(k) for k in data["keys"]],
         )

@@ -65,6 +65,7 @@ HELP = """\
 Console commands (anything starting with /apikey goes to the bot, as the person acting):
   /apikey <text>                 a slash command, e.g. /apikey status all, /apikey help
   press <number|text>            press a button of the last reply, e.g. press 1, press Next
+                                 (or an option of a key's ⋮ menu, by its number)
   buttons                        show the buttons you can press
   home                           open the app's Home tab (your keys, a Register button)
   demo-key [hmac|ed25519|rsa] [read|trade|withdraw]
@@ -249,6 +250,7 @@ class Console:
             user_id=self.actor.user_id,
             team_id=self.team_id,
             channel_id=channel,
+            overflow=button.overflow,
         )
         self.replies.show_ack(self.client.post(body))
         self.follow()

@@ -1,8 +1,9 @@
 """Block Kit payloads (plain dicts, as Slack receives them) rendered as text for a terminal.
 
 Pure functions: no I/O. Used by the sandbox console to show what a Slack user would see.
-Buttons are numbered in document order (``[1] Next ▶``); :func:`find_buttons` returns them in
-the same order, so a console can let the user press one by number or by text.
+Buttons, and the options of overflow menus, are numbered in document order (``[1] Next ▶``,
+``⋮ [2] Details · [3] Rotate``); :func:`find_buttons` returns them in the same order, so a
+console can let the user press one (or choose an option) by number or by text.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Button:
     block_id: str | None = None
     style: str | None = None
     url: str | None = None
+    overflow: bool = False  # an option of an overflow menu (sent as its selected_option)
 
 
 # --- text objects --------------------------------------------------------------------------
@@ -142,6 +144,21 @@ class _Renderer:
             shown += f" ({element['url']})"
         return shown
 
+    def option(self, menu: dict, option: dict, block_id: str | None) -> str:
+        label = text_of(option.get("text"))
+        self.buttons.append(
+            Button(
+                text=label,
+                action_id=menu.get("action_id", ""),
+                value=option.get("value"),
+                block_id=block_id,
+                overflow=True,
+            )
+        )
+        shown = f"[{self.number}] {label}"
+        self.number += 1
+        return shown
+
     def element(self, element: dict, block_id: str | None) -> str:
         kind = element.get("type")
         if kind == "button":
@@ -150,9 +167,11 @@ class _Renderer:
             return f"[image: {element.get('alt_text', '')}]"
         if kind in {"mrkdwn", "plain_text"}:
             return text_of(element)
-        if kind == "overflow":
-            options = ", ".join(text_of(o.get("text")) for o in element.get("options", []))
-            return f"[… {options}]"
+        if kind == "overflow":  # each option can be chosen like a button
+            options = " · ".join(
+                self.option(element, option, block_id) for option in element.get("options", [])
+            )
+            return f"⋮ {options}"
         return _describe_input(element)
 
     def blocks(self, blocks: list[dict]) -> str:

@@ -151,20 +151,27 @@ def block_action(
     container: dict[str, Any] | None = None,
     workspace: Workspace = SANDBOX_WORKSPACE,
     trigger_id: str | None = None,
+    overflow: bool = False,
 ) -> str:
     """The ``block_actions`` payload of a button click: in a modal when ``view`` is given, else in
     a message: a regular one when ``message`` (its payload) is given, else an ephemeral one.
-    ``container`` replaces the one built from those; a fresh ``trigger_id`` unless one is given."""
+    ``container`` replaces the one built from those; a fresh ``trigger_id`` unless one is given.
+    ``overflow``: an option chosen from an overflow menu instead (``value`` and ``text`` are the
+    option's; Slack sends it as ``selected_option``)."""
     now = f"{time.time():.6f}"
+    shown = {"type": "plain_text", "text": text or action_id, "emoji": True}
     action: dict[str, Any] = {
-        "type": "button",
+        "type": "overflow" if overflow else "button",
         "action_id": action_id,
         "block_id": block_id or "sandbox_block",
-        "text": {"type": "plain_text", "text": text or action_id, "emoji": True},
         "action_ts": now,
     }
-    if value is not None:
-        action["value"] = value
+    if overflow:
+        action["selected_option"] = {"text": shown, "value": value}
+    else:
+        action["text"] = shown
+        if value is not None:
+            action["value"] = value
     payload = _interaction("block_actions", user_id, team_id, workspace, trigger_id)
     payload["state"] = {"values": {}}
     payload["actions"] = [action]

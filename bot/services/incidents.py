@@ -216,6 +216,19 @@ def _open_incident(session: Session, key_id: str) -> Incident | None:
     ).first()
 
 
+def open_incident_of(engine: Engine, *, team_id: str, key_id: str) -> IncidentView:
+    """The open incident of the team's key ``key_id`` (a key menu's "Show the incident");
+    never opens one."""
+    with Session(engine) as session:
+        incident = _open_incident(session, key_id)
+        incident_id = incident.id if incident is not None and incident.team_id == team_id else None
+    if incident_id is None:
+        raise KeyNotFound(
+            "No incident is open for that key any more: `/apikey incidents` lists recent ones."
+        )
+    return load_incident(engine, incident_id)
+
+
 def _other_keys(session: Session, key: ApiKey) -> list[dict]:
     others = session.exec(
         select(ApiKey).where(

@@ -609,6 +609,16 @@ def key_summary(engine: Engine, team_id: str, key_id: str) -> KeySummary:
         return get_summary(session, team_id, key_id)
 
 
+def key_to_report(engine: Engine, actor: Actor, *, key_id: str) -> KeySummary:
+    """The live key ``key_id`` of the actor's team, to report compromised: anyone may (a leak
+    never waits for permission); a key of another team, or one gone, is not found."""
+    with Session(engine) as session:
+        summary = get_summary(session, actor.team_id, key_id)
+    if summary.status in RETIRED_STATUSES:
+        raise KeyNotFound("That key does not exist (any more).")
+    return summary
+
+
 def key_to_manage(
     engine: Engine,
     actor: Actor,

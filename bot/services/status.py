@@ -45,6 +45,11 @@ def describe_target(target: StatusTarget, actor: str) -> str:
     return f"“{target.value}”"
 
 
+def _one_key(target: StatusTarget) -> bool:
+    """One key asked for by name or chosen from a menu: reported in full."""
+    return target.kind in (TargetKind.LABEL, TargetKind.KEY_ID)
+
+
 def _target_user(target: StatusTarget, actor: str) -> str | None:
     if target.kind == TargetKind.MINE:
         return actor
@@ -57,6 +62,12 @@ def _select(session: Session, team_id: str, target: StatusTarget, actor: str) ->
         rows = pick_label(rows, target.value, lambda row: row[0].label)
         if not rows:
             raise KeyNotFound(unknown_label(target.value))
+    elif target.kind == TargetKind.KEY_ID:  # of this team only: a forged id finds nothing
+        rows = [(k, a) for k, a in rows if k.id == target.value]
+        if not rows:
+            raise KeyNotFound(
+                "That key does not exist (any more). Run `/apikey status` for a fresh report."
+            )
     elif target.kind in (TargetKind.USER, TargetKind.MINE):
         owner = target.value if target.kind == TargetKind.USER else actor
         rows = [(k, a) for k, a in rows if k.owner_user_id == owner]
@@ -75,12 +86,15 @@ def run_status(
 ) -> StatusReport:
     """Ask Binance about every selected key at once, judge each, remember what it said.
 
+    One key (by label, or by id from a key's menu) is reported in full, more one line each.
     Keys the viewer neither owns nor administers are reported as a summary (tier and how
     serious), without their details."""
     now = now or utcnow()
     team_id, actor = viewer.team_id, viewer.user_id
     with Session(engine) as session:
         rows = _select(session, team_id, target, actor)
+        if target.kind == TargetKind.KEY_ID:  # said by its label, as if typed
+            target = StatusTarget(TargetKind.LABEL, rows[0][0].label)
         deliveries = delivery_views(session, [key for key, _account in rows])
     credentials: list[binance.Credentials | None] = []
     for key, _account in rows:
@@ -145,6 +159,7 @@ def run_status(
         created_at=now,
         keys=reports,
         scope_user_id=_target_user(target, actor),
+        detailed=_one_key(target),
     )
     _remember(
         engine,

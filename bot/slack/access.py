@@ -119,9 +119,15 @@ def _short(value: object) -> str:
 
 
 def _key_id_in(body: dict) -> str | None:
-    """The key a button names (its value), when it looks like one of our key ids."""
+    """The key a button names (its value, or a key menu's option: "<choice>:<key id>"), when it
+    looks like one of our key ids."""
     for action in body.get("actions") or []:
-        value = action.get("value") if isinstance(action, dict) else None
+        if not isinstance(action, dict):
+            continue
+        value = action.get("value")
+        option = action.get("selected_option")
+        if value is None and isinstance(option, dict) and isinstance(option.get("value"), str):
+            value = option["value"].rpartition(":")[2]
         if isinstance(value, str) and len(value) == 32 and value.isalnum():
             return value
     return None
