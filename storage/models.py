@@ -434,6 +434,11 @@ class Incident(SQLModel, table=True):
     commander: str | None = Field(default=None, max_length=32)
     # How a closed incident ended: IncidentOutcome (None while open).
     outcome: str | None = Field(default=None, max_length=16)
+    # What Binance last said the key could do before it was reported (a copy: checks since
+    # overwrite the key's own column): a false alarm must show exactly these again.
+    permissions_at_raise: dict[str, Any] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON, nullable=True)
+    )
 
 
 class IncidentStep(SQLModel, table=True):

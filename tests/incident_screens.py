@@ -46,6 +46,7 @@ OPEN = IncidentFacts(
     close_note=None,
     commander="U0MAX",
     outcome=None,
+    permissions_at_raise={"enableReading": True, "enableWithdrawals": True, "ipRestrict": True},
 )
 
 

@@ -3,6 +3,8 @@ stand-in and the Binance simulator (issue 16, item 3)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlmodel import Session, select
 
@@ -195,7 +197,8 @@ def test_a_false_alarm_returns_the_key_to_use_after_binance_confirms_it(stack):
         "chat.postMessage", predicate=lambda c: "false alarm" in c.params.get("text", "")
     )
     text = all_text(summary[0].params)
-    assert "did not leak" in text and "The paste was a test key." in text
+    assert "closed as a false alarm" in text and "The paste was a test key." in text
+    assert "same permissions and IP restriction" in text
     assert "Time to revoke" not in text
     update = stack.slack.wait_for(
         "chat.update", predicate=lambda c: "False alarm" in all_text(c.params)
@@ -221,20 +224,31 @@ def test_a_false_alarm_returns_the_key_to_use_after_binance_confirms_it(stack):
     [
         (lambda sim, key: sim.set_permissions(key, enableWithdrawals=True), "Withdrawals"),
         (lambda sim, key: sim.set_permissions(key, enableReading=False), "turned off"),
-        (lambda sim, key: sim.set_ip_restrict(key, False), "IP whitelist was removed"),
+        (lambda sim, key: sim.set_ip_restrict(key, False), "IP restriction was removed"),
+        (
+            lambda sim, key: sim.set_extra_fields(key, enableStakingWithdrawals=True),
+            "which it did not report before",  # a permission Binance added since
+        ),
     ],
-    ids=["withdrawals turned on", "reading turned off", "whitelist removed"],
+    ids=["withdrawals turned on", "reading turned off", "whitelist removed", "new flag"],
 )
 def test_a_changed_key_is_no_false_alarm_and_nothing_changes(stack, change, words):
     _, sim_key = register_directly(stack, "bot")
     incident = _raise(stack)
     change(stack.simulator, sim_key.api_key)
     refused = _refusal(_close(stack, incident.id, outcome=FALSE_ALARM))
-    assert "Someone changed the key" in refused and words in refused
+    assert "Someone may have changed the key" in refused and words in refused
     assert sim_key.secret not in refused
     assert _incident(stack).state == "open"
     assert _key(stack).status == KeyStatus.COMPROMISED.value
     assert not _events(stack, "incident.false_alarm")
+    # A sign of a real breach: audited, and said under the checklist for the team.
+    (event,) = _events(stack, "incident.false_alarm_refused")
+    assert event.actor == ADMIN and words in event.detail["reason"]
+    (warning,) = stack.slack.wait_for(
+        "chat.postMessage", predicate=lambda c: "Not a false alarm yet" in c.params.get("text", "")
+    )
+    assert warning.params["thread_ts"] == incident.messages[0]["ts"]
 
 
 def test_a_key_binance_rejects_is_no_false_alarm(stack):
@@ -342,3 +356,170 @@ def test_a_false_alarm_during_a_rotation_lets_the_rotation_go_on(stack):
     stack.simulator.delete_key(old.api_key)
     stack.tick(FixedClock(utcnow()))
     assert wait_until(lambda: _key(stack).status == KeyStatus.ACTIVE.value)
+
+
+def test_a_change_a_later_check_recorded_still_counts(stack):
+    """The comparison is with what the bot knew when the key was reported: a status check
+    after the report records the changed permissions on the key, not on the incident."""
+    _, sim_key = register_directly(stack, "bot")
+    incident = _raise(stack)
+    stack.simulator.set_permissions(sim_key.api_key, enableWithdrawals=True)
+    url = stack.slack.response_url()
+    bot_client(stack).post(slash_command("status bot", user_id=ALICE, response_url=url))
+    stack.slack.wait_for("response_url", predicate=lambda c: c.params["_response_url"] == url)
+    assert wait_until(lambda: _key(stack).permissions_json.get("enableWithdrawals") is True)
+    refused = _refusal(_close(stack, incident.id, outcome=FALSE_ALARM))
+    assert "Withdrawals permission was turned on" in refused
+    assert _key(stack).status == KeyStatus.COMPROMISED.value
+
+
+def test_an_incident_raised_before_permissions_were_kept_cannot_be_a_false_alarm(stack):
+    register_directly(stack, "bot")
+    incident = _raise(stack)
+    with Session(stack.services.engine) as session:  # as an incident from before revision 0017
+        row = session.get(Incident, incident.id)
+        row.permissions_at_raise = None
+        session.add(row)
+        session.commit()
+    asked = len(stack.simulator.request_log)
+    refused = _refusal(_close(stack, incident.id, outcome=FALSE_ALARM))
+    assert "had not learnt what “bot” could do" in refused
+    assert len(stack.simulator.request_log) == asked and _incident(stack).state == "open"
+
+
+def test_withdrawals_to_new_addresses_keep_the_incident_open(stack):
+    import time
+
+    register_directly(stack, "bot")
+    now_ms = int(time.time() * 1000)
+    stack.simulator.add_withdrawal(
+        "main", coin="BTC", amount="1.5", address="bc1qATTACKER", apply_time_ms=now_ms - 60_000
+    )
+    incident = _raise(stack)
+    stack.tick(FixedClock(utcnow()))  # the activity review (step 3)
+    assert wait_until(lambda: (_incident(stack).activity or {}).get("rows"))
+    refused = _refusal(_close(stack, incident.id, outcome=FALSE_ALARM))
+    assert "withdrawal(s) to addresses never used before" in refused
+    assert _incident(stack).state == "open"
+    (event,) = _events(stack, "incident.false_alarm_refused")
+    assert "never used before" in event.detail["reason"]
+
+
+def test_a_key_removed_while_binance_is_asked_does_not_come_back(stack):
+    import threading
+
+    from bot.services.access import Actor
+    from bot.services.keys import remove_key
+
+    register_directly(stack, "bot")
+    incident = _raise(stack)
+    stack.simulator.latency = 2.5  # Binance slow: the modal shows "checking" first
+    answer = {}
+    closing = threading.Thread(
+        target=lambda: answer.update(r=_close(stack, incident.id, outcome=FALSE_ALARM))
+    )
+    closing.start()
+    time.sleep(0.5)
+    remove_key(
+        engine=stack.services.engine,
+        actor=Actor(user_id=ADMIN, team_id="T0TEST", is_admin=True),
+        key_id=incident.key_id,
+    )
+    closing.join()
+    stack.simulator.latency = 0.0
+    assert answer["r"].json()["response_action"] == "update"  # "checking…"
+    (update,) = stack.slack.wait_for("views.update", timeout=15)
+    assert "changed while Binance was being asked" in all_text(update.params)
+    key = _key(stack)
+    assert key.status == KeyStatus.REMOVED.value and key.secret_sealed is None
+    assert not _pending(stack, key.id, JobKind.ROTATION_REMINDER)
+    assert _incident(stack).state == "open"
+
+
+def test_the_outcome_reaches_an_admin_who_closed_the_checking_window(stack):
+    _, sim_key = register_directly(stack, "bot")
+    incident = _raise(stack)
+    stack.simulator.set_permissions(sim_key.api_key, enableWithdrawals=True)
+    stack.simulator.latency = 2.5
+    stack.slack.inject_fault("views.update", status=200, error="not_found")  # window closed
+    try:
+        answer = _close(stack, incident.id, outcome=FALSE_ALARM)
+    finally:
+        stack.simulator.latency = 0.0
+    assert answer.json()["response_action"] == "update"
+    told = stack.slack.wait_for(
+        "chat.postMessage",
+        predicate=lambda c: (
+            "differently than when it was reported" in all_text(c.params)
+            and not c.params.get("thread_ts")
+        ),
+        timeout=15,
+    )
+    assert told  # a direct message to the admin
+    assert _incident(stack).state == "open"
+
+
+def test_two_admins_closing_at_once_close_it_once(stack):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.services.access import Actor
+    from bot.services.errors import DomainError
+    from bot.services.false_alarm import close_as_false_alarm
+    from bot.services.incidents import close_incident
+
+    register_directly(stack, "bot")
+    incident = _raise(stack)
+    services = stack.services
+    for step in range(1, 6):  # every step done, so a close as handled may race too
+        body = block_action(
+            Action.INCIDENT_TICK, f"{incident.id}:{step}", user_id=ALICE, response_url=None
+        )
+        bot_client(stack).post(body)
+    assert wait_until(lambda: len(_events(stack, "incident.tick")) == 5)
+
+    def false_alarm():
+        return close_as_false_alarm(
+            engine=services.engine,
+            ring=services.ring,
+            gateway=services.gateway,
+            settings=services.settings,
+            actor=Actor(user_id=ADMIN, team_id="T0TEST", is_admin=True),
+            incident_id=incident.id,
+            note="test key",
+            now=utcnow(),
+        )
+
+    def handled():
+        return close_incident(
+            engine=services.engine,
+            team_id="T0TEST",
+            incident_id=incident.id,
+            actor=ALICE,
+            note="deleted",
+            now=utcnow(),
+        )
+
+    def attempt(work):
+        try:
+            work()
+            return "closed"
+        except DomainError as exc:
+            return exc.user_message
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(attempt, [false_alarm, handled, false_alarm, handled]))
+    assert outcomes.count("closed") == 1, outcomes
+    assert all("closed" in o for o in outcomes)
+    closes = _events(stack, "incident.false_alarm") + _events(stack, "incident.close")
+    assert len(closes) == 1
+
+
+def test_a_flag_binance_stops_reporting_is_not_taken_as_unchanged():
+    from bot.binance import KeyPermissions
+    from bot.services.false_alarm import permission_changes
+
+    before = {"enableReading": True, "ipRestrict": True, "enableWithdrawals": False}
+    now = KeyPermissions.from_api({"enableReading": True, "enableWithdrawals": False})
+    assert permission_changes(before, now) == ["Binance no longer reports IP restriction"]
+    same = KeyPermissions.from_api(before)
+    assert permission_changes(before, same) == []

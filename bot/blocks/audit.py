@@ -71,6 +71,7 @@ ACTION_WORDS = {
     "incident.close": "closed the incident",
     "incident.commander": "handed over the incident command",
     "incident.false_alarm": "closed the incident as a false alarm; the key is back in use",
+    "incident.false_alarm_refused": "asked to close as a false alarm; refused (key changed)",
     "incident.key_dead": "confirmed Binance rejects the compromised key",
     "incident.raise": "reported the key compromised",
     "incident.tick": "ticked a checklist step",

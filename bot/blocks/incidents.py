@@ -45,7 +45,7 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
     if incident.false_alarm:
         title, marked = (
             f"✅ False alarm: {incident.label}",
-            "It did not leak: the key is back in use.",
+            "Closed as a false alarm: Binance showed the key unchanged, so it is back in use.",
         )
     else:
         title, marked = f"🚨 Compromised key: {incident.label}", "The key is marked compromised."
@@ -55,7 +55,7 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
             f"Raised by {mention(incident.raised_by)} at {minute(incident.raised_at)} for *{label}* "
             f"(account *{escape(incident.account_alias)}*). {marked}\n"
             f"*Commander:* {mention(incident.commander)}"
-            + ("" if closed else " leads the response and closes the incident.")
+            + ("" if closed else " leads the response.")
             + f"\nOwner and admins: {people}"
         ),
         section(_verification(incident)),
@@ -146,7 +146,7 @@ def _verification(incident: IncidentFacts) -> str:
     if incident.false_alarm:
         return (
             f"✅ *Checked at {_when(incident.closed_at)}:* Binance still accepts the key and "
-            "reports the same permissions and IP whitelist as before the report."
+            "reports the same permissions and IP restriction as when it was reported."
         )
     if incident.key_dead_at is not None:
         return (
@@ -290,8 +290,8 @@ def commander_modal(incident_id: str, label: str, commander: str) -> View:
         close=PlainTextObject(text="Cancel"),
         blocks=[
             section(
-                f"The commander leads the response to *{escape(label)}*: decides, hands out "
-                "the steps and closes the incident."
+                f"The commander leads the response to *{escape(label)}*: decides what comes "
+                "first and who does which step."
             ),
             InputBlock(
                 block_id=Block.COMMANDER,
@@ -327,9 +327,10 @@ def closed_summary(closed: ClosedIncident) -> Message:
     if incident.false_alarm:
         title = f"Incident closed as a false alarm: {incident.label}"
         text = (
-            "*Timeline*\n" + "\n".join(lines) + "\n\n*Outcome:* the key did not leak. Binance "
-            "still accepts it with the same permissions and IP whitelist, so it is back in "
-            f"normal use and its rotation reminders resume.\n{commander}\n\n{note}"
+            "*Timeline*\n" + "\n".join(lines) + "\n\n*Outcome:* closed as a false alarm. "
+            "Binance still accepts the key and reports the same permissions and IP restriction "
+            "as when it was reported, so it is back in normal use and its rotation reminders "
+            f"resume.\n{commander}\n*Open questions*\n{questions}\n\n{note}"
         )
     else:
         title = f"Incident closed: {incident.label}"
@@ -467,8 +468,13 @@ def false_alarm_closed_view(closed: ClosedIncident) -> View:
         blocks=[
             section(
                 f"✅ The incident for *{label}* is closed as a false alarm. Binance still accepts "
-                "the key with the same permissions, so it is back in normal use; the summary is "
-                "posted under the checklist."
+                "the key and reports the same permissions and IP restriction, so it is back in "
+                "normal use; the summary is posted under the checklist."
             )
         ],
     )
+
+
+def thread_warning(text: str) -> Message:
+    """A warning said under the checklist (e.g. why a false alarm was refused)."""
+    return Message(text=text, blocks=[section(escape(text))])

@@ -22,7 +22,9 @@ from bot.blocks.incidents import (
     incidents_list,
     premature_tick_warning,
     raised_message,
+    thread_warning,
 )
+from bot.blocks.message import Message
 from bot.blocks.notices import error_message
 from bot.ids import Action, Block
 from bot.listeners import modal_values as modal
@@ -32,7 +34,7 @@ from bot.listeners.people import require_person
 from bot.model.incidents import KEY_DELETED_STEP, STEPS, ClosedIncident, IncidentOutcome
 from bot.services.context import Services
 from bot.services.errors import DomainError
-from bot.services.false_alarm import close_as_false_alarm
+from bot.services.false_alarm import FalseAlarmRefused, close_as_false_alarm
 from bot.services.incident_probes import key_still_accepted
 from bot.services.incidents import (
     close_incident,
@@ -46,7 +48,7 @@ from bot.services.incidents import (
     tick_step,
 )
 from bot.slack.access import actor_from
-from bot.slack.delivery import passing_failure, responder
+from bot.slack.delivery import passing_failure, responder, send_private
 from bot.slack.live_messages import refresh_messages
 
 log = logging.getLogger(__name__)
@@ -213,26 +215,39 @@ def handle_close_submission(
     outcome = modal.choice(view, Block.CLOSE_OUTCOME, Action.CLOSE_OUTCOME)
     if outcome == IncidentOutcome.FALSE_ALARM:
         actor = actor_from(services, body)
+
+        def work() -> ClosedIncident:
+            try:
+                return close_as_false_alarm(
+                    engine=services.engine,
+                    ring=services.ring,
+                    gateway=services.gateway,
+                    settings=services.settings,
+                    actor=actor,
+                    incident_id=incident_id,
+                    note=note,
+                    now=services.clock(),
+                )
+            except FalseAlarmRefused as refused:
+                if refused.warning:  # a sign of a real breach: the team hears it too
+                    _post_in_thread(services, client, incident_id, thread_warning(refused.warning))
+                raise
+
         answer_submission(
             ack,
             client,
             services,
             view_id=body["view"]["id"],
-            work=lambda: close_as_false_alarm(
-                engine=services.engine,
-                ring=services.ring,
-                gateway=services.gateway,
-                settings=services.settings,
-                actor=actor,
-                incident_id=incident_id,
-                note=note,
-                now=services.clock(),
-            ),
+            work=work,
             success_view=false_alarm_closed_view,
             after=lambda closed: _announce_closed(services, client, closed),
             default_field=Block.CLOSE_NOTE,
             checking=false_alarm_checking_view,
             failed=false_alarm_refused_view,
+            # the person closed the "checking" window: the outcome reaches them directly
+            on_late_failure=lambda text: send_private(
+                client, channel=None, user_id=actor.user_id, message=error_message(text)
+            ),
         )
         return
     try:
@@ -255,18 +270,29 @@ def _announce_closed(services: Services, client: WebClient, closed: ClosedIncide
     """Redraw the checklist as closed and post the summary under it, for everyone."""
     incident_id = closed.view.incident.id
     refresh_messages(services, client, incident_id)
-    summary = closed_summary(closed)
-    for ref in closed.view.incident.messages:
+    _post_in_thread(services, client, incident_id, closed_summary(closed), broadcast=True)
+
+
+def _post_in_thread(
+    services: Services,
+    client: WebClient,
+    incident_id: str,
+    message: Message,
+    *,
+    broadcast: bool = False,
+) -> None:
+    """Post under the incident's live checklist (``broadcast``: shown in the channel too)."""
+    for ref in load_incident(services.engine, incident_id).incident.messages:
         try:
             client.chat_postMessage(
                 channel=ref["channel"],
                 thread_ts=ref["ts"],
-                reply_broadcast=True,
-                **summary.as_kwargs(),
+                reply_broadcast=broadcast,
+                **message.as_kwargs(),
             )
         except SlackApiError as exc:
             log.info(
-                "could not post the summary in %s (%s)", ref["channel"], exc.response.get("error")
+                "could not post in %s's thread (%s)", ref["channel"], exc.response.get("error")
             )
 
 
@@ -309,13 +335,7 @@ def handle_commander_submission(
     note = commander_note(
         incident.label, commander=commander, previous=handed.previous, by=actor.user_id
     )
-    for ref in incident.messages:  # in the checklist's thread: the new commander is notified
-        try:
-            client.chat_postMessage(channel=ref["channel"], thread_ts=ref["ts"], **note.as_kwargs())
-        except SlackApiError as exc:
-            log.info(
-                "could not post the hand-over in %s (%s)", ref["channel"], exc.response.get("error")
-            )
+    _post_in_thread(services, client, incident_id, note)  # the new commander is mentioned
 
 
 MAX_LINKS = 10  # checklist links looked up before the ack (a call to Slack each)

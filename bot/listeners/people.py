@@ -16,8 +16,12 @@ def require_person(client: WebClient, user_id: str, *, role: str) -> None:
         try:
             user = client.users_info(user=user_id)["user"]
         except SlackApiError as exc:
-            if exc.response.get("error") not in ("user_not_found", "account_inactive"):
-                raise
+            error = exc.response.get("error")
+            if error not in ("user_not_found", "account_inactive"):
+                raise InvalidInput(
+                    f"Slack could not say who <@{user_id}> is just now ({error}); try again in "
+                    "a minute. Nothing was changed."
+                ) from None
     if not user or user.get("deleted") or user.get("is_bot"):
         who = f"<@{user_id}>" if user_id else "Nobody"
         raise InvalidInput(

@@ -48,6 +48,7 @@ class IncidentFacts:
     close_note: str | None
     commander: str  # who leads the response (whoever raised it, until handed over)
     outcome: str | None  # IncidentOutcome once closed
+    permissions_at_raise: dict | None  # what Binance said the key could do, before the report
 
     @property
     def false_alarm(self) -> bool:
@@ -77,6 +78,7 @@ class IncidentFacts:
             close_note=row.close_note,
             commander=row.commander or row.raised_by,
             outcome=row.outcome,
+            permissions_at_raise=row.permissions_at_raise,
         )
 
 

@@ -1,11 +1,13 @@
 """Closing an incident as a false alarm: the key did not leak after all.
 
 An admin's word alone does not put a key that was reported compromised back in use: the bot
-asks Binance first. Only when Binance still accepts the key and reports the same permissions
-and IP whitelist as before the report does the incident close as a false alarm and the key
-return to normal: its rotation reminders resume, and a rotation the report interrupted goes
-on. Anything else (Binance rejects the key, a permission or the whitelist changed, Binance
-cannot be asked) changes nothing and says why.
+asks Binance first. Only when Binance still accepts the key and reports every permission and
+the IP restriction exactly as the bot knew them when the key was reported (a copy kept on the
+incident: checks since then overwrite the key's own record) does the incident close as a false
+alarm and the key return to normal: its rotation reminders resume, and a rotation the report
+interrupted goes on. Anything else changes nothing and says why; a key Binance reports
+differently, or withdrawals the review flagged, are also said in the checklist's thread and
+audited, since they are signs of a real breach.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from bot.config import Settings
 from bot.jobs.kinds import JobKind
 from bot.jobs.queue import cancel_jobs
 from bot.model.findings import permission_name
-from bot.model.incidents import ClosedIncident
+from bot.model.incidents import ClosedIncident, IncidentFacts
 from bot.services.access import Actor, require_admin
-from bot.services.errors import InvalidInput, KeyNotFound
-from bot.services.incidents import IncidentClosed, load_incident, locked_incident, summarise
+from bot.services.errors import InvalidInput
+from bot.services.incidents import IncidentClosed, claim_close, load_incident, summarise
 from bot.services.keys import open_credentials
 from bot.services.paging import incident_page_key, resolve_page
 from bot.services.reminder_plan import plan_reminders
@@ -40,7 +42,16 @@ from storage.models import (
     RotationState,
 )
 
-CHECKED = "Binance accepts the key and reports the same permissions and IP whitelist"
+CHECKED = "Binance accepts the key and reports the same permissions and IP restriction"
+
+
+class FalseAlarmRefused(InvalidInput):
+    """Not closed as a false alarm. ``warning``: what the team should hear in the checklist's
+    thread as well (a sign of a real breach), else None."""
+
+    def __init__(self, message: str, *, warning: str | None = None) -> None:
+        super().__init__(message)
+        self.warning = warning
 
 
 def close_as_false_alarm(
@@ -56,31 +67,39 @@ def close_as_false_alarm(
 ) -> ClosedIncident:
     """Close the open incident as a false alarm (admins only) once Binance shows the key
     alive and unchanged; the key is back in normal use."""
+    require_admin(engine, actor, action="close an incident as a false alarm")
     note = note.strip()
     if not note:
         raise InvalidInput("Please write a short note: why is this a false alarm, and who checked?")
-    require_admin(engine, actor, action="close an incident as a false alarm")
     incident = load_incident(engine, incident_id, team_id=actor.team_id).incident
     label = incident.label
     if incident.state == IncidentState.CLOSED:
         raise IncidentClosed("This incident is already closed; nothing was changed.")
     _refuse_dead(label, incident.key_dead_at)
+    _refuse_flagged_withdrawals(engine, actor, incident)
+    before = incident.permissions_at_raise
+    if not before:
+        raise InvalidInput(
+            f"The bot had not learnt what “{label}” could do before it was reported, so it "
+            "cannot show that nothing changed since. Close the incident as handled (and "
+            "register the key again if it is still in use)."
+        )
     with Session(engine) as session:
         key = session.get(ApiKey, incident.key_id)
-        if key is None or key.secret_sealed is None:
+        if key is None or key.secret_sealed is None or key.status != KeyStatus.COMPROMISED.value:
             raise InvalidInput(
-                f"The bot no longer holds the secret of “{label}”, so it cannot ask Binance "
-                "whether the key still works. Close the incident as handled."
+                f"“{label}” is no longer held by the bot as a reported key (removed, or its "
+                "secret destroyed), so it cannot return to use. Close the incident as handled."
             )
         creds = open_credentials(ring, key)
-        before = key.permissions_json
+        fingerprint = key.api_key_fingerprint
     try:
         fresh = gateway.api_restrictions(creds)
     except binance.KeyRejected:
         raise InvalidInput(
             f"Binance rejects “{label}” now: the key was deleted or no longer works, so it "
-            "cannot return to use. The bot confirms this on the checklist; close the incident "
-            "as handled. Nothing was changed."
+            "cannot return to use. The bot's next check ticks step 1 on the checklist; close "
+            "the incident as handled. Nothing was changed."
         ) from None
     except binance.BinanceError as error:
         raise InvalidInput(
@@ -89,27 +108,36 @@ def close_as_false_alarm(
         ) from None
     changed = permission_changes(before, fresh)
     if changed:
-        raise InvalidInput(
-            f"Binance reports “{label}” differently than before it was reported: "
-            f"{'; '.join(changed)}. Someone changed the key, so it stays marked compromised and "
-            "the incident open: follow the checklist."
+        what = "; ".join(changed)
+        _audit_refusal(engine, actor, incident, reason=what)
+        raise FalseAlarmRefused(
+            f"Binance reports “{label}” differently than when it was reported: {what}. Someone "
+            "may have changed the key, so it stays marked compromised and the incident open: "
+            "follow the checklist.",
+            warning=(
+                f"⚠️ Not a false alarm yet: Binance reports “{label}” differently than when it "
+                f"was reported ({what}). Someone may have changed the key: follow the checklist."
+            ),
         )
     with session_scope(engine) as session:
-        row = locked_incident(session, incident_id)
-        if row.state == IncidentState.CLOSED:
-            raise IncidentClosed("This incident was closed meanwhile; nothing was changed.")
+        row = claim_close(session, incident_id)
         _refuse_dead(label, row.key_dead_at)  # a probe may have seen it die meanwhile
         key = session.get(ApiKey, row.key_id, with_for_update=True)
-        if key is None:
-            raise KeyNotFound(f"“{label}” is no longer registered; nothing was changed.")
-        row.state = IncidentState.CLOSED.value
+        if (
+            key is None
+            or key.status != KeyStatus.COMPROMISED.value
+            or key.secret_sealed is None
+            or key.api_key_fingerprint != fingerprint
+        ):  # removed (or changed) while Binance was asked
+            raise InvalidInput(
+                f"“{label}” changed while Binance was being asked (removed, or its secret "
+                "destroyed): it cannot return to use. Nothing was changed."
+            )
         row.outcome = IncidentOutcome.FALSE_ALARM.value
         row.closed_by = actor.user_id
         row.closed_at = now
         row.close_note = note[:2000]
-        cancel_jobs(
-            session, key_id=key.id, kinds=[JobKind.INCIDENT_PROBE, JobKind.INCIDENT_ACTIVITY]
-        )
+        cancel_jobs(session, key_id=key.id, kinds=[JobKind.INCIDENT_PROBE])
         resolve_page(session, dedup_key=incident_page_key(incident_id), now=now)
         key.permissions_json = fresh.to_dict()
         key.permissions_checked_at = now
@@ -148,18 +176,55 @@ def _refuse_dead(label: str, dead_at: datetime | None) -> None:
         )
 
 
-def permission_changes(before: dict | None, after: binance.KeyPermissions) -> list[str]:
-    """What differs between the permissions stored before the report and Binance's answer
-    now, in words. A flag either side did not report is not a change (nothing to compare)."""
-    if before is None:
-        return ["the bot never learnt this key's permissions, so nothing can be compared"]
+def _refuse_flagged_withdrawals(engine: Engine, actor: Actor, incident: IncidentFacts) -> None:
+    """A leaked key can move funds without any permission changing: withdrawals the review
+    flagged keep the incident open, whatever Binance says of the key."""
+    rows = (incident.activity or {}).get("rows") or []
+    flagged = sum(1 for r in rows if r.get("new_address"))
+    if not flagged:
+        return
+    what = f"{flagged} withdrawal(s) to addresses never used before"
+    _audit_refusal(engine, actor, incident, reason=what)
+    raise FalseAlarmRefused(
+        f"The review of step 3 found {what} since the key was reported as leaked: that is no "
+        "false alarm to call. Confirm each withdrawal with the account's owners and close the "
+        "incident as handled.",
+        warning=(
+            f"⚠️ A false alarm was refused: the review found {what} (step 3). Confirm each one "
+            "with the account's owners."
+        ),
+    )
+
+
+def _audit_refusal(engine: Engine, actor: Actor, incident: IncidentFacts, *, reason: str) -> None:
+    with session_scope(engine) as session:
+        record_event(
+            session,
+            team_id=incident.team_id,
+            actor=actor.user_id,
+            action="incident.false_alarm_refused",
+            target=incident.label,
+            target_key_id=incident.key_id,
+            source=f"slack:{actor.channel}" if actor.channel else None,
+            detail={"incident": incident.id, "reason": reason},
+        )
+
+
+def permission_changes(before: dict, after: binance.KeyPermissions) -> list[str]:
+    """Every flag (documented ones, the IP restriction, and flags Binance added later) that is
+    not reported exactly as before, in words. Strict: a flag reported on one side and not on
+    the other counts too, since nothing shows it is unchanged."""
     words = []
-    for change in binance.diff_permissions(before, after):
-        if change.before is None or change.after is None:
-            continue
-        if change.name == "ipRestrict":
-            words.append("its IP whitelist was " + ("added" if change.after else "removed"))
+    for change in after.changes_since(before):
+        name = "IP restriction" if change.name == "ipRestrict" else permission_name(change.name)
+        if change.after is None:
+            words.append(f"Binance no longer reports {name}")
+        elif change.before is None:
+            state = "on" if change.after else "off"
+            words.append(f"Binance now reports {name} {state}, which it did not report before")
+        elif change.name == "ipRestrict":
+            words.append("the IP restriction was " + ("added" if change.after else "removed"))
         else:
             state = "turned on" if change.after else "turned off"
-            words.append(f"the {permission_name(change.name)} permission was {state}")
+            words.append(f"the {name} permission was {state}")
     return words

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -109,6 +110,7 @@ def raise_incident(
             raised_in=channel,
             activity_since=min(activity_since or now - ACTIVITY_LOOKBACK, now),
             other_keys=_other_keys(session, key),
+            permissions_at_raise=dict(key.permissions_json) if key.permissions_json else None,
         )
         session.add(incident)
         try:
@@ -380,6 +382,26 @@ class CommanderChanged:
     changed: bool  # False: that person already led it
 
 
+def claim_close(session: Session, incident_id: str) -> Incident:
+    """Mark the open incident closed in one conditional UPDATE, so that of two people closing
+    it at once (on any database, on any replica) one closes it and the other is told; returns
+    its row for the caller to fill in (the transaction's rollback undoes the claim)."""
+    claimed = session.exec(
+        sa.update(Incident)
+        .where(
+            col(Incident.id) == incident_id,
+            col(Incident.state) == IncidentState.OPEN.value,
+        )
+        .values(state=IncidentState.CLOSED.value)
+    )
+    if claimed.rowcount != 1:
+        raise IncidentClosed("This incident was closed meanwhile; nothing was changed.")
+    incident = session.get(Incident, incident_id, populate_existing=True)
+    if incident is None:  # claimed a moment ago in this very transaction: cannot happen
+        raise KeyNotFound("That incident does not exist.")
+    return incident
+
+
 def require_may_hand_over(engine: Engine, actor: Actor, incident_id: str) -> IncidentFacts:
     """The open incident, if ``actor`` may hand over its command: the commander, the key's
     owner or an admin. Others are refused and the refusal is audited."""
@@ -412,8 +434,9 @@ def hand_over_command(
     *, engine: Engine, actor: Actor, incident_id: str, commander: str, now: datetime
 ) -> CommanderChanged:
     """Make ``commander`` (a person the caller has checked is in the workspace) lead the open
-    incident (see ``require_may_hand_over`` for who may)."""
-    require_may_hand_over(engine, actor, incident_id)
+    incident (see ``require_may_hand_over`` for who may: checked again under the row's lock,
+    so a commander who just handed over cannot take it back with a stale form)."""
+    facts = require_may_hand_over(engine, actor, incident_id)
     with session_scope(engine) as session:
         incident = locked_incident(session, incident_id)
         if incident.state == IncidentState.CLOSED:  # closed meanwhile
@@ -421,7 +444,9 @@ def hand_over_command(
                 f"The incident for “{incident.label}” is closed; nothing was changed."
             )
         previous = incident.commander or incident.raised_by
-        changed = commander != previous
+        key = session.get(ApiKey, incident.key_id)
+        allowed = actor.is_admin or actor.user_id in (previous, key.owner_user_id if key else None)
+        changed = allowed and commander != previous
         if changed:
             incident.commander = commander
             record_event(
@@ -434,6 +459,18 @@ def hand_over_command(
                 source=f"slack:{actor.channel}" if actor.channel else None,
                 detail={"incident": incident_id, "from": previous, "to": commander},
             )
+    if not allowed:  # the command changed hands meanwhile
+        raise deny(
+            engine,
+            actor,
+            action="hand over the incident command",
+            target=facts.label,
+            target_key_id=facts.key_id,
+            message=(
+                f"<@{previous}> leads this incident now: only they, the key's owner or an admin "
+                "can hand over the command. Nothing was changed."
+            ),
+        )
     return CommanderChanged(
         view=load_incident(engine, incident_id), previous=previous, changed=changed
     )
@@ -457,10 +494,7 @@ def close_incident(
             f"Every step must be ticked before closing. Still open: {names}.", field="note"
         )
     with session_scope(engine) as session:
-        incident = locked_incident(session, incident_id)
-        if incident.state == IncidentState.CLOSED:
-            raise IncidentClosed("This incident is already closed; nothing was changed.")
-        incident.state = IncidentState.CLOSED.value
+        incident = claim_close(session, incident_id)
         incident.closed_by = actor
         incident.closed_at = now
         incident.close_note = note[:2000]
@@ -493,14 +527,14 @@ def summarise(view: IncidentView) -> ClosedIncident:
         )
     if incident.closed_at:
         how = (
-            "closed as a false alarm (Binance: key unchanged) by"
+            "closed as a false alarm (Binance: the key unchanged) by"
             if incident.false_alarm
             else "closed by"
         )
         timeline.append((incident.closed_at, f"{how} <@{incident.closed_by}>"))
     timeline.sort(key=lambda item: item[0])
     questions = []
-    if incident.key_dead_at is None:
+    if incident.key_dead_at is None and not incident.false_alarm:
         questions.append("Binance has not been seen rejecting the key: check it was deleted.")
     activity = incident.activity or {}
     if activity.get("error"):
