@@ -144,6 +144,10 @@ def check_element(node: dict) -> None:
         assert len(node.get("value", "")) <= 2000
         if "confirm" in node:
             assert len(node["confirm"]["text"]["text"]) <= 300
+    if kind == "overflow":  # Slack: 2 to 5 options, text up to 75, value up to 150 characters
+        assert 2 <= len(node["options"]) <= 5
+        assert all(len(o["text"]["text"]) <= 75 for o in node["options"])
+        assert all(len(o["value"]) <= 150 for o in node["options"])
     if kind == "actions":
         ids = [el.get("action_id") for el in node["elements"]]
         assert len(ids) == len(set(ids)), "action ids must be unique within a block"
@@ -762,8 +766,8 @@ def _menus(payload: dict) -> list[dict]:
 def _menu_choices(payload: dict) -> dict[str, list[str]]:
     """Each key's menu: key id -> the choices it offers."""
     menus: dict[str, list[str]] = {}
-    for menu in _menus(payload):
-        for option in menu["options"]:
+    for menu in _menus(payload):  # an overflow menu, or the button of a single choice
+        for option in menu["options"] if menu["type"] == "overflow" else [menu]:
             choice, _, key_id = option["value"].partition(":")
             menus.setdefault(key_id, []).append(choice)
     return menus
@@ -882,9 +886,16 @@ def test_key_menus_offer_only_what_the_viewer_may_do():
         "key0001": ["details", "remove"]
     }
     redacted_leaked = redact(leaked)
-    assert _menu_choices(as_payload(status_page(report([redacted_leaked]), now=NOW))) == {
-        "key0001": ["details"]
-    }
+    payload = as_payload(status_page(report([redacted_leaked]), now=NOW))
+    assert _menu_choices(payload) == {"key0001": ["details"]}
+    # one choice: a plain button, not an overflow menu (Slack's menu wants two or more)
+    (only,) = _menus(payload)
+    assert only["type"] == "button" and only["text"]["text"] == "Details"
+    rotating = replace(nine_key_report().keys[0], status="rotating")
+    assert (
+        "rotate"
+        not in _menu_choices(as_payload(status_page(report([rotating]), now=NOW)))["key0001"]
+    )
 
 
 def test_a_member_sees_others_keys_as_a_summary_without_their_findings():
@@ -896,7 +907,7 @@ def test_a_member_sees_others_keys_as_a_summary_without_their_findings():
     assert text.count("details only for their owner") == 1
 
 
-def test_report_compromised_asks_once_more_with_the_one_red_button():
+def test_report_compromised_asks_once_with_the_one_red_button():
     payload = as_payload(report_confirmation("key0001", "hot-wallet <!here>", "U0ALICE"))
     check_limits(payload)
     (actions,) = [b for b in payload["blocks"] if b["type"] == "actions"]
@@ -906,7 +917,8 @@ def test_report_compromised_asks_once_more_with_the_one_red_button():
         "key0001",
         "danger",
     )
-    assert "confirm" in button and "marked compromised" in all_text(payload)
+    # The message is the question: no second dialog between a leak and its playbook.
+    assert "confirm" not in button and "marked compromised" in all_text(payload)
 
 
 def test_status_navigation_values_and_out_of_range_pages():

@@ -142,10 +142,12 @@ def test_report_compromised_asks_first_then_the_one_button_reports(stack, client
     assert asked["replace_original"] is False and "as compromised?" in all_text(asked)
     (button,) = [el for b in asked["blocks"] if b["type"] == "actions" for el in b["elements"]]
     assert button["action_id"] == Action.INCIDENT_RAISE and button["style"] == "danger"
-    assert "confirm" in button
+    assert "confirm" not in button  # the message is the question: one click raises it
     assert _key(stack, key.key_id).status == KeyStatus.ACTIVE  # nothing happened yet
     client.action(Action.INCIDENT_RAISE, button["value"], user_id=BOB)
     wait_until(lambda: _key(stack, key.key_id).status == KeyStatus.COMPROMISED)
+    # the reporter's App Home is redrawn (a Home menu's confirmation arrives as a DM)
+    stack.slack.wait_for("views.publish", predicate=lambda c: c.params.get("user_id") == BOB)
     stack.slack.wait_for(
         "chat.postMessage",
         predicate=lambda c: c.params["channel"] == ALERTS and "leaky" in all_text(c.params),
@@ -172,6 +174,12 @@ def test_remove_asks_the_same_question_as_the_command(stack, client):
     assert _key(stack, key.key_id).status == KeyStatus.ACTIVE
     client.action(Action.REMOVE_CONFIRM, buttons[Action.REMOVE_CONFIRM]["value"], user_id=ALICE)
     wait_until(lambda: _key(stack, key.key_id).status == KeyStatus.REMOVED)
+    stack.slack.wait_for("views.publish", predicate=lambda c: c.params.get("user_id") == ALICE)
+    # the same menu on an old message, once the key is gone: said at once, no question asked
+    for choice in ("remove", "rotate"):
+        _, url = _choose(stack, client, f"{choice}:{key.key_id}", ALICE)
+        assert "no longer registered" in all_text(_reply(stack, url)), choice
+    assert stack.slack.calls_to("views.open") == []
 
 
 def test_an_out_of_date_or_made_up_choice_is_answered_politely(stack, client):

@@ -359,7 +359,7 @@ def test_form_errors_can_be_corrected_and_status_pages(tmp_path):
     asked = _section(out, "press 3")
     assert "(pressed “Report compromised”)" in asked and "as compromised?" in asked
     assert "Compromised key" not in asked  # nothing happens before the confirmation
-    assert "[1] Report compromised" in _section(out, "buttons")
+    assert "[1] Yes, report it compromised" in _section(out, "buttons")
     reported = _section(out, "press 1")
     assert "Compromised key: deleted" in reported
     shown = {label for label in re.findall(r"\*([\w-]+)\* ·", first_page)}

@@ -7,7 +7,6 @@ from datetime import datetime
 from slack_sdk.models.blocks import (
     ActionsBlock,
     ButtonElement,
-    ConfirmObject,
     DividerBlock,
     HeaderBlock,
     InputBlock,
@@ -419,20 +418,14 @@ def leak_warning(kind: SecretKind, *, matched_label: str | None, key_id: str | N
 
 
 def compromised_button(key_id: str) -> ButtonElement:
-    """The red button that reports a key compromised, after Slack's confirmation dialog (the
-    confirmation message of a key menu's "Report compromised")."""
+    """The red button that reports a key compromised: the one button of the message that
+    asks (a key menu's "Report compromised"), which already says what it does, so no second
+    dialog stands between a leak and its playbook."""
     return ButtonElement(
-        text="Report compromised",
+        text="Yes, report it compromised",
         action_id=Action.INCIDENT_RAISE,
         value=key_id,
         style="danger",
-        confirm=ConfirmObject(
-            title="Report a compromised key?",
-            text="The key is marked compromised at once and the emergency checklist is "
-            "posted in the team channel.",
-            confirm="Yes, it leaked",
-            deny="Cancel",
-        ),
     )
 
 

@@ -12,7 +12,7 @@ the consequence, whose one button confirms it: ``report_confirmation``.
 
 from __future__ import annotations
 
-from slack_sdk.models.blocks import ActionsBlock, Option, OverflowMenuElement
+from slack_sdk.models.blocks import ActionsBlock, ButtonElement, Option, OverflowMenuElement
 
 from bot.blocks.incidents import compromised_button
 from bot.blocks.message import Message, section
@@ -41,8 +41,9 @@ def key_menu(
     details: bool = True,
     rotatable: bool = True,
     open_incident: bool = False,
-) -> OverflowMenuElement | None:
-    """The overflow menu for one key, or None when it would offer nothing.
+) -> OverflowMenuElement | ButtonElement | None:
+    """The overflow menu for one key; a plain button when only one thing is offered (Slack's
+    overflow menu wants two options or more); None when nothing is.
 
     ``may_manage``: the viewer owns the key or is an admin (may rotate and remove it); anyone
     may report a key compromised. A compromised or revoked key is not rotated or reported
@@ -62,6 +63,11 @@ def key_menu(
         choices.append(KeyMenuChoice.REMOVE)
     if not choices:
         return None
+    if len(choices) == 1:
+        (only,) = choices
+        return ButtonElement(
+            text=CHOICE_TEXT[only], action_id=Action.KEY_MENU, value=menu_value(only, key_id)
+        )
     return OverflowMenuElement(
         action_id=Action.KEY_MENU,
         options=[Option(text=CHOICE_TEXT[c], value=menu_value(c, key_id)) for c in choices],

@@ -165,9 +165,15 @@ def _tier(key: KeyReport) -> str:
     return f"{tier_text(key.tier)} + {plural(len(new_on), 'unknown permission')}"
 
 
-def _menu(key: KeyReport, *, details: bool) -> OverflowMenuElement | None:
+def _menu(key: KeyReport, *, details: bool) -> OverflowMenuElement | ButtonElement | None:
     # A redacted key is one the viewer neither owns nor administers (the same rule).
-    return key_menu(key.key_id, status=key.status, may_manage=not key.redacted, details=details)
+    return key_menu(
+        key.key_id,
+        status=key.status,
+        may_manage=not key.redacted,
+        details=details,
+        rotatable=key.status != "rotating",
+    )
 
 
 def _key_row(key: KeyReport) -> Block:

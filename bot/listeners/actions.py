@@ -11,6 +11,7 @@ from bot.blocks.message import Message
 from bot.blocks.register import register_modal
 from bot.blocks.remove import remove_cancelled, remove_confirmation, removed_message
 from bot.blocks.status_report import status_page
+from bot.listeners.home import refresh_home
 from bot.services.access import Actor
 from bot.services.context import Services
 from bot.services.credential_delivery import offered_sinks
@@ -52,13 +53,16 @@ def removal_confirmation(
     return remove_confirmation(key)
 
 
-def handle_remove_confirm(ack: Ack, body: dict, respond: Respond, services: Services) -> None:
+def handle_remove_confirm(
+    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+) -> None:
     ack()
     actor = actor_from(services, body)
     removed = remove_key(
         engine=services.engine, actor=actor, key_id=_action(body)["value"], source=_source(body)
     )
     respond(**removed_message(removed, actor.user_id).as_kwargs(), replace_original=True)
+    refresh_home(services, client, actor)  # a Home menu's Remove is confirmed in a message
 
 
 def handle_remove_cancel(ack: Ack, body: dict, respond: Respond, services: Services) -> None:

@@ -37,6 +37,16 @@ def publish_home(services: Services, client: WebClient, viewer: Actor) -> None:
     client.views_publish(user_id=viewer.user_id, view=home_view(picture, now=services.clock()))
 
 
+def refresh_home(services: Services, client: WebClient, viewer: Actor) -> None:
+    """Redraw the viewer's App Home after they changed something from a message (a menu's
+    confirmation arrives as a direct message, so the tab would otherwise keep offering what
+    was just done); Slack refusing it changes nothing else."""
+    try:
+        publish_home(services, client, viewer)
+    except SlackApiError as exc:
+        log.info("could not refresh the App Home (%s)", exc.response.get("error"))
+
+
 def handle_home_check(
     ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
 ) -> None:

@@ -28,7 +28,7 @@ from bot.blocks.message import Message
 from bot.blocks.notices import error_message
 from bot.ids import Action, Block
 from bot.listeners import modal_values as modal
-from bot.listeners.home import publish_home
+from bot.listeners.home import refresh_home
 from bot.listeners.modal_work import answer_submission
 from bot.listeners.people import require_person
 from bot.model.incidents import KEY_DELETED_STEP, STEPS, ClosedIncident, IncidentOutcome
@@ -155,8 +155,9 @@ def handle_raise_button(
         channel=(body.get("channel") or {}).get("id"),
         key_id=body["actions"][0]["value"],
     )
-    if (body.get("view") or {}).get("type") == "home":  # show the incident on the tab
-        publish_home(services, client, actor_from(services, body))
+    # Show the incident on the reporter's tab: clicked there, or in the direct message that a
+    # Home menu's "Report compromised" sends.
+    refresh_home(services, client, actor_from(services, body))
 
 
 def handle_tick(

@@ -37,7 +37,8 @@ OUT_OF_DATE = "That menu is out of date. Run `/apikey status` again."
 
 def chosen(body: dict) -> tuple[KeyMenuChoice, str]:
     """The option chosen and the key it names; a value the bot did not write is refused."""
-    value = (body["actions"][0].get("selected_option") or {}).get("value") or ""
+    action = body["actions"][0]  # an overflow menu's option, or the button of a single choice
+    value = (action.get("selected_option") or {}).get("value") or action.get("value") or ""
     choice, _, key_id = value.partition(":")
     if choice not in set(KeyMenuChoice) or not key_id:
         raise InvalidInput(OUT_OF_DATE)

@@ -634,6 +634,11 @@ def key_to_manage(
             summary = summarise(*find_live_key(session, actor.team_id, label))
         elif key_id is not None:
             summary = get_summary(session, actor.team_id, key_id)
+            if summary.status in (KeyStatus.REMOVED, KeyStatus.REVOKED):  # an old menu or button
+                raise KeyNotFound(
+                    f"“{summary.label}” is no longer registered ({summary.status.value}); "
+                    "nothing was changed."
+                )
         else:
             raise KeyNotFound("Which key? Name it by its label.")
     require_manage(
