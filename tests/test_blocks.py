@@ -986,7 +986,7 @@ def test_key_list_of_sixty_ordinary_keys_shows_them_all():
 
 def test_key_list_shows_status_and_never_checked():
     text = all_text(as_payload(GOLDEN_CASES["key_list"]()))
-    assert "rotating" in text and "compromised" in text and "never checked" in text
+    assert "rotating" in text and "compromised" in text and "not checked yet" in text
     assert "active" not in text
 
 

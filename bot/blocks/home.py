@@ -25,13 +25,13 @@ from bot.blocks.text import (
     MAX_VIEW_BLOCKS,
     ago,
     headline,
+    last_known_tier,
     mention,
     name,
     plural,
     safe_mrkdwn,
     severity_icon,
     severity_word,
-    tier_text,
     truncate,
 )
 from bot.ids import COMMAND, Action
@@ -176,10 +176,10 @@ def _worst(key: HomeKey) -> str:
 
 def _key_line(key: HomeKey, now: datetime) -> str:
     s = key.summary
-    tier = tier_text(s.last_tier, s.new_permissions_on) if s.last_tier is not None else None
+    tier = last_known_tier(s.last_tier, s.new_permissions_on, checked=s.checked_at is not None)
     incident = " · 🚨 *incident open*" if key.open_incident_id else ""
     line = (
-        f"{severity_icon(key.worst)} *{name(s.label, 80)}* · {tier or 'not checked yet'} · "
+        f"{severity_icon(key.worst)} *{name(s.label, 80)}* · {tier} · "
         f"{_worst(key)} · rotation {rotation_when(key.rotation, now)}{incident}"
     )
     return truncate(line, MAX_LINE_TEXT)
@@ -248,7 +248,9 @@ def _critical_line(key: HomeKey, found: list[Finding]) -> str:
     more = f" · +{len(found) - 1} more" if len(found) > 1 else ""
     line = (
         f"{severity_icon(Severity.CRITICAL)} *{name(s.label, 80)}* · owner "
-        f"{mention(s.owner_user_id)} · {safe_mrkdwn(headline(found[0].text, MAX_WORST_TEXT))}{more}"
+        f"{mention(s.owner_user_id)} · "
+        f"{last_known_tier(s.last_tier, s.new_permissions_on, checked=s.checked_at is not None)}"
+        f" · {safe_mrkdwn(headline(found[0].text, MAX_WORST_TEXT))}{more}"
     )
     return truncate(line, MAX_LINE_TEXT)
 

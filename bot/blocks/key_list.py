@@ -11,10 +11,10 @@ from bot.blocks.text import (
     MAX_MESSAGE_BLOCKS,
     MAX_MESSAGE_TEXT,
     ago,
+    last_known_tier,
     mention,
     name,
     plural,
-    tier_text,
 )
 from bot.ids import COMMAND
 from bot.model.findings import PURPOSE_NAMES
@@ -28,12 +28,9 @@ _STATUS_NOTE = {
 
 def key_line(key: KeySummary, now: datetime) -> str:
     """One key on one line: label, owner, purpose, last known tier, age, status, account."""
-    if key.last_tier is not None:
-        tier = tier_text(key.last_tier, key.new_permissions_on)
-    elif key.checked_at is None:
-        tier = "never checked"
-    else:
-        tier = "tier unknown"
+    tier = last_known_tier(
+        key.last_tier, key.new_permissions_on, checked=key.checked_at is not None
+    )
     parts = [
         f"*{name(key.label)}*",
         f"owner {mention(key.owner_user_id)}",

@@ -166,6 +166,14 @@ def tier_text(tier: Tier | int | None, new_on: Iterable[str] = ()) -> str:
     return f"{tier_name(tier)} tier{new_permissions_note(new_on)}"
 
 
+def last_known_tier(tier: Tier | int | None, new_on: Iterable[str], *, checked: bool) -> str:
+    """A key's tier as last seen ("Trade tier"), or why none is known: never checked, or
+    checked without an answer (e.g. Binance rejected the key)."""
+    if tier is not None:
+        return tier_text(tier, new_on)
+    return "unknown tier" if checked else "not checked yet"
+
+
 def new_permissions_note(new_on: Iterable[str]) -> str:
     """ " + 1 unknown permission (Copy trading)", or "" when there is none."""
     names = [permission_name(n) for n in new_on]
