@@ -60,6 +60,7 @@ from bot.services.status import redact
 from storage.models import KeyPurpose, KeyStatus, KeyType
 from tests.factories import READ_ONLY, TRADE, WITHDRAW
 from tests.incident_screens import INCIDENT_SCREENS
+from tests.payloads import key_menus, menu_choices, styles
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -755,33 +756,6 @@ def test_registration_outcome_views_fit_and_escape():
 # --- status ------------------------------------------------------------------------------
 
 
-def _menus(payload: dict) -> list[dict]:
-    return [
-        b["accessory"]
-        for b in payload["blocks"]
-        if b.get("accessory", {}).get("action_id") == Action.KEY_MENU
-    ]
-
-
-def _menu_choices(payload: dict) -> dict[str, list[str]]:
-    """Each key's menu: key id -> the choices it offers."""
-    menus: dict[str, list[str]] = {}
-    for menu in _menus(payload):  # an overflow menu, or the button of a single choice
-        for option in menu["options"] if menu["type"] == "overflow" else [menu]:
-            choice, _, key_id = option["value"].partition(":")
-            menus.setdefault(key_id, []).append(choice)
-    return menus
-
-
-def _styles(node: object) -> list[str]:
-    if isinstance(node, dict):
-        own = [node["style"]] if isinstance(node.get("style"), str) else []
-        return own + [s for v in node.values() for s in _styles(v)]
-    if isinstance(node, list):
-        return [s for v in node for s in _styles(v)]
-    return []
-
-
 @pytest.mark.parametrize("n", [1, 30, 40, 41, 60, 500])
 def test_every_status_page_fits_slack_and_pages_cover_every_key_once(n):
     """One line a key: 40 keys a page (before: 8), however hostile their labels."""
@@ -806,7 +780,7 @@ def test_every_status_page_fits_slack_and_pages_cover_every_key_once(n):
         assert (pages > 1) == bool(nav)
         if pages > 1:
             assert f"Page {page + 1} of {pages}" in text
-        assert "danger" not in _styles(payload)
+        assert "danger" not in styles(payload)
     assert seen == [k.key_id for k in hostile.keys]
 
 
@@ -826,7 +800,7 @@ def test_every_detailed_page_fits_slack_and_pages_cover_every_key_once(n):
             assert "more finding" in text
         elif on_page == 1:  # a key alone has room for all of them
             assert "Finding 9:" in text and "more finding" not in text
-        assert "danger" not in _styles(payload)
+        assert "danger" not in styles(payload)
     assert seen == [k.masked for k in hostile.keys]
 
 
@@ -843,7 +817,7 @@ def test_thirty_keys_fit_one_page_one_line_each_with_the_worst_finding_in_words(
     assert "\n" not in line
     assert line.startswith("🔴 *bot-00* · owner <@U0BOB> · Withdraw tier · _critical_: ")
     assert "Withdrawals are enabled" in line and "+1 more" in line
-    assert "danger" not in _styles(payload)
+    assert "danger" not in styles(payload)
     lengths = [len(r["text"]["text"]) for r in rows]
     assert max(lengths) < 120, lengths
 
@@ -870,31 +844,31 @@ def test_status_of_one_key_shows_it_in_full_with_every_finding_in_order():
     positions = [text.index(escape(f.text)) for f in withdrawer.findings]
     assert positions == sorted(positions) and len(positions) > 1
     # its menu, without "Details" (this is them)
-    assert _menu_choices(payload) == {withdrawer.key_id: ["rotate", "report", "remove"]}
+    assert menu_choices(payload) == {withdrawer.key_id: ["rotate", "report", "remove"]}
 
 
 def test_key_menus_offer_only_what_the_viewer_may_do():
-    owner_view = _menu_choices(as_payload(status_page(nine_key_report(), now=NOW)))
+    owner_view = menu_choices(as_payload(status_page(nine_key_report(), now=NOW)))
     assert set(owner_view["key0001"]) == {"details", "rotate", "report", "remove"}
-    member_view = _menu_choices(as_payload(status_page(member_view_report(), now=NOW)))
+    member_view = menu_choices(as_payload(status_page(member_view_report(), now=NOW)))
     assert member_view["key0001"] == ["details", "report"]  # Alice's key, seen by Bob
     assert member_view["key0002"] == ["details", "rotate", "report", "remove"]  # Bob's own
     from dataclasses import replace
 
     leaked = replace(nine_key_report().keys[0], status="compromised")
-    assert _menu_choices(as_payload(status_page(report([leaked]), now=NOW))) == {
+    assert menu_choices(as_payload(status_page(report([leaked]), now=NOW))) == {
         "key0001": ["details", "remove"]
     }
     redacted_leaked = redact(leaked)
     payload = as_payload(status_page(report([redacted_leaked]), now=NOW))
-    assert _menu_choices(payload) == {"key0001": ["details"]}
+    assert menu_choices(payload) == {"key0001": ["details"]}
     # one choice: a plain button, not an overflow menu (Slack's menu wants two or more)
-    (only,) = _menus(payload)
+    (only,) = key_menus(payload)
     assert only["type"] == "button" and only["text"]["text"] == "Details"
     rotating = replace(nine_key_report().keys[0], status="rotating")
     assert (
         "rotate"
-        not in _menu_choices(as_payload(status_page(report([rotating]), now=NOW)))["key0001"]
+        not in menu_choices(as_payload(status_page(report([rotating]), now=NOW)))["key0001"]
     )
 
 
@@ -1023,8 +997,8 @@ def test_home_has_one_line_and_one_menu_per_key_and_no_red_button():
     buttons = [el for b in payload["blocks"] if b["type"] == "actions" for el in b["elements"]]
     pairs = [(b["action_id"], b.get("value")) for b in buttons]
     assert pairs == [(Action.REGISTER_OPEN, None), (Action.HOME_CHECK, None)]
-    assert "danger" not in _styles(payload)
-    menus = _menu_choices(payload)
+    assert "danger" not in styles(payload)
+    menus = menu_choices(payload)
     assert menus["key0001"] == ["details", "rotate", "report", "remove"]
     # the key with an open incident offers the incident, not a rotation or a second report
     assert menus["key0005"] == ["details", "incident", "remove"]
@@ -1036,8 +1010,8 @@ def test_home_has_one_line_and_one_menu_per_key_and_no_red_button():
 
 def test_home_admin_view_gives_critical_keys_one_line_and_a_menu():
     payload = as_payload(home_view(home_picture_for("U0BOSS", admin=True), now=NOW))
-    assert "danger" not in _styles(payload)
-    assert _menu_choices(payload) == {"key0001": ["details", "rotate", "report", "remove"]}
+    assert "danger" not in styles(payload)
+    assert menu_choices(payload) == {"key0001": ["details", "rotate", "report", "remove"]}
     assert (Action.HOME_CHECK_ALL, None) in [
         (el["action_id"], el.get("value"))
         for b in payload["blocks"]

@@ -12,6 +12,7 @@ from bot.ids import Action
 from storage.models import KeyPurpose, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
 from tests.factories import WITHDRAW
+from tests.payloads import menu_choices, styles
 from tests.slack_requests import SIGNING_SECRET, BotClient, block_action
 
 ADMIN = "U0BOSS"
@@ -59,27 +60,6 @@ def _buttons(view: dict) -> list[tuple[str, str | None]]:
     ]
 
 
-def _menus(view: dict) -> dict[str, list[str]]:
-    """Each key's menu on the tab: key id -> the choices it offers."""
-    menus: dict[str, list[str]] = {}
-    for block in view["blocks"]:
-        accessory = block.get("accessory") or {}
-        if accessory.get("action_id") == Action.KEY_MENU:
-            for option in accessory["options"]:
-                choice, _, key_id = option["value"].partition(":")
-                menus.setdefault(key_id, []).append(choice)
-    return menus
-
-
-def _styles(node: object) -> list[str]:
-    if isinstance(node, dict):
-        own = [node["style"]] if isinstance(node.get("style"), str) else []
-        return own + [s for v in node.values() for s in _styles(v)]
-    if isinstance(node, list):
-        return [s for v in node for s in _styles(v)]
-    return []
-
-
 def _key_id(stack, label: str) -> str:
     with stack.services.engine.connect() as connection:
         return connection.execute(
@@ -99,11 +79,11 @@ def test_an_owner_sees_their_keys_with_tier_findings_rotation_and_buttons(team):
     payout, old_bot = _key_id(team, "payout"), _key_id(team, "old-bot")
     assert (Action.HOME_CHECK, None) in buttons and (Action.HOME_CHECK_ALL, None) not in buttons
     # one line a key, each with its menu; no red button on the tab
-    assert _menus(view) == {
+    assert menu_choices(view) == {
         payout: ["details", "rotate", "report", "remove"],
         old_bot: ["details", "rotate", "report", "remove"],
     }
-    assert "danger" not in _styles(view)
+    assert "danger" not in styles(view)
     rows = [b["text"]["text"] for b in view["blocks"] if "accessory" in b]
     assert len(rows) == 2 and all("\n" not in row for row in rows)
 
@@ -123,10 +103,10 @@ def test_an_admin_sees_the_whole_team(team):
     assert "Overdue rotations* (1)" in text and "old-bot" in text
     assert "Open incidents* (1)" in text and "bob-dashboard" in text
     assert (Action.HOME_CHECK_ALL, None) in _buttons(view)
-    assert "danger" not in _styles(view)
+    assert "danger" not in styles(view)
     # the critical key has its menu in the admin view; the admin may rotate and remove it
     payout = _key_id(team, "payout")
-    assert _menus(view) == {payout: ["details", "rotate", "report", "remove"]}
+    assert menu_choices(view) == {payout: ["details", "rotate", "report", "remove"]}
 
 
 def _click_on_home(stack, action_id: str, value: str | None, user: str):
@@ -163,7 +143,7 @@ def test_reporting_a_key_compromised_from_the_tab_answers_by_direct_message(team
     view = team.slack.wait_for(
         "views.publish", predicate=lambda c: "old-bot" in all_text(c.params)
     )[-1].params["view"]
-    assert _menus(view)[old_bot] == ["details", "incident", "remove"]  # an incident is open
+    assert menu_choices(view)[old_bot] == ["details", "incident", "remove"]  # an incident is open
 
 
 def test_a_member_cannot_rotate_someone_elses_key_from_the_tab(team):

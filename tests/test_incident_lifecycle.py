@@ -71,6 +71,19 @@ def _pending(stack, key_id: str, kind: str) -> list[ScheduledJob]:
         )
 
 
+def _press(stack, action: str, value: str, *, user: str):
+    """Press a button on the checklist, as Slack sends it (with a trigger for a form)."""
+    body = block_action(
+        action,
+        value,
+        user_id=user,
+        response_url=stack.slack.response_url(),
+        message_ts="1.0",
+        trigger_id="123.456.abc",
+    )
+    return bot_client(stack).post(body)
+
+
 def _hand_over(stack, incident_id: str, *, by: str, to: str):
     body = view_submission(
         Callback.INCIDENT_COMMANDER.value,
@@ -118,15 +131,7 @@ def test_whoever_raised_it_commands_and_the_checklist_says_so(stack):
 def test_the_commander_hands_over_and_everyone_sees_it(stack):
     register_directly(stack, "bot", owner=BOB)
     incident = _raise(stack, user=ALICE)
-    button = block_action(
-        Action.INCIDENT_COMMANDER,
-        incident.id,
-        user_id=ALICE,
-        response_url=stack.slack.response_url(),
-        message_ts="1.0",
-        trigger_id="123.456.abc",
-    )
-    assert bot_client(stack).post(button).status_code == 200
+    assert _press(stack, Action.INCIDENT_COMMANDER, incident.id, user=ALICE).status_code == 200
     (opened,) = stack.slack.wait_for("views.open")
     modal = opened.params["view"]
     assert modal["callback_id"] == Callback.INCIDENT_COMMANDER
@@ -291,15 +296,7 @@ def test_binance_unreachable_leaves_the_incident_open(stack):
 def test_only_admins_may_call_a_false_alarm_even_with_a_forged_form(stack):
     register_directly(stack, "bot")
     incident = _raise(stack)
-    button = block_action(
-        Action.INCIDENT_CLOSE,
-        incident.id,
-        user_id=ALICE,
-        response_url=stack.slack.response_url(),
-        message_ts="1.0",
-        trigger_id="123.456.abc",
-    )
-    bot_client(stack).post(button)
+    _press(stack, Action.INCIDENT_CLOSE, incident.id, user=ALICE)
     (opened,) = stack.slack.wait_for("views.open")
     assert Block.CLOSE_OUTCOME not in str(opened.params["view"])  # not offered to the owner
     asked = len(stack.simulator.request_log)
@@ -310,16 +307,7 @@ def test_only_admins_may_call_a_false_alarm_even_with_a_forged_form(stack):
     assert denial.actor == ALICE
     assert _incident(stack).state == "open"
     # An admin is offered the choice.
-    bot_client(stack).post(
-        block_action(
-            Action.INCIDENT_CLOSE,
-            incident.id,
-            user_id=ADMIN,
-            response_url=stack.slack.response_url(),
-            message_ts="1.0",
-            trigger_id="123.456.abc",
-        )
-    )
+    _press(stack, Action.INCIDENT_CLOSE, incident.id, user=ADMIN)
     opened = stack.slack.wait_for("views.open", count=2)[-1]
     assert Block.CLOSE_OUTCOME in str(opened.params["view"])
 
@@ -399,7 +387,7 @@ def test_withdrawals_to_new_addresses_keep_the_incident_open(stack):
     stack.tick(FixedClock(utcnow()))  # the activity review (step 3)
     assert wait_until(lambda: (_incident(stack).activity or {}).get("rows"))
     refused = _refusal(_close(stack, incident.id, outcome=FALSE_ALARM))
-    assert "withdrawal(s) to addresses never used before" in refused
+    assert "1 withdrawal to addresses never used before" in refused
     assert _incident(stack).state == "open"
     (event,) = _events(stack, "incident.false_alarm_refused")
     assert "never used before" in event.detail["reason"]

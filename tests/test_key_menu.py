@@ -12,6 +12,7 @@ from bot.ids import Action, Callback
 from storage.models import ApiKey, Incident, KeyPurpose, KeyStatus
 from tests.e2e import ALICE, BOB, all_text, register_directly, wait_until
 from tests.factories import WITHDRAW
+from tests.payloads import menu_choices, styles
 from tests.slack_requests import SIGNING_SECRET, BotClient
 
 ADMIN = "U0ADMIN"
@@ -52,26 +53,6 @@ def _choose(stack, client, value: str, user: str) -> tuple[dict, str]:
     return (response.json() if response.text.strip() else {}), url
 
 
-def _menus(payload: dict) -> dict[str, list[str]]:
-    menus: dict[str, list[str]] = {}
-    for block in payload["blocks"]:
-        accessory = block.get("accessory") or {}
-        if accessory.get("action_id") == Action.KEY_MENU:
-            for option in accessory["options"]:
-                choice, _, key_id = option["value"].partition(":")
-                menus.setdefault(key_id, []).append(choice)
-    return menus
-
-
-def _styles(node: object) -> list[str]:
-    if isinstance(node, dict):
-        own = [node["style"]] if isinstance(node.get("style"), str) else []
-        return own + [s for v in node.values() for s in _styles(v)]
-    if isinstance(node, list):
-        return [s for v in node for s in _styles(v)]
-    return []
-
-
 def _key(stack, key_id: str) -> ApiKey:
     with Session(stack.services.engine) as session:
         key = session.get(ApiKey, key_id)
@@ -91,23 +72,23 @@ def test_thirty_keys_fit_one_page_one_line_each_without_a_red_button(stack, clie
     assert "Page" not in all_text(reply) and "30 keys" in all_text(reply)
     rows = [b["text"]["text"] for b in reply["blocks"] if "accessory" in b]
     assert len(rows) == 30 and all("\n" not in row for row in rows)
-    assert "danger" not in _styles(reply)
+    assert "danger" not in styles(reply)
     first = rows[0]  # the worst key first, its worst finding in words and colour
     assert first.startswith(f"🔴 *hot-wallet-bot* · owner <@{ALICE}> · Withdraw tier · ")
     assert "_critical_: Withdrawals are enabled · +" in first
-    assert len(_menus(reply)) == 30 and hot.key_id in _menus(reply)
+    assert len(menu_choices(reply)) == 30 and hot.key_id in menu_choices(reply)
 
 
 def test_menus_offer_an_owner_or_admin_more_than_a_member(stack, client):
     alices, _ = register_directly(stack, "alices-key")
     bobs, _ = register_directly(stack, "bobs-key", owner=BOB)
     everything = ["details", "rotate", "report", "remove"]
-    assert _menus(_status(stack, client, "status all", ADMIN)) == {
+    assert menu_choices(_status(stack, client, "status all", ADMIN)) == {
         alices.key_id: everything,
         bobs.key_id: everything,
     }
     by_bob = _status(stack, client, "status all", BOB)
-    assert _menus(by_bob) == {alices.key_id: ["details", "report"], bobs.key_id: everything}
+    assert menu_choices(by_bob) == {alices.key_id: ["details", "report"], bobs.key_id: everything}
     assert "details only for their owner and admins" in all_text(by_bob)
 
 
@@ -153,7 +134,7 @@ def test_report_compromised_asks_first_then_the_one_button_reports(stack, client
         predicate=lambda c: c.params["channel"] == ALERTS and "leaky" in all_text(c.params),
     )
     # a compromised key is not offered for rotation or another report any more
-    assert _menus(_status(stack, client, "status all", ALICE))[key.key_id] == [
+    assert menu_choices(_status(stack, client, "status all", ALICE))[key.key_id] == [
         "details",
         "remove",
     ]

@@ -20,7 +20,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.blocks import Block as SlackBlock  # bot.ids.Block is a block id
 from slack_sdk.models.views import View
 
-from bot.blocks.message import Message, context, section
+from bot.blocks.message import Message, context, section, shown_view
 from bot.blocks.text import escape, mention, minute, plural, truncate
 from bot.commands import SecretKind
 from bot.ids import Action, Block, Callback
@@ -430,41 +430,27 @@ def compromised_button(key_id: str) -> ButtonElement:
 
 
 def false_alarm_checking_view() -> View:
-    return View(
-        type="modal",
-        title="Checking the key",
-        close="Close",
-        blocks=[
-            section(
-                "⏳ Asking Binance whether the key still works with the same permissions… "
-                "The incident stays open unless it does. This window shows the outcome."
-            )
-        ],
+    return shown_view(
+        "Checking the key",
+        "⏳ Asking Binance whether the key still works with the same permissions… "
+        "The incident stays open unless it does. This window shows the outcome.",
     )
 
 
 def false_alarm_refused_view(message: str) -> View:
-    return View(
-        type="modal",
-        title="Incident still open",
-        close="Close",
-        blocks=[section("❌ *Not closed as a false alarm.*\n" + escape(message))],
+    return shown_view(
+        "Incident still open", "❌ *Not closed as a false alarm.*\n" + escape(message)
     )
 
 
 def false_alarm_closed_view(closed: ClosedIncident) -> View:
     label = escape(closed.view.incident.label)
-    return View(
-        type="modal",
-        title="False alarm",
+    return shown_view(
+        "False alarm",
+        f"✅ The incident for *{label}* is closed as a false alarm. Binance still accepts the "
+        "key and reports the same permissions and IP restriction, so it is back in normal use; "
+        "the summary is posted under the checklist.",
         close="Done",
-        blocks=[
-            section(
-                f"✅ The incident for *{label}* is closed as a false alarm. Binance still accepts "
-                "the key and reports the same permissions and IP restriction, so it is back in "
-                "normal use; the summary is posted under the checklist."
-            )
-        ],
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.views import View
 
 from bot.blocks.text import MAX_CONTEXT_TEXT, MAX_FALLBACK_TEXT, MAX_SECTION_TEXT, truncate
 
@@ -27,6 +28,13 @@ class Message:
 def section(text: str) -> SectionBlock:
     """A mrkdwn section; ``text`` is already escaped where it quotes people."""
     return SectionBlock(text=MarkdownTextObject(text=truncate(text, MAX_SECTION_TEXT)))
+
+
+def shown_view(title: str, *content: str | Block, close: str = "Close") -> View:
+    """A modal that only shows something (an outcome, a wait): no inputs, no submit button.
+    ``content``: mrkdwn texts (each a section) or blocks."""
+    blocks = [section(c) if isinstance(c, str) else c for c in content]
+    return View(type="modal", title=title, close=close, blocks=blocks)
 
 
 def context(*texts: str) -> ContextBlock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_sdk.models.views import View
 
-from bot.blocks.message import Message, section
+from bot.blocks.message import Message, section, shown_view
 from bot.blocks.text import name, safe_mrkdwn
 from bot.commands import SecretKind
 from bot.ids import COMMAND
@@ -47,9 +47,4 @@ def working_message(text: str) -> Message:
 
 def refused_view(text: str) -> View:
     """A modal's answer when its submission is refused outright (nothing was stored)."""
-    return View(
-        type="modal",
-        title="Not allowed",
-        close="Close",
-        blocks=[section(f":no_entry: {safe_mrkdwn(text)}\nNothing was changed.")],
-    )
+    return shown_view("Not allowed", f":no_entry: {safe_mrkdwn(text)}\nNothing was changed.")

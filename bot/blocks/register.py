@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.blocks.message import Message, context, fit_lines, section
+from bot.blocks.message import Message, context, fit_lines, section, shown_view
 from bot.blocks.text import (
     MAX_FIELD_TEXT,
     MAX_MESSAGE_BLOCKS,
@@ -228,29 +228,19 @@ def beyond_purpose_confirmation(
 
 
 def checking_view() -> View:
-    return View(
-        type="modal",
-        title="Checking the key",
-        close="Close",
-        blocks=[
-            section(
-                "⏳ Asking Binance what this key can do… This can take a few seconds.\n"
-                "Nothing is stored unless Binance accepts the key. Please keep this window "
-                "open: it shows the outcome as soon as Binance answers."
-            )
-        ],
+    return shown_view(
+        "Checking the key",
+        "⏳ Asking Binance what this key can do… This can take a few seconds.\n"
+        "Nothing is stored unless Binance accepts the key. Please keep this window "
+        "open: it shows the outcome as soon as Binance answers.",
     )
 
 
 def registration_failed_view(message: str) -> View:
-    return View(
-        type="modal",
-        title="Key not saved",
-        close="Close",
-        blocks=[
-            section("❌ *Nothing was stored.*\n" + safe_mrkdwn(message)),
-            context("Fix the problem, then try again."),
-        ],
+    return shown_view(
+        "Key not saved",
+        "❌ *Nothing was stored.*\n" + safe_mrkdwn(message),
+        context("Fix the problem, then try again."),
     )
 
 

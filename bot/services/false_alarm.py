@@ -183,7 +183,7 @@ def _refuse_flagged_withdrawals(engine: Engine, actor: Actor, incident: Incident
     flagged = sum(1 for r in rows if r.get("new_address"))
     if not flagged:
         return
-    what = f"{flagged} withdrawal(s) to addresses never used before"
+    what = f"{flagged} withdrawal{'' if flagged == 1 else 's'} to addresses never used before"
     _audit_refusal(engine, actor, incident, reason=what)
     raise FalseAlarmRefused(
         f"The review of step 3 found {what} since the key was reported as leaked: that is no "

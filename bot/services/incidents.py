@@ -409,43 +409,28 @@ def require_may_hand_over(engine: Engine, actor: Actor, incident_id: str) -> Inc
         incident = session.get(Incident, incident_id)
         if incident is None or incident.team_id != actor.team_id:
             raise KeyNotFound("That incident does not exist.")
-        if incident.state == IncidentState.CLOSED:
-            raise IncidentClosed(
-                f"The incident for “{incident.label}” is closed; nothing was changed."
-            )
-        key = session.get(ApiKey, incident.key_id)
+        _refuse_closed(incident)
+        allowed = _may_hand_over(session, actor, incident)
         facts = IncidentFacts.of(incident)
-    if actor.is_admin or actor.user_id in (facts.commander, key.owner_user_id if key else None):
-        return facts
-    raise deny(
-        engine,
-        actor,
-        action="hand over the incident command",
-        target=facts.label,
-        target_key_id=facts.key_id,
-        message=(
-            f"Only the incident commander <@{facts.commander}>, the key's owner or an admin can "
-            "hand over the command. Nothing was changed."
-        ),
-    )
+    if not allowed:
+        raise _hand_over_denied(engine, actor, facts.label, facts.key_id, facts.commander)
+    return facts
 
 
 def hand_over_command(
     *, engine: Engine, actor: Actor, incident_id: str, commander: str, now: datetime
 ) -> CommanderChanged:
     """Make ``commander`` (a person the caller has checked is in the workspace) lead the open
-    incident (see ``require_may_hand_over`` for who may: checked again under the row's lock,
-    so a commander who just handed over cannot take it back with a stale form)."""
-    facts = require_may_hand_over(engine, actor, incident_id)
+    incident. Who may (``require_may_hand_over``) is decided under the row's lock, so a
+    commander who just handed over cannot take it back with a stale form."""
     with session_scope(engine) as session:
         incident = locked_incident(session, incident_id)
-        if incident.state == IncidentState.CLOSED:  # closed meanwhile
-            raise IncidentClosed(
-                f"The incident for “{incident.label}” is closed; nothing was changed."
-            )
+        if incident.team_id != actor.team_id:
+            raise KeyNotFound("That incident does not exist.")
+        _refuse_closed(incident)
         previous = incident.commander or incident.raised_by
-        key = session.get(ApiKey, incident.key_id)
-        allowed = actor.is_admin or actor.user_id in (previous, key.owner_user_id if key else None)
+        label, key_id = incident.label, incident.key_id
+        allowed = _may_hand_over(session, actor, incident)
         changed = allowed and commander != previous
         if changed:
             incident.commander = commander
@@ -454,25 +439,42 @@ def hand_over_command(
                 team_id=incident.team_id,
                 actor=actor.user_id,
                 action="incident.commander",
-                target=incident.label,
-                target_key_id=incident.key_id,
+                target=label,
+                target_key_id=key_id,
                 source=f"slack:{actor.channel}" if actor.channel else None,
                 detail={"incident": incident_id, "from": previous, "to": commander},
             )
-    if not allowed:  # the command changed hands meanwhile
-        raise deny(
-            engine,
-            actor,
-            action="hand over the incident command",
-            target=facts.label,
-            target_key_id=facts.key_id,
-            message=(
-                f"<@{previous}> leads this incident now: only they, the key's owner or an admin "
-                "can hand over the command. Nothing was changed."
-            ),
-        )
+    if not allowed:  # audited in its own transaction, once the row is let go
+        raise _hand_over_denied(engine, actor, label, key_id, previous)
     return CommanderChanged(
         view=load_incident(engine, incident_id), previous=previous, changed=changed
+    )
+
+
+def _refuse_closed(incident: Incident) -> None:
+    if incident.state == IncidentState.CLOSED:
+        raise IncidentClosed(f"The incident for “{incident.label}” is closed; nothing was changed.")
+
+
+def _may_hand_over(session: Session, actor: Actor, incident: Incident) -> bool:
+    commander = incident.commander or incident.raised_by
+    key = session.get(ApiKey, incident.key_id)
+    return actor.is_admin or actor.user_id in (commander, key.owner_user_id if key else None)
+
+
+def _hand_over_denied(
+    engine: Engine, actor: Actor, label: str, key_id: str, commander: str
+) -> DomainError:
+    return deny(
+        engine,
+        actor,
+        action="hand over the incident command",
+        target=label,
+        target_key_id=key_id,
+        message=(
+            f"Only the incident commander <@{commander}>, the key's owner or an admin can "
+            "hand over the command. Nothing was changed."
+        ),
     )
 
 
