@@ -312,3 +312,68 @@ def test_a_waiting_pair_shows_on_app_home_with_its_button(stack):
     assert pressed.status_code == 200
     (opened,) = stack.slack.wait_for("views.open")
     assert opened.params["view"]["callback_id"] == Callback.PAIR_COMPLETE
+
+
+def _instructions_to(stack, label: str, user_id: str):
+    """The steps for ``label`` posted in ``user_id``'s direct messages with the bot."""
+    dm = "D" + user_id[1:]  # the stand-in's direct-message channel with that user
+    (call,) = stack.slack.wait_for(
+        "chat.postMessage",
+        predicate=lambda c: (
+            c.params.get("channel") == dm
+            and f"Create the API key for “{label}”" in all_text(c.params)
+        ),
+        timeout=15,
+    )
+    return call
+
+
+def test_an_admin_rotating_someone_elses_key_sends_the_new_public_key_to_its_owner(stack):
+    """The owner is who creates the key in Binance: the public key goes to her, and to the
+    admin who pressed Rotate, with the owner named; either may enter the API key."""
+    from bot.sandbox.requests import rotate_form_values
+    from tests.e2e import register_directly
+
+    registered, _old = register_directly(stack, "mm-bot", owner=ALICE, permissions=TRADE)
+    client = bot_client(stack)
+    values = rotate_form_values(key_type=KeyAlgorithm.ED25519.value, api_key="", secret="")
+    metadata = json.dumps({"key_id": registered.key_id, "channel": "C0GENERAL"})
+    answer = client.post(
+        view_submission(Callback.ROTATE.value, values, user_id=ADMIN, private_metadata=metadata)
+    )
+    assert answer.json().get("response_action") == "update"
+    pair = _pending(stack, "mm-bot")
+    to_owner = _instructions_to(stack, "mm-bot", ALICE)
+    to_admin = _instructions_to(stack, "mm-bot", ADMIN)
+    for call in (to_owner, to_admin):
+        assert pair.public_key_pem.strip()[40:80] in all_text(call.params)
+        assert _button_value(call) == pair.id
+    assert f"<@{ADMIN}>" in all_text(to_owner.params)  # who started it
+    assert f"<@{ALICE}>" in all_text(to_admin.params)  # whose key it is
+    assert "you" in all_text(answer.json()) and f"<@{ALICE}>" in all_text(answer.json())
+    new = stack.simulator.add_self_generated_key(
+        pair.public_key_pem, permissions=TRADE, ip_restrict=True
+    )
+    assert _enter_key(stack, client, pair.id, new.api_key, user=ALICE).status_code == 200
+    wait_until(lambda: _key(stack, "mm-bot").status == KeyStatus.ROTATING.value, timeout=15)
+
+
+def test_an_owner_rotating_her_own_key_gets_the_steps_once(stack):
+    from bot.sandbox.requests import rotate_form_values
+    from tests.e2e import register_directly
+
+    registered, _old = register_directly(stack, "own-bot", owner=ALICE, permissions=TRADE)
+    client = bot_client(stack)
+    values = rotate_form_values(key_type=KeyAlgorithm.ED25519.value, api_key="", secret="")
+    metadata = json.dumps({"key_id": registered.key_id, "channel": "C0GENERAL"})
+    client.post(
+        view_submission(Callback.ROTATE.value, values, user_id=ALICE, private_metadata=metadata)
+    )
+    call = _instructions_to(stack, "own-bot", ALICE)
+    assert "<@" not in all_text(call.params)  # nobody else to name
+    steps = [
+        c
+        for c in stack.slack.calls_to("chat.postMessage")
+        if "Create the API key for “own-bot”" in all_text(c.params)
+    ]
+    assert len(steps) == 1

@@ -14,7 +14,7 @@ from slack_sdk.models.views import View
 
 from bot.blocks.message import Message, context, section
 from bot.blocks.register import beyond_purpose_confirmation
-from bot.blocks.text import minute, name, truncate
+from bot.blocks.text import mention, minute, name, truncate
 from bot.ids import Action, Block, Callback
 from bot.model.key_pairs import PendingPair
 from bot.model.keys import BINANCE_API_MANAGEMENT, KeyPurpose
@@ -44,9 +44,27 @@ def _steps(pending: PendingPair) -> str:
     )
 
 
-def pair_instructions(pending: PendingPair) -> Message:
-    """Posted to the person who made the pair: the only thing of it that leaves the bot."""
+def _shared_with(pending: PendingPair, recipient: str) -> str | None:
+    """Who else got these steps, when the owner and the person who asked are two people."""
+    if pending.owner_user_id == pending.created_by:
+        return None
+    what = "rotation" if pending.rotate_key_id is not None else "registration"
+    if recipient == pending.owner_user_id:
+        return (
+            f"{mention(pending.created_by)} started this {what} of your key and got these steps "
+            "too: either of you can create the key in Binance and enter the API key."
+        )
+    return (
+        f"The key is {mention(pending.owner_user_id)}'s: they got these steps too, so either of "
+        "you can create the key in Binance and enter the API key."
+    )
+
+
+def pair_instructions(pending: PendingPair, recipient: str) -> Message:
+    """Posted to the key's owner and to whoever asked for the pair: the only thing of it that
+    leaves the bot."""
     expires = minute(pending.expires_at)
+    shared = _shared_with(pending, recipient)
     title = f"Create the API key for “{pending.label}” in Binance"
     return Message(
         text=f"{title}: the bot generated an {pending.algorithm.shown} key pair",
@@ -70,10 +88,20 @@ def pair_instructions(pending: PendingPair) -> Message:
                     )
                 ],
             ),
+            *([context(shared)] if shared else []),
             context(
                 f"Until {expires}; after that the key pair is destroyed and you register again."
             ),
         ],
+    )
+
+
+def _where_the_steps_went(pending: PendingPair) -> str:
+    if pending.owner_user_id == pending.created_by:
+        return "your messages from the bot"
+    return (
+        f"your messages from the bot and in those of {mention(pending.owner_user_id)}, "
+        "the key's owner"
     )
 
 
@@ -88,7 +116,7 @@ def pair_generated_view(pending: PendingPair) -> View:
                 f"✅ The bot generated an {pending.algorithm.shown} key pair for "
                 f"*{name(pending.label)}* and sealed its private key. Nothing is registered "
                 "yet: the public key and the steps to create the API key in Binance are in "
-                "your messages from the bot, with an *Enter the API key* button."
+                f"{_where_the_steps_went(pending)}, with an *Enter the API key* button."
             ),
             section(f"```\n{pending.public_key_pem.strip()}\n```"),
         ],

@@ -1,4 +1,5 @@
-"""Expiry of generated key pairs: shred the ones never completed, and tell their maker."""
+"""Expiry of generated key pairs: shred the ones never completed, and tell the key's owner
+and whoever asked for the pair."""
 
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ def make_pair_expiry_handler(services: Services, client: WebClient) -> Handler:
 
     def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
         expired = expire_pending_pair(services.engine, job.payload["pending_id"], now)
-        if expired is not None and not directory.user_is_gone(expired.created_by):
-            directory.direct_message(expired.created_by, pair_expired_message(expired))
+        if expired is None:
+            return JobOutcome()
+        for user_id in expired.recipients:
+            if not directory.user_is_gone(user_id):
+                directory.direct_message(user_id, pair_expired_message(expired))
         return JobOutcome()
 
     return handle

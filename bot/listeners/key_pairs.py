@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 
 from bot.blocks.key_pairs import pair_complete_modal, pair_generated_view, pair_instructions
@@ -32,6 +34,8 @@ from bot.services.key_pairs import (
 from bot.slack.access import actor_from
 from bot.slack.delivery import send_private
 from storage.models import KeyPurpose
+
+log = logging.getLogger(__name__)
 
 
 def _refused_pasted_material(ack: Ack, view: dict) -> bool:
@@ -62,7 +66,8 @@ def _answer_with_pair(
     work: Callable[[], PendingPair],
 ) -> None:
     """Generate (RSA 4096 takes a moment: the modal says "working" if it takes long), then show
-    the public key in the form and send it, with the steps and the button, by direct message."""
+    the public key in the form and send it, with the steps and the button, by direct message
+    to the key's owner and to whoever asked, if someone else."""
     answer_submission(
         ack,
         client,
@@ -70,14 +75,29 @@ def _answer_with_pair(
         view_id=view["id"],
         work=work,
         success_view=pair_generated_view,
-        after=lambda pending: send_private(
-            client, channel=None, user_id=user_id, message=pair_instructions(pending)
-        ),
+        after=lambda pending: _send_instructions(client, pending),
         default_field=default_field,
         on_late_failure=lambda text: send_private(
             client, channel=None, user_id=user_id, message=error_message(text)
         ),
     )
+
+
+def _send_instructions(client: WebClient, pending: PendingPair) -> None:
+    """Each recipient gets the steps; one Slack refusal (an owner who left, say) does not keep
+    them from the others. The person who asked is last, so a failure reaches them."""
+    owner_first = sorted(pending.recipients, key=lambda user: user == pending.created_by)
+    for user_id in owner_first:
+        message = pair_instructions(pending, user_id)
+        if user_id == pending.created_by:
+            send_private(client, channel=None, user_id=user_id, message=message)
+            continue
+        try:
+            send_private(client, channel=None, user_id=user_id, message=message)
+        except SlackApiError as exc:
+            log.warning(
+                "could not send the key pair's steps to its owner: %s", exc.response.get("error")
+            )
 
 
 def start_generated_pair(

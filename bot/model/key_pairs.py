@@ -46,3 +46,9 @@ class PendingPair:
     expires_at: datetime
     channel: str | None = None
     rotate_key_id: str | None = None  # set: the pair replaces this key (a rotation)
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """Who gets the public key and the steps: the key's owner (who creates the key in
+        Binance), and whoever asked for the pair if that is someone else."""
+        return tuple(dict.fromkeys([self.owner_user_id, self.created_by]))
