@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.jobs.scheduler import FixedClock
-from storage.models import ApiKey, AuditEvent, BinanceAccount, utcnow
+from storage.models import ApiKey, AuditEvent, BinanceAccount, KeyPurpose, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
 from tests.factories import TRADE
 from tests.slack_requests import BotClient
@@ -137,3 +137,52 @@ def test_bad_edits_are_refused_politely_and_change_nothing(stack, client, text, 
     )
     assert _edits(stack) == []
     assert stack.slack.calls_to("chat.postMessage") == []
+
+
+def _finding_lines(text: str) -> set[str]:
+    """The findings of a message (``all_text``'s JSON): its lines that begin with a severity
+    icon, in any text of its blocks."""
+    import json
+    import re
+
+    from bot.blocks.text import SEVERITY_ICON
+
+    icons = tuple(SEVERITY_ICON.values())
+
+    def texts(node) -> list[str]:
+        if isinstance(node, dict):
+            return [t for value in node.values() for t in texts(value)]
+        if isinstance(node, list):
+            return [t for value in node for t in texts(value)]
+        return [node] if isinstance(node, str) else []
+
+    blocks = json.loads(text).get("blocks") or []
+    lines = (line.strip() for t in texts(blocks) for line in t.splitlines())
+    heading = re.compile(r"^\S+ \*[^*]+\* · ")  # a key's own line: "🔴 *vault* · Withdraw tier"
+    return {line for line in lines if line.startswith(icons) and not heading.match(line)}
+
+
+def test_an_edit_answers_with_the_findings_status_then_shows(stack, client):
+    """A Withdraw-tier HMAC key whose account has no whitelisted withdrawal address: the edit's
+    answer lists every finding the status report that follows lists, not a subset."""
+    from tests.factories import WITHDRAW
+
+    register_directly(stack, "vault", permissions=WITHDRAW, purpose=KeyPurpose.WITHDRAWALS)
+    register_directly(stack, "payouts", permissions=WITHDRAW, account="treasury")
+    _command(stack, client, "status all")  # Binance asked once: what it said is stored
+    for edit in ("vault purpose trading", f"vault owner <@{BOB}|bob>", "vault account treasury"):
+        answer = _edit(stack, client, edit)
+        status = _command(stack, client, "status vault")
+        shown, expected = _finding_lines(answer), _finding_lines(status)
+        assert expected, status
+        assert shown == expected, (edit, shown, expected)
+
+
+def test_moving_a_key_to_an_account_never_read_says_its_whitelist_is_not_known_yet(stack, client):
+    from tests.factories import WITHDRAW
+
+    register_directly(stack, "vault", permissions=WITHDRAW, purpose=KeyPurpose.WITHDRAWALS)
+    _command(stack, client, "status vault")
+    answer = _edit(stack, client, "vault account cold-storage")
+    assert "not read yet for the account “cold-storage”" in answer
+    assert "is off" not in answer  # the old account's reading is not the new one's

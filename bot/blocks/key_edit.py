@@ -36,16 +36,13 @@ def key_edited_message(edit: KeyEdited, now: datetime) -> Message:
         )
     elif edit.field == EditField.ACCOUNT and edit.new_account:
         lines.append("No key was on that account before: check the name is the one you meant.")
-    if edit.field == EditField.PURPOSE:
-        if edit.checked_at is None:
-            lines.append(f"Binance has not been asked about this key yet: `{COMMAND} status`.")
-        else:
-            lines.append(
-                f"Findings under the new purpose, from Binance's answer on {day(edit.checked_at)}:"
-            )
-            lines += [f"{severity_icon(f.severity)} {safe_mrkdwn(f.text)}" for f in edit.findings]
-            if not edit.findings:
-                lines.append("No least-privilege findings.")
+    if edit.checked_at is None:
+        lines.append("Binance has not been asked about this key yet.")
+    else:
+        lines.append(f"Its findings now, from Binance's answer on {day(edit.checked_at)}:")
+    lines += [f"{severity_icon(f.severity)} {safe_mrkdwn(f.text)}" for f in edit.findings]
+    if edit.checked_at is not None and not edit.findings:
+        lines.append("No least-privilege findings.")
     body = "\n".join(lines)
     return Message(
         text=headline,

@@ -17,8 +17,8 @@ class KeyEdited:
     after: str
     owner_user_id: str | None  # after the change
     rotation_due_at: datetime
-    # With a purpose change: the key's findings under the new purpose, from the permissions
-    # Binance reported at ``checked_at`` (None: never checked).
+    # The key's findings after the change, as `/apikey status <label>` would show them if
+    # Binance said again what it reported at ``checked_at`` (None: never checked).
     findings: tuple[Finding, ...] = ()
     checked_at: datetime | None = None
     new_account: bool = False  # the alias named no account of the team before

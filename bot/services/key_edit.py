@@ -8,19 +8,18 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from bot.binance import KeyPermissions
 from bot.commands import EditField
 from bot.config import Settings
-from bot.model.findings import PURPOSE_NAMES, Finding, FindingKind
+from bot.model.findings import PURPOSE_NAMES, FindingKind
 from bot.model.key_edit import KeyEdited
 from bot.services.access import Actor, require_admin
 from bot.services.errors import InvalidInput
-from bot.services.findings import assess
 from bot.services.keys import _account, _alias_problem, find_live_key
 from bot.services.reminder_plan import due_date, plan_reminders
+from bot.services.status import stored_findings
 from storage.audit import record_event
 from storage.db import session_scope
-from storage.models import BinanceAccount, KeyPurpose, KeyType
+from storage.models import BinanceAccount, KeyPurpose
 
 
 def edit_key(
@@ -44,7 +43,6 @@ def edit_key(
     with session_scope(engine) as session:
         key, account = find_live_key(session, actor.team_id, label)
         new_account = False
-        findings: tuple[Finding, ...] = ()
         if field == EditField.OWNER:
             before = key.owner_user_id
             if value == before:
@@ -60,19 +58,6 @@ def edit_key(
                     "nothing was changed."
                 )
             key.purpose = purpose.value
-            permissions = (
-                KeyPermissions.from_dict(key.permissions_json) if key.permissions_json else None
-            )
-            findings = tuple(
-                f
-                for f in assess(
-                    purpose=purpose,
-                    now=now,
-                    permissions=permissions,
-                    key_type=KeyType(key.key_type),
-                )
-                if f.kind != FindingKind.UNREACHABLE
-            )
         else:
             before = account.alias
             if value == before:
@@ -90,6 +75,13 @@ def edit_key(
             key.account_id = _account(session, actor.team_id, value).id
         key.updated_at = now
         session.flush()
+        account = session.get(BinanceAccount, key.account_id) or account
+        # What `/apikey status <label>` would show if Binance says again what it said last.
+        findings = tuple(
+            f
+            for f in stored_findings(session, key, account, now)
+            if key.permissions_json is not None or f.kind != FindingKind.UNREACHABLE
+        )
         # Reminders read the owner when they are sent; a fresh plan also drops a snooze's delay.
         plan_reminders(session, key, settings, now=now)
         record_event(

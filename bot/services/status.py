@@ -15,10 +15,11 @@ from sqlmodel import Session
 
 from bot import binance
 from bot.commands import StatusTarget, TargetKind
+from bot.model.delivery import DeliveryView
 from bot.model.findings import KIND_ORDER, Finding, FindingKind, Severity
 from bot.model.status import KeyReport, StatusReport
 from bot.services.access import Actor, deny
-from bot.services.delivery_view import delivery_finding, delivery_views
+from bot.services.delivery_view import delivery_finding, delivery_view, delivery_views
 from bot.services.errors import KeyNotFound
 from bot.services.findings import assess
 from bot.services.keys import live_keys, open_credentials, pick_label, unknown_label
@@ -30,7 +31,15 @@ from bot.services.withdrawal_controls import (
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
 from storage.db import session_scope
-from storage.models import ApiKey, KeyPurpose, KeyStatus, KeyType, StatusReportRecord, utcnow
+from storage.models import (
+    ApiKey,
+    BinanceAccount,
+    KeyPurpose,
+    KeyStatus,
+    KeyType,
+    StatusReportRecord,
+    utcnow,
+)
 
 REPORT_RETENTION = timedelta(days=1)
 
@@ -126,22 +135,14 @@ def run_status(
             continue
         result = next(results_iter)
         permissions = result.permissions
-        whitelist = whitelists.get(key.account_id, WhitelistReading(account.withdraw_whitelist))
-        findings = assess(
-            purpose=KeyPurpose(key.purpose),
+        findings = key_findings(
+            key,
             now=now,
             permissions=permissions,
             error=result.error,
-            previous=key.permissions_json,
-            compromised=key.status == KeyStatus.COMPROMISED.value,
-            key_type=KeyType(key.key_type),
-            withdraw_whitelist=whitelist.on,
-            whitelist_error=whitelist.error,
+            whitelist=whitelists.get(key.account_id, WhitelistReading(account.withdraw_whitelist)),
+            delivery=deliveries.get(key.id),
         )
-        if (undelivered := delivery_finding(deliveries.get(key.id))) is not None:
-            findings = sorted(
-                [*findings, undelivered], key=lambda f: (-f.severity, KIND_ORDER[f.kind])
-            )
         as_dict = permissions.to_dict() if permissions is not None else None
         if as_dict is not None:
             observed[key.id] = as_dict
@@ -171,6 +172,58 @@ def run_status(
         whitelists=whitelists,
     )
     return report
+
+
+def key_findings(
+    key: ApiKey,
+    *,
+    now: datetime,
+    permissions: binance.KeyPermissions | None,
+    error: binance.BinanceError | None,
+    whitelist: WhitelistReading,
+    delivery: DeliveryView | None,
+) -> list[Finding]:
+    """Every finding of one key, worst first, from what Binance said about it (just now, or
+    as stored) and what the bot knows: the one judgement that status and edits both show."""
+    findings = assess(
+        purpose=KeyPurpose(key.purpose),
+        now=now,
+        permissions=permissions,
+        error=error,
+        previous=key.permissions_json,
+        compromised=key.status == KeyStatus.COMPROMISED.value,
+        key_type=KeyType(key.key_type),
+        withdraw_whitelist=whitelist.on,
+        whitelist_error=whitelist.error,
+    )
+    if (undelivered := delivery_finding(delivery)) is not None:
+        findings = sorted([*findings, undelivered], key=lambda f: (-f.severity, KIND_ORDER[f.kind]))
+    return findings
+
+
+def stored_findings(
+    session: Session, key: ApiKey, account: BinanceAccount, now: datetime
+) -> list[Finding]:
+    """``key_findings`` from Binance's last stored answer (nothing is asked): what
+    `/apikey status <label>` would show if Binance says the same again. An account whose
+    withdrawal addresses were never read says so (status reads them)."""
+    permissions = (
+        binance.KeyPermissions.from_dict(key.permissions_json) if key.permissions_json else None
+    )
+    return key_findings(
+        key,
+        now=now,
+        permissions=permissions,
+        error=None,
+        whitelist=WhitelistReading(
+            account.withdraw_whitelist,
+            None
+            if account.withdraw_whitelist_checked_at is not None
+            else f"not read yet for the account “{account.alias}”; "
+            f"`/apikey status {key.label}` reads it.",
+        ),
+        delivery=delivery_view(session, key),
+    )
 
 
 def redact(report: KeyReport) -> KeyReport:
