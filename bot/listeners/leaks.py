@@ -12,11 +12,14 @@ from bot.blocks.incidents import leak_warning
 from bot.commands import find_secret_shape
 from bot.services.context import Services
 from bot.services.leaks import record_leak_in_channel
+from bot.slack.access import Requester
 
 log = logging.getLogger(__name__)
 
 
-def handle_message(event: dict, body: dict, client: WebClient, services: Services) -> None:
+def handle_message(
+    event: dict, client: WebClient, services: Services, requester: Requester
+) -> None:
     if event.get("subtype") or event.get("bot_id"):
         return  # edits, joins, bot messages (including our own warnings)
     text = event.get("text") or ""
@@ -24,11 +27,10 @@ def handle_message(event: dict, body: dict, client: WebClient, services: Service
     if kind is None:
         return
     channel, ts = event.get("channel"), event.get("ts")
-    team_id = body.get("team_id") or event.get("team")
     matched = record_leak_in_channel(
         engine=services.engine,
         ring=services.ring,
-        team_id=team_id,
+        team_id=requester.team_id,
         actor=event.get("user") or "unknown",
         channel=channel,
         text=text,
