@@ -12,6 +12,12 @@ token, more than 50 blocks in a message (100 in a view), a modal title over 24 c
 unknown user in ``users.info``. Faults (429 with ``Retry-After``, 5xx, ``ok: false``) can be
 injected per method, and ``latency`` slows every answer down.
 
+It also plays Slack's side of the Events API: ``deliver_event`` signs a message event (shaped by
+``bot.sandbox.slack_events``: thread broadcasts, edits, file shares, other apps' messages) in
+the envelope Slack sends this workspace's app and posts it to the bot's Request URL;
+``posted_message_event`` is the event Slack sends the app for a message the bot itself posted.
+A workspace of an Enterprise Grid is made with ``enterprise_id`` (``auth.test`` then names it).
+
 Used by the end-to-end tests, the benchmarks and the offline sandbox::
 
     with SlackStandIn(users={"U0ALICE": {"name": "alice"}}) as slack:
