@@ -57,6 +57,7 @@ from bot.model.rotation import RotationRow, RotationState
 from bot.model.status import KeyReport, StatusReport
 from bot.services.findings import assess
 from bot.services.status import redact
+from bot.slack.access import Requester
 from storage.models import KeyPurpose, KeyStatus, KeyType
 from tests.factories import READ_ONLY, TRADE, WITHDRAW
 from tests.incident_screens import INCIDENT_SCREENS
@@ -705,7 +706,7 @@ def test_register_modal_state_reads_back_through_the_listener():
         for block_id, block in inputs.items()
     }
     form = form_from_view(
-        {"state": {"values": values}}, {"user": {"id": "U0ALICE"}, "team": {"id": "T1"}}
+        {"state": {"values": values}}, Requester(user_id="U0ALICE", team_id="T1", channel=None)
     )
     assert (form.label, form.account_alias, form.owner_user_id) == ("bot", "main", "U0BOB")
     assert (form.purpose, form.key_type) == (KeyPurpose.TRADING, KeyType.ED25519)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from bot.ids import Action
 from tests.e2e import ALICE, all_text, bot_client, register_directly
 from tests.factories import random_api_key
-from tests.slack_requests import event_callback
+from tests.slack_requests import BOT_ID, BOT_USER_ID, event_callback
 
 
 def _say(stack, text: str, **extra):
@@ -56,10 +56,11 @@ def test_an_unknown_key_shaped_value_gets_a_warning_without_a_button(stack):
     assert "treated as leaked" in all_text(reply.params)
 
 
-def test_ordinary_messages_and_bot_messages_are_left_alone(stack):
+def test_ordinary_messages_and_the_bots_own_messages_are_left_alone(stack):
+    """Other apps' messages are read too (tests/test_leak_shapes.py); the bot's own are not."""
     _say(stack, "let's rotate the trading bot key tomorrow")
-    _say(stack, f"{random_api_key()}", bot_id="B0OTHER")
-    _say(stack, f"{random_api_key()}", subtype="message_changed")
+    _say(stack, f"{random_api_key()}", bot_id=BOT_ID, user=BOT_USER_ID)
+    _say(stack, f"{random_api_key()}", subtype="message_changed")  # no edited message in it
     bot_client(stack).post(event_callback({"type": "app_mention", "user": ALICE, "text": "hi"}))
     assert stack.wait_idle()  # whatever the events started is over
     assert stack.slack.calls_to("chat.postMessage") == []

@@ -18,27 +18,27 @@ from bot.services.credential_delivery import offered_sinks
 from bot.services.errors import InvalidInput
 from bot.services.keys import key_to_manage, known_accounts, remove_key
 from bot.services.status import load_report
-from bot.slack.access import actor_from
+from bot.slack.access import Requester, actor_from
 
 
 def _action(body: dict) -> dict:
     return body["actions"][0]
 
 
-def _team_id(body: dict) -> str:
-    return (body.get("team") or {}).get("id") or body["user"].get("team_id")
-
-
 def _source(body: dict) -> str:
     return f"slack:{(body.get('channel') or {}).get('id', 'home')}"
 
 
-def handle_status_page(ack: Ack, body: dict, respond: Respond, services: Services) -> None:
+def handle_status_page(
+    ack: Ack, body: dict, respond: Respond, services: Services, requester: Requester
+) -> None:
     ack()
     report_id, _, page = _action(body)["value"].partition(":")
     if not page.isdigit():
         raise InvalidInput("That button is out of date. Run `/apikey status` again.")
-    report = load_report(services.engine, actor=actor_from(services, body), report_id=report_id)
+    report = load_report(
+        services.engine, actor=actor_from(services, requester), report_id=report_id
+    )
     respond(
         **status_page(report, int(page), now=services.clock()).as_kwargs(), replace_original=True
     )
@@ -54,10 +54,15 @@ def removal_confirmation(
 
 
 def handle_remove_confirm(
-    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+    ack: Ack,
+    body: dict,
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
 ) -> None:
     ack()
-    actor = actor_from(services, body)
+    actor = actor_from(services, requester)
     removed = remove_key(
         engine=services.engine, actor=actor, key_id=_action(body)["value"], source=_source(body)
     )
@@ -65,11 +70,13 @@ def handle_remove_confirm(
     refresh_home(services, client, actor)  # a Home menu's Remove is confirmed in a message
 
 
-def handle_remove_cancel(ack: Ack, body: dict, respond: Respond, services: Services) -> None:
+def handle_remove_cancel(
+    ack: Ack, body: dict, respond: Respond, services: Services, requester: Requester
+) -> None:
     ack()
     key = key_to_manage(
         services.engine,
-        actor_from(services, body),
+        actor_from(services, requester),
         action="cancel the removal of",
         key_id=_action(body)["value"],
     )
@@ -77,11 +84,16 @@ def handle_remove_cancel(ack: Ack, body: dict, respond: Respond, services: Servi
 
 
 def handle_register_open(
-    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+    ack: Ack,
+    body: dict,
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
 ) -> None:
     ack()
-    user_id = body["user"]["id"]
-    accounts = known_accounts(services.engine, _team_id(body))
+    user_id = requester.user_id
+    accounts = known_accounts(services.engine, requester.team_id)
     channel = (body.get("channel") or {}).get("id")
     sinks, default_sink = offered_sinks(services.settings)
     view = register_modal(

@@ -55,7 +55,7 @@ from bot.services.keys import key_to_manage, known_accounts, registered_keys
 from bot.services.leaks import record_secret_in_command
 from bot.services.rotation_policy import rotation_rows, set_policy
 from bot.services.status import run_status
-from bot.slack.access import actor_from
+from bot.slack.access import Requester, actor_from
 from bot.slack.checkpoints import post_checkpoint, read_witness
 from bot.slack.delivery import respond_reliably
 
@@ -63,10 +63,15 @@ log = logging.getLogger(__name__)
 
 
 def handle_apikey(
-    ack: Ack, command: dict, respond: Respond, client: WebClient, services: Services
+    ack: Ack,
+    command: dict,
+    respond: Respond,
+    client: WebClient,
+    services: Services,
+    requester: Requester,
 ) -> None:
     parsed = parse_command(command.get("text", ""))
-    team_id, user_id = command["team_id"], command["user_id"]
+    team_id, user_id = requester.team_id, requester.user_id
     source = f"slack:{command.get('channel_id', '?')}"
     match parsed:
         case SecretInText(kind=kind):
@@ -100,7 +105,7 @@ def handle_apikey(
         case Remove(label=label):
             try:
                 question = removal_confirmation(
-                    services, actor_from(services, command), label=label
+                    services, actor_from(services, requester), label=label
                 )
             except DomainError as exc:
                 ack(**error_message(exc.user_message).as_kwargs())
@@ -128,14 +133,14 @@ def handle_apikey(
             except DomainError as exc:
                 respond(**error_message(exc.user_message).as_kwargs())
         case AuditTrail(verify=True):
-            verify_trail(services, command, ack, respond, client)
+            verify_trail(services, requester, command, ack, respond, client)
         case AuditCheckpoint():
-            post_checkpoint_now(services, command, ack, respond, client, source=source)
+            post_checkpoint_now(services, requester, command, ack, respond, client, source=source)
         case AuditTrail(label=label, days=days):
             try:
                 events = read_trail(
                     engine=services.engine,
-                    actor=actor_from(services, command),
+                    actor=actor_from(services, requester),
                     label=label,
                     days=days,
                     now=services.clock(),
@@ -145,7 +150,7 @@ def handle_apikey(
                 message = error_message(exc.user_message)
             ack(**message.as_kwargs())
         case Deliver(label=label, sink=sink):
-            actor = actor_from(services, command)
+            actor = actor_from(services, requester)
             try:
                 if sink is None:
                     found = describe_delivery(
@@ -177,7 +182,7 @@ def handle_apikey(
                 message = error_message(exc.user_message)
             ack(**message.as_kwargs())
         case EditKey():
-            handle_edit(parsed, command, ack, respond, client, services, source=source)
+            handle_edit(parsed, requester, ack, respond, client, services, source=source)
         case ListIncidents():
             ack(**incidents_overview(services, team_id, client).as_kwargs())
         case RotationOverview():
@@ -188,7 +193,7 @@ def handle_apikey(
                 row = set_policy(
                     engine=services.engine,
                     settings=services.settings,
-                    actor=actor_from(services, command),
+                    actor=actor_from(services, requester),
                     label=label,
                     period_days=days,
                     now=services.clock(),
@@ -201,7 +206,7 @@ def handle_apikey(
         case Rotate(label=label):
             try:
                 key = key_to_manage(
-                    services.engine, actor_from(services, command), action="rotate", label=label
+                    services.engine, actor_from(services, requester), action="rotate", label=label
                 )
             except DomainError as exc:
                 ack(**error_message(exc.user_message).as_kwargs())
@@ -216,7 +221,7 @@ def handle_apikey(
             # bolt-js#2287), so a "working…" note would stay above the report for good. The
             # report comes as the one message, as soon as Binance has answered.
             ack()
-            viewer = actor_from(services, command)
+            viewer = actor_from(services, requester)
 
             def work() -> None:
                 report = run_status(
@@ -254,11 +259,16 @@ def open_rotate_modal(
 
 
 def verify_trail(
-    services: Services, command: dict, ack: Ack, respond: Respond, client: WebClient
+    services: Services,
+    requester: Requester,
+    command: dict,
+    ack: Ack,
+    respond: Respond,
+    client: WebClient,
 ) -> None:
     """`/apikey audit verify`: refused at once to non-admins; otherwise acked at once, and the
     verdict (the whole chain, streamed, and the checkpoints read back from Slack) follows."""
-    actor = actor_from(services, command)
+    actor = actor_from(services, requester)
     try:
         check_may_verify(engine=services.engine, actor=actor)
     except DomainError as exc:
@@ -283,6 +293,7 @@ def verify_trail(
 
 def post_checkpoint_now(
     services: Services,
+    requester: Requester,
     command: dict,
     ack: Ack,
     respond: Respond,
@@ -292,7 +303,7 @@ def post_checkpoint_now(
 ) -> None:
     """`/apikey audit checkpoint` (admins): the chain's head, posted to the alert channel."""
     channel = services.settings.alert_channel
-    actor = actor_from(services, command)
+    actor = actor_from(services, requester)
     try:
         check_may_checkpoint(engine=services.engine, actor=actor)
     except DomainError as exc:

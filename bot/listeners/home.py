@@ -18,17 +18,18 @@ from bot.services.access import Actor
 from bot.services.context import Services
 from bot.services.home import picture_for
 from bot.services.status import run_status
-from bot.slack.access import actor_from
+from bot.slack.access import Requester, actor_from
 from bot.slack.delivery import responder
 
 log = logging.getLogger(__name__)
 
 
-def handle_app_home_opened(event: dict, body: dict, client: WebClient, services: Services) -> None:
+def handle_app_home_opened(
+    event: dict, client: WebClient, services: Services, requester: Requester
+) -> None:
     if event.get("tab") not in (None, "home"):
         return
-    team_id = body.get("team_id") or event.get("view", {}).get("team_id")
-    viewer = services.access.actor(user_id=event["user"], team_id=team_id, channel=None)
+    viewer = services.access.actor(user_id=event["user"], team_id=requester.team_id, channel=None)
     publish_home(services, client, viewer)
 
 
@@ -48,7 +49,12 @@ def refresh_home(services: Services, client: WebClient, viewer: Actor) -> None:
 
 
 def handle_home_check(
-    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+    ack: Ack,
+    body: dict,
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
 ) -> None:
     """Ask Binance now about the viewer's keys (or, for "all", every key the viewer may see
     in detail plus the others' summaries); the report goes to the viewer's direct messages,
@@ -56,7 +62,7 @@ def handle_home_check(
     ack()
     every_key = body["actions"][0]["action_id"] == Action.HOME_CHECK_ALL
     kind = TargetKind.ALL if every_key else TargetKind.MINE
-    viewer = actor_from(services, body)
+    viewer = actor_from(services, requester)
     reply = responder(body, client, respond)
     reply(
         **working_message("Asking Binance about the keys… the report will appear here.").as_kwargs()

@@ -47,15 +47,11 @@ from bot.services.incidents import (
     require_may_hand_over,
     tick_step,
 )
-from bot.slack.access import actor_from
+from bot.slack.access import Requester, actor_from
 from bot.slack.delivery import passing_failure, responder, send_private
 from bot.slack.live_messages import refresh_messages
 
 log = logging.getLogger(__name__)
-
-
-def _team_id(body: dict) -> str:
-    return (body.get("team") or {}).get("id") or body["user"].get("team_id")
 
 
 def raise_and_announce(
@@ -143,25 +139,35 @@ def checklist_link(client: WebClient, incident) -> str | None:
 
 
 def handle_raise_button(
-    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+    ack: Ack,
+    body: dict,
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
 ) -> None:
     ack()
     raise_and_announce(
         services,
         client,
         responder(body, client, respond),  # from the App Home: a direct message
-        team_id=_team_id(body),
-        actor=body["user"]["id"],
+        team_id=requester.team_id,
+        actor=requester.user_id,
         channel=(body.get("channel") or {}).get("id"),
         key_id=body["actions"][0]["value"],
     )
     # Show the incident on the reporter's tab: clicked there, or in the direct message that a
     # Home menu's "Report compromised" sends.
-    refresh_home(services, client, actor_from(services, body))
+    refresh_home(services, client, actor_from(services, requester))
 
 
 def handle_tick(
-    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+    ack: Ack,
+    body: dict,
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
 ) -> None:
     ack()
     incident_id, _, step = body["actions"][0]["value"].partition(":")
@@ -169,10 +175,10 @@ def handle_tick(
         raise DomainError("That button is out of date.")
     result = tick_step(
         engine=services.engine,
-        team_id=_team_id(body),
+        team_id=requester.team_id,
         incident_id=incident_id,
         step=int(step),
-        actor=body["user"]["id"],
+        actor=requester.user_id,
         now=services.clock(),
     )
     if int(step) == KEY_DELETED_STEP and result.view.incident.key_dead_at is None:
@@ -193,29 +199,39 @@ def handle_tick(
 
 
 def handle_close_button(
-    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+    ack: Ack,
+    body: dict,
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
 ) -> None:
     ack()
     incident_id = body["actions"][0]["value"]
-    view = load_incident(services.engine, incident_id, team_id=_team_id(body))
+    view = load_incident(services.engine, incident_id, team_id=requester.team_id)
     if view.incident.state != "open":
         raise DomainError("This incident is already closed; nothing was changed.")
     modal_view = close_modal(
         incident_id,
         view.incident.label,
-        may_call_false_alarm=actor_from(services, body).is_admin,
+        may_call_false_alarm=actor_from(services, requester).is_admin,
     )
     client.views_open(trigger_id=body["trigger_id"], view=modal_view)
 
 
 def handle_close_submission(
-    ack: Ack, body: dict, view: dict, client: WebClient, services: Services
+    ack: Ack,
+    body: dict,
+    view: dict,
+    client: WebClient,
+    services: Services,
+    requester: Requester,
 ) -> None:
     incident_id = view.get("private_metadata") or ""
     note = modal.text(view, Block.CLOSE_NOTE, Action.CLOSE_NOTE)
     outcome = modal.choice(view, Block.CLOSE_OUTCOME, Action.CLOSE_OUTCOME)
     if outcome == IncidentOutcome.FALSE_ALARM:
-        actor = actor_from(services, body)
+        actor = actor_from(services, requester)
 
         def work() -> ClosedIncident:
             try:
@@ -254,9 +270,9 @@ def handle_close_submission(
     try:
         closed = close_incident(
             engine=services.engine,
-            team_id=_team_id(body),
+            team_id=requester.team_id,
             incident_id=incident_id,
-            actor=body["user"]["id"],
+            actor=requester.user_id,
             note=note,
             now=services.clock(),
         )
@@ -298,11 +314,16 @@ def _post_in_thread(
 
 
 def handle_commander_button(
-    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+    ack: Ack,
+    body: dict,
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
 ) -> None:
     ack()
     incident_id = body["actions"][0]["value"]
-    incident = require_may_hand_over(services.engine, actor_from(services, body), incident_id)
+    incident = require_may_hand_over(services.engine, actor_from(services, requester), incident_id)
     client.views_open(
         trigger_id=body["trigger_id"],
         view=commander_modal(incident_id, incident.label, incident.commander),
@@ -310,11 +331,16 @@ def handle_commander_button(
 
 
 def handle_commander_submission(
-    ack: Ack, body: dict, view: dict, client: WebClient, services: Services
+    ack: Ack,
+    body: dict,
+    view: dict,
+    client: WebClient,
+    services: Services,
+    requester: Requester,
 ) -> None:
     incident_id = view.get("private_metadata") or ""
     commander = modal.user(view, Block.COMMANDER, Action.COMMANDER) or ""
-    actor = actor_from(services, body)
+    actor = actor_from(services, requester)
     try:
         require_may_hand_over(services.engine, actor, incident_id)  # before asking Slack
         require_person(client, commander, role="lead an incident")

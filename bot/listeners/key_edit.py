@@ -16,14 +16,14 @@ from bot.listeners.people import require_person
 from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.key_edit import edit_key
-from bot.slack.access import actor_from
+from bot.slack.access import Requester, actor_from
 
 log = logging.getLogger(__name__)
 
 
 def handle_edit(
     parsed: EditKey,
-    command: dict,
+    requester: Requester,
     ack: Ack,
     respond: Respond,
     client: WebClient,
@@ -32,7 +32,7 @@ def handle_edit(
     source: str,
 ) -> None:
     ack()
-    actor = actor_from(services, command)
+    actor = actor_from(services, requester)
     try:
         if parsed.field == EditField.OWNER and actor.is_admin:
             require_person(client, parsed.value, role="own a key")

@@ -29,7 +29,7 @@ from bot.services.errors import InvalidInput
 from bot.services.incidents import open_incident_of
 from bot.services.keys import key_to_report
 from bot.services.status import run_status
-from bot.slack.access import actor_from
+from bot.slack.access import Requester, actor_from
 from bot.slack.delivery import respond_reliably, responder
 
 OUT_OF_DATE = "That menu is out of date. Run `/apikey status` again."
@@ -46,17 +46,22 @@ def chosen(body: dict) -> tuple[KeyMenuChoice, str]:
 
 
 def handle_key_menu(
-    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+    ack: Ack,
+    body: dict,
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
 ) -> None:
     ack()
     choice, key_id = chosen(body)
-    actor = actor_from(services, body)
+    actor = actor_from(services, requester)
     reply = _beside(responder(body, client, respond))
     match choice:
         case KeyMenuChoice.DETAILS:
             show_details(services, client, body, reply, actor, key_id=key_id)
         case KeyMenuChoice.ROTATE:
-            open_rotation(services, client, body, key_id=key_id)
+            open_rotation(services, client, body, requester, key_id=key_id)
         case KeyMenuChoice.REPORT:
             key = key_to_report(services.engine, actor, key_id=key_id)
             reply(**report_confirmation(key.key_id, key.label, key.owner_user_id).as_kwargs())

@@ -31,7 +31,7 @@ from bot.services.key_pairs import (
     start_generated_registration,
     start_generated_rotation,
 )
-from bot.slack.access import actor_from
+from bot.slack.access import Requester, actor_from
 from bot.slack.delivery import send_private
 from storage.models import KeyPurpose
 
@@ -101,12 +101,12 @@ def _send_instructions(client: WebClient, pending: PendingPair) -> None:
 
 
 def start_generated_pair(
-    ack: Ack, body: dict, view: dict, client: WebClient, services: Services
+    ack: Ack, view: dict, client: WebClient, services: Services, requester: Requester
 ) -> None:
     """The register form with a generated pair chosen: no secret was typed; the bot makes one."""
     if _refused_pasted_material(ack, view):
         return
-    actor = actor_from(services, body)
+    actor = actor_from(services, requester)
     try:
         request = PairRequest(
             team_id=actor.team_id,
@@ -154,10 +154,10 @@ def _done_message(done: RegisteredKey | RotationStarted, services: Services) -> 
 
 def start_generated_rotation_pair(
     ack: Ack,
-    body: dict,
     view: dict,
     client: WebClient,
     services: Services,
+    requester: Requester,
     *,
     key_id: str,
     confirm_more: bool,
@@ -165,7 +165,7 @@ def start_generated_rotation_pair(
     """The rotate form with a generated pair chosen: the bot makes the new key's pair."""
     if _refused_pasted_material(ack, view):
         return
-    actor = actor_from(services, body)
+    actor = actor_from(services, requester)
     algorithm = KeyAlgorithm(modal.choice(view, Block.KEY_TYPE, Action.KEY_TYPE) or "")
     _answer_with_pair(
         ack,
@@ -188,20 +188,25 @@ def start_generated_rotation_pair(
 
 
 def handle_enter_key(
-    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+    ack: Ack,
+    body: dict,
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
 ) -> None:
     """The *Enter the API key* button: the small form, for whoever may finish the pair."""
     ack()
     pending = load_pending_pair(
-        services.engine, actor_from(services, body), body["actions"][0].get("value") or ""
+        services.engine, actor_from(services, requester), body["actions"][0].get("value") or ""
     )
     client.views_open(trigger_id=body["trigger_id"], view=pair_complete_modal(pending))
 
 
 def handle_pair_submission(
-    ack: Ack, body: dict, view: dict, client: WebClient, services: Services
+    ack: Ack, view: dict, client: WebClient, services: Services, requester: Requester
 ) -> None:
-    actor = actor_from(services, body)
+    actor = actor_from(services, requester)
     pending_id = view.get("private_metadata") or ""
     api_key = modal.text(view, Block.PAIR_API_KEY, Action.PAIR_API_KEY).strip()
     confirm_more = modal.ticked(view, Block.PAIR_CONFIRM, Action.PAIR_CONFIRM)

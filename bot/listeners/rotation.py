@@ -31,14 +31,9 @@ from bot.services.rotate import (
     start_rotation,
 )
 from bot.services.rotation_policy import snooze
-from bot.slack.access import actor_from
+from bot.slack.access import Requester, actor_from
 from bot.slack.delivery import send_private
 from storage.models import KeyType
-
-
-def _team_id(body: dict) -> str:
-    return (body.get("team") or {}).get("id") or body["user"].get("team_id")
-
 
 OUT_OF_DATE = "This form is out of date: close it and press Rotate again."
 
@@ -55,10 +50,10 @@ def _confirmed(view: dict) -> bool:
     return modal.ticked(view, Block.ROTATE_CONFIRM, Action.ROTATE_CONFIRM)
 
 
-def rotation_form(view: dict, body: dict) -> RotationForm:
+def rotation_form(view: dict, requester: Requester) -> RotationForm:
     return RotationForm(
-        team_id=_team_id(body),
-        actor=body["user"]["id"],
+        team_id=requester.team_id,
+        actor=requester.user_id,
         key_id=_key_id(view),
         key_type=KeyType(chosen_key_type(view)),
         api_key=modal.text(view, Block.API_KEY, Action.API_KEY),
@@ -73,7 +68,7 @@ def _with_role(form: RotationForm, services: Services) -> RotationForm:
 
 
 def handle_rotate_submission(
-    ack: Ack, body: dict, view: dict, client: WebClient, services: Services
+    ack: Ack, view: dict, client: WebClient, services: Services, requester: Requester
 ) -> None:
     channel = modal.channel(view)
     if chosen_key_type(view) in set(KeyAlgorithm):
@@ -83,11 +78,11 @@ def handle_rotate_submission(
             ack(response_action="errors", errors={Block.KEY_TYPE: exc.user_message})
             return
         start_generated_rotation_pair(
-            ack, body, view, client, services, key_id=key_id, confirm_more=_confirmed(view)
+            ack, view, client, services, requester, key_id=key_id, confirm_more=_confirmed(view)
         )
         return
     try:
-        form = _with_role(normalise(rotation_form(view, body)), services)
+        form = _with_role(normalise(rotation_form(view, requester)), services)
         require_may_rotate(services.engine, form, channel=channel)
         check_new_key(services.engine, services.ring, form)
     except (ValueError, KeyError):
@@ -124,25 +119,35 @@ def handle_rotate_submission(
 
 
 def handle_rotate_now(
-    ack: Ack, body: dict, client: WebClient, respond: Respond, services: Services
+    ack: Ack,
+    body: dict,
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
 ) -> None:
     ack()
-    open_rotation(services, client, body, key_id=body["actions"][0]["value"])
+    open_rotation(services, client, body, requester, key_id=body["actions"][0]["value"])
 
 
-def open_rotation(services: Services, client: WebClient, body: dict, *, key_id: str) -> None:
+def open_rotation(
+    services: Services, client: WebClient, body: dict, requester: Requester, *, key_id: str
+) -> None:
     """The rotate form for the key a button or a key's menu names, if the clicker may rotate
     it (its owner or an admin; anyone else is refused, audited)."""
-    key = key_to_manage(services.engine, actor_from(services, body), action="rotate", key_id=key_id)
+    actor = actor_from(services, requester)
+    key = key_to_manage(services.engine, actor, action="rotate", key_id=key_id)
     channel = (body.get("channel") or {}).get("id")
     open_rotate_modal(client, key, trigger_id=body["trigger_id"], channel=channel)
 
 
-def handle_snooze(ack: Ack, body: dict, respond: Respond, services: Services) -> None:
+def handle_snooze(
+    ack: Ack, body: dict, respond: Respond, services: Services, requester: Requester
+) -> None:
     ack()
     row = snooze(
         engine=services.engine,
-        actor=actor_from(services, body),
+        actor=actor_from(services, requester),
         key_id=body["actions"][0]["value"],
         now=services.clock(),
     )

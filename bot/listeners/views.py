@@ -29,16 +29,17 @@ from bot.services.keys import (
     register_key,
     validate_registration,
 )
+from bot.slack.access import Requester
 from bot.slack.delivery import send_private
 from storage.models import KeyPurpose, KeyType
 
 log = logging.getLogger(__name__)
 
 
-def form_from_view(view: dict, body: dict) -> RegistrationForm:
-    user_id = body["user"]["id"]
+def form_from_view(view: dict, requester: Requester) -> RegistrationForm:
+    user_id = requester.user_id
     return RegistrationForm(
-        team_id=_team_id(body),
+        team_id=requester.team_id,
         actor=user_id,
         label=modal.text(view, Block.LABEL, Action.LABEL),
         account_alias=modal.text(view, Block.ACCOUNT, Action.ACCOUNT),
@@ -55,10 +56,6 @@ def form_from_view(view: dict, body: dict) -> RegistrationForm:
     )
 
 
-def _team_id(body: dict) -> str:
-    return (body.get("team") or {}).get("id") or body["user"].get("team_id")
-
-
 def chosen_key_type(view: dict) -> str:
     """The register or rotate form's key type: a KeyAlgorithm (the bot generates the pair) or
     a KeyType to paste (HMAC when the menu was left out)."""
@@ -66,13 +63,13 @@ def chosen_key_type(view: dict) -> str:
 
 
 def handle_register_submission(
-    ack: Ack, body: dict, view: dict, client: WebClient, services: Services
+    ack: Ack, view: dict, client: WebClient, services: Services, requester: Requester
 ) -> None:
     if chosen_key_type(view) in set(KeyAlgorithm):
-        start_generated_pair(ack, body, view, client, services)
+        start_generated_pair(ack, view, client, services, requester)
         return
     try:
-        form = normalise_form(form_from_view(view, body))
+        form = normalise_form(form_from_view(view, requester))
         form = replace(form, actor_is_admin=services.access.is_admin(form.actor))
         check_owner_choice(services.engine, form)
     except DomainError as exc:

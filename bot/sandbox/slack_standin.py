@@ -12,6 +12,12 @@ token, more than 50 blocks in a message (100 in a view), a modal title over 24 c
 unknown user in ``users.info``. Faults (429 with ``Retry-After``, 5xx, ``ok: false``) can be
 injected per method, and ``latency`` slows every answer down.
 
+It also plays Slack's side of the Events API: ``deliver_event`` signs a message event (shaped by
+``bot.sandbox.slack_events``: thread broadcasts, edits, file shares, other apps' messages) in
+the envelope Slack sends this workspace's app and posts it to the bot's Request URL;
+``posted_message_event`` is the event Slack sends the app for a message the bot itself posted.
+A workspace of an Enterprise Grid is made with ``enterprise_id`` (``auth.test`` then names it).
+
 Used by the end-to-end tests, the benchmarks and the offline sandbox::
 
     with SlackStandIn(users={"U0ALICE": {"name": "alice"}}) as slack:
@@ -40,7 +46,11 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import requests
+
+from bot.sandbox import slack_events
 from bot.sandbox.local_server import LocalServer, LocalService, TrackedHandler
+from bot.sandbox.requests import sign
 
 RESPONSE_URL = "response_url"  # the method name under which response_url posts are recorded
 API_PREFIX = "/api/"
@@ -194,11 +204,14 @@ class SlackStandIn(LocalService):
         bot_user_id: str = "U0BOT",
         users: Mapping[str, Mapping[str, Any]] | None = None,
         record_auth_test: bool = False,
+        enterprise_id: str | None = None,
     ) -> None:
         super().__init__(host, port)
         self.bot_token = bot_token
         self.app_token = app_token
         self.team_id = team_id
+        # The Enterprise Grid organisation of the workspace, if it belongs to one.
+        self.enterprise_id = enterprise_id
         self.bot_user_id = bot_user_id
         self.bot_id = "B" + bot_user_id[1:]
         self.team_domain = team_id.lower().removeprefix("t0") or "test"
@@ -493,7 +506,7 @@ class SlackStandIn(LocalService):
 
     # auth / users -----------------------------------------------------------------------
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "ok": True,
             "url": f"https://{self.team_domain}.slack.com/",
             "team": f"{self.team_domain.title()} Workspace",
@@ -503,6 +516,11 @@ class SlackStandIn(LocalService):
             "bot_id": self.bot_id,
             "is_enterprise_install": False,
         }
+        if self.enterprise_id:
+            # api.slack.com/methods/auth.test: "When working against a team within an
+            # Enterprise Grid, you'll also find their enterprise_id here."
+            answer["enterprise_id"] = self.enterprise_id
+        return answer
 
     def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -665,6 +683,46 @@ class SlackStandIn(LocalService):
         """The channel's top-level messages, oldest first (a copy)."""
         with self._lock:
             return [dict(m) for m in self._history.get(channel, [])]
+
+    # ------------------------------------------------------------------ Events API
+    # Slack posts events to the app's Request URL, signed like every request it sends
+    # (docs.slack.dev/apis/events-api); the shapes are bot.sandbox.slack_events'.
+    def event_body(self, event: dict[str, Any], *, shared_from: str | None = None) -> str:
+        """The ``event_callback`` body Slack sends this workspace's app for ``event``
+        (``shared_from``: the channel is externally shared and belongs to that workspace)."""
+        return json.dumps(
+            slack_events.envelope(
+                event,
+                team_id=self.team_id,
+                api_app_id=APP_ID,
+                bot_user_id=self.bot_user_id,
+                enterprise_id=self.enterprise_id,
+                shared_from=shared_from,
+            )
+        )
+
+    def deliver_event(
+        self,
+        event: dict[str, Any],
+        *,
+        to: str,
+        signing_secret: str,
+        shared_from: str | None = None,
+    ) -> requests.Response:
+        """Post ``event`` to the app at ``to`` (its base URL), as Slack's Events API does."""
+        body = self.event_body(event, shared_from=shared_from)
+        headers = sign(body, secret=signing_secret, content_type="application/json")
+        url = to.rstrip("/") + "/slack/events"
+        return requests.post(url, data=body.encode(), headers=headers, timeout=10)
+
+    def posted_message_event(self, channel: str, ts: str) -> dict[str, Any]:
+        """The ``message`` event Slack sends for a message the bot posted in ``channel`` (the
+        app receives its own messages too, with its ``bot_id`` and bot user)."""
+        with self._lock:
+            stored = [m for m in self._history.get(channel, []) if m["ts"] == ts]
+        if not stored:
+            raise KeyError(f"no message {ts} in {channel}")
+        return {**stored[0], "channel": channel, "channel_type": "channel", "event_ts": ts}
 
     # conversations.history, as https://docs.slack.dev/reference/methods/conversations.history
     # (formerly api.slack.com/methods/conversations.history) documents it: messages newest first; `limit` (default 100, at most 999) per page; cursor

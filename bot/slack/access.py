@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from slack_bolt import BoltResponse
 from slack_sdk import WebClient
@@ -15,6 +16,7 @@ from bot.blocks.notices import refused_view
 from bot.config import Settings
 from bot.observability.metrics import DENIED, OUTCOME_KEY
 from bot.services.access import Actor, deny
+from bot.slack.workspace import Installation, Refusal, WorkspaceCheck, check_workspace
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,34 @@ class AccessDirectory:
 
 
 OTHER_WORKSPACE = "This bot is installed in another Slack workspace and only answers there."
+REFUSALS = {
+    Refusal.ANOTHER_WORKSPACE: OTHER_WORKSPACE,
+    Refusal.DISAGREEING: (
+        "This request names more than one Slack workspace, so the bot did nothing. It only "
+        "answers requests from the workspace where it is installed."
+    ),
+    Refusal.NO_WORKSPACE: (
+        "This request does not say which Slack workspace it comes from, so the bot did nothing."
+    ),
+}
+REQUESTER = "requester"  # the context key (and listener argument) of the checked Requester
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who sent a request, from which channel, and the workspace it acts in: the one the
+    guard checked (bot.slack.workspace). Bolt hands it to every listener that names a
+    ``requester`` argument; listeners never read the workspace from the body again."""
+
+    user_id: str
+    team_id: str
+    channel: str | None
 
 
 def make_guard(services):
-    """Global middleware: refuse another workspace's requests, and commands outside the
-    allowed channels, before any listener runs (audited, nothing else happens)."""
+    """Global middleware: refuse a request whose workspace fields disagree or name another
+    workspace, and commands outside the allowed channels, before any listener runs (audited,
+    nothing else happens); hand the listeners the checked ``Requester``."""
 
     def refuse(body: dict, text: str) -> BoltResponse:
         if body.get("type") == "view_submission":  # the modal says why instead of closing
@@ -79,26 +104,25 @@ def make_guard(services):
         )
 
     def guard(body: dict, context, next):
-        installed = services.settings.slack_team_id or getattr(
-            context.authorize_result, "team_id", None
-        )
-        team = context.team_id
-        user = context.user_id or "unknown"
-        if installed and team and team != installed:
+        check = check_workspace(body, _installation(services, context))
+        user = _user_in(body) or context.user_id or "unknown"
+        channel = _channel_in(body) or context.channel_id
+        if check.refusal is not None:
             # Audited in the installed workspace (the one whose keys were aimed at), so that
-            # its admins see the attempt; the foreign workspace is named in the event.
-            actor = Actor(user_id=user, team_id=installed, channel=context.channel_id)
+            # its admins see the attempt; the fields that made it refused are named.
+            actor = Actor(user_id=user, team_id=check.team_id or "unknown", channel=channel)
             deny(
                 services.engine,
                 actor,
-                action=f"use the bot from another workspace ({_short(team)})",
+                action=_attempt(check),
                 message="",
                 target_key_id=_key_id_in(body),
             )
             context[OUTCOME_KEY] = DENIED
-            return refuse(body, OTHER_WORKSPACE)
-        if body.get("command") and not services.access.channel_allowed(context.channel_id):
-            actor = Actor(user_id=user, team_id=team or "?", channel=context.channel_id)
+            return refuse(body, REFUSALS[check.refusal])
+        requester = Requester(user_id=user, team_id=str(check.team_id), channel=channel)
+        if body.get("command") and not services.access.channel_allowed(channel):
+            actor = Actor(user_id=user, team_id=requester.team_id, channel=channel)
             deny(services.engine, actor, action=f"use {body.get('command')} here", message="")
             context[OUTCOME_KEY] = DENIED
             allowed = ", ".join(f"<#{c}>" for c in services.settings.allowed_channel_ids)
@@ -106,10 +130,39 @@ def make_guard(services):
                 body,
                 f"`{body.get('command')}` can only be used in {allowed} or in a direct message.",
             )
+        context[REQUESTER] = requester
         next()
         return None
 
     return guard
+
+
+def _installation(services, context) -> Installation:
+    authorized = context.authorize_result
+    return Installation(
+        team_id=services.settings.slack_team_id or getattr(authorized, "team_id", None),
+        enterprise_id=getattr(authorized, "enterprise_id", None),
+    )
+
+
+def _attempt(check: WorkspaceCheck) -> str:
+    """The audit's words for a refused workspace (ids only, each cut to an id's length)."""
+    named = ", ".join(f"{c.field}={_short(c.value)}" for c in check.evidence)
+    if check.refusal is Refusal.ANOTHER_WORKSPACE:
+        return f"use the bot from another workspace ({named})"
+    if check.refusal is Refusal.DISAGREEING:
+        return f"use the bot with workspace fields that disagree ({named})"
+    return "use the bot without naming a workspace"
+
+
+def _user_in(body: dict) -> str | None:
+    user = body.get("user")
+    return body.get("user_id") or (user.get("id") if isinstance(user, dict) else None)
+
+
+def _channel_in(body: dict) -> str | None:
+    channel = body.get("channel")
+    return body.get("channel_id") or (channel.get("id") if isinstance(channel, dict) else None)
 
 
 def _short(value: object) -> str:
@@ -133,13 +186,8 @@ def _key_id_in(body: dict) -> str | None:
     return None
 
 
-def actor_from(services, body: dict) -> Actor:
-    """The person behind a command, a button or a modal submission."""
-    user = body.get("user_id") or (body.get("user") or {}).get("id")
-    team = (
-        body.get("team_id")
-        or (body.get("team") or {}).get("id")
-        or (body.get("user") or {}).get("team_id")
+def actor_from(services, requester: Requester) -> Actor:
+    """The person behind a command, a button or a modal submission, in the checked workspace."""
+    return services.access.actor(
+        user_id=requester.user_id, team_id=requester.team_id, channel=requester.channel
     )
-    channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
-    return services.access.actor(user_id=user, team_id=team, channel=channel)
