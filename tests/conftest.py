@@ -145,3 +145,34 @@ def make_stack(tmp_path) -> Iterator[Callable[..., LocalStack]]:
 def stack(make_stack) -> LocalStack:
     """A stack with the default settings; a test file needing others overrides this fixture."""
     return make_stack()
+
+
+# --- the fast set --------------------------------------------------------------------------------
+
+# Tests that start a whole local stack (bot, Binance simulator, Slack stand-in), a subprocess of
+# the bot or a local AWS server are marked `slow` here (others by hand); `pytest -m "not slow"`
+# runs the rest (rules, rendering, parsing, storage) in well under a minute.
+FULL_STACK_FIXTURES = {"make_stack", "stack"}
+FULL_STACK_MODULES = {
+    "test_audit",  # the audit CLI in a subprocess, checkpoints in the Slack stand-in
+    "test_binance_simulator",
+    "test_credential_delivery",  # moto's server for the AWS sink
+    "test_entrypoint",  # the bot's entry point in a subprocess
+    "test_kms",  # moto's server for KMS
+    "test_model_sequences",
+    "test_replicas",
+    "test_sandbox",
+    "test_sandbox_drill",
+    "test_scale_out",
+    "test_slack_standin",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
+        if FULL_STACK_FIXTURES & set(getattr(item, "fixturenames", ())) or name in (
+            FULL_STACK_MODULES
+        ):
+            item.add_marker(pytest.mark.slow)

@@ -305,6 +305,7 @@ def _peak_rss_of_export(path: Path, out: Path) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_a_million_events_export_in_bounded_memory(tmp_path):
     small, big = tmp_path / "small.db", tmp_path / "big.db"
     seed_bulk(small, 1_000)

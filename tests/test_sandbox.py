@@ -208,6 +208,9 @@ def _env() -> dict[str, str]:
     env.pop("BINANCE_API_URL", None)
     env["PYTHONUNBUFFERED"] = "1"
     env["NO_COLOR"] = "1"
+    # The console wraps at the terminal's width (at most 100): the same width wherever the tests
+    # run, with a terminal or without one (pytest-xdist's workers have none: 80 columns).
+    env["COLUMNS"] = "100"
     return env
 
 
