@@ -13,63 +13,12 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from bot.secret_shapes import SecretKind, find_secret_shape
+
 MAX_LABEL_LENGTH = 80
 
-# Binance API keys and HMAC secrets are 64 alphanumeric characters.
-_KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{64}(?![A-Za-z0-9])")
-# A near miss: a key pasted with a character or a few missing or added (60 to 70 characters).
-# It must also look random (upper case, lower case and digits, as every Binance key does), so a
-# long plain word or a hex digest that is not 64 characters long is not taken for a key.
-_NEAR_KEY = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{60,70}(?![A-Za-z0-9])")
-# PEM armour, whole or in fragments: "-----BEGIN", "-----END …", "PRIVATE KEY" in capitals.
-_PEM = re.compile(r"-{3,}\s*(?:BEGIN|END)\b|\b(?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY\b")
-# Long unbroken base64 runs (a private key pasted without its PEM armour).
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{100,}={0,2}")
-# A single line of a PEM body is 64 base64 characters: a run of 60 or more that looks random.
-_BASE64_LINE = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{60,}={0,2}")
-# Links: a long path or id in a URL (a shared spreadsheet, say) is not a near miss of a key.
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
 _USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 _RESERVED_LABELS = {"all", "mine", "help"}
-
-
-class SecretKind(StrEnum):
-    KEY_OR_SECRET = "an API key or secret"  # noqa: S105 - a description
-    PRIVATE_KEY = "a private key"
-
-
-def _looks_random(token: str) -> bool:
-    return (
-        any(ch.isupper() for ch in token)
-        and any(ch.islower() for ch in token)
-        and any(ch.isdigit() for ch in token)
-    )
-
-
-def find_secret_shape(text: str) -> SecretKind | None:
-    """What kind of secret ``text`` seems to contain, if any (near misses included)."""
-    if _PEM.search(text) or _BASE64_RUN.search(text):
-        return SecretKind.PRIVATE_KEY
-    if _KEY_SHAPED.search(text):
-        return SecretKind.KEY_OR_SECRET
-    unlinked = _URL.sub(" ", text)
-    if any("+" in t or "/" in t for t in _BASE64_LINE.findall(unlinked) if _looks_random(t)):
-        return SecretKind.PRIVATE_KEY
-    if any(_looks_random(t) for t in _NEAR_KEY.findall(unlinked)):
-        return SecretKind.KEY_OR_SECRET
-    return None
-
-
-def secret_shaped_tokens(text: str) -> list[str]:
-    """The key-shaped tokens in ``text`` (to fingerprint a leak; never to store or log).
-
-    A near miss of 65 to 70 characters may be a key with something stuck to it: each of its
-    64-character windows is offered too, so the leak can still be traced to its key."""
-    tokens = _KEY_SHAPED.findall(text)
-    for near in _NEAR_KEY.findall(text):
-        if len(near) > 64 and _looks_random(near):
-            tokens.extend(near[i : i + 64] for i in range(len(near) - 63))
-    return tokens
 
 
 def label_problem(label: str) -> str | None:

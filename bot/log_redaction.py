@@ -16,13 +16,20 @@ from __future__ import annotations
 import logging
 import re
 
+from bot.secret_shapes import (
+    KEY_IN_TEXT,
+    LONG_BASE64_RUN,
+    LONG_URL_ENCODED_BASE64_RUN,
+    PEM_IN_TEXT,
+)
+
 REDACTED = "[redacted]"
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # What Bolt appends to "Invalid request signature detected (…, body: …)".
     (re.compile(r"\bbody:\s.*", re.DOTALL), "body: " + REDACTED),
     # PEM blocks, also cut short or URL-encoded (BEGIN%20PRIVATE%20KEY, BEGIN+PRIVATE+KEY).
-    (re.compile(r"-----BEGIN.*?(?:-----END[^-\n]*-----|\Z)", re.DOTALL), REDACTED + " PEM"),
+    (PEM_IN_TEXT, REDACTED + " PEM"),
     (re.compile(r"\bpayload=\S*"), "payload=" + REDACTED),
     # A form body: three or more key=value fields joined by '&'.
     (re.compile(r"(?:[\w.%\[\]-]+=[^&\s]*&){2,}[\w.%\[\]-]+=[^&\s]*"), REDACTED + " form"),
@@ -37,10 +44,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"https://hooks\.slack\.com/\S*"), "https://hooks.slack.com/" + REDACTED),
     # Binance API keys and HMAC secrets: 64 letters and digits.
-    (re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{64}(?![A-Za-z0-9])"), REDACTED + " key"),
+    (KEY_IN_TEXT, REDACTED + " key"),
     # Long base64 or base64url runs (a private key's DER, a secret in another encoding).
-    (re.compile(r"[A-Za-z0-9+/_-]{80,}={0,2}"), REDACTED + " base64"),
-    (re.compile(r"(?:[A-Za-z0-9]|%2[BbFf]){80,}(?:%3[Dd]){0,2}"), REDACTED + " base64"),
+    (LONG_BASE64_RUN, REDACTED + " base64"),
+    (LONG_URL_ENCODED_BASE64_RUN, REDACTED + " base64"),
 )
 
 

@@ -44,7 +44,7 @@ from bot.blocks.text import (
     tier_name,
     truncate,
 )
-from bot.commands import EditField, SecretKind, find_secret_shape
+from bot.commands import EditField
 from bot.ids import Action, Block, Callback
 from bot.listeners.views import form_from_view
 from bot.model.audit import ChainReport, Checkpoint, Witness, WitnessState
@@ -55,6 +55,7 @@ from bot.model.key_edit import KeyEdited
 from bot.model.keys import KeySummary, RegisteredKey
 from bot.model.rotation import RotationRow, RotationState
 from bot.model.status import KeyReport, StatusReport
+from bot.secret_shapes import SecretKind, find_secret_shape
 from bot.services.findings import assess
 from bot.services.status import redact
 from bot.slack.access import Requester

@@ -21,7 +21,6 @@ from bot.commands import (
     Rotate,
     RotationOverview,
     SecretInText,
-    SecretKind,
     SetRotationPolicy,
     Status,
     StatusTarget,
@@ -29,6 +28,7 @@ from bot.commands import (
     label_problem,
     parse_command,
 )
+from bot.secret_shapes import SecretKind
 
 API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
 PEM = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFIs\n-----END PRIVATE KEY-----"

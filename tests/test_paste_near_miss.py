@@ -9,7 +9,8 @@ import logging
 import pytest
 from sqlmodel import Session, select
 
-from bot.commands import SecretInText, SecretKind, find_secret_shape, label_problem, parse_command
+from bot.commands import SecretInText, label_problem, parse_command
+from bot.secret_shapes import SecretKind, find_secret_shape
 from storage.models import AuditEvent
 from tests.e2e import SIGNING_SECRET, all_text, register_sim_key
 from tests.slack_requests import BotClient

@@ -38,6 +38,7 @@ from bot.binance.errors import (
     IpBanned,
     RateLimited,
 )
+from bot.secret_shapes import PEM_BLOCK
 
 DEFAULT_BASE_URL = "https://api.binance.com"
 
@@ -90,7 +91,6 @@ DEFAULT_418_BAN = 120.0  # seconds, when a 418 comes without Retry-After
 # such blocks usually lift after about five minutes.
 DEFAULT_403_PAUSE = 300.0
 API_KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII: anything else cannot be a header
-_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
 
 # Told of every request's outcome, (endpoint path, outcome): ok, http_403, http_418, http_429,
 # http_4xx, http_5xx, timeout, connection, bad_response, or refused (the budget did not let
@@ -116,7 +116,7 @@ def normalise_pem(text: str) -> tuple[str, str]:
     CRLF, spaces instead of newlines, indentation, a missing header (bare base64) are all fine.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
-    match = _PEM.search(text)
+    match = PEM_BLOCK.search(text)
     label, body = (match.group(1), match.group(2)) if match else ("PRIVATE KEY", text)
     body = "".join(body.split())
     if not body or not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", body):

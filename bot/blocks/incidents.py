@@ -22,7 +22,6 @@ from slack_sdk.models.views import View
 
 from bot.blocks.message import Message, context, section, shown_view
 from bot.blocks.text import escape, mention, minute, plural, truncate
-from bot.commands import SecretKind
 from bot.ids import Action, Block, Callback
 from bot.model.incidents import (
     BINANCE_API_MANAGEMENT,
@@ -32,6 +31,7 @@ from bot.model.incidents import (
     IncidentState,
     IncidentView,
 )
+from bot.secret_shapes import SecretKind
 
 MAX_ACTIVITY_ROWS = 40
 

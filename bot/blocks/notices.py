@@ -6,8 +6,8 @@ from slack_sdk.models.views import View
 
 from bot.blocks.message import Message, section, shown_view
 from bot.blocks.text import name, safe_mrkdwn
-from bot.commands import SecretKind
 from bot.ids import COMMAND
+from bot.secret_shapes import SecretKind
 
 COMPROMISED_COMMAND = f"{COMMAND} compromised"
 

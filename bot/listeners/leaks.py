@@ -11,7 +11,7 @@ from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
 from bot.blocks.incidents import leak_warning
-from bot.commands import find_secret_shape
+from bot.secret_shapes import find_secret_shape
 from bot.services.context import Services
 from bot.services.leaks import record_leak_in_channel
 from bot.slack.access import Requester

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -15,13 +14,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from bot import binance
-from bot.commands import find_secret_shape, label_problem
+from bot.commands import label_problem
 from bot.config import Settings
 from bot.ids import Block
 from bot.jobs.kinds import KEY_LIFECYCLE_KINDS, key_announce
 from bot.jobs.queue import cancel_jobs, schedule_jobs
 from bot.model.findings import PURPOSE_NAMES, permission_name
 from bot.model.keys import MAX_ALIAS_LENGTH, KeySummary, RegisteredKey
+from bot.secret_shapes import API_KEY, PEM_PRIVATE_KEY, find_secret_shape
 from bot.services.access import Actor, deny, require_manage, require_manage_key
 from bot.services.activity_plan import plan_team_review
 from bot.services.delivery_plan import plan_delivery
@@ -52,11 +52,6 @@ from storage.models import (
     utcnow,
 )
 from storage.vault import seal_api_key_row, shred_api_key_row
-
-_API_KEY_SHAPE = re.compile(r"^[A-Za-z0-9]{64}$")
-_PEM_PRIVATE = re.compile(
-    r"^-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\sA-Za-z0-9+/=]+-----END (?:[A-Z]+ )?PRIVATE KEY-----$"
-)
 
 
 @dataclass(frozen=True)
@@ -124,12 +119,12 @@ def label_and_account_problems(form: RegistrationForm) -> dict[str, str]:
 def credential_problems(api_key: str, secret: str, key_type: KeyType) -> dict[str, str]:
     """Shape problems of an API key and its secret / private key, by modal block id."""
     problems: dict[str, str] = {}
-    if not _API_KEY_SHAPE.match(api_key):
+    if not API_KEY.match(api_key):
         problems[Block.API_KEY] = "A Binance API key is 64 letters and digits."
     if key_type == KeyType.HMAC:
-        if not _API_KEY_SHAPE.match(secret):
+        if not API_KEY.match(secret):
             problems[Block.SECRET] = "An HMAC secret key is 64 letters and digits."
-    elif not _PEM_PRIVATE.match(secret.replace("\r", "")):
+    elif not PEM_PRIVATE_KEY.match(secret.replace("\r", "")):
         problems[Block.SECRET] = (
             f"For an {key_type.value} key, paste your PEM private key "
             "(-----BEGIN PRIVATE KEY----- …), not the public key."

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, or_, select
 
-from bot.commands import secret_shaped_tokens
+from bot.secret_shapes import secret_shaped_tokens
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
