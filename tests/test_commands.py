@@ -161,3 +161,14 @@ def test_deliver_without_a_place_asks_where():
     assert isinstance(parse_command("deliver bot to"), Help)
     assert parse_command("deliver bot to aws") == Deliver("bot", "aws")
     assert parse_command("deliver bot") == Deliver("bot")
+
+
+def test_every_subcommand_the_parser_returns_has_a_handler():
+    """Slash-command dispatch is a table: a new subcommand without a handler fails here, not
+    with a KeyError in front of a user."""
+    import typing
+
+    from bot.commands import Command
+    from bot.listeners.commands import SUBCOMMANDS
+
+    assert set(typing.get_args(Command)) == set(SUBCOMMANDS)

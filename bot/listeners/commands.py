@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from types import MappingProxyType
+from typing import Any
 
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
@@ -41,6 +45,7 @@ from bot.listeners.background import in_background
 from bot.listeners.incidents import incidents_overview, raise_and_announce
 from bot.listeners.key_edit import handle_edit
 from bot.model.keys import KeySummary
+from bot.services.access import Actor
 from bot.services.audit_trail import (
     check_may_checkpoint,
     check_may_verify,
@@ -62,6 +67,40 @@ from bot.slack.delivery import respond_reliably
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class CommandRequest:
+    """One `/apikey …` as Slack sent it, with what answering it needs."""
+
+    command: dict
+    ack: Ack
+    respond: Respond
+    client: WebClient
+    services: Services
+    requester: Requester
+
+    @property
+    def team_id(self) -> str:
+        return self.requester.team_id
+
+    @property
+    def user_id(self) -> str:
+        return self.requester.user_id
+
+    @property
+    def channel(self) -> str | None:
+        return self.command.get("channel_id")
+
+    @property
+    def source(self) -> str:
+        return f"slack:{self.command.get('channel_id', '?')}"
+
+    def actor(self) -> Actor:
+        return actor_from(self.services, self.requester)
+
+    def ack_error(self, exc: DomainError) -> None:
+        self.ack(**error_message(exc.user_message).as_kwargs())
+
+
 def handle_apikey(
     ack: Ack,
     command: dict,
@@ -70,180 +109,223 @@ def handle_apikey(
     services: Services,
     requester: Requester,
 ) -> None:
+    """Parse the text, then answer with the subcommand's handler (``SUBCOMMANDS``)."""
     parsed = parse_command(command.get("text", ""))
-    team_id, user_id = requester.team_id, requester.user_id
-    source = f"slack:{command.get('channel_id', '?')}"
-    match parsed:
-        case SecretInText(kind=kind):
-            matched = record_secret_in_command(
+    request = CommandRequest(command, ack, respond, client, services, requester)
+    SUBCOMMANDS[type(parsed)](parsed, request)
+
+
+def _secret_in_text(parsed: SecretInText, r: CommandRequest) -> None:
+    matched = record_secret_in_command(
+        engine=r.services.engine,
+        ring=r.services.ring,
+        team_id=r.team_id,
+        actor=r.user_id,
+        text=r.command.get("text", ""),
+        source=r.source,
+    )
+    r.ack(**secret_in_text_warning(parsed.kind, matched).as_kwargs())
+
+
+def _help(parsed: Help, r: CommandRequest) -> None:
+    r.ack(**help_message(parsed.reason, show_all=parsed.show_all).as_kwargs())
+
+
+def _register(_parsed: Register, r: CommandRequest) -> None:
+    r.ack()
+    sinks, default_sink = offered_sinks(r.services.settings)
+    view = register_modal(
+        owner_user_id=r.user_id,
+        known_accounts=known_accounts(r.services.engine, r.team_id),
+        private_metadata=json.dumps({"channel": r.channel}),
+        sinks=sinks,
+        default_sink=default_sink,
+    )
+    r.client.views_open(trigger_id=r.command["trigger_id"], view=view)
+
+
+def _list_keys(_parsed: ListKeys, r: CommandRequest) -> None:
+    keys = registered_keys(r.services.engine, r.team_id)
+    r.ack(**key_list(keys, r.services.clock()).as_kwargs())
+
+
+def _remove(parsed: Remove, r: CommandRequest) -> None:
+    try:
+        question = removal_confirmation(r.services, r.actor(), label=parsed.label)
+    except DomainError as exc:
+        r.ack_error(exc)
+        return
+    r.ack(**question.as_kwargs())
+
+
+def _compromised(parsed: Compromised, r: CommandRequest) -> None:
+    r.ack()
+    activity_since = None
+    if parsed.since is not None:
+        activity_since = datetime.combine(parsed.since, time.min, tzinfo=UTC)
+    elif parsed.since_days is not None:
+        activity_since = r.services.clock() - timedelta(days=parsed.since_days)
+    try:
+        raise_and_announce(
+            r.services,
+            r.client,
+            r.respond,
+            team_id=r.team_id,
+            actor=r.user_id,
+            channel=r.channel,
+            label=parsed.label,
+            activity_since=activity_since,
+        )
+    except DomainError as exc:
+        r.respond(**error_message(exc.user_message).as_kwargs())
+
+
+def _audit_trail(parsed: AuditTrail, r: CommandRequest) -> None:
+    if parsed.verify:
+        verify_trail(r.services, r.requester, r.command, r.ack, r.respond, r.client)
+        return
+    try:
+        events = read_trail(
+            engine=r.services.engine,
+            actor=r.actor(),
+            label=parsed.label,
+            days=parsed.days,
+            now=r.services.clock(),
+        )
+        message = audit_trail(events, label=parsed.label, days=parsed.days)
+    except DomainError as exc:
+        message = error_message(exc.user_message)
+    r.ack(**message.as_kwargs())
+
+
+def _audit_checkpoint(_parsed: AuditCheckpoint, r: CommandRequest) -> None:
+    post_checkpoint_now(
+        r.services, r.requester, r.command, r.ack, r.respond, r.client, source=r.source
+    )
+
+
+def _deliver(parsed: Deliver, r: CommandRequest) -> None:
+    services, actor = r.services, r.actor()
+    try:
+        if parsed.sink is None:
+            found = describe_delivery(
+                engine=services.engine, settings=services.settings, actor=actor, label=parsed.label
+            )
+            message = delivery_message(
+                found.label, found.view, tuple(k.value for k in found.configured)
+            )
+        else:
+            choice = choose_sink(
                 engine=services.engine,
-                ring=services.ring,
-                team_id=team_id,
-                actor=user_id,
-                text=command.get("text", ""),
-                source=source,
+                settings=services.settings,
+                actor=actor,
+                label=parsed.label,
+                sink_word=parsed.sink,
+                now=services.clock(),
+                source=r.source,
             )
-            ack(**secret_in_text_warning(kind, matched).as_kwargs())
-        case Help(reason=reason, show_all=show_all):
-            ack(**help_message(reason, show_all=show_all).as_kwargs())
-        case Register():
-            ack()
-            accounts = known_accounts(services.engine, team_id)
-            metadata = json.dumps({"channel": command.get("channel_id")})
-            sinks, default_sink = offered_sinks(services.settings)
-            view = register_modal(
-                owner_user_id=user_id,
-                known_accounts=accounts,
-                private_metadata=metadata,
-                sinks=sinks,
-                default_sink=default_sink,
+            message = sink_chosen_message(
+                choice.label,
+                choice.sink.value if choice.sink else None,
+                choice.destination,
+                changed=choice.changed,
             )
-            client.views_open(trigger_id=command["trigger_id"], view=view)
-        case ListKeys():
-            keys = registered_keys(services.engine, team_id)
-            ack(**key_list(keys, services.clock()).as_kwargs())
-        case Remove(label=label):
-            try:
-                question = removal_confirmation(
-                    services, actor_from(services, requester), label=label
-                )
-            except DomainError as exc:
-                ack(**error_message(exc.user_message).as_kwargs())
-                return
-            ack(**question.as_kwargs())
-        case Compromised(label=label, since=since, since_days=since_days):
-            ack()
-            now = services.clock()
-            activity_since = None
-            if since is not None:
-                activity_since = datetime.combine(since, time.min, tzinfo=UTC)
-            elif since_days is not None:
-                activity_since = now - timedelta(days=since_days)
-            try:
-                raise_and_announce(
-                    services,
-                    client,
-                    respond,
-                    team_id=team_id,
-                    actor=user_id,
-                    channel=command.get("channel_id"),
-                    label=label,
-                    activity_since=activity_since,
-                )
-            except DomainError as exc:
-                respond(**error_message(exc.user_message).as_kwargs())
-        case AuditTrail(verify=True):
-            verify_trail(services, requester, command, ack, respond, client)
-        case AuditCheckpoint():
-            post_checkpoint_now(services, requester, command, ack, respond, client, source=source)
-        case AuditTrail(label=label, days=days):
-            try:
-                events = read_trail(
-                    engine=services.engine,
-                    actor=actor_from(services, requester),
-                    label=label,
-                    days=days,
-                    now=services.clock(),
-                )
-                message = audit_trail(events, label=label, days=days)
-            except DomainError as exc:
-                message = error_message(exc.user_message)
-            ack(**message.as_kwargs())
-        case Deliver(label=label, sink=sink):
-            actor = actor_from(services, requester)
-            try:
-                if sink is None:
-                    found = describe_delivery(
-                        engine=services.engine,
-                        settings=services.settings,
-                        actor=actor,
-                        label=label,
-                    )
-                    message = delivery_message(
-                        found.label, found.view, tuple(k.value for k in found.configured)
-                    )
-                else:
-                    choice = choose_sink(
-                        engine=services.engine,
-                        settings=services.settings,
-                        actor=actor,
-                        label=label,
-                        sink_word=sink,
-                        now=services.clock(),
-                        source=source,
-                    )
-                    message = sink_chosen_message(
-                        choice.label,
-                        choice.sink.value if choice.sink else None,
-                        choice.destination,
-                        changed=choice.changed,
-                    )
-            except DomainError as exc:
-                message = error_message(exc.user_message)
-            ack(**message.as_kwargs())
-        case EditKey():
-            handle_edit(parsed, requester, ack, respond, client, services, source=source)
-        case ListIncidents():
-            ack(**incidents_overview(services, team_id, client).as_kwargs())
-        case RotationOverview():
-            rows = rotation_rows(services.engine, team_id, services.clock())
-            ack(**rotation_overview(rows, services.clock()).as_kwargs())
-        case SetRotationPolicy(label=label, period_days=days):
-            try:
-                row = set_policy(
-                    engine=services.engine,
-                    settings=services.settings,
-                    actor=actor_from(services, requester),
-                    label=label,
-                    period_days=days,
-                    now=services.clock(),
-                    source=source,
-                )
-            except DomainError as exc:
-                ack(**error_message(exc.user_message).as_kwargs())
-                return
-            ack(**policy_set_message(row, services.clock()).as_kwargs())
-        case Rotate(label=label):
-            try:
-                key = key_to_manage(
-                    services.engine, actor_from(services, requester), action="rotate", label=label
-                )
-            except DomainError as exc:
-                ack(**error_message(exc.user_message).as_kwargs())
-                return
-            ack()
-            open_rotate_modal(
-                client, key, trigger_id=command["trigger_id"], channel=command.get("channel_id")
-            )
-        case Status(target=target):
-            # An empty ack: Slack lets nothing replace a slash command's ack message, nor a
-            # message posted through the command's response_url (bolt-python#1268,
-            # bolt-js#2287), so a "working…" note would stay above the report for good. The
-            # report comes as the one message, as soon as Binance has answered.
-            ack()
-            viewer = actor_from(services, requester)
+    except DomainError as exc:
+        message = error_message(exc.user_message)
+    r.ack(**message.as_kwargs())
 
-            def work() -> None:
-                report = run_status(
-                    engine=services.engine,
-                    ring=services.ring,
-                    gateway=services.gateway,
-                    target=target,
-                    viewer=viewer,
-                    source=source,
-                    now=services.clock(),
-                )
-                page = status_page(report, 0, now=services.clock())
-                respond_reliably(
-                    respond,
-                    client,
-                    channel=command.get("channel_id"),
-                    user_id=user_id,
-                    message=page,
-                    replace_original=False,
-                )
 
-            in_background(services, respond, work)
+def _edit(parsed: EditKey, r: CommandRequest) -> None:
+    handle_edit(parsed, r.requester, r.ack, r.respond, r.client, r.services, source=r.source)
+
+
+def _list_incidents(_parsed: ListIncidents, r: CommandRequest) -> None:
+    r.ack(**incidents_overview(r.services, r.team_id, r.client).as_kwargs())
+
+
+def _rotation_overview(_parsed: RotationOverview, r: CommandRequest) -> None:
+    rows = rotation_rows(r.services.engine, r.team_id, r.services.clock())
+    r.ack(**rotation_overview(rows, r.services.clock()).as_kwargs())
+
+
+def _set_rotation_policy(parsed: SetRotationPolicy, r: CommandRequest) -> None:
+    try:
+        row = set_policy(
+            engine=r.services.engine,
+            settings=r.services.settings,
+            actor=r.actor(),
+            label=parsed.label,
+            period_days=parsed.period_days,
+            now=r.services.clock(),
+            source=r.source,
+        )
+    except DomainError as exc:
+        r.ack_error(exc)
+        return
+    r.ack(**policy_set_message(row, r.services.clock()).as_kwargs())
+
+
+def _rotate(parsed: Rotate, r: CommandRequest) -> None:
+    try:
+        key = key_to_manage(r.services.engine, r.actor(), action="rotate", label=parsed.label)
+    except DomainError as exc:
+        r.ack_error(exc)
+        return
+    r.ack()
+    open_rotate_modal(r.client, key, trigger_id=r.command["trigger_id"], channel=r.channel)
+
+
+def _status(parsed: Status, r: CommandRequest) -> None:
+    # An empty ack: Slack lets nothing replace a slash command's ack message, nor a message
+    # posted through the command's response_url (bolt-python#1268, bolt-js#2287), so a
+    # "working…" note would stay above the report for good. The report comes as the one
+    # message, as soon as Binance has answered.
+    r.ack()
+    services, viewer = r.services, r.actor()
+
+    def work() -> None:
+        report = run_status(
+            engine=services.engine,
+            ring=services.ring,
+            gateway=services.gateway,
+            target=parsed.target,
+            viewer=viewer,
+            source=r.source,
+            now=services.clock(),
+        )
+        page = status_page(report, 0, now=services.clock())
+        respond_reliably(
+            r.respond,
+            r.client,
+            channel=r.channel,
+            user_id=r.user_id,
+            message=page,
+            replace_original=False,
+        )
+
+    in_background(services, r.respond, work)
+
+
+# Every subcommand ``parse_command`` returns, and what answers it.
+SUBCOMMANDS: Mapping[type, Callable[[Any, CommandRequest], None]] = MappingProxyType(
+    {
+        SecretInText: _secret_in_text,
+        Help: _help,
+        Register: _register,
+        ListKeys: _list_keys,
+        Remove: _remove,
+        Compromised: _compromised,
+        AuditTrail: _audit_trail,
+        AuditCheckpoint: _audit_checkpoint,
+        Deliver: _deliver,
+        EditKey: _edit,
+        ListIncidents: _list_incidents,
+        RotationOverview: _rotation_overview,
+        SetRotationPolicy: _set_rotation_policy,
+        Rotate: _rotate,
+        Status: _status,
+    }
+)
 
 
 def open_rotate_modal(
