@@ -8,6 +8,7 @@ itself within seconds.
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import threading
@@ -145,9 +146,10 @@ def _help_ack(stack) -> float:
     return elapsed
 
 
-def test_health_and_slack_answer_while_260_trickling_connections_are_open(make_stack):
+def test_health_and_slack_answer_while_260_trickling_connections_are_open(make_stack, caplog):
     """Before: 260 connections trickling a header byte now and then filled waitress' 256 and
     kept them (each byte reset the 30 s idle timer): /healthz and Slack timed out."""
+    caplog.set_level(logging.INFO)
     stack = make_stack(http_request_deadline_seconds=DEADLINE)
     sources = [f"127.0.1.{i}" for i in range(1, 11)]  # 10 addresses, 26 each: under any cap
     with Trickler(_address(stack), sources, per_source=26, every=0.5, duration=25) as attack:
@@ -161,6 +163,14 @@ def test_health_and_slack_answer_while_260_trickling_connections_are_open(make_s
     # The server ended the trickling requests itself, each within the deadline (and a sweep).
     assert attack.lifetimes, "the server closed none of the trickling connections"
     assert max(attack.lifetimes) < DEADLINE + 2.0, max(attack.lifetimes)
+    assert {a.split(b"\r\n")[0] for a in attack.answers} <= {
+        b"HTTP/1.1 408 Request Timeout",
+        b"HTTP/1.1 503 Service Unavailable",
+    }
+    # A few lines say what happened (at most one a minute per reason); no traceback.
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    closed = [r for r in caplog.records if r.getMessage().startswith("closed a connection")]
+    assert 1 <= len(closed) <= 3
 
 
 def _connect(stack, source: str) -> socket.socket:

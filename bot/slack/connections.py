@@ -76,6 +76,12 @@ class GuardedChannel(HTTPChannel):
         # request that does not arrive.
         self.reading_since: float | None = time.monotonic()
 
+    def handle_read(self) -> None:
+        # A connection closed to make room may still be in this turn's list of readable ones;
+        # its input was drained, so reading it would only fail.
+        if not self.is_closing:
+            super().handle_read()
+
     def received(self, data: bytes) -> bool:
         if data and self.reading_since is None:
             self.reading_since = time.monotonic()
@@ -246,11 +252,10 @@ class RefusalLog:
         count, self._since[reason] = self._since[reason], 0
         self._last[reason] = now
         log.warning(
-            "closed a connection from %s: %s (%d in the last %.0f s)",
+            "closed a connection from %s: %s (%d so closed since the previous such line)",
             client,
             _WHY[reason],
             count,
-            self._every,
         )
 
 
