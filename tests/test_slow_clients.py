@@ -287,3 +287,19 @@ def test_one_address_cannot_hold_more_connections_than_its_cap(make_stack):
     finally:
         for conn in conns:
             conn.close()
+
+
+def test_without_a_cap_one_address_may_hold_many_connections(make_stack):
+    """HTTP_MAX_CONNECTIONS_PER_CLIENT=0, for a load balancer whose address every client
+    shares: only the deadline and the total limit apply."""
+    stack = make_stack(http_max_connections_per_client=0, http_request_deadline_seconds=30)
+    conns = [_connect(stack, "127.0.1.40") for _ in range(40)]
+    try:
+        for conn in conns:
+            conn.sendall(TRICKLED)
+        time.sleep(1.0)
+        assert [_closed_now(conn) for conn in conns] == [None] * 40
+        assert _healthz(stack) < 2.0
+    finally:
+        for conn in conns:
+            conn.close()
