@@ -23,7 +23,7 @@ from _common import drop_postgres, postgres_database, seed_keys
 from bot.binance import BinanceGateway
 from bot.config import load_settings
 from bot.observability.collectors import read_figures
-from bot.observability.routes import observability_routes
+from bot.observability.routes import start_observability
 from bot.services.context import Services
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate
@@ -63,8 +63,8 @@ def measure(url: str, *, keys: int, rounds: int) -> dict:
         fresh.append(time.perf_counter() - started)
     assert sum(figures.keys_by_tier.values()) == keys
     services = Services(settings=settings, engine=engine, ring=ring, gateway=BinanceGateway())
-    routes = observability_routes(services, slack_connected=None, scheduler_lag=lambda: 0.0)
-    metrics = routes["/metrics"]
+    observability = start_observability(services, slack_connected=None, scheduler_lag=lambda: 0.0)
+    metrics = observability.metrics["/metrics"]
     started = time.perf_counter()
     status, body, _ = metrics()  # the first scrape reads the database
     first = time.perf_counter() - started
@@ -73,6 +73,7 @@ def measure(url: str, *, keys: int, rounds: int) -> dict:
         started = time.perf_counter()
         metrics()
         cached.append(time.perf_counter() - started)
+    observability.close()
     services.close()
     engine.dispose()
     return {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -33,6 +34,15 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_BINANCE_API_URL = "https://api.binance.com"
 # PagerDuty's Events API v2 endpoint (developer.pagerduty.com, "Send an Alert Event").
 DEFAULT_PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+MIN_METRICS_TOKEN_CHARS = 16
+
+
+class MetricsPlacement(StrEnum):
+    OWN_PORT = "own port"  # METRICS_HOST:METRICS_PORT
+    BESIDE_SLACK = "beside slack"  # on PORT, behind METRICS_TOKEN
+    OFF = "off"
+
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 IntList = Annotated[tuple[int, ...], NoDecode]
@@ -137,6 +147,20 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per log line
     # Readiness (GET /readyz) fails while the scheduler is further behind than this.
     readiness_max_scheduler_lag_seconds: float = Field(default=600.0, gt=0, le=86400)
+    # The probes answer from checks run in the background this often, each given this long
+    # (no retries): a probe never waits on the database or KMS (README: Health and metrics).
+    readiness_check_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    readiness_check_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Slow or numerous clients (README: What an attacker on the network meets): a request's
+    # headers and body must arrive within the deadline; connections from one address beyond
+    # the cap are refused (0: no cap, for a load balancer whose address every client shares).
+    http_request_deadline_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_max_connections_per_client: int = Field(default=32, ge=0, le=100_000)
+    # GET /metrics: on a port of its own (METRICS_HOST:METRICS_PORT), and/or behind a bearer
+    # token; with a token and no port, beside Slack on PORT; with neither, not served.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_token: SecretStr | None = None
 
     # Paging (README: Paging): critical events to PagerDuty's Events API v2 and/or a webhook.
     pagerduty_routing_key: SecretStr | None = None
@@ -242,6 +266,34 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value().strip():
             return None
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _blank_port_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        token = value.get_secret_value().strip()
+        if len(token) < MIN_METRICS_TOKEN_CHARS or any(c.isspace() for c in token):
+            raise ValueError(
+                f"must be at least {MIN_METRICS_TOKEN_CHARS} characters, without spaces "
+                "(for example: openssl rand -hex 24)"
+            )
+        return SecretStr(token)
+
+    @property
+    def metrics_placement(self) -> MetricsPlacement:
+        """Where GET /metrics is served: on its own port, beside Slack on PORT (only behind a
+        token), or nowhere."""
+        if self.metrics_port is not None:
+            return MetricsPlacement.OWN_PORT
+        if self.metrics_token is not None:
+            return MetricsPlacement.BESIDE_SLACK
+        return MetricsPlacement.OFF
 
     @field_validator("sink_aws_secret_name")
     @classmethod
@@ -408,6 +460,11 @@ def load_settings(**overrides: Any) -> Settings:
         name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"configuration error: {name}: {message}") from None
+    if settings.metrics_port is not None and settings.metrics_port == settings.port:
+        raise ConfigError(
+            "configuration error: METRICS_PORT: must differ from PORT (metrics are kept off "
+            "the port Slack posts to)"
+        )
     if settings.master_kms_key_id is not None and settings.kms_region is None:
         raise ConfigError(
             "configuration error: AWS_REGION: required with MASTER_KMS_KEY_ID (unless that is "

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from urllib.error import URLError
 
-import sqlalchemy as sa
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
@@ -25,13 +24,19 @@ from bot.config import ConfigError, Settings
 from bot.jobs.audit_forwarder import start_audit_forwarder
 from bot.jobs.handlers import build_scheduler
 from bot.jobs.scheduler import Scheduler
-from bot.observability.routes import observability_routes
-from bot.observability.server import serve_in_background
+from bot.observability.routes import start_observability
+from bot.observability.server import (
+    metrics_tokens,
+    port_routes,
+    serve_in_background,
+    serve_metrics,
+)
 from bot.services.activity_plan import ensure_activity_reviews
 from bot.services.audit_trail import ensure_checkpoint_job
 from bot.services.context import Services
 from bot.services.drift_plan import ensure_drift_checks
 from bot.slack.app import build_app, make_web_client
+from bot.slack.connections import ConnectionLimits
 from bot.slack.gate import SlackGate, gate_for
 from bot.slack.http_server import make_server
 
@@ -84,35 +89,64 @@ def run_bot(settings: Settings) -> int:
     stop_forwarder = start_audit_forwarder(settings, storage.engine)
     try:
         if settings.socket_mode and settings.slack_app_token is not None:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-            log.info("connecting to Slack in Socket Mode")
-            handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
-            health = serve_in_background(
-                observability_routes(
-                    services,
-                    slack_connected=handler.client.is_connected,
-                    scheduler_lag=stop_scheduler.lag_seconds,
-                ),
-                host=settings.host,
-                port=settings.port,
-            )
-            try:
-                handler.start()
-            finally:
-                health.stop()
-        else:
-            serve_http(
+            serve_socket_mode(
                 app,
                 services,
-                host=settings.host,
-                port=settings.port,
+                app_token=settings.slack_app_token.get_secret_value(),
                 scheduler_lag=stop_scheduler.lag_seconds,
             )
+        else:
+            serve_http(app, services, scheduler_lag=stop_scheduler.lag_seconds)
     finally:
         stop_forwarder()
         stop_scheduler()
     return 0
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """The HTTP server's guards against slow or numerous clients, as configured."""
+    return ConnectionLimits(
+        request_deadline_seconds=settings.http_request_deadline_seconds,
+        per_client=settings.http_max_connections_per_client,
+    )
+
+
+def serve_socket_mode(
+    app, services: Services, *, app_token: str, scheduler_lag: Callable[[], float | None]
+) -> None:
+    """Socket Mode: Slack over the app's WebSocket; the probes on PORT, /metrics where the
+    settings put it."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    settings = services.settings
+    log.info("connecting to Slack in Socket Mode")
+    handler = SocketModeHandler(app, app_token)
+    limits = connection_limits(settings)
+    with start_observability(
+        services, slack_connected=handler.client.is_connected, scheduler_lag=scheduler_lag
+    ) as observability:
+        routes = port_routes(observability, settings)
+        health = serve_in_background(
+            routes,
+            host=settings.host,
+            port=settings.port,
+            limits=limits,
+            bearer_tokens=metrics_tokens(settings),
+        )
+        log.info(
+            "health checks on http://%s:%d (%s)",
+            settings.host,
+            health.port,
+            ", ".join(sorted(routes)),
+        )
+        metrics = None
+        try:
+            metrics = serve_metrics(observability, settings, limits=limits)
+            handler.start()
+        finally:
+            if metrics is not None:
+                metrics.stop()
+            health.stop()
 
 
 def slack_problem(settings: Settings) -> str | None:
@@ -273,28 +307,38 @@ def gate_of(app, settings: Settings) -> SlackGate:
     )
 
 
-def database_is_up(services: Services) -> bool:
-    with services.engine.connect() as connection:
-        connection.execute(sa.text("SELECT 1"))
-    return True
-
-
 def serve_http(
     app,
     services: Services,
     *,
-    host: str,
-    port: int,
     scheduler_lag: Callable[[], float | None] = lambda: None,
 ) -> None:
-    """Slack's events, with /healthz, /readyz and /metrics beside them on the same port."""
-    server = make_server(
-        gate_of(app, services.settings),
-        host=host,
-        port=port,
-        health_check=lambda: database_is_up(services),
-        routes=observability_routes(services, slack_connected=None, scheduler_lag=scheduler_lag),
-    )
+    """Slack's events, with /healthz and /readyz beside them on PORT; /metrics on a port of
+    its own, or beside them behind METRICS_TOKEN."""
+    settings = services.settings
+    limits = connection_limits(settings)
+    observability = start_observability(services, slack_connected=None, scheduler_lag=scheduler_lag)
+    try:
+        server = make_server(
+            gate_of(app, settings),
+            host=settings.host,
+            port=settings.port,
+            routes=port_routes(observability, settings),
+            limits=limits,
+            bearer_tokens=metrics_tokens(settings),
+        )
+    except OSError as exc:
+        observability.close()
+        raise ConfigError(
+            f"configuration error: PORT: cannot serve on {settings.host}:{settings.port} "
+            f"({exc.strerror or type(exc).__name__})"
+        ) from None
+    try:
+        metrics = serve_metrics(observability, settings, limits=limits)
+    except ConfigError:
+        server.server_close()
+        observability.close()
+        raise
     stop = threading.Event()
 
     def shutdown(*_args) -> None:
@@ -305,8 +349,8 @@ def serve_http(
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     log.info(
-        "serving Slack on http://%s:%d/slack/events (/healthz, /readyz, /metrics)",
-        host,
+        "serving Slack on http://%s:%d/slack/events (/healthz, /readyz beside it)",
+        settings.host,
         server.server_port,
     )
     # manifest.yml sets the app up in Socket Mode: in HTTP mode Slack calls only if the app's
@@ -319,5 +363,8 @@ def serve_http(
         server.serve_forever()
     finally:
         server.server_close()
+        if metrics is not None:
+            metrics.stop()
+        observability.close()
         services.close()
         log.info("stopped")

@@ -105,9 +105,14 @@ class KmsDataKeys:
         endpoint_url: str | None = None,
         cache_seconds: float = 300.0,
         cache_size: int = 4096,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 10.0,
+        retries: int = 3,
     ) -> None:
         self.key_ref = check_key_ref(key_ref)
         self.ring_id = kms_ring_id(key_ref)
+        self._region = region
+        self._endpoint_url = endpoint_url
         # Credentials come from boto3's usual chain (environment, shared profile, instance or
         # task role). Nothing is sent until the first seal or open.
         self._client = boto3.client(
@@ -115,10 +120,11 @@ class KmsDataKeys:
             region_name=region,
             endpoint_url=endpoint_url,
             # Fail within seconds when KMS cannot be reached: start-up stops, a request errors.
+            # botocore's max_attempts counts the retries after the first attempt.
             config=Config(
-                connect_timeout=5,
-                read_timeout=10,
-                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"max_attempts": retries, "mode": "standard"},
             ),
         )
         self._cache_seconds = cache_seconds
@@ -128,6 +134,20 @@ class KmsDataKeys:
 
     def __repr__(self) -> str:
         return f"KmsDataKeys({self.ring_id!r})"
+
+    def for_probes(self, timeout: float) -> KmsDataKeys:
+        """The same key for a readiness check: one attempt, ``timeout`` seconds to connect and
+        as many to read, and no cache (a cached data key would hide a KMS that stopped
+        answering)."""
+        return KmsDataKeys(
+            key_ref=self.key_ref,
+            region=self._region,
+            endpoint_url=self._endpoint_url,
+            cache_seconds=0,
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            retries=0,
+        )
 
     def generate_data_key(self, *, context: str) -> tuple[bytes, bytes]:
         try:

@@ -306,13 +306,17 @@ def test_unreadable_bodies_get_400_or_413_and_chunked_bodies_meet_the_gate(stack
 
 def test_clients_that_send_slowly_hold_no_worker(stack, client):
     """Connections that never finish their request (slowloris) wait in the server's I/O loop,
-    not in a worker thread: more of them than there are workers, and a command still acks."""
+    not in a worker thread: more of them than there are workers, and a command still acks.
+    (From other addresses than the command's: each address has a cap of its own,
+    tests/test_slow_clients.py.)"""
     host, port = stack.url.removeprefix("http://").split(":")
     stalled = []
     threads_before = threading.active_count()
     try:
-        for _ in range(40):
-            connection = socket.create_connection((host, int(port)), timeout=10)
+        for i in range(40):
+            connection = socket.create_connection(
+                (host, int(port)), timeout=10, source_address=(f"127.0.2.{i % 4 + 1}", 0)
+            )
             connection.sendall(
                 b"POST /slack/events HTTP/1.1\r\nHost: bot\r\nContent-Length: 500\r\n\r\npay"
             )

@@ -19,7 +19,7 @@ from bot.config import ConfigError
 from bot.jobs.kinds import JobKind
 from bot.jobs.queue import JobOutcome, NewJob, schedule_jobs
 from bot.jobs.scheduler import FixedClock, Scheduler
-from bot.observability.routes import observability_routes
+from bot.observability.routes import Observability, start_observability
 from bot.observability.server import serve_in_background
 from bot.services.drift_plan import ensure_drift_checks
 from bot.services.incidents import raise_incident
@@ -31,12 +31,31 @@ from tests.slack_requests import slash_command
 
 
 @pytest.fixture
-def served(stack):
-    """Socket Mode's health server on a free port, for this stack's services."""
+def observe():
+    """``observe(services, **kw)``: ``start_observability`` for a test; stopped at its end."""
+    started: list[Observability] = []
+
+    def start(services, *, slack_connected=None, scheduler_lag=lambda: None) -> Observability:
+        observability = start_observability(
+            services, slack_connected=slack_connected, scheduler_lag=scheduler_lag
+        )
+        started.append(observability)
+        return observability
+
+    yield start
+    for observability in started:
+        observability.close()
+
+
+@pytest.fixture
+def served(stack, observe):
+    """The probes and /metrics on a server of their own on a free port (as Socket Mode serves
+    its probes), for this stack's services."""
     state = {"slack": True, "lag": 1.0}
-    routes = observability_routes(
+    observability = observe(
         stack.services, slack_connected=lambda: state["slack"], scheduler_lag=lambda: state["lag"]
     )
+    routes = {**observability.probes, **observability.metrics}
     server = serve_in_background(routes, host="127.0.0.1", port=0)
     try:
         yield f"http://127.0.0.1:{server.port}", state
@@ -63,14 +82,17 @@ def test_liveness_keeps_its_json_shape(served):
     url, _ = served
     response = requests.get(url + "/healthz", timeout=5)
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "database": "ok"}
+    body = response.json()
+    assert body.pop("checked_seconds_ago") >= 0
+    assert body == {"ok": True, "database": "ok"}
 
 
 def test_readiness_names_each_check_and_fails_on_any(served, stack):
     url, state = served
     ready = requests.get(url + "/readyz", timeout=5)
     assert ready.status_code == 200
-    assert ready.json() == {
+    assert ready.json() | {"checked_seconds_ago": 0} == {
+        "checked_seconds_ago": 0,
         "ok": True,
         "database": "ok",
         "master_keys": "ok",
@@ -87,11 +109,12 @@ def test_readiness_names_each_check_and_fails_on_any(served, stack):
     assert behind.status_code == 503 and behind.json()["scheduler"].endswith("s behind")
 
 
-def test_readiness_without_scheduler_or_socket_mode(stack):
-    routes = observability_routes(stack.services, slack_connected=None, scheduler_lag=lambda: None)
-    status, body, content_type = routes["/readyz"]()
+def test_readiness_without_scheduler_or_socket_mode(stack, observe):
+    probes = observe(stack.services).probes
+    status, body, content_type = probes["/readyz"]()
     assert status == 200 and content_type.startswith("application/json")
-    assert json.loads(body) == {
+    assert json.loads(body) | {"checked_seconds_ago": 0} == {
+        "checked_seconds_ago": 0,
         "ok": True,
         "database": "ok",
         "master_keys": "ok",
@@ -99,24 +122,30 @@ def test_readiness_without_scheduler_or_socket_mode(stack):
     }
 
 
-def test_readiness_fails_when_the_database_is_gone(stack, tmp_path):
+def test_readiness_fails_when_the_database_is_gone(stack, tmp_path, observe):
     gone = sa.create_engine(f"sqlite:///{tmp_path / 'no such directory' / 'bot.db'}")
     services = dataclasses.replace(stack.services, engine=gone)
     try:
-        routes = observability_routes(services, slack_connected=None, scheduler_lag=lambda: 0.0)
-        status, body, _ = routes["/readyz"]()
-        health, health_body, _ = routes["/healthz"]()
-        _, metrics, _ = routes["/metrics"]()
+        observability = observe(services, scheduler_lag=lambda: 0.0)
+        status, body, _ = observability.probes["/readyz"]()
+        health, health_body, _ = observability.probes["/healthz"]()
+        _, metrics, _ = observability.metrics["/metrics"]()
     finally:
         services.close()
     assert status == 503
-    assert json.loads(body) | {"ok": False} == {
+    assert json.loads(body) | {"ok": False, "checked_seconds_ago": 0} == {
         "ok": False,
         "database": "down",
         "master_keys": "cannot open",
         "scheduler": "ok",
+        "checked_seconds_ago": 0,
     }
-    assert health == 503 and json.loads(health_body) == {"ok": False, "database": "down"}
+    assert health == 503
+    assert json.loads(health_body) | {"checked_seconds_ago": 0} == {
+        "ok": False,
+        "database": "down",
+        "checked_seconds_ago": 0,
+    }
     assert b"apikey_bot_database_up 0.0" in metrics
     assert b"apikey_bot_keys{" not in metrics
 
@@ -165,7 +194,7 @@ def test_metrics_count_commands_acks_binance_calls_and_keys(served, stack):
     assert _value(before, "apikey_bot_database_up") == 1
 
 
-def test_database_figures(stack):
+def test_database_figures(stack, observe):
     register_directly(stack, "trader", permissions=TRADE)
     register_directly(stack, "vault", permissions=WITHDRAW, purpose=KeyPurpose.WITHDRAWALS)
     raise_incident(
@@ -176,8 +205,8 @@ def test_database_figures(stack):
         channel=None,
         now=utcnow(),
     )
-    routes = observability_routes(stack.services, slack_connected=None, scheduler_lag=lambda: 3.5)
-    _, body, _ = routes["/metrics"]()
+    metrics = observe(stack.services, scheduler_lag=lambda: 3.5).metrics
+    _, body, _ = metrics["/metrics"]()
     samples = {}
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
@@ -260,12 +289,12 @@ def test_json_log_lines_are_redacted(tmp_path):
     assert secret not in stream.getvalue()
 
 
-def test_commands_outside_the_allowed_channels_count_as_denied(make_stack):
+def test_commands_outside_the_allowed_channels_count_as_denied(make_stack, observe):
     stack = make_stack(allowed_channel_ids="C0ALLOWED")
-    routes = observability_routes(stack.services, slack_connected=None, scheduler_lag=lambda: None)
+    metrics = observe(stack.services).metrics
 
     def denied() -> float:
-        _, body, _ = routes["/metrics"]()
+        _, body, _ = metrics["/metrics"]()
         for family in text_string_to_metric_families(body.decode()):
             for sample in family.samples:
                 if sample.name == "apikey_bot_slack_requests_total" and sample.labels == {
@@ -283,19 +312,20 @@ def test_commands_outside_the_allowed_channels_count_as_denied(make_stack):
     assert denied() == before + 1
 
 
-def test_a_port_in_use_is_one_clear_line(served, stack):
+def test_a_port_in_use_is_one_clear_line(served, stack, observe):
     url, _ = served
     port = int(url.rsplit(":", 1)[1])
-    routes = observability_routes(stack.services, slack_connected=None, scheduler_lag=lambda: None)
-    with pytest.raises(
-        ConfigError, match=rf"PORT: cannot serve health and metrics on 127.0.0.1:{port}"
-    ):
-        serve_in_background(routes, host="127.0.0.1", port=port)
+    observability = observe(stack.services)
+    with pytest.raises(ConfigError, match=rf"PORT: cannot serve health checks on 127.0.0.1:{port}"):
+        serve_in_background(observability.probes, host="127.0.0.1", port=port)
+    with pytest.raises(ConfigError, match=rf"METRICS_PORT: cannot serve metrics on .*:{port}"):
+        serve_in_background(
+            observability.metrics, host="127.0.0.1", port=port, setting="METRICS_PORT"
+        )
 
 
 def _scrape(stack) -> dict:
-    routes = observability_routes(stack.services, slack_connected=None, scheduler_lag=lambda: None)
-    _, body, _ = routes["/metrics"]()
+    _, body, _ = stack.observability.metrics["/metrics"]()
     found = {}
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
@@ -331,17 +361,18 @@ def test_slack_retries_and_failed_deliveries_are_counted(make_stack):
     assert grew("apikey_bot_scheduler_jobs_failed_total", kind="drift_check") == 1
 
 
-def test_http_mode_serves_readiness_and_metrics_beside_slack(stack):
-    """The production server (waitress) serves /readyz and /metrics on the port Slack posts
-    to, and counts what went through /slack/events."""
+def test_http_mode_serves_readiness_beside_slack_and_metrics_apart(stack):
+    """The production server (waitress) serves /readyz on the port Slack posts to, and
+    /metrics on a port of its own, counting what went through /slack/events."""
     from tests.e2e import ALICE, bot_client
 
     url = stack.slack.response_url(command=True)
     assert bot_client(stack).command("help", user_id=ALICE, response_url=url).status_code == 200
     ready = requests.get(stack.url + "/readyz", timeout=10)
     assert ready.status_code == 200 and ready.json()["database"] == "ok", ready.text
-    metrics = requests.get(stack.url + "/metrics", timeout=10)
+    assert requests.get(stack.url + "/metrics", timeout=10).status_code == 404
+    metrics = requests.get(stack.metrics_url + "/metrics", timeout=10)
     assert metrics.status_code == 200
     assert metrics.headers["Content-Type"].startswith("text/plain")
     assert "apikey_bot_slack_requests_total" in metrics.text
-    assert requests.post(stack.url + "/metrics", timeout=10).status_code == 405
+    assert requests.post(stack.metrics_url + "/metrics", timeout=10).status_code == 405

@@ -479,7 +479,7 @@ def bolt_bot(slack, client):
         seen.append(event["user"])
 
     gate = gate_for(app, signing_secret=SIGNING_SECRET, slack_api_url=slack.url)
-    server = make_server(gate, host="127.0.0.1", port=0, health_check=lambda: True)
+    server = make_server(gate, host="127.0.0.1", port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield BotClient(f"http://127.0.0.1:{server.server_port}", slack=slack), seen

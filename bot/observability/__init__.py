@@ -1,9 +1,10 @@
 """Health, readiness and Prometheus metrics of the bot, in both serving modes.
 
-``observability_routes`` (``bot.observability.routes``) gives the three GET routes
-(``/healthz``, ``/readyz``, ``/metrics``) as plain callables that whichever HTTP server runs
-answers with: HTTP mode's, or ``bot.observability.server`` in Socket Mode. The instruments live
-in ``bot.observability.metrics``; product code records into them through its ``record_*``
+``start_observability`` (``bot.observability.routes``) starts the background checks and gives
+the probes (``/healthz``, ``/readyz``) and the metrics route (``/metrics``) as plain callables
+that whichever HTTP server runs answers with: HTTP mode's, or ``bot.observability.server`` in
+Socket Mode and for metrics on a port of their own. The instruments live in
+``bot.observability.metrics``; product code records into them through its ``record_*``
 functions, which import nothing else of the bot (so jobs and Slack plumbing may use them).
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     # Lazy: bot.jobs and bot.slack import bot.observability.metrics, and the routes import them.
-    if name in ("observability_routes", "Route"):
+    if name in ("start_observability", "Observability", "Route"):
         from bot.observability import routes
 
         return getattr(routes, name)

@@ -74,6 +74,20 @@ PAGES = Counter(
     registry=INSTRUMENTS,
 )
 
+HTTP_REFUSED = Counter(
+    PREFIX + "http_connections_refused",
+    "Connections the HTTP server answered and closed to protect itself, by reason: "
+    "request_deadline (a request not whole within HTTP_REQUEST_DEADLINE_SECONDS), client_cap "
+    "(over HTTP_MAX_CONNECTIONS_PER_CLIENT from one address), connection_limit (closed to make "
+    "room for a new connection).",
+    ["reason"],
+    registry=INSTRUMENTS,
+)
+
+
+def record_refused_connection(reason: str) -> None:
+    HTTP_REFUSED.labels(reason=reason).inc()
+
 
 def record_binance_call(endpoint: str, outcome: str) -> None:
     BINANCE_CALLS.labels(endpoint=endpoint, outcome=outcome).inc()

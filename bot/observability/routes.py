@@ -1,43 +1,51 @@
-"""The health, readiness and metrics routes, for whichever HTTP server the bot runs.
+"""The probes and the metrics route, for whichever HTTP server the bot runs.
 
-- ``/healthz`` (liveness, as before): ``{"ok": …, "database": "ok"|"down"}``, 200 or 503.
-- ``/readyz`` (readiness): each check by name, 200 when all pass, else 503. Checks: the
-  database answers, the active master key opens its canary, the scheduler is not further
-  behind than READINESS_MAX_SCHEDULER_LAG_SECONDS (skipped where this process runs none),
-  and, in Socket Mode, the connection to Slack is up.
-- ``/metrics``: Prometheus' text format, from the bot's own registry.
+- ``/healthz`` (liveness): ``{"ok": …, "database": "ok"|"down"|…, "checked_seconds_ago": …}``,
+  200 or 503.
+- ``/readyz`` (readiness): each check by name, 200 when all pass, else 503, and how old the
+  oldest answer is. Checks: the database answers, the active master key opens its canary (with
+  KMS: KMS answers), the scheduler is not further behind than
+  READINESS_MAX_SCHEDULER_LAG_SECONDS (skipped where this process runs none), and, in Socket
+  Mode, the connection to Slack is up.
+- ``/metrics``: Prometheus' text format, from the bot's own registry: on a port of its own or
+  behind a token (``bot.observability.server``), never open beside Slack.
+
+The database and master key are checked in the background (``bot.observability.checks``):
+a probe reads their last answers and never waits on the database, KMS or Slack. The scheduler
+lag and Slack's connection are the process' own state, read as the probe asks.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import threading
-import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
-import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
 
+from bot.observability.checks import BackgroundChecks, Reading
 from bot.observability.collectors import (
     BinanceWeightCollector,
     DatabaseCollector,
     SchedulerCollector,
 )
 from bot.observability.metrics import INSTRUMENTS
+from bot.observability.readiness import (
+    database_check,
+    master_key_check,
+    probe_engine,
+    probe_ring,
+)
 from bot.services.context import Services
 from bot.slack import http_server
-from storage.vault import active_key_opens
 
-log = logging.getLogger(__name__)
-
-# (HTTP status, body, content type)
 Route = http_server.Route  # (HTTP status, body, content type) for a GET
 
 JSON = "application/json; charset=utf-8"
-MASTER_KEY_CACHE_SECONDS = 30.0  # with KMS, opening the canary asks AWS: not on every probe
+METRICS_PATH = "/metrics"
 
 
 class _Instruments(Collector):
@@ -47,75 +55,95 @@ class _Instruments(Collector):
         return INSTRUMENTS.collect()
 
 
-def observability_routes(
+@dataclass
+class Observability:
+    """The probes (``/healthz``, ``/readyz``: on PORT), the metrics route, and the background
+    checks the probes read; ``close`` stops the checks."""
+
+    probes: dict[str, Route]
+    metrics: dict[str, Route]
+    checks: BackgroundChecks
+    _engines: list[Engine] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.checks.stop()
+        for engine in self._engines:
+            engine.dispose()
+
+    def __enter__(self) -> Observability:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_observability(
     services: Services,
     *,
     slack_connected: Callable[[], bool] | None,
     scheduler_lag: Callable[[], float | None],
-) -> dict[str, Route]:
-    """``slack_connected``: None in HTTP mode (Slack calls us; nothing to be connected to).
-    ``scheduler_lag``: seconds, or None where this process runs no scheduler."""
+) -> Observability:
+    """Start the background checks and build the routes. ``slack_connected``: None in HTTP
+    mode (Slack calls us; nothing to be connected to). ``scheduler_lag``: seconds, or None where
+    this process runs no scheduler."""
+    settings = services.settings
+    timeout = settings.readiness_check_timeout_seconds
+    engine = probe_engine(services.engine, timeout=timeout)
+    checks = BackgroundChecks(
+        [
+            database_check(engine, timeout=timeout),
+            master_key_check(engine, probe_ring(services.ring, timeout=timeout)),
+        ],
+        interval=settings.readiness_check_interval_seconds,
+        timeout=timeout,
+    ).start()
+    max_lag = settings.readiness_max_scheduler_lag_seconds
+
+    def healthz() -> tuple[int, bytes, str]:
+        database = checks.read("database")
+        body = {"ok": database.passed, "database": database.state, **_age([database])}
+        return (200 if database.passed else 503), json.dumps(body).encode(), JSON
+
+    def readyz() -> tuple[int, bytes, str]:
+        readings = [checks.read("database"), checks.read("master_keys")]
+        states: dict[str, str] = {"database": readings[0].state, "master_keys": readings[1].state}
+        lag = scheduler_lag()
+        if lag is None:
+            states["scheduler"] = "not running here"
+        else:
+            states["scheduler"] = "ok" if lag <= max_lag else f"{lag:.0f}s behind"
+        if slack_connected is not None:
+            states["slack"] = "ok" if _connected(slack_connected) else "disconnected"
+        ready = all(v in ("ok", "not running here") for v in states.values())
+        body = {"ok": ready, **states, **_age(readings)}
+        return (200 if ready else 503), json.dumps(body).encode(), JSON
+
     registry = CollectorRegistry()
     registry.register(_Instruments())
     registry.register(BinanceWeightCollector(services.gateway))
     registry.register(SchedulerCollector(scheduler_lag))
     registry.register(DatabaseCollector(services.engine, services.clock))
-    master_key = _Cached(lambda: active_key_opens(services.engine, services.ring))
-    max_lag = services.settings.readiness_max_scheduler_lag_seconds
-
-    def database_up() -> bool:
-        with services.engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        return True
-
-    def healthz() -> tuple[int, bytes, str]:
-        healthy = _safe(database_up)
-        body = json.dumps({"ok": healthy, "database": "ok" if healthy else "down"})
-        return (200 if healthy else 503), body.encode(), JSON
-
-    def readyz() -> tuple[int, bytes, str]:
-        checks: dict[str, str] = {}
-        checks["database"] = "ok" if _safe(database_up) else "down"
-        checks["master_keys"] = "ok" if _safe(master_key) else "cannot open"
-        lag = scheduler_lag()
-        if lag is None:
-            checks["scheduler"] = "not running here"
-        else:
-            checks["scheduler"] = "ok" if lag <= max_lag else f"{lag:.0f}s behind"
-        if slack_connected is not None:
-            checks["slack"] = "ok" if _safe(slack_connected) else "disconnected"
-        ready = all(v in ("ok", "not running here") for v in checks.values())
-        body = json.dumps({"ok": ready, **checks})
-        return (200 if ready else 503), body.encode(), JSON
 
     def metrics() -> tuple[int, bytes, str]:
         return 200, generate_latest(registry), CONTENT_TYPE_LATEST
 
-    return {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics}
+    return Observability(
+        probes={"/healthz": healthz, "/readyz": readyz},
+        metrics={METRICS_PATH: metrics},
+        checks=checks,
+        _engines=[engine] if engine is not services.engine else [],
+    )
 
 
-class _Cached:
-    """A check whose passing answer is kept for a while (a failing one is asked again)."""
-
-    def __init__(self, check: Callable[[], bool], seconds: float = MASTER_KEY_CACHE_SECONDS):
-        self._check = check
-        self._seconds = seconds
-        self._passed_at = float("-inf")
-        self._lock = threading.Lock()
-
-    def __call__(self) -> bool:
-        with self._lock:
-            if time.monotonic() - self._passed_at < self._seconds:
-                return True
-            if self._check():
-                self._passed_at = time.monotonic()
-                return True
-            return False
+def _age(readings: list[Reading]) -> dict[str, float | None]:
+    """How old the oldest of these answers is, in seconds (None before the first)."""
+    ages = [r.age for r in readings]
+    oldest = None if any(a is None for a in ages) else max(a for a in ages if a is not None)
+    return {"checked_seconds_ago": None if oldest is None else round(oldest, 1)}
 
 
-def _safe(check: Callable[[], bool]) -> bool:
+def _connected(slack_connected: Callable[[], bool]) -> bool:
     try:
-        return bool(check())
-    except Exception as exc:
-        log.warning("health check failed (%s)", type(exc).__name__)
+        return bool(slack_connected())
+    except Exception:
         return False

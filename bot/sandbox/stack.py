@@ -13,11 +13,17 @@ from pathlib import Path
 from slack_bolt import App
 
 from bot.bootstrap import open_storage
-from bot.config import Settings, load_settings
+from bot.config import MetricsPlacement, Settings, load_settings
 from bot.jobs.handlers import build_scheduler
 from bot.jobs.scheduler import Clock, Scheduler, TickReport
-from bot.observability.routes import observability_routes
-from bot.runner import build_services, database_is_up, gate_of
+from bot.observability.routes import Observability, start_observability
+from bot.observability.server import (
+    BackgroundServer,
+    metrics_tokens,
+    port_routes,
+    serve_in_background,
+)
+from bot.runner import build_services, connection_limits, gate_of
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from bot.services.context import Services
@@ -37,7 +43,10 @@ class LocalStack:
     services: Services
     app: App
     url: str  # the bot's base URL, e.g. http://127.0.0.1:54321
+    metrics_url: str  # where GET /metrics is: a port of its own, or ``url`` with METRICS_TOKEN
+    observability: Observability
     _server: object
+    _metrics_server: BackgroundServer | None
     _thread: threading.Thread
     _owns_simulator: bool
     _owns_slack: bool
@@ -72,6 +81,9 @@ class LocalStack:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
+        self.observability.close()
         # Listeners still running after their ack (and the work they handed on) finish here,
         # while the Slack stand-in still answers: none of it spills into whatever runs next.
         self.services.wait_idle(timeout=10)
@@ -123,23 +135,45 @@ def start_local_stack(
     storage = open_storage(settings)
     services = build_services(settings, storage)
     app = build_app(settings, services)
+    observability = start_observability(services, slack_connected=None, scheduler_lag=lambda: None)
+    limits = connection_limits(settings)
+    tokens = metrics_tokens(settings)
     server = make_server(
         gate_of(app, settings),
         host="127.0.0.1",
         port=port,
-        health_check=lambda: database_is_up(services),
-        routes=observability_routes(services, slack_connected=None, scheduler_lag=lambda: None),
+        routes=port_routes(observability, settings),
+        limits=limits,
+        bearer_tokens=tokens,
     )
     thread = threading.Thread(target=server.serve_forever, name="bot-http", daemon=True)
     thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    # /metrics on a port of its own (a free one), unless the settings put it beside Slack
+    # behind a token; in the sandbox, also when production would leave it off.
+    metrics_server = None
+    metrics_url = url
+    if settings.metrics_placement is not MetricsPlacement.BESIDE_SLACK:
+        metrics_server = serve_in_background(
+            observability.metrics,
+            host="127.0.0.1",
+            port=0,
+            limits=limits,
+            bearer_tokens=tokens,
+            setting="METRICS_PORT",
+        )
+        metrics_url = f"http://127.0.0.1:{metrics_server.port}"
     return LocalStack(
         simulator=simulator,
         slack=slack,
         settings=settings,
         services=services,
         app=app,
-        url=f"http://127.0.0.1:{server.server_port}",
+        url=url,
+        metrics_url=metrics_url,
+        observability=observability,
         _server=server,
+        _metrics_server=metrics_server,
         _thread=thread,
         _owns_simulator=owns_simulator,
         _owns_slack=owns_slack,

@@ -1,18 +1,22 @@
 """HTTP mode: Slack posts commands, interactivity and events to POST /slack/events.
 
 Served by waitress, a production WSGI server (see the README on why this one): its I/O thread
-reads each request whole, with timeouts, before a worker sees it, so a client that sends slowly
-holds no worker; a bounded pool of worker threads runs the requests; connections beyond a limit
-wait in the backlog; bodies over 1 MB are refused with 413 before they are read.
+reads each request whole before a worker sees it, so a client that sends slowly holds no
+worker; a bounded pool of worker threads runs the requests; bodies over 1 MB are refused with
+413 before they are read. ``bot.slack.connections`` guards it against slow or numerous clients:
+a deadline for each request to arrive whole, a cap per client address, and room made for a new
+connection at the limit.
 
 /slack/events goes through Bolt's own WSGI adapter (slack_bolt.adapter.wsgi), whose dispatch
 step is ``SlackGate``: the signature is checked on the raw bytes before anything parses the
 body, and whatever cannot be read gets a clear HTTP answer and one log line. Other paths are
-read-only GET routes (health, readiness, metrics).
+read-only GET routes (health, readiness; metrics only where the settings put them), some of
+them behind a bearer token.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -22,19 +26,15 @@ from typing import Any
 from slack_bolt import BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
-from waitress.server import create_server
 
+from bot.slack.connections import ConnectionLimits, GuardedServer, create_guarded_servers
 from bot.slack.gate import MAX_BODY_BYTES, SlackGate
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
-# A connection idle this long is closed (waitress' channel_timeout): a client that stops
-# sending in the middle of a request holds a socket that long, and never a worker thread.
-READ_TIMEOUT_SECONDS = 30
 WORKER_THREADS = 16  # requests run at once; acks are fast, the slow work runs after the ack
-CONNECTION_LIMIT = 256  # open connections at once; more wait in the listen backlog
 BACKLOG = 1024
 
 # A route answers a GET: (HTTP status, body, content type).
@@ -69,9 +69,17 @@ class GatedRequestHandler(SlackRequestHandler):
         )
 
 
-def make_wsgi_app(gate: SlackGate | None, routes: Mapping[str, Route]) -> Callable[..., Any]:
-    """The bot's WSGI application: Slack's POSTs (when ``gate`` is given) and GET ``routes``."""
+def make_wsgi_app(
+    gate: SlackGate | None,
+    routes: Mapping[str, Route],
+    *,
+    bearer_tokens: Mapping[str, str] | None = None,
+) -> Callable[..., Any]:
+    """The bot's WSGI application: Slack's POSTs (when ``gate`` is given) and GET ``routes``;
+    a path in ``bearer_tokens`` answers only a request carrying ``Authorization: Bearer`` and
+    its token (RFC 6750), else 401."""
     slack = GatedRequestHandler(gate) if gate is not None else None
+    tokens = dict(bearer_tokens or {})
 
     def application(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
@@ -84,6 +92,8 @@ def make_wsgi_app(gate: SlackGate | None, routes: Mapping[str, Route]) -> Callab
             return _answer(start_response, 404, _error("not_found"))
         if method not in ("GET", "HEAD"):
             return _answer(start_response, 405, _error("method_not_allowed"))
+        if path in tokens and not _bearer_matches(environ, tokens[path]):
+            return _answer(start_response, 401, _error("unauthorized"))
         try:
             status, body, content_type = route()
         except Exception:
@@ -94,11 +104,24 @@ def make_wsgi_app(gate: SlackGate | None, routes: Mapping[str, Route]) -> Callab
     return application
 
 
+def _bearer_matches(environ: dict, token: str) -> bool:
+    scheme, _, given = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 def _error(error: str) -> bytes:
     return json.dumps({"ok": False, "error": error}).encode()
 
 
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
 
 
 def _answer(
@@ -112,34 +135,34 @@ def _answer(
     headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
     if status == 405:
         headers.append(("Allow", allow))  # RFC 9110: a 405 says what is allowed
+    if status == 401:
+        headers.append(("WWW-Authenticate", 'Bearer realm="apikey-bot"'))  # RFC 6750, 3
     start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
     return [body]
 
 
-def health_route(check: Callable[[], bool]) -> Route:
-    """GET /healthz: 200 while the database answers, else 503."""
-
-    def route() -> tuple[int, bytes, str]:
-        healthy = _safe(check)
-        body = json.dumps({"ok": healthy, "database": "ok" if healthy else "down"})
-        return (200 if healthy else 503), body.encode(), "application/json; charset=utf-8"
-
-    return route
-
-
 class HttpServer:
-    """A waitress server on one port; ``serve_forever`` in one thread, ``shutdown`` from
-    another."""
+    """The guarded waitress server on one port; ``serve_forever`` in one thread, ``shutdown``
+    from another."""
 
-    def __init__(self, application: Callable[..., Any], *, host: str, port: int) -> None:
-        self._server: Any = create_server(
+    def __init__(
+        self,
+        application: Callable[..., Any],
+        *,
+        host: str,
+        port: int,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
+        self._limits = limits or ConnectionLimits()
+        self._map: dict[int, Any] = {}
+        self._servers: list[GuardedServer] = create_guarded_servers(
             application,
+            limits=self._limits,
+            map=self._map,
+            threads=WORKER_THREADS,
             host=host,
             port=port,
-            threads=WORKER_THREADS,
-            connection_limit=CONNECTION_LIMIT,
             backlog=BACKLOG,
-            channel_timeout=READ_TIMEOUT_SECONDS,
             cleanup_interval=10,
             max_request_body_size=MAX_BODY_BYTES,
             ident="apikey-bot",
@@ -155,7 +178,7 @@ class HttpServer:
 
     @property
     def server_port(self) -> int:
-        return int(self._server.effective_port)
+        return int(self._servers[0].effective_port)
 
     def serve_forever(self) -> None:
         """Run the I/O loop until ``shutdown``; the server is closed here, in the loop's own
@@ -163,13 +186,12 @@ class HttpServer:
         select())."""
         self._loop_done.clear()
         try:
-            adj = self._server.adj
-            # One listening socket: TcpWSGIServer (its map is _map); several: MultiSocketServer.
-            sockets = getattr(self._server, "_map", None) or self._server.map
-            while not self._stopped.is_set() and sockets:
-                self._server.asyncore.loop(
-                    timeout=adj.asyncore_loop_timeout,
-                    map=sockets,
+            adj = self._servers[0].adj
+            while not self._stopped.is_set() and self._map:
+                self._servers[0].asyncore.loop(
+                    # Wake at least this often: the request deadline is checked on each turn.
+                    timeout=self._limits.sweep_seconds,
+                    map=self._map,
                     use_poll=adj.asyncore_use_poll,
                     count=1,
                 )
@@ -185,7 +207,7 @@ class HttpServer:
             return
         with self._closing:  # the loop may be closing the server (and its trigger) right now
             if not self._closed:
-                self._server.pull_trigger()  # wakes the loop at once
+                self._servers[0].pull_trigger()  # wakes the loop at once
         self._loop_done.wait(timeout)
 
     def server_close(self) -> None:
@@ -195,7 +217,8 @@ class HttpServer:
         with self._closing:
             if not self._closed:
                 self._closed = True
-                self._server.close()
+                for server in self._servers:
+                    server.close()
 
 
 def make_server(
@@ -203,18 +226,17 @@ def make_server(
     *,
     host: str,
     port: int,
-    health_check: Callable[[], bool],
     routes: Mapping[str, Route] | None = None,
+    limits: ConnectionLimits | None = None,
+    bearer_tokens: Mapping[str, str] | None = None,
 ) -> HttpServer:
-    """The bot's HTTP server: Slack's events (``gate``; None in Socket Mode, where only the
-    GET routes are served), /healthz from ``health_check``, and any other GET ``routes``."""
-    all_routes = {HEALTH_PATH: health_route(health_check), **(routes or {})}
-    return HttpServer(make_wsgi_app(gate, all_routes), host=host, port=port)
+    """The bot's HTTP server: Slack's events (``gate``; None where only the GET routes are
+    served) and the GET ``routes`` (the probes, from bot.observability), some of them behind
+    ``bearer_tokens``. Without routes, /healthz only says the server is up."""
+    all_routes = dict(routes or {HEALTH_PATH: _up})
+    application = make_wsgi_app(gate, all_routes, bearer_tokens=bearer_tokens)
+    return HttpServer(application, host=host, port=port, limits=limits)
 
 
-def _safe(check: Callable[[], bool]) -> bool:
-    try:
-        return bool(check())
-    except Exception:
-        log.warning("health check failed", exc_info=True)
-        return False
+def _up() -> tuple[int, bytes, str]:
+    return 200, b'{"ok": true}', "application/json; charset=utf-8"
