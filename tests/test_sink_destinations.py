@@ -32,7 +32,7 @@ from bot.jobs.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from storage.models import ApiKey, AuditEvent, CredentialDelivery, utcnow
-from tests.e2e import ALICE, BOB, bot_client, register_directly, register_sim_key
+from tests.e2e import BOB, bot_client, register_directly, register_sim_key
 from tests.factories import TRADE
 from tests.slack_requests import SIGNING_SECRET
 from tests.test_credential_delivery import (  # noqa: F401 - fixtures: moto, its proxy, AWS env
@@ -152,10 +152,12 @@ def test_a_label_equal_to_another_keys_file_name_gets_a_file_of_its_own(make_sta
     assert json.loads(Path(his.destination).read_text())["api_key"] == mine.api_key
 
 
-def test_a_key_keeps_its_earlier_file_and_a_label_equal_to_it_is_refused(make_stack, tmp_path):
+def test_a_key_keeps_its_earlier_file_and_a_label_equal_to_it_is_refused(
+    make_stack, tmp_path, database_url
+):
     sink_dir = tmp_path / "credentials"
     sink_dir.mkdir()
-    stack = make_stack(admin_user_ids=ADMIN, sink_file_dir=str(sink_dir))
+    stack = make_stack(admin_user_ids=ADMIN, sink_file_dir=str(sink_dir), database_url=database_url)
     client = bot_client(stack)
     registered, _old = register_directly(stack, "hot wallet", permissions=TRADE)
     legacy = sink_dir / f"{_legacy_stem('hot wallet')}.json"
@@ -218,7 +220,11 @@ def test_a_key_keeps_its_earlier_file_and_a_label_equal_to_it_is_refused(make_st
 # --- one destination per key: AWS Secrets Manager ---------------------------------------------
 
 
-def test_a_slash_in_an_account_or_a_label_never_shares_an_aws_secret(make_stack, aws, moto_url):
+def test_a_slash_in_an_account_or_a_label_never_shares_an_aws_secret(
+    make_stack,
+    aws,  # noqa: F811 - the imported fixture
+    moto_url,  # noqa: F811
+):
     stack = _aws_stack(make_stack, aws, sink_default="aws")
     client = bot_client(stack)
     victim = stack.simulator.add_key(permissions=TRADE, ip_restrict=True)
@@ -252,14 +258,17 @@ def test_a_slash_in_an_account_or_a_label_never_shares_an_aws_secret(make_stack,
     assert stored["api_key"] == mine.api_key
 
 
-def test_a_secret_two_keys_shared_before_stays_with_the_first(make_stack, aws, moto_url):
-    stack = _aws_stack(make_stack, aws)
+def test_a_secret_two_keys_shared_before_stays_with_the_first(
+    make_stack,
+    aws,  # noqa: F811 - the imported fixture
+    moto_url,  # noqa: F811
+    database_url,
+):
+    stack = _aws_stack(make_stack, aws, database_url=database_url)
     client = bot_client(stack)
     pattern = stack.services.settings.sink_aws_secret_name
     shared = pattern.format(account="main/prod", label="market-maker")
-    victim, _old = register_directly(
-        stack, "market-maker", account="main/prod", permissions=TRADE
-    )
+    victim, _old = register_directly(stack, "market-maker", account="main/prod", permissions=TRADE)
     attacker, _his_old = register_directly(
         stack, "prod/market-maker", account="main", owner=BOB, permissions=TRADE
     )
