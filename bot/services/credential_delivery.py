@@ -136,13 +136,13 @@ def choose_sink(
         key, _account = find_live_key(session, actor.team_id, label)
         previous = SinkKind(key.delivery_sink) if key.delivery_sink else None
         destination = key_destination(session, settings, key, sink) if sink is not None else None
-        if previous == sink:
-            return SinkChoice(key.label, sink, destination, previous, changed=False)
         holder = (
             destination_holder(session, sink, destination, key_id=key.id)
             if sink is not None and destination is not None
             else None
         )
+        if holder is None and previous == sink:
+            return SinkChoice(key.label, sink, destination, previous, changed=False)
         if holder is None:
             key.delivery_sink = sink.value if sink is not None else None
             key.updated_at = now
@@ -183,7 +183,7 @@ def choose_sink(
         where = f"{SINK_LABELS[sink.value]} `{destination}`" if sink else "there"
     raise InvalidInput(
         f"I can't deliver “{key.label}” to {where}: it already holds the credentials of "
-        "another key, and another key's service may read it. Nothing was changed. An admin "
+        "another key, whose service may read it. Nothing was changed. An admin "
         "can see which key in the audit trail."
     )
 
