@@ -461,7 +461,9 @@ credentials = DeliveredCredentials(
     version=2, updated_at=datetime.now(timezone.utc),
 )
 try:
-    FileSink(directory).write(credentials, idempotency_token="t" * 32)
+    FileSink(directory).write(
+        credentials, destination=str(directory / "bot.json"), idempotency_token="t" * 32
+    )
 except SinkError as exc:
     print(json.dumps({"failure": exc.failure.value, "reason": exc.reason}))
 else:
@@ -492,7 +494,9 @@ def _old_version(directory: Path) -> bytes:
         version=1,
         updated_at=datetime.now(UTC),
     )
-    FileSink(directory).write(old, idempotency_token="o" * 32)
+    FileSink(directory).write(
+        old, destination=str(directory / "bot.json"), idempotency_token="o" * 32
+    )
     return (directory / "bot.json").read_bytes()
 
 
@@ -535,14 +539,24 @@ def test_writing_the_same_delivery_again_changes_nothing(tmp_path):
         updated_at=datetime.now(UTC),
     )
     sink = FileSink(tmp_path)
-    first = sink.write(credentials, idempotency_token="x" * 32)
-    second = sink.write(credentials, idempotency_token="x" * 32)
+    destination = sink.destination(label=credentials.label, account=credentials.account)
+    first = sink.write(credentials, destination=destination, idempotency_token="x" * 32)
+    second = sink.write(credentials, destination=destination, idempotency_token="x" * 32)
     assert first == second
     (written,) = tmp_path.iterdir()
     assert written.name.startswith("a_b_c-") and written.suffix == ".json"  # no path escape
     assert "S" * 64 not in repr(credentials)
+    for elsewhere in (str(tmp_path / "sub" / "bot.json"), str(tmp_path / ".." / "bot.json")):
+        with pytest.raises(SinkError) as outside:  # only a file of its own directory
+            sink.write(credentials, destination=elsewhere, idempotency_token="x" * 32)
+        assert outside.value.failure == SinkFailure.FAILED
+    gone = FileSink(tmp_path / "gone")
     with pytest.raises(SinkError) as missing:
-        FileSink(tmp_path / "gone").write(credentials, idempotency_token="x" * 32)
+        gone.write(
+            credentials,
+            destination=gone.destination(label="bot", account="main"),
+            idempotency_token="x" * 32,
+        )
     assert missing.value.failure == SinkFailure.UNREACHABLE
 
 

@@ -181,6 +181,7 @@ def test_every_job_kind_has_a_handler_and_its_own_dedupe_key(stack):
         kinds.pending_pair_expiry(team_id="T", pending_id="p", due_at=due),
         kinds.key_announce(team_id="T", key_id="k", what="w", facts={}, due_at=due),
         kinds.credential_delivery(team_id="T", key_id="k", delivery_id="d", due_at=due),
+        kinds.credential_cleanup(team_id="T", key_id="k", due_at=due),
         kinds.activity_review(team_id="T", due_at=due),
         kinds.page_event(
             team_id="T", key_id="k", dedup_key="d", action="trigger", occurrence=1, due_at=due

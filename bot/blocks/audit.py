@@ -65,6 +65,7 @@ ACTION_WORDS = {
     "command.secret_refused": "refused a secret pasted in a command",
     "credentials.delivered": "delivered the credentials",
     "credentials.delivery_failed": "could not deliver the credentials",
+    "credentials.delivery_refused": "could not deliver: another key holds that destination",
     "credentials.sink_chosen": "chose where the credentials are delivered",
     "drift.check": "ran the daily permission check",
     "incident.activity_review": "reviewed the account's activity",

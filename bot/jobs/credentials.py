@@ -1,4 +1,6 @@
-"""Writing a key's credentials to its secret sink; a failure is retried with backoff."""
+"""Writing a key's credentials to its secret sink; a failure is retried with backoff. And
+removing what crashed writes left behind: when a replica starts delivering, and for a key
+that was removed or revoked."""
 
 from __future__ import annotations
 
@@ -6,11 +8,18 @@ from datetime import datetime
 
 from bot.jobs.queue import ClaimedJob, Handler, JobOutcome, backoff
 from bot.services.context import Services
-from bot.services.credential_delivery import build_sinks, deliver
+from bot.services.credential_delivery import (
+    build_sinks,
+    clean_key_destinations,
+    deliver,
+    sweep_leftovers,
+)
 
 
 def make_delivery_handler(services: Services) -> Handler:
     sinks = build_sinks(services.settings)
+    # Start-up: a crash between a write and its rename left a temporary file with the secret.
+    sweep_leftovers(engine=services.engine, sinks=sinks)
 
     def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
         outcome = deliver(
@@ -23,6 +32,15 @@ def make_delivery_handler(services: Services) -> Handler:
         )
         if outcome.retry:
             return JobOutcome.retry(now + backoff(job.attempts), outcome.error or "sink failed")
+        return JobOutcome()
+
+    return handle
+
+
+def make_cleanup_handler(services: Services) -> Handler:
+    def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
+        sinks = build_sinks(services.settings)  # here: a key is seldom removed
+        clean_key_destinations(engine=services.engine, sinks=sinks, key_id=job.payload["key_id"])
         return JobOutcome()
 
     return handle

@@ -7,7 +7,7 @@ from slack_sdk import WebClient
 from bot.jobs.activity import make_activity_review_handler
 from bot.jobs.announcements import make_announce_handler, make_key_announce_handler
 from bot.jobs.audit import make_checkpoint_handler
-from bot.jobs.credentials import make_delivery_handler
+from bot.jobs.credentials import make_cleanup_handler, make_delivery_handler
 from bot.jobs.drift import make_drift_handler
 from bot.jobs.incidents import (
     make_activity_handler,
@@ -40,6 +40,7 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         JobKind.DRIFT_CHECK: make_drift_handler(services, client),
         JobKind.PENDING_PAIR_EXPIRY: make_pair_expiry_handler(services, client),
         JobKind.CREDENTIAL_DELIVERY: make_delivery_handler(services),
+        JobKind.CREDENTIAL_CLEANUP: make_cleanup_handler(services),
         JobKind.KEY_ANNOUNCE: make_key_announce_handler(services, client),
         JobKind.ACTIVITY_REVIEW: make_activity_review_handler(services, client),
         JobKind.PAGE: make_page_handler(services),

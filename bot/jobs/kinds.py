@@ -29,6 +29,7 @@ class JobKind(StrEnum):
     ACTIVITY_REVIEW = "activity_review"  # the team's daily review of withdrawals
     PAGE = "page"  # a critical condition (or its end) to PagerDuty and/or the paging webhook
     AUDIT_CHECKPOINT = "audit_checkpoint"  # the audit chain's head, posted to the alert channel
+    CREDENTIAL_CLEANUP = "credential_cleanup"  # a retired key's sink leftovers of crashed writes
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
@@ -58,6 +59,17 @@ def credential_delivery(*, team_id: str, key_id: str, delivery_id: str, due_at: 
         dedupe_key=f"deliver:{delivery_id}",
         due_at=due_at,
         payload={"delivery_id": delivery_id},
+    )
+
+
+def credential_cleanup(*, team_id: str, key_id: str, due_at: datetime) -> NewJob:
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.CREDENTIAL_CLEANUP,
+        key_id=key_id,
+        dedupe_key=f"clean:{key_id}",
+        due_at=due_at,
+        payload={"key_id": key_id},
     )
 
 

@@ -8,6 +8,9 @@ pending, shown in status and App Home ("delivery failing since …"), audited on
 with the job queue's backoff until it succeeds or a newer version replaces it. Writes of one
 key are serialised across replicas, and each carries its delivery's id as idempotency token:
 a retry never makes a second version, a newer version is never overwritten by an older one.
+A destination that belongs to another live key (bot.services.sink_destinations) is never
+written: choosing the sink is refused with a message, a planned write is refused and kept
+pending (shown, audited once) until that key is gone.
 """
 
 from __future__ import annotations
@@ -18,20 +21,22 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot.config import Settings
 from bot.model.delivery import SINK_LABELS, DeliveryView
 from bot.services.access import Actor, require_manage_key
-from bot.services.delivery_plan import (
-    cancel_deliveries,
-    plan_delivery,
-    sink_destination,
-)
+from bot.services.delivery_plan import cancel_deliveries, plan_delivery
 from bot.services.delivery_view import delivery_view
 from bot.services.errors import InvalidInput
 from bot.services.keys import find_live_key, open_credentials
 from bot.services.rotate import complete_if_old_key_dead
+from bot.services.sink_destinations import (
+    HELD_BY_ANOTHER_KEY,
+    destination_holder,
+    destination_lock,
+    key_destination,
+)
 from bot.sinks import DeliveredCredentials, SecretSink, SinkError, SinkKind
 from bot.sinks.aws import AwsSecretsManagerSink
 from bot.sinks.files import FileSink
@@ -128,36 +133,59 @@ def choose_sink(
         key, _account = find_live_key(session, actor.team_id, label)
     require_manage_key(engine, actor, key, action="choose where to deliver the credentials of")
     with session_scope(engine) as session:
-        key, account = find_live_key(session, actor.team_id, label)
+        key, _account = find_live_key(session, actor.team_id, label)
         previous = SinkKind(key.delivery_sink) if key.delivery_sink else None
-        destination = (
-            sink_destination(settings, sink, label=key.label, account=account.alias)
-            if sink is not None
+        destination = key_destination(session, settings, key, sink) if sink is not None else None
+        holder = (
+            destination_holder(session, sink, destination, key_id=key.id)
+            if sink is not None and destination is not None
             else None
         )
-        if previous == sink:
+        if holder is None and previous == sink:
             return SinkChoice(key.label, sink, destination, previous, changed=False)
-        key.delivery_sink = sink.value if sink is not None else None
-        key.updated_at = now
-        if sink is None:
-            cancel_deliveries(session, key.id)
-        else:
-            plan_delivery(session, key, settings=settings, reason="sink_chosen", now=now)
+        if holder is None:
+            key.delivery_sink = sink.value if sink is not None else None
+            key.updated_at = now
+            if sink is None:
+                cancel_deliveries(session, key.id)
+            else:
+                plan_delivery(session, key, settings=settings, reason="sink_chosen", now=now)
+            record_event(
+                session,
+                team_id=key.team_id,
+                actor=actor.user_id,
+                action="credentials.sink_chosen",
+                target=key.label,
+                target_key_id=key.id,
+                source=source,
+                detail={
+                    "sink": sink.value if sink else None,
+                    "previous": previous.value if previous else None,
+                    "destination": destination,
+                },
+            )
+            return SinkChoice(key.label, sink, destination, previous, changed=True)
+        # Another key's service reads there: only the refusal is recorded (and committed).
         record_event(
             session,
             team_id=key.team_id,
             actor=actor.user_id,
-            action="credentials.sink_chosen",
+            action="credentials.delivery_refused",
             target=key.label,
             target_key_id=key.id,
             source=source,
             detail={
                 "sink": sink.value if sink else None,
-                "previous": previous.value if previous else None,
                 "destination": destination,
+                "held_by": holder,
             },
         )
-        return SinkChoice(key.label, sink, destination, previous, changed=True)
+        where = f"{SINK_LABELS[sink.value]} `{destination}`" if sink else "there"
+    raise InvalidInput(
+        f"I can't deliver “{key.label}” to {where}: it already holds the credentials of "
+        "another key, whose service may read it. Nothing was changed. An admin "
+        "can see which key in the audit trail."
+    )
 
 
 @dataclass(frozen=True)
@@ -184,7 +212,7 @@ def deliver(
         key_id = delivery.key_id
     # One writer per key at a time, in any replica: an older version never lands after a
     # newer one (the newer one's job waits here, then finds itself still the newest).
-    with exclusive(engine, f"credential-delivery:{key_id}"):
+    with exclusive(engine, f"credential-delivery:{key_id}") as locks:
         with Session(engine) as session:
             delivery = session.get(CredentialDelivery, delivery_id)
             if delivery is None or delivery.state != DeliveryState.PENDING.value:
@@ -193,7 +221,8 @@ def deliver(
             if key is None or key.status in RETIRED_STATUSES or key.delivery_sink != delivery.sink:
                 _finish(engine, delivery_id, DeliveryState.CANCELLED)
                 return DeliveryOutcome(delivered=False)
-            sink = sinks.get(SinkKind(delivery.sink))
+            kind = SinkKind(delivery.sink)
+            sink = sinks.get(kind)
             if sink is None:
                 return _failed(
                     engine,
@@ -201,6 +230,25 @@ def deliver(
                     now,
                     f"the {SINK_LABELS.get(delivery.sink, delivery.sink)} sink is not configured any more",
                 )
+            # Named again now, from the settings of this moment (as it is written).
+            destination = key_destination(session, settings, key, kind)
+        # One writer (or cleaner) per destination, in any replica; then nobody else's key.
+        locks.also(destination_lock(kind, destination))
+        with Session(engine) as session:
+            holder = destination_holder(session, kind, destination, key_id=key_id)
+            if holder is not None:
+                return _failed(
+                    engine,
+                    delivery_id,
+                    now,
+                    HELD_BY_ANOTHER_KEY,
+                    destination=destination,
+                    action="credentials.delivery_refused",
+                    detail={"held_by": holder},
+                )
+            key = session.get(ApiKey, key_id)
+            if key is None:  # rows are never deleted; typed for the checker
+                return DeliveryOutcome(delivered=False)
             account = session.get(BinanceAccount, key.account_id)
             opened = open_credentials(ring, key)
             credentials = DeliveredCredentials(
@@ -214,9 +262,11 @@ def deliver(
             )
             del opened
         try:
-            written = sink.write(credentials, idempotency_token=delivery_id)
+            written = sink.write(
+                credentials, destination=destination, idempotency_token=delivery_id
+            )
         except SinkError as exc:
-            return _failed(engine, delivery_id, now, exc.reason)
+            return _failed(engine, delivery_id, now, exc.reason, destination=destination)
         finally:
             del credentials
         with session_scope(engine) as session:
@@ -224,6 +274,7 @@ def deliver(
             if delivery is None:  # rows are never deleted; typed for the checker
                 return DeliveryOutcome(delivered=False)
             delivery.state = DeliveryState.DELIVERED.value
+            delivery.destination = written.destination[:600]
             delivery.delivered_at = now
             delivery.attempts += 1
             delivery.sink_version = written.version_id[:100]
@@ -258,8 +309,18 @@ def _finish(engine: Engine, delivery_id: str, state: DeliveryState) -> None:
             delivery.state = state.value
 
 
-def _failed(engine: Engine, delivery_id: str, now: datetime, reason: str) -> DeliveryOutcome:
-    """Keep it pending with the reason; the first failure of a version is audited."""
+def _failed(
+    engine: Engine,
+    delivery_id: str,
+    now: datetime,
+    reason: str,
+    *,
+    destination: str | None = None,
+    action: str = "credentials.delivery_failed",
+    detail: dict[str, object] | None = None,
+) -> DeliveryOutcome:
+    """Keep it pending with the reason (and where it was to go); the first failure of a
+    version is audited, as ``action``."""
     log.warning("credential delivery %s failed: %s; will retry", delivery_id, reason)
     with session_scope(engine) as session:
         delivery = session.get(CredentialDelivery, delivery_id, with_for_update=True)
@@ -268,6 +329,8 @@ def _failed(engine: Engine, delivery_id: str, now: datetime, reason: str) -> Del
         first = delivery.first_failed_at is None
         delivery.attempts += 1
         delivery.last_error = reason[:300]
+        if destination is not None:
+            delivery.destination = destination[:600]
         if first:
             delivery.first_failed_at = now
             key = session.get(ApiKey, delivery.key_id)
@@ -275,7 +338,7 @@ def _failed(engine: Engine, delivery_id: str, now: datetime, reason: str) -> Del
                 session,
                 team_id=delivery.team_id,
                 actor="bot",
-                action="credentials.delivery_failed",
+                action=action,
                 target=key.label if key else None,
                 target_key_id=delivery.key_id,
                 detail={
@@ -283,6 +346,48 @@ def _failed(engine: Engine, delivery_id: str, now: datetime, reason: str) -> Del
                     "destination": delivery.destination,
                     "version": delivery.version,
                     "reason": reason[:300],
+                    **(detail or {}),
                 },
             )
     return DeliveryOutcome(delivered=False, error=reason, retry=True)
+
+
+def sweep_leftovers(*, engine: Engine, sinks: Mapping[SinkKind, SecretSink]) -> int:
+    """Remove what crashed writes left in the sinks (a replica starting to deliver does it
+    first); how many things were removed. Each destination is cleaned under its lock, so a
+    write running in another replica keeps its temporary file."""
+    return sum(
+        _clean(engine, sink, destination)
+        for sink in sinks.values()
+        for destination in sink.leftovers()
+    )
+
+
+def clean_key_destinations(
+    *, engine: Engine, sinks: Mapping[SinkKind, SecretSink], key_id: str
+) -> int:
+    """Remove what crashed writes left at every destination a (removed) key was delivered
+    to, or was to be; what was delivered there stays (README)."""
+    with Session(engine) as session:
+        places = session.exec(
+            select(CredentialDelivery.sink, CredentialDelivery.destination)
+            .where(CredentialDelivery.key_id == key_id)
+            .distinct()
+        ).all()
+    return sum(
+        _clean(engine, sink, destination)
+        for kind, destination in places
+        if (sink := sinks.get(SinkKind(kind))) is not None
+    )
+
+
+def _clean(engine: Engine, sink: SecretSink, destination: str) -> int:
+    with exclusive(engine, destination_lock(sink.kind, destination)):
+        try:
+            removed = sink.clean(destination)
+        except SinkError as exc:
+            log.warning("cleaning a sink destination failed: %s", exc.reason)
+            return 0
+    if removed:
+        log.info("removed %d temporary file(s) of %s left by a crashed write", removed, destination)
+    return removed

@@ -5,25 +5,16 @@ change (registration, rotation) or its sink is chosen. The writing itself is
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.config import Settings
-from bot.jobs.kinds import credential_delivery
+from bot.jobs.kinds import credential_cleanup, credential_delivery
 from bot.jobs.queue import schedule_jobs
+from bot.services.sink_destinations import key_destination
 from bot.sinks import SinkKind
-from bot.sinks.aws import secret_name
-from bot.sinks.files import file_path
-from storage.models import ApiKey, BinanceAccount, CredentialDelivery, DeliveryState
-
-
-def sink_destination(settings: Settings, sink: SinkKind, *, label: str, account: str) -> str:
-    """Where ``sink`` puts this key's credentials (a path, a secret name): safe to show."""
-    if sink == SinkKind.FILE:
-        return str(file_path(settings.sink_file_dir or Path("."), label))
-    return secret_name(settings.sink_aws_secret_name, label=label, account=account)
+from storage.models import ApiKey, CredentialDelivery, DeliveryState
 
 
 def latest_delivery(session: Session, key_id: str) -> CredentialDelivery | None:
@@ -52,7 +43,6 @@ def plan_delivery(
     if key.delivery_sink is None:
         return None
     sink = SinkKind(key.delivery_sink)
-    account = session.get(BinanceAccount, key.account_id)
     session.execute(
         sa.update(CredentialDelivery)
         .where(
@@ -69,9 +59,7 @@ def plan_delivery(
         key_id=key.id,
         version=(newest or 0) + 1,
         sink=sink.value,
-        destination=sink_destination(
-            settings, sink, label=key.label, account=account.alias if account else ""
-        ),
+        destination=key_destination(session, settings, key, sink),
         reason=reason,
         api_key_masked=key.api_key_masked,
         created_at=now,
@@ -99,3 +87,15 @@ def cancel_deliveries(session: Session, key_id: str) -> None:
         )
         .values(state=DeliveryState.CANCELLED.value)
     )
+
+
+def plan_cleanup(session: Session, key: ApiKey, *, now: datetime) -> None:
+    """The key is removed or revoked (in the caller's transaction): nothing pending is written
+    any more, and what crashed writes left at its destinations is removed (a job, so that it
+    happens even if this replica stops now). What was delivered stays where it is."""
+    cancel_deliveries(session, key.id)
+    delivered_somewhere = session.exec(
+        select(CredentialDelivery.id).where(CredentialDelivery.key_id == key.id).limit(1)
+    ).first()
+    if delivered_somewhere is not None:
+        schedule_jobs(session, [credential_cleanup(team_id=key.team_id, key_id=key.id, due_at=now)])

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from bot import binance
 from bot.jobs.queue import NewJob
 from bot.model.incidents import KEY_DELETED_STEP
+from bot.services.delivery_plan import plan_cleanup
 from bot.services.incidents import probe_job
 from bot.services.keys import open_credentials
 from storage.audit import record_event
@@ -76,6 +77,7 @@ def probe_compromised_key(
                 shred_api_key_row(key)
                 key.status = KeyStatus.REVOKED.value
                 key.updated_at = now
+                plan_cleanup(session, key, now=now)
             if session.get(IncidentStep, (incident_id, KEY_DELETED_STEP)) is None:
                 session.add(
                     IncidentStep(

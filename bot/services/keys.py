@@ -24,7 +24,7 @@ from bot.model.keys import MAX_ALIAS_LENGTH, KeySummary, RegisteredKey
 from bot.secret_shapes import API_KEY, PEM_PRIVATE_KEY, find_secret_shape
 from bot.services.access import Actor, deny, require_manage, require_manage_key
 from bot.services.activity_plan import plan_team_review
-from bot.services.delivery_plan import plan_delivery
+from bot.services.delivery_plan import plan_cleanup, plan_delivery
 from bot.services.drift_plan import plan_team_check
 from bot.services.errors import (
     InvalidInput,
@@ -548,6 +548,7 @@ def remove_key(
         key.status = KeyStatus.REMOVED.value
         key.updated_at = utcnow()
         cancel_jobs(session, key_id=key.id, kinds=KEY_LIFECYCLE_KINDS)
+        plan_cleanup(session, key, now=key.updated_at)
         last_seen = binance.KeyPermissions.from_dict(key.permissions_json or {})
         announced = announce_if_moves_funds(
             session, key, last_seen, "removed", actor=actor.user_id, now=key.updated_at

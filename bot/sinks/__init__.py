@@ -1,10 +1,15 @@
 """Secret sinks: where a key's credentials are delivered for the service that uses them.
 
 A sink receives a ``DeliveredCredentials`` (the API key with its HMAC secret or private key,
-and the delivery's version) and confirms what it wrote, or raises ``SinkError`` with a reason
-safe to show and log (never the credentials). Writing the same delivery twice is harmless:
-the file sink writes the same bytes again, the AWS sink passes the delivery's id as
-Secrets Manager's idempotency token, so a retry after a lost answer creates no second version.
+and the delivery's version) and the destination to write them to, and confirms what it wrote,
+or raises ``SinkError`` with a reason safe to show and log (never the credentials). Writing
+the same delivery twice is harmless: the file sink writes the same bytes again, the AWS sink
+passes the delivery's id as Secrets Manager's idempotency token, so a retry after a lost
+answer creates no second version.
+
+Destinations are named one-to-one (``unique_name``): two keys never get one name, so one key
+can never be made to overwrite what another key's service reads. Which key may write a
+destination is the services' business (bot.services.sink_destinations).
 
 This package imports nothing else of the bot: the services build sinks from the settings.
 """
@@ -87,20 +92,51 @@ class Written:
 class SecretSink(Protocol):
     kind: SinkKind
 
-    def destination(self, *, label: str, account: str) -> str:
-        """Where this key's credentials go (a path, a secret name): safe to show."""
+    def write(
+        self, credentials: DeliveredCredentials, *, destination: str, idempotency_token: str
+    ) -> Written:
+        """Write ``credentials`` to ``destination`` (a name this sink gave); the caller holds
+        the destination's lock, so no other write of it runs meanwhile."""
         ...
 
-    def write(self, credentials: DeliveredCredentials, *, idempotency_token: str) -> Written: ...
+    def leftovers(self) -> list[str]:
+        """The destinations where an interrupted write left something behind."""
+        ...
+
+    def clean(self, destination: str) -> int:
+        """Remove what interrupted writes left at ``destination`` (never the credentials
+        delivered there); how many things were removed. The caller holds its lock."""
+        ...
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+# What ``unique_name`` appends to a name it had to change: 32 hex digits of SHA-256.
+_DIGEST_SUFFIX = re.compile(r"-[0-9a-fA-F]{32}$")
+DIGEST_LENGTH = 32
 
 
-def safe_name(text: str, *, allowed: re.Pattern[str] = _UNSAFE) -> str:
-    """``text`` with every character outside ``allowed`` replaced by ``_``; when anything was
-    replaced, a short hash of the original is appended so two labels never share a name."""
-    cleaned = allowed.sub("_", text)
+def unique_name(text: str, *, unsafe: re.Pattern[str] = _UNSAFE) -> str:
+    """A name for ``text`` that no other text gets.
+
+    ``text`` itself when it is plain: no character matches ``unsafe``, it does not start with
+    a dot and does not end like a changed name. Otherwise every unsafe character becomes
+    ``_`` (a leading dot too) and ``-`` plus 32 hex digits of the SHA-256 of ``text`` are
+    appended. Plain names never end like that (checked regardless of case, for file systems
+    that ignore it), so a plain name never equals a changed one; two changed names are equal
+    only if SHA-256 collides. Plain labels keep the names earlier versions gave them."""
+    if not unsafe.search(text) and not text.startswith(".") and not _DIGEST_SUFFIX.search(text):
+        return text
+    cleaned = unsafe.sub("_", text)
+    if cleaned.startswith("."):
+        cleaned = "_" + cleaned[1:]
+    return f"{cleaned}-{sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]}"
+
+
+def earlier_name(text: str, *, unsafe: re.Pattern[str] = _UNSAFE) -> str:
+    """The name versions before issue 21 gave ``text``: changed only where a character was
+    replaced, with 8 hex digits of a hash, so a plain label could equal another label's
+    changed name. Kept to find the destinations keys were already delivered to."""
+    cleaned = unsafe.sub("_", text)
     if cleaned.startswith("."):
         cleaned = "_" + cleaned[1:]
     if cleaned != text:

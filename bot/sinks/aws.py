@@ -1,7 +1,10 @@
 """The AWS Secrets Manager sink: one secret per key, a new version on every delivery.
 
 The secret's name comes from a pattern (``SINK_AWS_SECRET_NAME``, default
-``apikey-bot/{account}/{label}``). The first delivery creates the secret (CreateSecret); every
+``apikey-bot/{account}/{label}``), each field in a ``/``-separated segment of its own and
+named by ``unique_name`` (a ``/`` inside an account or a label is replaced, and the name marked
+with a hash), so a name splits back into one account and one label: two keys never share a
+secret. The first delivery creates the secret (CreateSecret); every
 later one adds a version (PutSecretValue), which Secrets Manager labels AWSCURRENT and moves
 AWSPREVIOUS to the one before: a service reading the secret by name always gets the newest.
 
@@ -17,6 +20,7 @@ are boto3's own (environment, profile, instance or task role).
 from __future__ import annotations
 
 import re
+from string import Formatter
 from typing import Any
 
 import boto3
@@ -29,13 +33,18 @@ from bot.sinks import (
     SinkFailure,
     SinkKind,
     Written,
-    safe_name,
+    earlier_name,
+    unique_name,
 )
 
 DEFAULT_NAME_PATTERN = "apikey-bot/{account}/{label}"
 PATTERN_FIELDS = ("account", "label")
-# Secret names: letters, digits and /_+=.@- (AWS CreateSecret reference), at most 512.
+# Secret names: letters, digits and /_+=.@- (AWS CreateSecret reference: "The secret name
+# can contain ASCII letters, numbers, and the following characters: /_+=.@-"), at most 512.
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9/_+=.@-]")
+_SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
+# Inside a field, "/" separates nothing: it is replaced like any character a name cannot hold.
+_UNSAFE_IN_FIELD = re.compile(r"[^A-Za-z0-9_+=.@-]")
 _DENIED = {
     "AccessDeniedException",
     "UnrecognizedClientException",
@@ -48,11 +57,31 @@ _DENIED = {
 def check_name_pattern(pattern: str) -> str:
     """``pattern`` if it names each key's secret uniquely; else ValueError saying why."""
     try:
+        parts = list(Formatter().parse(pattern))
         sample = pattern.format(account="a", label="l")
     except (KeyError, IndexError, ValueError):
         raise ValueError(
             "may only use the fields {account} and {label}, e.g. apikey-bot/{account}/{label}"
         ) from None
+    fields_in_segment = 0
+    for literal, field, spec, conversion in parts:
+        if "/" in literal:
+            fields_in_segment = 0
+        if field is None:
+            continue
+        if field not in PATTERN_FIELDS or spec or conversion:
+            raise ValueError(
+                "may only use the fields {account} and {label}, as they are (no format), e.g. "
+                "apikey-bot/{account}/{label}"
+            )
+        fields_in_segment += 1
+        if fields_in_segment > 1:
+            # "{account}-{label}": account "a-b" with label "c" and account "a" with label
+            # "b-c" would share one secret.
+            raise ValueError(
+                "must put {account} and {label} between different slashes, e.g. "
+                "apikey-bot/{account}/{label}: otherwise two keys could share one secret"
+            )
     if "{label}" not in pattern:
         raise ValueError("must contain {label}: one secret per key")
     if _UNSAFE_IN_NAME.search(sample) or len(sample) > 400:
@@ -61,10 +90,20 @@ def check_name_pattern(pattern: str) -> str:
 
 
 def secret_name(pattern: str, *, label: str, account: str) -> str:
-    """The secret that holds a key's credentials: ``pattern`` with its fields filled in."""
+    """The secret that holds a key's credentials: ``pattern`` with its fields filled in, each
+    named one-to-one (``unique_name``, with "/" replaced inside a field)."""
     return pattern.format(
-        account=safe_name(account, allowed=_UNSAFE_IN_NAME),
-        label=safe_name(label, allowed=_UNSAFE_IN_NAME),
+        account=unique_name(account, unsafe=_UNSAFE_IN_FIELD),
+        label=unique_name(label, unsafe=_UNSAFE_IN_FIELD),
+    )
+
+
+def earlier_secret_name(pattern: str, *, label: str, account: str) -> str:
+    """The name versions before issue 21 gave the secret, a "/" in a field left as it was
+    (kept by keys delivered there)."""
+    return pattern.format(
+        account=earlier_name(account, unsafe=_UNSAFE_IN_NAME),
+        label=earlier_name(label, unsafe=_UNSAFE_IN_NAME),
     )
 
 
@@ -93,8 +132,18 @@ class AwsSecretsManagerSink:
     def destination(self, *, label: str, account: str) -> str:
         return secret_name(self.name_pattern, label=label, account=account)
 
-    def write(self, credentials: DeliveredCredentials, *, idempotency_token: str) -> Written:
-        name = self.destination(label=credentials.label, account=credentials.account)
+    def leftovers(self) -> list[str]:
+        return []  # a version is written whole or not at all: nothing is left behind
+
+    def clean(self, destination: str) -> int:
+        return 0
+
+    def write(
+        self, credentials: DeliveredCredentials, *, destination: str, idempotency_token: str
+    ) -> Written:
+        name = destination
+        if not _SECRET_NAME.fullmatch(name):
+            raise SinkError(SinkFailure.FAILED, "that is not a secret name AWS accepts")
         document = credentials.document().decode()
         try:
             version_id = self._put(name, document, idempotency_token)
