@@ -1,7 +1,7 @@
 """Private keys in the PEM forms people paste, registered through the signed register modal.
 
 Binance's docs generate Ed25519 and RSA keys as PKCS#8 PEM, but a team's keys also come from
-``ssh-keygen -t ed25519`` (OpenSSH form, 387 characters) and ``openssl genrsa`` (PKCS#1, "RSA
+``ssh-keygen`` (OpenSSH form: 387 characters for Ed25519) and ``openssl genrsa`` (PKCS#1, "RSA
 PRIVATE KEY"). The key type declared in the modal decides how the key is read and signed,
 whatever python-binance would guess from the text (it takes anything over 120 characters for
 RSA), and the bot still sends nothing but allow-listed GETs.
@@ -33,6 +33,7 @@ FORMS = {
     "ed25519-openssh": ("ED25519", serialization.PrivateFormat.OpenSSH),
     "rsa-pkcs8": ("RSA", serialization.PrivateFormat.PKCS8),
     "rsa-pkcs1": ("RSA", serialization.PrivateFormat.TraditionalOpenSSL),
+    "rsa-openssh": ("RSA", serialization.PrivateFormat.OpenSSH),
 }
 
 
