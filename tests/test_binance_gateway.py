@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import logging
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -203,6 +205,31 @@ def test_every_client_of_a_gateway_shares_one_session(sim, gateway):
     second = gateway.client_for(creds(sim.add_key(key_type="RSA")))
     assert first.session is second.session
     assert first._binance.session is second._binance.session is first.session
+
+
+def test_clients_built_on_worker_threads_leave_them_without_an_event_loop(sim, gateway):
+    """python-binance's constructor wants the thread's event loop: worker threads get one idle
+    loop lent for the construction, never a loop of their own kept alive with the client."""
+    seen: list[object] = []
+
+    def build() -> None:
+        client = gateway.client_for(creds(sim.add_key()))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                asyncio.get_event_loop()
+            except RuntimeError:
+                seen.append(client._binance.loop)
+            else:
+                seen.append("this worker thread was left with an event loop")
+
+    workers = [threading.Thread(target=build) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert all(isinstance(loop, asyncio.AbstractEventLoop) for loop in seen), seen
+    assert len(seen) == 2 and seen[0] is seen[1]  # the one idle loop, lent to both
 
 
 def _openssh(pem: str) -> str:
