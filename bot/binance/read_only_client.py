@@ -39,15 +39,19 @@ from binance import Client
 from Crypto.PublicKey import RSA
 
 from bot.binance.errors import ForbiddenEndpoint
-from bot.binance.transport import PrivateKey, Transport
+from bot.binance.transport import (
+    WITHDRAW_ADDRESSES_PATH,
+    WITHDRAW_HISTORY_PATH,
+    PrivateKey,
+    Transport,
+)
 
+# The path each read requests (python-binance builds the URL; the gate checks this path first).
 TIME_PATH = "/api/v3/time"
 API_RESTRICTIONS_PATH = "/sapi/v1/account/apiRestrictions"
 API_TRADING_STATUS_PATH = "/sapi/v1/account/apiTradingStatus"
 ACCOUNT_STATUS_PATH = "/sapi/v1/account/status"
-WITHDRAW_HISTORY_PATH = "/sapi/v1/capital/withdraw/history"
 DEPOSIT_HISTORY_PATH = "/sapi/v1/capital/deposit/hisrec"
-WITHDRAW_ADDRESSES_PATH = "/sapi/v1/capital/withdraw/address/list"
 
 
 class KeyReadDifferently(RuntimeError):
@@ -60,8 +64,8 @@ class KeyReadDifferently(RuntimeError):
 
 class ApiKeyHeader(requests.auth.AuthBase):
     """Binance's API key header, added to one request: "API-keys are passed into the Rest API
-    via the X-MBX-APIKEY header" (binance-spot-api-docs, rest-api.md, "Endpoint security
-    type")."""
+    via the X-MBX-APIKEY header" (developers.binance.com/docs/binance-spot-api-docs/rest-api/
+    endpoint-security-type)."""
 
     def __init__(self, api_key: str) -> None:
         self.api_key = api_key

@@ -229,7 +229,7 @@ class Transport:
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        # What python-binance is given to send through (it sends nothing itself).
+        # The session python-binance is given: it gates, then hands each request to get().
         self.client_session = TransportSession(self)
 
     def gate(self, method: str, url: str) -> str:
@@ -332,7 +332,8 @@ class TransportSession(requests.Session):
     then handed to the transport, which books it in the budget, sends it through
     ``ReadOnlySession`` and checks the answer. Auth a library passes per request (requests'
     ``auth=``) is applied as requests would apply it: that is how the API key travels, since
-    this session is shared by every key and carries none.
+    this session is shared by every key and carries none. The library's other requests options
+    (timeout, proxies, redirects) give way to the transport's.
     """
 
     def __init__(self, transport: Transport) -> None:
