@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import logging
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
 
 from bot.binance import (
     BadKeyFormat,
@@ -175,6 +178,90 @@ def test_anything_but_an_allow_listed_read_is_refused_before_sending(sim, gatewa
             attempt()
     assert sim.request_log == []
     assert not isinstance(ForbiddenEndpoint("GET", "/x"), BinanceError)  # never "unreachable"
+
+
+def test_python_binance_inside_a_client_cannot_send_a_write_either(sim, gateway):
+    """Below the client's allow-list of reads, the python-binance Client it wraps sends through
+    the gateway's gated session: its own write methods are refused there, before a byte."""
+    key = sim.add_key(key_type="ED25519", permissions=WITHDRAW, ip_restrict=True)
+    client = gateway.client_for(creds(key))
+    library = client._binance  # the python-binance Client inside the adapter
+    attempts = [
+        lambda: library.create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity=1),
+        lambda: library.withdraw(coin="USDT", address="0xevil", amount=100),
+        lambda: library.universal_transfer(type="MAIN_UMFUTURE", asset="USDT", amount=1),
+        lambda: library.futures_create_order(symbol="BTCUSDT", side="BUY", type="MARKET"),
+        lambda: library.session.post(sim.url + RESTRICTIONS),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ForbiddenEndpoint):
+            attempt()
+    assert sim.request_log == []
+
+
+def test_every_client_of_a_gateway_shares_one_session(sim, gateway):
+    """No session (connection pool) per key: python-binance's own is replaced by the gateway's."""
+    first = gateway.client_for(creds(sim.add_key()))
+    second = gateway.client_for(creds(sim.add_key(key_type="RSA")))
+    assert first.session is second.session
+    assert first._binance.session is second._binance.session is first.session
+
+
+def test_clients_built_on_worker_threads_leave_them_without_an_event_loop(sim, gateway):
+    """python-binance's constructor wants the thread's event loop: worker threads get one idle
+    loop lent for the construction, never a loop of their own kept alive with the client."""
+    seen: list[object] = []
+
+    def build() -> None:
+        client = gateway.client_for(creds(sim.add_key()))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                asyncio.get_event_loop()
+            except RuntimeError:
+                seen.append(client._binance.loop)
+            else:
+                seen.append("this worker thread was left with an event loop")
+
+    workers = [threading.Thread(target=build) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert all(isinstance(loop, asyncio.AbstractEventLoop) for loop in seen), seen
+    assert len(seen) == 2 and seen[0] is seen[1]  # the one idle loop, lent to both
+
+
+def _openssh(pem: str) -> str:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _pkcs1(pem: str) -> str:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@pytest.mark.parametrize(("key_type", "convert"), [("ED25519", _openssh), ("RSA", _pkcs1)])
+def test_the_declared_type_decides_how_a_private_key_signs_whatever_its_form(
+    sim, gateway, key_type, convert
+):
+    """python-binance alone would guess RSA from any PEM longer than 120 characters: an
+    Ed25519 key from ssh-keygen (387) would then fail to load. The declared type decides."""
+    key = sim.add_key(key_type=key_type, permissions=TRADE)
+    pasted = convert(key.secret)
+    assert key_type != "ED25519" or len(pasted) > 120
+    perms = gateway.api_restrictions(Credentials(key.api_key, pasted, key_type))
+    assert perms.tier is Tier.TRADE
+    assert [(r.path, r.status) for r in sim.request_log] == [(RESTRICTIONS, 200)]
 
 
 # --- classified failures --------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Dependencies honest: what the code imports is what pyproject.toml declares, and the
-python-binance internals that bot/binance/transport.py overrides are still the ones it expects.
+"""Dependencies honest: what the code imports is what pyproject.toml declares, and
+python-binance still has the public interface (and the one pinned private hook) that
+bot/binance/read_only_client.py relies on.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from bot.binance.budget import WeightBudget
-from bot.binance.transport import ReadOnlyClient, Transport
+from bot.binance.errors import ForbiddenEndpoint
+from bot.binance.read_only_client import ReadOnlyClient
+from bot.binance.transport import KeyType, Transport, load_private_key
+from bot.sandbox.binance_simulator import BinanceSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -146,29 +150,47 @@ def test_the_scan_sees_imports_of_every_kind(tmp_path):
     }
 
 
-# --- (b) the python-binance internals transport.py relies on ------------------------------------
+# --- (b) python-binance through its public interface ------------------------------------------
+#
+# bot/binance/read_only_client.py is the one module that imports python-binance. It builds a
+# Client with public constructor keywords, sets public attributes (the session it sends through,
+# the base URLs, recvWindow, the clock offset), calls public reads, and uses exactly one private
+# method, for which no public one exists. A release that drops or changes any of these fails
+# here, not in production.
 
-BROKEN = "python-binance changed the internals bot/binance/transport.py relies on: "
+ADAPTER = ROOT / "bot" / "binance" / "read_only_client.py"
+BROKEN = "python-binance changed the interface bot/binance/read_only_client.py relies on: "
 
-# Parameter names (kind-marked) of the private methods ReadOnlyClient overrides, as in
-# python-binance 1.0.37, and identical in every release from 1.0.19 to 1.0.37 (1.0.18 added an
-# `order_params` parameter to _get_request_kwargs, 1.0.19 removed it again). The bound in
-# pyproject.toml says which releases were checked, and why it starts where it does.
-OVERRIDDEN = {
-    "_init_private_key": ("self", "private_key", "private_key_pass"),
-    "_init_session": ("self",),
-    "_get_request_kwargs": ("self", "method", "signed", "force_params", "**kwargs"),
-    "_request": ("self", "method", "uri", "signed", "force_params", "**kwargs"),
+# Client(...) keywords the adapter passes (ping= appeared in 1.0.20).
+CONSTRUCTOR_KEYWORDS = ("api_key", "api_secret", "requests_params", "private_key", "ping")
+# Attributes of a Client the adapter sets, or reads (PRIVATE_KEY, to check the key was read as
+# the declared type). Setting one python-binance no longer reads fails silently: the behavioural
+# test below sends a request and looks at what arrived.
+ATTRIBUTES = (
+    "session",
+    "API_URL",
+    "MARGIN_API_URL",
+    "REQUEST_RECVWINDOW",  # before 1.0.23 there was none, and recvWindow was never sent
+    "timestamp_offset",
+    "PRIVATE_KEY",
+)
+# The public reads the adapter calls (ReadOnlyClient has a method of the same name for each),
+# and the one path each must request.
+PUBLIC_READS = {
+    "get_server_time": "/api/v3/time",
+    "get_account_api_permissions": "/sapi/v1/account/apiRestrictions",
+    "get_account_api_trading_status": "/sapi/v1/account/apiTradingStatus",
+    "get_account_status": "/sapi/v1/account/status",
+    "get_withdraw_history": "/sapi/v1/capital/withdraw/history",
+    "get_deposit_history": "/sapi/v1/capital/deposit/hisrec",
 }
-# What ReadOnlyClient calls without overriding it.
-CALLED = {
-    "_get_headers": ("self",),
+# No release up to 1.0.37 has a public method for GET /sapi/v1/capital/withdraw/address/list:
+# ReadOnlyClient.get_withdraw_address_list calls this private one, pinned here (parameters as
+# in every release from 1.0.19 to 1.0.37).
+PRIVATE_HOOKS = {
+    "_request_margin_api": ("self", "method", "path", "signed", "version", "**kwargs"),
 }
-# Client.__init__ keywords ReadOnlyClient passes (ping= appeared in 1.0.20).
-CONSTRUCTOR_KEYWORDS = ("api_key", "api_secret", "ping")
-# Class attributes ReadOnlyClient sets: setting one python-binance no longer reads fails silently
-# (before 1.0.23 there was no REQUEST_RECVWINDOW, and recvWindow was never sent).
-SETTINGS = ("API_URL", "MARGIN_API_URL", "REQUEST_TIMEOUT", "REQUEST_RECVWINDOW")
+WITHDRAW_ADDRESSES = "/sapi/v1/capital/withdraw/address/list"
 
 
 def _parameters(function) -> tuple[str, ...]:
@@ -179,83 +201,152 @@ def _parameters(function) -> tuple[str, ...]:
 
 
 def _library_method(name: str):
-    """The method as python-binance defines it: Client or its bases, never ReadOnlyClient."""
+    """The method as python-binance defines it: Client or its bases."""
     for cls in binance.client.Client.__mro__:
         if name in vars(cls):
             return cls, vars(cls)[name]
     return None, None
 
 
-@pytest.mark.parametrize("name", [*OVERRIDDEN, *CALLED])
-def test_python_binance_still_has_the_private_methods_the_transport_relies_on(name):
-    expected = {**OVERRIDDEN, **CALLED}[name]
+def _python_binance_private_names() -> set[str]:
+    """Every _name python-binance's Client defines: methods, class and instance attributes."""
+    names = {name for cls in binance.client.Client.__mro__ for name in vars(cls)}
+    names |= set(vars(binance.client.Client(ping=False)))
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def _names_used(path: Path) -> set[str]:
+    """Attribute names read or written, and names of functions defined, in a module."""
+    used: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute):
+            used.add(node.attr)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            used.add(node.name)
+    return used
+
+
+def test_only_the_adapter_imports_python_binance():
+    importers = sorted(
+        site.split(":")[0] for site in _third_party_imports(RUNTIME_DIRS).get("binance", [])
+    )
+    assert set(importers) == {str(ADAPTER.relative_to(ROOT))}, (
+        f"python-binance is imported by {importers}: only {ADAPTER.relative_to(ROOT)} may, "
+        f"so that one module holds everything the bot relies on in it"
+    )
+
+
+def test_the_adapter_uses_no_private_python_binance_name_but_the_pinned_hook():
+    private = _names_used(ADAPTER) & _python_binance_private_names()
+    unexpected = sorted(private - PRIVATE_HOOKS.keys())
+    assert not unexpected, (
+        f"{ADAPTER.relative_to(ROOT)} uses python-binance's private {', '.join(unexpected)} "
+        f"(or names its own helpers like them): use the public interface, or pin a hook that "
+        f"truly has no public equivalent in PRIVATE_HOOKS, with the reason"
+    )
+
+
+@pytest.mark.parametrize("name", list(PRIVATE_HOOKS))
+def test_python_binance_still_has_the_private_hook_the_adapter_calls(name):
+    expected = PRIVATE_HOOKS[name]
     cls, method = _library_method(name)
     assert method is not None, (
         f"{BROKEN}binance.client.Client (and its bases) no longer define {name}(); "
-        f"ReadOnlyClient expects {name}({', '.join(expected)}). Re-read Client and its base, "
-        f"adapt ReadOnlyClient, then the expectations and the bound in pyproject.toml"
+        f"the adapter calls {name}({', '.join(expected)}). Look for a public method that does "
+        f"the same, or adapt ReadOnlyClient, then PRIVATE_HOOKS"
     )
     actual = _parameters(method)
     assert actual == expected, (
         f"{BROKEN}{cls.__qualname__}.{name} now takes ({', '.join(actual)}), "
-        f"ReadOnlyClient expects ({', '.join(expected)}). Re-read it, adapt ReadOnlyClient, "
-        f"then the expectations and the bound in pyproject.toml"
+        f"the adapter expects ({', '.join(expected)}). Adapt ReadOnlyClient, then PRIVATE_HOOKS"
     )
 
 
-@pytest.mark.parametrize("name", list(OVERRIDDEN))
-def test_read_only_client_overrides_match_the_expectations(name):
-    """Keeps this file and transport.py in step: an override is written for these parameters."""
-    assert name in vars(ReadOnlyClient), f"ReadOnlyClient no longer overrides {name}"
-    assert _parameters(vars(ReadOnlyClient)[name]) == OVERRIDDEN[name]
-
-
-def test_python_binance_constructor_takes_the_keywords_the_transport_passes():
+def test_python_binance_constructor_takes_the_keywords_the_adapter_passes():
     parameters = inspect.signature(binance.client.Client.__init__).parameters
     missing = [k for k in CONSTRUCTOR_KEYWORDS if k not in parameters]
     assert not missing, f"{BROKEN}Client.__init__ no longer takes {', '.join(missing)}"
 
 
-def test_python_binance_still_has_the_settings_the_transport_sets():
-    missing = [name for name in SETTINGS if not hasattr(binance.client.Client, name)]
-    assert not missing, f"{BROKEN}Client no longer has {', '.join(missing)}"
+def test_python_binance_client_still_has_the_attributes_the_adapter_sets():
+    client = binance.client.Client(ping=False)
+    missing = [name for name in ATTRIBUTES if not hasattr(client, name)]
+    assert not missing, f"{BROKEN}a Client no longer has {', '.join(missing)}"
 
 
-def test_python_binance_still_calls_the_hooks_the_transport_overrides():
-    """The constructor must still fetch the key and session through the overridden hooks, and
-    signing must still read ``timestamp_offset`` and ``REQUEST_RECVWINDOW``. Nothing is sent."""
-    transport = Transport("http://127.0.0.1:9", 1.0, 5000, WeightBudget(), pool=1)
-    transport.clock_offset_ms = 3_600_000
-    declared_key = object()
-    try:
-        client = ReadOnlyClient(transport, "api-key", private_key=declared_key, is_rsa=True)
-        hmac_client = ReadOnlyClient(transport, "api-key", "api-secret")
-        before = time.time() * 1000 + transport.clock_offset_ms
-        kwargs = hmac_client._get_request_kwargs("get", True, data={"x": 1})
-    except Exception as exc:
-        failure = f"{BROKEN}building a ReadOnlyClient or signing a GET fails: {exc!r}"
-    else:
-        failure = None
-    if failure:  # outside the except: no traceback through python-binance's code to render
-        pytest.fail(failure, pytrace=False)
-    assert client.PRIVATE_KEY is declared_key and client._is_rsa is True, (
-        f"{BROKEN}Client() no longer loads its key through _init_private_key()"
+def test_python_binance_still_has_the_public_reads_the_adapter_calls():
+    missing = [
+        name for name in PUBLIC_READS if not callable(getattr(binance.client.Client, name, None))
+    ]
+    assert not missing, f"{BROKEN}Client no longer has {', '.join(missing)}()"
+
+
+@pytest.fixture
+def sim() -> Iterator[BinanceSimulator]:
+    with BinanceSimulator() as simulator:
+        yield simulator
+
+
+@pytest.mark.parametrize("name", [*PUBLIC_READS, "get_withdraw_address_list"])
+def test_each_read_requests_its_own_allow_listed_path(sim, name):
+    key = sim.add_key(key_type="ED25519")
+    transport = Transport(sim.url, 2.0, 5000, WeightBudget(), pool=1)
+    client = ReadOnlyClient(
+        transport, key.api_key, private_key=load_private_key(KeyType.ED25519, key.secret)
     )
-    assert client.session is transport.session, (
-        f"{BROKEN}Client() no longer builds its session through _init_session()"
+    getattr(client, name)()
+    expected = PUBLIC_READS.get(name, WITHDRAW_ADDRESSES)
+    assert [(r.method, r.path, r.status) for r in sim.request_log] == [("GET", expected, 200)], (
+        f"{BROKEN}{name}() no longer requests GET {expected} alone"
     )
-    query = kwargs.get("params") if isinstance(kwargs, dict) else None
-    params = dict(p.partition("=")[::2] for p in query.split("&")) if query else {}
-    missing = sorted({"x", "timestamp", "recvWindow", "signature"} - params.keys())
-    assert not missing, (
-        f"{BROKEN}_get_request_kwargs() signs a GET without {', '.join(missing)} in its params "
-        f"(it returned the keys {sorted(kwargs)} and params {sorted(params)})"
+
+
+def test_python_binance_signs_and_sends_through_the_gated_transport(sim):
+    """What python-binance sends goes through the session it was given: booked in the
+    gateway's budget, with the API key, the shared clock offset and recvWindow; and what
+    python-binance's own write methods send is refused there, before a byte leaves."""
+    key = sim.add_key()
+    budget = WeightBudget()
+    transport = Transport(sim.url, 2.0, 5000, budget, pool=1)
+    transport.clock_offset_ms = -2_000
+    client = ReadOnlyClient(transport, key.api_key, key.secret)
+    library = client._binance  # the python-binance Client inside the adapter
+    assert library.session is client.session is transport.client_session, (
+        f"{BROKEN}a Client no longer keeps the session it is given in .session"
     )
-    assert int(params["timestamp"]) >= before - 1, (
+    expected_ms = time.time() * 1000 + transport.clock_offset_ms
+    client.get_account_api_permissions()
+    (sent,) = sim.request_log
+    assert (sent.path, sent.status, sent.api_key) == (
+        "/sapi/v1/account/apiRestrictions",
+        200,
+        key.api_key,
+    ), f"{BROKEN}the signed read did not arrive as sent: {sent}"
+    assert budget.stats().sent == 1, f"{BROKEN}python-binance sent around the gated session"
+    assert sent.params.get("recvWindow") == "5000", (
+        f"{BROKEN}signing no longer sends REQUEST_RECVWINDOW as recvWindow"
+    )
+    assert abs(int(sent.params["timestamp"]) - expected_ms) < 1_000, (
         f"{BROKEN}signing no longer adds timestamp_offset to the timestamp"
     )
-    assert params["recvWindow"] == "5000", (
-        f"{BROKEN}signing no longer sends REQUEST_RECVWINDOW as recvWindow"
+    writes = [
+        lambda: library.create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity=1),
+        lambda: library.withdraw(coin="USDT", address="0xevil", amount=100),
+        lambda: library.get_account(),  # a read, but not on the allow-list
+    ]
+    for write in writes:
+        with pytest.raises(ForbiddenEndpoint):
+            write()
+    assert len(sim.request_log) == 1 and budget.stats().sent == 1
+
+
+def test_python_binance_has_a_floor_and_no_ceiling():
+    """The adapter relies only on python-binance's public interface (and one pinned hook), and
+    the tests above check it on whatever release is installed: no upper bound is needed."""
+    bound = RUNTIME["python-binance"].specifier
+    capped = [s for s in bound if s.operator in ("<", "<=", "==", "===", "~=")]
+    assert not capped and any(s.operator == ">=" for s in bound), (
+        f"python-binance's bound is {bound}: give it a floor (>=) and no ceiling"
     )
 
 
@@ -263,6 +354,5 @@ def test_installed_python_binance_is_within_the_declared_bound():
     version = importlib.metadata.version("python-binance")
     bound = RUNTIME["python-binance"].specifier
     assert bound.contains(version, prereleases=True), (
-        f"python-binance {version} is installed, outside pyproject.toml's bound {bound}: "
-        f"the transport's reliance on its internals is verified only within the bound"
+        f"python-binance {version} is installed, outside pyproject.toml's bound {bound}"
     )

@@ -1,7 +1,8 @@
 """Read-only access to Binance: what a key may do, and the account's history.
 
 Layers, from the bottom: ``errors`` (every failure, classified), ``budget`` (the request
-weight Binance allows per IP), ``transport`` (python-binance narrowed to allow-listed GETs),
+weight Binance allows per IP), ``transport`` (allow-listed GETs through one session per
+gateway), ``read_only_client`` (python-binance's public interface behind a list of reads),
 ``permissions`` and ``account`` (typed answers), ``gateway`` (what services call). Nothing here
 imports the rest of the bot.
 """
@@ -50,11 +51,11 @@ from bot.binance.permissions import (
     Tier,
     diff_permissions,
 )
+from bot.binance.read_only_client import ReadOnlyClient
 from bot.binance.transport import (
     DEFAULT_BASE_URL,
     READ_ENDPOINTS,
     KeyType,
-    ReadOnlyClient,
 )
 
 __all__ = [

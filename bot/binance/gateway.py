@@ -50,13 +50,13 @@ from bot.binance.errors import (
     UnexpectedResponse,
 )
 from bot.binance.permissions import KeyPermissions
+from bot.binance.read_only_client import ReadOnlyClient
 from bot.binance.transport import (
     API_KEY_CHARS,
     DEFAULT_429_PAUSE,
     DEFAULT_BASE_URL,
     ApiFailure,
     KeyType,
-    ReadOnlyClient,
     Transport,
     load_private_key,
 )
@@ -233,7 +233,7 @@ class BinanceGateway:
         payload = self._call(
             creds,
             "withdrawAddressList",
-            lambda c: c._request_margin_api("get", "capital/withdraw/address/list", True, data={}),
+            lambda c: c.get_withdraw_address_list(),
         )
         if not isinstance(payload, list):
             raise UnexpectedResponse(key=creds.masked)
@@ -307,9 +307,7 @@ class BinanceGateway:
         if creds.key_type is KeyType.HMAC:
             return ReadOnlyClient(self._transport, creds.api_key, creds.secret)
         key = load_private_key(creds.key_type, creds.secret)
-        return ReadOnlyClient(
-            self._transport, creds.api_key, private_key=key, is_rsa=creds.key_type is KeyType.RSA
-        )
+        return ReadOnlyClient(self._transport, creds.api_key, private_key=key)
 
     def _call(
         self, creds: Credentials | None, what: str, request: Callable[[ReadOnlyClient], T]

@@ -1,27 +1,23 @@
-"""The transport under the gateway: python-binance's Client narrowed to allow-listed GETs.
+"""The transport under the gateway: allow-listed GETs, one budget, one session per gateway.
 
-Read-only by construction: ``ReadOnlyClient._request`` (python-binance's single choke point) and
-the ``ReadOnlySession`` underneath both refuse anything but a GET to ``READ_ENDPOINTS`` before a
-byte is sent. Keys are loaded by their declared type. Non-2xx answers become ``ApiFailure``
-(status, code, Retry-After), which the gateway classifies; network failures are already
-classified here, without their raw text (requests' exceptions carry the signed URL).
+Read-only by construction: ``TransportSession`` (the session python-binance is given, see
+``bot.binance.read_only_client``) and the ``ReadOnlySession`` underneath, which sends, both
+refuse anything but a GET to ``READ_ENDPOINTS`` before a byte is sent. Keys are loaded by their
+declared type. Non-2xx answers become ``ApiFailure`` (status, code, Retry-After), which the
+gateway classifies; network failures are already classified here, without their raw text
+(requests' exceptions carry the signed URL).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-import threading
-import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from binance import Client
 from Crypto.PublicKey import ECC, RSA
 from requests.adapters import HTTPAdapter
 
@@ -166,40 +162,6 @@ def load_private_key(key_type: KeyType, pem_text: str) -> PrivateKey:
     return key
 
 
-@contextlib.contextmanager
-def _borrowed_event_loop() -> Iterator[None]:
-    """python-binance's constructor builds websocket helpers (never used here) that fetch the
-    thread's event loop, creating one per worker thread otherwise, and keep it alive for as long
-    as the client lives. Lend worker threads one idle loop for the duration instead."""
-    if threading.current_thread() is threading.main_thread():
-        yield
-        return
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            asyncio.get_event_loop()
-        yield  # this thread already has a loop
-        return
-    except RuntimeError:
-        pass
-    asyncio.set_event_loop(_idle_loop())
-    try:
-        yield
-    finally:
-        asyncio.set_event_loop(None)
-
-
-_IDLE_LOOP: list[asyncio.AbstractEventLoop] = []
-_IDLE_LOOP_LOCK = threading.Lock()
-
-
-def _idle_loop() -> asyncio.AbstractEventLoop:
-    with _IDLE_LOOP_LOCK:
-        if not _IDLE_LOOP:
-            _IDLE_LOOP.append(asyncio.new_event_loop())
-        return _IDLE_LOOP[0]
-
-
 # --- transport: the read-only choke point ----------------------------------------------------
 
 
@@ -267,6 +229,8 @@ class Transport:
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        # The session python-binance is given: it gates, then hands each request to get().
+        self.client_session = TransportSession(self)
 
     def gate(self, method: str, url: str) -> str:
         """The allow-listed path of a GET, or ``ForbiddenEndpoint``."""
@@ -275,7 +239,11 @@ class Transport:
             raise ForbiddenEndpoint(method, url)
         return path
 
-    def get(self, path: str, url: str, params: Any, headers: Mapping[str, str]) -> Any:
+    def get(
+        self, path: str, url: str, params: Any, headers: Mapping[str, str]
+    ) -> requests.Response:
+        """Book, send and check one allow-listed GET: a 2xx answer whose body is JSON (or
+        empty), or ``ApiFailure`` / ``BinanceUnavailable`` / the budget's refusal."""
         outcome = "ok"
         try:
             return self._get(path, url, params, headers)
@@ -292,7 +260,9 @@ class Transport:
             for observer in CALL_OBSERVERS:
                 observer(path, outcome)
 
-    def _get(self, path: str, url: str, params: Any, headers: Mapping[str, str]) -> Any:
+    def _get(
+        self, path: str, url: str, params: Any, headers: Mapping[str, str]
+    ) -> requests.Response:
         kind, weight = ENDPOINTS[path]
         budget, weight, used_header = self.limits.booking(kind, path, weight)
         for limiter in self.limiters.get(path, ()):
@@ -315,7 +285,9 @@ class Transport:
         status = response.status_code
         if 200 <= status < 300:
             try:
-                return response.json() if response.content else {}
+                if response.content:
+                    response.json()  # read again by python-binance; a bad body is ours to classify
+                return response
             except ValueError:
                 raise BinanceUnavailable(
                     "Binance answered with something that is not JSON. Try again later.",
@@ -353,51 +325,38 @@ def _error_code(response: requests.Response) -> int | None:
     return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
-class ReadOnlyClient(Client):
-    """python-binance's sync Client, narrowed to allow-listed GETs.
+class TransportSession(requests.Session):
+    """The session a client library (python-binance) is given to send through; one per gateway.
 
-    The key object and ``_is_rsa`` come from the declared key type; requests go through the
-    gateway's shared session, clock offset and weight budget.
+    It sends nothing itself: each request is gated (a GET to an allow-listed path, no body),
+    then handed to the transport, which books it in the budget, sends it through
+    ``ReadOnlySession`` and checks the answer. Auth a library passes per request (requests'
+    ``auth=``) is applied as requests would apply it: that is how the API key travels, since
+    this session is shared by every key and carries none. The library's other requests options
+    (timeout, proxies, redirects) give way to the transport's.
     """
 
-    def __init__(
-        self,
-        transport: Transport,
-        api_key: str | None = None,
-        api_secret: str | None = None,
-        private_key: PrivateKey | None = None,
-        is_rsa: bool = False,
-    ) -> None:
+    def __init__(self, transport: Transport) -> None:
+        super().__init__()
         self._transport = transport
-        self._declared_key = private_key
-        self._declared_is_rsa = is_rsa
-        with _borrowed_event_loop():
-            super().__init__(api_key, api_secret, ping=False)
-        self.API_URL = transport.base_url + "/api"
-        self.MARGIN_API_URL = transport.base_url + "/sapi"
-        self.REQUEST_TIMEOUT = transport.timeout
-        self.REQUEST_RECVWINDOW = transport.recv_window_ms
 
-    def _init_private_key(
-        self, private_key: object = None, private_key_pass: object = None
-    ) -> PrivateKey | None:
-        self._is_rsa = self._declared_is_rsa
-        return self._declared_key
+    def request(
+        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        method, url = _text(method), _text(url)
+        path = self._transport.gate(method, url)  # before anything else is looked at
+        if args or any(kwargs.get(part) for part in ("data", "json", "files")):
+            raise ForbiddenEndpoint(method, url)  # a read carries no body
+        prepared = requests.Request(
+            "GET", url, headers=kwargs.get("headers"), auth=kwargs.get("auth")
+        ).prepare()
+        return self._transport.get(path, url, kwargs.get("params"), prepared.headers)
 
-    def _init_session(self) -> requests.Session:
-        return self._transport.session  # no per-key session headers: the key goes per request
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        return self.request(
+            str(request.method), str(request.url), headers=request.headers, data=request.body
+        )
 
-    def _get_request_kwargs(
-        self, method: str, signed: bool, force_params: bool = False, **kwargs: Any
-    ) -> dict[str, Any]:
-        self.timestamp_offset = self._transport.clock_offset_ms
-        return super()._get_request_kwargs(method, signed, force_params, **kwargs)
 
-    def _request(
-        self, method: str, uri: str, signed: bool, force_params: bool = False, **kwargs: Any
-    ) -> Any:
-        path = self._transport.gate(method, uri)  # before anything is signed or sent
-        kwargs = self._get_request_kwargs(method, signed, force_params, **kwargs)
-        if kwargs.get("data"):
-            raise ForbiddenEndpoint(method, uri)  # a read carries no body
-        return self._transport.get(path, uri, kwargs.get("params"), self._get_headers())
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
