@@ -76,6 +76,14 @@ def _run_command(command: str, home: Path, **settings: str) -> subprocess.Comple
         return _run(COMMANDS[command], home, _env(home, **slack_settings, **settings))
 
 
+def _keys_for(command: str) -> dict[str, str]:
+    """A master key for the admin commands, which never make a first one (the others make
+    one on a first run with nothing configured: that must not happen either)."""
+    return (
+        {"MASTER_KEYS": generate_master_key("k1").encoded()} if command.startswith("keys") else {}
+    )
+
+
 def _refused_in_one_line(done: subprocess.CompletedProcess) -> str:
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
@@ -84,7 +92,13 @@ def _refused_in_one_line(done: subprocess.CompletedProcess) -> str:
 
 
 def _files(directory: Path) -> list[str]:
-    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+    """What is in ``directory``, but SQLite's own side files: a read-only look into a WAL
+    database leaves an empty -wal and -shm beside it, which the next writer removes."""
+    return sorted(
+        str(p.relative_to(directory))
+        for p in directory.rglob("*")
+        if not p.name.endswith(("-wal", "-shm"))
+    )
 
 
 # --- MASTER_KEYS_FILE: a path that does not exist is a mistake, never a new key ------------------
@@ -146,7 +160,7 @@ def test_malformed_master_keys_stop_migrate_before_it_runs(tmp_path, settings, s
 
 def test_an_empty_key_file_is_refused_not_replaced(tmp_path):
     key_file = tmp_path / "apikey-bot-master.key"  # the default path, left empty
-    key_file.write_text("")
+    key_file.touch(mode=0o600)
     line = _refused_in_one_line(_run_command("run", tmp_path))
     assert "holds no master key" in line and str(key_file.name) in line
     assert key_file.read_text() == "" and _files(tmp_path) == ["apikey-bot-master.key"]
@@ -205,7 +219,12 @@ def test_keys_init_refuses_what_it_cannot_do_and_creates_nothing(tmp_path, setti
 @pytest.mark.parametrize("command", ["run", "scheduler", "migrate", "check", "keys reencrypt"])
 def test_a_missing_database_driver_names_the_extra_to_install(tmp_path, command):
     line = _refused_in_one_line(
-        _run_command(command, tmp_path, DATABASE_URL="postgresql+psycopg2://bot@127.0.0.1/test")
+        _run_command(
+            command,
+            tmp_path,
+            DATABASE_URL="postgresql+psycopg2://bot@127.0.0.1/test",
+            **_keys_for(command),
+        )
     )
     assert "DATABASE_URL" in line and "psycopg2" in line and POSTGRES_EXTRA in line
     assert _files(tmp_path) == []  # not even a first-run key file
@@ -246,7 +265,7 @@ def test_without_psycopg_installed_postgresql_names_the_extra(tmp_path, command)
 def test_a_database_path_in_a_missing_directory_is_named_and_nothing_is_created(tmp_path, command):
     database = tmp_path / "data" / "bot.db"
     line = _refused_in_one_line(
-        _run_command(command, tmp_path, DATABASE_URL=f"sqlite:///{database}")
+        _run_command(command, tmp_path, DATABASE_URL=f"sqlite:///{database}", **_keys_for(command))
     )
     assert "DATABASE_URL" in line and str(database) in line and "does not exist" in line
     assert _files(tmp_path) == []  # neither the directory nor a key file
@@ -286,4 +305,10 @@ def test_an_unreachable_postgresql_server_is_one_line(tmp_path):
     line = _refused_in_one_line(_run_command("migrate", tmp_path, DATABASE_URL=url))
     assert "DATABASE_URL" in line and "cannot connect" in line
     assert "hunter2-pw" not in line
+    assert _files(tmp_path) == []
+
+
+def test_admin_commands_never_make_a_first_key(tmp_path):
+    line = _refused_in_one_line(_run(["keys", "reencrypt"], tmp_path, _env(tmp_path)))
+    assert "no master key is configured" in line and "apikey-bot keys init" in line
     assert _files(tmp_path) == []
