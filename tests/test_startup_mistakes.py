@@ -312,3 +312,15 @@ def test_admin_commands_never_make_a_first_key(tmp_path):
     line = _refused_in_one_line(_run(["keys", "reencrypt"], tmp_path, _env(tmp_path)))
     assert "no master key is configured" in line and "apikey-bot keys init" in line
     assert _files(tmp_path) == []
+
+
+# --- the sandbox: its data directory is the one thing it opens from the command line -----------
+
+
+def test_a_sandbox_data_dir_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a directory")
+    wanted = tmp_path / "notes.txt" / "sandbox"
+    done = _run(["sandbox", "--data-dir", str(wanted)], tmp_path, _env(tmp_path))
+    line = _refused_in_one_line(done)
+    assert "--data-dir" in line and str(wanted) in line
+    assert _files(tmp_path) == ["notes.txt"]
