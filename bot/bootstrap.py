@@ -55,6 +55,8 @@ def open_storage(
         if problem is not None:
             raise VaultError(problem)
     engine = open_database(settings.database_url)
+    if ring is None:  # no key for a database of secrets: refused before migrating it
+        refuse_if_sealed(engine, key_file=settings.key_file)
     if run_migrations:
         migrate(engine)
     if ring is None:

@@ -15,9 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from bot.sandbox.slack_standin import SlackStandIn
 from storage.crypto import generate_master_key
+from storage.db import current_revision, make_engine, migrate
 from tests.slack_requests import SIGNING_SECRET
 
 POSTGRES_EXTRA = "pip install 'apikey-bot[postgres]'"
@@ -164,6 +166,25 @@ def test_an_empty_key_file_is_refused_not_replaced(tmp_path):
     line = _refused_in_one_line(_run_command("run", tmp_path))
     assert "holds no master key" in line and str(key_file.name) in line
     assert key_file.read_text() == "" and _files(tmp_path) == ["apikey-bot-master.key"]
+
+
+def test_no_key_for_a_database_of_secrets_is_refused_before_any_migration(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+    migrate(engine, revision="0016")  # an older bot's database, holding a sealed canary
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO crypto_canaries (key_id, sealed, created_at) "
+                "VALUES ('k1', x'00', CURRENT_TIMESTAMP)"
+            )
+        )
+    engine.dispose()
+    line = _refused_in_one_line(_run_command("run", tmp_path))
+    assert "Refusing to create a new key" in line
+    assert _files(tmp_path) == ["bot.db"]  # no key file
+    engine = make_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+    assert current_revision(engine) == "0016"  # not migrated
+    engine.dispose()
 
 
 # --- keys init: the one explicit way to make a first key file ------------------------------------
