@@ -136,7 +136,10 @@ def ensure_reachable(engine: Engine, *, url: str | None = None) -> None:
 
 
 def _connect_problem(url: sa.engine.URL, exc: sa.exc.DBAPIError) -> str:
-    reason = str(exc.orig).strip().splitlines()[-1].strip() if str(exc.orig).strip() else ""
+    # The driver's first line says why ('connection to server at "h", port 5432 failed:
+    # Connection refused'); the lines after it are hints.
+    text = str(exc.orig).strip()
+    reason = text.splitlines()[0].rsplit("failed: ", 1)[-1].strip() if text else ""
     if url.password:  # drivers do not echo it; this makes sure
         reason = reason.replace(str(url.password), "***")
     reason = reason or type(exc.orig).__name__
