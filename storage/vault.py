@@ -107,9 +107,10 @@ def holds_sealed_data(session: Session) -> bool:
     revision (a table an older schema lacks holds nothing), so it can be asked before
     migrating."""
     present = set(sa.inspect(session.connection()).get_table_names())
-    if CryptoCanary.__tablename__ in present and session.exec(
-        select(func.count()).select_from(CryptoCanary)
-    ).one():
+    if (
+        CryptoCanary.__tablename__ in present
+        and session.exec(select(func.count()).select_from(CryptoCanary)).one()
+    ):
         return True
     return any(
         session.exec(
