@@ -3,6 +3,7 @@
 apikey-bot [run]                 run the Slack bot (Socket Mode or HTTP)
 apikey-bot migrate               bring the database schema up to date
 apikey-bot check                 prove the master keys open the stored secrets
+apikey-bot keys init             make a first master key file (MASTER_KEYS_FILE, or the default)
 apikey-bot keys generate ID      print a new master key line ``ID:base64``
 apikey-bot keys reencrypt        re-seal every row under the active master key
 apikey-bot keys retire ID        forget a master key no row uses any more
@@ -20,11 +21,18 @@ import sys
 from collections.abc import Sequence
 
 from bot.audit_export import export_trail
-from bot.bootstrap import check_master_keys, configure_logging, nothing_to_check, open_storage
+from bot.bootstrap import (
+    check_master_keys,
+    configure_logging,
+    init_key_file,
+    nothing_to_check,
+    open_storage,
+    read_configured_ring,
+)
 from bot.config import ConfigError, Settings, load_settings
 from storage.audit_export import FORMATS
 from storage.crypto import CryptoError, KeyRing, generate_master_key
-from storage.db import make_engine, migrate
+from storage.db import DatabaseUnavailable, migrate, open_database
 from storage.vault import VaultError, reencrypt_all, retire_key
 
 log = logging.getLogger("bot")
@@ -38,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the database schema up to date")
     sub.add_parser("check", help="prove the configured master keys open the stored secrets")
     keys = sub.add_parser("keys", help="manage the master keys").add_subparsers(dest="keys_command")
+    keys.add_parser(
+        "init",
+        help="make a first master key file where MASTER_KEYS_FILE says (never over an existing one)",
+    )
     generate = keys.add_parser("generate", help="print a new master key line to add to MASTER_KEYS")
     generate.add_argument("key_id")
     reencrypt = keys.add_parser("reencrypt", help="re-seal every row under the active key")
@@ -79,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         configure_logging(settings.log_level, log_format=settings.log_format)
         return _dispatch(args, settings)
-    except (ConfigError, VaultError, CryptoError) as exc:
+    except (ConfigError, VaultError, CryptoError, DatabaseUnavailable) as exc:
         print(f"apikey-bot: {exc}", file=sys.stderr)
         return 2
 
@@ -87,7 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     command = args.command or "run"
     if command == "migrate":
-        migrate(make_engine(settings.database_url))
+        read_configured_ring(settings)  # a malformed master key stops before any migration
+        engine = open_database(settings.database_url)
+        migrate(engine)
+        engine.dispose()
         print("database schema is up to date")
         return 0
     if command == "check":
@@ -120,6 +135,7 @@ def _audit_verify(settings: Settings) -> int:
     from bot.slack.app import make_web_client
     from bot.slack.checkpoints import read_witness
 
+    read_configured_ring(settings)  # a malformed master key is reported first
     nothing = nothing_to_check(settings, table="audit_events")
     if nothing is not None:  # and nothing was created to find out
         print(nothing)
@@ -160,6 +176,13 @@ def _audit_verify(settings: Settings) -> int:
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    if args.keys_command == "init":
+        path = init_key_file(settings)
+        print(
+            f"created master key k1 in {path} (owner-only permissions). Back it up: without it "
+            "the stored secrets cannot be opened."
+        )
+        return 0
     if args.keys_command == "generate":
         print(generate_master_key(args.key_id).encoded())
         print(
@@ -168,7 +191,10 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 0
-    storage = open_storage(settings)
+    if args.keys_command not in ("reencrypt", "retire"):
+        _parser().parse_args(["keys", "--help"])
+        return 2
+    storage = open_storage(settings, allow_new_key=False)
     if args.keys_command == "reencrypt":
         report = reencrypt_all(
             storage.engine,
@@ -181,22 +207,19 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
             f"{report.rows_remaining} still to do"
         )
         return 0 if report.rows_remaining == 0 else 3
-    if args.keys_command == "retire":
-        smaller = retire_key(storage.engine, storage.key_ring, args.key_id)
-        if storage.key_ring.is_envelope(args.key_id):
-            print(f"master key {args.key_id} is no longer used: unset MASTER_KMS_KEY_ID")
-        elif settings.master_keys is None and settings.master_keys_file.exists():
-            _rewrite_key_file(settings, smaller)
-            print(f"master key {args.key_id} retired and removed from {settings.master_keys_file}")
-        else:
-            print(f"master key {args.key_id} is no longer used: remove it from MASTER_KEYS")
-        return 0
-    _parser().parse_args(["keys", "--help"])
-    return 2
+    smaller = retire_key(storage.engine, storage.key_ring, args.key_id)
+    if storage.key_ring.is_envelope(args.key_id):
+        print(f"master key {args.key_id} is no longer used: unset MASTER_KMS_KEY_ID")
+    elif settings.master_keys is None and settings.key_file.exists():
+        _rewrite_key_file(settings, smaller)
+        print(f"master key {args.key_id} retired and removed from {settings.key_file}")
+    else:
+        print(f"master key {args.key_id} is no longer used: remove it from MASTER_KEYS")
+    return 0
 
 
 def _rewrite_key_file(settings: Settings, ring: KeyRing) -> None:
-    path = settings.master_keys_file
+    path = settings.key_file
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from bot import log_redaction
 from bot.config import Settings
@@ -16,9 +15,18 @@ from bot.observability.json_logs import JsonFormatter
 from storage.audit_export import reading_engine
 from storage.audit_key import AuditKeyError, open_audit_key
 from storage.crypto import EnvelopeKey, KeyRing, KeyRingError
-from storage.db import make_engine, migrate
+from storage.db import ensure_reachable, migrate, open_database
 from storage.kms import kms_master_key
-from storage.vault import VaultError, holds_sealed_data, load_key_ring, verify_key_ring
+from storage.vault import (
+    NO_MASTER_KEY,
+    VaultError,
+    create_key_file,
+    first_key_ring,
+    key_file_problem,
+    read_key_ring,
+    refuse_if_sealed,
+    verify_key_ring,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +41,27 @@ def open_storage(
     settings: Settings, *, run_migrations: bool = True, allow_new_key: bool = True
 ) -> Storage:
     """Engine + migrations + a key ring proven to open what is stored, and the audit chain's
-    key opened with it (else VaultError). ``allow_new_key=False``: never make a master key
-    file (a command that only reads, like ``audit verify``)."""
-    engine = make_engine(settings.database_url)
+    key opened with it (else VaultError).
+
+    Nothing is created because of a mistake: the key ring's settings are read and checked
+    first (a malformed key or a key file that does not exist stops here), then the database
+    (a missing driver or a path that cannot be written: DatabaseUnavailable), and only then
+    is the database created or migrated. A first key file is made only when nothing at all
+    is configured and nothing is sealed yet; ``allow_new_key=False``: never (a command that
+    only reads, like ``audit verify``, or an admin command)."""
+    ring = read_configured_ring(settings)
+    if ring is None:
+        problem = key_file_problem(settings.key_file) if allow_new_key else NO_MASTER_KEY
+        if problem is not None:
+            raise VaultError(problem)
+    engine = open_database(settings.database_url)
+    if ring is None:  # no key for a database of secrets: refused before migrating it
+        refuse_if_sealed(engine, key_file=settings.key_file)
     if run_migrations:
         migrate(engine)
-    ring = verify_key_ring(engine, configured_ring(settings, engine, allow_create=allow_new_key))
+    if ring is None:
+        ring = first_key_ring(engine, key_file=settings.key_file)
+    ring = verify_key_ring(engine, ring)
     try:
         open_audit_key(engine, ring)  # every event written from now on is MACed with it
     except AuditKeyError as exc:
@@ -51,16 +74,43 @@ def _keys_text(settings: Settings) -> str | None:
     return settings.master_keys.get_secret_value() if settings.master_keys else None
 
 
-def configured_ring(settings: Settings, engine: Engine, *, allow_create: bool) -> KeyRing:
-    """The master key ring the settings configure (MASTER_KEYS, the key file, KMS)."""
-    return load_key_ring(
-        engine=engine,
+def read_configured_ring(settings: Settings) -> KeyRing | None:
+    """The master key ring the settings configure (MASTER_KEYS, the key file, KMS), checked
+    without opening the database; None when nothing at all is configured (a first run)."""
+    return read_key_ring(
         keys_text=_keys_text(settings),
         active_id=settings.master_key_active,
-        key_file=settings.master_keys_file,
+        key_file=settings.key_file,
+        key_file_required=settings.master_keys_file is not None,
         kms_key=kms_key_of(settings),
-        allow_create=allow_create,
     )
+
+
+def init_key_file(settings: Settings) -> Path:
+    """`apikey-bot keys init`: a first master key in a new key file where MASTER_KEYS_FILE
+    says (else the default path). Never over an existing file, never when the master keys
+    come from elsewhere, never when the database holds secrets a new key could not open.
+    Returns the file's path; VaultError with the reason otherwise."""
+    if _keys_text(settings):
+        raise VaultError(
+            "MASTER_KEYS is set: the master keys come from it and no key file is read (unset "
+            "it to keep them in a file instead)"
+        )
+    if settings.master_kms_key_id is not None:
+        raise VaultError(
+            "MASTER_KMS_KEY_ID is set: AWS KMS holds the active master key, no key file is needed"
+        )
+    problem = key_file_problem(settings.key_file)
+    if problem is not None:
+        raise VaultError(problem)
+    if nothing_to_check(settings, table="crypto_canaries") is None:
+        engine = reading_engine(settings.database_url)
+        try:
+            refuse_if_sealed(engine, key_file=settings.key_file)
+        finally:
+            engine.dispose()
+    create_key_file(settings.key_file)
+    return settings.key_file.absolute()
 
 
 def kms_key_of(settings: Settings) -> EnvelopeKey | None:
@@ -115,6 +165,7 @@ def nothing_to_check(settings: Settings, *, table: str) -> str | None:
         return f"nothing to check: there is no database at {url.database} yet (the bot creates it)"
     engine = reading_engine(settings.database_url)
     try:
+        ensure_reachable(engine, url=settings.database_url)
         with engine.connect() as connection:
             if not sa.inspect(connection).has_table(table):
                 return "nothing to check: the database has no tables yet (`apikey-bot migrate`)"
@@ -125,22 +176,20 @@ def nothing_to_check(settings: Settings, *, table: str) -> str | None:
 
 def check_master_keys(settings: Settings) -> int:
     """`apikey-bot check`: prove the configured master keys open what is stored, changing
-    nothing: no database, table or key file is created, no canary written. Says so when there
+    nothing: no database, table or key file is created, no canary written. A malformed key
+    or a key file that does not exist is reported before anything else; says so when there
     is nothing to check yet. Returns the exit code."""
+    ring = read_configured_ring(settings)
     nothing = nothing_to_check(settings, table="crypto_canaries")
     if nothing is not None:
         print(nothing)
         return 0
     engine = reading_engine(settings.database_url)
     try:
-        configured = _keys_text(settings) or settings.master_keys_file.exists()
-        if not configured and settings.master_kms_key_id is None:
-            with Session(engine) as session:
-                sealed = holds_sealed_data(session)
-            if not sealed:
-                print("nothing to check: no master key is configured and nothing is sealed yet")
-                return 0
-        ring = configured_ring(settings, engine, allow_create=False)
+        if ring is None:
+            refuse_if_sealed(engine, key_file=settings.key_file)
+            print("nothing to check: no master key is configured and nothing is sealed yet")
+            return 0
         ring = verify_key_ring(engine, ring, write_missing=False)
     finally:
         engine.dispose()

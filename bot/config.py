@@ -30,6 +30,8 @@ from storage.crypto import KeyRingError
 from storage.kms import check_key_ref, region_of
 
 DEFAULT_DATABASE_URL = "sqlite:///apikey-bot.db"
+# The key file of a first run with no master key configured (MASTER_KEYS_FILE unset).
+DEFAULT_MASTER_KEYS_FILE = Path("apikey-bot-master.key")
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_BINANCE_API_URL = "https://api.binance.com"
 # PagerDuty's Events API v2 endpoint (developer.pagerduty.com, "Send an Alert Event").
@@ -83,7 +85,9 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     master_keys: SecretStr | None = None
     master_key_active: str | None = None
-    master_keys_file: Path = Path("apikey-bot-master.key")
+    # Set: the key ring's file, which must exist (a first one: `apikey-bot keys init`).
+    # Unset: DEFAULT_MASTER_KEYS_FILE, read when it exists, made on a first run.
+    master_keys_file: Path | None = None
     # AWS KMS (envelope encryption): the key id, key ARN, alias name or alias ARN. The AWS
     # credentials are boto3's own (environment, profile, instance or task role), never ours.
     master_kms_key_id: str | None = None
@@ -366,6 +370,16 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().startswith("xapp-"):
             raise ValueError("must be an app-level token starting with xapp-")
         return value
+
+    @field_validator("master_keys_file", mode="before")
+    @classmethod
+    def _blank_path_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def key_file(self) -> Path:
+        """Where the master key ring's file is (MASTER_KEYS_FILE, else the default)."""
+        return self.master_keys_file or DEFAULT_MASTER_KEYS_FILE
 
     @property
     def kms_region(self) -> str | None:

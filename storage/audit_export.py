@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from storage.db import create_engine
 from storage.models import AuditEvent, AuditForwardCursor
 
 EXPORT_BATCH = 2000
@@ -51,7 +52,7 @@ def reading_engine(url: str) -> Engine:
             "sqlite://",
             creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30),
         )
-    engine = sa.create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)  # a missing driver: one line
     return engine.execution_options(postgresql_readonly=True)
 
 

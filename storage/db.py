@@ -1,10 +1,17 @@
-"""Engine, sessions and migrations. SQLite by default; PostgreSQL with the same code."""
+"""Engine, sessions and migrations. SQLite by default; PostgreSQL with the same code.
+
+Opening a database never creates one by mistake: a missing driver or a SQLite path that
+cannot be written is found before anything is created, and said in one line
+(DatabaseUnavailable) instead of a traceback.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -15,12 +22,27 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The setting named in DatabaseUnavailable (storage knows no settings, only their names), and
+# pyproject.toml's extra that installs the PostgreSQL driver.
+DATABASE_SETTING = "DATABASE_URL"
+POSTGRES_EXTRA = "pip install 'apikey-bot[postgres]'"
+
+
+class DatabaseUnavailable(Exception):
+    """The database DATABASE_URL names cannot be opened. One line, safe to print (never the
+    URL's password)."""
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """One engine per process. SQLite gets WAL, foreign keys and a busy timeout."""
+    """One engine per process. SQLite gets WAL, foreign keys and a busy timeout.
+
+    Connects to nothing yet; DatabaseUnavailable when the driver is missing or the SQLite
+    file cannot be created or written where the URL says (found without creating it)."""
     if url.startswith("sqlite"):
-        engine = sa.create_engine(
+        problem = sqlite_path_problem(url)
+        if problem is not None:
+            raise DatabaseUnavailable(problem)
+        engine = create_engine(
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
         )
 
@@ -36,7 +58,111 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def create_engine(url: str, **options: Any) -> Engine:
+    """``sa.create_engine``, with a missing driver said in one line naming what to install
+    (SQLAlchemy imports the driver here, before any connection)."""
+    try:
+        return sa.create_engine(url, **options)
+    except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        raise DatabaseUnavailable(_driver_problem(url, exc)) from None
+
+
+def _driver_problem(url: str, exc: Exception) -> str:
+    parsed = sa.engine.make_url(url)
+    driver = parsed.get_driver_name() if "+" in parsed.drivername else parsed.drivername
+    if parsed.get_backend_name() == "postgresql" and driver == "psycopg":
+        if isinstance(exc, ModuleNotFoundError):
+            return (
+                f"{DATABASE_SETTING}: PostgreSQL needs the psycopg driver, which is not "
+                f"installed: {POSTGRES_EXTRA}"
+            )
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return (
+            f"{DATABASE_SETTING}: the psycopg driver could not be loaded ({reason}): "
+            f"reinstall it with {POSTGRES_EXTRA}"
+        )
+    return (
+        f"{DATABASE_SETTING}: the database driver {driver!r} is not installed: use "
+        f"postgresql+psycopg://… and {POSTGRES_EXTRA}"
+    )
+
+
+def sqlite_path_problem(url: str) -> str | None:
+    """Why the SQLite database of ``url`` cannot be created or written, in one line naming
+    the path; None when it can (or the URL is not a SQLite file). Looks, creates nothing."""
+    parsed = sa.engine.make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if "mode=memory" in url or database.startswith("file:"):
+        return None
+    path = Path(database).absolute()
+    directory = path.parent
+    if path.exists():
+        if path.is_dir():
+            return f"{DATABASE_SETTING}: {path} is a directory, not a SQLite database file"
+        if not os.access(path, os.R_OK | os.W_OK):
+            return f"{DATABASE_SETTING}: the SQLite database {path} is not writable"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return (
+                f"{DATABASE_SETTING}: the directory {directory} is not writable (SQLite keeps "
+                f"its journal beside {path.name})"
+            )
+        return None
+    cannot = f"{DATABASE_SETTING}: cannot create the SQLite database {path}"
+    missing = next((p for p in [directory, *directory.parents] if p.exists()), None)
+    if missing is not None and not missing.is_dir():
+        return f"{cannot}: {missing} is not a directory"
+    if not directory.exists():
+        return f"{cannot}: the directory {directory} does not exist (create it first)"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"{cannot}: the directory {directory} is not writable"
+    return None
+
+
+def ensure_reachable(engine: Engine, *, url: str | None = None) -> None:
+    """Connect once: DatabaseUnavailable, in one line, when the database cannot be opened
+    (a server that does not answer or refuses us, a file that is not a database). ``url``:
+    the one to name, when the engine's own is not it (a read-only SQLite engine)."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except sa.exc.DBAPIError as exc:
+        shown = sa.engine.make_url(url) if url is not None else engine.url
+        raise DatabaseUnavailable(_connect_problem(shown, exc)) from None
+
+
+def _connect_problem(url: sa.engine.URL, exc: sa.exc.DBAPIError) -> str:
+    # The driver's first line says why ('connection to server at "h", port 5432 failed:
+    # Connection refused'); the lines after it are hints.
+    text = str(exc.orig).strip()
+    reason = text.splitlines()[0].rsplit("failed: ", 1)[-1].strip() if text else ""
+    if url.password:  # drivers do not echo it; this makes sure
+        reason = reason.replace(str(url.password), "***")
+    reason = reason or type(exc.orig).__name__
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "").absolute()
+        return f"{DATABASE_SETTING}: cannot open the SQLite database {path}: {reason}"
+    where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+    return (
+        f"{DATABASE_SETTING}: cannot connect to PostgreSQL at {where}: {reason} (check that "
+        "the server is up, and the host, port, user and password)"
+    )
+
+
+def open_database(url: str) -> Engine:
+    """An engine proven to connect: ``make_engine`` and one connection (which creates a
+    missing SQLite file: call this only once nothing else can refuse start-up)."""
+    engine = make_engine(url)
+    try:
+        ensure_reachable(engine)
+    except DatabaseUnavailable:
+        engine.dispose()
+        raise
+    return engine
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -2,7 +2,9 @@
 
 Rules:
 - A wrong or missing master key stops start-up with a clear message and changes nothing.
-- A new key file is created only on a fresh install (no sealed data at all).
+- A new key file is created only on a fresh install (no sealed data at all) with nothing
+  configured, or by `apikey-bot keys init`; never where MASTER_KEYS_FILE points by mistake,
+  never over an existing file.
 - Re-encryption works in small committed batches, so it can be interrupted and re-run.
 - A master key is retired only when no row uses it any more.
 - A key held by AWS KMS (an envelope key) has, in its canary row, the root of its fingerprint
@@ -56,8 +58,13 @@ CANARY_PLAINTEXT = b"apikey-bot canary: the master keys open what is stored"
 # An envelope key's canary: this prefix, then the fingerprint root of that key.
 ENVELOPE_CANARY_PREFIX = CANARY_PLAINTEXT + b"; fingerprint root:"
 SYSTEM_TEAM = "-"
-# The setting named when AWS KMS cannot be used (storage knows no settings, only their names).
+# The settings named in messages (storage knows no settings, only their names).
 KMS_SETTING = "MASTER_KMS_KEY_ID"
+KEY_FILE_SETTING = "MASTER_KEYS_FILE"
+NO_MASTER_KEY = (
+    "no master key is configured: set MASTER_KEYS or MASTER_KEYS_FILE, or make a first key "
+    "file with `apikey-bot keys init`"
+)
 
 
 class VaultError(Exception):
@@ -96,13 +103,21 @@ def _sealed_fields(row: SealedRow) -> list[tuple[str, str]]:
 
 
 def holds_sealed_data(session: Session) -> bool:
-    if session.exec(select(func.count()).select_from(CryptoCanary)).one():
+    """Whether anything is sealed: a canary or a sealed row. Reads a database at any
+    revision (a table an older schema lacks holds nothing), so it can be asked before
+    migrating."""
+    present = set(sa.inspect(session.connection()).get_table_names())
+    if (
+        CryptoCanary.__tablename__ in present
+        and session.exec(select(func.count()).select_from(CryptoCanary)).one()
+    ):
         return True
     return any(
         session.exec(
             select(func.count()).select_from(table).where(col(table.seal_key_id).is_not(None))
         ).one()
         for table in SEALED_TABLES
+        if table.__tablename__ in present
     )
 
 
@@ -120,65 +135,158 @@ def key_ids_in_use(session: Session) -> dict[str, int]:
     return counts
 
 
-def load_key_ring(
+def read_key_ring(
     *,
-    engine: Engine,
     keys_text: str | None,
     active_id: str | None,
     key_file: Path,
-    allow_create: bool = True,
+    key_file_required: bool = False,
     kms_key: EnvelopeKey | None = None,
-) -> KeyRing:
-    """The configured key ring: from MASTER_KEYS, else from the key file, else (fresh install
-    only) a newly generated key file with owner-only permissions.
+) -> KeyRing | None:
+    """The key ring the settings configure, read and checked without opening the database:
+    MASTER_KEYS, else the key file, and the AWS KMS key (``kms_key``, MASTER_KMS_KEY_ID),
+    active unless ``active_id`` names a local key.
 
-    With ``kms_key`` (MASTER_KMS_KEY_ID) the ring also holds that AWS KMS key, active unless
-    ``active_id`` names a local key; no key file is created then.
+    None when nothing at all is configured (a first run). VaultError, in one line, when what
+    is configured is malformed, or when ``key_file_required`` (MASTER_KEYS_FILE was set) and
+    the file does not exist: a mistyped path is a mistake to report, never a reason to make
+    a new key there. Without KMS, a key file that holds no key is refused, never replaced.
     """
     local: list[MasterKey] = []
-    try:
-        if keys_text:
-            local = parse_master_keys(keys_text)
-        elif key_file.exists():
-            _warn_if_readable_by_others(key_file)
-            local = parse_master_keys(key_file.read_text(encoding="utf-8"))
-    except KeyRingError as exc:
-        raise VaultError(f"MASTER_KEYS: {exc}") from None
-    if local or kms_key is not None:
-        keys: list[RingKey] = [*local]
-        if kms_key is not None:
-            keys.append(kms_key)
+    if keys_text:
         try:
-            return KeyRing(keys, active_id)
+            local = parse_master_keys(keys_text)
         except KeyRingError as exc:
-            setting = "MASTER_KEY_ACTIVE" if "active" in str(exc) else "MASTER_KEYS"
-            raise VaultError(f"{setting}: {exc}") from None
-    with Session(engine) as session:
-        if holds_sealed_data(session):
+            raise VaultError(f"MASTER_KEYS: {exc}") from None
+        if not local:
+            raise VaultError("MASTER_KEYS: holds no master key (id:base64 entries)")
+    elif key_file.exists() or (key_file_required and kms_key is None):
+        local = _read_key_file(key_file)
+    if not local and kms_key is None:
+        return None
+    keys: list[RingKey] = [*local]
+    if kms_key is not None:
+        keys.append(kms_key)
+    try:
+        return KeyRing(keys, active_id)
+    except KeyRingError as exc:
+        setting = "MASTER_KEY_ACTIVE" if "active" in str(exc) else "MASTER_KEYS"
+        raise VaultError(f"{setting}: {exc}") from None
+
+
+def _read_key_file(key_file: Path) -> list[MasterKey]:
+    where = f"{KEY_FILE_SETTING}: {key_file.absolute()}"
+    try:
+        if not key_file.exists():
             raise VaultError(
-                "no master key is configured but the database holds sealed secrets: set "
-                f"MASTER_KEYS or MASTER_KEYS_FILE (looked for {key_file}). Refusing to create a "
-                "new key, which could never open them."
+                f"{where} does not exist: check the path. Nothing was created (to make a "
+                "first master key there, run `apikey-bot keys init`)"
             )
+        _warn_if_readable_by_others(key_file)
+        text = key_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+        raise VaultError(f"{where} cannot be read ({reason})") from None
+    try:
+        local = parse_master_keys(text)
+    except KeyRingError as exc:
+        raise VaultError(f"{where}: {exc}") from None
+    if not local:
+        raise VaultError(
+            f"{where} holds no master key (id:base64 lines): restore it from your backup; "
+            "it is never replaced"
+        )
+    return local
+
+
+def first_key_ring(engine: Engine, *, key_file: Path, allow_create: bool = True) -> KeyRing:
+    """Nothing is configured: a new key file at ``key_file`` on a fresh install (no sealed
+    data at all), with owner-only permissions; refused when the database holds sealed data,
+    which a new key could never open, or when ``allow_create`` is False."""
+    refuse_if_sealed(engine, key_file=key_file)
     if not allow_create:
-        raise VaultError("no master key is configured: set MASTER_KEYS or MASTER_KEYS_FILE")
-    return _create_key_file(key_file)
-
-
-def _create_key_file(key_file: Path) -> KeyRing:
-    key = generate_master_key("k1")
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("# apikey-bot master keys: id:base64, one per line; the last one is active.\n")
-        handle.write(key.encoded() + "\n")
+        raise VaultError(NO_MASTER_KEY)
+    ring = KeyRing([create_key_file(key_file)])
     log.warning(
         "NO MASTER KEY WAS CONFIGURED: created a new one in %s (owner-only permissions). "
         "Back it up: without it the stored secrets cannot be opened. In production supply "
         "the key yourself through MASTER_KEYS or MASTER_KEYS_FILE from your secret manager.",
         key_file.resolve(),
     )
-    return KeyRing([key])
+    return ring
+
+
+def refuse_if_sealed(engine: Engine, *, key_file: Path) -> None:
+    """VaultError when the database holds sealed data, with no master key configured: a new
+    key could never open it (only reads)."""
+    with Session(engine) as session:
+        if holds_sealed_data(session):
+            raise VaultError(
+                "no master key is configured but the database holds sealed secrets: set "
+                f"MASTER_KEYS or {KEY_FILE_SETTING} (looked for {key_file}). Refusing to "
+                "create a new key, which could never open them."
+            )
+
+
+def load_key_ring(
+    *,
+    engine: Engine,
+    keys_text: str | None,
+    active_id: str | None,
+    key_file: Path,
+    key_file_required: bool = False,
+    allow_create: bool = True,
+    kms_key: EnvelopeKey | None = None,
+) -> KeyRing:
+    """``read_key_ring``, else (nothing configured) ``first_key_ring``."""
+    ring = read_key_ring(
+        keys_text=keys_text,
+        active_id=active_id,
+        key_file=key_file,
+        key_file_required=key_file_required,
+        kms_key=kms_key,
+    )
+    if ring is not None:
+        return ring
+    return first_key_ring(engine, key_file=key_file, allow_create=allow_create)
+
+
+def key_file_problem(key_file: Path) -> str | None:
+    """Why a key file cannot be created at ``key_file``, in one line; None when it can.
+    Looks, creates nothing: never a directory either (a missing one may be a typo)."""
+    path = key_file.absolute()
+    if path.exists() or path.is_symlink():
+        return (
+            f"{KEY_FILE_SETTING}: {path} already exists: a key file is never overwritten "
+            "(add a key to it with `apikey-bot keys generate ID`)"
+        )
+    if not path.parent.is_dir():
+        return (
+            f"{KEY_FILE_SETTING}: cannot create {path}: the directory {path.parent} does not "
+            "exist (check the path, or create the directory first)"
+        )
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"{KEY_FILE_SETTING}: cannot create {path}: {path.parent} is not writable"
+    return None
+
+
+def create_key_file(key_file: Path, key_id: str = "k1") -> MasterKey:
+    """A new master key in a new file (owner-only), never over an existing one; VaultError
+    when it cannot be created."""
+    problem = key_file_problem(key_file)
+    if problem is not None:
+        raise VaultError(problem)
+    key = generate_master_key(key_id)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise VaultError(
+            f"{KEY_FILE_SETTING}: cannot create {key_file.absolute()} ({exc.strerror or exc})"
+        ) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("# apikey-bot master keys: id:base64, one per line; the last one is active.\n")
+        handle.write(key.encoded() + "\n")
+    return key
 
 
 def _warn_if_readable_by_others(path: Path) -> None:

@@ -494,9 +494,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``apikey-bot sandbox``: start everything, register the demo keys, run the console."""
     args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     with contextlib.ExitStack() as cleanup:
-        data_dir, where = open_data_dir(args.data_dir, cleanup)
-        log_file = data_dir / "sandbox.log"
-        cleanup.callback(log_to(log_file).close)
+        try:
+            data_dir, where = open_data_dir(args.data_dir, cleanup)
+            log_file = data_dir / "sandbox.log"
+            cleanup.callback(log_to(log_file).close)
+        except OSError as exc:  # a --data-dir that cannot be made or written: say which
+            print(
+                f"apikey-bot sandbox: cannot use --data-dir {args.data_dir}: "
+                f"{exc.strerror or type(exc).__name__}",
+                file=sys.stderr,
+            )
+            return 2
         print("Starting the sandbox (Binance simulator, Slack stand-in, bot)…", flush=True)
         try:
             stack, seeded = start_stack(data_dir, cleanup)
