@@ -145,3 +145,28 @@ def test_the_simulator_serves_the_address_book_as_binance_documents_it(stack):
         "originType",
         "whiteStatus",
     }
+
+
+def test_findings_say_what_was_checked_never_that_a_switch_is_on_or_off(stack):
+    """Binance's address list gives ``whiteStatus`` per saved address; the account's whitelist
+    switch is not in the API (https://developers.binance.com/docs/wallet/capital/
+    fetch-withdraw-address). Status, App Home and the drift digest say what was checked."""
+    _payout(stack, whitelisted=False)
+    clock = FixedClock(utcnow() + timedelta(hours=1))
+    said = _drift(stack, clock)
+    said += [_status(stack), _home(stack, ADMIN)]
+    stack.simulator.set_address_whitelisted(
+        "main", "0x94df8b352de7f46f64b01d3666bf6e936e44ce60", True
+    )
+    clock.advance(timedelta(days=1))
+    said += _drift(stack, clock)[1:]
+    stack.simulator.inject_fault("503", count=5, path=ADDRESS_LIST)
+    said.append(_status(stack))
+    assert len(said) == 5
+    for text in said[:3]:
+        assert "no saved withdrawal address is whitelisted" in text.lower()
+    assert "a saved withdrawal address is whitelisted now" in said[3].lower()
+    assert "could not read the account's saved withdrawal addresses" in said[4].lower()
+    for text in said:
+        for claim in ("whitelist is off", "whitelist is on", "is on again", "turned off"):
+            assert claim not in text.lower()
