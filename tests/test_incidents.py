@@ -320,22 +320,29 @@ def test_without_a_working_key_the_activity_review_says_so(stack):
 
 
 def test_a_rate_limited_history_is_said_and_the_other_keys_are_not_tried(stack):
-    """The withdraw history's own limit (a few requests a minute) is spent: the review says
+    """The withdraw history's own limit (the account's, per second) is spent: the review says
     so once, and does not queue every other key of the account behind it."""
-    from bot.binance.budget import EndpointLimiter
+    from bot import binance
     from bot.binance.transport import WITHDRAW_HISTORY_PATH
 
-    register_directly(stack, "bot")
+    registered, _ = register_directly(stack, "bot")
     register_directly(stack, "reader")
     register_directly(stack, "another")
-    spent = EndpointLimiter("spent", 1, window_seconds=3600, safety=1.0, max_wait=0)
-    spent.acquire()
-    stack.services.gateway._transport.limiters[WITHDRAW_HISTORY_PATH] = (spent,)
+    with Session(stack.services.engine) as session:
+        account_id = session.get(ApiKey, registered.key_id).account_id
+    spent = binance.WeightBudget(
+        18_000, safety=1.0, window_seconds=3600, max_wait=0, period="second"
+    )
+    spent.acquire(18_000)
+    stack.services.gateway.limits.use(
+        binance.LimitKind.SAPI_UID_PER_SECOND, WITHDRAW_HISTORY_PATH, spent, account=account_id
+    )
     _raise(stack)
     _raised(stack)
     stack.tick(FixedClock(utcnow()), times=3)
     activity = _incident(stack).activity
-    assert activity["source"] is None and "only a few times a minute" in activity["error"]
+    assert activity["source"] is None
+    assert "request limit for this second is used up" in activity["error"]
     assert not [r for r in stack.simulator.request_log if r.path == WITHDRAW_HISTORY_PATH]
 
 

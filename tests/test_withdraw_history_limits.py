@@ -14,9 +14,9 @@ from sqlmodel import Session, select
 
 from bot import binance
 from bot.binance.transport import WITHDRAW_HISTORY_PATH
-from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.jobs.kinds import JobKind
 from bot.jobs.scheduler import FixedClock
+from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.services.activity_plan import ensure_activity_reviews
 from storage.models import AuditEvent, Incident, utcnow
 from tests.e2e import ALICE, BOB, bot_client, register_directly, wait_until
@@ -91,8 +91,10 @@ def test_two_incidents_and_the_daily_review_in_one_minute_all_read_the_withdrawa
         )
         assert bot_client(stack).post(body).status_code == 200
     wait_until(
-        lambda: len(incidents := _incidents(stack)) == 2
-        and all(len(i.messages) == 1 for i in incidents)
+        lambda: (
+            len(incidents := _incidents(stack)) == 2
+            and all(len(i.messages) == 1 for i in incidents)
+        )
     )
     clock.current = utcnow()  # still the same minute: the review ran moments ago
     stack.tick(clock, times=4)  # probes and both activity reviews
@@ -137,9 +139,9 @@ def test_many_reads_of_one_account_are_paced_per_second_never_refused(stack):
     history = [r for r in stack.simulator.request_log if r.path == WITHDRAW_HISTORY_PATH]
     assert len(history) == 30 and stack.simulator.count_429 == 0
     arrivals = sorted(r.at for r in history)
-    # never more than 10 in any second, Binance's documented limit
-    assert all(later - first >= 1.0 for first, later in zip(arrivals, arrivals[10:]))
-    assert took < 15
+    # 8 at most in any second (the 9th leaves a second after the 1st; arrival times jitter)
+    assert all(later - first >= 0.9 for first, later in zip(arrivals, arrivals[8:], strict=False))
+    assert 2.5 < took < 15
 
 
 def test_the_simulator_counts_the_withdraw_history_per_second_and_per_account():

@@ -1,9 +1,9 @@
 """Read-only access to Binance: what a key may do, and the account's history.
 
 Layers, from the bottom: ``errors`` (every failure, classified), ``budget`` (the request
-weight Binance allows per IP), ``transport`` (python-binance narrowed to allow-listed GETs),
-``permissions`` and ``account`` (typed answers), ``gateway`` (what services call). Nothing here
-imports the rest of the bot.
+weight Binance allows per IP, and per account for the withdraw history), ``transport``
+(python-binance narrowed to allow-listed GETs), ``permissions`` and ``account`` (typed
+answers), ``gateway`` (what services call). Nothing here imports the rest of the bot.
 """
 
 from __future__ import annotations

@@ -109,16 +109,22 @@ class ClockDrift(BinanceError):
 
 
 class RateLimited(BinanceError):
-    """HTTP 429 / -1003, or the bot's own weight budget is exhausted."""
+    """HTTP 429 / -1003, or the bot's own weight budget is exhausted. ``period``: the interval
+    the spent limit counts ("minute" for most; "second" for the withdraw history's)."""
 
     def __init__(
-        self, retry_after: float, user_message: str | None = None, **kw: Unpack[ErrorDetails]
+        self,
+        retry_after: float,
+        user_message: str | None = None,
+        *,
+        period: str = "minute",
+        **kw: Unpack[ErrorDetails],
     ) -> None:
         self.retry_after = max(0.0, float(retry_after))
         seconds = max(1, round(self.retry_after))
         at = datetime.now(UTC) + timedelta(seconds=seconds)
         user_message = user_message or (
-            "Binance's request limit for this minute is used up; it can be checked from "
+            f"Binance's request limit for this {period} is used up; it can be checked from "
             f"{at:%H:%M:%S} UTC (in about {seconds} second{'s' if seconds != 1 else ''})."
         )
         super().__init__(user_message, **kw)
