@@ -14,7 +14,7 @@ from bot.binance.account import (
     TransferKind,
     TransferRow,
     WithdrawAddress,
-    whitelist_in_use,
+    any_address_whitelisted,
 )
 from bot.binance.budget import (
     DEFAULT_BUDGET,
@@ -88,10 +88,10 @@ __all__ = [
     "UnexpectedResponse",
     "WeightBudget",
     "WithdrawAddress",
+    "any_address_whitelisted",
     "diff_permissions",
     "mask_api_key",
     "shared_budget",
     "shared_limits",
     "waiting_up_to",
-    "whitelist_in_use",
 ]

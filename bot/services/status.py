@@ -135,7 +135,7 @@ def run_status(
             previous=key.permissions_json,
             compromised=key.status == KeyStatus.COMPROMISED.value,
             key_type=KeyType(key.key_type),
-            withdraw_whitelist=whitelist.on,
+            withdraw_whitelist=whitelist.any_whitelisted,
             whitelist_error=whitelist.error,
         )
         if (undelivered := delivery_finding(deliveries.get(key.id))) is not None:
