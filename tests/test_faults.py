@@ -397,7 +397,7 @@ def _incident(stack) -> Incident:
 
 
 @pytest.mark.parametrize("kind", ["timeout", "503", "418"])
-def test_failing_incident_probe_is_not_key_deleted_and_shreds_nothing(stack, kind):
+def test_failing_incident_probe_is_not_a_rejection_and_shreds_nothing(stack, kind):
     _, sim_key = register_directly(stack, "bot")
     incident = _raise_incident(stack)
     stack.simulator.inject_fault(kind, count=1, path=RESTRICTIONS)
@@ -411,18 +411,19 @@ def test_failing_incident_probe_is_not_key_deleted_and_shreds_nothing(stack, kin
         assert session.get(IncidentStep, (incident.id, 1)) is None
     (pending,) = _jobs(stack, JobKind.INCIDENT_PROBE, JobState.PENDING.value)
     assert pending.payload["attempt"] == 1 and pending.due_at > clock.now()
-    assert _audit(stack, "incident.key_dead") == 0
+    assert _audit(stack, "incident.key_rejected") == 0
     updates = [all_text(c.params) for c in stack.slack.calls_to("chat.update")]
     assert updates and "Checking with Binance" in updates[-1]
-    assert not any("Verified" in u or "still accepts" in u for u in updates)
-    # once Binance answers again, the deleted key is proven dead and only then shredded
+    assert not any("rejects the key from" in u or "still accepts" in u for u in updates)
+    # once Binance answers again, the rejection is recorded (the secret stays until the close)
     stack.simulator.delete_key(sim_key.api_key)
     _wait_unbanned(stack)
     clock.current = pending.due_at
     stack.tick(clock, times=2)
     key = _key(stack)
-    assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
+    assert key.status == KeyStatus.COMPROMISED.value and key.secret_sealed is not None
     assert _incident(stack).key_dead_at is not None
+    assert _audit(stack, "incident.key_rejected") == 1
 
 
 # --- Slack failing while the scheduler posts ------------------------------------------------
@@ -582,14 +583,14 @@ def test_checklist_update_that_slack_fails_to_take_is_retried_later(stack):
     stack.simulator.delete_key(sim_key.api_key)
     stack.slack.inject_fault("chat.update", status=502)
     clock = FixedClock(utcnow())
-    stack.tick(clock, times=3)  # probe: dead; then the refresh, one update refused
+    stack.tick(clock, times=3)  # probe: rejected; then the refresh, one update refused
     assert _incident(stack).key_dead_at is not None
     clock.advance(timedelta(minutes=5))
     stack.tick(clock, times=2)
     updates = [
         c for c in stack.slack.calls_to("chat.update") if c.ok and c.params["channel"] == ALERTS
     ]  # the one live checklist
-    assert updates and "Verified" in all_text(updates[-1].params)
+    assert updates and "Binance rejects the key" in all_text(updates[-1].params)
 
 
 def test_activity_table_that_slack_fails_to_take_is_posted_later_once(stack):
@@ -721,11 +722,11 @@ def test_compromised_whose_write_fails_leaves_no_half_open_incident(stack):
     assert _key(stack).status == KeyStatus.COMPROMISED.value
 
 
-def test_incident_probe_whose_write_fails_does_not_shred_without_the_status_change(stack):
+def test_incident_probe_whose_write_fails_records_nothing_and_is_retried(stack):
     _, sim_key = register_directly(stack, "bot")
     incident = _raise_incident(stack)
     stack.simulator.delete_key(sim_key.api_key)
-    _refuse(stack, "refuse_dead", "audit_events", when="NEW.action = 'incident.key_dead'")
+    _refuse(stack, "refuse_dead", "audit_events", when="NEW.action = 'incident.key_rejected'")
     clock = FixedClock(utcnow())
     stack.tick(clock)
     key = _key(stack)
@@ -739,8 +740,9 @@ def test_incident_probe_whose_write_fails_does_not_shred_without_the_status_chan
     clock.current = job.due_at
     stack.tick(clock)
     key = _key(stack)
-    assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
-    assert _audit(stack, "incident.key_dead") == 1
+    assert key.status == KeyStatus.COMPROMISED.value and key.secret_sealed is not None
+    assert _incident(stack).key_dead_at is not None
+    assert _audit(stack, "incident.key_rejected") == 1
 
 
 def test_rotation_whose_write_fails_keeps_the_old_key_and_says_so(stack):

@@ -235,7 +235,7 @@ def test_closing_as_handled_once_binance_rejects_the_key_retires_it(stack):
     assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
     assert not _pending_probes(stack)
     (event,) = _events(stack, "incident.close")
-    assert event.detail["binance"] == "rejects the key" and event.detail["secret"] == "destroyed"
+    assert event.detail["binance"] == "rejects the key" and event.detail["shredded"] is True
     summary = stack.slack.wait_for(
         "chat.postMessage", predicate=lambda c: "Incident closed" in c.params.get("text", "")
     )

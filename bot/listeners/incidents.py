@@ -254,9 +254,8 @@ def handle_close_submission(
     try:
         closed = close_incident(
             engine=services.engine,
-            team_id=_team_id(body),
+            actor=actor_from(services, body),
             incident_id=incident_id,
-            actor=body["user"]["id"],
             note=note,
             now=services.clock(),
         )
