@@ -42,6 +42,7 @@ from storage.models import (
 )
 from tests.e2e import (
     ALICE,
+    TEAM,
     all_text,
     bot_client,
     register_directly,
@@ -424,6 +425,53 @@ def test_failing_incident_probe_is_not_a_rejection_and_shreds_nothing(stack, kin
     assert key.status == KeyStatus.COMPROMISED.value and key.secret_sealed is not None
     assert _incident(stack).key_dead_at is not None
     assert _audit(stack, "incident.key_rejected") == 1
+
+
+def test_a_close_whose_write_fails_destroys_nothing_and_leaves_the_incident_open(stack):
+    """Closing as handled retires the key (secret destroyed, revoked) in the transaction that
+    closes the incident and audits it: a failed write leaves all of it as it was."""
+    from bot.model.incidents import STEPS
+    from bot.services.access import Actor
+    from bot.services.incidents import close_incident, tick_step
+
+    _, sim_key = register_directly(stack, "bot")
+    incident = _raise_incident(stack)
+    stack.simulator.delete_key(sim_key.api_key)
+    stack.tick(FixedClock(utcnow()), times=2)
+    assert _incident(stack).key_dead_at is not None
+    engine = stack.services.engine
+    for step in STEPS:
+        tick_step(
+            engine=engine,
+            team_id=TEAM,
+            incident_id=incident.id,
+            step=step.number,
+            actor=ALICE,
+            now=utcnow(),
+        )
+
+    def close() -> None:
+        close_incident(
+            engine=engine,
+            actor=Actor(user_id=ALICE, team_id=TEAM),
+            incident_id=incident.id,
+            note="deleted in API Management",
+            now=utcnow(),
+        )
+
+    _refuse(stack, "refuse_close", "audit_events", when="NEW.action = 'incident.close'")
+    with pytest.raises(sa.exc.SQLAlchemyError):
+        close()
+    key = _key(stack)
+    assert key.status == KeyStatus.COMPROMISED.value and key.secret_sealed is not None
+    assert _incident(stack).state == "open"
+    assert _jobs(stack, JobKind.INCIDENT_PROBE, JobState.PENDING.value)
+    _allow(stack, "refuse_close")
+    close()
+    key = _key(stack)
+    assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
+    assert _incident(stack).state == "closed"
+    assert not _jobs(stack, JobKind.INCIDENT_PROBE, JobState.PENDING.value)
 
 
 # --- Slack failing while the scheduler posts ------------------------------------------------
