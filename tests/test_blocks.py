@@ -149,6 +149,12 @@ def check_element(node: dict) -> None:
         assert 2 <= len(node["options"]) <= 5
         assert all(len(o["text"]["text"]) <= 75 for o in node["options"])
         assert all(len(o["value"]) <= 150 for o in node["options"])
+    if kind in ("radio_buttons", "checkboxes", "static_select"):
+        # Option object: text and description up to 75 characters each
+        # (https://docs.slack.dev/reference/block-kit/composition-objects/option-object)
+        for option in node.get("options", []):
+            assert len(option["text"]["text"]) <= 75, option["text"]["text"]
+            assert len(option.get("description", {}).get("text", "")) <= 75, option
     if kind == "actions":
         ids = [el.get("action_id") for el in node["elements"]]
         assert len(ids) == len(set(ids)), "action ids must be unique within a block"

@@ -257,14 +257,13 @@ def close_modal(incident_id: str, label: str, *, may_call_false_alarm: bool) -> 
         handled = Option(
             value=IncidentOutcome.HANDLED.value,
             label="Handled: the key is deleted in Binance",
-            description="Every step done, and Binance rejects the key (if Binance cannot be "
-            "asked, say in the note how the key was dealt with).",
+            # an option's description holds at most 75 characters (Slack's option object)
+            description="Every step done, and Binance rejects the key (unless it cannot be asked).",
         )
         false_alarm = Option(
             value=IncidentOutcome.FALSE_ALARM.value,
             label="False alarm: the key did not leak",
-            description="The bot asks Binance first: the key returns to use only if it still "
-            "works with the same permissions.",
+            description="The bot asks Binance first: back in use only if the key is unchanged.",
         )
         blocks.append(
             InputBlock(
