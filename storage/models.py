@@ -84,8 +84,9 @@ class BinanceAccount(SQLModel, table=True):
     team_id: str = Field(index=True, max_length=32)
     alias: str = Field(max_length=80)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
-    # Whether the account's withdrawals are held to whitelisted addresses, as last read from
-    # Binance's withdrawal address book (None: never read), and when it was read.
+    # Whether any saved withdrawal address of the account is whitelisted (``whiteStatus``), as
+    # last read from Binance's address list (None: never read), and when it was read. The
+    # account's whitelist switch itself is not in Binance's API.
     withdraw_whitelist: bool | None = Field(default=None)
     withdraw_whitelist_checked_at: datetime | None = Field(
         default=None, sa_column=_utc_column(nullable=True)

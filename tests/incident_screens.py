@@ -1,6 +1,6 @@
 """The emergency playbook's screens, as golden cases for tests/test_blocks.py: the live
-checklist (open, handed over, closed as a false alarm), the close and hand-over forms, the
-closing summaries and `/apikey incidents`."""
+checklist (open, Binance rejecting the key, handed over, closed as a false alarm), the close
+and hand-over forms, the closing summaries and `/apikey incidents`."""
 
 from __future__ import annotations
 
@@ -64,6 +64,8 @@ def _view(facts: IncidentFacts, ticked: dict[int, str]) -> IncidentView:
 
 
 HANDED_OVER = replace(OPEN, commander="U0OLIVIA")
+# Binance answers -2015: deleted, or the key's IP whitelist no longer admits the bot.
+REJECTED = replace(OPEN, key_dead_at=RAISED + timedelta(minutes=9), last_probe_result="rejected")
 HANDLED = replace(
     OPEN,
     state="closed",
@@ -81,11 +83,14 @@ FALSE_ALARM = replace(
     close_note="Max pasted a test key from the docs, not ours.",
     outcome="false_alarm",
 )
-ALL_DONE = {1: "bot", 2: "U0MAX", 3: "U0OLIVIA", 4: "U0BOSS", 5: "U0BOSS"}
+ALL_DONE = {1: "U0OLIVIA", 2: "U0MAX", 3: "U0OLIVIA", 4: "U0BOSS", 5: "U0BOSS"}
 
 INCIDENT_SCREENS = {
     "incident_checklist_open": lambda: incident_message(
         _view(OPEN, {2: "U0MAX"}), admins=ADMINS, now=NOW
+    ),
+    "incident_checklist_rejected": lambda: incident_message(
+        _view(REJECTED, {2: "U0MAX"}), admins=ADMINS, now=NOW
     ),
     "incident_checklist_handed_over": lambda: incident_message(
         _view(HANDED_OVER, {}), admins=ADMINS, now=NOW

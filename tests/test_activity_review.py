@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from bot import binance
-from bot.binance.budget import EndpointLimiter
 from bot.binance.transport import READ_ENDPOINTS, WITHDRAW_HISTORY_PATH
 from bot.blocks.activity import activity_digest
 from bot.jobs.kinds import JobKind
@@ -221,60 +220,52 @@ def test_only_teams_with_a_key_that_can_read_get_a_review(stack):
     assert count == 1
 
 
-def test_the_review_paces_itself_to_the_withdraw_history_limits(stack):
-    """Ten accounts, one history request each: the gateway's limiter spaces them so the
-    simulator (which enforces Binance's limits) never answers 429. The UID minute is shortened
-    to 2 s on both sides so the test does not wait a minute; without the limiter the same
-    requests are refused, so the simulator's limit is real."""
+def test_the_review_keeps_to_the_withdraw_history_limits(stack):
+    """Ten accounts, one history request each: each counts against its own account's
+    per-second allowance (Binance's X-SAPI-USED-UID-WEIGHT-1S), so none waits for another and
+    the simulator (which enforces Binance's limits) never answers 429. Without the gateway's
+    pacing, a burst at one account is refused, so the simulator's limit is real."""
     sim = stack.simulator
-    sim.uid_window_ms = 2000
-    gateway = stack.services.gateway
-    limiters = gateway._transport.limiters
-    uid_minute = binance.WeightBudget(180_000, safety=0.8, window_seconds=2.0)
-    gateway.limits.use(binance.LimitKind.SAPI_UID, WITHDRAW_HISTORY_PATH, uid_minute)
     for n in range(10):
         register_directly(stack, f"reader-{n}", account=f"acct-{n}", permissions={})
-    # Every account is one Binance account in the simulator too: make them share one UID's
-    # allowance, as the bot cannot tell accounts' UIDs apart.
-    for key in list(sim._keys.values()):
-        key.account = "shared"
     sim.reset()
     assert _review(stack, FixedClock(utcnow() + timedelta(days=1, hours=1))) == []  # nothing new
     assert _reviews_audited(stack)[0]["accounts_checked"] == 10
     history = [r for r in sim.request_log if r.path == WITHDRAW_HISTORY_PATH]
     assert len(history) == 10 and sim.count_429 == 0 and all(r.status == 200 for r in history)
-    times = sorted(r.at for r in history)
-    # a sliding 2 s window holding at most 8: request n+8 comes 2 s after request n
-    assert all(b - a >= 1.9 for a, b in zip(times, times[8:], strict=False))
-    # without the limiter, the simulator refuses such a burst (at most 10 a window there)
+    # without the pacing, the simulator refuses such a burst (at most 10 a second an account)
     sim.reset()
-    limiters[WITHDRAW_HISTORY_PATH] = ()  # neither the per-second limiter nor the UID budget
-    gateway.limits.use(
-        binance.LimitKind.SAPI_UID, WITHDRAW_HISTORY_PATH, binance.WeightBudget(10**9)
-    )
+    gateway = stack.services.gateway
+    unpaced = binance.WeightBudget(10**9, window_seconds=1.0, period="second")
+    gateway.limits.use(binance.LimitKind.SAPI_UID_PER_SECOND, WITHDRAW_HISTORY_PATH, unpaced)
     key = next(iter(sim._keys.values()))
     creds = binance.Credentials(key.api_key, key.secret)
     for _ in range(25):
         with contextlib.suppress(binance.RateLimited):
-            stack.services.gateway.withdraw_history(creds, start=utcnow() - timedelta(days=1))
+            gateway.withdraw_history(creds, start=utcnow() - timedelta(days=1))
     assert sim.count_429 >= 1
 
 
-def test_the_endpoint_limiter_holds_binances_documented_numbers():
-    """Pure: 8 requests (80 % of 10 a second; 80 % of 180,000 / 18,000 a minute), then
-    refused without waiting when no wait is allowed."""
+def test_the_withdraw_history_budget_holds_binances_documented_numbers():
+    """Pure: per account, 8 requests a second (80 % of 180,000 / 18,000, Binance's 10 a
+    second), then refused without waiting when no wait is allowed; another account has its
+    own allowance; a second later the first has its own again."""
     now = [0.0]
-    minute = EndpointLimiter(
-        "UID", 180_000, window_seconds=60.0, cost=18_000, max_wait=0, clock=lambda: now[0]
-    )
+    limits = binance.RateLimits(clock=lambda: now[0], max_wait=0)
+
+    def budget(account: str) -> binance.WeightBudget:
+        kind = binance.LimitKind.SAPI_UID_PER_SECOND
+        return limits.budget_for(kind, WITHDRAW_HISTORY_PATH, account)
+
     for _ in range(8):
-        minute.acquire()
+        budget("treasury").acquire(18_000)
     with pytest.raises(binance.RateLimited) as refused:
-        minute.acquire()
-    assert 59 < refused.value.retry_after <= 60.01
-    now[0] = 60.5
-    minute.acquire()
-    assert minute.sent == 9
+        budget("treasury").acquire(18_000)
+    assert 0.9 < refused.value.retry_after <= 1.01
+    assert "this second" in refused.value.user_message
+    budget("market-maker").acquire(18_000)
+    now[0] = 1.01
+    budget("treasury").acquire(18_000)
 
 
 def test_the_review_changes_nothing_binance_allows(stack):

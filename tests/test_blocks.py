@@ -151,6 +151,12 @@ def check_element(node: dict) -> None:
         assert 2 <= len(node["options"]) <= 5
         assert all(len(o["text"]["text"]) <= 75 for o in node["options"])
         assert all(len(o["value"]) <= 150 for o in node["options"])
+    if kind in ("radio_buttons", "checkboxes", "static_select"):
+        # Option object: text and description up to 75 characters each
+        # (https://docs.slack.dev/reference/block-kit/composition-objects/option-object)
+        for option in node.get("options", []):
+            assert len(option["text"]["text"]) <= 75, option["text"]["text"]
+            assert len(option.get("description", {}).get("text", "")) <= 75, option
     if kind == "actions":
         ids = [el.get("action_id") for el in node["elements"]]
         assert len(ids) == len(set(ids)), "action ids must be unique within a block"
@@ -1076,20 +1082,20 @@ def test_message_fallback_text_is_bounded():
 
 
 @pytest.mark.parametrize(
-    ("dead", "probe", "shown"),
+    ("rejected", "probe", "shown"),
     [
         (False, None, "key not checked with Binance yet"),
         (False, "alive", "key still accepted by Binance"),
         (False, "unknown", "key state unknown (Binance could not be asked)"),
-        (True, "rejected", "key confirmed dead"),
+        (True, "rejected", "key rejected by Binance (deleted, or its IP whitelist no longer"),
     ],
 )
-def test_home_says_what_binance_said_about_an_incidents_key(dead, probe, shown):
+def test_home_says_what_binance_said_about_an_incidents_key(rejected, probe, shown):
     from dataclasses import replace
 
     picture = home_picture_for("U0BOSS", admin=True)
     (incident,) = picture.team.open_incidents
-    incident = replace(incident, key_dead=dead, last_probe_result=probe)
+    incident = replace(incident, key_rejected=rejected, last_probe_result=probe)
     team = replace(picture.team, open_incidents=[incident])
     text = all_text(as_payload(home_view(replace(picture, team=team), now=NOW)))
     assert shown in text

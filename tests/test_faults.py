@@ -42,6 +42,7 @@ from storage.models import (
 )
 from tests.e2e import (
     ALICE,
+    TEAM,
     all_text,
     bot_client,
     register_directly,
@@ -397,7 +398,7 @@ def _incident(stack) -> Incident:
 
 
 @pytest.mark.parametrize("kind", ["timeout", "503", "418"])
-def test_failing_incident_probe_is_not_key_deleted_and_shreds_nothing(stack, kind):
+def test_failing_incident_probe_is_not_a_rejection_and_shreds_nothing(stack, kind):
     _, sim_key = register_directly(stack, "bot")
     incident = _raise_incident(stack)
     stack.simulator.inject_fault(kind, count=1, path=RESTRICTIONS)
@@ -411,18 +412,66 @@ def test_failing_incident_probe_is_not_key_deleted_and_shreds_nothing(stack, kin
         assert session.get(IncidentStep, (incident.id, 1)) is None
     (pending,) = _jobs(stack, JobKind.INCIDENT_PROBE, JobState.PENDING.value)
     assert pending.payload["attempt"] == 1 and pending.due_at > clock.now()
-    assert _audit(stack, "incident.key_dead") == 0
+    assert _audit(stack, "incident.key_rejected") == 0
     updates = [all_text(c.params) for c in stack.slack.calls_to("chat.update")]
     assert updates and "Checking with Binance" in updates[-1]
-    assert not any("Verified" in u or "still accepts" in u for u in updates)
-    # once Binance answers again, the deleted key is proven dead and only then shredded
+    assert not any("rejects the key from" in u or "still accepts" in u for u in updates)
+    # once Binance answers again, the rejection is recorded (the secret stays until the close)
     stack.simulator.delete_key(sim_key.api_key)
     _wait_unbanned(stack)
     clock.current = pending.due_at
     stack.tick(clock, times=2)
     key = _key(stack)
-    assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
+    assert key.status == KeyStatus.COMPROMISED.value and key.secret_sealed is not None
     assert _incident(stack).key_dead_at is not None
+    assert _audit(stack, "incident.key_rejected") == 1
+
+
+def test_a_close_whose_write_fails_destroys_nothing_and_leaves_the_incident_open(stack):
+    """Closing as handled retires the key (secret destroyed, revoked) in the transaction that
+    closes the incident and audits it: a failed write leaves all of it as it was."""
+    from bot.model.incidents import STEPS
+    from bot.services.access import Actor
+    from bot.services.incidents import close_incident, tick_step
+
+    _, sim_key = register_directly(stack, "bot")
+    incident = _raise_incident(stack)
+    stack.simulator.delete_key(sim_key.api_key)
+    stack.tick(FixedClock(utcnow()), times=2)
+    assert _incident(stack).key_dead_at is not None
+    engine = stack.services.engine
+    for step in STEPS:
+        tick_step(
+            engine=engine,
+            team_id=TEAM,
+            incident_id=incident.id,
+            step=step.number,
+            actor=ALICE,
+            now=utcnow(),
+        )
+
+    def close() -> None:
+        close_incident(
+            engine=engine,
+            actor=Actor(user_id=ALICE, team_id=TEAM),
+            incident_id=incident.id,
+            note="deleted in API Management",
+            now=utcnow(),
+        )
+
+    _refuse(stack, "refuse_close", "audit_events", when="NEW.action = 'incident.close'")
+    with pytest.raises(sa.exc.SQLAlchemyError):
+        close()
+    key = _key(stack)
+    assert key.status == KeyStatus.COMPROMISED.value and key.secret_sealed is not None
+    assert _incident(stack).state == "open"
+    assert _jobs(stack, JobKind.INCIDENT_PROBE, JobState.PENDING.value)
+    _allow(stack, "refuse_close")
+    close()
+    key = _key(stack)
+    assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
+    assert _incident(stack).state == "closed"
+    assert not _jobs(stack, JobKind.INCIDENT_PROBE, JobState.PENDING.value)
 
 
 # --- Slack failing while the scheduler posts ------------------------------------------------
@@ -582,14 +631,14 @@ def test_checklist_update_that_slack_fails_to_take_is_retried_later(stack):
     stack.simulator.delete_key(sim_key.api_key)
     stack.slack.inject_fault("chat.update", status=502)
     clock = FixedClock(utcnow())
-    stack.tick(clock, times=3)  # probe: dead; then the refresh, one update refused
+    stack.tick(clock, times=3)  # probe: rejected; then the refresh, one update refused
     assert _incident(stack).key_dead_at is not None
     clock.advance(timedelta(minutes=5))
     stack.tick(clock, times=2)
     updates = [
         c for c in stack.slack.calls_to("chat.update") if c.ok and c.params["channel"] == ALERTS
     ]  # the one live checklist
-    assert updates and "Verified" in all_text(updates[-1].params)
+    assert updates and "Binance rejects the key" in all_text(updates[-1].params)
 
 
 def test_activity_table_that_slack_fails_to_take_is_posted_later_once(stack):
@@ -721,11 +770,11 @@ def test_compromised_whose_write_fails_leaves_no_half_open_incident(stack):
     assert _key(stack).status == KeyStatus.COMPROMISED.value
 
 
-def test_incident_probe_whose_write_fails_does_not_shred_without_the_status_change(stack):
+def test_incident_probe_whose_write_fails_records_nothing_and_is_retried(stack):
     _, sim_key = register_directly(stack, "bot")
     incident = _raise_incident(stack)
     stack.simulator.delete_key(sim_key.api_key)
-    _refuse(stack, "refuse_dead", "audit_events", when="NEW.action = 'incident.key_dead'")
+    _refuse(stack, "refuse_dead", "audit_events", when="NEW.action = 'incident.key_rejected'")
     clock = FixedClock(utcnow())
     stack.tick(clock)
     key = _key(stack)
@@ -739,8 +788,9 @@ def test_incident_probe_whose_write_fails_does_not_shred_without_the_status_chan
     clock.current = job.due_at
     stack.tick(clock)
     key = _key(stack)
-    assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
-    assert _audit(stack, "incident.key_dead") == 1
+    assert key.status == KeyStatus.COMPROMISED.value and key.secret_sealed is not None
+    assert _incident(stack).key_dead_at is not None
+    assert _audit(stack, "incident.key_rejected") == 1
 
 
 def test_rotation_whose_write_fails_keeps_the_old_key_and_says_so(stack):

@@ -267,9 +267,19 @@ def _incidents(world: World) -> None:
             )
         stack.simulator.delete_key(world.api_key(incident.label))
         wait_until(lambda incident=incident: _steps(engine, incident.id) == 4)
-        clock.advance(timedelta(hours=1))  # past any probe back-off: step 1 is verified
+        clock.advance(timedelta(hours=1))  # past any probe back-off: Binance rejects the key
         world.tick(clock, times=2)
-        assert _steps(engine, incident.id) == 5
+        with Session(engine) as session:
+            assert session.get(Incident, incident.id).key_dead_at is not None
+        world.send(  # whoever deleted it ticks step 1 (a rejection alone proves no deletion)
+            client.action(
+                Action.INCIDENT_TICK,
+                f"{incident.id}:1",
+                response_url=slack.response_url(),
+                message_ts="1.0",
+            )
+        )
+        wait_until(lambda incident=incident: _steps(engine, incident.id) == 5)
         world.send(
             client.action(
                 Action.INCIDENT_CLOSE,

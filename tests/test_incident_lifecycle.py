@@ -266,14 +266,16 @@ def test_a_key_binance_rejects_is_no_false_alarm(stack):
     assert _key(stack).status == KeyStatus.COMPROMISED.value
 
 
-def test_a_key_verified_dead_cannot_return(stack):
+def test_a_key_binance_has_rejected_cannot_return(stack):
     _, sim_key = register_directly(stack, "bot")
     incident = _raise(stack)
     stack.simulator.delete_key(sim_key.api_key)
     stack.tick(FixedClock(utcnow()), times=3)
-    assert _key(stack).status == KeyStatus.REVOKED.value
+    assert _incident(stack).key_dead_at is not None  # rejected: not known to be deleted
+    assert _key(stack).status == KeyStatus.COMPROMISED.value
     refused = _refusal(_close(stack, incident.id, outcome=FALSE_ALARM))
     assert "cannot return to use" in refused and _incident(stack).state == "open"
+    assert "deleted, or its IP whitelist no longer admits the bot" in refused
 
 
 def test_binance_unreachable_leaves_the_incident_open(stack):
@@ -477,12 +479,11 @@ def test_two_admins_closing_at_once_close_it_once(stack):
             now=utcnow(),
         )
 
-    def handled():
+    def handled():  # by an admin: Binance has not been asked yet, so only an admin may
         return close_incident(
             engine=services.engine,
-            team_id="T0TEST",
+            actor=Actor(user_id=ADMIN, team_id="T0TEST", is_admin=True),
             incident_id=incident.id,
-            actor=ALICE,
             note="deleted",
             now=utcnow(),
         )

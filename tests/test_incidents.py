@@ -245,7 +245,10 @@ def test_a_premature_tick_of_step_one_warns_that_binance_still_accepts_the_key(s
     assert warning.params.get("replace_original") is False
 
 
-def test_the_bot_ticks_key_deleted_itself_once_binance_rejects_it_and_shreds_the_secret(stack):
+def test_the_bot_says_when_binance_rejects_the_key_and_leaves_step_one_to_a_person(stack):
+    """Binance's -2015 does not say the key was deleted (its IP whitelist may no longer admit
+    the bot): the bot says what it heard, ticks nothing, and keeps the secret until the
+    incident is closed."""
     _, sim_key = register_directly(stack, "bot")
     _raise(stack)
     _raised(stack)
@@ -256,16 +259,16 @@ def test_the_bot_ticks_key_deleted_itself_once_binance_rejects_it_and_shreds_the
     clock.advance(timedelta(seconds=31))  # within the first probe interval
     stack.tick(clock, times=3)
     incident = _incident(stack)
-    assert incident.key_dead_at is not None
+    assert incident.key_dead_at is not None and incident.last_probe_result == "rejected"
     with Session(stack.services.engine) as session:
         key = session.exec(select(ApiKey).where(ApiKey.label == "bot")).one()
         tick = session.get(IncidentStep, (incident.id, 1))
-    assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
-    assert tick.ticked_by == "bot" and tick.automatic
-    last = stack.slack.calls_to("chat.update")[-1]
-    assert "Verified" in all_text(last.params) and "Binance rejects the key" in all_text(
-        last.params
-    )
+    assert key.status == KeyStatus.COMPROMISED.value and key.secret_sealed is not None
+    assert tick is None
+    last = all_text(stack.slack.calls_to("chat.update")[-1].params)
+    assert "Binance rejects the key from the bot's address" in last
+    assert "deleted, or its IP whitelist no longer admits the bot" in last
+    assert "Verified" not in last
 
 
 def test_activity_table_flags_withdrawals_to_new_addresses(stack):
@@ -320,22 +323,29 @@ def test_without_a_working_key_the_activity_review_says_so(stack):
 
 
 def test_a_rate_limited_history_is_said_and_the_other_keys_are_not_tried(stack):
-    """The withdraw history's own limit (a few requests a minute) is spent: the review says
+    """The withdraw history's own limit (the account's, per second) is spent: the review says
     so once, and does not queue every other key of the account behind it."""
-    from bot.binance.budget import EndpointLimiter
+    from bot import binance
     from bot.binance.transport import WITHDRAW_HISTORY_PATH
 
-    register_directly(stack, "bot")
+    registered, _ = register_directly(stack, "bot")
     register_directly(stack, "reader")
     register_directly(stack, "another")
-    spent = EndpointLimiter("spent", 1, window_seconds=3600, safety=1.0, max_wait=0)
-    spent.acquire()
-    stack.services.gateway._transport.limiters[WITHDRAW_HISTORY_PATH] = (spent,)
+    with Session(stack.services.engine) as session:
+        account_id = session.get(ApiKey, registered.key_id).account_id
+    spent = binance.WeightBudget(
+        18_000, safety=1.0, window_seconds=3600, max_wait=0, period="second"
+    )
+    spent.acquire(18_000)
+    stack.services.gateway.limits.use(
+        binance.LimitKind.SAPI_UID_PER_SECOND, WITHDRAW_HISTORY_PATH, spent, account=account_id
+    )
     _raise(stack)
     _raised(stack)
     stack.tick(FixedClock(utcnow()), times=3)
     activity = _incident(stack).activity
-    assert activity["source"] is None and "only a few times a minute" in activity["error"]
+    assert activity["source"] is None
+    assert "request limit for this second is used up" in activity["error"]
     assert not [r for r in stack.simulator.request_log if r.path == WITHDRAW_HISTORY_PATH]
 
 
@@ -355,7 +365,7 @@ def test_everything_survives_a_restart_mid_incident(world, start):
         incident = _incident(second)
         with Session(second.services.engine) as session:
             steps = {t.step for t in session.exec(select(IncidentStep)).all()}
-    assert steps == {1, 2, 5}
+    assert steps == {2, 5}  # step 1 is a person's to tick: Binance only rejects the key
     assert incident.key_dead_at is not None
 
 
@@ -390,16 +400,17 @@ def test_close_needs_every_step_then_posts_a_summary_and_later_clicks_change_not
         == Callback.INCIDENT_CLOSE
     )
     stack.simulator.delete_key(sim_key.api_key)
-    stack.tick(FixedClock(utcnow()), times=3)  # the bot verifies step 1
-    assert _ticked(stack, incident_id, 1)
-    for step in (2, 3, 4, 5):
+    stack.tick(FixedClock(utcnow()), times=3)  # the bot hears Binance reject the key
+    assert _incident(stack).key_dead_at is not None and not _ticked(stack, incident_id, 1)
+    for step in (1, 2, 3, 4, 5):
         _tick(stack, step, ALICE, incident_id)
     assert close("Key was in a public gist; rotated all keys.").status_code == 200
     summary = stack.slack.wait_for(
         "chat.postMessage", predicate=lambda c: "Incident closed" in c.params.get("text", "")
     )
     text = all_text(summary[0].params)
-    assert "Timeline" in text and "Time to revoke" in text and "public gist" in text
+    assert "Timeline" in text and "public gist" in text
+    assert "Time until Binance rejected the key" in text
     assert _incident(stack).state == "closed"
     # a click on the closed incident's old buttons: polite, nothing changes
     url = _tick(stack, 3, BOB, incident_id, wait=False)

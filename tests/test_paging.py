@@ -18,11 +18,23 @@ from bot.jobs.scheduler import FixedClock
 from bot.model.incidents import STEPS
 from bot.sandbox.pagerduty_standin import PagerDutyStandIn, event_errors
 from bot.sandbox.requests import rotate_form_values
+from bot.services.access import Actor
 from bot.services.drift_plan import ensure_drift_checks
+from bot.services.incident_probes import probe_compromised_key
 from bot.services.incidents import close_incident, raise_incident, tick_step
-from bot.services.keys import remove_key
+from bot.services.keys import open_credentials, remove_key
 from bot.services.paging import incident_page_key, old_key_page_key, withdrawals_page_key
-from storage.models import AuditEvent, JobState, KeyPurpose, Page, Rotation, ScheduledJob, utcnow
+from storage.models import (
+    ApiKey,
+    AuditEvent,
+    Incident,
+    JobState,
+    KeyPurpose,
+    Page,
+    Rotation,
+    ScheduledJob,
+    utcnow,
+)
 from tests.e2e import ALICE, TEAM, bot_client, register_directly
 from tests.factories import TRADE, WITHDRAW, make_due
 from tests.slack_requests import view_submission
@@ -64,7 +76,22 @@ def _raise(stack, label: str, now):
 
 
 def _close(stack, incident_id: str, now) -> None:
-    engine = stack.services.engine
+    """The key deleted in Binance (as the checklist asks), the bot hears Binance reject it,
+    every step ticked, and the incident closed as handled."""
+    services = stack.services
+    engine = services.engine
+    with Session(engine) as session:
+        key = session.get(ApiKey, session.get(Incident, incident_id).key_id)
+        api_key = open_credentials(services.ring, key).api_key
+    stack.simulator.delete_key(api_key)
+    probe_compromised_key(
+        engine=engine,
+        ring=services.ring,
+        gateway=services.gateway,
+        incident_id=incident_id,
+        attempt=0,
+        now=now,
+    )
     for step in STEPS:
         tick_step(
             engine=engine,
@@ -75,7 +102,11 @@ def _close(stack, incident_id: str, now) -> None:
             now=now,
         )
     close_incident(
-        engine=engine, team_id=TEAM, incident_id=incident_id, actor=ALICE, note="done", now=now
+        engine=engine,
+        actor=Actor(user_id=ALICE, team_id=TEAM),
+        incident_id=incident_id,
+        note="done",
+        now=now,
     )
 
 

@@ -117,6 +117,7 @@ as @olivia
 /apikey compromised drill-bot
 binance delete demo-1
 advance 1m
+press 1
 as @max
 press 1
 as @olivia
@@ -149,22 +150,27 @@ def test_an_incident_from_a_leak_to_its_closing_summary():
     # the scheduler ran: Binance was asked whether the key still works
     assert "Binance still accepts this key" in raised
 
-    verified = _section(out, "advance 1m")
-    assert "the message in #alerts is updated; it now reads" in verified
-    assert "done by the bot" in verified and "[1] Mark done" in verified
+    rejected = _section(out, "advance 1m")
+    assert "the message in #alerts is updated; it now reads" in rejected
+    # what Binance said (-2015), no more: step 1 is left to the person who deleted the key
+    assert "Binance rejects the key from the bot's address" in rejected
+    assert "no longer admits the bot" in rejected
+    assert "done by the bot" not in rejected and "[1] Mark done" in rejected
     assert '"method": "chat.update"' not in out  # drawn as a message, not as raw JSON
 
     presses = out.split("sandbox> press 1")[1:]
-    assert len(presses) == 5
-    for step, who in ((2, "max"), (3, "olivia"), (4, "you"), (5, "you")):
-        assert f"{step} of 5 steps done" in presses[step - 2]
-        assert f"done by @{who}" in presses[step - 2]
-    closing = presses[4]
+    assert len(presses) == 6
+    for step, who in ((1, "olivia"), (2, "max"), (3, "olivia"), (4, "you"), (5, "you")):
+        assert f"{step} of 5 steps done" in presses[step - 1]
+        assert f"done by @{who}" in presses[step - 1]
+    closing = presses[5]
     assert "Close the incident" in closing
     assert "Incident closed: drill-bot" in closing and "Timeline" in closing
-    assert "Rehearsal: pasted in #sandbox" in closing and "Time to revoke" in closing
-    # Raised and verified dead on the one sandbox clock (two clocks made it "49 h 0 min").
-    assert re.search(r"Time to revoke:\* (less than a minute|[1-9] min)", closing), closing
+    assert "Rehearsal: pasted in #sandbox" in closing
+    # Raised and rejected on the one sandbox clock (two clocks made it "49 h 0 min").
+    assert re.search(
+        r"Time until Binance rejected the key:\* (less than a minute|[1-9] min)", closing
+    ), closing
 
 
 def test_demo_drill_walks_the_whole_drill():

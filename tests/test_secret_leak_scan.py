@@ -600,7 +600,8 @@ def _incident(run: Run) -> None:
     run.tick(FixedClock(utcnow() + timedelta(minutes=1)), times=3)  # probe, activity review
     with Session(engine) as session:
         key = session.exec(select(ApiKey).where(ApiKey.label == "ed-canary")).one()
-    assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
+    # Binance rejects it, which is no proof of a deletion: kept (sealed) until the close
+    assert key.status == KeyStatus.COMPROMISED.value and key.secret_sealed is not None
     run.send(
         client.action(
             Action.INCIDENT_CLOSE,
@@ -622,6 +623,9 @@ def _incident(run: Run) -> None:
     slack.wait_for(
         "chat.postMessage", predicate=lambda c: "Incident closed" in c.params.get("text", "")
     )
+    with Session(engine) as session:
+        key = session.exec(select(ApiKey).where(ApiKey.label == "ed-canary")).one()
+    assert key.status == KeyStatus.REVOKED.value and key.secret_sealed is None
     ack, _ = run.command("incidents")
     assert "ed-canary" in all_text(ack)
 

@@ -1,6 +1,6 @@
-"""Withdrawal controls: a Withdraw-tier key on an account whose withdrawal whitelist is off is
-critical in status, App Home and the drift digest; the simulator serves Binance's withdrawal
-address book (fields, weight)."""
+"""Withdrawal controls: a Withdraw-tier key on an account with no whitelisted saved withdrawal
+address is critical in status, App Home and the drift digest; the simulator serves Binance's
+withdrawal address list (fields, weight)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.factories import WITHDRAW, make_due
 ADMIN = "U0BOSS"
 ALERTS = "C0ALERTS"
 ADDRESS_LIST = "/sapi/v1/capital/withdraw/address/list"
-OFF = "withdrawal whitelist is off"
+OFF = "No saved withdrawal address is whitelisted"
 
 
 @pytest.fixture
@@ -96,7 +96,9 @@ def test_whitelist_off_is_critical_in_the_drift_digest_once_then_on_again(stack)
     )
     clock.advance(timedelta(days=1))
     digests = _drift(stack, clock)
-    assert len(digests) == 2 and "withdrawal whitelist is on again" in digests[1]
+    assert (
+        len(digests) == 2 and "withdrawal address of the account is whitelisted now" in digests[1]
+    )
     assert _stored_whitelist(stack) is True
 
 
@@ -119,7 +121,7 @@ def test_an_unreadable_address_book_is_unknown_not_fine(stack):
     _payout(stack, whitelisted=True)
     stack.simulator.inject_fault("503", count=5, path=ADDRESS_LIST)
     text = _status(stack)
-    assert "Could not check the account's withdrawal whitelist" in text
+    assert "Could not read the account's saved withdrawal addresses" in text
     assert _stored_whitelist(stack) is None  # nothing learnt, nothing stored
 
 
@@ -145,3 +147,28 @@ def test_the_simulator_serves_the_address_book_as_binance_documents_it(stack):
         "originType",
         "whiteStatus",
     }
+
+
+def test_findings_say_what_was_checked_never_that_a_switch_is_on_or_off(stack):
+    """Binance's address list gives ``whiteStatus`` per saved address; the account's whitelist
+    switch is not in the API (https://developers.binance.com/docs/wallet/capital/
+    fetch-withdraw-address). Status, App Home and the drift digest say what was checked."""
+    _payout(stack, whitelisted=False)
+    clock = FixedClock(utcnow() + timedelta(hours=1))
+    said = _drift(stack, clock)
+    said += [_status(stack), _home(stack, ADMIN)]
+    stack.simulator.set_address_whitelisted(
+        "main", "0x94df8b352de7f46f64b01d3666bf6e936e44ce60", True
+    )
+    clock.advance(timedelta(days=1))
+    said += _drift(stack, clock)[1:]
+    stack.simulator.inject_fault("503", count=5, path=ADDRESS_LIST)
+    said.append(_status(stack))
+    assert len(said) == 5
+    for text in said[:3]:
+        assert "no saved withdrawal address is whitelisted" in text.lower()
+    assert "a saved withdrawal address of the account is whitelisted now" in said[3].lower()
+    assert "could not read the account's saved withdrawal addresses" in said[4].lower()
+    for text in said:
+        for claim in ("whitelist is off", "whitelist is on", "is on again", "turned off"):
+            assert claim not in text.lower()

@@ -1,10 +1,10 @@
 """Read-only access to Binance: what a key may do, and the account's history.
 
 Layers, from the bottom: ``errors`` (every failure, classified), ``budget`` (the request
-weight Binance allows per IP), ``transport`` (allow-listed GETs through one session per
-gateway), ``read_only_client`` (python-binance's public interface behind a list of reads),
-``permissions`` and ``account`` (typed answers), ``gateway`` (what services call). Nothing here
-imports the rest of the bot.
+weight Binance allows per IP, and per account for the withdraw history), ``transport``
+(allow-listed GETs through one session per gateway), ``read_only_client`` (python-binance's
+public interface behind a list of reads), ``permissions`` and ``account`` (typed answers),
+``gateway`` (what services call). Nothing here imports the rest of the bot.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from bot.binance.account import (
     TransferKind,
     TransferRow,
     WithdrawAddress,
-    whitelist_in_use,
+    any_address_whitelisted,
 )
 from bot.binance.budget import (
     DEFAULT_BUDGET,
@@ -89,10 +89,10 @@ __all__ = [
     "UnexpectedResponse",
     "WeightBudget",
     "WithdrawAddress",
+    "any_address_whitelisted",
     "diff_permissions",
     "mask_api_key",
     "shared_budget",
     "shared_limits",
     "waiting_up_to",
-    "whitelist_in_use",
 ]

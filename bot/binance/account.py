@@ -145,10 +145,10 @@ class WithdrawAddress:
         )
 
 
-def whitelist_in_use(addresses: list[WithdrawAddress]) -> bool:
-    """Whether the account's withdrawals are held to whitelisted addresses, as far as the API
-    shows it. Binance exposes no switch for the whitelist itself, only ``whiteStatus`` per
-    saved address: with no whitelisted address the whitelist protects nothing, so "off"."""
+def any_address_whitelisted(addresses: list[WithdrawAddress]) -> bool:
+    """Whether any saved withdrawal address is whitelisted (``whiteStatus``). That is all the
+    API shows: the account's whitelist switch itself is not in it, so nothing here says whether
+    the switch is on (https://developers.binance.com/docs/wallet/capital/fetch-withdraw-address)."""
     return any(a.whitelisted is True for a in addresses)
 
 

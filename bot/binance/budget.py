@@ -1,10 +1,12 @@
-"""One request-weight budget per process: Binance limits weight per IP, shared by every key.
+"""Request-weight budgets: Binance limits weight per IP (shared by every key) and, for some
+endpoints, per account (UID).
 
-The budget is a sliding one-minute log of the weight this process has sent. A sliding window
-is stricter than Binance's per-minute counter (any 60 s holds at most ``capacity``), so it needs
-no agreement with Binance's clock about where a minute starts. It also learns from the
-``X-MBX-USED-WEIGHT-1M`` header: weight Binance counts that this process did not send (another
-process on the same IP) is booked as well.
+A budget is a sliding log of the weight this process has sent over one window (a minute; a
+second for the withdraw history). A sliding window is stricter than Binance's counter per
+calendar minute or second (any window holds at most ``capacity``), so it needs no agreement
+with Binance's clock about where one starts. It also learns from the used-weight header of its
+limit (``X-MBX-USED-WEIGHT-1M`` and the like): weight Binance counts that this process did not
+send (another process on the same IP or account) is booked as well.
 
 - ``acquire`` books weight before a request is sent, waiting a bounded time when the budget is
   spent; past that bound it raises ``RateLimited`` without sending. Interactive callers wait
@@ -35,6 +37,8 @@ DEFAULT_MAX_WAIT = 10.0  # seconds a caller may block waiting for weight
 
 # How long requests made in this context may wait for weight (see ``waiting_up_to``).
 _PATIENCE: ContextVar[float | None] = ContextVar("binance_weight_patience", default=None)
+# Whose (which Binance account's) UID limit requests made in this context count against.
+_ACCOUNT: ContextVar[str | None] = ContextVar("binance_account", default=None)
 
 
 @contextmanager
@@ -49,6 +53,22 @@ def waiting_up_to(seconds: float | None) -> Iterator[None]:
         yield
     finally:
         _PATIENCE.reset(token)
+
+
+@contextmanager
+def on_account(account: str | None) -> Iterator[None]:
+    """Within the block, requests to UID-limited endpoints count against ``account``'s own
+    budget (any stable name of the Binance account: the bot's account id). ``None``: one budget
+    shared by every request that names no account (stricter than Binance, never looser)."""
+    token = _ACCOUNT.set(account)
+    try:
+        yield
+    finally:
+        _ACCOUNT.reset(token)
+
+
+def current_account() -> str | None:
+    return _ACCOUNT.get()
 
 
 @dataclass(frozen=True)
@@ -72,12 +92,14 @@ class WeightBudget:
         max_wait: float = DEFAULT_MAX_WAIT,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        period: str = "minute",
     ) -> None:
         if limit < 1 or not 0 < safety <= 1:
             raise ValueError("limit must be >= 1 and 0 < safety <= 1")
         self.limit = limit
         self.capacity = max(1, math.floor(limit * safety))
         self.window_seconds = window_seconds
+        self.period = period  # the interval Binance counts this limit in, for people
         self.max_wait = max_wait
         self._clock = clock
         self._wall_clock = wall_clock
@@ -112,7 +134,7 @@ class WeightBudget:
                     wait = self._paused_until - now
                 elif weight > self.capacity:
                     self._refused += 1
-                    raise RateLimited(self.window_seconds)
+                    raise RateLimited(self.window_seconds, period=self.period)
                 elif self._used + weight <= self.capacity:
                     self._book(now, weight)
                     self._sent += 1
@@ -124,7 +146,7 @@ class WeightBudget:
                     # Waiting would not help within the bound: fail now rather than later.
                     self._refused += 1
                     self._waited += now - start
-                    raise RateLimited(wait)
+                    raise RateLimited(wait, period=self.period)
                 self._cond.wait(wait)
 
     def wait_for_pause(self, max_wait: float) -> bool:
@@ -142,7 +164,8 @@ class WeightBudget:
     # --- after a response -------------------------------------------------------------
 
     def observe(self, used_weight_header: str | int | None) -> None:
-        """Learn from ``X-MBX-USED-WEIGHT-1M``: book weight Binance counts that we did not send."""
+        """Learn from the limit's used-weight header (``X-MBX-USED-WEIGHT-1M``,
+        ``X-SAPI-USED-UID-WEIGHT-1S``...): book weight Binance counts that we did not send."""
         try:
             server_used = int(used_weight_header)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -210,63 +233,6 @@ class WeightBudget:
         return self.window_seconds
 
 
-class EndpointLimiter:
-    """A sliding-window limit of one endpoint, apart from the per-IP weight budget.
-
-    Some ``/sapi`` endpoints are limited on their own: the withdraw history, for example, costs
-    18,000 of the account's (UID's) 180,000 weight a minute and allows 10 requests a second
-    (https://developers.binance.com/docs/wallet/capital/withdraw-history). The bot does not
-    know an account's UID, so one limiter serves every account of the process: stricter than
-    Binance's per-account count, never looser. Like ``WeightBudget``, a caller waits a bounded
-    time (``waiting_up_to``, else ``max_wait``) and past it gets ``RateLimited``, sending
-    nothing.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        limit: int,
-        *,
-        window_seconds: float,
-        cost: int = 1,
-        safety: float = DEFAULT_SAFETY,
-        max_wait: float = DEFAULT_MAX_WAIT,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.name = name
-        self.capacity = max(cost, math.floor(limit * safety))
-        self.cost = cost
-        self.window_seconds = window_seconds
-        self.max_wait = max_wait
-        self._clock = clock
-        self._cond = threading.Condition()
-        self._log: deque[float] = deque()  # when each request was booked
-        self.sent = 0
-
-    def acquire(self) -> None:
-        patience = _PATIENCE.get()
-        max_wait = self.max_wait if patience is None else patience
-        deadline = self._clock() + max_wait
-        per_window = self.capacity // self.cost
-        with self._cond:
-            while True:
-                now = self._clock()
-                while self._log and self._log[0] <= now - self.window_seconds:
-                    self._log.popleft()
-                if len(self._log) < per_window:
-                    self._log.append(now)
-                    self.sent += 1
-                    return
-                wait = self._log[0] + self.window_seconds - now + 0.001
-                if now + wait > deadline:
-                    raise RateLimited(
-                        wait,
-                        "Binance allows this history to be read only a few times a minute; "
-                        f"try again in about {max(1, round(wait))} seconds.",
-                    )
-                self._cond.wait(wait)
-
-
 _SHARED: dict[int, WeightBudget] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -294,27 +260,43 @@ class LimitKind(StrEnum):
 
     API_IP = "api"  # /api/*: 6,000 weight a minute per IP, shared by every /api endpoint
     SAPI_IP = "sapi_ip"  # each IP-limited /sapi endpoint: 12,000 a minute per IP, its own
-    SAPI_UID = "sapi_uid"  # each UID-limited /sapi endpoint: 180,000 a minute per account
+    # The withdraw history's own limit: "This endpoint specifically uses per second UID rate
+    # limit, user's total second level UID rate limit is 180000/second. Response from the
+    # endpoint contains header key X-SAPI-USED-UID-WEIGHT-1S" (Weight(UID) 18,000; "Request
+    # limit: 10 requests per second", the same count: 180,000 / 18,000;
+    # https://developers.binance.com/docs/wallet/capital/withdraw-history).
+    SAPI_UID_PER_SECOND = "sapi_uid_1s"
 
 
 USED_WEIGHT_HEADERS = {
     LimitKind.API_IP: "X-MBX-USED-WEIGHT-1M",
     LimitKind.SAPI_IP: "X-SAPI-USED-IP-WEIGHT-1M",
-    LimitKind.SAPI_UID: "X-SAPI-USED-UID-WEIGHT-1M",
+    LimitKind.SAPI_UID_PER_SECOND: "X-SAPI-USED-UID-WEIGHT-1S",
 }
-LIMITS = {LimitKind.API_IP: 6_000, LimitKind.SAPI_IP: 12_000, LimitKind.SAPI_UID: 180_000}
+LIMITS = {
+    LimitKind.API_IP: 6_000,
+    LimitKind.SAPI_IP: 12_000,
+    LimitKind.SAPI_UID_PER_SECOND: 180_000,
+}
 # How much of each limit the bot plans to use. /sapi's 12,000 leaves room at 0.9 (10,800 a
-# minute: 10,000 keys checked in one minute); /api's shared budget keeps the usual margin.
-SAFETY = {LimitKind.API_IP: DEFAULT_SAFETY, LimitKind.SAPI_IP: 0.9, LimitKind.SAPI_UID: 0.8}
+# minute: 10,000 keys checked in one minute); /api's shared budget keeps the usual margin, and
+# so does the withdraw history (8 requests a second per account).
+SAFETY = {
+    LimitKind.API_IP: DEFAULT_SAFETY,
+    LimitKind.SAPI_IP: 0.9,
+    LimitKind.SAPI_UID_PER_SECOND: DEFAULT_SAFETY,
+}
+PER_SECOND = frozenset({LimitKind.SAPI_UID_PER_SECOND})  # the others count per minute
 
 
 class RateLimits:
-    """Every budget the process paces itself by: the shared /api budget, and one per /sapi
-    endpoint (per IP or per account), each learning from its own response header. Binance does
-    not tell the bot an account's UID, so a UID budget serves every account of its gateway:
-    stricter than Binance, never looser (the bot has one gateway per process; tests build many,
-    each with its own UID budgets: ``for_gateway``). Thread-safe; share the IP budgets in one
-    process (limits are per IP).
+    """Every budget the process paces itself by: the shared /api budget, one per IP-limited
+    /sapi endpoint, and one per UID-limited endpoint and Binance account, each learning from
+    its own response header. A request names its account with ``on_account`` (the bot's id of
+    the Binance account: Binance does not tell the bot UIDs); one that names none counts against
+    one budget shared by all such requests, stricter than Binance, never looser. Thread-safe;
+    share the IP budgets in one process (limits are per IP); UID budgets are per gateway (the
+    bot has one gateway per process; tests build many: ``for_gateway``).
     """
 
     def __init__(
@@ -334,11 +316,9 @@ class RateLimits:
         self.api = api or self._new(LimitKind.API_IP)
         self._single = single  # every path counts against ``api`` (see ``single``)
         self._ip: dict[str, WeightBudget] = {}  # per IP-limited /sapi path (process-wide)
-        self._uid: dict[str, WeightBudget] = {}  # per UID-limited /sapi path (this gateway's)
+        # per UID-limited path and account ("" for requests naming none): this gateway's
+        self._uid: dict[tuple[str, str], WeightBudget] = {}
         self._lock = threading.Lock()
-
-    def _table(self, kind: LimitKind) -> dict[str, WeightBudget]:
-        return self._uid if kind is LimitKind.SAPI_UID else self._ip
 
     def for_gateway(self) -> RateLimits:
         """A view sharing these IP budgets, with UID budgets of its own."""
@@ -354,10 +334,16 @@ class RateLimits:
         view._lock = self._lock
         return view
 
-    def use(self, kind: LimitKind, path: str, budget: WeightBudget) -> None:
-        """Put ``budget`` in place for one endpoint's limit (tests shorten a minute with it)."""
+    def use(
+        self, kind: LimitKind, path: str, budget: WeightBudget, *, account: str | None = None
+    ) -> None:
+        """Put ``budget`` in place for one endpoint's limit (of ``account``, for a UID limit):
+        tests spend a limit or shorten a minute with it."""
         with self._lock:
-            self._table(kind)[path] = budget
+            if kind in PER_SECOND:
+                self._uid[(path, account or "")] = budget
+            else:
+                self._ip[path] = budget
 
     @classmethod
     def single(cls, budget: WeightBudget) -> RateLimits:
@@ -365,49 +351,62 @@ class RateLimits:
         return cls(budget, single=True)
 
     def _new(self, kind: LimitKind) -> WeightBudget:
+        per_second = kind in PER_SECOND
         return WeightBudget(
             self._limits[kind],
             safety=SAFETY[kind],
-            window_seconds=self._window,
+            window_seconds=1.0 if per_second else self._window,
             max_wait=self._max_wait,
             clock=self._clock,
+            period="second" if per_second else "minute",
         )
 
-    def budget_for(self, kind: LimitKind, path: str) -> WeightBudget:
+    def budget_for(self, kind: LimitKind, path: str, account: str | None = None) -> WeightBudget:
         if self._single or kind is LimitKind.API_IP:
             return self.api
         with self._lock:
-            table = self._table(kind)
-            budget = table.get(path)
+            if kind in PER_SECOND:
+                uid_key = (path, account or "")
+                budget = self._uid.get(uid_key)
+                if budget is None:
+                    budget = self._uid[uid_key] = self._new(kind)
+                return budget
+            budget = self._ip.get(path)
             if budget is None:
-                budget = table[path] = self._new(kind)
+                budget = self._ip[path] = self._new(kind)
             return budget
 
     def booking(
-        self, kind: LimitKind, path: str, weight: int
+        self, kind: LimitKind, path: str, weight: int, account: str | None = None
     ) -> tuple[WeightBudget, int, str | None]:
-        """The budget a request counts against, its weight there, and the response header
-        that budget learns from. A single budget stands for the IP's, where an account's (UID)
-        weight means nothing: such a request counts 1 and its UID header is not read."""
-        if self._single and kind is LimitKind.SAPI_UID:
+        """The budget a request counts against (of ``account``, for a UID limit), its weight
+        there, and the response header that budget learns from. A single budget stands for the
+        IP's, where an account's (UID) weight means nothing: such a request counts 1 and its UID
+        header is not read."""
+        if self._single and kind in PER_SECOND:
             return self.api, 1, None
-        return self.budget_for(kind, path), weight, USED_WEIGHT_HEADERS[kind]
+        return self.budget_for(kind, path, account), weight, USED_WEIGHT_HEADERS[kind]
 
     def named(self) -> dict[str, WeightBudget]:
-        """Each budget in use, by a name for people and metrics ("api", "sapi_ip <path>")."""
+        """Each per-minute budget in use, by a name for people and metrics ("api", "sapi_ip
+        <path>"). The per-second budgets of each account are left out: one a second and per
+        account, they are no gauge to watch."""
         with self._lock:
             ip = {f"{LimitKind.SAPI_IP.value} {path}": b for path, b in self._ip.items()}
-            uid = {f"{LimitKind.SAPI_UID.value} {path}": b for path, b in self._uid.items()}
-        return {"api": self.api, **ip, **uid}
+        return {"api": self.api, **ip}
+
+    def _every(self) -> list[WeightBudget]:
+        with self._lock:
+            return [self.api, *self._ip.values(), *self._uid.values()]
 
     def pause_all(self, seconds: float) -> None:
         """HTTP 403 (Binance's web application firewall blocks this IP): nobody sends."""
-        for budget in self.named().values():
+        for budget in self._every():
             budget.pause(seconds)
 
     def ban_all(self, seconds: float) -> None:
         """HTTP 418: this IP is banned; every budget fails fast until the ban ends."""
-        for budget in self.named().values():
+        for budget in self._every():
             budget.ban(seconds)
 
 

@@ -66,6 +66,15 @@ class BinanceError(Exception):
         return self.user_message + suffix
 
 
+# What Binance's error codes page says of the codes that reject a key, word for word
+# (https://developers.binance.com/docs/binance-spot-api-docs/errors): -2015 REJECTED_MBX_KEY
+# names three causes at once, so a key it rejects is not known to be deleted.
+REJECTION_TEXT = {
+    -2015: "Invalid API-key, IP, or permissions for action",
+    -2008: "Invalid Api-Key ID",
+}
+
+
 class KeyRejected(BinanceError):
     """-2015 / -2008. Binance does not say which of the three causes applies."""
 
@@ -74,6 +83,13 @@ class KeyRejected(BinanceError):
         "is not on the key's IP whitelist, or the key lacks the permission for this request. "
         "Binance does not say which, so the bot cannot tell."
     )
+
+    @property
+    def binance_said(self) -> str:
+        """The code and Binance's documented words for it (for the audit trail)."""
+        if self.code in REJECTION_TEXT:
+            return f"{self.code} {REJECTION_TEXT[self.code]}"
+        return f"HTTP {self.http_status}" if self.code is None else str(self.code)
 
 
 class BadKeyFormat(BinanceError):
@@ -109,16 +125,22 @@ class ClockDrift(BinanceError):
 
 
 class RateLimited(BinanceError):
-    """HTTP 429 / -1003, or the bot's own weight budget is exhausted."""
+    """HTTP 429 / -1003, or the bot's own weight budget is exhausted. ``period``: the interval
+    the spent limit counts ("minute" for most; "second" for the withdraw history's)."""
 
     def __init__(
-        self, retry_after: float, user_message: str | None = None, **kw: Unpack[ErrorDetails]
+        self,
+        retry_after: float,
+        user_message: str | None = None,
+        *,
+        period: str = "minute",
+        **kw: Unpack[ErrorDetails],
     ) -> None:
         self.retry_after = max(0.0, float(retry_after))
         seconds = max(1, round(self.retry_after))
         at = datetime.now(UTC) + timedelta(seconds=seconds)
         user_message = user_message or (
-            "Binance's request limit for this minute is used up; it can be checked from "
+            f"Binance's request limit for this {period} is used up; it can be checked from "
             f"{at:%H:%M:%S} UTC (in about {seconds} second{'s' if seconds != 1 else ''})."
         )
         super().__init__(user_message, **kw)

@@ -6,7 +6,8 @@ is sent. Every failure is one of the classes in ``bot.binance.errors``; no raw e
 text (requests' carries the signed URL) and no secret ever leaves this module.
 
 Rate limits are per IP, so every gateway of the process books its requests in one shared
-``WeightBudget`` (``bot.binance.budget``).
+``WeightBudget`` (``bot.binance.budget``); the withdraw history's limit is per account and per
+second, so its reads name their account.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bot.binance.budget import (
     DEFAULT_BUDGET,
     RateLimits,
     WeightBudget,
+    on_account,
     shared_limits,
     waiting_up_to,
 )
@@ -219,9 +221,19 @@ class BinanceGateway:
         return AccountStatus.from_api(_mapping(payload, creds))
 
     def withdraw_history(
-        self, creds: Credentials, *, start: datetime, end: datetime | None = None
+        self,
+        creds: Credentials,
+        *,
+        start: datetime,
+        end: datetime | None = None,
+        account: str | None = None,
     ) -> list[TransferRow]:
-        return self._history(creds, TransferKind.WITHDRAWAL, start, end)
+        """Withdrawals from ``start`` to ``end``. Binance limits this read per second and per
+        account (UID): ``account`` names the Binance account the key belongs to (any stable
+        name, e.g. the bot's account id), so reads of different accounts do not wait for each
+        other; without it, every unnamed read shares one allowance."""
+        with on_account(account):
+            return self._history(creds, TransferKind.WITHDRAWAL, start, end)
 
     def deposit_history(
         self, creds: Credentials, *, start: datetime, end: datetime | None = None
@@ -353,7 +365,9 @@ class BinanceGateway:
                     ):
                         rate_retried = True
                         continue
-                    raise RateLimited(wait, http_status=failure.status, code=failure.code) from None
+                    raise RateLimited(
+                        wait, period=budget.period, http_status=failure.status, code=failure.code
+                    ) from None
                 if failure.code == -1021 and not resynced:
                     resynced = True
                     self._resync_after(sent_at)

@@ -22,10 +22,10 @@ from Crypto.PublicKey import ECC, RSA
 from requests.adapters import HTTPAdapter
 
 from bot.binance.budget import (
-    EndpointLimiter,
     LimitKind,
     RateLimits,
     WeightBudget,
+    current_account,
 )
 from bot.binance.errors import (
     BadKeyFormat,
@@ -49,8 +49,9 @@ WITHDRAW_ADDRESSES_PATH = "/sapi/v1/capital/withdraw/address/list"
 #     own 12,000 (developers.binance.com/docs/wallet/...: api-key-permission,
 #     account-api-trading-status, account-status, capital/deposite-history);
 #   withdraw address list: Weight(IP) 10 (docs/wallet/capital/fetch-withdraw-address);
-#   withdraw history: Weight(UID) 18,000 of the account's own 180,000 a minute, and at most 10
-#     requests a second (docs/wallet/capital/withdraw-history).
+#   withdraw history: Weight(UID) 18,000 of the account's own 180,000 a SECOND (header
+#     X-SAPI-USED-UID-WEIGHT-1S), that is at most 10 requests a second per account
+#     (docs/wallet/capital/withdraw-history).
 ENDPOINTS: Mapping[str, tuple[LimitKind, int]] = MappingProxyType(
     {
         "/api/v3/time": (LimitKind.API_IP, 1),
@@ -58,7 +59,7 @@ ENDPOINTS: Mapping[str, tuple[LimitKind, int]] = MappingProxyType(
         "/sapi/v1/account/apiRestrictions": (LimitKind.SAPI_IP, 1),
         "/sapi/v1/account/apiTradingStatus": (LimitKind.SAPI_IP, 1),
         "/sapi/v1/account/status": (LimitKind.SAPI_IP, 1),
-        WITHDRAW_HISTORY_PATH: (LimitKind.SAPI_UID, 18_000),
+        WITHDRAW_HISTORY_PATH: (LimitKind.SAPI_UID_PER_SECOND, 18_000),
         "/sapi/v1/capital/deposit/hisrec": (LimitKind.SAPI_IP, 1),
         WITHDRAW_ADDRESSES_PATH: (LimitKind.SAPI_IP, 10),
     }
@@ -67,18 +68,6 @@ ENDPOINTS: Mapping[str, tuple[LimitKind, int]] = MappingProxyType(
 READ_ENDPOINTS: Mapping[str, int] = MappingProxyType(
     {path: weight for path, (_kind, weight) in ENDPOINTS.items()}
 )
-WITHDRAW_HISTORY_PER_SECOND = 10
-
-
-def endpoint_limiters() -> dict[str, tuple[EndpointLimiter, ...]]:
-    """Per-second limits some endpoints have besides their weight (one set per transport)."""
-    return {
-        WITHDRAW_HISTORY_PATH: (
-            EndpointLimiter(
-                "withdraw history per second", WITHDRAW_HISTORY_PER_SECOND, window_seconds=1.0
-            ),
-        )
-    }
 
 
 DEFAULT_429_PAUSE = 60.0  # seconds, when a 429 comes without Retry-After
@@ -224,7 +213,6 @@ class Transport:
         self.limits = limits if isinstance(limits, RateLimits) else RateLimits.single(limits)
         self.clock_offset_ms = 0  # Binance's clock minus ours, learned on -1021
         self._allowed = {_url_key(self.base_url + path): path for path in READ_ENDPOINTS}
-        self.limiters = endpoint_limiters()
         self.session = ReadOnlySession(self.gate)
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool, max_retries=0)
         self.session.mount("http://", adapter)
@@ -264,9 +252,7 @@ class Transport:
         self, path: str, url: str, params: Any, headers: Mapping[str, str]
     ) -> requests.Response:
         kind, weight = ENDPOINTS[path]
-        budget, weight, used_header = self.limits.booking(kind, path, weight)
-        for limiter in self.limiters.get(path, ()):
-            limiter.acquire()
+        budget, weight, used_header = self.limits.booking(kind, path, weight, current_account())
         budget.acquire(weight)
         try:
             response = self.session.get(

@@ -266,8 +266,8 @@ def _titled_lines(title: str, lines: list[str], *, none: str) -> list[Block]:
 
 
 def _key_state(incident: OpenIncident) -> str:
-    if incident.key_dead:
-        return "key confirmed dead"
+    if incident.key_rejected:
+        return "key rejected by Binance (deleted, or its IP whitelist no longer admits the bot)"
     if incident.last_probe_result == "alive":
         return "*key still accepted by Binance*"
     if incident.last_probe_result is None:

@@ -25,6 +25,8 @@ from bot.blocks.text import escape, mention, minute, plural, truncate
 from bot.ids import Action, Block, Callback
 from bot.model.incidents import (
     BINANCE_API_MANAGEMENT,
+    KEY_DELETED_STEP,
+    REJECTED_MEANING,
     ClosedIncident,
     IncidentFacts,
     IncidentOutcome,
@@ -80,12 +82,19 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
             continue  # called off: the steps nobody needed to do are no longer asked for
         number, title = step.step.number, step.step.title
         if step.ticked_by:
-            who = "the bot: Binance rejects the key" if step.automatic else mention(step.ticked_by)
+            # automatic: ticked by the bot before issue 21, when a rejection counted as deleted
+            who = "the bot: Binance rejected the key" if step.automatic else mention(step.ticked_by)
             text = f"✅ *{number}. {title}*\n_done by {who} at {_when(step.ticked_at)}_"
             blocks.append(section(text))
             continue
         detail = step.step.detail
-        if number == 1:
+        if number == KEY_DELETED_STEP and incident.key_dead_at is not None:
+            detail = (
+                f"Binance rejects the key since {minute(incident.key_dead_at)}, which does not "
+                "show it was deleted (see above): mark this done once it is deleted in API "
+                "Management."
+            )
+        if number == KEY_DELETED_STEP:
             detail += f" <{BINANCE_API_MANAGEMENT}|Open Binance API Management>"
         text = f"⬜ *{number}. {title}*\n{detail}"
         if closed:
@@ -147,10 +156,20 @@ def _verification(incident: IncidentFacts) -> str:
             f"✅ *Checked at {_when(incident.closed_at)}:* Binance still accepts the key and "
             "reports the same permissions and IP restriction as when it was reported."
         )
+    closed = incident.state == IncidentState.CLOSED
     if incident.key_dead_at is not None:
+        rejects = (
+            f"*Binance rejects the key from the bot's address* since "
+            f"{minute(incident.key_dead_at)}: {REJECTED_MEANING} (Binance does not say which)."
+        )
+        if closed:
+            return f"🔒 {rejects} Its stored secret was destroyed when the incident closed."
+        return f"🔒 {rejects} The bot keeps checking until the incident is closed."
+    if closed:
         return (
-            f"✅ *Verified:* Binance rejects the key since {minute(incident.key_dead_at)}. "
-            "Its stored secret was destroyed."
+            "⚠️ *Closed before Binance was seen rejecting the key:* check in Binance API "
+            "Management that it is deleted. Its stored secret was destroyed when the incident "
+            "closed."
         )
     if incident.last_probe_result == "alive":
         return (
@@ -164,7 +183,7 @@ def premature_tick_warning(label: str) -> Message:
     text = (
         f"⚠️ Binance still accepts “{escape(label)}”: it has not been deleted yet (or not in "
         "this account). The step is marked as you asked, but please delete the key in Binance "
-        "API Management; the bot will confirm when Binance rejects it."
+        "API Management; the bot says when Binance rejects it."
     )
     return Message(text=text, blocks=[section(text)])
 
@@ -238,13 +257,13 @@ def close_modal(incident_id: str, label: str, *, may_call_false_alarm: bool) -> 
         handled = Option(
             value=IncidentOutcome.HANDLED.value,
             label="Handled: the key is deleted in Binance",
-            description="Every checklist step must be done.",
+            # an option's description holds at most 75 characters (Slack's option object)
+            description="Every step done, and Binance rejects the key (unless it cannot be asked).",
         )
         false_alarm = Option(
             value=IncidentOutcome.FALSE_ALARM.value,
             label="False alarm: the key did not leak",
-            description="The bot asks Binance first: the key returns to use only if it still "
-            "works with the same permissions.",
+            description="The bot asks Binance first: back in use only if the key is unchanged.",
         )
         blocks.append(
             InputBlock(
@@ -258,7 +277,12 @@ def close_modal(incident_id: str, label: str, *, may_call_false_alarm: bool) -> 
             )
         )
     else:
-        blocks.append(context("Every checklist step must be done before closing."))
+        blocks.append(
+            context(
+                "Every checklist step must be done, and Binance must reject the key (the "
+                "checklist says when it does), before closing."
+            )
+        )
     blocks.append(
         InputBlock(
             block_id=Block.CLOSE_NOTE,
@@ -313,7 +337,7 @@ def commander_note(label: str, *, commander: str, previous: str, by: str) -> Mes
 def closed_summary(closed: ClosedIncident) -> Message:
     incident = closed.view.incident
     lines = [f"• {minute(at)} — {what}" for at, what in closed.timeline]
-    revoke = "not verified"
+    revoke = "not seen"
     if closed.time_to_revoke is not None:
         minutes = int(closed.time_to_revoke.total_seconds() // 60)
         if minutes >= 60:
@@ -334,7 +358,9 @@ def closed_summary(closed: ClosedIncident) -> Message:
     else:
         title = f"Incident closed: {incident.label}"
         text = (
-            "*Timeline*\n" + "\n".join(lines) + f"\n\n*Time to revoke:* {revoke}\n{commander}\n"
+            "*Timeline*\n"
+            + "\n".join(lines)
+            + f"\n\n*Time until Binance rejected the key:* {revoke}\n{commander}\n"
             f"*Open questions*\n{questions}\n\n{note}"
         )
     return Message(
@@ -362,9 +388,10 @@ def incidents_list(
         if incident.false_alarm:
             verified = " · key back in use"
         elif incident.key_dead_at:
-            verified = " · key verified dead"
+            rejects = "rejects" if incident.state == IncidentState.OPEN else "rejected"
+            verified = f" · Binance {rejects} the key"
         else:
-            verified = " · key not yet verified dead"
+            verified = " · Binance not seen rejecting the key"
         link = (links or {}).get(incident.id)
         checklist = f" · <{link}|checklist>" if link else ""
         lines.append(

@@ -270,9 +270,8 @@ def handle_close_submission(
     try:
         closed = close_incident(
             engine=services.engine,
-            team_id=requester.team_id,
+            actor=actor_from(services, requester),
             incident_id=incident_id,
-            actor=requester.user_id,
             note=note,
             now=services.clock(),
         )

@@ -23,7 +23,7 @@ class Digest:
     could_not_check: list[tuple[str, str]] = field(default_factory=list)
     # What to record once the digest is delivered: key id -> (permissions or None, result).
     observed: dict[str, tuple[dict | None, str]] = field(default_factory=dict)
-    # And the withdrawal whitelist read per account: account id -> on / off.
+    # And the address list read per account: account id -> a saved address is whitelisted.
     whitelists: dict[str, bool] = field(default_factory=dict)
 
     @property

@@ -31,7 +31,7 @@ class OpenIncident:
     label: str
     owner_user_id: str | None
     raised_at: datetime
-    key_dead: bool
+    key_rejected: bool  # Binance rejects the key from the bot's address (not: deleted)
     steps_done: int
     last_probe_result: str | None = None  # "alive" / "rejected" / "unknown"; None: not yet
 

@@ -12,6 +12,7 @@ from storage.models import Incident, IncidentOutcome, IncidentState
 __all__ = [
     "BINANCE_API_MANAGEMENT",
     "KEY_DELETED_STEP",
+    "REJECTED_MEANING",
     "STEPS",
     "ClosedIncident",
     "IncidentFacts",
@@ -37,6 +38,8 @@ class IncidentFacts:
     raised_at: datetime
     raised_in: str | None
     activity_since: datetime
+    # Since when Binance rejects the key from the bot's address (None: not seen, or accepted
+    # again since); the name predates issue 21: a rejection is not known to be a deletion.
     key_dead_at: datetime | None
     last_probe_at: datetime | None
     last_probe_result: str | None
@@ -94,7 +97,8 @@ STEPS = (
         1,
         "Delete the compromised key in Binance",
         "In Binance API Management delete this key, and every other key of the account if the "
-        "account itself may be breached. The bot ticks this itself once Binance rejects the key.",
+        "account itself may be breached. The bot says when Binance rejects the key; mark this "
+        "done once it is deleted.",
     ),
     Step(2, "Change the Binance account password", "And review 2FA and the account's devices."),
     Step(
@@ -108,6 +112,11 @@ STEPS = (
 
 
 KEY_DELETED_STEP = 1
+
+# What a rejection (-2015 "Invalid API-key, IP, or permissions for action",
+# https://developers.binance.com/docs/binance-spot-api-docs/errors) can mean for a key the bot
+# could use before: no more than this, so the bot never calls a rejected key deleted.
+REJECTED_MEANING = "deleted, or its IP whitelist no longer admits the bot"
 
 
 @dataclass(frozen=True)

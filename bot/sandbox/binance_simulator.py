@@ -66,9 +66,9 @@ WINDOW_MS = 60_000
 # 4.rate-limits, and each endpoint's page for its weight):
 #   /api/*  every endpoint shares 6,000 weight a minute per IP: X-MBX-USED-WEIGHT-1M;
 #   /sapi/* each IP-limited endpoint has its own 12,000 a minute: X-SAPI-USED-IP-WEIGHT-1M;
-#           each UID-limited endpoint its own 180,000 a minute per account:
-#           X-SAPI-USED-UID-WEIGHT-1M (the withdraw history; counted in ``_withdraw_history``).
-# Past a limit the answer is 429 with Retry-After (the minute's end).
+#           the withdraw history, UID-limited, its own 180,000 a SECOND per account:
+#           X-SAPI-USED-UID-WEIGHT-1S (counted in ``_withdraw_history``).
+# Past a limit the answer is 429 with Retry-After (the minute's, or the second's, end).
 API_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 SAPI_IP_WEIGHT_HEADER = "X-SAPI-USED-IP-WEIGHT-1M"
 API_WEIGHT_LIMIT = 6_000
@@ -85,7 +85,7 @@ MSG_SIGNATURE = "Signature for this request is not valid."
 MSG_ILLEGAL = "Illegal characters found in a parameter."
 MSG_UNKNOWN_PATH = "An unknown error occurred while processing the request."
 MSG_TOO_MUCH = (
-    "Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
+    "Too much request weight used; current limit is {limit} request weight per 1 {period}. "
     "Please use WebSocket Streams for live updates to avoid polling the API."
 )
 MSG_BANNED = (
@@ -98,15 +98,17 @@ MSG_QUEUED = "Too many requests queued."
 MSG_INTERVAL = "More than {hours} hours between startTime and endTime."
 
 # The withdraw history (https://developers.binance.com/docs/wallet/capital/withdraw-history):
-# "Weight(UID): 18000, Request limit: 10 requests per second"; startTime..endTime "must be
-# less than 90 days". A UID-limited /sapi endpoint has its own 180,000 a minute, reported in
-# X-SAPI-USED-UID-WEIGHT-1M (https://developers.binance.com/docs/products/caas/basics/4.rate-limits).
+# "Weight(UID): 18000, Request limit: 10 requests per second. This endpoint specifically uses
+# per second UID rate limit, user's total second level UID rate limit is 180000/second.
+# Response from the endpoint contains header key X-SAPI-USED-UID-WEIGHT-1S, which defines
+# weight used by the current UID." (10 requests a second is the same count: 180,000 / 18,000.)
+# startTime..endTime "must be less than 90 days".
 WITHDRAW_HISTORY_PATH = "/sapi/v1/capital/withdraw/history"
 WITHDRAW_HISTORY_UID_WEIGHT = 18_000
-UID_WEIGHT_LIMIT = 180_000
-WITHDRAW_HISTORY_PER_SECOND = 10
+UID_WEIGHT_PER_SECOND = 180_000
+SECOND_MS = 1000
 HISTORY_SPAN_MS = 90 * 24 * 3600 * 1000
-UID_WEIGHT_HEADER = "X-SAPI-USED-UID-WEIGHT-1M"
+UID_WEIGHT_HEADER = "X-SAPI-USED-UID-WEIGHT-1S"
 GATEWAY_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
 _ALNUM = string.ascii_letters + string.digits
@@ -258,10 +260,8 @@ class BinanceSimulator(LocalService):
         self._withdrawals: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._deposits: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._addresses: dict[str, list[dict[str, Any]]] = {}
-        # Per account: (minute window, UID weight) and the arrival times in the last second.
+        # Per account (Binance's UID): (second, UID weight used in it).
         self._uid_weight: dict[str, tuple[int, int]] = {}
-        self._history_seconds: dict[str, list[float]] = {}
-        self.uid_window_ms = WINDOW_MS  # tests may shorten the UID weight's minute
         self._faults: list[_Fault] = []
         # IP weight counted per limit ("/api" shared, or a /sapi path): (minute index, weight).
         self._ip_weight: dict[str, tuple[int, int]] = {}
@@ -506,7 +506,6 @@ class BinanceSimulator(LocalService):
             self._ip_weight.clear()
             self.count_429 = 0
             self._uid_weight.clear()
-            self._history_seconds.clear()
 
     # ------------------------------------------------------------------ request handling
     def _add_weight(self, counter: str, weight: int) -> tuple[int, int]:
@@ -556,7 +555,8 @@ class BinanceSimulator(LocalService):
             until = self.server_time_ms() + retry * 1000
             return _Reply.error(418, -1003, MSG_BANNED.format(until=until), retry)
         if kind == "429":
-            return _Reply.error(429, -1003, MSG_TOO_MUCH.format(limit=self.weight_limit), retry)
+            msg = MSG_TOO_MUCH.format(limit=self.weight_limit, period="MINUTE")
+            return _Reply.error(429, -1003, msg, retry)
         return _Reply.error(429, -1003, MSG_QUEUED)  # "-1003": a 429 without Retry-After
 
     def _answer(
@@ -578,7 +578,7 @@ class BinanceSimulator(LocalService):
         if kind is not None:
             return self._fault_reply(kind), params, used_headers
         if over is not None:
-            msg = MSG_TOO_MUCH.format(limit=over)
+            msg = MSG_TOO_MUCH.format(limit=over, period="MINUTE")
             return _Reply.error(429, -1003, msg, reset_in), params, used_headers
         if route is None:
             return _Reply.error(404, -1000, MSG_UNKNOWN_PATH), params, used_headers
@@ -631,24 +631,19 @@ class BinanceSimulator(LocalService):
         return key
 
     def _withdraw_history(self, key: SimKey, params: dict[str, str]) -> Any:
-        """The withdraw history behind its own limits: 10 requests a second and 18,000 of the
-        account's 180,000 UID weight a minute (429 -1003 past either), a window under 90 days
-        (-1127)."""
+        """The withdraw history behind its own limit: 18,000 of the account's 180,000 UID
+        weight a second, counted per calendar second like Binance's other counters (429 -1003
+        past it, Retry-After the second's end), a window under 90 days (-1127)."""
         now_ms = self.server_time_ms()
-        window = now_ms // self.uid_window_ms
-        reset_in = max(1, math.ceil(((window + 1) * self.uid_window_ms - now_ms) / 1000))
-        last_window, weight = self._uid_weight.get(key.account, (window, 0))
-        weight = (weight if last_window == window else 0) + WITHDRAW_HISTORY_UID_WEIGHT
-        self._uid_weight[key.account] = (window, weight)
+        second = now_ms // SECOND_MS
+        reset_in = max(1, math.ceil(((second + 1) * SECOND_MS - now_ms) / 1000))
+        last_second, weight = self._uid_weight.get(key.account, (second, 0))
+        weight = (weight if last_second == second else 0) + WITHDRAW_HISTORY_UID_WEIGHT
+        self._uid_weight[key.account] = (second, weight)
         headers = {UID_WEIGHT_HEADER: str(weight)}
-        arrivals = [t for t in self._history_seconds.get(key.account, []) if t > now_ms - 1000]
-        arrivals.append(now_ms)
-        self._history_seconds[key.account] = arrivals
-        if weight > UID_WEIGHT_LIMIT:
-            msg = MSG_TOO_MUCH.format(limit=UID_WEIGHT_LIMIT)
+        if weight > UID_WEIGHT_PER_SECOND:
+            msg = MSG_TOO_MUCH.format(limit=UID_WEIGHT_PER_SECOND, period="SECOND")
             return _Reply(429, {"code": -1003, "msg": msg}, -1003, reset_in, headers=headers)
-        if len(arrivals) > WITHDRAW_HISTORY_PER_SECOND:
-            return _Reply(429, {"code": -1003, "msg": MSG_QUEUED}, -1003, 1, headers=headers)
         # "If both startTime and endTime are sent, time between startTime and endTime must be
         # less than 90 days."
         both = "startTime" in params and "endTime" in params

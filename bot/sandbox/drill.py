@@ -136,10 +136,14 @@ say #sandbox here is the bot's secret: !demo
 as @olivia
 /apikey compromised drill-bot
 tick
-## 5. The key is deleted on Binance; the bot checks and ticks step 1 itself.
+## 5. Olivia deletes the key on Binance; the bot hears Binance reject it and says so. A
+##    rejection could also be an IP whitelist without the bot's address, so Olivia, who
+##    deleted it, ticks step 1 herself.
 binance delete demo-2
 advance 1m
-## 6. Several people work the checklist in #alerts: each presses its first "Mark done" ([1]).
+press 1
+## 6. Several people work the rest of the checklist in #alerts: each presses its first
+##    "Mark done" ([1]).
 as @max
 press 1
 as @olivia

@@ -7,8 +7,8 @@ amount for the coin (``ACTIVITY_REVIEW_LARGE_WITHDRAWALS``; no prices are fetche
 has its own threshold, coins without one are compared for addresses only).
 
 One review per account, through one of its keys. Binance's limits for the withdraw history are
-respected by the gateway (a window under 90 days, 10 requests a second, 18,000 UID weight a
-request); the review waits for them rather than give up. An account that could not be read is
+respected by the gateway (a window under 90 days; 18,000 of the account's 180,000 UID weight a
+second, so 10 requests a second per account); the review waits for them rather than give up. An account that could not be read is
 "could not check" in the digest, and its period is reviewed again the next day (the reviewed
 mark moves only on success). Nothing is posted when nothing is new.
 
@@ -36,7 +36,8 @@ from storage.models import RETIRED_STATUSES, ApiKey, BinanceAccount, KeyStatus, 
 KNOWN_ADDRESS_LOOKBACK = timedelta(days=90)
 FIRST_REVIEW_SPAN = timedelta(days=1)  # an account never reviewed: its last day
 MAX_REVIEW_SPAN = timedelta(days=30)  # after a long outage, the last 30 days at most
-# Each history request may wait this long for Binance's per-minute allowance (8 a minute).
+# Each history request may wait this long for Binance's allowance (per second and per account;
+# longer when Binance asked the bot to pause after a 429).
 PACED_WAIT_SECONDS = 90.0
 
 
@@ -91,9 +92,9 @@ def _review_account(
 ) -> None:
     since = account.activity_reviewed_until or now - FIRST_REVIEW_SPAN
     since = max(since, now - MAX_REVIEW_SPAN)
-    # One request per account: Binance's window is under 90 days and each request costs
-    # 18,000 of the account's UID weight, so the addresses "seen before" are those of the 90
-    # days up to now (at least 60 before the period after a long outage).
+    # One request per account: Binance's window is under 90 days, so the addresses "seen
+    # before" are those of the 90 days up to now (at least 60 before the period after a long
+    # outage).
     history_start = now - KNOWN_ADDRESS_LOOKBACK + timedelta(milliseconds=1)
     problem = "no key of this account can read it"
     for key in keys:
@@ -104,7 +105,9 @@ def _review_account(
             continue
         try:
             with binance.waiting_up_to(PACED_WAIT_SECONDS):
-                withdrawals = gateway.withdraw_history(creds, start=history_start, end=now)
+                withdrawals = gateway.withdraw_history(
+                    creds, start=history_start, end=now, account=account.id
+                )
         except binance.KeyRejected as error:
             problem = error.user_message
             continue  # another key of the account may still read

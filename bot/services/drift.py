@@ -100,8 +100,10 @@ def _whitelist_changes(
     answered: list[tuple[ApiKey, binance.Credentials, binance.KeyPermissions]],
     readings: dict[str, WhitelistReading],
 ) -> None:
-    """A Withdraw-tier key on an account whose withdrawal whitelist is now off (first seen
-    off, or turned off since): critical, once; turned on again: told once too."""
+    """A Withdraw-tier key on an account none of whose saved withdrawal addresses is
+    whitelisted now (first seen so, or since the last check): critical, once; an address
+    whitelisted again: told once too. The account's whitelist switch is not in Binance's API:
+    nothing says it is on or off (bot.services.withdrawal_controls)."""
     if not readings:
         return
     with Session(engine) as session:
@@ -115,27 +117,31 @@ def _whitelist_changes(
         reading = readings.get(key.account_id)
         if reading is None or perms.tier < binance.Tier.WITHDRAW:
             continue
-        if reading.on is None:
+        if reading.any_whitelisted is None:
             digest.could_not_check.append(
-                (key.label, f"Its account's withdrawal whitelist: {reading.error}")
+                (key.label, f"Its account's saved withdrawal addresses: {reading.error}")
             )
             continue
         was = before.get(key.account_id)
-        if reading.on is False and was is not False:
+        if reading.any_whitelisted is False and was is not False:
             digest.changes.append(
                 Change(key.label, key.owner_user_id, Severity.CRITICAL, NO_WHITELIST_TEXT)
             )
-        elif reading.on is True and was is False:
+        elif reading.any_whitelisted is True and was is False:
             digest.changes.append(
                 Change(
                     key.label,
                     key.owner_user_id,
                     Severity.INFO,
-                    "The account's withdrawal whitelist is on again.",
+                    "A saved withdrawal address of the account is whitelisted now.",
                 )
             )
     digest.whitelists.update(
-        {account_id: r.on for account_id, r in readings.items() if r.on is not None}
+        {
+            account_id: r.any_whitelisted
+            for account_id, r in readings.items()
+            if r.any_whitelisted is not None
+        }
     )
 
 

@@ -22,7 +22,7 @@ from bot.config import Settings
 from bot.jobs.kinds import JobKind
 from bot.jobs.queue import cancel_jobs
 from bot.model.findings import permission_name
-from bot.model.incidents import ClosedIncident, IncidentFacts
+from bot.model.incidents import REJECTED_MEANING, ClosedIncident, IncidentFacts
 from bot.services.access import Actor, require_admin
 from bot.services.errors import InvalidInput
 from bot.services.incidents import IncidentClosed, claim_close, load_incident, summarise
@@ -75,7 +75,6 @@ def close_as_false_alarm(
     label = incident.label
     if incident.state == IncidentState.CLOSED:
         raise IncidentClosed("This incident is already closed; nothing was changed.")
-    _refuse_dead(label, incident.key_dead_at)
     _refuse_flagged_withdrawals(engine, actor, incident)
     before = incident.permissions_at_raise
     if not before:
@@ -97,9 +96,10 @@ def close_as_false_alarm(
         fresh = gateway.api_restrictions(creds)
     except binance.KeyRejected:
         raise InvalidInput(
-            f"Binance rejects “{label}” now: the key was deleted or no longer works, so it "
-            "cannot return to use. The bot's next check ticks step 1 on the checklist; close "
-            "the incident as handled. Nothing was changed."
+            f"Binance rejects “{label}” from the bot's address now ({REJECTED_MEANING}), so "
+            "the bot cannot show the key unchanged and it cannot return to use. Once the key is "
+            "deleted in Binance, tick step 1 and close the incident as handled. Nothing was "
+            "changed."
         ) from None
     except binance.BinanceError as error:
         raise InvalidInput(
@@ -121,7 +121,12 @@ def close_as_false_alarm(
         )
     with session_scope(engine) as session:
         row = claim_close(session, incident_id)
-        _refuse_dead(label, row.key_dead_at)  # a probe may have seen it die meanwhile
+        if row.key_dead_at is not None and row.last_probe_at != incident.last_probe_at:
+            raise InvalidInput(  # a probe heard Binance reject the key while it was asked
+                f"Binance rejected “{label}” from the bot's address at "
+                f"{row.key_dead_at:%Y-%m-%d %H:%M} UTC, while it was being asked: the key "
+                "cannot return to use. Nothing was changed."
+            )
         key = session.get(ApiKey, row.key_id, with_for_update=True)
         if (
             key is None
@@ -134,6 +139,7 @@ def close_as_false_alarm(
                 "destroyed): it cannot return to use. Nothing was changed."
             )
         row.outcome = IncidentOutcome.FALSE_ALARM.value
+        row.key_dead_at = None  # Binance accepts the key now, whatever an earlier probe heard
         row.closed_by = actor.user_id
         row.closed_at = now
         row.close_note = note[:2000]
@@ -166,14 +172,6 @@ def close_as_false_alarm(
             detail={"incident": incident_id, "proof": CHECKED, "key_status": key.status},
         )
     return summarise(load_incident(engine, incident_id))
-
-
-def _refuse_dead(label: str, dead_at: datetime | None) -> None:
-    if dead_at is not None:
-        raise InvalidInput(
-            f"Binance has rejected “{label}” since {dead_at:%Y-%m-%d %H:%M} UTC and its secret "
-            "was destroyed: the key cannot return to use. Close the incident as handled."
-        )
 
 
 def _refuse_flagged_withdrawals(engine: Engine, actor: Actor, incident: IncidentFacts) -> None:

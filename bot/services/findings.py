@@ -61,8 +61,8 @@ def assess(
     """Every least-privilege finding for a key, worst first (a key reported compromised is
     never "fine", whatever Binance says it may do).
 
-    ``withdraw_whitelist``: whether the key's account holds withdrawals to whitelisted
-    addresses (None: not known); ``whitelist_error``: why it could not be read just now."""
+    ``withdraw_whitelist``: whether any saved withdrawal address of the key's account is
+    whitelisted (None: not known); ``whitelist_error``: why it could not be read just now."""
     if error is not None:
         findings = [_error_finding(error)]
     elif permissions is None:
@@ -85,15 +85,18 @@ def assess(
     return sorted(findings, key=lambda f: (-f.severity, KIND_ORDER[f.kind]))
 
 
+# Exactly what was checked: Binance's address list has ``whiteStatus`` per saved address, and
+# no field for the account's whitelist switch (bot.services.withdrawal_controls).
 NO_WHITELIST_TEXT = (
-    "The account's withdrawal whitelist is off (no address in its withdrawal address book is "
-    "whitelisted): with this key, funds can be withdrawn to any address. In Binance's address "
-    "management, turn on the withdrawal whitelist and whitelist the addresses it may use."
+    "No saved withdrawal address is whitelisted on this key's account (Binance's address "
+    "list; whether the account's withdrawal whitelist is turned on is not in its API). Unless "
+    "it is, funds can be withdrawn with this key to any address: in Binance's address "
+    "management, turn the withdrawal whitelist on and whitelist the addresses it may use."
 )
 
 
 def whitelist_findings(whitelist: bool | None, error: str | None) -> list[Finding]:
-    """For a Withdraw-tier key: the account's withdrawal whitelist, off or unknown."""
+    """For a Withdraw-tier key: no saved withdrawal address whitelisted, or not known."""
     if whitelist is False and error is None:
         return [Finding(FindingKind.NO_WITHDRAW_WHITELIST, Severity.CRITICAL, NO_WHITELIST_TEXT)]
     if error is not None:
@@ -101,7 +104,7 @@ def whitelist_findings(whitelist: bool | None, error: str | None) -> list[Findin
             Finding(
                 FindingKind.NO_WITHDRAW_WHITELIST,
                 Severity.UNKNOWN,
-                f"Could not check the account's withdrawal whitelist: {error}",
+                f"Could not read the account's saved withdrawal addresses: {error}",
             )
         ]
     return []

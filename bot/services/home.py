@@ -56,7 +56,7 @@ def home_picture(session: Session, viewer: Actor, now: datetime) -> HomePicture:
             label=i.label,
             owner_user_id=owners.get(i.key_id) or _owner_of(session, i.key_id),
             raised_at=i.raised_at,
-            key_dead=i.key_dead_at is not None,
+            key_rejected=i.key_dead_at is not None,
             steps_done=done.get(i.id, 0),
             last_probe_result=i.last_probe_result,
         )

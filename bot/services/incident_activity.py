@@ -57,7 +57,7 @@ def review_activity(
         creds = open_credentials(ring, key)
         try:
             withdrawals = gateway.withdraw_history(
-                creds, start=since - KNOWN_ADDRESS_LOOKBACK, end=now
+                creds, start=since - KNOWN_ADDRESS_LOOKBACK, end=now, account=key.account_id
             )
             deposits = gateway.deposit_history(creds, start=since, end=now)
         except binance.BinanceError as error:

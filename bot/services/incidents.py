@@ -1,9 +1,12 @@
 """The emergency playbook for a compromised key, tracked to the end in the database.
 
 Binance has no API to delete a normal key: people do it in the Binance UI. The bot keeps the
-checklist, verifies what it can (the key is dead once Binance rejects it; the account's recent
-withdrawals and deposits, read-only) and shreds the key's secret once it is confirmed dead.
-Everything lives in the database, so a restart loses nothing and old buttons keep working.
+checklist, asks Binance what it can (whether it still accepts the key; the account's recent
+withdrawals and deposits, read-only) and says exactly what Binance answered: a rejection may be
+a deletion or an IP whitelist that no longer admits the bot (``bot.services.incident_probes``).
+An incident closes as handled only once Binance rejects the key (or, when Binance could not be
+asked, by an admin with a note); the key's secret is destroyed then. Everything lives in the
+database, so a restart loses nothing and old buttons keep working.
 """
 
 from __future__ import annotations
@@ -28,8 +31,16 @@ from bot.jobs.kinds import (
     incident_probe,
 )
 from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
-from bot.model.incidents import STEPS, ClosedIncident, IncidentFacts, IncidentView, StepView
+from bot.model.incidents import (
+    REJECTED_MEANING,
+    STEPS,
+    ClosedIncident,
+    IncidentFacts,
+    IncidentView,
+    StepView,
+)
 from bot.services.access import Actor, deny
+from bot.services.delivery_plan import plan_cleanup
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
 from bot.services.keys import find_live_key, unknown_label
 from bot.services.paging import incident_page_key, open_page, resolve_page
@@ -48,6 +59,7 @@ from storage.models import (
     KeyStatus,
     ScheduledJob,
 )
+from storage.vault import shred_api_key_row
 
 CHECKLIST_RETRY = timedelta(seconds=30)
 # How long after raising the checklist may still be on its way from the listener that raised it.
@@ -199,8 +211,8 @@ def _refuse_retired(key: ApiKey) -> None:
         )
     if key.status == KeyStatus.REVOKED.value:
         raise KeyNotFound(
-            f"“{key.label}” is already revoked: Binance rejects it and its stored secret was "
-            "destroyed. Nothing to do for this key."
+            f"“{key.label}” is already revoked: its incident was closed once Binance rejected it, "
+            "and its stored secret was destroyed. Nothing to do for this key."
         )
 
 
@@ -479,14 +491,18 @@ def _hand_over_denied(
 
 
 def close_incident(
-    *, engine: Engine, team_id: str, incident_id: str, actor: str, note: str, now: datetime
+    *, engine: Engine, actor: Actor, incident_id: str, note: str, now: datetime
 ) -> ClosedIncident:
+    """Close the open incident as handled: every step ticked, a note, and Binance rejecting the
+    key (``_refuse_unproven``). The key leaves the bot then: its secret is destroyed, and it is
+    revoked (Binance rejects it) or, closed by an admin while Binance could not be asked,
+    removed. Probing stops."""
     note = note.strip()
     if not note:
         raise InvalidInput(
             "Please write a short closing note (what happened, what was done).", field="note"
         )
-    view = load_incident(engine, incident_id, team_id=team_id)
+    view = load_incident(engine, incident_id, team_id=actor.team_id)
     if view.incident.state == IncidentState.CLOSED:
         raise IncidentClosed("This incident is already closed; nothing was changed.")
     missing = [s.step for s in view.steps if not s.ticked_by]
@@ -495,25 +511,87 @@ def close_incident(
         raise InvalidInput(
             f"Every step must be ticked before closing. Still open: {names}.", field="note"
         )
+    _refuse_unproven(view.incident, actor)
     with session_scope(engine) as session:
         incident = claim_close(session, incident_id)
-        incident.closed_by = actor
+        # Decided again on the claimed row: a probe may have heard otherwise meanwhile.
+        _refuse_unproven(IncidentFacts.of(incident), actor)
+        rejected = incident.key_dead_at is not None
+        incident.closed_by = actor.user_id
         incident.closed_at = now
         incident.close_note = note[:2000]
         incident.outcome = IncidentOutcome.HANDLED.value
+        key_status = _retire_key(session, incident.key_id, rejected=rejected, now=now)
         cancel_jobs(session, key_id=incident.key_id, kinds=[JobKind.INCIDENT_PROBE])
         resolve_page(session, dedup_key=incident_page_key(incident_id), now=now)
         record_event(
             session,
-            team_id=team_id,
-            actor=actor,
+            team_id=actor.team_id,
+            actor=actor.user_id,
             action="incident.close",
             target=incident.label,
             target_key_id=incident.key_id,
-            detail={"incident": incident_id},
+            source=f"slack:{actor.channel}" if actor.channel else None,
+            detail={
+                "incident": incident_id,
+                "binance": "rejects the key" if rejected else "not verified",
+                "shredded": True,
+                "key_status": key_status,
+            },
         )
     view = load_incident(engine, incident_id)
     return summarise(view)
+
+
+def _refuse_unproven(incident: IncidentFacts, actor: Actor) -> None:
+    """Handled means the key no longer works: while Binance accepts it, nobody closes so; while
+    the bot has not heard Binance reject it (Binance could not be asked), only an admin, whose
+    note says why. The incident stays open and probed."""
+    if incident.key_dead_at is not None:
+        return
+    label = incident.label
+    when = _when(incident.last_probe_at)
+    if incident.last_probe_result == "alive":
+        raise InvalidInput(
+            f"Binance still accepts “{label}” (checked at {when}): it is not deleted, so the "
+            "incident cannot close as handled. Delete it in Binance API Management; the bot "
+            "keeps checking and says when Binance rejects it. If the key never leaked, an admin "
+            "can close the incident as a false alarm. Nothing was changed.",
+            field="note",
+        )
+    if actor.is_admin:
+        return
+    asked = (
+        f"at {when} Binance could not be asked"
+        if incident.last_probe_at is not None
+        else "Binance has not been asked yet"
+    )
+    raise InvalidInput(
+        f"The bot has not seen Binance reject “{label}” ({asked}), so the incident stays "
+        "open and the bot keeps checking. Delete the key in Binance API Management if that is "
+        "not done yet. If Binance cannot confirm it, an admin can close the incident with a "
+        "note saying how the key was dealt with. Nothing was changed.",
+        field="note",
+    )
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment is not None else "an unknown time"
+
+
+def _retire_key(session: Session, key_id: str, *, rejected: bool, now: datetime) -> str | None:
+    """The closed incident's key leaves the bot: its secret is destroyed. "revoked" when Binance
+    rejects it; "removed" (out of the bot's hands, nothing claimed of Binance) otherwise. A key
+    removed meanwhile stays as it is. Returns the key's status."""
+    key = session.get(ApiKey, key_id, with_for_update=True)
+    if key is None:
+        return None
+    if key.status == KeyStatus.COMPROMISED.value:
+        shred_api_key_row(key)
+        key.status = (KeyStatus.REVOKED if rejected else KeyStatus.REMOVED).value
+        key.updated_at = now
+        plan_cleanup(session, key, now=now)  # pending deliveries stop; crash leftovers go
+    return key.status
 
 
 def summarise(view: IncidentView) -> ClosedIncident:
@@ -521,23 +599,29 @@ def summarise(view: IncidentView) -> ClosedIncident:
     timeline = [(incident.raised_at, f"raised by <@{incident.raised_by}>")]
     for s in view.steps:
         if s.ticked_at:
-            who = "the bot (Binance rejects the key)" if s.automatic else f"<@{s.ticked_by}>"
+            # an automatic tick: an incident from before issue 21, when the bot ticked step 1
+            who = "the bot (Binance rejected the key)" if s.automatic else f"<@{s.ticked_by}>"
             timeline.append((s.ticked_at, f"step {s.step.number} ({s.step.title}) by {who}"))
     if incident.key_dead_at:
         timeline.append(
-            (incident.key_dead_at, "verified: Binance rejects the key; secret destroyed")
+            (
+                incident.key_dead_at,
+                f"Binance rejects the key from the bot's address: {REJECTED_MEANING}",
+            )
         )
     if incident.closed_at:
-        how = (
-            "closed as a false alarm (Binance: the key unchanged) by"
-            if incident.false_alarm
-            else "closed by"
-        )
+        if incident.false_alarm:
+            how = "closed as a false alarm (Binance: the key unchanged) by"
+        else:
+            how = "closed (the key's stored secret destroyed) by"
         timeline.append((incident.closed_at, f"{how} <@{incident.closed_by}>"))
     timeline.sort(key=lambda item: item[0])
     questions = []
     if incident.key_dead_at is None and not incident.false_alarm:
-        questions.append("Binance has not been seen rejecting the key: check it was deleted.")
+        questions.append(
+            "Binance was not seen rejecting the key: check in Binance API Management that it "
+            "is deleted."
+        )
     activity = incident.activity or {}
     if activity.get("error"):
         questions.append("The account's withdrawals could not be reviewed by the bot.")

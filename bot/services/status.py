@@ -193,7 +193,7 @@ def key_findings(
         previous=key.permissions_json,
         compromised=key.status == KeyStatus.COMPROMISED.value,
         key_type=KeyType(key.key_type),
-        withdraw_whitelist=whitelist.on,
+        withdraw_whitelist=whitelist.any_whitelisted,
         whitelist_error=whitelist.error,
     )
     if (undelivered := delivery_finding(delivery)) is not None:

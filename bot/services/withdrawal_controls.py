@@ -1,11 +1,13 @@
-"""The seed's withdrawal safeguard: for an account with a Withdraw-tier key, is the account's
-withdrawal-address whitelist on?
+"""The seed's withdrawal safeguard: for an account with a Withdraw-tier key, is any of its
+saved withdrawal addresses whitelisted?
 
-Binance shows it only through the withdrawal address book (``GET
-/sapi/v1/capital/withdraw/address/list``, ``whiteStatus`` per address): an account with no
-whitelisted address is reported "off". One read per account, through one of its keys that
-Binance just answered for (the Withdraw-tier key first). Status, the drift check and App Home
-use the reading; it is stored on the account.
+That is exactly what can be checked: Binance's withdrawal address list (``GET
+/sapi/v1/capital/withdraw/address/list``) gives ``whiteStatus`` per saved address, and the
+account's whitelist switch itself is not in the API
+(https://developers.binance.com/docs/wallet/capital/fetch-withdraw-address). So findings say
+"no saved withdrawal address is whitelisted", never that a switch is on or off. One read per
+account, through one of its keys that Binance just answered for (the Withdraw-tier key first).
+Status, the drift check and App Home use the reading; it is stored on the account.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from storage.models import ApiKey, BinanceAccount
 
 @dataclass(frozen=True)
 class WhitelistReading:
-    on: bool | None  # None: could not be read
+    any_whitelisted: bool | None  # a saved address is whitelisted; None: could not be read
     error: str | None = None  # why not, for people
 
 
@@ -53,7 +55,7 @@ def read_whitelists(
             except binance.BinanceError as error:
                 reading = WhitelistReading(None, error.user_message)
                 break
-            reading = WhitelistReading(binance.whitelist_in_use(addresses))
+            reading = WhitelistReading(binance.any_address_whitelisted(addresses))
             break
         readings[account_id] = reading
     return readings
@@ -64,9 +66,9 @@ def store_whitelists(
 ) -> None:
     """In the caller's transaction: remember what was read (a failed read keeps the last)."""
     for account_id, reading in readings.items():
-        if reading.on is None:
+        if reading.any_whitelisted is None:
             continue
         account = session.get(BinanceAccount, account_id)
         if account is not None:
-            account.withdraw_whitelist = reading.on
+            account.withdraw_whitelist = reading.any_whitelisted
             account.withdraw_whitelist_checked_at = now
