@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot import binance
-from bot.jobs.queue import NewJob
+from bot.job_queue.queue import NewJob
 from bot.model.incidents import KEY_DELETED_STEP
 from bot.services.delivery_plan import plan_cleanup
 from bot.services.incidents import probe_job
