@@ -31,7 +31,7 @@ import requests
 import sqlalchemy as sa
 
 from bot.binance import KeyPermissions
-from bot.jobs.kinds import JobKind
+from bot.job_queue.kinds import JobKind
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from bot.services.reminder_plan import reminder_steps

@@ -40,8 +40,8 @@ from _common import SIGNING_SECRET, BotProcess, Memory, RemoteServices, seed_key
 from sqlmodel import col
 
 from bot.config import load_settings
-from bot.jobs.kinds import JobKind, drift_check
-from bot.jobs.queue import schedule_jobs
+from bot.job_queue.kinds import JobKind, drift_check
+from bot.job_queue.queue import schedule_jobs
 from bot.sandbox.requests import SignedClient, app_home_opened, slash_command
 from storage.audit_key import open_audit_key
 from storage.crypto import KeyRing, generate_master_key

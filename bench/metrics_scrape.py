@@ -22,8 +22,8 @@ from _common import drop_postgres, postgres_database, seed_keys
 
 from bot.binance import BinanceGateway
 from bot.config import load_settings
-from bot.observability.collectors import read_figures
-from bot.observability.routes import start_observability
+from bot.operations.collectors import read_figures
+from bot.operations.routes import start_observability
 from bot.services.context import Services
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate

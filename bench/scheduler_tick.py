@@ -20,18 +20,18 @@ from pathlib import Path
 
 from _common import RemoteServices, drop_postgres, postgres_database, seed_keys
 
+from bot.app import make_web_client
 from bot.binance import BinanceGateway
 from bot.config import load_settings
+from bot.job_queue.scheduler import FixedClock
 from bot.jobs.handlers import build_scheduler
-from bot.jobs.scheduler import FixedClock
 from bot.services.context import Services
-from bot.slack.app import make_web_client
 from storage.audit_key import open_audit_key
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-SCHEDULER_CONCURRENCY = 16  # bot.jobs.scheduler.Scheduler's default pool
+SCHEDULER_CONCURRENCY = 16  # bot.job_queue.scheduler.Scheduler's default pool
 
 
 def seed(engine, ring: KeyRing, settings, *, keys: int, due: int) -> None:

@@ -130,9 +130,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 def _audit_verify(settings: Settings) -> int:
     """The same verification as `/apikey audit verify`: the chain (with the audit key, which
     the master keys open), and the checkpoints in the alert channel when Slack is configured."""
+    from bot.app import make_web_client
     from bot.model.audit import Witness, WitnessState
     from bot.services.audit_trail import verify
-    from bot.slack.app import make_web_client
     from bot.slack.checkpoints import read_witness
 
     read_configured_ring(settings)  # a malformed master key is reported first

@@ -18,14 +18,15 @@ from urllib.error import URLError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.app import build_app, make_web_client
 from bot.binance import BinanceGateway
 from bot.bootstrap import Storage, open_storage
 from bot.config import ConfigError, Settings
+from bot.job_queue.scheduler import Scheduler
 from bot.jobs.audit_forwarder import start_audit_forwarder
 from bot.jobs.handlers import build_scheduler
-from bot.jobs.scheduler import Scheduler
-from bot.observability.routes import start_observability
-from bot.observability.server import (
+from bot.operations.routes import start_observability
+from bot.operations.server import (
     metrics_tokens,
     port_routes,
     serve_in_background,
@@ -35,7 +36,6 @@ from bot.services.activity_plan import ensure_activity_reviews
 from bot.services.audit_trail import ensure_checkpoint_job
 from bot.services.context import Services
 from bot.services.drift_plan import ensure_drift_checks
-from bot.slack.app import build_app, make_web_client
 from bot.slack.connections import ConnectionLimits
 from bot.slack.gate import SlackGate, gate_for
 from bot.slack.http_server import make_server

@@ -19,7 +19,6 @@ import json
 import re
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
+from bot.vocabulary import ChainReport as ChainReport
+from bot.vocabulary import Checkpoint as Checkpoint
 from storage.models import AuditEvent, utcnow
 
 # Detail keys that could only ever hold secret material: refused outright.
@@ -224,16 +225,6 @@ def _checked(detail: Mapping[str, Any] | None) -> dict[str, Any]:
 # --- checkpoints and verification --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """The chain's head as it was at one moment, kept outside the database (a witness)."""
-
-    events: int  # how many events the chain held
-    head: str  # the MAC of the last of them (GENESIS when none)
-    at: datetime
-    head_id: int | None = None  # the id of that event, for people reading the report
-
-
 def chain_head(engine: Engine, *, now: datetime | None = None) -> Checkpoint:
     """The chain's current length and head, read in one statement (one snapshot)."""
     table = _table_of(AuditEvent)
@@ -248,21 +239,6 @@ def chain_head(engine: Engine, *, now: datetime | None = None) -> Checkpoint:
     return Checkpoint(
         events=int(count or 0), head=head or GENESIS, head_id=head_id, at=now or utcnow()
     )
-
-
-@dataclass(frozen=True)
-class ChainReport:
-    events: int  # rows in the table (all of them were read)
-    broken_at: int | None  # id of the first event that does not fit the chain
-    reason: str | None
-    checkpoints_checked: int = 0
-    # What the checkpoints show that the chain cannot: deleted newest events, a rollback.
-    witness_problems: tuple[str, ...] = field(default=())
-    verified: int = 0  # events that fit the chain, before the first that does not
-
-    @property
-    def ok(self) -> bool:
-        return self.broken_at is None and not self.witness_problems
 
 
 _COLUMNS = (*_HASHED, "prev_hash", "hash")

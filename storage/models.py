@@ -8,12 +8,44 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+# The stored enums are the bot's vocabulary (bot/vocabulary.py), re-exported here for the
+# code that reads them with the rows.
+from bot.vocabulary import (
+    DeliveryState as DeliveryState,
+)
+from bot.vocabulary import (
+    IncidentOutcome as IncidentOutcome,
+)
+from bot.vocabulary import (
+    IncidentState as IncidentState,
+)
+from bot.vocabulary import (
+    JobState as JobState,
+)
+from bot.vocabulary import (
+    KeyPurpose as KeyPurpose,
+)
+from bot.vocabulary import (
+    KeyStatus as KeyStatus,
+)
+from bot.vocabulary import (
+    KeyType as KeyType,
+)
+from bot.vocabulary import (
+    PageState as PageState,
+)
+from bot.vocabulary import (
+    PendingPairState as PendingPairState,
+)
+from bot.vocabulary import (
+    RotationState as RotationState,
+)
 
 
 def utcnow() -> datetime:
@@ -46,28 +78,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def _utc_column(*, nullable: bool, index: bool = False) -> Any:
     return sa.Column(UTCDateTime(), nullable=nullable, index=index)
-
-
-class KeyPurpose(StrEnum):
-    """What the owner declares the key is for; Binance's answer is compared against it."""
-
-    READ_ONLY = "read_only"
-    TRADING = "trading"
-    WITHDRAWALS = "withdrawals"
-
-
-class KeyType(StrEnum):
-    HMAC = "HMAC"
-    ED25519 = "ED25519"
-    RSA = "RSA"
-
-
-class KeyStatus(StrEnum):
-    ACTIVE = "active"
-    ROTATING = "rotating"
-    COMPROMISED = "compromised"
-    REVOKED = "revoked"
-    REMOVED = "removed"
 
 
 # Statuses whose label is free to be used again by a new registration.
@@ -226,12 +236,6 @@ class StatusReportRecord(SQLModel, table=True):
     payload: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
 
 
-class JobState(StrEnum):
-    PENDING = "pending"
-    DONE = "done"
-    CANCELLED = "cancelled"
-
-
 class ScheduledJob(SQLModel, table=True):
     """A unit of scheduled work (a reminder, a probe) with a due time.
 
@@ -261,12 +265,6 @@ class ScheduledJob(SQLModel, table=True):
         default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False)
     )
     last_error: str | None = Field(default=None, max_length=500)
-
-
-class RotationState(StrEnum):
-    PROBING = "probing"  # new key stored; waiting for Binance to reject the old one
-    COMPLETE = "complete"
-    ABANDONED = "abandoned"
 
 
 class Rotation(SQLModel, table=True):
@@ -299,13 +297,6 @@ class Rotation(SQLModel, table=True):
         return f"rotation:{self.id}:api_key"
 
 
-class DeliveryState(StrEnum):
-    PENDING = "pending"  # not written yet (or failing: see first_failed_at), retried
-    DELIVERED = "delivered"  # the sink confirmed this version
-    SUPERSEDED = "superseded"  # newer credentials (or another sink) replaced it before
-    CANCELLED = "cancelled"  # the key was removed, revoked or stopped being delivered
-
-
 class CredentialDelivery(SQLModel, table=True):
     """One version of a key's credentials, to be written to its sink.
 
@@ -334,12 +325,6 @@ class CredentialDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=300)
     delivered_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     sink_version: str | None = Field(default=None, max_length=100)  # the sink's version id
-
-
-class PendingPairState(StrEnum):
-    PENDING = "pending"  # the public key is with the person, waiting for Binance's API key
-    COMPLETED = "completed"  # registered: the private key moved, sealed, into api_keys
-    EXPIRED = "expired"  # not completed in time: the private key was shredded
 
 
 class PendingKeyPair(SQLModel, table=True):
@@ -375,18 +360,6 @@ class PendingKeyPair(SQLModel, table=True):
 
     def private_key_context(self) -> str:
         return f"pending_pair:{self.id}:private_key"
-
-
-class IncidentState(StrEnum):
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-class IncidentOutcome(StrEnum):
-    """How a closed incident ended."""
-
-    HANDLED = "handled"  # the key leaked (or may have): the checklist was followed to the end
-    FALSE_ALARM = "false_alarm"  # it did not leak: Binance showed it unchanged, back in use
 
 
 class Incident(SQLModel, table=True):
@@ -486,17 +459,12 @@ class AuditForwardCursor(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_utc_column(nullable=False))
 
 
-class PageState(StrEnum):
-    OPEN = "open"  # triggered; resolved when its condition clears
-    RESOLVED = "resolved"
-
-
 class Page(SQLModel, table=True):
     """A critical condition paged out (PagerDuty Events API v2 and/or a webhook).
 
     ``dedup_key`` is the key PagerDuty correlates a trigger and its resolve by: one per
     incident, per key whose withdrawals were enabled, per rotation whose old key outlived its
-    grace. The sending itself is a job (bot.jobs.kinds.page_event), retried with backoff.
+    grace. The sending itself is a job (bot.job_queue.kinds.page_event), retried with backoff.
     """
 
     __tablename__ = "pages"

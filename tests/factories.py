@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.jobs.kinds import JobKind
+from bot.job_queue.kinds import JobKind
 from storage.crypto import KeyRing, mask_api_key
 from storage.models import ApiKey, BinanceAccount, JobState, KeyPurpose, KeyType, ScheduledJob
 from storage.vault import seal_api_key_row

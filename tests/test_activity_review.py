@@ -16,8 +16,8 @@ from sqlmodel import Session, select
 from bot import binance
 from bot.binance.transport import READ_ENDPOINTS, WITHDRAW_HISTORY_PATH
 from bot.blocks.activity import activity_digest
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.model.activity import ActivityDigest, NotableWithdrawal
 from bot.services.activity_plan import ensure_activity_reviews
 from storage.models import AuditEvent, BinanceAccount, KeyPurpose, ScheduledJob, utcnow

@@ -20,8 +20,8 @@ from sqlmodel import Session, select
 
 from bot.bootstrap import open_storage
 from bot.config import Settings, load_settings
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.slack_standin import SlackStandIn
 from bot.services.audit_trail import ensure_checkpoint_job
 from bot.slack.checkpoints import CHECKPOINT_EVENT, post_checkpoint, read_witness

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.config import ConfigError, load_settings
+from bot.job_queue.scheduler import FixedClock
 from bot.jobs.audit_forwarder import (
     LEASE,
     SD_ID,
@@ -24,7 +25,6 @@ from bot.jobs.audit_forwarder import (
     HttpTarget,
     start_audit_forwarder,
 )
-from bot.jobs.scheduler import FixedClock
 from storage.audit import record_event
 from storage.audit_export import event_record, iter_events
 from storage.db import session_scope

@@ -35,7 +35,7 @@ from moto.server import ThreadedMotoServer
 from sqlmodel import Session, select
 
 from bot.bootstrap import configure_logging
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.scheduler import FixedClock
 from bot.sinks import DeliveredCredentials, SinkError, SinkFailure
 from bot.sinks.files import FileSink
 from storage.models import (

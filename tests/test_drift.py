@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.services.drift_plan import ensure_drift_checks
 from storage.models import KeyPurpose, ScheduledJob, utcnow
 from tests.e2e import all_text, register_directly

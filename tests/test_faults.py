@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from bot.ids import Action, Block, Callback
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.requests import rotate_form_values
 from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks

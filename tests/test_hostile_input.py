@@ -30,8 +30,8 @@ from sqlmodel import Session, SQLModel, select
 
 from bot.blocks.text import escape, safe_mrkdwn
 from bot.ids import Action, Block, Callback
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.requests import close_note_values
 from bot.sandbox.stack import LocalStack
 from bot.services.drift_plan import ensure_drift_checks

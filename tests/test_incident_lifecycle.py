@@ -9,8 +9,8 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.ids import Action, Block, Callback
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.requests import close_outcome_values, commander_values
 from storage.models import (
     ApiKey,

@@ -18,8 +18,8 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.ids import Action, Callback
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.requests import close_note_values, close_outcome_values
 from storage.models import (
     ApiKey,

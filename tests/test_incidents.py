@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.ids import Action, Block, Callback
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.requests import close_note_values
 from bot.sandbox.slack_standin import SlackStandIn

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from bot.ids import Action, Block, Callback
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.model.key_pairs import KeyAlgorithm
 from storage.models import ApiKey, AuditEvent, KeyStatus, PendingKeyPair, PendingPairState, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, submit_registration, wait_until

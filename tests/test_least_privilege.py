@@ -21,8 +21,8 @@ from sqlmodel import Session, select
 
 from bot.binance import KeyPermissions
 from bot.ids import Action, Block, Callback
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.model.findings import FindingKind, Severity, permission_name
 from bot.sandbox.requests import rotate_form_values
 from bot.services.drift_plan import ensure_drift_checks

@@ -16,11 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.bootstrap import configure_logging
 from bot.config import ConfigError
-from bot.jobs.kinds import JobKind
-from bot.jobs.queue import JobOutcome, NewJob, schedule_jobs
-from bot.jobs.scheduler import FixedClock, Scheduler
-from bot.observability.routes import Observability, start_observability
-from bot.observability.server import serve_in_background
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.queue import JobOutcome, NewJob, schedule_jobs
+from bot.job_queue.scheduler import FixedClock, Scheduler
+from bot.operations.routes import Observability, start_observability
+from bot.operations.server import serve_in_background
 from bot.services.drift_plan import ensure_drift_checks
 from bot.services.incidents import raise_incident
 from storage.db import session_scope

@@ -13,8 +13,8 @@ from sqlmodel import Session, select
 
 from bot.bootstrap import configure_logging
 from bot.ids import Callback
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.model.incidents import STEPS
 from bot.sandbox.pagerduty_standin import PagerDutyStandIn, event_errors
 from bot.sandbox.requests import rotate_form_values

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.scheduler import FixedClock
 from storage.models import ApiKey, AuditEvent, ScheduledJob, utcnow
 from tests.e2e import ALICE, all_text, bot_client, register_directly
 

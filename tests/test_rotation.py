@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.ids import Action, Block, Callback
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.requests import rotate_form_values
 from storage.models import ApiKey, KeyStatus, Rotation, ScheduledJob, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly

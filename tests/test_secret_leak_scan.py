@@ -42,8 +42,8 @@ from sqlmodel import Session, select
 from bot import binance
 from bot.bootstrap import configure_logging
 from bot.ids import Action, Block, Callback
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator, SimKey
 from bot.sandbox.requests import close_note_values, rotate_form_values
 from bot.sandbox.stack import LocalStack

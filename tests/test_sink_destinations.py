@@ -28,7 +28,7 @@ import requests
 from sqlmodel import Session, select
 
 from bot.ids import Action
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from storage.models import ApiKey, AuditEvent, CredentialDelivery, utcnow

@@ -14,8 +14,8 @@ from sqlmodel import Session, select
 
 from bot import binance
 from bot.binance.transport import WITHDRAW_HISTORY_PATH
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.services.activity_plan import ensure_activity_reviews
 from storage.models import AuditEvent, Incident, utcnow

@@ -10,8 +10,8 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.binance import Credentials
-from bot.jobs.kinds import JobKind
-from bot.jobs.scheduler import FixedClock
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.scheduler import FixedClock
 from bot.services.drift_plan import ensure_drift_checks
 from storage.models import BinanceAccount, KeyPurpose, utcnow
 from tests.e2e import ALICE, all_text, bot_client, register_directly

@@ -22,7 +22,7 @@ from slack_sdk.models.blocks import (
     OverflowMenuElement,
 )
 
-from bot.binance import KeyPermissions
+from bot.binance.permissions import KeyPermissions
 from bot.blocks.delivery import delivery_line
 from bot.blocks.key_menu import key_menu
 from bot.blocks.message import Message, context, fit_lines, section

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from bot.binance import KeyPermissions, Tier
+from bot.binance.permissions import KeyPermissions, Tier
 from bot.model.findings import PERMISSION_NAMES, Severity, new_permission_flags, permission_name
 
 # Slack's documented limits (Block Kit reference).

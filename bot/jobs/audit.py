@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 from slack_sdk import WebClient
 
-from bot.jobs.kinds import audit_checkpoint
-from bot.jobs.queue import ClaimedJob, Handler, JobOutcome
+from bot.job_queue.kinds import audit_checkpoint
+from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
 from bot.services.audit_trail import take_checkpoint
 from bot.services.context import Services
 from bot.slack.checkpoints import post_checkpoint

@@ -46,8 +46,8 @@ import requests
 from sqlalchemy.engine import Engine
 
 from bot.config import Settings
-from bot.jobs.queue import default_worker_id
-from bot.jobs.scheduler import Clock, DatabaseClock
+from bot.job_queue.queue import default_worker_id
+from bot.job_queue.scheduler import Clock, DatabaseClock
 from storage.audit_export import (
     advance_cursor,
     claim_cursor,

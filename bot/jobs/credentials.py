@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.jobs.queue import ClaimedJob, Handler, JobOutcome, backoff
+from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome, backoff
 from bot.services.context import Services
 from bot.services.credential_delivery import (
     build_sinks,

@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks.message import Message
 from bot.config import Settings
-from bot.jobs.queue import ClaimedJob, PartialProgress
+from bot.job_queue.queue import ClaimedJob, PartialProgress
 
 log = logging.getLogger(__name__)
 

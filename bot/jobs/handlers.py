@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from slack_sdk import WebClient
 
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.queue import Handler
+from bot.job_queue.scheduler import Scheduler
 from bot.jobs.activity import make_activity_review_handler
 from bot.jobs.announcements import make_announce_handler, make_key_announce_handler
 from bot.jobs.audit import make_checkpoint_handler
@@ -17,12 +20,9 @@ from bot.jobs.incidents import (
     make_refresh_handler,
 )
 from bot.jobs.key_pairs import make_pair_expiry_handler
-from bot.jobs.kinds import JobKind
 from bot.jobs.paging import make_page_handler
 from bot.jobs.probes import make_probe_handler
-from bot.jobs.queue import Handler
 from bot.jobs.reminders import make_reminder_handler
-from bot.jobs.scheduler import Scheduler
 from bot.services.context import Services
 
 

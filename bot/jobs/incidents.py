@@ -9,8 +9,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.incidents import activity_message, incident_message
-from bot.jobs.kinds import incident_activity_post, incident_refresh
-from bot.jobs.queue import ClaimedJob, Handler, JobOutcome, NewJob, backoff
+from bot.job_queue.kinds import incident_activity_post, incident_refresh
+from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome, NewJob, backoff
 from bot.services.context import Services
 from bot.services.incident_activity import review_activity
 from bot.services.incident_probes import probe_compromised_key

@@ -24,7 +24,7 @@ import requests
 from sqlmodel import Session, select
 
 from bot.config import Settings
-from bot.jobs.queue import ClaimedJob, Handler, JobOutcome, PartialProgress, backoff
+from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome, PartialProgress, backoff
 from bot.observability.metrics import record_page
 from bot.services.context import Services
 from storage.models import JobState, Page, ScheduledJob

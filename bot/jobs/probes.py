@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.jobs.queue import ClaimedJob, Handler, JobOutcome
+from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
 from bot.services.context import Services
 from bot.services.rotate import probe_old_key
 

@@ -7,8 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from storage.audit import ChainReport, Checkpoint
-from storage.models import AuditEvent
+from bot.vocabulary import ChainReport, Checkpoint
 
 __all__ = ["AuditEntry", "ChainReport", "Checkpoint", "Witness", "WitnessState"]
 
@@ -38,14 +37,3 @@ class AuditEntry:
     action: str
     target: str | None
     detail: dict[str, Any]
-
-    @classmethod
-    def of(cls, row: AuditEvent) -> AuditEntry:
-        return cls(
-            id=row.id or 0,
-            at=row.at,
-            actor=row.actor,
-            action=row.action,
-            target=row.target,
-            detail=dict(row.detail or {}),
-        )

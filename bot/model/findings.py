@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
 from bot.binance.permissions import KeyPermissions
-from storage.models import KeyPurpose
+from bot.vocabulary import KeyPurpose
 
 PURPOSE_NAMES = {
     KeyPurpose.READ_ONLY: "read-only analysis",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.model.keys import BINANCE_API_MANAGEMENT
-from storage.models import Incident, IncidentOutcome, IncidentState
+from bot.vocabulary import IncidentOutcome, IncidentState
 
 __all__ = [
     "BINANCE_API_MANAGEMENT",
@@ -56,33 +56,6 @@ class IncidentFacts:
     @property
     def false_alarm(self) -> bool:
         return self.outcome == IncidentOutcome.FALSE_ALARM
-
-    @classmethod
-    def of(cls, row: Incident) -> IncidentFacts:
-        return cls(
-            id=row.id,
-            team_id=row.team_id,
-            key_id=row.key_id,
-            label=row.label,
-            account_alias=row.account_alias,
-            state=row.state,
-            raised_by=row.raised_by,
-            raised_at=row.raised_at,
-            raised_in=row.raised_in,
-            activity_since=row.activity_since,
-            key_dead_at=row.key_dead_at,
-            last_probe_at=row.last_probe_at,
-            last_probe_result=row.last_probe_result,
-            messages=tuple(row.messages or ()),
-            other_keys=tuple(row.other_keys or ()),
-            activity=row.activity,
-            closed_by=row.closed_by,
-            closed_at=row.closed_at,
-            close_note=row.close_note,
-            commander=row.commander or row.raised_by,
-            outcome=row.outcome,
-            permissions_at_raise=row.permissions_at_raise,
-        )
 
 
 @dataclass(frozen=True)

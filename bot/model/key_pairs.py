@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from storage.models import KeyPurpose, KeyType
+from bot.vocabulary import KeyPurpose, KeyType
 
 __all__ = ["KeyAlgorithm", "PendingPair"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot import binance
+from bot.binance import permissions as binance
 from bot.model.findings import Finding
-from storage.models import KeyPurpose, KeyStatus, KeyType
+from bot.vocabulary import KeyPurpose, KeyStatus, KeyType
 
 # Where a person creates, restricts and deletes API keys (no API does that: see DESIGN).
 BINANCE_API_MANAGEMENT = "https://www.binance.com/en/my/settings/api-management"

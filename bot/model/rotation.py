@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from bot import binance
+from bot.binance import permissions as binance
 from bot.model.findings import Finding
 
 

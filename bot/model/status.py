@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot import binance
+from bot.binance import permissions as binance
 from bot.model.delivery import DeliveryView
 from bot.model.findings import Finding, Severity, worst
-from storage.models import KeyPurpose
+from bot.vocabulary import KeyPurpose
 
 
 @dataclass(frozen=True)

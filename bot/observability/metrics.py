@@ -3,7 +3,7 @@ one: a library's collectors, or a second bot in the same process, never mix into
 
 Every name starts with ``apikey_bot_``. Counters and histograms recorded in the process live
 here; what is read at scrape time (Binance weight, database counts, scheduler lag) comes from
-the collectors in ``bot.observability.collectors``, registered per routes instance.
+the collectors in ``bot.operations.collectors``, registered per routes instance.
 This module imports nothing of the bot but the Binance transport (whose calls it counts), so
 jobs, listeners and Slack plumbing may record into it.
 """

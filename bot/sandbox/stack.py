@@ -12,12 +12,13 @@ from pathlib import Path
 
 from slack_bolt import App
 
+from bot.app import build_app
 from bot.bootstrap import open_storage
 from bot.config import MetricsPlacement, Settings, load_settings
+from bot.job_queue.scheduler import Clock, Scheduler, TickReport
 from bot.jobs.handlers import build_scheduler
-from bot.jobs.scheduler import Clock, Scheduler, TickReport
-from bot.observability.routes import Observability, start_observability
-from bot.observability.server import (
+from bot.operations.routes import Observability, start_observability
+from bot.operations.server import (
     BackgroundServer,
     metrics_tokens,
     port_routes,
@@ -27,7 +28,6 @@ from bot.runner import build_services, connection_limits, gate_of
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from bot.services.context import Services
-from bot.slack.app import build_app
 from bot.slack.http_server import make_server
 from storage.crypto import generate_master_key
 

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.jobs.kinds import JobKind, activity_review
-from bot.jobs.queue import schedule_jobs, teams_with_pending
+from bot.job_queue.kinds import JobKind, activity_review
+from bot.job_queue.queue import schedule_jobs, teams_with_pending
 from storage.db import session_scope
 from storage.models import RETIRED_STATUSES, ApiKey
 

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.jobs.kinds import JobKind, audit_checkpoint
-from bot.jobs.queue import schedule_jobs, teams_with_pending
+from bot.job_queue.kinds import JobKind, audit_checkpoint
+from bot.job_queue.queue import schedule_jobs, teams_with_pending
 from bot.model.audit import AuditEntry, Witness
 from bot.services.access import Actor, require_admin
 from storage.audit import ChainReport, Checkpoint, chain_head, record_event, verify_chain
@@ -19,6 +19,18 @@ from storage.models import AuditEvent
 from storage.vault import SYSTEM_TEAM
 
 MAX_EVENTS = 200
+
+
+def audit_entry(row: AuditEvent) -> AuditEntry:
+    """An entry of the trail as people read it (never the row itself)."""
+    return AuditEntry(
+        id=row.id or 0,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        target=row.target,
+        detail=dict(row.detail or {}),
+    )
 
 
 def read_trail(
@@ -38,7 +50,7 @@ def read_trail(
                 )
             )
         rows = session.exec(query.order_by(col(AuditEvent.id).desc()).limit(MAX_EVENTS)).all()
-        return [AuditEntry.of(row) for row in rows]
+        return [audit_entry(row) for row in rows]
 
 
 def check_may_verify(*, engine: Engine, actor: Actor) -> None:

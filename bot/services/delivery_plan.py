@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.config import Settings
-from bot.jobs.kinds import credential_cleanup, credential_delivery
-from bot.jobs.queue import schedule_jobs
+from bot.job_queue.kinds import credential_cleanup, credential_delivery
+from bot.job_queue.queue import schedule_jobs
 from bot.services.sink_destinations import key_destination
 from bot.sinks import SinkKind
 from storage.models import ApiKey, CredentialDelivery, DeliveryState

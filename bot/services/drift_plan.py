@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bot.jobs.kinds import JobKind, drift_check
-from bot.jobs.queue import schedule_jobs, teams_with_pending
+from bot.job_queue.kinds import JobKind, drift_check
+from bot.job_queue.queue import schedule_jobs, teams_with_pending
 from storage.db import session_scope
 from storage.models import RETIRED_STATUSES, ApiKey
 

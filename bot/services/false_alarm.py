@@ -19,8 +19,8 @@ from sqlmodel import Session, select
 
 from bot import binance
 from bot.config import Settings
-from bot.jobs.kinds import JobKind
-from bot.jobs.queue import cancel_jobs
+from bot.job_queue.kinds import JobKind
+from bot.job_queue.queue import cancel_jobs
 from bot.model.findings import permission_name
 from bot.model.incidents import REJECTED_MEANING, ClosedIncident, IncidentFacts
 from bot.services.access import Actor, require_admin

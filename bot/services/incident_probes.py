@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot import binance
-from bot.jobs.queue import NewJob
+from bot.job_queue.queue import NewJob
 from bot.model.incidents import REJECTED_MEANING
 from bot.services.incidents import probe_job
 from bot.services.keys import open_credentials

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot import binance
-from bot.jobs.kinds import (
+from bot.job_queue.kinds import (
     KEY_LIFECYCLE_KINDS,
     JobKind,
     incident_activity,
@@ -30,7 +30,7 @@ from bot.jobs.kinds import (
     incident_checklist_prefix,
     incident_probe,
 )
-from bot.jobs.queue import NewJob, cancel_jobs, schedule_jobs
+from bot.job_queue.queue import NewJob, cancel_jobs, schedule_jobs
 from bot.model.incidents import (
     REJECTED_MEANING,
     STEPS,
@@ -65,6 +65,34 @@ CHECKLIST_RETRY = timedelta(seconds=30)
 # How long after raising the checklist may still be on its way from the listener that raised it.
 CHECKLIST_POSTING = timedelta(minutes=2)
 ACTIVITY_LOOKBACK = timedelta(days=7)  # default start of the activity review
+
+
+def incident_facts(row: Incident) -> IncidentFacts:
+    """What may be known of an incident, from its row."""
+    return IncidentFacts(
+        id=row.id,
+        team_id=row.team_id,
+        key_id=row.key_id,
+        label=row.label,
+        account_alias=row.account_alias,
+        state=row.state,
+        raised_by=row.raised_by,
+        raised_at=row.raised_at,
+        raised_in=row.raised_in,
+        activity_since=row.activity_since,
+        key_dead_at=row.key_dead_at,
+        last_probe_at=row.last_probe_at,
+        last_probe_result=row.last_probe_result,
+        messages=tuple(row.messages or ()),
+        other_keys=tuple(row.other_keys or ()),
+        activity=row.activity,
+        closed_by=row.closed_by,
+        closed_at=row.closed_at,
+        close_note=row.close_note,
+        commander=row.commander or row.raised_by,
+        outcome=row.outcome,
+        permissions_at_raise=row.permissions_at_raise,
+    )
 
 
 class IncidentClosed(DomainError):
@@ -328,7 +356,7 @@ def load_incident(engine: Engine, incident_id: str, *, team_id: str | None = Non
                 select(IncidentStep).where(IncidentStep.incident_id == incident_id)
             ).all()
         }
-        facts = IncidentFacts.of(incident)
+        facts = incident_facts(incident)
     steps = [
         StepView(
             step=s,
@@ -423,7 +451,7 @@ def require_may_hand_over(engine: Engine, actor: Actor, incident_id: str) -> Inc
             raise KeyNotFound("That incident does not exist.")
         _refuse_closed(incident)
         allowed = _may_hand_over(session, actor, incident)
-        facts = IncidentFacts.of(incident)
+        facts = incident_facts(incident)
     if not allowed:
         raise _hand_over_denied(engine, actor, facts.label, facts.key_id, facts.commander)
     return facts
@@ -515,7 +543,7 @@ def close_incident(
     with session_scope(engine) as session:
         incident = claim_close(session, incident_id)
         # Decided again on the claimed row: a probe may have heard otherwise meanwhile.
-        _refuse_unproven(IncidentFacts.of(incident), actor)
+        _refuse_unproven(incident_facts(incident), actor)
         rejected = incident.key_dead_at is not None
         incident.closed_by = actor.user_id
         incident.closed_at = now
@@ -664,4 +692,4 @@ def incident_overview(
     with Session(engine) as session:
         incidents = list_incidents(session, team_id, now, days)
         done = steps_done(session, [i.id for i in incidents])
-        return [IncidentFacts.of(i) for i in incidents], done
+        return [incident_facts(i) for i in incidents], done

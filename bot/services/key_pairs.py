@@ -23,8 +23,8 @@ from sqlmodel import Session, col, select
 from bot import binance
 from bot.config import Settings
 from bot.ids import Block
-from bot.jobs.kinds import pending_pair_expiry
-from bot.jobs.queue import schedule_jobs
+from bot.job_queue.kinds import pending_pair_expiry
+from bot.job_queue.queue import schedule_jobs
 from bot.model.key_pairs import KeyAlgorithm, PendingPair
 from bot.model.keys import RegisteredKey
 from bot.model.rotation import RotationStarted

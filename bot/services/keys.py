@@ -17,8 +17,8 @@ from bot import binance
 from bot.commands import label_problem
 from bot.config import Settings
 from bot.ids import Block
-from bot.jobs.kinds import KEY_LIFECYCLE_KINDS, key_announce
-from bot.jobs.queue import cancel_jobs, schedule_jobs
+from bot.job_queue.kinds import KEY_LIFECYCLE_KINDS, key_announce
+from bot.job_queue.queue import cancel_jobs, schedule_jobs
 from bot.model.findings import PURPOSE_NAMES, permission_name
 from bot.model.keys import MAX_ALIAS_LENGTH, KeySummary, RegisteredKey
 from bot.secret_shapes import API_KEY, PEM_PRIVATE_KEY, find_secret_shape

@@ -25,8 +25,8 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bot.jobs.kinds import page_event
-from bot.jobs.queue import schedule_jobs
+from bot.job_queue.kinds import page_event
+from bot.job_queue.queue import schedule_jobs
 from storage.db import session_scope
 from storage.models import Page, PageState
 

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from sqlmodel import Session
 
 from bot.config import Settings
-from bot.jobs.kinds import JobKind, rotation_reminder
-from bot.jobs.queue import drop_unsent_jobs, schedule_jobs
+from bot.job_queue.kinds import JobKind, rotation_reminder
+from bot.job_queue.queue import drop_unsent_jobs, schedule_jobs
 from bot.model.rotation import Audience
 from storage.models import RETIRED_STATUSES, ApiKey
 

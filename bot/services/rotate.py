@@ -23,8 +23,8 @@ from sqlmodel import Session, col, select
 from bot import binance
 from bot.config import Settings
 from bot.ids import Block
-from bot.jobs.kinds import JobKind, rotation_announce, rotation_probe
-from bot.jobs.queue import NewJob, cancel_jobs, drop_unsent_jobs, schedule_jobs
+from bot.job_queue.kinds import JobKind, rotation_announce, rotation_probe
+from bot.job_queue.queue import NewJob, cancel_jobs, drop_unsent_jobs, schedule_jobs
 from bot.model.delivery import SINK_LABELS
 from bot.model.findings import permission_name
 from bot.model.rotation import RotationStarted

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from bot.observability.checks import Check
+from bot.operations.checks import Check
 from storage.crypto import EnvelopeKey, KeyRing
 from storage.kms import KmsDataKeys
 from storage.vault import active_key_opens

@@ -3,7 +3,7 @@
 Each check runs in a daemon thread of its own, every ``interval`` seconds, one run at a time:
 a probe (``/healthz``, ``/readyz``) only reads the last answer and its age, so however many
 probes arrive, and however long the database or KMS takes, no request waits on them. The checks
-bound their own calls (short timeouts, no retries: ``bot.observability.readiness``); should one
+bound their own calls (short timeouts, no retries: ``bot.operations.readiness``); should one
 hang anyway, its answer grows old, and past ``stale_after`` seconds it counts as failed ("no
 answer for 25s").
 """

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Mapping
 
 from bot.config import ConfigError, MetricsPlacement, Settings
-from bot.observability.routes import METRICS_PATH, Observability
+from bot.operations.routes import METRICS_PATH, Observability
 from bot.slack.connections import ConnectionLimits
 from bot.slack.http_server import HttpServer, Route, make_wsgi_app
 

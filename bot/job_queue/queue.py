@@ -3,7 +3,7 @@
 Every replica claims from the same table. PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``; on
 SQLite a single UPDATE … RETURNING is atomic (one writer at a time). Claims are leases: a
 replica killed mid-work loses nothing, its claims expire and another replica picks them up.
-A job's kind is a ``bot.jobs.kinds.JobKind``; build new jobs with that module's constructors.
+A job's kind is a ``bot.job_queue.kinds.JobKind``; build new jobs with that module's constructors.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,7 +42,7 @@ class ClaimedJob:
     dedupe_key: str
     due_at: datetime
     attempts: int
-    payload: dict
+    payload: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class NewJob:
     dedupe_key: str
     due_at: datetime
     key_id: str | None = None
-    payload: dict = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,12 @@ class JobOutcome:
     error: str | None = None
     # Audit events (keyword arguments of storage.audit.record_event) written in the same
     # transaction that marks the job done.
-    audit: tuple[dict, ...] = ()
+    audit: tuple[dict[str, Any], ...] = ()
     # With retry_at: entries merged into the job's payload for the next attempt.
-    progress: dict | None = None
+    progress: dict[str, Any] | None = None
 
     @classmethod
-    def retry(cls, at: datetime, error: str, progress: dict | None = None) -> JobOutcome:
+    def retry(cls, at: datetime, error: str, progress: dict[str, Any] | None = None) -> JobOutcome:
         return cls(retry_at=at, error=error[:500], progress=progress)
 
 
@@ -77,7 +78,7 @@ class PartialProgress(Exception):
     """Raised by a handler that failed after doing part of its work; ``progress`` (JSON) is
     merged into the job's payload so the retry can skip what was done."""
 
-    def __init__(self, progress: dict, cause: Exception) -> None:
+    def __init__(self, progress: dict[str, Any], cause: Exception) -> None:
         super().__init__(f"failed after partial progress: {type(cause).__name__}")
         self.progress = progress
         self.cause = cause
@@ -173,14 +174,14 @@ def claim_due_jobs(
             attempts=ScheduledJob.attempts + 1,
         )
         .returning(
-            ScheduledJob.id,
-            ScheduledJob.team_id,
-            ScheduledJob.kind,
-            ScheduledJob.key_id,
-            ScheduledJob.dedupe_key,
-            ScheduledJob.due_at,
-            ScheduledJob.attempts,
-            ScheduledJob.payload,
+            col(ScheduledJob.id),
+            col(ScheduledJob.team_id),
+            col(ScheduledJob.kind),
+            col(ScheduledJob.key_id),
+            col(ScheduledJob.dedupe_key),
+            col(ScheduledJob.due_at),
+            col(ScheduledJob.attempts),
+            col(ScheduledJob.payload),
         )
     )
     with session_scope(engine) as session:
@@ -225,7 +226,11 @@ def finish_jobs(
         for job, outcome in results:
             if outcome.retry_at is None:
                 continue
-            values = {"due_at": outcome.retry_at, "lease_until": None, "last_error": outcome.error}
+            values: dict[str, Any] = {
+                "due_at": outcome.retry_at,
+                "lease_until": None,
+                "last_error": outcome.error,
+            }
             if outcome.progress:
                 values["payload"] = {**job.payload, **outcome.progress}
             updated = session.exec(

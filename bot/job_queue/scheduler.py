@@ -30,7 +30,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bot.jobs.queue import (
+from bot.job_queue.queue import (
     DEFAULT_LEASE,
     FINISH_BATCH,
     ClaimedJob,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from bot.jobs.queue import NewJob
+from bot.job_queue.queue import NewJob
 
 
 class JobKind(StrEnum):
@@ -188,7 +189,9 @@ def pending_pair_expiry(*, team_id: str, pending_id: str, due_at: datetime) -> N
     )
 
 
-def key_announce(*, team_id: str, key_id: str, what: str, facts: dict, due_at: datetime) -> NewJob:
+def key_announce(
+    *, team_id: str, key_id: str, what: str, facts: dict[str, Any], due_at: datetime
+) -> NewJob:
     """Tell the owner and the alert channel that a key that can move funds (Withdraw tier or
     transfer rights) was ``what`` ("registered" or "removed"): once per key and event.
     ``facts`` (JSON, never a secret) is what the message says, as it was at that moment."""

@@ -8,9 +8,9 @@
   READINESS_MAX_SCHEDULER_LAG_SECONDS (skipped where this process runs none), and, in Socket
   Mode, the connection to Slack is up.
 - ``/metrics``: Prometheus' text format, from the bot's own registry: on a port of its own or
-  behind a token (``bot.observability.server``), never open beside Slack.
+  behind a token (``bot.operations.server``), never open beside Slack.
 
-The database and master key are checked in the background (``bot.observability.checks``):
+The database and master key are checked in the background (``bot.operations.checks``):
 a probe reads their last answers and never waits on the database, KMS or Slack. The scheduler
 lag and Slack's connection are the process' own state, read as the probe asks.
 """
@@ -26,14 +26,14 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
-from bot.observability.checks import BackgroundChecks, Reading
-from bot.observability.collectors import (
+from bot.observability.metrics import INSTRUMENTS
+from bot.operations.checks import BackgroundChecks, Reading
+from bot.operations.collectors import (
     BinanceWeightCollector,
     DatabaseCollector,
     SchedulerCollector,
 )
-from bot.observability.metrics import INSTRUMENTS
-from bot.observability.readiness import (
+from bot.operations.readiness import (
     database_check,
     master_key_check,
     probe_engine,
