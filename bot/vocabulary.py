@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
+    "AuditAction",
     "DeliveryState",
     "IncidentOutcome",
     "IncidentState",
@@ -87,6 +88,53 @@ class IncidentOutcome(StrEnum):
 class PageState(StrEnum):
     OPEN = "open"  # triggered; resolved when its condition clears
     RESOLVED = "resolved"
+
+
+class AuditAction(StrEnum):
+    """What an audit event records as its ``action``. The values are stored, exported (CSV,
+    JSON lines) and forwarded to SIEMs: never change one (tests/test_audit_actions.py pins
+    them); add new ones."""
+
+    ACCESS_DENIED = "access.denied"
+    ACTIVITY_REVIEW = "activity.review"
+    AUDIT_CHECKPOINT = "audit.checkpoint"
+    AUDIT_KEY_CREATED = "audit.key_created"
+    COMMAND_SECRET_REFUSED = "command.secret_refused"  # noqa: S105 - an action name
+    CREDENTIALS_DELIVERED = "credentials.delivered"
+    CREDENTIALS_DELIVERY_FAILED = "credentials.delivery_failed"
+    CREDENTIALS_DELIVERY_REFUSED = "credentials.delivery_refused"
+    CREDENTIALS_SINK_CHOSEN = "credentials.sink_chosen"
+    DRIFT_CHECK = "drift.check"
+    INCIDENT_ACTIVITY_REVIEW = "incident.activity_review"
+    INCIDENT_CLOSE = "incident.close"
+    INCIDENT_COMMANDER = "incident.commander"
+    INCIDENT_FALSE_ALARM = "incident.false_alarm"
+    INCIDENT_FALSE_ALARM_REFUSED = "incident.false_alarm_refused"
+    INCIDENT_KEY_ACCEPTED_AGAIN = "incident.key_accepted_again"
+    INCIDENT_KEY_DEAD = "incident.key_dead"  # before issue 21 (a rejection taken for a deletion)
+    INCIDENT_KEY_REJECTED = "incident.key_rejected"
+    INCIDENT_RAISE = "incident.raise"
+    INCIDENT_TICK = "incident.tick"
+    KEY_ANNOUNCE = "key.announce"
+    KEY_EDIT = "key.edit"
+    KEY_REGISTER = "key.register"
+    KEY_REMOVE = "key.remove"
+    KEY_ROTATE_COMPLETE = "key.rotate_complete"
+    KEY_ROTATE_OLD_KEY_ALIVE = "key.rotate_old_key_alive"
+    KEY_ROTATE_START = "key.rotate_start"
+    KEY_ROTATE_WAITING_FOR_DELIVERY = "key.rotate_waiting_for_delivery"
+    KEY_STATUS = "key.status"
+    KEYPAIR_EXPIRED = "keypair.expired"
+    KEYPAIR_GENERATE = "keypair.generate"
+    LEAK_DETECTED = "leak.detected"
+    MASTER_KEY_REENCRYPT_BATCH = "master_key.reencrypt_batch"
+    MASTER_KEY_RETIRE = "master_key.retire"
+    PAGE_REFUSED = "page.refused"
+    PAGE_RESOLVED = "page.resolved"
+    PAGE_SENT = "page.sent"
+    ROTATION_POLICY = "rotation.policy"
+    ROTATION_REMINDER = "rotation.reminder"
+    ROTATION_SNOOZE = "rotation.snooze"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
+from bot.vocabulary import AuditAction
 from bot.vocabulary import ChainReport as ChainReport
 from bot.vocabulary import Checkpoint as Checkpoint
 from storage.models import AuditEvent, utcnow
@@ -77,7 +78,7 @@ def record_event(
     *,
     team_id: str,
     actor: str,
-    action: str,
+    action: AuditAction,
     target: str | None = None,
     target_key_id: str | None = None,
     source: str | None = None,
@@ -91,7 +92,7 @@ def record_event(
             {
                 "team_id": team_id,
                 "actor": actor,
-                "action": action,
+                "action": AuditAction(action).value,
                 "target": target,
                 "target_key_id": target_key_id,
                 "source": source,
@@ -113,7 +114,7 @@ def record_events(session: Session, events: list[dict[str, Any]]) -> None:
             "team_id": e["team_id"],
             "at": e.get("at") or now,
             "actor": e["actor"],
-            "action": e["action"],
+            "action": AuditAction(e["action"]).value,
             "target": e.get("target"),
             "target_key_id": e.get("target_key_id"),
             "source": e.get("source"),

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from bot.vocabulary import AuditAction
 from storage.audit import (
     _HASHED,
     AUDIT_KEY_BYTES,
@@ -162,7 +163,7 @@ def _rekey_legacy_chain(session: Session, connection: sa.Connection, key: bytes)
             session,
             team_id=SYSTEM_TEAM,
             actor="system",
-            action="audit.key_created",
+            action=AuditAction.AUDIT_KEY_CREATED,
             detail={"rekeyed_events": 0, "old_chain_broken_at": broken},
         )
         return
@@ -181,6 +182,6 @@ def _rekey_legacy_chain(session: Session, connection: sa.Connection, key: bytes)
         session,
         team_id=SYSTEM_TEAM,
         actor="system",
-        action="audit.key_created",
+        action=AuditAction.AUDIT_KEY_CREATED,
         detail={"rekeyed_events": count},
     )

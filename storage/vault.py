@@ -28,6 +28,7 @@ from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import (
     FINGERPRINT_ROOT_BYTES,
@@ -498,7 +499,7 @@ def _reencrypt_batch(
             session,
             team_id=SYSTEM_TEAM,
             actor=actor,
-            action="master_key.reencrypt_batch",
+            action=AuditAction.MASTER_KEY_REENCRYPT_BATCH,
             detail={
                 "table": table.__tablename__,
                 "rows": len(rows),
@@ -590,7 +591,7 @@ def retire_key(engine: Engine, ring: KeyRing, key_id: str, *, actor: str = "cli"
             session,
             team_id=SYSTEM_TEAM,
             actor=actor,
-            action="master_key.retire",
+            action=AuditAction.MASTER_KEY_RETIRE,
             detail={"key": key_id},
         )
     return ring.without(key_id)

@@ -53,7 +53,7 @@ def _events(engine, n: int, *, first: int = 0) -> None:
                 session,
                 team_id="T",
                 actor="U1",
-                action="test.event",
+                action="key.status",
                 target=f"k{i}",
                 detail={"i": i},
             )
@@ -188,10 +188,10 @@ def test_writers_appending_at_once_keep_one_unbroken_chain(engine):
         for round_ in range(5):
             with session_scope(engine) as session:
                 if round_ % 2:
-                    _event_args = {"team_id": "T", "actor": f"U{worker}", "action": "test.batch"}
+                    _event_args = {"team_id": "T", "actor": f"U{worker}", "action": "drift.check"}
                     record_events(session, [{**_event_args, "detail": {"n": n}} for n in range(7)])
                 else:
-                    record_event(session, team_id="T", actor=f"U{worker}", action="test.one")
+                    record_event(session, team_id="T", actor=f"U{worker}", action="key.status")
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(write, range(8)))

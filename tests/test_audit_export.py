@@ -30,6 +30,10 @@ DETAILS = [
 ]
 
 
+# Each age gets its own action, so an export's rows tell which ages it selected.
+AGE_ACTION = {40: "rotation.policy", 10: "key.status", 0: "drift.check"}
+
+
 def _seed(engine) -> None:
     """Events 40, 10 and 0 days old, with details JSON must carry intact."""
     events = []
@@ -40,7 +44,7 @@ def _seed(engine) -> None:
                     "team_id": "T0TEST",
                     "at": NOW - timedelta(days=age, minutes=n),
                     "actor": "U0ALICE",
-                    "action": f"test.age{age}",
+                    "action": AGE_ACTION[age],
                     "target": None if n == 3 else f"key-{n}",
                     "target_key_id": "k1",
                     "source": "slash" if n % 2 else None,
@@ -152,7 +156,7 @@ def test_csv_neutralises_cells_a_spreadsheet_would_evaluate(engine, database_url
                     "team_id": "T0TEST",
                     "at": NOW - timedelta(minutes=n),
                     "actor": text,
-                    "action": "key.registered",
+                    "action": "key.register",
                     "target": text,
                     "target_key_id": "k1",
                     "source": "slash",
@@ -185,15 +189,17 @@ def test_since_and_until_select_by_time(engine, database_url, tmp_path):
     _seed(engine)
     recent = _export(database_url, tmp_path, "--since", "30d")
     actions = [json.loads(line)["action"] for line in recent.stdout.splitlines()]
-    assert actions == ["test.age10"] * 5 + ["test.age0"] * 5
+    assert actions == [AGE_ACTION[10]] * 5 + [AGE_ACTION[0]] * 5
 
     day = (NOW - timedelta(days=20)).date().isoformat()
     older = _export(database_url, tmp_path, "--since", "2000-01-01", "--until", day)
-    assert [json.loads(line)["action"] for line in older.stdout.splitlines()] == ["test.age40"] * 5
+    assert [json.loads(line)["action"] for line in older.stdout.splitlines()] == [
+        AGE_ACTION[40]
+    ] * 5
 
     moment = (NOW - timedelta(days=5)).astimezone(timezone(timedelta(hours=2))).isoformat()
     newest = _export(database_url, tmp_path, "--since", moment, "--format", "csv")
-    assert [r["action"] for r in csv.DictReader(io.StringIO(newest.stdout))] == ["test.age0"] * 5
+    assert [r["action"] for r in csv.DictReader(io.StringIO(newest.stdout))] == [AGE_ACTION[0]] * 5
 
 
 @pytest.mark.parametrize(

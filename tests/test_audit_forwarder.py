@@ -150,7 +150,7 @@ def _events(engine, n: int, *, start: int = 0) -> None:
                 session,
                 team_id="T",
                 actor="U0ALICE",
-                action="test.event",
+                action="key.status",
                 target=f'key "{i}" ]\\',
                 detail={"i": i, "note": "é\nline"},
             )
@@ -243,7 +243,7 @@ def test_a_syslog_server_gets_rfc5424_messages(transport, engine, database_url):
         match = RFC5424.fullmatch(raw)
         assert match, raw
         assert int(match["pri"]) == 13 * 8 + 6  # facility "log audit", severity informational
-        assert match["ts"].decode() == event["at"] and match["msgid"] == b"test.event"
+        assert match["ts"].decode() == event["at"] and match["msgid"] == b"key.status"
         assert json.loads(match["msg"].decode("utf-8")) == event
         sd = match["sd"].decode("utf-8")
         assert sd.startswith(SD_ID + " ")

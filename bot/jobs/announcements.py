@@ -14,6 +14,7 @@ from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome, PartialProgress
 from bot.jobs.delivery import DELIVERED_TO, SlackDirectory
 from bot.services.context import Services
 from bot.services.delivery_view import delivery_view
+from bot.vocabulary import AuditAction
 from storage.models import ApiKey, Rotation
 
 
@@ -93,7 +94,7 @@ def make_key_announce_handler(services: Services, client: WebClient) -> Handler:
         audit = {
             "team_id": job.team_id,
             "actor": "bot",
-            "action": "key.announce",
+            "action": AuditAction.KEY_ANNOUNCE,
             "target": job.payload.get("label"),
             "target_key_id": job.key_id,
             "detail": {

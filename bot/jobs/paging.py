@@ -27,6 +27,7 @@ from bot.config import Settings
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome, PartialProgress, backoff
 from bot.observability.metrics import record_page
 from bot.services.context import Services
+from bot.vocabulary import AuditAction
 from storage.models import JobState, Page, ScheduledJob
 
 log = logging.getLogger(__name__)
@@ -158,10 +159,10 @@ def make_page_handler(services: Services) -> Handler:
     return handle
 
 
-def _audit_action(action: str, outcome: str) -> str:
+def _audit_action(action: str, outcome: str) -> AuditAction:
     if outcome == "refused":
-        return "page.refused"
-    return "page.sent" if action == "trigger" else "page.resolved"
+        return AuditAction.PAGE_REFUSED
+    return AuditAction.PAGE_SENT if action == "trigger" else AuditAction.PAGE_RESOLVED
 
 
 def _trigger_pending(session: Session, resolve_dedupe_key: str) -> bool:

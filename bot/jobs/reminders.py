@@ -14,6 +14,7 @@ from bot.model.rotation import Audience
 from bot.services.context import Services
 from bot.services.reminder_plan import cycle_id, reminder_steps, step_anchor
 from bot.services.rotation_policy import rotation_row
+from bot.vocabulary import AuditAction
 from storage.models import RETIRED_STATUSES, ApiKey, KeyStatus
 
 # A reminder delivered later than this after its time is marked late.
@@ -85,7 +86,7 @@ class ReminderHandler:
         audit = {
             "team_id": key.team_id,
             "actor": "bot",
-            "action": "rotation.reminder",
+            "action": AuditAction.ROTATION_REMINDER,
             "target": key.label,
             "target_key_id": key.id,
             "detail": {"step": step.name, "late": late, "owner_gone": owner_gone},

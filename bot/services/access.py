@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from bot.services.errors import DomainError
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.models import ApiKey
@@ -56,7 +57,7 @@ def deny(
             session,
             team_id=actor.team_id,
             actor=actor.user_id,
-            action="access.denied",
+            action=AuditAction.ACCESS_DENIED,
             target=target,
             target_key_id=target_key_id,
             source=f"slack:{actor.channel}" if actor.channel else None,

@@ -28,6 +28,7 @@ from bot import binance
 from bot.model.activity import ActivityDigest, NotableWithdrawal
 from bot.services.keys import open_credentials
 from bot.services.paging import open_page
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
 from storage.db import session_scope
@@ -190,7 +191,7 @@ def remember_review(engine: Engine, digest: ActivityDigest, *, posted: bool) -> 
             session,
             team_id=digest.team_id,
             actor="bot",
-            action="activity.review",
+            action=AuditAction.ACTIVITY_REVIEW,
             detail={
                 "accounts_checked": digest.accounts_checked,
                 "withdrawals": digest.withdrawals_seen,

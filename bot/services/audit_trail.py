@@ -13,6 +13,7 @@ from bot.job_queue.kinds import JobKind, audit_checkpoint
 from bot.job_queue.queue import schedule_jobs, teams_with_pending
 from bot.model.audit import AuditEntry, Witness
 from bot.services.access import Actor, require_admin
+from bot.vocabulary import AuditAction
 from storage.audit import ChainReport, Checkpoint, chain_head, record_event, verify_chain
 from storage.db import session_scope
 from storage.models import AuditEvent
@@ -82,7 +83,7 @@ def take_checkpoint(
                 session,
                 team_id=actor.team_id,
                 actor=actor.user_id,
-                action="audit.checkpoint",
+                action=AuditAction.AUDIT_CHECKPOINT,
                 source=source,
             )
     return chain_head(engine, now=now)

@@ -40,6 +40,7 @@ from bot.services.sink_destinations import (
 from bot.sinks import DeliveredCredentials, SecretSink, SinkError, SinkKind
 from bot.sinks.aws import AwsSecretsManagerSink
 from bot.sinks.files import FileSink
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
@@ -154,7 +155,7 @@ def choose_sink(
                 session,
                 team_id=key.team_id,
                 actor=actor.user_id,
-                action="credentials.sink_chosen",
+                action=AuditAction.CREDENTIALS_SINK_CHOSEN,
                 target=key.label,
                 target_key_id=key.id,
                 source=source,
@@ -170,7 +171,7 @@ def choose_sink(
             session,
             team_id=key.team_id,
             actor=actor.user_id,
-            action="credentials.delivery_refused",
+            action=AuditAction.CREDENTIALS_DELIVERY_REFUSED,
             target=key.label,
             target_key_id=key.id,
             source=source,
@@ -243,7 +244,7 @@ def deliver(
                     now,
                     HELD_BY_ANOTHER_KEY,
                     destination=destination,
-                    action="credentials.delivery_refused",
+                    action=AuditAction.CREDENTIALS_DELIVERY_REFUSED,
                     detail={"held_by": holder},
                 )
             key = session.get(ApiKey, key_id)
@@ -284,7 +285,7 @@ def deliver(
                 session,
                 team_id=delivery.team_id,
                 actor="bot",
-                action="credentials.delivered",
+                action=AuditAction.CREDENTIALS_DELIVERED,
                 target=key.label if key else None,
                 target_key_id=key_id,
                 detail={
@@ -316,7 +317,7 @@ def _failed(
     reason: str,
     *,
     destination: str | None = None,
-    action: str = "credentials.delivery_failed",
+    action: AuditAction = AuditAction.CREDENTIALS_DELIVERY_FAILED,
     detail: dict[str, object] | None = None,
 ) -> DeliveryOutcome:
     """Keep it pending with the reason (and where it was to go); the first failure of a

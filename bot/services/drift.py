@@ -26,6 +26,7 @@ from bot.services.findings import NO_WHITELIST_TEXT, PURPOSE_MAX_TIER
 from bot.services.keys import open_credentials
 from bot.services.paging import open_page, resolve_page, withdrawals_page_key
 from bot.services.withdrawal_controls import WhitelistReading, read_whitelists
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
 from storage.db import session_scope
@@ -253,7 +254,7 @@ def remember_check(engine: Engine, digest: Digest, now: datetime) -> None:
             session,
             team_id=digest.team_id,
             actor="bot",
-            action="drift.check",
+            action=AuditAction.DRIFT_CHECK,
             detail={
                 "checked": digest.checked,
                 "changes": len(digest.changes),

@@ -30,6 +30,7 @@ from bot.services.keys import open_credentials
 from bot.services.paging import incident_page_key, resolve_page
 from bot.services.reminder_plan import plan_reminders
 from bot.services.rotate import resume_rotation
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
@@ -165,7 +166,7 @@ def close_as_false_alarm(
             session,
             team_id=row.team_id,
             actor=actor.user_id,
-            action="incident.false_alarm",
+            action=AuditAction.INCIDENT_FALSE_ALARM,
             target=row.label,
             target_key_id=key.id,
             source=f"slack:{actor.channel}" if actor.channel else None,
@@ -200,7 +201,7 @@ def _audit_refusal(engine: Engine, actor: Actor, incident: IncidentFacts, *, rea
             session,
             team_id=incident.team_id,
             actor=actor.user_id,
-            action="incident.false_alarm_refused",
+            action=AuditAction.INCIDENT_FALSE_ALARM_REFUSED,
             target=incident.label,
             target_key_id=incident.key_id,
             source=f"slack:{actor.channel}" if actor.channel else None,

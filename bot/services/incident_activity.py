@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from bot import binance
 from bot.services.keys import open_credentials
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
@@ -82,7 +83,7 @@ def review_activity(
             session,
             team_id=incident.team_id,
             actor="bot",
-            action="incident.activity_review",
+            action=AuditAction.INCIDENT_ACTIVITY_REVIEW,
             target=incident.label,
             target_key_id=incident.key_id,
             detail={

@@ -23,6 +23,7 @@ from bot.job_queue.queue import NewJob
 from bot.model.incidents import REJECTED_MEANING
 from bot.services.incidents import probe_job
 from bot.services.keys import open_credentials
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
@@ -92,11 +93,11 @@ def probe_compromised_key(
         if answer.accepted is False and incident.key_dead_at is None:
             incident.key_dead_at = now  # rejected since: the column's name predates issue 21
             changed = True
-            _audit(session, incident, "incident.key_rejected", answer.binance_said)
+            _audit(session, incident, AuditAction.INCIDENT_KEY_REJECTED, answer.binance_said)
         elif answer.accepted is True and incident.key_dead_at is not None:
             incident.key_dead_at = None
             changed = True
-            _audit(session, incident, "incident.key_accepted_again", None)
+            _audit(session, incident, AuditAction.INCIDENT_KEY_ACCEPTED_AGAIN, None)
         if incident.key_dead_at is not None:  # still rejected: check now and then
             delay = PROBE_DELAYS[-1]
         else:
@@ -107,7 +108,9 @@ def probe_compromised_key(
         )
 
 
-def _audit(session: Session, incident: Incident, action: str, binance_said: str | None) -> None:
+def _audit(
+    session: Session, incident: Incident, action: AuditAction, binance_said: str | None
+) -> None:
     detail: dict[str, object] = {"incident": incident.id}
     if binance_said is not None:
         detail["binance"] = binance_said

@@ -44,6 +44,7 @@ from bot.services.delivery_plan import plan_cleanup
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
 from bot.services.keys import find_live_key, unknown_label
 from bot.services.paging import incident_page_key, open_page, resolve_page
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.locks import exclusive
@@ -179,7 +180,7 @@ def raise_incident(
             session,
             team_id=team_id,
             actor=actor,
-            action="incident.raise",
+            action=AuditAction.INCIDENT_RAISE,
             target=key.label,
             target_key_id=key.id,
             source=f"slack:{channel}" if channel else None,
@@ -407,7 +408,7 @@ def tick_step(
                     session,
                     team_id=team_id,
                     actor=actor,
-                    action="incident.tick",
+                    action=AuditAction.INCIDENT_TICK,
                     target=incident.label,
                     target_key_id=incident.key_id,
                     detail={"incident": incident_id, "step": step},
@@ -478,7 +479,7 @@ def hand_over_command(
                 session,
                 team_id=incident.team_id,
                 actor=actor.user_id,
-                action="incident.commander",
+                action=AuditAction.INCIDENT_COMMANDER,
                 target=label,
                 target_key_id=key_id,
                 source=f"slack:{actor.channel}" if actor.channel else None,
@@ -556,7 +557,7 @@ def close_incident(
             session,
             team_id=actor.team_id,
             actor=actor.user_id,
-            action="incident.close",
+            action=AuditAction.INCIDENT_CLOSE,
             target=incident.label,
             target_key_id=incident.key_id,
             source=f"slack:{actor.channel}" if actor.channel else None,

@@ -17,6 +17,7 @@ from bot.services.errors import InvalidInput
 from bot.services.keys import _account, _alias_problem, find_live_key
 from bot.services.reminder_plan import due_date, plan_reminders
 from bot.services.status import stored_findings
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.models import BinanceAccount, KeyPurpose
@@ -88,7 +89,7 @@ def edit_key(
             session,
             team_id=actor.team_id,
             actor=actor.user_id,
-            action="key.edit",
+            action=AuditAction.KEY_EDIT,
             target=key.label,
             target_key_id=key.id,
             source=source,

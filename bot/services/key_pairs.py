@@ -42,6 +42,7 @@ from bot.services.rotate import (
     rotatable_key,
     start_rotation,
 )
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
@@ -184,7 +185,7 @@ def _store_pair(
             session,
             team_id=form.team_id,
             actor=form.actor,
-            action="keypair.generate",
+            action=AuditAction.KEYPAIR_GENERATE,
             target=form.label,
             source=form.source,
             detail={
@@ -431,7 +432,7 @@ def expire_pending_pair(engine: Engine, pending_id: str, now: datetime) -> Pendi
             session,
             team_id=row.team_id,
             actor="bot",
-            action="keypair.expired",
+            action=AuditAction.KEYPAIR_EXPIRED,
             target=row.label,
             detail={"pending": row.id, "created_by": row.created_by, "shredded": True},
         )

@@ -37,6 +37,7 @@ from bot.services.errors import (
 from bot.services.findings import assess, purpose_excess
 from bot.services.paging import resolve_page, withdrawals_page_key
 from bot.services.reminder_plan import plan_reminders
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
 from storage.db import session_scope
@@ -328,7 +329,7 @@ def register_key(
                 session,
                 team_id=form.team_id,
                 actor=form.actor,
-                action="key.register",
+                action=AuditAction.KEY_REGISTER,
                 target=form.label,
                 target_key_id=row.id,
                 source=form.source,
@@ -558,7 +559,7 @@ def remove_key(
             session,
             team_id=team_id,
             actor=actor.user_id,
-            action="key.remove",
+            action=AuditAction.KEY_REMOVE,
             target=key.label,
             target_key_id=key.id,
             source=source,

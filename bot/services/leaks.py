@@ -6,6 +6,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, or_, select
 
 from bot.secret_shapes import secret_shaped_tokens
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
@@ -39,7 +40,7 @@ def record_secret_in_command(
             session,
             team_id=team_id,
             actor=actor,
-            action="command.secret_refused",
+            action=AuditAction.COMMAND_SECRET_REFUSED,
             target=key.label if key else None,
             target_key_id=key.id if key else None,
             source=source,
@@ -58,7 +59,7 @@ def record_leak_in_channel(
             session,
             team_id=team_id,
             actor=actor,
-            action="leak.detected",
+            action=AuditAction.LEAK_DETECTED,
             target=key.label if key else None,
             target_key_id=key.id if key else None,
             source=f"slack:{channel}" if channel else None,

@@ -44,6 +44,7 @@ from bot.services.keys import (
 )
 from bot.services.paging import old_key_page_key, open_page, resolve_page
 from bot.services.reminder_plan import plan_reminders
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
 from storage.db import session_scope
@@ -261,7 +262,7 @@ def start_rotation(
             session,
             team_id=key.team_id,
             actor=form.actor,
-            action="key.rotate_start",
+            action=AuditAction.KEY_ROTATE_START,
             target=key.label,
             target_key_id=key.id,
             source=form.source,
@@ -373,7 +374,7 @@ def probe_old_key(
                         session,
                         team_id=rotation.team_id,
                         actor="bot",
-                        action="key.rotate_waiting_for_delivery",
+                        action=AuditAction.KEY_ROTATE_WAITING_FOR_DELIVERY,
                         target=key.label,
                         target_key_id=key.id,
                         detail={"old": rotation.old_masked, "sink": key.delivery_sink},
@@ -401,7 +402,7 @@ def probe_old_key(
                 session,
                 team_id=rotation.team_id,
                 actor="bot",
-                action="key.rotate_old_key_alive",
+                action=AuditAction.KEY_ROTATE_OLD_KEY_ALIVE,
                 target=key.label if key else None,
                 target_key_id=rotation.key_id,
                 detail={"old": rotation.old_masked},
@@ -451,7 +452,7 @@ def _complete(
         session,
         team_id=rotation.team_id,
         actor="bot",
-        action="key.rotate_complete",
+        action=AuditAction.KEY_ROTATE_COMPLETE,
         target=key.label if key else None,
         target_key_id=rotation.key_id,
         detail={"old": rotation.old_masked, "proof": "Binance rejects the old key"},

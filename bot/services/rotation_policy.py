@@ -13,6 +13,7 @@ from bot.services.access import Actor, require_manage_key
 from bot.services.errors import InvalidInput
 from bot.services.keys import find_live_key
 from bot.services.reminder_plan import due_date, plan_reminders
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.models import RETIRED_STATUSES, ApiKey, KeyStatus
@@ -92,7 +93,7 @@ def set_policy(
             session,
             team_id=team_id,
             actor=actor.user_id,
-            action="rotation.policy",
+            action=AuditAction.ROTATION_POLICY,
             target=key.label,
             target_key_id=key.id,
             source=source,
@@ -118,7 +119,7 @@ def snooze(
             session,
             team_id=team_id,
             actor=actor.user_id,
-            action="rotation.snooze",
+            action=AuditAction.ROTATION_SNOOZE,
             target=key.label,
             target_key_id=key.id,
             detail={"until": key.snoozed_until.isoformat()},

@@ -28,6 +28,7 @@ from bot.services.withdrawal_controls import (
     read_whitelists,
     store_whitelists,
 )
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
 from storage.db import session_scope
@@ -304,7 +305,7 @@ def _remember(
             session,
             team_id=team_id,
             actor=actor,
-            action="key.status",
+            action=AuditAction.KEY_STATUS,
             target=report.scope,
             source=source,
             detail={
