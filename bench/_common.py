@@ -36,8 +36,8 @@ from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from bot.services.reminder_plan import reminder_steps
 from storage.crypto import KeyRing, mask_api_key
+from storage.master_keys import seal_api_key_row
 from storage.models import ApiKey, BinanceAccount, ScheduledJob
-from storage.vault import seal_api_key_row
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "APIKEY_BOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -30,8 +30,8 @@ from bot.services.keys import RegistrationForm, register_key
 from storage.audit_key import open_audit_key
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate
+from storage.master_keys import verify_key_ring
 from storage.models import KeyPurpose, KeyType
-from storage.vault import verify_key_ring
 
 
 def percentile(values: list[float], p: float) -> float:

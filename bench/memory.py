@@ -46,8 +46,8 @@ from bot.sandbox.requests import SignedClient, app_home_opened, slash_command
 from storage.audit_key import open_audit_key
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate, session_scope
+from storage.master_keys import verify_key_ring
 from storage.models import AuditEvent, ScheduledJob
-from storage.vault import verify_key_ring
 
 TARGET_MB = 250.0
 TEAM = "T0TEST"  # the Slack stand-in's workspace

@@ -33,7 +33,7 @@ from bot.config import ConfigError, Settings, load_settings
 from storage.audit_export import FORMATS
 from storage.crypto import CryptoError, KeyRing, generate_master_key
 from storage.db import DatabaseUnavailable, migrate, open_database
-from storage.vault import VaultError, reencrypt_all, retire_key
+from storage.master_keys import VaultError, reencrypt_all, retire_key
 
 log = logging.getLogger("bot")
 

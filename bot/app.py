@@ -18,8 +18,8 @@ from bot.listeners import register_listeners
 from bot.observability.slack import CountedRetries, instrument_dispatch
 from bot.services.context import Services
 from bot.slack.access import AccessDirectory, make_guard
+from bot.slack.dedupe import make_once_only
 from bot.slack.response_urls import ResponseUrlPolicy
-from bot.slack.retries import make_once_only
 
 
 def make_web_client(settings: Settings) -> WebClient:

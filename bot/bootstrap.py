@@ -17,7 +17,7 @@ from storage.audit_key import AuditKeyError, open_audit_key
 from storage.crypto import EnvelopeKey, KeyRing, KeyRingError
 from storage.db import ensure_reachable, migrate, open_database
 from storage.kms import kms_master_key
-from storage.vault import (
+from storage.master_keys import (
     NO_MASTER_KEY,
     VaultError,
     create_key_file,

@@ -2,7 +2,7 @@
 
 The key is 32 random bytes in the one row of ``audit_keys``, sealed like any secret (AES-GCM
 under the active master key, or a KMS envelope key), bound to its row by the seal's context.
-It is one of the vault's sealed tables, so ``apikey-bot keys reencrypt`` re-seals it under a new
+It is one of the sealed tables (storage.master_keys), so ``apikey-bot keys reencrypt`` re-seals it under a new
 master key and ``keys retire`` refuses to drop a master key that still seals it: the chain
 stays verifiable across master-key rotation, and is never re-computed because of it.
 

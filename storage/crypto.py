@@ -21,7 +21,7 @@ encryption context), so the data key itself only unwraps for its own row.
 Fingerprints are keyed HMAC-SHA256 digests under a key derived (HKDF) from a master key:
 they let the bot find duplicates and recognise a leaked key without storing it in clear. An
 envelope key has no key material here, so its fingerprint key is derived from a random
-*fingerprint root* that the vault keeps sealed under that envelope key in the database and
+*fingerprint root* that storage.master_keys keeps sealed under that envelope key in the database and
 hands to the ring at start-up (``KeyRing.with_fingerprint_root``).
 """
 
@@ -361,7 +361,7 @@ class KeyRing:
         if fkey is None:
             raise CryptoError(
                 f"the fingerprint key of master key {kid!r} is not loaded: the key ring was "
-                "not verified against the database (storage.vault.verify_key_ring)"
+                "not verified against the database (storage.master_keys.verify_key_ring)"
             )
         return hmac.new(fkey, value.strip().encode("utf-8"), hashlib.sha256).hexdigest()
 

@@ -13,8 +13,8 @@ from sqlmodel import Session, col, select
 
 from bot.job_queue.kinds import JobKind
 from storage.crypto import KeyRing, mask_api_key
+from storage.master_keys import seal_api_key_row
 from storage.models import ApiKey, BinanceAccount, JobState, KeyPurpose, KeyType, ScheduledJob
-from storage.vault import seal_api_key_row
 
 ALPHANUM = string.ascii_letters + string.digits
 

@@ -36,8 +36,8 @@ from storage.audit import (
 )
 from storage.crypto import generate_master_key
 from storage.db import make_engine, migrate, session_scope
+from storage.master_keys import VaultError, reencrypt_all, retire_key
 from storage.models import ApiKey, AuditKey, KeyStatus, ScheduledJob, utcnow
-from storage.vault import VaultError, reencrypt_all, retire_key
 from tests.e2e import ALICE, BOB, all_text, audit_verdict, bot_client, register_directly
 from tests.slack_requests import block_action, slash_command
 

@@ -47,8 +47,8 @@ from storage.crypto import (
 )
 from storage.db import make_engine, migrate, session_scope
 from storage.kms import kms_master_key, kms_ring_id
+from storage.master_keys import VaultError, reencrypt_all, retire_key
 from storage.models import ApiKey, AuditKey, CryptoCanary, KeyPurpose, KeyType
-from storage.vault import VaultError, reencrypt_all, retire_key
 from tests.e2e import TEAM, bot_client, register_sim_key
 from tests.factories import random_api_key, stored_key
 

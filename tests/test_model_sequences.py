@@ -52,6 +52,7 @@ from bot.services.keys import RegistrationForm, open_credentials, register_key, 
 from bot.services.rotate import RotationForm, probe_old_key, start_rotation
 from storage.audit import verify_chain
 from storage.crypto import CryptoError, KeyRing, MasterKey, generate_master_key, parse_key_id
+from storage.master_keys import VaultError, reencrypt_all, retire_key
 from storage.models import (
     RETIRED_STATUSES,
     ApiKey,
@@ -64,7 +65,6 @@ from storage.models import (
     RotationState,
     utcnow,
 )
-from storage.vault import VaultError, reencrypt_all, retire_key
 
 TEAM = "T0MODEL"
 OWNER = "U0OWNER"

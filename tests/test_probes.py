@@ -150,7 +150,7 @@ def _reseal_canary(stack, *, alias: str, kms_url: str) -> None:
     once the bot's 5-minute data-key cache has expired)."""
     ring = KeyRing([kms_master_key(key_ref=alias, region=REGION, endpoint_url=kms_url)])
     key_id = ring.active.key_id
-    context = f"canary:{key_id}"  # storage.vault's canary context
+    context = f"canary:{key_id}"  # storage.master_keys's canary context
     engine = stack.services.engine
     with engine.begin() as connection:
         sealed = connection.execute(

@@ -16,8 +16,7 @@ from sqlmodel import Session, select
 
 from storage.crypto import KeyRing, OpenFailed, generate_master_key
 from storage.db import current_revision, make_engine, migrate, session_scope
-from storage.models import ApiKey, AuditEvent, CryptoCanary, KeyStatus
-from storage.vault import (
+from storage.master_keys import (
     VaultError,
     load_key_ring,
     reencrypt_all,
@@ -25,6 +24,7 @@ from storage.vault import (
     shred_api_key_row,
     verify_key_ring,
 )
+from storage.models import ApiKey, AuditEvent, CryptoCanary, KeyStatus
 from tests.factories import random_api_key, stored_key
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from slack_sdk import WebClient
 from bot.blocks.activity import activity_digest
 from bot.job_queue.kinds import activity_review
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
-from bot.jobs.delivery import SlackDirectory
+from bot.jobs.routing import SlackDirectory
 from bot.services.activity_plan import REVIEW_INTERVAL
 from bot.services.activity_review import remember_review, review_team
 from bot.services.context import Services

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from bot.blocks.remove import funds_key_announcement
 from bot.blocks.rotation import old_key_alive_message, rotation_complete_message
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome, PartialProgress
-from bot.jobs.delivery import DELIVERED_TO, SlackDirectory
+from bot.jobs.routing import DELIVERED_TO, SlackDirectory
 from bot.services.context import Services
 from bot.services.delivery_view import delivery_view
 from bot.vocabulary import AuditAction

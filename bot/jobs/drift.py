@@ -9,7 +9,7 @@ from slack_sdk import WebClient
 from bot.blocks.drift import drift_digest
 from bot.job_queue.kinds import drift_check
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
-from bot.jobs.delivery import SlackDirectory
+from bot.jobs.routing import SlackDirectory
 from bot.services.context import Services
 from bot.services.drift import check_team, remember_check
 

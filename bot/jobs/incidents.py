@@ -15,8 +15,8 @@ from bot.services.context import Services
 from bot.services.incident_activity import review_activity
 from bot.services.incident_probes import probe_compromised_key
 from bot.services.incidents import checklist_on_its_way, load_incident, remember_message
-from bot.slack.delivery import passing_failure
 from bot.slack.live_messages import refresh_messages
+from bot.slack.messaging import passing_failure
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from slack_sdk import WebClient
 
 from bot.blocks.key_pairs import pair_expired_message
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
-from bot.jobs.delivery import SlackDirectory
+from bot.jobs.routing import SlackDirectory
 from bot.services.context import Services
 from bot.services.key_pairs import expire_pending_pair
 

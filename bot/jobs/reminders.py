@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from bot.blocks.rotation import reminder_message
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
-from bot.jobs.delivery import SlackDirectory
+from bot.jobs.routing import SlackDirectory
 from bot.model.rotation import Audience
 from bot.services.context import Services
 from bot.services.reminder_plan import cycle_id, reminder_steps, step_anchor

@@ -62,7 +62,7 @@ from bot.services.rotation_policy import rotation_rows, set_policy
 from bot.services.status import run_status
 from bot.slack.access import Requester, actor_from
 from bot.slack.checkpoints import post_checkpoint, read_witness
-from bot.slack.delivery import respond_reliably
+from bot.slack.messaging import respond_reliably
 
 log = logging.getLogger(__name__)
 

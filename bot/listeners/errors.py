@@ -17,7 +17,7 @@ from bot.blocks.notices import error_message
 from bot.listeners.background import unexpected_error_text
 from bot.observability.metrics import record_outcome
 from bot.services.errors import DomainError
-from bot.slack.delivery import responder
+from bot.slack.messaging import responder
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from bot.services.context import Services
 from bot.services.home import picture_for
 from bot.services.status import run_status
 from bot.slack.access import Requester, actor_from
-from bot.slack.delivery import responder
+from bot.slack.messaging import responder
 
 log = logging.getLogger(__name__)
 

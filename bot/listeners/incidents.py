@@ -48,8 +48,8 @@ from bot.services.incidents import (
     tick_step,
 )
 from bot.slack.access import Requester, actor_from
-from bot.slack.delivery import passing_failure, responder, send_private
 from bot.slack.live_messages import refresh_messages
+from bot.slack.messaging import passing_failure, responder, send_private
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from bot.services.incidents import open_incident_of
 from bot.services.keys import key_to_report
 from bot.services.status import run_status
 from bot.slack.access import Requester, actor_from
-from bot.slack.delivery import respond_reliably, responder
+from bot.slack.messaging import respond_reliably, responder
 
 OUT_OF_DATE = "That menu is out of date. Run `/apikey status` again."
 

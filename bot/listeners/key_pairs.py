@@ -32,7 +32,7 @@ from bot.services.key_pairs import (
     start_generated_rotation,
 )
 from bot.slack.access import Requester, actor_from
-from bot.slack.delivery import send_private
+from bot.slack.messaging import send_private
 from storage.models import KeyPurpose
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from bot.services.rotate import (
 )
 from bot.services.rotation_policy import snooze
 from bot.slack.access import Requester, actor_from
-from bot.slack.delivery import send_private
+from bot.slack.messaging import send_private
 from storage.models import KeyType
 
 OUT_OF_DATE = "This form is out of date: close it and press Rotate again."

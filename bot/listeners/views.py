@@ -30,7 +30,7 @@ from bot.services.keys import (
     validate_registration,
 )
 from bot.slack.access import Requester
-from bot.slack.delivery import send_private
+from bot.slack.messaging import send_private
 from storage.models import KeyPurpose, KeyType
 
 log = logging.getLogger(__name__)

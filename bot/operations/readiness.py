@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 from bot.operations.checks import Check
 from storage.crypto import EnvelopeKey, KeyRing
 from storage.kms import KmsDataKeys
-from storage.vault import active_key_opens
+from storage.master_keys import active_key_opens
 
 
 def probe_engine(engine: Engine, *, timeout: float) -> Engine:

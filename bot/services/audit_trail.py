@@ -16,8 +16,8 @@ from bot.services.access import Actor, require_admin
 from bot.vocabulary import AuditAction
 from storage.audit import ChainReport, Checkpoint, chain_head, record_event, verify_chain
 from storage.db import session_scope
+from storage.master_keys import SYSTEM_TEAM
 from storage.models import AuditEvent
-from storage.vault import SYSTEM_TEAM
 
 MAX_EVENTS = 200
 

@@ -48,6 +48,7 @@ from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.locks import exclusive
+from storage.master_keys import shred_api_key_row
 from storage.models import (
     RETIRED_STATUSES,
     ApiKey,
@@ -60,7 +61,6 @@ from storage.models import (
     KeyStatus,
     ScheduledJob,
 )
-from storage.vault import shred_api_key_row
 
 CHECKLIST_RETRY = timedelta(seconds=30)
 # How long after raising the checklist may still be on its way from the listener that raised it.

@@ -41,6 +41,7 @@ from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
 from storage.db import session_scope
+from storage.master_keys import seal_api_key_row, shred_api_key_row
 from storage.models import (
     RETIRED_STATUSES,
     ApiKey,
@@ -52,7 +53,6 @@ from storage.models import (
     PendingPairState,
     utcnow,
 )
-from storage.vault import seal_api_key_row, shred_api_key_row
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
 from storage.db import session_scope
+from storage.master_keys import seal_api_key_row
 from storage.models import (
     RETIRED_STATUSES,
     ApiKey,
@@ -58,7 +59,6 @@ from storage.models import (
     RotationState,
     ScheduledJob,
 )
-from storage.vault import seal_api_key_row
 
 # After the grace period, probe less often: the channel has been told already.
 STALE_PROBE_FACTOR = 6

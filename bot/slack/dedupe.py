@@ -1,4 +1,4 @@
-"""Global middleware: a request Slack delivers twice has one effect (see services/deliveries)."""
+"""Global middleware: a request Slack delivers twice has one effect (see services/request_dedupe)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import logging
 from slack_bolt import BoltResponse
 
 from bot.observability.metrics import OUTCOME_KEY, REPEATED
-from bot.services.deliveries import DeliveryLog, delivery_key
+from bot.services.request_dedupe import SeenRequests, request_key
 
 log = logging.getLogger(__name__)
 
 
 def make_once_only(services):
-    deliveries = DeliveryLog(services.engine)
+    deliveries = SeenRequests(services.engine)
 
     def once_only(body: dict, req, next):
-        key = delivery_key(body)
+        key = request_key(body)
         if key is not None and not deliveries.first_time(key, services.clock()):
             retry = (req.headers.get("x-slack-retry-num") or ["?"])[0]
             log.info("dropped a repeated Slack delivery (retry %s)", retry)

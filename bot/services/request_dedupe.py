@@ -1,7 +1,7 @@
 """One effect per Slack request, however often Slack delivers it.
 
 Slack delivers an event again (with ``X-Slack-Retry-Num``) when the first answer was slow or
-lost, and a retried command, click or form must not run twice either. Every delivery's identity
+lost, and a retried command, click or form must not run twice either. Every request's identity
 is recorded on arrival, in the PostgreSQL database every replica shares (with SQLite, the single
 bot process remembers them itself); a copy whose identity is already there is acknowledged and
 dropped. The trade: a replica that dies after recording and before
@@ -26,7 +26,7 @@ PRUNE_EVERY = 1000  # deliveries between two clean-ups (per process)
 MAX_REMEMBERED = 100_000  # SQLite: delivery ids kept in memory
 
 
-def delivery_key(body: dict) -> str | None:
+def request_key(body: dict) -> str | None:
     """What identifies one request across Slack's retries (None: nothing to go by)."""
     if body.get("type") == "event_callback" and body.get("event_id"):
         return f"event:{body['event_id']}"
@@ -41,7 +41,7 @@ def delivery_key(body: dict) -> str | None:
     return None
 
 
-class DeliveryLog:
+class SeenRequests:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._count = 0

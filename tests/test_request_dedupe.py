@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.ids import Action, Callback
-from bot.services.deliveries import DeliveryLog
+from bot.services.request_dedupe import SeenRequests
 from storage.models import ApiKey, AuditEvent, Incident, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly, register_values
 from tests.slack_requests import (
@@ -114,7 +114,7 @@ def test_a_new_request_with_the_same_shape_is_not_a_repeat(stack):
 
 
 def test_the_delivery_log_tells_a_first_delivery_from_a_repeat_on_each_database(engine):
-    deliveries = DeliveryLog(engine)
+    deliveries = SeenRequests(engine)
     now = utcnow()
     assert deliveries.first_time("event:Ev1", now) is True
     assert deliveries.first_time("event:Ev1", now) is False
