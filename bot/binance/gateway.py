@@ -178,7 +178,7 @@ class BinanceGateway:
         try:
             return CheckResult(creds.masked, permissions=self.api_restrictions(creds))
         except BinanceError as error:
-            return CheckResult(creds.masked, error=error)
+            return CheckResult(creds.masked, error=_detached(error))
         except Exception as exc:  # a bug must not sink the other keys of check_many
             log.error("unexpected %s checking key %s", type(exc).__name__, creds.masked)
             return CheckResult(creds.masked, error=BinanceUnavailable(reason="internal"))
@@ -371,6 +371,16 @@ class BinanceGateway:
                 self._resync_locked()
             except BinanceError:
                 raise ClockDrift(code=-1021) from None
+
+
+def _detached(error: BinanceError) -> BinanceError:
+    """``error`` without its traceback and the exception it replaced: a result outlives the
+    call, and their frames hold the key's client (with the secret it signs with), the
+    request and the response. A team-wide check keeps thousands of results at once."""
+    error.__traceback__ = None
+    error.__context__ = None
+    error.__cause__ = None
+    return error
 
 
 def _classify(failure: ApiFailure) -> BinanceError:
