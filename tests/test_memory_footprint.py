@@ -4,6 +4,8 @@
   alive while its result waits to be judged: no traceback, so no frame holding the key's
   python-binance client (and the secret that client signs with). A team-wide status of
   10,000 keys would otherwise hold 10,000 clients at once.
+- What Binance said about each key is read back from the database with one copy of each
+  field name for all keys, not one per key.
 - Start-up loads only what the settings need: without AWS settings (no KMS master key, no
   Secrets Manager sink) the AWS SDK is not imported.
 """
@@ -26,6 +28,7 @@ from bot.binance.transport import WITHDRAW_ADDRESSES_PATH, ReadOnlyClient
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from storage.db import session_scope
+from storage.models import ApiKey
 from tests.e2e import ALICE, all_text, bot_client, wait_until
 from tests.factories import WITHDRAW, random_api_key, stored_key
 from tests.slack_requests import SIGNING_SECRET, BotClient, slash_command
@@ -97,6 +100,18 @@ def test_a_rejected_check_keeps_no_traceback():
         (result,) = gateway.check_many([Credentials(random_api_key(), random_api_key())])
         assert isinstance(result.error, KeyRejected)
         assert result.error.__traceback__ is None and result.error.__context__ is None
+
+
+def test_stored_permissions_share_their_field_names_across_keys(engine, key_ring):
+    observed = {"enableReading": True, "enableWithdrawals": False, "ipRestrict": True}
+    with session_scope(engine) as session:
+        ids = [stored_key(session, key_ring, label=f"key-{i}").id for i in range(2)]
+        for key_id in ids:
+            session.get(ApiKey, key_id).permissions_json = dict(observed)
+    with session_scope(engine) as session:
+        first, second = (session.get(ApiKey, key_id).permissions_json for key_id in ids)
+    assert first == second == observed
+    assert all(a is b for a, b in zip(first, second, strict=True))  # one string per name
 
 
 # --- start-up -----------------------------------------------------------------------------
