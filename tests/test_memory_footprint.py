@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import pytest
 import requests
@@ -93,6 +94,24 @@ def test_checks_refused_by_the_budget_keep_no_client_per_key():
             alive = _clients_of({k.api_key for k in keys})
             assert alive <= 4, f"{alive} clients alive, the gateway keeps 4"
             assert all(r.error.__traceback__ is None for r in refused)
+
+
+def test_checking_many_keys_holds_little_beyond_their_results():
+    """The fan-out holds a few workers' requests at a time, not something for every key."""
+    with BinanceSimulator() as sim:
+        creds = [Credentials(k.api_key, k.secret) for k in (sim.add_key() for _ in range(2000))]
+        with BinanceGateway(sim.url, timeout=5.0, max_workers=8, weight_limit=100_000) as gateway:
+            gateway.check(creds[0])  # the first call's one-off costs (connections, clients)
+            gc.collect()
+            tracemalloc.start()
+            try:
+                results = gateway.check_many(creds)
+                kept, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    assert all(r.ok for r in results)
+    transient = peak - kept  # freed again before check_many returned
+    assert transient < 600 * 1024, f"{transient / 1024:.0f} KB held while checking 2,000 keys"
 
 
 def test_a_rejected_check_keeps_no_traceback():
