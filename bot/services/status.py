@@ -345,6 +345,7 @@ def _store_observations(session: Session, observed: dict[str, dict], checked_at:
     if not observed:
         return
     table = sa.inspect(ApiKey).local_table
+    assert isinstance(table, sa.Table)
     session.execute(
         sa.update(table)
         .where(table.c.id == sa.bindparam("observed_key_id"))
