@@ -18,9 +18,12 @@ second round shows whether memory keeps growing once the working set is there):
   /apikey status all           every key checked on Binance (an admin: full details)
 
 VmRSS and VmHWM (the peak) are read from /proc/<pid>/status after start-up and after each step.
-Binance's per-IP weight limit is lifted on both sides (--weight-limit) so that every key is
-really checked: the worst case for memory. Target: a peak under 250 MB with 10,000 keys.
-Prints a table and, last, one JSON line.
+Binance's /api weight limit is lifted on both sides (--weight-limit). Each /sapi endpoint keeps
+Binance's own limit (12,000 a minute per IP), so the drift check spends most of a minute's
+apiRestrictions weight and `status all` right after it finds most keys refused by the bot's
+budget (reported unknown). Failed checks cost about as much memory as answered ones (README,
+"Tests and benchmarks"). Target: a peak under 250 MB with 10,000 keys. Prints a table and,
+last, one JSON line.
 """
 
 from __future__ import annotations

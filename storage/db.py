@@ -7,7 +7,9 @@ cannot be written is found before anything is created, and said in one line
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +35,18 @@ class DatabaseUnavailable(Exception):
     URL's password)."""
 
 
+def read_json(text: str | bytes) -> Any:
+    """The engine's JSON reader: ``json.loads`` with every object's keys interned. Thousands of
+    rows hold objects with the same keys (each key's permissions: Binance's ~15 field names),
+    and ``json.loads`` makes new key strings for every row: a team-wide read of 10,000 keys
+    held 13 MB of permissions where one shared copy of each name leaves 5 MB."""
+    return json.loads(text, object_pairs_hook=_shared_keys)
+
+
+def _shared_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {sys.intern(key): value for key, value in pairs}
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """One engine per process. SQLite gets WAL, foreign keys and a busy timeout.
 
@@ -43,7 +57,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         if problem is not None:
             raise DatabaseUnavailable(problem)
         engine = create_engine(
-            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            json_deserializer=read_json,
         )
 
         @sa.event.listens_for(engine, "connect")
@@ -58,7 +75,14 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        json_deserializer=read_json,
+    )
 
 
 def create_engine(url: str, **options: Any) -> Engine:

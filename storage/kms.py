@@ -33,9 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError  # light: no client machinery
 
 from storage.crypto import (
     DATA_KEY_BYTES,
@@ -113,6 +111,11 @@ class KmsDataKeys:
         self.ring_id = kms_ring_id(key_ref)
         self._region = region
         self._endpoint_url = endpoint_url
+        # Imported here, not at start-up: boto3 costs ~20 MB of memory, and only a KMS master
+        # key needs it.
+        import boto3
+        from botocore.config import Config
+
         # Credentials come from boto3's usual chain (environment, shared profile, instance or
         # task role). Nothing is sent until the first seal or open.
         self._client = boto3.client(

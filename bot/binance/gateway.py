@@ -180,7 +180,7 @@ class BinanceGateway:
         try:
             return CheckResult(creds.masked, permissions=self.api_restrictions(creds))
         except BinanceError as error:
-            return CheckResult(creds.masked, error=error)
+            return CheckResult(creds.masked, error=_detached(error))
         except Exception as exc:  # a bug must not sink the other keys of check_many
             log.error("unexpected %s checking key %s", type(exc).__name__, creds.masked)
             return CheckResult(creds.masked, error=BinanceUnavailable(reason="internal"))
@@ -207,8 +207,25 @@ class BinanceGateway:
 
         if workers <= 1:
             return [check(c) for c in creds_list]
+        # Each worker takes the next key itself: pool.map would make a Future (with its lock
+        # and condition) for every key at once, ~12 MB for 10,000 keys.
+        results: list[CheckResult | None] = [None] * len(creds_list)
+        pending = iter(enumerate(creds_list))
+        taking = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with taking:
+                    item = next(pending, None)
+                if item is None:
+                    return
+                index, creds = item
+                results[index] = check(creds)
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="binance-check") as pool:
-            return list(pool.map(check, creds_list))
+            for worker in [pool.submit(work) for _ in range(workers)]:
+                worker.result()  # a worker's failure is the caller's
+        return [result for result in results if result is not None]
 
     def trading_status(self, creds: Credentials) -> TradingStatus:
         payload = self._call(
@@ -383,6 +400,16 @@ class BinanceGateway:
                 self._resync_locked()
             except BinanceError:
                 raise ClockDrift(code=-1021) from None
+
+
+def _detached(error: BinanceError) -> BinanceError:
+    """``error`` without its traceback and the exception it replaced: a result outlives the
+    call, and their frames hold the key's client (with the secret it signs with), the
+    request and the response. A team-wide check keeps thousands of results at once."""
+    error.__traceback__ = None
+    error.__context__ = None
+    error.__cause__ = None
+    return error
 
 
 def _classify(failure: ApiFailure) -> BinanceError:

@@ -6,7 +6,7 @@ that its pages can be browsed with buttons without asking Binance again.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -101,6 +101,51 @@ def run_status(
     serious), without their details."""
     now = now or utcnow()
     team_id, actor = viewer.team_id, viewer.user_id
+    # Asked and judged in a call of its own: every key's row, opened secret and Binance answer
+    # are gone before the report is stored (10,000 keys: ~40 MB not held while it is).
+    judged = _ask_and_judge(
+        engine=engine, ring=ring, gateway=gateway, target=target, viewer=viewer, now=now
+    )
+    reports = [r if viewer.may_see_details(r.owner_user_id) else redact(r) for r in judged.reports]
+    reports.sort(key=lambda r: (-r.severity, r.label.lower()))
+    report = StatusReport(
+        report_id=StatusReportRecord().id,
+        scope=describe_target(judged.target, actor),
+        created_at=now,
+        keys=reports,
+        scope_user_id=_target_user(judged.target, actor),
+        detailed=_one_key(judged.target),
+    )
+    _remember(
+        engine,
+        report,
+        team_id=team_id,
+        actor=actor,
+        source=source,
+        observed=judged.observed,
+        whitelists=judged.whitelists,
+    )
+    return report
+
+
+@dataclass(frozen=True)
+class _Judged:
+    target: StatusTarget  # as asked, a key chosen by id said by its label
+    reports: list[KeyReport]  # in the order of the keys, before redaction
+    observed: dict[str, dict]  # key id -> what Binance said (KeyPermissions.to_dict())
+    whitelists: dict[str, WhitelistReading]
+
+
+def _ask_and_judge(
+    *,
+    engine: Engine,
+    ring: KeyRing,
+    gateway: binance.BinanceGateway,
+    target: StatusTarget,
+    viewer: Actor,
+    now: datetime,
+) -> _Judged:
+    team_id, actor = viewer.team_id, viewer.user_id
     with Session(engine) as session:
         rows = _select(session, team_id, target, actor)
         if target.kind == TargetKind.KEY_ID:  # said by its label, as if typed
@@ -153,26 +198,7 @@ def run_status(
                 delivery=deliveries.get(key.id),
             )
         )
-    reports = [r if viewer.may_see_details(r.owner_user_id) else redact(r) for r in reports]
-    reports.sort(key=lambda r: (-r.severity, r.label.lower()))
-    report = StatusReport(
-        report_id=StatusReportRecord().id,
-        scope=describe_target(target, actor),
-        created_at=now,
-        keys=reports,
-        scope_user_id=_target_user(target, actor),
-        detailed=_one_key(target),
-    )
-    _remember(
-        engine,
-        report,
-        team_id=team_id,
-        actor=actor,
-        source=source,
-        observed=observed,
-        whitelists=whitelists,
-    )
-    return report
+    return _Judged(target=target, reports=reports, observed=observed, whitelists=whitelists)
 
 
 def key_findings(
@@ -282,11 +308,7 @@ def _remember(
     """Store the observations, the report (for paging) and one audit event, together."""
     with session_scope(engine) as session:
         store_whitelists(session, whitelists, report.created_at)
-        for key_id, permissions in observed.items():
-            key = session.get(ApiKey, key_id)
-            if key is not None:
-                key.permissions_json = permissions
-                key.permissions_checked_at = report.created_at
+        _store_observations(session, observed, report.created_at)
         session.add(
             StatusReportRecord(
                 id=report.report_id,
@@ -315,6 +337,22 @@ def _remember(
                 "unknown": report.count(Severity.UNKNOWN),
             },
         )
+
+
+def _store_observations(session: Session, observed: dict[str, dict], checked_at: datetime) -> None:
+    """Each key's new observation in one UPDATE per key, without loading the rows: a team-wide
+    check must not hold a second copy of every key's row (a key deleted meanwhile matches
+    nothing)."""
+    if not observed:
+        return
+    table = sa.inspect(ApiKey).local_table
+    assert isinstance(table, sa.Table)
+    session.execute(
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("observed_key_id"))
+        .values(permissions_json=sa.bindparam("observed"), permissions_checked_at=checked_at),
+        [{"observed_key_id": key_id, "observed": perms} for key_id, perms in observed.items()],
+    )
 
 
 def load_report(engine: Engine, *, actor: Actor, report_id: str) -> StatusReport:

@@ -23,9 +23,7 @@ import re
 from string import Formatter
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError  # light: no client machinery
 
 from bot.sinks import (
     DeliveredCredentials,
@@ -120,6 +118,11 @@ class AwsSecretsManagerSink:
     ) -> None:
         self.name_pattern = check_name_pattern(name_pattern)
         self._kms_key_id = kms_key_id
+        # Imported here, not at start-up: boto3 costs ~20 MB of memory, and only a team that
+        # delivers to Secrets Manager needs it.
+        import boto3
+        from botocore.config import Config
+
         config = Config(
             retries={"mode": "standard", "max_attempts": 2},
             connect_timeout=3,
