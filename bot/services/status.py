@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot import binance
 from bot.commands import StatusTarget, TargetKind
@@ -38,6 +39,7 @@ from storage.models import (
     KeyStatus,
     KeyType,
     StatusReportRecord,
+    new_id,
     utcnow,
 )
 
@@ -65,12 +67,15 @@ def _target_user(target: StatusTarget, actor: str) -> str | None:
     return target.value if target.kind == TargetKind.USER else None
 
 
-def _select(session: Session, team_id: str, target: StatusTarget, actor: str) -> list:
+def _select(
+    session: Session, team_id: str, target: StatusTarget, actor: str
+) -> list[tuple[ApiKey, BinanceAccount]]:
     rows = live_keys(session, team_id)
     if target.kind == TargetKind.LABEL:
-        rows = pick_label(rows, target.value, lambda row: row[0].label)
+        label = target.value or ""  # the parser always gives a label here
+        rows = pick_label(rows, label, lambda row: row[0].label)
         if not rows:
-            raise KeyNotFound(unknown_label(target.value))
+            raise KeyNotFound(unknown_label(label))
     elif target.kind == TargetKind.KEY_ID:  # of this team only: a forged id finds nothing
         rows = [(k, a) for k, a in rows if k.id == target.value]
         if not rows:
@@ -121,7 +126,7 @@ def run_status(
     whitelists = read_whitelists(gateway, answered)
     results_iter = iter(results)
     reports = []
-    observed: dict[str, dict] = {}
+    observed: dict[str, dict[str, Any]] = {}
     for (key, account), creds in zip(rows, credentials, strict=True):
         if creds is None:
             findings = [
@@ -155,7 +160,7 @@ def run_status(
     reports = [r if viewer.may_see_details(r.owner_user_id) else redact(r) for r in reports]
     reports.sort(key=lambda r: (-r.severity, r.label.lower()))
     report = StatusReport(
-        report_id=StatusReportRecord().id,
+        report_id=new_id(),
         scope=describe_target(target, actor),
         created_at=now,
         keys=reports,
@@ -251,7 +256,9 @@ def redact(report: KeyReport) -> KeyReport:
     )
 
 
-def _report(key: ApiKey, alias: str, permissions: dict | None, findings: list) -> KeyReport:
+def _report(
+    key: ApiKey, alias: str, permissions: dict[str, Any] | None, findings: list[Finding]
+) -> KeyReport:
     return KeyReport(
         key_id=key.id,
         label=key.label,
@@ -275,7 +282,7 @@ def _remember(
     team_id: str,
     actor: str,
     source: str | None,
-    observed: dict[str, dict],
+    observed: dict[str, dict[str, Any]],
     whitelists: dict[str, WhitelistReading],
 ) -> None:
     """Store the observations, the report (for paging) and one audit event, together."""
@@ -297,7 +304,7 @@ def _remember(
         )
         session.exec(
             sa.delete(StatusReportRecord).where(
-                StatusReportRecord.created_at < report.created_at - REPORT_RETENTION
+                col(StatusReportRecord.created_at) < report.created_at - REPORT_RETENTION
             )
         )
         record_event(
