@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cryptography.exceptions import InvalidSignature
@@ -115,7 +115,7 @@ GATEWAY_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Servi
 _ALNUM = string.ascii_letters + string.digits
 
 # A request's headers: http.server's (looked up in any case), or a plain mapping.
-Headers = Mapping[str, str] | Message[str, str]
+Headers: TypeAlias = "Mapping[str, str] | Message[str, str]"
 
 
 def _random_alnum(n: int = 64) -> str:
