@@ -105,6 +105,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         master = generate_master_key("k1").encoded()
+        assert remote.binance_url is not None, "the remote stack runs a Binance simulator"
         seed(database_url, master, remote.binance_url, remote.keys)
         bot = start_bot(
             Path(tmp),

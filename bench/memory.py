@@ -40,7 +40,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from _common import SIGNING_SECRET, BotProcess, Memory, RemoteServices, seed_keys, start_bot
-from sqlmodel import col
+from sqlmodel import col, select
 
 from bot.config import load_settings
 from bot.job_queue.kinds import JobKind, drift_check
@@ -153,15 +153,15 @@ class Load:
         last_event = self._last_drift_event()
         with session_scope(self.engine) as session:
             due = session.exec(
-                sa.select(ScheduledJob.id)
+                select(ScheduledJob.id)
                 .where(
-                    ScheduledJob.kind == JobKind.ROTATION_REMINDER,
-                    ScheduledJob.state == "pending",
+                    col(ScheduledJob.kind) == JobKind.ROTATION_REMINDER,
+                    col(ScheduledJob.state) == "pending",
                     col(ScheduledJob.dedupe_key).like("%:lead_14d"),
                 )
                 .limit(self.args.reminders)
             ).all()
-            ids = [row[0] for row in due]
+            ids = list(due)
             session.exec(
                 sa.update(ScheduledJob).where(col(ScheduledJob.id).in_(ids)).values(due_at=now)
             )
@@ -184,8 +184,8 @@ class Load:
     def _last_drift_event(self) -> tuple[int | None, dict]:
         with self.engine.connect() as connection:
             row = connection.execute(
-                sa.select(AuditEvent.id, AuditEvent.detail)
-                .where(AuditEvent.action == "drift.check")
+                sa.select(col(AuditEvent.id), col(AuditEvent.detail))
+                .where(col(AuditEvent.action) == "drift.check")
                 .order_by(col(AuditEvent.id).desc())
                 .limit(1)
             ).first()
@@ -194,7 +194,7 @@ class Load:
     def _job_state(self, dedupe_key: str) -> str | None:
         with self.engine.connect() as connection:
             return connection.execute(
-                sa.select(ScheduledJob.state).where(ScheduledJob.dedupe_key == dedupe_key)
+                sa.select(col(ScheduledJob.state)).where(col(ScheduledJob.dedupe_key) == dedupe_key)
             ).scalar_one_or_none()
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from _common import drop_postgres, postgres_database, seed_keys
+from sqlmodel import col
 
 from bot.binance import BinanceGateway
 from bot.config import load_settings
@@ -50,11 +51,15 @@ def measure(url: str, *, keys: int, rounds: int) -> dict:
         rotated_at=lambda _i: NOW,
     )
     with engine.begin() as connection:  # what Binance said: a third of each tier
-        ids = [row[0] for row in connection.execute(sa.select(ApiKey.id).order_by(ApiKey.id))]
+        ids = [
+            row[0] for row in connection.execute(sa.select(col(ApiKey.id)).order_by(col(ApiKey.id)))
+        ]
         for tier, permissions in enumerate(TIERS):
             chunk = ids[tier::3]
             connection.execute(
-                sa.update(ApiKey).where(ApiKey.id.in_(chunk)).values(permissions_json=permissions)
+                sa.update(ApiKey)
+                .where(col(ApiKey.id).in_(chunk))
+                .values(permissions_json=permissions)
             )
     fresh = []
     for _ in range(rounds):

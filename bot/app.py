@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from slack_bolt import App
+from slack_bolt import App, BoltContext
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
@@ -78,7 +79,7 @@ def build_app(settings: Settings, services: Services, *, client: WebClient | Non
     response_urls = ResponseUrlPolicy(settings.slack_api_url)
 
     @app.middleware
-    def provide_services(context, next):
+    def provide_services(context: BoltContext, next: Callable[[], None]) -> None:
         response_urls.scrub(context)  # HTTP mode's gate did already; Socket Mode's did not
         context["services"] = services
         next()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from urllib.error import URLError
 
+from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
@@ -112,7 +113,7 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
 
 
 def serve_socket_mode(
-    app, services: Services, *, app_token: str, scheduler_lag: Callable[[], float | None]
+    app: App, services: Services, *, app_token: str, scheduler_lag: Callable[[], float | None]
 ) -> None:
     """Socket Mode: Slack over the app's WebSocket; the probes on PORT, /metrics where the
     settings put it."""
@@ -242,7 +243,7 @@ class SchedulerThread:
         self._scheduler.close()
 
 
-def start_scheduler(services: Services, client) -> SchedulerThread:
+def start_scheduler(services: Services, client: WebClient) -> SchedulerThread:
     """Run the reminder / probe loop in a thread of this replica; calling the answer stops it."""
     if not services.settings.scheduler_enabled:
         return SchedulerThread(None)
@@ -296,7 +297,7 @@ def run_scheduler_only(settings: Settings) -> int:
     return 0
 
 
-def gate_of(app, settings: Settings) -> SlackGate:
+def gate_of(app: App, settings: Settings) -> SlackGate:
     """HTTP mode's gate: Slack's signature first, then Bolt (config demands the secret)."""
     if settings.slack_signing_secret is None:
         raise ConfigError("SLACK_SIGNING_SECRET is required in HTTP mode")
@@ -308,7 +309,7 @@ def gate_of(app, settings: Settings) -> SlackGate:
 
 
 def serve_http(
-    app,
+    app: App,
     services: Services,
     *,
     scheduler_lag: Callable[[], float | None] = lambda: None,
@@ -341,7 +342,7 @@ def serve_http(
         raise
     stop = threading.Event()
 
-    def shutdown(*_args) -> None:
+    def shutdown(*_args: object) -> None:
         if not stop.is_set():
             stop.set()
             threading.Thread(target=server.shutdown, daemon=True).start()

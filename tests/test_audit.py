@@ -25,6 +25,7 @@ from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.slack_standin import SlackStandIn
 from bot.services.audit_trail import ensure_checkpoint_job
 from bot.slack.checkpoints import CHECKPOINT_EVENT, post_checkpoint, read_witness
+from bot.vocabulary import AuditAction
 from storage.audit import (
     GENESIS,
     Checkpoint,
@@ -53,7 +54,7 @@ def _events(engine, n: int, *, first: int = 0) -> None:
                 session,
                 team_id="T",
                 actor="U1",
-                action="key.status",
+                action=AuditAction.KEY_STATUS,
                 target=f"k{i}",
                 detail={"i": i},
             )
@@ -191,7 +192,9 @@ def test_writers_appending_at_once_keep_one_unbroken_chain(engine):
                     _event_args = {"team_id": "T", "actor": f"U{worker}", "action": "drift.check"}
                     record_events(session, [{**_event_args, "detail": {"n": n}} for n in range(7)])
                 else:
-                    record_event(session, team_id="T", actor=f"U{worker}", action="key.status")
+                    record_event(
+                        session, team_id="T", actor=f"U{worker}", action=AuditAction.KEY_STATUS
+                    )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(write, range(8)))

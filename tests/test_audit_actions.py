@@ -87,7 +87,7 @@ def test_no_action_is_written_as_free_text():
 
 def test_an_unknown_action_is_refused_before_anything_is_written(engine):
     with pytest.raises(ValueError), session_scope(engine) as session:
-        record_event(session, team_id="T0TEST", actor="U0A", action="key.regster")  # type: ignore[arg-type]
+        record_event(session, team_id="T0TEST", actor="U0A", action="key.regster")
 
 
 def test_every_action_leaves_the_export_as_it_is_stored(engine, database_url, tmp_path):

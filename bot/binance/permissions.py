@@ -170,7 +170,8 @@ class KeyPermissions:
         """A flag by Binance's name; unknown-to-this-code flags are looked up in ``extra``."""
         attr = FLAG_FIELDS.get(name)
         if attr is not None:
-            return getattr(self, attr)
+            known: bool | None = getattr(self, attr)
+            return known
         return parse_flag(self.extra.get(name))
 
     # --- what it means --------------------------------------------------------------------

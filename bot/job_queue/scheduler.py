@@ -61,7 +61,9 @@ class DatabaseClock:
     def now(self) -> datetime:
         if self._engine.dialect.name == "postgresql":
             with self._engine.connect() as connection:
-                value = connection.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+                value: datetime = connection.execute(
+                    sa.text("SELECT clock_timestamp()")
+                ).scalar_one()
             return value.astimezone(UTC)
         return datetime.now(UTC)  # SQLite is embedded: its clock is this machine's
 

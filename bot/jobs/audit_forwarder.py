@@ -311,7 +311,8 @@ class AuditForwarder:
         return self._cursor is not None
 
     def backoff_seconds(self) -> float:
-        base = min(self.interval_seconds * 2 ** min(self.failures - 1, 16), MAX_BACKOFF_SECONDS)
+        growth: int = 2 ** min(self.failures - 1, 16)  # failures >= 1: a whole number
+        base = min(self.interval_seconds * growth, MAX_BACKOFF_SECONDS)
         return base * random.uniform(0.8, 1.0)  # noqa: S311 - jitter, not security
 
     def run_forever(self, stop: threading.Event) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from slack_sdk import WebClient
 
 from bot.job_queue.kinds import JobKind
@@ -48,7 +50,7 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
     }
 
 
-def build_scheduler(services: Services, client: WebClient, **kwargs) -> Scheduler:
+def build_scheduler(services: Services, client: WebClient, **kwargs: Any) -> Scheduler:
     return Scheduler(
         services.engine,
         job_handlers(services, client),

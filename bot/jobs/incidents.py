@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 
 from bot.blocks.incidents import activity_message, incident_message
 from bot.job_queue.kinds import incident_activity_post, incident_refresh
@@ -90,7 +92,7 @@ def make_activity_handler(services: Services, client: WebClient) -> Handler:
     return handle
 
 
-def _activity_post(job: ClaimedJob, ref: dict, due: datetime) -> NewJob:
+def _activity_post(job: ClaimedJob, ref: dict[str, Any], due: datetime) -> NewJob:
     """The activity table in one thread whose first post Slack refused for a passing reason."""
     return incident_activity_post(
         team_id=job.team_id,
@@ -156,12 +158,9 @@ class _NotingRefusals:
         self._client = client
         self.refused: list[SlackApiError] = []
 
-    def __getattr__(self, name: str):
-        return getattr(self._client, name)
-
-    def chat_update(self, **kwargs):
+    def chat_update(self, *, channel: str, ts: str, **kwargs: Any) -> SlackResponse:
         try:
-            return self._client.chat_update(**kwargs)
+            return self._client.chat_update(channel=channel, ts=ts, **kwargs)
         except SlackApiError as exc:
             if passing_failure(exc):
                 self.refused.append(exc)

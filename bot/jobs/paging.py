@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import socket
 from datetime import datetime, timedelta
+from typing import Any
 
 import requests
 from sqlmodel import Session, select
@@ -47,10 +48,10 @@ class Refused(Exception):
     """The destination refused the event for good (a 4xx other than 429)."""
 
 
-def event_body(page: Page, action: str, *, source: str) -> dict:
+def event_body(page: Page, action: str, *, source: str) -> dict[str, Any]:
     """The Events API v2 event (without routing_key). A trigger needs payload.summary, source
     and severity ("Send an Alert Event"); a resolve only the dedup_key."""
-    body: dict = {"event_action": action, "dedup_key": page.dedup_key}
+    body: dict[str, Any] = {"event_action": action, "dedup_key": page.dedup_key}
     if action == "trigger":
         body["client"] = "apikey-bot"
         body["payload"] = {
@@ -75,7 +76,7 @@ def destinations(settings: Settings) -> list[str]:
     return found
 
 
-def send(settings: Settings, destination: str, body: dict) -> None:
+def send(settings: Settings, destination: str, body: dict[str, Any]) -> None:
     """POST the event; returns when it was accepted, else raises PassingFailure or Refused."""
     headers = {"Content-Type": "application/json"}
     if destination == "pagerduty":

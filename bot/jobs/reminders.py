@@ -54,7 +54,7 @@ class ReminderHandler:
         key = self._key(job.key_id)
         if key is None or key.status in RETIRED_STATUSES or key.status == KeyStatus.ROTATING:
             return JobOutcome()  # nothing to remind about any more
-        step = steps.get(job.payload.get("step"))
+        step = steps.get(str(job.payload.get("step")))
         if step is None or job.payload.get("cycle") != cycle_id(key):
             return JobOutcome()  # planned for another policy or due date
         if key.snoozed_until is not None and key.snoozed_until > now:
@@ -65,7 +65,8 @@ class ReminderHandler:
         # Late only against the time the step was planned for (a step a policy change made
         # due is planned for the moment of the change, so it is on time).
         late = now - job.due_at > LATE_AFTER
-        owner_gone = directory.user_is_gone(key.owner_user_id)
+        owner = key.owner_user_id
+        owner_gone = owner is None or directory.user_is_gone(owner)
         message = reminder_message(
             row=rotation_row(key, now),
             audience=step.audience,
@@ -74,8 +75,8 @@ class ReminderHandler:
             admins=settings.admin_user_ids,
             owner_gone=owner_gone,
         )
-        if step.audience == Audience.OWNER and not owner_gone:
-            directory.direct_message(key.owner_user_id, message)
+        if step.audience == Audience.OWNER and owner is not None and not owner_gone:
+            directory.direct_message(owner, message)
         elif step.audience == Audience.OWNER:
             directory.direct_message_each(list(settings.admin_user_ids), message, job=job)
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from slack_bolt import App
 
 from bot.ids import COMMAND, Action, Callback
@@ -18,19 +20,22 @@ from bot.listeners import (
     views,
 )
 
-COMMAND_LISTENERS = {COMMAND: commands.handle_apikey}
-EVENT_LISTENERS = {
+# Values are Bolt listeners: Bolt injects each argument by its name.
+Listener = Callable[..., None]
+
+COMMAND_LISTENERS: dict[str, Listener] = {COMMAND: commands.handle_apikey}
+EVENT_LISTENERS: dict[str, Listener] = {
     "app_home_opened": home.handle_app_home_opened,
     "message": leaks.handle_message,
 }
-VIEW_LISTENERS = {
+VIEW_LISTENERS: dict[Callback, Listener] = {
     Callback.REGISTER: views.handle_register_submission,
     Callback.ROTATE: rotation.handle_rotate_submission,
     Callback.INCIDENT_CLOSE: incidents.handle_close_submission,
     Callback.INCIDENT_COMMANDER: incidents.handle_commander_submission,
     Callback.PAIR_COMPLETE: key_pairs.handle_pair_submission,
 }
-ACTION_LISTENERS = {
+ACTION_LISTENERS: dict[Action, Listener] = {
     Action.STATUS_PAGE: actions.handle_status_page,
     Action.REMOVE_CONFIRM: actions.handle_remove_confirm,
     Action.REMOVE_CANCEL: actions.handle_remove_cancel,
@@ -51,10 +56,10 @@ ACTION_LISTENERS = {
 def register_listeners(app: App) -> None:
     for command, listener in COMMAND_LISTENERS.items():
         app.command(command)(errors.polite(listener, kind="command"))
-    for event, listener in EVENT_LISTENERS.items():
-        app.event(event)(errors.polite(listener, kind="event"))
-    for callback_id, listener in VIEW_LISTENERS.items():
-        app.view_submission(callback_id.value)(errors.polite(listener, kind="view"))
-    for action_id, listener in ACTION_LISTENERS.items():
-        app.action(action_id.value)(errors.polite(listener, kind="action"))
+    for event, on_event in EVENT_LISTENERS.items():
+        app.event(event)(errors.polite(on_event, kind="event"))
+    for callback_id, on_view in VIEW_LISTENERS.items():
+        app.view_submission(callback_id.value)(errors.polite(on_view, kind="view"))
+    for action_id, on_action in ACTION_LISTENERS.items():
+        app.action(action_id.value)(errors.polite(on_action, kind="action"))
     app.error(errors.handle_error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
@@ -21,16 +22,17 @@ from bot.services.status import load_report
 from bot.slack.access import Requester, actor_from
 
 
-def _action(body: dict) -> dict:
-    return body["actions"][0]
+def _action(body: dict[str, Any]) -> dict[str, Any]:
+    action: dict[str, Any] = body["actions"][0]
+    return action
 
 
-def _source(body: dict) -> str:
+def _source(body: dict[str, Any]) -> str:
     return f"slack:{(body.get('channel') or {}).get('id', 'home')}"
 
 
 def handle_status_page(
-    ack: Ack, body: dict, respond: Respond, services: Services, requester: Requester
+    ack: Ack, body: dict[str, Any], respond: Respond, services: Services, requester: Requester
 ) -> None:
     ack()
     report_id, _, page = _action(body)["value"].partition(":")
@@ -55,7 +57,7 @@ def removal_confirmation(
 
 def handle_remove_confirm(
     ack: Ack,
-    body: dict,
+    body: dict[str, Any],
     client: WebClient,
     respond: Respond,
     services: Services,
@@ -71,7 +73,7 @@ def handle_remove_confirm(
 
 
 def handle_remove_cancel(
-    ack: Ack, body: dict, respond: Respond, services: Services, requester: Requester
+    ack: Ack, body: dict[str, Any], respond: Respond, services: Services, requester: Requester
 ) -> None:
     ack()
     key = key_to_manage(
@@ -85,7 +87,7 @@ def handle_remove_cancel(
 
 def handle_register_open(
     ack: Ack,
-    body: dict,
+    body: dict[str, Any],
     client: WebClient,
     respond: Respond,
     services: Services,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from bot.blocks.notices import error_message
 from bot.services.context import Services
@@ -18,7 +19,9 @@ UNEXPECTED = (
 )
 
 
-def in_background(services: Services, respond: Callable, work: Callable[[], None]) -> None:
+def in_background(
+    services: Services, respond: Callable[..., Any], work: Callable[[], None]
+) -> None:
     """Run ``work`` on the background pool; domain errors become polite replies."""
 
     def run() -> None:

@@ -71,7 +71,7 @@ log = logging.getLogger(__name__)
 class CommandRequest:
     """One `/apikey …` as Slack sent it, with what answering it needs."""
 
-    command: dict
+    command: dict[str, Any]
     ack: Ack
     respond: Respond
     client: WebClient
@@ -103,7 +103,7 @@ class CommandRequest:
 
 def handle_apikey(
     ack: Ack,
-    command: dict,
+    command: dict[str, Any],
     respond: Respond,
     client: WebClient,
     services: Services,
@@ -343,7 +343,7 @@ def open_rotate_modal(
 def verify_trail(
     services: Services,
     requester: Requester,
-    command: dict,
+    command: dict[str, Any],
     ack: Ack,
     respond: Respond,
     client: WebClient,
@@ -376,7 +376,7 @@ def verify_trail(
 def post_checkpoint_now(
     services: Services,
     requester: Requester,
-    command: dict,
+    command: dict[str, Any],
     ack: Ack,
     respond: Respond,
     client: WebClient,

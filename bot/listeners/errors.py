@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from slack_bolt import Respond
 
@@ -22,11 +23,11 @@ from bot.slack.messaging import responder
 log = logging.getLogger(__name__)
 
 
-def polite(listener: Callable, *, kind: str = "other") -> Callable:
+def polite(listener: Callable[..., Any], *, kind: str = "other") -> Callable[..., Any]:
     """``kind`` (command, event, view, action): what the outcome is counted under."""
 
     @functools.wraps(listener)  # Bolt reads the wrapped signature to inject arguments
-    def wrapper(**kwargs):
+    def wrapper(**kwargs: Any) -> Any:
         try:
             result = listener(**kwargs)
             record_outcome(kind, "ok")
@@ -50,7 +51,7 @@ def polite(listener: Callable, *, kind: str = "other") -> Callable:
     return wrapper
 
 
-def _answer(kwargs: dict, text: str) -> None:
+def _answer(kwargs: dict[str, Any], text: str) -> None:
     message = error_message(text)
     ack = kwargs.get("ack")
     if ack is not None and getattr(ack, "response", None) is None:
@@ -70,7 +71,7 @@ def _answer(kwargs: dict, text: str) -> None:
         log.warning("could not deliver an error message to the user")
 
 
-def handle_error(error: Exception, body: dict, respond: Respond) -> None:
+def handle_error(error: Exception, body: dict[str, Any], respond: Respond) -> None:
     """Bolt's global error handler: for failures outside the listeners (middleware)."""
     if isinstance(error, DomainError):
         text = error.user_message

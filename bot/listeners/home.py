@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
@@ -25,11 +26,13 @@ log = logging.getLogger(__name__)
 
 
 def handle_app_home_opened(
-    event: dict, client: WebClient, services: Services, requester: Requester
+    event: dict[str, Any], client: WebClient, services: Services, requester: Requester
 ) -> None:
     if event.get("tab") not in (None, "home"):
         return
-    viewer = services.access.actor(user_id=event["user"], team_id=requester.team_id, channel=None)
+    viewer = services.directory.actor(
+        user_id=event["user"], team_id=requester.team_id, channel=None
+    )
     publish_home(services, client, viewer)
 
 
@@ -50,7 +53,7 @@ def refresh_home(services: Services, client: WebClient, viewer: Actor) -> None:
 
 def handle_home_check(
     ack: Ack,
-    body: dict,
+    body: dict[str, Any],
     client: WebClient,
     respond: Respond,
     services: Services,

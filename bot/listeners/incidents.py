@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
@@ -31,7 +33,14 @@ from bot.listeners import modal_values as modal
 from bot.listeners.home import refresh_home
 from bot.listeners.modal_work import answer_submission
 from bot.listeners.people import require_person
-from bot.model.incidents import KEY_DELETED_STEP, STEPS, ClosedIncident, IncidentOutcome
+from bot.model.incidents import (
+    KEY_DELETED_STEP,
+    STEPS,
+    ClosedIncident,
+    IncidentFacts,
+    IncidentOutcome,
+    IncidentView,
+)
 from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.false_alarm import FalseAlarmRefused, close_as_false_alarm
@@ -57,7 +66,7 @@ log = logging.getLogger(__name__)
 def raise_and_announce(
     services: Services,
     client: WebClient,
-    respond: Respond,
+    respond: Callable[..., Any],
     *,
     team_id: str,
     actor: str,
@@ -121,26 +130,27 @@ def raise_and_announce(
         respond(**raised_message(label, checklist_channel=posted_in or later[0]).as_kwargs())
 
 
-def _permalink(client: WebClient, view) -> str | None:
+def _permalink(client: WebClient, view: IncidentView) -> str | None:
     return checklist_link(client, view.incident)
 
 
-def checklist_link(client: WebClient, incident) -> str | None:
+def checklist_link(client: WebClient, incident: IncidentFacts) -> str | None:
     """The permalink of the incident's live checklist (its first message), or None."""
     if not incident.messages:
         return None
     first = incident.messages[0]
     try:
-        return client.chat_getPermalink(channel=first["channel"], message_ts=first["ts"])[
+        permalink: str = client.chat_getPermalink(channel=first["channel"], message_ts=first["ts"])[
             "permalink"
         ]
     except SlackApiError:
         return None
+    return permalink
 
 
 def handle_raise_button(
     ack: Ack,
-    body: dict,
+    body: dict[str, Any],
     client: WebClient,
     respond: Respond,
     services: Services,
@@ -163,7 +173,7 @@ def handle_raise_button(
 
 def handle_tick(
     ack: Ack,
-    body: dict,
+    body: dict[str, Any],
     client: WebClient,
     respond: Respond,
     services: Services,
@@ -200,7 +210,7 @@ def handle_tick(
 
 def handle_close_button(
     ack: Ack,
-    body: dict,
+    body: dict[str, Any],
     client: WebClient,
     respond: Respond,
     services: Services,
@@ -221,8 +231,8 @@ def handle_close_button(
 
 def handle_close_submission(
     ack: Ack,
-    body: dict,
-    view: dict,
+    body: dict[str, Any],
+    view: dict[str, Any],
     client: WebClient,
     services: Services,
     requester: Requester,
@@ -314,7 +324,7 @@ def _post_in_thread(
 
 def handle_commander_button(
     ack: Ack,
-    body: dict,
+    body: dict[str, Any],
     client: WebClient,
     respond: Respond,
     services: Services,
@@ -331,8 +341,8 @@ def handle_commander_button(
 
 def handle_commander_submission(
     ack: Ack,
-    body: dict,
-    view: dict,
+    body: dict[str, Any],
+    view: dict[str, Any],
     client: WebClient,
     services: Services,
     requester: Requester,
@@ -367,7 +377,7 @@ def handle_commander_submission(
 MAX_LINKS = 10  # checklist links looked up before the ack (a call to Slack each)
 
 
-def incidents_overview(services: Services, team_id: str, client: WebClient):
+def incidents_overview(services: Services, team_id: str, client: WebClient) -> Message:
     incidents, done = incident_overview(services.engine, team_id, services.clock())
     links = {i.id: link for i in incidents[:MAX_LINKS] if (link := checklist_link(client, i))}
     return incidents_list(incidents, done, len(STEPS), links=links)

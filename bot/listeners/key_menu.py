@@ -10,6 +10,7 @@ remove it, anyone may see its summary or report it compromised (after a confirma
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
@@ -35,7 +36,7 @@ from bot.slack.messaging import respond_reliably, responder
 OUT_OF_DATE = "That menu is out of date. Run `/apikey status` again."
 
 
-def chosen(body: dict) -> tuple[KeyMenuChoice, str]:
+def chosen(body: dict[str, Any]) -> tuple[KeyMenuChoice, str]:
     """The option chosen and the key it names; a value the bot did not write is refused."""
     action = body["actions"][0]  # an overflow menu's option, or the button of a single choice
     value = (action.get("selected_option") or {}).get("value") or action.get("value") or ""
@@ -47,7 +48,7 @@ def chosen(body: dict) -> tuple[KeyMenuChoice, str]:
 
 def handle_key_menu(
     ack: Ack,
-    body: dict,
+    body: dict[str, Any],
     client: WebClient,
     respond: Respond,
     services: Services,
@@ -77,8 +78,8 @@ def handle_key_menu(
 def show_details(
     services: Services,
     client: WebClient,
-    body: dict,
-    reply: Callable,
+    body: dict[str, Any],
+    reply: Callable[..., Any],
     viewer: Actor,
     *,
     key_id: str,
@@ -107,10 +108,10 @@ def show_details(
     in_background(services, reply, work)
 
 
-def _beside(respond: Callable) -> Callable:
+def _beside(respond: Callable[..., Any]) -> Callable[..., Any]:
     """``respond`` that never replaces the message the menu was in (a report, the Home)."""
 
-    def send(**kwargs):
+    def send(**kwargs: Any) -> Any:
         kwargs.update(response_type="ephemeral", replace_original=False)
         return respond(**kwargs)
 

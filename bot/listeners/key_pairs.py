@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
@@ -38,7 +39,7 @@ from storage.models import KeyPurpose
 log = logging.getLogger(__name__)
 
 
-def _refused_pasted_material(ack: Ack, view: dict) -> bool:
+def _refused_pasted_material(ack: Ack, view: dict[str, Any]) -> bool:
     """A generated pair was chosen but a key or secret was pasted too: say so (True)."""
     if not (
         modal.text(view, Block.API_KEY, Action.API_KEY).strip()
@@ -59,7 +60,7 @@ def _answer_with_pair(
     ack: Ack,
     client: WebClient,
     services: Services,
-    view: dict,
+    view: dict[str, Any],
     *,
     user_id: str,
     default_field: str,
@@ -101,7 +102,7 @@ def _send_instructions(client: WebClient, pending: PendingPair) -> None:
 
 
 def start_generated_pair(
-    ack: Ack, view: dict, client: WebClient, services: Services, requester: Requester
+    ack: Ack, view: dict[str, Any], client: WebClient, services: Services, requester: Requester
 ) -> None:
     """The register form with a generated pair chosen: no secret was typed; the bot makes one."""
     if _refused_pasted_material(ack, view):
@@ -154,7 +155,7 @@ def _done_message(done: RegisteredKey | RotationStarted, services: Services) -> 
 
 def start_generated_rotation_pair(
     ack: Ack,
-    view: dict,
+    view: dict[str, Any],
     client: WebClient,
     services: Services,
     requester: Requester,
@@ -189,7 +190,7 @@ def start_generated_rotation_pair(
 
 def handle_enter_key(
     ack: Ack,
-    body: dict,
+    body: dict[str, Any],
     client: WebClient,
     respond: Respond,
     services: Services,
@@ -204,7 +205,7 @@ def handle_enter_key(
 
 
 def handle_pair_submission(
-    ack: Ack, view: dict, client: WebClient, services: Services, requester: Requester
+    ack: Ack, view: dict[str, Any], client: WebClient, services: Services, requester: Requester
 ) -> None:
     actor = actor_from(services, requester)
     pending_id = view.get("private_metadata") or ""

@@ -6,6 +6,7 @@ itself is never logged or stored: it is only fingerprinted to recognise a regist
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from slack_bolt import BoltContext
 from slack_sdk import WebClient
@@ -21,7 +22,11 @@ log = logging.getLogger(__name__)
 
 
 def handle_message(
-    event: dict, client: WebClient, services: Services, requester: Requester, context: BoltContext
+    event: dict[str, Any],
+    client: WebClient,
+    services: Services,
+    requester: Requester,
+    context: BoltContext,
 ) -> None:
     # The bot's own identity, as Bolt's authorization read it from auth.test.
     seen = seen_message(event, OwnBot(bot_id=context.bot_id, user_id=context.bot_user_id))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 
@@ -71,7 +72,14 @@ def answer_submission(
 
 
 def _finish_slowly(
-    future, client: WebClient, *, view_id, success_view, failed, after, on_late_failure
+    future: Future[T],
+    client: WebClient,
+    *,
+    view_id: str,
+    success_view: Callable[[T], View],
+    failed: Callable[[str], View],
+    after: Callable[[T], None],
+    on_late_failure: Callable[[str], None] | None,
 ) -> None:
     try:
         result = future.result()
@@ -88,7 +96,11 @@ def _finish_slowly(
 
 
 def _show(
-    client: WebClient, view_id: str, view: View, on_failure, failure_text: str | None
+    client: WebClient,
+    view_id: str,
+    view: View,
+    on_failure: Callable[[str], None] | None,
+    failure_text: str | None,
 ) -> None:
     """Update the modal; if the person closed it meanwhile, tell them another way."""
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
@@ -38,7 +39,7 @@ from storage.models import KeyType
 OUT_OF_DATE = "This form is out of date: close it and press Rotate again."
 
 
-def _key_id(view: dict) -> str:
+def _key_id(view: dict[str, Any]) -> str:
     """The key the rotate form is for, as the bot noted it in the metadata."""
     key_id = modal.metadata(view).get("key_id")
     if not isinstance(key_id, str):
@@ -46,11 +47,11 @@ def _key_id(view: dict) -> str:
     return key_id
 
 
-def _confirmed(view: dict) -> bool:
+def _confirmed(view: dict[str, Any]) -> bool:
     return modal.ticked(view, Block.ROTATE_CONFIRM, Action.ROTATE_CONFIRM)
 
 
-def rotation_form(view: dict, requester: Requester) -> RotationForm:
+def rotation_form(view: dict[str, Any], requester: Requester) -> RotationForm:
     return RotationForm(
         team_id=requester.team_id,
         actor=requester.user_id,
@@ -64,11 +65,11 @@ def rotation_form(view: dict, requester: Requester) -> RotationForm:
 
 
 def _with_role(form: RotationForm, services: Services) -> RotationForm:
-    return replace(form, actor_is_admin=services.access.is_admin(form.actor))
+    return replace(form, actor_is_admin=services.directory.is_admin(form.actor))
 
 
 def handle_rotate_submission(
-    ack: Ack, view: dict, client: WebClient, services: Services, requester: Requester
+    ack: Ack, view: dict[str, Any], client: WebClient, services: Services, requester: Requester
 ) -> None:
     channel = modal.channel(view)
     if chosen_key_type(view) in set(KeyAlgorithm):
@@ -120,7 +121,7 @@ def handle_rotate_submission(
 
 def handle_rotate_now(
     ack: Ack,
-    body: dict,
+    body: dict[str, Any],
     client: WebClient,
     respond: Respond,
     services: Services,
@@ -131,7 +132,12 @@ def handle_rotate_now(
 
 
 def open_rotation(
-    services: Services, client: WebClient, body: dict, requester: Requester, *, key_id: str
+    services: Services,
+    client: WebClient,
+    body: dict[str, Any],
+    requester: Requester,
+    *,
+    key_id: str,
 ) -> None:
     """The rotate form for the key a button or a key's menu names, if the clicker may rotate
     it (its owner or an admin; anyone else is refused, audited)."""
@@ -142,7 +148,7 @@ def open_rotation(
 
 
 def handle_snooze(
-    ack: Ack, body: dict, respond: Respond, services: Services, requester: Requester
+    ack: Ack, body: dict[str, Any], respond: Respond, services: Services, requester: Requester
 ) -> None:
     ack()
     row = snooze(

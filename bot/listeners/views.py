@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import Any
 
 from slack_bolt import Ack
 from slack_sdk import WebClient
@@ -36,7 +37,7 @@ from storage.models import KeyPurpose, KeyType
 log = logging.getLogger(__name__)
 
 
-def form_from_view(view: dict, requester: Requester) -> RegistrationForm:
+def form_from_view(view: dict[str, Any], requester: Requester) -> RegistrationForm:
     user_id = requester.user_id
     return RegistrationForm(
         team_id=requester.team_id,
@@ -56,21 +57,21 @@ def form_from_view(view: dict, requester: Requester) -> RegistrationForm:
     )
 
 
-def chosen_key_type(view: dict) -> str:
+def chosen_key_type(view: dict[str, Any]) -> str:
     """The register or rotate form's key type: a KeyAlgorithm (the bot generates the pair) or
     a KeyType to paste (HMAC when the menu was left out)."""
     return modal.choice(view, Block.KEY_TYPE, Action.KEY_TYPE) or KeyType.HMAC.value
 
 
 def handle_register_submission(
-    ack: Ack, view: dict, client: WebClient, services: Services, requester: Requester
+    ack: Ack, view: dict[str, Any], client: WebClient, services: Services, requester: Requester
 ) -> None:
     if chosen_key_type(view) in set(KeyAlgorithm):
         start_generated_pair(ack, view, client, services, requester)
         return
     try:
         form = normalise_form(form_from_view(view, requester))
-        form = replace(form, actor_is_admin=services.access.is_admin(form.actor))
+        form = replace(form, actor_is_admin=services.directory.is_admin(form.actor))
         check_owner_choice(services.engine, form)
     except DomainError as exc:
         ack(response_action="errors", errors={exc.field or Block.OWNER: exc.user_message})
@@ -112,7 +113,7 @@ def handle_register_submission(
 
 
 def _summarise(
-    client: WebClient, services: Services, key: RegisteredKey, *, user_id: str, channel
+    client: WebClient, services: Services, key: RegisteredKey, *, user_id: str, channel: str | None
 ) -> None:
     send_private(
         client,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 SINK_LABELS = {"file": "file", "aws": "AWS Secrets Manager"}
 
@@ -28,7 +29,7 @@ class DeliveryView:
     def failing(self) -> bool:
         return self.state == "pending" and self.failing_since is not None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "sink": self.sink,
             "destination": self.destination,
@@ -42,7 +43,7 @@ class DeliveryView:
         }
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> DeliveryView | None:
+    def from_dict(cls, data: dict[str, Any] | None) -> DeliveryView | None:
         if not data:
             return None
         return cls(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.model.findings import Severity
 
@@ -22,7 +23,7 @@ class Digest:
     changes: list[Change] = field(default_factory=list)
     could_not_check: list[tuple[str, str]] = field(default_factory=list)
     # What to record once the digest is delivered: key id -> (permissions or None, result).
-    observed: dict[str, tuple[dict | None, str]] = field(default_factory=dict)
+    observed: dict[str, tuple[dict[str, Any] | None, str]] = field(default_factory=dict)
     # And the address list read per account: account id -> a saved address is whitelisted.
     whitelists: dict[str, bool] = field(default_factory=dict)
 

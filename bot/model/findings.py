@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from typing import Any
 
 from bot.binance.permissions import KeyPermissions
 from bot.vocabulary import KeyPurpose
@@ -98,11 +99,11 @@ class Finding:
     severity: Severity
     text: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind.value, "severity": int(self.severity), "text": self.text}
 
     @classmethod
-    def from_dict(cls, data: dict) -> Finding:
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
         return cls(FindingKind(data["kind"]), Severity(data["severity"]), data["text"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.model.keys import BINANCE_API_MANAGEMENT
 from bot.vocabulary import IncidentOutcome, IncidentState
@@ -43,15 +44,17 @@ class IncidentFacts:
     key_dead_at: datetime | None
     last_probe_at: datetime | None
     last_probe_result: str | None
-    messages: tuple[dict, ...]
-    other_keys: tuple[dict, ...]
-    activity: dict | None
+    messages: tuple[dict[str, Any], ...]
+    other_keys: tuple[dict[str, Any], ...]
+    activity: dict[str, Any] | None
     closed_by: str | None
     closed_at: datetime | None
     close_note: str | None
     commander: str  # who leads the response (whoever raised it, until handed over)
     outcome: str | None  # IncidentOutcome once closed
-    permissions_at_raise: dict | None  # what Binance said the key could do, before the report
+    permissions_at_raise: (
+        dict[str, Any] | None
+    )  # what Binance said the key could do, before the report
 
     @property
     def false_alarm(self) -> bool:

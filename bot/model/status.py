@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from bot.binance import permissions as binance
 from bot.model.delivery import DeliveryView
@@ -23,7 +24,7 @@ class KeyReport:
     masked: str
     created_at: datetime
     checked: bool  # Binance answered
-    permissions: dict | None  # KeyPermissions.to_dict() when checked
+    permissions: dict[str, Any] | None  # KeyPermissions.to_dict() when checked
     findings: list[Finding]
     status: str = "active"
     # The viewer is neither the owner nor an admin: show the summary, not the details.
@@ -44,7 +45,7 @@ class KeyReport:
             return None
         return binance.KeyPermissions.from_dict(self.permissions).tier
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "key_id": self.key_id,
             "label": self.label,
@@ -64,7 +65,7 @@ class KeyReport:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> KeyReport:
+    def from_dict(cls, data: dict[str, Any]) -> KeyReport:
         return cls(
             key_id=data["key_id"],
             label=data["label"],
@@ -115,7 +116,7 @@ class StatusReport:
             details.append("all fine" if n else "nothing to check")
         return parts[0] + ": " + ", ".join(details)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "report_id": self.report_id,
             "scope": self.scope,
@@ -126,7 +127,7 @@ class StatusReport:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> StatusReport:
+    def from_dict(cls, data: dict[str, Any]) -> StatusReport:
         return cls(
             report_id=data["report_id"],
             scope=data["scope"],

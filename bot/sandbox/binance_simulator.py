@@ -34,7 +34,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from email.message import Message
+from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cryptography.exceptions import InvalidSignature
@@ -112,6 +113,9 @@ UID_WEIGHT_HEADER = "X-SAPI-USED-UID-WEIGHT-1S"
 GATEWAY_REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
 _ALNUM = string.ascii_letters + string.digits
+
+# A request's headers: http.server's (looked up in any case), or a plain mapping.
+Headers: TypeAlias = "Mapping[str, str] | Message[str, str]"
 
 
 def _random_alnum(n: int = 64) -> str:
@@ -395,7 +399,7 @@ class BinanceSimulator(LocalService):
         apply_time_ms: int,
         tx_id: str | None = None,
         id: str | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         record = {
             "id": id or secrets.token_hex(16),
             "amount": amount,
@@ -428,7 +432,7 @@ class BinanceSimulator(LocalService):
         status: int = 1,
         insert_time_ms: int,
         tx_id: str | None = None,
-    ) -> dict:
+    ) -> dict[str, Any]:
         record = {
             "id": str(secrets.randbelow(10**18)),
             "amount": amount,
@@ -457,7 +461,7 @@ class BinanceSimulator(LocalService):
         network: str = "BSC",
         name: str = "",
         white_status: bool = True,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """An entry of the account's withdrawal address book, with Binance's fields
         (https://developers.binance.com/docs/wallet/capital/fetch-withdraw-address)."""
         record = {
@@ -560,7 +564,11 @@ class BinanceSimulator(LocalService):
         return _Reply.error(429, -1003, MSG_QUEUED)  # "-1003": a 429 without Retry-After
 
     def _answer(
-        self, method: str, path: str, raw_query: str, headers: Mapping[str, str]
+        self,
+        method: str,
+        path: str,
+        raw_query: str,
+        headers: Headers,
     ) -> tuple[_Reply, dict[str, str], dict[str, str]]:
         """Decide the reply to one request: (reply, params without signature, the weight
         header of the limit it counts against)."""
@@ -598,7 +606,7 @@ class BinanceSimulator(LocalService):
         except ValueError:
             return _Reply.error(400, -1100, MSG_ILLEGAL), params, used_headers
 
-    def _authenticate(self, raw_query: str, headers: Mapping[str, str]) -> SimKey | _Reply:
+    def _authenticate(self, raw_query: str, headers: Headers) -> SimKey | _Reply:
         """Binance's checks for a signed endpoint, in Binance's order."""
         api_key = headers.get("X-MBX-APIKEY")
         if api_key is None or not _is_api_key_format(api_key):
@@ -653,7 +661,10 @@ class BinanceSimulator(LocalService):
         return _Reply(200, self._history(self._withdrawals, key.account, params), headers=headers)
 
     def _history(
-        self, store: dict[str, list[tuple[int, dict[str, Any]]]], account: str, params: dict
+        self,
+        store: dict[str, list[tuple[int, dict[str, Any]]]],
+        account: str,
+        params: dict[str, Any],
     ) -> list[dict[str, Any]]:
         start = int(params.get("startTime", 0))
         end = int(params.get("endTime", 2**62))

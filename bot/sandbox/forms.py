@@ -63,7 +63,7 @@ class FormPrompts:
             self.term.say(f"  ✗ {labels.get(block_id, block_id)}: {mrkdwn_to_text(str(message))}")
 
     def _ask_element(
-        self, block: dict, element: dict, previous: dict[str, Any] | None
+        self, block: dict[str, Any], element: dict[str, Any], previous: dict[str, Any] | None
     ) -> dict[str, Any] | None:
         label = text_of(block.get("label")) or element.get("action_id", "?")
         optional = bool(block.get("optional"))
@@ -93,7 +93,12 @@ class FormPrompts:
         return self.demo.key_for_form(chosen.get("value"), fresh=fresh)
 
     def _ask_text(
-        self, label: str, element: dict, optional: bool, previous: dict | None, kind: str
+        self,
+        label: str,
+        element: dict[str, Any],
+        optional: bool,
+        previous: dict[str, Any] | None,
+        kind: str,
     ) -> dict[str, Any]:
         field = {"datepicker": "selected_date", "timepicker": "selected_time"}.get(kind, "value")
         default = (previous or {}).get(field) or element.get("initial_value") or ""
@@ -110,7 +115,7 @@ class FormPrompts:
             self.term.say("  This field is required.")
 
     def _ask_secret_text(
-        self, label: str, element: dict, optional: bool, previous: dict | None
+        self, label: str, element: dict[str, Any], optional: bool, previous: dict[str, Any] | None
     ) -> dict[str, Any]:
         kept = (previous or {}).get("value")
         shown = " [Enter keeps what you typed]" if kept else ""
@@ -137,7 +142,7 @@ class FormPrompts:
         return "\n".join(lines) + "\n"
 
     def _ask_choice(
-        self, label: str, element: dict, optional: bool, previous: dict | None
+        self, label: str, element: dict[str, Any], optional: bool, previous: dict[str, Any] | None
     ) -> dict[str, Any] | None:
         options = element_options(element)
         default = (previous or {}).get("selected_option") or element.get("initial_option")
@@ -163,7 +168,9 @@ class FormPrompts:
                 return {"type": element["type"], "selected_option": _plain(chosen)}
             self.term.say(f"  “{answer}” is not one of the choices.")
 
-    def _ask_many(self, label: str, element: dict, previous: dict | None) -> dict[str, Any]:
+    def _ask_many(
+        self, label: str, element: dict[str, Any], previous: dict[str, Any] | None
+    ) -> dict[str, Any]:
         options = element_options(element)
         default = (previous or {}).get("selected_options") or element.get("initial_options") or []
         self.term.say(f"{label}:")
@@ -179,7 +186,9 @@ class FormPrompts:
                 return {"type": element["type"], "selected_options": chosen}
             self.term.say("  Some of those are not among the choices.")
 
-    def _ask_user(self, label: str, element: dict, previous: dict | None) -> dict[str, Any]:
+    def _ask_user(
+        self, label: str, element: dict[str, Any], previous: dict[str, Any] | None
+    ) -> dict[str, Any]:
         default = (
             (previous or {}).get("selected_user") or element.get("initial_user") or SANDBOX_USER
         )
@@ -198,17 +207,17 @@ class FormPrompts:
             self.term.say(f"  Pick a person ({names}) or a Slack user id like U0ALICE.")
 
 
-def has_inputs(view: dict) -> bool:
+def has_inputs(view: dict[str, Any]) -> bool:
     """Whether ``view`` asks for anything (else it only shows a result)."""
     return any(b.get("type") == "input" for b in view.get("blocks") or [])
 
 
-def _plain(option: dict) -> dict:
+def _plain(option: dict[str, Any]) -> dict[str, Any]:
     """An option as Slack sends it back in ``selected_option``."""
     return {k: v for k, v in option.items() if k in {"text", "value", "description"}}
 
 
-def _pick(options: list[dict], answer: str) -> dict | None:
+def _pick(options: list[dict[str, Any]], answer: str) -> dict[str, Any] | None:
     """The option ``answer`` names: its number, its value or text, or the start of its text."""
     if answer.isdigit():
         number = int(answer)
@@ -221,6 +230,6 @@ def _pick(options: list[dict], answer: str) -> dict | None:
     return starts[0] if len(starts) == 1 else None
 
 
-def _is_secret(label: str, element: dict) -> bool:
+def _is_secret(label: str, element: dict[str, Any]) -> bool:
     low = label.lower()
     return element.get("action_id") == Action.SECRET or "secret" in low or "private key" in low

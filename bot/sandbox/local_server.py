@@ -159,4 +159,6 @@ class LocalService:
         if self._server is None:
             raise RuntimeError(f"{self.service_name} is not running")
         host, port = self._server.server_address[:2]
+        if isinstance(host, bytes):  # an AF_UNIX-style address: never for these TCP servers
+            host = host.decode()
         return f"http://{host}:{port}"

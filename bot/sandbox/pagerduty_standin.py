@@ -144,7 +144,7 @@ class PagerDutyStandIn(LocalService):
         with self._lock:
             return list(self._received)
 
-    def accepted_events(self) -> list[dict]:
+    def accepted_events(self) -> list[dict[str, Any]]:
         """The Events API v2 events answered 202, in order."""
         return [r.body for r in self.received() if r.path == EVENTS_PATH and r.status == 202]
 

@@ -124,7 +124,7 @@ class _Renderer:
     def styled(self, text: str, code: str) -> str:
         return f"{code}{text}{_RESET}" if self.style and text else text
 
-    def button(self, element: dict, block_id: str | None) -> str:
+    def button(self, element: dict[str, Any], block_id: str | None) -> str:
         label = text_of(element.get("text"))
         self.buttons.append(
             Button(
@@ -144,7 +144,7 @@ class _Renderer:
             shown += f" ({element['url']})"
         return shown
 
-    def option(self, menu: dict, option: dict, block_id: str | None) -> str:
+    def option(self, menu: dict[str, Any], option: dict[str, Any], block_id: str | None) -> str:
         label = text_of(option.get("text"))
         self.buttons.append(
             Button(
@@ -159,7 +159,7 @@ class _Renderer:
         self.number += 1
         return shown
 
-    def element(self, element: dict, block_id: str | None) -> str:
+    def element(self, element: dict[str, Any], block_id: str | None) -> str:
         kind = element.get("type")
         if kind == "button":
             return self.button(element, block_id)
@@ -174,11 +174,11 @@ class _Renderer:
             return f"⋮ {options}"
         return _describe_input(element)
 
-    def blocks(self, blocks: list[dict]) -> str:
+    def blocks(self, blocks: list[dict[str, Any]]) -> str:
         parts = [self.block(block) for block in blocks]
         return "\n".join(part for part in parts if part is not None)
 
-    def block(self, block: dict) -> str | None:
+    def block(self, block: dict[str, Any]) -> str | None:
         kind = block.get("type")
         block_id = block.get("block_id")
         if kind == "header":
@@ -207,7 +207,7 @@ class _Renderer:
             return "[file]"
         return f"[{kind} block]"
 
-    def section(self, block: dict) -> str:
+    def section(self, block: dict[str, Any]) -> str:
         lines: list[str] = []
         if block.get("text"):
             lines.append(wrap(text_of(block["text"]), self.width))
@@ -219,7 +219,7 @@ class _Renderer:
             lines.append("  → " + self.element(accessory, block.get("block_id")))
         return "\n".join(lines)
 
-    def input(self, block: dict) -> str:
+    def input(self, block: dict[str, Any]) -> str:
         label = text_of(block.get("label"))
         optional = " (optional)" if block.get("optional") else ""
         described = _describe_input(block.get("element", {}))
@@ -246,7 +246,7 @@ def _fields(fields: list[str], width: int) -> str:
     return "\n".join(rows)
 
 
-def element_options(element: dict) -> list[dict]:
+def element_options(element: dict[str, Any]) -> list[dict[str, Any]]:
     """The options of a select, radio buttons or checkboxes element, groups flattened."""
     options = list(element.get("options") or [])
     for group in element.get("option_groups") or []:
@@ -254,7 +254,7 @@ def element_options(element: dict) -> list[dict]:
     return options
 
 
-def _describe_input(element: dict) -> str:
+def _describe_input(element: dict[str, Any]) -> str:
     kind = element.get("type", "?")
     placeholder = text_of(element.get("placeholder"))
     if kind == "plain_text_input":
@@ -274,25 +274,25 @@ def _describe_input(element: dict) -> str:
     return f"[{kind}]" + (f" {placeholder}" if placeholder else "")
 
 
-def _emoji(node: dict) -> str:
+def _emoji(node: dict[str, Any]) -> str:
     try:
         return "".join(chr(int(part, 16)) for part in node["unicode"].split("-"))
     except (KeyError, ValueError, AttributeError):
         return f":{node.get('name', '')}:"
 
 
-def _rich_text(block: dict) -> str:
-    def walk(node: dict) -> str:
+def _rich_text(block: dict[str, Any]) -> str:
+    def walk(node: dict[str, Any]) -> str:
         kind = node.get("type")
         if kind == "text":
-            return node.get("text", "")
+            return str(node.get("text", ""))
         if kind == "link":
             text, url = node.get("text"), node.get("url", "")
             return f"{text} ({url})" if text and text != url else url
         if kind == "user":
-            return "@" + node.get("user_id", "")
+            return "@" + str(node.get("user_id", ""))
         if kind == "channel":
-            return "#" + node.get("channel_id", "")
+            return "#" + str(node.get("channel_id", ""))
         if kind == "emoji":
             return _emoji(node)
         children = "".join(walk(child) for child in node.get("elements", []))
@@ -311,13 +311,13 @@ def _rich_text(block: dict) -> str:
 
 
 def render_blocks(
-    blocks: list[dict], *, first_number: int = 1, width: int = WIDTH, style: bool = False
+    blocks: list[dict[str, Any]], *, first_number: int = 1, width: int = WIDTH, style: bool = False
 ) -> str:
     """Blocks as terminal text; buttons numbered from ``first_number``."""
     return _Renderer(first_number=first_number, width=width, style=style).blocks(blocks or [])
 
 
-def find_buttons(blocks: list[dict]) -> list[Button]:
+def find_buttons(blocks: list[dict[str, Any]]) -> list[Button]:
     """The buttons of ``blocks`` in the order :func:`render_blocks` numbers them."""
     renderer = _Renderer(first_number=1, width=WIDTH, style=False)
     renderer.blocks(blocks or [])
@@ -325,7 +325,7 @@ def find_buttons(blocks: list[dict]) -> list[Button]:
 
 
 def render_view(
-    view: dict, *, first_number: int = 1, width: int = WIDTH, style: bool = False
+    view: dict[str, Any], *, first_number: int = 1, width: int = WIDTH, style: bool = False
 ) -> str:
     """A modal (or Home tab) view: its title boxed, its blocks, its submit / close buttons."""
     title = text_of(view.get("title")) or ("App Home" if view.get("type") == "home" else "Modal")
@@ -355,18 +355,18 @@ def _maybe_json(value: Any) -> Any:
     return value
 
 
-def payload_blocks(params: dict) -> list[dict]:
+def payload_blocks(params: dict[str, Any]) -> list[dict[str, Any]]:
     """The blocks of a message payload (``blocks`` may arrive as a JSON string)."""
     blocks = _maybe_json(params.get("blocks"))
     return blocks if isinstance(blocks, list) else []
 
 
-def payload_view(params: dict) -> dict | None:
+def payload_view(params: dict[str, Any]) -> dict[str, Any] | None:
     view = _maybe_json(params.get("view"))
     return view if isinstance(view, dict) else None
 
 
-def payload_buttons(params: dict) -> list[Button]:
+def payload_buttons(params: dict[str, Any]) -> list[Button]:
     """The buttons of a message or view payload, in rendering order."""
     view = payload_view(params)
     if view is not None:
@@ -379,7 +379,7 @@ def payload_buttons(params: dict) -> list[Button]:
 
 
 def render_payload(
-    params: dict, *, first_number: int = 1, width: int = WIDTH, style: bool = False
+    params: dict[str, Any], *, first_number: int = 1, width: int = WIDTH, style: bool = False
 ) -> str:
     """A message (chat.postMessage, response_url, an ack body) or a view call, as text."""
     view = payload_view(params)

@@ -11,6 +11,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,7 @@ class BotActivity:
     """
 
     def __init__(self) -> None:
-        self._futures: list[Future] = []
+        self._futures: list[Future[Any]] = []
         self._lock = threading.Lock()
         self.watching = False
 
@@ -52,7 +53,7 @@ class BotActivity:
             return
         original = executor.submit
 
-        def submit(fn, /, *args, **kwargs):
+        def submit(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
             future = original(fn, *args, **kwargs)
             with self._lock:
                 self._futures.append(future)
@@ -107,7 +108,7 @@ class SlackReplies:
         caption: str,
         params: dict[str, Any],
         *,
-        view: dict | None = None,
+        view: dict[str, Any] | None = None,
         ephemeral: bool = True,
         channel: str | None = None,
     ) -> None:

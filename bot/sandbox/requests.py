@@ -283,7 +283,7 @@ def register_form_values(
     return values
 
 
-def _ticked(confirm: bool) -> dict:
+def _ticked(confirm: bool) -> dict[str, Any]:
     return {"type": "checkboxes", "selected_options": [{"value": "confirm"}] if confirm else []}
 
 

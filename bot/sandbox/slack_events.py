@@ -104,7 +104,9 @@ def message_changed(
     }
 
 
-def file_object(title: str, *, user: str, name: str | None = None, preview: str | None = None):
+def file_object(
+    title: str, *, user: str, name: str | None = None, preview: str | None = None
+) -> dict[str, Any]:
     """A shared file as the event carries it; ``preview``: a text file's first lines."""
     file_id = "F0" + uuid.uuid4().hex[:9].upper()
     name = name or title

@@ -73,7 +73,7 @@ class SlackCall:
     """One request that reached the stand-in, and how it was answered."""
 
     method: str  # Web API method, e.g. "chat.postMessage"; "response_url" for response_url posts
-    params: dict  # the decoded body (and query string); response_url posts: the JSON body
+    params: dict[str, Any]  # the decoded body (and query string); response_url posts: the JSON body
     token: str | None  # the bearer token (or ``token`` form field); never in params
     at: float  # time.time() on arrival
     status: int = 200  # the HTTP status answered
@@ -81,7 +81,7 @@ class SlackCall:
     # views.*: the view as Slack stored it (with its id, state and hash): what Slack sends back
     # in a block_actions payload when a button in that view is pressed
     # (https://api.slack.com/reference/interaction-payloads/block-actions, "view").
-    answered_view: dict | None = None
+    answered_view: dict[str, Any] | None = None
     # chat.postMessage / chat.update: the ``ts`` answered, which names the message from then on
     # (https://api.slack.com/methods/chat.postMessage, "ts" in the response; chat.update takes it)
     answered_ts: str | None = None
@@ -263,7 +263,9 @@ class SlackStandIn(LocalService):
                 self._command_urls.add(url)
         return url
 
-    def shown_at(self, response_url: str, *, ack: dict[str, Any] | None = None) -> list[dict]:
+    def shown_at(
+        self, response_url: str, *, ack: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """The messages a person sees from one command or click, in order, as Slack draws them:
         ``ack`` (the body the bot acked with, if it held a message) then each post to the
         ``response_url``.
@@ -276,7 +278,7 @@ class SlackStandIn(LocalService):
         shows as a new message (bolt-python#1268, bolt-js#2287: "Using a command's response
         replace_original does nothing")."""
         command = response_url in self._command_urls
-        shown: list[dict] = []
+        shown: list[dict[str, Any]] = []
         if ack and any(ack.get(k) for k in ("text", "blocks", "attachments")):
             shown.append(ack)
         for call in self.calls_to(RESPONSE_URL):
@@ -331,7 +333,7 @@ class SlackStandIn(LocalService):
                 found = matching()
             return found[:count]
 
-    def _wait_failure(self, method: str, count: int, timeout: float, found: list) -> str:
+    def _wait_failure(self, method: str, count: int, timeout: float, found: list[SlackCall]) -> str:
         lines = [
             f"expected {count} call(s) to {method} within {timeout}s, got {len(found)} matching;"
             f" {len(self._calls)} call(s) arrived:"
@@ -838,7 +840,7 @@ class SlackStandIn(LocalService):
     def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
         if not params.get("trigger_id"):
             return _fail("invalid_arguments", "[ERROR] missing required field: trigger_id")
-        view = params.get("view")
+        view = _view_in(params)
         error = self._view_error(view)
         if error:
             return error
@@ -848,7 +850,7 @@ class SlackStandIn(LocalService):
     def _views_push(self, params: dict[str, Any]) -> dict[str, Any]:
         if not params.get("trigger_id"):
             return _fail("invalid_arguments", "[ERROR] missing required field: trigger_id")
-        view = params.get("view")
+        view = _view_in(params)
         error = self._view_error(view)
         if error:
             return error
@@ -856,7 +858,7 @@ class SlackStandIn(LocalService):
         return self._store_view(view, view_id, root_view_id=view_id, previous=None)
 
     def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
-        view = params.get("view")
+        view = _view_in(params)
         error = self._view_error(view)
         if error:
             return error
@@ -883,12 +885,19 @@ class SlackStandIn(LocalService):
         user_id = params.get("user_id")
         if not user_id:
             return _fail("invalid_arguments", "[ERROR] missing required field: user_id")
-        view = params.get("view")
+        view = _view_in(params)
         error = self._view_error(view, home=True)
         if error:
             return error
         view_id = "V0HOME" + str(user_id)[1:]
         return self._store_view(view, view_id, root_view_id=view_id, previous=None)
+
+
+def _view_in(params: dict[str, Any]) -> dict[str, Any]:
+    """The ``view`` argument if it is an object, else an empty one (which ``_view_error``
+    refuses with the same "missing required field: view" as a missing one)."""
+    view = params.get("view")
+    return view if isinstance(view, dict) else {}
 
 
 _METHODS: dict[str, Callable[[SlackStandIn, dict[str, Any]], dict[str, Any]]] = {

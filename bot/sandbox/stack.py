@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from slack_bolt import App
 
@@ -28,7 +29,7 @@ from bot.runner import build_services, connection_limits, gate_of
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from bot.services.context import Services
-from bot.slack.http_server import make_server
+from bot.slack.http_server import HttpServer, make_server
 from storage.crypto import generate_master_key
 
 SANDBOX_SIGNING_SECRET = "sandbox-signing-secret-not-a-real-one"  # noqa: S105 - local only
@@ -45,13 +46,13 @@ class LocalStack:
     url: str  # the bot's base URL, e.g. http://127.0.0.1:54321
     metrics_url: str  # where GET /metrics is: a port of its own, or ``url`` with METRICS_TOKEN
     observability: Observability
-    _server: object
+    _server: HttpServer
     _metrics_server: BackgroundServer | None
     _thread: threading.Thread
     _owns_simulator: bool
     _owns_slack: bool
 
-    def scheduler(self, clock: Clock, **kwargs) -> Scheduler:
+    def scheduler(self, clock: Clock, **kwargs: Any) -> Scheduler:
         """A scheduler for this bot, ticked by hand (tests, sandbox) with the given clock."""
         return build_scheduler(self.services, self.app.client, clock=clock, **kwargs)
 

@@ -47,7 +47,8 @@ def read_trail(
             # the label as written or in another case, as commands match labels
             query = query.where(
                 sa.or_(
-                    AuditEvent.target == label, sa.func.lower(AuditEvent.target) == label.lower()
+                    col(AuditEvent.target) == label,
+                    sa.func.lower(AuditEvent.target) == label.lower(),
                 )
             )
         rows = session.exec(query.order_by(col(AuditEvent.id).desc()).limit(MAX_EVENTS)).all()

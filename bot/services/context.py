@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -56,19 +56,23 @@ class WorkInFlight:
         with self._changed:
             self._count += 1
 
-    def _finished(self, _future: Future | None = None) -> None:
+    def _finished(self, _future: Future[Any] | None = None) -> None:
         with self._changed:
             self._count -= 1
             if self._count == 0:
                 self._changed.notify_all()
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
 class _CountingExecutor(ThreadPoolExecutor):
-    def __init__(self, work: WorkInFlight, **kwargs) -> None:
+    def __init__(self, work: WorkInFlight, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._work = work
 
-    def submit(self, fn, /, *args, **kwargs) -> Future:
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
         self._work._started()
         try:
             future = super().submit(fn, *args, **kwargs)
@@ -94,6 +98,13 @@ class Services:
     # Few workers: each status report already fans out over the gateway's own pool, and
     # CPU-bound report work must not crowd out the acks (one interpreter lock).
     background: ThreadPoolExecutor = field(init=False)
+
+    @property
+    def directory(self) -> Directory:
+        """``access``, which build_app sets before any listener or job runs."""
+        if self.access is None:
+            raise RuntimeError("Services.access is set by build_app before use")
+        return self.access
 
     def __post_init__(self) -> None:
         self.background = self.in_flight.executor(max_workers=4, thread_name_prefix="work")

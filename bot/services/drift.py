@@ -15,6 +15,7 @@ change recorded before its digest was delivered would never be reported).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -50,7 +51,7 @@ def check_team(
             session.exec(
                 select(ApiKey).where(
                     ApiKey.team_id == team_id,
-                    ApiKey.status.not_in(RETIRED_STATUSES),
+                    col(ApiKey.status).not_in(RETIRED_STATUSES),
                     col(ApiKey.secret_sealed).is_not(None),
                 )
             ).all()
@@ -83,7 +84,9 @@ def check_team(
                 )
             updates[key.id] = (None, "rejected")
         else:
-            digest.could_not_check.append((key.label, result.error.user_message))
+            # CheckResult holds exactly one of permissions and error
+            reason = result.error.user_message if result.error else "Binance did not answer"
+            digest.could_not_check.append((key.label, reason))
             updates[key.id] = (None, "unknown")
     answered = [
         (key, c, r.permissions)
@@ -194,14 +197,15 @@ def _changes(key: ApiKey, perms: binance.KeyPermissions, now: datetime) -> list[
         # Compared with what was observed last time, so each state is reported once.
         last = key.permissions_checked_at
         seen = binance.KeyPermissions.from_dict(before).trading_expires_at if before else None
-        same = seen == expires and last is not None
-        if expires <= now and not (same and expires <= last):
+        # reported already: the same expiry, seen at the last check (``last``)
+        seen_at = last if seen == expires else None
+        if expires <= now and not (seen_at is not None and expires <= seen_at):
             add(
                 Severity.WARNING,
                 f"Trading permission expired on {expires:%Y-%m-%d} (no IP whitelist).",
             )
         elif now < expires <= now + EXPIRY_WINDOW and not (
-            same and expires <= last + EXPIRY_WINDOW
+            seen_at is not None and expires <= seen_at + EXPIRY_WINDOW
         ):
             add(
                 Severity.WARNING,
@@ -210,7 +214,9 @@ def _changes(key: ApiKey, perms: binance.KeyPermissions, now: datetime) -> list[
     return found
 
 
-def _page_withdrawals(session: Session, key: ApiKey, permissions: dict, now: datetime) -> None:
+def _page_withdrawals(
+    session: Session, key: ApiKey, permissions: dict[str, Any], now: datetime
+) -> None:
     """Withdrawals newly enabled on a key: page; seen disabled again: resolve that page."""
     before = (
         binance.KeyPermissions.from_dict(key.permissions_json) if key.permissions_json else None

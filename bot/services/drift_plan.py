@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.job_queue.kinds import JobKind, drift_check
 from bot.job_queue.queue import schedule_jobs, teams_with_pending
@@ -30,7 +30,7 @@ def ensure_drift_checks(engine: Engine, *, interval: timedelta, now: datetime) -
     with Session(engine) as session:
         teams = set(
             session.exec(
-                select(ApiKey.team_id).where(ApiKey.status.not_in(RETIRED_STATUSES)).distinct()
+                select(ApiKey.team_id).where(col(ApiKey.status).not_in(RETIRED_STATUSES)).distinct()
             ).all()
         )
         planned = teams_with_pending(session, JobKind.DRIFT_CHECK)

@@ -13,6 +13,7 @@ audited, since they are signs of a real breach.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -209,7 +210,7 @@ def _audit_refusal(engine: Engine, actor: Actor, incident: IncidentFacts, *, rea
         )
 
 
-def permission_changes(before: dict, after: binance.KeyPermissions) -> list[str]:
+def permission_changes(before: dict[str, Any], after: binance.KeyPermissions) -> list[str]:
     """Every flag (documented ones, the IP restriction, and flags Binance added later) that is
     not reported exactly as before, in words. Strict: a flag reported on one side and not on
     the other counts too, since nothing shows it is unchanged."""

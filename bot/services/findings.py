@@ -8,6 +8,7 @@ unreachable).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bot.binance import (
     BinanceError,
@@ -52,7 +53,7 @@ def assess(
     now: datetime,
     permissions: KeyPermissions | None = None,
     error: BinanceError | None = None,
-    previous: dict | None = None,
+    previous: dict[str, Any] | None = None,
     compromised: bool = False,
     key_type: KeyType | None = None,
     withdraw_whitelist: bool | None = None,
@@ -132,7 +133,7 @@ def _error_finding(error: BinanceError) -> Finding:
 
 
 def _permission_findings(
-    perms: KeyPermissions, purpose: KeyPurpose, now: datetime, previous: dict | None
+    perms: KeyPermissions, purpose: KeyPurpose, now: datetime, previous: dict[str, Any] | None
 ) -> list[Finding]:
     findings: list[Finding] = []
     beyond = perms.tier > PURPOSE_MAX_TIER[purpose]
@@ -212,7 +213,7 @@ def _permission_findings(
     return findings
 
 
-def permission_changes(before: dict, after: dict) -> list[str]:
+def permission_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Human descriptions of the flags that changed between two stored observations (the
     flags Binance added later included, by name)."""
     changes = []

@@ -175,7 +175,7 @@ def _open_incidents(session: Session, team_id: str) -> list[Incident]:
         session.exec(
             select(Incident)
             .where(Incident.team_id == team_id, Incident.state == IncidentState.OPEN.value)
-            .order_by(Incident.raised_at)
+            .order_by(col(Incident.raised_at))
         ).all()
     )
 

@@ -8,15 +8,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot import binance
 from bot.services.keys import open_credentials
+from bot.services.rows import incident_row, key_row
 from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
-from storage.models import RETIRED_STATUSES, ApiKey, Incident
+from storage.models import RETIRED_STATUSES, ApiKey
 
 KNOWN_ADDRESS_LOOKBACK = timedelta(days=90)
 
@@ -28,17 +29,17 @@ def review_activity(
     gateway: binance.BinanceGateway,
     incident_id: str,
     now: datetime,
-) -> dict:
+) -> dict[str, Any]:
     """Withdrawals and deposits since ``activity_since``, read through a working key of the
     account; withdrawals to addresses not used in the 90 days before are flagged."""
     with Session(engine) as session:
-        incident = session.get(Incident, incident_id)
-        compromised = session.get(ApiKey, incident.key_id)
+        incident = incident_row(session, incident_id)
+        compromised = key_row(session, incident.key_id)
         candidates = session.exec(
             select(ApiKey).where(
                 ApiKey.account_id == compromised.account_id,
-                ApiKey.status.not_in(RETIRED_STATUSES),
-                ApiKey.secret_sealed.is_not(None),
+                col(ApiKey.status).not_in(RETIRED_STATUSES),
+                col(ApiKey.secret_sealed).is_not(None),
             )
         ).all()
         since = incident.activity_since
@@ -77,7 +78,7 @@ def review_activity(
         activity = {"source": key.label, "since": since.isoformat(), "rows": rows, "error": None}
         break
     with session_scope(engine) as session:
-        incident = session.get(Incident, incident_id, with_for_update=True)
+        incident = incident_row(session, incident_id, for_update=True)
         incident.activity = activity
         record_event(
             session,
@@ -115,7 +116,7 @@ def _refresh_other_keys(
         elif isinstance(result.error, binance.KeyRejected):
             current[key.label] = "rejected by Binance"
     with session_scope(engine) as session:
-        incident = session.get(Incident, incident_id, with_for_update=True)
+        incident = incident_row(session, incident_id, for_update=True)
         incident.other_keys = [
             {
                 **row,
@@ -126,7 +127,7 @@ def _refresh_other_keys(
         ]
 
 
-def _row(row: binance.TransferRow, *, new_address: bool) -> dict:
+def _row(row: binance.TransferRow, *, new_address: bool) -> dict[str, Any]:
     return {
         "kind": row.kind.value,
         "amount": str(row.amount) if row.amount is not None else "?",

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -44,6 +45,7 @@ from bot.services.delivery_plan import plan_cleanup
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
 from bot.services.keys import find_live_key, unknown_label
 from bot.services.paging import incident_page_key, open_page, resolve_page
+from bot.services.rows import incident_row
 from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.db import session_scope
@@ -220,6 +222,7 @@ def _find_key(session: Session, team_id: str, *, label: str | None, key_id: str 
         if key is None or key.team_id != team_id:
             raise KeyNotFound("That key is not registered (any more). `/apikey list` shows them.")
         return key
+    label = label or ""  # a command always names a label when no button names a key
     key, _account = find_live_key(
         session,
         team_id,
@@ -272,12 +275,12 @@ def open_incident_of(engine: Engine, *, team_id: str, key_id: str) -> IncidentVi
     return load_incident(engine, incident_id)
 
 
-def _other_keys(session: Session, key: ApiKey) -> list[dict]:
+def _other_keys(session: Session, key: ApiKey) -> list[dict[str, Any]]:
     others = session.exec(
         select(ApiKey).where(
             ApiKey.account_id == key.account_id,
             ApiKey.id != key.id,
-            ApiKey.status.not_in(RETIRED_STATUSES),
+            col(ApiKey.status).not_in(RETIRED_STATUSES),
         )
     ).all()
     rows = []
@@ -295,7 +298,7 @@ def post_checklist_later(
     """Slack refused the checklist in ``channels`` for a passing reason (rate limit, server
     error): a job posts it there later, once (it skips a channel that already has it)."""
     with session_scope(engine) as session:
-        incident = session.get(Incident, incident_id)
+        incident = incident_row(session, incident_id)
         schedule_jobs(
             session,
             [
@@ -668,7 +671,7 @@ def list_incidents(session: Session, team_id: str, now: datetime, days: int = 30
         select(Incident)
         .where(
             Incident.team_id == team_id,
-            (Incident.state == IncidentState.OPEN) | (col(Incident.raised_at) >= recent),
+            (col(Incident.state) == IncidentState.OPEN) | (col(Incident.raised_at) >= recent),
         )
         .order_by(col(Incident.raised_at).desc())
         .limit(50)

@@ -11,7 +11,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot import binance
 from bot.commands import label_problem
@@ -37,6 +37,7 @@ from bot.services.errors import (
 from bot.services.findings import assess, purpose_excess
 from bot.services.paging import resolve_page, withdrawals_page_key
 from bot.services.reminder_plan import plan_reminders
+from bot.services.rows import account_row
 from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
@@ -175,7 +176,7 @@ def check_owner_choice(engine: Engine, form: RegistrationForm) -> None:
 
 
 def ensure_unique(session: Session, ring: KeyRing, form: RegistrationForm) -> None:
-    live = ApiKey.status.not_in(RETIRED_STATUSES)
+    live = col(ApiKey.status).not_in(RETIRED_STATUSES)
     taken = pick_label(
         list(
             session.exec(
@@ -214,7 +215,7 @@ def ensure_unique(session: Session, ring: KeyRing, form: RegistrationForm) -> No
     duplicate = session.exec(
         select(ApiKey.label).where(
             ApiKey.team_id == form.team_id,
-            ApiKey.api_key_fingerprint.in_(ring.fingerprints(form.api_key)),
+            col(ApiKey.api_key_fingerprint).in_(ring.fingerprints(form.api_key)),
             live,
         )
     ).first()
@@ -454,8 +455,8 @@ def account_aliases(session: Session, team_id: str) -> list[str]:
 def live_keys(session: Session, team_id: str) -> list[tuple[ApiKey, BinanceAccount]]:
     rows = session.exec(
         select(ApiKey, BinanceAccount)
-        .join(BinanceAccount, BinanceAccount.id == ApiKey.account_id)
-        .where(ApiKey.team_id == team_id, ApiKey.status.not_in(RETIRED_STATUSES))
+        .join(BinanceAccount, col(BinanceAccount.id) == ApiKey.account_id)
+        .where(ApiKey.team_id == team_id, col(ApiKey.status).not_in(RETIRED_STATUSES))
         .order_by(ApiKey.label)
     ).all()
     return list(rows)
@@ -497,7 +498,7 @@ def unknown_label(label: str) -> str:
 def labelled(label: str) -> sa.ColumnElement[bool]:
     """SQL filter: the label as written, or the same label in another case (``pick_label``
     then prefers the exact one)."""
-    return sa.or_(ApiKey.label == label, sa.func.lower(ApiKey.label) == label.lower())
+    return sa.or_(col(ApiKey.label) == label, sa.func.lower(ApiKey.label) == label.lower())
 
 
 def pick_label(rows: list[T], label: str, label_of: Callable[[T], str]) -> list[T]:
@@ -513,11 +514,11 @@ def find_live_key(
     ``not_found`` replaces the standard message when there is none."""
     rows = session.exec(
         select(ApiKey, BinanceAccount)
-        .join(BinanceAccount, BinanceAccount.id == ApiKey.account_id)
+        .join(BinanceAccount, col(BinanceAccount.id) == ApiKey.account_id)
         .where(
             ApiKey.team_id == team_id,
             labelled(label),
-            ApiKey.status.not_in(RETIRED_STATUSES),
+            col(ApiKey.status).not_in(RETIRED_STATUSES),
         )
     ).all()
     found = pick_label(list(rows), label, lambda row: row[0].label)
@@ -565,8 +566,7 @@ def remove_key(
             source=source,
             detail={"masked": key.api_key_masked, "announced": announced},
         )
-        account = session.get(BinanceAccount, key.account_id)
-        return summarise(key, account)
+        return summarise(key, account_row(session, key))
 
 
 def open_credentials(ring: KeyRing, key: ApiKey) -> binance.Credentials:
@@ -584,7 +584,7 @@ def get_summary(session: Session, team_id: str, key_id: str) -> KeySummary:
     key = session.get(ApiKey, key_id)
     if key is None or key.team_id != team_id:
         raise KeyNotFound("That key does not exist (any more).")
-    return summarise(key, session.get(BinanceAccount, key.account_id))
+    return summarise(key, account_row(session, key))
 
 
 # --- reads for listeners: each opens its own session (see README, "Architecture") -----------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, or_, select
+from sqlmodel import Session, col, or_, select
 
 from bot.secret_shapes import secret_shaped_tokens
 from bot.vocabulary import AuditAction
@@ -21,10 +21,10 @@ def match_registered_key(session: Session, ring: KeyRing, team_id: str, text: st
     return session.exec(
         select(ApiKey).where(
             ApiKey.team_id == team_id,
-            ApiKey.status.not_in(RETIRED_STATUSES),
+            col(ApiKey.status).not_in(RETIRED_STATUSES),
             or_(
-                ApiKey.api_key_fingerprint.in_(fingerprints),
-                ApiKey.secret_fingerprint.in_(fingerprints),
+                col(ApiKey.api_key_fingerprint).in_(fingerprints),
+                col(ApiKey.secret_fingerprint).in_(fingerprints),
             ),
         )
     ).first()

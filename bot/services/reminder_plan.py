@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session
 
@@ -92,7 +93,7 @@ def plan_reminders(session: Session, key: ApiKey, settings: Settings, *, now: da
     )
 
 
-def step_anchor(payload: dict, key: ApiKey) -> datetime:
+def step_anchor(payload: dict[str, Any], key: ApiKey) -> datetime:
     """The time a planned step's offset counts from: its plan's anchor (older plans: the due
     date)."""
     anchor = payload.get("anchor")

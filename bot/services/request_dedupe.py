@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -26,7 +27,7 @@ PRUNE_EVERY = 1000  # deliveries between two clean-ups (per process)
 MAX_REMEMBERED = 100_000  # SQLite: delivery ids kept in memory
 
 
-def request_key(body: dict) -> str | None:
+def request_key(body: dict[str, Any]) -> str | None:
     """What identifies one request across Slack's retries (None: nothing to go by)."""
     if body.get("type") == "event_callback" and body.get("event_id"):
         return f"event:{body['event_id']}"

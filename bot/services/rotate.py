@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -44,6 +45,7 @@ from bot.services.keys import (
 )
 from bot.services.paging import old_key_page_key, open_page, resolve_page
 from bot.services.reminder_plan import plan_reminders
+from bot.services.rows import key_row
 from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
@@ -139,8 +141,8 @@ def _check_new_key(session: Session, ring: KeyRing, form: RotationForm) -> ApiKe
     other = session.exec(
         select(ApiKey.label).where(
             ApiKey.team_id == form.team_id,
-            ApiKey.api_key_fingerprint.in_(fingerprints),
-            ApiKey.status.not_in(RETIRED_STATUSES),
+            col(ApiKey.api_key_fingerprint).in_(fingerprints),
+            col(ApiKey.status).not_in(RETIRED_STATUSES),
         )
     ).first()
     if other:
@@ -157,7 +159,7 @@ def check_new_key(engine: Engine, ring: KeyRing, form: RotationForm) -> None:
 
 
 def excess_permissions(
-    new: binance.KeyPermissions, old: dict | None, purpose: KeyPurpose
+    new: binance.KeyPermissions, old: dict[str, Any] | None, purpose: KeyPurpose
 ) -> list[str]:
     """How the new key exceeds the old key or the declared purpose (empty: it does not).
 
@@ -228,7 +230,7 @@ def start_rotation(
     )
     with session_scope(engine) as session:
         key = _check_new_key(session, ring, form)  # again, under the transaction
-        key = session.get(ApiKey, key.id, with_for_update=True)
+        key = key_row(session, key.id, for_update=True)
         old = open_credentials(ring, key)
         rotation = Rotation(
             team_id=key.team_id,
@@ -257,7 +259,7 @@ def start_rotation(
             within(session, key)
         planned = plan_delivery(session, key, settings=settings, reason="rotation", now=now)
         cancel_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_REMINDER])
-        schedule_jobs(session, [_probe_job(key, rotation, now, attempt=0)])
+        schedule_jobs(session, [_probe_job(rotation, now, attempt=0)])
         record_event(
             session,
             team_id=key.team_id,
@@ -303,12 +305,16 @@ def resume_rotation(session: Session, key: ApiKey, rotation: Rotation, *, now: d
             col(ScheduledJob.dedupe_key).startswith(f"probe:{rotation.id}:"),
         )
     ).one()
-    schedule_jobs(session, [_probe_job(key, rotation, now, attempt=made)])
+    schedule_jobs(session, [_probe_job(rotation, now, attempt=made)])
 
 
-def _probe_job(key: ApiKey, rotation: Rotation, due: datetime, *, attempt: int) -> NewJob:
+def _probe_job(rotation: Rotation, due: datetime, *, attempt: int) -> NewJob:
     return rotation_probe(
-        team_id=key.team_id, key_id=key.id, rotation_id=rotation.id, attempt=attempt, due_at=due
+        team_id=rotation.team_id,
+        key_id=rotation.key_id,
+        rotation_id=rotation.id,
+        attempt=attempt,
+        due_at=due,
     )
 
 
@@ -344,9 +350,12 @@ def probe_old_key(
         rotation = session.get(Rotation, rotation_id)
         if rotation is None or rotation.state != RotationState.PROBING.value:
             return ProbeOutcome(finished=True, next_probe=None, result="not probing")
+        old_api_key, old_secret = rotation.old_api_key_sealed, rotation.old_secret_sealed
+        if old_api_key is None or old_secret is None:  # shredded: nothing left to probe with
+            return ProbeOutcome(finished=True, next_probe=None, result="not probing")
         old = binance.Credentials(
-            api_key=ring.open_text(rotation.old_api_key_sealed, context=rotation.api_key_context()),
-            secret=ring.open_text(rotation.old_secret_sealed, context=rotation.secret_context()),
+            api_key=ring.open_text(old_api_key, context=rotation.api_key_context()),
+            secret=ring.open_text(old_secret, context=rotation.secret_context()),
             key_type=binance.KeyType(rotation.old_key_type),
         )
     try:
@@ -409,7 +418,7 @@ def probe_old_key(
             )
         if now >= rotation.grace_until:
             interval *= STALE_PROBE_FACTOR
-        next_probe = _probe_job(key, rotation, now + interval, attempt=attempt + 1)
+        next_probe = _probe_job(rotation, now + interval, attempt=attempt + 1)
         return ProbeOutcome(finished=False, next_probe=next_probe, result=result)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.config import Settings
 from bot.model.rotation import RotationRow, RotationState
@@ -13,6 +13,7 @@ from bot.services.access import Actor, require_manage_key
 from bot.services.errors import InvalidInput
 from bot.services.keys import find_live_key
 from bot.services.reminder_plan import due_date, plan_reminders
+from bot.services.rows import key_row
 from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.db import session_scope
@@ -55,7 +56,7 @@ _URGENCY = {
 def rotation_overview(session: Session, team_id: str, now: datetime) -> list[RotationRow]:
     """Every live key with its rotation state, most urgent first."""
     keys = session.exec(
-        select(ApiKey).where(ApiKey.team_id == team_id, ApiKey.status.not_in(RETIRED_STATUSES))
+        select(ApiKey).where(ApiKey.team_id == team_id, col(ApiKey.status).not_in(RETIRED_STATUSES))
     ).all()
     rows = [rotation_row(k, now) for k in keys]
     return sorted(rows, key=lambda r: (_URGENCY[r.state], r.due_at, r.label.lower()))
@@ -113,8 +114,8 @@ def snooze(
             raise InvalidInput("That key is no longer registered; nothing to snooze.")
     require_manage_key(engine, actor, key, action="snooze the reminders for")
     with session_scope(engine) as session:
-        key = session.get(ApiKey, key_id)
-        key.snoozed_until = now + timedelta(days=days)
+        key = key_row(session, key_id)
+        until = key.snoozed_until = now + timedelta(days=days)
         record_event(
             session,
             team_id=team_id,
@@ -122,6 +123,6 @@ def snooze(
             action=AuditAction.ROTATION_SNOOZE,
             target=key.label,
             target_key_id=key.id,
-            detail={"until": key.snoozed_until.isoformat()},
+            detail={"until": until.isoformat()},
         )
         return rotation_row(key, now)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bot import binance
 from bot.commands import StatusTarget, TargetKind
@@ -39,6 +40,7 @@ from storage.models import (
     KeyStatus,
     KeyType,
     StatusReportRecord,
+    new_id,
     utcnow,
 )
 
@@ -66,12 +68,15 @@ def _target_user(target: StatusTarget, actor: str) -> str | None:
     return target.value if target.kind == TargetKind.USER else None
 
 
-def _select(session: Session, team_id: str, target: StatusTarget, actor: str) -> list:
+def _select(
+    session: Session, team_id: str, target: StatusTarget, actor: str
+) -> list[tuple[ApiKey, BinanceAccount]]:
     rows = live_keys(session, team_id)
     if target.kind == TargetKind.LABEL:
-        rows = pick_label(rows, target.value, lambda row: row[0].label)
+        label = target.value or ""  # the parser always gives a label here
+        rows = pick_label(rows, label, lambda row: row[0].label)
         if not rows:
-            raise KeyNotFound(unknown_label(target.value))
+            raise KeyNotFound(unknown_label(label))
     elif target.kind == TargetKind.KEY_ID:  # of this team only: a forged id finds nothing
         rows = [(k, a) for k, a in rows if k.id == target.value]
         if not rows:
@@ -109,7 +114,7 @@ def run_status(
     reports = [r if viewer.may_see_details(r.owner_user_id) else redact(r) for r in judged.reports]
     reports.sort(key=lambda r: (-r.severity, r.label.lower()))
     report = StatusReport(
-        report_id=StatusReportRecord().id,
+        report_id=new_id(),
         scope=describe_target(judged.target, actor),
         created_at=now,
         keys=reports,
@@ -132,7 +137,7 @@ def run_status(
 class _Judged:
     target: StatusTarget  # as asked, a key chosen by id said by its label
     reports: list[KeyReport]  # in the order of the keys, before redaction
-    observed: dict[str, dict]  # key id -> what Binance said (KeyPermissions.to_dict())
+    observed: dict[str, dict[str, Any]]  # key id -> what Binance said (KeyPermissions.to_dict())
     whitelists: dict[str, WhitelistReading]
 
 
@@ -167,7 +172,7 @@ def _ask_and_judge(
     whitelists = read_whitelists(gateway, answered)
     results_iter = iter(results)
     reports = []
-    observed: dict[str, dict] = {}
+    observed: dict[str, dict[str, Any]] = {}
     for (key, account), creds in zip(rows, credentials, strict=True):
         if creds is None:
             findings = [
@@ -278,7 +283,9 @@ def redact(report: KeyReport) -> KeyReport:
     )
 
 
-def _report(key: ApiKey, alias: str, permissions: dict | None, findings: list) -> KeyReport:
+def _report(
+    key: ApiKey, alias: str, permissions: dict[str, Any] | None, findings: list[Finding]
+) -> KeyReport:
     return KeyReport(
         key_id=key.id,
         label=key.label,
@@ -302,7 +309,7 @@ def _remember(
     team_id: str,
     actor: str,
     source: str | None,
-    observed: dict[str, dict],
+    observed: dict[str, dict[str, Any]],
     whitelists: dict[str, WhitelistReading],
 ) -> None:
     """Store the observations, the report (for paging) and one audit event, together."""
@@ -320,7 +327,7 @@ def _remember(
         )
         session.exec(
             sa.delete(StatusReportRecord).where(
-                StatusReportRecord.created_at < report.created_at - REPORT_RETENTION
+                col(StatusReportRecord.created_at) < report.created_at - REPORT_RETENTION
             )
         )
         record_event(
@@ -339,7 +346,9 @@ def _remember(
         )
 
 
-def _store_observations(session: Session, observed: dict[str, dict], checked_at: datetime) -> None:
+def _store_observations(
+    session: Session, observed: dict[str, dict[str, Any]], checked_at: datetime
+) -> None:
     """Each key's new observation in one UPDATE per key, without loading the rows: a team-wide
     check must not hold a second copy of every key's row (a key deleted meanwhile matches
     nothing)."""

@@ -6,9 +6,11 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from slack_bolt import BoltResponse
+from slack_bolt import BoltContext, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -16,6 +18,7 @@ from bot.blocks.notices import refused_view
 from bot.config import Settings
 from bot.observability.metrics import DENIED, OUTCOME_KEY
 from bot.services.access import Actor, deny
+from bot.services.context import Services
 from bot.slack.workspace import Installation, Refusal, WorkspaceCheck, check_workspace
 
 log = logging.getLogger(__name__)
@@ -87,12 +90,12 @@ class Requester:
     channel: str | None
 
 
-def make_guard(services):
+def make_guard(services: Services) -> Callable[..., BoltResponse | None]:
     """Global middleware: refuse a request whose workspace fields disagree or name another
     workspace, and commands outside the allowed channels, before any listener runs (audited,
     nothing else happens); hand the listeners the checked ``Requester``."""
 
-    def refuse(body: dict, text: str) -> BoltResponse:
+    def refuse(body: dict[str, Any], text: str) -> BoltResponse:
         if body.get("type") == "view_submission":  # the modal says why instead of closing
             answer = {"response_action": "update", "view": refused_view(text).to_dict()}
         elif body.get("command") or body.get("type") == "block_actions":
@@ -103,7 +106,9 @@ def make_guard(services):
             status=200, body=json.dumps(answer), headers={"content-type": "application/json"}
         )
 
-    def guard(body: dict, context, next):
+    def guard(
+        body: dict[str, Any], context: BoltContext, next: Callable[[], None]
+    ) -> BoltResponse | None:
         check = check_workspace(body, _installation(services, context))
         user = _user_in(body) or context.user_id or "unknown"
         channel = _channel_in(body) or context.channel_id
@@ -121,7 +126,7 @@ def make_guard(services):
             context[OUTCOME_KEY] = DENIED
             return refuse(body, REFUSALS[check.refusal])
         requester = Requester(user_id=user, team_id=str(check.team_id), channel=channel)
-        if body.get("command") and not services.access.channel_allowed(channel):
+        if body.get("command") and not services.directory.channel_allowed(channel):
             actor = Actor(user_id=user, team_id=requester.team_id, channel=channel)
             deny(services.engine, actor, action=f"use {body.get('command')} here", message="")
             context[OUTCOME_KEY] = DENIED
@@ -137,7 +142,7 @@ def make_guard(services):
     return guard
 
 
-def _installation(services, context) -> Installation:
+def _installation(services: Services, context: BoltContext) -> Installation:
     authorized = context.authorize_result
     return Installation(
         team_id=services.settings.slack_team_id or getattr(authorized, "team_id", None),
@@ -155,12 +160,12 @@ def _attempt(check: WorkspaceCheck) -> str:
     return "use the bot without naming a workspace"
 
 
-def _user_in(body: dict) -> str | None:
+def _user_in(body: dict[str, Any]) -> str | None:
     user = body.get("user")
     return body.get("user_id") or (user.get("id") if isinstance(user, dict) else None)
 
 
-def _channel_in(body: dict) -> str | None:
+def _channel_in(body: dict[str, Any]) -> str | None:
     channel = body.get("channel")
     return body.get("channel_id") or (channel.get("id") if isinstance(channel, dict) else None)
 
@@ -171,7 +176,7 @@ def _short(value: object) -> str:
     return text[:32] if text.isalnum() else "an unknown workspace"
 
 
-def _key_id_in(body: dict) -> str | None:
+def _key_id_in(body: dict[str, Any]) -> str | None:
     """The key a button names (its value, or a key menu's option: "<choice>:<key id>"), when it
     looks like one of our key ids."""
     for action in body.get("actions") or []:
@@ -186,8 +191,8 @@ def _key_id_in(body: dict) -> str | None:
     return None
 
 
-def actor_from(services, requester: Requester) -> Actor:
+def actor_from(services: Services, requester: Requester) -> Actor:
     """The person behind a command, a button or a modal submission, in the checked workspace."""
-    return services.access.actor(
+    return services.directory.actor(
         user_id=requester.user_id, team_id=requester.team_id, channel=requester.channel
     )

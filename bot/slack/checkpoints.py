@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -79,7 +80,7 @@ def read_witness(client: WebClient, channel: str | None) -> Witness:
         return Witness(WitnessState.UNREADABLE, channel, problem="Slack did not answer")
 
 
-def _checkpoint_of(message: dict) -> Checkpoint | None:
+def _checkpoint_of(message: dict[str, Any]) -> Checkpoint | None:
     metadata = message.get("metadata") or {}
     if metadata.get("event_type") != CHECKPOINT_EVENT:
         return None

@@ -81,7 +81,7 @@ def make_wsgi_app(
     slack = GatedRequestHandler(gate) if gate is not None else None
     tokens = dict(bearer_tokens or {})
 
-    def application(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+    def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
         if path == EVENTS_PATH and slack is not None:
             if method != "POST":
@@ -104,7 +104,7 @@ def make_wsgi_app(
     return application
 
 
-def _bearer_matches(environ: dict, token: str) -> bool:
+def _bearer_matches(environ: dict[str, Any], token: str) -> bool:
     scheme, _, given = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
     if scheme.lower() != "bearer":
         return False

@@ -4,8 +4,8 @@ channel it was posted to whenever the incident changes."""
 from __future__ import annotations
 
 import logging
+from typing import Any, Protocol
 
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.incidents import incident_message
@@ -15,7 +15,13 @@ from bot.services.incidents import one_refresh_at_a_time
 log = logging.getLogger(__name__)
 
 
-def refresh_messages(services: Services, client: WebClient, incident_id: str) -> None:
+class MessageUpdater(Protocol):
+    """What a refresh needs of Slack's Web API: a WebClient, or a wrapper around one."""
+
+    def chat_update(self, *, channel: str, ts: str, **kwargs: Any) -> Any: ...
+
+
+def refresh_messages(services: Services, client: MessageUpdater, incident_id: str) -> None:
     """Re-render the checklist everywhere it was posted (one refresh at a time across replicas);
     a channel that refuses is logged and the others are still updated."""
     with one_refresh_at_a_time(services.engine, incident_id) as view:

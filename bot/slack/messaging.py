@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.message import Message
@@ -23,7 +26,7 @@ def passing_failure(exc: SlackApiError) -> bool:
     return status == 429 or status >= 500
 
 
-def send_private(client, *, channel: str | None, user_id: str, message: Message) -> None:
+def send_private(client: WebClient, *, channel: str | None, user_id: str, message: Message) -> None:
     if channel:
         try:
             client.chat_postEphemeral(channel=channel, user=user_id, **message.as_kwargs())
@@ -34,14 +37,16 @@ def send_private(client, *, channel: str | None, user_id: str, message: Message)
     client.chat_postMessage(channel=opened["channel"]["id"], **message.as_kwargs())
 
 
-def responder(body: dict, client, respond):
+def responder(
+    body: dict[str, Any], client: WebClient, respond: Callable[..., Any]
+) -> Callable[..., Any]:
     """``respond`` where Slack gave a ``response_url``; a click on the App Home has none, so
     the answer goes to the person's direct messages with the app instead."""
     if getattr(respond, "response_url", None):  # None too when it was not Slack's (refused)
         return respond
     user_id = body.get("user_id") or (body.get("user") or {}).get("id")
 
-    def direct_message(**kwargs) -> None:
+    def direct_message(**kwargs: Any) -> None:
         for ignored in ("response_type", "replace_original", "delete_original"):
             kwargs.pop(ignored, None)
         opened = client.conversations_open(users=user_id)
@@ -51,7 +56,13 @@ def responder(body: dict, client, respond):
 
 
 def respond_reliably(
-    respond, client, *, channel: str | None, user_id: str, message: Message, **options
+    respond: Callable[..., Any],
+    client: WebClient,
+    *,
+    channel: str | None,
+    user_id: str,
+    message: Message,
+    **options: Any,
 ) -> None:
     """Answer through ``response_url``, again after a 429 (honouring Retry-After) or a 5xx.
     If Slack still does not take it, the person gets the message privately through the Web
@@ -80,7 +91,7 @@ def respond_reliably(
     send_private(client, channel=channel, user_id=user_id, message=message)
 
 
-def _retry_after(response) -> float:
+def _retry_after(response: object) -> float:
     headers = getattr(response, "headers", None) or {}
     for name, value in headers.items():
         if name.lower() == "retry-after":

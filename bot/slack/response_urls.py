@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
+from slack_bolt import BoltContext
+
 log = logging.getLogger(__name__)
 
 SLACK_HOOKS = ("https", "hooks.slack.com", 443)
@@ -51,7 +53,7 @@ class ResponseUrlPolicy:
     def allows(self, url: object) -> bool:
         return isinstance(url, str) and _origin(url) in self._allowed
 
-    def scrub(self, context) -> None:
+    def scrub(self, context: BoltContext) -> None:
         """Forget a ``response_url`` outside Slack's hosts, so ``respond`` cannot post to it
         (Bolt builds ``respond`` from ``context.response_url``; without one it refuses)."""
         url = context.get("response_url")
