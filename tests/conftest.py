@@ -17,8 +17,8 @@ from bot.sandbox.stack import LocalStack, start_local_stack
 from storage.audit import bind_audit_key
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate
-from tests.e2e import ALICE, BOB
-from tests.slack_requests import SIGNING_SECRET
+from tests.e2e import ALICE, BOB, bot_client
+from tests.slack_requests import SIGNING_SECRET, BotClient
 
 # The server CI provides. Tests marked `postgres` skip (with this reason) when it is not
 # reachable; .ci/run sets APIKEY_BOT_REQUIRE_POSTGRES=1, which turns the skip into a failure.
@@ -145,6 +145,12 @@ def make_stack(tmp_path) -> Iterator[Callable[..., LocalStack]]:
 def stack(make_stack) -> LocalStack:
     """A stack with the default settings; a test file needing others overrides this fixture."""
     return make_stack()
+
+
+@pytest.fixture
+def client(stack) -> BotClient:
+    """Signed requests to ``stack``'s bot (see ``tests.e2e.bot_client``)."""
+    return bot_client(stack)
 
 
 # --- the fast set --------------------------------------------------------------------------------
