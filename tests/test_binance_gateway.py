@@ -33,8 +33,10 @@ from bot.binance import (
     RateLimits,
     Tier,
     WeightBudget,
+    shared_limits,
 )
 from bot.sandbox.binance_simulator import BinanceSimulator
+from tests.clocks import MovableClock
 from tests.factories import TRADE, WITHDRAW
 
 RESTRICTIONS = "/sapi/v1/account/apiRestrictions"
@@ -390,6 +392,29 @@ def test_418_bans_every_call_without_sending(sim, gateway):
             call()
     assert time.monotonic() - started < 0.2  # fail fast
     assert len(sim.request_log) == count
+
+
+def test_the_shared_limits_follow_an_injected_clock_so_a_ban_passes_without_waiting(sim):
+    """A process's limits (one set per /api limit) take a clock when first made: tests move
+    time past a ban instead of sleeping through it. The ban itself behaves as above."""
+    clock = MovableClock()
+    limit = 5987  # a limit of this test's own: the shared set is made here, with this clock
+    limits = shared_limits(limit, clock=clock)
+    assert shared_limits(limit) is limits  # later callers share it, clock and all
+    key = sim.add_key()
+    sim.retry_after_seconds = 600
+    sim.inject_fault("418")
+    with BinanceGateway(sim.url, timeout=1.0, weight_limit=limit) as gateway:
+        with pytest.raises(IpBanned):
+            gateway.api_restrictions(creds(key))
+        clock.advance(599)
+        with pytest.raises(IpBanned):
+            gateway.api_restrictions(creds(key))  # not a second early
+        started = time.monotonic()
+        clock.advance(2)
+        assert gateway.api_restrictions(creds(key)).enable_reading
+    assert time.monotonic() - started < 5  # ten minutes passed in no time
+    assert [r.status for r in sim.request_log if r.path == RESTRICTIONS] == [418, 200]
 
 
 @pytest.mark.parametrize("kind", ["500", "502", "503"])
