@@ -536,12 +536,13 @@ def test_a_patient_check_of_more_keys_than_one_window_allows_paces_itself():
     impatient check of the same keys reports the excess as rate limited, sending nothing."""
     with BinanceSimulator() as sim:
         keys = [creds(sim.add_key()) for _ in range(25)]
-        budget = WeightBudget(limit=10, safety=1.0, window_seconds=0.5, max_wait=0.05)
+        clock = MovableClock()
+        budget = WeightBudget(limit=10, safety=1.0, window_seconds=0.5, max_wait=0.05, clock=clock)
         with BinanceGateway(sim.url, timeout=1.0, max_workers=8, budget=budget) as gateway:
             hasty = gateway.check_many(keys)
             assert 0 < sum(r.ok for r in hasty) < len(keys)
             assert all(isinstance(r.error, RateLimited) for r in hasty if not r.ok)
-            threading.Event().wait(0.6)  # the window empties
+            clock.advance(0.6)  # the window empties
             started = time.monotonic()
             paced = gateway.check_many(keys, patience=5.0)
             took = time.monotonic() - started
