@@ -43,12 +43,6 @@ RESTRICTIONS = "/sapi/v1/account/apiRestrictions"
 
 
 @pytest.fixture
-def sim() -> Iterator[BinanceSimulator]:
-    with BinanceSimulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture
 def budget() -> WeightBudget:
     # Each test gets its own: a 418 or a 429 must not leak into the next test.
     return WeightBudget(max_wait=0.5)

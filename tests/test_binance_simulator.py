@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,12 +38,6 @@ DEPOSIT_FIELDS = (
     *("id", "amount", "coin", "network", "status", "address", "addressTag", "txId"),
     *("insertTime", "transferType", "confirmTimes", "unlockConfirm", "walletType"),
 )
-
-
-@pytest.fixture
-def sim() -> Iterator[BinanceSimulator]:
-    with BinanceSimulator() as simulator:
-        yield simulator
 
 
 def make_client(

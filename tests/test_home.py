@@ -20,8 +20,8 @@ ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(admin_user_ids=ADMIN, alert_channel=ALERTS)
+def stack_settings() -> dict[str, object]:
+    return dict(admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(alert_channel=ALERTS, admin_user_ids=ADMIN, users=(ALICE, BOB, CAROL))
+def stack_settings() -> dict[str, object]:
+    return dict(alert_channel=ALERTS, admin_user_ids=ADMIN, users=(ALICE, BOB, CAROL))
 
 
 def _raise(stack, label="bot", user=ALICE) -> Incident:

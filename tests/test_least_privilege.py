@@ -70,8 +70,8 @@ EVERY_FLAG = [*DOCUMENTED, NEW_FLAG]
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(alert_channel=ALERTS, admin_user_ids=ADMIN)
+def stack_settings() -> dict[str, object]:
+    return dict(alert_channel=ALERTS, admin_user_ids=ADMIN)
 
 
 def _sim_key(stack, flags: dict[str, bool], *, ip_restrict: bool = True):

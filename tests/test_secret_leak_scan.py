@@ -337,9 +337,9 @@ def wire_sim() -> Iterator[_WireSimulator]:
 
 
 @pytest.fixture
-def stack(wire_sim, make_stack) -> LocalStack:
+def stack_settings(wire_sim) -> dict[str, object]:
     """A bot that talks to the wire-recording simulator."""
-    return make_stack(simulator=wire_sim, admin_user_ids=ADMIN, alert_channel=ALERTS)
+    return dict(simulator=wire_sim, admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 @pytest.fixture

@@ -31,8 +31,8 @@ PER_SECOND = "X-SAPI-USED-UID-WEIGHT-1S"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(alert_channel=ALERTS, admin_user_ids=ADMIN)
+def stack_settings() -> dict[str, object]:
+    return dict(alert_channel=ALERTS, admin_user_ids=ADMIN)
 
 
 def _start_of_a_second() -> None:
