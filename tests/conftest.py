@@ -229,7 +229,7 @@ def client(stack) -> BotClient:
 # Tests that start a whole local stack (bot, Binance simulator, Slack stand-in), a subprocess of
 # the bot or a local AWS server are marked `slow` here (others by hand); `pytest -m "not slow"`
 # runs the rest (rules, rendering, parsing, storage) in well under a minute.
-FULL_STACK_FIXTURES = {"make_stack", "stack"}
+FULL_STACK_FIXTURES = {"make_stack", "stack", "moto_url"}
 FULL_STACK_MODULES = {
     "test_audit",  # the audit CLI in a subprocess, checkpoints in the Slack stand-in
     "test_binance_simulator",
