@@ -3,6 +3,7 @@ local stacks (bot, Binance simulator, Slack stand-in) of the end-to-end tests.""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -13,12 +14,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.stack import LocalStack, start_local_stack
 from storage.audit import bind_audit_key
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate
-from tests.e2e import ALICE, BOB
-from tests.slack_requests import SIGNING_SECRET
+from tests.e2e import ALICE, BOB, bot_client
+from tests.slack_requests import SIGNING_SECRET, BotClient
 
 # The server CI provides. Tests marked `postgres` skip (with this reason) when it is not
 # reachable; .ci/run sets APIKEY_BOT_REQUIRE_POSTGRES=1, which turns the skip into a failure.
@@ -101,8 +103,69 @@ def engine(database_url) -> Iterator[Engine]:
 
 
 @pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for tests that only ever run on PostgreSQL."""
+    require_postgres()
+    url = create_postgres_database()
+    yield url
+    drop_postgres_database(url)
+
+
+@pytest.fixture
 def key_ring() -> KeyRing:
     return KeyRing([generate_master_key("k1")])
+
+
+@pytest.fixture
+def sim() -> Iterator[BinanceSimulator]:
+    """A Binance simulator of this test's own."""
+    with BinanceSimulator() as simulator:
+        yield simulator
+
+
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path) -> dict[str, str]:
+    """Dummy credentials, and nothing of the machine's own AWS configuration."""
+    for name in (
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_KMS",
+        "MASTER_KMS_KEY_ID",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    env = {
+        **AWS_TEST_ENV,
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """moto's standalone server (AWS KMS and Secrets Manager) on 127.0.0.1, one per module."""
+    from moto.server import ThreadedMotoServer  # only the AWS tests pay for importing moto
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the server's access log
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
 
 # --- local stacks ------------------------------------------------------------------------------
@@ -142,9 +205,23 @@ def make_stack(tmp_path) -> Iterator[Callable[..., LocalStack]]:
 
 
 @pytest.fixture
-def stack(make_stack) -> LocalStack:
-    """A stack with the default settings; a test file needing others overrides this fixture."""
-    return make_stack()
+def stack_settings() -> dict[str, object]:
+    """The settings of ``stack`` (see ``start_test_stack``): a test file needing others
+    overrides this fixture, not ``stack``."""
+    return {}
+
+
+@pytest.fixture
+def stack(stack_settings, make_stack) -> LocalStack:
+    """A stack with this file's ``stack_settings`` (asked for first, so that whatever they
+    start, a simulator or a pager, outlives the stack)."""
+    return make_stack(**stack_settings)
+
+
+@pytest.fixture
+def client(stack) -> BotClient:
+    """Signed requests to ``stack``'s bot (see ``tests.e2e.bot_client``)."""
+    return bot_client(stack)
 
 
 # --- the fast set --------------------------------------------------------------------------------
@@ -152,7 +229,7 @@ def stack(make_stack) -> LocalStack:
 # Tests that start a whole local stack (bot, Binance simulator, Slack stand-in), a subprocess of
 # the bot or a local AWS server are marked `slow` here (others by hand); `pytest -m "not slow"`
 # runs the rest (rules, rendering, parsing, storage) in well under a minute.
-FULL_STACK_FIXTURES = {"make_stack", "stack"}
+FULL_STACK_FIXTURES = {"make_stack", "stack", "moto_url"}
 FULL_STACK_MODULES = {
     "test_audit",  # the audit CLI in a subprocess, checkpoints in the Slack stand-in
     "test_binance_simulator",

@@ -68,7 +68,9 @@ def register_sim_key(stack: LocalStack, client: BotClient, sim_key, *, label: st
 
 
 def bot_client(stack: LocalStack) -> BotClient:
-    return BotClient(stack.url, secret=SIGNING_SECRET)
+    """Signed requests to the stack's bot; ``command`` and ``action`` mint a ``response_url``
+    on the stack's Slack stand-in when none is given (tests use the ``client`` fixture)."""
+    return BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack)
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):

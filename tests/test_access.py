@@ -23,8 +23,8 @@ ADMIN = "U0ADMIN"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(
+def stack_settings() -> dict[str, object]:
+    return dict(
         admin_user_ids=ADMIN, alert_channel="C0ALERTS", allowed_channel_ids="C0KEYS,C0GENERAL"
     )
 

@@ -25,11 +25,9 @@ from sqlmodel import Session, select
 from bot.ids import Action, Callback
 from bot.sandbox.slack_standin import SlackStandIn
 from storage.models import ApiKey, AuditEvent
-from tests.e2e import ALICE, TEAM, all_text, register_directly, register_values
+from tests.e2e import ALICE, TEAM, all_text, bot_client, register_directly, register_values
 from tests.factories import random_api_key
 from tests.slack_requests import (
-    SIGNING_SECRET,
-    BotClient,
     block_action,
     event_callback,
     slash_command,
@@ -152,11 +150,6 @@ def _said(stack, response, url: str | None) -> str:
     assert stack.wait_idle(timeout=20), "the bot kept working"
     later = [c.params for c in stack.slack.calls if url and c.params.get("_response_url") == url]
     return all_text(response.json() if response.text.strip() else {}) + all_text(later)
-
-
-@pytest.fixture
-def client(stack) -> BotClient:
-    return BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack)
 
 
 # --- 1. the hole: a form from another workspace that names ours as the installed one ------------
@@ -284,7 +277,7 @@ def grid_stack(make_stack):
 
 
 def test_a_command_from_another_organisation_is_refused(grid_stack):
-    client = BotClient(grid_stack.url, secret=SIGNING_SECRET, slack=grid_stack.slack)
+    client = bot_client(grid_stack)
     url = grid_stack.slack.response_url(command=True)
     response = client.post(_form(slash_command("list", response_url=url), enterprise_id="E0OTHER"))
     said = _said(grid_stack, response, url)
@@ -298,7 +291,7 @@ def test_grid_shapes_with_absent_or_enterprise_fields_keep_working(grid_stack):
     click whose ``user.team_id`` is the organisation's ``E`` id; a form from an org-wide
     install whose ``team`` is null. Each acts in T0TEST, and the key lands there."""
     stack = grid_stack
-    client = BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack)
+    client = bot_client(stack)
     url = stack.slack.response_url(command=True)
     response = client.post(_form(slash_command("help", response_url=url), enterprise_id=GRID))
     assert "another Slack workspace" not in _said(stack, response, url)

@@ -32,8 +32,8 @@ HEAD = "Daily activity review"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(alert_channel=ALERTS)
+def stack_settings() -> dict[str, object]:
+    return dict(alert_channel=ALERTS)
 
 
 def _ms(moment: datetime) -> int:

@@ -496,8 +496,8 @@ def test_only_the_bots_own_checkpoint_messages_count():
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(admin_user_ids=ADMIN, alert_channel=ALERTS)
+def stack_settings() -> dict[str, object]:
+    return dict(admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 @pytest.fixture

@@ -33,17 +33,13 @@ from bot.binance import (
     RateLimits,
     Tier,
     WeightBudget,
+    shared_limits,
 )
 from bot.sandbox.binance_simulator import BinanceSimulator
+from tests.clocks import MovableClock
 from tests.factories import TRADE, WITHDRAW
 
 RESTRICTIONS = "/sapi/v1/account/apiRestrictions"
-
-
-@pytest.fixture
-def sim() -> Iterator[BinanceSimulator]:
-    with BinanceSimulator() as simulator:
-        yield simulator
 
 
 @pytest.fixture
@@ -392,6 +388,29 @@ def test_418_bans_every_call_without_sending(sim, gateway):
     assert len(sim.request_log) == count
 
 
+def test_the_shared_limits_follow_an_injected_clock_so_a_ban_passes_without_waiting(sim):
+    """A process's limits (one set per /api limit) take a clock when first made: tests move
+    time past a ban instead of sleeping through it. The ban itself behaves as above."""
+    clock = MovableClock()
+    limit = 5987  # a limit of this test's own: the shared set is made here, with this clock
+    limits = shared_limits(limit, clock=clock)
+    assert shared_limits(limit) is limits  # later callers share it, clock and all
+    key = sim.add_key()
+    sim.retry_after_seconds = 600
+    sim.inject_fault("418")
+    with BinanceGateway(sim.url, timeout=1.0, weight_limit=limit) as gateway:
+        with pytest.raises(IpBanned):
+            gateway.api_restrictions(creds(key))
+        clock.advance(599)
+        with pytest.raises(IpBanned):
+            gateway.api_restrictions(creds(key))  # not a second early
+        started = time.monotonic()
+        clock.advance(2)
+        assert gateway.api_restrictions(creds(key)).enable_reading
+    assert time.monotonic() - started < 5  # ten minutes passed in no time
+    assert [r.status for r in sim.request_log if r.path == RESTRICTIONS] == [418, 200]
+
+
 @pytest.mark.parametrize("kind", ["500", "502", "503"])
 def test_server_errors_are_unavailable(sim, gateway, kind):
     sim.inject_fault(kind)
@@ -511,12 +530,13 @@ def test_a_patient_check_of_more_keys_than_one_window_allows_paces_itself():
     impatient check of the same keys reports the excess as rate limited, sending nothing."""
     with BinanceSimulator() as sim:
         keys = [creds(sim.add_key()) for _ in range(25)]
-        budget = WeightBudget(limit=10, safety=1.0, window_seconds=0.5, max_wait=0.05)
+        clock = MovableClock()
+        budget = WeightBudget(limit=10, safety=1.0, window_seconds=0.5, max_wait=0.05, clock=clock)
         with BinanceGateway(sim.url, timeout=1.0, max_workers=8, budget=budget) as gateway:
             hasty = gateway.check_many(keys)
             assert 0 < sum(r.ok for r in hasty) < len(keys)
             assert all(isinstance(r.error, RateLimited) for r in hasty if not r.ok)
-            threading.Event().wait(0.6)  # the window empties
+            clock.advance(0.6)  # the window empties
             started = time.monotonic()
             paced = gateway.check_many(keys, patience=5.0)
             took = time.monotonic() - started

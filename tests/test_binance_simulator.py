@@ -3,6 +3,7 @@ all three key types, Binance's error codes, recvWindow, rate limits, faults and 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import math
 import os
@@ -11,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,12 +38,6 @@ DEPOSIT_FIELDS = (
     *("id", "amount", "coin", "network", "status", "address", "addressTag", "txId"),
     *("insertTime", "transferType", "confirmTimes", "unlockConfirm", "walletType"),
 )
-
-
-@pytest.fixture
-def sim() -> Iterator[BinanceSimulator]:
-    with BinanceSimulator() as simulator:
-        yield simulator
 
 
 def make_client(
@@ -399,6 +393,40 @@ def test_latency_is_applied_concurrently(sim):
 
     assert min(durations) >= 0.2
     assert elapsed < 1.5  # one after the other would take at least 2 s
+
+
+def test_a_request_can_be_awaited_while_latency_holds_its_answer(sim):
+    """Tests wait for the request itself instead of sleeping against a latency: a request is
+    logged (and ``wait_for_request`` returns) when it arrives, before the latency delays it."""
+    key = sim.add_key()
+    sim.latency = 3.0
+    already = len(sim.request_log)
+    client = make_client(sim, key)
+
+    def ask() -> None:
+        with contextlib.suppress(requests.exceptions.RequestException):
+            client.get_account_api_permissions()  # cut short by stop() below
+
+    caller = threading.Thread(target=ask)
+    started = time.monotonic()
+    caller.start()
+    try:
+        arrived = sim.wait_for_request(
+            lambda r: r.path == "/sapi/v1/account/apiRestrictions", after=already, timeout=10
+        )
+        assert time.monotonic() - started < 2.5  # seen on arrival, not after the latency
+        assert arrived.api_key == key.api_key and arrived.status == 200
+        assert caller.is_alive()  # its answer is still being held back
+    finally:
+        sim.latency = 0.0
+        sim.stop()  # wakes the request sleeping in its latency
+        caller.join(10)
+
+
+def test_waiting_for_a_request_that_never_comes_says_what_did(sim):
+    make_client(sim).ping()
+    with pytest.raises(AssertionError, match="/api/v3/ping"):
+        sim.wait_for_request(lambda r: r.path == "/never", timeout=0.2)
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(sim):

@@ -31,7 +31,6 @@ import boto3
 import pytest
 import requests
 import sqlalchemy as sa
-from moto.server import ThreadedMotoServer
 from sqlmodel import Session, select
 
 from bot.bootstrap import configure_logging
@@ -48,7 +47,6 @@ from storage.models import (
 )
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly, register_sim_key
 from tests.factories import TRADE
-from tests.test_kms import aws_env  # noqa: F401 - the fixture: dummy AWS credentials only
 from tests.test_rotation import _submit_rotation
 from tests.test_secret_leak_scan import Canary, find_leaks
 
@@ -59,18 +57,6 @@ SECRET_WRITES = ("secretsmanager.PutSecretValue", "secretsmanager.CreateSecret")
 
 
 # --- AWS Secrets Manager: moto behind a recording proxy ----------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @dataclass
@@ -90,7 +76,7 @@ class AwsProxy:
 
 
 @pytest.fixture
-def aws(moto_url, aws_env) -> Iterator[AwsProxy]:  # noqa: F811 - the imported fixture
+def aws(moto_url, aws_env) -> Iterator[AwsProxy]:
     proxy = AwsProxy(upstream=moto_url)
 
     class Handler(BaseHTTPRequestHandler):

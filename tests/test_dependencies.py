@@ -23,7 +23,6 @@ from bot.binance.budget import WeightBudget
 from bot.binance.errors import ForbiddenEndpoint
 from bot.binance.read_only_client import ReadOnlyClient
 from bot.binance.transport import KeyType, Transport, load_private_key
-from bot.sandbox.binance_simulator import BinanceSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -279,12 +278,6 @@ def test_python_binance_still_has_the_public_reads_the_adapter_calls():
         name for name in PUBLIC_READS if not callable(getattr(binance.client.Client, name, None))
     ]
     assert not missing, f"{BROKEN}Client no longer has {', '.join(missing)}()"
-
-
-@pytest.fixture
-def sim() -> Iterator[BinanceSimulator]:
-    with BinanceSimulator() as simulator:
-        yield simulator
 
 
 @pytest.mark.parametrize("name", [*PUBLIC_READS, "get_withdraw_address_list"])

@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from bot.binance import shared_limits
 from bot.ids import Action, Block, Callback
 from bot.job_queue.kinds import JobKind
 from bot.job_queue.scheduler import FixedClock
@@ -40,6 +41,7 @@ from storage.models import (
     StatusReportRecord,
     utcnow,
 )
+from tests.clocks import MovableClock
 from tests.e2e import (
     ALICE,
     TEAM,
@@ -65,15 +67,24 @@ _weight_limits = itertools.count(7001)
 
 
 @pytest.fixture
-def start(make_stack):
+def budget_clock() -> MovableClock:
+    """The clock of the Binance budgets of this test's stacks: a ban or a 429 pause passes
+    when the test moves it (``_wait_unbanned``), not after seconds of real waiting."""
+    return MovableClock()
+
+
+@pytest.fixture
+def start(make_stack, budget_clock):
     """``start(**overrides)``: a stack with this file's settings and fault timings."""
 
     def start(**overrides) -> LocalStack:
+        weight_limit = next(_weight_limits)
+        shared_limits(weight_limit, clock=budget_clock)  # the stack's gateway takes these
         settings = {
             "alert_channel": ALERTS,
             "admin_user_ids": ADMIN,
             "binance_timeout_seconds": 0.5,
-            "binance_weight_limit": next(_weight_limits),
+            "binance_weight_limit": weight_limit,
             "default_rotation_days": 30,
             # Registering plans the daily drift check a day ahead; tests here that move the
             # clock past a day must not have it run (and meet their injected Binance fault)
@@ -170,12 +181,11 @@ def _posts(stack, fragment: str = "", *, ok: bool = True) -> list:
     ]
 
 
-def _wait_unbanned(stack) -> None:
+def _wait_unbanned(stack, budget_clock: MovableClock) -> None:
+    """Move the budgets' clock past any ban or 429 pause (the simulator's Retry-After)."""
     budget = stack.services.gateway.budget
-    deadline = time.monotonic() + 5
-    while budget.banned_until is not None or not budget.wait_for_pause(0):
-        assert time.monotonic() < deadline, "the Binance ban did not lift"
-        time.sleep(0.05)
+    budget_clock.advance(stack.simulator.retry_after_seconds + 1)
+    assert budget.banned_until is None and budget.wait_for_pause(0), "the ban did not lift"
 
 
 # Faults of one request. A 418 is different: it bans the whole IP (see the ban test below).
@@ -245,7 +255,7 @@ def test_status_429_with_a_long_retry_after_is_unknown_and_says_when_to_retry(st
     assert len(stack.simulator.request_log) == sent
 
 
-def test_status_during_an_ip_ban_sends_nothing_and_recovers_when_it_lifts(stack):
+def test_status_during_an_ip_ban_sends_nothing_and_recovers_when_it_lifts(stack, budget_clock):
     register_directly(stack, "bot")
     register_directly(stack, "other")
     stack.simulator.retry_after_seconds = 3
@@ -258,7 +268,7 @@ def test_status_during_an_ip_ban_sends_nothing_and_recovers_when_it_lifts(stack)
     _clean(text)
     assert "2 keys: 2 unknown" in text and "temporarily banned" in text and "other" in text
     assert len(stack.simulator.request_log) == sent  # banned: not a byte sent
-    _wait_unbanned(stack)
+    _wait_unbanned(stack, budget_clock)
     _, url = _command(stack, "status all")
     assert "unknown" not in all_text(_reply(stack, url))
 
@@ -322,7 +332,9 @@ def _assert_untouched(stack, old_api_key: str) -> None:
         ("418", 1, "temporarily banned"),
     ],
 )
-def test_rotation_whose_new_key_cannot_be_checked_stores_nothing(stack, kind, count, reason):
+def test_rotation_whose_new_key_cannot_be_checked_stores_nothing(
+    stack, kind, count, reason, budget_clock
+):
     registered, old = register_directly(stack, "bot")
     new = stack.simulator.add_key(ip_restrict=True)
     stack.simulator.inject_fault(kind, count=count, path=RESTRICTIONS)
@@ -336,7 +348,7 @@ def test_rotation_whose_new_key_cannot_be_checked_stores_nothing(stack, kind, co
     _assert_untouched(stack, old.api_key)
     assert stack.wait_idle()
     assert _posts(stack) == []
-    _wait_unbanned(stack)
+    _wait_unbanned(stack, budget_clock)
     # nothing half-written stands in the way: the same new key is accepted once Binance answers
     again = _submit_rotation(stack, registered.key_id, new)
     assert again.json().get("response_action") == "update", again.text
@@ -344,7 +356,9 @@ def test_rotation_whose_new_key_cannot_be_checked_stores_nothing(stack, kind, co
 
 
 @pytest.mark.parametrize("kind", ["timeout", "503", "418"])
-def test_old_key_probe_failing_keeps_the_rotation_in_progress_and_probes_again(stack, kind):
+def test_old_key_probe_failing_keeps_the_rotation_in_progress_and_probes_again(
+    stack, kind, budget_clock
+):
     registered, old = register_directly(stack, "bot")
     new = stack.simulator.add_key(ip_restrict=True)
     assert _submit_rotation(stack, registered.key_id, new).json()["response_action"] == "update"
@@ -364,7 +378,7 @@ def test_old_key_probe_failing_keeps_the_rotation_in_progress_and_probes_again(s
     assert pending.due_at > clock.now() and pending.payload["attempt"] == 1
     assert _posts(stack, "Rotation of") == [] and _posts(stack, "still works") == []
     assert _audit(stack, "key.rotate_complete") == 0
-    _wait_unbanned(stack)
+    _wait_unbanned(stack, budget_clock)
     clock.current = pending.due_at
     stack.tick(clock, times=3)
     assert _key(stack).status == KeyStatus.ACTIVE.value
@@ -398,7 +412,7 @@ def _incident(stack) -> Incident:
 
 
 @pytest.mark.parametrize("kind", ["timeout", "503", "418"])
-def test_failing_incident_probe_is_not_a_rejection_and_shreds_nothing(stack, kind):
+def test_failing_incident_probe_is_not_a_rejection_and_shreds_nothing(stack, kind, budget_clock):
     _, sim_key = register_directly(stack, "bot")
     incident = _raise_incident(stack)
     stack.simulator.inject_fault(kind, count=1, path=RESTRICTIONS)
@@ -418,7 +432,7 @@ def test_failing_incident_probe_is_not_a_rejection_and_shreds_nothing(stack, kin
     assert not any("rejects the key from" in u or "still accepts" in u for u in updates)
     # once Binance answers again, the rejection is recorded (the secret stays until the close)
     stack.simulator.delete_key(sim_key.api_key)
-    _wait_unbanned(stack)
+    _wait_unbanned(stack, budget_clock)
     clock.current = pending.due_at
     stack.tick(clock, times=2)
     key = _key(stack)

@@ -13,15 +13,15 @@ from storage.models import KeyPurpose, utcnow
 from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
 from tests.factories import WITHDRAW
 from tests.payloads import menu_choices, styles
-from tests.slack_requests import SIGNING_SECRET, BotClient, block_action
+from tests.slack_requests import block_action
 
 ADMIN = "U0BOSS"
 ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(admin_user_ids=ADMIN, alert_channel=ALERTS)
+def stack_settings() -> dict[str, object]:
+    return dict(admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def team(stack):
     )
     register_directly(stack, "old-bot", now=utcnow() - timedelta(days=120))
     register_directly(stack, "bob-dashboard", owner=BOB)
-    client = BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack)
+    client = bot_client(stack)
     assert client.command("compromised bob-dashboard", user_id=BOB).status_code == 200
     stack.slack.wait_for("chat.postMessage", predicate=lambda c: c.params["channel"] == ALERTS)
     return stack

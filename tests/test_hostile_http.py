@@ -33,13 +33,12 @@ from tests.e2e import (
     TEAM,
     all_text,
     audit_verdict,
+    bot_client,
     register_directly,
     register_values,
     wait_until,
 )
 from tests.slack_requests import (
-    SIGNING_SECRET,
-    BotClient,
     block_action,
     menu_choice,
     sign,
@@ -54,13 +53,8 @@ OTHER_TEAM = "T0OTHER"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(admin_user_ids=ADMIN, alert_channel=ALERTS)
-
-
-@pytest.fixture
-def client(stack) -> BotClient:
-    return BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack)
+def stack_settings() -> dict[str, object]:
+    return dict(admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 @pytest.fixture
@@ -644,7 +638,7 @@ def test_audit_verify_reports_rows_without_a_proper_hash(any_stack, tampering):
     from storage.models import utcnow
 
     stack = any_stack
-    client = BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack)
+    client = bot_client(stack)
     register_directly(stack, "alices-key", owner=ALICE)
     _, verdict = audit_verdict(stack, ADMIN)
     assert "properly chained" in verdict

@@ -43,9 +43,9 @@ from storage.models import (
     utcnow,
 )
 from tests.conftest import start_test_stack
-from tests.e2e import ALICE, BOB, register_sim_key, wait_until
+from tests.e2e import ALICE, BOB, bot_client, register_sim_key, wait_until
 from tests.factories import make_due
-from tests.slack_requests import SIGNING_SECRET, BotClient
+from tests.slack_requests import BotClient
 
 ADMIN = "U0ADMIN"
 VICTIM = "U0VICTIM"  # nobody the bot would ever mention on its own
@@ -352,7 +352,7 @@ def world(tmp_path_factory) -> Iterator[World]:
     with start_test_stack(
         workdir, users=(ALICE, BOB, VICTIM), admin_user_ids=ADMIN, alert_channel=ALERTS
     ) as stack:
-        world = World(stack, BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack))
+        world = World(stack, bot_client(stack))
         with stack.services.engine.connect() as connection:
             world.tables_before = set(sa.inspect(connection).get_table_names())
         _register_all(world)
@@ -424,7 +424,7 @@ def refusals(tmp_path_factory) -> Iterator[LocalStack]:
 
 
 def _attempt(stack: LocalStack, *, label: str = "fine-label", account: str = "main") -> dict:
-    client = BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack)
+    client = bot_client(stack)
     sim_key = stack.simulator.add_key(ip_restrict=True)
     asked_binance = len(stack.simulator.request_log)
     response = register_sim_key(stack, client, sim_key, label=label, account=account)

@@ -3,8 +3,6 @@ stand-in and the Binance simulator (issue 16, item 3)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlmodel import Session, select
 
@@ -31,8 +29,8 @@ ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(alert_channel=ALERTS, admin_user_ids=ADMIN, users=(ALICE, BOB, CAROL))
+def stack_settings() -> dict[str, object]:
+    return dict(alert_channel=ALERTS, admin_user_ids=ADMIN, users=(ALICE, BOB, CAROL))
 
 
 def _raise(stack, label="bot", user=ALICE) -> Incident:
@@ -404,12 +402,15 @@ def test_a_key_removed_while_binance_is_asked_does_not_come_back(stack):
     register_directly(stack, "bot")
     incident = _raise(stack)
     stack.simulator.latency = 2.5  # Binance slow: the modal shows "checking" first
+    asked_before = len(stack.simulator.request_log)
     answer = {}
     closing = threading.Thread(
         target=lambda: answer.update(r=_close(stack, incident.id, outcome=FALSE_ALARM))
     )
     closing.start()
-    time.sleep(0.5)
+    # Remove the key while Binance is being asked: once the question has reached the simulator,
+    # whose latency holds the answer back (no fixed sleep that may end before or after it).
+    stack.simulator.wait_for_request(after=asked_before, timeout=15)
     remove_key(
         engine=stack.services.engine,
         actor=Actor(user_id=ADMIN, team_id="T0TEST", is_admin=True),

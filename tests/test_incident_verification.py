@@ -45,8 +45,8 @@ FALSE_ALARM = IncidentOutcome.FALSE_ALARM.value
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(alert_channel=ALERTS, admin_user_ids=ADMIN, users=(ALICE, CAROL))
+def stack_settings() -> dict[str, object]:
+    return dict(alert_channel=ALERTS, admin_user_ids=ADMIN, users=(ALICE, CAROL))
 
 
 def _raise(stack, *, by: str = CAROL) -> Incident:

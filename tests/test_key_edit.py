@@ -10,22 +10,16 @@ from sqlmodel import Session, select
 
 from bot.job_queue.scheduler import FixedClock
 from storage.models import ApiKey, AuditEvent, BinanceAccount, KeyPurpose, utcnow
-from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
+from tests.e2e import ALICE, BOB, all_text, register_directly
 from tests.factories import TRADE
-from tests.slack_requests import BotClient
 
 ADMIN = "U0ADMIN"
 ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(alert_channel=ALERTS, admin_user_ids=ADMIN, default_rotation_days=30)
-
-
-@pytest.fixture
-def client(stack) -> BotClient:
-    return BotClient(bot_client(stack).url.removesuffix("/slack/events"), slack=stack.slack)
+def stack_settings() -> dict[str, object]:
+    return dict(alert_channel=ALERTS, admin_user_ids=ADMIN, default_rotation_days=30)
 
 
 def _edit(stack, client, text: str, *, user: str = ADMIN) -> str:

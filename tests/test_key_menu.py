@@ -13,20 +13,14 @@ from storage.models import ApiKey, Incident, KeyPurpose, KeyStatus
 from tests.e2e import ALICE, BOB, all_text, register_directly, wait_until
 from tests.factories import WITHDRAW
 from tests.payloads import menu_choices, styles
-from tests.slack_requests import SIGNING_SECRET, BotClient
 
 ADMIN = "U0ADMIN"
 ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(admin_user_ids=ADMIN, alert_channel=ALERTS)
-
-
-@pytest.fixture
-def client(stack) -> BotClient:
-    return BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack)
+def stack_settings() -> dict[str, object]:
+    return dict(admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 def _reply(stack, url: str, count: int = 1) -> dict:

@@ -26,8 +26,8 @@ ADMIN = "U0ADMIN"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(admin_user_ids=ADMIN)
+def stack_settings() -> dict[str, object]:
+    return dict(admin_user_ids=ADMIN)
 
 
 def _generate(client, *, label: str, algorithm: KeyAlgorithm = KeyAlgorithm.ED25519, **kw):

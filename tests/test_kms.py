@@ -27,7 +27,6 @@ import boto3
 import pytest
 import requests
 import sqlalchemy as sa
-from moto.server import ThreadedMotoServer
 from sqlmodel import Session, SQLModel, col, select
 
 from bot.bootstrap import configure_logging, open_storage
@@ -49,6 +48,7 @@ from storage.db import make_engine, migrate, session_scope
 from storage.kms import kms_master_key, kms_ring_id
 from storage.master_keys import VaultError, reencrypt_all, retire_key
 from storage.models import ApiKey, AuditKey, CryptoCanary, KeyPurpose, KeyType
+from tests.conftest import AWS_TEST_ENV
 from tests.e2e import TEAM, bot_client, register_sim_key
 from tests.factories import random_api_key, stored_key
 
@@ -57,48 +57,6 @@ SECRET = "kms-sealed-secret-" + "q" * 46
 
 
 # --- the local KMS --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def kms_url() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the server's access log
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-AWS_TEST_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-@pytest.fixture
-def aws_env(monkeypatch, tmp_path) -> dict[str, str]:
-    """Dummy credentials, and nothing of the machine's own AWS configuration."""
-    for name in (
-        "AWS_SESSION_TOKEN",
-        "AWS_PROFILE",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_KMS",
-        "MASTER_KMS_KEY_ID",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    env = {
-        **AWS_TEST_ENV,
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
 
 
 @dataclass
@@ -113,13 +71,13 @@ class Kms:
 
 
 @pytest.fixture
-def kms(kms_url, aws_env) -> Kms:
+def kms(moto_url, aws_env) -> Kms:
     """A fresh KMS key of its own, reachable by a fresh alias."""
-    admin = boto3.client("kms", region_name=REGION, endpoint_url=kms_url)
+    admin = boto3.client("kms", region_name=REGION, endpoint_url=moto_url)
     key_id = admin.create_key(Description="apikey-bot test")["KeyMetadata"]["KeyId"]
     alias = f"alias/apikey-bot-{uuid.uuid4().hex[:10]}"
     admin.create_alias(AliasName=alias, TargetKeyId=key_id)
-    return Kms(url=kms_url, admin=admin, key_id=key_id, alias=alias)
+    return Kms(url=moto_url, admin=admin, key_id=key_id, alias=alias)
 
 
 def _free_port() -> int:

@@ -40,7 +40,6 @@ from storage.models import (
 from tests.e2e import (
     ALICE,
     all_text,
-    bot_client,
     register_directly,
     register_sim_key,
     submit_registration,
@@ -71,13 +70,8 @@ EVERY_FLAG = [*DOCUMENTED, NEW_FLAG]
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(alert_channel=ALERTS, admin_user_ids=ADMIN)
-
-
-@pytest.fixture
-def client(stack):
-    return bot_client(stack)
+def stack_settings() -> dict[str, object]:
+    return dict(alert_channel=ALERTS, admin_user_ids=ADMIN)
 
 
 def _sim_key(stack, flags: dict[str, bool], *, ip_restrict: bool = True):

@@ -50,8 +50,8 @@ def pagerduty():
 
 
 @pytest.fixture
-def stack(make_stack, pagerduty):
-    return make_stack(
+def stack_settings(pagerduty) -> dict[str, object]:
+    return dict(
         pagerduty_routing_key=ROUTING_KEY,
         pagerduty_events_url=pagerduty.events_url,
         admin_user_ids=ALICE,

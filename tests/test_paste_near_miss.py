@@ -12,8 +12,7 @@ from sqlmodel import Session, select
 from bot.commands import SecretInText, label_problem, parse_command
 from bot.secret_shapes import SecretKind, find_secret_shape
 from storage.models import AuditEvent
-from tests.e2e import SIGNING_SECRET, all_text, register_sim_key
-from tests.slack_requests import BotClient
+from tests.e2e import all_text, register_sim_key
 
 # A made-up Binance-shaped key (64 characters: upper, lower, digits), not a real one.
 KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
@@ -81,11 +80,6 @@ def test_a_long_hex_digest_that_is_not_64_characters_is_not_a_key():
 )
 def test_links_with_long_ids_are_not_taken_for_secrets(message):
     assert find_secret_shape(message) is None
-
-
-@pytest.fixture
-def client(stack):
-    return BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack)
 
 
 def _refusals(stack) -> list[AuditEvent]:

@@ -18,8 +18,8 @@ ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(alert_channel=ALERTS, admin_user_ids=ADMIN, default_rotation_days=30)
+def stack_settings() -> dict[str, object]:
+    return dict(alert_channel=ALERTS, admin_user_ids=ADMIN, default_rotation_days=30)
 
 
 def _posts_after(stack, clock, count_before: int) -> list[str]:

@@ -19,14 +19,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
 import requests
 import sqlalchemy as sa
-from moto.server import ThreadedMotoServer
 
 from bot.config import ConfigError, load_settings
 from bot.sandbox.binance_simulator import BinanceSimulator
@@ -111,20 +109,8 @@ class HangingRelay:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
-@pytest.fixture(scope="module")
-def kms_url() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def kms_alias(kms_url, monkeypatch, tmp_path) -> str:
+def kms_alias(moto_url, monkeypatch, tmp_path) -> str:
     """A fresh KMS key behind a fresh alias, with dummy credentials and none of the machine's
     own AWS configuration."""
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS"):
@@ -137,18 +123,18 @@ def kms_alias(kms_url, monkeypatch, tmp_path) -> str:
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
     }.items():
         monkeypatch.setenv(name, value)
-    admin = boto3.client("kms", region_name=REGION, endpoint_url=kms_url)
+    admin = boto3.client("kms", region_name=REGION, endpoint_url=moto_url)
     key_id = admin.create_key(Description="apikey-bot probes")["KeyMetadata"]["KeyId"]
     alias = f"alias/apikey-bot-{uuid.uuid4().hex[:10]}"
     admin.create_alias(AliasName=alias, TargetKeyId=key_id)
     return alias
 
 
-def _reseal_canary(stack, *, alias: str, kms_url: str) -> None:
+def _reseal_canary(stack, *, alias: str, moto_url: str) -> None:
     """Seal the KMS key's canary again with a fresh data key, as another replica's start-up
     could: the bot has not seen that data key, so opening the canary must ask KMS (as it must
     once the bot's 5-minute data-key cache has expired)."""
-    ring = KeyRing([kms_master_key(key_ref=alias, region=REGION, endpoint_url=kms_url)])
+    ring = KeyRing([kms_master_key(key_ref=alias, region=REGION, endpoint_url=moto_url)])
     key_id = ring.active.key_id
     context = f"canary:{key_id}"  # storage.master_keys's canary context
     engine = stack.services.engine
@@ -169,10 +155,10 @@ def _timed_get(url: str, timeout: float = 5.0) -> tuple[float, requests.Response
     return time.monotonic() - started, response
 
 
-def test_readiness_answers_at_once_while_kms_hangs(make_stack, kms_url, kms_alias):
+def test_readiness_answers_at_once_while_kms_hangs(make_stack, moto_url, kms_alias):
     """Before: with KMS hanging, each /readyz held a worker thread while boto retried under a
     lock, a failure was never remembered, and 20 anonymous calls left no worker for Slack."""
-    host, port = kms_url.removeprefix("http://").split(":")
+    host, port = moto_url.removeprefix("http://").split(":")
     relay = HangingRelay((host, int(port))).start()
     try:
         stack = make_stack(
@@ -182,7 +168,7 @@ def test_readiness_answers_at_once_while_kms_hangs(make_stack, kms_url, kms_alia
             readiness_check_interval_seconds=1,
             readiness_check_timeout_seconds=1,
         )
-        _reseal_canary(stack, alias=kms_alias, kms_url=kms_url)
+        _reseal_canary(stack, alias=kms_alias, moto_url=moto_url)
         relay.hang()
         with ThreadPoolExecutor(max_workers=20) as pool:
             answers = list(pool.map(lambda _: _timed_get(stack.url + "/readyz"), range(20)))

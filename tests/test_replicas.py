@@ -21,19 +21,10 @@ from bot.services.reminder_plan import plan_reminders
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate, session_scope
 from storage.models import utcnow
-from tests.conftest import create_postgres_database, drop_postgres_database, require_postgres
 from tests.factories import stored_key
 
 pytestmark = pytest.mark.postgres
 REMINDERS = 1000
-
-
-@pytest.fixture
-def pg_url():
-    require_postgres()
-    url = create_postgres_database()
-    yield url
-    drop_postgres_database(url)
 
 
 def _seed(url: str, ring: KeyRing, count: int) -> None:

@@ -23,8 +23,8 @@ ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(alert_channel=ALERTS)
+def stack_settings() -> dict[str, object]:
+    return dict(alert_channel=ALERTS)
 
 
 def _deliver_twice(stack, body: str) -> tuple:

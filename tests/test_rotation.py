@@ -14,7 +14,7 @@ from bot.ids import Action, Block, Callback
 from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.requests import rotate_form_values
 from storage.models import ApiKey, KeyStatus, Rotation, ScheduledJob, utcnow
-from tests.e2e import ALICE, BOB, all_text, bot_client, register_directly
+from tests.e2e import ALICE, BOB, all_text, register_directly
 from tests.factories import TRADE, WITHDRAW
 from tests.slack_requests import block_action, slash_command, view_submission
 
@@ -23,13 +23,8 @@ ALERTS = "C0ALERTS"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(alert_channel=ALERTS, admin_user_ids=ADMIN, default_rotation_days=30)
-
-
-@pytest.fixture
-def client(stack):
-    return bot_client(stack)
+def stack_settings() -> dict[str, object]:
+    return dict(alert_channel=ALERTS, admin_user_ids=ADMIN, default_rotation_days=30)
 
 
 def _register(stack, label="bot", *, owner=ALICE, now=None, permissions=None, key_type="HMAC"):

@@ -28,7 +28,6 @@ from bot.services.reminder_plan import plan_reminders
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, session_scope
 from storage.models import ApiKey, Incident, IncidentStep, utcnow
-from tests.conftest import create_postgres_database, drop_postgres_database, require_postgres
 from tests.e2e import ALICE, BOB, all_text, register_values, wait_until
 from tests.factories import stored_key
 from tests.slack_requests import SIGNING_SECRET, BotClient, view_submission
@@ -40,14 +39,6 @@ ALERTS = "C0ALERTS"
 RAISED_IN = "C0GENERAL"
 CAROL = "U0CAROL"
 ADMIN = "U0BOSS"
-
-
-@pytest.fixture
-def pg_url():
-    require_postgres()
-    url = create_postgres_database()
-    yield url
-    drop_postgres_database(url)
 
 
 def _free_port() -> int:

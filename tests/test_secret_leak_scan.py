@@ -59,9 +59,18 @@ from storage.models import (
     KeyType,
     utcnow,
 )
-from tests.e2e import ALICE, BOB, TEAM, all_text, register_sim_key, submit_registration, wait_until
+from tests.e2e import (
+    ALICE,
+    BOB,
+    TEAM,
+    all_text,
+    bot_client,
+    register_sim_key,
+    submit_registration,
+    wait_until,
+)
 from tests.factories import TRADE, make_due, random_api_key
-from tests.slack_requests import SIGNING_SECRET, BotClient
+from tests.slack_requests import BotClient
 
 ADMIN = "U0ADMIN"
 ALERTS = "C0ALERTS"
@@ -328,9 +337,9 @@ def wire_sim() -> Iterator[_WireSimulator]:
 
 
 @pytest.fixture
-def stack(wire_sim, make_stack) -> LocalStack:
+def stack_settings(wire_sim) -> dict[str, object]:
     """A bot that talks to the wire-recording simulator."""
-    return make_stack(simulator=wire_sim, admin_user_ids=ADMIN, alert_channel=ALERTS)
+    return dict(simulator=wire_sim, admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 @pytest.fixture
@@ -692,7 +701,7 @@ def test_no_secret_leaves_the_vault_during_a_run_of_every_command(
 ):
     run = Run(
         stack=stack,
-        client=BotClient(stack.url, secret=SIGNING_SECRET, slack=stack.slack),
+        client=bot_client(stack),
         sim=wire_sim,
         answers=[],
         keys={},

@@ -35,14 +35,12 @@ from storage.models import ApiKey, AuditEvent, CredentialDelivery, utcnow
 from tests.e2e import BOB, bot_client, register_directly, register_sim_key
 from tests.factories import TRADE
 from tests.slack_requests import SIGNING_SECRET
-from tests.test_credential_delivery import (  # noqa: F401 - fixtures: moto, its proxy, AWS env
+from tests.test_credential_delivery import (  # noqa: F401 - the fixture `aws`: moto behind its proxy
     ADMIN,
     _aws_stack,
     _command,
     _secrets,
     aws,
-    aws_env,
-    moto_url,
 )
 from tests.test_entrypoint import _env, _free_port, _wait_healthy
 from tests.test_rotation import _submit_rotation
@@ -223,7 +221,7 @@ def test_a_key_keeps_its_earlier_file_and_a_label_equal_to_it_is_refused(
 def test_a_slash_in_an_account_or_a_label_never_shares_an_aws_secret(
     make_stack,
     aws,  # noqa: F811 - the imported fixture
-    moto_url,  # noqa: F811
+    moto_url,
 ):
     stack = _aws_stack(make_stack, aws, sink_default="aws")
     client = bot_client(stack)
@@ -261,7 +259,7 @@ def test_a_slash_in_an_account_or_a_label_never_shares_an_aws_secret(
 def test_a_secret_two_keys_shared_before_stays_with_the_first(
     make_stack,
     aws,  # noqa: F811 - the imported fixture
-    moto_url,  # noqa: F811
+    moto_url,
     database_url,
 ):
     stack = _aws_stack(make_stack, aws, database_url=database_url)

@@ -29,11 +29,6 @@ from tests.factories import TRADE, WITHDRAW, random_api_key
 from tests.slack_requests import block_action, sign, slash_command
 
 
-@pytest.fixture
-def client(stack):
-    return bot_client(stack)
-
-
 def _keys(stack) -> list[ApiKey]:
     with Session(stack.services.engine) as session:
         return list(session.exec(select(ApiKey)).all())
@@ -407,7 +402,7 @@ def test_status_is_one_message_with_no_placeholder_left_above_it(stack):
     ``shown_at``): the ack is empty and the report is the only message the person sees."""
     import json
 
-    from tests.e2e import bot_client, register_directly
+    from tests.e2e import register_directly
 
     register_directly(stack, "alpha")
     client = bot_client(stack)

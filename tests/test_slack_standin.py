@@ -51,7 +51,7 @@ def slack():
 
 
 @pytest.fixture
-def client(slack) -> WebClient:
+def web_client(slack) -> WebClient:
     return WebClient(base_url=slack.url, token=TOKEN)
 
 
@@ -64,10 +64,10 @@ def test_url_is_a_web_api_base_url_on_a_free_local_port(slack):
         assert other.url != slack.url  # port 0: stand-ins never collide
 
 
-def test_post_message_is_recorded_with_its_blocks_decoded(slack, client):
+def test_post_message_is_recorded_with_its_blocks_decoded(slack, web_client):
     blocks = [SectionBlock(text="*hello*"), DividerBlock()]
-    first = client.chat_postMessage(channel="C0GENERAL", text="hello", blocks=blocks)
-    second = client.chat_postMessage(channel="C0GENERAL", text="again")
+    first = web_client.chat_postMessage(channel="C0GENERAL", text="hello", blocks=blocks)
+    second = web_client.chat_postMessage(channel="C0GENERAL", text="again")
     assert first["ok"] and first["channel"] == "C0GENERAL"
     assert first["ts"] == "1700000000.000100" and float(second["ts"]) > float(first["ts"])
     assert first["message"]["text"] == "hello" and first["message"]["bot_id"]
@@ -78,9 +78,11 @@ def test_post_message_is_recorded_with_its_blocks_decoded(slack, client):
     assert call.params["channel"] == "C0GENERAL" and call.params["text"] == "hello"
 
 
-def test_form_encoded_json_fields_are_decoded_and_the_token_kept_out_of_params(slack, client):
+def test_form_encoded_json_fields_are_decoded_and_the_token_kept_out_of_params(slack, web_client):
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "form"}}]
-    client.api_call("chat.postMessage", data={"channel": "C0GENERAL", "blocks": json.dumps(blocks)})
+    web_client.api_call(
+        "chat.postMessage", data={"channel": "C0GENERAL", "blocks": json.dumps(blocks)}
+    )
     form = requests.post(
         slack.url + "chat.postMessage",
         data={"token": TOKEN, "channel": "C0X", "text": "t", "attachments": "[]"},
@@ -93,27 +95,31 @@ def test_form_encoded_json_fields_are_decoded_and_the_token_kept_out_of_params(s
     assert via_form.token == TOKEN
 
 
-def test_posting_to_a_user_id_lands_in_their_dm_and_conversations_open_agrees(slack, client):
-    opened = client.conversations_open(users="U0ALICE")
-    posted = client.chat_postMessage(channel="U0ALICE", text="psst")
+def test_posting_to_a_user_id_lands_in_their_dm_and_conversations_open_agrees(slack, web_client):
+    opened = web_client.conversations_open(users="U0ALICE")
+    posted = web_client.chat_postMessage(channel="U0ALICE", text="psst")
     assert opened["channel"]["id"].startswith("D")
     assert posted["channel"] == opened["channel"]["id"]
-    assert client.conversations_open(users=["U0ALICE", "U0BOB"])["channel"]["id"].startswith("G")
+    assert web_client.conversations_open(users=["U0ALICE", "U0BOB"])["channel"]["id"].startswith(
+        "G"
+    )
     (call, _) = slack.calls_to("conversations.open")
     assert call.params["users"] == "U0ALICE"
-    assert client.conversations_info(channel=opened["channel"]["id"])["channel"]["is_im"] is True
+    assert (
+        web_client.conversations_info(channel=opened["channel"]["id"])["channel"]["is_im"] is True
+    )
 
 
-def test_ephemeral_update_delete_permalink_and_reaction(slack, client):
-    ephemeral = client.chat_postEphemeral(channel="C0GENERAL", user="U0ALICE", text="only you")
+def test_ephemeral_update_delete_permalink_and_reaction(slack, web_client):
+    ephemeral = web_client.chat_postEphemeral(channel="C0GENERAL", user="U0ALICE", text="only you")
     assert ephemeral["message_ts"]
-    posted = client.chat_postMessage(channel="C0GENERAL", text="v1")
-    updated = client.chat_update(channel="C0GENERAL", ts=posted["ts"], text="v2")
+    posted = web_client.chat_postMessage(channel="C0GENERAL", text="v1")
+    updated = web_client.chat_update(channel="C0GENERAL", ts=posted["ts"], text="v2")
     assert updated["ts"] == posted["ts"] and updated["text"] == "v2"
-    link = client.chat_getPermalink(channel="C0GENERAL", message_ts=posted["ts"])
+    link = web_client.chat_getPermalink(channel="C0GENERAL", message_ts=posted["ts"])
     assert link["permalink"].endswith("/archives/C0GENERAL/p1700000000000200")
-    assert client.reactions_add(channel="C0GENERAL", timestamp=posted["ts"], name="eyes")["ok"]
-    assert client.chat_delete(channel="C0GENERAL", ts=posted["ts"])["ok"]
+    assert web_client.reactions_add(channel="C0GENERAL", timestamp=posted["ts"], name="eyes")["ok"]
+    assert web_client.chat_delete(channel="C0GENERAL", ts=posted["ts"])["ok"]
     methods = [c.method for c in slack.calls]
     assert methods == [
         "chat.postEphemeral",
@@ -125,60 +131,60 @@ def test_ephemeral_update_delete_permalink_and_reaction(slack, client):
     ]
 
 
-def test_views_open_update_and_publish(slack, client):
-    opened = client.views_open(trigger_id="trig.1", view=MODAL)
+def test_views_open_update_and_publish(slack, web_client):
+    opened = web_client.views_open(trigger_id="trig.1", view=MODAL)
     view = opened["view"]
     assert view["id"].startswith("V") and view["hash"] and view["callback_id"] == "demo"
     assert view["state"] == {"values": {}}
     (call,) = slack.wait_for("views.open")
     assert call.params["view"] == MODAL and call.params["trigger_id"] == "trig.1"
-    updated = client.views_update(view_id=view["id"], hash=view["hash"], view=MODAL)
+    updated = web_client.views_update(view_id=view["id"], hash=view["hash"], view=MODAL)
     assert updated["view"]["id"] == view["id"] and updated["view"]["hash"] != view["hash"]
     with pytest.raises(SlackApiError) as stale:
-        client.views_update(view_id=view["id"], hash=view["hash"], view=MODAL)
+        web_client.views_update(view_id=view["id"], hash=view["hash"], view=MODAL)
     assert stale.value.response["error"] == "hash_conflict"
     # a view Slack itself opened (its id came in a signed payload) can be updated too
-    assert client.views_update(view_id="V0VIEW", view=MODAL)["view"]["id"] == "V0VIEW"
+    assert web_client.views_update(view_id="V0VIEW", view=MODAL)["view"]["id"] == "V0VIEW"
     home = {"type": "home", "blocks": []}
-    assert client.views_publish(user_id="U0ALICE", view=home)["view"]["id"].startswith("V")
+    assert web_client.views_publish(user_id="U0ALICE", view=home)["view"]["id"].startswith("V")
 
 
-def test_what_slack_refuses_is_refused(slack, client):
+def test_what_slack_refuses_is_refused(slack, web_client):
     too_many = [{"type": "divider"}] * 51
     with pytest.raises(SlackApiError) as blocks:
-        client.chat_postMessage(channel="C0GENERAL", text="x", blocks=too_many)
+        web_client.chat_postMessage(channel="C0GENERAL", text="x", blocks=too_many)
     assert blocks.value.response["error"] == "invalid_blocks"
     long_title = {
         **MODAL,
         "title": {"type": "plain_text", "text": "A title far too long for Slack"},
     }
     with pytest.raises(SlackApiError) as title:
-        client.views_open(trigger_id="t", view=long_title)
+        web_client.views_open(trigger_id="t", view=long_title)
     assert title.value.response["error"] == "invalid_arguments"
     with pytest.raises(SlackApiError) as no_text, pytest.warns(UserWarning, match="`text`"):
-        client.chat_postMessage(channel="C0GENERAL")
+        web_client.chat_postMessage(channel="C0GENERAL")
     assert no_text.value.response["error"] == "no_text"
     assert [c.error for c in slack.calls] == ["invalid_blocks", "invalid_arguments", "no_text"]
 
 
-def test_users_info_known_deleted_and_unknown(slack, client):
+def test_users_info_known_deleted_and_unknown(slack, web_client):
     slack.add_user("U0BOB", name="bob", deleted=True, is_admin=True)
-    alice = client.users_info(user="U0ALICE")["user"]
+    alice = web_client.users_info(user="U0ALICE")["user"]
     assert alice["id"] == "U0ALICE" and alice["name"] == "alice" and alice["deleted"] is False
     assert alice["tz"] == "Europe/Paris" and alice["tz_offset"] in (3600, 7200)
-    bob = client.users_info(user="U0BOB")["user"]
+    bob = web_client.users_info(user="U0BOB")["user"]
     assert bob["deleted"] is True and bob["is_admin"] is True
     with pytest.raises(SlackApiError) as missing:
-        client.users_info(user="U0NOBODY")
+        web_client.users_info(user="U0NOBODY")
     assert missing.value.response["error"] == "user_not_found"
-    members = {m["id"] for m in client.users_list()["members"]}
+    members = {m["id"] for m in web_client.users_list()["members"]}
     assert {"U0ALICE", "U0BOB", slack.bot_user_id} <= members
     slack.add_usergroup("S0ADMINS", ["U0BOB"])
-    assert client.usergroups_users_list(usergroup="S0ADMINS")["users"] == ["U0BOB"]
+    assert web_client.usergroups_users_list(usergroup="S0ADMINS")["users"] == ["U0BOB"]
 
 
-def test_auth_test_answers_like_slack_and_is_not_recorded_by_default(slack, client):
-    auth = client.auth_test()
+def test_auth_test_answers_like_slack_and_is_not_recorded_by_default(slack, web_client):
+    auth = web_client.auth_test()
     assert auth["user_id"] == "U0BOT" and auth["team_id"] == "T0TEST"
     assert auth["bot_id"] and auth["url"].startswith("https://")
     assert auth["is_enterprise_install"] is False
@@ -188,8 +194,8 @@ def test_auth_test_answers_like_slack_and_is_not_recorded_by_default(slack, clie
         assert [c.method for c in recording.calls] == ["auth.test"]
 
 
-def test_a_bolt_app_starts_against_the_stand_in(slack, client):
-    app = App(client=client, signing_secret=SIGNING_SECRET)  # calls auth.test on construction
+def test_a_bolt_app_starts_against_the_stand_in(slack, web_client):
+    app = App(client=web_client, signing_secret=SIGNING_SECRET)  # calls auth.test on construction
     assert app.client.base_url == slack.url
     assert slack.calls == []
 
@@ -206,9 +212,9 @@ def test_wrong_or_missing_token_is_refused_and_recorded(slack):
     assert (missing_call.token, missing_call.error) == (None, "not_authed")
 
 
-def test_unknown_method_is_answered_and_recorded(slack, client):
+def test_unknown_method_is_answered_and_recorded(slack, web_client):
     with pytest.raises(SlackApiError) as unknown:
-        client.api_call("frobnicate.now", json={"x": 1})
+        web_client.api_call("frobnicate.now", json={"x": 1})
     assert unknown.value.response["error"] == "unknown_method"
     (call,) = slack.calls_to("frobnicate.now")
     assert call.params == {"x": 1}
@@ -282,11 +288,11 @@ def test_injected_server_error_and_ok_false(slack):
         slack.inject_fault("chat.postMessage", status=200)
 
 
-def test_wait_for_blocks_until_calls_arrive(slack, client):
+def test_wait_for_blocks_until_calls_arrive(slack, web_client):
     def later():
         time.sleep(0.2)
-        client.chat_postMessage(channel="C0A", text="one")
-        client.chat_postMessage(channel="C0B", text="two")
+        web_client.chat_postMessage(channel="C0A", text="one")
+        web_client.chat_postMessage(channel="C0B", text="two")
 
     threading.Thread(target=later, daemon=True).start()
     calls = slack.wait_for("chat.postMessage", count=2, timeout=5)
@@ -295,9 +301,9 @@ def test_wait_for_blocks_until_calls_arrive(slack, client):
     assert b.params["text"] == "two"
 
 
-def test_wait_for_timeout_says_what_did_arrive(slack, client):
-    client.chat_postMessage(channel="C0GENERAL", text="the only message")
-    client.users_info(user="U0ALICE")
+def test_wait_for_timeout_says_what_did_arrive(slack, web_client):
+    web_client.chat_postMessage(channel="C0GENERAL", text="the only message")
+    web_client.users_info(user="U0ALICE")
     started = time.monotonic()
     with pytest.raises(AssertionError) as timed_out:
         slack.wait_for("views.open", timeout=0.3)
@@ -308,13 +314,13 @@ def test_wait_for_timeout_says_what_did_arrive(slack, client):
     assert "users.info user=U0ALICE" in message
 
 
-def test_clear_forgets_calls_and_latency_slows_answers(slack, client):
-    client.chat_postMessage(channel="C0GENERAL", text="x")
+def test_clear_forgets_calls_and_latency_slows_answers(slack, web_client):
+    web_client.chat_postMessage(channel="C0GENERAL", text="x")
     slack.clear()
     assert slack.calls == []
     slack.latency = 0.3
     started = time.monotonic()
-    client.chat_postMessage(channel="C0GENERAL", text="y")
+    web_client.chat_postMessage(channel="C0GENERAL", text="y")
     assert time.monotonic() - started >= 0.3
     assert len(slack.calls) == 1
 
@@ -450,8 +456,8 @@ def test_view_submission_and_events_are_what_bolt_expects():
 
 
 @pytest.fixture
-def bolt_bot(slack, client):
-    app = App(client=client, signing_secret=SIGNING_SECRET)
+def bolt_bot(slack, web_client):
+    app = App(client=web_client, signing_secret=SIGNING_SECRET)
     seen: list[str] = []
 
     @app.command("/apikey")

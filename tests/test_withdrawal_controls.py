@@ -24,8 +24,8 @@ OFF = "No saved withdrawal address is whitelisted"
 
 
 @pytest.fixture
-def stack(make_stack):
-    return make_stack(admin_user_ids=ADMIN, alert_channel=ALERTS)
+def stack_settings() -> dict[str, object]:
+    return dict(admin_user_ids=ADMIN, alert_channel=ALERTS)
 
 
 def _payout(stack, *, whitelisted: bool | None):

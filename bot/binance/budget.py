@@ -243,9 +243,9 @@ def shared_budget(limit: int = DEFAULT_WEIGHT_LIMIT) -> WeightBudget:
         return _shared_api_budget(limit)
 
 
-def _shared_api_budget(limit: int) -> WeightBudget:
+def _shared_api_budget(limit: int, clock: Callable[[], float] = time.monotonic) -> WeightBudget:
     if limit not in _SHARED:
-        _SHARED[limit] = WeightBudget(limit)
+        _SHARED[limit] = WeightBudget(limit, clock=clock)
     return _SHARED[limit]
 
 
@@ -413,9 +413,15 @@ class RateLimits:
 _SHARED_LIMITS: dict[int, RateLimits] = {}
 
 
-def shared_limits(api_limit: int = DEFAULT_WEIGHT_LIMIT) -> RateLimits:
-    """The process-wide limits whose /api budget is ``shared_budget(api_limit)``."""
+def shared_limits(
+    api_limit: int = DEFAULT_WEIGHT_LIMIT, *, clock: Callable[[], float] = time.monotonic
+) -> RateLimits:
+    """The process-wide limits whose /api budget is ``shared_budget(api_limit)``. ``clock``
+    counts their windows, pauses and bans; it is taken only when the set for ``api_limit`` is
+    first made (tests make one with a clock they move, instead of waiting out a ban)."""
     with _SHARED_LOCK:
         if api_limit not in _SHARED_LIMITS:
-            _SHARED_LIMITS[api_limit] = RateLimits(_shared_api_budget(api_limit))
+            _SHARED_LIMITS[api_limit] = RateLimits(
+                _shared_api_budget(api_limit, clock), clock=clock
+            )
         return _SHARED_LIMITS[api_limit]

@@ -260,6 +260,7 @@ class BinanceSimulator(LocalService):
         self.request_log: list[SimRequest] = []
         self.count_429 = 0
         self._lock = threading.RLock()
+        self._arrived = threading.Condition(self._lock)  # notified as each request is logged
         self._keys: dict[str, SimKey] = {}
         self._withdrawals: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         self._deposits: dict[str, list[tuple[int, dict[str, Any]]]] = {}
@@ -502,6 +503,32 @@ class BinanceSimulator(LocalService):
         with self._lock:
             window, used = self._ip_weight.get(counter, (-1, 0))
             return used if window == self.server_time_ms() // WINDOW_MS else 0
+
+    def wait_for_request(
+        self,
+        predicate: Callable[[SimRequest], bool] | None = None,
+        *,
+        after: int = 0,
+        timeout: float = 5.0,
+    ) -> SimRequest:
+        """The first request of ``request_log`` past its first ``after`` entries that matches
+        ``predicate``, waiting up to ``timeout`` s for it. A request is logged as it arrives,
+        before ``latency`` holds back its answer: tests wait for it rather than sleep. (A test
+        hook, not Binance behaviour: Binance offers no such thing.)"""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while True:
+                for request in self.request_log[after:]:
+                    if predicate is None or predicate(request):
+                        return request
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = ", ".join(f"{r.method} {r.path}" for r in self.request_log[after:])
+                    raise AssertionError(
+                        f"no matching request reached the simulator within {timeout}s;"
+                        f" arrived: {seen or 'none'}"
+                    )
+                self._arrived.wait(remaining)
 
     def reset(self) -> None:
         with self._lock:
@@ -760,6 +787,7 @@ class _Handler(TrackedHandler):
                     self.command, split.path, params, api_key, reply.status, reply.code, arrived
                 )
             )
+            sim._arrived.notify_all()
         if reply.hang:
             sim._stopping.wait(sim.hang_seconds)
             self.close_connection = True  # drop the connection without an answer
