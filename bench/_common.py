@@ -35,7 +35,7 @@ from bot.binance import KeyPermissions
 from bot.job_queue.kinds import JobKind
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
-from bot.services.reminder_plan import reminder_steps
+from bot.services.rotation.reminder_plan import reminder_steps
 from storage.crypto import KeyRing, mask_api_key
 from storage.master_keys import seal_api_key_row
 from storage.models import ApiKey, BinanceAccount, ScheduledJob

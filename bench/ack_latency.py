@@ -26,7 +26,7 @@ from _common import SIGNING_SECRET, RemoteKey, RemoteServices, start_bot
 from bot.binance import BinanceGateway
 from bot.config import load_settings
 from bot.sandbox.requests import sign, slash_command
-from bot.services.keys import RegistrationForm, register_key
+from bot.services.custody.keys import RegistrationForm, register_key
 from storage.audit_key import open_audit_key
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate

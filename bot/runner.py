@@ -33,10 +33,10 @@ from bot.operations.server import (
     serve_in_background,
     serve_metrics,
 )
-from bot.services.activity_plan import ensure_activity_reviews
 from bot.services.audit_trail import ensure_checkpoint_job
 from bot.services.context import Services
-from bot.services.drift_plan import ensure_drift_checks
+from bot.services.oversight.activity_plan import ensure_activity_reviews
+from bot.services.oversight.drift_plan import ensure_drift_checks
 from bot.slack.connections import ConnectionLimits
 from bot.slack.gate import SlackGate, gate_for
 from bot.slack.http_server import make_server

@@ -8,7 +8,7 @@ import time
 from bot.ids import Callback
 from bot.sandbox.requests import FormValues, register_form_values
 from bot.sandbox.stack import LocalStack
-from bot.services.keys import RegistrationForm, register_key
+from bot.services.custody.keys import RegistrationForm, register_key
 from storage.models import KeyPurpose, KeyType, utcnow
 from tests.slack_requests import SIGNING_SECRET, BotClient, view_submission
 

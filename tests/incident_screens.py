@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from bot.blocks.incidents import (
+from bot.blocks.response.incidents import (
     close_modal,
     closed_summary,
     commander_modal,
@@ -18,7 +18,7 @@ from bot.blocks.incidents import (
     incidents_list,
 )
 from bot.model.incidents import STEPS, IncidentFacts, IncidentView, StepView
-from bot.services.incidents import summarise
+from bot.services.response.incidents import summarise
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 RAISED = NOW - timedelta(minutes=42)

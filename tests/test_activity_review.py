@@ -15,11 +15,11 @@ from sqlmodel import Session, select
 
 from bot import binance
 from bot.binance.transport import READ_ENDPOINTS, WITHDRAW_HISTORY_PATH
-from bot.blocks.activity import activity_digest
+from bot.blocks.response.activity import activity_digest
 from bot.job_queue.kinds import JobKind
 from bot.job_queue.scheduler import FixedClock
 from bot.model.activity import ActivityDigest, NotableWithdrawal
-from bot.services.activity_plan import ensure_activity_reviews
+from bot.services.oversight.activity_plan import ensure_activity_reviews
 from storage.models import AuditEvent, BinanceAccount, KeyPurpose, ScheduledJob, utcnow
 from tests.conftest import create_postgres_database, drop_postgres_database, require_postgres
 from tests.e2e import all_text, register_directly

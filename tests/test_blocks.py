@@ -18,23 +18,23 @@ from hypothesis import strategies as st
 
 from bot.binance import KeyPermissions, Tier
 from bot.blocks.audit import chain_report, checkpoint_message
-from bot.blocks.drift import drift_digest
-from bot.blocks.help import help_message
-from bot.blocks.home import home_view
-from bot.blocks.key_edit import key_edited_message, new_owner_note
-from bot.blocks.key_list import key_list
-from bot.blocks.key_menu import report_confirmation
-from bot.blocks.message import Message
-from bot.blocks.notices import error_message, secret_in_text_warning, working_message
-from bot.blocks.register import (
+from bot.blocks.custody.key_edit import key_edited_message, new_owner_note
+from bot.blocks.custody.key_list import key_list
+from bot.blocks.custody.key_menu import report_confirmation
+from bot.blocks.custody.register import (
     checking_view,
     register_modal,
     registered_view,
     registration_failed_view,
     registration_summary,
 )
-from bot.blocks.remove import remove_cancelled, remove_confirmation, removed_message
-from bot.blocks.status_report import page_count, status_page
+from bot.blocks.custody.remove import remove_cancelled, remove_confirmation, removed_message
+from bot.blocks.help import help_message
+from bot.blocks.home import home_view
+from bot.blocks.message import Message
+from bot.blocks.notices import error_message, secret_in_text_warning, working_message
+from bot.blocks.oversight.drift import drift_digest
+from bot.blocks.oversight.status_report import page_count, status_page
 from bot.blocks.text import (
     age,
     escape,
@@ -56,8 +56,8 @@ from bot.model.keys import KeySummary, RegisteredKey
 from bot.model.rotation import RotationRow, RotationState
 from bot.model.status import KeyReport, StatusReport
 from bot.secret_shapes import SecretKind, find_secret_shape
-from bot.services.findings import assess
-from bot.services.status import redact
+from bot.services.oversight.findings import assess
+from bot.services.oversight.status import redact
 from bot.slack.access import Requester
 from storage.models import KeyPurpose, KeyStatus, KeyType
 from tests.factories import READ_ONLY, TRADE, WITHDRAW
@@ -1167,7 +1167,7 @@ def test_audit_entries_read_in_words_with_short_ids():
 
 
 def test_the_rotate_form_names_the_key_by_label_never_by_internal_id():
-    from bot.blocks.rotation import rotate_modal
+    from bot.blocks.rotation.rotation import rotate_modal
 
     metadata = json.dumps({"key_id": "0123456789abcdef0123456789abcdef"})
     view = rotate_modal(label="trading-bot", key_type="ED25519", private_metadata=metadata)

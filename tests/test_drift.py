@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from bot.job_queue.kinds import JobKind
 from bot.job_queue.scheduler import FixedClock
-from bot.services.drift_plan import ensure_drift_checks
+from bot.services.oversight.drift_plan import ensure_drift_checks
 from storage.models import KeyPurpose, ScheduledJob, utcnow
 from tests.e2e import all_text, register_directly
 from tests.factories import TRADE, make_due
@@ -134,7 +134,7 @@ def test_more_keys_than_binance_allows_per_minute_are_checked_at_that_pace(stack
     """A team with more keys than one window of request weight: the daily check waits for
     the next window instead of reporting the rest as "could not check"."""
     from bot.binance import BinanceGateway, WeightBudget
-    from bot.services.drift import check_team
+    from bot.services.oversight.drift import check_team
     from tests.e2e import TEAM
 
     for i in range(12):

@@ -27,7 +27,7 @@ from bot.job_queue.kinds import JobKind
 from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.requests import rotate_form_values
 from bot.sandbox.stack import LocalStack
-from bot.services.drift_plan import ensure_drift_checks
+from bot.services.oversight.drift_plan import ensure_drift_checks
 from storage.models import (
     ApiKey,
     AuditEvent,
@@ -446,7 +446,7 @@ def test_a_close_whose_write_fails_destroys_nothing_and_leaves_the_incident_open
     closes the incident and audits it: a failed write leaves all of it as it was."""
     from bot.model.incidents import STEPS
     from bot.services.access import Actor
-    from bot.services.incidents import close_incident, tick_step
+    from bot.services.response.incidents import close_incident, tick_step
 
     _, sim_key = register_directly(stack, "bot")
     incident = _raise_incident(stack)

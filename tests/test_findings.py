@@ -1,4 +1,4 @@
-"""bot.services.findings: least-privilege judgement of one key (pure)."""
+"""bot.services.oversight.findings: least-privilege judgement of one key (pure)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from bot.binance import BinanceUnavailable, KeyPermissions, KeyRejected
 from bot.model.findings import FindingKind, Severity, permission_name, worst
-from bot.services.findings import assess
+from bot.services.oversight.findings import assess
 from storage.models import KeyPurpose
 from tests.factories import READ_ONLY
 

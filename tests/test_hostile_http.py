@@ -25,7 +25,7 @@ from bot.ids import Action, Block, Callback
 from bot.model.key_pairs import KeyAlgorithm
 from bot.sandbox.requests import close_note_values, commander_values, rotate_form_values
 from bot.sandbox.slack_standin import SlackStandIn
-from bot.services.key_pairs import PairRequest, start_generated_registration
+from bot.services.custody.key_pairs import PairRequest, start_generated_registration
 from storage.models import AuditEvent, KeyPurpose, StatusReportRecord
 from tests.e2e import (
     ALICE,

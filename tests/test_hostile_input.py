@@ -34,7 +34,7 @@ from bot.job_queue.kinds import JobKind
 from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.requests import close_note_values
 from bot.sandbox.stack import LocalStack
-from bot.services.drift_plan import ensure_drift_checks
+from bot.services.oversight.drift_plan import ensure_drift_checks
 from storage.models import (
     ApiKey,
     BinanceAccount,

@@ -313,7 +313,7 @@ def test_only_admins_may_call_a_false_alarm_even_with_a_forged_form(stack):
 
 
 def test_a_false_alarm_during_a_rotation_lets_the_rotation_go_on(stack):
-    from bot.services.rotate import RotationForm, start_rotation
+    from bot.services.rotation.rotate import RotationForm, start_rotation
     from storage.models import KeyType
 
     registered, old = register_directly(stack, "bot")
@@ -397,7 +397,7 @@ def test_a_key_removed_while_binance_is_asked_does_not_come_back(stack):
     import threading
 
     from bot.services.access import Actor
-    from bot.services.keys import remove_key
+    from bot.services.custody.keys import remove_key
 
     register_directly(stack, "bot")
     incident = _raise(stack)
@@ -455,8 +455,8 @@ def test_two_admins_closing_at_once_close_it_once(stack):
 
     from bot.services.access import Actor
     from bot.services.errors import DomainError
-    from bot.services.false_alarm import close_as_false_alarm
-    from bot.services.incidents import close_incident
+    from bot.services.response.false_alarm import close_as_false_alarm
+    from bot.services.response.incidents import close_incident
 
     register_directly(stack, "bot")
     incident = _raise(stack)
@@ -506,7 +506,7 @@ def test_two_admins_closing_at_once_close_it_once(stack):
 
 def test_a_flag_binance_stops_reporting_is_not_taken_as_unchanged():
     from bot.binance import KeyPermissions
-    from bot.services.false_alarm import permission_changes
+    from bot.services.response.false_alarm import permission_changes
 
     before = {"enableReading": True, "ipRestrict": True, "enableWithdrawals": False}
     now = KeyPermissions.from_api({"enableReading": True, "enableWithdrawals": False})

@@ -152,7 +152,7 @@ def test_raising_the_same_key_again_links_to_the_open_incident(stack):
 def test_compromised_button_of_a_removed_key_says_so_and_changes_nothing(stack):
     """An old status report or App Home still carries the button of a key removed since."""
     from bot.services.access import Actor
-    from bot.services.keys import remove_key
+    from bot.services.custody.keys import remove_key
 
     registered, _ = register_directly(stack, "gone")
     remove_key(

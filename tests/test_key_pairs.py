@@ -94,7 +94,7 @@ def _key(stack, label: str) -> ApiKey | None:
 
 
 def test_the_register_form_offers_generated_pairs_first():
-    from bot.blocks.register import register_modal
+    from bot.blocks.custody.register import register_modal
 
     view = register_modal(owner_user_id=ALICE, known_accounts=[], private_metadata="{}").to_dict()
     (key_type,) = [b for b in view["blocks"] if b.get("block_id") == Block.KEY_TYPE]

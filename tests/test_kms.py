@@ -31,9 +31,9 @@ from sqlmodel import Session, SQLModel, col, select
 
 from bot.bootstrap import configure_logging, open_storage
 from bot.config import ConfigError, Settings, load_settings
+from bot.services.custody.keys import RegistrationForm, check_unique, open_credentials
 from bot.services.errors import DomainError
-from bot.services.keys import RegistrationForm, check_unique, open_credentials
-from bot.services.leaks import match_registered_key
+from bot.services.response.leaks import match_registered_key
 from storage.audit import verify_chain
 from storage.crypto import (
     SEAL_VERSION,

@@ -25,8 +25,8 @@ from bot.job_queue.kinds import JobKind
 from bot.job_queue.scheduler import FixedClock
 from bot.model.findings import FindingKind, Severity, permission_name
 from bot.sandbox.requests import rotate_form_values
-from bot.services.drift_plan import ensure_drift_checks
-from bot.services.findings import assess
+from bot.services.oversight.drift_plan import ensure_drift_checks
+from bot.services.oversight.findings import assess
 from storage.models import (
     ApiKey,
     AuditEvent,

@@ -45,11 +45,11 @@ from bot.config import load_settings
 from bot.runner import build_services
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.services.access import Actor
+from bot.services.custody.keys import RegistrationForm, open_credentials, register_key, remove_key
 from bot.services.errors import InvalidInput, KeyAlreadyRegistered, LabelTaken
-from bot.services.incident_probes import probe_compromised_key
-from bot.services.incidents import raise_incident
-from bot.services.keys import RegistrationForm, open_credentials, register_key, remove_key
-from bot.services.rotate import RotationForm, probe_old_key, start_rotation
+from bot.services.response.incident_probes import probe_compromised_key
+from bot.services.response.incidents import raise_incident
+from bot.services.rotation.rotate import RotationForm, probe_old_key, start_rotation
 from storage.audit import verify_chain
 from storage.crypto import CryptoError, KeyRing, MasterKey, generate_master_key, parse_key_id
 from storage.master_keys import VaultError, reencrypt_all, retire_key

@@ -21,8 +21,8 @@ from bot.job_queue.queue import JobOutcome, NewJob, schedule_jobs
 from bot.job_queue.scheduler import FixedClock, Scheduler
 from bot.operations.routes import Observability, start_observability
 from bot.operations.server import serve_in_background
-from bot.services.drift_plan import ensure_drift_checks
-from bot.services.incidents import raise_incident
+from bot.services.oversight.drift_plan import ensure_drift_checks
+from bot.services.response.incidents import raise_incident
 from storage.db import session_scope
 from storage.models import KeyPurpose, utcnow
 from tests.e2e import ALICE, TEAM, bot_client, register_directly, wait_until

@@ -19,11 +19,11 @@ from bot.model.incidents import STEPS
 from bot.sandbox.pagerduty_standin import PagerDutyStandIn, event_errors
 from bot.sandbox.requests import rotate_form_values
 from bot.services.access import Actor
-from bot.services.drift_plan import ensure_drift_checks
-from bot.services.incident_probes import probe_compromised_key
-from bot.services.incidents import close_incident, raise_incident, tick_step
-from bot.services.keys import open_credentials, remove_key
-from bot.services.paging import incident_page_key, old_key_page_key, withdrawals_page_key
+from bot.services.custody.keys import open_credentials, remove_key
+from bot.services.oversight.drift_plan import ensure_drift_checks
+from bot.services.response.incident_probes import probe_compromised_key
+from bot.services.response.incidents import close_incident, raise_incident, tick_step
+from bot.services.response.paging import incident_page_key, old_key_page_key, withdrawals_page_key
 from storage.models import (
     ApiKey,
     AuditEvent,
@@ -412,7 +412,7 @@ def test_an_old_key_alive_after_its_grace_pages_until_the_rotation_completes(sta
 
 
 def test_a_withdrawal_to_a_new_address_found_by_the_daily_review_is_paged_once(stack, pagerduty):
-    from bot.services.activity_plan import ensure_activity_reviews
+    from bot.services.oversight.activity_plan import ensure_activity_reviews
     from tests.factories import make_due
 
     register_directly(stack, "reader", purpose=KeyPurpose.READ_ONLY, permissions={})

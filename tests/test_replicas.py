@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from bot.config import load_settings
 from bot.sandbox.slack_standin import SlackStandIn
-from bot.services.reminder_plan import plan_reminders
+from bot.services.rotation.reminder_plan import plan_reminders
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, migrate, session_scope
 from storage.models import utcnow

@@ -24,7 +24,7 @@ from bot.ids import Action
 from bot.model.incidents import STEPS
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
-from bot.services.reminder_plan import plan_reminders
+from bot.services.rotation.reminder_plan import plan_reminders
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, session_scope
 from storage.models import ApiKey, Incident, IncidentStep, utcnow

@@ -47,9 +47,9 @@ from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator, SimKey
 from bot.sandbox.requests import close_note_values, rotate_form_values
 from bot.sandbox.stack import LocalStack
-from bot.services.drift_plan import ensure_drift_checks
+from bot.services.custody.keys import RegistrationForm, register_key
 from bot.services.errors import DomainError
-from bot.services.keys import RegistrationForm, register_key
+from bot.services.oversight.drift_plan import ensure_drift_checks
 from storage.models import (
     ApiKey,
     Incident,

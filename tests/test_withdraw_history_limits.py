@@ -16,7 +16,7 @@ from bot.binance.transport import WITHDRAW_HISTORY_PATH
 from bot.job_queue.kinds import JobKind
 from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator
-from bot.services.activity_plan import ensure_activity_reviews
+from bot.services.oversight.activity_plan import ensure_activity_reviews
 from storage.models import AuditEvent, Incident, utcnow
 from tests.e2e import ALICE, BOB, bot_client, register_directly, wait_until
 from tests.factories import WITHDRAW, make_due

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from bot.binance import Credentials
 from bot.job_queue.kinds import JobKind
 from bot.job_queue.scheduler import FixedClock
-from bot.services.drift_plan import ensure_drift_checks
+from bot.services.oversight.drift_plan import ensure_drift_checks
 from storage.models import BinanceAccount, KeyPurpose, utcnow
 from tests.e2e import ALICE, all_text, bot_client, register_directly
 from tests.factories import WITHDRAW, make_due

@@ -17,10 +17,10 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.blocks.key_menu import key_menu
+from bot.blocks.custody.key_menu import key_menu
 from bot.blocks.message import context, fit_lines, section
-from bot.blocks.rotation import rotation_when
-from bot.blocks.status_report import MAX_WORST_TEXT, worst_words
+from bot.blocks.oversight.status_report import MAX_WORST_TEXT, worst_words
+from bot.blocks.rotation.rotation import rotation_when
 from bot.blocks.text import (
     MAX_VIEW_BLOCKS,
     ago,

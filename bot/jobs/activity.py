@@ -6,13 +6,13 @@ from datetime import datetime
 
 from slack_sdk import WebClient
 
-from bot.blocks.activity import activity_digest
+from bot.blocks.response.activity import activity_digest
 from bot.job_queue.kinds import activity_review
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
 from bot.jobs.routing import SlackDirectory
-from bot.services.activity_plan import REVIEW_INTERVAL
-from bot.services.activity_review import remember_review, review_team
 from bot.services.context import Services
+from bot.services.oversight.activity_plan import REVIEW_INTERVAL
+from bot.services.oversight.activity_review import remember_review, review_team
 
 
 def make_activity_review_handler(services: Services, client: WebClient) -> Handler:

@@ -8,12 +8,12 @@ from datetime import datetime
 from slack_sdk import WebClient
 from sqlmodel import Session
 
-from bot.blocks.remove import funds_key_announcement
-from bot.blocks.rotation import old_key_alive_message, rotation_complete_message
+from bot.blocks.custody.remove import funds_key_announcement
+from bot.blocks.rotation.rotation import old_key_alive_message, rotation_complete_message
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome, PartialProgress
 from bot.jobs.routing import DELIVERED_TO, SlackDirectory
 from bot.services.context import Services
-from bot.services.delivery_view import delivery_view
+from bot.services.custody.delivery_view import delivery_view
 from bot.vocabulary import AuditAction
 from storage.models import ApiKey, Rotation
 

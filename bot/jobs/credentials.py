@@ -8,7 +8,7 @@ from datetime import datetime
 
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome, backoff
 from bot.services.context import Services
-from bot.services.credential_delivery import (
+from bot.services.custody.credential_delivery import (
     build_sinks,
     clean_key_destinations,
     deliver,

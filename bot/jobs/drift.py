@@ -6,12 +6,12 @@ from datetime import datetime, timedelta
 
 from slack_sdk import WebClient
 
-from bot.blocks.drift import drift_digest
+from bot.blocks.oversight.drift import drift_digest
 from bot.job_queue.kinds import drift_check
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
 from bot.jobs.routing import SlackDirectory
 from bot.services.context import Services
-from bot.services.drift import check_team, remember_check
+from bot.services.oversight.drift import check_team, remember_check
 
 
 def make_drift_handler(services: Services, client: WebClient) -> Handler:

@@ -10,13 +10,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
-from bot.blocks.incidents import activity_message, incident_message
+from bot.blocks.response.incidents import activity_message, incident_message
 from bot.job_queue.kinds import incident_activity_post, incident_refresh
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome, NewJob, backoff
 from bot.services.context import Services
-from bot.services.incident_activity import review_activity
-from bot.services.incident_probes import probe_compromised_key
-from bot.services.incidents import checklist_on_its_way, load_incident, remember_message
+from bot.services.response.incident_activity import review_activity
+from bot.services.response.incident_probes import probe_compromised_key
+from bot.services.response.incidents import checklist_on_its_way, load_incident, remember_message
 from bot.slack.live_messages import refresh_messages
 from bot.slack.messaging import passing_failure
 

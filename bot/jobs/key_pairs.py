@@ -7,11 +7,11 @@ from datetime import datetime
 
 from slack_sdk import WebClient
 
-from bot.blocks.key_pairs import pair_expired_message
+from bot.blocks.custody.key_pairs import pair_expired_message
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
 from bot.jobs.routing import SlackDirectory
 from bot.services.context import Services
-from bot.services.key_pairs import expire_pending_pair
+from bot.services.custody.key_pairs import expire_pending_pair
 
 
 def make_pair_expiry_handler(services: Services, client: WebClient) -> Handler:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
 from bot.services.context import Services
-from bot.services.rotate import probe_old_key
+from bot.services.rotation.rotate import probe_old_key
 
 
 def make_probe_handler(services: Services) -> Handler:

@@ -7,13 +7,13 @@ from datetime import datetime, timedelta
 from slack_sdk import WebClient
 from sqlmodel import Session, col, select
 
-from bot.blocks.rotation import reminder_message
+from bot.blocks.rotation.rotation import reminder_message
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
 from bot.jobs.routing import SlackDirectory
 from bot.model.rotation import Audience
 from bot.services.context import Services
-from bot.services.reminder_plan import cycle_id, reminder_steps, step_anchor
-from bot.services.rotation_policy import rotation_row
+from bot.services.rotation.reminder_plan import cycle_id, reminder_steps, step_anchor
+from bot.services.rotation.rotation_policy import rotation_row
 from bot.vocabulary import AuditAction
 from storage.models import RETIRED_STATUSES, ApiKey, KeyStatus
 

@@ -8,17 +8,17 @@ from typing import Any
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
+from bot.blocks.custody.register import register_modal
+from bot.blocks.custody.remove import remove_cancelled, remove_confirmation, removed_message
 from bot.blocks.message import Message
-from bot.blocks.register import register_modal
-from bot.blocks.remove import remove_cancelled, remove_confirmation, removed_message
-from bot.blocks.status_report import status_page
+from bot.blocks.oversight.status_report import status_page
 from bot.listeners.home import refresh_home
 from bot.services.access import Actor
 from bot.services.context import Services
-from bot.services.credential_delivery import offered_sinks
+from bot.services.custody.credential_delivery import offered_sinks
+from bot.services.custody.keys import key_to_manage, known_accounts, remove_key
 from bot.services.errors import InvalidInput
-from bot.services.keys import key_to_manage, known_accounts, remove_key
-from bot.services.status import load_report
+from bot.services.oversight.status import load_report
 from bot.slack.access import Requester, actor_from
 
 

@@ -15,13 +15,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks.audit import audit_trail, chain_report, checkpoint_posted
-from bot.blocks.delivery import delivery_message, sink_chosen_message
+from bot.blocks.custody.delivery import delivery_message, sink_chosen_message
+from bot.blocks.custody.key_list import key_list
+from bot.blocks.custody.register import register_modal
 from bot.blocks.help import help_message
-from bot.blocks.key_list import key_list
 from bot.blocks.notices import error_message, secret_in_text_warning, working_message
-from bot.blocks.register import register_modal
-from bot.blocks.rotation import policy_set_message, rotate_modal, rotation_overview
-from bot.blocks.status_report import status_page
+from bot.blocks.oversight.status_report import status_page
+from bot.blocks.rotation.rotation import policy_set_message, rotate_modal, rotation_overview
 from bot.commands import (
     AuditCheckpoint,
     AuditTrail,
@@ -54,12 +54,12 @@ from bot.services.audit_trail import (
 )
 from bot.services.audit_trail import verify as audit_verify
 from bot.services.context import Services
-from bot.services.credential_delivery import choose_sink, describe_delivery, offered_sinks
+from bot.services.custody.credential_delivery import choose_sink, describe_delivery, offered_sinks
+from bot.services.custody.keys import key_to_manage, known_accounts, registered_keys
 from bot.services.errors import DomainError
-from bot.services.keys import key_to_manage, known_accounts, registered_keys
-from bot.services.leaks import record_secret_in_command
-from bot.services.rotation_policy import rotation_rows, set_policy
-from bot.services.status import run_status
+from bot.services.oversight.status import run_status
+from bot.services.response.leaks import record_secret_in_command
+from bot.services.rotation.rotation_policy import rotation_rows, set_policy
 from bot.slack.access import Requester, actor_from
 from bot.slack.checkpoints import post_checkpoint, read_witness
 from bot.slack.messaging import respond_reliably

@@ -11,14 +11,14 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks.home import home_view
 from bot.blocks.notices import working_message
-from bot.blocks.status_report import status_page
+from bot.blocks.oversight.status_report import status_page
 from bot.commands import StatusTarget, TargetKind
 from bot.ids import Action
 from bot.listeners.background import in_background
 from bot.services.access import Actor
 from bot.services.context import Services
 from bot.services.home import picture_for
-from bot.services.status import run_status
+from bot.services.oversight.status import run_status
 from bot.slack.access import Requester, actor_from
 from bot.slack.messaging import responder
 

@@ -11,7 +11,9 @@ from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks.incidents import (
+from bot.blocks.message import Message
+from bot.blocks.notices import error_message
+from bot.blocks.response.incidents import (
     already_open_message,
     close_modal,
     closed_summary,
@@ -26,8 +28,6 @@ from bot.blocks.incidents import (
     raised_message,
     thread_warning,
 )
-from bot.blocks.message import Message
-from bot.blocks.notices import error_message
 from bot.ids import Action, Block
 from bot.listeners import modal_values as modal
 from bot.listeners.home import refresh_home
@@ -43,9 +43,9 @@ from bot.model.incidents import (
 )
 from bot.services.context import Services
 from bot.services.errors import DomainError
-from bot.services.false_alarm import FalseAlarmRefused, close_as_false_alarm
-from bot.services.incident_probes import key_still_accepted
-from bot.services.incidents import (
+from bot.services.response.false_alarm import FalseAlarmRefused, close_as_false_alarm
+from bot.services.response.incident_probes import key_still_accepted
+from bot.services.response.incidents import (
     close_incident,
     hand_over_command,
     incident_overview,

@@ -1,5 +1,5 @@
 """`/apikey edit <label> owner|purpose|account …` (admins): thin adapter over
-``bot.services.key_edit``; a new owner must be a member of the workspace and is told."""
+``bot.services.custody.key_edit``; a new owner must be a member of the workspace and is told."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks.key_edit import key_edited_message, new_owner_note
+from bot.blocks.custody.key_edit import key_edited_message, new_owner_note
 from bot.blocks.notices import error_message
 from bot.commands import EditField, EditKey
 from bot.listeners.people import require_person
 from bot.services.context import Services
+from bot.services.custody.key_edit import edit_key
 from bot.services.errors import DomainError
-from bot.services.key_edit import edit_key
 from bot.slack.access import Requester, actor_from
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from typing import Any
 from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
-from bot.blocks.incidents import already_open_message
-from bot.blocks.key_menu import report_confirmation
-from bot.blocks.status_report import status_page
+from bot.blocks.custody.key_menu import report_confirmation
+from bot.blocks.oversight.status_report import status_page
+from bot.blocks.response.incidents import already_open_message
 from bot.commands import StatusTarget, TargetKind
 from bot.ids import KeyMenuChoice
 from bot.listeners.actions import removal_confirmation
@@ -26,10 +26,10 @@ from bot.listeners.incidents import checklist_link
 from bot.listeners.rotation import open_rotation
 from bot.services.access import Actor
 from bot.services.context import Services
+from bot.services.custody.keys import key_to_report
 from bot.services.errors import InvalidInput
-from bot.services.incidents import open_incident_of
-from bot.services.keys import key_to_report
-from bot.services.status import run_status
+from bot.services.oversight.status import run_status
+from bot.services.response.incidents import open_incident_of
 from bot.slack.access import Requester, actor_from
 from bot.slack.messaging import respond_reliably, responder
 

@@ -12,11 +12,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 
-from bot.blocks.key_pairs import pair_complete_modal, pair_generated_view, pair_instructions
+from bot.blocks.custody.key_pairs import pair_complete_modal, pair_generated_view, pair_instructions
+from bot.blocks.custody.register import registered_view, registration_summary
 from bot.blocks.message import Message
 from bot.blocks.notices import error_message
-from bot.blocks.register import registered_view, registration_summary
-from bot.blocks.rotation import rotation_started_message, rotation_started_view
+from bot.blocks.rotation.rotation import rotation_started_message, rotation_started_view
 from bot.ids import Action, Block
 from bot.listeners import modal_values as modal
 from bot.listeners.modal_work import answer_submission
@@ -24,14 +24,14 @@ from bot.model.key_pairs import KeyAlgorithm, PendingPair
 from bot.model.keys import RegisteredKey
 from bot.model.rotation import RotationStarted
 from bot.services.context import Services
-from bot.services.errors import DomainError
-from bot.services.key_pairs import (
+from bot.services.custody.key_pairs import (
     PairRequest,
     complete_pending_pair,
     load_pending_pair,
     start_generated_registration,
     start_generated_rotation,
 )
+from bot.services.errors import DomainError
 from bot.slack.access import Requester, actor_from
 from bot.slack.messaging import send_private
 from storage.models import KeyPurpose

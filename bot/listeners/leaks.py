@@ -11,10 +11,10 @@ from typing import Any
 from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
-from bot.blocks.incidents import leak_warning
+from bot.blocks.response.incidents import leak_warning
 from bot.secret_shapes import find_secret_shape
 from bot.services.context import Services
-from bot.services.leaks import record_leak_in_channel
+from bot.services.response.leaks import record_leak_in_channel
 from bot.slack.access import Requester
 from bot.slack.message_text import OwnBot, seen_message
 

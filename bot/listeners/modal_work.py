@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 
-from bot.blocks.register import checking_view, registration_failed_view
+from bot.blocks.custody.register import checking_view, registration_failed_view
 from bot.listeners.background import unexpected_error_text
 from bot.services.context import Services
 from bot.services.errors import DomainError

@@ -9,7 +9,7 @@ from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 
 from bot.blocks.notices import error_message
-from bot.blocks.rotation import (
+from bot.blocks.rotation.rotation import (
     rotation_started_message,
     rotation_started_view,
     snoozed_message,
@@ -22,16 +22,16 @@ from bot.listeners.modal_work import answer_submission
 from bot.listeners.views import chosen_key_type
 from bot.model.key_pairs import KeyAlgorithm
 from bot.services.context import Services
+from bot.services.custody.keys import key_to_manage
 from bot.services.errors import DomainError, InvalidInput
-from bot.services.keys import key_to_manage
-from bot.services.rotate import (
+from bot.services.rotation.rotate import (
     RotationForm,
     check_new_key,
     normalise,
     require_may_rotate,
     start_rotation,
 )
-from bot.services.rotation_policy import snooze
+from bot.services.rotation.rotation_policy import snooze
 from bot.slack.access import Requester, actor_from
 from bot.slack.messaging import send_private
 from storage.models import KeyType

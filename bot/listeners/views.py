@@ -9,11 +9,11 @@ from typing import Any
 from slack_bolt import Ack
 from slack_sdk import WebClient
 
-from bot.blocks.notices import error_message
-from bot.blocks.register import (
+from bot.blocks.custody.register import (
     registered_view,
     registration_summary,
 )
+from bot.blocks.notices import error_message
 from bot.ids import Action, Block
 from bot.listeners import modal_values as modal
 from bot.listeners.key_pairs import start_generated_pair
@@ -21,8 +21,7 @@ from bot.listeners.modal_work import answer_submission
 from bot.model.key_pairs import KeyAlgorithm
 from bot.model.keys import RegisteredKey
 from bot.services.context import Services
-from bot.services.errors import DomainError
-from bot.services.keys import (
+from bot.services.custody.keys import (
     RegistrationForm,
     check_owner_choice,
     check_unique,
@@ -30,6 +29,7 @@ from bot.services.keys import (
     register_key,
     validate_registration,
 )
+from bot.services.errors import DomainError
 from bot.slack.access import Requester
 from bot.slack.messaging import send_private
 from storage.models import KeyPurpose, KeyType

@@ -27,7 +27,7 @@ from bot import binance
 from bot.binance.budget import WeightBudget
 from bot.model.findings import Severity
 from bot.observability.metrics import PREFIX
-from bot.services.findings import assess
+from bot.services.oversight.findings import assess
 from storage.models import (
     RETIRED_STATUSES,
     ApiKey,

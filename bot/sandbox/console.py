@@ -56,7 +56,7 @@ from bot.sandbox.requests import (
 )
 from bot.sandbox.startup import banner, log_to, open_data_dir, parser, start_stack
 from bot.sandbox.terminal import Terminal, read_hidden
-from bot.services.key_pairs import waiting_pairs
+from bot.services.custody.key_pairs import waiting_pairs
 
 PROMPT = "sandbox> "
 MAX_STOPS = 500  # `advance`: at most this many stops at due jobs on the way

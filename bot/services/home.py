@@ -20,12 +20,12 @@ from bot.model.home import UNKNOWN_TIER, HomeKey, HomePicture, OpenIncident, Tea
 from bot.model.key_pairs import PendingPair
 from bot.model.rotation import RotationState
 from bot.services.access import Actor
-from bot.services.delivery_view import delivery_finding, delivery_views
-from bot.services.findings import assess
-from bot.services.incidents import steps_done
-from bot.services.key_pairs import pending_view
-from bot.services.keys import live_keys, summarise
-from bot.services.rotation_policy import rotation_row
+from bot.services.custody.delivery_view import delivery_finding, delivery_views
+from bot.services.custody.key_pairs import pending_view
+from bot.services.custody.keys import live_keys, summarise
+from bot.services.oversight.findings import assess
+from bot.services.response.incidents import steps_done
+from bot.services.rotation.rotation_policy import rotation_row
 from storage.models import (
     ApiKey,
     BinanceAccount,

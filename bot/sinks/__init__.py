@@ -9,7 +9,7 @@ answer creates no second version.
 
 Destinations are named one-to-one (``unique_name``): two keys never get one name, so one key
 can never be made to overwrite what another key's service reads. Which key may write a
-destination is the services' business (bot.services.sink_destinations).
+destination is the services' business (bot.services.custody.sink_destinations).
 
 This package imports nothing else of the bot: the services build sinks from the settings.
 """

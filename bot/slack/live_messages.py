@@ -8,9 +8,9 @@ from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 
-from bot.blocks.incidents import incident_message
+from bot.blocks.response.incidents import incident_message
 from bot.services.context import Services
-from bot.services.incidents import one_refresh_at_a_time
+from bot.services.response.incidents import one_refresh_at_a_time
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.blocks.custody.register import beyond_purpose_confirmation
 from bot.blocks.message import Message, context, section
-from bot.blocks.register import beyond_purpose_confirmation
 from bot.blocks.text import mention, minute, name, truncate
 from bot.ids import Action, Block, Callback
 from bot.model.key_pairs import PendingPair

@@ -23,9 +23,7 @@ from bot.model.findings import PURPOSE_NAMES, permission_name
 from bot.model.keys import MAX_ALIAS_LENGTH, KeySummary, RegisteredKey
 from bot.secret_shapes import API_KEY, PEM_PRIVATE_KEY, find_secret_shape
 from bot.services.access import Actor, deny, require_manage, require_manage_key
-from bot.services.activity_plan import plan_team_review
-from bot.services.delivery_plan import plan_cleanup, plan_delivery
-from bot.services.drift_plan import plan_team_check
+from bot.services.custody.delivery_plan import plan_cleanup, plan_delivery
 from bot.services.errors import (
     InvalidInput,
     KeyAlreadyRegistered,
@@ -34,9 +32,11 @@ from bot.services.errors import (
     LabelTaken,
     NeedsConfirmation,
 )
-from bot.services.findings import assess, purpose_excess
-from bot.services.paging import resolve_page, withdrawals_page_key
-from bot.services.reminder_plan import plan_reminders
+from bot.services.oversight.activity_plan import plan_team_review
+from bot.services.oversight.drift_plan import plan_team_check
+from bot.services.oversight.findings import assess, purpose_excess
+from bot.services.response.paging import resolve_page, withdrawals_page_key
+from bot.services.rotation.reminder_plan import plan_reminders
 from bot.services.rows import account_row
 from bot.vocabulary import AuditAction
 from storage.audit import record_event

@@ -26,8 +26,8 @@ from sqlmodel import Session, col, select
 
 from bot import binance
 from bot.model.activity import ActivityDigest, NotableWithdrawal
-from bot.services.keys import open_credentials
-from bot.services.paging import open_page
+from bot.services.custody.keys import open_credentials
+from bot.services.response.paging import open_page
 from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing

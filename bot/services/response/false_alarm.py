@@ -25,12 +25,12 @@ from bot.job_queue.queue import cancel_jobs
 from bot.model.findings import permission_name
 from bot.model.incidents import REJECTED_MEANING, ClosedIncident, IncidentFacts
 from bot.services.access import Actor, require_admin
+from bot.services.custody.keys import open_credentials
 from bot.services.errors import InvalidInput
-from bot.services.incidents import IncidentClosed, claim_close, load_incident, summarise
-from bot.services.keys import open_credentials
-from bot.services.paging import incident_page_key, resolve_page
-from bot.services.reminder_plan import plan_reminders
-from bot.services.rotate import resume_rotation
+from bot.services.response.incidents import IncidentClosed, claim_close, load_incident, summarise
+from bot.services.response.paging import incident_page_key, resolve_page
+from bot.services.rotation.reminder_plan import plan_reminders
+from bot.services.rotation.rotate import resume_rotation
 from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing

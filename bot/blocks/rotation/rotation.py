@@ -20,8 +20,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.blocks.custody.register import KEY_SOURCES
 from bot.blocks.message import Message
-from bot.blocks.register import KEY_SOURCES
 from bot.blocks.text import escape, key_type_name, mention, plural
 from bot.ids import Action, Block, Callback
 from bot.model.rotation import Audience, RotationRow, RotationStarted, RotationState

@@ -10,9 +10,9 @@ from sqlmodel import Session, col, select
 from bot.config import Settings
 from bot.model.rotation import RotationRow, RotationState
 from bot.services.access import Actor, require_manage_key
+from bot.services.custody.keys import find_live_key
 from bot.services.errors import InvalidInput
-from bot.services.keys import find_live_key
-from bot.services.reminder_plan import due_date, plan_reminders
+from bot.services.rotation.reminder_plan import due_date, plan_reminders
 from bot.services.rows import key_row
 from bot.vocabulary import AuditAction
 from storage.audit import record_event

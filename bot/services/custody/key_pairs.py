@@ -29,14 +29,14 @@ from bot.model.key_pairs import KeyAlgorithm, PendingPair
 from bot.model.keys import RegisteredKey
 from bot.model.rotation import RotationStarted
 from bot.services.access import Actor, deny
-from bot.services.errors import DomainError, InvalidInput, KeyNotFound
-from bot.services.keys import (
+from bot.services.custody.keys import (
     RegistrationForm,
     label_and_account_problems,
     refuse_before_binance,
     register_key,
 )
-from bot.services.rotate import (
+from bot.services.errors import DomainError, InvalidInput, KeyNotFound
+from bot.services.rotation.rotate import (
     RotationForm,
     require_may_rotate,
     rotatable_key,

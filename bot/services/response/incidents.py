@@ -3,7 +3,7 @@
 Binance has no API to delete a normal key: people do it in the Binance UI. The bot keeps the
 checklist, asks Binance what it can (whether it still accepts the key; the account's recent
 withdrawals and deposits, read-only) and says exactly what Binance answered: a rejection may be
-a deletion or an IP whitelist that no longer admits the bot (``bot.services.incident_probes``).
+a deletion or an IP whitelist that no longer admits the bot (``bot.services.response.incident_probes``).
 An incident closes as handled only once Binance rejects the key (or, when Binance could not be
 asked, by an admin with a note); the key's secret is destroyed then. Everything lives in the
 database, so a restart loses nothing and old buttons keep working.
@@ -41,10 +41,10 @@ from bot.model.incidents import (
     StepView,
 )
 from bot.services.access import Actor, deny
-from bot.services.delivery_plan import plan_cleanup
+from bot.services.custody.delivery_plan import plan_cleanup
+from bot.services.custody.keys import find_live_key, unknown_label
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
-from bot.services.keys import find_live_key, unknown_label
-from bot.services.paging import incident_page_key, open_page, resolve_page
+from bot.services.response.paging import incident_page_key, open_page, resolve_page
 from bot.services.rows import incident_row
 from bot.vocabulary import AuditAction
 from storage.audit import record_event
@@ -194,7 +194,7 @@ def raise_incident(
 def _page_if_withdraw_tier(
     session: Session, incident: Incident, key: ApiKey, account: BinanceAccount | None, now: datetime
 ) -> None:
-    """A compromised key that can withdraw puts funds at risk now: page (bot.services.paging)."""
+    """A compromised key that can withdraw puts funds at risk now: page (bot.services.response.paging)."""
     if not key.permissions_json:
         return
     if binance.KeyPermissions.from_dict(key.permissions_json).tier < binance.Tier.WITHDRAW:

@@ -5,7 +5,7 @@ IP, or permissions for action" (https://developers.binance.com/docs/binance-spot
 the key may have been deleted, or its IP whitelist may no longer admit the bot, and Binance
 does not say which. So a rejection never ticks the checklist's step 1 ("Delete the compromised
 key in Binance": a person who deleted it ticks it), and the key stays compromised, its secret
-kept and probed, until the incident is closed (``bot.services.incidents.close_incident``
+kept and probed, until the incident is closed (``bot.services.response.incidents.close_incident``
 retires it then). A key accepted again after a rejection (its whitelist admits the bot again)
 is said too.
 """
@@ -21,8 +21,8 @@ from sqlmodel import Session
 from bot import binance
 from bot.job_queue.queue import NewJob
 from bot.model.incidents import REJECTED_MEANING
-from bot.services.incidents import probe_job
-from bot.services.keys import open_credentials
+from bot.services.custody.keys import open_credentials
+from bot.services.response.incidents import probe_job
 from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing

@@ -2,13 +2,13 @@
 
 A key's owner or an admin chooses its sink (`/apikey deliver <label> to file|aws|nowhere`);
 SINK_DEFAULT chooses it for new keys. Every change of credentials plans a new version
-(bot.services.delivery_plan); ``deliver`` writes it: the key's credentials are opened from
+(bot.services.custody.delivery_plan); ``deliver`` writes it: the key's credentials are opened from
 their sealed columns only for the write and handed to nobody else. A failed write is kept
 pending, shown in status and App Home ("delivery failing since …"), audited once, and retried
 with the job queue's backoff until it succeeds or a newer version replaces it. Writes of one
 key are serialised across replicas, and each carries its delivery's id as idempotency token:
 a retry never makes a second version, a newer version is never overwritten by an older one.
-A destination that belongs to another live key (bot.services.sink_destinations) is never
+A destination that belongs to another live key (bot.services.custody.sink_destinations) is never
 written: choosing the sink is refused with a message, a planned write is refused and kept
 pending (shown, audited once) until that key is gone.
 """
@@ -26,17 +26,17 @@ from sqlmodel import Session, select
 from bot.config import Settings
 from bot.model.delivery import SINK_LABELS, DeliveryView
 from bot.services.access import Actor, require_manage_key
-from bot.services.delivery_plan import cancel_deliveries, plan_delivery
-from bot.services.delivery_view import delivery_view
-from bot.services.errors import InvalidInput
-from bot.services.keys import find_live_key, open_credentials
-from bot.services.rotate import complete_if_old_key_dead
-from bot.services.sink_destinations import (
+from bot.services.custody.delivery_plan import cancel_deliveries, plan_delivery
+from bot.services.custody.delivery_view import delivery_view
+from bot.services.custody.keys import find_live_key, open_credentials
+from bot.services.custody.sink_destinations import (
     HELD_BY_ANOTHER_KEY,
     destination_holder,
     destination_lock,
     key_destination,
 )
+from bot.services.errors import InvalidInput
+from bot.services.rotation.rotate import complete_if_old_key_dead
 from bot.sinks import DeliveredCredentials, SecretSink, SinkError, SinkKind
 from bot.sinks.aws import AwsSecretsManagerSink
 from bot.sinks.files import FileSink

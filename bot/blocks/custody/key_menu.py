@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement, Option, OverflowMenuElement
 
-from bot.blocks.incidents import compromised_button
 from bot.blocks.message import Message, section
+from bot.blocks.response.incidents import compromised_button
 from bot.blocks.text import mention, name
 from bot.ids import Action, KeyMenuChoice
 

@@ -20,11 +20,11 @@ from bot.model.delivery import DeliveryView
 from bot.model.findings import KIND_ORDER, Finding, FindingKind, Severity
 from bot.model.status import KeyReport, StatusReport
 from bot.services.access import Actor, deny
-from bot.services.delivery_view import delivery_finding, delivery_view, delivery_views
+from bot.services.custody.delivery_view import delivery_finding, delivery_view, delivery_views
+from bot.services.custody.keys import live_keys, open_credentials, pick_label, unknown_label
 from bot.services.errors import KeyNotFound
-from bot.services.findings import assess
-from bot.services.keys import live_keys, open_credentials, pick_label, unknown_label
-from bot.services.withdrawal_controls import (
+from bot.services.oversight.findings import assess
+from bot.services.oversight.withdrawal_controls import (
     WhitelistReading,
     read_whitelists,
     store_whitelists,

@@ -87,7 +87,7 @@ def assess(
 
 
 # Exactly what was checked: Binance's address list has ``whiteStatus`` per saved address, and
-# no field for the account's whitelist switch (bot.services.withdrawal_controls).
+# no field for the account's whitelist switch (bot.services.oversight.withdrawal_controls).
 NO_WHITELIST_TEXT = (
     "No saved withdrawal address is whitelisted on this key's account (Binance's address "
     "list; whether the account's withdrawal whitelist is turned on is not in its API). Unless "

@@ -1,6 +1,6 @@
 """Planning credential deliveries: a new version for a key's sink whenever its credentials
 change (registration, rotation) or its sink is chosen. The writing itself is
-``bot.services.credential_delivery.deliver``, run by the job this plans."""
+``bot.services.custody.credential_delivery.deliver``, run by the job this plans."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from bot.config import Settings
 from bot.job_queue.kinds import credential_cleanup, credential_delivery
 from bot.job_queue.queue import schedule_jobs
-from bot.services.sink_destinations import key_destination
+from bot.services.custody.sink_destinations import key_destination
 from bot.sinks import SinkKind
 from storage.models import ApiKey, CredentialDelivery, DeliveryState
 

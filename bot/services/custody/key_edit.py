@@ -13,10 +13,10 @@ from bot.config import Settings
 from bot.model.findings import PURPOSE_NAMES, FindingKind
 from bot.model.key_edit import KeyEdited
 from bot.services.access import Actor, require_admin
+from bot.services.custody.keys import _account, _alias_problem, find_live_key
 from bot.services.errors import InvalidInput
-from bot.services.keys import _account, _alias_problem, find_live_key
-from bot.services.reminder_plan import due_date, plan_reminders
-from bot.services.status import stored_findings
+from bot.services.oversight.status import stored_findings
+from bot.services.rotation.reminder_plan import due_date, plan_reminders
 from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.db import session_scope

@@ -30,21 +30,21 @@ from bot.model.delivery import SINK_LABELS
 from bot.model.findings import permission_name
 from bot.model.rotation import RotationStarted
 from bot.services.access import Actor, require_manage_key
-from bot.services.delivery_plan import delivery_confirmed, plan_delivery
-from bot.services.errors import (
-    InvalidInput,
-    KeyAlreadyRegistered,
-    KeyNotFound,
-)
-from bot.services.findings import assess, purpose_excess
-from bot.services.keys import (
+from bot.services.custody.delivery_plan import delivery_confirmed, plan_delivery
+from bot.services.custody.keys import (
     credential_problems,
     open_credentials,
     refusal_for,
     require_owner_confirmation,
 )
-from bot.services.paging import old_key_page_key, open_page, resolve_page
-from bot.services.reminder_plan import plan_reminders
+from bot.services.errors import (
+    InvalidInput,
+    KeyAlreadyRegistered,
+    KeyNotFound,
+)
+from bot.services.oversight.findings import assess, purpose_excess
+from bot.services.response.paging import old_key_page_key, open_page, resolve_page
+from bot.services.rotation.reminder_plan import plan_reminders
 from bot.services.rows import key_row
 from bot.vocabulary import AuditAction
 from storage.audit import record_event

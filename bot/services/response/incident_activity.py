@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot import binance
-from bot.services.keys import open_credentials
+from bot.services.custody.keys import open_credentials
 from bot.services.rows import incident_row, key_row
 from bot.vocabulary import AuditAction
 from storage.audit import record_event

@@ -23,10 +23,10 @@ from sqlmodel import Session, col, select
 from bot import binance
 from bot.model.drift import Change, Digest
 from bot.model.findings import PERMISSION_NAMES, PURPOSE_NAMES, Severity, permission_name
-from bot.services.findings import NO_WHITELIST_TEXT, PURPOSE_MAX_TIER
-from bot.services.keys import open_credentials
-from bot.services.paging import open_page, resolve_page, withdrawals_page_key
-from bot.services.withdrawal_controls import WhitelistReading, read_whitelists
+from bot.services.custody.keys import open_credentials
+from bot.services.oversight.findings import NO_WHITELIST_TEXT, PURPOSE_MAX_TIER
+from bot.services.oversight.withdrawal_controls import WhitelistReading, read_whitelists
+from bot.services.response.paging import open_page, resolve_page, withdrawals_page_key
 from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.crypto import CryptoError, KeyRing
@@ -107,7 +107,7 @@ def _whitelist_changes(
     """A Withdraw-tier key on an account none of whose saved withdrawal addresses is
     whitelisted now (first seen so, or since the last check): critical, once; an address
     whitelisted again: told once too. The account's whitelist switch is not in Binance's API:
-    nothing says it is on or off (bot.services.withdrawal_controls)."""
+    nothing says it is on or off (bot.services.oversight.withdrawal_controls)."""
     if not readings:
         return
     with Session(engine) as session:

@@ -1,7 +1,7 @@
 """When the daily activity review runs: one pending review per team that has a key able to
-read its account's history, planned once (like the drift check, ``bot.services.drift_plan``).
+read its account's history, planned once (like the drift check, ``bot.services.oversight.drift_plan``).
 
-Apart from ``bot.services.activity_review`` so that registering a key can plan its team's
+Apart from ``bot.services.oversight.activity_review`` so that registering a key can plan its team's
 first review without importing the reviewer.
 """
 

@@ -1,6 +1,6 @@
 """When the drift monitor runs: one pending check per team with keys, planned once.
 
-Apart from ``bot.services.drift`` so that registering a key (``bot.services.keys``) can plan
+Apart from ``bot.services.oversight.drift`` so that registering a key (``bot.services.custody.keys``) can plan
 its team's first check without importing the checker.
 """
 

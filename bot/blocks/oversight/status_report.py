@@ -23,8 +23,8 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.binance.permissions import KeyPermissions
-from bot.blocks.delivery import delivery_line
-from bot.blocks.key_menu import key_menu
+from bot.blocks.custody.delivery import delivery_line
+from bot.blocks.custody.key_menu import key_menu
 from bot.blocks.message import Message, context, fit_lines, section
 from bot.blocks.text import (
     MAX_MESSAGE_BLOCKS,

@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 
 from bot.model.delivery import DeliveryView
 from bot.model.findings import Finding, FindingKind, Severity
-from bot.services.delivery_plan import latest_delivery
+from bot.services.custody.delivery_plan import latest_delivery
 from storage.models import ApiKey, CredentialDelivery
 
 

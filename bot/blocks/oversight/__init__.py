@@ -1,0 +1,1 @@
+"""Screens of least privilege: status reports and permission changes (pure)."""

@@ -1,0 +1,1 @@
+"""Screens of a leak response: the live checklist, leak warnings, activity (pure)."""

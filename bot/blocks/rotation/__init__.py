@@ -1,0 +1,1 @@
+"""Screens of rotation: the rotate form, reminders, progress and the overview (pure)."""
