@@ -499,7 +499,7 @@ def test_two_admins_closing_at_once_close_it_once(stack):
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = list(pool.map(attempt, [false_alarm, handled, false_alarm, handled]))
     assert outcomes.count("closed") == 1, outcomes
-    assert all("closed" in o for o in outcomes)
+    assert all("closed" in o for o in outcomes), outcomes
     closes = _events(stack, "incident.false_alarm") + _events(stack, "incident.close")
     assert len(closes) == 1
 

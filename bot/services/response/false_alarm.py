@@ -37,6 +37,7 @@ from storage.crypto import KeyRing
 from storage.db import session_scope
 from storage.models import (
     ApiKey,
+    Incident,
     IncidentOutcome,
     IncidentState,
     KeyStatus,
@@ -88,6 +89,9 @@ def close_as_false_alarm(
     with Session(engine) as session:
         key = session.get(ApiKey, incident.key_id)
         if key is None or key.secret_sealed is None or key.status != KeyStatus.COMPROMISED.value:
+            row = session.get(Incident, incident_id)
+            if row is None or row.state == IncidentState.CLOSED:  # closed as handled meanwhile
+                raise IncidentClosed("This incident was closed meanwhile; nothing was changed.")
             raise InvalidInput(
                 f"“{label}” is no longer held by the bot as a reported key (removed, or its "
                 "secret destroyed), so it cannot return to use. Close the incident as handled."
