@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -174,7 +175,7 @@ USUAL_USERS = (ALICE, BOB)  # workspace members of every stack, with its admins
 
 
 def start_test_stack(
-    workdir: Path, *, users: Iterable[str] = USUAL_USERS, **settings: object
+    workdir: Path, *, users: Iterable[str] = USUAL_USERS, **settings: Any
 ) -> LocalStack:
     """A running local stack as the end-to-end tests use it: requests signed with the tests'
     ``SIGNING_SECRET``; ``users`` and every id of ``admin_user_ids`` are workspace members of
@@ -196,7 +197,7 @@ def make_stack(tmp_path) -> Iterator[Callable[..., LocalStack]]:
     every stack made is stopped when the test ends (stopping one early is fine too)."""
     with ExitStack() as stops:  # every stack is stopped, even if stopping another fails
 
-        def make(*, workdir: Path | None = None, **settings: object) -> LocalStack:
+        def make(*, workdir: Path | None = None, **settings: Any) -> LocalStack:
             stack = start_test_stack(workdir or tmp_path, **settings)
             stops.callback(stack.stop)
             return stack

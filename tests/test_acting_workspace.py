@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.ids import Action, Callback
 from bot.sandbox.slack_standin import SlackStandIn
@@ -136,7 +136,7 @@ def _state(stack) -> dict[str, list]:
 
 def _audit(stack, action: str) -> list[AuditEvent]:
     with Session(stack.services.engine) as session:
-        query = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
+        query = select(AuditEvent).where(AuditEvent.action == action).order_by(col(AuditEvent.id))
         return list(session.exec(query).all())
 
 

@@ -25,6 +25,7 @@ from bot.jobs.audit_forwarder import (
     HttpTarget,
     start_audit_forwarder,
 )
+from bot.vocabulary import AuditAction
 from storage.audit import record_event
 from storage.audit_export import event_record, iter_events
 from storage.db import session_scope
@@ -150,7 +151,7 @@ def _events(engine, n: int, *, start: int = 0) -> None:
                 session,
                 team_id="T",
                 actor="U0ALICE",
-                action="key.status",
+                action=AuditAction.KEY_STATUS,
                 target=f'key "{i}" ]\\',
                 detail={"i": i, "note": "é\nline"},
             )
@@ -192,9 +193,24 @@ def test_two_replicas_send_each_event_once_and_a_restart_catches_up(engine, data
     assert len(collector.ids) == 125
 
 
+class _Collecting:
+    """A syslog server that keeps the messages it gets."""
+
+    messages: list[bytes]
+
+
+class _UDPCollector(_Collecting, socketserver.ThreadingUDPServer):
+    pass
+
+
+class _TCPCollector(_Collecting, socketserver.ThreadingTCPServer):
+    daemon_threads = True
+
+
 class _SyslogUDP(socketserver.BaseRequestHandler):
     def handle(self) -> None:
-        self.server.messages.append(self.request[0])  # type: ignore[attr-defined]
+        assert isinstance(self.server, _Collecting)
+        self.server.messages.append(self.request[0])
 
 
 class _SyslogTCP(socketserver.StreamRequestHandler):
@@ -207,7 +223,8 @@ class _SyslogTCP(socketserver.StreamRequestHandler):
                 if not byte:
                     return
                 length += byte
-            self.server.messages.append(self.rfile.read(int(length)))  # type: ignore[attr-defined]
+            assert isinstance(self.server, _Collecting)
+            self.server.messages.append(self.rfile.read(int(length)))
 
 
 RFC5424 = re.compile(
@@ -219,27 +236,25 @@ RFC5424 = re.compile(
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_a_syslog_server_gets_rfc5424_messages(transport, engine, database_url):
-    server_class = socketserver.ThreadingUDPServer if transport == "udp" else None
     if transport == "udp":
-        server = server_class(("127.0.0.1", 0), _SyslogUDP)
+        server = _UDPCollector(("127.0.0.1", 0), _SyslogUDP)
     else:
-        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SyslogTCP)
-        server.daemon_threads = True
-    server.messages = []  # type: ignore[attr-defined]
+        server = _TCPCollector(("127.0.0.1", 0), _SyslogTCP)
+    server.messages = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     scheme = "syslog" if transport == "udp" else "syslog+tcp"
     settings = _settings(database_url, f"{scheme}://127.0.0.1:{server.server_address[1]}")
     _events(engine, 7)
     stop = start_audit_forwarder(settings, engine)
     try:
-        wait_until(lambda: len(server.messages) >= 7, timeout=30)  # type: ignore[attr-defined]
+        wait_until(lambda: len(server.messages) >= 7, timeout=30)
     finally:
         stop()
         server.shutdown()
         server.server_close()
     expected = trail(engine)
-    assert len(server.messages) == 7  # type: ignore[attr-defined]
-    for raw, event in zip(server.messages, expected, strict=True):  # type: ignore[attr-defined]
+    assert len(server.messages) == 7
+    for raw, event in zip(server.messages, expected, strict=True):
         match = RFC5424.fullmatch(raw)
         assert match, raw
         assert int(match["pri"]) == 13 * 8 + 6  # facility "log audit", severity informational

@@ -31,7 +31,7 @@ import boto3
 import pytest
 import requests
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.bootstrap import configure_logging
 from bot.job_queue.scheduler import FixedClock
@@ -152,7 +152,7 @@ def _deliveries(stack, label="bot") -> list[CredentialDelivery]:
             session.exec(
                 select(CredentialDelivery)
                 .where(CredentialDelivery.key_id == key.id)
-                .order_by(CredentialDelivery.version)
+                .order_by(col(CredentialDelivery.version))
             )
         )
 

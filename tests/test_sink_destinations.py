@@ -25,7 +25,7 @@ from hashlib import sha256
 from pathlib import Path
 
 import requests
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.ids import Action
 from bot.job_queue.scheduler import FixedClock
@@ -60,7 +60,7 @@ def _deliveries(stack, label: str) -> list[CredentialDelivery]:
             session.exec(
                 select(CredentialDelivery)
                 .where(CredentialDelivery.key_id == key.id)
-                .order_by(CredentialDelivery.version)
+                .order_by(col(CredentialDelivery.version))
             )
         )
 
