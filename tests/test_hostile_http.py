@@ -19,7 +19,7 @@ from urllib.parse import quote_plus
 import pytest
 import requests
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.ids import Action, Block, Callback
 from bot.model.key_pairs import KeyAlgorithm
@@ -90,15 +90,15 @@ def _denials(stack, after_id: int = 0) -> list[AuditEvent]:
         return list(
             session.exec(
                 select(AuditEvent)
-                .where(AuditEvent.action == "access.denied", AuditEvent.id > after_id)
-                .order_by(AuditEvent.id)
+                .where(AuditEvent.action == "access.denied", col(AuditEvent.id) > after_id)
+                .order_by(col(AuditEvent.id))
             ).all()
         )
 
 
 def _last_audit_id(stack) -> int:
     with Session(stack.services.engine) as session:
-        return session.exec(sa.select(sa.func.max(AuditEvent.id))).scalar() or 0
+        return session.exec(select(sa.func.max(col(AuditEvent.id)))).one() or 0
 
 
 def _raw_post(stack, body: bytes, headers: dict[str, str]) -> requests.Response:
@@ -477,14 +477,15 @@ class _Scene:
                 response_url=response_url,
                 trigger_id="123.456.abc",
             )
-        value = {
+        value_of: dict[str, str] = {
             Action.STATUS_PAGE: f"{self.report_id}:0",
             Action.INCIDENT_COMMANDER: self.incident_id,
             Action.INCIDENT_TICK: f"{self.incident_id}:1",
             Action.INCIDENT_CLOSE: self.incident_id,
             Action.INCIDENT_RAISE: self.key_id,
             Action.PAIR_ENTER_KEY: self.pending.pending_id,
-        }.get(id_, self.key_id)
+        }
+        value = value_of.get(id_, self.key_id)
         return block_action(
             id_,
             value,

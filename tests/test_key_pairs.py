@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -78,7 +79,7 @@ def _enter_key(stack, client, pending_id: str, api_key: str, *, user: str = ALIC
         )
     )
     assert pressed.status_code == 200
-    values = {
+    values: dict[str, Any] = {
         Block.PAIR_API_KEY: {Action.PAIR_API_KEY: {"type": "plain_text_input", "value": api_key}}
     }
     return client.post(

@@ -108,7 +108,7 @@ def _kms_settings(database_url: str, tmp_path: Path, kms: Kms, **overrides: Any)
     return _settings(database_url, tmp_path, **overrides)
 
 
-def _dump(database_url: str) -> dict[str, list[tuple]]:
+def _dump(database_url: str) -> dict[str, list[str]]:
     """Every row of every table, to prove a refused start-up changed nothing."""
     engine = make_engine(database_url)
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlmodel import Session, select
@@ -263,7 +264,7 @@ def _enter_key(stack, client, pending_id: str, api_key: str, *, confirm: bool = 
         "views.open", predicate=lambda c: "pair_confirm" in all_text(c.params), timeout=15
     )
     assert opened.params  # the small form offers the owner's tick
-    values = {
+    values: dict[str, Any] = {
         Block.PAIR_API_KEY: {Action.PAIR_API_KEY: {"type": "plain_text_input", "value": api_key}},
         Block.PAIR_CONFIRM: {
             Action.PAIR_CONFIRM: {

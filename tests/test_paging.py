@@ -9,7 +9,7 @@ import logging
 from datetime import timedelta
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.bootstrap import configure_logging
 from bot.ids import Callback
@@ -65,7 +65,7 @@ def _page_jobs(stack) -> list[ScheduledJob]:
 
 def _audit(stack, prefix: str) -> list[AuditEvent]:
     with Session(stack.services.engine) as session:
-        events = session.exec(select(AuditEvent).order_by(AuditEvent.id)).all()
+        events = session.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()
     return [e for e in events if e.action.startswith(prefix)]
 
 
@@ -81,7 +81,10 @@ def _close(stack, incident_id: str, now) -> None:
     services = stack.services
     engine = services.engine
     with Session(engine) as session:
-        key = session.get(ApiKey, session.get(Incident, incident_id).key_id)
+        incident = session.get(Incident, incident_id)
+        assert incident is not None
+        key = session.get(ApiKey, incident.key_id)
+        assert key is not None
         api_key = open_credentials(services.ring, key).api_key
     stack.simulator.delete_key(api_key)
     probe_compromised_key(
