@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from slack_sdk.models.views import View
 
 from bot.binance import KeyPermissions, Tier
 from bot.blocks.audit import chain_report, checkpoint_message
@@ -105,7 +106,7 @@ def assert_golden(name: str, payload: dict) -> None:
     )
 
 
-def as_payload(rendered: Message | object) -> dict:
+def as_payload(rendered: Message | View) -> dict:
     if isinstance(rendered, Message):
         return json.loads(json.dumps(rendered.as_kwargs()))
     return json.loads(json.dumps(rendered.to_dict()))
@@ -227,7 +228,7 @@ def key_report(
 ) -> KeyReport:
     checked = data is not None
     if findings is None:
-        permissions = perms(data) if checked else None
+        permissions = perms(data) if data is not None else None
         findings = assess(purpose=purpose, now=NOW, permissions=permissions)
     return KeyReport(
         key_id=f"key{i:04d}",

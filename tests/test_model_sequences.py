@@ -45,6 +45,7 @@ from bot.config import load_settings
 from bot.runner import build_services
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.services.access import Actor
+from bot.services.context import Services
 from bot.services.custody.keys import RegistrationForm, open_credentials, register_key, remove_key
 from bot.services.errors import InvalidInput, KeyAlreadyRegistered, LabelTaken
 from bot.services.response.incident_probes import probe_compromised_key
@@ -144,7 +145,7 @@ class KeyLifecycle(RuleBasedStateMachine):
         self.every: list[Creds] = []  # every credential the bot ever saw
         self.shredded: list[Creds] = []  # credentials that must be gone from the database
         self.copies = 0
-        self.services = None
+        self.services: Services | None = None
         self.audit_key = ModelAuditKey(seal=self.active_id)
         self._start()
 
@@ -177,19 +178,25 @@ class KeyLifecycle(RuleBasedStateMachine):
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     @property
+    def running(self) -> Services:
+        """The bot's services (it is running)."""
+        assert self.services is not None, "the bot is stopped"
+        return self.services
+
+    @property
     def engine(self):
-        return self.services.engine
+        return self.running.engine
 
     @property
     def ring(self) -> KeyRing:
-        return self.services.ring
+        return self.running.ring
 
     @property
     def active_id(self) -> str:
         return self.master_keys[-1].key_id  # the last configured key is the active one
 
     def _svc(self) -> dict:
-        return {"engine": self.engine, "ring": self.ring, "gateway": self.services.gateway}
+        return {"engine": self.engine, "ring": self.ring, "gateway": self.running.gateway}
 
     # --- model helpers ----------------------------------------------------------------------
 
@@ -202,7 +209,12 @@ class KeyLifecycle(RuleBasedStateMachine):
         return [k for k in self.keys if k.status == status]
 
     def _sealed_items(self) -> list[ModelKey | ModelRotation | ModelAuditKey]:
-        return [x for x in [*self.keys, *self.rotations, self.audit_key] if x.seal is not None]
+        items: list[ModelKey | ModelRotation | ModelAuditKey] = [
+            *self.keys,
+            *self.rotations,
+            self.audit_key,
+        ]
+        return [x for x in items if x.seal is not None]
 
     def _shred(self, key: ModelKey, status: str) -> None:
         key.status = status
@@ -224,7 +236,7 @@ class KeyLifecycle(RuleBasedStateMachine):
     def _register(self, label: str, creds: Creds, pad: str):
         return register_key(
             **self._svc(),
-            settings=self.services.settings,
+            settings=self.running.settings,
             form=RegistrationForm(
                 team_id=TEAM,
                 actor=OWNER,
@@ -276,7 +288,7 @@ class KeyLifecycle(RuleBasedStateMachine):
             api_key=_submitted(new.api_key, pad),
             secret=_submitted(new.secret, pad),
         )
-        call = {**self._svc(), "settings": self.services.settings, "form": form, "now": utcnow()}
+        call = {**self._svc(), "settings": self.running.settings, "form": form, "now": utcnow()}
         if key.status != KeyStatus.ACTIVE.value:
             with pytest.raises(InvalidInput):
                 start_rotation(**call)
@@ -295,11 +307,12 @@ class KeyLifecycle(RuleBasedStateMachine):
 
     def _probe_rotation(self, key: ModelKey, *, old_deleted: bool) -> None:
         rotation = key.pending
+        assert rotation is not None
         if old_deleted:
             self.sim.delete_key(rotation.old.api_key)  # the owner deletes it in Binance
         outcome = probe_old_key(
             **self._svc(),
-            settings=self.services.settings,
+            settings=self.running.settings,
             rotation_id=rotation.rotation_id,
             attempt=0,
             now=utcnow(),
@@ -429,7 +442,7 @@ class KeyLifecycle(RuleBasedStateMachine):
                 with pytest.raises(VaultError, match="still seals"):
                     retire_key(self.engine, self.ring, master.key_id)
                 continue
-            self.services.ring = retire_key(self.engine, self.ring, master.key_id)
+            self.running.ring = retire_key(self.engine, self.ring, master.key_id)
             self.master_keys.remove(master)
 
     # --- invariants -------------------------------------------------------------------------
