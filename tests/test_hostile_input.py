@@ -33,6 +33,7 @@ from bot.ids import Action, Block, Callback
 from bot.job_queue.kinds import JobKind
 from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.requests import close_note_values
+from bot.sandbox.slack_standin import SlackCall
 from bot.sandbox.stack import LocalStack
 from bot.services.oversight.drift_plan import ensure_drift_checks
 from storage.models import (
@@ -153,6 +154,7 @@ class World:
 
     def api_key(self, label: str) -> str:
         key = self.key(label)
+        assert key.api_key_sealed is not None
         return self.stack.services.ring.open_text(key.api_key_sealed, context=key.api_key_context())
 
     def tick(self, clock: FixedClock, times: int = 1) -> None:
@@ -270,7 +272,9 @@ def _incidents(world: World) -> None:
         clock.advance(timedelta(hours=1))  # past any probe back-off: Binance rejects the key
         world.tick(clock, times=2)
         with Session(engine) as session:
-            assert session.get(Incident, incident.id).key_dead_at is not None
+            stored = session.get(Incident, incident.id)
+            assert stored is not None
+            assert stored.key_dead_at is not None
         world.send(  # whoever deleted it ticks step 1 (a rejection alone proves no deletion)
             client.action(
                 Action.INCIDENT_TICK,
@@ -288,10 +292,11 @@ def _incidents(world: World) -> None:
                 message_ts="1",
             )
         )
-        (opened,) = slack.wait_for(
-            "views.open",
-            predicate=lambda c, i=incident.id: c.params["view"].get("private_metadata") == i,
-        )
+
+        def close_modal(c: SlackCall, i: str = incident.id) -> bool:
+            return c.params["view"].get("private_metadata") == i
+
+        (opened,) = slack.wait_for("views.open", predicate=close_modal)
         world.keep("close modal", opened.params)
         values = close_note_values(note=note)
         world.keep(
@@ -301,14 +306,15 @@ def _incidents(world: World) -> None:
             ),
         )
         in_alerts = next(m["ts"] for m in incident.messages if m["channel"] == ALERTS)
-        (summary,) = slack.wait_for(
-            "chat.postMessage",
-            predicate=lambda c, ts=in_alerts: (
+
+        def closed_summary(c: SlackCall, ts: str = in_alerts) -> bool:
+            return (
                 c.params.get("channel") == ALERTS
                 and c.params.get("thread_ts") == ts
                 and "Incident closed" in c.params.get("text", "")
-            ),
-        )
+            )
+
+        (summary,) = slack.wait_for("chat.postMessage", predicate=closed_summary)
         world.keep("closing summary", summary.params)
     for call in slack.calls_to("chat.postMessage") + slack.calls_to("chat.update"):
         if "Compromised key" in call.params.get("text", ""):

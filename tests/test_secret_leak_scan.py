@@ -45,7 +45,9 @@ from bot.ids import Action, Block, Callback
 from bot.job_queue.kinds import JobKind
 from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator, SimKey
+from bot.sandbox.binance_simulator import _Handler as _SimHandler
 from bot.sandbox.requests import close_note_values, rotate_form_values
+from bot.sandbox.slack_standin import SlackCall
 from bot.sandbox.stack import LocalStack
 from bot.services.custody.keys import RegistrationForm, register_key
 from bot.services.errors import DomainError
@@ -190,7 +192,7 @@ def find_leaks(canaries: Iterable[Canary], haystacks: dict[str, str]) -> list[st
                     origin.setdefault(gram, f"{canary.name}: {form_name}")
     for gram in _shared_by_every_key():
         origin.pop(gram, None)
-    found = set()
+    found: set[str] = set()
     for where, text in haystacks.items():
         found.update(f"{origin[g]} in {where}" for g in set(_grams(text)) & origin.keys())
     return sorted(found)
@@ -270,10 +272,12 @@ def exception_text(exc: BaseException) -> str:
     return "\n".join(seen)
 
 
-class _WireHandler(BinanceSimulator.handler_class):
+class _WireHandler(_SimHandler):  # BinanceSimulator.handler_class
     def read_body(self) -> bytes:
         body = super().read_body()
-        self.server.owner.record_wire(self.requestline, str(self.headers), body)
+        owner = self.server.owner
+        assert isinstance(owner, _WireSimulator)
+        owner.record_wire(self.requestline, str(self.headers), body)
         return body
 
 
@@ -401,10 +405,11 @@ def _register_canaries(run: Run) -> None:
             register_sim_key(stack, client, key, label=label, purpose="trading", channel=GENERAL)
         )
         assert answer.get("response_action") == "update", answer
-        stack.slack.wait_for(
-            "chat.postEphemeral",
-            predicate=lambda c, label=label: f"Registered {label}" in c.params.get("text", ""),
-        )
+
+        def registered(c: SlackCall, label: str = label) -> bool:
+            return f"Registered {label}" in c.params.get("text", "")
+
+        stack.slack.wait_for("chat.postEphemeral", predicate=registered)
 
 
 def _fail_registrations(run: Run) -> None:
