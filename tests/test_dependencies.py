@@ -193,7 +193,10 @@ WITHDRAW_ADDRESSES = "/sapi/v1/capital/withdraw/address/list"
 
 
 def _parameters(function) -> tuple[str, ...]:
-    marks = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
+    marks: dict[inspect._ParameterKind, str] = {
+        inspect.Parameter.VAR_POSITIONAL: "*",
+        inspect.Parameter.VAR_KEYWORD: "**",
+    }
     return tuple(
         marks.get(p.kind, "") + name for name, p in inspect.signature(function).parameters.items()
     )

@@ -136,6 +136,7 @@ def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30.0) -> N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            assert proc.stdout is not None
             pytest.fail(f"bot exited early: {proc.stdout.read()}")
         try:
             if requests.get(base + "/healthz", timeout=1).status_code == 200:

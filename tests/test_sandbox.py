@@ -388,6 +388,7 @@ class _Terminal:
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
+        assert self.proc.stdout is not None
         while chunk := os.read(self.proc.stdout.fileno(), 4096):
             with self._lock:
                 self.buffer += chunk.decode("utf-8", "replace")
@@ -404,10 +405,12 @@ class _Terminal:
         raise AssertionError(f"no {pattern!r} in:\n{self.buffer[self.position :]}")
 
     def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
         self.proc.stdin.write((line + "\n").encode())
         self.proc.stdin.flush()
 
     def close(self) -> int:
+        assert self.proc.stdin is not None
         self.proc.stdin.close()
         return self.proc.wait(timeout=20)
 

@@ -39,7 +39,7 @@ def _dump(engine) -> bytes:
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     if shutil.which("pg_dump"):
         return subprocess.run(["pg_dump", url], check=True, capture_output=True).stdout
-    chunks = []
+    chunks: list[bytes] = []
     with engine.connect() as connection:
         for table in sa.inspect(connection).get_table_names():
             chunks.extend(
