@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+
+import pytest
+import requests
 
 from bot.ids import Callback
 from bot.sandbox.requests import FormValues, register_form_values
@@ -145,3 +149,20 @@ def audit_verdict(stack: LocalStack, user_id: str, *, timeout: float = 30.0) -> 
         "response_url", predicate=lambda c: c.params["_response_url"] == url, timeout=timeout
     )
     return all_text(ack.json()), all_text(reply.params)
+
+
+def wait_healthy(base: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    """Wait until a bot started with ``python -m bot`` answers ``/healthz`` at ``base``; fail
+    (with what it printed, if it prints to a pipe) when it exits or stays unhealthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            printed = proc.stdout.read() if proc.stdout is not None else ""
+            pytest.fail(f"the bot exited during start-up: {printed}")
+        try:
+            if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    pytest.fail("the bot did not become healthy")

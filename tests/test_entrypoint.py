@@ -7,14 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
-import requests
 
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from storage.crypto import generate_master_key
+from tests.e2e import wait_healthy
 from tests.slack_requests import SIGNING_SECRET, BotClient, slash_command
 
 
@@ -114,7 +113,7 @@ def test_http_mode_serves_slack_and_health_then_stops_on_sigterm(tmp_path):
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            _wait_healthy(base, proc)
+            wait_healthy(base, proc)
             client = BotClient(base, secret=SIGNING_SECRET)
             reply = client.post(slash_command("help", response_url=slack.response_url()))
             assert reply.status_code == 200 and "/apikey register" in reply.text
@@ -130,21 +129,6 @@ def test_http_mode_serves_slack_and_health_then_stops_on_sigterm(tmp_path):
     assert "will be unused" not in output  # no spurious warning at start-up
     assert (tmp_path / "apikey-bot-master.key").stat().st_mode & 0o777 == 0o600
     assert "Traceback" not in output
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            assert proc.stdout is not None
-            pytest.fail(f"bot exited early: {proc.stdout.read()}")
-        try:
-            if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    pytest.fail("bot did not become healthy")
 
 
 def _start_fails(tmp_path, **settings) -> subprocess.CompletedProcess:

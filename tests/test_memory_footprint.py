@@ -18,11 +18,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import tracemalloc
 
 import pytest
-import requests
 from binance.client import Client as BinanceClient
 
 from bot.binance import BinanceGateway, Credentials, KeyRejected, RateLimited, WeightBudget
@@ -31,7 +29,7 @@ from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from storage.db import session_scope
 from storage.models import ApiKey
-from tests.e2e import ALICE, all_text, bot_client, wait_until
+from tests.e2e import ALICE, all_text, bot_client, wait_healthy, wait_until
 from tests.factories import WITHDRAW, random_api_key, stored_key
 from tests.slack_requests import SIGNING_SECRET, BotClient, slash_command
 
@@ -172,7 +170,7 @@ def test_start_up_without_aws_settings_does_not_load_the_aws_sdk(tmp_path):
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            _wait_healthy(base, proc)
+            wait_healthy(base, proc)
             reply = BotClient(base).post(slash_command("help", response_url=slack.response_url()))
             assert reply.status_code == 200
         finally:
@@ -183,17 +181,3 @@ def test_start_up_without_aws_settings_does_not_load_the_aws_sdk(tmp_path):
     imported = {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if "|" in line}
     assert "bot.runner" in imported  # the import log is there
     assert not {"boto3", "botocore.client", "s3transfer"} & imported
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("the bot exited during start-up")
-        try:
-            if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    pytest.fail("the bot did not become healthy")

@@ -31,7 +31,7 @@ from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from storage.crypto import KeyRing
 from storage.kms import kms_master_key
-from tests.e2e import ALICE, all_text, wait_until
+from tests.e2e import ALICE, all_text, wait_healthy, wait_until
 from tests.slack_requests import SIGNING_SECRET, BotClient
 
 REGION = "eu-west-1"
@@ -290,15 +290,7 @@ def test_the_bot_serves_metrics_on_their_own_port(tmp_path):
         )
         try:
             base = f"http://127.0.0.1:{port}"
-
-            def healthy() -> bool:
-                assert proc.poll() is None, "the bot exited"
-                try:
-                    return requests.get(base + "/healthz", timeout=1).status_code == 200
-                except requests.ConnectionError:
-                    return False
-
-            wait_until(healthy, timeout=30, interval=0.1)
+            wait_healthy(base, proc)
             assert requests.get(base + "/metrics", timeout=5).status_code == 404
             metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
             assert metrics.status_code == 200 and "apikey_bot_" in metrics.text

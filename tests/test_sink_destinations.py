@@ -32,7 +32,7 @@ from bot.job_queue.scheduler import FixedClock
 from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from storage.models import ApiKey, AuditEvent, CredentialDelivery, utcnow
-from tests.e2e import BOB, bot_client, register_directly, register_sim_key
+from tests.e2e import BOB, bot_client, register_directly, register_sim_key, wait_healthy
 from tests.factories import TRADE
 from tests.slack_requests import SIGNING_SECRET
 from tests.test_credential_delivery import (  # noqa: F401 - the fixture `aws`: moto behind its proxy
@@ -42,7 +42,7 @@ from tests.test_credential_delivery import (  # noqa: F401 - the fixture `aws`: 
     _secrets,
     aws,
 )
-from tests.test_entrypoint import _env, _free_port, _wait_healthy
+from tests.test_entrypoint import _env, _free_port
 from tests.test_rotation import _submit_rotation
 
 # --- helpers --------------------------------------------------------------------------------
@@ -378,7 +378,7 @@ def test_start_up_removes_the_leftovers_of_crashed_writes(tmp_path):
             text=True,
         )
         try:
-            _wait_healthy(f"http://127.0.0.1:{port}", proc)
+            wait_healthy(f"http://127.0.0.1:{port}", proc)
             deadline = time.monotonic() + 10
             while (leftover.exists() or other.exists()) and time.monotonic() < deadline:
                 time.sleep(0.05)
