@@ -147,6 +147,15 @@ class EditKey:
 
 
 @dataclass(frozen=True)
+class Governor:
+    """Admins: register the governor of a master account (``account``), or, without one, see
+    the governors and the sub-accounts they manage."""
+
+    account: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
 class SecretInText:
     kind: SecretKind
 
@@ -166,6 +175,7 @@ Command = (
     | AuditTrail
     | AuditCheckpoint
     | EditKey
+    | Governor
     | SecretInText
 )
 
@@ -363,6 +373,25 @@ def _edit(rest: str) -> Command:
     return EditKey(label, field, value)
 
 
+GOVERNOR_EXAMPLE = "`/apikey governor main-account`"
+
+
+def _governor(rest: str) -> Command:
+    words = rest.split()
+    if not words:
+        return Governor()
+    if len(words) > 2:
+        return Help(
+            "Name the master account, and optionally the governor key's label, e.g. "
+            f"{GOVERNOR_EXAMPLE} or `/apikey governor main-account main-governor`."
+        )
+    account = _unquote(words[0])
+    label = _unquote(words[1]) if len(words) == 2 else None
+    if label is not None and (why := label_problem(label)) is not None:
+        return Help(why)
+    return Governor(account=account, label=label)
+
+
 # Every subcommand the parser knows, by its canonical name (help and the manifest's usage hint
 # list each of them; a test keeps them in step).
 _PARSERS: dict[str, Callable[[str], Command]] = {
@@ -378,6 +407,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "compromised": _compromised,
     "incidents": _incidents,
     "audit": _audit,
+    "governor": _governor,
 }
 SUBCOMMANDS: tuple[str, ...] = tuple(_PARSERS)
 ALIASES = {"?": "help", "ls": "list", "rm": "remove", "delete": "remove", "leaked": "compromised"}

@@ -6,6 +6,7 @@ secret settings are never echoed, not even in validation errors.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -109,6 +110,15 @@ class Settings(BaseSettings):
     binance_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     binance_max_workers: int = Field(default=32, ge=1, le=64)
     binance_weight_limit: int = Field(default=6000, ge=10)
+    # The governor (README: The governor). The public IP addresses this bot's requests leave
+    # from: a governor key and every key the governor creates are restricted to (or include)
+    # them, so the bot can check and, in an emergency, quarantine a key.
+    bot_egress_ips: CommaList = ()
+    # What happens to a governed key reported compromised: deleted in Binance at once, or
+    # quarantined (its IP list cut to BOT_EGRESS_IPS; a false alarm gives the old list back).
+    contain_on_report: Literal["delete", "quarantine"] = "delete"
+    # How long a governed key's old and new credentials both work during a rotation.
+    rotation_overlap_hours: float = Field(default=1.0, gt=0, le=24 * 7)
 
     # Team governance
     admin_user_ids: CommaList = ()
@@ -173,7 +183,11 @@ class Settings(BaseSettings):
     paging_webhook_token: SecretStr | None = None  # sent as "Authorization: Bearer ..."
 
     @field_validator(
-        "admin_user_ids", "allowed_channel_ids", "rotation_reminder_lead_days", mode="before"
+        "admin_user_ids",
+        "allowed_channel_ids",
+        "rotation_reminder_lead_days",
+        "bot_egress_ips",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -191,6 +205,19 @@ class Settings(BaseSettings):
                 "a Slack user id (U… or W…; in Slack: the person's profile → ⋮ → Copy member ID)",
             )
         return value
+
+    @field_validator("bot_egress_ips")
+    @classmethod
+    def _ip_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                shown = address if len(address) <= 40 else address[:39] + "…"
+                raise ValueError(
+                    f"“{shown}” is not an IP address (comma-separated, e.g. 203.0.113.7)"
+                ) from None
+        return tuple(dict.fromkeys(value))
 
     @field_validator("allowed_channel_ids")
     @classmethod

@@ -20,6 +20,7 @@ __all__ = [
     "KeyPurpose",
     "KeyStatus",
     "KeyType",
+    "MintState",
     "PageState",
     "PendingPairState",
     "RotationState",
@@ -32,6 +33,10 @@ class KeyPurpose(StrEnum):
     READ_ONLY = "read_only"
     TRADING = "trading"
     WITHDRAWALS = "withdrawals"
+    # A master account's key that manages its sub-accounts' keys through Binance's API (the
+    # governor). Binance marks those endpoints TRADE, so it needs Read and Spot & Margin
+    # trading, restricted to the bot's own IP addresses; nothing else.
+    GOVERNOR = "governor"
 
 
 class KeyType(StrEnum):
@@ -73,6 +78,25 @@ class PendingPairState(StrEnum):
     EXPIRED = "expired"  # not completed in time: the private key was shredded
 
 
+class MintState(StrEnum):
+    """A sub-account key the governor creates in Binance: the intent is stored (private key
+    sealed) before Binance is asked, so a crash between Binance's answer and the bot's commit
+    never leaves a live key nobody knows about."""
+
+    ASKING = "asking"  # Binance is being asked (or the bot died while it was)
+    CREATED = "created"  # Binance made the key; it is stored as an api_keys row
+    REFUSED = "refused"  # Binance refused: nothing exists there; the private key is shredded
+    UNKNOWN = "unknown"  # the bot died or lost the answer: named to the admins for deletion
+
+
+class Containment(StrEnum):
+    """What the governor did to a key reported compromised."""
+
+    DELETED = "deleted"  # deleted in Binance through the API, proven by a probe
+    QUARANTINED = "quarantined"  # its IP list cut to the bot's own addresses
+    FAILED = "failed"  # Binance refused or was unreachable: a person must act
+
+
 class IncidentState(StrEnum):
     OPEN = "open"
     CLOSED = "closed"
@@ -105,9 +129,13 @@ class AuditAction(StrEnum):
     CREDENTIALS_DELIVERY_REFUSED = "credentials.delivery_refused"
     CREDENTIALS_SINK_CHOSEN = "credentials.sink_chosen"
     DRIFT_CHECK = "drift.check"
+    GOVERNOR_CALL = "governor.call"
+    GOVERNOR_MINT_UNKNOWN = "governor.mint_unknown"
     INCIDENT_ACTIVITY_REVIEW = "incident.activity_review"
     INCIDENT_CLOSE = "incident.close"
     INCIDENT_COMMANDER = "incident.commander"
+    INCIDENT_CONTAINED = "incident.contained"
+    INCIDENT_CONTAINMENT_FAILED = "incident.containment_failed"
     INCIDENT_FALSE_ALARM = "incident.false_alarm"
     INCIDENT_FALSE_ALARM_REFUSED = "incident.false_alarm_refused"
     INCIDENT_KEY_ACCEPTED_AGAIN = "incident.key_accepted_again"
@@ -116,6 +144,7 @@ class AuditAction(StrEnum):
     INCIDENT_RAISE = "incident.raise"
     INCIDENT_TICK = "incident.tick"
     KEY_ANNOUNCE = "key.announce"
+    KEY_CREATE = "key.create"
     KEY_EDIT = "key.edit"
     KEY_REGISTER = "key.register"
     KEY_REMOVE = "key.remove"

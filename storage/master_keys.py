@@ -47,6 +47,7 @@ from storage.models import (
     ApiKey,
     AuditKey,
     CryptoCanary,
+    GovernorMint,
     PendingKeyPair,
     Rotation,
     RotationState,
@@ -79,9 +80,11 @@ def _canary_context(key_id: str) -> str:
 # Every table holding sealed material, with its (blob column, context) pairs. Each row's
 # sealed columns share one master key, named by its seal_key_id column. The audit chain's key
 # (storage.audit_key) is one of them: re-encryption carries it to a new master key.
-SealedTable = type[ApiKey] | type[Rotation] | type[PendingKeyPair] | type[AuditKey]
-SEALED_TABLES: tuple[SealedTable, ...] = (ApiKey, Rotation, PendingKeyPair, AuditKey)
-SealedRow = ApiKey | Rotation | PendingKeyPair | AuditKey
+SealedTable = (
+    type[ApiKey] | type[Rotation] | type[PendingKeyPair] | type[AuditKey] | type[GovernorMint]
+)
+SEALED_TABLES: tuple[SealedTable, ...] = (ApiKey, Rotation, PendingKeyPair, AuditKey, GovernorMint)
+SealedRow = ApiKey | Rotation | PendingKeyPair | AuditKey | GovernorMint
 _Sealed = TypeVar("_Sealed", bound=SealedRow)
 
 
@@ -95,7 +98,7 @@ def _sealed_fields(row: SealedRow) -> list[tuple[str, str]]:
         return [("sealed", row.mac_key_context())]
     if isinstance(row, ApiKey):
         return [("api_key_sealed", row.api_key_context()), ("secret_sealed", row.secret_context())]
-    if isinstance(row, PendingKeyPair):
+    if isinstance(row, PendingKeyPair | GovernorMint):
         return [("private_key_sealed", row.private_key_context())]
     return [
         ("old_api_key_sealed", row.api_key_context()),

@@ -17,6 +17,9 @@ from sqlmodel import Field, SQLModel
 # The stored enums are the bot's vocabulary (bot/vocabulary.py), re-exported here for the
 # code that reads them with the rows.
 from bot.vocabulary import (
+    Containment as Containment,
+)
+from bot.vocabulary import (
     DeliveryState as DeliveryState,
 )
 from bot.vocabulary import (
@@ -36,6 +39,9 @@ from bot.vocabulary import (
 )
 from bot.vocabulary import (
     KeyType as KeyType,
+)
+from bot.vocabulary import (
+    MintState as MintState,
 )
 from bot.vocabulary import (
     PageState as PageState,
@@ -105,6 +111,10 @@ class BinanceAccount(SQLModel, table=True):
     activity_reviewed_until: datetime | None = Field(
         default=None, sa_column=_utc_column(nullable=True)
     )
+    # A sub-account of a master account the bot governs: the master's account row and the
+    # sub-account's email, which names it in Binance's sub-account API (None: not governed).
+    master_account_id: str | None = Field(default=None, index=True, max_length=32)
+    sub_account_email: str | None = Field(default=None, max_length=254)
 
 
 class ApiKey(SQLModel, table=True):
@@ -164,6 +174,11 @@ class ApiKey(SQLModel, table=True):
     # Where its credentials are delivered for the service that uses them ("file", "aws"; see
     # bot.sinks), or None: kept by the bot only.
     delivery_sink: str | None = Field(default=None, max_length=16)
+    # Made by the governor through Binance's sub-account API (None: made by a person), with
+    # the trusted IP addresses it was given (None: unrestricted; Binance's permission answer
+    # never lists them).
+    created_via: str | None = Field(default=None, max_length=16)
+    ip_addresses: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
 
     def secret_context(self) -> str:
         return f"api_key:{self.id}:secret"
@@ -413,6 +428,12 @@ class Incident(SQLModel, table=True):
     permissions_at_raise: dict[str, Any] | None = Field(
         default=None, sa_column=sa.Column(sa.JSON, nullable=True)
     )
+    # What the governor did to a governed key (Containment), when it was proven, and, for a
+    # quarantine, the IP list to give back if the report was a false alarm.
+    containment: str | None = Field(default=None, max_length=16)
+    contained_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    containment_note: str | None = Field(default=None, max_length=300)
+    quarantined_from: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
 
 
 class IncidentStep(SQLModel, table=True):
@@ -478,3 +499,37 @@ class Page(SQLModel, table=True):
     triggers: int = Field(default=1)  # how many times it was (re)opened
     opened_at: datetime = Field(sa_column=_utc_column(nullable=False))
     resolved_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class GovernorMint(SQLModel, table=True):
+    """A sub-account key the governor asks Binance to create. Written (private key sealed)
+    BEFORE Binance is asked, so that whatever happens next the bot knows a key may exist: the
+    ``api_name`` given to Binance carries this row's id, and a mint left ``asking`` is named
+    to the admins for deletion. Completed into an ``api_keys`` row in one transaction."""
+
+    __tablename__ = "governor_mints"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    team_id: str = Field(index=True, max_length=32)
+    state: str = Field(default=MintState.ASKING.value, index=True, max_length=16)
+    account_id: str = Field(max_length=32)  # the sub-account's binance_accounts row
+    sub_account_email: str = Field(max_length=254)
+    api_name: str = Field(max_length=64)
+    label: str = Field(max_length=80)
+    purpose: str = Field(max_length=16)
+    grant: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON))
+    ip_addresses: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
+    private_key_sealed: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    seal_key_id: str | None = Field(default=None, index=True, max_length=64)
+    # Why it is made: "register" (a new key) or "rotate" / "successor" (replacing key_id).
+    reason: str = Field(max_length=16)
+    replaces_key_id: str | None = Field(default=None, max_length=32)
+    requested_by: str = Field(max_length=32)
+    started_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    ended_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    api_key_masked: str | None = Field(default=None, max_length=16)
+    created_key_id: str | None = Field(default=None, max_length=32)
+    outcome: str | None = Field(default=None, max_length=300)
+
+    def private_key_context(self) -> str:
+        return f"governor_mint:{self.id}:private_key"

@@ -55,6 +55,12 @@ _SUBCOMMANDS = (
         "the alert channel; or post a checkpoint now",
         "audit trading-bot --days 7",
     ),
+    (
+        "governor [<account> [label]]",
+        "admins: give a master account a governor key, so the bot creates, rotates and "
+        "deletes its sub-accounts' keys itself; without an account, the governors",
+        "governor main-account",
+    ),
 )
 
 

@@ -28,6 +28,7 @@ from bot.commands import (
     Compromised,
     Deliver,
     EditKey,
+    Governor,
     Help,
     ListIncidents,
     ListKeys,
@@ -42,6 +43,7 @@ from bot.commands import (
 )
 from bot.listeners.actions import removal_confirmation
 from bot.listeners.background import in_background
+from bot.listeners.governor import handle_governor
 from bot.listeners.incidents import incidents_overview, raise_and_announce
 from bot.listeners.key_edit import handle_edit
 from bot.model.keys import KeySummary
@@ -324,6 +326,7 @@ SUBCOMMANDS: Mapping[type, Callable[[Any, CommandRequest], None]] = MappingProxy
         SetRotationPolicy: _set_rotation_policy,
         Rotate: _rotate,
         Status: _status,
+        Governor: handle_governor,
     }
 )
 

@@ -76,7 +76,7 @@ def _answer_with_pair(
         view_id=view["id"],
         work=work,
         success_view=pair_generated_view,
-        after=lambda pending: _send_instructions(client, pending),
+        after=lambda pending: send_pair_instructions(client, pending),
         default_field=default_field,
         on_late_failure=lambda text: send_private(
             client, channel=None, user_id=user_id, message=error_message(text)
@@ -84,7 +84,7 @@ def _answer_with_pair(
     )
 
 
-def _send_instructions(client: WebClient, pending: PendingPair) -> None:
+def send_pair_instructions(client: WebClient, pending: PendingPair) -> None:
     """Each recipient gets the steps; one Slack refusal (an owner who left, say) does not keep
     them from the others. The person who asked is last, so a failure reaches them."""
     owner_first = sorted(pending.recipients, key=lambda user: user == pending.created_by)

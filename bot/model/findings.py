@@ -16,6 +16,7 @@ PURPOSE_NAMES = {
     KeyPurpose.READ_ONLY: "read-only analysis",
     KeyPurpose.TRADING: "trading bot",
     KeyPurpose.WITHDRAWALS: "withdrawals",
+    KeyPurpose.GOVERNOR: "governor of sub-account keys",
 }
 
 

@@ -46,6 +46,9 @@ class PendingPair:
     expires_at: datetime
     channel: str | None = None
     rotate_key_id: str | None = None  # set: the pair replaces this key (a rotation)
+    # The only addresses the key may be used from, when the bot knows them (a governor: the
+    # bot's own, BOT_EGRESS_IPS).
+    trusted_ips: tuple[str, ...] = ()
 
     @property
     def recipients(self) -> tuple[str, ...]:

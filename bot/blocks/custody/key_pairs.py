@@ -25,6 +25,10 @@ BOXES = {
     KeyPurpose.TRADING: "*Enable Reading* and *Enable Spot & Margin Trading* only",
     KeyPurpose.WITHDRAWALS: "*Enable Reading* and *Enable Withdrawals* only (Binance asks for "
     "the IP restriction below first)",
+    # Binance's sub-account API management endpoints are of security type TRADE
+    # (developers.binance.com/docs/sub_account/api-management/Create-Sub-account-API-Key-V2).
+    KeyPurpose.GOVERNOR: "*Enable Reading* and *Enable Spot & Margin Trading* only (Binance "
+    "marks its sub-account key management TRADE); never withdrawals or transfers",
 }
 
 
@@ -36,11 +40,24 @@ def _steps(pending: PendingPair) -> str:
             "2. Choose *Self-generated*, paste the public key below, and give it the label "
             f"*{name(pending.label)}*.",
             f"3. Tick {BOXES[pending.purpose]}. Leave every other permission off.",
-            "4. Under IP access restrictions choose *Restrict access to trusted IPs only* and "
-            "add the public IP address of the service that will use this key (without it "
-            "Binance removes trading after 30 days and allows no withdrawals).",
+            _ip_step(pending),
             "5. Copy the *API key* Binance shows and press *Enter the API key* here.",
         ]
+    )
+
+
+def _ip_step(pending: PendingPair) -> str:
+    if pending.trusted_ips:
+        addresses = ", ".join(f"`{ip}`" for ip in pending.trusted_ips)
+        return (
+            "4. Under IP access restrictions choose *Restrict access to trusted IPs only* and "
+            f"add exactly the bot's own addresses: {addresses}. The bot refuses the key "
+            "without them."
+        )
+    return (
+        "4. Under IP access restrictions choose *Restrict access to trusted IPs only* and "
+        "add the public IP address of the service that will use this key (without it "
+        "Binance removes trading after 30 days and allows no withdrawals)."
     )
 
 

@@ -134,6 +134,7 @@ def register_modal(
     purposes = [
         Option(value=p.value, text=_purpose_label(p), description=PURPOSE_NEEDS[p])
         for p in KeyPurpose
+        if p in PURPOSE_NEEDS  # a governor is registered by `/apikey governor` (admins)
     ]
     key_types = [Option(value=value, text=text) for value, text in KEY_SOURCES]
     return View(

@@ -135,11 +135,24 @@ def pending_view(row: PendingKeyPair) -> PendingPair:
 
 
 def start_generated_registration(
-    *, engine: Engine, ring: KeyRing, request: PairRequest, now: datetime | None = None
+    *,
+    engine: Engine,
+    ring: KeyRing,
+    request: PairRequest,
+    now: datetime | None = None,
+    governor: bool = False,
 ) -> PendingPair:
-    """Generate the pair, seal its private key, and return what the person may see."""
+    """Generate the pair, seal its private key, and return what the person may see.
+    ``governor``: asked by bot.services.governor.registration, which checked who asks (a
+    governor pair comes from nowhere else, whatever a form says)."""
     now = now or utcnow()
     form = request.as_form()
+    if (request.purpose == KeyPurpose.GOVERNOR) != governor:
+        raise InvalidInput(
+            "A governor is registered by an admin with `/apikey governor <account>`; please "
+            "choose another purpose.",
+            field=Block.PURPOSE,
+        )
     # Refused there too: a label already registered, or waiting for another generated pair.
     refuse_before_binance(engine, ring, form, label_and_account_problems(form))
     return _store_pair(engine, ring, request, form, now=now, confirm_more=request.confirm_more)

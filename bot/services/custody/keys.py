@@ -34,7 +34,7 @@ from bot.services.errors import (
 )
 from bot.services.oversight.activity_plan import plan_team_review
 from bot.services.oversight.drift_plan import plan_team_check
-from bot.services.oversight.findings import assess, purpose_excess
+from bot.services.oversight.findings import assess, governor_refusals, purpose_excess
 from bot.services.response.paging import resolve_page, withdrawals_page_key
 from bot.services.rotation.reminder_plan import plan_reminders
 from bot.services.rows import account_row
@@ -105,6 +105,11 @@ def validate_registration(form: RegistrationForm) -> dict[str, str]:
     """Problems with the form, by modal block id (empty when it can go to Binance)."""
     problems = label_and_account_problems(form)
     problems.update(credential_problems(form.api_key, form.secret, form.key_type))
+    if form.purpose == KeyPurpose.GOVERNOR and form.completing_pair is None:
+        problems[Block.PURPOSE] = (
+            "A governor is registered by an admin with `/apikey governor <account>`, from a key "
+            "pair the bot generates; please choose another purpose."
+        )
     return problems
 
 
@@ -275,6 +280,12 @@ def register_key(
         permissions = gateway.api_restrictions(form.credentials())
     except binance.BinanceError as error:
         raise refusal_for(error) from None
+    if form.purpose == KeyPurpose.GOVERNOR and (unfit := governor_refusals(permissions)):
+        raise KeyNotUsable(
+            "This key cannot be a governor: " + "; ".join(unfit) + ". Change it in Binance API "
+            "Management and enter the API key again. Nothing was stored.",
+            field=Block.API_KEY,
+        )
     beyond = purpose_excess(permissions, form.purpose)
     require_owner_confirmation(
         beyond,
@@ -291,6 +302,8 @@ def register_key(
         with session_scope(engine) as session:
             ensure_unique(session, ring, form)  # again: someone may have been faster
             account = _account(session, form.team_id, form.account_alias)
+            if form.purpose == KeyPurpose.GOVERNOR:
+                refuse_second_governor(session, account)
             row = ApiKey(
                 team_id=form.team_id,
                 label=form.label,
@@ -426,6 +439,33 @@ def announce_if_moves_funds(
         [key_announce(team_id=row.team_id, key_id=row.id, what=what, facts=facts, due_at=now)],
     )
     return True
+
+
+def live_governor(session: Session, account_id: str) -> ApiKey | None:
+    """The master account's governor key, if one is registered and not retired or reported."""
+    return session.exec(
+        select(ApiKey).where(
+            ApiKey.account_id == account_id,
+            ApiKey.purpose == KeyPurpose.GOVERNOR.value,
+            col(ApiKey.status).in_((KeyStatus.ACTIVE.value, KeyStatus.ROTATING.value)),
+        )
+    ).first()
+
+
+def refuse_second_governor(session: Session, account: BinanceAccount) -> None:
+    """One governor per master account, and none on a sub-account (Binance lets only a master
+    account manage sub-account keys)."""
+    if account.master_account_id is not None:
+        raise InvalidInput(
+            f"“{account.alias}” is a sub-account: only its master account can have a governor. "
+            "Nothing was stored."
+        )
+    existing = live_governor(session, account.id)
+    if existing is not None:
+        raise InvalidInput(
+            f"“{account.alias}” already has a governor (“{existing.label}”). Remove it first to "
+            "register another. Nothing was stored."
+        )
 
 
 def _account(session: Session, team_id: str, alias: str) -> BinanceAccount:

@@ -17,6 +17,7 @@ from bot.binance import (
     RateLimited,
     Tier,
 )
+from bot.binance.permissions import TRADE_FLAGS
 from bot.model.findings import (
     KIND_ORDER,
     PERMISSION_NAMES,
@@ -44,7 +45,12 @@ PURPOSE_MAX_TIER = {
     KeyPurpose.READ_ONLY: Tier.READ,
     KeyPurpose.TRADING: Tier.TRADE,
     KeyPurpose.WITHDRAWALS: Tier.WITHDRAW,
+    KeyPurpose.GOVERNOR: Tier.TRADE,
 }
+# A governor needs Read and Spot & Margin trading (Binance marks the sub-account key endpoints
+# TRADE: developers.binance.com/docs/sub_account/api-management/Create-Sub-account-API-Key-V2);
+# the other trading permissions would let a thief with it trade more on the master account.
+GOVERNOR_FLAGS = ("enableReading", "enableSpotAndMarginTrading")
 
 
 def assess(
@@ -167,9 +173,15 @@ def _permission_findings(
         )
     if perms.ip_restrict is False:
         text = "No IP whitelist: anyone holding the key can use it from anywhere."
-        if perms.tier >= Tier.TRADE:
+        if purpose == KeyPurpose.GOVERNOR:
+            text += (
+                " A governor creates and deletes every sub-account's keys: restrict it to the "
+                "bot's own IP addresses (BOT_EGRESS_IPS)."
+            )
+        elif perms.tier >= Tier.TRADE:
             text += " Binance also removes spot & margin trading from such keys after 30 days."
-        findings.append(Finding(FindingKind.NO_IP_WHITELIST, Severity.WARNING, text))
+        severity = Severity.CRITICAL if purpose == KeyPurpose.GOVERNOR else Severity.WARNING
+        findings.append(Finding(FindingKind.NO_IP_WHITELIST, severity, text))
     elif perms.ip_restrict is None:
         findings.append(
             Finding(
@@ -192,6 +204,17 @@ def _permission_findings(
                 "to keep it."
             )
             findings.append(Finding(FindingKind.TRADING_EXPIRING, Severity.WARNING, text))
+    extra = _governor_extra_flags(perms) if purpose == KeyPurpose.GOVERNOR else []
+    if extra and not beyond:
+        names = ", ".join(permission_name(n) for n in extra)
+        findings.append(
+            Finding(
+                FindingKind.BEYOND_PURPOSE,
+                Severity.WARNING,
+                f"A governor needs Read and Spot & margin trading only; this key can also "
+                f"trade {names} on the master account: switch those off in Binance.",
+            )
+        )
     if beyond:
         findings.append(
             Finding(
@@ -247,7 +270,37 @@ def purpose_excess(perms: KeyPermissions, purpose: KeyPurpose) -> list[str]:
     if perms.transfer_rights:
         names = ", ".join(permission_name(n) for n in perms.transfer_rights)
         reasons.append(f"it has transfer rights ({names}) its purpose does not need")
+    if purpose == KeyPurpose.GOVERNOR:
+        extra = _governor_extra_flags(perms)
+        if extra:
+            names = ", ".join(permission_name(n) for n in extra)
+            reasons.append(f"a governor needs Read and Spot & margin trading only, not {names}")
     if perms.new_flags_on:
         names = ", ".join(permission_name(n) for n in perms.new_flags_on)
         reasons.append(f"it has permissions the bot does not know yet ({names})")
+    return reasons
+
+
+def _governor_extra_flags(perms: KeyPermissions) -> list[str]:
+    """The trading permissions a governor key has beyond the two it needs."""
+    return [n for n in TRADE_FLAGS if perms.flag(n) and n not in GOVERNOR_FLAGS]
+
+
+def governor_refusals(perms: KeyPermissions) -> list[str]:
+    """Why a key cannot serve as a governor (empty: it can). A governor creates and deletes
+    every sub-account's keys, so it must not move funds and must be tied to the bot's own
+    addresses; and Binance marks the sub-account key endpoints TRADE, so it needs that."""
+    reasons = []
+    if perms.tier >= Tier.WITHDRAW:
+        reasons.append("withdrawals are enabled (a governor must never move funds)")
+    if perms.transfer_rights:
+        names = ", ".join(permission_name(n) for n in perms.transfer_rights)
+        reasons.append(f"transfer rights are enabled ({names})")
+    if perms.ip_restrict is not True:
+        reasons.append("it is not restricted to trusted IP addresses (the bot's own)")
+    if not perms.flag("enableSpotAndMarginTrading"):
+        reasons.append(
+            "Spot & margin trading is off, and Binance requires it (TRADE) for managing "
+            "sub-account keys"
+        )
     return reasons
