@@ -48,6 +48,8 @@ class Action(StrEnum):
     # input of the register modal and of the PAIR_COMPLETE form: the owner accepts a key
     # beyond its declared purpose (or, for a rotation's pair, more than the old key)
     REGISTER_CONFIRM = "register_confirm"
+    CREATE_IPS = "create_ips"
+    CREATE_EXTRAS = "create_extras"
     PAIR_CONFIRM = "pair_confirm"
     # inputs of the register modal
     LABEL = "label"
@@ -83,6 +85,8 @@ class Block(StrEnum):
     DELIVERY = "register_delivery"
     ROTATE_CONFIRM = "rotate_confirm"
     REGISTER_CONFIRM = "register_confirm"
+    CREATE_IPS = "create_ips"
+    CREATE_EXTRAS = "create_extras"
     PAIR_CONFIRM = "pair_confirm"
     CLOSE_NOTE = "incident_close_note"
     CLOSE_OUTCOME = "incident_close_outcome"

@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.app import build_app, make_web_client
 from bot.binance import BinanceGateway
+from bot.binance.governor import GovernorGateway
 from bot.bootstrap import Storage, open_storage
 from bot.config import ConfigError, Settings
 from bot.job_queue.scheduler import Scheduler
@@ -35,6 +36,7 @@ from bot.operations.server import (
 )
 from bot.services.audit_trail import ensure_checkpoint_job
 from bot.services.context import Services
+from bot.services.governor.calls import GovernorCallRecorder
 from bot.services.oversight.activity_plan import ensure_activity_reviews
 from bot.services.oversight.drift_plan import ensure_drift_checks
 from bot.slack.connections import ConnectionLimits
@@ -65,8 +67,18 @@ def build_services(settings: Settings, storage: Storage) -> Services:
         max_workers=settings.binance_max_workers,
         weight_limit=settings.binance_weight_limit,
     )
+    governor = GovernorGateway(
+        base_url=settings.binance_api_url,
+        timeout=settings.binance_timeout_seconds,
+        limits=gateway.limits,
+        on_call=GovernorCallRecorder(storage.engine),
+    )
     return Services(
-        settings=settings, engine=storage.engine, ring=storage.key_ring, gateway=gateway
+        settings=settings,
+        engine=storage.engine,
+        ring=storage.key_ring,
+        gateway=gateway,
+        governor=governor,
     )
 
 

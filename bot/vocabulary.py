@@ -92,6 +92,7 @@ class MintState(StrEnum):
 class Containment(StrEnum):
     """What the governor did to a key reported compromised."""
 
+    CONTAINING = "containing"  # the bot is asking Binance now
     DELETED = "deleted"  # deleted in Binance through the API, proven by a probe
     QUARANTINED = "quarantined"  # its IP list cut to the bot's own addresses
     FAILED = "failed"  # Binance refused or was unreachable: a person must act

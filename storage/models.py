@@ -431,6 +431,9 @@ class Incident(SQLModel, table=True):
     # What the governor did to a governed key (Containment), when it was proven, and, for a
     # quarantine, the IP list to give back if the report was a false alarm.
     containment: str | None = Field(default=None, max_length=16)
+    containment_started_at: datetime | None = Field(
+        default=None, sa_column=_utc_column(nullable=True)
+    )
     contained_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     containment_note: str | None = Field(default=None, max_length=300)
     quarantined_from: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON))

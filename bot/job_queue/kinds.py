@@ -31,6 +31,9 @@ class JobKind(StrEnum):
     PAGE = "page"  # a critical condition (or its end) to PagerDuty and/or the paging webhook
     AUDIT_CHECKPOINT = "audit_checkpoint"  # the audit chain's head, posted to the alert channel
     CREDENTIAL_CLEANUP = "credential_cleanup"  # a retired key's sink leftovers of crashed writes
+    GOVERNOR_ANNOUNCE = "governor_announce"  # a governor call, told to the alert channel
+    MINT_CHECK = "mint_check"  # a key creation whose answer never came: name it to the admins
+    INCIDENT_CONTAIN = "incident_contain"  # delete (or quarantine) a governed key reported
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
@@ -245,4 +248,45 @@ def audit_checkpoint(*, team_id: str, due_at: datetime) -> NewJob:
         dedupe_key=f"audit_checkpoint:{due_at:%Y%m%dT%H}",
         due_at=due_at,
         payload={},
+    )
+
+
+def governor_announce(
+    *, team_id: str, call_id: str, facts: dict[str, Any], due_at: datetime
+) -> NewJob:
+    """One governor call (``call_id``: fresh for each), told to the alert channel once.
+    ``facts`` (JSON, never a secret): what the message says."""
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.GOVERNOR_ANNOUNCE,
+        key_id=facts.get("key_id"),
+        dedupe_key=f"governor_announce:{call_id}",
+        due_at=due_at,
+        payload=facts,
+    )
+
+
+def mint_check(*, team_id: str, mint_id: str, due_at: datetime) -> NewJob:
+    """Look again at a key creation in flight once its answer must have come."""
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.MINT_CHECK,
+        dedupe_key=f"mint_check:{mint_id}",
+        due_at=due_at,
+        payload={"mint_id": mint_id},
+    )
+
+
+def incident_contain(
+    *, team_id: str, key_id: str, incident_id: str, attempt: int, due_at: datetime
+) -> NewJob:
+    """Contain a governed key reported compromised (again, if the first attempt failed or its
+    replica died): the safety net under the attempt the report itself starts at once."""
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.INCIDENT_CONTAIN,
+        key_id=key_id,
+        dedupe_key=f"incident_contain:{incident_id}:{attempt}",
+        due_at=due_at,
+        payload={"incident_id": incident_id, "attempt": attempt},
     )

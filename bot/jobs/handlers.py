@@ -14,6 +14,11 @@ from bot.jobs.announcements import make_announce_handler, make_key_announce_hand
 from bot.jobs.audit import make_checkpoint_handler
 from bot.jobs.credentials import make_cleanup_handler, make_delivery_handler
 from bot.jobs.drift import make_drift_handler
+from bot.jobs.governor import (
+    make_contain_handler,
+    make_governor_announce_handler,
+    make_mint_check_handler,
+)
 from bot.jobs.incidents import (
     make_activity_handler,
     make_activity_post_handler,
@@ -47,6 +52,9 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         JobKind.ACTIVITY_REVIEW: make_activity_review_handler(services, client),
         JobKind.PAGE: make_page_handler(services),
         JobKind.AUDIT_CHECKPOINT: make_checkpoint_handler(services, client),
+        JobKind.GOVERNOR_ANNOUNCE: make_governor_announce_handler(services, client),
+        JobKind.MINT_CHECK: make_mint_check_handler(services, client),
+        JobKind.INCIDENT_CONTAIN: make_contain_handler(services),
     }
 
 

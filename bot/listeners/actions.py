@@ -18,6 +18,7 @@ from bot.services.context import Services
 from bot.services.custody.credential_delivery import offered_sinks
 from bot.services.custody.keys import key_to_manage, known_accounts, remove_key
 from bot.services.errors import InvalidInput
+from bot.services.governor.registration import governed_sub_accounts
 from bot.services.oversight.status import load_report
 from bot.slack.access import Requester, actor_from
 
@@ -104,5 +105,6 @@ def handle_register_open(
         private_metadata=json.dumps({"channel": channel}),
         sinks=sinks,
         default_sink=default_sink,
+        governed_accounts=governed_sub_accounts(services.engine, requester.team_id),
     )
     client.views_open(trigger_id=body["trigger_id"], view=view)

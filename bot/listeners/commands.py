@@ -59,6 +59,7 @@ from bot.services.context import Services
 from bot.services.custody.credential_delivery import choose_sink, describe_delivery, offered_sinks
 from bot.services.custody.keys import key_to_manage, known_accounts, registered_keys
 from bot.services.errors import DomainError
+from bot.services.governor.registration import governed_sub_accounts
 from bot.services.oversight.status import run_status
 from bot.services.response.leaks import record_secret_in_command
 from bot.services.rotation.rotation_policy import rotation_rows, set_policy
@@ -142,6 +143,7 @@ def _register(_parsed: Register, r: CommandRequest) -> None:
         private_metadata=json.dumps({"channel": r.channel}),
         sinks=sinks,
         default_sink=default_sink,
+        governed_accounts=governed_sub_accounts(r.services.engine, r.team_id),
     )
     r.client.views_open(trigger_id=r.command["trigger_id"], view=view)
 

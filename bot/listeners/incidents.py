@@ -43,6 +43,7 @@ from bot.model.incidents import (
 )
 from bot.services.context import Services
 from bot.services.errors import DomainError
+from bot.services.governor.containment import contain_with, is_governed
 from bot.services.response.false_alarm import FalseAlarmRefused, close_as_false_alarm
 from bot.services.response.incident_probes import key_still_accepted
 from bot.services.response.incidents import (
@@ -86,6 +87,11 @@ def raise_and_announce(
         now=services.clock(),
         activity_since=activity_since,
     )
+    governed = raised.created and is_governed(services.engine, raised.incident_id)
+    if governed:
+        # A governed key: the governor deletes (or quarantines) it now, while the checklist
+        # is posted; the checklist is redrawn once that is proven.
+        services.background.submit(_contain_now, services, client, raised.incident_id, actor)
     view = load_incident(services.engine, raised.incident_id)
     if not raised.created:
         respond(
@@ -123,11 +129,25 @@ def raise_and_announce(
     elif posted_in is not None and channel and posted_in != channel:
         link = checklist_link(client, load_incident(services.engine, raised.incident_id).incident)
         respond(
-            **raised_message(label, checklist_channel=posted_in, link=link).as_kwargs(),
+            **raised_message(
+                label, checklist_channel=posted_in, link=link, governed=governed
+            ).as_kwargs(),
             response_type="in_channel",
         )
     else:
-        respond(**raised_message(label, checklist_channel=posted_in or later[0]).as_kwargs())
+        respond(
+            **raised_message(
+                label, checklist_channel=posted_in or later[0], governed=governed
+            ).as_kwargs()
+        )
+
+
+def _contain_now(services: Services, client: WebClient, incident_id: str, actor: str) -> None:
+    try:
+        contain_with(services, incident_id, actor=actor)
+    except Exception:  # the job under it tries again; a person can still delete it by hand
+        log.exception("containing the key of incident %s failed", incident_id)
+    refresh_messages(services, client, incident_id)
 
 
 def _permalink(client: WebClient, view: IncidentView) -> str | None:

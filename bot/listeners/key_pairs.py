@@ -19,6 +19,7 @@ from bot.blocks.notices import error_message
 from bot.blocks.rotation.rotation import rotation_started_message, rotation_started_view
 from bot.ids import Action, Block
 from bot.listeners import modal_values as modal
+from bot.listeners.governor_sync import after_governor_registered
 from bot.listeners.modal_work import answer_submission
 from bot.model.key_pairs import KeyAlgorithm, PendingPair
 from bot.model.keys import RegisteredKey
@@ -234,11 +235,22 @@ def handle_pair_submission(
             now=services.clock(),
         ),
         success_view=_done_view,
-        after=lambda done: send_private(
-            client, channel=None, user_id=actor.user_id, message=_done_message(done, services)
-        ),
+        after=lambda done: _after_done(client, services, actor.team_id, actor.user_id, done),
         default_field=Block.PAIR_API_KEY,
         on_late_failure=lambda text: send_private(
             client, channel=None, user_id=actor.user_id, message=error_message(text)
         ),
     )
+
+
+def _after_done(
+    client: WebClient,
+    services: Services,
+    team_id: str,
+    user_id: str,
+    done: RegisteredKey | RotationStarted,
+) -> None:
+    send_private(client, channel=None, user_id=user_id, message=_done_message(done, services))
+    if isinstance(done, RegisteredKey) and done.purpose == KeyPurpose.GOVERNOR:
+        # the governor's sub-accounts, learned from Binance and shown to the admin
+        after_governor_registered(services, client, team_id=team_id, user_id=user_id)

@@ -44,3 +44,9 @@ def channel(view: dict[str, Any]) -> str | None:
     """The channel the form was opened from, as the bot noted it in the metadata."""
     found = metadata(view).get("channel")
     return found if isinstance(found, str) else None
+
+
+def chosen(view: dict[str, Any], block: str, action: str) -> frozenset[str]:
+    """The values of every box ticked in a checkbox group."""
+    options = _input(view, block, action).get("selected_options") or []
+    return frozenset(str(o.get("value")) for o in options if isinstance(o, dict))

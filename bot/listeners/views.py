@@ -16,8 +16,10 @@ from bot.blocks.custody.register import (
 from bot.blocks.notices import error_message
 from bot.ids import Action, Block
 from bot.listeners import modal_values as modal
+from bot.listeners.governor_create import start_creation
 from bot.listeners.key_pairs import start_generated_pair
 from bot.listeners.modal_work import answer_submission
+from bot.model.governor import CREATE_IN_BINANCE
 from bot.model.key_pairs import KeyAlgorithm
 from bot.model.keys import RegisteredKey
 from bot.services.context import Services
@@ -68,6 +70,9 @@ def handle_register_submission(
 ) -> None:
     if chosen_key_type(view) in set(KeyAlgorithm):
         start_generated_pair(ack, view, client, services, requester)
+        return
+    if chosen_key_type(view) == CREATE_IN_BINANCE:
+        start_creation(ack, view, client, services, requester)
         return
     try:
         form = normalise_form(form_from_view(view, requester))

@@ -6,6 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+# The register form's key source for "Create it in Binance for me" (a governed sub-account).
+CREATE_IN_BINANCE = "create_in_binance"
+# Its extra permissions (checkboxes), and the choice of no IP restriction at all.
+CREATE_EXTRAS = {
+    "futures": "Futures trading",
+    "margin": "Margin borrowing and repaying",
+    "options": "Options trading",
+    "transfer": "Universal transfer (moves funds; owner only)",
+    "unrestricted": "No IP restriction (Binance removes trading after 30 days)",
+}
+
 
 @dataclass(frozen=True)
 class GovernedAccount:
@@ -20,3 +31,14 @@ class GovernorSummary:
     account_alias: str  # the master account
     registered_at: datetime
     sub_accounts: tuple[GovernedAccount, ...] = ()
+
+
+@dataclass(frozen=True)
+class LostMint:
+    """A key creation whose answer never came: the key may exist in Binance, unknown."""
+
+    label: str
+    sub_account_email: str
+    api_name: str  # the name it has in Binance's API management, if it exists
+    started_at: datetime
+    requested_by: str

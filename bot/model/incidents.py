@@ -56,9 +56,21 @@ class IncidentFacts:
         dict[str, Any] | None
     )  # what Binance said the key could do, before the report
 
+    # What the governor did to a governed key (Containment), when it was proven and how.
+    containment: str | None = None
+    contained_at: datetime | None = None
+    containment_note: str | None = None
+
     @property
     def false_alarm(self) -> bool:
         return self.outcome == IncidentOutcome.FALSE_ALARM
+
+    @property
+    def time_to_contain(self) -> timedelta | None:
+        """From the report to the proof that the key is contained (None: not contained)."""
+        if self.contained_at is None:
+            return None
+        return self.contained_at - self.raised_at
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from sqlalchemy.engine import Engine
 
 from bot.binance import BinanceGateway
+from bot.binance.governor import GovernorGateway
 from bot.config import Settings
 from bot.services.access import Actor
 from storage.crypto import KeyRing
@@ -89,6 +90,9 @@ class Services:
     engine: Engine
     ring: KeyRing
     gateway: BinanceGateway
+    # The governor's gateway (bot.binance.governor): only sub-account key management, only
+    # with a governor key, every call audited and announced (bot.services.governor.calls).
+    governor: GovernorGateway | None = None
     clock: Callable[[], datetime] = utcnow
     # Set by build_app (it needs the Slack client): admins, user group, allowed channels.
     access: Directory | None = None
@@ -108,6 +112,13 @@ class Services:
 
     def __post_init__(self) -> None:
         self.background = self.in_flight.executor(max_workers=4, thread_name_prefix="work")
+
+    @property
+    def governor_gateway(self) -> GovernorGateway:
+        """``governor``, which build_services sets."""
+        if self.governor is None:
+            raise RuntimeError("Services.governor is set by build_services before use")
+        return self.governor
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """True once every listener run and background task has finished (False: timed out)."""

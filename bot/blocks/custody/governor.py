@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from bot.blocks.message import Message, context, section
-from bot.blocks.text import day, name
+from bot.blocks.text import day, mention, minute, name
 from bot.ids import COMMAND
-from bot.model.governor import GovernorSummary
+from bot.model.governor import GovernorSummary, LostMint
 from bot.model.key_pairs import PendingPair
 
 
-def governors_message(governors: list[GovernorSummary]) -> Message:
+def governors_message(
+    governors: list[GovernorSummary], *, problems: list[str] | None = None
+) -> Message:
+    trouble = [context("⚠️ Binance did not answer for " + "; ".join(problems))] if problems else []
     if not governors:
         return Message(
             text="No master account has a governor yet",
@@ -34,7 +37,7 @@ def governors_message(governors: list[GovernorSummary]) -> Message:
         )
     return Message(
         text=f"{len(governors)} master account(s) with a governor",
-        blocks=[section("*Governors*\n" + "\n".join(lines))],
+        blocks=[section("*Governors*\n" + "\n".join(lines)), *trouble],
     )
 
 
@@ -55,3 +58,62 @@ def governor_pair_sent(pending: PendingPair) -> Message:
             ),
         ],
     )
+
+
+# What each governor call does, as people read it (by HTTP method and path).
+CALL_WORDS = {
+    ("POST", "/sapi/v2/sub-account/subAccountApi"): "created a key",
+    ("DELETE", "/sapi/v1/sub-account/subAccountApi"): "deleted the key",
+    ("POST", "/sapi/v1/sub-account/subAccountApi/permission"): "changed the permissions of",
+    ("POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction"): "set the IP list of",
+    ("GET", "/sapi/v1/sub-account/subAccountApi/ipRestriction"): "read the IP list of",
+    ("DELETE", "/sapi/v1/sub-account/subAccountApi/ipRestriction/ipList"): "removed IPs from",
+    ("GET", "/sapi/v1/sub-account/list"): "listed the sub-accounts",
+    ("GET", "/sapi/v1/account/apiRestrictions"): "checked its own permissions",
+}
+WHY_WORDS = {
+    "create": "to create a key",
+    "rotate": "for a rotation",
+    "contain": "to contain a key reported compromised",
+    "quarantine": "to quarantine a key reported compromised",
+    "restore": "after a false alarm",
+    "successor": "for a successor key",
+    "list": "to list the sub-accounts",
+    "check": "to check itself",
+}
+
+
+def governor_call_message(facts: dict[str, object]) -> Message:
+    """One governor call in the alert channel: who asked, what it did, to which key, and how
+    it ended."""
+    words = CALL_WORDS.get((str(facts.get("method")), str(facts.get("endpoint"))))
+    what = words or f"called {facts.get('method')} {facts.get('endpoint')}"
+    key = f" `{facts['key']}`" if facts.get("key") else ""
+    if facts.get("key") and words == "created a key":
+        what = "created the key"
+    sub = f" of sub-account {name(str(facts['sub_account']))}" if facts.get("sub_account") else ""
+    label = f" (“{name(str(facts['label']))}”)" if facts.get("label") else ""
+    outcome = str(facts.get("outcome"))
+    ok = outcome == "ok"
+    mark = "🛡️" if ok else "⚠️"
+    result = "" if ok else f": *{outcome}*"
+    why = WHY_WORDS.get(str(facts.get("why")), "")
+    actor = str(facts.get("actor") or "bot")
+    asked = "" if actor == "bot" else f", asked by {mention(actor)}"
+    line = (
+        f"{mark} Governor `{facts.get('governor')}` {what}{key}{sub}{label}"
+        f"{(' ' + why) if why else ''}{asked}{result}."
+    )
+    return Message(text=line, blocks=[section(line)])
+
+
+def lost_mint_message(lost: LostMint, *, admins: tuple[str, ...]) -> Message:
+    """The admins must look for a key the bot may have made but never stored."""
+    who = " ".join(mention(a) for a in admins) or "Admins"
+    line = (
+        f"⚠️ {who}: the bot asked Binance at {minute(lost.started_at)} to create "
+        f"“{name(lost.label)}” in sub-account {name(lost.sub_account_email)} and never got the "
+        f"answer. If Binance made it, it is an API key named `{lost.api_name}` there that "
+        "nobody holds: delete it in Binance API Management. Nothing of it was kept."
+    )
+    return Message(text=line, blocks=[section(line)])

@@ -42,6 +42,7 @@ from bot.blocks.text import (
 from bot.commands import MAX_LABEL_LENGTH
 from bot.ids import COMMAND, Action, Block, Callback
 from bot.model.findings import PURPOSE_NAMES, worst
+from bot.model.governor import CREATE_EXTRAS, CREATE_IN_BINANCE
 from bot.model.key_pairs import KeyAlgorithm
 from bot.model.keys import MAX_ALIAS_LENGTH, KeyPurpose, KeyType, RegisteredKey
 
@@ -65,6 +66,7 @@ KEY_SOURCES = (
     (KeyType.ED25519.value, "Ed25519 · paste your own private key"),
     (KeyType.RSA.value, "RSA · paste your own private key"),
 )
+CREATE_TEXT = "Ed25519 · the bot creates it in Binance (governed sub-accounts)"
 KEY_MATERIAL_HINT = (
     "Only when pasting: HMAC: the secret key; Ed25519/RSA: your PEM private key. It passes "
     "through Slack, then is encrypted at rest and never shown again. Leave empty when the bot "
@@ -123,6 +125,33 @@ def _delivery_input(sinks: Sequence[str], default: str | None) -> InputBlock:
     )
 
 
+def _create_inputs() -> list[InputBlock]:
+    """For "Create it in Binance for me": the service's addresses and extra permissions."""
+    return [
+        InputBlock(
+            block_id=Block.CREATE_IPS,
+            label="IP addresses of the service (when the bot creates the key)",
+            optional=True,
+            hint="The public addresses the service that uses the key calls Binance from, "
+            "separated by commas. The bot adds its own, so it can check the key.",
+            element=PlainTextInputElement(
+                action_id=Action.CREATE_IPS, max_length=500, placeholder="e.g. 203.0.113.7"
+            ),
+        ),
+        InputBlock(
+            block_id=Block.CREATE_EXTRAS,
+            label="Beyond the purpose (when the bot creates the key)",
+            optional=True,
+            hint="Trading keys get spot & margin trading; tick only what the service needs "
+            "beyond that.",
+            element=CheckboxesElement(
+                action_id=Action.CREATE_EXTRAS,
+                options=[Option(value=k, text=v) for k, v in CREATE_EXTRAS.items()],
+            ),
+        ),
+    ]
+
+
 def register_modal(
     *,
     owner_user_id: str,
@@ -130,13 +159,19 @@ def register_modal(
     private_metadata: str,
     sinks: Sequence[str] = (),
     default_sink: str | None = None,
+    governed_accounts: Sequence[str] = (),
 ) -> View:
+    """``governed_accounts``: sub-accounts with a governor; with any, the form offers "Create
+    it in Binance for me" first."""
     purposes = [
         Option(value=p.value, text=_purpose_label(p), description=PURPOSE_NEEDS[p])
         for p in KeyPurpose
         if p in PURPOSE_NEEDS  # a governor is registered by `/apikey governor` (admins)
     ]
     key_types = [Option(value=value, text=text) for value, text in KEY_SOURCES]
+    if governed_accounts:
+        key_types.insert(0, Option(value=CREATE_IN_BINANCE, text=CREATE_TEXT))
+        known_accounts = list(dict.fromkeys([*governed_accounts, *known_accounts]))
     return View(
         type="modal",
         callback_id=Callback.REGISTER,
@@ -199,6 +234,7 @@ def register_modal(
                     action_id=Action.SECRET, multiline=True, max_length=MAX_SECRET_INPUT
                 ),
             ),
+            *(_create_inputs() if governed_accounts else []),
             beyond_purpose_confirmation(Block.REGISTER_CONFIRM, Action.REGISTER_CONFIRM),
             *([_delivery_input(sinks, default_sink)] if sinks else []),
         ],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -34,6 +34,7 @@ from bot.model.incidents import (
     IncidentView,
 )
 from bot.secret_shapes import SecretKind
+from bot.vocabulary import Containment
 
 MAX_ACTIVITY_ROWS = 40
 
@@ -82,8 +83,15 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
             continue  # called off: the steps nobody needed to do are no longer asked for
         number, title = step.step.number, step.step.title
         if step.ticked_by:
-            # automatic: ticked by the bot before issue 21, when a rejection counted as deleted
-            who = "the bot: Binance rejected the key" if step.automatic else mention(step.ticked_by)
+            # automatic: the governor deleted it (and a probe proved it); before issue 21, a
+            # rejection alone counted as deleted
+            who = mention(step.ticked_by)
+            if step.automatic:
+                who = (
+                    "the bot: deleted through Binance's API"
+                    if incident.containment == Containment.DELETED
+                    else "the bot: Binance rejected the key"
+                )
             text = f"✅ *{number}. {title}*\n_done by {who} at {_when(step.ticked_at)}_"
             blocks.append(section(text))
             continue
@@ -157,6 +165,9 @@ def _verification(incident: IncidentFacts) -> str:
             "reports the same permissions and IP restriction as when it was reported."
         )
     closed = incident.state == IncidentState.CLOSED
+    contained = _containment(incident)
+    if contained is not None:
+        return contained
     if incident.key_dead_at is not None:
         rejects = (
             f"*Binance rejects the key from the bot's address* since "
@@ -179,6 +190,40 @@ def _verification(incident: IncidentFacts) -> str:
     return "🔎 Checking with Binance whether the key still works…"
 
 
+def took(duration: timedelta) -> str:
+    """A short duration as people read it: "1.4 s", "2 min 5 s"."""
+    seconds = max(0.0, duration.total_seconds())
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def _containment(incident: IncidentFacts) -> str | None:
+    """What the governor did to a governed key, for the checklist (None: not governed)."""
+    state = incident.containment
+    after = incident.time_to_contain
+    if state == Containment.DELETED and after is not None:
+        return (
+            f"🛡️ *Deleted by the bot through Binance's API {took(after)} after the report* "
+            f"(proven at {_when(incident.contained_at)}: Binance now rejects the key)."
+        )
+    if state == Containment.QUARANTINED and after is not None:
+        return (
+            f"🛡️ *Quarantined by the bot {took(after)} after the report:* "
+            f"{escape(incident.containment_note or '')}. Delete it in Binance once you know it "
+            "leaked, or close the incident as a false alarm to give its IP list back."
+        )
+    if state == Containment.CONTAINING:
+        return "🛡️ The bot is containing this key through Binance's API now…"
+    if state == Containment.FAILED:
+        return (
+            f"⚠️ *{escape((incident.containment_note or '').capitalize())}.* Delete it in Binance "
+            "API Management by hand now; the bot keeps trying."
+        )
+    return None
+
+
 def premature_tick_warning(label: str) -> Message:
     text = (
         f"⚠️ Binance still accepts “{escape(label)}”: it has not been deleted yet (or not in "
@@ -194,14 +239,20 @@ def already_open_message(incident_id: str, label: str, link: str | None) -> Mess
     return Message(text=text, blocks=[section(text)])
 
 
-def raised_message(label: str, *, checklist_channel: str, link: str | None = None) -> Message:
+def raised_message(
+    label: str, *, checklist_channel: str, link: str | None = None, governed: bool = False
+) -> Message:
     """Said where the incident was raised: where its one live checklist is, with a link."""
     where = f"<#{checklist_channel}>"
     opened = f" (<{link}|open it>)" if link else ""
+    first = (
+        "The bot is deleting it through Binance's API now."
+        if governed
+        else "First, delete the key in Binance API Management."
+    )
     text = (
         f"🚨 “{escape(label)}” is marked compromised. The live emergency checklist is in "
-        f"{where}{opened}: tick its steps there. First, delete the key in Binance API "
-        "Management."
+        f"{where}{opened}: tick its steps there. {first}"
     )
     return Message(text=text, blocks=[section(text)])
 
@@ -360,13 +411,23 @@ def closed_summary(closed: ClosedIncident) -> Message:
         text = (
             "*Timeline*\n"
             + "\n".join(lines)
-            + f"\n\n*Time until Binance rejected the key:* {revoke}\n{commander}\n"
+            + f"\n\n*Time until Binance rejected the key:* {revoke}\n"
+            + _contained_line(incident)
+            + f"{commander}\n"
             f"*Open questions*\n{questions}\n\n{note}"
         )
     return Message(
         text=escape(title),
         blocks=[HeaderBlock(text=truncate(f"✅ {title}", 150)), section(truncate(text, 2900))],
     )
+
+
+def _contained_line(incident: IncidentFacts) -> str:
+    after = incident.time_to_contain
+    if after is None:
+        return ""
+    how = "deleted" if incident.containment == Containment.DELETED else "quarantined"
+    return f"*Contained by the bot ({how} through Binance's API):* {took(after)} after the report\n"
 
 
 def incidents_list(
@@ -392,6 +453,10 @@ def incidents_list(
             verified = f" · Binance {rejects} the key"
         else:
             verified = " · Binance not seen rejecting the key"
+        if incident.time_to_contain is not None:
+            verified += f" · contained by the bot in {took(incident.time_to_contain)}"
+        elif incident.containment == Containment.FAILED and incident.state == IncidentState.OPEN:
+            verified += " · ⚠️ the bot could not contain it"
         link = (links or {}).get(incident.id)
         checklist = f" · <{link}|checklist>" if link else ""
         lines.append(

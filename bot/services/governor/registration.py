@@ -128,3 +128,22 @@ def governors(engine: Engine, team_id: str) -> list[GovernorSummary]:
                 )
             )
     return summaries
+
+
+def governed_sub_accounts(engine: Engine, team_id: str) -> list[str]:
+    """The names (aliases) of the sub-accounts the bot can create keys in."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(BinanceAccount)
+            .where(
+                BinanceAccount.team_id == team_id,
+                col(BinanceAccount.master_account_id).is_not(None),
+            )
+            .order_by(col(BinanceAccount.alias))
+        ).all()
+        return [
+            row.alias
+            for row in rows
+            if row.master_account_id is not None
+            and live_governor(session, row.master_account_id) is not None
+        ]

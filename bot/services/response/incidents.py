@@ -29,6 +29,7 @@ from bot.job_queue.kinds import (
     incident_activity,
     incident_checklist,
     incident_checklist_prefix,
+    incident_contain,
     incident_probe,
 )
 from bot.job_queue.queue import NewJob, cancel_jobs, schedule_jobs
@@ -46,7 +47,7 @@ from bot.services.custody.keys import find_live_key, unknown_label
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
 from bot.services.response.paging import incident_page_key, open_page, resolve_page
 from bot.services.rows import incident_row
-from bot.vocabulary import AuditAction
+from bot.vocabulary import AuditAction, Containment
 from storage.audit import record_event
 from storage.db import session_scope
 from storage.locks import exclusive
@@ -68,6 +69,9 @@ CHECKLIST_RETRY = timedelta(seconds=30)
 # How long after raising the checklist may still be on its way from the listener that raised it.
 CHECKLIST_POSTING = timedelta(minutes=2)
 ACTIVITY_LOOKBACK = timedelta(days=7)  # default start of the activity review
+# When the job containing a governed key looks, in case the attempt started by the report
+# itself did not finish (its replica died, Binance failed).
+CONTAIN_SAFETY_NET = timedelta(seconds=20)
 
 
 def incident_facts(row: Incident) -> IncidentFacts:
@@ -95,6 +99,9 @@ def incident_facts(row: Incident) -> IncidentFacts:
         commander=row.commander or row.raised_by,
         outcome=row.outcome,
         permissions_at_raise=row.permissions_at_raise,
+        containment=row.containment,
+        contained_at=row.contained_at,
+        containment_note=row.containment_note,
     )
 
 
@@ -177,6 +184,21 @@ def raise_incident(
                 ),
             ],
         )
+        if account is not None and account.master_account_id is not None:
+            # A governed key: contained at once by whoever raised it; this job is the safety
+            # net (bot.services.governor.containment), retried until contained.
+            schedule_jobs(
+                session,
+                [
+                    incident_contain(
+                        team_id=team_id,
+                        key_id=key.id,
+                        incident_id=incident.id,
+                        attempt=0,
+                        due_at=now + CONTAIN_SAFETY_NET,
+                    )
+                ],
+            )
         _page_if_withdraw_tier(session, incident, key, account, now)
         record_event(
             session,
@@ -631,8 +653,15 @@ def summarise(view: IncidentView) -> ClosedIncident:
     timeline = [(incident.raised_at, f"raised by <@{incident.raised_by}>")]
     for s in view.steps:
         if s.ticked_at:
-            # an automatic tick: an incident from before issue 21, when the bot ticked step 1
-            who = "the bot (Binance rejected the key)" if s.automatic else f"<@{s.ticked_by}>"
+            # an automatic tick: the governor deleted the key; or an incident from before
+            # issue 21, when the bot ticked step 1 on a rejection
+            who = f"<@{s.ticked_by}>"
+            if s.automatic:
+                who = (
+                    "the bot (deleted through Binance's API)"
+                    if incident.containment == Containment.DELETED
+                    else "the bot (Binance rejected the key)"
+                )
             timeline.append((s.ticked_at, f"step {s.step.number} ({s.step.title}) by {who}"))
     if incident.key_dead_at:
         timeline.append(
@@ -641,6 +670,8 @@ def summarise(view: IncidentView) -> ClosedIncident:
                 f"Binance rejects the key from the bot's address: {REJECTED_MEANING}",
             )
         )
+    if incident.contained_at and incident.containment == Containment.QUARANTINED:
+        timeline.append((incident.contained_at, "quarantined by the bot through Binance's API"))
     if incident.closed_at:
         if incident.false_alarm:
             how = "closed as a false alarm (Binance: the key unchanged) by"

@@ -29,6 +29,9 @@ def upgrade() -> None:
     op.add_column("api_keys", sa.Column("created_via", sa.String(length=16), nullable=True))
     op.add_column("api_keys", sa.Column("ip_addresses", sa.JSON(), nullable=True))
     op.add_column("incidents", sa.Column("containment", sa.String(length=16), nullable=True))
+    op.add_column(
+        "incidents", sa.Column("containment_started_at", sa.DateTime(timezone=True), nullable=True)
+    )
     op.add_column("incidents", sa.Column("contained_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("incidents", sa.Column("containment_note", sa.String(length=300), nullable=True))
     op.add_column("incidents", sa.Column("quarantined_from", sa.JSON(), nullable=True))
@@ -62,7 +65,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("governor_mints")
-    for column in ("quarantined_from", "containment_note", "contained_at", "containment"):
+    for column in (
+        "quarantined_from",
+        "containment_note",
+        "contained_at",
+        "containment_started_at",
+        "containment",
+    ):
         op.drop_column("incidents", column)
     for column in ("ip_addresses", "created_via"):
         op.drop_column("api_keys", column)
