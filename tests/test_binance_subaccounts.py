@@ -224,7 +224,7 @@ def _restrictions_from(sim: BinanceSimulator, key: SimKey, source_ip: str) -> di
     signature = hmac.new(key.secret.encode(), query.encode(), hashlib.sha256).hexdigest()
     parts = urlsplit(sim.url)
     connection = http.client.HTTPConnection(
-        parts.hostname, parts.port, timeout=5, source_address=(source_ip, 0)
+        parts.hostname or "127.0.0.1", parts.port, timeout=5, source_address=(source_ip, 0)
     )
     try:
         connection.request(
