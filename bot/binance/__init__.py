@@ -4,7 +4,10 @@ Layers, from the bottom: ``errors`` (every failure, classified), ``budget`` (the
 weight Binance allows per IP, and per account for the withdraw history), ``transport``
 (allow-listed GETs through one session per gateway), ``read_only_client`` (python-binance's
 public interface behind a list of reads), ``permissions`` and ``account`` (typed answers),
-``gateway`` (what services call). Nothing here imports the rest of the bot.
+``gateway`` (what services call). Beside them, the one gateway that changes anything:
+``governor`` (a master account's governor key managing its sub-accounts' keys, over its own
+allow-list in ``governor_transport``, with its typed answers in ``governor_types``). Nothing
+here imports the rest of the bot.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from bot.binance.errors import (
     BinanceUnavailable,
     ClockDrift,
     ForbiddenEndpoint,
+    GovernorRefused,
     IpBanned,
     KeyRejected,
     RateLimited,
@@ -44,6 +48,15 @@ from bot.binance.gateway import (
     CheckResult,
     Credentials,
     mask_api_key,
+)
+from bot.binance.governor import GovernorGateway
+from bot.binance.governor_transport import GOVERNOR_ENDPOINTS, PreparedCall
+from bot.binance.governor_types import (
+    CreatedSubAccountKey,
+    GovernorCall,
+    IpRestriction,
+    SubAccount,
+    SubAccountGrant,
 )
 from bot.binance.permissions import (
     FlagChange,
@@ -61,6 +74,7 @@ from bot.binance.transport import (
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_BUDGET",
+    "GOVERNOR_ENDPOINTS",
     "READ_ENDPOINTS",
     "AccountStatus",
     "BadKeyFormat",
@@ -71,17 +85,25 @@ __all__ = [
     "BudgetStats",
     "CheckResult",
     "ClockDrift",
+    "CreatedSubAccountKey",
     "Credentials",
     "FlagChange",
     "ForbiddenEndpoint",
+    "GovernorCall",
+    "GovernorGateway",
+    "GovernorRefused",
     "IpBanned",
+    "IpRestriction",
     "KeyPermissions",
     "KeyRejected",
     "KeyType",
     "LimitKind",
+    "PreparedCall",
     "RateLimited",
     "RateLimits",
     "ReadOnlyClient",
+    "SubAccount",
+    "SubAccountGrant",
     "Tier",
     "TradingStatus",
     "TransferKind",

@@ -266,17 +266,24 @@ class LimitKind(StrEnum):
     # limit: 10 requests per second", the same count: 180,000 / 18,000;
     # https://developers.binance.com/docs/wallet/capital/withdraw-history).
     SAPI_UID_PER_SECOND = "sapi_uid_1s"
+    # A UID-limited /sapi endpoint's own limit per account: "each UID-limited endpoint an
+    # independent 180,000 per minute", header X-SAPI-USED-UID-WEIGHT-1M (the rate-limits page
+    # above); the sub-account key management endpoints weigh 3,000 each ("Request Weight(UID)
+    # 3000", developers.binance.com/docs/sub_account/api-management).
+    SAPI_UID = "sapi_uid"
 
 
 USED_WEIGHT_HEADERS = {
     LimitKind.API_IP: "X-MBX-USED-WEIGHT-1M",
     LimitKind.SAPI_IP: "X-SAPI-USED-IP-WEIGHT-1M",
     LimitKind.SAPI_UID_PER_SECOND: "X-SAPI-USED-UID-WEIGHT-1S",
+    LimitKind.SAPI_UID: "X-SAPI-USED-UID-WEIGHT-1M",
 }
 LIMITS = {
     LimitKind.API_IP: 6_000,
     LimitKind.SAPI_IP: 12_000,
     LimitKind.SAPI_UID_PER_SECOND: 180_000,
+    LimitKind.SAPI_UID: 180_000,
 }
 # How much of each limit the bot plans to use. /sapi's 12,000 leaves room at 0.9 (10,800 a
 # minute: 10,000 keys checked in one minute); /api's shared budget keeps the usual margin, and
@@ -285,8 +292,11 @@ SAFETY = {
     LimitKind.API_IP: DEFAULT_SAFETY,
     LimitKind.SAPI_IP: 0.9,
     LimitKind.SAPI_UID_PER_SECOND: DEFAULT_SAFETY,
+    LimitKind.SAPI_UID: DEFAULT_SAFETY,
 }
 PER_SECOND = frozenset({LimitKind.SAPI_UID_PER_SECOND})  # the others count per minute
+# Limits counted per Binance account (UID), not per IP: one budget per account and endpoint.
+PER_ACCOUNT = frozenset({LimitKind.SAPI_UID_PER_SECOND, LimitKind.SAPI_UID})
 
 
 class RateLimits:
@@ -340,7 +350,7 @@ class RateLimits:
         """Put ``budget`` in place for one endpoint's limit (of ``account``, for a UID limit):
         tests spend a limit or shorten a minute with it."""
         with self._lock:
-            if kind in PER_SECOND:
+            if kind in PER_ACCOUNT:
                 self._uid[(path, account or "")] = budget
             else:
                 self._ip[path] = budget
@@ -365,7 +375,7 @@ class RateLimits:
         if self._single or kind is LimitKind.API_IP:
             return self.api
         with self._lock:
-            if kind in PER_SECOND:
+            if kind in PER_ACCOUNT:
                 uid_key = (path, account or "")
                 budget = self._uid.get(uid_key)
                 if budget is None:
@@ -383,7 +393,7 @@ class RateLimits:
         there, and the response header that budget learns from. A single budget stands for the
         IP's, where an account's (UID) weight means nothing: such a request counts 1 and its UID
         header is not read."""
-        if self._single and kind in PER_SECOND:
+        if self._single and kind in PER_ACCOUNT:
             return self.api, 1, None
         return self.budget_for(kind, path, account), weight, USED_WEIGHT_HEADERS[kind]
 

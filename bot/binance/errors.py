@@ -27,10 +27,10 @@ class ForbiddenEndpoint(PermissionError):
     service can mistake it for "Binance was unreachable" and carry on.
     """
 
-    def __init__(self, method: str, url: str) -> None:
+    def __init__(self, method: str, url: str, *, gateway: str = "read-only") -> None:
         # Only the path: a URL may carry a signature in its query string.
         path = url.split("?", 1)[0]
-        super().__init__(f"read-only gateway refuses {method.upper()} {path}")
+        super().__init__(f"{gateway} gateway refuses {method.upper()} {path}")
         self.method = method.upper()
         self.path = path
 
@@ -180,3 +180,21 @@ class UnexpectedResponse(BinanceError):
     """A Binance error code this bot does not know how to interpret."""
 
     default_message = "Binance refused the request with an error this bot does not recognise."
+
+
+class GovernorRefused(BinanceError):
+    """Binance refused a governor call for a business reason (-9000 unsupported operation, the
+    KYC IP check, a sub-account or key that is not the master's...). ``user_message`` says
+    what it means and what to do, in the bot's words: never Binance's raw text."""
+
+    default_message = "Binance refused to change this sub-account key."
+
+    def __init__(
+        self,
+        code: int | None,
+        user_message: str | None = None,
+        *,
+        http_status: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(user_message, code=code, http_status=http_status, key=key)

@@ -42,6 +42,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+from bot.sandbox import binance_subaccounts as subaccounts
+from bot.sandbox.binance_reply import MSG_REJECTED, MSG_TOO_MUCH
+from bot.sandbox.binance_reply import Reply as _Reply
+from bot.sandbox.binance_subaccounts import SimSubAccount
 from bot.sandbox.local_server import LocalServer, LocalService, TrackedHandler
 
 KEY_TYPES = ("HMAC", "ED25519", "RSA")
@@ -78,17 +82,12 @@ SAPI_IP_WEIGHT_LIMIT = 12_000
 # Binance's own error bodies.
 MSG_BAD_FORMAT = "API-key format invalid."
 MSG_INVALID_ID = "Invalid Api-Key ID."
-MSG_REJECTED = "Invalid API-key, IP, or permissions for action."
 MSG_NO_TIMESTAMP = "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
 MSG_RECV_WINDOW = "Timestamp for this request is outside of the recvWindow."
 MSG_BAD_RECV_WINDOW = "recvWindow must be less than 60000."
 MSG_SIGNATURE = "Signature for this request is not valid."
 MSG_ILLEGAL = "Illegal characters found in a parameter."
 MSG_UNKNOWN_PATH = "An unknown error occurred while processing the request."
-MSG_TOO_MUCH = (
-    "Too much request weight used; current limit is {limit} request weight per 1 {period}. "
-    "Please use WebSocket Streams for live updates to avoid polling the API."
-)
 MSG_BANNED = (
     "Way too much request weight used; IP banned until {until}. "
     "Please use WebSocket Streams for live updates to avoid bans."
@@ -145,6 +144,9 @@ class SimKey:
     trading_authority_expiration_time: int | None
     deleted: bool = False
     ip_allowed: bool = True
+    # The key's trusted IPs, when Binance knows them (keys made through the sub-account API):
+    # with ``ip_restrict`` on, a request from any other TCP peer address is rejected -2015.
+    ip_list: list[str] | None = None
     # Fields Binance may add to apiRestrictions later (e.g. a new ``enable…`` permission), sent
     # verbatim after the documented ones. Binance has grown this object over time: the current
     # "Get API Key Permission (USER_DATA)" page lists enableFixApiTrade, enableFixReadOnly and
@@ -183,11 +185,14 @@ class SimKey:
 class SimRequest:
     method: str
     path: str
-    params: dict[str, str]  # the query parameters, without ``signature``
+    params: dict[str, str]  # query string and body parameters, without ``signature``
     api_key: str | None  # the X-MBX-APIKEY header as received
     status: int  # HTTP status answered; 0 when an injected "timeout" never answered
     code: int | None  # Binance error code of the body, if any
     at: float  # time.time() when the request arrived
+    query: dict[str, str] = field(default_factory=dict)  # the query string's, alone
+    body: dict[str, str] = field(default_factory=dict)  # the form body's, alone
+    client_ip: str = ""  # the TCP peer address
 
 
 @dataclass
@@ -200,20 +205,6 @@ class _Fault:
         if self.path is not None:
             return path.endswith(self.path)
         return path != TIME_PATH
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: Any  # JSON-able, or str for a plain (gateway) body
-    code: int | None = None
-    retry_after: int | None = None
-    hang: bool = False  # injected "timeout": never answer
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def error(cls, status: int, code: int, msg: str, retry_after: int | None = None) -> _Reply:
-        return cls(status, {"code": code, "msg": msg}, code, retry_after)
 
 
 def _generate_key_material(key_type: str) -> tuple[str, Any]:
@@ -270,6 +261,13 @@ class BinanceSimulator(LocalService):
         self._faults: list[_Fault] = []
         # IP weight counted per limit ("/api" shared, or a /sapi path): (minute index, weight).
         self._ip_weight: dict[str, tuple[int, int]] = {}
+        # Master accounts' sub-accounts, by email (bot.sandbox.binance_subaccounts).
+        self.sub_accounts: dict[str, SimSubAccount] = {}
+        # UID weight of each (account, UID-limited endpoint) per minute: (minute, weight).
+        self.uid_minute_weight: dict[tuple[str, str], tuple[int, int]] = {}
+        self.sapi_uid_limit = subaccounts.UID_LIMIT_PER_MINUTE
+        # A switchable fault: the caller fails Binance's KYC IP restriction check.
+        self.fail_kyc_ip_check = False
 
     # ------------------------------------------------------------------ lifecycle
     # start() / stop() / with: LocalService; stop() also wakes requests sleeping in latency or
@@ -386,6 +384,26 @@ class BinanceSimulator(LocalService):
     def set_ip_allowed(self, api_key: str, value: bool) -> None:
         with self._lock:
             self.get_key(api_key).ip_allowed = bool(value)
+
+    # ------------------------------------------------------------------ sub-accounts
+    def add_sub_account(
+        self, *, master: str = "master", email: str, asset_management: bool = False
+    ) -> str:
+        """A sub-account of ``master`` (the ``account`` of the master's keys); its email."""
+        with self._lock:
+            self.sub_accounts[email] = SimSubAccount(
+                master=master,
+                email=email,
+                sub_user_id=len(self.sub_accounts) + 1,
+                create_time=self.server_time_ms(),
+                asset_management=asset_management,
+            )
+        return email
+
+    def keys_of(self, account: str) -> list[SimKey]:
+        """Every key of ``account`` (a sub-account's email, for keys made through the API)."""
+        with self._lock:
+            return [key for key in self._keys.values() if key.account == account]
 
     # ------------------------------------------------------------------ history
     def add_withdrawal(
@@ -537,6 +555,7 @@ class BinanceSimulator(LocalService):
             self._ip_weight.clear()
             self.count_429 = 0
             self._uid_weight.clear()
+            self.uid_minute_weight.clear()
 
     # ------------------------------------------------------------------ request handling
     def _add_weight(self, counter: str, weight: int) -> tuple[int, int]:
@@ -596,16 +615,23 @@ class BinanceSimulator(LocalService):
         path: str,
         raw_query: str,
         headers: Headers,
+        raw_body: str = "",
+        client_ip: str = "127.0.0.1",
     ) -> tuple[_Reply, dict[str, str], dict[str, str]]:
         """Decide the reply to one request: (reply, params without signature, the weight
-        header of the limit it counts against)."""
-        params = {k: v for k, v in parse_qsl(raw_query, keep_blank_values=True) if k != "signature"}
+        header of the limit it counts against). Parameters may come in the query string or a
+        form body; "If a parameter sent in both the query string and request body, the query
+        string parameter will be used" (spot api docs, "General API Information")."""
+        query = _form(raw_query)
+        params = {**_form(raw_body), **query}
         route = _ROUTES.get(path) if method == "GET" else None
+        sub_route = subaccounts.ROUTES.get((method, path))
+        ip_weight = route[1] if route else (sub_route.ip_weight if sub_route else 1)
         used_headers: dict[str, str] = {}
         reset_in, over = 0, None
-        if route is None or route[1] > 0:  # a UID-limited endpoint has no IP weight
+        if ip_weight > 0:  # a UID-limited endpoint has no IP weight
             counter = _ip_counter(path)
-            weight, reset_in = self._add_weight(counter, route[1] if route else 1)
+            weight, reset_in = self._add_weight(counter, ip_weight)
             limit, header = self._ip_limit(counter)
             used_headers[header] = str(weight)
             over = limit if weight > limit else None
@@ -615,15 +641,23 @@ class BinanceSimulator(LocalService):
         if over is not None:
             msg = MSG_TOO_MUCH.format(limit=over, period="MINUTE")
             return _Reply.error(429, -1003, msg, reset_in), params, used_headers
-        if route is None:
+        if route is None and sub_route is None:
             return _Reply.error(404, -1000, MSG_UNKNOWN_PATH), params, used_headers
-        handler, _weight, signed = route
         key: SimKey | None = None
-        if signed:
-            key_or_error = self._authenticate(raw_query, headers)
+        if sub_route is not None or (route is not None and route[2]):
+            key_or_error = self._authenticate(raw_query, headers, raw_body, client_ip)
             if isinstance(key_or_error, _Reply):
                 return key_or_error, params, used_headers
             key = key_or_error
+        if sub_route is not None and key is not None:
+            call = subaccounts.SubAccountCall(params, query, client_ip)
+            with self._lock:
+                try:
+                    return subaccounts.answer(sub_route, self, key, call), params, used_headers
+                except ValueError:
+                    return _Reply.error(400, -1100, MSG_ILLEGAL), params, used_headers
+        assert route is not None
+        handler = route[0]
         try:
             with self._lock:  # a consistent view while tests change keys from other threads
                 body = handler(self, key, params)
@@ -633,8 +667,13 @@ class BinanceSimulator(LocalService):
         except ValueError:
             return _Reply.error(400, -1100, MSG_ILLEGAL), params, used_headers
 
-    def _authenticate(self, raw_query: str, headers: Headers) -> SimKey | _Reply:
-        """Binance's checks for a signed endpoint, in Binance's order."""
+    def _authenticate(
+        self, raw_query: str, headers: Headers, raw_body: str = "", client_ip: str = "127.0.0.1"
+    ) -> SimKey | _Reply:
+        """Binance's checks for a signed endpoint, in Binance's order. The signature covers
+        totalParams, "the query string concatenated with the request body" (spot api docs,
+        https://developers.binance.com/docs/binance-spot-api-docs/rest-api/endpoint-security-type),
+        and may itself be in either; a key with an IP list admits only its TCP peers."""
         api_key = headers.get("X-MBX-APIKEY")
         if api_key is None or not _is_api_key_format(api_key):
             return _Reply.error(401, -2014, MSG_BAD_FORMAT)
@@ -644,10 +683,16 @@ class BinanceSimulator(LocalService):
                 return _Reply.error(401, -2008, MSG_INVALID_ID)
             if key.deleted or not key.ip_allowed:
                 return _Reply.error(401, -2015, MSG_REJECTED)
-        parts = raw_query.split("&") if raw_query else []
-        signatures = [p[len("signature=") :] for p in parts if p.startswith("signature=")]
-        payload = "&".join(p for p in parts if not p.startswith("signature="))
-        params = dict(parse_qsl(payload, keep_blank_values=True))
+            if key.ip_restrict and key.ip_list is not None and client_ip not in key.ip_list:
+                return _Reply.error(401, -2015, MSG_REJECTED)
+        signatures: list[str] = []
+        payloads: list[str] = []
+        for raw in (raw_query, raw_body):
+            parts = raw.split("&") if raw else []
+            signatures += [p[len("signature=") :] for p in parts if p.startswith("signature=")]
+            payloads.append("&".join(p for p in parts if not p.startswith("signature=")))
+        payload = "".join(payloads)
+        params = {**_form(payloads[1]), **_form(payloads[0])}
         try:
             timestamp = int(params["timestamp"])
         except (KeyError, ValueError):
@@ -759,6 +804,11 @@ _ROUTES: dict[str, tuple[_Endpoint, int, bool]] = {
 }
 
 
+def _form(raw: str) -> dict[str, str]:
+    """Form-encoded parameters (query string or body), without ``signature``."""
+    return {k: v for k, v in parse_qsl(raw, keep_blank_values=True) if k != "signature"}
+
+
 def _ip_counter(path: str) -> str:
     """Which IP limit a path counts against: "/api" (shared by all of /api) or the /sapi path."""
     return path if path.startswith("/sapi/") else "/api"
@@ -773,10 +823,11 @@ class _Handler(TrackedHandler):
     def _handle(self) -> None:
         sim = self.server.owner
         arrived = time.time()
-        self.read_body()
+        raw_body = self.read_body().decode("utf-8", errors="replace")
         split = urlsplit(self.path)
+        client_ip = str(self.client_address[0])
         reply, params, weight_headers = sim._answer(
-            self.command, split.path, split.query, self.headers
+            self.command, split.path, split.query, self.headers, raw_body, client_ip
         )
         api_key = self.headers.get("X-MBX-APIKEY")
         with sim._lock:
@@ -784,7 +835,16 @@ class _Handler(TrackedHandler):
                 sim.count_429 += 1
             sim.request_log.append(
                 SimRequest(
-                    self.command, split.path, params, api_key, reply.status, reply.code, arrived
+                    self.command,
+                    split.path,
+                    params,
+                    api_key,
+                    reply.status,
+                    reply.code,
+                    arrived,
+                    query=_form(split.query),
+                    body=_form(raw_body),
+                    client_ip=client_ip,
                 )
             )
             sim._arrived.notify_all()
