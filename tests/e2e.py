@@ -32,9 +32,13 @@ def register_values(
     owner: str = ALICE,
     delivery: str | None = None,
     confirm: bool = False,
+    service_ips: str | None = None,
+    extras: tuple[str, ...] = (),
 ) -> FormValues:
     """The register modal's state, with the test workspace's defaults (account main, Alice)."""
     return register_form_values(
+        service_ips=service_ips,
+        extras=extras,
         label=label,
         account=account,
         owner=owner,

@@ -262,6 +262,8 @@ def register_form_values(
     secret: str,
     confirm: bool = False,
     delivery: str | None = None,
+    service_ips: str | None = None,
+    extras: tuple[str, ...] = (),
 ) -> FormValues:
     """The state of the register modal filled in with these answers (``purpose`` and
     ``key_type`` are option values: ``read_only``, ``HMAC``...); ``confirm``: the owner ticked
@@ -280,6 +282,14 @@ def register_form_values(
     }
     if delivery is not None:
         values[Block.DELIVERY] = {Action.DELIVERY: _chosen(delivery)}
+    if service_ips is not None or extras:  # "Create it in Binance for me" (governed accounts)
+        values[Block.CREATE_IPS] = {Action.CREATE_IPS: _typed(service_ips or "")}
+        values[Block.CREATE_EXTRAS] = {
+            Action.CREATE_EXTRAS: {
+                "type": "checkboxes",
+                "selected_options": [{"value": extra} for extra in extras],
+            }
+        }
     return values
 
 

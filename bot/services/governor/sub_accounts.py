@@ -82,12 +82,11 @@ def _link(
             if sub.is_asset_management_sub_account:
                 skipped.append(sub.email)
                 continue
-            account = by_name.get(sub.email.casefold())
-            if account is None:
-                account = BinanceAccount(team_id=team_id, alias=sub.email[:80])
-                session.add(account)
-            elif account.id == master.id:
+            found = by_name.get(sub.email.casefold())
+            if found is not None and found.id == master.id:
                 continue
+            account = found or BinanceAccount(team_id=team_id, alias=sub.email[:80])
+            session.add(account)
             account.master_account_id = master.id
             account.sub_account_email = sub.email
             linked.append(sub.email)

@@ -1,0 +1,273 @@
+"""The governor end to end, through signed Slack requests and the Binance simulator: a key
+created in a sub-account without anyone seeing a secret, and a governed key reported
+compromised deleted (or quarantined) in seconds, proven by probing, audited and announced."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from bot.job_queue.scheduler import FixedClock
+from bot.model.governor import CREATE_IN_BINANCE
+from storage.models import (
+    ApiKey,
+    AuditEvent,
+    BinanceAccount,
+    GovernorMint,
+    Incident,
+    IncidentStep,
+    KeyStatus,
+    MintState,
+    utcnow,
+)
+from tests.e2e import ALICE, all_text, submit_registration, wait_until
+from tests.test_governor_registration import ADMIN, _ask, _make_in_binance, _steps
+from tests.test_key_pairs import _button_value, _enter_key, _key
+from tests.test_secret_leak_scan import Canary, find_leaks
+
+SUB = "bot1@example.com"
+ALERTS = "C0ALERTS"
+
+
+@pytest.fixture
+def stack_settings() -> dict[str, object]:
+    return dict(admin_user_ids=ADMIN, bot_egress_ips="127.0.0.1", alert_channel=ALERTS)
+
+
+def govern(stack, client, *, subs=(SUB,)) -> ApiKey:
+    """A master account "master" with sub-accounts, and its governor registered by an admin."""
+    for email in subs:
+        stack.simulator.add_sub_account(master="master", email=email)
+    _ask(client, stack, "governor master")
+    message = _steps(stack, "governor-master")
+    sim_key = _make_in_binance(stack, "governor-master")
+    _enter_key(stack, client, _button_value(message), sim_key.api_key, user=ADMIN)
+    wait_until(lambda: _key(stack, "governor-master") is not None, timeout=15)
+    wait_until(lambda: _governed(stack, subs[0]) is not None, timeout=15)
+    return _key(stack, "governor-master")
+
+
+def _governed(stack, email: str) -> BinanceAccount | None:
+    with Session(stack.services.engine) as session:
+        return session.exec(
+            select(BinanceAccount).where(BinanceAccount.sub_account_email == email)
+        ).first()
+
+
+def create(client, *, label="maker", account=SUB, ips="203.0.113.7", extras=(), **kw):
+    return submit_registration(
+        client,
+        label=label,
+        api_key="",
+        secret="",
+        account=account,
+        key_type=CREATE_IN_BINANCE,
+        purpose=kw.pop("purpose", "trading"),
+        service_ips=ips,
+        extras=extras,
+        **kw,
+    )
+
+
+def _events(stack, action: str) -> list[AuditEvent]:
+    with Session(stack.services.engine) as session:
+        return list(session.exec(select(AuditEvent).where(AuditEvent.action == action)).all())
+
+
+def test_a_key_is_created_in_binance_with_exactly_what_its_purpose_needs(stack, client, caplog):
+    caplog.set_level(logging.DEBUG)
+    govern(stack, client)
+    answer = create(client, extras=("futures",))
+    assert answer.status_code == 200
+    wait_until(lambda: _key(stack, "maker") is not None, timeout=20)
+    key = _key(stack, "maker")
+    assert key.created_via == "governor" and key.status == KeyStatus.ACTIVE.value
+    assert key.ip_addresses == ["203.0.113.7", "127.0.0.1"]
+    (sim_key,) = stack.simulator.keys_of(SUB)
+    assert sim_key.key_type == "ED25519" and sim_key.ip_list == ["203.0.113.7", "127.0.0.1"]
+    flags = sim_key.permissions
+    assert flags["enableSpotAndMarginTrading"] and flags["enableFutures"]
+    assert not flags["enableMargin"] and not flags["enableVanillaOptions"]
+    assert not flags["permitsUniversalTransfer"] and not flags["enableWithdrawals"]
+    # The key was verified by Binance, asked with the new key itself.
+    assert any(r.api_key == sim_key.api_key for r in stack.simulator.request_log)
+    with Session(stack.services.engine) as session:
+        (mint,) = session.exec(select(GovernorMint)).all()
+    assert mint.state == MintState.CREATED.value and mint.private_key_sealed is None
+    assert mint.created_key_id == key.id
+    (made,) = _events(stack, "key.create")
+    assert made.detail["sub_account"] == SUB
+    calls = [e.detail for e in _events(stack, "governor.call")]
+    assert any(c["method"] == "POST" and c["outcome"] == "ok" for c in calls)
+    # Announced in the alert channel (by the job the call scheduled).
+    stack.wait_idle()
+    stack.tick(FixedClock(utcnow()), times=2)
+    stack.slack.wait_for(
+        "chat.postMessage",
+        predicate=lambda c: (
+            c.params.get("channel") == ALERTS and "created the key" in all_text(c.params)
+        ),
+        timeout=30,
+    )
+    # The private key lives only in its sealed column: not in Slack, the logs, Binance's
+    # requests or any other column.
+    private_pem = stack.services.ring.open_text(key.secret_sealed, context=key.secret_context())
+    stack.wait_idle()
+    slack = {f"slack {i}": json.dumps(c.params) for i, c in enumerate(stack.slack.calls)}
+    with stack.services.engine.connect() as connection:
+        dump = {
+            t: repr(connection.execute(sa.text(f'SELECT * FROM "{t}"')).all())
+            for t in sa.inspect(stack.services.engine).get_table_names()
+        }
+    found = find_leaks(
+        [Canary("minted private key", private_pem)],
+        {**slack, **dump, "binance": repr(stack.simulator.request_log), "log": caplog.text},
+    )
+    assert found == []
+
+
+def test_creating_in_an_account_without_a_governor_is_refused(stack, client):
+    answer = create(client, account="main")
+    body = answer.json()
+    assert body.get("response_action") in ("errors", "update")
+    wait_until(
+        lambda: (
+            "not a sub-account of a master account with a governor"
+            in json.dumps([c.params for c in stack.slack.calls])
+            or "not a sub-account" in json.dumps(body)
+        ),
+        timeout=10,
+    )
+    assert _key(stack, "maker") is None
+    assert stack.simulator.keys_of("main") == []
+
+
+def test_a_refused_creation_keeps_nothing(stack, client):
+    govern(stack, client)
+    stack.simulator.fail_kyc_ip_check = True
+    create(client)
+    wait_until(lambda: _mints(stack, MintState.REFUSED), timeout=20)
+    assert _key(stack, "maker") is None
+    assert stack.simulator.keys_of(SUB) == []
+    (mint,) = _mints(stack, MintState.REFUSED)
+    assert mint.private_key_sealed is None
+
+
+def _mints(stack, state: MintState) -> list[GovernorMint]:
+    with Session(stack.services.engine) as session:
+        return list(
+            session.exec(select(GovernorMint).where(GovernorMint.state == state.value)).all()
+        )
+
+
+def _incident(stack, label: str) -> Incident | None:
+    with Session(stack.services.engine) as session:
+        return session.exec(select(Incident).where(Incident.label == label)).first()
+
+
+def test_a_governed_key_reported_compromised_is_deleted_and_proven(stack, client):
+    govern(stack, client)
+    create(client)
+    wait_until(lambda: _key(stack, "maker") is not None, timeout=20)
+    (sim_key,) = stack.simulator.keys_of(SUB)
+    client.command("compromised maker", user_id=ALICE, response_url=stack.slack.response_url())
+    wait_until(
+        lambda: (i := _incident(stack, "maker")) is not None and i.containment == "deleted",
+        timeout=20,
+    )
+    assert sim_key.deleted
+    incident = _incident(stack, "maker")
+    assert incident.contained_at >= incident.raised_at and incident.key_dead_at is not None
+    with Session(stack.services.engine) as session:
+        step = session.get(IncidentStep, (incident.id, 1))
+    assert step.ticked_by == "bot" and step.automatic
+    (contained,) = _events(stack, "incident.contained")
+    assert contained.detail["how"] == "deleted" and contained.detail["seconds_from_report"] >= 0
+    deletes = [e.detail for e in _events(stack, "governor.call") if e.detail["method"] == "DELETE"]
+    assert deletes and deletes[0]["why"] == "contain" and deletes[0]["outcome"] == "ok"
+    stack.slack.wait_for(
+        "chat.update",
+        predicate=lambda c: "Deleted by the bot through Binance's API" in all_text(c.params),
+        timeout=30,
+    )
+    listing = client.command("incidents", user_id=ALICE, response_url=stack.slack.response_url())
+    assert "contained by the bot in" in all_text(listing.json())
+
+
+def test_a_key_of_an_ungoverned_account_is_left_to_people(stack, client):
+    sim_key = stack.simulator.add_key(account="main", permissions={"enableReading": True})
+    from tests.e2e import register_sim_key
+
+    register_sim_key(stack, client, sim_key, label="manual")
+    wait_until(lambda: _key(stack, "manual") is not None, timeout=15)
+    client.command("compromised manual", user_id=ALICE, response_url=stack.slack.response_url())
+    wait_until(lambda: _incident(stack, "manual") is not None, timeout=15)
+    stack.wait_idle()
+    assert _incident(stack, "manual").containment is None
+    assert not sim_key.deleted
+    assert _events(stack, "governor.call") == []
+
+
+def test_when_binance_refuses_the_deletion_the_checklist_says_so_and_nothing_is_lost(stack, client):
+    govern(stack, client)
+    create(client)
+    wait_until(lambda: _key(stack, "maker") is not None, timeout=20)
+    (sim_key,) = stack.simulator.keys_of(SUB)
+    stack.simulator.inject_fault("503", count=50, path="/sapi/v1/sub-account/subAccountApi")
+    client.command("compromised maker", user_id=ALICE, response_url=stack.slack.response_url())
+    wait_until(
+        lambda: (i := _incident(stack, "maker")) is not None and i.containment == "failed",
+        timeout=20,
+    )
+    assert not sim_key.deleted
+    incident = _incident(stack, "maker")
+    assert "could not contain it" in incident.containment_note
+    assert _events(stack, "incident.containment_failed")
+    with Session(stack.services.engine) as session:
+        key = session.get(ApiKey, incident.key_id)
+    assert key.secret_sealed is not None  # still probed: nothing was lost
+
+
+@pytest.fixture
+def quarantine_settings() -> dict[str, object]:
+    return dict(
+        admin_user_ids=ADMIN,
+        bot_egress_ips="127.0.0.1",
+        alert_channel=ALERTS,
+        contain_on_report="quarantine",
+    )
+
+
+def test_quarantine_cuts_the_ip_list_to_the_bots_own(make_stack, quarantine_settings):
+    from tests.e2e import bot_client
+
+    stack = make_stack(**quarantine_settings)
+    client = bot_client(stack)
+    govern(stack, client)
+    create(client)
+    wait_until(lambda: _key(stack, "maker") is not None, timeout=20)
+    (sim_key,) = stack.simulator.keys_of(SUB)
+    client.command("compromised maker", user_id=ALICE, response_url=stack.slack.response_url())
+    wait_until(
+        lambda: (i := _incident(stack, "maker")) is not None and i.containment == "quarantined",
+        timeout=20,
+    )
+    assert sim_key.ip_list == ["127.0.0.1"] and not sim_key.deleted
+    assert _incident(stack, "maker").quarantined_from == ["203.0.113.7", "127.0.0.1"]
+    # A thief elsewhere is refused; the bot, on its own address, still reaches the key.
+    port = int(stack.simulator.url.rsplit(":", 1)[1])
+    thief = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=5, source_address=("127.0.0.2", 0)
+    )
+    thief.request(
+        "GET",
+        "/sapi/v1/account/apiRestrictions?timestamp=1&signature=x",
+        headers={"X-MBX-APIKEY": sim_key.api_key},
+    )
+    assert json.loads(thief.getresponse().read())["code"] == -2015
+    thief.close()
