@@ -16,8 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from bot.binance import (
+    GOVERNOR_ENDPOINTS,
     BadSignature,
     BinanceGateway,
+    BinanceUnavailable,
     CreatedSubAccountKey,
     Credentials,
     ForbiddenEndpoint,
@@ -413,3 +415,77 @@ def test_no_secret_in_exceptions_or_logs(sim, gateway, governor, caplog):
         assert "signature=" not in text
         for secret in secrets:
             assert secret not in text
+
+
+def test_the_allow_list_is_exactly_the_documented_endpoints():
+    assert set(GOVERNOR_ENDPOINTS) == {
+        ("GET", "/api/v3/time"),
+        ("GET", "/sapi/v1/account/apiRestrictions"),
+        ("GET", "/sapi/v1/sub-account/list"),
+        ("POST", "/sapi/v2/sub-account/subAccountApi"),
+        ("DELETE", "/sapi/v1/sub-account/subAccountApi"),
+        ("POST", "/sapi/v1/sub-account/subAccountApiPermission"),
+        ("POST", "/sapi/v2/sub-account/subAccountApi/ipRestriction"),
+        ("GET", "/sapi/v1/sub-account/subAccountApi/ipRestriction"),
+        ("DELETE", "/sapi/v1/sub-account/subAccountApi/ipRestriction/ipList"),
+    }
+    assert {
+        weight for (_, path), (_, weight) in GOVERNOR_ENDPOINTS.items() if "subAccountApi" in path
+    } == {3000}
+
+
+# --- bad input changes nothing -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("public_pem", "ips"),
+    [
+        ("private", ["127.0.0.1"]),  # the private half offered as the public key
+        ("not a key", ["127.0.0.1"]),
+        ("public", ["127.0.0.1", "not-an-ip"]),
+        ("public", []),
+        ("public", [f"10.0.{n // 256}.{n % 256}" for n in range(60)]),  # over 500 characters
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_sent(
+    sim, gateway, governor, calls, public_pem, ips
+):
+    sim.add_sub_account(master="master", email=EMAIL)
+    private, public = key_pair()
+    pem = {"private": private, "public": public}.get(public_pem, public_pem)
+    with pytest.raises(GovernorRefused) as refused:
+        create(gateway, governor, public_pem=pem, ips=ips)
+    assert refused.value.code is None and refused.value.user_message
+    assert private not in str(refused.value)
+    assert sim.request_log == []
+    assert calls[-1].outcome == "GovernorRefused" and calls[-1].endpoint == CREATE
+
+
+def test_fix_permissions_cannot_be_changed_after_creation(sim, gateway, governor):
+    with pytest.raises(GovernorRefused):
+        gateway.set_sub_account_key_permissions(
+            governor,
+            email=EMAIL,
+            api_key="x" * 64,
+            grant=SubAccountGrant(can_fix_api_reading=True),
+        )
+    assert sim.request_log == []
+
+
+# --- recovery and uncertainty --------------------------------------------------------------------
+
+
+def test_a_clock_behind_binance_is_resynced_once(sim, gateway, governor):
+    sim.clock_skew_ms = 60_000  # Binance's clock a minute ahead: the first request is too old
+    assert gateway.own_permissions(governor).enable_reading is True
+    assert [r.code for r in sim.request_log] == [-1021, None, None]
+    assert sim.request_log[1].path == "/api/v3/time"
+
+
+def test_a_write_binance_fails_to_confirm_says_it_may_have_happened(sim, gateway, governor, calls):
+    sim.add_sub_account(master="master", email=EMAIL)
+    sim.inject_fault("502", path=CREATE)
+    with pytest.raises(BinanceUnavailable) as unavailable:
+        create(gateway, governor, public_pem=key_pair()[1], ips=["127.0.0.1"])
+    assert "may or may not" in unavailable.value.user_message
+    assert calls[-1].outcome == "BinanceUnavailable"
