@@ -49,7 +49,9 @@ def govern(stack, client, *, subs=(SUB,)) -> ApiKey:
     _enter_key(stack, client, _button_value(message), sim_key.api_key, user=ADMIN)
     wait_until(lambda: _key(stack, "governor-master") is not None, timeout=15)
     wait_until(lambda: _governed(stack, subs[0]) is not None, timeout=15)
-    return _key(stack, "governor-master")
+    governor = _key(stack, "governor-master")
+    assert governor is not None
+    return governor
 
 
 def _governed(stack, email: str) -> BinanceAccount | None:
@@ -271,3 +273,29 @@ def test_quarantine_cuts_the_ip_list_to_the_bots_own(make_stack, quarantine_sett
     )
     assert json.loads(thief.getresponse().read())["code"] == -2015
     thief.close()
+
+
+def test_a_false_alarm_gives_a_quarantined_key_its_ip_list_back(make_stack, quarantine_settings):
+    from tests.e2e import bot_client
+    from tests.test_incident_lifecycle import FALSE_ALARM, _close
+
+    stack = make_stack(**quarantine_settings)
+    client = bot_client(stack)
+    govern(stack, client)
+    create(client)
+    wait_until(lambda: _key(stack, "maker") is not None, timeout=20)
+    (sim_key,) = stack.simulator.keys_of(SUB)
+    client.command("compromised maker", user_id=ALICE, response_url=stack.slack.response_url())
+    wait_until(
+        lambda: (i := _incident(stack, "maker")) is not None and i.containment == "quarantined",
+        timeout=20,
+    )
+    stack.wait_idle()
+    answer = _close(stack, _incident(stack, "maker").id, outcome=FALSE_ALARM, note="a test")
+    assert answer.json()["response_action"] == "update", answer.json()
+    assert set(sim_key.ip_list) == {"203.0.113.7", "127.0.0.1"}
+    incident = _incident(stack, "maker")
+    assert incident.outcome == FALSE_ALARM and "IP list given back" in incident.containment_note
+    assert _key(stack, "maker").status == KeyStatus.ACTIVE.value
+    restores = [e.detail for e in _events(stack, "governor.call") if e.detail["why"] == "restore"]
+    assert restores and all(r["outcome"] == "ok" for r in restores)

@@ -65,7 +65,12 @@ def test_an_admin_registers_a_governor_from_a_generated_pair(stack, client):
     key = _key(stack, "governor-main")
     assert key.purpose == KeyPurpose.GOVERNOR.value and key.key_type == "ED25519"
     listing = _ask(client, stack, "governor")
-    assert "governor “governor-main”" in all_text(listing.json())
+    assert "Asking Binance" in all_text(listing.json())
+    stack.slack.wait_for(
+        "response_url",
+        predicate=lambda c: "governor “governor-main”" in all_text(c.params),
+        timeout=15,
+    )
 
 
 def test_a_member_cannot_register_a_governor_and_is_audited(stack, client):

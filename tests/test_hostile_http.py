@@ -340,6 +340,8 @@ MEMBER_RULES: dict[str, str] = {
     Callback.PAIR_COMPLETE: REFUSED,  # finishing someone else's generated pair
     Action.PAIR_ENTER_KEY: REFUSED,
     Action.PAIR_API_KEY: INPUT,
+    Action.CREATE_IPS: INPUT,
+    Action.CREATE_EXTRAS: INPUT,
     Action.REMOVE_CONFIRM: REFUSED,
     Action.REMOVE_CANCEL: REFUSED,
     Action.STATUS_PAGE: REFUSED,  # a page of someone else's report

@@ -189,6 +189,9 @@ def test_every_job_kind_has_a_handler_and_its_own_dedupe_key(stack):
             team_id="T", key_id="k", dedup_key="d", action="trigger", occurrence=1, due_at=due
         ),
         kinds.audit_checkpoint(team_id="-", due_at=due),
+        kinds.governor_announce(team_id="T", call_id="c", facts={}, due_at=due),
+        kinds.mint_check(team_id="T", mint_id="m", due_at=due),
+        kinds.incident_contain(team_id="T", key_id="k", incident_id="i", attempt=0, due_at=due),
     ]
     assert {job.kind for job in built} == set(kinds.JobKind)
     prefixes = {job.dedupe_key.split(":")[0] for job in built}

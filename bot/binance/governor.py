@@ -247,6 +247,13 @@ class GovernorGateway:
         answer = self.request(creds, "POST", ADD_IPS_PATH, params, email=email, api_key=api_key)
         return IpRestriction.from_api(_mapping(answer))
 
+    def lift_ip_restriction(self, creds: Credentials, *, email: str, api_key: str) -> IpRestriction:
+        """Give the key no IP restriction at all (Binance's "Add IP Restriction" with status 1,
+        "IP unrestricted"): used only to give a quarantined key back what it had."""
+        params = {"email": email, "subAccountApiKey": api_key, "status": "1"}
+        answer = self.request(creds, "POST", ADD_IPS_PATH, params, email=email, api_key=api_key)
+        return IpRestriction.from_api(_mapping(answer))
+
     def remove_ips(
         self, creds: Credentials, *, email: str, api_key: str, ip_addresses: Sequence[str]
     ) -> IpRestriction:

@@ -274,6 +274,7 @@ def handle_close_submission(
                     incident_id=incident_id,
                     note=note,
                     now=services.clock(),
+                    governor=services.governor,
                 )
             except FalseAlarmRefused as refused:
                 if refused.warning:  # a sign of a real breach: the team hears it too

@@ -34,6 +34,7 @@ from bot.config import Settings
 from bot.model.incidents import KEY_DELETED_STEP
 from bot.services.context import Services
 from bot.services.custody.keys import live_governor, open_credentials
+from bot.services.errors import InvalidInput
 from bot.services.governor.calls import CallContext, on_behalf_of
 from bot.vocabulary import AuditAction, Containment
 from storage.audit import record_event
@@ -337,3 +338,71 @@ def contain_with(services: Services, incident_id: str, *, actor: str) -> Contain
         actor=actor,
         clock=services.clock,
     )
+
+
+def lift_quarantine(
+    *,
+    engine: Engine,
+    ring: KeyRing,
+    governor: GovernorGateway,
+    settings: Settings,
+    incident_id: str,
+    actor: str,
+) -> None:
+    """A false alarm: give the quarantined key its IP list back (as it was when reported), and
+    prove it by reading the list back. Raises InvalidInput (nothing else changed) if Binance
+    does not do it."""
+    with Session(engine) as session:
+        governed = governed_incident(session, incident_id)
+        incident = session.get(Incident, incident_id)
+        if governed is None or incident is None or incident.quarantined_from is None:
+            raise InvalidInput(
+                "The bot no longer governs this key, so it cannot give its IP list back. "
+                "Close the incident as handled."
+            )
+        original = list(incident.quarantined_from)
+        key = session.get(ApiKey, governed.key_id)
+        governor_row = session.get(ApiKey, governed.governor_id)
+        if key is None or governor_row is None:
+            raise InvalidInput("The key or its governor was removed meanwhile.")
+        key_creds = open_credentials(ring, key)
+        governor_creds = open_credentials(ring, governor_row)
+    email, api_key = governed.email, key_creds.api_key
+    context = CallContext(
+        team_id=governed.team_id,
+        actor=actor,
+        why="restore",
+        key_id=governed.key_id,
+        label=governed.label,
+        incident_id=incident_id,
+    )
+    unrestricted = original == ["*"]
+    try:
+        with on_behalf_of(context):
+            if unrestricted:
+                after = governor.lift_ip_restriction(governor_creds, email=email, api_key=api_key)
+            else:
+                governor.restrict_ips(
+                    governor_creds, email=email, api_key=api_key, ip_addresses=original
+                )
+                extra = [ip for ip in settings.bot_egress_ips if ip not in original]
+                if extra:
+                    governor.remove_ips(
+                        governor_creds, email=email, api_key=api_key, ip_addresses=extra
+                    )
+                after = governor.ip_restriction(governor_creds, email=email, api_key=api_key)
+    except binance.BinanceError as error:
+        raise InvalidInput(
+            f"Binance did not give the key its IP list back: {error.user_message} The key "
+            "stays quarantined and the incident open; try again in a minute."
+        ) from None
+    restored = not after.restricted if unrestricted else set(after.ip_list) == set(original)
+    if not restored:
+        raise InvalidInput(
+            "Binance does not show the key's old IP list back yet: it stays quarantined and the "
+            "incident open; try again in a minute."
+        )
+    with session_scope(engine) as session:
+        row = session.get(Incident, incident_id, with_for_update=True)
+        if row is not None:
+            row.containment_note = ((row.containment_note or "") + "; IP list given back")[:300]

@@ -4,7 +4,8 @@ An admin's word alone does not put a key that was reported compromised back in u
 asks Binance first. Only when Binance still accepts the key and reports every permission and
 the IP restriction exactly as the bot knew them when the key was reported (a copy kept on the
 incident: checks since then overwrite the key's own record) does the incident close as a false
-alarm and the key return to normal: its rotation reminders resume, and a rotation the report
+alarm and the key return to normal (a key the governor quarantined gets its IP list back
+first): its rotation reminders resume, and a rotation the report
 interrupted goes on. Anything else changes nothing and says why; a key Binance reports
 differently, or withdrawals the review flagged, are also said in the checklist's thread and
 audited, since they are signs of a real breach.
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot import binance
+from bot.binance import GovernorGateway
 from bot.config import Settings
 from bot.job_queue.kinds import JobKind
 from bot.job_queue.queue import cancel_jobs
@@ -27,11 +29,12 @@ from bot.model.incidents import REJECTED_MEANING, ClosedIncident, IncidentFacts
 from bot.services.access import Actor, require_admin
 from bot.services.custody.keys import open_credentials
 from bot.services.errors import InvalidInput
+from bot.services.governor.containment import lift_quarantine
 from bot.services.response.incidents import IncidentClosed, claim_close, load_incident, summarise
 from bot.services.response.paging import incident_page_key, resolve_page
 from bot.services.rotation.reminder_plan import plan_reminders
 from bot.services.rotation.rotate import resume_rotation
-from bot.vocabulary import AuditAction
+from bot.vocabulary import AuditAction, Containment
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
@@ -67,6 +70,7 @@ def close_as_false_alarm(
     incident_id: str,
     note: str,
     now: datetime,
+    governor: GovernorGateway | None = None,
 ) -> ClosedIncident:
     """Close the open incident as a false alarm (admins only) once Binance shows the key
     alive and unchanged; the key is back in normal use."""
@@ -113,6 +117,9 @@ def close_as_false_alarm(
             "marked compromised and the incident open; try again in a minute."
         ) from None
     changed = permission_changes(before, fresh)
+    quarantined = incident.containment == Containment.QUARANTINED
+    if quarantined:  # the bot restricted its IP list itself: given back below
+        changed = [c for c in changed if not c.startswith("the IP restriction was")]
     if changed:
         what = "; ".join(changed)
         _audit_refusal(engine, actor, incident, reason=what)
@@ -124,6 +131,17 @@ def close_as_false_alarm(
                 f"⚠️ Not a false alarm yet: Binance reports “{label}” differently than when it "
                 f"was reported ({what}). Someone may have changed the key: follow the checklist."
             ),
+        )
+    if quarantined:
+        if governor is None:
+            raise InvalidInput("The governor is not available to lift the quarantine.")
+        lift_quarantine(
+            engine=engine,
+            ring=ring,
+            governor=governor,
+            settings=settings,
+            incident_id=incident_id,
+            actor=actor.user_id,
         )
     with session_scope(engine) as session:
         row = claim_close(session, incident_id)
