@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -226,36 +227,58 @@ def create_key(
     # A placeholder key passes the shape checks: the real one does not exist yet.
     form = _form(request, target, api_key="", secret="")
     refuse_before_binance(engine, ring, form, label_and_account_problems(form))
-    return _mint(
+
+    def store(api_key: str, private_pem: str, within: Within) -> RegisteredKey:
+        return register_key(
+            engine=engine,
+            ring=ring,
+            gateway=gateway,
+            form=_form(request, target, api_key, private_pem),
+            settings=settings,
+            now=now,
+            within=within,
+        )
+
+    return mint_key(
         engine=engine,
         ring=ring,
         gateway=gateway,
         governor=governor,
-        settings=settings,
         request=request,
         target=target,
         grant=grant,
         ips=ips,
         reason="register",
         now=now,
+        store=store,
     )
 
 
-def _mint(
+# Runs inside the transaction that stores the new key (the mint completes itself there).
+Within = Callable[[Session, ApiKey], None]
+T = TypeVar("T")
+
+
+def mint_key(
     *,
     engine: Engine,
     ring: KeyRing,
     gateway: binance.BinanceGateway,
     governor: GovernorGateway,
-    settings: Settings,
     request: MintRequest,
     target: GovernedTarget,
     grant: SubAccountGrant,
     ips: Sequence[str] | None,
     reason: str,
     now: datetime,
+    store: Callable[[str, str, Within], T],
     replaces_key_id: str | None = None,
-) -> RegisteredKey:
+) -> T:
+    """Create a key in ``target`` through the governor and hand it to ``store`` (api key,
+    private key PEM, ``within`` to call inside the storing transaction), which stores it:
+    as a new key (``create_key``), or as the new credentials of a rotating or replaced key.
+    The intent is written first; a key made but not stored is deleted again (see the module
+    docstring). ``reason``: register, rotate or successor."""
     private_pem, public_pem = generate_pair(KeyAlgorithm.ED25519)
     mint_id = _write_intent(
         engine, ring, request, target, grant, ips, private_pem, reason, replaces_key_id, now
@@ -301,14 +324,10 @@ def _mint(
         ) from None
     try:
         _wait_until_it_answers(gateway, created.api_key, private_pem)
-        return register_key(
-            engine=engine,
-            ring=ring,
-            gateway=gateway,
-            form=_form(request, target, created.api_key, private_pem),
-            settings=settings,
-            now=now,
-            within=lambda session, row: _complete(session, mint_id, row, ips, now),
+        return store(
+            created.api_key,
+            private_pem,
+            lambda session, row: _complete(session, mint_id, row, ips, now),
         )
     except Exception as exc:
         # Made in Binance but not stored: delete it again, so no key lives unknown.
