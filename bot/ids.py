@@ -35,6 +35,7 @@ class Action(StrEnum):
     INCIDENT_TICK = "apikey_incident_tick"
     INCIDENT_CLOSE = "apikey_incident_close"
     INCIDENT_COMMANDER = "apikey_incident_commander"  # opens the commander form
+    INCIDENT_SUCCESSOR = "apikey_incident_successor"  # the governor makes a replacement key
     # the overflow menu beside each key (status, App Home); its options' values are
     # "<KeyMenuChoice>:<key id>"
     KEY_MENU = "apikey_key_menu"

@@ -437,6 +437,8 @@ class Incident(SQLModel, table=True):
     contained_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     containment_note: str | None = Field(default=None, max_length=300)
     quarantined_from: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
+    # The key the governor made to replace a deleted one (one click on the checklist).
+    successor_key_id: str | None = Field(default=None, max_length=32)
 
 
 class IncidentStep(SQLModel, table=True):

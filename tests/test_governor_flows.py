@@ -299,3 +299,70 @@ def test_a_false_alarm_gives_a_quarantined_key_its_ip_list_back(make_stack, quar
     assert _key(stack, "maker").status == KeyStatus.ACTIVE.value
     restores = [e.detail for e in _events(stack, "governor.call") if e.detail["why"] == "restore"]
     assert restores and all(r["outcome"] == "ok" for r in restores)
+
+
+def _press_successor(stack, client, incident_id: str, user: str):
+    return client.action(
+        "apikey_incident_successor", incident_id, user_id=user, trigger_id="1.2.successor"
+    )
+
+
+def test_one_click_makes_a_successor_with_the_same_permissions_and_ips(stack, client):
+    govern(stack, client)
+    create(client, extras=("futures",))
+    wait_until(lambda: _key(stack, "maker") is not None, timeout=20)
+    (old_sim,) = stack.simulator.keys_of(SUB)
+    old_id = _key(stack, "maker").id
+    client.command("compromised maker", user_id=ALICE, response_url=stack.slack.response_url())
+    wait_until(
+        lambda: (i := _incident(stack, "maker")) is not None and i.containment == "deleted",
+        timeout=20,
+    )
+    stack.wait_idle()
+    stack.slack.wait_for(
+        "chat.update",
+        predicate=lambda c: "Create a successor" in json.dumps(c.params),
+        timeout=20,
+    )
+    incident = _incident(stack, "maker")
+    pressed = _press_successor(stack, client, incident.id, ALICE)
+    assert pressed.status_code == 200
+    wait_until(lambda: _incident(stack, "maker").successor_key_id is not None, timeout=20)
+    stack.wait_idle()
+    with Session(stack.services.engine) as session:
+        old = session.get(ApiKey, old_id)
+        new = session.get(ApiKey, _incident(stack, "maker").successor_key_id)
+    assert new is not None and new.label == "maker"
+    assert new.id != old_id and new.status == KeyStatus.ACTIVE.value
+    assert old.status == KeyStatus.REVOKED.value and old.secret_sealed is None
+    assert new.ip_addresses == ["203.0.113.7", "127.0.0.1"] and new.created_via == "governor"
+    live = [k for k in stack.simulator.keys_of(SUB) if not k.deleted]
+    assert len(live) == 1 and live[0].api_key != old_sim.api_key
+    assert (
+        live[0].permissions["enableFutures"] and live[0].permissions["enableSpotAndMarginTrading"]
+    )
+    assert live[0].ip_list == ["203.0.113.7", "127.0.0.1"]
+    # A second press makes nothing more.
+    again = _press_successor(stack, client, incident.id, ALICE)
+    assert again.status_code == 200
+    stack.wait_idle()
+    assert len([k for k in stack.simulator.keys_of(SUB) if not k.deleted]) == 1
+
+
+def test_someone_elses_successor_is_refused_and_audited(stack, client):
+    from tests.e2e import BOB
+
+    govern(stack, client)
+    create(client)
+    wait_until(lambda: _key(stack, "maker") is not None, timeout=20)
+    client.command("compromised maker", user_id=ALICE, response_url=stack.slack.response_url())
+    wait_until(
+        lambda: (i := _incident(stack, "maker")) is not None and i.containment == "deleted",
+        timeout=20,
+    )
+    stack.wait_idle()
+    _press_successor(stack, client, _incident(stack, "maker").id, BOB)
+    stack.wait_idle()
+    assert _incident(stack, "maker").successor_key_id is None
+    denied = [e.detail["attempted"] for e in _events(stack, "access.denied")]
+    assert "create a successor key" in denied

@@ -354,6 +354,7 @@ MEMBER_RULES: dict[str, str] = {
     Action.INCIDENT_TICK: OPEN,
     Action.INCIDENT_CLOSE: OPEN,
     Action.INCIDENT_COMMANDER: REFUSED,
+    Action.INCIDENT_SUCCESSOR: REFUSED,  # only the key's owner or an admin
     # a key's menu: its Rotate and Remove are refused (the scene sends Rotate); its Details
     # (the summary) and Report compromised are open to all: test_a_forged_key_menu_…
     Action.KEY_MENU: REFUSED,
@@ -482,6 +483,7 @@ class _Scene:
         value_of: dict[str, str] = {
             Action.STATUS_PAGE: f"{self.report_id}:0",
             Action.INCIDENT_COMMANDER: self.incident_id,
+            Action.INCIDENT_SUCCESSOR: self.incident_id,
             Action.INCIDENT_TICK: f"{self.incident_id}:1",
             Action.INCIDENT_CLOSE: self.incident_id,
             Action.INCIDENT_RAISE: self.key_id,

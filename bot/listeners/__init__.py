@@ -17,6 +17,7 @@ from bot.listeners import (
     key_pairs,
     leaks,
     rotation,
+    successor,
     views,
 )
 
@@ -48,6 +49,7 @@ ACTION_LISTENERS: dict[Action, Listener] = {
     Action.INCIDENT_TICK: incidents.handle_tick,
     Action.INCIDENT_CLOSE: incidents.handle_close_button,
     Action.INCIDENT_COMMANDER: incidents.handle_commander_button,
+    Action.INCIDENT_SUCCESSOR: successor.handle_successor_button,
     Action.KEY_MENU: key_menu.handle_key_menu,
     Action.PAIR_ENTER_KEY: key_pairs.handle_enter_key,
 }

@@ -60,6 +60,7 @@ class IncidentFacts:
     containment: str | None = None
     contained_at: datetime | None = None
     containment_note: str | None = None
+    successor_key_id: str | None = None  # the key the governor made to replace it
 
     @property
     def false_alarm(self) -> bool:

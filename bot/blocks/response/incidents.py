@@ -129,9 +129,30 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
             )
         )
     else:
+        if incident.successor_key_id is not None:
+            blocks.append(
+                context(
+                    f"🔁 The bot made a successor of *{label}* with the same permissions and IP "
+                    "list, under the same label, delivered where the old key was "
+                    f"(`/apikey status {label}`)."
+                )
+            )
+        successor = (
+            [
+                ButtonElement(
+                    text="Create a successor",
+                    action_id=Action.INCIDENT_SUCCESSOR,
+                    value=incident.id,
+                    style="primary",
+                )
+            ]
+            if incident.containment == Containment.DELETED and incident.successor_key_id is None
+            else []
+        )
         blocks.append(
             ActionsBlock(
                 elements=[
+                    *successor,
                     ButtonElement(
                         text="Close incident", action_id=Action.INCIDENT_CLOSE, value=incident.id
                     ),

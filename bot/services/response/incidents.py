@@ -102,6 +102,7 @@ def incident_facts(row: Incident) -> IncidentFacts:
         containment=row.containment,
         contained_at=row.contained_at,
         containment_note=row.containment_note,
+        successor_key_id=row.successor_key_id,
     )
 
 

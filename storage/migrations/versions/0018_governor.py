@@ -35,6 +35,7 @@ def upgrade() -> None:
     op.add_column("incidents", sa.Column("contained_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("incidents", sa.Column("containment_note", sa.String(length=300), nullable=True))
     op.add_column("incidents", sa.Column("quarantined_from", sa.JSON(), nullable=True))
+    op.add_column("incidents", sa.Column("successor_key_id", sa.String(length=32), nullable=True))
     op.create_table(
         "governor_mints",
         sa.Column("id", sa.String(length=32), primary_key=True),
@@ -66,6 +67,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("governor_mints")
     for column in (
+        "successor_key_id",
         "quarantined_from",
         "containment_note",
         "contained_at",
