@@ -366,3 +366,30 @@ def test_someone_elses_successor_is_refused_and_audited(stack, client):
     assert _incident(stack, "maker").successor_key_id is None
     denied = [e.detail["attempted"] for e in _events(stack, "access.denied")]
     assert "create a successor key" in denied
+
+
+def test_sub_accounts_without_a_known_key_are_unmanaged_findings(stack, client):
+    govern(stack, client, subs=(SUB, "idle@example.com"))
+    create(client)
+    wait_until(lambda: _key(stack, "maker") is not None, timeout=20)
+    stack.simulator.add_sub_account(master="master", email="new@example.com")
+    client.command("status all", user_id=ADMIN, response_url=stack.slack.response_url())
+    (report,) = stack.slack.wait_for(
+        "response_url",
+        predicate=lambda c: "Unmanaged sub-accounts" in all_text(c.params),
+        timeout=20,
+    )
+    text = all_text(report.params)
+    assert "idle@example.com" in text and "new@example.com" in text
+    assert SUB not in text.split("Unmanaged sub-accounts")[1].split(":")[0]
+    # The daily digest says it too.
+    from bot.services.oversight.drift import check_team
+
+    digest = check_team(
+        engine=stack.services.engine,
+        ring=stack.services.ring,
+        gateway=stack.services.gateway,
+        team_id="T0TEST",
+        now=utcnow(),
+    )
+    assert digest.unmanaged == ["idle@example.com", "new@example.com"]

@@ -11,6 +11,7 @@ from bot.job_queue.kinds import drift_check
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
 from bot.jobs.routing import SlackDirectory
 from bot.services.context import Services
+from bot.services.governor.sub_accounts import sync_sub_accounts
 from bot.services.oversight.drift import check_team, remember_check
 
 
@@ -19,6 +20,14 @@ def make_drift_handler(services: Services, client: WebClient) -> Handler:
     interval = timedelta(hours=services.settings.drift_check_hours)
 
     def handle(job: ClaimedJob, now: datetime) -> JobOutcome:
+        # The governed masters' sub-accounts, as Binance lists them today ("unmanaged" ones).
+        sync_sub_accounts(
+            engine=services.engine,
+            ring=services.ring,
+            governor=services.governor_gateway,
+            team_id=job.team_id,
+            actor="bot",
+        )
         digest = check_team(
             engine=services.engine,
             ring=services.ring,

@@ -39,11 +39,13 @@ from bot.commands import (
     SecretInText,
     SetRotationPolicy,
     Status,
+    TargetKind,
     parse_command,
 )
 from bot.listeners.actions import removal_confirmation
 from bot.listeners.background import in_background
 from bot.listeners.governor import handle_governor
+from bot.listeners.governor_sync import sync_governed
 from bot.listeners.incidents import incidents_overview, raise_and_announce
 from bot.listeners.key_edit import handle_edit
 from bot.model.keys import KeySummary
@@ -288,6 +290,8 @@ def _status(parsed: Status, r: CommandRequest) -> None:
     services, viewer = r.services, r.actor()
 
     def work() -> None:
+        if parsed.target.kind == TargetKind.ALL:
+            sync_governed(services, r.team_id, r.user_id)  # sub-accounts, for "unmanaged"
         report = run_status(
             engine=services.engine,
             ring=services.ring,

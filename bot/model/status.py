@@ -95,6 +95,8 @@ class StatusReport:
     # One key asked for by name (`status <label>`, a menu's Details): shown in full; a team,
     # a person's keys or `mine` are shown one line a key.
     detailed: bool = False
+    # Governed sub-accounts with no key the bot knows (asked for all keys only).
+    unmanaged: list[str] = field(default_factory=list)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for k in self.keys if k.severity == severity)
@@ -124,6 +126,7 @@ class StatusReport:
             "detailed": self.detailed,
             "created_at": self.created_at.isoformat(),
             "keys": [k.to_dict() for k in self.keys],
+            "unmanaged": list(self.unmanaged),
         }
 
     @classmethod
@@ -135,4 +138,5 @@ class StatusReport:
             detailed=data.get("detailed", False),
             created_at=datetime.fromisoformat(data["created_at"]),
             keys=[KeyReport.from_dict(k) for k in data["keys"]],
+            unmanaged=list(data.get("unmanaged") or []),
         )

@@ -13,7 +13,8 @@ from bot.blocks.text import (
     plural,
     severity_icon,
 )
-from bot.model.drift import Digest
+from bot.model.drift import UNMANAGED_TEXT, Digest
+from bot.model.findings import Severity
 
 MAX_NOT_CHECKED_LABELS = 30
 
@@ -45,4 +46,15 @@ def drift_digest(digest: Digest) -> Message:
         blocks.append(
             context(f"Could not check (not a change; unknown, not fine): {names}. {reason}")
         )
+    if digest.unmanaged:
+        blocks.append(section(unmanaged_line(digest.unmanaged)))
     return Message(text=head, blocks=blocks)
+
+
+def unmanaged_line(emails: list[str]) -> str:
+    """Governed sub-accounts with no key the bot knows, as a finding."""
+    shown = ", ".join(escape(e) for e in emails[:MAX_NOT_CHECKED_LABELS])
+    more = len(emails) - MAX_NOT_CHECKED_LABELS
+    if more > 0:
+        shown += f" and {more} more"
+    return f"{severity_icon(Severity.WARNING)} *Unmanaged sub-accounts* ({shown}): {UNMANAGED_TEXT}"

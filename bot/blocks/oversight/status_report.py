@@ -26,6 +26,7 @@ from bot.binance.permissions import KeyPermissions
 from bot.blocks.custody.delivery import delivery_line
 from bot.blocks.custody.key_menu import key_menu
 from bot.blocks.message import Message, context, fit_lines, section
+from bot.blocks.oversight.drift import unmanaged_line
 from bot.blocks.text import (
     MAX_MESSAGE_BLOCKS,
     MAX_MESSAGE_TEXT,
@@ -101,6 +102,8 @@ def status_page(
             ),
             *_navigation(report.report_id, page, pages),
         ]
+    if report.unmanaged and page == 0:
+        head.append(section(unmanaged_line(report.unmanaged)))
     if report.detailed:
         body = _detailed_body(keys, now, blocks_left=MAX_MESSAGE_BLOCKS - len(head) - len(foot))
     else:

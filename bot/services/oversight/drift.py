@@ -25,6 +25,7 @@ from bot.model.drift import Change, Digest
 from bot.model.findings import PERMISSION_NAMES, PURPOSE_NAMES, Severity, permission_name
 from bot.services.custody.keys import open_credentials
 from bot.services.oversight.findings import NO_WHITELIST_TEXT, PURPOSE_MAX_TIER
+from bot.services.oversight.unmanaged import unmanaged_sub_accounts
 from bot.services.oversight.withdrawal_controls import WhitelistReading, read_whitelists
 from bot.services.response.paging import open_page, resolve_page, withdrawals_page_key
 from bot.vocabulary import AuditAction
@@ -95,6 +96,8 @@ def check_team(
     ]
     _whitelist_changes(engine, digest, answered, read_whitelists(gateway, answered))
     digest.changes.sort(key=lambda c: (-c.severity, c.label.lower()))
+    with Session(engine) as session:
+        digest.unmanaged = unmanaged_sub_accounts(session, team_id)
     return digest
 
 

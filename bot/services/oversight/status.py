@@ -24,6 +24,7 @@ from bot.services.custody.delivery_view import delivery_finding, delivery_view, 
 from bot.services.custody.keys import live_keys, open_credentials, pick_label, unknown_label
 from bot.services.errors import KeyNotFound
 from bot.services.oversight.findings import assess
+from bot.services.oversight.unmanaged import unmanaged_sub_accounts
 from bot.services.oversight.withdrawal_controls import (
     WhitelistReading,
     read_whitelists,
@@ -120,6 +121,7 @@ def run_status(
         keys=reports,
         scope_user_id=_target_user(judged.target, actor),
         detailed=_one_key(judged.target),
+        unmanaged=_unmanaged(engine, team_id) if target.kind == TargetKind.ALL else [],
     )
     _remember(
         engine,
@@ -386,3 +388,8 @@ def load_report(engine: Engine, *, actor: Actor, report_id: str) -> StatusReport
                 "That status report has expired. Run `/apikey status` again for a fresh one."
             )
         return StatusReport.from_dict(record.payload)
+
+
+def _unmanaged(engine: Engine, team_id: str) -> list[str]:
+    with Session(engine) as session:
+        return unmanaged_sub_accounts(session, team_id)
