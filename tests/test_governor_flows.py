@@ -4,9 +4,11 @@ compromised deleted (or quarantined) in seconds, proven by probing, audited and 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -393,3 +395,170 @@ def test_sub_accounts_without_a_known_key_are_unmanaged_findings(stack, client):
         now=utcnow(),
     )
     assert digest.unmanaged == ["idle@example.com", "new@example.com"]
+
+
+# --- a key Binance made must never live unknown -------------------------------------------------
+
+
+@contextlib.contextmanager
+def failing_insert_of_keys(engine):
+    """The database refuses to store any new api_keys row (as if the bot died at its commit)."""
+
+    def refuse(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO API_KEYS"):
+            raise RuntimeError("injected: the database went away")
+
+    sa.event.listen(engine, "before_cursor_execute", refuse)
+    try:
+        yield
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", refuse)
+
+
+def test_a_key_made_but_not_stored_is_deleted_again(stack, client):
+    govern(stack, client)
+    with failing_insert_of_keys(stack.services.engine):
+        create(client)
+        wait_until(lambda: _mints(stack, MintState.REFUSED), timeout=20)
+    (sim_key,) = stack.simulator.keys_of(SUB)
+    assert sim_key.deleted  # Binance made it; the bot deleted it again
+    assert _key(stack, "maker") is None
+    (mint,) = _mints(stack, MintState.REFUSED)
+    assert mint.outcome == "deleted again" and mint.private_key_sealed is None
+
+
+def test_a_key_made_but_neither_stored_nor_deleted_is_named_to_the_admins(stack, client):
+    govern(stack, client)
+    stack.simulator.inject_fault("503", count=20, path="/sapi/v1/sub-account/subAccountApi")
+    with failing_insert_of_keys(stack.services.engine):
+        create(client)
+        wait_until(lambda: stack.simulator.keys_of(SUB), timeout=20)
+        stack.wait_idle()
+    (sim_key,) = stack.simulator.keys_of(SUB)
+    assert not sim_key.deleted
+    (mint,) = _mints(stack, MintState.ASKING)
+    assert mint.api_key_masked is not None
+    stack.tick(FixedClock(utcnow() + timedelta(minutes=6)), times=2)
+    (told,) = stack.slack.wait_for(
+        "chat.postMessage",
+        predicate=lambda c: mint.api_name in all_text(c.params),
+        timeout=20,
+    )
+    assert told.params["channel"] == ALERTS and mint.api_key_masked in all_text(told.params)
+    (settled,) = _mints(stack, MintState.UNKNOWN)
+    assert settled.private_key_sealed is None
+    assert _events(stack, "governor.mint_unknown")
+
+
+def test_a_lost_answer_is_named_to_the_admins(make_stack):
+    from tests.e2e import bot_client
+
+    stack = make_stack(
+        admin_user_ids=ADMIN,
+        bot_egress_ips="127.0.0.1",
+        alert_channel=ALERTS,
+        binance_timeout_seconds=1.0,
+    )
+    client = bot_client(stack)
+    govern(stack, client)
+    stack.simulator.latency = 2.5  # Binance makes the key, but answers after the bot gave up
+    try:
+        create(client)
+        wait_until(lambda: stack.simulator.keys_of(SUB), timeout=20)
+        stack.wait_idle(timeout=20)
+    finally:
+        stack.simulator.latency = 0
+    (mint,) = _mints(stack, MintState.ASKING)
+    assert _key(stack, "maker") is None
+    stack.tick(FixedClock(utcnow() + timedelta(minutes=6)), times=2)
+    stack.slack.wait_for(
+        "chat.postMessage",
+        predicate=lambda c: (
+            mint.api_name in all_text(c.params) and "never got the answer" in all_text(c.params)
+        ),
+        timeout=20,
+    )
+
+
+@pytest.mark.postgres
+def test_two_replicas_contain_a_key_once(make_stack, pg_url, sim, tmp_path):
+    """Two replicas on one PostgreSQL both try to contain the same report at once: Binance is
+    asked to delete the key exactly once, and the containment is recorded once."""
+    import threading
+
+    from bot.services.governor.containment import contain_with
+    from bot.services.response.incidents import raise_incident
+    from storage.crypto import generate_master_key
+    from tests.e2e import bot_client
+
+    ring = generate_master_key("k1").encoded()
+    shared = dict(
+        database_url=pg_url,
+        simulator=sim,
+        master_keys=ring,
+        admin_user_ids=ADMIN,
+        bot_egress_ips="127.0.0.1",
+        alert_channel=ALERTS,
+    )
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = make_stack(workdir=tmp_path / "a", **shared)
+    second = make_stack(workdir=tmp_path / "b", **shared)
+    client = bot_client(first)
+    govern(first, client)
+    create(client)
+    wait_until(lambda: _key(first, "maker") is not None, timeout=20)
+    raised = raise_incident(
+        engine=first.services.engine,
+        team_id="T0TEST",
+        label="maker",
+        actor=ALICE,
+        channel=None,
+        now=utcnow(),
+    )
+    start = threading.Barrier(2)
+    results = []
+
+    def contain(stack) -> None:
+        start.wait()
+        results.append(contain_with(stack.services, raised.incident_id, actor=ALICE))
+
+    threads = [threading.Thread(target=contain, args=(s,)) for s in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    deletes = [
+        r
+        for r in sim.request_log
+        if r.method == "DELETE" and r.path == "/sapi/v1/sub-account/subAccountApi"
+    ]
+    assert len(deletes) == 1
+    assert sorted(r is None for r in results) == [False, True]  # one did it, one stood back
+    assert _incident(first, "maker").containment == "deleted"
+    assert len(_events(first, "incident.contained")) == 1
+
+
+def test_a_member_cannot_have_a_key_created_for_someone_else(stack, client):
+    from tests.e2e import BOB
+
+    govern(stack, client)
+    before = len(stack.simulator.request_log)
+    answer = create(client, owner=BOB)  # Alice, not an admin, names Bob as the owner
+    body = answer.json()
+    assert body["response_action"] == "errors"
+    assert "on someone else's behalf" in " ".join(body["errors"].values())
+    stack.wait_idle()
+    assert stack.simulator.keys_of(SUB) == []
+    assert not any(r.method == "POST" for r in stack.simulator.request_log[before:])
+
+
+def test_a_forged_universal_transfer_needs_the_owners_own_tick(stack, client):
+    govern(stack, client)
+    answer = create(client, extras=("transfer",))  # not ticked "I accept"
+    stack.wait_idle()
+    assert stack.simulator.keys_of(SUB) == []
+    assert _key(stack, "maker") is None
+    assert "Universal transfer" in all_text(answer.json()) or any(
+        "Universal transfer" in all_text(c.params) for c in stack.slack.calls
+    )

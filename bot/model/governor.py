@@ -42,3 +42,4 @@ class LostMint:
     api_name: str  # the name it has in Binance's API management, if it exists
     started_at: datetime
     requested_by: str
+    masked: str | None = None  # the key Binance made, when its answer came

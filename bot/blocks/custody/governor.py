@@ -110,10 +110,19 @@ def governor_call_message(facts: dict[str, object]) -> Message:
 def lost_mint_message(lost: LostMint, *, admins: tuple[str, ...]) -> Message:
     """The admins must look for a key the bot may have made but never stored."""
     who = " ".join(mention(a) for a in admins) or "Admins"
+    if lost.masked:
+        what = (
+            f"Binance made it (`{lost.masked}`, named `{lost.api_name}`), but the bot could not "
+            "store it nor delete it again"
+        )
+    else:
+        what = (
+            f"never got the answer. If Binance made it, it is an API key named "
+            f"`{lost.api_name}` there"
+        )
     line = (
         f"⚠️ {who}: the bot asked Binance at {minute(lost.started_at)} to create "
-        f"“{name(lost.label)}” in sub-account {name(lost.sub_account_email)} and never got the "
-        f"answer. If Binance made it, it is an API key named `{lost.api_name}` there that "
-        "nobody holds: delete it in Binance API Management. Nothing of it was kept."
+        f"“{name(lost.label)}” in sub-account {name(lost.sub_account_email)} and {what}: a "
+        "key nobody holds. Delete it in Binance API Management. Nothing of it was kept."
     )
     return Message(text=line, blocks=[section(line)])

@@ -332,16 +332,13 @@ def mint_key(
     except Exception as exc:
         # Made in Binance but not stored: delete it again, so no key lives unknown.
         undone = _undo(governor, governor_creds, target, created.api_key, context)
-        state = MintState.REFUSED if undone else MintState.UNKNOWN
-        outcome = "deleted again" if undone else "made but not stored; deletion failed"
-        _end(
-            engine,
-            mint_id,
-            state,
-            now,
-            outcome=outcome,
-            masked=binance.mask_api_key(created.api_key),
-        )
+        masked = binance.mask_api_key(created.api_key)
+        if undone:
+            _end(engine, mint_id, MintState.REFUSED, now, outcome="deleted again", masked=masked)
+        else:
+            _note(engine, mint_id, masked, "made but not stored; deleting it again failed")
+        # Not deleted: the intent stays "asking", and the mint check names the key to the
+        # admins (a live key nobody holds must not be forgotten).
         what = (
             "The key Binance made was deleted again."
             if undone
@@ -487,6 +484,15 @@ def _end(
         mint.api_key_masked = masked
 
 
+def _note(engine: Engine, mint_id: str, masked: str, outcome: str) -> None:
+    """What is known of a mint still unsettled (the key Binance made, masked)."""
+    with session_scope(engine) as session:
+        mint = session.get(GovernorMint, mint_id, with_for_update=True)
+        if mint is not None and mint.state == MintState.ASKING.value:
+            mint.api_key_masked = masked
+            mint.outcome = outcome
+
+
 def settle_lost_mint(engine: Engine, mint_id: str, *, now: datetime) -> LostMint | None:
     """A creation still asking when its answer must have come: shred its private key, audit
     it, and return what the admins must look for in Binance (None: it was settled)."""
@@ -498,8 +504,9 @@ def settle_lost_mint(engine: Engine, mint_id: str, *, now: datetime) -> LostMint
         mint.private_key_sealed = None
         mint.seal_key_id = None
         mint.ended_at = now
-        mint.outcome = "no answer from Binance before the deadline"
+        mint.outcome = mint.outcome or "no answer from Binance before the deadline"
         lost = LostMint(
+            masked=mint.api_key_masked,
             label=mint.label,
             sub_account_email=mint.sub_account_email,
             api_name=mint.api_name,
