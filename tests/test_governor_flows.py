@@ -118,6 +118,9 @@ def test_a_key_is_created_in_binance_with_exactly_what_its_purpose_needs(stack, 
         ),
         timeout=30,
     )
+    # A read that worked (the sub-account list) is audited, not announced.
+    assert any(c["endpoint"] == "/sapi/v1/sub-account/list" for c in calls)
+    assert not any("listed the sub-accounts" in all_text(c.params) for c in stack.slack.calls)
     # The private key lives only in its sealed column: not in Slack, the logs, Binance's
     # requests or any other column.
     private_pem = stack.services.ring.open_text(key.secret_sealed, context=key.secret_context())
@@ -562,3 +565,25 @@ def test_a_forged_universal_transfer_needs_the_owners_own_tick(stack, client):
     assert "Universal transfer" in all_text(answer.json()) or any(
         "Universal transfer" in all_text(c.params) for c in stack.slack.calls
     )
+
+
+def test_binance_rate_limiting_a_creation_is_said_clearly_and_keeps_nothing(stack, client):
+    govern(stack, client)
+    stack.simulator.inject_fault("429", count=5, path="/sapi/v2/sub-account/subAccountApi")
+    answer = create(client)
+    wait_until(lambda: _mints(stack, MintState.REFUSED), timeout=20)
+    stack.wait_idle()
+    assert stack.simulator.keys_of(SUB) == [] and _key(stack, "maker") is None
+    said = all_text(answer.json()) + json.dumps([c.params for c in stack.slack.calls])
+    assert "Nothing was created" in said and "Traceback" not in said
+
+
+def test_no_ip_restriction_is_the_owners_choice_only(stack, client):
+    govern(stack, client)
+    create(client, ips="", extras=("unrestricted",), owner="U0BOB", user_id=ADMIN)
+    stack.wait_idle()
+    assert stack.simulator.keys_of(SUB) == []
+    create(client, label="open", ips="", extras=("unrestricted",))  # Alice, for herself
+    wait_until(lambda: _key(stack, "open") is not None, timeout=20)
+    (sim_key,) = stack.simulator.keys_of(SUB)
+    assert sim_key.ip_list is None and not sim_key.ip_restrict

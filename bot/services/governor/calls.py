@@ -4,7 +4,8 @@ The governor gateway tells ``GovernorCallRecorder`` of every call it makes or re
 (bot.binance.governor.GovernorCall). The services say on whose behalf they call with
 ``on_behalf_of`` (a context variable, so the one gateway of the process serves every team
 and thread); each call becomes an audit event (endpoint, sub-account, key, governor key,
-outcome) and, in the same transaction, a job that posts it to the alert channel. A call with
+outcome) and, in the same transaction, a job that posts it to the alert channel (every change
+and every failure; a read that worked is audited only). A call with
 no one named on whose behalf is audited as the bot's own, under the system team.
 """
 
@@ -89,7 +90,10 @@ class GovernorCallRecorder:
                     source="governor",
                     detail={k: v for k, v in facts.items() if k not in ("actor", "key_id")},
                 )
-                if context.team_id != SYSTEM_TEAM:
+                # Changes and failures go to the alert channel; a read that worked (the
+                # sub-account list, an IP list) is audited only, or every status would post.
+                quiet = call.method == "GET" and call.outcome == "ok"
+                if context.team_id != SYSTEM_TEAM and not quiet:
                     schedule_jobs(
                         session,
                         [

@@ -215,6 +215,11 @@ def create_key(
     now = now or utcnow()
     grant = grant_for(request.purpose, request.extras)
     ips = ip_list_for(settings, request)
+    if request.unrestricted and request.actor != request.owner_user_id:
+        raise InvalidInput(
+            "A key with no IP restriction can be used by anyone who gets it, from anywhere: "
+            "only its owner can choose that."
+        )
     if grant.can_universal_transfer and not (
         request.confirm_more and request.actor == request.owner_user_id
     ):
