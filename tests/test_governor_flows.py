@@ -587,3 +587,52 @@ def test_no_ip_restriction_is_the_owners_choice_only(stack, client):
     wait_until(lambda: _key(stack, "open") is not None, timeout=20)
     (sim_key,) = stack.simulator.keys_of(SUB)
     assert sim_key.ip_list is None and not sim_key.ip_restrict
+
+
+def _remove(stack, client, key_id: str, user: str):
+    return client.action("apikey_remove_confirm", key_id, user_id=user)
+
+
+def test_removing_a_governed_key_deletes_it_in_binance_first(stack, client):
+    govern(stack, client)
+    create(client)
+    wait_until(lambda: _key(stack, "maker") is not None, timeout=20)
+    (sim_key,) = stack.simulator.keys_of(SUB)
+    asked = client.command("remove maker", user_id=ALICE, response_url=stack.slack.response_url())
+    assert "deletes it in Binance first" in all_text(asked.json())
+    _remove(stack, client, _key(stack, "maker").id, ALICE)
+    stack.wait_idle()
+    assert sim_key.deleted
+    assert _key(stack, "maker").status == KeyStatus.REMOVED.value
+    said = json.dumps([c.params for c in stack.slack.calls])
+    assert "deleted in Binance too" in said
+
+
+def test_a_governed_key_binance_will_not_delete_is_not_removed(stack, client):
+    govern(stack, client)
+    create(client)
+    wait_until(lambda: _key(stack, "maker") is not None, timeout=20)
+    (sim_key,) = stack.simulator.keys_of(SUB)
+    stack.simulator.inject_fault("503", count=5, path="/sapi/v1/sub-account/subAccountApi")
+    _remove(stack, client, _key(stack, "maker").id, ALICE)
+    stack.wait_idle()
+    assert not sim_key.deleted
+    key = _key(stack, "maker")
+    assert key.status == KeyStatus.ACTIVE.value and key.secret_sealed is not None
+    said = json.dumps([c.params for c in stack.slack.calls])
+    assert "Nothing was removed" in said
+
+
+def test_someone_elses_governed_key_is_not_deleted_by_a_member(stack, client):
+    from tests.e2e import BOB
+
+    govern(stack, client)
+    create(client)
+    wait_until(lambda: _key(stack, "maker") is not None, timeout=20)
+    (sim_key,) = stack.simulator.keys_of(SUB)
+    before = len(stack.simulator.request_log)
+    _remove(stack, client, _key(stack, "maker").id, BOB)
+    stack.wait_idle()
+    assert not sim_key.deleted
+    assert not any(r.method == "DELETE" for r in stack.simulator.request_log[before:])
+    assert _key(stack, "maker").status == KeyStatus.ACTIVE.value

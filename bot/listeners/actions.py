@@ -12,6 +12,7 @@ from bot.blocks.custody.register import register_modal
 from bot.blocks.custody.remove import remove_cancelled, remove_confirmation, removed_message
 from bot.blocks.message import Message
 from bot.blocks.oversight.status_report import status_page
+from bot.listeners.background import in_background
 from bot.listeners.home import refresh_home
 from bot.services.access import Actor
 from bot.services.context import Services
@@ -19,6 +20,7 @@ from bot.services.custody.credential_delivery import offered_sinks
 from bot.services.custody.keys import key_to_manage, known_accounts, remove_key
 from bot.services.errors import InvalidInput
 from bot.services.governor.registration import governed_sub_accounts
+from bot.services.governor.retirement import delete_before_removal, is_governed_key
 from bot.services.oversight.status import load_report
 from bot.slack.access import Requester, actor_from
 
@@ -53,7 +55,7 @@ def removal_confirmation(
     """The Remove / Cancel question for a key (`/apikey remove`, a key's menu), if the actor
     may remove it: its owner or an admin (anyone else is refused, audited)."""
     key = key_to_manage(services.engine, actor, action="remove", label=label, key_id=key_id)
-    return remove_confirmation(key)
+    return remove_confirmation(key, governed=is_governed_key(services.engine, key.key_id))
 
 
 def handle_remove_confirm(
@@ -66,11 +68,25 @@ def handle_remove_confirm(
 ) -> None:
     ack()
     actor = actor_from(services, requester)
-    removed = remove_key(
-        engine=services.engine, actor=actor, key_id=_action(body)["value"], source=_source(body)
-    )
-    respond(**removed_message(removed, actor.user_id).as_kwargs(), replace_original=True)
-    refresh_home(services, client, actor)  # a Home menu's Remove is confirmed in a message
+    key_id = _action(body)["value"]
+
+    def work() -> None:
+        # A governed key is deleted in Binance first (a Binance call: after the ack).
+        deleted = delete_before_removal(
+            engine=services.engine,
+            ring=services.ring,
+            governor=services.governor_gateway,
+            actor=actor,
+            key_id=key_id,
+        )
+        removed = remove_key(
+            engine=services.engine, actor=actor, key_id=key_id, source=_source(body)
+        )
+        message = removed_message(removed, actor.user_id, deleted_in_binance=deleted)
+        respond(**message.as_kwargs(), replace_original=True)
+        refresh_home(services, client, actor)  # a Home menu's Remove is confirmed in a message
+
+    in_background(services, respond, work)
 
 
 def handle_remove_cancel(

@@ -18,21 +18,32 @@ _BINANCE_STILL = (
     "This does *not* delete the key in Binance (there is no API for that): delete it yourself "
     "in Binance → API Management if nothing uses it any more."
 )
+# A key of a governed sub-account: the governor deletes it in Binance first.
+_BINANCE_TOO = (
+    "The bot deletes it in Binance first, through the sub-account's governor: any service "
+    "still using it stops working."
+)
+_BINANCE_DELETED = "It was deleted in Binance too, through the sub-account's governor."
 
 
-def remove_confirmation(key: KeySummary) -> Message:
+def remove_confirmation(key: KeySummary, *, governed: bool = False) -> Message:
     label = name(key.label)
+    binance = _BINANCE_TOO if governed else _BINANCE_STILL
     text = (
         f"🗑️ Remove *{label}* (`{escape(key.masked)}`, account *{name(key.account_alias)}*, "
         f"owner {mention(key.owner_user_id)})?\n"
         "• Its stored secret is destroyed for good: the bot can no longer check or rotate it.\n"
-        f"• {_BINANCE_STILL}"
+        f"• {binance}"
     )
     confirm = ConfirmObject(
         title="Remove this key?",
         text=(
             f"The stored secret of *{name(key.label, MAX_CONFIRM_NAME)}* will be destroyed. "
-            "The key keeps working in Binance until you delete it there."
+            + (
+                "The key is deleted in Binance too."
+                if governed
+                else "The key keeps working in Binance until you delete it there."
+            )
         ),
         confirm="Remove",
         deny="Keep it",
@@ -53,10 +64,11 @@ def remove_confirmation(key: KeySummary) -> Message:
     return Message(text=f"Remove {label}?", blocks=[section(text), buttons])
 
 
-def removed_message(key: KeySummary, actor: str) -> Message:
+def removed_message(key: KeySummary, actor: str, *, deleted_in_binance: bool = False) -> Message:
+    binance = _BINANCE_DELETED if deleted_in_binance else _BINANCE_STILL
     text = (
         f"🗑️ {mention(actor)} removed *{name(key.label)}* (`{escape(key.masked)}`). "
-        f"Its stored secret was destroyed.\n{_BINANCE_STILL}"
+        f"Its stored secret was destroyed.\n{binance}"
     )
     return Message(text=f"Removed {name(key.label)}", blocks=[section(text)])
 
