@@ -44,8 +44,12 @@ from bot.binance.transport import (
     DEFAULT_418_BAN,
     DEFAULT_429_PAUSE,
     ApiFailure,
+    GatedSession,
     KeyType,
+    error_code_of,
     load_private_key,
+    retry_after_of,
+    url_key,
 )
 
 TIME_PATH = "/api/v3/time"
@@ -117,30 +121,8 @@ def sign(creds: Credentials, payload: str) -> str:
     return base64.b64encode(raw).decode()
 
 
-def _url_key(url: str) -> tuple[str, str, str]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower(), parts.path
-
-
-class GovernorSession(requests.Session):
-    """The only session the governor sends through: every request is gated, twice."""
-
-    def __init__(self, gate: Callable[[str, str], str]) -> None:
-        super().__init__()
-        self._gate = gate
-        self.max_redirects = 0
-
-    def request(
-        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
-    ) -> requests.Response:
-        self._gate(_text(method), _text(url))
-        kwargs["allow_redirects"] = False
-        return super().request(method, url, *args, **kwargs)
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        self._gate(str(request.method), str(request.url))
-        kwargs["allow_redirects"] = False
-        return super().send(request, **kwargs)
+# The governor sends through a gated session as the read-only transport does.
+GovernorSession = GatedSession
 
 
 class GovernorTransport:
@@ -165,7 +147,7 @@ class GovernorTransport:
         self.clock_offset_ms = 0  # Binance's clock minus ours, learned on -1021
         self._on_forbidden = on_forbidden
         self._allowed = {
-            (method, _url_key(self.base_url + path)): path for method, path in GOVERNOR_ENDPOINTS
+            (method, url_key(self.base_url + path)): path for method, path in GOVERNOR_ENDPOINTS
         }
         self.session = GovernorSession(self.session_gate)
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
@@ -174,7 +156,7 @@ class GovernorTransport:
 
     def gate(self, method: str, url: str) -> str:
         """The allow-listed path of this request, or ``ForbiddenEndpoint``."""
-        path = self._allowed.get((method.upper(), _url_key(url)))
+        path = self._allowed.get((method.upper(), url_key(url)))
         if path is None:
             raise ForbiddenEndpoint(method, url, gateway="governor")
         return path
@@ -246,30 +228,11 @@ class GovernorTransport:
                     reason="bad_response",
                     http_status=status,
                 ) from None
-        retry_after = _retry_after(response)
+        retry_after = retry_after_of(response)
         if status == 418:
             self.limits.ban_all(DEFAULT_418_BAN if retry_after is None else retry_after)
         elif status == 429:
             budget.pause(DEFAULT_429_PAUSE if retry_after is None else retry_after)
         elif status == 403:
             self.limits.pause_all(DEFAULT_403_PAUSE if retry_after is None else retry_after)
-        raise ApiFailure(status, _error_code(response), retry_after, budget)
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers["Retry-After"]))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _error_code(response: requests.Response) -> int | None:
-    try:
-        code = response.json().get("code")
-    except (ValueError, AttributeError):
-        return None
-    return code if isinstance(code, int) and not isinstance(code, bool) else None
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        raise ApiFailure(status, error_code_of(response), retry_after, budget)

@@ -169,13 +169,15 @@ class ApiFailure(Exception):
         self.budget = budget  # the budget of the limit this request counted against
 
 
-def _url_key(url: str) -> tuple[str, str, str]:
+def url_key(url: str) -> tuple[str, str, str]:
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower(), parts.path
 
 
-class ReadOnlySession(requests.Session):
-    """Defence in depth below python-binance: even a direct session call cannot write."""
+class GatedSession(requests.Session):
+    """Defence in depth: every request is gated (``gate`` raises ForbiddenEndpoint) when it is
+    made and again when it is sent, and no redirect is ever followed. The read-only transport
+    and the governor's each send through one, with their own allow-list."""
 
     def __init__(self, gate: Callable[[str, str], str]) -> None:
         super().__init__()
@@ -185,12 +187,18 @@ class ReadOnlySession(requests.Session):
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
-        self._gate(str(method), str(url))
+        self._gate(as_text(method), as_text(url))
+        kwargs["allow_redirects"] = False
         return super().request(method, url, *args, **kwargs)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         self._gate(str(request.method), str(request.url))
+        kwargs["allow_redirects"] = False
         return super().send(request, **kwargs)
+
+
+# Below python-binance: even a direct session call cannot write.
+ReadOnlySession = GatedSession
 
 
 class Transport:
@@ -212,7 +220,7 @@ class Transport:
         self.recv_window_ms = recv_window_ms
         self.limits = limits if isinstance(limits, RateLimits) else RateLimits.single(limits)
         self.clock_offset_ms = 0  # Binance's clock minus ours, learned on -1021
-        self._allowed = {_url_key(self.base_url + path): path for path in READ_ENDPOINTS}
+        self._allowed = {url_key(self.base_url + path): path for path in READ_ENDPOINTS}
         self.session = ReadOnlySession(self.gate)
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool, max_retries=0)
         self.session.mount("http://", adapter)
@@ -222,7 +230,7 @@ class Transport:
 
     def gate(self, method: str, url: str) -> str:
         """The allow-listed path of a GET, or ``ForbiddenEndpoint``."""
-        path = self._allowed.get(_url_key(url))
+        path = self._allowed.get(url_key(url))
         if method.upper() != "GET" or path is None:
             raise ForbiddenEndpoint(method, url)
         return path
@@ -280,14 +288,14 @@ class Transport:
                     reason="bad_response",
                     http_status=status,
                 ) from None
-        retry_after = _retry_after(response)
+        retry_after = retry_after_of(response)
         if status == 418:  # this IP is banned: every budget waits out the ban
             self.limits.ban_all(DEFAULT_418_BAN if retry_after is None else retry_after)
         elif status == 429:  # this limit is spent: its budget pauses, the others go on
             budget.pause(DEFAULT_429_PAUSE if retry_after is None else retry_after)
         elif status == 403:  # the firewall blocks this IP: nothing is sent for a while
             self.limits.pause_all(DEFAULT_403_PAUSE if retry_after is None else retry_after)
-        raise ApiFailure(status, _error_code(response), retry_after, budget)
+        raise ApiFailure(status, error_code_of(response), retry_after, budget)
 
 
 def _outcome_of(status: int) -> str:
@@ -296,14 +304,14 @@ def _outcome_of(status: int) -> str:
     return "http_5xx" if status >= 500 else "http_4xx"
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def retry_after_of(response: requests.Response) -> float | None:
     try:
         return max(0.0, float(response.headers["Retry-After"]))
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def _error_code(response: requests.Response) -> int | None:
+def error_code_of(response: requests.Response) -> int | None:
     try:
         code = response.json().get("code")
     except (ValueError, AttributeError):
@@ -329,7 +337,7 @@ class TransportSession(requests.Session):
     def request(
         self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
-        method, url = _text(method), _text(url)
+        method, url = as_text(method), as_text(url)
         path = self._transport.gate(method, url)  # before anything else is looked at
         if args or any(kwargs.get(part) for part in ("data", "json", "files")):
             raise ForbiddenEndpoint(method, url)  # a read carries no body
@@ -344,5 +352,5 @@ class TransportSession(requests.Session):
         )
 
 
-def _text(value: str | bytes) -> str:
+def as_text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value

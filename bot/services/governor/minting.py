@@ -180,7 +180,7 @@ def governed_target(session: Session, team_id: str, sub_account: str) -> Governe
     )
 
 
-def _form(
+def mint_form(
     request: MintRequest, target: GovernedTarget, api_key: str, secret: str
 ) -> RegistrationForm:
     return RegistrationForm(
@@ -230,7 +230,7 @@ def create_key(
     with Session(engine) as session:
         target = governed_target(session, request.team_id, request.sub_account)
     # A placeholder key passes the shape checks: the real one does not exist yet.
-    form = _form(request, target, api_key="", secret="")
+    form = mint_form(request, target, api_key="", secret="")
     refuse_before_binance(engine, ring, form, label_and_account_problems(form))
 
     def store(api_key: str, private_pem: str, within: Within) -> RegisteredKey:
@@ -238,7 +238,7 @@ def create_key(
             engine=engine,
             ring=ring,
             gateway=gateway,
-            form=_form(request, target, api_key, private_pem),
+            form=mint_form(request, target, api_key, private_pem),
             settings=settings,
             now=now,
             within=within,

@@ -21,10 +21,16 @@ from bot.config import Settings
 from bot.model.keys import RegisteredKey
 from bot.services.access import Actor, deny
 from bot.services.custody.delivery_plan import plan_cleanup
-from bot.services.custody.keys import RegistrationForm, register_key
+from bot.services.custody.keys import register_key
 from bot.services.errors import InvalidInput
 from bot.services.governor.containment import governed_incident
-from bot.services.governor.minting import GovernedTarget, MintRequest, Within, mint_key
+from bot.services.governor.minting import (
+    GovernedTarget,
+    MintRequest,
+    Within,
+    mint_form,
+    mint_key,
+)
 from bot.vocabulary import Containment
 from storage.crypto import KeyRing
 from storage.db import session_scope
@@ -36,7 +42,6 @@ from storage.models import (
     IncidentState,
     KeyPurpose,
     KeyStatus,
-    KeyType,
     utcnow,
 )
 
@@ -109,7 +114,7 @@ def create_successor(
             confirm_more=True,  # exactly what the old key could do, as its owner accepted it
             delivery=old.delivery_sink or "nowhere",
             source="slack:incident",
-            actor_is_admin=actor.is_admin,
+            actor_is_admin=True,  # the owner stays the old key's, whoever presses
         )
         ips = list(old.ip_addresses) if old.ip_addresses is not None else None
         old_id = old.id
@@ -123,21 +128,7 @@ def create_successor(
             if locked is not None:
                 locked.successor_key_id = row.id
 
-        form = RegistrationForm(
-            team_id=request.team_id,
-            actor=request.actor,
-            label=request.label,
-            account_alias=target.alias,
-            owner_user_id=request.owner_user_id,
-            purpose=request.purpose,
-            key_type=KeyType.ED25519,
-            api_key=api_key,
-            secret=private_pem,
-            source=request.source,
-            actor_is_admin=True,  # the owner stays the old key's
-            delivery=request.delivery,
-            confirm_beyond_purpose=True,
-        )
+        form = mint_form(request, target, api_key, private_pem)
         return register_key(
             engine=engine,
             ring=ring,
