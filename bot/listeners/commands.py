@@ -43,6 +43,7 @@ from bot.commands import (
 )
 from bot.listeners.actions import removal_confirmation
 from bot.listeners.background import in_background
+from bot.listeners.governed_rotation import rotate_if_governed
 from bot.listeners.governor import handle_governor
 from bot.listeners.incidents import incidents_overview, raise_and_announce
 from bot.listeners.key_edit import handle_edit
@@ -276,6 +277,10 @@ def _rotate(parsed: Rotate, r: CommandRequest) -> None:
         r.ack_error(exc)
         return
     r.ack()
+    if rotate_if_governed(
+        r.services, r.client, r.actor(), key_id=key.key_id, label=key.label, channel=r.channel
+    ):
+        return  # a governed key: the governor makes its successor, no form
     open_rotate_modal(r.client, key, trigger_id=r.command["trigger_id"], channel=r.channel)
 
 
