@@ -285,6 +285,34 @@ def test_a_store_failure_after_binance_made_the_key_deletes_it_again(stack, clie
     assert mint.state == MintState.REFUSED.value and mint.private_key_sealed is None
 
 
+def test_a_made_key_that_cannot_be_deleted_again_is_named_to_the_admins(stack, client):
+    """The store step fails after Binance made the key, and deleting it fails too: the mint
+    check names it to the admins (before: the intent was closed and nobody was told)."""
+    key, old = governed_key(stack, client)
+    undo = _fail_rotation_insert(
+        stack.services.engine, sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+    )
+    stack.simulator.inject_fault("503", count=5, path="/sapi/v1/sub-account/subAccountApi")
+    try:
+        rotate_now(stack, client)
+        wait_until(lambda: len(stack.simulator.keys_of(SUB)) == 2, timeout=20)
+        _said(stack, "could not make the new key")
+        stack.wait_idle()
+    finally:
+        undo()
+        stack.simulator.clear_faults()
+    made = next(k for k in stack.simulator.keys_of(SUB) if k.api_key != old.api_key)
+    assert not made.deleted and not old.deleted
+    assert _key(stack, "maker").api_key_masked == key.api_key_masked
+    (mint,) = [m for m in _mints(stack) if m.reason == "rotate"]
+    stack.tick(FixedClock(utcnow() + timedelta(minutes=6)), times=2)
+    message = _said(stack, mint.api_name)
+    assert ADMIN in all_text(message.params)
+    with Session(stack.services.engine) as session:
+        settled = session.get(GovernorMint, mint.id)
+    assert settled.state == MintState.UNKNOWN.value and settled.private_key_sealed is None
+
+
 class _ProcessDied(BaseException):
     """What a killed process looks like to the code after it: nothing more runs."""
 

@@ -332,16 +332,17 @@ def mint_key(
     except Exception as exc:
         # Made in Binance but not stored: delete it again, so no key lives unknown.
         undone = _undo(governor, governor_creds, target, created.api_key, context)
-        state = MintState.REFUSED if undone else MintState.UNKNOWN
-        outcome = "deleted again" if undone else "made but not stored; deletion failed"
-        _end(
-            engine,
-            mint_id,
-            state,
-            now,
-            outcome=outcome,
-            masked=binance.mask_api_key(created.api_key),
-        )
+        if undone:
+            _end(
+                engine,
+                mint_id,
+                MintState.REFUSED,
+                now,
+                outcome="deleted again",
+                masked=binance.mask_api_key(created.api_key),
+            )
+        # Not deleted: the intent stays "asking", so the mint check names the key to the
+        # admins (settle_lost_mint) when it comes due.
         what = (
             "The key Binance made was deleted again."
             if undone
