@@ -7,6 +7,7 @@ one successor; a crash after Binance's answer leaves no key that nobody knows ab
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from datetime import timedelta
 
@@ -34,6 +35,7 @@ from tests.e2e import ALICE, BOB, all_text, bot_client, wait_until
 from tests.test_governor_flows import ALERTS, SUB, create, govern
 from tests.test_governor_registration import ADMIN
 from tests.test_key_pairs import _key
+from tests.test_secret_leak_scan import Canary, find_leaks
 
 OVERLAP = timedelta(hours=1)
 
@@ -101,8 +103,9 @@ def _said(stack, text: str, timeout: float = 20):
 
 
 def test_rotate_now_makes_the_successor_and_deletes_the_old_key_after_the_overlap(
-    stack, client, sink_dir
+    stack, client, sink_dir, caplog
 ):
+    caplog.set_level(logging.DEBUG)
     key, old = governed_key(stack, client)
     forms = len(stack.slack.calls_to("views.open"))
     answer = rotate_now(stack, client)
@@ -152,6 +155,31 @@ def test_rotate_now_makes_the_successor_and_deletes_the_old_key_after_the_overla
         ),
         timeout=20,
     )
+    # The successor's private key lives only in its sealed column and the sink's file.
+    row = _key(stack, "maker")
+    private_pem = stack.services.ring.open_text(row.secret_sealed, context=row.secret_context())
+    stack.wait_idle()
+    slack = {f"slack {i}": json.dumps(c.params) for i, c in enumerate(stack.slack.calls)}
+    with stack.services.engine.connect() as connection:
+        dump = {
+            t: repr(connection.execute(sa.text(f'SELECT * FROM "{t}"')).all())
+            for t in sa.inspect(stack.services.engine).get_table_names()
+        }
+    found = find_leaks(
+        [Canary("successor's private key", private_pem)],
+        {**slack, **dump, "binance": repr(stack.simulator.request_log), "log": caplog.text},
+    )
+    assert found == []
+
+
+def test_the_reminders_rotate_now_button_rotates_a_governed_key_without_a_form(stack, client):
+    key, old = governed_key(stack, client)
+    forms = len(stack.slack.calls_to("views.open"))
+    client.action(Action.ROTATE_NOW, key.id, user_id=ALICE, trigger_id="1.2.rotate")
+    assert wait_until(lambda: _successor(stack, old), timeout=20)
+    _said(stack, "The service uses the new key")
+    stack.wait_idle()
+    assert len(stack.slack.calls_to("views.open")) == forms
 
 
 def _mints(stack) -> list[GovernorMint]:
