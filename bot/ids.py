@@ -31,6 +31,8 @@ class Action(StrEnum):
     HOME_CHECK_ALL = "apikey_home_check_all"  # admins: every key
     ROTATE_NOW = "apikey_rotate_now"
     SNOOZE = "apikey_snooze"
+    # "The service uses the new key": ends a governed rotation's overlap (value: the key id)
+    ROTATION_NEW_KEY_IN_USE = "apikey_rotation_new_key_in_use"
     INCIDENT_RAISE = "apikey_incident_raise"
     INCIDENT_TICK = "apikey_incident_tick"
     INCIDENT_CLOSE = "apikey_incident_close"

@@ -350,6 +350,7 @@ MEMBER_RULES: dict[str, str] = {
     Action.HOME_CHECK_ALL: OPEN,  # like `status all`: other people's keys as a summary only
     Action.ROTATE_NOW: REFUSED,
     Action.SNOOZE: REFUSED,
+    Action.ROTATION_NEW_KEY_IN_USE: REFUSED,  # ending someone else's overlap
     Action.INCIDENT_RAISE: OPEN,  # a leak must never wait for permission
     Action.INCIDENT_TICK: OPEN,
     Action.INCIDENT_CLOSE: OPEN,

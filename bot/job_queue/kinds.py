@@ -34,10 +34,16 @@ class JobKind(StrEnum):
     GOVERNOR_ANNOUNCE = "governor_announce"  # a governor call, told to the alert channel
     MINT_CHECK = "mint_check"  # a key creation whose answer never came: name it to the admins
     INCIDENT_CONTAIN = "incident_contain"  # delete (or quarantine) a governed key reported
+    GOVERNED_ROTATION = "governed_rotation"  # the governor makes a governed key's successor
+    ROTATION_RETIRE = "rotation_retire"  # the governor deletes a rotated-out governed key
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
-KEY_LIFECYCLE_KINDS = (JobKind.ROTATION_REMINDER, JobKind.ROTATION_PROBE)
+KEY_LIFECYCLE_KINDS = (
+    JobKind.ROTATION_REMINDER,
+    JobKind.ROTATION_PROBE,
+    JobKind.GOVERNED_ROTATION,
+)
 
 
 def rotation_reminder(
@@ -289,4 +295,41 @@ def incident_contain(
         dedupe_key=f"incident_contain:{incident_id}:{attempt}",
         due_at=due_at,
         payload={"incident_id": incident_id, "attempt": attempt},
+    )
+
+
+def governed_rotation_key(key_id: str, generation: str) -> str:
+    """The dedupe key of the one successor of a key's current credentials (``generation``:
+    their fingerprint): this row is also the claim that lets one replica, and only one,
+    ask Binance for the successor."""
+    return f"governed_rotation:{key_id}:{generation}"
+
+
+def governed_rotation(
+    *, team_id: str, key_id: str, generation: str, actor: str, due_at: datetime
+) -> NewJob:
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.GOVERNED_ROTATION,
+        key_id=key_id,
+        dedupe_key=governed_rotation_key(key_id, generation),
+        due_at=due_at,
+        payload={"actor": actor},
+    )
+
+
+def rotation_retire_key(rotation_id: str) -> str:
+    return f"rotation_retire:{rotation_id}"
+
+
+def rotation_retire(*, team_id: str, key_id: str, rotation_id: str, due_at: datetime) -> NewJob:
+    """Delete a governed rotation's old key once the overlap window ends (or the owner says
+    the service uses the new key): one per rotation, retried with backoff."""
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.ROTATION_RETIRE,
+        key_id=key_id,
+        dedupe_key=rotation_retire_key(rotation_id),
+        due_at=due_at,
+        payload={"rotation_id": rotation_id},
     )

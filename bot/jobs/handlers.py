@@ -28,7 +28,11 @@ from bot.jobs.incidents import (
 )
 from bot.jobs.key_pairs import make_pair_expiry_handler
 from bot.jobs.paging import make_page_handler
-from bot.jobs.probes import make_probe_handler
+from bot.jobs.probes import (
+    make_governed_rotation_handler,
+    make_probe_handler,
+    make_retire_handler,
+)
 from bot.jobs.reminders import make_reminder_handler
 from bot.services.context import Services
 
@@ -55,6 +59,8 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         JobKind.GOVERNOR_ANNOUNCE: make_governor_announce_handler(services, client),
         JobKind.MINT_CHECK: make_mint_check_handler(services, client),
         JobKind.INCIDENT_CONTAIN: make_contain_handler(services),
+        JobKind.GOVERNED_ROTATION: make_governed_rotation_handler(services, client),
+        JobKind.ROTATION_RETIRE: make_retire_handler(services, client),
     }
 
 

@@ -1,4 +1,5 @@
-"""Rotation reminders: one step of one key's cycle, sent once to the right people."""
+"""Rotation reminders: one step of one key's cycle, sent once to the right people. A governed
+key that falls due is rotated by the governor instead (bot.services.governor.rotation)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from slack_sdk import WebClient
 from sqlmodel import Session, col, select
 
 from bot.blocks.rotation.rotation import reminder_message
+from bot.job_queue.kinds import governed_rotation
 from bot.job_queue.queue import ClaimedJob, Handler, JobOutcome
 from bot.jobs.routing import SlackDirectory
 from bot.model.rotation import Audience
 from bot.services.context import Services
+from bot.services.governor.rotation import is_governed_key
 from bot.services.rotation.reminder_plan import cycle_id, reminder_steps, step_anchor
 from bot.services.rotation.rotation_policy import rotation_row
 from bot.vocabulary import AuditAction
@@ -62,6 +65,24 @@ class ReminderHandler:
         anchor = step_anchor(job.payload, key)
         if any(s.offset > step.offset and anchor + s.offset <= now for s in steps.values()):
             return JobOutcome()  # superseded: a later step is due and is sent instead
+        if step.offset >= timedelta(0) and is_governed_key(self.services.engine, key.id):
+            # Due, and the governor can make its successor: rotate instead of reminding.
+            rotate = governed_rotation(
+                team_id=key.team_id,
+                key_id=key.id,
+                generation=key.api_key_fingerprint or key.api_key_masked,
+                actor="bot",
+                due_at=now,
+            )
+            audit = {
+                "team_id": key.team_id,
+                "actor": "bot",
+                "action": AuditAction.ROTATION_REMINDER,
+                "target": key.label,
+                "target_key_id": key.id,
+                "detail": {"step": step.name, "rotating": "through the governor"},
+            }
+            return JobOutcome(follow_up=(rotate,), audit=(audit,))
         # Late only against the time the step was planned for (a step a policy change made
         # due is planned for the moment of the change, so it is on time).
         late = now - job.due_at > LATE_AFTER

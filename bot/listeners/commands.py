@@ -44,6 +44,7 @@ from bot.commands import (
 )
 from bot.listeners.actions import removal_confirmation
 from bot.listeners.background import in_background
+from bot.listeners.governed_rotation import rotate_if_governed
 from bot.listeners.governor import handle_governor
 from bot.listeners.governor_sync import sync_governed
 from bot.listeners.incidents import incidents_overview, raise_and_announce
@@ -278,6 +279,10 @@ def _rotate(parsed: Rotate, r: CommandRequest) -> None:
         r.ack_error(exc)
         return
     r.ack()
+    if rotate_if_governed(
+        r.services, r.client, r.actor(), key_id=key.key_id, label=key.label, channel=r.channel
+    ):
+        return  # a governed key: the governor makes its successor, no form
     open_rotate_modal(r.client, key, trigger_id=r.command["trigger_id"], channel=r.channel)
 
 

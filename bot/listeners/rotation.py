@@ -1,4 +1,5 @@
-"""Rotation: the rotate modal's submission and the reminder buttons (Rotate now, Snooze)."""
+"""Rotation: the rotate modal's submission and the reminder buttons (Rotate now, Snooze).
+A governed key is rotated by the governor instead of the form (bot.listeners.governed_rotation)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bot.blocks.rotation.rotation import (
 from bot.ids import Action, Block
 from bot.listeners import modal_values as modal
 from bot.listeners.commands import open_rotate_modal
+from bot.listeners.governed_rotation import rotate_if_governed
 from bot.listeners.key_pairs import start_generated_rotation_pair
 from bot.listeners.modal_work import answer_submission
 from bot.listeners.views import chosen_key_type
@@ -144,6 +146,10 @@ def open_rotation(
     actor = actor_from(services, requester)
     key = key_to_manage(services.engine, actor, action="rotate", key_id=key_id)
     channel = (body.get("channel") or {}).get("id")
+    if rotate_if_governed(
+        services, client, actor, key_id=key.key_id, label=key.label, channel=channel
+    ):
+        return  # the governor makes the successor: no form
     open_rotate_modal(client, key, trigger_id=body["trigger_id"], channel=channel)
 
 

@@ -274,3 +274,74 @@ def old_key_alive_message(
     return Message(
         text=text.replace("*", ""), blocks=[SectionBlock(text=MarkdownTextObject(text=text))]
     )
+
+
+def governed_rotation_started_message(
+    started: RotationStarted, *, key_id: str, overlap_until: datetime
+) -> Message:
+    """A successor made by the governor: both keys work until ``overlap_until``; a button
+    ends the overlap early."""
+    text = (
+        f"🔁 The bot made a new key for *{escape(started.label)}* through Binance's sub-account "
+        f"API ({started.new_masked}), with the old key's permissions and IP list. "
+    )
+    if started.delivered_to:
+        text += f"Its credentials are being written to {escape(started.delivered_to)}. "
+    text += (
+        f"Both keys work until {overlap_until:%Y-%m-%d %H:%M} UTC; then the bot deletes the "
+        f"old key {started.old_masked} itself, checks that Binance rejects it and completes "
+        "the rotation. Once the service uses the new key, you can end the overlap now."
+    )
+    button = ButtonElement(
+        text="The service uses the new key",
+        action_id=Action.ROTATION_NEW_KEY_IN_USE,
+        value=key_id,
+        style="primary",
+    )
+    return Message(
+        text=text.replace("*", ""),
+        blocks=[SectionBlock(text=MarkdownTextObject(text=text)), ActionsBlock(elements=[button])],
+    )
+
+
+def governed_rotation_working_message(label: str) -> Message:
+    text = (
+        f"⏳ Making a new key for *{escape(label)}* in Binance through the governor; the old "
+        "key keeps working meanwhile."
+    )
+    return Message(
+        text=text.replace("*", ""), blocks=[SectionBlock(text=MarkdownTextObject(text=text))]
+    )
+
+
+def governed_rotation_busy_message(label: str) -> Message:
+    text = (
+        f"🔁 *{escape(label)}* is being rotated already (by the bot, or someone else a moment "
+        "ago): nothing more to do."
+    )
+    return Message(
+        text=text.replace("*", ""), blocks=[SectionBlock(text=MarkdownTextObject(text=text))]
+    )
+
+
+def governed_rotation_failed_message(
+    *, label: str, why: str, retry_at: datetime | None, step: str = "successor"
+) -> Message:
+    """A governed rotation step failed: the old key still works; the bot tries again."""
+    what = "could not make the new key" if step == "successor" else "could not delete the old key"
+    text = f"⚠️ The bot {what} for *{escape(label)}*: {escape(why)} The old key keeps working."
+    if retry_at is not None:
+        text += f" The bot tries again at {retry_at:%Y-%m-%d %H:%M} UTC."
+    return Message(
+        text=text.replace("*", ""), blocks=[SectionBlock(text=MarkdownTextObject(text=text))]
+    )
+
+
+def overlap_ending_message(label: str) -> Message:
+    text = (
+        f"🗑️ Deleting the old key of *{escape(label)}* through the governor now; the channel is "
+        "told when Binance rejects it."
+    )
+    return Message(
+        text=text.replace("*", ""), blocks=[SectionBlock(text=MarkdownTextObject(text=text))]
+    )

@@ -202,11 +202,17 @@ def start_rotation(
     form: RotationForm,
     now: datetime,
     within: Callable[[Session, ApiKey], None] | None = None,
+    overlap: timedelta | None = None,
+    then: Callable[[Session, ApiKey, Rotation], None] | None = None,
+    authorised: bool = False,
 ) -> RotationStarted:
     """``within`` runs in the transaction that starts the rotation (a generated pair completes
-    itself there)."""
+    itself there), then ``then`` with the new rotation. ``overlap``: a governed rotation, whose old key the governor deletes when
+    the window ends (bot.services.governor.rotation); the old key is not probed before then.
+    ``authorised``: the caller has checked who asks (the bot's own due rotation)."""
     form = normalise(form)
-    require_may_rotate(engine, form)
+    if not authorised:
+        require_may_rotate(engine, form)
     with Session(engine) as session:
         key = _check_new_key(session, ring, form)
         owner, purpose, old_permissions = (
@@ -237,7 +243,9 @@ def start_rotation(
             key_id=key.id,
             started_by=form.actor,
             started_at=now,
-            grace_until=now + timedelta(hours=settings.rotation_grace_hours),
+            grace_until=now
+            + (overlap or timedelta(0))
+            + timedelta(hours=settings.rotation_grace_hours),
             old_masked=key.api_key_masked,
             old_key_type=key.key_type,
         )
@@ -257,9 +265,12 @@ def start_rotation(
         session.flush()
         if within is not None:
             within(session, key)
+        if then is not None:
+            then(session, key, rotation)
         planned = plan_delivery(session, key, settings=settings, reason="rotation", now=now)
         cancel_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_REMINDER])
-        schedule_jobs(session, [_probe_job(rotation, now, attempt=0)])
+        if overlap is None:
+            schedule_jobs(session, [_probe_job(rotation, now, attempt=0)])
         record_event(
             session,
             team_id=key.team_id,
@@ -274,6 +285,7 @@ def start_rotation(
                 "tier": permissions.tier.name,
                 "confirmed_more_permissions": bool(excess),
                 "accepted": excess,
+                **({"overlap_hours": overlap.total_seconds() / 3600} if overlap else {}),
             },
         )
         return RotationStarted(
@@ -365,6 +377,28 @@ def probe_old_key(
         result = "rejected"
     except binance.BinanceError as error:
         result = f"unknown: {type(error).__name__}"
+    return settle_probe(
+        engine=engine,
+        settings=settings,
+        rotation_id=rotation_id,
+        result=result,
+        attempt=attempt,
+        now=now,
+    )
+
+
+def settle_probe(
+    *,
+    engine: Engine,
+    settings: Settings,
+    rotation_id: str,
+    result: str,
+    attempt: int,
+    now: datetime,
+) -> ProbeOutcome:
+    """Record what Binance said of the old key ("alive", "rejected" or "unknown: …"):
+    rejected completes the rotation (once the new credentials reached the sink); alive past
+    the grace period alerts the channel."""
     interval = timedelta(minutes=settings.rotation_probe_minutes)
     with session_scope(engine) as session:
         rotation = session.get(Rotation, rotation_id, with_for_update=True)
