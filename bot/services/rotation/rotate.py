@@ -54,6 +54,7 @@ from storage.master_keys import seal_api_key_row
 from storage.models import (
     RETIRED_STATUSES,
     ApiKey,
+    BinanceAccount,
     KeyPurpose,
     KeyStatus,
     KeyType,
@@ -100,6 +101,12 @@ def _live_key(session: Session, team_id: str, key_id: str, *, lock: bool = False
     if key is None or key.team_id != team_id or key.status in RETIRED_STATUSES:
         raise KeyNotFound("That key is no longer registered.")
     if key.status == KeyStatus.ROTATING.value:
+        if key.created_via == "governor" or _governed(session, key):
+            raise InvalidInput(
+                f"“{key.label}” is already being rotated: the bot deletes its old key in Binance "
+                "when the overlap ends (or when its owner says the service uses the new key), "
+                "then completes the rotation."
+            )
         raise InvalidInput(
             f"“{key.label}” is already being rotated: delete its old key in Binance and the "
             "bot will complete the rotation."
@@ -109,6 +116,12 @@ def _live_key(session: Session, team_id: str, key_id: str, *, lock: bool = False
             f"“{key.label}” is marked compromised: follow the emergency checklist instead."
         )
     return key
+
+
+def _governed(session: Session, key: ApiKey) -> bool:
+    """The key's sub-account has a master account (the governor rotates it)."""
+    account = session.get(BinanceAccount, key.account_id)
+    return account is not None and account.master_account_id is not None
 
 
 def require_may_rotate(engine: Engine, form: RotationForm, *, channel: str | None = None) -> None:
