@@ -19,6 +19,7 @@ from bot.listeners import register_listeners
 from bot.observability.slack import CountedRetries, instrument_dispatch
 from bot.services.context import Services
 from bot.slack.access import AccessDirectory, make_guard
+from bot.slack.approvers import warn_if_too_few_approvers
 from bot.slack.dedupe import make_once_only
 from bot.slack.response_urls import ResponseUrlPolicy
 
@@ -75,6 +76,7 @@ def build_app(settings: Settings, services: Services, *, client: WebClient | Non
     )
 
     services.access = AccessDirectory(settings, app.client)
+    warn_if_too_few_approvers(settings)
 
     response_urls = ResponseUrlPolicy(settings.slack_api_url)
 

@@ -120,6 +120,11 @@ class ListIncidents:
 
 
 @dataclass(frozen=True)
+class ListApprovals:
+    pass
+
+
+@dataclass(frozen=True)
 class AuditTrail:
     label: str | None = None
     days: int = 30
@@ -172,6 +177,7 @@ Command = (
     | Deliver
     | Compromised
     | ListIncidents
+    | ListApprovals
     | AuditTrail
     | AuditCheckpoint
     | EditKey
@@ -232,6 +238,10 @@ def _rotation(rest: str) -> Command:
 
 def _incidents(rest: str) -> Command:
     return ListIncidents() if not rest else Help("`/apikey incidents` takes no arguments.")
+
+
+def _approvals(rest: str) -> Command:
+    return ListApprovals() if not rest else Help("`/apikey approvals` takes no arguments.")
 
 
 _SINCE = re.compile(r"^(?P<label>.+?)\s+since\s+(?P<when>\S+)$", re.IGNORECASE)
@@ -408,6 +418,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "incidents": _incidents,
     "audit": _audit,
     "governor": _governor,
+    "approvals": _approvals,
 }
 SUBCOMMANDS: tuple[str, ...] = tuple(_PARSERS)
 ALIASES = {"?": "help", "ls": "list", "rm": "remove", "delete": "remove", "leaked": "compromised"}

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bot.sinks import SinkKind
 from bot.sinks.aws import DEFAULT_NAME_PATTERN as DEFAULT_SECRET_NAME_PATTERN
 from bot.sinks.aws import check_name_pattern
+from bot.vocabulary import ApprovalKind
 from storage.crypto import KeyRingError
 from storage.kms import check_key_ref, region_of
 
@@ -127,6 +128,14 @@ class Settings(BaseSettings):
     # Channels where /apikey may be used (DMs with the bot always work); empty: anywhere.
     allowed_channel_ids: CommaList = ()
     alert_channel: str | None = None
+    # Four eyes (README: Approvals): the changes held until another person approves them
+    # (comma-separated ApprovalKind values, "all" or "none"), how many distinct approvers
+    # each needs, how long a request waits, and who may approve (unset: the admins).
+    approval_required_for: Annotated[tuple[ApprovalKind, ...], NoDecode] = tuple(ApprovalKind)
+    approval_quorum: int = Field(default=1, ge=1, le=10)
+    approval_ttl_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    approver_user_ids: CommaList = ()
+    approver_usergroup_id: str | None = None
     default_rotation_days: int = Field(default=90, ge=1, le=3650)
     # Days before the due date on which the owner gets a direct message.
     rotation_reminder_lead_days: IntList = (14, 7, 1)
@@ -184,6 +193,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "admin_user_ids",
+        "approver_user_ids",
         "allowed_channel_ids",
         "rotation_reminder_lead_days",
         "bot_egress_ips",
@@ -195,7 +205,26 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("admin_user_ids")
+    @field_validator("approval_required_for", mode="before")
+    @classmethod
+    def _approval_kinds(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        words = [part.strip().lower() for part in value.split(",") if part.strip()]
+        if words == ["all"]:
+            return tuple(ApprovalKind)
+        if words in (["none"], []):
+            return ()
+        known = {kind.value for kind in ApprovalKind}
+        for word in words:
+            if word not in known:
+                raise ValueError(
+                    f"“{word[:40]}” is not a kind of change: use all, none or some of "
+                    + ", ".join(sorted(known))
+                )
+        return tuple(ApprovalKind(word) for word in dict.fromkeys(words))
+
+    @field_validator("admin_user_ids", "approver_user_ids")
     @classmethod
     def _user_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for user_id in value:
@@ -233,7 +262,7 @@ class Settings(BaseSettings):
             return None
         return _check_slack_id(value.strip(), "CG", _CHANNEL_ID)
 
-    @field_validator("admin_usergroup_id")
+    @field_validator("admin_usergroup_id", "approver_usergroup_id")
     @classmethod
     def _usergroup_id(cls, value: str | None) -> str | None:
         if value is None or not value.strip():

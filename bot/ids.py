@@ -45,6 +45,11 @@ class Action(StrEnum):
     CLOSE_OUTCOME = "close_outcome"  # handled or false alarm (admins)
     COMMANDER = "commander"  # input of the commander form
     PAIR_ENTER_KEY = "apikey_pair_enter_key"  # opens the PAIR_COMPLETE form
+    # a held change (value: the approval request's id): an approver's yes or no, the
+    # requester taking it back
+    APPROVAL_APPROVE = "apikey_approval_approve"
+    APPROVAL_DENY = "apikey_approval_deny"
+    APPROVAL_WITHDRAW = "apikey_approval_withdraw"
     PAIR_API_KEY = "pair_api_key"  # input of the PAIR_COMPLETE form
     # input of the rotate modal (with API_KEY, SECRET and KEY_TYPE below)
     ROTATE_CONFIRM = "rotate_confirm"

@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
+    "ApprovalKind",
+    "ApprovalState",
     "AuditAction",
     "DeliveryState",
     "IncidentOutcome",
@@ -78,6 +80,25 @@ class PendingPairState(StrEnum):
     EXPIRED = "expired"  # not completed in time: the private key was shredded
 
 
+class ApprovalKind(StrEnum):
+    """A change that waits for a second person (APPROVAL_REQUIRED_FOR names these)."""
+
+    MOVES_FUNDS = "moves_funds"  # registering a key with the Withdraw tier or transfer rights
+    BEYOND_PURPOSE = "beyond_purpose"  # accepting a key that can do more than its purpose
+    DROPS_IP_WHITELIST = "drops_ip_whitelist"  # a rotation whose new key has no IP whitelist
+    KEY_EDIT = "key_edit"  # widening a key's declared purpose or giving it another owner
+    GOVERNOR = "governor"  # registering a master account's governor key
+
+
+class ApprovalState(StrEnum):
+    OPEN = "open"  # waiting for approvers; the held material is sealed in the row
+    APPLIED = "applied"  # approved, re-checked with Binance and carried out
+    DENIED = "denied"  # an approver said no: material shredded
+    WITHDRAWN = "withdrawn"  # the requester took it back: material shredded
+    EXPIRED = "expired"  # nobody decided in time: material shredded
+    CHANGED = "changed"  # approved, but Binance's answer changed since: back to the requester
+
+
 class MintState(StrEnum):
     """A sub-account key the governor creates in Binance: the intent is stored (private key
     sealed) before Binance is asked, so a crash between Binance's answer and the bot's commit
@@ -121,6 +142,14 @@ class AuditAction(StrEnum):
     them); add new ones."""
 
     ACCESS_DENIED = "access.denied"
+    APPROVAL_APPLIED = "approval.applied"  # quorum reached, re-checked, carried out
+    APPROVAL_APPROVE = "approval.approve"  # one approver's yes
+    APPROVAL_CHANGED = "approval.changed"  # Binance's answer changed since the request
+    APPROVAL_DENY = "approval.deny"
+    APPROVAL_EXPIRE = "approval.expire"
+    APPROVAL_REFUSED = "approval.refused"  # a forged, replayed or self approval
+    APPROVAL_REQUEST = "approval.request"
+    APPROVAL_WITHDRAW = "approval.withdraw"
     ACTIVITY_REVIEW = "activity.review"
     AUDIT_CHECKPOINT = "audit.checkpoint"
     AUDIT_KEY_CREATED = "audit.key_created"

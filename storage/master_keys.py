@@ -45,6 +45,7 @@ from storage.crypto import (
 from storage.db import session_scope
 from storage.models import (
     ApiKey,
+    ApprovalRequest,
     AuditKey,
     CryptoCanary,
     GovernorMint,
@@ -81,10 +82,22 @@ def _canary_context(key_id: str) -> str:
 # sealed columns share one master key, named by its seal_key_id column. The audit chain's key
 # (storage.audit_key) is one of them: re-encryption carries it to a new master key.
 SealedTable = (
-    type[ApiKey] | type[Rotation] | type[PendingKeyPair] | type[AuditKey] | type[GovernorMint]
+    type[ApiKey]
+    | type[Rotation]
+    | type[PendingKeyPair]
+    | type[AuditKey]
+    | type[GovernorMint]
+    | type[ApprovalRequest]
 )
-SEALED_TABLES: tuple[SealedTable, ...] = (ApiKey, Rotation, PendingKeyPair, AuditKey, GovernorMint)
-SealedRow = ApiKey | Rotation | PendingKeyPair | AuditKey | GovernorMint
+SEALED_TABLES: tuple[SealedTable, ...] = (
+    ApiKey,
+    Rotation,
+    PendingKeyPair,
+    AuditKey,
+    GovernorMint,
+    ApprovalRequest,
+)
+SealedRow = ApiKey | Rotation | PendingKeyPair | AuditKey | GovernorMint | ApprovalRequest
 _Sealed = TypeVar("_Sealed", bound=SealedRow)
 
 
@@ -96,7 +109,7 @@ def _select_rows(table: type[_Sealed]) -> SelectOfScalar[_Sealed]:
 def _sealed_fields(row: SealedRow) -> list[tuple[str, str]]:
     if isinstance(row, AuditKey):
         return [("sealed", row.mac_key_context())]
-    if isinstance(row, ApiKey):
+    if isinstance(row, ApiKey | ApprovalRequest):
         return [("api_key_sealed", row.api_key_context()), ("secret_sealed", row.secret_context())]
     if isinstance(row, PendingKeyPair | GovernorMint):
         return [("private_key_sealed", row.private_key_context())]

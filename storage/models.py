@@ -17,6 +17,9 @@ from sqlmodel import Field, SQLModel
 # The stored enums are the bot's vocabulary (bot/vocabulary.py), re-exported here for the
 # code that reads them with the rows.
 from bot.vocabulary import (
+    ApprovalState as ApprovalState,
+)
+from bot.vocabulary import (
     Containment as Containment,
 )
 from bot.vocabulary import (
@@ -538,3 +541,48 @@ class GovernorMint(SQLModel, table=True):
 
     def private_key_context(self) -> str:
         return f"governor_mint:{self.id}:private_key"
+
+
+class ApprovalRequest(SQLModel, table=True):
+    """A change that waits for a second person (README: Approvals). What it would store is
+    held here, the credentials sealed with this row's own context, and reaches ``api_keys``
+    only once enough other people approved and Binance confirmed the key is as approved.
+    Denied, withdrawn, expired or changed: the sealed material is shredded."""
+
+    __tablename__ = "approval_requests"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    team_id: str = Field(index=True, max_length=32)
+    state: str = Field(default=ApprovalState.OPEN.value, index=True, max_length=16)
+    change: str = Field(max_length=16)  # "register", "rotate" or "edit"
+    kinds: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    # What is at stake, in words (no secret): the permissions, the purpose, the owner.
+    at_stake: list[str] = Field(default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False))
+    label: str = Field(max_length=80)
+    account_alias: str | None = Field(default=None, max_length=80)
+    key_id: str | None = Field(default=None, index=True, max_length=32)  # rotate / edit
+    api_key_masked: str | None = Field(default=None, max_length=16)
+    owner_user_id: str | None = Field(default=None, max_length=32)
+    requested_by: str = Field(max_length=32)
+    created_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    expires_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    ended_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    ended_by: str | None = Field(default=None, max_length=32)
+    approved_by: list[str] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    quorum: int = Field(default=1)
+    # The held change's plain fields (no secret), and Binance's answer when it was asked.
+    form: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON))
+    permissions_json: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON))
+    api_key_sealed: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    secret_sealed: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary))
+    seal_key_id: str | None = Field(default=None, index=True, max_length=64)
+    applied_key_id: str | None = Field(default=None, max_length=32)
+    outcome: str | None = Field(default=None, max_length=300)
+
+    def api_key_context(self) -> str:
+        return f"approval:{self.id}:api_key"
+
+    def secret_context(self) -> str:
+        return f"approval:{self.id}:secret"

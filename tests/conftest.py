@@ -78,6 +78,17 @@ def drop_postgres_database(url: str) -> None:
     admin.dispose()
 
 
+# Approvals (README: Approvals) hold every change of APPROVAL_REQUIRED_FOR for a second
+# person; by default nothing else needs that here: the tests of one person's paths (an owner's
+# tick, an admin's edit) predate it. tests/test_approvals.py turns them on.
+NO_APPROVALS = "none"
+
+
+@pytest.fixture(autouse=True)
+def _approvals_off_unless_asked(monkeypatch) -> None:
+    monkeypatch.setenv("APPROVAL_REQUIRED_FOR", NO_APPROVALS)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path) -> Iterator[str]:
     """An empty database of each kind: a SQLite file, and a fresh PostgreSQL database."""

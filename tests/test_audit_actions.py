@@ -22,6 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # remove one (old events keep their action, and rules downstream match on it).
 PINNED = {
     "access.denied",
+    "approval.applied",
+    "approval.approve",
+    "approval.changed",
+    "approval.deny",
+    "approval.expire",
+    "approval.refused",
+    "approval.request",
+    "approval.withdraw",
     "activity.review",
     "audit.checkpoint",
     "audit.key_created",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,13 @@ from hypothesis import strategies as st
 from slack_sdk.models.views import View
 
 from bot.binance import KeyPermissions, Tier
+from bot.blocks.approvals import (
+    approval_outcome_message,
+    approval_request_message,
+    approval_waiting_message,
+    approvals_list,
+    held_view,
+)
 from bot.blocks.audit import chain_report, checkpoint_message
 from bot.blocks.custody.key_edit import key_edited_message, new_owner_note
 from bot.blocks.custody.key_list import key_list
@@ -48,6 +56,7 @@ from bot.blocks.text import (
 from bot.commands import EditField
 from bot.ids import Action, Block, Callback
 from bot.listeners.views import form_from_view
+from bot.model.approvals import ApprovalKind, ApprovalState, ApprovalView
 from bot.model.audit import ChainReport, Checkpoint, Witness, WitnessState
 from bot.model.drift import Change, Digest
 from bot.model.findings import PERMISSION_NAMES, Finding, FindingKind, Severity
@@ -429,7 +438,42 @@ def key_edit(field: EditField, before: str, after: str, **kw) -> KeyEdited:
     )
 
 
+def _approval(**changes) -> ApprovalView:
+    view = ApprovalView(
+        request_id="f" * 32,
+        change="register",
+        kinds=(ApprovalKind.MOVES_FUNDS, ApprovalKind.BEYOND_PURPOSE),
+        at_stake=(
+            "Binance says the key has the Withdraw tier: Reading, Withdrawals",
+            "IP whitelist: yes",
+            "It can move funds: Withdrawals",
+            "Beyond its purpose: <!here> withdrawals exceed the declared purpose",
+        ),
+        label="payout <@U0EVE>",
+        account_alias="main",
+        masked="A1b2…C3d4",
+        owner_user_id="U0ALICE",
+        requested_by="U0ALICE",
+        created_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
+        expires_at=datetime(2026, 12, 2, 9, 0, tzinfo=UTC),
+        state=ApprovalState.OPEN,
+        approved_by=(),
+        quorum=1,
+        approvers=("U0CAROL",),
+    )
+    return replace(view, **changes)
+
+
 GOLDEN_CASES = {
+    "approval_request": lambda: approval_request_message(_approval()),
+    "approval_request_too_few": lambda: approval_request_message(_approval(approvers=("U0ALICE",))),
+    "approval_waiting": lambda: approval_waiting_message(_approval()),
+    "approval_denied": lambda: approval_outcome_message(_approval(state=ApprovalState.DENIED)),
+    "approval_changed": lambda: approval_outcome_message(
+        _approval(state=ApprovalState.CHANGED, outcome="Binance's answer about the key changed")
+    ),
+    "approvals_list": lambda: approvals_list([_approval()], datetime(2026, 12, 1, tzinfo=UTC)),
+    "approval_held_view": lambda: held_view(_approval()),
     "help": lambda: help_message(),
     "help_with_reason": lambda: help_message("I don't know the subcommand “frobnicate”."),
     "register_modal_no_accounts": lambda: register_modal(

@@ -194,6 +194,9 @@ def test_every_job_kind_has_a_handler_and_its_own_dedupe_key(stack):
         kinds.incident_contain(team_id="T", key_id="k", incident_id="i", attempt=0, due_at=due),
         kinds.governed_rotation(team_id="T", key_id="k", generation="g", actor="U", due_at=due),
         kinds.rotation_retire(team_id="T", key_id="k", rotation_id="r", due_at=due),
+        kinds.approval_notify(team_id="T", request_id="r", due_at=due),
+        kinds.approval_expiry(team_id="T", request_id="r", due_at=due),
+        kinds.approval_outcome(team_id="T", request_id="r", state="denied", due_at=due),
     ]
     assert {job.kind for job in built} == set(kinds.JobKind)
     prefixes = {job.dedupe_key.split(":")[0] for job in built}

@@ -60,6 +60,14 @@ KEYS_OF = re.compile(r"keys of <@([UW][A-Z0-9]{2,20})>")
 # SIEMs read those). An action not listed is shown with its dots and underscores as spaces.
 ACTION_WORDS: dict[str, str] = {
     AuditAction.ACCESS_DENIED: "was refused",
+    AuditAction.APPROVAL_APPLIED: "carried out an approved change",
+    AuditAction.APPROVAL_APPROVE: "approved a change",
+    AuditAction.APPROVAL_CHANGED: "refused an approved change: Binance's answer changed",
+    AuditAction.APPROVAL_DENY: "denied a change",
+    AuditAction.APPROVAL_EXPIRE: "let an unapproved change expire",
+    AuditAction.APPROVAL_REFUSED: "refused an approval",
+    AuditAction.APPROVAL_REQUEST: "asked for approval of a change",
+    AuditAction.APPROVAL_WITHDRAW: "withdrew a change waiting for approval",
     AuditAction.ACTIVITY_REVIEW: "reviewed the accounts' withdrawals",
     AuditAction.AUDIT_CHECKPOINT: "posted an audit checkpoint",
     AuditAction.AUDIT_KEY_CREATED: "created the audit chain's key",

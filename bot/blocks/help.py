@@ -61,6 +61,12 @@ _SUBCOMMANDS = (
         "deletes its sub-accounts' keys itself; without an account, the governors",
         "governor main-account",
     ),
+    (
+        "approvals",
+        "changes waiting for a second person's approval (a key that can move funds or do "
+        "more than its purpose, a new owner…), with who asked and until when",
+        "approvals",
+    ),
 )
 
 

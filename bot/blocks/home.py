@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.blocks.approvals import home_waiting_section
 from bot.blocks.custody.key_menu import key_menu
 from bot.blocks.message import context, fit_lines, section
 from bot.blocks.oversight.status_report import MAX_WORST_TEXT, worst_words
@@ -70,6 +71,7 @@ def home_view(picture: HomePicture, *, now: datetime) -> View:
         section(_greeting(picture)),
         _main_buttons(picture),
     ]
+    blocks += home_waiting_section(list(picture.waiting_approvals))
     if picture.own_incidents:
         blocks.append(
             section(_incident_lines("🚨 *Open incidents on your keys*", picture.own_incidents, now))

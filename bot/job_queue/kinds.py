@@ -36,6 +36,9 @@ class JobKind(StrEnum):
     INCIDENT_CONTAIN = "incident_contain"  # delete (or quarantine) a governed key reported
     GOVERNED_ROTATION = "governed_rotation"  # the governor makes a governed key's successor
     ROTATION_RETIRE = "rotation_retire"  # the governor deletes a rotated-out governed key
+    APPROVAL_NOTIFY = "approval_notify"  # a held change, told to its approvers and channel
+    APPROVAL_EXPIRY = "approval_expiry"  # shred a held change nobody decided in time
+    APPROVAL_OUTCOME = "approval_outcome"  # how a held change ended, told to the requester
 
 
 # Jobs that belong to a key's normal life: cancelled when it is compromised or retired.
@@ -332,4 +335,35 @@ def rotation_retire(*, team_id: str, key_id: str, rotation_id: str, due_at: date
         dedupe_key=rotation_retire_key(rotation_id),
         due_at=due_at,
         payload={"rotation_id": rotation_id},
+    )
+
+
+def approval_notify(*, team_id: str, request_id: str, due_at: datetime) -> NewJob:
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.APPROVAL_NOTIFY,
+        dedupe_key=f"approval_notify:{request_id}",
+        due_at=due_at,
+        payload={"request_id": request_id},
+    )
+
+
+def approval_expiry(*, team_id: str, request_id: str, due_at: datetime) -> NewJob:
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.APPROVAL_EXPIRY,
+        dedupe_key=f"approval_expiry:{request_id}",
+        due_at=due_at,
+        payload={"request_id": request_id},
+    )
+
+
+def approval_outcome(*, team_id: str, request_id: str, state: str, due_at: datetime) -> NewJob:
+    """Tell the requester (and the alert channel) that the request ended in ``state``."""
+    return NewJob(
+        team_id=team_id,
+        kind=JobKind.APPROVAL_OUTCOME,
+        dedupe_key=f"approval_outcome:{request_id}:{state}",
+        due_at=due_at,
+        payload={"request_id": request_id, "state": state},
     )

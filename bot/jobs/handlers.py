@@ -11,6 +11,11 @@ from bot.job_queue.queue import Handler
 from bot.job_queue.scheduler import Scheduler
 from bot.jobs.activity import make_activity_review_handler
 from bot.jobs.announcements import make_announce_handler, make_key_announce_handler
+from bot.jobs.approvals import (
+    make_approval_expiry_handler,
+    make_approval_notify_handler,
+    make_approval_outcome_handler,
+)
 from bot.jobs.audit import make_checkpoint_handler
 from bot.jobs.credentials import make_cleanup_handler, make_delivery_handler
 from bot.jobs.drift import make_drift_handler
@@ -61,6 +66,9 @@ def job_handlers(services: Services, client: WebClient) -> dict[str, Handler]:
         JobKind.INCIDENT_CONTAIN: make_contain_handler(services),
         JobKind.GOVERNED_ROTATION: make_governed_rotation_handler(services, client),
         JobKind.ROTATION_RETIRE: make_retire_handler(services, client),
+        JobKind.APPROVAL_NOTIFY: make_approval_notify_handler(services, client),
+        JobKind.APPROVAL_EXPIRY: make_approval_expiry_handler(services),
+        JobKind.APPROVAL_OUTCOME: make_approval_outcome_handler(services, client),
     }
 
 

@@ -9,6 +9,7 @@ from slack_bolt import App
 from bot.ids import COMMAND, Action, Callback
 from bot.listeners import (
     actions,
+    approvals,
     commands,
     errors,
     governed_rotation,
@@ -54,6 +55,9 @@ ACTION_LISTENERS: dict[Action, Listener] = {
     Action.INCIDENT_SUCCESSOR: successor.handle_successor_button,
     Action.KEY_MENU: key_menu.handle_key_menu,
     Action.PAIR_ENTER_KEY: key_pairs.handle_enter_key,
+    Action.APPROVAL_APPROVE: approvals.handle_approve,
+    Action.APPROVAL_DENY: approvals.handle_deny,
+    Action.APPROVAL_WITHDRAW: approvals.handle_withdraw,
 }
 
 

@@ -30,6 +30,7 @@ from bot.commands import (
     EditKey,
     Governor,
     Help,
+    ListApprovals,
     ListIncidents,
     ListKeys,
     Register,
@@ -43,6 +44,7 @@ from bot.commands import (
     parse_command,
 )
 from bot.listeners.actions import removal_confirmation
+from bot.listeners.approvals import handle_list as handle_list_approvals
 from bot.listeners.background import in_background
 from bot.listeners.governed_rotation import rotate_if_governed
 from bot.listeners.governor import handle_governor
@@ -246,6 +248,10 @@ def _edit(parsed: EditKey, r: CommandRequest) -> None:
     handle_edit(parsed, r.requester, r.ack, r.respond, r.client, r.services, source=r.source)
 
 
+def _list_approvals(_parsed: ListApprovals, r: CommandRequest) -> None:
+    handle_list_approvals(r.requester, r.ack, r.services)
+
+
 def _list_incidents(_parsed: ListIncidents, r: CommandRequest) -> None:
     r.ack(**incidents_overview(r.services, r.team_id, r.client).as_kwargs())
 
@@ -333,6 +339,7 @@ SUBCOMMANDS: Mapping[type, Callable[[Any, CommandRequest], None]] = MappingProxy
         Deliver: _deliver,
         EditKey: _edit,
         ListIncidents: _list_incidents,
+        ListApprovals: _list_approvals,
         RotationOverview: _rotation_overview,
         SetRotationPolicy: _set_rotation_policy,
         Rotate: _rotate,

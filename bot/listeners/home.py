@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt import Ack, Respond
@@ -16,10 +17,12 @@ from bot.commands import StatusTarget, TargetKind
 from bot.ids import Action
 from bot.listeners.background import in_background
 from bot.services.access import Actor
+from bot.services.approvals.decisions import waiting_for
 from bot.services.context import Services
 from bot.services.home import picture_for
 from bot.services.oversight.status import run_status
 from bot.slack.access import Requester, actor_from
+from bot.slack.approvers import approver_ids
 from bot.slack.messaging import responder
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,11 @@ def handle_app_home_opened(
 
 
 def publish_home(services: Services, client: WebClient, viewer: Actor) -> None:
-    picture = picture_for(services.engine, viewer, services.clock())
+    now = services.clock()
+    picture = picture_for(services.engine, viewer, now)
+    eligible = approver_ids(services.settings, client)
+    waiting = waiting_for(services.engine, viewer.team_id, viewer.user_id, eligible, now)
+    picture = replace(picture, waiting_approvals=tuple(waiting))
     client.views_publish(user_id=viewer.user_id, view=home_view(picture, now=services.clock()))
 
 

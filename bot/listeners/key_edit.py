@@ -9,10 +9,12 @@ from slack_bolt import Ack, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.blocks.approvals import held_message
 from bot.blocks.custody.key_edit import key_edited_message, new_owner_note
 from bot.blocks.notices import error_message
 from bot.commands import EditField, EditKey
 from bot.listeners.people import require_person
+from bot.services.approvals.holding import HeldForApproval
 from bot.services.context import Services
 from bot.services.custody.key_edit import edit_key
 from bot.services.errors import DomainError
@@ -46,6 +48,9 @@ def handle_edit(
             now=services.clock(),
             source=source,
         )
+    except HeldForApproval as held:  # a new owner or a wider purpose waits for approval
+        respond(**held_message(held.user_message).as_kwargs())
+        return
     except DomainError as exc:
         respond(**error_message(exc.user_message).as_kwargs())
         return

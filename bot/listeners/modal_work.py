@@ -17,8 +17,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
 
+from bot.blocks.approvals import held_view
 from bot.blocks.custody.register import checking_view, registration_failed_view
 from bot.listeners.background import unexpected_error_text
+from bot.services.approvals.holding import HeldForApproval
 from bot.services.context import Services
 from bot.services.errors import DomainError
 
@@ -59,6 +61,9 @@ def answer_submission(
             on_late_failure=on_late_failure,
         )
         return
+    except HeldForApproval as held:  # not a refusal: the change waits for approval
+        ack(response_action="update", view=held_view(held.view))
+        return
     except DomainError as exc:
         ack(response_action="errors", errors={exc.field or default_field: exc.user_message})
         return
@@ -83,6 +88,9 @@ def _finish_slowly(
 ) -> None:
     try:
         result = future.result()
+    except HeldForApproval as held:
+        _show(client, view_id, held_view(held.view), None, None)
+        return
     except DomainError as exc:
         _show(client, view_id, failed(exc.user_message), on_late_failure, exc.user_message)
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.model.approvals import ApprovalView
 from bot.model.findings import Finding, Severity
 from bot.model.key_pairs import PendingPair
 from bot.model.keys import KeySummary
@@ -58,3 +59,5 @@ class HomePicture:
     team: TeamPicture | None  # admins only
     # Generated key pairs the viewer made or will own, still waiting for Binance's API key.
     waiting_pairs: list[PendingPair] = field(default_factory=list)
+    # Changes held for approval that the viewer may approve and has not (never their own).
+    waiting_approvals: tuple[ApprovalView, ...] = ()

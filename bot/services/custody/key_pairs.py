@@ -29,6 +29,7 @@ from bot.model.key_pairs import KeyAlgorithm, PendingPair
 from bot.model.keys import RegisteredKey
 from bot.model.rotation import RotationStarted
 from bot.services.access import Actor, deny
+from bot.services.approvals.holding import HeldForApproval
 from bot.services.custody.keys import (
     RegistrationForm,
     label_and_account_problems,
@@ -374,6 +375,8 @@ def complete_pending_pair(
                 now=now,
                 within=complete,
             )
+        except HeldForApproval:
+            raise  # not a refusal: the key waits for approval
         except DomainError as exc:
             raise _on_the_api_key_input(exc, pending) from None
     form = RegistrationForm(
@@ -404,6 +407,8 @@ def complete_pending_pair(
             now=now,
             within=complete,
         )
+    except HeldForApproval:
+        raise  # not a refusal: the key waits for approval (the pair was handed over)
     except DomainError as exc:
         raise _on_the_api_key_input(exc, pending) from None
 

@@ -19,10 +19,21 @@ from bot.config import Settings
 from bot.ids import Block
 from bot.job_queue.kinds import KEY_LIFECYCLE_KINDS, key_announce
 from bot.job_queue.queue import cancel_jobs, schedule_jobs
+from bot.model.approvals import ApprovalView
 from bot.model.findings import PURPOSE_NAMES, permission_name
 from bot.model.keys import MAX_ALIAS_LENGTH, KeySummary, RegisteredKey
 from bot.secret_shapes import API_KEY, PEM_PRIVATE_KEY, find_secret_shape
 from bot.services.access import Actor, deny, require_manage, require_manage_key
+from bot.services.approvals.holding import (
+    ApprovedChange,
+    ChangedSinceRequest,
+    HeldForApproval,
+    finish_applied,
+    hold_change,
+    open_registration_labels,
+    permissions_at_stake,
+    registration_kinds,
+)
 from bot.services.custody.delivery_plan import plan_cleanup, plan_delivery
 from bot.services.errors import (
     InvalidInput,
@@ -38,7 +49,7 @@ from bot.services.oversight.findings import assess, governor_refusals, purpose_e
 from bot.services.response.paging import resolve_page, withdrawals_page_key
 from bot.services.rotation.reminder_plan import plan_reminders
 from bot.services.rows import account_row
-from bot.vocabulary import AuditAction
+from bot.vocabulary import ApprovalKind, AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
 from storage.db import session_scope
@@ -78,6 +89,21 @@ class RegistrationForm:
     delivery: str | None = None
     # The owner ticked "I accept permissions beyond the purpose" (only the owner's tick counts).
     confirm_beyond_purpose: bool = False
+    # The approval request this registration carries out (its own label is not "taken").
+    applying_request: str | None = None
+
+    def held_fields(self) -> dict[str, object]:
+        """What an approval request keeps of the form, besides the sealed key and secret."""
+        return {
+            "label": self.label,
+            "account_alias": self.account_alias,
+            "owner_user_id": self.owner_user_id,
+            "purpose": self.purpose.value,
+            "key_type": self.key_type.value,
+            "source": self.source,
+            "delivery": self.delivery,
+            "confirm_beyond_purpose": self.confirm_beyond_purpose,
+        }
 
     def credentials(self) -> binance.Credentials:
         return binance.Credentials(
@@ -217,6 +243,17 @@ def ensure_unique(session: Session, ring: KeyRing, form: RegistrationForm) -> No
             "one (its message has an “Enter the API key” button), or choose another label.",
             field=Block.LABEL,
         )
+    held = [
+        label
+        for request_id, label in open_registration_labels(session, form.team_id)
+        if request_id != form.applying_request and label.casefold() == form.label.casefold()
+    ]
+    if held:
+        raise LabelTaken(
+            f"A key labelled “{held[0]}” is waiting for approval (`/apikey approvals`). Choose "
+            "another label, or wait until that request is decided.",
+            field=Block.LABEL,
+        )
     duplicate = session.exec(
         select(ApiKey.label).where(
             ApiKey.team_id == form.team_id,
@@ -265,12 +302,20 @@ def register_key(
     settings: Settings,
     now: datetime | None = None,
     within: Callable[[Session, ApiKey], None] | None = None,
+    approved: ApprovedChange | None = None,
+    may_hold: bool = True,
 ) -> RegisteredKey:
     """Check the key with Binance, then store it sealed with an audit event.
 
     Nothing is stored unless Binance accepts the key. Raises InvalidInput, LabelTaken,
     KeyAlreadyRegistered or KeyNotUsable (each naming the modal field to fix). ``within`` runs
     in the storing transaction (a generated pair completes itself there).
+
+    A key that needs a second person (APPROVAL_REQUIRED_FOR) is held instead, sealed in an
+    approval request: HeldForApproval. ``approved``: that request, approved, being carried
+    out; Binance must still say what the approvers saw (else ChangedSinceRequest).
+    ``may_hold`` False: a key the governor has just created in Binance (its mint completes
+    here; the governor's calls are announced and audited on their own).
     """
     now = now or utcnow()
     form = normalise_form(form)
@@ -298,6 +343,24 @@ def register_key(
         field=Block.REGISTER_CONFIRM,
         after=" Nothing was stored.",
     )
+    if approved is not None:
+        if approved.permissions != permissions.to_dict():
+            raise ChangedSinceRequest(
+                f"Binance's answer about “{form.label}” changed since the request was made, so "
+                "what was approved is not what would be stored. Nothing was stored: the "
+                "request goes back to its requester."
+            )
+    elif may_hold and (
+        kinds := registration_kinds(
+            settings, permissions=permissions, purpose=form.purpose, beyond=beyond
+        )
+    ):
+        raise HeldForApproval(
+            _hold_registration(
+                engine, ring, settings, form, permissions, kinds=kinds, beyond=beyond, now=now
+            )
+        )
+    approvers: list[str] = []
     try:
         with session_scope(engine) as session:
             ensure_unique(session, ring, form)  # again: someone may have been faster
@@ -328,6 +391,8 @@ def register_key(
             plan_delivery(session, row, settings=settings, reason="registration", now=now)
             if within is not None:
                 within(session, row)
+            if approved is not None:
+                approvers = finish_applied(session, approved, key_id=row.id, now=now).approved_by
             announced = announce_if_moves_funds(
                 session, row, permissions, "registered", actor=form.actor, now=now
             )
@@ -357,6 +422,11 @@ def register_key(
                     "confirmed_beyond_purpose": bool(beyond),
                     "accepted": beyond,
                     "announced": announced,
+                    **(
+                        {"approval": approved.request_id, "approved_by": approvers}
+                        if approved is not None
+                        else {}
+                    ),
                 },
             )
             key_id, masked = row.id, row.api_key_masked
@@ -380,6 +450,51 @@ def register_key(
             purpose=form.purpose, now=now, permissions=permissions, key_type=form.key_type
         ),
     )
+
+
+def _hold_registration(
+    engine: Engine,
+    ring: KeyRing,
+    settings: Settings,
+    form: RegistrationForm,
+    permissions: binance.KeyPermissions,
+    *,
+    kinds: list[ApprovalKind],
+    beyond: list[str],
+    now: datetime,
+) -> ApprovalView:
+    """Hold the registration as an approval request, the key and secret sealed in it; a
+    generated pair it completes hands its private key over (its row is shredded)."""
+    with session_scope(engine) as session:
+        ensure_unique(session, ring, form)
+        if form.completing_pair is not None:
+            pair = session.get(PendingKeyPair, form.completing_pair, with_for_update=True)
+            if pair is None or pair.state != PendingPairState.PENDING.value:
+                raise InvalidInput("That key pair was completed or destroyed a moment ago.")
+            pair.private_key_sealed = None
+            pair.seal_key_id = None
+            pair.state = PendingPairState.COMPLETED.value  # its key is held for approval
+            pair.ended_at = now
+        return hold_change(
+            session,
+            ring,
+            settings,
+            team_id=form.team_id,
+            change="register",
+            kinds=kinds,
+            at_stake=permissions_at_stake(permissions, beyond),
+            label=form.label,
+            requested_by=form.actor,
+            now=now,
+            form=form.held_fields(),
+            permissions=permissions,
+            account_alias=form.account_alias,
+            masked=mask_api_key(form.api_key),
+            owner_user_id=form.owner_user_id,
+            api_key=form.api_key,
+            secret=form.secret,
+            source=form.source,
+        )
 
 
 def require_owner_confirmation(

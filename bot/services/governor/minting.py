@@ -242,6 +242,7 @@ def create_key(
             settings=settings,
             now=now,
             within=within,
+            may_hold=False,
         )
 
     return mint_key(

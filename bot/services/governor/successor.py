@@ -137,6 +137,7 @@ def create_successor(
             settings=settings,
             now=now,
             within=completing,
+            may_hold=False,
         )
 
     return mint_key(

@@ -1,0 +1,124 @@
+"""Approve, Deny and Withdraw buttons of a held change, and `/apikey approvals`: thin
+adapters over ``bot.services.approvals``. Answers go to the person who pressed (ephemeral):
+the request's message in the alert channel stays for everyone."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, Respond
+from slack_sdk import WebClient
+
+from bot.blocks.approvals import approvals_list, decision_message
+from bot.blocks.notices import error_message
+from bot.listeners.background import UNEXPECTED
+from bot.listeners.home import refresh_home
+from bot.services.approvals.decisions import Decision, approve, deny, open_requests, withdraw
+from bot.services.context import Services
+from bot.services.errors import DomainError
+from bot.slack.access import Requester, actor_from
+from bot.slack.approvers import approver_ids
+
+log = logging.getLogger(__name__)
+
+
+def _request_id(body: dict[str, Any]) -> str:
+    value = (body.get("actions") or [{}])[0].get("value")
+    return str(value or "")[:64]
+
+
+def _answer(services: Services, respond: Respond, work: Callable[[], Decision]) -> None:
+    """Run ``work`` after the ack (approving asks Binance); tell only the person who pressed."""
+
+    def run() -> None:
+        try:
+            decision = work()
+            message = decision_message(decision.note, decision.view)
+        except DomainError as exc:
+            message = error_message(exc.user_message)
+        except Exception:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("approval decision failed (reference %s)", ref)
+            message = error_message(UNEXPECTED.format(ref=ref))
+        respond(**message.as_kwargs(), response_type="ephemeral", replace_original=False)
+
+    services.background.submit(run)
+
+
+def handle_approve(
+    ack: Ack,
+    body: dict[str, Any],
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
+) -> None:
+    ack()
+    actor = actor_from(services, requester)
+
+    def work() -> Decision:
+        decision = approve(
+            engine=services.engine,
+            ring=services.ring,
+            gateway=services.gateway,
+            settings=services.settings,
+            actor=actor,
+            request_id=_request_id(body),
+            eligible=approver_ids(services.settings, client),
+            now=services.clock(),
+        )
+        refresh_home(services, client, actor)
+        return decision
+
+    _answer(services, respond, work)
+
+
+def handle_deny(
+    ack: Ack,
+    body: dict[str, Any],
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
+) -> None:
+    ack()
+    actor = actor_from(services, requester)
+
+    def work() -> Decision:
+        decision = deny(
+            engine=services.engine,
+            actor=actor,
+            request_id=_request_id(body),
+            eligible=approver_ids(services.settings, client),
+            now=services.clock(),
+        )
+        refresh_home(services, client, actor)
+        return decision
+
+    _answer(services, respond, work)
+
+
+def handle_withdraw(
+    ack: Ack, body: dict[str, Any], respond: Respond, services: Services, requester: Requester
+) -> None:
+    ack()
+    actor = actor_from(services, requester)
+    _answer(
+        services,
+        respond,
+        lambda: withdraw(
+            engine=services.engine,
+            actor=actor,
+            request_id=_request_id(body),
+            now=services.clock(),
+        ),
+    )
+
+
+def handle_list(requester: Requester, ack: Ack, services: Services) -> None:
+    """`/apikey approvals`: the team's open requests (anyone may see what waits)."""
+    views = open_requests(services.engine, requester.team_id)
+    ack(**approvals_list(views, services.clock()).as_kwargs())
