@@ -474,3 +474,85 @@ def test_the_request_message_says_everything_and_no_secret(stack, client):
     with Session(stack.services.engine) as session:
         details = json.dumps([e.detail for e in session.exec(select(AuditEvent)).all()])
     assert sim_key.secret not in details and sim_key.api_key not in details
+
+
+# --- rotations --------------------------------------------------------------------------------
+
+
+def _rotate(client, key_id: str, sim_key, *, user: str = ALICE):
+    from bot.sandbox.requests import rotate_form_values
+    from tests.slack_requests import view_submission
+
+    values = rotate_form_values(
+        key_type=sim_key.key_type, api_key=sim_key.api_key, secret=sim_key.secret, confirm=True
+    )
+    metadata = json.dumps({"key_id": key_id, "channel": "C0GENERAL"})
+    return client.post(
+        view_submission(Callback.ROTATE.value, values, user_id=user, private_metadata=metadata)
+    )
+
+
+def test_a_rotation_that_drops_the_ip_whitelist_waits_for_approval(stack, client):
+    from tests.e2e import register_directly
+
+    old, _ = register_directly(stack, "bot", permissions={}, purpose=KeyPurpose.TRADING)
+    open_to_all = stack.simulator.add_key(permissions={}, ip_restrict=False)
+    held = _rotate(client, old.key_id, open_to_all)
+    assert "waits for approval" in all_text(held.json())
+    assert _key(stack, "bot").status == KeyStatus.ACTIVE.value
+    assert _key(stack, "bot").api_key_masked == old.masked
+    (request,) = _requests(stack)
+    assert request.change == "rotate" and request.kinds == ["drops_ip_whitelist"]
+    assert "carried out" in _press(stack, client, Action.APPROVAL_APPROVE, request.id, CAROL)
+    rotated = _key(stack, "bot")
+    assert rotated.status == KeyStatus.ROTATING.value and rotated.api_key_masked != old.masked
+    (started,) = _events(stack, "key.rotate_start")
+    assert started.detail["approval"] == request.id and started.actor == ALICE
+
+
+def test_a_rotation_within_bounds_is_not_held(stack, client):
+    from tests.e2e import register_directly
+
+    old, _ = register_directly(stack, "bot", permissions={}, purpose=KeyPurpose.TRADING)
+    same = stack.simulator.add_key(permissions={}, ip_restrict=True)
+    started = _rotate(client, old.key_id, same)
+    assert "waits for approval" not in all_text(started.json())
+    assert _key(stack, "bot").status == KeyStatus.ROTATING.value and _requests(stack) == []
+
+
+def test_a_generated_pair_hands_its_private_key_to_the_request(stack, client):
+    from bot.ids import Block
+    from bot.model.key_pairs import KeyAlgorithm
+    from bot.services.custody.key_pairs import PairRequest, start_generated_registration
+    from storage.models import PendingKeyPair
+
+    pending = start_generated_registration(
+        engine=stack.services.engine,
+        ring=stack.services.ring,
+        request=PairRequest(
+            team_id=TEAM,
+            actor=ALICE,
+            label="payout",
+            account_alias="main",
+            owner_user_id=ALICE,
+            purpose=KeyPurpose.WITHDRAWALS,
+            algorithm=KeyAlgorithm.ED25519,
+        ),
+    )
+    made = stack.simulator.add_self_generated_key(
+        pending.public_key_pem, permissions=WITHDRAW, ip_restrict=True
+    )
+    typed = {"type": "plain_text_input", "value": made.api_key}
+    held = client.submit(
+        Callback.PAIR_COMPLETE,
+        {Block.PAIR_API_KEY: {Action.PAIR_API_KEY: typed}},
+        user_id=ALICE,
+        private_metadata=pending.pending_id,
+    )
+    assert "waits for approval" in all_text(held.json())
+    with Session(stack.services.engine) as session:
+        pair = session.get(PendingKeyPair, pending.pending_id)
+        assert pair.state == "completed" and pair.private_key_sealed is None
+    (request,) = _requests(stack)
+    assert "carried out" in _press(stack, client, Action.APPROVAL_APPROVE, request.id, ADMIN)
+    assert _key(stack, "payout").key_type == KeyType.ED25519.value

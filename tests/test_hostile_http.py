@@ -25,8 +25,11 @@ from bot.ids import Action, Block, Callback
 from bot.model.key_pairs import KeyAlgorithm
 from bot.sandbox.requests import close_note_values, commander_values, rotate_form_values
 from bot.sandbox.slack_standin import SlackStandIn
+from bot.services.approvals.holding import hold_change
 from bot.services.custody.key_pairs import PairRequest, start_generated_registration
-from storage.models import AuditEvent, KeyPurpose, StatusReportRecord
+from bot.vocabulary import ApprovalKind
+from storage.db import session_scope
+from storage.models import AuditEvent, KeyPurpose, StatusReportRecord, utcnow
 from tests.e2e import (
     ALICE,
     BOB,
@@ -339,6 +342,9 @@ MEMBER_RULES: dict[str, str] = {
     Callback.INCIDENT_COMMANDER: REFUSED,  # only the commander, the owner or an admin
     Callback.PAIR_COMPLETE: REFUSED,  # finishing someone else's generated pair
     Action.PAIR_ENTER_KEY: REFUSED,
+    Action.APPROVAL_APPROVE: REFUSED,  # only the approvers, never the requester
+    Action.APPROVAL_DENY: REFUSED,
+    Action.APPROVAL_WITHDRAW: REFUSED,  # only the requester
     Action.PAIR_API_KEY: INPUT,
     Action.CREATE_IPS: INPUT,
     Action.CREATE_EXTRAS: INPUT,
@@ -409,6 +415,22 @@ class _Scene:
             ),
         )
         self.generated = stack.simulator.add_self_generated_key(self.pending.public_key_pem)
+        with session_scope(stack.services.engine) as session:  # Alice asks for a new owner
+            self.request_id = hold_change(
+                session,
+                None,
+                stack.services.settings,
+                team_id=TEAM,
+                change="edit",
+                kinds=[ApprovalKind.KEY_EDIT],
+                at_stake=["Owner: <@U0ALICE> → <@U0ADMIN>"],
+                label="alices-key",
+                requested_by=ALICE,
+                now=utcnow(),
+                form={"field": "owner", "value": ADMIN, "before": ALICE},
+                permissions=None,
+                key_id=self.key_id,
+            ).request_id
 
     def _report_of(self, user: str) -> str | None:
         with Session(self.stack.services.engine) as session:
@@ -489,6 +511,9 @@ class _Scene:
             Action.INCIDENT_CLOSE: self.incident_id,
             Action.INCIDENT_RAISE: self.key_id,
             Action.PAIR_ENTER_KEY: self.pending.pending_id,
+            Action.APPROVAL_APPROVE: self.request_id,
+            Action.APPROVAL_DENY: self.request_id,
+            Action.APPROVAL_WITHDRAW: self.request_id,
         }
         value = value_of.get(id_, self.key_id)
         return block_action(

@@ -33,6 +33,7 @@ from bot.services.custody.keys import (
     register_key,
 )
 from bot.services.errors import InvalidInput
+from bot.services.rotation.rotate import RotationForm, start_rotation
 from bot.vocabulary import ApprovalState, AuditAction, KeyPurpose, KeyType
 from storage.audit import record_event
 from storage.crypto import KeyRing
@@ -214,7 +215,8 @@ def _carry_out(
             raise InvalidInput("That request is gone.")
         session.expunge(row)
         key = session.get(ApiKey, row.key_id) if row.key_id else None
-        credentials = _held_credentials(ring, row) if row.change == "register" else None
+        carries_a_key = row.change in ("register", "rotate")
+        credentials = _held_credentials(ring, row) if carries_a_key else None
         if credentials is None and key is not None:
             credentials = open_credentials(ring, key)
     if credentials is None:
@@ -257,6 +259,27 @@ def _carry_out(
                     applying_request=request_id,
                 ),
                 now=now,
+                approved=approved,
+            )
+        elif row.change == "rotate" and row.key_id is not None:
+            start_rotation(
+                engine=engine,
+                ring=ring,
+                gateway=gateway,
+                settings=settings,
+                form=RotationForm(
+                    team_id=row.team_id,
+                    actor=row.requested_by,
+                    key_id=row.key_id,
+                    key_type=KeyType(row.form["key_type"]),
+                    api_key=credentials.api_key,
+                    secret=credentials.secret,
+                    confirm_more_permissions=bool(row.form.get("confirm_more_permissions")),
+                    source=row.form.get("source"),
+                    actor_is_admin=True,  # checked when the request was made
+                ),
+                now=now,
+                authorised=True,
                 approved=approved,
             )
         elif row.change == "edit":

@@ -26,10 +26,19 @@ from bot.config import Settings
 from bot.ids import Block
 from bot.job_queue.kinds import JobKind, rotation_announce, rotation_probe
 from bot.job_queue.queue import NewJob, cancel_jobs, drop_unsent_jobs, schedule_jobs
+from bot.model.approvals import ApprovalView
 from bot.model.delivery import SINK_LABELS
 from bot.model.findings import permission_name
 from bot.model.rotation import RotationStarted
 from bot.services.access import Actor, require_manage_key
+from bot.services.approvals.holding import (
+    ApprovedChange,
+    ChangedSinceRequest,
+    HeldForApproval,
+    finish_applied,
+    hold_change,
+    permissions_at_stake,
+)
 from bot.services.custody.delivery_plan import delivery_confirmed, plan_delivery
 from bot.services.custody.keys import (
     credential_problems,
@@ -46,7 +55,7 @@ from bot.services.oversight.findings import assess, purpose_excess
 from bot.services.response.paging import old_key_page_key, open_page, resolve_page
 from bot.services.rotation.reminder_plan import plan_reminders
 from bot.services.rows import key_row
-from bot.vocabulary import AuditAction
+from bot.vocabulary import ApprovalKind, AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing, mask_api_key
 from storage.db import session_scope
@@ -218,11 +227,17 @@ def start_rotation(
     overlap: timedelta | None = None,
     then: Callable[[Session, ApiKey, Rotation], None] | None = None,
     authorised: bool = False,
+    approved: ApprovedChange | None = None,
 ) -> RotationStarted:
     """``within`` runs in the transaction that starts the rotation (a generated pair completes
     itself there), then ``then`` with the new rotation. ``overlap``: a governed rotation, whose old key the governor deletes when
     the window ends (bot.services.governor.rotation); the old key is not probed before then.
-    ``authorised``: the caller has checked who asks (the bot's own due rotation)."""
+    ``authorised``: the caller has checked who asks (the bot's own due rotation).
+
+    A new key beyond the declared purpose, or without the IP whitelist the old key had, waits
+    for a second person when APPROVAL_REQUIRED_FOR says so (HeldForApproval; a governed
+    rotation, whose new key the governor made itself, does not). ``approved``: that request,
+    approved, being carried out: Binance must still say what the approvers saw."""
     form = normalise(form)
     if not authorised:
         require_may_rotate(engine, form)
@@ -247,6 +262,18 @@ def start_rotation(
         fix="Reduce its permissions in Binance",
         field=Block.ROTATE_CONFIRM,
     )
+    if approved is not None:
+        if approved.permissions != permissions.to_dict():
+            raise ChangedSinceRequest(
+                "Binance's answer about the new key changed since the request was made. "
+                "Nothing was changed: the request goes back to its requester."
+            )
+    elif overlap is None and (
+        kinds := rotation_kinds(settings, permissions, old_permissions, purpose)
+    ):
+        raise HeldForApproval(
+            _hold_rotation(engine, ring, settings, form, permissions, kinds, excess, now, within)
+        )
     with session_scope(engine) as session:
         key = _check_new_key(session, ring, form)  # again, under the transaction
         key = key_row(session, key.id, for_update=True)
@@ -280,6 +307,10 @@ def start_rotation(
             within(session, key)
         if then is not None:
             then(session, key, rotation)
+        approval = {}
+        if approved is not None:
+            request = finish_applied(session, approved, key_id=key.id, now=now)
+            approval = {"approval": request.id, "approved_by": request.approved_by}
         planned = plan_delivery(session, key, settings=settings, reason="rotation", now=now)
         cancel_jobs(session, key_id=key.id, kinds=[JobKind.ROTATION_REMINDER])
         if overlap is None:
@@ -299,6 +330,7 @@ def start_rotation(
                 "confirmed_more_permissions": bool(excess),
                 "accepted": excess,
                 **({"overlap_hours": overlap.total_seconds() / 3600} if overlap else {}),
+                **approval,
             },
         )
         return RotationStarted(
@@ -314,6 +346,66 @@ def start_rotation(
             delivered_to=(
                 f"{SINK_LABELS[planned.sink]} `{planned.destination}`" if planned else None
             ),
+        )
+
+
+def rotation_kinds(
+    settings: Settings,
+    new: binance.KeyPermissions,
+    old: dict[str, Any] | None,
+    purpose: KeyPurpose,
+) -> list[ApprovalKind]:
+    """What a rotation needs approval for, under APPROVAL_REQUIRED_FOR."""
+    kinds = []
+    if purpose_excess(new, purpose):
+        kinds.append(ApprovalKind.BEYOND_PURPOSE)
+    if old is not None and old.get("ipRestrict") is True and new.ip_restrict is not True:
+        kinds.append(ApprovalKind.DROPS_IP_WHITELIST)
+    return [k for k in kinds if k in settings.approval_required_for]
+
+
+def _hold_rotation(
+    engine: Engine,
+    ring: KeyRing,
+    settings: Settings,
+    form: RotationForm,
+    permissions: binance.KeyPermissions,
+    kinds: list[ApprovalKind],
+    excess: list[str],
+    now: datetime,
+    within: Callable[[Session, ApiKey], None] | None,
+) -> ApprovalView:
+    """Hold the new key, sealed, in an approval request; the old key stays as it is. A
+    generated pair it completes hands its private key over (``within``)."""
+    with session_scope(engine) as session:
+        key = _check_new_key(session, ring, form)
+        account = session.get(BinanceAccount, key.account_id)
+        if within is not None:
+            within(session, key)
+        return hold_change(
+            session,
+            ring,
+            settings,
+            team_id=form.team_id,
+            change="rotate",
+            kinds=kinds,
+            at_stake=permissions_at_stake(permissions, excess),
+            label=key.label,
+            requested_by=form.actor,
+            now=now,
+            form={
+                "key_type": form.key_type.value,
+                "confirm_more_permissions": form.confirm_more_permissions,
+                "source": form.source,
+            },
+            permissions=permissions,
+            account_alias=account.alias if account is not None else None,
+            key_id=key.id,
+            masked=mask_api_key(form.api_key),
+            owner_user_id=key.owner_user_id,
+            api_key=form.api_key,
+            secret=form.secret,
+            source=form.source,
         )
 
 
