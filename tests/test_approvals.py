@@ -556,3 +556,25 @@ def test_a_generated_pair_hands_its_private_key_to_the_request(stack, client):
     (request,) = _requests(stack)
     assert "carried out" in _press(stack, client, Action.APPROVAL_APPROVE, request.id, ADMIN)
     assert _key(stack, "payout").key_type == KeyType.ED25519.value
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def test_every_kind_needs_approval_by_default_and_a_team_can_choose(monkeypatch):
+    from bot.config import ConfigError, load_settings
+    from bot.vocabulary import ApprovalKind
+
+    monkeypatch.delenv("APPROVAL_REQUIRED_FOR")
+    defaults = load_settings(_env_file=None)
+    assert defaults.approval_required_for == tuple(ApprovalKind)
+    assert (defaults.approval_quorum, defaults.approval_ttl_hours) == (1, 24.0)
+    chosen = load_settings(_env_file=None, approval_required_for="key_edit, moves_funds")
+    assert chosen.approval_required_for == (ApprovalKind.KEY_EDIT, ApprovalKind.MOVES_FUNDS)
+    assert load_settings(_env_file=None, approval_required_for="none").approval_required_for == ()
+    with pytest.raises(ConfigError, match="APPROVAL_REQUIRED_FOR: “withdrawals” is not a kind"):
+        load_settings(_env_file=None, approval_required_for="withdrawals")
+    with pytest.raises(ConfigError, match="APPROVAL_QUORUM"):
+        load_settings(_env_file=None, approval_quorum=0)
+    with pytest.raises(ConfigError, match="APPROVER_USER_IDS"):
+        load_settings(_env_file=None, approver_user_ids="alice")
