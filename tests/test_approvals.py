@@ -336,8 +336,11 @@ def test_a_new_owner_or_a_wider_purpose_waits_and_a_narrower_one_does_not(stack,
 
 def test_open_requests_are_listed_and_on_an_approvers_home(stack, client):
     _hold_withdrawer(stack, client)
-    listed = all_text(client.command("approvals", user_id=BOB).json())
+    listed = all_text(client.command("approvals", user_id=ADMIN).json())
     assert "1 change waiting for approval" in listed and "payout" in listed
+    assert "payout" in all_text(client.command("approvals", user_id=ALICE).json())  # hers
+    bobs = all_text(client.command("approvals", user_id=BOB).json())
+    assert "No change is waiting" in bobs and "payout" not in bobs
     assert "takes no arguments" in all_text(client.command("approvals x", user_id=BOB).json())
     home = _home_of(stack, client, ADMIN)
     assert "waiting for you" in home and Action.APPROVAL_APPROVE in home
@@ -357,7 +360,10 @@ def _home_of(stack, client, user: str) -> str:
 # --- two replicas, start-up -------------------------------------------------------------------
 
 
-def test_two_approvals_at_once_store_the_key_once(stack):
+def test_two_approvals_at_once_store_the_key_once(database_url, make_stack, stack_settings):
+    """Two replicas' approvers press at the same moment (SQLite and PostgreSQL): the key is
+    stored once, the request applied once; the slower vote is refused."""
+    stack = make_stack(database_url=database_url, **stack_settings)
     services = stack.services
     sim_key = _withdrawer(stack)
     with pytest.raises(HeldForApproval) as held:
@@ -469,6 +475,7 @@ def _incident(stack, label: str) -> Incident | None:
 def test_the_request_message_says_everything_and_no_secret(stack, client):
     _, sim_key = _hold_withdrawer(stack, client)
     _run_jobs(stack)
+    assert "Approval needed" in all_text(_posts_to(stack, ALERTS)[0].params)
     said = json.dumps([c.params for c in stack.slack.calls])
     assert sim_key.secret not in said
     with Session(stack.services.engine) as session:

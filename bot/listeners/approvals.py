@@ -118,7 +118,12 @@ def handle_withdraw(
     )
 
 
-def handle_list(requester: Requester, ack: Ack, services: Services) -> None:
-    """`/apikey approvals`: the team's open requests (anyone may see what waits)."""
+def handle_list(requester: Requester, ack: Ack, client: WebClient, services: Services) -> None:
+    """`/apikey approvals`: the team's open requests for admins and approvers; for anyone
+    else, those they asked for or whose key they own (the details of other people's keys are
+    for admins, as in `status`)."""
+    actor = actor_from(services, requester)
     views = open_requests(services.engine, requester.team_id)
+    if not actor.is_admin and actor.user_id not in approver_ids(services.settings, client):
+        views = [v for v in views if actor.user_id in (v.requested_by, v.owner_user_id)]
     ack(**approvals_list(views, services.clock()).as_kwargs())

@@ -249,7 +249,7 @@ def _edit(parsed: EditKey, r: CommandRequest) -> None:
 
 
 def _list_approvals(_parsed: ListApprovals, r: CommandRequest) -> None:
-    handle_list_approvals(r.requester, r.ack, r.services)
+    handle_list_approvals(r.requester, r.ack, r.client, r.services)
 
 
 def _list_incidents(_parsed: ListIncidents, r: CommandRequest) -> None:
