@@ -585,3 +585,14 @@ def test_every_kind_needs_approval_by_default_and_a_team_can_choose(monkeypatch)
         load_settings(_env_file=None, approval_quorum=0)
     with pytest.raises(ConfigError, match="APPROVER_USER_IDS"):
         load_settings(_env_file=None, approver_user_ids="alice")
+
+
+def test_approving_from_the_app_home_answers_by_direct_message(stack, client):
+    _hold_withdrawer(stack, client)
+    (request,) = _requests(stack)
+    response = client.action(
+        Action.APPROVAL_APPROVE, request.id, user_id=ADMIN, view={"type": "home"}
+    )
+    assert response.status_code == 200 and stack.wait_idle(timeout=20)
+    told = all_text([c.params for c in _posts_to(stack, "D0ADMIN")])
+    assert "carried out" in told and _key(stack, "payout") is not None

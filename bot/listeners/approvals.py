@@ -21,6 +21,7 @@ from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.slack.access import Requester, actor_from
 from bot.slack.approvers import approver_ids
+from bot.slack.messaging import responder
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,13 @@ def _request_id(body: dict[str, Any]) -> str:
     return str(value or "")[:64]
 
 
-def _answer(services: Services, respond: Respond, work: Callable[[], Decision]) -> None:
-    """Run ``work`` after the ack (approving asks Binance); tell only the person who pressed."""
+def _answer(
+    services: Services,
+    reply: Callable[..., Any],
+    work: Callable[[], Decision],
+) -> None:
+    """Run ``work`` after the ack (approving asks Binance); tell only the person who pressed
+    (``reply``: the response_url, or their direct messages for a click on the App Home)."""
 
     def run() -> None:
         try:
@@ -43,7 +49,7 @@ def _answer(services: Services, respond: Respond, work: Callable[[], Decision]) 
             ref = uuid.uuid4().hex[:8]
             log.exception("approval decision failed (reference %s)", ref)
             message = error_message(UNEXPECTED.format(ref=ref))
-        respond(**message.as_kwargs(), response_type="ephemeral", replace_original=False)
+        reply(**message.as_kwargs(), response_type="ephemeral", replace_original=False)
 
     services.background.submit(run)
 
@@ -73,7 +79,7 @@ def handle_approve(
         refresh_home(services, client, actor)
         return decision
 
-    _answer(services, respond, work)
+    _answer(services, responder(body, client, respond), work)
 
 
 def handle_deny(
@@ -98,17 +104,22 @@ def handle_deny(
         refresh_home(services, client, actor)
         return decision
 
-    _answer(services, respond, work)
+    _answer(services, responder(body, client, respond), work)
 
 
 def handle_withdraw(
-    ack: Ack, body: dict[str, Any], respond: Respond, services: Services, requester: Requester
+    ack: Ack,
+    body: dict[str, Any],
+    client: WebClient,
+    respond: Respond,
+    services: Services,
+    requester: Requester,
 ) -> None:
     ack()
     actor = actor_from(services, requester)
     _answer(
         services,
-        respond,
+        responder(body, client, respond),
         lambda: withdraw(
             engine=services.engine,
             actor=actor,

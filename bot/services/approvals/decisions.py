@@ -224,14 +224,16 @@ def _carry_out(
     try:
         seen = gateway.api_restrictions(credentials)
     except NOT_THE_SAME_KEY as error:
-        return _changed(engine, request_id, now, f"Binance no longer accepts the key: {error}")
+        why = f"Binance no longer accepts the key ({error.user_message})"
+        return _changed(engine, request_id, now, why)
     except binance.BinanceError as error:
         return Decision(
             view=request_view(engine, request_id),
             note="Approved, but Binance could not be asked to confirm the key "
             f"({error.user_message}). The request stays open: press Approve again later.",
         )
-    if seen.to_dict() != row.permissions_json:
+    # An edit of a key never checked has no earlier answer to compare with.
+    if row.permissions_json is not None and seen.to_dict() != row.permissions_json:
         return _changed(engine, request_id, now, "Binance's answer about the key changed")
     approved = ApprovedChange(request_id=request_id, permissions=row.permissions_json)
     try:
