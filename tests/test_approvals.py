@@ -596,3 +596,38 @@ def test_approving_from_the_app_home_answers_by_direct_message(stack, client):
     assert response.status_code == 200 and stack.wait_idle(timeout=20)
     told = all_text([c.params for c in _posts_to(stack, "D0ADMIN")])
     assert "carried out" in told and _key(stack, "payout") is not None
+
+
+def test_a_governor_waits_for_another_admin_then_learns_its_sub_accounts(make_stack):
+    from tests.e2e import bot_client
+    from tests.test_governor_registration import _ask, _make_in_binance, _steps
+    from tests.test_key_pairs import _button_value, _enter_key
+
+    stack = make_stack(
+        alert_channel=ALERTS,
+        admin_user_ids=f"{ADMIN},{CAROL}",
+        approval_required_for="governor",
+        bot_egress_ips="127.0.0.1",
+    )
+    client = bot_client(stack)
+    stack.simulator.add_sub_account(master="master", email="bot1@example.com")
+    _ask(client, stack, "governor master")
+    message = _steps(stack, "governor-master")
+    sim_key = _make_in_binance(stack, "governor-master")
+    _enter_key(stack, client, _button_value(message), sim_key.api_key, user=ADMIN)
+    assert stack.wait_idle()
+    assert _key(stack, "governor-master") is None
+    (request,) = _requests(stack)
+    assert request.kinds == ["governor"] and request.requested_by == ADMIN
+    assert "another person" in _press(stack, client, Action.APPROVAL_APPROVE, request.id, ADMIN)
+    assert "carried out" in _press(stack, client, Action.APPROVAL_APPROVE, request.id, CAROL)
+    assert _key(stack, "governor-master").purpose == KeyPurpose.GOVERNOR.value
+    from storage.models import BinanceAccount
+
+    def governed() -> BinanceAccount | None:
+        with Session(stack.services.engine) as session:
+            return session.exec(
+                select(BinanceAccount).where(BinanceAccount.sub_account_email == "bot1@example.com")
+            ).first()
+
+    assert wait_until(governed, timeout=15)

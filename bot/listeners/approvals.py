@@ -15,7 +15,9 @@ from slack_sdk import WebClient
 from bot.blocks.approvals import approvals_list, decision_message
 from bot.blocks.notices import error_message
 from bot.listeners.background import UNEXPECTED
+from bot.listeners.governor_sync import after_governor_registered
 from bot.listeners.home import refresh_home
+from bot.model.approvals import ApprovalKind, ApprovalState
 from bot.services.approvals.decisions import Decision, approve, deny, open_requests, withdraw
 from bot.services.context import Services
 from bot.services.errors import DomainError
@@ -77,6 +79,12 @@ def handle_approve(
             now=services.clock(),
         )
         refresh_home(services, client, actor)
+        view = decision.view
+        if view.state == ApprovalState.APPLIED and ApprovalKind.GOVERNOR in view.kinds:
+            # as after a governor registered at once: learn its sub-accounts, tell its admin
+            after_governor_registered(
+                services, client, team_id=actor.team_id, user_id=view.requested_by
+            )
         return decision
 
     _answer(services, responder(body, client, respond), work)

@@ -131,7 +131,12 @@ def validate_registration(form: RegistrationForm) -> dict[str, str]:
     """Problems with the form, by modal block id (empty when it can go to Binance)."""
     problems = label_and_account_problems(form)
     problems.update(credential_problems(form.api_key, form.secret, form.key_type))
-    if form.purpose == KeyPurpose.GOVERNOR and form.completing_pair is None:
+    # (a governor held for approval came from a pair too: its request carries it out)
+    if (
+        form.purpose == KeyPurpose.GOVERNOR
+        and form.completing_pair is None
+        and form.applying_request is None
+    ):
         problems[Block.PURPOSE] = (
             "A governor is registered by an admin with `/apikey governor <account>`, from a key "
             "pair the bot generates; please choose another purpose."
