@@ -631,3 +631,30 @@ def test_a_governor_waits_for_another_admin_then_learns_its_sub_accounts(make_st
             ).first()
 
     assert wait_until(governed, timeout=15)
+
+
+def test_a_creation_that_would_move_funds_waits_before_binance_is_asked(make_stack):
+    from tests.e2e import bot_client
+    from tests.test_governor_flows import SUB, create, govern
+
+    stack = make_stack(
+        alert_channel=ALERTS,
+        admin_user_ids=f"{ADMIN},{CAROL}",
+        approval_required_for="moves_funds",
+        bot_egress_ips="127.0.0.1",
+    )
+    client = bot_client(stack)
+    govern(stack, client)
+    asked = len(stack.simulator.request_log)
+    held = create(client, extras=("transfer",), confirm=True)
+    assert "waits for approval" in all_text(held.json())
+    assert stack.wait_idle()
+    assert stack.simulator.keys_of(SUB) == [] and _key(stack, "maker") is None
+    assert not any(r.method == "POST" for r in stack.simulator.request_log[asked:])
+    (request,) = _requests(stack)
+    assert request.change == "create" and "Universal transfer" in " ".join(request.at_stake)
+    assert "created" in _press(stack, client, Action.APPROVAL_APPROVE, request.id, CAROL)
+    assert len(stack.simulator.keys_of(SUB)) == 1
+    stored = _key(stack, "maker")
+    assert stored is not None and stored.created_via == "governor"
+    assert _requests(stack)[0].state == "applied"

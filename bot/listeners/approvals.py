@@ -77,6 +77,7 @@ def handle_approve(
             request_id=_request_id(body),
             eligible=approver_ids(services.settings, client),
             now=services.clock(),
+            governor=services.governor,
         )
         refresh_home(services, client, actor)
         view = decision.view

@@ -19,6 +19,7 @@ KIND_WORDS = {
 }
 CHANGE_WORDS = {
     "register": "register the key",
+    "create": "have the governor create the key",
     "rotate": "replace the key with a new one",
     "edit": "change the key",
 }

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot import binance
+from bot.binance.governor import GovernorGateway
 from bot.commands import EditField
 from bot.config import Settings
 from bot.job_queue.kinds import approval_outcome
@@ -33,6 +34,7 @@ from bot.services.custody.keys import (
     register_key,
 )
 from bot.services.errors import InvalidInput
+from bot.services.governor.minting import create_key, creation_from
 from bot.services.rotation.rotate import RotationForm, start_rotation
 from bot.vocabulary import ApprovalState, AuditAction, KeyPurpose, KeyType
 from storage.audit import record_event
@@ -146,6 +148,7 @@ def approve(
     request_id: str,
     eligible: frozenset[str],
     now: datetime,
+    governor: GovernorGateway | None = None,
 ) -> Decision:
     """One approver's yes. Never the requester's, never an outsider's, never twice; at quorum
     the change is carried out, after Binance confirms the key is what was approved."""
@@ -197,6 +200,7 @@ def approve(
         settings=settings,
         request_id=request_id,
         now=now,
+        governor=governor,
     )
 
 
@@ -208,6 +212,7 @@ def _carry_out(
     settings: Settings,
     request_id: str,
     now: datetime,
+    governor: GovernorGateway | None,
 ) -> Decision:
     with Session(engine) as session:
         row = session.get(ApprovalRequest, request_id)
@@ -219,6 +224,8 @@ def _carry_out(
         credentials = _held_credentials(ring, row) if carries_a_key else None
         if credentials is None and key is not None:
             credentials = open_credentials(ring, key)
+    if row.change == "create":  # nothing exists in Binance yet: nothing to check first
+        return _create(engine, ring, gateway, settings, row, governor, now)
     if credentials is None:
         raise InvalidInput("The key of that request is gone; nothing was changed.")
     try:
@@ -301,6 +308,33 @@ def _carry_out(
         return _changed(engine, request_id, now, exc.user_message)
     view = request_view(engine, request_id)
     return Decision(view=view, note=f"Approved and carried out: “{view.label}”.")
+
+
+def _create(
+    engine: Engine,
+    ring: KeyRing,
+    gateway: binance.BinanceGateway,
+    settings: Settings,
+    row: ApprovalRequest,
+    governor: GovernorGateway | None,
+    now: datetime,
+) -> Decision:
+    """Have the governor create exactly the approved key (it proves it with apiRestrictions
+    before storing, as every creation)."""
+    if governor is None:
+        raise InvalidInput("This bot has no governor gateway; nothing was created.")
+    create_key(
+        engine=engine,
+        ring=ring,
+        gateway=gateway,
+        governor=governor,
+        settings=settings,
+        request=creation_from(row.form),
+        now=now,
+        approved=ApprovedChange(request_id=row.id, permissions=None),
+    )
+    view = request_view(engine, row.id)
+    return Decision(view=view, note=f"Approved and carried out: “{view.label}” was created.")
 
 
 def _held_credentials(ring: KeyRing, row: ApprovalRequest) -> binance.Credentials | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot import binance
 from bot.config import Settings
@@ -230,7 +230,7 @@ def open_registration_labels(session: Session, team_id: str) -> list[tuple[str, 
             select(ApprovalRequest.id, ApprovalRequest.label).where(
                 ApprovalRequest.team_id == team_id,
                 ApprovalRequest.state == ApprovalState.OPEN.value,
-                ApprovalRequest.change == "register",
+                col(ApprovalRequest.change).in_(("register", "create")),
             )
         ).all()
     )

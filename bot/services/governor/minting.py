@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -33,9 +33,12 @@ from bot.binance import GovernorGateway, SubAccountGrant
 from bot.config import Settings
 from bot.job_queue.kinds import mint_check
 from bot.job_queue.queue import schedule_jobs
+from bot.model.approvals import ApprovalView
+from bot.model.findings import PURPOSE_NAMES
 from bot.model.governor import LostMint
 from bot.model.key_pairs import KeyAlgorithm
 from bot.model.keys import RegisteredKey
+from bot.services.approvals.holding import ApprovedChange, HeldForApproval, hold_change
 from bot.services.custody.key_pairs import generate_pair
 from bot.services.custody.keys import (
     RegistrationForm,
@@ -47,7 +50,7 @@ from bot.services.custody.keys import (
 )
 from bot.services.errors import DomainError, InvalidInput, KeyNotUsable
 from bot.services.governor.calls import CallContext, on_behalf_of
-from bot.vocabulary import AuditAction
+from bot.vocabulary import ApprovalKind, AuditAction
 from storage.audit import record_event
 from storage.crypto import KeyRing
 from storage.db import session_scope
@@ -209,9 +212,14 @@ def create_key(
     settings: Settings,
     request: MintRequest,
     now: datetime | None = None,
+    approved: ApprovedChange | None = None,
 ) -> RegisteredKey:
     """Create the key in Binance through the governor, verify it and store it (see the module
-    docstring). Raises a DomainError with a polite message when anything refuses."""
+    docstring). Raises a DomainError with a polite message when anything refuses.
+
+    A key that would move funds (universal transfer) is held for a second person before
+    Binance is asked when APPROVAL_REQUIRED_FOR names moves_funds (HeldForApproval);
+    ``approved``: that request, approved, being carried out."""
     now = now or utcnow()
     grant = grant_for(request.purpose, request.extras)
     ips = ip_list_for(settings, request)
@@ -230,19 +238,28 @@ def create_key(
     with Session(engine) as session:
         target = governed_target(session, request.team_id, request.sub_account)
     # A placeholder key passes the shape checks: the real one does not exist yet.
-    form = mint_form(request, target, api_key="", secret="")
+    applying = approved.request_id if approved is not None else None
+    form = replace(mint_form(request, target, api_key="", secret=""), applying_request=applying)
     refuse_before_binance(engine, ring, form, label_and_account_problems(form))
+    if (
+        approved is None
+        and grant.can_universal_transfer
+        and ApprovalKind.MOVES_FUNDS in settings.approval_required_for
+    ):
+        raise HeldForApproval(_hold_creation(engine, settings, request, target, ips, now))
 
     def store(api_key: str, private_pem: str, within: Within) -> RegisteredKey:
+        minted = mint_form(request, target, api_key, private_pem)
         return register_key(
             engine=engine,
             ring=ring,
             gateway=gateway,
-            form=mint_form(request, target, api_key, private_pem),
+            form=replace(minted, applying_request=applying),
             settings=settings,
             now=now,
             within=within,
             may_hold=False,
+            approved=approved,
         )
 
     return mint_key(
@@ -257,6 +274,64 @@ def create_key(
         reason="register",
         now=now,
         store=store,
+    )
+
+
+def _hold_creation(
+    engine: Engine,
+    settings: Settings,
+    request: MintRequest,
+    target: GovernedTarget,
+    ips: Sequence[str] | None,
+    now: datetime,
+) -> ApprovalView:
+    """Hold a creation that would move funds before Binance is asked: nothing exists yet, so
+    nothing is sealed; approving it creates exactly the key described here."""
+    extras = sorted(request.extras)
+    stake = [
+        f"The governor would create it in the sub-account {target.alias} for "
+        f"{PURPOSE_NAMES[request.purpose]}" + (f", with {', '.join(extras)}" if extras else ""),
+        "It can move funds: Universal transfer",
+        "IP list: " + (", ".join(ips) if ips else "none (unrestricted)"),
+    ]
+    with session_scope(engine) as session:
+        return hold_change(
+            session,
+            None,
+            settings,
+            team_id=request.team_id,
+            change="create",
+            kinds=[ApprovalKind.MOVES_FUNDS],
+            at_stake=stake,
+            label=request.label.strip(),
+            requested_by=request.actor,
+            now=now,
+            form=held_creation(request),
+            permissions=None,
+            account_alias=target.alias,
+            owner_user_id=request.owner_user_id,
+            source=request.source,
+        )
+
+
+def held_creation(request: MintRequest) -> dict[str, object]:
+    """The request's fields, as an approval request keeps them (JSON)."""
+    fields = asdict(request)
+    fields["purpose"] = request.purpose.value
+    fields["extras"] = sorted(request.extras)
+    fields["ip_addresses"] = list(request.ip_addresses)
+    return fields
+
+
+def creation_from(fields: dict[str, Any]) -> MintRequest:
+    """The MintRequest an approval request kept (``held_creation``)."""
+    return MintRequest(
+        **{
+            **fields,
+            "purpose": KeyPurpose(fields["purpose"]),
+            "extras": frozenset(fields["extras"]),
+            "ip_addresses": tuple(fields["ip_addresses"]),
+        }
     )
 
 
