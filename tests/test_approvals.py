@@ -112,8 +112,14 @@ def _posts_to(stack, channel: str) -> list:
 # --- held, told, approved ---------------------------------------------------------------------
 
 
-def test_a_key_that_can_move_funds_waits_for_another_person(stack, client):
-    """Before: Alice's withdrawal key was stored on her own say-so."""
+def test_a_key_that_can_move_funds_waits_for_another_person(
+    database_url, make_stack, stack_settings
+):
+    """Before: Alice's withdrawal key was stored on her own say-so. (SQLite and PostgreSQL.)"""
+    from tests.e2e import bot_client
+
+    stack = make_stack(database_url=database_url, **stack_settings)
+    client = bot_client(stack)
     held, sim_key = _hold_withdrawer(stack, client)
     answer = held.json()
     assert answer["response_action"] == "update", answer
@@ -289,7 +295,11 @@ def test_only_the_requester_withdraws(stack, client):
     assert len(_events(stack, "approval.withdraw")) == 1
 
 
-def test_a_request_nobody_decides_expires_shredded(stack, client):
+def test_a_request_nobody_decides_expires_shredded(database_url, make_stack, stack_settings):
+    from tests.e2e import bot_client
+
+    stack = make_stack(database_url=database_url, **stack_settings)
+    client = bot_client(stack)
     _hold_withdrawer(stack, client)
     _run_jobs(stack)  # told; not yet expired
     assert _requests(stack)[0].state == "open"
