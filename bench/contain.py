@@ -78,7 +78,7 @@ SERVICE_IP = "203.0.113.7"  # the trading service's address (documentation range
 # What an admin ticks for the governor in Binance: Read and Spot & margin trading only.
 GOVERNOR_FLAGS = {"enableSpotAndMarginTrading": True}
 SETUP_TIMEOUT = 180.0
-CONTAIN_TIMEOUT = 60.0
+CONTAIN_TIMEOUT = 180.0  # a burst past the limit waits for the next minute, then a retry
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -519,10 +519,10 @@ def _after(output: str, echoed: str) -> str:
     return output[start : min(ends) if ends else None]
 
 
-def test_demo_governor_walks_creation_leak_and_containment():
+def test_demo_governor_walks_creation_leak_containment_and_successor():
     """A newcomer types `demo governor`: a governor for the demo master account, a key the bot
-    creates in a sub-account, reported compromised, deleted through Binance's API and proven.
-    Sub-account commands take bad input politely first."""
+    creates in a sub-account, reported compromised, deleted through Binance's API and proven,
+    and its successor made in one click. Sub-account commands take bad input politely first."""
     result = run_script(
         "binance sub-accounts\nbinance sub-account add not-an-email\ndemo governor\nexit\n",
         timeout=120,
@@ -545,7 +545,12 @@ def test_demo_governor_walks_creation_leak_and_containment():
         r"Deleted by the bot through Binance's API \d+(\.\d)? s after the report", leak
     )
     assert "done by the bot: deleted through Binance's API" in leak
-    after = out[out.index("5. Contained") :]
-    assert "ED25519 DELETED" in after and "contained by the bot in" in after
-    assert "The walk is over" in after
+    gone = _after(out[out.index("5. Contained") :], "governor> binance sub-accounts")
+    assert "ED25519 DELETED" in gone
+    successor = _after(out, "governor> press Create a successor")
+    assert "Registered *maker-bot*" in successor and "made a successor" in successor
+    replaced = successor + _after(out, "governor> binance sub-accounts\n  maker-bot@example.com: 2")
+    assert re.search(r"DELETED .*\n.*ED25519 active\s+read, trade; IPs: 203\.0\.113\.7", replaced)
+    assert "contained by the bot in" in _after(out, "governor> /apikey incidents")
+    assert "The walk is over" in out
     assert "BEGIN PRIVATE KEY" not in out  # no private key is ever shown, governor's or minted

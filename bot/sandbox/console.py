@@ -92,7 +92,7 @@ Console commands (anything starting with /apikey goes to the bot, as the person 
   advance <n>m|h|d|w             move the scheduler's clock forward (e.g. advance 1d), then tick
   demo drill                     walk register, reminder, rotate, leak, incident, close
   demo governor                  walk a governor: a key created in a sub-account by the bot,
-                                 leaked, and deleted through Binance's API in seconds
+                                 leaked, deleted through Binance's API in seconds, replaced
   binance sub-accounts           the demo master account's sub-accounts and their keys
   binance sub-account add <email>
                                  a new sub-account of the demo master account

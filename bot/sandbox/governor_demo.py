@@ -1,9 +1,9 @@
 """``demo governor``: a scripted walk through the governor, run by the console as if typed.
 
 An admin makes the bot the governor of the demo master account, the bot creates a trading key
-in a sub-account without anyone seeing a secret, the key leaks, and the bot deletes it through
-Binance's API the moment it is reported, proving it by probing. Zero-touch rotation and the
-one-click successor are not built yet, so the walk does not show them.
+in a sub-account without anyone seeing a secret, the key leaks, the bot deletes it through
+Binance's API the moment it is reported, proving it by probing, and one click makes its
+successor. Zero-touch rotation is not built yet, so the walk does not show it.
 """
 
 from __future__ import annotations
@@ -43,18 +43,24 @@ binance sub-accounts
 ##    once, then signs a request with the key itself to prove Binance now rejects it.
 /apikey compromised maker-bot
 ## 5. Contained: step 1 of the checklist is ticked by the bot, with the time from the report.
+##    Binance holds the key no more:
+binance sub-accounts
+## 6. The checklist now offers a successor. Olivia presses it: the governor makes a new key with
+##    the same permissions and IP list, under the same label. (With a credential sink, such as
+##    SINK_FILE_DIR, the bot writes it where the old key was; this sandbox has none.)
+press Create a successor
 binance sub-accounts
 /apikey incidents
 """
 
 INTRO = (
     "The governor: a governor key for a master account → a key created in a sub-account by "
-    "the bot → the key leaks → deleted through Binance's API in seconds"
+    "the bot → the key leaks → deleted through Binance's API in seconds → its successor"
 )
 OUTRO = (
-    "\nThe walk is over: the key was dead before anyone opened Binance. Steps 2 to 5 of the "
-    "checklist are still for people (press their buttons), and the incident can be closed. "
-    "Type help for more."
+    "\nThe walk is over: the leaked key was dead, and its successor made, before anyone opened "
+    "Binance. Steps 2 to 5 of the checklist are still for people (press their buttons), then "
+    "the incident can be closed. Type help for more."
 )
 
 
