@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -161,11 +162,31 @@ def audit_verdict(stack: LocalStack, user_id: str, *, timeout: float = 30.0) -> 
     return all_text(ack.json()), all_text(reply.params)
 
 
+def _local_port_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on now, for a process that must be told its port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nothing listens on now, for a process that must be told its port.
+
+    Chosen below the ephemeral range: a port from it (what binding port 0 gives) can be taken
+    by any server or client socket of the other test processes between this check and the
+    child's bind ("Address already in use"); one below it is taken only by someone who names
+    it."""
+    low = _local_port_range()[0]
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 # Settings of the machine running the tests that must not reach a bot started by a test.
