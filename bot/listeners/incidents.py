@@ -91,7 +91,7 @@ def raise_and_announce(
     if governed:
         # A governed key: the governor deletes (or quarantines) it now, while the checklist
         # is posted; the checklist is redrawn once that is proven.
-        services.background.submit(_contain_now, services, client, raised.incident_id, actor)
+        services.urgent.submit(_contain_now, services, client, raised.incident_id, actor)
     view = load_incident(services.engine, raised.incident_id)
     if not raised.created:
         respond(
