@@ -271,8 +271,11 @@ _SINCE = re.compile(r"^(?P<label>.+?)\s+since\s+(?P<when>\S+)$", re.IGNORECASE)
 # https://developers.binance.com/docs/wallet/capital/withdraw-history). The bot plans 80% of
 # that (8 requests: bot.binance.budget.SAFETY) and the review also reads the 90 days before
 # ``since`` to tell new withdrawal addresses from known ones: one second's reads cover
-# 8 x 90 - 90 = 630 days, so a review never queues behind its own limit or stops half-way.
-# tests/test_commands.py derives the figure from the gateway's constants.
+# 8 x 90 - 90 = 630 days. A review within that window reads its withdrawals in about one
+# second's allowance of the account; a longer one would queue behind the limit (a second for
+# every two years) and, past the gateway's wait, stop half-way with "used up". Binance keeps
+# older history: the message says to review it in Binance. tests/test_commands.py derives
+# the figure from the gateway's constants.
 REVIEW_WINDOW_DAYS = 630
 MAX_REVIEW_DAYS = REVIEW_WINDOW_DAYS
 _WINDOW_REASON = (
