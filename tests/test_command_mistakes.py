@@ -19,8 +19,8 @@ def _answer(stack, client, text: str) -> str:
 
 
 def _incidents(stack) -> int:
-    with Session(stack.services.engine) as session:
-        return session.exec(sa.text("SELECT COUNT(*) FROM incidents")).one()[0]
+    with stack.services.engine.connect() as connection:
+        return connection.execute(sa.text("SELECT COUNT(*) FROM incidents")).scalar_one()
 
 
 def test_since_older_than_the_review_window_is_refused_and_nothing_is_marked(stack, client):
