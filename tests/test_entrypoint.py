@@ -69,12 +69,12 @@ def test_wrong_master_key_stops_start_up_and_changes_nothing(tmp_path):
 
 def test_check_changes_nothing_and_says_when_there_is_nothing_to_check(tmp_path):
     empty = _run(["check"], tmp_path, _env(tmp_path))
-    assert empty.returncode == 0 and "nothing to check" in empty.stdout, empty.stderr
+    assert empty.returncode == 0 and "nothing to check" in empty.stderr, empty.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no database, no key file
     assert _run(["migrate"], tmp_path, _env(tmp_path)).returncode == 0
     before = (tmp_path / "bot.db").read_bytes()
     unsealed = _run(["check"], tmp_path, _env(tmp_path))
-    assert unsealed.returncode == 0 and "no master key is configured" in unsealed.stdout
+    assert unsealed.returncode == 0 and "no master key is configured" in unsealed.stderr
     assert not (tmp_path / "apikey-bot-master.key").exists()
     k1 = generate_master_key("k1").encoded()
     checked = _run(["check"], tmp_path, _env(tmp_path, MASTER_KEYS=k1))
@@ -166,6 +166,6 @@ def test_slack_ids_in_settings_are_checked(tmp_path, name, value, says):
 
 def test_audit_verify_in_an_empty_directory_creates_nothing(tmp_path):
     done = _run(["audit", "verify"], tmp_path, _env(tmp_path))
-    assert done.returncode == 0 and "nothing to check" in done.stdout, done.stderr
+    assert done.returncode == 0 and "nothing to check" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
