@@ -145,6 +145,13 @@ DETAILS: dict[AuditAction, dict[str, object]] = {
     AuditAction.KEY_REMOVE: {"masked": "vmPU…Eh8A", "announced": True},
     AuditAction.KEY_ROTATE_COMPLETE: {"old": "vmPU…Eh8A", "proof": "Binance rejects the old key"},
     AuditAction.KEY_ROTATE_OLD_KEY_ALIVE: {"old": "vmPU…Eh8A"},
+    AuditAction.KEY_ROTATE_FAILED: {
+        "step": "delete old",
+        "why": "Binance could not be reached. Try again later.",
+        "retry_at": LATER,
+    },
+    AuditAction.KEY_ROTATE_OLD_KEY_DELETED: {"old": "vmPU…Eh8A", "early": True},
+    AuditAction.KEY_ROTATE_OVERLAP_ENDED: {"old": "vmPU…Eh8A"},
     AuditAction.KEY_ROTATE_START: {
         "old": "vmPU…Eh8A",
         "new": "abcd…wxyz",

@@ -271,6 +271,30 @@ def _old_key(d: Detail) -> str:
     return text
 
 
+_FAILED_STEPS = {"successor": "making the successor", "delete old": "deleting the old key"}
+
+
+def _rotate_failed(d: Detail) -> str:
+    step = str(d.get("step") or "")
+    text = _FAILED_STEPS.get(step, escape(step.replace("_", " ")))
+    if d.get("why"):
+        text += f": {escape(str(d['why']).rstrip('. '))}"
+    if d.get("retry_at"):
+        text += f"; tried again at {when(d['retry_at'])}"
+    return text
+
+
+def _old_key_deleted(d: Detail) -> str:
+    text = f"old {_masked(d, 'old')}" if d.get("old") else ""
+    if "early" in d:
+        text += (
+            ", when the owner said the service uses the new key"
+            if d.get("early")
+            else ", when the overlap ended"
+        )
+    return text
+
+
 def _status(d: Detail) -> str:
     counts = [
         plural(int(d[k]), word)
@@ -362,6 +386,9 @@ SENTENCE_ENDS: dict[str, Callable[[Detail], str]] = {
     AuditAction.KEY_REGISTER: _register,
     AuditAction.KEY_REMOVE: _remove,
     AuditAction.KEY_ROTATE_COMPLETE: _old_key,
+    AuditAction.KEY_ROTATE_FAILED: _rotate_failed,
+    AuditAction.KEY_ROTATE_OLD_KEY_DELETED: _old_key_deleted,
+    AuditAction.KEY_ROTATE_OVERLAP_ENDED: _old_key,
     AuditAction.KEY_ROTATE_OLD_KEY_ALIVE: _old_key,
     AuditAction.KEY_ROTATE_START: _rotate_start,
     AuditAction.KEY_ROTATE_WAITING_FOR_DELIVERY: _old_key,
