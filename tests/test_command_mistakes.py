@@ -46,3 +46,20 @@ def test_a_period_without_its_unit_changes_nothing(stack, client):
     assert "from 1 to 3650, with its unit `d`" in answer
     with Session(stack.services.engine) as session:
         assert session.exec(select(ApiKey)).one().rotation_period_days == before
+
+
+def test_a_mistyped_label_gets_did_you_mean_and_changes_nothing(stack, client):
+    register_directly(stack, "trading-bot", owner=ALICE)
+    client.post(
+        slash_command(
+            "compromised trading-bto", user_id=ALICE, response_url=stack.slack.response_url()
+        )
+    )
+    stack.wait_idle()
+    said = all_text([c.params for c in stack.slack.calls])
+    assert "Did you mean “trading-bot”?" in said
+    assert _incidents(stack) == 0
+    answer = _answer(stack, client, "rotate trading-bto every 30d")
+    assert "Did you mean “trading-bot”?" in answer
+    unrelated = _answer(stack, client, "rotate zzzzzz every 30d")
+    assert "Did you mean" not in unrelated and "/apikey list" in unrelated
