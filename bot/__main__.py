@@ -1,6 +1,7 @@
-"""Entry point: ``python -m bot`` / ``apikey-bot``.
+"""The command line, ``apikey-bot`` (or ``python -m bot``): the bot, and its admin commands.
 
 apikey-bot [run]                 run the Slack bot (Socket Mode or HTTP)
+apikey-bot scheduler             run only the reminder / probe loop (an extra replica)
 apikey-bot migrate               bring the database schema up to date
 apikey-bot check                 prove the master keys open the stored secrets
 apikey-bot keys init             make a first master key file (MASTER_KEYS_FILE, or the default)
@@ -10,11 +11,13 @@ apikey-bot keys retire ID        forget a master key no row uses any more
 apikey-bot audit verify          check the audit chain (and its checkpoints in Slack)
 apikey-bot audit export          stream the audit trail as JSON lines or CSV
 apikey-bot simulator             run the local Binance simulator
+apikey-bot sandbox               try every command offline
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import sys
@@ -37,42 +40,169 @@ from storage.master_keys import VaultError, reencrypt_all, retire_key
 
 log = logging.getLogger("bot")
 
+DESCRIPTION = (
+    "A Slack bot that governs a team's Binance API keys: it keeps their secrets sealed, shows "
+    "what each key can really do, rotates keys on schedule and runs the playbook when one "
+    "leaks. Without a subcommand it runs the bot. Settings come from the environment (and "
+    "an optional .env file)."
+)
+# One rule for every command that checks or reads what is stored (check, audit verify,
+# audit export): an empty or missing database is not a failure.
+NOTHING_TO_CHECK_RULE = (
+    "When there is nothing to check yet (no database, no tables, or nothing stored in them), "
+    "the command creates nothing, says so in one line on standard error that begins "
+    "'nothing to', and exits 0."
+)
+EXIT_CODES = (
+    "exit codes: 0 done, or nothing to check; 1 what was checked is wrong (a tampered audit "
+    "trail) or the output could not be written; 2 the command could not run (a setting, "
+    "a master key or the database); 3 keys reencrypt stopped with rows still to do. "
+    + NOTHING_TO_CHECK_RULE
+)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("apikey-bot")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown (not installed)"
+
+
+def _add(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    *,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=description, epilog=epilog)
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="apikey-bot", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("run", help="run the Slack bot (the default)")
-    sub.add_parser("scheduler", help="run only the reminder / probe loop (an extra replica)")
-    sub.add_parser("migrate", help="bring the database schema up to date")
-    sub.add_parser("check", help="prove the configured master keys open the stored secrets")
-    keys = sub.add_parser("keys", help="manage the master keys").add_subparsers(dest="keys_command")
-    keys.add_parser(
+    parser = argparse.ArgumentParser(prog="apikey-bot", description=DESCRIPTION, epilog=EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    _add(
+        sub,
+        "run",
+        "run the Slack bot (the default)",
+        "Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT "
+        "(POST /slack/events, GET /healthz). It migrates the database and, on a first run, "
+        "makes a master key file. Stops cleanly on SIGTERM.",
+    )
+    _add(
+        sub,
+        "scheduler",
+        "run only the reminder / probe loop (an extra replica)",
+        "Run only the loop that sends reminders and runs scheduled checks, without serving "
+        "Slack: an extra replica beside `run`, on the same database.",
+    )
+    _add(
+        sub,
+        "migrate",
+        "bring the database schema up to date",
+        "Bring the database schema at DATABASE_URL up to date (Alembic migrations). Checks "
+        "the master keys' settings first; safe to run again.",
+    )
+    _add(
+        sub,
+        "check",
+        "prove the configured master keys open the stored secrets",
+        "Prove the configured master keys open what is stored, changing nothing: no "
+        "database, table, key file or canary is created.",
+        epilog=EXIT_CODES,
+    )
+    keys_parser = _add(
+        sub,
+        "keys",
+        "manage the master keys",
+        "Manage the master keys that seal every stored secret.",
+    )
+    keys = keys_parser.add_subparsers(dest="keys_command", title="commands", metavar="COMMAND")
+    _add(
+        keys,
         "init",
-        help="make a first master key file where MASTER_KEYS_FILE says (never over an existing one)",
+        "make a first master key file (never over an existing one)",
+        "Make a first master key file where MASTER_KEYS_FILE says (else the default path), "
+        "readable by its owner only. Never over an existing file, and never when the "
+        "database holds secrets a new key could not open.",
     )
-    generate = keys.add_parser("generate", help="print a new master key line to add to MASTER_KEYS")
-    generate.add_argument("key_id")
-    reencrypt = keys.add_parser("reencrypt", help="re-seal every row under the active key")
-    reencrypt.add_argument("--batch-size", type=int, default=200)
-    reencrypt.add_argument("--max-batches", type=int, default=None)
-    retire = keys.add_parser("retire", help="forget a master key that no row uses")
-    retire.add_argument("key_id")
-    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command")
-    audit.add_parser(
+    generate = _add(
+        keys,
+        "generate",
+        "print a new master key line to add to MASTER_KEYS",
+        "Print a new master key line ID:base64 on standard output. Append it to MASTER_KEYS "
+        "(or the key file) as the last entry, restart, then run `keys reencrypt`.",
+    )
+    generate.add_argument("key_id", metavar="ID", help="the new key's id, e.g. k2")
+    reencrypt = _add(
+        keys,
+        "reencrypt",
+        "re-seal every row under the active key",
+        "Re-seal every stored secret under the active master key, in batches; safe to "
+        "interrupt and run again. Exits 3 when --max-batches stopped it with rows to do.",
+    )
+    reencrypt.add_argument(
+        "--batch-size", type=int, default=200, help="rows re-sealed per transaction (200)"
+    )
+    reencrypt.add_argument(
+        "--max-batches", type=int, default=None, help="stop after this many batches (no limit)"
+    )
+    retire = _add(
+        keys,
+        "retire",
+        "forget a master key that no row uses",
+        "Forget a master key that no stored row uses any more (refused while one does), and "
+        "remove it from the key file when the keys live there.",
+    )
+    retire.add_argument("key_id", metavar="ID", help="the id of the master key to retire")
+    audit_parser = _add(
+        sub,
+        "audit",
+        "the audit trail",
+        "Check or export the audit trail (read-only).",
+    )
+    audit = audit_parser.add_subparsers(dest="audit_command", title="commands", metavar="COMMAND")
+    _add(
+        audit,
         "verify",
-        help="check the MAC chain, and compare it with the checkpoints in the alert channel",
+        "check the MAC chain, and compare it with the checkpoints in Slack",
+        "Check the audit trail's MAC chain and, when SLACK_BOT_TOKEN and ALERT_CHANNEL are "
+        "set, compare it with the checkpoints posted in the alert channel. Exits 1 when the "
+        "trail was tampered with.",
+        epilog=EXIT_CODES,
     )
-    export = audit.add_parser(
-        "export", help="stream the audit trail (every column, in chain order) as JSONL or CSV"
+    export = _add(
+        audit,
+        "export",
+        "stream the audit trail (every column, in chain order) as JSONL or CSV",
+        "Stream the audit trail, every column in chain order, as JSON lines or CSV, in "
+        "constant memory; the count goes to standard error.",
+        epilog=EXIT_CODES,
     )
     export.add_argument(
         "--since", help="from this moment: an ISO date or time (UTC unless it says), or 30d"
     )
     export.add_argument("--until", help="up to (not including) this moment; same forms")
-    export.add_argument("--format", choices=FORMATS, default="jsonl")
+    export.add_argument(
+        "--format", choices=FORMATS, default="jsonl", help="jsonl (the default) or csv"
+    )
     export.add_argument("--output", help="write to this file instead of standard output")
-    sub.add_parser("simulator", help="run the local Binance simulator (see --help there)")
-    sub.add_parser("sandbox", help="try every command offline (see --help there)")
+    _add(
+        sub,
+        "simulator",
+        "run the local Binance simulator (see --help there)",
+        "Run the local Binance simulator, for tests and trying the bot out "
+        "(`apikey-bot simulator --help` lists its options).",
+    )
+    _add(
+        sub,
+        "sandbox",
+        "try every command offline (see --help there)",
+        "Try every command offline against a simulated Slack and Binance "
+        "(`apikey-bot sandbox --help` lists its options).",
+    )
     return parser
 
 
@@ -136,9 +266,9 @@ def _audit_verify(settings: Settings) -> int:
     from bot.slack.checkpoints import read_witness
 
     read_configured_ring(settings)  # a malformed master key is reported first
-    nothing = nothing_to_check(settings, table="audit_events")
+    nothing = nothing_to_check(settings, table="audit_events", empty="the audit trail is empty")
     if nothing is not None:  # and nothing was created to find out
-        print(nothing)
+        print(nothing, file=sys.stderr)
         return 0
     storage = open_storage(settings, run_migrations=False, allow_new_key=False)
     if settings.slack_bot_token is not None and settings.alert_channel:

@@ -66,15 +66,12 @@ def export_trail(
     start, end = bounds
     missing = _missing_database(settings.database_url)
     if missing:
-        print(f"apikey-bot: nothing to export: {missing}", file=sys.stderr)
+        print(f"nothing to export: {missing}", file=sys.stderr)
         return 0
     engine = reading_engine(settings.database_url)
     try:
-        if not trail_exists(engine):
-            print(
-                "apikey-bot: nothing to export: the database has no audit trail yet",
-                file=sys.stderr,
-            )
+        if not trail_exists(engine) or _empty(engine):
+            print("nothing to export: the database has no audit trail yet", file=sys.stderr)
             return 0
         rows = iter_events(engine, since=start, until=end)
         with _destination(output) as out:
@@ -96,6 +93,13 @@ def export_trail(
         engine.dispose()
     print(f"exported {count} audit events", file=sys.stderr)
     return 0
+
+
+def _empty(engine: sa.Engine) -> bool:
+    """No event at all: nothing to export (a period with none is a result: 0 events)."""
+    query = sa.select(sa.literal(1)).select_from(sa.table("audit_events")).limit(1)
+    with engine.connect() as connection:
+        return connection.execute(query).first() is None
 
 
 def _missing_database(url: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,12 @@ def open_storage(
         open_audit_key(engine, ring)  # every event written from now on is MACed with it
     except AuditKeyError as exc:
         raise VaultError(str(exc)) from None
-    log.info("storage ready: %s, master keys %s", engine.url.render_as_string(), ring)
+    log.info(
+        "storage ready: %s, master keys %s (active: %s)",
+        engine.url.render_as_string(),
+        ", ".join(ring.key_ids),
+        ring.active.key_id,
+    )
     return Storage(engine=engine, key_ring=ring)
 
 
@@ -157,9 +163,11 @@ def configure_logging(
     return handler
 
 
-def nothing_to_check(settings: Settings, *, table: str) -> str | None:
-    """Why a read-only command has nothing to check (no database file, or no ``table`` in it),
-    found without creating anything; None when there is something."""
+def nothing_to_check(settings: Settings, *, table: str, empty: str | None = None) -> str | None:
+    """Why a read-only command has nothing to check (no database file, no ``table`` in it,
+    or, when ``empty`` says what an empty table means, no row in it), found without creating
+    anything; None when there is something. The command line's one rule: nothing to check is
+    no failure (exit 0), said in one line on standard error (bot.__main__.EXIT_CODES)."""
     url = sa.engine.make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
         return f"nothing to check: there is no database at {url.database} yet (the bot creates it)"
@@ -169,9 +177,18 @@ def nothing_to_check(settings: Settings, *, table: str) -> str | None:
         with engine.connect() as connection:
             if not sa.inspect(connection).has_table(table):
                 return "nothing to check: the database has no tables yet (`apikey-bot migrate`)"
+            if empty is not None and not _has_rows(connection, table):
+                return f"nothing to check: {empty}"
     finally:
         engine.dispose()
     return None
+
+
+def _has_rows(connection: sa.Connection, table: str) -> bool:
+    return (
+        connection.execute(sa.select(sa.literal(1)).select_from(sa.table(table)).limit(1)).first()
+        is not None
+    )
 
 
 def check_master_keys(settings: Settings) -> int:
@@ -182,13 +199,16 @@ def check_master_keys(settings: Settings) -> int:
     ring = read_configured_ring(settings)
     nothing = nothing_to_check(settings, table="crypto_canaries")
     if nothing is not None:
-        print(nothing)
+        print(nothing, file=sys.stderr)
         return 0
     engine = reading_engine(settings.database_url)
     try:
         if ring is None:
             refuse_if_sealed(engine, key_file=settings.key_file)
-            print("nothing to check: no master key is configured and nothing is sealed yet")
+            print(
+                "nothing to check: no master key is configured and nothing is sealed yet",
+                file=sys.stderr,
+            )
             return 0
         ring = verify_key_ring(engine, ring, write_missing=False)
     finally:

@@ -6,16 +6,18 @@ The parser never returns or keeps text that looks like a secret: such input beco
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from bot.secret_shapes import SecretKind, find_secret_shape
 
 MAX_LABEL_LENGTH = 80
+COMMAND = "/apikey"
 
 _USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 _RESERVED_LABELS = {"all", "mine", "help"}
@@ -185,7 +187,14 @@ Command = (
     | SecretInText
 )
 
-_EVERY = re.compile(r"^(?P<label>.+?)\s+every\s+(?P<n>\d{1,5})\s*(?:d|days?)?$", re.IGNORECASE)
+_EVERY = re.compile(r"^(?P<label>.+?)\s+every\s+(?P<period>.+)$", re.IGNORECASE)
+_PERIOD = re.compile(r"(?P<n>\d{1,5})\s*(?:d|days?)", re.IGNORECASE)  # the unit is required
+MAX_PERIOD_DAYS = 3650
+# One answer for every period that is not 1-3650 days with its unit (0d, -5d, 100000d, 30, 1w).
+PERIOD_HELP = (
+    f"Write the rotation period in days, from 1 to {MAX_PERIOD_DAYS}, with its unit `d`, e.g. "
+    "`/apikey rotate trading-bot every 90d`."
+)
 
 
 def _slack_unescape(text: str) -> str:
@@ -194,7 +203,8 @@ def _slack_unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def parse_command(text: str) -> Command:
+def parse_command(text: str, *, today: date | None = None) -> Command:
+    """``today`` (UTC; default: now) bounds how far back an activity review may start."""
     text = _slack_unescape(text or "").strip()
     secret = find_secret_shape(text)
     if secret is not None:
@@ -203,10 +213,28 @@ def parse_command(text: str) -> Command:
     verb = verb.lower()
     if verb == "":
         return Help()
+    if ALIASES.get(verb, verb) == "compromised" and today is not None:
+        return _compromised(_unquote(rest.strip()), today)
     parse = _PARSERS.get(ALIASES.get(verb, verb))
     if parse is None:
-        return Help(f"I don't know the subcommand “{_shorten(verb)}”.", show_all=True)
+        return _unknown(verb, rest.strip())
     return parse(_unquote(rest.strip()))
+
+
+# How alike a typo and a subcommand must be (difflib's ratio): "stauts" is 0.83 like "status",
+# "hepl" 0.75 like "help"; "frobnicate" only 0.62 like "rotate", which is no suggestion.
+DID_YOU_MEAN_CUTOFF = 0.7
+
+
+def _unknown(verb: str, rest: str) -> Help:
+    """A subcommand close to a known one (by edit distance) gets "did you mean", with the rest
+    of what was typed; anything else gets the whole help."""
+    unknown = f"I don't know the subcommand “{_shorten(verb)}”."
+    close = difflib.get_close_matches(verb, [*_PARSERS, *ALIASES], n=1, cutoff=DID_YOU_MEAN_CUTOFF)
+    if not close:
+        return Help(unknown, show_all=True)
+    suggestion = " ".join([COMMAND, ALIASES.get(close[0], close[0]), _shorten(rest, 60)])
+    return Help(f"{unknown} Did you mean `{suggestion.strip()}`?")
 
 
 def _help(rest: str) -> Command:
@@ -247,10 +275,36 @@ def _approvals(rest: str) -> Command:
 _SINCE = re.compile(r"^(?P<label>.+?)\s+since\s+(?P<when>\S+)$", re.IGNORECASE)
 
 
-MAX_REVIEW_DAYS = 3650
+# How far back the incident's activity review can start. Binance serves the withdrawal history
+# at most 90 days per request ("time between startTime and endTime must be less than 90 days")
+# and 10 requests a second per account (Weight(UID) 18,000 of 180,000 a second;
+# https://developers.binance.com/docs/wallet/capital/withdraw-history). The bot plans 80% of
+# that (8 requests: bot.binance.budget.SAFETY) and the review also reads the 90 days before
+# ``since`` to tell new withdrawal addresses from known ones: one second's reads cover
+# 8 x 90 - 90 = 630 days. A review within that window reads its withdrawals in about one
+# second's allowance of the account; a longer one would queue behind the limit (a second for
+# every two years) and, past the gateway's wait, stop half-way with "used up". Binance keeps
+# older history: the message says to review it in Binance. tests/test_commands.py derives
+# the figure from the gateway's constants.
+REVIEW_WINDOW_DAYS = 630
+MAX_REVIEW_DAYS = REVIEW_WINDOW_DAYS
+_WINDOW_REASON = (
+    "Binance serves the withdrawal history 90 days per request and 10 requests a second, "
+    "and the review reads it in one go"
+)
 
 
-def _compromised(rest: str) -> Command:
+def _too_far_back(today: date) -> Help:
+    oldest = today - timedelta(days=REVIEW_WINDOW_DAYS)
+    return Help(
+        f"The activity review can start at most {REVIEW_WINDOW_DAYS} days back, on "
+        f"{oldest.isoformat()} at the earliest ({_WINDOW_REASON}). Nothing was marked. "
+        "Review older activity in Binance yourself, and start the review within the window, "
+        "e.g. `/apikey compromised trading-bot since 14d`."
+    )
+
+
+def _compromised(rest: str, today: date) -> Command:
     if not rest:
         return Help("Which key? Try `/apikey compromised <label>`.")
     since = _SINCE.match(rest)
@@ -259,19 +313,24 @@ def _compromised(rest: str) -> Command:
     label, when = _unquote(since.group("label").strip()), since.group("when").lower()
     days = re.fullmatch(r"(\d+)d(?:ays?)?", when)
     if days:
-        if not 1 <= int(days.group(1)) <= MAX_REVIEW_DAYS:
+        if int(days.group(1)) > REVIEW_WINDOW_DAYS:
+            return _too_far_back(today)
+        if int(days.group(1)) < 1:
             return Help(
-                f"Review between 1 and {MAX_REVIEW_DAYS} days back, e.g. "
+                f"Review between 1 and {REVIEW_WINDOW_DAYS} days back, e.g. "
                 "`/apikey compromised trading-bot since 14d`."
             )
         return Compromised(label, since_days=int(days.group(1)))
     try:
-        return Compromised(label, since=date.fromisoformat(when))
+        start = date.fromisoformat(when)
     except ValueError:
         return Help(
             "Give the start of the activity review as a date or a number of days, e.g. "
             "`/apikey compromised trading-bot since 2026-11-01` or `… since 14d`."
         )
+    if start < today - timedelta(days=REVIEW_WINDOW_DAYS):
+        return _too_far_back(today)
+    return Compromised(label, since=start)
 
 
 _DAYS = re.compile(r"(?:^|\s)--days\s+(\S+)\s*$")
@@ -319,9 +378,12 @@ def _rotate(rest: str) -> Command:
         )
     every = _EVERY.match(rest)
     if every:
-        return SetRotationPolicy(_unquote(every.group("label").strip()), int(every.group("n")))
+        period = _PERIOD.fullmatch(every.group("period").strip())
+        if period is None or not 1 <= int(period.group("n")) <= MAX_PERIOD_DAYS:
+            return Help(PERIOD_HELP)
+        return SetRotationPolicy(_unquote(every.group("label").strip()), int(period.group("n")))
     if re.search(r"\bevery\b", rest, re.IGNORECASE):
-        return Help("Write the period in days, e.g. `/apikey rotate trading-bot every 90d`.")
+        return Help(PERIOD_HELP)
     return Rotate(rest)
 
 
@@ -414,7 +476,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "rotate": _rotate,
     "rotation": _rotation,
     "deliver": _deliver,
-    "compromised": _compromised,
+    "compromised": lambda rest: _compromised(rest, datetime.now(UTC).date()),
     "incidents": _incidents,
     "audit": _audit,
     "governor": _governor,

@@ -3,8 +3,11 @@ local stacks (bot, Binance simulator, Slack stand-in) of the end-to-end tests.""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
@@ -60,12 +63,14 @@ def require_postgres() -> None:
     pytest.skip(reason)
 
 
-def create_postgres_database() -> str:
-    """A fresh, empty database on the local server; returns its SQLAlchemy URL."""
+def create_postgres_database(*, template: str | None = None) -> str:
+    """A fresh database on the local server; returns its SQLAlchemy URL. Empty, or a copy of
+    the database named ``template``."""
     name = f"apikey_test_{uuid.uuid4().hex[:12]}"
+    copy_of = f' TEMPLATE "{template}"' if template else ""
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"{copy_of}'))
     admin.dispose()
     return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
@@ -89,14 +94,66 @@ def _approvals_off_unless_asked(monkeypatch) -> None:
     monkeypatch.setenv("APPROVAL_REQUIRED_FOR", NO_APPROVALS)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path) -> Iterator[str]:
-    """An empty database of each kind: a SQLite file, and a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'apikey-bot.db'}"
-        return
+# --- migrated databases, migrated once ------------------------------------------------------
+# Running the Alembic migrations costs a SQLite database ~0.15 s and a PostgreSQL one ~0.5 s;
+# hundreds of tests need a migrated, otherwise empty database. Each test process migrates one
+# of each kind once (the real `migrate`, as the bot runs it) and every test gets its own copy:
+# the SQLite file copied, the PostgreSQL database made with CREATE DATABASE ... TEMPLATE. A copy
+# is the migrated database byte for byte, so what a test proves is unchanged; tests of the
+# migrations themselves (and of a first start) still begin with an empty database.
+
+_TEMPLATES: dict[str, str] = {}
+
+
+def _migrated_sqlite_template() -> Path:
+    if "sqlite" not in _TEMPLATES:
+        folder = tempfile.mkdtemp(prefix="apikey-template-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path = Path(folder) / "migrated.db"
+        engine = make_engine(f"sqlite:///{path}")
+        migrate(engine)
+        engine.dispose()  # the last connection checkpoints the WAL into the file
+        leftovers = sorted(p.name for p in Path(folder).iterdir() if p != path)
+        assert leftovers == [], f"the migrated SQLite file is not whole: {leftovers}"
+        _TEMPLATES["sqlite"] = str(path)
+    return Path(_TEMPLATES["sqlite"])
+
+
+def copy_migrated_sqlite(path: Path) -> None:
+    """A migrated, otherwise empty SQLite database at ``path`` (which must not exist)."""
+    assert not path.exists(), path
+    shutil.copyfile(_migrated_sqlite_template(), path)
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres_template() -> Iterator[str]:
+    """The name of a migrated PostgreSQL database, made once per test process, that
+    ``create_postgres_database(template=...)`` copies."""
     require_postgres()
     url = create_postgres_database()
+    try:
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()  # CREATE DATABASE ... TEMPLATE needs it to have no connection
+        yield url.rsplit("/", 1)[1]
+    finally:
+        drop_postgres_database(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A database of each kind: a SQLite file, and a fresh PostgreSQL database. Empty, except
+    for a test that also asks for ``engine``: migrated then (a copy of one migrated once)."""
+    migrated = "engine" in request.fixturenames
+    if request.param == "sqlite":
+        path = tmp_path / "apikey-bot.db"
+        if migrated:
+            copy_migrated_sqlite(path)
+        yield f"sqlite:///{path}"
+        return
+    require_postgres()
+    template = request.getfixturevalue("migrated_postgres_template") if migrated else None
+    url = create_postgres_database(template=template)
     try:
         yield url
     finally:
@@ -108,7 +165,7 @@ def engine(database_url) -> Iterator[Engine]:
     """A migrated database of each kind, with an audit key (in memory only: the bot seals its
     own at start-up, storage.audit_key) so that events can be written and verified."""
     engine = make_engine(database_url)
-    migrate(engine)
+    migrate(engine)  # already done (``database_url``): proves the copy is at the head revision
     bind_audit_key(engine, os.urandom(32))
     yield engine
     engine.dispose()
@@ -195,6 +252,9 @@ def start_test_stack(
     The caller stops it; tests use the ``make_stack`` or ``stack`` fixtures, which do.
     """
     settings.setdefault("signing_secret", SIGNING_SECRET)
+    database = workdir / "apikey-bot.db"  # start_local_stack's default database
+    if settings.get("database_url") is None and not database.exists():
+        copy_migrated_sqlite(database)  # the bot's own migration then finds nothing to do
     stack = start_local_stack(workdir=workdir, **settings)
     admins = [a.strip() for a in str(settings.get("admin_user_ids") or "").split(",")]
     for user in dict.fromkeys([*users, *filter(None, admins)]):

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import signal
+import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
 
 from bot.ids import Callback
+from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.requests import FormValues, register_form_values
+from bot.sandbox.slack_standin import SlackStandIn
 from bot.sandbox.stack import LocalStack
 from bot.services.custody.keys import RegistrationForm, register_key
 from storage.models import KeyPurpose, KeyType, utcnow
@@ -155,18 +166,111 @@ def audit_verdict(stack: LocalStack, user_id: str, *, timeout: float = 30.0) -> 
     return all_text(ack.json()), all_text(reply.params)
 
 
-def wait_healthy(base: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
-    """Wait until a bot started with ``python -m bot`` answers ``/healthz`` at ``base``; fail
-    (with what it printed, if it prints to a pipe) when it exits or stays unhealthy."""
+def _local_port_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a process that must be told its port.
+
+    Chosen below the ephemeral range: a port from it (what binding port 0 gives) can be taken
+    by any server or client socket of the other test processes between this check and the
+    child's bind ("Address already in use"); one below it is taken only by someone who names
+    it."""
+    low = _local_port_range()[0]
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
+
+
+# Settings of the machine running the tests that must not reach a bot started by a test.
+_OPERATOR_SETTINGS = ("SLACK_", "MASTER_", "DATABASE_", "BINANCE_", "METRICS_", "AWS_", "SINK_")
+
+
+@dataclass
+class BotProcess:
+    """A bot started with ``python -m bot`` in HTTP mode (see ``running_bot``)."""
+
+    proc: subprocess.Popen[bytes]
+    url: str  # http://127.0.0.1:<PORT>
+    simulator: BinanceSimulator
+    slack: SlackStandIn
+    log: Path  # everything it printed, stdout and stderr
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@contextmanager
+def running_bot(
+    workdir: Path, *, python_options: tuple[str, ...] = (), **settings: str
+) -> Iterator[BotProcess]:
+    """``python -m bot`` in HTTP mode as an operator runs it, in ``workdir`` (its SQLite
+    database there), with a Binance simulator and a Slack stand-in of its own; healthy when
+    this yields. ``settings`` are extra environment variables (``METRICS_PORT=...``); the
+    machine's own bot settings are left out. On leaving, the bot gets SIGTERM and is waited
+    for: ``proc.returncode`` and ``output`` then tell how it stopped.
+
+    What it prints goes to a file (``log``), never a pipe, so a chatty run (``-X importtime``)
+    cannot block on a full pipe."""
+    port = free_port()
+    with BinanceSimulator() as simulator, SlackStandIn() as slack:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_OPERATOR_SETTINGS)}
+        env.update(
+            DATABASE_URL=f"sqlite:///{workdir / 'bot.db'}",
+            SLACK_BOT_TOKEN="xoxb-test",
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SLACK_API_URL=slack.url,
+            BINANCE_API_URL=simulator.url,
+            PORT=str(port),
+            HOST="127.0.0.1",
+        )
+        env.update(settings)
+        log = workdir.parent / f"{workdir.name}-bot-output.txt"
+        with log.open("wb") as printed:
+            proc = subprocess.Popen(
+                [sys.executable, *python_options, "-m", "bot"],
+                cwd=workdir,
+                env=env,
+                stdout=printed,
+                stderr=subprocess.STDOUT,
+            )
+        bot = BotProcess(
+            proc=proc, url=f"http://127.0.0.1:{port}", simulator=simulator, slack=slack, log=log
+        )
+        try:
+            _wait_healthy_or_fail(bot)
+            yield bot
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                pytest.fail(f"the bot did not stop on SIGTERM: {bot.output[-2000:]}")
+
+
+def _wait_healthy_or_fail(bot: BotProcess, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            printed = proc.stdout.read() if proc.stdout is not None else ""
-            pytest.fail(f"the bot exited during start-up: {printed}")
+        if bot.proc.poll() is not None:
+            pytest.fail(f"the bot exited during start-up: {bot.output[-2000:]}")
         try:
-            if requests.get(base + "/healthz", timeout=1).status_code == 200:
+            if requests.get(bot.url + "/healthz", timeout=1).status_code == 200:
                 return
         except requests.ConnectionError:
             pass
-        time.sleep(0.1)
-    pytest.fail("the bot did not become healthy")
+        time.sleep(0.05)
+    pytest.fail(f"the bot did not become healthy: {bot.output[-2000:]}")

@@ -1,5 +1,5 @@
 """`apikey-bot audit export`: every event and every column, in chain order, as JSON lines or
-CSV, filtered by time; read-only; a million events in bounded memory."""
+CSV, filtered by time; read-only; in bounded memory however many events there are."""
 
 from __future__ import annotations
 
@@ -262,9 +262,15 @@ def test_an_export_that_cannot_be_written_says_so(engine, database_url, tmp_path
     assert "Traceback" not in result.stderr
 
 
-# --- a million events ----------------------------------------------------------------------------
+# --- many events in bounded memory --------------------------------------------------------------
 
-MILLION = 1_000_000
+# bench/audit_export.py measures a million events (seconds and peak memory). The test needs
+# fewer to show that memory does not grow with the trail: 250,000 events are 250 times the
+# 1,000 of the baseline and ~85 MB of JSON lines, so an export that kept anything per event
+# (a row object alone is far more than 160 bytes) would grow past the 40 MB allowed, and one
+# holding the rows or the output would pass a quarter of the output's size. A million took
+# 40-60 s of one worker; this takes a quarter of that.
+EVENTS = 250_000
 # The export's own peak resident memory: VmHWM belongs to this program's memory map (the
 # high-water mark getrusage reports carries over from the parent across fork and exec).
 _MEASURE = (
@@ -312,10 +318,10 @@ def _peak_rss_of_export(path: Path, out: Path) -> int:
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
 @pytest.mark.timeout(300)
 @pytest.mark.slow
-def test_a_million_events_export_in_bounded_memory(tmp_path):
+def test_a_quarter_million_events_export_in_bounded_memory(tmp_path):
     small, big = tmp_path / "small.db", tmp_path / "big.db"
     seed_bulk(small, 1_000)
-    seed_bulk(big, MILLION)
+    seed_bulk(big, EVENTS)
     baseline = _peak_rss_of_export(small, tmp_path / "small.jsonl")
     peak = _peak_rss_of_export(big, tmp_path / "big.jsonl")
     out = tmp_path / "big.jsonl"
@@ -323,11 +329,11 @@ def test_a_million_events_export_in_bounded_memory(tmp_path):
     # Holding every row (or the output) would take far more than the output's size; streaming
     # takes what a thousand events take, plus a little.
     assert peak < baseline + 40 * 2**20, (peak, baseline)
-    assert peak < size / 3, (peak, size)
+    assert peak - baseline < size / 4, (peak, baseline, size)
     with out.open("rb") as handle:
         first = json.loads(handle.readline())
         handle.seek(-1000, os.SEEK_END)
         last = json.loads(handle.read().splitlines()[-1])
         handle.seek(0)
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-    assert (first["id"], last["id"], lines) == (1, MILLION, MILLION)
+    assert (first["id"], last["id"], lines) == (1, EVENTS, EVENTS)

@@ -73,6 +73,7 @@ from storage.models import KeyPurpose, KeyStatus, KeyType
 from tests.factories import READ_ONLY, TRADE, WITHDRAW
 from tests.incident_screens import INCIDENT_SCREENS
 from tests.payloads import key_menus, menu_choices, styles
+from tests.test_audit_trail_wording import incident_trail
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -575,6 +576,7 @@ GOLDEN_CASES = {
         )
     ),
     "audit_checkpoint": lambda: checkpoint_message(AUDIT_CHECKPOINT),
+    "audit_trail_incident": lambda: incident_trail(),
     "audit_verdict_intact": lambda: chain_report(
         ChainReport(events=1240, broken_at=None, reason=None, checkpoints_checked=1, verified=1240),
         Witness(WitnessState.READ, "C0ALERTS", (AUDIT_CHECKPOINT,)),

@@ -53,7 +53,7 @@ PEM = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFIs\n-----END PRIVATE K
         ("remove  spaced label ", Remove("spaced label")),
         ("compromised trading-bot", Compromised("trading-bot")),
         ("compromised trading-bot since 14d", Compromised("trading-bot", since_days=14)),
-        ("compromised trading-bot since 1000d", Compromised("trading-bot", since_days=1000)),
+        ("compromised trading-bot since 630d", Compromised("trading-bot", since_days=630)),
         (
             "compromised trading-bot since 2026-11-01",
             Compromised("trading-bot", since=date(2026, 11, 1)),
@@ -82,8 +82,8 @@ def test_known_subcommands(text, expected):
         ("status @alice", "mention list"),
         ("compromised", "Which key?"),
         ("compromised bot since tuesday", "date or a number of days"),
-        ("compromised bot since 0d", "between 1 and 3650 days"),
-        ("compromised bot since 99999d", "between 1 and 3650 days"),
+        ("compromised bot since 0d", "between 1 and 630 days"),
+        ("compromised bot since 99999d", "at most 630 days back"),
         ("rotate bot every month", "period in days"),
     ],
 )
@@ -172,3 +172,96 @@ def test_every_subcommand_the_parser_returns_has_a_handler():
     from bot.listeners.commands import SUBCOMMANDS
 
     assert set(typing.get_args(Command)) == set(SUBCOMMANDS)
+
+
+# --- mistakes get one clear answer ----------------------------------------------------------
+
+PERIOD_MESSAGE = (
+    "Write the rotation period in days, from 1 to 3650, with its unit `d`, e.g. "
+    "`/apikey rotate trading-bot every 90d`."
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rotate bot every 0d",
+        "rotate bot every -5d",
+        "rotate bot every 100000d",
+        "rotate bot every 3651d",
+        "rotate bot every 30",
+        "rotate bot every 1w",
+        "rotate bot every month",
+        "rotate bot every",
+    ],
+)
+def test_any_rotation_period_out_of_range_or_without_its_unit_gets_one_message(text):
+    assert parse_command(text) == Help(PERIOD_MESSAGE)
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [("rotate bot every 1d", 1), ("rotate bot every 3650 days", 3650), ("rotate bot every 7 d", 7)],
+)
+def test_periods_in_range_with_their_unit_are_accepted(text, days):
+    assert parse_command(text) == SetRotationPolicy("bot", days)
+
+
+@pytest.mark.parametrize(
+    ("text", "suggestion"),
+    [
+        ("stauts", "/apikey status"),
+        ("stauts mine", "/apikey status mine"),
+        ("rotaet trading-bot", "/apikey rotate trading-bot"),
+        ("incidnets", "/apikey incidents"),
+        ("compromized bot", "/apikey compromised bot"),
+        ("lst", "/apikey list"),
+    ],
+)
+def test_a_mistyped_subcommand_gets_did_you_mean_not_the_whole_help(text, suggestion):
+    parsed = parse_command(text)
+    assert isinstance(parsed, Help) and not parsed.show_all
+    assert f"Did you mean `{suggestion}`?" in parsed.reason
+
+
+def test_a_word_like_no_subcommand_still_gets_the_whole_help():
+    parsed = parse_command("frobnicate")
+    assert isinstance(parsed, Help) and parsed.show_all and "Did you mean" not in parsed.reason
+
+
+TODAY = date(2026, 12, 7)
+
+
+def test_since_older_than_the_review_can_read_is_refused_with_the_window_named():
+    from bot.commands import REVIEW_WINDOW_DAYS
+
+    oldest = date.fromordinal(TODAY.toordinal() - REVIEW_WINDOW_DAYS)
+    assert parse_command(f"compromised bot since {oldest}", today=TODAY) == Compromised(
+        "bot", since=oldest
+    )
+    for too_old in ("2020-01-01", str(date.fromordinal(oldest.toordinal() - 1))):
+        parsed = parse_command(f"compromised bot since {too_old}", today=TODAY)
+        assert isinstance(parsed, Help), too_old
+        assert f"at most {REVIEW_WINDOW_DAYS} days back" in parsed.reason
+        assert "90 days" in parsed.reason and "withdrawal history" in parsed.reason
+        assert str(oldest) in parsed.reason  # the oldest date it can start from
+    days = parse_command(f"compromised bot since {REVIEW_WINDOW_DAYS + 1}d", today=TODAY)
+    assert isinstance(days, Help) and f"at most {REVIEW_WINDOW_DAYS} days back" in days.reason
+
+
+def test_the_review_window_is_what_one_second_of_withdrawal_history_reads_cover():
+    """The window named to users follows from the gateway's own figures: each request reads
+    90 days (Binance's span limit), the bot plans SAFETY of the account's 10 requests a second
+    (https://developers.binance.com/docs/wallet/capital/withdraw-history), and the review also
+    reads the 90 days before ``since`` to tell new withdrawal addresses from known ones."""
+    from bot.binance.account import HISTORY_SPAN
+    from bot.binance.budget import LIMITS, SAFETY, LimitKind
+    from bot.binance.transport import ENDPOINTS, WITHDRAW_HISTORY_PATH
+    from bot.commands import REVIEW_WINDOW_DAYS
+    from bot.services.response.incident_activity import KNOWN_ADDRESS_LOOKBACK
+
+    kind, weight = ENDPOINTS[WITHDRAW_HISTORY_PATH]
+    assert kind is LimitKind.SAPI_UID_PER_SECOND
+    requests_a_second = int(LIMITS[kind] * SAFETY[kind]) // weight
+    covered = requests_a_second * HISTORY_SPAN.days - KNOWN_ADDRESS_LOOKBACK.days
+    assert covered == REVIEW_WINDOW_DAYS

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from bot.sandbox.binance_simulator import BinanceSimulator
 from bot.sandbox.slack_standin import SlackStandIn
 from storage.crypto import generate_master_key
-from tests.e2e import wait_healthy
+from tests.e2e import free_port, running_bot
 from tests.slack_requests import SIGNING_SECRET, BotClient, slash_command
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _env(tmp_path, **extra) -> dict[str, str]:
@@ -78,12 +69,12 @@ def test_wrong_master_key_stops_start_up_and_changes_nothing(tmp_path):
 
 def test_check_changes_nothing_and_says_when_there_is_nothing_to_check(tmp_path):
     empty = _run(["check"], tmp_path, _env(tmp_path))
-    assert empty.returncode == 0 and "nothing to check" in empty.stdout, empty.stderr
+    assert empty.returncode == 0 and "nothing to check" in empty.stderr, empty.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no database, no key file
     assert _run(["migrate"], tmp_path, _env(tmp_path)).returncode == 0
     before = (tmp_path / "bot.db").read_bytes()
     unsealed = _run(["check"], tmp_path, _env(tmp_path))
-    assert unsealed.returncode == 0 and "no master key is configured" in unsealed.stdout
+    assert unsealed.returncode == 0 and "no master key is configured" in unsealed.stderr
     assert not (tmp_path / "apikey-bot-master.key").exists()
     k1 = generate_master_key("k1").encoded()
     checked = _run(["check"], tmp_path, _env(tmp_path, MASTER_KEYS=k1))
@@ -92,39 +83,16 @@ def test_check_changes_nothing_and_says_when_there_is_nothing_to_check(tmp_path)
 
 
 def test_http_mode_serves_slack_and_health_then_stops_on_sigterm(tmp_path):
-    port = _free_port()
-    with BinanceSimulator() as sim, SlackStandIn() as slack:
-        env = _env(
-            tmp_path,
-            SLACK_BOT_TOKEN="xoxb-test",
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            SLACK_API_URL=slack.url,
-            BINANCE_API_URL=sim.url,
-            PORT=str(port),
-            HOST="127.0.0.1",
+    with running_bot(tmp_path) as bot:
+        client = BotClient(bot.url, secret=SIGNING_SECRET)
+        reply = client.post(slash_command("help", response_url=bot.slack.response_url()))
+        assert reply.status_code == 200 and "/apikey register" in reply.text
+        forged = client.post(
+            slash_command("help", response_url=bot.slack.response_url()), signature="v0=00"
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bot"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_healthy(base, proc)
-            client = BotClient(base, secret=SIGNING_SECRET)
-            reply = client.post(slash_command("help", response_url=slack.response_url()))
-            assert reply.status_code == 200 and "/apikey register" in reply.text
-            forged = client.post(
-                slash_command("help", response_url=slack.response_url()), signature="v0=00"
-            )
-            assert forged.status_code == 401
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            output, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, output
+        assert forged.status_code == 401
+    output = bot.output
+    assert bot.proc.returncode == 0, output
     assert "Back it up" in output  # fresh install: the new key file was announced loudly
     assert "will be unused" not in output  # no spurious warning at start-up
     assert (tmp_path / "apikey-bot-master.key").stat().st_mode & 0o777 == 0o600
@@ -158,7 +126,7 @@ def test_an_unreachable_slack_stops_start_up_with_one_line(tmp_path):
         tmp_path,
         SLACK_BOT_TOKEN="xoxb-test",
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=f"http://127.0.0.1:{_free_port()}/api/",
+        SLACK_API_URL=f"http://127.0.0.1:{free_port()}/api/",
     )
     assert "Slack could not be reached" in done.stderr
 
@@ -198,6 +166,6 @@ def test_slack_ids_in_settings_are_checked(tmp_path, name, value, says):
 
 def test_audit_verify_in_an_empty_directory_creates_nothing(tmp_path):
     done = _run(["audit", "verify"], tmp_path, _env(tmp_path))
-    assert done.returncode == 0 and "nothing to check" in done.stdout, done.stderr
+    assert done.returncode == 0 and "nothing to check" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []

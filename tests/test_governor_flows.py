@@ -347,6 +347,13 @@ def test_one_click_makes_a_successor_with_the_same_permissions_and_ips(stack, cl
         live[0].permissions["enableFutures"] and live[0].permissions["enableSpotAndMarginTrading"]
     )
     assert live[0].ip_list == ["203.0.113.7", "127.0.0.1"]
+    # Step 3 is read again, through the successor (the deleted key reads nothing now).
+    stack.tick(FixedClock(utcnow()), times=2)
+    stack.slack.wait_for(
+        "chat.postMessage",
+        predicate=lambda c: "Step 3: withdrawals and deposits" in all_text(c.params),
+        timeout=20,
+    )
     # A second press makes nothing more.
     again = _press_successor(stack, client, incident.id, ALICE)
     assert again.status_code == 200

@@ -33,6 +33,7 @@ from bot.binance import (
     RateLimits,
     SubAccountGrant,
 )
+from bot.binance.governor import uid_account_of
 from bot.binance.permissions import KeyPermissions
 from bot.log_redaction import redact
 from bot.sandbox.binance_simulator import BinanceSimulator
@@ -271,8 +272,33 @@ def test_uid_weight_is_booked_and_learned_from_binances_header(sim, governor, ca
         sim.add_sub_account(master="master", email=EMAIL)
         create(gateway, governor, public_pem=key_pair()[1], ips=["127.0.0.1"])
         create(gateway, governor, public_pem=key_pair()[1], ips=["127.0.0.1"])
-    budget = limits.budget_for(LimitKind.SAPI_UID, CREATE)
+    budget = limits.budget_for(LimitKind.SAPI_UID, CREATE, uid_account_of(governor))
     assert budget.stats().used == 6000 and budget.stats().sent == 2
+
+
+def test_each_governor_has_its_own_uid_allowance(sim, governor, calls):
+    """Binance limits sub-account key management per master account (UID): a second master
+    account's governor does not wait for the first's."""
+    other_key = sim.add_key(account="other-master", key_type="ED25519")
+    other = Credentials(other_key.api_key, other_key.secret, KeyType.ED25519)
+    limits = RateLimits()
+    with GovernorGateway(sim.url, limits=limits) as gateway:
+        sim.add_sub_account(master="master", email=EMAIL)
+        sim.add_sub_account(master="other-master", email="other@example.com")
+        create(gateway, governor, public_pem=key_pair()[1], ips=["127.0.0.1"])
+        gateway.create_sub_account_key(
+            other,
+            email="other@example.com",
+            api_name="other",
+            public_key_pem=key_pair()[1],
+            grant=SubAccountGrant(),
+            ip_addresses=["127.0.0.1"],
+        )
+    mine = limits.budget_for(LimitKind.SAPI_UID, CREATE, uid_account_of(governor))
+    theirs = limits.budget_for(LimitKind.SAPI_UID, CREATE, uid_account_of(other))
+    assert mine.stats().sent == 1 and theirs.stats().sent == 1
+    assert uid_account_of(governor) != uid_account_of(other)
+    assert governor.api_key not in uid_account_of(governor)
 
 
 def test_a_tampered_body_is_refused_1022(sim, gateway, governor):

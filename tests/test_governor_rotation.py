@@ -420,3 +420,29 @@ def test_two_replicas_racing_make_one_successor(make_stack, pg_url, tmp_path):
         if "being rotated already" in all_text(c.params)
     ]
     assert len(busy) == 1
+
+
+def test_an_old_key_that_will_not_go_is_told_to_the_channel_once(stack, client):
+    """The owner hears of every failed retry; the team, once it keeps failing (two keys stay
+    alive longer than planned)."""
+    from bot.jobs.probes import CHANNEL_AFTER_FAILURES
+
+    _key_row, old = governed_key(stack, client)
+    rotate_now(stack, client)
+    wait_until(lambda: _successor(stack, old), timeout=20)
+    stack.wait_idle()
+    now = utcnow()
+    stack.tick(FixedClock(now), times=2)
+    stack.simulator.inject_fault("503", count=50, path="/sapi/v1/sub-account/subAccountApi")
+    stack.tick(FixedClock(now + OVERLAP + timedelta(minutes=1)))
+    for _ in range(CHANNEL_AFTER_FAILURES + 1):
+        (retire,) = _jobs(stack, JobKind.ROTATION_RETIRE)
+        stack.tick(FixedClock(retire.due_at + timedelta(seconds=1)))
+    assert not old.deleted
+    told = [
+        c
+        for c in stack.slack.calls_to("chat.postMessage")
+        if c.params.get("channel") == stack.settings.alert_channel
+        and "could not delete the old key" in all_text(c.params)
+    ]
+    assert len(told) == 1

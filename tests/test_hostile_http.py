@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
@@ -30,6 +31,7 @@ from bot.services.custody.key_pairs import PairRequest, start_generated_registra
 from bot.vocabulary import ApprovalKind
 from storage.db import session_scope
 from storage.models import AuditEvent, KeyPurpose, StatusReportRecord, utcnow
+from tests.conftest import start_test_stack
 from tests.e2e import (
     ALICE,
     BOB,
@@ -548,8 +550,21 @@ class _Attempt:
     untouched: bool  # database (audit trail aside) and Binance as they were
 
 
-def _attempt(stack, client, id_: str, *, user: str, team: str) -> _Attempt:
-    scene = _Scene(stack, client)
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Iterator[_Scene]:
+    """Alice's things on a stack of their own, made once for the refusal tests below (each
+    test process that runs them makes its own). Every one of those tests asserts that its
+    request left the database (audit trail aside) and Binance as they were, so each finds the
+    scene as the first did; what a refusal says or audits is told apart by its own
+    response_url and the audit events after its own start."""
+    workdir = tmp_path_factory.mktemp("alices-things")
+    with start_test_stack(workdir, admin_user_ids=ADMIN, alert_channel=ALERTS) as stack:
+        yield _Scene(stack, bot_client(stack))
+
+
+def _attempt(scene: _Scene, id_: str, *, user: str, team: str) -> _Attempt:
+    stack = scene.stack
+    client = bot_client(stack)
     _settle(stack)
     before, sim_calls = _database(stack), len(stack.simulator.request_log)
     last = _last_audit_id(stack)
@@ -562,12 +577,13 @@ def _attempt(stack, client, id_: str, *, user: str, team: str) -> _Attempt:
     return _Attempt(response, said, _denials(stack, last), untouched)
 
 
+@pytest.mark.slow  # the scene is a whole local stack
 @pytest.mark.parametrize(
     "id_", [i for i in MEMBER_RULES if MEMBER_RULES[i] != OPEN], ids=lambda i: str(i)
 )
-def test_a_member_who_is_neither_owner_nor_admin_is_refused(stack, client, id_):
+def test_a_member_who_is_neither_owner_nor_admin_is_refused(scene, id_):
     """Before: a rotate form submitted by such a member started rotating Alice's key."""
-    attempt = _attempt(stack, client, id_, user=BOB, team=TEAM)
+    attempt = _attempt(scene, id_, user=BOB, team=TEAM)
     if MEMBER_RULES[id_] == INPUT:
         assert attempt.response.status_code == 404  # no listener: Slack never sends these
         assert attempt.denials == []
@@ -580,9 +596,10 @@ def test_a_member_who_is_neither_owner_nor_admin_is_refused(stack, client, id_):
     assert attempt.untouched
 
 
+@pytest.mark.slow  # the scene is a whole local stack
 @pytest.mark.parametrize("id_", list(MEMBER_RULES), ids=lambda i: str(i))
-def test_a_user_of_another_workspace_is_refused(stack, client, id_):
-    attempt = _attempt(stack, client, id_, user=EVE, team=OTHER_TEAM)
+def test_a_user_of_another_workspace_is_refused(scene, id_):
+    attempt = _attempt(scene, id_, user=EVE, team=OTHER_TEAM)
     assert attempt.response.status_code == 200
     assert "another Slack workspace" in attempt.said
     (denial,) = attempt.denials

@@ -14,7 +14,6 @@ import base64
 import io
 import logging
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -49,7 +48,7 @@ from storage.kms import kms_master_key, kms_ring_id
 from storage.master_keys import VaultError, reencrypt_all, retire_key
 from storage.models import ApiKey, AuditKey, CryptoCanary, KeyPurpose, KeyType
 from tests.conftest import AWS_TEST_ENV
-from tests.e2e import TEAM, bot_client, register_sim_key
+from tests.e2e import TEAM, bot_client, free_port, register_sim_key
 from tests.factories import random_api_key, stored_key
 
 REGION = "eu-west-1"
@@ -78,12 +77,6 @@ def kms(moto_url, aws_env) -> Kms:
     alias = f"alias/apikey-bot-{uuid.uuid4().hex[:10]}"
     admin.create_alias(AliasName=alias, TargetKeyId=key_id)
     return Kms(url=moto_url, admin=admin, key_id=key_id, alias=alias)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -303,7 +296,7 @@ def test_kms_unreachable_fails_closed_with_one_line_and_changes_nothing(
 ):
     settings = _kms_database(database_url, tmp_path, kms)
     before = _dump(database_url)
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(VaultError) as refused:
         open_storage(_kms_settings(database_url, tmp_path, kms, aws_endpoint_url=closed))
     text = _one_line(refused.value)
@@ -401,7 +394,7 @@ def test_the_entry_point_prints_one_line_and_no_traceback_when_kms_refuses(kms, 
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "MASTER_KMS_KEY_ID" in done.stderr and "Traceback" not in done.stderr
     unreachable = _run_bot(
-        ["check"], tmp_path, **{**env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
+        ["check"], tmp_path, **{**env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
     )
     assert unreachable.returncode == 2 and unreachable.stderr.strip().count("\n") == 0
     assert "Traceback" not in unreachable.stderr
@@ -560,7 +553,7 @@ def test_data_keys_stay_out_of_logs_and_exceptions(kms, caplog):
                 attempt()
             errors.append(failed.value)
         dead = kms_master_key(
-            key_ref=kms.alias, region=REGION, endpoint_url=f"http://127.0.0.1:{_free_port()}"
+            key_ref=kms.alias, region=REGION, endpoint_url=f"http://127.0.0.1:{free_port()}"
         )
         with pytest.raises(KeyServiceUnavailable) as unavailable:
             dead.service.unwrap_data_key(wrapped, context="api_key:a:secret")

@@ -13,11 +13,6 @@
 from __future__ import annotations
 
 import gc
-import os
-import signal
-import socket
-import subprocess
-import sys
 import tracemalloc
 
 import pytest
@@ -26,12 +21,11 @@ from binance.client import Client as BinanceClient
 from bot.binance import BinanceGateway, Credentials, KeyRejected, RateLimited, WeightBudget
 from bot.binance.transport import WITHDRAW_ADDRESSES_PATH
 from bot.sandbox.binance_simulator import BinanceSimulator
-from bot.sandbox.slack_standin import SlackStandIn
 from storage.db import session_scope
 from storage.models import ApiKey
-from tests.e2e import ALICE, all_text, bot_client, wait_healthy, wait_until
+from tests.e2e import ALICE, all_text, bot_client, running_bot, wait_until
 from tests.factories import WITHDRAW, random_api_key, stored_key
-from tests.slack_requests import SIGNING_SECRET, BotClient, slash_command
+from tests.slack_requests import BotClient, slash_command
 
 REJECTED = 150  # more keys than the gateway keeps clients for (64 recently used)
 CLIENT_CACHE = 64
@@ -135,49 +129,15 @@ def test_stored_permissions_share_their_field_names_across_keys(engine, key_ring
 # --- start-up -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_start_up_without_aws_settings_does_not_load_the_aws_sdk(tmp_path):
     """`python -X importtime -m bot` in HTTP mode, serving a command: boto3 never loaded."""
-    port = _free_port()
-    with BinanceSimulator() as sim, SlackStandIn() as slack:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("SLACK_", "MASTER_", "DATABASE_", "BINANCE_", "AWS_", "SINK_"))
-        }
-        env.update(
-            DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
-            SLACK_BOT_TOKEN="xoxb-test",
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            SLACK_API_URL=slack.url,
-            BINANCE_API_URL=sim.url,
-            PORT=str(port),
-            HOST="127.0.0.1",
+    with running_bot(tmp_path, python_options=("-X", "importtime")) as bot:
+        reply = BotClient(bot.url).post(
+            slash_command("help", response_url=bot.slack.response_url())
         )
-        log = tmp_path / "stderr.txt"  # a file: the import log would fill a pipe and block
-        proc = subprocess.Popen(
-            [sys.executable, "-X", "importtime", "-m", "bot"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("w"),
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_healthy(base, proc)
-            reply = BotClient(base).post(slash_command("help", response_url=slack.response_url()))
-            assert reply.status_code == 200
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-    stderr = log.read_text()
-    assert proc.returncode == 0, stderr[-2000:]
-    imported = {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if "|" in line}
-    assert "bot.runner" in imported  # the import log is there
+        assert reply.status_code == 200
+    printed = bot.output
+    assert bot.proc.returncode == 0, printed[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in printed.splitlines() if "|" in line}
     assert not {"boto3", "botocore.client", "s3transfer"} & imported

@@ -28,15 +28,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    get_state_machine_test,
     initialize,
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 from sqlmodel import Session, select
 
@@ -66,6 +66,7 @@ from storage.models import (
     RotationState,
     utcnow,
 )
+from tests.conftest import copy_migrated_sqlite
 
 TEAM = "T0MODEL"
 OWNER = "U0OWNER"
@@ -138,6 +139,9 @@ class KeyLifecycle(RuleBasedStateMachine):
         super().__init__()
         self.sim = sim
         self.workdir = Path(tempfile.mkdtemp(prefix="apikey-model-"))
+        # The first start finds the database migrated (a copy of one migrated once, as in
+        # the rest of the suite); every start still goes through open_storage.
+        copy_migrated_sqlite(self.workdir / "apikey-bot.db")
         self.master_keys: list[MasterKey] = [generate_master_key("k1")]
         self.next_master = 2
         self.keys: list[ModelKey] = []
@@ -560,22 +564,36 @@ def simulator():
         yield sim
 
 
+# The random sequences run as independent shards, each seeded, so that pytest-xdist's workers
+# share them (one run of all of them was a 40-50 s test, the suite's longest pole on two
+# workers). Each shard begins with Hypothesis's simplest sequence (one key, then the first
+# rule's smallest arguments), so the shards run 4 x 6 = 24 sequences to draw 21 distinct ones,
+# at least the 20 the single run drew; every sequence still has up to 15 steps.
+SHARDS = 4
+SEQUENCES_PER_SHARD = 6
+
+
 SETTINGS = settings(
-    max_examples=20,
+    max_examples=SEQUENCES_PER_SHARD,
     stateful_step_count=15,
     deadline=None,
     derandomize=True,
     database=None,
     # No shrinking, no "explain": replaying sequences against a real database makes them take
     # minutes (past the test timeout). A failure prints its whole sequence (at most a dozen
-    # steps), reproducible since the run is derandomized; add Phase.shrink locally to shrink it.
+    # steps), reproducible since each shard is seeded; add Phase.shrink locally to shrink it.
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
 
-def test_random_key_lifecycles_keep_the_database_consistent_with_the_model(simulator):
-    run_state_machine_as_test(lambda: KeyLifecycle(simulator), settings=SETTINGS)
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_random_key_lifecycles_keep_the_database_consistent_with_the_model(simulator, shard):
+    sequences = get_state_machine_test(
+        lambda: KeyLifecycle(simulator),
+        settings=SETTINGS,
+    )
+    seed(shard)(sequences)()
 
 
 def _replay(simulator, steps) -> None:

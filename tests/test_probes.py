@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,11 +23,9 @@ import requests
 import sqlalchemy as sa
 
 from bot.config import ConfigError, load_settings
-from bot.sandbox.binance_simulator import BinanceSimulator
-from bot.sandbox.slack_standin import SlackStandIn
 from storage.crypto import KeyRing
 from storage.kms import kms_master_key
-from tests.e2e import ALICE, all_text, wait_healthy, wait_until
+from tests.e2e import ALICE, all_text, free_port, running_bot, wait_until
 from tests.slack_requests import SIGNING_SECRET, BotClient
 
 REGION = "eu-west-1"
@@ -255,48 +249,14 @@ def test_bad_serving_settings_are_one_line_naming_them(settings, named):
     assert "short" not in message and "\n" not in message
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_the_bot_serves_metrics_on_their_own_port(tmp_path):
     """`python -m bot` in HTTP mode with METRICS_PORT: /metrics there, and not on PORT."""
-    port, metrics_port = _free_port(), _free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SLACK_", "MASTER_", "DATABASE_", "BINANCE_", "METRICS_", "AWS_"))
-    }
-    with BinanceSimulator() as sim, SlackStandIn() as slack:
-        env.update(
-            DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
-            SLACK_BOT_TOKEN="xoxb-test",
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            SLACK_API_URL=slack.url,
-            BINANCE_API_URL=sim.url,
-            PORT=str(port),
-            HOST="127.0.0.1",
-            METRICS_PORT=str(metrics_port),
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bot"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_healthy(base, proc)
-            assert requests.get(base + "/metrics", timeout=5).status_code == 404
-            metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
-            assert metrics.status_code == 200 and "apikey_bot_" in metrics.text
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            output, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, output
+    metrics_port = free_port()
+    with running_bot(tmp_path, METRICS_PORT=str(metrics_port)) as bot:
+        assert requests.get(bot.url + "/metrics", timeout=5).status_code == 404
+        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        assert metrics.status_code == 200 and "apikey_bot_" in metrics.text
+    output = bot.output
+    assert bot.proc.returncode == 0, output
     assert f"metrics on http://127.0.0.1:{metrics_port}/metrics" in output
     assert "Traceback" not in output

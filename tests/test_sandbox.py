@@ -507,3 +507,50 @@ def test_the_sandbox_walks_a_generated_pair_registration():
     assert "Binance never saw the private key" in _section(out, "binance self-generated")
     assert "Key registered" in _section(out, "press Enter the API key")
     assert "Trade tier" in _section(out, "/apikey status gen-bot")
+
+
+# --- demo governor -----------------------------------------------------------------------------
+
+
+def _after(output: str, echoed: str) -> str:
+    """The output from ``echoed`` (a line as a walk or the prompt echoes it) to the next one."""
+    start = output.index(echoed)
+    ends = [i for m in ("sandbox> ", "governor> ") if (i := output.find(m, start + 1)) != -1]
+    return output[start : min(ends) if ends else None]
+
+
+def test_demo_governor_walks_creation_leak_containment_and_successor():
+    """A newcomer types `demo governor`: a governor for the demo master account, a key the bot
+    creates in a sub-account, reported compromised, deleted through Binance's API and proven,
+    and its successor made in one click. Sub-account commands take bad input politely first."""
+    result = run_script(
+        "binance sub-accounts\nbinance sub-account add not-an-email\ndemo governor\nexit\n",
+        timeout=120,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Traceback" not in out + result.stderr
+    assert "has no sub-accounts" in _after(out, "sandbox> binance sub-accounts")
+    assert "is not an email address" in _after(out, "sandbox> binance sub-account add")
+    assert "the governor stops" not in out
+    assert "governor of *demo*" in _after(out, "governor> /apikey governor demo")
+    assert "sub-accounts: maker-bot@example.com" in _after(out, "governor> press Enter the API")
+    created = _after(out, "governor> /apikey register")
+    assert "Key registered" in created and "created the key" in created
+    held = _after(out, "governor> binance sub-accounts")
+    assert re.search(r"ED25519 active\s+read, trade; IPs: 203\.0\.113\.7, 127\.0\.0\.1", held)
+    leak = _after(out, "governor> /apikey compromised maker-bot")
+    assert "Compromised key: maker-bot" in leak
+    assert re.search(
+        r"Deleted by the bot through Binance's API \d+(\.\d)? s after the report", leak
+    )
+    assert "done by the bot: deleted through Binance's API" in leak
+    gone = _after(out[out.index("5. Contained") :], "governor> binance sub-accounts")
+    assert "ED25519 DELETED" in gone
+    successor = _after(out, "governor> press Create a successor")
+    assert "Registered *maker-bot*" in successor and "made a successor" in successor
+    replaced = successor + _after(out, "governor> binance sub-accounts\n  maker-bot@example.com: 2")
+    assert re.search(r"DELETED .*\n.*ED25519 active\s+read, trade; IPs: 203\.0\.113\.7", replaced)
+    assert "contained by the bot in" in _after(out, "governor> /apikey incidents")
+    assert "The walk is over" in out
+    assert "BEGIN PRIVATE KEY" not in out  # no private key is ever shown, governor's or minted

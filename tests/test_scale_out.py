@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -28,7 +27,7 @@ from bot.services.rotation.reminder_plan import plan_reminders
 from storage.crypto import KeyRing, generate_master_key
 from storage.db import make_engine, session_scope
 from storage.models import ApiKey, Incident, IncidentStep, utcnow
-from tests.e2e import ALICE, BOB, all_text, register_values, wait_until
+from tests.e2e import ALICE, BOB, all_text, free_port, register_values, wait_until
 from tests.factories import stored_key
 from tests.slack_requests import SIGNING_SECRET, BotClient, view_submission
 
@@ -39,12 +38,6 @@ ALERTS = "C0ALERTS"
 RAISED_IN = "C0GENERAL"
 CAROL = "U0CAROL"
 ADMIN = "U0BOSS"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _env(url: str, ring: KeyRing, sim: BinanceSimulator, slack: SlackStandIn, **extra) -> dict:
@@ -109,7 +102,7 @@ def cluster(pg_url, tmp_path):
             timeout=120,
         )
         assert migrated.returncode == 0, migrated.stderr.decode()
-        ports = [_free_port() for _ in range(REPLICAS)]
+        ports = [free_port() for _ in range(REPLICAS)]
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "bot"],

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,12 +28,16 @@ from sqlmodel import Session, col, select
 
 from bot.ids import Action
 from bot.job_queue.scheduler import FixedClock
-from bot.sandbox.binance_simulator import BinanceSimulator
-from bot.sandbox.slack_standin import SlackStandIn
 from storage.models import ApiKey, AuditEvent, CredentialDelivery, utcnow
-from tests.e2e import BOB, bot_client, register_directly, register_sim_key, wait_healthy
+from tests.e2e import (
+    BOB,
+    bot_client,
+    register_directly,
+    register_sim_key,
+    running_bot,
+    wait_until,
+)
 from tests.factories import TRADE
-from tests.slack_requests import SIGNING_SECRET
 from tests.test_credential_delivery import (  # noqa: F401 - the fixture `aws`: moto behind its proxy
     ADMIN,
     _aws_stack,
@@ -42,7 +45,7 @@ from tests.test_credential_delivery import (  # noqa: F401 - the fixture `aws`: 
     _secrets,
     aws,
 )
-from tests.test_entrypoint import _env, _free_port
+from tests.test_entrypoint import _env
 from tests.test_rotation import _submit_rotation
 
 # --- helpers --------------------------------------------------------------------------------
@@ -357,36 +360,11 @@ def test_start_up_removes_the_leftovers_of_crashed_writes(tmp_path):
     other = _plant_leftover(sink_dir, "hot_wallet-6ed3f95c")
     kept = sink_dir / "bot.json"
     kept.write_text('{"version": 1}\n')
-    port = _free_port()
-    with BinanceSimulator() as sim, SlackStandIn() as slack:
-        env = _env(
-            tmp_path,
-            SLACK_BOT_TOKEN="xoxb-test",
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            SLACK_API_URL=slack.url,
-            BINANCE_API_URL=sim.url,
-            PORT=str(port),
-            HOST="127.0.0.1",
-            SINK_FILE_DIR=str(sink_dir),
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bot"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            wait_healthy(f"http://127.0.0.1:{port}", proc)
-            deadline = time.monotonic() + 10
-            while (leftover.exists() or other.exists()) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            output, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, output
+    with running_bot(tmp_path, SINK_FILE_DIR=str(sink_dir)) as bot:
+        wait_until(lambda: not leftover.exists() and not other.exists())
+        assert requests.get(bot.url + "/healthz", timeout=5).ok
+    output = bot.output
+    assert bot.proc.returncode == 0, output
     assert not leftover.exists() and not other.exists()
     assert kept.read_text() == '{"version": 1}\n'  # a delivered document is never swept
     assert "CRASHED-WRITE-SECRET" not in output and "Traceback" not in output

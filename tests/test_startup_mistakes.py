@@ -9,7 +9,6 @@ is made only by `apikey-bot keys init`, or on a first run with nothing configure
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import sqlalchemy as sa
 from bot.sandbox.slack_standin import SlackStandIn
 from storage.crypto import generate_master_key
 from storage.db import current_revision, make_engine, migrate
+from tests.e2e import free_port
 from tests.slack_requests import SIGNING_SECRET
 
 POSTGRES_EXTRA = "pip install 'apikey-bot[postgres]'"
@@ -33,12 +33,6 @@ COMMANDS = {
     "audit verify": ["audit", "verify"],
     "keys reencrypt": ["keys", "reencrypt"],
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -73,7 +67,7 @@ def _run_command(command: str, home: Path, **settings: str) -> subprocess.Comple
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": slack.url,
             "HOST": "127.0.0.1",
-            "PORT": str(_free_port()),
+            "PORT": str(free_port()),
         }
         return _run(COMMANDS[command], home, _env(home, **slack_settings, **settings))
 
@@ -322,7 +316,7 @@ def test_a_file_that_is_not_a_database_is_named_and_left_alone(tmp_path):
 
 
 def test_an_unreachable_postgresql_server_is_one_line(tmp_path):
-    url = f"postgresql+psycopg://bot:hunter2-pw@127.0.0.1:{_free_port()}/test"
+    url = f"postgresql+psycopg://bot:hunter2-pw@127.0.0.1:{free_port()}/test"
     line = _refused_in_one_line(_run_command("migrate", tmp_path, DATABASE_URL=url))
     assert "DATABASE_URL" in line and "cannot connect" in line
     assert "hunter2-pw" not in line

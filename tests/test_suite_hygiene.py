@@ -7,6 +7,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from storage.db import make_engine, migrate
+from tests.conftest import copy_migrated_sqlite, create_postgres_database, drop_postgres_database
+
 TESTS = Path(__file__).parent
 SHARED = TESTS / "conftest.py"
 
@@ -72,3 +77,53 @@ def _sleeps_beside_a_latency(path: Path) -> list[int]:
 def test_no_test_races_a_fixed_sleep_against_a_simulated_latency():
     races = {p.name: _sleeps_beside_a_latency(p) for p in _test_modules()}
     assert {name: lines for name, lines in races.items() if lines} == {}
+
+
+# --- databases migrated once and copied (conftest.py) ------------------------------------------
+
+
+def _schema(engine) -> dict[str, object]:
+    """Tables, their columns and indexes, and the Alembic revision: what a migration makes."""
+    inspector = sa.inspect(engine)
+    tables = sorted(inspector.get_table_names())
+    with engine.connect() as connection:
+        revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    return {
+        "revision": revision,
+        "columns": {
+            t: [(c["name"], str(c["type"])) for c in inspector.get_columns(t)] for t in tables
+        },
+        "indexes": {t: sorted(i["name"] or "" for i in inspector.get_indexes(t)) for t in tables},
+    }
+
+
+def _row_counts(engine) -> set[int]:
+    with engine.connect() as connection:
+        return {
+            connection.execute(sa.text(f'SELECT COUNT(*) FROM "{table}"')).scalar_one()
+            for table in sa.inspect(connection).get_table_names()
+            if table != "alembic_version"
+        }
+
+
+def test_a_copied_migrated_database_is_the_migrated_database(database_url, tmp_path, request):
+    """Tests get copies of one database migrated once (``engine``, ``make_stack``): a copy has
+    what migrating an empty database makes, and no row."""
+    fresh = make_engine(database_url)  # empty: this test asks for no ``engine``
+    migrate(fresh)
+    if database_url.startswith("sqlite"):
+        copy_migrated_sqlite(tmp_path / "copy.db")
+        copied_url = f"sqlite:///{tmp_path / 'copy.db'}"
+    else:
+        copied_url = create_postgres_database(
+            template=request.getfixturevalue("migrated_postgres_template")
+        )
+    copy = make_engine(copied_url)
+    try:
+        assert _schema(copy) == _schema(fresh)
+        assert _row_counts(copy) == {0}
+    finally:
+        copy.dispose()
+        fresh.dispose()
+        if not database_url.startswith("sqlite"):
+            drop_postgres_database(copied_url)

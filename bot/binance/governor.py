@@ -13,6 +13,7 @@ no secret.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import threading
@@ -24,7 +25,7 @@ from typing import Any
 
 from Crypto.PublicKey import ECC, RSA
 
-from bot.binance.budget import RateLimits, shared_limits
+from bot.binance.budget import RateLimits, current_account, on_account, shared_limits
 from bot.binance.errors import (
     BadKeyFormat,
     BadSignature,
@@ -289,7 +290,11 @@ class GovernorGateway:
         method = method.upper()
         outcome = "ok"
         try:
-            answer = self._with_recovery(creds, method, path, params or {}, unsupported)
+            # Sub-account key management is limited per account (UID): the governor key
+            # belongs to one master account, so each governor has its own allowance, named
+            # by a digest of its key (never the key itself) unless the caller named one.
+            with on_account(current_account() or uid_account_of(creds)):
+                answer = self._with_recovery(creds, method, path, params or {}, unsupported)
             if api_key is None and isinstance(answer, Mapping):
                 named = answer.get("apiKey")  # the create call's new key, for the record
                 api_key = named if isinstance(named, str) else None
@@ -385,6 +390,11 @@ class GovernorGateway:
                 at=time.time(),
             )
         )
+
+
+def uid_account_of(creds: Credentials) -> str:
+    """The name the governor key's own per-account (UID) allowance is booked under."""
+    return "governor:" + hashlib.sha256(creds.api_key.encode()).hexdigest()[:16]
 
 
 def _outcome(error: BinanceError) -> str:

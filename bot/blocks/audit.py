@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from slack_sdk.models.blocks import Block
 
+from bot.blocks.audit_sentences import sentence_end
 from bot.blocks.message import Message, context, section
 from bot.blocks.text import escape, mention, minute, plural, truncate
+from bot.blocks.words import person
 from bot.model.audit import AuditEntry, ChainReport, Checkpoint, Witness, WitnessState
 from bot.vocabulary import AuditAction
 
@@ -26,18 +27,7 @@ def audit_trail(events: list[AuditEntry], *, label: str | None, days: int) -> Me
         return Message(
             text=f"No audit events for {scope} in the last {period}.", blocks=[section(head)]
         )
-    lines = []
-    for event in events[:MAX_LINES]:
-        detail = _detail(event.detail)
-        target = f" · {_target(event.target)}" if event.target else ""
-        lines.append(
-            truncate(
-                f"`{minute(event.at)}` {mention(event.actor) if event.actor.startswith(('U', 'W')) else escape(event.actor)}"
-                f" · *{escape(action_words(event.action))}*{target}"
-                + (f" · {escape(detail)}" if detail else ""),
-                400,
-            )
-        )
+    lines = [truncate(event_line(event), 400) for event in events[:MAX_LINES]]
     chunks, current = [], ""
     for line in lines:
         if current and len(current) + len(line) + 1 > 2900:
@@ -116,32 +106,27 @@ ACTION_WORDS: dict[str, str] = {
     AuditAction.ROTATION_REMINDER: "sent a rotation reminder",
     AuditAction.ROTATION_SNOOZE: "snoozed the rotation reminders",
 }
-_LONG_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def action_words(action: str) -> str:
     return ACTION_WORDS.get(action, action.replace(".", " ").replace("_", " "))
 
 
-def _short(value: object) -> str:
-    """Internal 32-hex ids shortened to their first 8 characters (enough to tell them apart
-    in a trail; the export keeps them whole)."""
-    text = str(value)
-    return text[:8] if _LONG_ID.match(text) else text
-
-
 def _target(target: str) -> str:
     """A label is shown as typed (escaped: it never pings); "keys of <@U…>" as a mention."""
     keys_of = KEYS_OF.fullmatch(target)
-    return f"keys of {mention(keys_of.group(1))}" if keys_of else escape(target)
+    return f"keys of {mention(keys_of.group(1))}" if keys_of else f"“{escape(target)}”"
 
 
-def _detail(detail: dict[str, Any]) -> str:
-    parts = []
-    for key, value in sorted(detail.items()):
-        words = key.replace("_", " ")
-        parts.append(f"tried to {value}" if key == "attempted" else f"{words}: {_short(value)}")
-    return ", ".join(parts)
+def event_line(event: AuditEntry) -> str:
+    """One event as a sentence: `when` “key” · who did what: the details."""
+    target = f"{_target(event.target)} · " if event.target else ""
+    end = sentence_end(event.action, event.detail)
+    joint = " " if end.startswith("(") else ": "  # "(incident …)" alone needs no colon
+    text = f"{person(event.actor)} *{escape(action_words(event.action))}*" + (
+        f"{joint}{end}" if end else ""
+    )
+    return f"`{minute(event.at)}` {target}{text}" + ("" if text.endswith((".", "?", "!")) else ".")
 
 
 def chain_report(report: ChainReport, witness: Witness) -> Message:

@@ -125,12 +125,17 @@ def incident_probe(
     )
 
 
-def incident_activity(*, team_id: str, key_id: str, incident_id: str, due_at: datetime) -> NewJob:
+def incident_activity(
+    *, team_id: str, key_id: str, incident_id: str, due_at: datetime, again: str | None = None
+) -> NewJob:
+    """``again``: a later review of the same incident (e.g. through the successor of a key
+    the governor deleted), named so that it runs once too."""
+    suffix = f":{again}" if again else ""
     return NewJob(
         team_id=team_id,
         kind=JobKind.INCIDENT_ACTIVITY,
         key_id=key_id,
-        dedupe_key=f"incident_activity:{incident_id}",
+        dedupe_key=f"incident_activity:{incident_id}{suffix}",
         due_at=due_at,
         payload={"incident_id": incident_id},
     )

@@ -67,6 +67,10 @@ def _successor_message(attempt: SuccessorAttempt) -> Message | None:
     return None
 
 
+# The failed attempt (counted from 1, as claimed) at which the alert channel is told too.
+CHANNEL_AFTER_FAILURES = 3
+
+
 def make_retire_handler(services: Services, client: WebClient) -> Handler:
     """The overlap of a governed rotation is over: the governor deletes the old key, a probe
     proves it, and the rotation completes (announced by the usual job). A failure is told to
@@ -85,6 +89,12 @@ def make_retire_handler(services: Services, client: WebClient) -> Handler:
             )
             for person in dict.fromkeys([attempt.owner] if attempt.owner else admins):
                 directory.direct_message(person, message)
+            if job.attempts == CHANNEL_AFTER_FAILURES:
+                # Still failing: two keys stay alive longer than planned; the team hears it
+                # once (the owner keeps hearing of each retry).
+                directory.to_channel(
+                    services.settings, message, fallback_users=list[str | None](admins), job=job
+                )
         return attempt.outcome
 
     return handle

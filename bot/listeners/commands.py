@@ -118,7 +118,7 @@ def handle_apikey(
     requester: Requester,
 ) -> None:
     """Parse the text, then answer with the subcommand's handler (``SUBCOMMANDS``)."""
-    parsed = parse_command(command.get("text", ""))
+    parsed = parse_command(command.get("text", ""), today=services.clock().astimezone(UTC).date())
     request = CommandRequest(command, ack, respond, client, services, requester)
     SUBCOMMANDS[type(parsed)](parsed, request)
 

@@ -91,7 +91,7 @@ def raise_and_announce(
     if governed:
         # A governed key: the governor deletes (or quarantines) it now, while the checklist
         # is posted; the checklist is redrawn once that is proven.
-        services.background.submit(_contain_now, services, client, raised.incident_id, actor)
+        services.urgent.submit(_contain_now, services, client, raised.incident_id, actor)
     view = load_incident(services.engine, raised.incident_id)
     if not raised.created:
         respond(
@@ -121,6 +121,10 @@ def raise_and_announce(
         )
         posted_in = reply["channel"]
         break
+    if governed and posted_in is not None:
+        # The governor may have contained the key while the checklist was being posted (its
+        # redraw then found no message to update): draw it again from what is known now.
+        services.background.submit(refresh_messages, services, client, raised.incident_id)
     if later:
         post_checklist_later(services.engine, raised.incident_id, later, now=services.clock())
     label = view.incident.label

@@ -39,6 +39,7 @@ from bot.sandbox.drill import (
     parse_duration,
 )
 from bot.sandbox.forms import Answers, FormPrompts, has_inputs
+from bot.sandbox.governor_demo import INTRO, OUTRO, governor_demo_lines
 from bot.sandbox.render import WIDTH, text_of
 from bot.sandbox.replies import BotActivity, SlackReplies
 from bot.sandbox.requests import (
@@ -90,6 +91,11 @@ Console commands (anything starting with /apikey goes to the bot, as the person 
   tick                           run the bot's scheduled work that is due now
   advance <n>m|h|d|w             move the scheduler's clock forward (e.g. advance 1d), then tick
   demo drill                     walk register, reminder, rotate, leak, incident, close
+  demo governor                  walk a governor: a key created in a sub-account by the bot,
+                                 leaked, deleted through Binance's API in seconds, replaced
+  binance sub-accounts           the demo master account's sub-accounts and their keys
+  binance sub-account add <email>
+                                 a new sub-account of the demo master account
   calls                          the raw Slack calls of the last command (JSON)
   help                           this text
   exit                           leave (also quit, or Ctrl-D)
@@ -197,8 +203,10 @@ class Console:
             self.advance(rest)
         elif word == "demo" and rest == "drill":
             self.drill()
+        elif word == "demo" and rest == "governor":
+            self.governor_demo()
         elif word == "demo":
-            self.term.say("Usage: demo drill (or demo-key, to make a key)")
+            self.term.say("Usage: demo drill | demo governor (or demo-key, to make a key)")
         elif word == "calls":
             self.term.say(
                 json.dumps(self.replies.last_calls, indent=2, ensure_ascii=False, default=str)
@@ -411,31 +419,45 @@ class Console:
 
     def drill(self) -> None:
         """``demo drill``: run the drill's lines as if typed; forms take the lines after them."""
+        self._walk(
+            drill_lines(),
+            intro="The drill: register → status → reminder → rotate → leak → incident → close",
+            outro="\nThe drill is over. Try it yourself: type help.",
+            name="drill",
+        )
+
+    def governor_demo(self) -> None:
+        """``demo governor``: the governor's walk, run like the drill."""
+        self._walk(governor_demo_lines(), intro=INTRO, outro=OUTRO, name="governor")
+
+    def _walk(self, lines: list[str], *, intro: str, outro: str, name: str) -> None:
+        """Run a demo's ``lines`` as if typed at a ``name>`` prompt; forms take the lines
+        after their command."""
         self.term.scripted_only = True
         try:
-            self._drill(drill_lines())
+            self._run_script(lines, intro=intro, outro=outro, name=name)
         finally:
             self.term.scripted_only = False
             self.term.drop_fed()
 
-    def _drill(self, lines: list[str]) -> None:
-        self.term.say("The drill: register → status → reminder → rotate → leak → incident → close")
+    def _run_script(self, lines: list[str], *, intro: str, outro: str, name: str) -> None:
+        self.term.say(intro)
         while lines:
             line = lines.pop(0)
             if line.startswith("##"):
                 text = line[2:].strip()
                 self.term.say(text if line.startswith("##  ") else "\n" + text)
                 continue
-            self.term.say(f"drill> {line}")
+            self.term.say(f"{name}> {line}")
             answers = []
             while lines and not _is_command(lines[0]):
                 answers.append(lines.pop(0))
             self.term.feed(answers)
             self.dispatch(line)
             if self.term.drop_fed():
-                self.term.say("(the drill stops: the bot did not answer as it expected)")
+                self.term.say(f"(the {name} stops: the bot did not answer as it expected)")
                 return
-        self.term.say("\nThe drill is over. Try it yourself: type help.")
+        self.term.say(outro)
 
     def _remember(self, view: dict[str, Any], values: FormValues) -> None:
         """After a registration, the label names that key in ``binance …`` commands."""

@@ -10,6 +10,7 @@ commands; every key and secret here is fake and lives only in this process.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from bot.sandbox.terminal import Terminal, indent
 if TYPE_CHECKING:
     from bot.sandbox.binance_simulator import BinanceSimulator, SimKey
 
+EMAIL = re.compile(r"[a-z0-9._%+-]{1,64}@[a-z0-9.-]{1,180}\.[a-z]{2,24}")
 DEMO_SHORTCUT = "!demo"  # typed at the register form's key prompts: the last demo key
 DEMO_ACCOUNT = "demo"
 
@@ -215,6 +217,8 @@ class DemoBinance:
             )
         elif sub == "self-generated" and len(args) in (2, 3):
             self._self_generated(args[1], args[2].lower() if len(args) == 3 else "read")
+        elif sub in {"sub-account", "sub-accounts"}:
+            self._sub_accounts(args[1:])
         elif sub == "latency" and len(args) == 2 and args[1].isdigit():
             self.sim.latency = int(args[1]) / 1000
             say(f"Binance now answers after {int(args[1])} ms.")
@@ -223,6 +227,7 @@ class DemoBinance:
                 "Usage: binance keys | delete <key> | grant <key> <perm> | revoke <key> <perm>"
                 " | whitelist <key> on|off | block-ip <key> on|off | outage [n] | latency <ms>"
                 " | self-generated <label> [read|trade|withdraw]"
+                " | sub-accounts | sub-account add <email>"
             )
 
     def _self_generated(self, label: str, tier: str) -> None:
@@ -251,6 +256,46 @@ class DemoBinance:
             f"  API key: {key.api_key}\n"
             "Now press “Enter the API key” and paste it (or type !demo at its prompt)."
         )
+
+    def _sub_accounts(self, args: list[str]) -> None:
+        """``binance sub-accounts``: the sub-accounts of the demo master account and the keys
+        Binance holds for each; ``binance sub-account add <email>`` makes one (as a person does
+        in Binance's sub-account management)."""
+        if len(args) == 2 and args[0].lower() == "add":
+            email = args[1].strip().lower()
+            if not EMAIL.fullmatch(email):
+                self.term.say(f"“{args[1]}” is not an email address, e.g. trading-bot@example.com")
+                return
+            if email in self.sim.sub_accounts:
+                self.term.say(f"The sub-account {email} exists already.")
+                return
+            self.sim.add_sub_account(master=DEMO_ACCOUNT, email=email)
+            self.term.say(
+                f'New sub-account {email} of master account "{DEMO_ACCOUNT}" on the simulated '
+                "Binance."
+            )
+            return
+        if args:
+            self.term.say("Usage: binance sub-accounts | binance sub-account add <email>")
+            return
+        subs = [s for s in list(self.sim.sub_accounts.values()) if s.master == DEMO_ACCOUNT]
+        if not subs:
+            self.term.say(
+                f'Master account "{DEMO_ACCOUNT}" has no sub-accounts: '
+                "binance sub-account add <email> makes one."
+            )
+            return
+        for sub in subs:
+            keys = self.sim.keys_of(sub.email)
+            self.term.say(f"  {sub.email}: {len(keys)} API key{'s' if len(keys) != 1 else ''}")
+            for key in keys:
+                state = "DELETED" if key.deleted else "active"
+                on = [SHORT_NAMES.get(f, f) for f, v in key.permissions.items() if v]
+                ips = ", ".join(key.ip_list) if key.ip_list else "any"
+                self.term.say(
+                    f"    {key.api_key[:8]}…  {key.key_type:7} {state:7} "
+                    f"{', '.join(on) or '-'}; IPs: {ips}"
+                )
 
     def _show_keys(self) -> None:
         names: dict[str, list[str]] = {}

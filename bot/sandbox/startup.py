@@ -104,6 +104,9 @@ def start_stack(
         slack_team_id=None,
         master_key_active=None,
         alert_channel=ALERT_CHANNEL,
+        # The bot's own outgoing address: a governor key, and every key it creates, is
+        # restricted to it (`/apikey governor demo`, `demo governor`).
+        bot_egress_ips="127.0.0.1",
     )
     cleanup.callback(stack.stop)
     for person in PEOPLE:

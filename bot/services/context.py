@@ -102,6 +102,10 @@ class Services:
     # Few workers: each status report already fans out over the gateway's own pool, and
     # CPU-bound report work must not crowd out the acks (one interpreter lock).
     background: ThreadPoolExecutor = field(init=False)
+    # Break-glass work (the governor containing a reported key): its own workers, so that a
+    # burst of reports is not queued behind status reports, nor behind each other (each
+    # containment mostly waits on Binance).
+    urgent: ThreadPoolExecutor = field(init=False)
 
     @property
     def directory(self) -> Directory:
@@ -112,6 +116,7 @@ class Services:
 
     def __post_init__(self) -> None:
         self.background = self.in_flight.executor(max_workers=4, thread_name_prefix="work")
+        self.urgent = self.in_flight.executor(max_workers=16, thread_name_prefix="urgent")
 
     @property
     def governor_gateway(self) -> GovernorGateway:
@@ -126,3 +131,4 @@ class Services:
 
     def close(self) -> None:
         self.background.shutdown(wait=True, cancel_futures=False)
+        self.urgent.shutdown(wait=True, cancel_futures=False)

@@ -97,7 +97,8 @@ def governor_call_message(facts: dict[str, object]) -> Message:
     ok = outcome == "ok"
     mark = "🛡️" if ok else "⚠️"
     result = "" if ok else f": *{outcome}*"
-    why = WHY_WORDS.get(str(facts.get("why")), "")
+    # "listed the sub-accounts to list the sub-accounts": the purpose says nothing more there
+    why = "" if facts.get("why") == "list" else WHY_WORDS.get(str(facts.get("why")), "")
     actor = str(facts.get("actor") or "bot")
     asked = "" if actor == "bot" else f", asked by {mention(actor)}"
     line = (

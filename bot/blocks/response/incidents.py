@@ -133,7 +133,7 @@ def incident_message(view: IncidentView, *, admins: tuple[str, ...], now: dateti
             blocks.append(
                 context(
                     f"🔁 The bot made a successor of *{label}* with the same permissions and IP "
-                    "list, under the same label, delivered where the old key was "
+                    "list, under the same label, delivered to the old key's sink if it had one "
                     f"(`/apikey status {label}`)."
                 )
             )
@@ -286,9 +286,18 @@ def activity_message(incident: IncidentFacts) -> Message:
     activity = incident.activity or {}
     since = activity.get("since", "")[:16].replace("T", " ")
     if activity.get("error"):
+        why = escape(str(activity["error"]).rstrip(". "))
+        if incident.containment == Containment.DELETED and incident.successor_key_id is None:
+            then = (
+                "The bot deleted the key; it reads them again through the successor once "
+                "one is created (*Create a successor* on the checklist), or review them in "
+                "Binance yourself."
+            )
+        else:
+            then = "Review them in Binance yourself."
         text = (
             f"Step 3: the bot could not read the account's withdrawals and deposits since "
-            f"{since} UTC: {escape(activity['error'])}. Review them in Binance yourself."
+            f"{since} UTC: {why}. {then}"
         )
         return Message(text=text, blocks=[section(text)])
     rows = activity.get("rows", [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -652,8 +653,24 @@ def summarise(key: ApiKey, account: BinanceAccount) -> KeySummary:
 T = TypeVar("T")
 
 
-def unknown_label(label: str) -> str:
+def unknown_label(label: str, close: list[str] | None = None) -> str:
+    """No key has this label; ``close``: registered labels it may be a typing mistake of."""
+    if close:
+        names = " or ".join(f"“{c}”" for c in close)
+        return f"No registered key is labelled “{label}”. Did you mean {names}?"
     return f"No registered key is labelled “{label}”. `/apikey list` shows the labels."
+
+
+def close_labels(session: Session, team_id: str, label: str) -> list[str]:
+    """Up to two live labels that ``label`` is probably a mistyping of (difflib's ratio)."""
+    labels = session.exec(
+        select(ApiKey.label).where(
+            ApiKey.team_id == team_id, col(ApiKey.status).not_in(RETIRED_STATUSES)
+        )
+    ).all()
+    by_folded = {name.casefold(): name for name in labels}
+    close = difflib.get_close_matches(label.casefold(), list(by_folded), n=2, cutoff=0.75)
+    return [by_folded[c] for c in close]
 
 
 def labelled(label: str) -> sa.ColumnElement[bool]:
@@ -684,7 +701,9 @@ def find_live_key(
     ).all()
     found = pick_label(list(rows), label, lambda row: row[0].label)
     if not found:
-        raise KeyNotFound(not_found or unknown_label(label))
+        if not_found is not None:
+            raise KeyNotFound(not_found)
+        raise KeyNotFound(unknown_label(label, close_labels(session, team_id, label)))
     if len(found) > 1:
         names = ", ".join(f"“{row[0].label}”" for row in found)
         raise KeyNotFound(f"Several keys match “{label}”: {names}. Write the label exactly.")

@@ -49,10 +49,10 @@ def sync_sub_accounts(
                 col(ApiKey.status).in_(LIVE),
             )
         ).all()
-        governors = [(open_credentials(ring, key), key, account) for key, account in rows]
+        governors = [(open_credentials(ring, key), account) for key, account in rows]
     results = []
-    for creds, key, master in governors:
-        context = CallContext(team_id=team_id, actor=actor, why="list", label=key.label)
+    for creds, master in governors:
+        context = CallContext(team_id=team_id, actor=actor, why="list")
         try:
             with on_behalf_of(context):
                 subs = governor.sub_accounts(creds)

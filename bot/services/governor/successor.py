@@ -18,6 +18,8 @@ from sqlmodel import Session
 from bot import binance
 from bot.binance import GovernorGateway, SubAccountGrant
 from bot.config import Settings
+from bot.job_queue.kinds import incident_activity
+from bot.job_queue.queue import schedule_jobs
 from bot.model.keys import RegisteredKey
 from bot.services.access import Actor, deny
 from bot.services.custody.delivery_plan import plan_cleanup
@@ -127,6 +129,19 @@ def create_successor(
             locked = session.get(Incident, incident_id, with_for_update=True)
             if locked is not None:
                 locked.successor_key_id = row.id
+                # Step 3 again, through the successor: the deleted key reads nothing now.
+                schedule_jobs(
+                    session,
+                    [
+                        incident_activity(
+                            team_id=row.team_id,
+                            key_id=row.id,
+                            incident_id=incident_id,
+                            due_at=now,
+                            again="successor",
+                        )
+                    ],
+                )
 
         form = mint_form(request, target, api_key, private_pem)
         return register_key(

@@ -21,7 +21,13 @@ from bot.model.findings import KIND_ORDER, Finding, FindingKind, Severity
 from bot.model.status import KeyReport, StatusReport
 from bot.services.access import Actor, deny
 from bot.services.custody.delivery_view import delivery_finding, delivery_view, delivery_views
-from bot.services.custody.keys import live_keys, open_credentials, pick_label, unknown_label
+from bot.services.custody.keys import (
+    close_labels,
+    live_keys,
+    open_credentials,
+    pick_label,
+    unknown_label,
+)
 from bot.services.errors import KeyNotFound
 from bot.services.oversight.findings import assess
 from bot.services.oversight.unmanaged import unmanaged_sub_accounts
@@ -77,7 +83,7 @@ def _select(
         label = target.value or ""  # the parser always gives a label here
         rows = pick_label(rows, label, lambda row: row[0].label)
         if not rows:
-            raise KeyNotFound(unknown_label(label))
+            raise KeyNotFound(unknown_label(label, close_labels(session, team_id, label)))
     elif target.kind == TargetKind.KEY_ID:  # of this team only: a forged id finds nothing
         rows = [(k, a) for k, a in rows if k.id == target.value]
         if not rows:

@@ -43,7 +43,7 @@ from bot.model.incidents import (
 )
 from bot.services.access import Actor, deny
 from bot.services.custody.delivery_plan import plan_cleanup
-from bot.services.custody.keys import find_live_key, unknown_label
+from bot.services.custody.keys import close_labels, find_live_key, unknown_label
 from bot.services.errors import DomainError, InvalidInput, KeyNotFound
 from bot.services.response.paging import incident_page_key, open_page, resolve_page
 from bot.services.rows import incident_row
@@ -250,7 +250,7 @@ def _find_key(session: Session, team_id: str, *, label: str | None, key_id: str 
         session,
         team_id,
         label,
-        not_found=unknown_label(label)
+        not_found=unknown_label(label, close_labels(session, team_id, label))
         + " If the key was never registered, delete it in Binance API Management right away.",
     )
     return key
