@@ -24,6 +24,46 @@ LATER = "2026-12-10T06:46:01.243478+00:00"
 # One detail dict per action, with the keys (and kinds of values) its writer stores.
 DETAILS: dict[AuditAction, dict[str, object]] = {
     AuditAction.ACCESS_DENIED: {"attempted": "read the audit trail"},
+    AuditAction.APPROVAL_APPLIED: {
+        "request": "f" * 32,
+        "change": "register",
+        "approved_by": ["U0OLIVIA"],
+    },
+    AuditAction.APPROVAL_APPROVE: {"request": "f" * 32, "approvals": 1, "quorum": 2},
+    AuditAction.APPROVAL_CHANGED: {
+        "request": "f" * 32,
+        "change": "rotate",
+        "shredded": True,
+        "outcome": "Binance's answer about the key changed",
+    },
+    AuditAction.APPROVAL_DENY: {
+        "request": "f" * 32,
+        "change": "edit",
+        "shredded": True,
+        "outcome": None,
+    },
+    AuditAction.APPROVAL_EXPIRE: {
+        "request": "f" * 32,
+        "change": "register",
+        "shredded": True,
+        "outcome": None,
+    },
+    AuditAction.APPROVAL_REFUSED: {"request": "f" * 32, "reason": "self-approval"},
+    AuditAction.APPROVAL_REQUEST: {
+        "request": "f" * 32,
+        "change": "register",
+        "kinds": ["moves_funds"],
+        "at_stake": ["It can move funds: Withdrawals", "IP whitelist: yes"],
+        "masked": "vmPU…Eh8A",
+        "quorum": 1,
+        "expires_at": LATER,
+    },
+    AuditAction.APPROVAL_WITHDRAW: {
+        "request": "f" * 32,
+        "change": "create",
+        "shredded": True,
+        "outcome": None,
+    },
     AuditAction.ACTIVITY_REVIEW: {
         "accounts_checked": 3,
         "withdrawals": 5,

@@ -52,7 +52,7 @@ ACTION_WORDS: dict[str, str] = {
     AuditAction.ACCESS_DENIED: "was refused",
     AuditAction.APPROVAL_APPLIED: "carried out an approved change",
     AuditAction.APPROVAL_APPROVE: "approved a change",
-    AuditAction.APPROVAL_CHANGED: "refused an approved change: Binance's answer changed",
+    AuditAction.APPROVAL_CHANGED: "refused an approved change (Binance's answer changed)",
     AuditAction.APPROVAL_DENY: "denied a change",
     AuditAction.APPROVAL_EXPIRE: "let an unapproved change expire",
     AuditAction.APPROVAL_REFUSED: "refused an approval",

@@ -14,8 +14,9 @@ from typing import Any
 
 from bot.blocks.text import escape, plural
 from bot.blocks.words import humanised, in_words, person, purpose, quoted, sink, tier, when
+from bot.model.approvals import CHANGE_WORDS, KIND_WORDS
 from bot.model.incidents import STEPS
-from bot.vocabulary import AuditAction
+from bot.vocabulary import ApprovalKind, AuditAction
 
 Detail = Mapping[str, Any]
 
@@ -47,6 +48,49 @@ def _incident(detail: Detail) -> str:
 
 
 # --- one sentence end per action ------------------------------------------------------------
+
+
+def _request(d: Detail) -> str:
+    """An approval request, named by the start of its id (the whole id is for exports)."""
+    request = d.get("request")
+    return f" (request {str(request)[:8]})" if request else ""
+
+
+def _change(d: Detail) -> str:
+    change = str(d.get("change") or "")
+    return CHANGE_WORDS.get(change, humanised(change)) if change else "change the key"
+
+
+def _approval_request(d: Detail) -> str:
+    kinds = [KIND_WORDS[ApprovalKind(k)] for k in d.get("kinds") or [] if k in set(ApprovalKind)]
+    text = f"to {_change(d)}"
+    text += f" ({_masked(d)})" if d.get("masked") else ""
+    text += f", because {in_words(kinds)}" if kinds else ""
+    stake = [escape(str(item)) for item in d.get("at_stake") or []]
+    text += f"; what is at stake is {in_words(stake)}" if stake else ""
+    text += f"; needs {plural(int(d.get('quorum') or 1), 'approval')}"
+    text += f", expires {when(d['expires_at'])}" if d.get("expires_at") else ""
+    return text + _request(d)
+
+
+def _approval_vote(d: Detail) -> str:
+    return f"{int(d.get('approvals') or 0)} of {int(d.get('quorum') or 1)}" + _request(d)
+
+
+def _approval_applied(d: Detail) -> str:
+    by = [person(u) for u in d.get("approved_by") or []]
+    return f"{_change(d)}, approved by {in_words(by)}" + _request(d)
+
+
+def _approval_ended(d: Detail) -> str:
+    text = f"{_change(d)} was not done"
+    text += f": {escape(str(d['outcome']).rstrip('.'))}" if d.get("outcome") else ""
+    text += "; the held key material was shredded" if d.get("shredded") else ""
+    return text + _request(d)
+
+
+def _approval_refused(d: Detail) -> str:
+    return (f"because of {escape(str(d['reason']))}" if d.get("reason") else "") + _request(d)
 
 
 def _access_denied(d: Detail) -> str:
@@ -358,6 +402,14 @@ def _snooze(d: Detail) -> str:
 SENTENCE_ENDS: dict[str, Callable[[Detail], str]] = {
     AuditAction.ACCESS_DENIED: _access_denied,
     AuditAction.ACTIVITY_REVIEW: _activity_review,
+    AuditAction.APPROVAL_APPLIED: _approval_applied,
+    AuditAction.APPROVAL_APPROVE: _approval_vote,
+    AuditAction.APPROVAL_CHANGED: _approval_ended,
+    AuditAction.APPROVAL_DENY: _approval_ended,
+    AuditAction.APPROVAL_EXPIRE: _approval_ended,
+    AuditAction.APPROVAL_REFUSED: _approval_refused,
+    AuditAction.APPROVAL_REQUEST: _approval_request,
+    AuditAction.APPROVAL_WITHDRAW: _approval_ended,
     AuditAction.AUDIT_CHECKPOINT: lambda d: "",
     AuditAction.AUDIT_KEY_CREATED: _audit_key_created,
     AuditAction.COMMAND_SECRET_REFUSED: _secret_refused,
@@ -408,7 +460,7 @@ SENTENCE_ENDS: dict[str, Callable[[Detail], str]] = {
 
 
 # Stored for exports and SIEMs, never worth a person's reading: internal ids and names.
-_UNSAID = frozenset({"pending", "dedup_key", "table", "label"})
+_UNSAID = frozenset({"pending", "dedup_key", "table", "label", "approval", "approved_by"})
 
 
 class _Reading(Mapping[str, Any]):
