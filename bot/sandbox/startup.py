@@ -107,6 +107,9 @@ def start_stack(
         # The bot's own outgoing address: a governor key, and every key it creates, is
         # restricted to it (`/apikey governor demo`, `demo governor`).
         bot_egress_ips="127.0.0.1",
+        # Approvals (README: Approvals) need a second admin or approver, which the sandbox's
+        # cast does not have: its demo keys (one beyond its purpose) are registered at once.
+        approval_required_for="none",
     )
     cleanup.callback(stack.stop)
     for person in PEOPLE:
