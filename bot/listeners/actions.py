@@ -20,7 +20,7 @@ from bot.services.custody.credential_delivery import offered_sinks
 from bot.services.custody.keys import key_to_manage, known_accounts, remove_key
 from bot.services.errors import InvalidInput
 from bot.services.governor.registration import governed_sub_accounts
-from bot.services.governor.retirement import delete_before_removal, is_governed_key
+from bot.services.governor.retirement import deletable_by_governor, delete_before_removal
 from bot.services.oversight.status import load_report
 from bot.slack.access import Requester, actor_from
 
@@ -55,7 +55,7 @@ def removal_confirmation(
     """The Remove / Cancel question for a key (`/apikey remove`, a key's menu), if the actor
     may remove it: its owner or an admin (anyone else is refused, audited)."""
     key = key_to_manage(services.engine, actor, action="remove", label=label, key_id=key_id)
-    return remove_confirmation(key, governed=is_governed_key(services.engine, key.key_id))
+    return remove_confirmation(key, governed=deletable_by_governor(services.engine, key.key_id))
 
 
 def handle_remove_confirm(

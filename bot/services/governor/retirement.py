@@ -33,7 +33,10 @@ def governor_of_key(session: Session, key: ApiKey) -> tuple[ApiKey, str] | None:
     return governor, account.sub_account_email or account.alias
 
 
-def is_governed_key(engine: Engine, key_id: str) -> bool:
+def deletable_by_governor(engine: Engine, key_id: str) -> bool:
+    """Whether removing the key deletes it in Binance too (its sub-account has a governor);
+    not the same question as rotation's ``is_governed_key``: a withdrawing key can be
+    deleted by the governor, but not remade by it."""
     with Session(engine) as session:
         key = session.get(ApiKey, key_id)
         return key is not None and governor_of_key(session, key) is not None
